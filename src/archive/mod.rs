@@ -1,0 +1,210 @@
+//! The credit archive (GD Art. 9, LS Art. 14): one archive per subject, keyed by its unified
+//! social credit code or personal ID, holding every record by category with its full version
+//! history.
+//!
+//! Owns: the `rec/`, `arc/` and `sub/` key spaces (see `store` for the layout), the idempotency
+//! rule and reading a subject's archive.
+//!
+//! Idempotency: a record's identity is (source agency, source record id). The same record with the
+//! same content (sha256 of its canonical JSON) creates nothing; with changed content it becomes
+//! the next version. Versions are never overwritten or deleted.
+//!
+//! Never does: write to sled itself. [`Staging`] computes the writes and the single writer in
+//! `store` commits them, so two concurrent batches cannot both create "version 1".
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::record::{CanonicalRecord, Category};
+use crate::store::{to_bytes, Store, StoreError, SEP};
+use crate::subject::SubjectId;
+
+/// The latest state of one source record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordHead {
+    pub subject: String,
+    pub category: Category,
+    pub version: u32,
+    pub content_hash: String,
+    pub updated_at: String,
+}
+
+/// One stored version of a record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Version {
+    pub version: u32,
+    pub received_at: String,
+    pub receipt_id: String,
+    pub content_hash: String,
+    pub record: Value,
+}
+
+/// What the archive knows of a subject besides its records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubjectEntry {
+    pub kind: String,
+    pub id_type: String,
+    pub name: String,
+    /// `active`, or `exited` (退出医保服务, death): hidden until it re-enters (LS Art. 20).
+    pub status: String,
+    pub first_seen: String,
+    pub updated_at: String,
+}
+
+/// What happened to one accepted record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    New,
+    Updated,
+    Unchanged,
+}
+
+/// The writes of one group commit, with the heads it has already changed, so a record repeated
+/// within the group is seen as the version the group just wrote.
+#[derive(Default)]
+pub struct Staging {
+    heads: HashMap<String, RecordHead>,
+    subjects: HashMap<String, SubjectEntry>,
+    pub writes: Vec<(String, Vec<u8>)>,
+}
+
+impl Staging {
+    /// Stage one accepted record; returns its outcome and version.
+    pub fn stage(
+        &mut self,
+        store: &Store,
+        record: &CanonicalRecord,
+        receipt_id: &str,
+        now: &str,
+    ) -> Result<(Outcome, u32), StoreError> {
+        let head_key = record_head_key(&record.source.agency, &record.source.record_id);
+        let previous = match self.heads.get(&head_key) {
+            Some(h) => Some(h.clone()),
+            None => store.get_json::<RecordHead>(&head_key)?,
+        };
+        let hash = hex::encode(record.content_hash());
+        if let Some(prev) = &previous {
+            if prev.content_hash == hash {
+                return Ok((Outcome::Unchanged, prev.version));
+            }
+        }
+        let version = previous.as_ref().map(|p| p.version + 1).unwrap_or(1);
+        let subject = record.subject.id.archive_key();
+        let head = RecordHead {
+            subject: subject.clone(),
+            category: record.category,
+            version,
+            content_hash: hash.clone(),
+            updated_at: now.to_string(),
+        };
+        let entry = Version {
+            version,
+            received_at: now.to_string(),
+            receipt_id: receipt_id.to_string(),
+            content_hash: hash,
+            record: record.to_json(),
+        };
+        self.writes.push((version_key(&subject, record.category, &record.source.agency, &record.source.record_id, version), to_bytes(&entry)));
+        self.writes.push((head_key.clone(), to_bytes(&head)));
+        self.heads.insert(head_key, head);
+        self.stage_subject(store, record, &subject, now)?;
+        Ok((if previous.is_some() { Outcome::Updated } else { Outcome::New }, version))
+    }
+
+    fn stage_subject(&mut self, store: &Store, record: &CanonicalRecord, key: &str, now: &str) -> Result<(), StoreError> {
+        let sub_key = format!("sub/{key}");
+        let existing = match self.subjects.get(&sub_key) {
+            Some(s) => Some(s.clone()),
+            None => store.get_json::<SubjectEntry>(&sub_key)?,
+        };
+        let entry = match existing {
+            Some(mut e) => {
+                if e.name == record.subject.name {
+                    return Ok(());
+                }
+                e.name = record.subject.name.clone();
+                e.updated_at = now.to_string();
+                e
+            }
+            None => SubjectEntry {
+                kind: serde_json::to_value(record.subject.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                id_type: record.subject.id.id_type().code().to_string(),
+                name: record.subject.name.clone(),
+                status: "active".into(),
+                first_seen: now.to_string(),
+                updated_at: now.to_string(),
+            },
+        };
+        self.writes.push((sub_key.clone(), to_bytes(&entry)));
+        self.subjects.insert(sub_key, entry);
+        Ok(())
+    }
+}
+
+/// A subject's archive as returned by `GET /v1/subjects/{id_type}/{id}`.
+#[derive(Debug, Serialize)]
+pub struct SubjectArchive {
+    pub subject: SubjectEntry,
+    pub id: String,
+    /// Category code -> records of that category, each with every version, oldest first.
+    pub categories: std::collections::BTreeMap<String, Vec<RecordHistory>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordHistory {
+    pub agency: String,
+    pub record_id: String,
+    pub current_version: u32,
+    pub versions: Vec<Version>,
+}
+
+/// Read a subject's whole archive; `None` when the gateway has no record of it.
+pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchive>, StoreError> {
+    let key = id.archive_key();
+    let Some(subject) = store.get_json::<SubjectEntry>(&format!("sub/{key}"))? else {
+        return Ok(None);
+    };
+    let mut categories: std::collections::BTreeMap<String, Vec<RecordHistory>> = Default::default();
+    for (k, version) in store.scan::<Version>(&format!("arc/{key}{SEP}"))? {
+        let parts: Vec<&str> = k.split(SEP).collect();
+        let (Some(cat), Some(agency), Some(record_id)) = (parts.get(1), parts.get(2), parts.get(3)) else {
+            continue;
+        };
+        let category = cat
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| Category::ALL.get(n.wrapping_sub(1)))
+            .map(|c| c.code().to_string())
+            .unwrap_or_else(|| cat.to_string());
+        let list = categories.entry(category).or_default();
+        match list.last_mut() {
+            Some(h) if h.agency == *agency && h.record_id == *record_id => {
+                h.current_version = version.version;
+                h.versions.push(version);
+            }
+            _ => list.push(RecordHistory {
+                agency: agency.to_string(),
+                record_id: record_id.to_string(),
+                current_version: version.version,
+                versions: vec![version],
+            }),
+        }
+    }
+    Ok(Some(SubjectArchive { subject, id: id.as_str().to_string(), categories }))
+}
+
+/// Number of stored record versions (for `archive stats` and the benchmark).
+pub fn count_versions(store: &Store) -> usize {
+    store.raw().scan_prefix(b"arc/").count()
+}
+
+pub fn record_head_key(agency: &str, record_id: &str) -> String {
+    format!("rec/{agency}{SEP}{record_id}")
+}
+
+fn version_key(subject: &str, category: Category, agency: &str, record_id: &str, version: u32) -> String {
+    format!("arc/{subject}{SEP}{:02}{SEP}{agency}{SEP}{record_id}{SEP}{version:010}", category.number())
+}

@@ -1,0 +1,125 @@
+//! The tamper-evident audit chain (GD Art. 12, LS Art. 43): every exchange is appended as an
+//! entry whose hash covers the previous entry's hash, so altering or removing any entry breaks
+//! every later link.
+//!
+//! Entry n stores `hash_n = sha256(hash_{n-1} || canonical bytes of entry n)`, where the canonical
+//! bytes are the compact JSON of `{seq, at, kind, data}` with sorted keys, and `hash_0` of the
+//! first entry's predecessor is 32 zero bytes. Entries live under `aud/` with a 20-digit sequence.
+//!
+//! Never does: write a personal identifier or secret value in clear. Callers pass subjects through
+//! [`crate::subject::SubjectId::log_safe`] and bodies as hashes.
+//!
+//! Invariant: only the single writer in `store` appends, inside the same atomic batch as the
+//! exchange it records, so the chain has no gap and no fork across crashes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::store::{to_bytes, Store, StoreError};
+
+/// One stored audit entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub seq: u64,
+    pub at: String,
+    pub kind: String,
+    pub data: Map<String, Value>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The head of the chain: the last sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl Head {
+    pub fn genesis() -> Self {
+        Self { seq: 0, hash: hex::encode([0u8; 32]) }
+    }
+
+    /// The current head as stored.
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        Ok(match store.last_under::<Entry>("aud/")? {
+            Some((_, e)) => Self { seq: e.seq, hash: e.hash },
+            None => Self::genesis(),
+        })
+    }
+
+    /// Build the next entry; returns its key, stored bytes and the new head. The caller writes it.
+    pub fn append(&self, at: &str, kind: &str, data: Map<String, Value>) -> (String, Vec<u8>, Head) {
+        let seq = self.seq + 1;
+        let hash = link_hash(&self.hash, seq, at, kind, &data);
+        let entry = Entry { seq, at: at.to_string(), kind: kind.to_string(), data, prev_hash: self.hash.clone(), hash: hash.clone() };
+        (entry_key(seq), to_bytes(&entry), Head { seq, hash })
+    }
+}
+
+pub fn entry_key(seq: u64) -> String {
+    format!("aud/{seq:020}")
+}
+
+fn link_hash(prev: &str, seq: u64, at: &str, kind: &str, data: &Map<String, Value>) -> String {
+    let mut canonical = Map::new();
+    canonical.insert("at".into(), Value::String(at.into()));
+    canonical.insert("data".into(), Value::Object(data.clone()));
+    canonical.insert("kind".into(), Value::String(kind.into()));
+    canonical.insert("seq".into(), Value::from(seq));
+    let bytes = serde_json::to_vec(&Value::Object(canonical)).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(hex::decode(prev).unwrap_or_default());
+    h.update(&bytes);
+    hex::encode(h.finalize())
+}
+
+/// Where verification failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("entry {seq}: its hash does not match its content and the previous hash")]
+    HashMismatch { seq: u64 },
+    #[error("entry {seq}: it names {found} as the previous hash, but entry {} has {expected}", seq - 1)]
+    BrokenLink { seq: u64, expected: String, found: String },
+    #[error("entry {expected} is missing (next found: {found})")]
+    Gap { expected: u64, found: u64 },
+    #[error("entry at key {key} cannot be read: {message}")]
+    Unreadable { key: String, message: String },
+}
+
+/// Walk the whole chain. Ok(head) when every link holds.
+pub fn verify(store: &Store) -> Result<Head, VerifyError> {
+    let mut head = Head::genesis();
+    for item in store.raw().scan_prefix(b"aud/") {
+        let (k, v) = item.map_err(|e| VerifyError::Unreadable { key: "aud/".into(), message: e.to_string() })?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let entry: Entry = serde_json::from_slice(&v)
+            .map_err(|e| VerifyError::Unreadable { key: key.clone(), message: e.to_string() })?;
+        let expected_seq = head.seq + 1;
+        if entry.seq != expected_seq || key != entry_key(entry.seq) {
+            return Err(VerifyError::Gap { expected: expected_seq, found: entry.seq });
+        }
+        if entry.prev_hash != head.hash {
+            return Err(VerifyError::BrokenLink { seq: entry.seq, expected: head.hash, found: entry.prev_hash });
+        }
+        if link_hash(&head.hash, entry.seq, &entry.at, &entry.kind, &entry.data) != entry.hash {
+            return Err(VerifyError::HashMismatch { seq: entry.seq });
+        }
+        head = Head { seq: entry.seq, hash: entry.hash };
+    }
+    Ok(head)
+}
+
+/// Entries from `from` (inclusive), at most `limit`.
+pub fn entries_from(store: &Store, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    let mut out = Vec::new();
+    for item in store.raw().range(entry_key(from).into_bytes()..) {
+        let (k, v) = item?;
+        if !k.starts_with(b"aud/") || out.len() >= limit {
+            break;
+        }
+        out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&k).into(), message: e.to_string() })?);
+    }
+    Ok(out)
+}

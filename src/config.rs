@@ -1,0 +1,359 @@
+//! The gateway's configuration: one TOML file (`credit-gateway.toml`), every field optional, every
+//! default a named constant, unknown fields refused. The whole file is validated at start-up and
+//! every problem reported at once (the process exits non-zero).
+//!
+//! With no file at all the gateway runs on embedded defaults: API on 127.0.0.1:8443 (mutual TLS),
+//! admin on 127.0.0.1:9090 (loopback, plain HTTP), sled under `./data`, development certificates in
+//! `./certs`, mappings from `./mappings` (or the built-in copies), and the six default agencies
+//! below. `credit-gateway.example.toml` shows every default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_CONFIG_FILE: &str = "credit-gateway.toml";
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_DATA_DIR: &str = "data";
+pub const DEFAULT_CERTS_DIR: &str = "certs";
+pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 200;
+pub const DEFAULT_BURST: u32 = 400;
+/// A real code from an early pilot area that fails the GB 32100 check (MISSION.md).
+pub const DEFAULT_USCC_EXCEPTIONS: [&str; 1] = ["91350211M00013FA1N"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tls: TlsConfig,
+    pub validation: ValidationConfig,
+    pub mappings: MappingsConfig,
+    pub log: LogConfig,
+    /// The agencies allowed to connect. Giving any replaces the whole default list.
+    pub agencies: Vec<AgencyConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The agency API (HTTPS, client certificate required).
+    pub listen: String,
+    /// Health and metrics (plain HTTP: keep it on loopback or a management network).
+    pub admin_listen: String,
+    /// Larger request bodies get 413 without being read whole.
+    pub max_body_bytes: u64,
+    /// Connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client that has not sent its request headers by then is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// A request body not fully received by then gets 408.
+    pub body_read_timeout_ms: u64,
+    pub tls_handshake_timeout_ms: u64,
+    /// On SIGTERM/ctrl-c, in-flight requests get this long to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The sled database folder.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Where development certificates are created when absent, and read from.
+    pub certs_dir: PathBuf,
+    /// CA that signs agency client certificates (default `<certs_dir>/ca.pem`).
+    pub client_ca: Option<PathBuf>,
+    /// Server certificate chain and key (default `<certs_dir>/server.pem`, `server-key.pem`).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Create a development CA and certificates in `certs_dir` when they are absent. Turn off in
+    /// production, where the operator provides real certificates.
+    pub generate_dev_certs: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    /// Real unified social credit codes that fail the GB 32100 check but must be accepted.
+    pub uscc_exceptions: Vec<String>,
+    /// Real resident ID numbers that fail the GB 11643 check but must be accepted.
+    pub resident_id_exceptions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingsConfig {
+    /// Mapping files; when the folder does not exist the built-in copies are used.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `credit_gateway=debug`. `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyConfig {
+    /// Short id: `[a-z0-9_]+`; it becomes `source.agency` of every record the agency sends.
+    pub id: String,
+    pub name: String,
+    /// Identify the agency by its client certificate's subject common name...
+    #[serde(default)]
+    pub cert_subject_cn: Option<String>,
+    /// ...or by the SHA-256 fingerprint of the certificate (hex, colons allowed).
+    #[serde(default)]
+    pub cert_sha256: Option<String>,
+    /// Mapping ids the agency may push.
+    #[serde(default)]
+    pub mappings: Vec<String>,
+    /// May read subject archives (`GET /v1/subjects/...`).
+    #[serde(default)]
+    pub read_archive: bool,
+    #[serde(default = "default_rps")]
+    pub requests_per_second: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+fn default_rps() -> u32 {
+    DEFAULT_REQUESTS_PER_SECOND
+}
+fn default_burst() -> u32 {
+    DEFAULT_BURST
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_API_LISTEN.into(),
+            admin_listen: DEFAULT_ADMIN_LISTEN.into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
+            tls_handshake_timeout_ms: DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: DEFAULT_DATA_DIR.into() }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { certs_dir: DEFAULT_CERTS_DIR.into(), client_ca: None, cert: None, key: None, generate_dev_certs: true }
+    }
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            uscc_exceptions: DEFAULT_USCC_EXCEPTIONS.iter().map(|s| s.to_string()).collect(),
+            resident_id_exceptions: Vec::new(),
+        }
+    }
+}
+
+impl Default for MappingsConfig {
+    fn default() -> Self {
+        Self { dir: DEFAULT_MAPPINGS_DIR.into() }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), filter: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            tls: TlsConfig::default(),
+            validation: ValidationConfig::default(),
+            mappings: MappingsConfig::default(),
+            log: LogConfig::default(),
+            agencies: default_agencies(),
+        }
+    }
+}
+
+/// The default agencies (GD Art. 10): the medical-insurance platform, health, tax, market
+/// supervision, a court, and the provincial public credit platform.
+pub fn default_agencies() -> Vec<AgencyConfig> {
+    let agency = |id: &str, name: &str, mappings: &[&str], read_archive: bool| AgencyConfig {
+        id: id.into(),
+        name: name.into(),
+        cert_subject_cn: Some(id.into()),
+        cert_sha256: None,
+        mappings: mappings.iter().map(|s| s.to_string()).collect(),
+        read_archive,
+        requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
+        burst: DEFAULT_BURST,
+    };
+    vec![
+        agency(
+            "medical_insurance",
+            "医疗保障信息平台",
+            &["canonical", "mi-penalties", "mi-agreement-performance", "mi-commitments", "mi-evaluations"],
+            true,
+        ),
+        agency("health", "卫生健康委员会", &["health-practitioner-qualifications"], false),
+        agency("tax", "税务局", &["tax-major-violations"], false),
+        agency("market_supervision", "市场监督管理局", &["market-registration", "market-abnormal-operation"], false),
+        agency("court", "中级人民法院", &["court-dishonest-debtors", "court-judgments"], false),
+        agency("provincial_credit_platform", "省公共信用信息平台", &["canonical"], false),
+    ]
+}
+
+/// A configuration problem: the operator's fault; fix the file and restart.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Load `path` if given, else `credit-gateway.toml` in the working directory if present, else
+    /// the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let config = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<Config>(&text)
+                .map_err(|e| vec![ConfigError::Parse { path: path.display().to_string(), message: e.to_string() }])?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
+            Err(source) => return Err(vec![ConfigError::Read { path: path.display().to_string(), source }]),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every problem at once.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let mut bad = |m: String| errs.push(ConfigError::Invalid(m));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            bad(format!("server.listen {:?} is not an address:port", self.server.listen));
+        }
+        if self.server.admin_listen.parse::<SocketAddr>().is_err() {
+            bad(format!("server.admin_listen {:?} is not an address:port", self.server.admin_listen));
+        }
+        if self.server.max_body_bytes == 0 {
+            bad("server.max_body_bytes must be above 0".into());
+        }
+        if self.server.max_connections == 0 {
+            bad("server.max_connections must be above 0".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bad(format!("log.format {:?}: use text or json", self.log.format));
+        }
+        if self.agencies.is_empty() {
+            bad("at least one [[agencies]] entry is needed".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.agencies {
+            if a.id.is_empty() || !a.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                bad(format!("agency id {:?} must be [a-z0-9_]+", a.id));
+            }
+            if !seen.insert(a.id.clone()) {
+                bad(format!("agency id {:?} appears twice", a.id));
+            }
+            if a.cert_subject_cn.is_none() && a.cert_sha256.is_none() {
+                bad(format!("agency {:?}: give cert_subject_cn or cert_sha256", a.id));
+            }
+            if let Some(fp) = &a.cert_sha256 {
+                if normalize_fingerprint(fp).is_none() {
+                    bad(format!("agency {:?}: cert_sha256 must be 64 hex digits", a.id));
+                }
+            }
+            if a.requests_per_second == 0 || a.burst == 0 {
+                bad(format!("agency {:?}: requests_per_second and burst must be above 0", a.id));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
+    pub fn client_ca_path(&self) -> PathBuf {
+        self.tls.client_ca.clone().unwrap_or_else(|| self.tls.certs_dir.join("ca.pem"))
+    }
+
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.tls.cert.clone().unwrap_or_else(|| self.tls.certs_dir.join("server.pem"))
+    }
+
+    pub fn server_key_path(&self) -> PathBuf {
+        self.tls.key.clone().unwrap_or_else(|| self.tls.certs_dir.join("server-key.pem"))
+    }
+}
+
+/// Lower-case hex without separators, or None.
+pub fn normalize_fingerprint(fp: &str) -> Option<String> {
+    let hex: String = fp.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn example_file_matches_defaults() {
+        let text = include_str!("../credit-gateway.example.toml");
+        let uncommented: String = text
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|r| !r.starts_with('#') && !r.is_empty() && (r.contains(" = ") || r.starts_with('['))).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed: Config = toml::from_str(&uncommented).expect("the commented example parses");
+        let defaults = Config::default();
+        assert_eq!(toml::to_string(&parsed).unwrap(), toml::to_string(&defaults).unwrap());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = "[server]\nlisten = \"nowhere\"\nmax_body_bytes = 0\n[log]\nformat = \"xml\"\n";
+        let cfg: Config = toml::from_str(text).unwrap();
+        assert_eq!(cfg.validate().unwrap_err().len(), 3);
+        assert!(toml::from_str::<Config>("[server]\nlisen = \"x\"\n").is_err(), "unknown fields refused");
+    }
+}

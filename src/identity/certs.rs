@@ -1,0 +1,141 @@
+//! The development CA: `credit-gateway certs init` (and `serve` when `certs/` is empty) creates a
+//! CA, a server certificate for localhost/127.0.0.1 and one client certificate per configured
+//! agency (subject CN = agency id). Private keys are written 0600 and never committed.
+//! Production deployments bring their own CA and set `tls.generate_dev_certs = false`.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// The CA that signs development certificates.
+pub type CaIssuer = Issuer<'static, KeyPair>;
+
+/// A certificate problem: the operator's (files) or the environment's.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// What `certs init` produced or found.
+#[derive(Debug, Default)]
+pub struct InitReport {
+    pub created: Vec<PathBuf>,
+    pub kept: Vec<PathBuf>,
+}
+
+pub fn ca_cert_path(dir: &Path) -> PathBuf {
+    dir.join("ca.pem")
+}
+pub fn ca_key_path(dir: &Path) -> PathBuf {
+    dir.join("ca-key.pem")
+}
+pub fn client_cert_path(dir: &Path, agency: &str) -> PathBuf {
+    dir.join("clients").join(format!("{agency}.pem"))
+}
+pub fn client_key_path(dir: &Path, agency: &str) -> PathBuf {
+    dir.join("clients").join(format!("{agency}-key.pem"))
+}
+
+/// Create whatever is missing: the CA (only when neither its certificate nor key exist), the
+/// server certificate, and a client certificate for each agency id. Existing files are kept.
+pub fn init(dir: &Path, agencies: &[String], server_names: &[String]) -> Result<InitReport, CertError> {
+    let mut report = InitReport::default();
+    std::fs::create_dir_all(dir.join("clients")).map_err(|source| CertError::Write { path: dir.display().to_string(), source })?;
+    let issuer = load_or_create_ca(dir, &mut report)?;
+    let server_cert = dir.join("server.pem");
+    if server_cert.exists() {
+        report.kept.push(server_cert);
+    } else {
+        let mut params = CertificateParams::new(server_names.to_vec())?;
+        params.distinguished_name = dn("credit-gateway");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        write(&dir.join("server-key.pem"), &key.serialize_pem(), true, &mut report)?;
+        write(&server_cert, &cert.pem(), false, &mut report)?;
+    }
+    for agency in agencies {
+        let path = client_cert_path(dir, agency);
+        if path.exists() {
+            report.kept.push(path);
+            continue;
+        }
+        let (cert, key) = client_cert(&issuer, agency)?;
+        write(&client_key_path(dir, agency), &key, true, &mut report)?;
+        write(&path, &cert, false, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// A client certificate (PEM cert, PEM key) with the given subject CN, signed by `issuer`.
+pub fn client_cert(issuer: &CaIssuer, cn: &str) -> Result<(String, String), CertError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn(cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+pub fn load_or_create_ca(dir: &Path, report: &mut InitReport) -> Result<CaIssuer, CertError> {
+    let (cert_path, key_path) = (ca_cert_path(dir), ca_key_path(dir));
+    if cert_path.exists() && key_path.exists() {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| CertError::Read { path: p.display().to_string(), message: e.to_string() })
+        };
+        let key = KeyPair::from_pem(&read(&key_path)?)?;
+        let issuer = Issuer::from_ca_cert_pem(&read(&cert_path)?, key)?;
+        report.kept.push(cert_path);
+        return Ok(issuer);
+    }
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = dn("credit-gateway development CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    write(&key_path, &key.serialize_pem(), true, report)?;
+    write(&cert_path, &cert.pem(), false, report)?;
+    Ok(Issuer::new(params, key))
+}
+
+fn dn(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, "credit-gateway");
+    dn
+}
+
+fn write(path: &Path, contents: &str, private: bool, report: &mut InitReport) -> Result<(), CertError> {
+    let err = |source| CertError::Write { path: path.display().to_string(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    std::fs::write(path, contents).map_err(err)?;
+    if private {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        }
+    }
+    report.created.push(path.to_path_buf());
+    Ok(())
+}
+
+/// The subject common name of a DER certificate.
+pub fn subject_common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}

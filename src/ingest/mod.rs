@@ -1,0 +1,131 @@
+//! The inbound exchange: agencies push batches over mutual-TLS HTTPS; each record is mapped,
+//! validated and, when valid, stored durably in the archive before the agency gets its receipt.
+//!
+//! Owns: the API listener (TLS handshake with a timeout, a bound on open connections, header and
+//! body read timeouts, body size limit), routing, and the accept path
+//! `authenticate -> rate limit -> permission -> read body -> map + validate -> group commit -> receipt`.
+//!
+//! Never does: answer 200 before the batch is flushed (accept = durable), read a body larger than
+//! the limit into memory, or take an agency's identity from anything but its certificate.
+//!
+//! API (all JSON; errors are `{"error": {"code", "message", "retry"}}`, see `respond`):
+//! - `POST /v1/records?mapping=ID` a batch in the mapping's format -> receipt
+//! - `GET /v1/receipts/{id}` a receipt of the calling agency
+//! - `GET /v1/subjects/{id_type}/{id}` a subject's archive (agencies with `read_archive`)
+//! - `GET /v1/mappings` the mappings the calling agency may use
+
+pub mod receipt;
+pub mod respond;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::identity::Registry;
+use crate::mapping::MappingSet;
+use crate::store::{CommitterHandle, Store};
+use crate::subject::IdentifierExceptions;
+use crate::telemetry::events;
+
+/// Everything a request needs.
+pub struct App {
+    pub config: Config,
+    pub mappings: MappingSet,
+    pub registry: Registry,
+    pub store: Store,
+    pub committer: CommitterHandle,
+    pub exceptions: IdentifierExceptions,
+    pub clock: SharedClock,
+}
+
+/// Accept connections until `stop` flips, then let in-flight requests finish within the grace
+/// period.
+pub async fn serve(
+    app: Arc<App>,
+    tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let limits = Arc::new(Semaphore::new(app.config.server.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let handshake_timeout = Duration::from_millis(app.config.server.tls_handshake_timeout_ms);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(app.config.server.header_read_timeout_ms))
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(64 * 1024)
+        .max_concurrent_streams(64)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    loop {
+        let permit = tokio::select! {
+            p = limits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return events::handshake_failed(peer, &e.to_string()),
+                Err(_) => return events::handshake_failed(peer, "timed out"),
+            };
+            let agency = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| app.registry.identify(cert.as_ref()));
+            events::connection_opened();
+            let svc = routes::service(app, agency, peer);
+            let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            events::connection_closed();
+        });
+    }
+    drop(listener);
+    let grace = Duration::from_millis(app.config.server.shutdown_grace_ms);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// Bind the API port.
+pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}

@@ -1,0 +1,35 @@
+//! The receipt an agency gets for a batch: what was accepted (and whether it was new, a new
+//! version, or already known), what was rejected and why, and where the batch sits in the audit
+//! chain.
+
+use serde::{Deserialize, Serialize};
+
+use crate::archive::Outcome;
+use crate::audit::Head;
+use crate::mapping::Rejection;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipt {
+    pub receipt_id: String,
+    pub agency: String,
+    pub mapping: String,
+    pub received_at: String,
+    pub total: usize,
+    pub accepted: usize,
+    pub new: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    #[serde(rename = "rejected_count")]
+    pub rejected_count: usize,
+    pub rejected: Vec<Rejection>,
+    pub records: Vec<AcceptedRecord>,
+    pub audit: Head,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcceptedRecord {
+    pub index: usize,
+    pub record_id: String,
+    pub outcome: Outcome,
+    pub version: u32,
+}

@@ -1,0 +1,137 @@
+//! The one place where errors become HTTP responses: a stable machine-readable `code`, a message
+//! for people, never an internal detail.
+//!
+//! Body: `{"error": {"code": "...", "message": "...", ...}}`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{header, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::mapping::ParseError;
+
+/// Everything a request can fail with. `retry` says whether sending the same request again later
+/// can succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the certificate is from the gateway's CA but names no configured agency")]
+    UnknownAgency,
+    #[error("give the mapping id as ?mapping=ID")]
+    MissingMapping,
+    #[error("no mapping {0:?}")]
+    UnknownMapping(String),
+    #[error("this agency may not push with mapping {0:?}")]
+    MappingNotAllowed(String),
+    #[error("this agency may not read subject archives")]
+    ArchiveNotAllowed,
+    #[error("over the rate limit for this agency")]
+    RateLimited(Duration),
+    #[error("Content-Type must be {expected}")]
+    UnsupportedMediaType { expected: &'static str },
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the body was not received in time")]
+    BodyTimeout,
+    #[error("the body could not be read: {0}")]
+    BodyRead(String),
+    #[error("{0}")]
+    Document(#[from] ParseError),
+    #[error("unknown id type {0:?}")]
+    UnknownIdType(String),
+    #[error("invalid subject identifier: {0}")]
+    InvalidSubjectId(String),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("the gateway could not store the batch; nothing was accepted, send it again")]
+    StorageUnavailable,
+    #[error("the gateway is shutting down; send it again")]
+    ShuttingDown,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownAgency | Self::MappingNotAllowed(_) | Self::ArchiveNotAllowed => StatusCode::FORBIDDEN,
+            Self::MissingMapping | Self::Document(_) | Self::BodyRead(_) | Self::UnknownIdType(_) | Self::InvalidSubjectId(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::UnknownMapping(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::StorageUnavailable | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable code agencies program against.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownAgency => "unknown_agency",
+            Self::MissingMapping => "missing_mapping",
+            Self::UnknownMapping(_) => "unknown_mapping",
+            Self::MappingNotAllowed(_) => "mapping_not_allowed",
+            Self::ArchiveNotAllowed => "archive_not_allowed",
+            Self::RateLimited(_) => "rate_limited",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::BodyRead(_) => "body_unreadable",
+            Self::Document(ParseError::Syntax { .. }) => "malformed_document",
+            Self::Document(ParseError::UnsupportedEncoding(_)) => "unsupported_encoding",
+            Self::Document(ParseError::InvalidEncoding { .. }) => "invalid_encoding",
+            Self::Document(ParseError::MislabeledUtf8(_)) => "encoding_mismatch",
+            Self::Document(ParseError::Doctype) => "doctype_refused",
+            Self::Document(ParseError::TooDeep) => "too_deep",
+            Self::Document(ParseError::UndefinedEntity(_)) => "undefined_entity",
+            Self::Document(ParseError::Empty) => "empty_document",
+            Self::Document(ParseError::Shape(_)) => "unexpected_shape",
+            Self::UnknownIdType(_) => "unknown_id_type",
+            Self::InvalidSubjectId(_) => "invalid_subject_id",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::StorageUnavailable => "storage_unavailable",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    pub fn retry(&self) -> bool {
+        matches!(self, Self::RateLimited(_) | Self::BodyTimeout | Self::StorageUnavailable | Self::ShuttingDown)
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut error = json!({"code": self.code(), "message": self.to_string(), "retry": self.retry()});
+        if let Self::Document(ParseError::Syntax { line, column, .. } | ParseError::InvalidEncoding { line, column, .. }) = &self {
+            error["line"] = json!(line);
+            error["column"] = json!(column);
+        }
+        let mut resp = json_response(self.status(), &json!({ "error": error }));
+        if let Self::RateLimited(wait) = &self {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(v) = secs.max(1).to_string().parse() {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if matches!(self, Self::StorageUnavailable | Self::ShuttingDown) {
+            if let Ok(v) = "5".parse() {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    if let Ok(v) = "application/json; charset=utf-8".parse() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}

@@ -1,0 +1,233 @@
+//! Request routing and the handlers.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::respond::{json_response, ApiError};
+use super::App;
+use crate::clock::rfc3339;
+use crate::identity::Agency;
+use crate::mapping::{Mapping, SourceFormat};
+use crate::record::ValidationContext;
+use crate::store::CommitJob;
+use crate::subject::{IdType, SubjectId};
+use crate::telemetry::events;
+
+type Resp = Response<Full<Bytes>>;
+
+/// The per-connection service: the agency is fixed by the connection's client certificate.
+#[derive(Clone)]
+pub(super) struct ApiService {
+    app: Arc<App>,
+    agency: Option<Arc<Agency>>,
+}
+
+pub(super) fn service(app: Arc<App>, agency: Option<Arc<Agency>>, _peer: SocketAddr) -> ApiService {
+    ApiService { app, agency }
+}
+
+impl hyper::service::Service<Request<Incoming>> for ApiService {
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let app = self.app.clone();
+        let agency = self.agency.clone();
+        Box::pin(async move {
+            let agency_id = agency.as_ref().map(|a| a.id.clone()).unwrap_or_else(|| "unknown".into());
+            let result = route(&app, agency, req).await;
+            Ok(result.unwrap_or_else(|e| {
+                events::request_refused(&agency_id, e.code(), e.status().as_u16());
+                e.into_response()
+            }))
+        })
+    }
+}
+
+async fn route(app: &App, agency: Option<Arc<Agency>>, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let agency = agency.ok_or(ApiError::UnknownAgency)?;
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::POST, ["v1", "records"]) => push_records(app, &agency, req).await,
+        (_, ["v1", "records"]) => Err(ApiError::MethodNotAllowed),
+        (&Method::GET, ["v1", "receipts", id]) => receipt(app, &agency, id),
+        (&Method::GET, ["v1", "subjects", id_type, id]) => subject(app, &agency, id_type, id),
+        (&Method::GET, ["v1", "mappings"]) => Ok(mappings(app, &agency)),
+        _ => Err(ApiError::NotFound("resource")),
+    }
+}
+
+async fn push_records(app: &App, agency: &Agency, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let started = Instant::now();
+    agency.check_rate().map_err(ApiError::RateLimited)?;
+    let mapping_id = query_param(req.uri().query().unwrap_or(""), "mapping").ok_or(ApiError::MissingMapping)?;
+    let mapping = app.mappings.get(&mapping_id).ok_or_else(|| ApiError::UnknownMapping(mapping_id.clone()))?;
+    if !agency.may_push(&mapping.id) {
+        return Err(ApiError::MappingNotAllowed(mapping.id.clone()));
+    }
+    check_content_type(&req, mapping.format)?;
+    let body = read_body(app, req).await?;
+    let received_at = rfc3339(app.clock.now());
+    let ctx = ValidationContext { exceptions: app.exceptions.clone(), authenticated_agency: Some(agency.id.clone()) };
+    let mapping_owned: Mapping = mapping.clone();
+    let body_for_map = body.clone();
+    let normalized = tokio::task::spawn_blocking(move || mapping_owned.normalize(&body_for_map, &ctx))
+        .await
+        .map_err(|_| ApiError::StorageUnavailable)??;
+    let total = normalized.len();
+    let mut accepted = Vec::with_capacity(total);
+    let mut rejected = Vec::new();
+    for n in normalized {
+        match n.outcome {
+            Ok(record) => accepted.push((n.index, record)),
+            Err(rejection) => {
+                events::record_rejected(&agency.id, &mapping.id, rejection.index, rejection.record_id.as_deref(), &rejection.field);
+                rejected.push(rejection);
+            }
+        }
+    }
+    let receipt_id = uuid::Uuid::new_v4().to_string();
+    let body_sha256 = hex::encode(Sha256::digest(&body));
+    let job = |reply| CommitJob {
+        receipt_id: receipt_id.clone(),
+        agency: agency.id.clone(),
+        mapping: mapping.id.clone(),
+        received_at,
+        body_sha256,
+        total,
+        accepted,
+        rejected,
+        reply,
+    };
+    let receipt = app.committer.commit(job).await.map_err(|e| {
+        tracing::error!(error = %e, "batch not stored");
+        ApiError::StorageUnavailable
+    })?;
+    events::batch_received(&agency.id, &mapping.id, &receipt.receipt_id, receipt.accepted, receipt.rejected_count, receipt.new, started.elapsed());
+    let body = serde_json::to_value(&receipt).unwrap_or_default();
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn check_content_type(req: &Request<Incoming>, format: SourceFormat) -> Result<(), ApiError> {
+    let value = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let charset = parts
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
+    match format {
+        SourceFormat::Json => {
+            let ok = (media == "application/json" || media.ends_with("+json"))
+                && charset.as_deref().is_none_or(|c| c == "utf-8" || c == "utf8");
+            if !ok {
+                return Err(ApiError::UnsupportedMediaType { expected: "application/json (UTF-8)" });
+            }
+        }
+        SourceFormat::Xml => {
+            if !(media == "application/xml" || media == "text/xml" || media.ends_with("+xml")) {
+                return Err(ApiError::UnsupportedMediaType { expected: "application/xml or text/xml" });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Read the body within the size limit and the read timeout. A declared length over the limit is
+/// refused before reading anything; an undeclared one stops at the limit.
+async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let limit = app.config.server.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let limited = Limited::new(req.into_body(), limit as usize);
+    let timeout = Duration::from_millis(app.config.server.body_read_timeout_ms);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Ok(Err(e)) => Err(ApiError::BodyRead(e.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn receipt(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
+    let stored: Option<serde_json::Value> =
+        app.store.get_json(&format!("rcp/{id}")).map_err(|_| ApiError::StorageUnavailable)?;
+    match stored {
+        Some(r) if r.get("agency").and_then(|a| a.as_str()) == Some(agency.id.as_str()) => Ok(json_response(StatusCode::OK, &r)),
+        _ => Err(ApiError::NotFound("receipt")),
+    }
+}
+
+fn subject(app: &App, agency: &Agency, id_type: &str, id: &str) -> Result<Resp, ApiError> {
+    if !agency.read_archive {
+        return Err(ApiError::ArchiveNotAllowed);
+    }
+    let id_type = IdType::from_code(id_type).ok_or_else(|| ApiError::UnknownIdType(id_type.to_string()))?;
+    let id = percent_decode(id);
+    let subject_id =
+        SubjectId::parse(id_type, &id, &app.exceptions).map_err(|e| ApiError::InvalidSubjectId(e.to_string()))?;
+    let archive = crate::archive::read_subject(&app.store, &subject_id).map_err(|_| ApiError::StorageUnavailable)?;
+    events::archive_read(&agency.id, archive.is_some());
+    match archive {
+        Some(a) => Ok(json_response(StatusCode::OK, &serde_json::to_value(&a).unwrap_or_default())),
+        None => Err(ApiError::NotFound("subject")),
+    }
+}
+
+fn mappings(app: &App, agency: &Agency) -> Resp {
+    let list: Vec<_> = app
+        .mappings
+        .iter()
+        .filter(|m| agency.may_push(&m.id))
+        .map(|m| json!({"id": m.id, "name": m.name, "format": m.format, "category": m.category.map(|c| c.code())}))
+        .collect();
+    json_response(StatusCode::OK, &json!({"agency": agency.id, "mappings": list}))
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| percent_decode(v))
+        .filter(|v| !v.is_empty())
+}
+
+/// Percent-decoding for path and query values.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

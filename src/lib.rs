@@ -1,0 +1,29 @@
+//! credit-gateway: the data-exchange gateway between the medical-insurance (医保) information
+//! platform, the agencies that push records (health, tax, market supervision, courts...) and the
+//! public credit information platforms (Guangdong 粤医保规〔2023〕8号 "GD", Lhasa interim
+//! measures "LS").
+//!
+//! One module per domain concept:
+//! - [`ingest`]: the mutual-TLS API agencies push batches to, and receipts;
+//! - [`identity`]: which agency a certificate is, what it may do, TLS material;
+//! - [`mapping`]: declarative source formats (`mappings/*.toml`) into canonical records;
+//! - [`record`]: the canonical record, the 13 categories (GD Art. 8) and their validation;
+//! - [`subject`]: credit subjects and their identifiers (USCC, resident ID, region codes);
+//! - [`archive`]: the per-subject credit archive with version history (GD Art. 9, LS Art. 14);
+//! - [`audit`]: the tamper-evident hash chain of every exchange (GD Art. 12, LS Art. 43);
+//! - [`store`]: sled, its key layout, and the single group-commit writer;
+//! - [`config`], [`telemetry`], [`clock`]: operating the gateway.
+
+pub mod app;
+pub mod archive;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod identity;
+pub mod ingest;
+pub mod mapping;
+pub mod record;
+pub mod store;
+pub mod subject;
+pub mod telemetry;

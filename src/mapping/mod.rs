@@ -1,0 +1,533 @@
+//! Declarative mappings: one TOML file per source format in `mappings/` turns that source's records
+//! into canonical records (GD Art. 8 categories). The language is documented in
+//! `mappings/README.md`; adding a source format means adding a file, never Rust code.
+//!
+//! Owns: loading and checking mapping files ([`MappingSet`]), parsing a source document, applying
+//! rules, and running [`crate::record::validate`] on each result ([`Mapping::normalize`]), so the
+//! server and the offline `check` command share exactly one path.
+//!
+//! Never does: I/O on the network, storage, or logging of record values.
+//!
+//! Invariants: a loaded mapping has been fully checked (every rule compiles, ids match file
+//! stems); a bad record is rejected alone, naming the source field when the mapping knows it.
+
+mod convert;
+pub mod source;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::record::{self, CanonicalRecord, Category, ValidationContext};
+pub use source::ParseError;
+pub use spec::SourceFormat;
+use spec::{Rule, RuleSource, ValueKind};
+
+/// A mapping file problem: the operator's fault, found at start-up or by `mappings check`.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("cannot read {file}: {source}")]
+    Io { file: String, source: std::io::Error },
+}
+
+/// One loaded, checked mapping.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub format: SourceFormat,
+    pub category: Option<Category>,
+    pub records: String,
+    pub agency: Option<String>,
+    passthrough: bool,
+    rules: Vec<Rule>,
+}
+
+/// Every mapping the gateway knows, by id.
+#[derive(Debug, Clone, Default)]
+pub struct MappingSet {
+    mappings: BTreeMap<String, Mapping>,
+}
+
+/// The result of one record of a batch.
+#[derive(Debug, Clone)]
+pub struct Normalized {
+    pub index: usize,
+    pub outcome: Result<CanonicalRecord, Rejection>,
+}
+
+/// Why one record was rejected, in terms the agency can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub index: usize,
+    pub record_id: Option<String>,
+    /// The source field when the mapping maps it, else the canonical field.
+    pub field: String,
+    pub canonical_field: String,
+    pub reason: String,
+    /// All problems of the record when there is more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub field: String,
+    pub canonical_field: String,
+    pub reason: String,
+}
+
+/// Built-in copies of the shipped mappings, used when the configured folder does not exist so the
+/// binary runs from anywhere.
+const BUILTIN: [(&str, &str); 0] = [];
+
+impl MappingSet {
+    /// Load every `*.toml` directly in `dir`, reporting every error at once.
+    pub fn load_dir(dir: &Path) -> Result<Self, Vec<MappingError>> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|source| vec![MappingError::Io { file: dir.display().to_string(), source }])?;
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") || !path.is_file() {
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((name, text)),
+                Err(source) => errors.push(MappingError::Io { file: path.display().to_string(), source }),
+            }
+        }
+        files.sort();
+        match Self::from_sources(&files) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// The mappings compiled into the binary.
+    pub fn builtin() -> Result<Self, Vec<MappingError>> {
+        let files: Vec<(String, String)> =
+            BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        Self::from_sources(&files)
+    }
+
+    pub fn from_sources(files: &[(String, String)]) -> Result<Self, Vec<MappingError>> {
+        let mut set = Self::default();
+        let mut errors = Vec::new();
+        for (name, text) in files {
+            match Mapping::parse(name, text) {
+                Ok(m) => {
+                    set.mappings.insert(m.id.clone(), m);
+                }
+                Err(messages) => errors.extend(
+                    messages.into_iter().map(|message| MappingError::Invalid { file: name.clone(), message }),
+                ),
+            }
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Mapping> {
+        self.mappings.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Mapping> {
+        self.mappings.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.mappings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty()
+    }
+}
+
+impl Mapping {
+    fn parse(file_name: &str, text: &str) -> Result<Mapping, Vec<String>> {
+        let file: spec::MappingFile = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        let mut errors = Vec::new();
+        let stem = file_name.strip_suffix(".toml").unwrap_or(file_name);
+        if file.id != stem {
+            errors.push(format!("id {:?} must equal the file name {stem:?}", file.id));
+        }
+        if file.id.is_empty() || !file.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            errors.push("id must be lower-case letters, digits and '-'".into());
+        }
+        let category = spec::category_of(&file, &mut errors);
+        if file.passthrough && !file.fields.is_empty() {
+            errors.push("a passthrough mapping has no fields".into());
+        }
+        if !file.passthrough && category.is_none() && !file.fields.contains_key("category") {
+            errors.push("give a category, or map fields.category".into());
+        }
+        if !file.passthrough && !file.fields.contains_key("source.record_id") {
+            errors.push("fields.\"source.record_id\" is required: every record needs its source id".into());
+        }
+        let mut rules = Vec::new();
+        for (target, rule) in file.fields {
+            if let Some(rule) = spec::compile_rule(&target, rule, &mut errors) {
+                rules.push(rule);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Mapping {
+            id: file.id,
+            name: file.name,
+            description: file.description,
+            format: file.format,
+            category,
+            records: file.records,
+            agency: file.agency,
+            passthrough: file.passthrough,
+            rules,
+        })
+    }
+
+    /// Parse a whole document, map and validate every record.
+    pub fn normalize(&self, body: &[u8], ctx: &ValidationContext) -> Result<Vec<Normalized>, ParseError> {
+        let mapped = self.map_document(body)?;
+        Ok(mapped
+            .into_iter()
+            .enumerate()
+            .map(|(index, (record_id, value))| {
+                let outcome = match value {
+                    Ok(value) => record::validate(&value, ctx).map_err(|errs| {
+                        self.rejection(
+                            index,
+                            record_id,
+                            errs.into_iter().map(|e| (e.field, e.reason)).collect(),
+                        )
+                    }),
+                    Err(problems) => Err(self.rejection(index, record_id, problems)),
+                };
+                Normalized { index, outcome }
+            })
+            .collect())
+    }
+
+    /// Each record as an untyped canonical JSON value (or its mapping problems), with its source id.
+    #[allow(clippy::type_complexity)]
+    fn map_document(&self, body: &[u8]) -> Result<Vec<(Option<String>, Result<Value, Vec<(String, String)>>)>, ParseError> {
+        match self.format {
+            SourceFormat::Json => {
+                let doc = source::parse_json(body)?;
+                let records = json_records(&doc, &self.records)?;
+                Ok(records
+                    .iter()
+                    .map(|r| {
+                        if self.passthrough {
+                            let id = r.pointer("/source/record_id").and_then(text_of);
+                            (id, Ok(r.clone()))
+                        } else {
+                            self.apply(|path| json_value_at(r, path))
+                        }
+                    })
+                    .collect())
+            }
+            SourceFormat::Xml => {
+                let root = source::parse_xml(body)?;
+                let records = root.select(&self.records)?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| self.apply(|path| Ok(r.value_at(path).map(str::to_string))))
+                    .collect())
+            }
+        }
+    }
+
+    /// Apply every rule to one source record.
+    #[allow(clippy::type_complexity)]
+    fn apply(
+        &self,
+        read: impl Fn(&str) -> Result<Option<String>, String>,
+    ) -> (Option<String>, Result<Value, Vec<(String, String)>>) {
+        let mut out = Map::new();
+        let mut problems = Vec::new();
+        let mut record_id = None;
+        if let Some(c) = self.category {
+            out.insert("category".into(), Value::String(c.code().into()));
+        }
+        for rule in &self.rules {
+            let target = rule.target.join(".");
+            match self.rule_value(rule, &read) {
+                Ok(Some(v)) => {
+                    if target == "source.record_id" {
+                        record_id = text_of(&v);
+                    }
+                    insert_at(&mut out, &rule.target, v);
+                }
+                Ok(None) => {}
+                Err(reason) => problems.push((target, reason)),
+            }
+        }
+        if problems.is_empty() {
+            (record_id, Ok(Value::Object(out)))
+        } else {
+            (record_id, Err(problems))
+        }
+    }
+
+    fn rule_value(
+        &self,
+        rule: &Rule,
+        read: &impl Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<Option<Value>, String> {
+        let raw = match &rule.source {
+            RuleSource::Const(v) => return Ok(Some(v.clone())),
+            RuleSource::Paths(paths) => {
+                let mut found = None;
+                for p in paths {
+                    if let Some(v) = read(p)? {
+                        let v = v.trim();
+                        if !v.is_empty() {
+                            found = Some(v.to_string());
+                            break;
+                        }
+                    }
+                }
+                found
+            }
+        };
+        let Some(mut raw) = raw else {
+            if let Some(d) = &rule.default {
+                return Ok(Some(d.clone()));
+            }
+            if rule.required {
+                return Err("is required".into());
+            }
+            return Ok(None);
+        };
+        if rule.upper {
+            raw = raw.to_uppercase();
+        }
+        if let Some(map) = &rule.map {
+            match map.get(&raw) {
+                Some(v) => return Ok(Some(v.clone())),
+                None if rule.keep_unmapped => {}
+                None => return Err("value is not one of the values this mapping knows".into()),
+            }
+        }
+        Ok(Some(match &rule.kind {
+            ValueKind::Text => Value::String(raw),
+            ValueKind::Date { formats, long_term } => {
+                if long_term.iter().any(|l| *l == raw) {
+                    return Ok(None);
+                }
+                Value::String(
+                    convert::date(&raw, formats)
+                        .ok_or_else(|| format!("not a real date in the expected format ({})", formats.join(" or ")))?,
+                )
+            }
+            ValueKind::Decimal { scale } => Value::String(
+                convert::decimal(&raw, *scale).ok_or("not a decimal number (digits, one '.', optional sign)")?,
+            ),
+            ValueKind::Integer => Value::from(convert::integer(&raw).ok_or("not an integer that fits in 64 bits")?),
+            ValueKind::Bool => Value::Bool(convert::boolean(&raw).ok_or("not a yes/no value")?),
+            ValueKind::List { separator } => {
+                Value::Array(convert::list(&raw, separator).into_iter().map(Value::String).collect())
+            }
+        }))
+    }
+
+    fn rejection(&self, index: usize, record_id: Option<String>, errors: Vec<(String, String)>) -> Rejection {
+        let mut problems: Vec<Problem> = errors
+            .into_iter()
+            .map(|(canonical_field, reason)| Problem {
+                field: self.source_field(&canonical_field).unwrap_or_else(|| canonical_field.clone()),
+                canonical_field,
+                reason,
+            })
+            .collect();
+        let first = problems.first().cloned().unwrap_or(Problem {
+            field: String::new(),
+            canonical_field: String::new(),
+            reason: "rejected".into(),
+        });
+        if problems.len() == 1 {
+            problems.clear();
+        }
+        Rejection {
+            index,
+            record_id,
+            field: first.field,
+            canonical_field: first.canonical_field,
+            reason: first.reason,
+            problems,
+        }
+    }
+
+    /// The source field a canonical field was read from, when it was read from one.
+    fn source_field(&self, canonical: &str) -> Option<String> {
+        self.rules.iter().find(|r| r.target.join(".") == canonical).and_then(|r| match &r.source {
+            RuleSource::Paths(p) => Some(p.join(" | ")),
+            RuleSource::Const(_) => None,
+        })
+    }
+}
+
+fn json_records<'a>(doc: &'a Value, path: &str) -> Result<&'a Vec<Value>, ParseError> {
+    let mut node = doc;
+    if !path.is_empty() {
+        for segment in path.split('.') {
+            node = match node {
+                Value::Object(m) => m.get(segment),
+                Value::Array(a) => segment.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            }
+            .ok_or_else(|| ParseError::Shape(format!("no `{path}` in the document")))?;
+        }
+    }
+    node.as_array().ok_or_else(|| {
+        ParseError::Shape(if path.is_empty() {
+            "this mapping expects the document to be a JSON array of records".into()
+        } else {
+            format!("`{path}` must be an array of records")
+        })
+    })
+}
+
+fn json_value_at(record: &Value, path: &str) -> Result<Option<String>, String> {
+    let mut node = record;
+    for segment in path.split('.') {
+        node = match node {
+            Value::Object(m) => match m.get(segment) {
+                Some(v) => v,
+                None => return Ok(None),
+            },
+            Value::Array(a) => match segment.parse::<usize>().ok().and_then(|i| a.get(i)) {
+                Some(v) => v,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+    }
+    match node {
+        Value::Null => Ok(None),
+        Value::Object(_) | Value::Array(_) => Err(format!("`{path}` must be a single value, not an object or array")),
+        other => Ok(text_of(other)),
+    }
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn insert_at(out: &mut Map<String, Value>, path: &[String], value: Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut node = out;
+    for p in parents {
+        let entry = node.entry(p.clone()).or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else { return };
+        node = next;
+    }
+    node.insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PENALTY_MAPPING: &str = r#"
+id = "test-penalties"
+name = "测试"
+format = "json"
+category = "administrative"
+records = "data"
+[fields]
+"source.record_id" = { path = "CF_WSH" }
+"source.region" = { path = "XZQH" }
+"subject.kind" = { const = "institution" }
+"subject.role" = { const = "designated_medical_institution" }
+"subject.id_type" = { const = "uscc" }
+"subject.id" = { paths = ["CF_XDR_SHXYM", "CF_XDR_GSZC"], upper = true }
+"subject.name" = { path = "CF_XDR_MC" }
+"basis.doc_type" = { const = "penalty_decision" }
+"basis.doc_number" = { path = "CF_WSH" }
+"basis.decided_on" = { path = "CF_JDRQ", type = "date", formats = ["YYYY/MM/DD"] }
+"valid_until" = { path = "CF_YXQ", type = "date", formats = ["YYYY/MM/DD"], long_term = ["2099/12/31"] }
+"disclosure.class" = { const = "public" }
+"content.action" = { const = "penalty" }
+"content.authority" = { path = "CF_CFJG" }
+"content.penalty_types" = { path = "CF_CFLB", type = "list" }
+"content.fine_yuan" = { path = "CF_NR_FK", type = "decimal", scale = 4 }
+"#;
+
+    fn mapping() -> Mapping {
+        Mapping::parse("test-penalties.toml", PENALTY_MAPPING).expect("mapping compiles")
+    }
+
+    fn ctx() -> ValidationContext {
+        ValidationContext { authenticated_agency: Some("medical_insurance".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn maps_shuanggongshi_codes() {
+        let body = r#"{"data": [{"CF_WSH": "穗医保罚〔2025〕3号", "XZQH": "440100", "CF_XDR_SHXYM": "91310110666007217t",
+            "CF_XDR_MC": "某医院", "CF_JDRQ": "2025/3/14", "CF_YXQ": "2099/12/31", "CF_CFJG": "广州市医疗保障局",
+            "CF_CFLB": "警告;罚款", "CF_NR_FK": 0.5}]}"#;
+        let out = mapping().normalize(body.as_bytes(), &ctx()).unwrap();
+        let rec = out[0].outcome.as_ref().expect("accepted");
+        assert_eq!(rec.content["fine_yuan"], "5000");
+        assert_eq!(rec.valid_until, None, "2099/12/31 means long-term");
+        assert_eq!(rec.subject.id.as_str(), "91310110666007217T");
+        assert_eq!(rec.content["penalty_types"], serde_json::json!(["警告", "罚款"]));
+    }
+
+    #[test]
+    fn rejections_name_the_source_field() {
+        let body = r#"{"data": [{"CF_WSH": "X-1", "XZQH": "440100", "CF_XDR_SHXYM": "91310110666007217U",
+            "CF_XDR_MC": "某医院", "CF_JDRQ": "2025/02/30", "CF_CFJG": "局", "CF_CFLB": "罚款"}]}"#;
+        let out = mapping().normalize(body.as_bytes(), &ctx()).unwrap();
+        let rej = out[0].outcome.as_ref().expect_err("rejected");
+        assert_eq!(rej.record_id.as_deref(), Some("X-1"));
+        assert_eq!(rej.field, "CF_JDRQ");
+        assert_eq!(rej.canonical_field, "basis.decided_on");
+    }
+
+    #[test]
+    fn wrong_shape_is_a_document_error() {
+        assert!(matches!(mapping().normalize(b"[1,2]", &ctx()), Err(ParseError::Shape(_))));
+    }
+
+    #[test]
+    fn bad_mapping_files_report_every_problem() {
+        let bad = "id = \"x\"\nname = \"n\"\nformat = \"json\"\ncategory = \"nope\"\nrecords = \"\"\n[fields]\n\"subject.idd\" = { path = \"a\" }\n\"content.x\" = { path = \"a\", const = \"b\" }\n";
+        let errs = Mapping::parse("y.toml", bad).unwrap_err();
+        assert!(errs.len() >= 4, "{errs:?}");
+    }
+
+    #[test]
+    fn shipped_mappings_all_load() {
+        let set = MappingSet::builtin().expect("every shipped mapping compiles");
+        assert_eq!(set.len(), BUILTIN.len());
+        assert!(set.get("canonical").is_some());
+    }
+}

@@ -1,0 +1,125 @@
+//! Durable storage: one sled database under the data directory, and the single writer that
+//! commits to it ([`Committer`]).
+//!
+//! Why one tree and one writer: an accepted batch writes archive versions, record heads, subject
+//! entries, the audit entry and the receipt together. sled applies a `Batch` to one tree
+//! atomically, so after a crash (kill -9) either all of a batch is there or none of it; a single
+//! writer thread keeps idempotency checks race-free and the audit chain without forks, and lets
+//! many requests share one flush (group commit).
+//!
+//! On-disk layout (keys are UTF-8; `\x1f` separates parts, a character record ids may not hold):
+//!
+//! | prefix | key | value (JSON) | owner |
+//! |---|---|---|---|
+//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash | archive |
+//! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | [`crate::archive::Version`] | archive |
+//! | `sub/` | `subject_key` (`uscc:9131...`) | [`crate::archive::SubjectEntry`] | archive |
+//! | `aud/` | sequence (20 digits) | [`crate::audit::Entry`] | audit |
+//! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
+//!
+//! Durability: an acknowledgement is sent only after `flush`. sled 0.34 flushes with
+//! `sync_file_range` on Linux: this survives a process crash, not every power loss.
+//!
+//! Never does: interpret record content, or decide what to store (the archive and audit modules
+//! build the writes; this module makes them durable).
+
+mod commit;
+
+pub use commit::{CommitJob, Committer, CommitterHandle};
+
+use std::path::Path;
+
+/// A storage failure. Never the sender's fault; a retry may help.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored value at {key} is corrupt: {message}")]
+    Corrupt { key: String, message: String },
+    #[error("the writer has stopped (shutting down)")]
+    WriterGone,
+}
+
+/// The opened database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+pub const SEP: char = '\x1f';
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        Ok(Self { db })
+    }
+
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.db.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt { key: printable(key), message: e.to_string() }),
+        }
+    }
+
+    /// Every (key, value) under a prefix, in key order.
+    pub fn scan<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt { key: printable(&key), message: e.to_string() })?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// The last key under a prefix.
+    pub fn last_under<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Option<(String, T)>, StoreError> {
+        match self.db.scan_prefix(prefix.as_bytes()).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let value = serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt { key: printable(&key), message: e.to_string() })?;
+                Ok(Some((key, value)))
+            }
+        }
+    }
+
+    pub fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Raw access for the tamper test and the audit verifier's error reporting.
+    pub fn raw(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Keys shown in errors never carry a personal identifier in clear.
+fn printable(key: &str) -> String {
+    let prefix: String = key.chars().take_while(|c| *c != SEP).take(40).collect();
+    if prefix.starts_with("sub/") || prefix.starts_with("arc/") {
+        return format!("{}…", &prefix[..4]);
+    }
+    prefix
+}
+
+/// Encode a JSON value for storage.
+pub fn to_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
