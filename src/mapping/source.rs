@@ -348,7 +348,7 @@ mod tests {
     #[test]
     fn malformed_json_has_a_position() {
         match parse_json(b"[\n {\"a\": 1,}\n]") {
-            Err(ParseError::Syntax { line, column, .. }) => assert_eq!((line, column), (2, 11)),
+            Err(ParseError::Syntax { line, column, .. }) => assert_eq!((line, column), (2, 10)),
             other => panic!("{other:?}"),
         }
     }

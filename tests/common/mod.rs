@@ -1,0 +1,249 @@
+//! Shared test support: start the real `credit-gateway serve` binary on loopback with generated
+//! certificates and a fresh sled directory, and talk to it with a mutual-TLS client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use credit_gateway::config::Config;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_credit-gateway");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A gateway process with its own folder (certificates, data, config).
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub api: String,
+    pub admin: String,
+    pub config: Config,
+}
+
+/// The default configuration pointed at `dir`, on ephemeral ports.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.admin_listen = "127.0.0.1:0".into();
+    config.storage.data_dir = dir.join("data");
+    config.tls.certs_dir = dir.join("certs");
+    config.mappings.dir = repo().join("mappings");
+    for a in &mut config.agencies {
+        a.requests_per_second = 10_000;
+        a.burst = 10_000;
+    }
+    config
+}
+
+impl Gateway {
+    pub fn start() -> Gateway {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let mut gw = Gateway { dir, child: None, api: String::new(), admin: String::new(), config };
+        gw.spawn();
+        gw
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("credit-gateway.toml")
+    }
+
+    /// Write the config and start the process; wait for its ready line.
+    pub fn spawn(&mut self) {
+        std::fs::write(self.config_path(), toml::to_string(&self.config).expect("config serializes")).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("serve")
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("gateway.log")).unwrap()))
+            .spawn()
+            .expect("gateway starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("credit-gateway ready:") => break line,
+                Some(Ok(_)) => continue,
+                _ => {
+                    let log = std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default();
+                    panic!("gateway exited before it was ready:\n{log}");
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let api = ready.split("api=https://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        let admin = ready.split("admin=http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        self.api = api;
+        self.admin = admin;
+        self.child = Some(child);
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        wait_with_timeout(&mut child, Duration::from_secs(30))
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Restart on the same data, certificates and ports chosen anew.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.config.tls.certs_dir.clone()
+    }
+
+    /// A client with the named agency's generated certificate.
+    pub fn client(&self, agency: &str) -> ApiClient {
+        let certs = self.certs();
+        let cfg = credit_gateway::identity::tls::client_config(
+            &certs.join("ca.pem"),
+            &certs.join("clients").join(format!("{agency}.pem")),
+            &certs.join("clients").join(format!("{agency}-key.pem")),
+        )
+        .expect("client TLS config");
+        ApiClient::new(cfg, &self.api)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{}", self.api.replace("127.0.0.1", "localhost"), path)
+    }
+
+    /// GET on the admin port (plain HTTP).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            let resp = client.get(format!("http://{}{}", self.admin, path).parse().unwrap()).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        })
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An HTTPS client (mutual TLS) on its own small runtime, so tests stay synchronous.
+pub struct ApiClient {
+    rt: tokio::runtime::Runtime,
+    client: Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+    base: String,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl ApiClient {
+    pub fn new(cfg: rustls::ClientConfig, api: &str) -> ApiClient {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(cfg)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client = {
+            let _guard = rt.enter();
+            Client::builder(TokioExecutor::new()).build(connector)
+        };
+        ApiClient { rt, client, base: format!("https://localhost:{}", api.rsplit(':').next().unwrap()) }
+    }
+
+    pub fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<Reply, String> {
+        let mut builder = hyper::Request::builder().method(method).uri(format!("{}{}", self.base, path));
+        if let Some(ct) = content_type {
+            builder = builder.header("content-type", ct);
+        }
+        let req = builder.body(Full::new(Bytes::from(body))).unwrap();
+        self.rt.block_on(async {
+            let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| format!("{e:?}"))?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
+            Ok(Reply { status, headers, body })
+        })
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        self.request("POST", path, Some(content_type), body).expect("request completes")
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None, Vec::new()).expect("request completes")
+    }
+}
+
+/// Run the binary with arguments; returns (exit code, stdout, stderr).
+pub fn run_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).current_dir(dir).output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
