@@ -20,6 +20,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod disclosure;
 pub mod identity;
 pub mod ingest;
 pub mod mapping;

@@ -69,10 +69,13 @@ pub enum DocType {
 }
 
 /// Disclosure class and restriction (LS Arts. 24-27, GD Art. 12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disclosure {
     pub class: DisclosureClass,
     pub restriction: Option<Restriction>,
+    /// Content fields that must never leave the gateway although the record may
+    /// (`content.bank_account` -> commercial_secret), LS Art. 25.
+    pub restricted_fields: std::collections::BTreeMap<String, Restriction>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +88,7 @@ pub enum DisclosureClass {
 }
 
 /// What LS Art. 25 forbids to disclose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Restriction {
     StateSecret,
@@ -115,6 +118,11 @@ impl CanonicalRecord {
         disclosure.insert("class".into(), json_enum(&self.disclosure.class));
         if let Some(r) = self.disclosure.restriction {
             disclosure.insert("restriction".into(), json_enum(&r));
+        }
+        if !self.disclosure.restricted_fields.is_empty() {
+            let fields: Map<String, Value> =
+                self.disclosure.restricted_fields.iter().map(|(k, r)| (k.clone(), json_enum(r))).collect();
+            disclosure.insert("restricted_fields".into(), Value::Object(fields));
         }
 
         let mut record = Map::new();

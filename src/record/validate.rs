@@ -266,6 +266,29 @@ fn disclosure(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Di
             return None;
         }
     };
+    let mut restricted_fields = std::collections::BTreeMap::new();
+    match d.get("restricted_fields") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(fields)) => {
+            for (path, r) in fields {
+                let parsed = r.as_str().and_then(|r| serde_json::from_value::<Restriction>(Value::String(r.trim().into())).ok());
+                match parsed {
+                    Some(r) if path.starts_with("content.") && path.len() > "content.".len() => {
+                        restricted_fields.insert(path.clone(), r);
+                    }
+                    Some(_) => errs.push(FieldError::new("disclosure.restricted_fields", format!("{path:?} is not a content field (content.<name>)"))),
+                    None => errs.push(FieldError::new(
+                        format!("disclosure.restricted_fields.{path}"),
+                        "must be state_secret, commercial_secret, personal_privacy, not_yet_disclosed or legally_prohibited (LS Art. 25)",
+                    )),
+                }
+            }
+        }
+        Some(_) => {
+            errs.push(FieldError::new("disclosure.restricted_fields", "must be an object: content field -> restriction"));
+            return None;
+        }
+    }
     match (class, restriction) {
         (DisclosureClass::Restricted, None) => {
             errs.push(FieldError::new(
@@ -281,7 +304,7 @@ fn disclosure(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Di
             ));
             None
         }
-        (class, restriction) => Some(Disclosure { class, restriction }),
+        (class, restriction) => Some(Disclosure { class, restriction, restricted_fields }),
     }
 }
 

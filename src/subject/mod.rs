@@ -16,7 +16,7 @@
 mod ids;
 
 pub use ids::{
-    IdentifierError, IdentifierExceptions, OtherPersonalId, RegionCode, ResidentId, SubjectId, Uscc,
+    mask_middle, IdentifierError, IdentifierExceptions, OtherPersonalId, RegionCode, ResidentId, SubjectId, Uscc,
 };
 
 use serde::{Deserialize, Serialize};
