@@ -25,16 +25,24 @@ pub enum StartError {
     Mappings(Vec<String>),
     #[error("storage at {path}: {message}")]
     Storage { path: String, message: String },
+    #[error("sharing: {0}")]
+    Sharing(String),
+    #[error("delivery: {0}")]
+    Delivery(#[from] crate::delivery::SetupError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
+
+/// File in the data directory holding a running gateway's admin address.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
 /// Create development certificates when the certificates folder has none (and the config allows).
 pub fn ensure_dev_certs(config: &Config) -> Result<Option<certs::InitReport>, certs::CertError> {
     if !config.tls.generate_dev_certs {
         return Ok(None);
     }
-    let agencies: Vec<String> = config.agencies.iter().map(|a| a.id.clone()).collect();
+    let mut agencies: Vec<String> = config.agencies.iter().map(|a| a.id.clone()).collect();
+    agencies.push(crate::config::GATEWAY_CLIENT_CN.to_string());
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     certs::init(&config.tls.certs_dir, &agencies, &names).map(Some)
 }
@@ -56,6 +64,11 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
     })
 }
 
+pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartError> {
+    let disclosure = crate::disclosure::DisclosureRules::load(&config.disclosure_rules_path()).map_err(|e| StartError::Sharing(e.to_string()))?;
+    crate::sharing::Router::new(&config.sharing_rules_path(), disclosure, &config.destinations).map_err(|e| StartError::Sharing(e.to_string()))
+}
+
 /// Run the gateway until SIGTERM or ctrl-c.
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let metrics = telemetry::init_metrics();
@@ -72,6 +85,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let exceptions =
         IdentifierExceptions::new(&config.validation.uscc_exceptions, &config.validation.resident_id_exceptions);
     let clock: SharedClock = Arc::new(SystemClock);
+    let router = Arc::new(build_router(&config)?);
+    let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound")).map_err(StartError::Sharing)?;
+    let destinations = config
+        .destinations
+        .iter()
+        .map(|d| crate::delivery::Destination::new(&config, d, &formats).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
     let (api_listener, api_addr) = ingest::bind(&config.server.listen)
         .await
         .map_err(|source| StartError::Bind { addr: config.server.listen.clone(), source })?;
@@ -82,8 +102,27 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(admin::Readiness::default());
-    let admin_task = tokio::spawn(admin::serve(admin_listener, readiness.clone(), metrics, stop_rx.clone()));
+    let ops = Arc::new(admin::Ops {
+        store: store.clone(),
+        committer: handle.clone(),
+        destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
+    });
+    let admin_task = tokio::spawn(admin::serve(admin_listener, readiness.clone(), metrics, ops, stop_rx.clone()));
+    let addr_file = config.storage.data_dir.join(ADMIN_ADDR_FILE);
+    let mut workers = Vec::new();
+    for destination in destinations {
+        let worker = crate::delivery::Worker {
+            destination,
+            store: store.clone(),
+            committer: handle.clone(),
+            sharing: config.sharing.clone(),
+            clock: clock.clone(),
+            on_delivered: None,
+        };
+        workers.push(tokio::spawn(worker.run(stop_rx.clone())));
+    }
     let app = Arc::new(App {
+        router,
         registry: Registry::new(&config.agencies),
         mappings,
         store: store.clone(),
@@ -94,6 +133,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     });
     let api_task = tokio::spawn(ingest::serve(app.clone(), server_tls, api_listener, stop_rx));
     drop(app);
+    // Operator commands find a running gateway's admin endpoint here (its port may be ephemeral).
+    if let Err(e) = std::fs::write(&addr_file, admin_addr.to_string()) {
+        tracing::warn!(error = %e, "cannot write the admin address file");
+    }
     readiness.set(true);
     tracing::info!(api = %api_addr, admin = %admin_addr, "credit-gateway ready");
     println!("credit-gateway ready: api=https://{api_addr} admin=http://{admin_addr}");
@@ -104,6 +147,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let _ = stop_tx.send(true);
     let _ = api_task.await;
     let _ = admin_task.await;
+    for w in workers {
+        let _ = w.await;
+    }
     // Every App clone is gone once the connections are; the writer then drains and stops.
     let joined = tokio::task::spawn_blocking(move || committer.join());
     if tokio::time::timeout(Duration::from_secs(10), joined).await.is_err() {
@@ -112,6 +158,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
+    let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopped");
     Ok(())
 }

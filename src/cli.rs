@@ -48,6 +48,32 @@ pub enum Command {
     /// The audit chain (works on the data directory; stop the gateway first).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The outbox of shares per destination platform. Works on the data directory when the
+    /// gateway is stopped, and through the admin endpoint when it runs.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Entries waiting (or, with --dead, dead letters), oldest first.
+    List {
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long)]
+        dead: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One entry or dead letter, by key (as `list` prints it) or idempotency key.
+    Show { key: String },
+    /// Put dead letters back into the queue (same idempotency keys).
+    Replay {
+        #[arg(long)]
+        destination: Option<String>,
+    },
+    /// Depth, corrections waiting, oldest entry and dead letters per destination.
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,7 +167,94 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Audit(cmd) => audit(&config, cmd),
+        Command::Outbox(cmd) => outbox(&config, cmd),
     }
+}
+
+fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match crate::app::open_store(config) {
+        Ok(store) => runtime.block_on(outbox_local(config, store, cmd)),
+        Err(local) => runtime.block_on(outbox_remote(config, cmd)).map_err(|remote| format!("{local}; and through the admin endpoint: {remote}")),
+    };
+    match result {
+        Ok(Some(v)) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("no such entry");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("outbox: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn outbox_local(config: &Config, store: crate::store::Store, cmd: OutboxCommand) -> Result<Option<serde_json::Value>, String> {
+    use crate::outbox::ops;
+    let dests: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
+    let e = |e: crate::store::StoreError| e.to_string();
+    match cmd {
+        OutboxCommand::List { destination, dead, limit } => ops::list_entries(&store, destination.as_deref(), dead, limit).map(Some).map_err(e),
+        OutboxCommand::Show { key } => ops::show_entry(&store, &key).map_err(e),
+        OutboxCommand::Stats => ops::stats_all(&store, &dests).map(Some).map_err(e),
+        OutboxCommand::Replay { destination } => {
+            let (committer, handle) = crate::store::Committer::start(store.clone()).map_err(e)?;
+            let out = ops::replay(&store, &handle, destination.as_deref()).await.map_err(e);
+            drop(handle);
+            committer.join();
+            out.map(Some)
+        }
+    }
+}
+
+/// The running gateway's admin address: from the file it writes at start, else the configured one.
+fn running_admin_addr(config: &Config) -> String {
+    std::fs::read_to_string(config.storage.data_dir.join(crate::app::ADMIN_ADDR_FILE))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| config.server.admin_listen.clone())
+}
+
+/// Ask the running gateway's admin endpoint.
+async fn outbox_remote(config: &Config, cmd: OutboxCommand) -> Result<Option<serde_json::Value>, String> {
+    use http_body_util::BodyExt;
+    let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let (method, path) = match &cmd {
+        OutboxCommand::List { destination, dead, limit } => (
+            "GET",
+            format!("/outbox/list?limit={limit}{}{}", if *dead { "&dead=1" } else { "" }, destination.as_ref().map(|d| format!("&destination={}", enc(d))).unwrap_or_default()),
+        ),
+        OutboxCommand::Show { key } => ("GET", format!("/outbox/show?key={}", enc(key))),
+        OutboxCommand::Stats => ("GET", "/outbox/stats".to_string()),
+        OutboxCommand::Replay { destination } => ("POST", format!("/outbox/replay{}", destination.as_ref().map(|d| format!("?destination={}", enc(d))).unwrap_or_default())),
+    };
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", running_admin_addr(config)))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req)).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    if status == hyper::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(value.to_string());
+    }
+    Ok(Some(value))
 }
 
 fn serve(config: Config) -> ExitCode {

@@ -40,6 +40,105 @@ pub struct Config {
     pub log: LogConfig,
     /// The agencies allowed to connect. Giving any replaces the whole default list.
     pub agencies: Vec<AgencyConfig>,
+    pub sharing: SharingConfig,
+    /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
+    pub destinations: Vec<DestinationConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingConfig {
+    /// Which accepted records are shared, on which channel (default `<mappings.dir>/rules/sharing.toml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<PathBuf>,
+    /// The disclosure filter per channel, LS Arts. 24-27 (default `<mappings.dir>/rules/disclosure.toml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<PathBuf>,
+    /// First retry delay; doubles on every failure (with jitter) up to `retry_max_ms`.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// A delivery request not answered by then counts as failed and is retried.
+    pub request_timeout_ms: u64,
+    /// How often an idle delivery worker looks for new shares (new shares also wake it at once).
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Short id: `[a-z0-9_]+`.
+    pub id: String,
+    pub name: String,
+    /// HTTPS endpoint that accepts share batches (POST).
+    pub url: String,
+    /// The 6-digit division code this platform serves: a province code (`440000`) receives every
+    /// record of the province, a city code (`440100`) those of the city and its districts.
+    pub region: String,
+    /// CA that signed the platform's server certificate (default `<certs_dir>/ca.pem`).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// The gateway's client certificate for this platform (default the development
+    /// `<certs_dir>/clients/credit-gateway.pem` and its key).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Delivery requests per second.
+    #[serde(default = "default_dest_rps")]
+    pub requests_per_second: u32,
+    /// Shares per delivery request.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// An outbound mapping id in `mappings/outbound/` that renders this platform's format;
+    /// canonical JSON when absent.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+pub const DEFAULT_DEST_RPS: u32 = 100;
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// Subject CN of the gateway's own development client certificate (for delivery).
+pub const GATEWAY_CLIENT_CN: &str = "credit-gateway";
+
+fn default_dest_rps() -> u32 {
+    DEFAULT_DEST_RPS
+}
+fn default_batch_size() -> usize {
+    DEFAULT_BATCH_SIZE
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        Self {
+            rules: None,
+            disclosure: None,
+            retry_base_ms: 500,
+            retry_max_ms: 60_000,
+            request_timeout_ms: 10_000,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+/// The default platforms (GD Art. 6): the provincial public credit platform and the Guangzhou
+/// city platform, on the ports the reference receiver uses in the README demo.
+pub fn default_destinations() -> Vec<DestinationConfig> {
+    let dest = |id: &str, name: &str, url: &str, region: &str| DestinationConfig {
+        id: id.into(),
+        name: name.into(),
+        url: url.into(),
+        region: region.into(),
+        ca: None,
+        client_cert: None,
+        client_key: None,
+        requests_per_second: DEFAULT_DEST_RPS,
+        batch_size: DEFAULT_BATCH_SIZE,
+        format: None,
+    };
+    vec![
+        dest("provincial", "广东省公共信用信息平台", "https://localhost:9443/v1/shares", "440000"),
+        dest("guangzhou", "广州市公共信用信息平台", "https://localhost:9444/v1/shares", "440100"),
+    ]
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +297,8 @@ impl Default for Config {
             mappings: MappingsConfig::default(),
             log: LogConfig::default(),
             agencies: default_agencies(),
+            sharing: SharingConfig::default(),
+            destinations: default_destinations(),
         }
     }
 }
@@ -301,6 +402,27 @@ impl Config {
                 bad(format!("agency {:?}: requests_per_second and burst must be above 0", a.id));
             }
         }
+        let mut dest_ids = std::collections::HashSet::new();
+        for d in &self.destinations {
+            if d.id.is_empty() || !d.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                bad(format!("destination id {:?} must be [a-z0-9_]+", d.id));
+            }
+            if !dest_ids.insert(d.id.clone()) {
+                bad(format!("destination id {:?} appears twice", d.id));
+            }
+            if !d.url.starts_with("https://") {
+                bad(format!("destination {:?}: url must be https://", d.id));
+            }
+            if crate::subject::RegionCode::parse(&d.region).is_err() {
+                bad(format!("destination {:?}: region {:?} is not a 6-digit division code", d.id, d.region));
+            }
+            if d.batch_size == 0 || d.requests_per_second == 0 {
+                bad(format!("destination {:?}: batch_size and requests_per_second must be above 0", d.id));
+            }
+        }
+        if self.sharing.retry_base_ms == 0 || self.sharing.retry_max_ms < self.sharing.retry_base_ms {
+            bad("sharing.retry_base_ms must be above 0 and at most retry_max_ms".into());
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -314,6 +436,14 @@ impl Config {
 
     pub fn server_cert_path(&self) -> PathBuf {
         self.tls.cert.clone().unwrap_or_else(|| self.tls.certs_dir.join("server.pem"))
+    }
+
+    pub fn sharing_rules_path(&self) -> PathBuf {
+        self.sharing.rules.clone().unwrap_or_else(|| self.mappings.dir.join("rules").join("sharing.toml"))
+    }
+
+    pub fn disclosure_rules_path(&self) -> PathBuf {
+        self.sharing.disclosure.clone().unwrap_or_else(|| self.mappings.dir.join("rules").join("disclosure.toml"))
     }
 
     pub fn server_key_path(&self) -> PathBuf {

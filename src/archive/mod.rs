@@ -114,6 +114,13 @@ impl Staging {
         Ok((if previous.is_some() { Outcome::Updated } else { Outcome::New }, version))
     }
 
+    /// Remember that this version was queued for a platform on a channel: corrections of the
+    /// record later go to every platform and channel that received it (GD Art. 31).
+    pub fn note_shared(&mut self, record: &CanonicalRecord, destination: &str, channel: crate::disclosure::Channel, version: u32) {
+        let key = shared_key(&record.source.agency, &record.source.record_id, destination, channel);
+        self.writes.push((key, to_bytes(&serde_json::json!({ "version": version }))));
+    }
+
     fn stage_subject(&mut self, store: &Store, record: &CanonicalRecord, key: &str, now: &str) -> Result<(), StoreError> {
         let sub_key = format!("sub/{key}");
         let existing = match self.subjects.get(&sub_key) {
@@ -199,6 +206,25 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
 /// Number of stored record versions (for `archive stats` and the benchmark).
 pub fn count_versions(store: &Store) -> usize {
     store.raw().scan_prefix(b"arc/").count()
+}
+
+pub fn shared_key(agency: &str, record_id: &str, destination: &str, channel: crate::disclosure::Channel) -> String {
+    format!("shr/{agency}{SEP}{record_id}{SEP}{destination}{SEP}{}", channel.code())
+}
+
+/// The (destination, channel) pairs a record was shared with.
+pub fn shared_with(store: &Store, agency: &str, record_id: &str) -> Result<Vec<(String, crate::disclosure::Channel)>, StoreError> {
+    let prefix = format!("shr/{agency}{SEP}{record_id}{SEP}");
+    let mut out = Vec::new();
+    for (key, _) in store.scan::<Value>(&prefix)? {
+        let rest = &key[prefix.len()..];
+        if let Some((dest, channel)) = rest.split_once(SEP) {
+            if let Ok(ch) = serde_json::from_value(Value::String(channel.to_string())) {
+                out.push((dest.to_string(), ch));
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn record_head_key(agency: &str, record_id: &str) -> String {

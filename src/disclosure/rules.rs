@@ -44,7 +44,7 @@ pub struct ChannelRules {
     pub scan_personal_data: bool,
 }
 
-const BUILTIN: &str = include_str!("../../mappings/disclosure.toml");
+const BUILTIN: &str = include_str!("../../mappings/rules/disclosure.toml");
 
 impl DisclosureRules {
     pub fn parse(path: &str, text: &str) -> Result<Self, RulesError> {

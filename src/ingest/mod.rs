@@ -45,6 +45,7 @@ pub struct App {
     pub committer: CommitterHandle,
     pub exceptions: IdentifierExceptions,
     pub clock: SharedClock,
+    pub router: Arc<crate::sharing::Router>,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

@@ -20,7 +20,8 @@ use crate::clock::rfc3339;
 use crate::identity::Agency;
 use crate::mapping::{Mapping, SourceFormat};
 use crate::record::ValidationContext;
-use crate::store::CommitJob;
+use crate::sharing::FilterReport;
+use crate::store::{AcceptedInput, CommitJob};
 use crate::subject::{IdType, SubjectId};
 use crate::telemetry::events;
 
@@ -83,21 +84,35 @@ async fn push_records(app: &App, agency: &Agency, req: Request<Incoming>) -> Res
     let received_at = rfc3339(app.clock.now());
     let ctx = ValidationContext { exceptions: app.exceptions.clone(), authenticated_agency: Some(agency.id.clone()) };
     let mapping_owned: Mapping = mapping.clone();
+    let router = app.router.clone();
     let body_for_map = body.clone();
-    let normalized = tokio::task::spawn_blocking(move || mapping_owned.normalize(&body_for_map, &ctx))
-        .await
-        .map_err(|_| ApiError::StorageUnavailable)??;
-    let total = normalized.len();
-    let mut accepted = Vec::with_capacity(total);
-    let mut rejected = Vec::new();
-    for n in normalized {
-        match n.outcome {
-            Ok(record) => accepted.push((n.index, record)),
-            Err(rejection) => {
-                events::record_rejected(&agency.id, &mapping.id, rejection.index, rejection.record_id.as_deref(), &rejection.field);
-                rejected.push(rejection);
+    let (total, accepted, rejected, filter) = tokio::task::spawn_blocking(move || {
+        let normalized = mapping_owned.normalize(&body_for_map, &ctx)?;
+        let total = normalized.len();
+        let mut accepted = Vec::with_capacity(total);
+        let mut rejected = Vec::new();
+        let mut filter = FilterReport::default();
+        for n in normalized {
+            match n.outcome {
+                Ok(record) => {
+                    let shares = router.plan(&record, &mut filter);
+                    accepted.push(AcceptedInput { index: n.index, record, shares });
+                }
+                Err(rejection) => rejected.push(rejection),
             }
         }
+        Ok::<_, ApiError>((total, accepted, rejected, filter))
+    })
+    .await
+    .map_err(|_| ApiError::StorageUnavailable)??;
+    for r in &rejected {
+        events::record_rejected(&agency.id, &mapping.id, r.index, r.record_id.as_deref(), &r.field);
+    }
+    for (dest, channel, rule) in &filter.withheld {
+        events::share_withheld(dest, channel.code(), rule);
+    }
+    for (dest, channel, field, rule) in &filter.masked {
+        events::field_masked(dest, channel.code(), field, rule);
     }
     let receipt_id = uuid::Uuid::new_v4().to_string();
     let body_sha256 = hex::encode(Sha256::digest(&body));
@@ -110,6 +125,7 @@ async fn push_records(app: &App, agency: &Agency, req: Request<Incoming>) -> Res
         total,
         accepted,
         rejected,
+        filter,
         reply,
     };
     let receipt = app.committer.commit(job).await.map_err(|e| {

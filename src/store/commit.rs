@@ -5,10 +5,11 @@
 //! versions, audit entries, receipts), applies it atomically, flushes once, and only then answers
 //! each job. One flush is shared by every request that arrived meanwhile.
 
+use std::sync::Arc;
 use std::thread;
 
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{to_bytes, Store, StoreError};
 use crate::archive::Staging;
@@ -16,11 +17,39 @@ use crate::audit::Head;
 use crate::ingest::receipt::{AcceptedRecord, Receipt};
 use crate::mapping::Rejection;
 use crate::record::CanonicalRecord;
+use crate::sharing::{FilterReport, PlannedShare};
 
 /// Jobs waiting beyond this make senders wait.
 const QUEUE_DEPTH: usize = 1024;
 /// Most jobs folded into one commit.
 const MAX_GROUP: usize = 256;
+
+/// Work for the writer.
+pub enum Job {
+    /// An agency's batch: archive, outbox, audit, receipt.
+    Batch(CommitJob),
+    /// Any other exchange: some writes and removals plus its audit entry, atomically.
+    Apply(ApplyJob),
+}
+
+/// Writes recorded in the audit chain as one entry of `kind`.
+pub struct ApplyJob {
+    pub kind: String,
+    pub data: Map<String, Value>,
+    pub writes: Vec<(String, Vec<u8>)>,
+    pub removes: Vec<String>,
+    /// Key -> value computed by the writer when the job is applied (outbox entries get their
+    /// sequence numbers there so order follows commit order).
+    pub enqueue: Vec<crate::outbox::Entry>,
+    pub reply: oneshot::Sender<Result<Head, String>>,
+}
+
+/// One accepted record and the shares it gives rise to when it is new or a new version.
+pub struct AcceptedInput {
+    pub index: usize,
+    pub record: CanonicalRecord,
+    pub shares: Vec<PlannedShare>,
+}
 
 /// One batch to make durable.
 pub struct CommitJob {
@@ -30,24 +59,47 @@ pub struct CommitJob {
     pub received_at: String,
     pub body_sha256: String,
     pub total: usize,
-    pub accepted: Vec<(usize, CanonicalRecord)>,
+    pub accepted: Vec<AcceptedInput>,
     pub rejected: Vec<Rejection>,
+    /// What the disclosure filter withheld or masked (rule and field names only), for the audit.
+    pub filter: FilterReport,
     pub reply: oneshot::Sender<Result<Receipt, String>>,
 }
 
 /// Cheap handle to submit jobs.
 #[derive(Clone)]
 pub struct CommitterHandle {
-    tx: mpsc::Sender<CommitJob>,
+    tx: mpsc::Sender<Job>,
+    /// Woken after every commit that queued shares.
+    pub outbox_notify: Arc<Notify>,
 }
 
 impl CommitterHandle {
     /// Submit and wait until the job is durable.
     pub async fn commit(&self, job_without_reply: impl FnOnce(oneshot::Sender<Result<Receipt, String>>) -> CommitJob) -> Result<Receipt, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(job_without_reply(tx)).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx.send(Job::Batch(job_without_reply(tx))).await.map_err(|_| StoreError::WriterGone)?;
         match rx.await {
             Ok(Ok(receipt)) => Ok(receipt),
+            Ok(Err(message)) => Err(StoreError::Corrupt { key: "commit".into(), message }),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Apply writes and removals with their audit entry, durably.
+    pub async fn apply(
+        &self,
+        kind: &str,
+        data: Map<String, Value>,
+        writes: Vec<(String, Vec<u8>)>,
+        removes: Vec<String>,
+        enqueue: Vec<crate::outbox::Entry>,
+    ) -> Result<Head, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let job = ApplyJob { kind: kind.to_string(), data, writes, removes, enqueue, reply };
+        self.tx.send(Job::Apply(job)).await.map_err(|_| StoreError::WriterGone)?;
+        match rx.await {
+            Ok(Ok(head)) => Ok(head),
             Ok(Err(message)) => Err(StoreError::Corrupt { key: "commit".into(), message }),
             Err(_) => Err(StoreError::WriterGone),
         }
@@ -63,11 +115,13 @@ impl Committer {
     pub fn start(store: Store) -> Result<(Committer, CommitterHandle), StoreError> {
         let head = Head::load(&store)?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let notify = Arc::new(Notify::new());
+        let wake = notify.clone();
         let thread = thread::Builder::new()
             .name("commit".into())
-            .spawn(move || run(store, head, rx))
+            .spawn(move || run(store, head, rx, wake))
             .map_err(|e| StoreError::Corrupt { key: "commit thread".into(), message: e.to_string() })?;
-        Ok((Committer { thread: Some(thread) }, CommitterHandle { tx }))
+        Ok((Committer { thread: Some(thread) }, CommitterHandle { tx, outbox_notify: notify }))
     }
 
     /// Wait for the writer to finish the jobs it has; it stops when every handle is dropped.
@@ -78,7 +132,7 @@ impl Committer {
     }
 }
 
-fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<CommitJob>) {
+fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<Notify>) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -89,21 +143,40 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<CommitJob>) {
         }
         let started = std::time::Instant::now();
         match commit_group(&store, &head, &group) {
-            Ok((new_head, receipts)) => {
+            Ok((new_head, answers, queued)) => {
                 head = new_head;
                 metrics::histogram!("gateway_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::counter!("gateway_commit_groups_total").increment(1);
-                for (job, receipt) in group.into_iter().zip(receipts) {
-                    let _ = job.reply.send(Ok(receipt));
+                for (job, answer) in group.into_iter().zip(answers) {
+                    match (job, answer) {
+                        (Job::Batch(j), Answer::Receipt(r)) => {
+                            let _ = j.reply.send(Ok(*r));
+                        }
+                        (Job::Apply(j), Answer::Head(h)) => {
+                            let _ = j.reply.send(Ok(h));
+                        }
+                        _ => {}
+                    }
+                }
+                if queued > 0 {
+                    metrics::counter!("gateway_outbox_enqueued_total").increment(queued as u64);
+                    notify.notify_waiters();
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, jobs = group.len(), "commit failed; batches not acknowledged");
+                tracing::error!(error = %e, jobs = group.len(), "commit failed; nothing of these jobs was acknowledged");
                 // What was staged is not on disk: reload the head so the chain continues from
                 // what is stored.
                 head = Head::load(&store).unwrap_or(head);
                 for job in group {
-                    let _ = job.reply.send(Err(e.to_string()));
+                    match job {
+                        Job::Batch(j) => {
+                            let _ = j.reply.send(Err(e.to_string()));
+                        }
+                        Job::Apply(j) => {
+                            let _ = j.reply.send(Err(e.to_string()));
+                        }
+                    }
                 }
             }
         }
@@ -113,69 +186,145 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<CommitJob>) {
     }
 }
 
-fn commit_group(store: &Store, head: &Head, group: &[CommitJob]) -> Result<(Head, Vec<Receipt>), StoreError> {
+enum Answer {
+    Receipt(Box<Receipt>),
+    Head(Head),
+}
+
+fn commit_group(store: &Store, head: &Head, group: &[Job]) -> Result<(Head, Vec<Answer>, usize), StoreError> {
     let mut staging = Staging::default();
+    let mut removes: Vec<String> = Vec::new();
     let mut head = head.clone();
-    let mut receipts = Vec::with_capacity(group.len());
+    let mut answers = Vec::with_capacity(group.len());
+    let mut queued = 0usize;
     for job in group {
-        let mut accepted = Vec::with_capacity(job.accepted.len());
-        let (mut new, mut updated, mut unchanged) = (0usize, 0usize, 0usize);
-        for (index, record) in &job.accepted {
-            let (outcome, version) = staging.stage(store, record, &job.receipt_id, &job.received_at)?;
-            match outcome {
-                crate::archive::Outcome::New => new += 1,
-                crate::archive::Outcome::Updated => updated += 1,
-                crate::archive::Outcome::Unchanged => unchanged += 1,
+        match job {
+            Job::Batch(job) => {
+                let receipt = stage_batch(store, &mut staging, &mut head, job, &mut queued)?;
+                answers.push(Answer::Receipt(Box::new(receipt)));
             }
-            accepted.push(AcceptedRecord { index: *index, record_id: record.source.record_id.clone(), outcome, version });
+            Job::Apply(job) => {
+                staging.writes.extend(job.writes.iter().cloned());
+                for entry in &job.enqueue {
+                    staging.writes.push(crate::outbox::enqueue_write(store, entry)?);
+                    queued += 1;
+                }
+                removes.extend(job.removes.iter().cloned());
+                let at = crate::clock::rfc3339(time::OffsetDateTime::now_utc());
+                let (key, bytes, next) = head.append(&at, &job.kind, job.data.clone());
+                staging.writes.push((key, bytes));
+                head = next;
+                answers.push(Answer::Head(head.clone()));
+            }
         }
-        let mut data = Map::new();
-        data.insert("receipt_id".into(), Value::String(job.receipt_id.clone()));
-        data.insert("agency".into(), Value::String(job.agency.clone()));
-        data.insert("mapping".into(), Value::String(job.mapping.clone()));
-        data.insert("body_sha256".into(), Value::String(job.body_sha256.clone()));
-        data.insert("total".into(), Value::from(job.total));
-        data.insert("accepted".into(), Value::from(accepted.len()));
-        data.insert("new".into(), Value::from(new));
-        data.insert("updated".into(), Value::from(updated));
-        data.insert("unchanged".into(), Value::from(unchanged));
-        data.insert("rejected".into(), Value::from(job.rejected.len()));
-        data.insert(
-            "records".into(),
-            Value::Array(
-                accepted
-                    .iter()
-                    .map(|a| serde_json::json!({"index": a.index, "record_id": a.record_id, "outcome": a.outcome, "version": a.version}))
-                    .chain(job.rejected.iter().map(|r| serde_json::json!({"index": r.index, "record_id": r.record_id, "outcome": "rejected", "field": r.field})))
-                    .collect(),
-            ),
-        );
-        let (key, bytes, next) = head.append(&job.received_at, "batch_received", data);
-        staging.writes.push((key, bytes));
-        head = next;
-        let receipt = Receipt {
-            receipt_id: job.receipt_id.clone(),
-            agency: job.agency.clone(),
-            mapping: job.mapping.clone(),
-            received_at: job.received_at.clone(),
-            total: job.total,
-            accepted: accepted.len(),
-            new,
-            updated,
-            unchanged,
-            rejected_count: job.rejected.len(),
-            rejected: job.rejected.clone(),
-            records: accepted,
-            audit: head.clone(),
-        };
-        staging.writes.push((format!("rcp/{}", job.receipt_id), to_bytes(&receipt)));
-        receipts.push(receipt);
     }
     let mut batch = sled::Batch::default();
+    for k in removes {
+        batch.remove(k.into_bytes());
+    }
     for (k, v) in staging.writes {
         batch.insert(k.into_bytes(), v);
     }
     store.apply(batch)?;
     store.flush()?;
-    Ok((head, receipts))
+    Ok((head, answers, queued))
+}
+
+fn stage_batch(store: &Store, staging: &mut Staging, head: &mut Head, job: &CommitJob, queued: &mut usize) -> Result<Receipt, StoreError> {
+    let mut accepted = Vec::with_capacity(job.accepted.len());
+    let (mut new, mut updated, mut unchanged) = (0usize, 0usize, 0usize);
+    let mut shares_queued = 0usize;
+    let enqueued_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+    for input in &job.accepted {
+        let record = &input.record;
+        let (outcome, version) = staging.stage(store, record, &job.receipt_id, &job.received_at)?;
+        match outcome {
+            crate::archive::Outcome::New => new += 1,
+            crate::archive::Outcome::Updated => updated += 1,
+            crate::archive::Outcome::Unchanged => unchanged += 1,
+        }
+        if outcome != crate::archive::Outcome::Unchanged {
+            for share in &input.shares {
+                let entry = crate::outbox::Entry {
+                    idempotency_key: crate::outbox::idempotency_key(
+                        &share.destination,
+                        &record.source.agency,
+                        &record.source.record_id,
+                        version,
+                        share.channel,
+                        crate::outbox::Kind::Share,
+                        "",
+                    ),
+                    destination: share.destination.clone(),
+                    channel: share.channel,
+                    kind: crate::outbox::Kind::Share,
+                    agency: record.source.agency.clone(),
+                    record_id: record.source.record_id.clone(),
+                    version,
+                    rule: share.rule.clone(),
+                    enqueued_at: job.received_at.clone(),
+                    enqueued_unix,
+                    correction_id: None,
+                    payload: share.payload.clone(),
+                };
+                staging.writes.push(crate::outbox::enqueue_write(store, &entry)?);
+                staging.note_shared(record, &share.destination, share.channel, version);
+                shares_queued += 1;
+            }
+        }
+        accepted.push(AcceptedRecord { index: input.index, record_id: record.source.record_id.clone(), outcome, version });
+    }
+    *queued += shares_queued;
+    let mut data = Map::new();
+    data.insert("receipt_id".into(), Value::String(job.receipt_id.clone()));
+    data.insert("agency".into(), Value::String(job.agency.clone()));
+    data.insert("mapping".into(), Value::String(job.mapping.clone()));
+    data.insert("body_sha256".into(), Value::String(job.body_sha256.clone()));
+    data.insert("total".into(), Value::from(job.total));
+    data.insert("accepted".into(), Value::from(accepted.len()));
+    data.insert("new".into(), Value::from(new));
+    data.insert("updated".into(), Value::from(updated));
+    data.insert("unchanged".into(), Value::from(unchanged));
+    data.insert("rejected".into(), Value::from(job.rejected.len()));
+    data.insert("shares_queued".into(), Value::from(shares_queued));
+    data.insert(
+        "records".into(),
+        Value::Array(
+            accepted
+                .iter()
+                .map(|a| serde_json::json!({"index": a.index, "record_id": a.record_id, "outcome": a.outcome, "version": a.version}))
+                .chain(job.rejected.iter().map(|r| serde_json::json!({"index": r.index, "record_id": r.record_id, "outcome": "rejected", "field": r.field})))
+                .collect(),
+        ),
+    );
+    if !job.filter.withheld.is_empty() || !job.filter.masked.is_empty() {
+        data.insert(
+            "withheld".into(),
+            Value::Array(job.filter.withheld.iter().map(|(d, c, r)| serde_json::json!({"destination": d, "channel": c, "rule": r})).collect()),
+        );
+        data.insert(
+            "masked".into(),
+            Value::Array(job.filter.masked.iter().map(|(d, c, f, r)| serde_json::json!({"destination": d, "channel": c, "field": f, "rule": r})).collect()),
+        );
+    }
+    let (key, bytes, next) = head.append(&job.received_at, "batch_received", data);
+    staging.writes.push((key, bytes));
+    *head = next;
+    let receipt = Receipt {
+        receipt_id: job.receipt_id.clone(),
+        agency: job.agency.clone(),
+        mapping: job.mapping.clone(),
+        received_at: job.received_at.clone(),
+        total: job.total,
+        accepted: accepted.len(),
+        new,
+        updated,
+        unchanged,
+        rejected_count: job.rejected.len(),
+        rejected: job.rejected.clone(),
+        records: accepted,
+        audit: head.clone(),
+    };
+    staging.writes.push((format!("rcp/{}", job.receipt_id), to_bytes(&receipt)));
+    Ok(receipt)
 }

@@ -16,6 +16,8 @@
 //! | `sub/` | `subject_key` (`uscc:9131...`) | [`crate::archive::SubjectEntry`] | archive |
 //! | `aud/` | sequence (20 digits) | [`crate::audit::Entry`] | audit |
 //! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
+//! | `shr/` | `agency \x1f record_id \x1f destination \x1f channel` | last version queued for that platform and channel | archive |
+//! | `out/`, `dlq/` | see `outbox` | queued shares, dead letters | outbox |
 //!
 //! Durability: an acknowledgement is sent only after `flush`. sled 0.34 flushes with
 //! `sync_file_range` on Linux: this survives a process crash, not every power loss.
@@ -25,7 +27,7 @@
 
 mod commit;
 
-pub use commit::{CommitJob, Committer, CommitterHandle};
+pub use commit::{AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, Job};
 
 use std::path::Path;
 

@@ -25,7 +25,20 @@ impl Readiness {
     }
 }
 
-pub async fn serve(listener: TcpListener, ready: Arc<Readiness>, metrics: Option<PrometheusHandle>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// What the operator endpoints work on.
+pub struct Ops {
+    pub store: crate::store::Store,
+    pub committer: crate::store::CommitterHandle,
+    pub destinations: Vec<String>,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    ready: Arc<Readiness>,
+    metrics: Option<PrometheusHandle>,
+    ops: Arc<Ops>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -37,15 +50,58 @@ pub async fn serve(listener: TcpListener, ready: Arc<Readiness>, metrics: Option
         let _ = stream.set_nodelay(true);
         let ready = ready.clone();
         let metrics = metrics.clone();
+        let ops = ops.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let ready = ready.clone();
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(req.uri().path(), &ready, metrics.as_ref())) }
+                let ops = ops.clone();
+                async move {
+                    if req.uri().path().starts_with("/outbox/") {
+                        return Ok::<_, Infallible>(outbox(&ops, &req).await);
+                    }
+                    Ok::<_, Infallible>(respond(req.uri().path(), &ready, metrics.as_ref()))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
+}
+
+/// `/outbox/stats`, `/outbox/list?destination=D&dead=1&limit=N`, `/outbox/show?key=K`,
+/// `POST /outbox/replay?destination=D`.
+async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    use crate::outbox::ops;
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let dest = query.get("destination").map(String::as_str);
+    let result = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/outbox/stats") => ops::stats_all(&ops.store, &ops.destinations).map(Some),
+        ("GET", "/outbox/list") => {
+            let limit = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+            ops::list_entries(&ops.store, dest, query.get("dead").is_some_and(|d| d == "1"), limit).map(Some)
+        }
+        ("GET", "/outbox/show") => ops::show_entry(&ops.store, query.get("key").map(String::as_str).unwrap_or("")),
+        ("POST", "/outbox/replay") => ops::replay(&ops.store, &ops.committer, dest).await.map(Some),
+        _ => return json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found"}})),
+    };
+    match result {
+        Ok(Some(v)) => json(StatusCode::OK, v),
+        Ok(None) => json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found", "message": "no such entry"}})),
+        Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}})),
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
+    *resp.status_mut() = status;
+    resp
 }
 
 fn respond(path: &str, ready: &Readiness, metrics: Option<&PrometheusHandle>) -> Response<Full<Bytes>> {

@@ -37,3 +37,43 @@ pub fn archive_read(agency: &str, found: bool) {
     tracing::info!(agency, found, "subject archive read");
     metrics::counter!("gateway_archive_reads_total", "agency" => agency.to_string()).increment(1);
 }
+
+/// A record held back from a platform by the disclosure filter: the rule, never the value.
+pub fn share_withheld(destination: &str, channel: &str, rule: &'static str) {
+    tracing::info!(destination, channel, rule, "share withheld by the disclosure filter");
+    metrics::counter!("gateway_disclosure_withheld_total", "channel" => channel.to_string(), "rule" => rule).increment(1);
+}
+
+/// A field masked or dropped by the disclosure filter: its path and the rule, never the value.
+pub fn field_masked(destination: &str, channel: &str, field: &str, rule: &'static str) {
+    tracing::debug!(destination, channel, field, rule, "field masked or dropped");
+    metrics::counter!("gateway_disclosure_fields_total", "channel" => channel.to_string(), "rule" => rule).increment(1);
+}
+
+pub fn delivered(destination: &str, shares: usize, elapsed: Duration) {
+    tracing::debug!(destination, shares, elapsed_ms = elapsed.as_millis() as u64, "shares delivered");
+    metrics::counter!("gateway_deliveries_total", "destination" => destination.to_string()).increment(1);
+    metrics::counter!("gateway_shares_delivered_total", "destination" => destination.to_string()).increment(shares as u64);
+    metrics::histogram!("gateway_delivery_seconds", "destination" => destination.to_string()).record(elapsed.as_secs_f64());
+}
+
+pub fn delivery_retry(destination: &str, error: &str, wait: Duration) {
+    tracing::warn!(destination, error, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+    metrics::counter!("gateway_delivery_retries_total", "destination" => destination.to_string()).increment(1);
+}
+
+pub fn dead_lettered(destination: &str, record_id: &str, status: u16) {
+    tracing::warn!(destination, record_id, status, "share refused by the platform; moved to dead letters");
+    metrics::counter!("gateway_dead_letters_total", "destination" => destination.to_string()).increment(1);
+}
+
+pub fn outbox_depth(destination: &str, pending: usize, dead: usize, oldest_age_seconds: f64) {
+    metrics::gauge!("gateway_outbox_depth", "destination" => destination.to_string()).set(pending as f64);
+    metrics::gauge!("gateway_dead_letter_depth", "destination" => destination.to_string()).set(dead as f64);
+    metrics::gauge!("gateway_outbox_oldest_pending_seconds", "destination" => destination.to_string()).set(oldest_age_seconds);
+}
+
+pub fn operator_action(action: &str, detail: &str) {
+    tracing::info!(action, detail, "operator action");
+    metrics::counter!("gateway_operator_actions_total", "action" => action.to_string()).increment(1);
+}

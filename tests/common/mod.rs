@@ -40,6 +40,10 @@ pub fn test_config(dir: &Path) -> Config {
         a.requests_per_second = 10_000;
         a.burst = 10_000;
     }
+    config.sharing.retry_base_ms = 50;
+    config.sharing.retry_max_ms = 500;
+    config.sharing.request_timeout_ms = 2_000;
+    config.sharing.poll_interval_ms = 50;
     config
 }
 
@@ -49,12 +53,53 @@ impl Gateway {
     }
 
     pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Gateway {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = test_config(dir.path());
-        tweak(&mut config);
-        let mut gw = Gateway { dir, child: None, api: String::new(), admin: String::new(), config };
+        let mut gw = Self::prepare();
+        tweak(&mut gw.config);
         gw.spawn();
         gw
+    }
+
+    /// A folder with a default test configuration and generated certificates, not started yet
+    /// (so receivers can be started with the same certificates first).
+    pub fn prepare() -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        config.destinations.clear();
+        let certs = config.tls.certs_dir.to_str().unwrap().to_string();
+        let (code, _, err) = run_cli(dir.path(), &["certs", "init", "--dir", &certs, "--client", "credit-gateway"]);
+        assert_eq!(code, 0, "certs init: {err}");
+        Gateway { dir, child: None, api: String::new(), admin: String::new(), config }
+    }
+
+    /// Start a reference receiver (in `rt`) with this gateway's certificates.
+    pub fn receiver(&self, rt: &tokio::runtime::Runtime) -> credit_gateway::reference_receiver::Receiver {
+        let certs = self.certs();
+        rt.block_on(credit_gateway::reference_receiver::Receiver::start(
+            "127.0.0.1:0",
+            &certs.join("ca.pem"),
+            &certs.join("server.pem"),
+            &certs.join("server-key.pem"),
+        ))
+        .expect("receiver starts")
+    }
+
+    /// Add a destination platform served by `receiver`.
+    pub fn add_destination(&mut self, id: &str, region: &str, receiver: &credit_gateway::reference_receiver::Receiver) {
+        let mut d = credit_gateway::config::default_destinations().remove(0);
+        d.id = id.into();
+        d.name = id.into();
+        d.region = region.into();
+        d.url = format!("https://localhost:{}/v1/shares", receiver.addr.port());
+        d.requests_per_second = 1000;
+        self.config.destinations.push(d);
+    }
+
+    /// Run the CLI against this gateway's configuration.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let cfg = self.config_path();
+        let mut all = vec!["--config", cfg.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_cli(self.dir.path(), &all)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -246,4 +291,20 @@ pub fn run_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Poll until `check` holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }

@@ -1,0 +1,327 @@
+//! Delivery: one worker per destination platform takes shares from its outbox queue in order
+//! (corrections first) and POSTs them in batches over mutual-TLS HTTPS.
+//!
+//! Policy (pingora-style: the error says whose fault and whether a retry helps):
+//! - 2xx: the platform acknowledged the batch; its entries are removed and the delivery audited.
+//! - timeouts, connection errors, 5xx, 408, 429: retried with exponential backoff and jitter
+//!   (`sharing.retry_base_ms` doubling up to `retry_max_ms`), for as long as it takes. A platform
+//!   that is down makes its queue grow, never the gateway fail; delivery resumes by itself.
+//! - other 4xx: the platform refuses the content; a retry will not help. A refused batch is resent
+//!   one share at a time to find the culprits, which move to the dead letters with the answer;
+//!   `outbox replay` puts them back.
+//!
+//! Ordering: one batch in flight per destination, taken in key order, so shares of one subject
+//! reach a platform in the order they were accepted. Destinations run in parallel.
+//! Each share carries its idempotency key (and the request an `Idempotency-Key` header for the
+//! batch), so a platform drops what it already has after a crash between delivery and removal.
+
+pub mod format;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::clock::{rfc3339, SharedClock};
+use crate::config::{Config, DestinationConfig, SharingConfig, GATEWAY_CLIENT_CN};
+use crate::identity::tls;
+use crate::outbox::{self, DeadLetter, Entry};
+use crate::store::{to_bytes, CommitterHandle, Store};
+use crate::telemetry::events;
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Why a delivery failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("platform answered {status}")]
+    Unavailable { status: u16, answer: String },
+    #[error("platform refused with {status}")]
+    Refused { status: u16, answer: String },
+    #[error("cannot build the request: {0}")]
+    Build(String),
+}
+
+impl DeliveryError {
+    /// Retry for everything but a refusal of the content.
+    pub fn retry(&self) -> bool {
+        !matches!(self, Self::Refused { .. } | Self::Build(_))
+    }
+}
+
+/// A delivery set-up problem: the operator's (certificates, URL, format).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("destination {id}: {message}")]
+    Destination { id: String, message: String },
+}
+
+/// One destination's sender.
+pub struct Destination {
+    pub config: DestinationConfig,
+    client: HttpsClient,
+    uri: hyper::Uri,
+    limiter: governor::DefaultDirectRateLimiter,
+    format: Option<format::Outbound>,
+}
+
+impl Destination {
+    pub fn new(config: &Config, dest: &DestinationConfig, formats: &format::Formats) -> Result<Self, SetupError> {
+        let err = |message: String| SetupError::Destination { id: dest.id.clone(), message };
+        let certs = &config.tls.certs_dir;
+        let ca = dest.ca.clone().unwrap_or_else(|| certs.join("ca.pem"));
+        let cert = dest.client_cert.clone().unwrap_or_else(|| crate::identity::certs::client_cert_path(certs, GATEWAY_CLIENT_CN));
+        let key = dest.client_key.clone().unwrap_or_else(|| crate::identity::certs::client_key_path(certs, GATEWAY_CLIENT_CN));
+        let tls = tls::client_config(&ca, &cert, &key).map_err(|e| err(e.to_string()))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let uri: hyper::Uri = dest.url.parse().map_err(|e| err(format!("url: {e}")))?;
+        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(dest.requests_per_second).unwrap_or(std::num::NonZeroU32::MIN));
+        let format = match &dest.format {
+            None => None,
+            Some(id) => Some(formats.get(id).cloned().ok_or_else(|| err(format!("no outbound format {id:?} in mappings/outbound/")))?),
+        };
+        Ok(Self { config: dest.clone(), client, uri, limiter: governor::RateLimiter::direct(quota), format })
+    }
+
+    /// POST one batch; Ok when the platform acknowledged it (2xx).
+    pub async fn send(&self, entries: &[Entry], timeout: Duration, now: &str) -> Result<(), DeliveryError> {
+        let keys: Vec<&str> = entries.iter().map(|e| e.idempotency_key.as_str()).collect();
+        let batch_key = hex::encode(&Sha256::digest(keys.join(",").as_bytes())[..16]);
+        let (body, content_type) = match &self.format {
+            None => (canonical_body(&self.config.id, &batch_key, entries, now), "application/json"),
+            Some(f) => (f.render(&self.config, &batch_key, entries, now).map_err(DeliveryError::Build)?, "application/xml; charset=utf-8"),
+        };
+        let req = hyper::Request::post(self.uri.clone())
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .header("idempotency-key", &batch_key)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| DeliveryError::Build(e.to_string()))?;
+        self.limiter.until_ready().await;
+        let answer = async {
+            let resp = self.client.request(req).await.map_err(|e| DeliveryError::Connect(error_chain(&e)))?;
+            let status = resp.status().as_u16();
+            let body = Limited::new(resp.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Ok::<_, DeliveryError>((status, String::from_utf8_lossy(&body).chars().take(2000).collect::<String>()))
+        };
+        let (status, answer) = tokio::time::timeout(timeout, answer).await.map_err(|_| DeliveryError::Timeout(timeout))??;
+        match status {
+            200..=299 => Ok(()),
+            408 | 425 | 429 | 500..=599 => Err(DeliveryError::Unavailable { status, answer }),
+            _ => Err(DeliveryError::Refused { status, answer }),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// The default wire format: canonical JSON.
+fn canonical_body(dest: &str, batch_key: &str, entries: &[Entry], now: &str) -> Vec<u8> {
+    let shares: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut share = json!({
+                "idempotency_key": e.idempotency_key,
+                "kind": e.kind,
+                "channel": e.channel,
+                "version": e.version,
+                "record": e.payload,
+            });
+            if let Some(c) = &e.correction_id {
+                share["correction_id"] = json!(c);
+            }
+            share
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "sender": "credit-gateway",
+        "receiver": dest,
+        "message_id": batch_key,
+        "sent_at": now,
+        "shares": shares,
+    }))
+    .unwrap_or_default()
+}
+
+/// Exponential backoff with jitter.
+struct Backoff {
+    base: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(cfg: &SharingConfig) -> Self {
+        let base = Duration::from_millis(cfg.retry_base_ms);
+        Self { base, max: Duration::from_millis(cfg.retry_max_ms), current: base }
+    }
+
+    fn next(&mut self) -> Duration {
+        let jitter = rand::rng().random_range(0.5..1.5);
+        let wait = self.current.mul_f64(jitter).min(self.max);
+        self.current = (self.current * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.current = self.base;
+    }
+}
+
+/// Everything a worker needs.
+pub struct Worker {
+    pub destination: Arc<Destination>,
+    pub store: Store,
+    pub committer: CommitterHandle,
+    pub sharing: SharingConfig,
+    pub clock: SharedClock,
+    /// Called with the entries each successful delivery acknowledged (corrections tracking).
+    pub on_delivered: Option<Arc<dyn Fn(&[Entry], &str) -> Vec<(String, Vec<u8>)> + Send + Sync>>,
+}
+
+impl Worker {
+    /// Deliver until `stop` flips; the batch in flight finishes (or times out) first.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let dest = self.destination.config.id.clone();
+        let mut backoff = Backoff::new(&self.sharing);
+        let timeout = Duration::from_millis(self.sharing.request_timeout_ms);
+        let poll = Duration::from_millis(self.sharing.poll_interval_ms);
+        let mut last_stats = Instant::now() - Duration::from_secs(60);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if last_stats.elapsed() > Duration::from_secs(5) {
+                self.publish_stats();
+                last_stats = Instant::now();
+            }
+            let batch = match outbox::pending(&self.store, &dest, self.destination.config.batch_size) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(destination = %dest, error = %e, "cannot read the outbox");
+                    sleep_or_stop(Duration::from_secs(1), &mut stop).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                let notified = self.committer.outbox_notify.notified();
+                tokio::select! {
+                    _ = notified => {},
+                    _ = tokio::time::sleep(poll) => {},
+                    _ = stop.changed() => {},
+                }
+                continue;
+            }
+            let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
+            let started = Instant::now();
+            let now = rfc3339(self.clock.now());
+            match self.destination.send(&entries, timeout, &now).await {
+                Ok(()) => {
+                    events::delivered(&dest, entries.len(), started.elapsed());
+                    self.acknowledge(&batch, &now).await;
+                    backoff.reset();
+                }
+                Err(e) if e.retry() => {
+                    let wait = backoff.next();
+                    events::delivery_retry(&dest, &e.to_string(), wait);
+                    sleep_or_stop(wait, &mut stop).await;
+                }
+                Err(_) => {
+                    // Refused: find the culprits one share at a time.
+                    if let Err(wait) = self.isolate(&batch, timeout, &mut backoff).await {
+                        sleep_or_stop(wait, &mut stop).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn isolate(&self, batch: &[(String, Entry)], timeout: Duration, backoff: &mut Backoff) -> Result<(), Duration> {
+        for item in batch {
+            let now = rfc3339(self.clock.now());
+            match self.destination.send(std::slice::from_ref(&item.1), timeout, &now).await {
+                Ok(()) => self.acknowledge(std::slice::from_ref(item), &now).await,
+                Err(DeliveryError::Refused { status, answer }) => self.dead_letter(item, status, answer, &now).await,
+                Err(e) => {
+                    let wait = backoff.next();
+                    events::delivery_retry(&self.destination.config.id, &e.to_string(), wait);
+                    return Err(wait);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(&self, batch: &[(String, Entry)], now: &str) {
+        let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
+        let removes: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
+        let writes = self.on_delivered.as_ref().map(|f| f(&entries, now)).unwrap_or_default();
+        let mut data = Map::new();
+        data.insert("destination".into(), json!(self.destination.config.id));
+        data.insert("count".into(), json!(entries.len()));
+        data.insert("idempotency_keys".into(), json!(entries.iter().map(|e| e.idempotency_key.clone()).collect::<Vec<_>>()));
+        if let Err(e) = self.committer.apply("share_delivered", data, writes, removes, Vec::new()).await {
+            // The platform has them; they stay queued and will be sent again, and dropped there
+            // as duplicates by their idempotency keys.
+            tracing::error!(destination = %self.destination.config.id, error = %e, "delivered but not removed from the outbox");
+        }
+    }
+
+    async fn dead_letter(&self, item: &(String, Entry), status: u16, answer: String, now: &str) {
+        let (key, entry) = item;
+        events::dead_lettered(&self.destination.config.id, &entry.record_id, status);
+        let seq = key.rsplit(crate::store::SEP).next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let dead = DeadLetter { entry: entry.clone(), status, answer: answer.clone(), dead_at: now.to_string(), from_key: outbox::display_key(key) };
+        let mut data = Map::new();
+        data.insert("destination".into(), json!(self.destination.config.id));
+        data.insert("idempotency_key".into(), json!(entry.idempotency_key));
+        data.insert("record_id".into(), json!(entry.record_id));
+        data.insert("status".into(), json!(status));
+        let writes = vec![(outbox::dead_key(&self.destination.config.id, seq), to_bytes(&dead))];
+        if let Err(e) = self.committer.apply("share_dead_lettered", data, writes, vec![key.clone()], Vec::new()).await {
+            tracing::error!(error = %e, "cannot move a refused share to the dead letters");
+        }
+    }
+
+    fn publish_stats(&self) {
+        if let Ok(s) = outbox::stats(&self.store, &self.destination.config.id) {
+            let age = s.oldest_pending_unix.map(|t| (self.clock.now().unix_timestamp() - t).max(0) as f64).unwrap_or(0.0);
+            events::outbox_depth(&s.destination, s.pending, s.dead_letters, age);
+        }
+    }
+}
+
+async fn sleep_or_stop(wait: Duration, stop: &mut tokio::sync::watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {},
+        _ = stop.changed() => {},
+    }
+}

@@ -1,0 +1,234 @@
+//! The durable outbox: one ordered queue per destination platform, in sled, plus a dead-letter
+//! store, with operator inspection and replay.
+//!
+//! On-disk layout (same tree as everything else, see `store`):
+//!
+//! | key | value |
+//! |---|---|
+//! | `out/{dest} \x1f {priority} \x1f {seq:020}` | [`Entry`] waiting for delivery |
+//! | `dlq/{dest} \x1f {seq:020}` | [`DeadLetter`]: the entry and the receiver's answer |
+//!
+//! `priority` is `0` for corrections and `1` for ordinary shares, so corrections are delivered
+//! ahead of any backlog (GD Art. 31). `seq` comes from sled's persistent id generator: it only
+//! grows, across restarts, so key order is enqueue order and shares of one subject leave in the
+//! order they were accepted.
+//!
+//! Invariants: an entry is written in the same atomic batch that accepts its record (never
+//! missing after a crash); it is removed only after the receiver acknowledged it or when it moves
+//! to the dead letters; its idempotency key never changes (retries, restarts, replay), so a
+//! receiver can drop duplicates.
+//!
+//! Never does: send anything (that is `delivery`).
+
+pub mod ops;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::disclosure::Channel;
+use crate::store::{to_bytes, Store, StoreError, SEP};
+
+/// What kind of share an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Share,
+    Correction,
+}
+
+impl Kind {
+    fn priority(self) -> char {
+        match self {
+            Kind::Correction => '0',
+            Kind::Share => '1',
+        }
+    }
+}
+
+/// One share waiting for its platform.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub idempotency_key: String,
+    pub destination: String,
+    pub channel: Channel,
+    pub kind: Kind,
+    pub agency: String,
+    pub record_id: String,
+    pub version: u32,
+    pub rule: String,
+    pub enqueued_at: String,
+    /// Seconds since the Unix epoch, for the oldest-pending-age metric.
+    pub enqueued_unix: i64,
+    /// Correction id when `kind` is correction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction_id: Option<String>,
+    pub payload: Value,
+}
+
+/// An entry the receiver refused for good, with its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub entry: Entry,
+    pub status: u16,
+    pub answer: String,
+    pub dead_at: String,
+    /// The outbox key it came from (replay restores its priority).
+    pub from_key: String,
+}
+
+/// The idempotency key of a share: stable for (destination, source record, version, channel, kind).
+pub fn idempotency_key(destination: &str, agency: &str, record_id: &str, version: u32, channel: Channel, kind: Kind, extra: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [destination, agency, record_id, &version.to_string(), channel.code(), if kind == Kind::Share { "share" } else { "correction" }, extra] {
+        h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+pub fn queue_prefix(dest: &str) -> String {
+    format!("out/{dest}{SEP}")
+}
+
+pub fn entry_key(dest: &str, kind: Kind, seq: u64) -> String {
+    format!("out/{dest}{SEP}{}{SEP}{seq:020}", kind.priority())
+}
+
+pub fn dead_key(dest: &str, seq: u64) -> String {
+    format!("dlq/{dest}{SEP}{seq:020}")
+}
+
+/// The next sequence number (persistent, monotonic).
+pub fn next_seq(store: &Store) -> Result<u64, StoreError> {
+    Ok(store.raw().generate_id()?)
+}
+
+/// The (key, entry) pairs to write for a new entry.
+pub fn enqueue_write(store: &Store, entry: &Entry) -> Result<(String, Vec<u8>), StoreError> {
+    let seq = next_seq(store)?;
+    Ok((entry_key(&entry.destination, entry.kind, seq), to_bytes(entry)))
+}
+
+/// The first `limit` entries waiting for `dest`, corrections first, then in enqueue order.
+pub fn pending(store: &Store, dest: &str, limit: usize) -> Result<Vec<(String, Entry)>, StoreError> {
+    let mut out = Vec::with_capacity(limit.min(1024));
+    for item in store.raw().scan_prefix(queue_prefix(dest).as_bytes()) {
+        let (k, v) = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let entry = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { key: key.clone(), message: e.to_string() })?;
+        out.push((key, entry));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Depth and age of one destination's queue and dead letters.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Stats {
+    pub destination: String,
+    pub pending: usize,
+    pub pending_corrections: usize,
+    pub oldest_pending_unix: Option<i64>,
+    pub dead_letters: usize,
+}
+
+pub fn stats(store: &Store, dest: &str) -> Result<Stats, StoreError> {
+    let mut s = Stats { destination: dest.to_string(), ..Stats::default() };
+    let corrections_prefix = format!("out/{dest}{SEP}0{SEP}");
+    for item in store.raw().scan_prefix(queue_prefix(dest).as_bytes()).keys() {
+        let k = item?;
+        if s.pending == 0 {
+            if let Some(v) = store.raw().get(&k)? {
+                s.oldest_pending_unix = serde_json::from_slice::<Entry>(&v).ok().map(|e| e.enqueued_unix);
+            }
+        }
+        s.pending += 1;
+        if k.starts_with(corrections_prefix.as_bytes()) {
+            s.pending_corrections += 1;
+        }
+    }
+    s.dead_letters = store.raw().scan_prefix(format!("dlq/{dest}{SEP}").as_bytes()).count();
+    Ok(s)
+}
+
+/// Every entry (or dead letter) of one destination or all, for `outbox list`.
+pub fn list(store: &Store, dest: Option<&str>, dead: bool, limit: usize) -> Result<Vec<Value>, StoreError> {
+    let prefix = match (dest, dead) {
+        (Some(d), false) => queue_prefix(d),
+        (Some(d), true) => format!("dlq/{d}{SEP}"),
+        (None, false) => "out/".into(),
+        (None, true) => "dlq/".into(),
+    };
+    let mut out = Vec::new();
+    for item in store.raw().scan_prefix(prefix.as_bytes()).take(limit) {
+        let (k, v) = item?;
+        let key = display_key(&String::from_utf8_lossy(&k));
+        let value: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
+        let entry = if dead { value.get("entry").cloned().unwrap_or(Value::Null) } else { value.clone() };
+        let mut row = serde_json::json!({
+            "key": key,
+            "idempotency_key": entry["idempotency_key"],
+            "destination": entry["destination"],
+            "kind": entry["kind"],
+            "channel": entry["channel"],
+            "agency": entry["agency"],
+            "record_id": entry["record_id"],
+            "version": entry["version"],
+            "enqueued_at": entry["enqueued_at"],
+        });
+        if dead {
+            row["status"] = value["status"].clone();
+            row["answer"] = value["answer"].clone();
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// The entry or dead letter with this display key or idempotency key.
+pub fn show(store: &Store, key_or_idem: &str) -> Result<Option<Value>, StoreError> {
+    let raw_key = key_or_idem.replace('/', "\u{1f}").replacen('\u{1f}', "/", 1);
+    if let Some(v) = store.raw().get(raw_key.as_bytes())? {
+        return Ok(serde_json::from_slice(&v).ok());
+    }
+    for prefix in ["out/", "dlq/"] {
+        for item in store.raw().scan_prefix(prefix.as_bytes()) {
+            let (_, v) = item?;
+            let value: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
+            let idem = value.get("idempotency_key").or_else(|| value.get("entry").and_then(|e| e.get("idempotency_key")));
+            if idem.and_then(Value::as_str) == Some(key_or_idem) {
+                return Ok(Some(value));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Keys as operators type them: `out/provincial/1/00000000000000000042`.
+pub fn display_key(key: &str) -> String {
+    key.replace(SEP, "/")
+}
+
+/// The writes that move every dead letter of `dest` (or all) back into the queue, keeping each
+/// idempotency key; returns (writes, removals, count).
+#[allow(clippy::type_complexity)]
+pub fn replay_writes(store: &Store, dest: Option<&str>) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>, usize), StoreError> {
+    let prefix = match dest {
+        Some(d) => format!("dlq/{d}{SEP}"),
+        None => "dlq/".into(),
+    };
+    let mut writes = Vec::new();
+    let mut removes = Vec::new();
+    for item in store.raw().scan_prefix(prefix.as_bytes()) {
+        let (k, v) = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let dead: DeadLetter = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { key: key.clone(), message: e.to_string() })?;
+        writes.push(enqueue_write(store, &dead.entry)?);
+        removes.push(key);
+    }
+    let n = removes.len();
+    Ok((writes, removes, n))
+}
