@@ -25,6 +25,8 @@ pub enum StartError {
     Mappings(Vec<String>),
     #[error("storage at {path}: {message}")]
     Storage { path: String, message: String },
+    #[error("calendar: {0}")]
+    Calendar(String),
     #[error("sharing: {0}")]
     Sharing(String),
     #[error("delivery: {0}")]
@@ -64,6 +66,49 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
     })
 }
 
+/// The working-day calendar: the configured folder when it exists, else the built-in years.
+pub fn load_calendar(config: &Config) -> Result<crate::calendar::Calendar, StartError> {
+    let dir = config.calendar_dir();
+    let loaded = if dir.is_dir() {
+        crate::calendar::Calendar::load_dir(&dir).map_err(|errs| errs.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+    } else {
+        crate::calendar::Calendar::builtin().map_err(|e| e.to_string())
+    };
+    loaded.map_err(StartError::Calendar)
+}
+
+/// After a platform acknowledges correction shares, record when (first acknowledgement counts).
+fn correction_acknowledger(
+    store: Store,
+    clock: crate::clock::SharedClock,
+) -> Arc<dyn Fn(&[crate::outbox::Entry], &str) -> Vec<(String, Vec<u8>)> + Send + Sync> {
+    Arc::new(move |entries, _now| {
+        let at = crate::clock::rfc3339(clock.now().to_offset(crate::calendar::CHINA_OFFSET));
+        let mut writes = Vec::new();
+        for e in entries {
+            let Some(id) = &e.correction_id else { continue };
+            let key = crate::corrections::delivered_key(id, &e.destination);
+            if writes.iter().any(|(k, _): &(String, Vec<u8>)| *k == key) || store.raw().get(key.as_bytes()).ok().flatten().is_some() {
+                continue;
+            }
+            let on_time = store
+                .get_json::<crate::corrections::Correction>(&crate::corrections::correction_key(id))
+                .ok()
+                .flatten()
+                .map(|c| deadline_not_passed(&c.deadline, &at))
+                .unwrap_or(true);
+            crate::telemetry::events::correction_delivered(id, &e.destination, on_time);
+            writes.push((key, crate::store::to_bytes(&serde_json::json!({ "at": at }))));
+        }
+        writes
+    })
+}
+
+fn deadline_not_passed(deadline: &str, at: &str) -> bool {
+    let parse = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
+    matches!((parse(deadline), parse(at)), (Some(d), Some(a)) if a <= d)
+}
+
 pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartError> {
     let disclosure = crate::disclosure::DisclosureRules::load(&config.disclosure_rules_path()).map_err(|e| StartError::Sharing(e.to_string()))?;
     crate::sharing::Router::new(&config.sharing_rules_path(), disclosure, &config.destinations).map_err(|e| StartError::Sharing(e.to_string()))
@@ -84,7 +129,15 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .map_err(|e| StartError::Storage { path: config.storage.data_dir.display().to_string(), message: e.to_string() })?;
     let exceptions =
         IdentifierExceptions::new(&config.validation.uscc_exceptions, &config.validation.resident_id_exceptions);
-    let clock: SharedClock = Arc::new(SystemClock);
+    let manual_clock = config.corrections.dangerous_manual_clock.then(|| crate::clock::ManualClock::new(time::OffsetDateTime::now_utc()));
+    let clock: SharedClock = match &manual_clock {
+        Some(m) => {
+            tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (tests only)");
+            Arc::new(m.clone())
+        }
+        None => Arc::new(SystemClock),
+    };
+    let calendar = Arc::new(load_calendar(&config)?);
     let router = Arc::new(build_router(&config)?);
     let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound")).map_err(StartError::Sharing)?;
     let destinations = config
@@ -106,6 +159,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         store: store.clone(),
         committer: handle.clone(),
         destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
+        manual_clock: manual_clock.clone(),
+        clock: clock.clone(),
     });
     let admin_task = tokio::spawn(admin::serve(admin_listener, readiness.clone(), metrics, ops, stop_rx.clone()));
     let addr_file = config.storage.data_dir.join(ADMIN_ADDR_FILE);
@@ -117,11 +172,20 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             committer: handle.clone(),
             sharing: config.sharing.clone(),
             clock: clock.clone(),
-            on_delivered: None,
+            on_delivered: Some(correction_acknowledger(store.clone(), clock.clone())),
         };
         workers.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
+    let tracker = crate::corrections::tracker::Tracker {
+        store: store.clone(),
+        calendar: calendar.clone(),
+        clock: clock.clone(),
+        interval: Duration::from_millis(config.corrections.check_interval_ms),
+        webhook: config.corrections.alert_webhook.clone(),
+    };
+    workers.push(tokio::spawn(tracker.run(stop_rx.clone())));
     let app = Arc::new(App {
+        calendar,
         router,
         registry: Registry::new(&config.agencies),
         mappings,

@@ -52,6 +52,36 @@ pub enum Command {
     /// gateway is stopped, and through the admin endpoint when it runs.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// The working-day calendar (State Council holiday schedule, China time).
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+    /// Corrections and their deadlines (GD Art. 31).
+    #[command(subcommand)]
+    Corrections(CorrectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Print the deadline (RFC 3339, +08:00) N working days after a time: counting starts the day
+    /// after, the deadline is the end of the Nth working day.
+    Deadline {
+        #[arg(long)]
+        from: String,
+        #[arg(long = "working-days", default_value_t = 3)]
+        working_days: u32,
+    },
+    /// Print `working` or `rest` for a date.
+    IsWorkingDay { date: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CorrectionsCommand {
+    /// Corrections with their deadlines and states.
+    List {
+        /// pending, overdue, delivered_on_time or delivered_late
+        #[arg(long)]
+        state: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,7 +198,102 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Audit(cmd) => audit(&config, cmd),
         Command::Outbox(cmd) => outbox(&config, cmd),
+        Command::Calendar(cmd) => calendar(&config, cmd),
+        Command::Corrections(CorrectionsCommand::List { state }) => corrections_list(&config, state),
     }
+}
+
+fn calendar(config: &Config, cmd: CalendarCommand) -> ExitCode {
+    let cal = match crate::app::load_calendar(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        CalendarCommand::Deadline { from, working_days } => {
+            let Ok(from) = time::OffsetDateTime::parse(&from, &time::format_description::well_known::Rfc3339) else {
+                eprintln!("--from must be an RFC 3339 time, e.g. 2025-09-30T10:00:00+08:00");
+                return ExitCode::from(2);
+            };
+            match cal.deadline(from, working_days) {
+                Ok(d) => {
+                    println!("{}", crate::clock::rfc3339(d));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        CalendarCommand::IsWorkingDay { date } => {
+            let Some(date) = crate::record::parse_date(&date) else {
+                eprintln!("give a date as YYYY-MM-DD");
+                return ExitCode::from(2);
+            };
+            match cal.is_working_day(date) {
+                Ok(true) => {
+                    println!("working");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    println!("rest");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn corrections_list(config: &Config, state: Option<String>) -> ExitCode {
+    let parsed = match state.as_deref().map(crate::corrections::State::parse) {
+        Some(None) => {
+            eprintln!("--state: use pending, overdue, delivered_on_time or delivered_late");
+            return ExitCode::from(2);
+        }
+        Some(Some(s)) => Some(s),
+        None => None,
+    };
+    let result = match crate::app::open_store(config) {
+        Ok(store) => crate::corrections::list(&store, time::OffsetDateTime::now_utc(), parsed)
+            .map(|l| serde_json::json!({"corrections": l}))
+            .map_err(|e| e.to_string()),
+        Err(local) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime {
+                Ok(rt) => rt
+                    .block_on(admin_get(config, &format!("/corrections{}", state.map(|s| format!("?state={s}")).unwrap_or_default())))
+                    .map_err(|remote| format!("{local}; and through the admin endpoint: {remote}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corrections: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn admin_get(config: &Config, path: &str) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let uri = format!("http://{}{path}", running_admin_addr(config)).parse::<hyper::Uri>().map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.get(uri)).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?;
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
 fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {

@@ -41,6 +41,7 @@ pub struct Config {
     /// The agencies allowed to connect. Giving any replaces the whole default list.
     pub agencies: Vec<AgencyConfig>,
     pub sharing: SharingConfig,
+    pub corrections: CorrectionsConfig,
     /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -64,8 +65,59 @@ pub struct SharingConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrectionsConfig {
+    /// GD Art. 31: corrections reach the platforms within this many working days.
+    pub working_days: u32,
+    /// One `YYYY.toml` per year of the State Council holiday schedule (default
+    /// `<mappings.dir>/calendar`, else the built-in 2024-2026 files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar_dir: Option<PathBuf>,
+    /// Agencies whose information is the medical-insurance side's own: their corrections travel
+    /// along the chain to the credit platforms. Corrections of anyone else's information are
+    /// forwarded to the destinations with role `medical_insurance_platform`.
+    pub medical_insurance_agencies: Vec<String>,
+    /// How often deadlines are checked (metrics, warnings).
+    pub check_interval_ms: u64,
+    /// Optional plain-HTTP URL POSTed a JSON alert when a correction has less than one working day
+    /// left or is overdue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<String>,
+    /// TESTS ONLY: the clock is set by hand through `POST /dangerous/clock?set=RFC3339` on the
+    /// admin port instead of following the system clock.
+    pub dangerous_manual_clock: bool,
+}
+
+impl Default for CorrectionsConfig {
+    fn default() -> Self {
+        Self {
+            working_days: 3,
+            calendar_dir: None,
+            medical_insurance_agencies: vec!["medical_insurance".into()],
+            check_interval_ms: 60_000,
+            alert_webhook: None,
+            dangerous_manual_clock: false,
+        }
+    }
+}
+
+/// What a destination is in the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationRole {
+    /// A public credit information platform (GD Art. 6): receives shares by region and rule.
+    #[default]
+    CreditPlatform,
+    /// The medical-insurance information platform: receives corrections of information that came
+    /// from outside agencies (GD Art. 31).
+    MedicalInsurancePlatform,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
+    #[serde(default)]
+    pub role: DestinationRole,
     /// Short id: `[a-z0-9_]+`.
     pub id: String,
     pub name: String,
@@ -124,6 +176,7 @@ impl Default for SharingConfig {
 /// city platform, on the ports the reference receiver uses in the README demo.
 pub fn default_destinations() -> Vec<DestinationConfig> {
     let dest = |id: &str, name: &str, url: &str, region: &str| DestinationConfig {
+        role: DestinationRole::CreditPlatform,
         id: id.into(),
         name: name.into(),
         url: url.into(),
@@ -135,9 +188,12 @@ pub fn default_destinations() -> Vec<DestinationConfig> {
         batch_size: DEFAULT_BATCH_SIZE,
         format: None,
     };
+    let mut mi = dest("medical_insurance_platform", "广东省医疗保障信息平台", "https://localhost:9445/v1/shares", "440000");
+    mi.role = DestinationRole::MedicalInsurancePlatform;
     vec![
         dest("provincial", "广东省公共信用信息平台", "https://localhost:9443/v1/shares", "440000"),
         dest("guangzhou", "广州市公共信用信息平台", "https://localhost:9444/v1/shares", "440100"),
+        mi,
     ]
 }
 
@@ -298,6 +354,7 @@ impl Default for Config {
             log: LogConfig::default(),
             agencies: default_agencies(),
             sharing: SharingConfig::default(),
+            corrections: CorrectionsConfig::default(),
             destinations: default_destinations(),
         }
     }
@@ -420,6 +477,9 @@ impl Config {
                 bad(format!("destination {:?}: batch_size and requests_per_second must be above 0", d.id));
             }
         }
+        if self.corrections.working_days == 0 {
+            bad("corrections.working_days must be above 0".into());
+        }
         if self.sharing.retry_base_ms == 0 || self.sharing.retry_max_ms < self.sharing.retry_base_ms {
             bad("sharing.retry_base_ms must be above 0 and at most retry_max_ms".into());
         }
@@ -444,6 +504,10 @@ impl Config {
 
     pub fn disclosure_rules_path(&self) -> PathBuf {
         self.sharing.disclosure.clone().unwrap_or_else(|| self.mappings.dir.join("rules").join("disclosure.toml"))
+    }
+
+    pub fn calendar_dir(&self) -> PathBuf {
+        self.corrections.calendar_dir.clone().unwrap_or_else(|| self.mappings.dir.join("calendar"))
     }
 
     pub fn server_key_path(&self) -> PathBuf {

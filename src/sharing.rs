@@ -89,6 +89,7 @@ impl Router {
         }
         let destinations = destinations
             .iter()
+            .filter(|d| d.role == crate::config::DestinationRole::CreditPlatform)
             .filter_map(|d| RegionCode::parse(&d.region).ok().map(|r| (d.id.clone(), r)))
             .collect();
         Ok(Self { rules: file.rules, destinations, disclosure })

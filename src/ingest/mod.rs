@@ -13,6 +13,8 @@
 //! - `GET /v1/receipts/{id}` a receipt of the calling agency
 //! - `GET /v1/subjects/{id_type}/{id}` a subject's archive (agencies with `read_archive`)
 //! - `GET /v1/mappings` the mappings the calling agency may use
+//! - `POST /v1/corrections` a correction of an accepted record (GD Art. 31) -> its deadline
+//! - `GET /v1/corrections?state=...` corrections with deadlines and states
 
 pub mod receipt;
 pub mod respond;
@@ -46,6 +48,7 @@ pub struct App {
     pub exceptions: IdentifierExceptions,
     pub clock: SharedClock,
     pub router: Arc<crate::sharing::Router>,
+    pub calendar: Arc<crate::calendar::Calendar>,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

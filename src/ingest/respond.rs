@@ -44,6 +44,12 @@ pub enum ApiError {
     InvalidSubjectId(String),
     #[error("no such {0}")]
     NotFound(&'static str),
+    #[error("an agency may correct only the records it provided")]
+    CorrectionNotAllowed,
+    #[error("the corrected record is not valid")]
+    InvalidCorrection(Vec<(String, String)>),
+    #[error("{0}")]
+    BadCorrection(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the gateway could not store the batch; nothing was accepted, send it again")]
@@ -55,7 +61,8 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::UnknownAgency | Self::MappingNotAllowed(_) | Self::ArchiveNotAllowed => StatusCode::FORBIDDEN,
+            Self::UnknownAgency | Self::MappingNotAllowed(_) | Self::ArchiveNotAllowed | Self::CorrectionNotAllowed => StatusCode::FORBIDDEN,
+            Self::InvalidCorrection(_) | Self::BadCorrection(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingMapping | Self::Document(_) | Self::BodyRead(_) | Self::UnknownIdType(_) | Self::InvalidSubjectId(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -94,6 +101,9 @@ impl ApiError {
             Self::UnknownIdType(_) => "unknown_id_type",
             Self::InvalidSubjectId(_) => "invalid_subject_id",
             Self::NotFound(_) => "not_found",
+            Self::CorrectionNotAllowed => "correction_not_allowed",
+            Self::InvalidCorrection(_) => "invalid_correction",
+            Self::BadCorrection(_) => "bad_correction",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StorageUnavailable => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
@@ -109,6 +119,9 @@ impl ApiError {
         if let Self::Document(ParseError::Syntax { line, column, .. } | ParseError::InvalidEncoding { line, column, .. }) = &self {
             error["line"] = json!(line);
             error["column"] = json!(column);
+        }
+        if let Self::InvalidCorrection(problems) = &self {
+            error["problems"] = problems.iter().map(|(f, r)| json!({"field": f, "reason": r})).collect();
         }
         let mut resp = json_response(self.status(), &json!({ "error": error }));
         if let Self::RateLimited(wait) = &self {

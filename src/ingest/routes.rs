@@ -67,6 +67,9 @@ async fn route(app: &App, agency: Option<Arc<Agency>>, req: Request<Incoming>) -
         (&Method::GET, ["v1", "receipts", id]) => receipt(app, &agency, id),
         (&Method::GET, ["v1", "subjects", id_type, id]) => subject(app, &agency, id_type, id),
         (&Method::GET, ["v1", "mappings"]) => Ok(mappings(app, &agency)),
+        (&Method::POST, ["v1", "corrections"]) => post_correction(app, &agency, req).await,
+        (&Method::GET, ["v1", "corrections"]) => list_corrections(app, &agency, req.uri().query().unwrap_or("")),
+        (_, ["v1", "corrections"]) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound("resource")),
     }
 }
@@ -182,6 +185,53 @@ async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError>
         Ok(Err(e)) => Err(ApiError::BodyRead(e.to_string())),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
+}
+
+async fn post_correction(app: &App, agency: &Agency, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    use crate::corrections::request::{prepare, Context, CorrectionError, Request as CorrectionRequest};
+    agency.check_rate().map_err(ApiError::RateLimited)?;
+    if !req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json")) {
+        return Err(ApiError::UnsupportedMediaType { expected: "application/json (UTF-8)" });
+    }
+    let body = read_body(app, req).await?;
+    let request: CorrectionRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::Document(crate::mapping::ParseError::Syntax { format: "JSON", line: e.line(), column: e.column(), message: e.to_string() })
+    })?;
+    let ctx = Context {
+        store: &app.store,
+        calendar: &app.calendar,
+        disclosure: app.router.disclosure(),
+        destinations: &app.config.destinations,
+        validation: ValidationContext { exceptions: app.exceptions.clone(), authenticated_agency: None },
+        medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
+        working_days: app.config.corrections.working_days,
+        now: app.clock.now(),
+    };
+    let (correction, record, shares) = prepare(ctx, &agency.id, agency.read_archive, request).map_err(|e| match e {
+        CorrectionError::NotFound { .. } => ApiError::NotFound("record"),
+        CorrectionError::NotAllowed => ApiError::CorrectionNotAllowed,
+        CorrectionError::Invalid(errs) => ApiError::InvalidCorrection(errs.into_iter().map(|e| (e.field, e.reason)).collect()),
+        CorrectionError::Storage(_) => ApiError::StorageUnavailable,
+        other => ApiError::BadCorrection(other.to_string()),
+    })?;
+    let (stored, audit) = app.committer.correct(correction, record, shares).await.map_err(|_| ApiError::StorageUnavailable)?;
+    events::correction_received(&stored.id, &stored.record_id, &stored.deadline, stored.destinations.len());
+    let status = crate::corrections::status_of(&app.store, stored, app.clock.now()).map_err(|_| ApiError::StorageUnavailable)?;
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    body["audit"] = serde_json::to_value(&audit).unwrap_or_default();
+    Ok(json_response(StatusCode::ACCEPTED, &body))
+}
+
+fn list_corrections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
+    let state = match query_param(query, "state") {
+        None => None,
+        Some(s) => Some(crate::corrections::State::parse(&s).ok_or(ApiError::BadCorrection(format!(
+            "unknown state {s:?}: use pending, overdue, delivered_on_time or delivered_late"
+        )))?),
+    };
+    let all = crate::corrections::list(&app.store, app.clock.now(), state).map_err(|_| ApiError::StorageUnavailable)?;
+    let visible: Vec<_> = all.into_iter().filter(|c| agency.read_archive || c.correction.requested_by == agency.id || c.correction.agency == agency.id).collect();
+    Ok(json_response(StatusCode::OK, &json!({"corrections": visible})))
 }
 
 fn receipt(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {

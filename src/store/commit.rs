@@ -30,6 +30,16 @@ pub enum Job {
     Batch(CommitJob),
     /// Any other exchange: some writes and removals plus its audit entry, atomically.
     Apply(ApplyJob),
+    /// A correction (GD Art. 31): new archive version, correction shares, tracking entry.
+    Correction(CorrectionJob),
+}
+
+/// A correction to make durable.
+pub struct CorrectionJob {
+    pub correction: crate::corrections::Correction,
+    pub record: CanonicalRecord,
+    pub shares: Vec<PlannedShare>,
+    pub reply: oneshot::Sender<Result<(crate::corrections::Correction, Head), String>>,
 }
 
 /// Writes recorded in the audit chain as one entry of `kind`.
@@ -81,6 +91,22 @@ impl CommitterHandle {
         self.tx.send(Job::Batch(job_without_reply(tx))).await.map_err(|_| StoreError::WriterGone)?;
         match rx.await {
             Ok(Ok(receipt)) => Ok(receipt),
+            Ok(Err(message)) => Err(StoreError::Corrupt { key: "commit".into(), message }),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Store a correction and queue its shares, durably.
+    pub async fn correct(
+        &self,
+        correction: crate::corrections::Correction,
+        record: CanonicalRecord,
+        shares: Vec<PlannedShare>,
+    ) -> Result<(crate::corrections::Correction, Head), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job::Correction(CorrectionJob { correction, record, shares, reply })).await.map_err(|_| StoreError::WriterGone)?;
+        match rx.await {
+            Ok(Ok(done)) => Ok(done),
             Ok(Err(message)) => Err(StoreError::Corrupt { key: "commit".into(), message }),
             Err(_) => Err(StoreError::WriterGone),
         }
@@ -155,6 +181,9 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
                         (Job::Apply(j), Answer::Head(h)) => {
                             let _ = j.reply.send(Ok(h));
                         }
+                        (Job::Correction(j), Answer::Correction(c, h)) => {
+                            let _ = j.reply.send(Ok((*c, h)));
+                        }
                         _ => {}
                     }
                 }
@@ -176,6 +205,9 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
                         Job::Apply(j) => {
                             let _ = j.reply.send(Err(e.to_string()));
                         }
+                        Job::Correction(j) => {
+                            let _ = j.reply.send(Err(e.to_string()));
+                        }
                     }
                 }
             }
@@ -189,6 +221,7 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
 enum Answer {
     Receipt(Box<Receipt>),
     Head(Head),
+    Correction(Box<crate::corrections::Correction>, Head),
 }
 
 fn commit_group(store: &Store, head: &Head, group: &[Job]) -> Result<(Head, Vec<Answer>, usize), StoreError> {
@@ -202,6 +235,10 @@ fn commit_group(store: &Store, head: &Head, group: &[Job]) -> Result<(Head, Vec<
             Job::Batch(job) => {
                 let receipt = stage_batch(store, &mut staging, &mut head, job, &mut queued)?;
                 answers.push(Answer::Receipt(Box::new(receipt)));
+            }
+            Job::Correction(job) => {
+                let (c, h) = stage_correction(store, &mut staging, &mut head, job, &mut queued)?;
+                answers.push(Answer::Correction(Box::new(c), h));
             }
             Job::Apply(job) => {
                 staging.writes.extend(job.writes.iter().cloned());
@@ -327,4 +364,59 @@ fn stage_batch(store: &Store, staging: &mut Staging, head: &mut Head, job: &Comm
     };
     staging.writes.push((format!("rcp/{}", job.receipt_id), to_bytes(&receipt)));
     Ok(receipt)
+}
+
+fn stage_correction(
+    store: &Store,
+    staging: &mut Staging,
+    head: &mut Head,
+    job: &CorrectionJob,
+    queued: &mut usize,
+) -> Result<(crate::corrections::Correction, Head), StoreError> {
+    let mut correction = job.correction.clone();
+    let record = &job.record;
+    let (_, version) = staging.stage(store, record, &correction.id, &correction.received_at)?;
+    correction.version = version;
+    let enqueued_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+    for share in &job.shares {
+        let entry = crate::outbox::Entry {
+            idempotency_key: crate::outbox::idempotency_key(
+                &share.destination,
+                &record.source.agency,
+                &record.source.record_id,
+                version,
+                share.channel,
+                crate::outbox::Kind::Correction,
+                &correction.id,
+            ),
+            destination: share.destination.clone(),
+            channel: share.channel,
+            kind: crate::outbox::Kind::Correction,
+            agency: record.source.agency.clone(),
+            record_id: record.source.record_id.clone(),
+            version,
+            rule: share.rule.clone(),
+            enqueued_at: correction.received_at.clone(),
+            enqueued_unix,
+            correction_id: Some(correction.id.clone()),
+            payload: share.payload.clone(),
+        };
+        staging.writes.push(crate::outbox::enqueue_write(store, &entry)?);
+        *queued += 1;
+    }
+    staging.writes.push((crate::corrections::correction_key(&correction.id), to_bytes(&correction)));
+    let mut data = Map::new();
+    data.insert("correction_id".into(), Value::String(correction.id.clone()));
+    data.insert("kind".into(), serde_json::to_value(correction.kind).unwrap_or_default());
+    data.insert("agency".into(), Value::String(correction.agency.clone()));
+    data.insert("record_id".into(), Value::String(correction.record_id.clone()));
+    data.insert("version".into(), Value::from(version));
+    data.insert("requested_by".into(), Value::String(correction.requested_by.clone()));
+    data.insert("found_at".into(), Value::String(correction.found_at.clone()));
+    data.insert("deadline".into(), Value::String(correction.deadline.clone()));
+    data.insert("destinations".into(), serde_json::to_value(&correction.destinations).unwrap_or_default());
+    let (key, bytes, next) = head.append(&correction.received_at, "correction_received", data);
+    staging.writes.push((key, bytes));
+    *head = next;
+    Ok((correction, head.clone()))
 }

@@ -18,6 +18,7 @@
 //! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
 //! | `shr/` | `agency \x1f record_id \x1f destination \x1f channel` | last version queued for that platform and channel | archive |
 //! | `out/`, `dlq/` | see `outbox` | queued shares, dead letters | outbox |
+//! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
 //!
 //! Durability: an acknowledgement is sent only after `flush`. sled 0.34 flushes with
 //! `sync_file_range` on Linux: this survives a process crash, not every power loss.
@@ -27,7 +28,7 @@
 
 mod commit;
 
-pub use commit::{AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, Job};
+pub use commit::{AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job};
 
 use std::path::Path;
 

@@ -30,6 +30,9 @@ pub struct Ops {
     pub store: crate::store::Store,
     pub committer: crate::store::CommitterHandle,
     pub destinations: Vec<String>,
+    /// Present only with `corrections.dangerous_manual_clock` (tests).
+    pub manual_clock: Option<crate::clock::ManualClock>,
+    pub clock: crate::clock::SharedClock,
 }
 
 pub async fn serve(
@@ -57,6 +60,12 @@ pub async fn serve(
                 let metrics = metrics.clone();
                 let ops = ops.clone();
                 async move {
+                    if req.uri().path() == "/dangerous/clock" {
+                        return Ok::<_, Infallible>(dangerous_clock(&ops, &req));
+                    }
+                    if req.uri().path() == "/corrections" {
+                        return Ok::<_, Infallible>(corrections(&ops, &req));
+                    }
                     if req.uri().path().starts_with("/outbox/") {
                         return Ok::<_, Infallible>(outbox(&ops, &req).await);
                     }
@@ -94,6 +103,32 @@ async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
     match result {
         Ok(Some(v)) => json(StatusCode::OK, v),
         Ok(None) => json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found", "message": "no such entry"}})),
+        Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}})),
+    }
+}
+
+/// Tests only: `POST /dangerous/clock?set=2025-03-14T10:00:00%2B08:00` sets the manual clock.
+fn dangerous_clock(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let Some(clock) = &ops.manual_clock else {
+        return json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found", "message": "manual clock is off"}}));
+    };
+    let value = req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("set=")).unwrap_or("").replace("%2B", "+").replace("%3A", ":");
+    match time::OffsetDateTime::parse(&value, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => {
+            clock.set(t);
+            crate::telemetry::events::operator_action("dangerous_clock_set", &value);
+            json(StatusCode::OK, serde_json::json!({"now": value}))
+        }
+        Err(_) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": {"code": "bad_time"}})),
+    }
+}
+
+/// `GET /corrections?state=...` for `credit-gateway corrections list` while the gateway runs.
+fn corrections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let state = req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("state=")).and_then(crate::corrections::State::parse);
+    crate::telemetry::events::operator_action("corrections_list", "");
+    match crate::corrections::list(&ops.store, ops.clock.now(), state) {
+        Ok(list) => json(StatusCode::OK, serde_json::json!({"corrections": list})),
         Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}})),
     }
 }

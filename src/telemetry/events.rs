@@ -77,3 +77,13 @@ pub fn operator_action(action: &str, detail: &str) {
     tracing::info!(action, detail, "operator action");
     metrics::counter!("gateway_operator_actions_total", "action" => action.to_string()).increment(1);
 }
+
+pub fn correction_received(id: &str, record_id: &str, deadline: &str, destinations: usize) {
+    tracing::info!(correction = id, record_id, deadline, destinations, "correction received (GD Art. 31)");
+    metrics::counter!("gateway_corrections_received_total").increment(1);
+}
+
+pub fn correction_delivered(id: &str, destination: &str, on_time: bool) {
+    tracing::info!(correction = id, destination, on_time, "correction acknowledged by the platform");
+    metrics::counter!("gateway_corrections_delivered_total", "on_time" => on_time.to_string()).increment(1);
+}

@@ -1,0 +1,261 @@
+//! The working-day calendar (GD Art. 31: corrections within three working days).
+//!
+//! Owns: which days are working days in mainland China, and deadlines counted in working days.
+//! Working days are Monday to Friday, minus the public holidays the State Council announces each
+//! year, plus its announced make-up working weekends (调休). All days are China time (UTC+08:00).
+//!
+//! The schedule is data: one file per year (`mappings/calendar/2025.toml`), which an operator adds
+//! without a rebuild when the State Council publishes the next year's notice:
+//!
+//! ```toml
+//! year = 2025
+//! source = "国务院办公厅关于2025年部分节假日安排的通知（国办发明电〔2024〕12号）"
+//! holidays = [ { name = "春节", from = 2025-01-28, to = 2025-02-04 } ]
+//! make_up_working_days = [2025-01-26, 2025-02-08]
+//! ```
+//!
+//! Deadline rule: counting starts on the day after the day (China time) the problem was found; the
+//! deadline is the end (23:59:59 +08:00) of the N-th working day counted. Source: GD Art. 31
+//! ("应当在三个工作日内…更正"), counted as the Chinese administrative practice counts periods in
+//! days: the day of the event is not counted.
+//!
+//! Never does: read the system clock (time always comes in as an argument), or guess: a date
+//! outside the known years is an error, also when a count runs past the last known year.
+//!
+//! Invariants: a loaded calendar covers a contiguous range of years; every holiday and make-up day
+//! lies in its file's year; make-up days are weekends; no day is both.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use serde::Deserialize;
+use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
+
+/// China Standard Time.
+pub const CHINA_OFFSET: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
+    Ok(o) => o,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// Whose fault: a calendar file is the operator's; a date outside the known years is the caller's
+/// (or a sign the operator has not added next year's file yet).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    #[error("{date} is outside the known working-day calendar ({first}-{last}); add mappings/calendar/{}.toml from the State Council notice", date.year())]
+    OutsideKnownYears { date: Date, first: i32, last: i32 },
+    #[error("calendar file {file}: {message}")]
+    File { file: String, message: String },
+    #[error("no calendar year is known")]
+    NoYears,
+}
+
+impl CalendarError {
+    pub fn is_outside_known_years(&self) -> bool {
+        matches!(self, Self::OutsideKnownYears { .. })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YearFile {
+    year: i32,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    holidays: Vec<HolidayFile>,
+    #[serde(default)]
+    make_up_working_days: Vec<toml::value::Datetime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HolidayFile {
+    name: String,
+    from: toml::value::Datetime,
+    to: toml::value::Datetime,
+}
+
+/// The working-day calendar of the known years.
+#[derive(Debug, Clone)]
+pub struct Calendar {
+    years: RangeInclusive<i32>,
+    holidays: BTreeSet<Date>,
+    make_up: BTreeSet<Date>,
+    sources: BTreeMap<i32, String>,
+}
+
+const BUILTIN: [(&str, &str); 3] = [
+    ("2024.toml", include_str!("../../mappings/calendar/2024.toml")),
+    ("2025.toml", include_str!("../../mappings/calendar/2025.toml")),
+    ("2026.toml", include_str!("../../mappings/calendar/2026.toml")),
+];
+
+impl Calendar {
+    /// The shipped years (2024-2026).
+    pub fn builtin() -> Result<Calendar, CalendarError> {
+        let files: Vec<(String, String)> = BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        Self::from_sources(&files).map_err(|mut errs| errs.remove(0))
+    }
+
+    /// Every `YYYY.toml` in `dir`; every problem reported.
+    pub fn load_dir(dir: &Path) -> Result<Calendar, Vec<CalendarError>> {
+        let file_err = |file: String, message: String| vec![CalendarError::File { file, message }];
+        let entries = std::fs::read_dir(dir).map_err(|e| file_err(dir.display().to_string(), e.to_string()))?;
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| file_err(path.display().to_string(), e.to_string()))?;
+            files.push((name, text));
+        }
+        Self::from_sources(&files)
+    }
+
+    pub fn from_sources(files: &[(String, String)]) -> Result<Calendar, Vec<CalendarError>> {
+        let mut errors = Vec::new();
+        let mut holidays = BTreeSet::new();
+        let mut make_up = BTreeSet::new();
+        let mut sources = BTreeMap::new();
+        for (name, text) in files {
+            let mut problem = |message: String| errors.push(CalendarError::File { file: name.clone(), message });
+            let file: YearFile = match toml::from_str(text) {
+                Ok(f) => f,
+                Err(e) => {
+                    problem(e.to_string());
+                    continue;
+                }
+            };
+            if name.trim_end_matches(".toml") != file.year.to_string() {
+                problem(format!("year = {} does not match the file name", file.year));
+            }
+            if sources.insert(file.year, file.source.clone()).is_some() {
+                problem(format!("year {} appears twice", file.year));
+            }
+            for h in &file.holidays {
+                let (Some(from), Some(to)) = (to_date(&h.from), to_date(&h.to)) else {
+                    problem(format!("holiday {:?}: from and to must be dates (YYYY-MM-DD)", h.name));
+                    continue;
+                };
+                if from.year() != file.year || to.year() != file.year || to < from {
+                    problem(format!("holiday {:?}: {from}..{to} must lie within {} and end after it starts", h.name, file.year));
+                    continue;
+                }
+                let mut d = from;
+                loop {
+                    holidays.insert(d);
+                    match d.next_day() {
+                        Some(next) if d < to => d = next,
+                        _ => break,
+                    }
+                }
+            }
+            for raw in &file.make_up_working_days {
+                let Some(d) = to_date(raw) else {
+                    problem(format!("make-up day {raw} must be a date"));
+                    continue;
+                };
+                if d.year() != file.year {
+                    problem(format!("make-up day {d} is outside {}", file.year));
+                } else if !is_weekend(d) {
+                    problem(format!("make-up day {d} is a {}, not a weekend day", d.weekday()));
+                } else {
+                    make_up.insert(d);
+                }
+            }
+        }
+        for d in holidays.intersection(&make_up) {
+            errors.push(CalendarError::File { file: format!("{}.toml", d.year()), message: format!("{d} is both a holiday and a make-up working day") });
+        }
+        let (Some(first), Some(last)) = (sources.keys().next().copied(), sources.keys().next_back().copied()) else {
+            errors.push(CalendarError::NoYears);
+            return Err(errors);
+        };
+        for year in first..=last {
+            if !sources.contains_key(&year) {
+                errors.push(CalendarError::File { file: format!("{year}.toml"), message: format!("missing: the known years must be contiguous ({first}-{last})") });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Calendar { years: first..=last, holidays, make_up, sources })
+    }
+
+    pub fn known_years(&self) -> RangeInclusive<i32> {
+        self.years.clone()
+    }
+
+    /// The notice each year's schedule comes from.
+    pub fn source(&self, year: i32) -> Option<&str> {
+        self.sources.get(&year).map(String::as_str)
+    }
+
+    pub fn is_working_day(&self, date: Date) -> Result<bool, CalendarError> {
+        if !self.years.contains(&date.year()) {
+            return Err(CalendarError::OutsideKnownYears { date, first: *self.years.start(), last: *self.years.end() });
+        }
+        Ok(self.make_up.contains(&date) || (!is_weekend(date) && !self.holidays.contains(&date)))
+    }
+
+    /// The n-th working day after `date` (not counting `date` itself); `date` when n is 0.
+    pub fn nth_working_day_after(&self, date: Date, n: u32) -> Result<Date, CalendarError> {
+        let mut day = date;
+        let mut counted = 0;
+        while counted < n {
+            day = day.next_day().ok_or(CalendarError::OutsideKnownYears { date: day, first: *self.years.start(), last: *self.years.end() })?;
+            if self.is_working_day(day)? {
+                counted += 1;
+            }
+        }
+        Ok(day)
+    }
+
+    /// 23:59:59 +08:00 of the `working_days`-th working day after the China date of `found_at`.
+    pub fn deadline(&self, found_at: OffsetDateTime, working_days: u32) -> Result<OffsetDateTime, CalendarError> {
+        let found_day = found_at.to_offset(CHINA_OFFSET).date();
+        if !self.years.contains(&found_day.year()) {
+            return Err(CalendarError::OutsideKnownYears { date: found_day, first: *self.years.start(), last: *self.years.end() });
+        }
+        let last_day = self.nth_working_day_after(found_day, working_days)?;
+        Ok(last_day.with_time(end_of_day()).assume_offset(CHINA_OFFSET))
+    }
+
+    /// Working days strictly after `now`'s China date up to and including the deadline's date; 0
+    /// when the deadline is today or past.
+    pub fn working_days_left(&self, now: OffsetDateTime, deadline: OffsetDateTime) -> Result<u32, CalendarError> {
+        let today = now.to_offset(CHINA_OFFSET).date();
+        let last = deadline.to_offset(CHINA_OFFSET).date();
+        let mut n = 0;
+        let mut day = today;
+        while day < last {
+            day += Duration::days(1);
+            if self.is_working_day(day)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn end_of_day() -> Time {
+    Time::from_hms(23, 59, 59).unwrap_or(Time::MIDNIGHT)
+}
+
+fn is_weekend(d: Date) -> bool {
+    matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday)
+}
+
+fn to_date(dt: &toml::value::Datetime) -> Option<Date> {
+    if dt.time.is_some() || dt.offset.is_some() {
+        return None;
+    }
+    let d = dt.date?;
+    Date::from_calendar_date(d.year as i32, time::Month::try_from(d.month).ok()?, d.day).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! Corrections within three working days (GD Art. 31).
+//!
+//! When information the medical-insurance side provided is found wrong, invalid or changed, the
+//! correction must reach the public credit platforms, along the transmission chain, within three
+//! working days. The gateway stores a new version in the archive, queues a correction share for
+//! every platform and channel that received the record (ahead of ordinary traffic: outbox priority
+//! 0), computes the deadline on the working-day calendar, and tracks each platform's
+//! acknowledgement. Corrections of information that came from outside agencies (courts, tax...)
+//! are applied to the archive and forwarded to the medical-insurance platform (GD Art. 31, second
+//! clause).
+//!
+//! Deadline rule (see `calendar`): counting starts the day after the day the problem was found
+//! (China time); the deadline is 23:59:59 +08:00 of the third working day counted.
+//!
+//! States: `pending` (not yet acknowledged by every platform, deadline not passed), `overdue`
+//! (not acknowledged, deadline passed), `delivered_on_time`, `delivered_late`. Delivered means the
+//! receiving platform acknowledged it (2xx).
+//!
+//! On-disk layout: `cor/{id}` -> [`Correction`]; `cod/{id} \x1f {destination}` -> acknowledgement
+//! time, one key per platform so concurrent delivery workers never overwrite each other.
+//!
+//! Never does: decide deadlines from `+ 3 days`, or read the system clock (time comes from the
+//! one [`crate::clock::Clock`]).
+
+pub mod request;
+pub mod tracker;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::store::{Store, StoreError, SEP};
+
+/// What the correction does to the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionKind {
+    /// The information was wrong: replaced by the right content.
+    Correct,
+    /// The information is no longer valid (e.g. a penalty revoked).
+    Invalidate,
+    /// The information changed (e.g. a dishonesty listing ended).
+    Change,
+}
+
+/// A stored correction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Correction {
+    pub id: String,
+    pub kind: CorrectionKind,
+    pub agency: String,
+    pub record_id: String,
+    pub version: u32,
+    pub requested_by: String,
+    pub reason: String,
+    pub found_at: String,
+    pub received_at: String,
+    pub deadline: String,
+    /// Platforms it must reach.
+    pub destinations: Vec<String>,
+    /// `along_chain` (to the credit platforms) or `to_medical_insurance` (outside information).
+    pub direction: String,
+}
+
+/// The computed state of a correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Pending,
+    Overdue,
+    DeliveredOnTime,
+    DeliveredLate,
+}
+
+impl State {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+}
+
+/// A correction with its acknowledgements and state, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    #[serde(flatten)]
+    pub correction: Correction,
+    pub state: State,
+    pub delivered: Map<String, Value>,
+}
+
+pub fn correction_key(id: &str) -> String {
+    format!("cor/{id}")
+}
+
+pub fn delivered_key(id: &str, destination: &str) -> String {
+    format!("cod/{id}{SEP}{destination}")
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The state of a correction at `now`.
+pub fn state_of(c: &Correction, delivered: &Map<String, Value>, now: OffsetDateTime) -> State {
+    let deadline = parse_time(&c.deadline).unwrap_or(now);
+    let times: Vec<OffsetDateTime> =
+        c.destinations.iter().filter_map(|d| delivered.get(d).and_then(Value::as_str).and_then(parse_time)).collect();
+    if times.len() == c.destinations.len() {
+        if times.iter().all(|t| *t <= deadline) {
+            State::DeliveredOnTime
+        } else {
+            State::DeliveredLate
+        }
+    } else if now > deadline {
+        State::Overdue
+    } else {
+        State::Pending
+    }
+}
+
+/// Every correction with its state, optionally only those in `state`.
+pub fn list(store: &Store, now: OffsetDateTime, state: Option<State>) -> Result<Vec<Status>, StoreError> {
+    let mut out = Vec::new();
+    for (_, c) in store.scan::<Correction>("cor/")? {
+        let status = status_of(store, c, now)?;
+        if state.is_none_or(|s| s == status.state) {
+            out.push(status);
+        }
+    }
+    out.sort_by(|a, b| a.correction.deadline.cmp(&b.correction.deadline));
+    Ok(out)
+}
+
+pub fn status_of(store: &Store, c: Correction, now: OffsetDateTime) -> Result<Status, StoreError> {
+    let mut delivered = Map::new();
+    for (key, at) in store.scan::<Value>(&format!("cod/{}{SEP}", c.id))? {
+        if let Some(dest) = key.rsplit(SEP).next() {
+            delivered.insert(dest.to_string(), at.get("at").cloned().unwrap_or(Value::Null));
+        }
+    }
+    let state = state_of(&c, &delivered, now);
+    Ok(Status { correction: c, state, delivered })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn correction(deadline: &str, dests: &[&str]) -> Correction {
+        Correction {
+            id: "c1".into(),
+            kind: CorrectionKind::Correct,
+            agency: "medical_insurance".into(),
+            record_id: "r1".into(),
+            version: 2,
+            requested_by: "medical_insurance".into(),
+            reason: "".into(),
+            found_at: "2025-03-14T10:00:00+08:00".into(),
+            received_at: "2025-03-14T10:00:00+08:00".into(),
+            deadline: deadline.into(),
+            destinations: dests.iter().map(|s| s.to_string()).collect(),
+            direction: "along_chain".into(),
+        }
+    }
+
+    fn t(s: &str) -> OffsetDateTime {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn states() {
+        let c = correction("2025-03-19T23:59:59+08:00", &["a", "b"]);
+        let mut d = Map::new();
+        assert_eq!(state_of(&c, &d, t("2025-03-19T23:00:00+08:00")), State::Pending);
+        assert_eq!(state_of(&c, &d, t("2025-03-20T00:00:00+08:00")), State::Overdue);
+        d.insert("a".into(), Value::String("2025-03-17T09:00:00+08:00".into()));
+        assert_eq!(state_of(&c, &d, t("2025-03-20T00:00:00+08:00")), State::Overdue, "one platform is not enough");
+        d.insert("b".into(), Value::String("2025-03-19T23:59:59+08:00".into()));
+        assert_eq!(state_of(&c, &d, t("2025-04-01T00:00:00+08:00")), State::DeliveredOnTime);
+        d.insert("b".into(), Value::String("2025-03-20T08:00:00+08:00".into()));
+        assert_eq!(state_of(&c, &d, t("2025-04-01T00:00:00+08:00")), State::DeliveredLate);
+    }
+}

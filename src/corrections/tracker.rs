@@ -1,0 +1,94 @@
+//! The correction tracker: every `check_interval_ms` it computes each correction's state, exports
+//! pending and overdue counts and the time to the nearest deadline, and warns (log and optional
+//! webhook) once per correction when a pending one has less than one working day left, and once
+//! when it becomes overdue.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{list, State};
+use crate::calendar::Calendar;
+use crate::clock::SharedClock;
+use crate::store::Store;
+
+pub struct Tracker {
+    pub store: Store,
+    pub calendar: Arc<Calendar>,
+    pub clock: SharedClock,
+    pub interval: Duration,
+    pub webhook: Option<String>,
+}
+
+impl Tracker {
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut warned: HashSet<String> = HashSet::new();
+        let mut overdue_warned: HashSet<String> = HashSet::new();
+        loop {
+            self.check(&mut warned, &mut overdue_warned).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {},
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn check(&self, warned: &mut HashSet<String>, overdue_warned: &mut HashSet<String>) {
+        let now = self.clock.now();
+        let Ok(all) = list(&self.store, now, None) else { return };
+        let (mut pending, mut overdue) = (0u64, 0u64);
+        let mut nearest: Option<i64> = None;
+        for status in &all {
+            let c = &status.correction;
+            match status.state {
+                State::Pending => {
+                    pending += 1;
+                    let deadline = super::parse_time(&c.deadline);
+                    if let Some(d) = deadline {
+                        let left = (d - now).whole_seconds();
+                        nearest = Some(nearest.map_or(left, |n: i64| n.min(left)));
+                        let days_left = self.calendar.working_days_left(now, d).unwrap_or(0);
+                        if days_left < 1 && warned.insert(c.id.clone()) {
+                            tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %c.deadline, "correction has less than one working day left (GD Art. 31)");
+                            metrics::counter!("gateway_correction_deadline_warnings_total").increment(1);
+                            self.alert("deadline_near", &c.id, &c.record_id, &c.deadline).await;
+                        }
+                    }
+                }
+                State::Overdue => {
+                    overdue += 1;
+                    if overdue_warned.insert(c.id.clone()) {
+                        tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %c.deadline, "correction is overdue (GD Art. 31: three working days)");
+                        self.alert("overdue", &c.id, &c.record_id, &c.deadline).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        metrics::gauge!("gateway_corrections_pending").set(pending as f64);
+        metrics::gauge!("gateway_corrections_overdue").set(overdue as f64);
+        metrics::gauge!("gateway_corrections_nearest_deadline_seconds").set(nearest.unwrap_or(0) as f64);
+        let late = all.iter().filter(|s| s.state == State::DeliveredLate).count();
+        metrics::gauge!("gateway_corrections_delivered_late").set(late as f64);
+    }
+
+    /// POST a JSON alert to the configured webhook (plain HTTP, e.g. a local alert relay).
+    async fn alert(&self, event: &str, id: &str, record_id: &str, deadline: &str) {
+        let Some(url) = &self.webhook else { return };
+        let body = json!({"event": event, "correction_id": id, "record_id": record_id, "deadline": deadline});
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let Ok(req) = hyper::Request::post(url.as_str())
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        else {
+            return;
+        };
+        match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
+            Ok(Ok(resp)) if resp.status().is_success() => {}
+            other => tracing::warn!(webhook = %url, ok = other.is_ok(), "correction alert webhook failed"),
+        }
+    }
+}
