@@ -186,6 +186,25 @@ impl Gateway {
         format!("https://{}{}", self.api.replace("127.0.0.1", "localhost"), path)
     }
 
+    /// POST on the admin port (plain HTTP).
+    pub fn admin_post(&self, path: &str) -> (u16, String) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            let req = hyper::Request::post(format!("http://{}{}", self.admin, path)).body(Full::new(Bytes::new())).unwrap();
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        })
+    }
+
+    /// Set the gateway's manual clock (needs `corrections.dangerous_manual_clock`).
+    pub fn set_clock(&self, rfc3339: &str) {
+        let (status, body) = self.admin_post(&format!("/dangerous/clock?set={}", rfc3339.replace('+', "%2B")));
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// GET on the admin port (plain HTTP).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
