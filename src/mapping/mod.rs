@@ -85,7 +85,22 @@ pub struct Problem {
 
 /// Built-in copies of the shipped mappings, used when the configured folder does not exist so the
 /// binary runs from anywhere.
-const BUILTIN: [(&str, &str); 0] = [];
+const BUILTIN: [(&str, &str); 11] = [
+    ("canonical.toml", include_str!("../../mappings/canonical.toml")),
+    ("market-registration.toml", include_str!("../../mappings/market-registration.toml")),
+    ("market-abnormal-operation.toml", include_str!("../../mappings/market-abnormal-operation.toml")),
+    ("tax-major-violations.toml", include_str!("../../mappings/tax-major-violations.toml")),
+    (
+        "health-practitioner-qualifications.toml",
+        include_str!("../../mappings/health-practitioner-qualifications.toml"),
+    ),
+    ("court-dishonest-debtors.toml", include_str!("../../mappings/court-dishonest-debtors.toml")),
+    ("court-judgments.toml", include_str!("../../mappings/court-judgments.toml")),
+    ("mi-penalties.toml", include_str!("../../mappings/mi-penalties.toml")),
+    ("mi-agreement-performance.toml", include_str!("../../mappings/mi-agreement-performance.toml")),
+    ("mi-commitments.toml", include_str!("../../mappings/mi-commitments.toml")),
+    ("mi-evaluations.toml", include_str!("../../mappings/mi-evaluations.toml")),
+];
 
 impl MappingSet {
     /// Load every `*.toml` directly in `dir`, reporting every error at once.
