@@ -60,7 +60,7 @@ pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
 }
 
 pub fn open_store(config: &Config) -> Result<Store, StartError> {
-    Store::open(&config.storage.data_dir).map_err(|e| StartError::Storage {
+    Store::open_with(&config.storage.data_dir, config.storage.durability).map_err(|e| StartError::Storage {
         path: config.storage.data_dir.display().to_string(),
         message: e.to_string(),
     })
@@ -122,7 +122,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             tracing::info!(path = %path.display(), "created development certificate material");
         }
     }
-    let server_tls = tls::server_config(&config.client_ca_path(), &config.server_cert_path(), &config.server_key_path())?;
+    let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config)?));
     let mappings = load_mappings(&config)?;
     let store = open_store(&config)?;
     let (committer, handle) = Committer::start(store.clone())
@@ -195,7 +195,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         clock,
         config,
     });
-    let api_task = tokio::spawn(ingest::serve(app.clone(), server_tls, api_listener, stop_rx));
+    let api_task = tokio::spawn(ingest::serve(app.clone(), server_tls.clone(), api_listener, stop_rx));
+    let reload_config = config_for_reload(&app.config);
+    let reload_committer = handle_for_reload(&app);
     drop(app);
     // Operator commands find a running gateway's admin endpoint here (its port may be ephemeral).
     if let Err(e) = std::fs::write(&addr_file, admin_addr.to_string()) {
@@ -205,7 +207,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(api = %api_addr, admin = %admin_addr, "credit-gateway ready");
     println!("credit-gateway ready: api=https://{api_addr} admin=http://{admin_addr}");
 
-    wait_for_signal().await;
+    wait_for_signal(|| reload_tls(&reload_config, &server_tls, &reload_committer)).await;
+    drop(reload_committer);
     tracing::info!("shutting down: finishing in-flight requests");
     readiness.set(false);
     let _ = stop_tx.send(true);
@@ -227,23 +230,56 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+fn server_tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, tls::TlsError> {
+    tls::server_config_with_crl(&config.client_ca_path(), &config.server_cert_path(), &config.server_key_path(), config.tls.crl.as_deref())
+}
+
+fn config_for_reload(config: &Config) -> Config {
+    config.clone()
+}
+
+fn handle_for_reload(app: &App) -> crate::store::CommitterHandle {
+    app.committer.clone()
+}
+
+/// SIGHUP: rebuild the TLS configuration from the files; keep the old one when they are broken.
+fn reload_tls(config: &Config, current: &tls::Reloadable, committer: &crate::store::CommitterHandle) {
+    let result = server_tls_config(config);
+    let ok = result.is_ok();
+    match result {
+        Ok(new) => {
+            current.replace(new);
+            tracing::info!("TLS certificates, keys and revocation list reloaded (SIGHUP)");
+        }
+        Err(e) => tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use"),
+    }
+    let committer = committer.clone();
+    tokio::spawn(async move {
+        let mut data = serde_json::Map::new();
+        data.insert("ok".into(), serde_json::Value::Bool(ok));
+        let _ = committer.apply("operator_tls_reload", data, Vec::new(), Vec::new(), Vec::new()).await;
+    });
+}
+
+async fn wait_for_signal(mut on_hangup: impl FnMut()) {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+                _ = hup.recv() => on_hangup(),
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = &mut on_hangup;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -108,6 +108,15 @@ pub enum OutboxCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
+    /// Revoke development client certificates: writes `<certs_dir>/crl.pem` (set `tls.crl` to it
+    /// and send SIGHUP to a running gateway).
+    Revoke {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Subject names (agency ids) whose certificates are revoked.
+        #[arg(long = "client", required = true)]
+        clients: Vec<String>,
+    },
     /// Create a development CA, server certificate and one client certificate per configured
     /// agency where absent (existing files are kept).
     Init {
@@ -164,6 +173,20 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve => serve(config),
         Command::Certs(CertsCommand::Init { dir, clients }) => certs_init(config, dir, clients),
+        Command::Certs(CertsCommand::Revoke { dir, clients }) => {
+            let dir = dir.unwrap_or_else(|| config.tls.certs_dir.clone());
+            match crate::identity::certs::revoke(&dir, &clients, time::OffsetDateTime::now_utc()) {
+                Ok(path) => {
+                    crate::telemetry::events::operator_action("certs_revoke", &clients.join(","));
+                    println!("wrote {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("certs revoke: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Check { mapping, agency, file } => check(&config, &mapping, agency, &file),
         Command::Mappings(MappingsCommand::Check) => match crate::app::load_mappings(&config) {
             Ok(set) => {
@@ -405,6 +428,7 @@ fn certs_init(mut config: Config, dir: Option<PathBuf>, clients: Vec<String>) ->
         config.tls.certs_dir = dir;
     }
     let mut agencies: Vec<String> = config.agencies.iter().map(|a| a.id.clone()).collect();
+    agencies.push(crate::config::GATEWAY_CLIENT_CN.to_string());
     agencies.extend(clients);
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     match crate::identity::certs::init(&config.tls.certs_dir, &agencies, &names) {

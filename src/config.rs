@@ -222,6 +222,9 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// The sled database folder.
     pub data_dir: PathBuf,
+    /// What an acknowledgement survives: `process_crash` (sled's flush, sync_file_range on Linux)
+    /// or `power_loss` (also fsync the data file in every group commit; slower, see the README).
+    pub durability: crate::store::Durability,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,6 +240,10 @@ pub struct TlsConfig {
     /// Create a development CA and certificates in `certs_dir` when they are absent. Turn off in
     /// production, where the operator provides real certificates.
     pub generate_dev_certs: bool,
+    /// A certificate revocation list (PEM) for agency client certificates; revoked certificates
+    /// fail the handshake. Reloaded with the certificates on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -312,13 +319,13 @@ impl Default for ServerConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: DEFAULT_DATA_DIR.into() }
+        Self { data_dir: DEFAULT_DATA_DIR.into(), durability: crate::store::Durability::ProcessCrash }
     }
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { certs_dir: DEFAULT_CERTS_DIR.into(), client_ca: None, cert: None, key: None, generate_dev_certs: true }
+        Self { certs_dir: DEFAULT_CERTS_DIR.into(), client_ca: None, cert: None, key: None, generate_dev_certs: true, crl: None }
     }
 }
 

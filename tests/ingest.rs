@@ -99,7 +99,15 @@ fn the_same_record_twice_is_stored_once_and_a_change_is_a_new_version() {
 
 #[test]
 fn restarting_loses_nothing() {
-    let mut gw = Gateway::start();
+    restart_keeps_everything(Gateway::start());
+}
+
+#[test]
+fn restarting_loses_nothing_with_power_loss_durability() {
+    restart_keeps_everything(Gateway::start_with(|c| c.storage.durability = credit_gateway::store::Durability::PowerLoss));
+}
+
+fn restart_keeps_everything(mut gw: Gateway) {
     let batch: Vec<Value> = (0..50).map(|i| penalty(&format!("R-{i}"), "91310110666007217T")).collect();
     let receipt = push(&gw, MI, &json!(batch)).json();
     assert_eq!(receipt["accepted"], 50);

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls_pki_types::pem::PemObject;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -138,4 +140,52 @@ pub fn subject_common_name(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let cn = cert.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_string)
+}
+
+/// Revoke the development client certificates of these subject names: (re)write `<dir>/crl.pem`,
+/// signed by the development CA, listing them and every serial already listed there.
+pub fn revoke(dir: &Path, names: &[String], now: ::time::OffsetDateTime) -> Result<PathBuf, CertError> {
+    let mut report = InitReport::default();
+    let issuer = load_or_create_ca(dir, &mut report)?;
+    let crl_path = dir.join("crl.pem");
+    let mut serials: Vec<Vec<u8>> = existing_revoked_serials(&crl_path);
+    for name in names {
+        let path = client_cert_path(dir, name);
+        let pem = std::fs::read_to_string(&path).map_err(|e| CertError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| CertError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| CertError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let serial = cert.tbs_certificate.raw_serial().to_vec();
+        if !serials.contains(&serial) {
+            serials.push(serial);
+        }
+    }
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + ::time::Duration::days(30),
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp().max(1) as u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .into_iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(&s),
+                revocation_time: now,
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&issuer)?;
+    let mut report = InitReport::default();
+    write(&crl_path, &crl.pem()?, false, &mut report)?;
+    Ok(crl_path)
+}
+
+fn existing_revoked_serials(path: &Path) -> Vec<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    let Ok(der) = rustls_pki_types::CertificateRevocationListDer::from_pem_file(path) else { return Vec::new() };
+    let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else { return Vec::new() };
+    crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect()
 }

@@ -48,10 +48,23 @@ fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The API server's configuration: client certificates required and verified against `client_ca`.
+/// The API server's configuration: client certificates required and verified against `client_ca`
+/// (and the revocation list `crl`, when given).
 pub fn server_config(client_ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with_crl(client_ca, cert, key, None)
+}
+
+pub fn server_config_with_crl(client_ca: &Path, cert: &Path, key: &Path, crl: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone())
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone());
+    if let Some(crl) = crl {
+        let crls = rustls::pki_types::CertificateRevocationListDer::pem_file_iter(crl)
+            .map_err(|e| TlsError::Certs { path: crl.display().to_string(), message: e.to_string() })?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Certs { path: crl.display().to_string(), message: e.to_string() })?;
+        builder = builder.with_crls(crls);
+    }
+    let verifier = builder
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -82,4 +95,28 @@ pub fn client_config_without_cert(server_ca: &Path) -> Result<ClientConfig, TlsE
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_root_certificates(roots(server_ca)?)
         .with_no_client_auth())
+}
+
+/// The server configuration in force; SIGHUP swaps in a new one built from the files, and new
+/// connections use it while open ones keep theirs.
+#[derive(Debug)]
+pub struct Reloadable {
+    current: std::sync::RwLock<Arc<ServerConfig>>,
+}
+
+impl Reloadable {
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self { current: std::sync::RwLock::new(config) }
+    }
+
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.current.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn replace(&self, config: Arc<ServerConfig>) {
+        match self.current.write() {
+            Ok(mut c) => *c = config,
+            Err(p) => *p.into_inner() = config,
+        }
+    }
 }

@@ -55,11 +55,10 @@ pub struct App {
 /// period.
 pub async fn serve(
     app: Arc<App>,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<crate::identity::tls::Reloadable>,
     listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let limits = Arc::new(Semaphore::new(app.config.server.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let handshake_timeout = Duration::from_millis(app.config.server.tls_handshake_timeout_ms);
@@ -93,7 +92,7 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = TlsAcceptor::from(tls.current());
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
