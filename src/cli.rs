@@ -284,9 +284,13 @@ fn corrections_list(config: &Config, state: Option<String>) -> ExitCode {
         None => None,
     };
     let result = match crate::app::open_store(config) {
-        Ok(store) => crate::corrections::list(&store, time::OffsetDateTime::now_utc(), parsed)
-            .map(|l| serde_json::json!({"corrections": l}))
-            .map_err(|e| e.to_string()),
+        Ok(store) => {
+            let listed = crate::corrections::list(&store, time::OffsetDateTime::now_utc(), parsed)
+                .map(|l| serde_json::json!({"corrections": l}))
+                .map_err(|e| e.to_string());
+            record_offline(&store, "corrections list");
+            listed
+        }
         Err(local) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime {
@@ -351,18 +355,16 @@ async fn outbox_local(config: &Config, store: crate::store::Store, cmd: OutboxCo
     use crate::outbox::ops;
     let dests: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
     let e = |e: crate::store::StoreError| e.to_string();
-    match cmd {
-        OutboxCommand::List { destination, dead, limit } => ops::list_entries(&store, destination.as_deref(), dead, limit).map(Some).map_err(e),
-        OutboxCommand::Show { key } => ops::show_entry(&store, &key).map_err(e),
-        OutboxCommand::Stats => ops::stats_all(&store, &dests).map(Some).map_err(e),
-        OutboxCommand::Replay { destination } => {
-            let (committer, handle) = crate::store::Committer::start(store.clone()).map_err(e)?;
-            let out = ops::replay(&store, &handle, destination.as_deref()).await.map_err(e);
-            drop(handle);
-            committer.join();
-            out.map(Some)
-        }
-    }
+    let (committer, handle) = crate::store::Committer::start(store.clone()).map_err(e)?;
+    let out = match cmd {
+        OutboxCommand::List { destination, dead, limit } => ops::list_entries(&store, &handle, destination.as_deref(), dead, limit).await.map(Some),
+        OutboxCommand::Show { key } => ops::show_entry(&store, &handle, &key).await,
+        OutboxCommand::Stats => ops::stats_all(&store, &handle, &dests).await.map(Some),
+        OutboxCommand::Replay { destination } => ops::replay(&store, &handle, destination.as_deref()).await.map(Some),
+    };
+    drop(handle);
+    committer.join();
+    out.map_err(e)
 }
 
 /// The running gateway's admin address: from the file it writes at start, else the configured one.
@@ -504,8 +506,30 @@ fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cmd {
-        AuditCommand::Verify => match crate::audit::verify(&store) {
+    let code = audit_command(&store, &cmd);
+    // The command itself is an operator action: recorded after it ran, so `verify` and
+    // `checkpoint` report the chain as it was when asked.
+    record_offline(&store, &format!("audit {}", match cmd {
+        AuditCommand::Verify => "verify",
+        AuditCommand::Show { .. } => "show",
+        AuditCommand::Checkpoint => "checkpoint",
+    }));
+    code
+}
+
+/// Append an operator command to the audit chain when the gateway is stopped.
+fn record_offline(store: &crate::store::Store, command: &str) {
+    crate::telemetry::events::operator_action(command, "");
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let Ok((committer, handle)) = crate::store::Committer::start(store.clone()) else { return };
+    let _ = rt.block_on(crate::outbox::ops::audit_command(&handle, command, serde_json::json!({})));
+    drop(handle);
+    committer.join();
+}
+
+fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
+    match *cmd {
+        AuditCommand::Verify => match crate::audit::verify(store) {
             Ok(head) => {
                 println!("audit chain OK: {} entries, head {}", head.seq, head.hash);
                 ExitCode::SUCCESS
@@ -515,7 +539,7 @@ fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        AuditCommand::Show { from, limit } => match crate::audit::entries_from(&store, from, limit) {
+        AuditCommand::Show { from, limit } => match crate::audit::entries_from(store, from, limit) {
             Ok(entries) => {
                 for e in entries {
                     println!("{}", serde_json::to_string(&e).unwrap_or_default());
@@ -527,7 +551,7 @@ fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        AuditCommand::Checkpoint => match crate::audit::Head::load(&store) {
+        AuditCommand::Checkpoint => match crate::audit::Head::load(store) {
             Ok(head) => {
                 println!("{}", json!({"seq": head.seq, "hash": head.hash}));
                 ExitCode::SUCCESS

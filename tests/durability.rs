@@ -137,7 +137,9 @@ fn tampering_with_one_audit_entry_is_found_and_named() {
     assert_eq!(code, 0, "{out}");
     let (code, checkpoint, _) = gw.cli(&["audit", "checkpoint"]);
     assert_eq!(code, 0);
-    assert!(checkpoint.contains("\"seq\":5"), "{checkpoint}");
+    assert!(checkpoint.contains("\"seq\":6"), "five batches and the verify command: {checkpoint}");
+    let (_, shown, _) = gw.cli(&["audit", "show", "--from", "6"]);
+    assert!(shown.contains("operator_command") && shown.contains("audit verify"), "operator commands are audited: {shown}");
     {
         let db = sled::open(&gw.config.storage.data_dir).unwrap();
         let key = credit_gateway::audit::entry_key(3);

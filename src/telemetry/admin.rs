@@ -64,6 +64,7 @@ pub async fn serve(
                         return Ok::<_, Infallible>(dangerous_clock(&ops, &req));
                     }
                     if req.uri().path() == "/corrections" {
+                        let _ = crate::outbox::ops::audit_command(&ops.committer, "corrections list", serde_json::json!({})).await;
                         return Ok::<_, Infallible>(corrections(&ops, &req));
                     }
                     if req.uri().path().starts_with("/outbox/") {
@@ -91,12 +92,12 @@ async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
         .collect();
     let dest = query.get("destination").map(String::as_str);
     let result = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/outbox/stats") => ops::stats_all(&ops.store, &ops.destinations).map(Some),
+        ("GET", "/outbox/stats") => ops::stats_all(&ops.store, &ops.committer, &ops.destinations).await.map(Some),
         ("GET", "/outbox/list") => {
             let limit = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-            ops::list_entries(&ops.store, dest, query.get("dead").is_some_and(|d| d == "1"), limit).map(Some)
+            ops::list_entries(&ops.store, &ops.committer, dest, query.get("dead").is_some_and(|d| d == "1"), limit).await.map(Some)
         }
-        ("GET", "/outbox/show") => ops::show_entry(&ops.store, query.get("key").map(String::as_str).unwrap_or("")),
+        ("GET", "/outbox/show") => ops::show_entry(&ops.store, &ops.committer, query.get("key").map(String::as_str).unwrap_or("")).await,
         ("POST", "/outbox/replay") => ops::replay(&ops.store, &ops.committer, dest).await.map(Some),
         _ => return json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found"}})),
     };
