@@ -51,6 +51,9 @@ pub struct Received {
 
 #[derive(Default)]
 struct State {
+    /// When false (benchmarks), only corrections are kept in full; others are counted.
+    keep_records: bool,
+    count: usize,
     received: Vec<Received>,
     seen: HashSet<String>,
     bodies: Vec<Vec<u8>>,
@@ -70,10 +73,16 @@ pub struct Receiver {
 impl Receiver {
     /// Start on `listen`, with a server certificate and a CA for client certificates.
     pub async fn start(listen: &str, client_ca: &Path, cert: &Path, key: &Path) -> std::io::Result<Receiver> {
+        Self::start_with(listen, client_ca, cert, key, true).await
+    }
+
+    /// `keep_records = false` keeps memory flat for millions of shares: only idempotency keys,
+    /// counts and corrections are kept.
+    pub async fn start_with(listen: &str, client_ca: &Path, cert: &Path, key: &Path, keep_records: bool) -> std::io::Result<Receiver> {
         let tls = crate::identity::tls::server_config(client_ca, cert, key).map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State { keep_records, ..State::default() }));
         let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
         let acceptor = TlsAcceptor::from(tls);
         let st = state.clone();
@@ -113,6 +122,11 @@ impl Receiver {
         self.lock().bodies.clone()
     }
 
+    /// Distinct shares received.
+    pub fn count(&self) -> usize {
+        self.lock().count
+    }
+
     pub fn duplicates(&self) -> usize {
         self.lock().duplicates
     }
@@ -138,7 +152,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -
     let mode = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.requests += 1;
-        s.bodies.push(body.to_vec());
+        if s.keep_records {
+            s.bodies.push(body.to_vec());
+        }
         match &s.mode {
             Some((_, Some(until))) if Instant::now() >= *until => {
                 s.mode = None;
@@ -175,7 +191,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -
     let (mut accepted, mut duplicates) = (0, 0);
     for share in shares {
         if s.seen.insert(share.idempotency_key.clone()) {
-            s.received.push(share);
+            s.count += 1;
+            if s.keep_records || share.kind == "correction" {
+                s.received.push(share);
+            }
             accepted += 1;
         } else {
             duplicates += 1;

@@ -1,0 +1,398 @@
+//! The benchmark: drives the real `credit-gateway serve` on loopback with generated certificates,
+//! then the raw bound (`examples/bound.rs`) with the same load, and prints the figures.
+//!
+//! ```sh
+//! cargo build --release --bins --examples
+//! target/release/examples/loadgen --clients 16 --batch 100 --duration 60        # closed loop: the maximum
+//! target/release/examples/loadgen --rate 20000 --duration 30 --skip-bound        # open loop: latency at a load
+//! ```
+//!
+//! Phases: (1) ingest: C agency clients (mutual TLS, keep-alive) push batches of B canonical
+//! records of about 600 bytes (Chinese text, valid identifiers) while the platform receiver is
+//! down, so every acknowledged record also leaves a share in the outbox; (2) a correction is posted
+//! behind that backlog and the receiver comes back: time for the correction to arrive, then the
+//! drain rate; (3) the bound, same load. It prints records/s, batch latency p50/p90/p99/max,
+//! rejected and failed counts, the gateway's peak RSS and CPU seconds (from /proc) and disk bytes
+//! per record.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use credit_gateway::reference_receiver::{Mode, Receiver};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Concurrent agency clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Records per batch.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Seconds of load per phase.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Stop each phase after this many records instead.
+    #[arg(long)]
+    records: Option<u64>,
+    /// Open loop: offered load in records per second (default: closed loop, as fast as possible).
+    #[arg(long)]
+    rate: Option<u64>,
+    #[arg(long, default_value = "target/release/credit-gateway")]
+    gateway: PathBuf,
+    #[arg(long, default_value = "target/release/examples/bound")]
+    bound: PathBuf,
+    #[arg(long)]
+    skip_bound: bool,
+    #[arg(long)]
+    skip_delivery: bool,
+    /// `process_crash` or `power_loss`.
+    #[arg(long, default_value = "process_crash")]
+    durability: String,
+    /// Where the data goes (default: a fresh folder under target/).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Totals {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(format!("target/loadgen-{}", std::process::id())));
+    std::fs::create_dir_all(&dir)?;
+    let certs = dir.join("certs");
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    credit_gateway::identity::certs::init(&certs, &["medical_insurance".into(), "credit-gateway".into()], &names)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    println!("# credit-gateway benchmark  ({} clients, batches of {}, {}, durability {})", args.clients, args.batch,
+        args.rate.map(|r| format!("open loop at {r} records/s")).unwrap_or_else(|| "closed loop".into()), args.durability);
+    println!("machine: {} cores, {}", num_cpus(), cpu_model());
+
+    // Phase 1: the gateway, with the platform down so every share waits in the outbox.
+    let receiver = rt.block_on(Receiver::start_with("127.0.0.1:0", &certs.join("ca.pem"), &certs.join("server.pem"), &certs.join("server-key.pem"), false))?;
+    receiver.set_mode(Mode::Unavailable, None);
+    let config_path = write_config(&dir, &certs, &receiver, &args.durability)?;
+    let started = Instant::now();
+    let (mut gateway, api, admin) = spawn_ready(Command::new(&args.gateway).arg("--config").arg(&config_path).arg("serve"), "credit-gateway ready:")?;
+    println!("gateway ready in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+    let pid = gateway.id();
+    let cpu_before = cpu_seconds(pid);
+    let result = rt.block_on(load(&args, &api, &certs));
+    let cpu = cpu_seconds(pid) - cpu_before;
+    report("gateway", &result, Some((peak_rss_kib(pid), cpu)));
+    let data_bytes = dir_size(&dir.join("data"));
+    let accepted = result.accepted;
+    if accepted > 0 {
+        println!("disk: {:.0} bytes per record ({} MiB for {accepted} records, archive + outbox + audit)", data_bytes as f64 / accepted as f64, data_bytes / (1 << 20));
+    }
+
+    // Phase 2: a correction behind the backlog, then the drain.
+    if !args.skip_delivery && accepted > 0 {
+        rt.block_on(delivery(&api, &certs, &receiver, accepted));
+    }
+    let _ = admin;
+    stop(&mut gateway);
+
+    // Phase 3: the bound.
+    if !args.skip_bound {
+        let bound_data = dir.join("bound-data");
+        let (mut bound, bound_api, _) = spawn_ready(
+            Command::new(&args.bound).arg("--certs").arg(&certs).arg("--data").arg(&bound_data),
+            "bound ready:",
+        )?;
+        let bpid = bound.id();
+        let cpu_before = cpu_seconds(bpid);
+        let bound_result = rt.block_on(load(&args, &bound_api, &certs));
+        report("bound", &bound_result, Some((peak_rss_kib(bpid), cpu_seconds(bpid) - cpu_before)));
+        stop(&mut bound);
+        if bound_result.rate() > 0.0 {
+            println!("gateway / bound: {:.2}", result.rate() / bound_result.rate());
+        }
+    }
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+struct LoadResult {
+    accepted: u64,
+    rejected: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn report(what: &str, r: &LoadResult, process: Option<(u64, f64)>) {
+    let mut l = r.latencies_us.clone();
+    l.sort_unstable();
+    let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    println!(
+        "{what}: {:.0} records/s accepted ({} in {:.1} s); batch latency ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}; rejected {} failed {}",
+        r.rate(), r.accepted, r.elapsed.as_secs_f64(), pct(0.5), pct(0.9), pct(0.99), l.last().copied().unwrap_or(0) as f64 / 1000.0, r.rejected, r.failed
+    );
+    if let Some((rss, cpu)) = process {
+        println!("{what}: peak RSS {} MiB, CPU {:.1} s ({:.2} cores)", rss / 1024, cpu, cpu / r.elapsed.as_secs_f64().max(1e-9));
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+
+fn client(certs: &Path, agency: &str) -> HttpsClient {
+    let cfg = credit_gateway::identity::tls::client_config(&certs.join("ca.pem"), &certs.join("clients").join(format!("{agency}.pem")), &certs.join("clients").join(format!("{agency}-key.pem")))
+        .expect("client TLS");
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(cfg).https_only().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4).build(connector)
+}
+
+async fn load(args: &Args, api: &str, certs: &Path) -> LoadResult {
+    let totals = Arc::new(Totals::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent_records = Arc::new(AtomicU64::new(0));
+    let port = api.rsplit(':').next().unwrap_or("0").to_string();
+    let uri: hyper::Uri = format!("https://localhost:{port}/v1/records?mapping=canonical").parse().expect("uri");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration);
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let client = client(certs, "medical_insurance");
+        let (totals, stop, sent) = (totals.clone(), stop.clone(), sent_records.clone());
+        let (uri, batch, limit) = (uri.clone(), args.batch, args.records);
+        // Open loop: this client's share of the offered load, on a fixed schedule.
+        let interval = args.rate.map(|r| Duration::from_secs_f64(args.clients as f64 * batch as f64 / r as f64));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n: u64 = 0;
+            let mut next = Instant::now() + interval.map(|i| i.mul_f64(c as f64 / 16.0)).unwrap_or_default();
+            loop {
+                if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    break;
+                }
+                if let Some(limit) = limit {
+                    if sent.fetch_add(batch as u64, Ordering::Relaxed) >= limit {
+                        break;
+                    }
+                }
+                let scheduled = match interval {
+                    Some(i) => {
+                        let now = Instant::now();
+                        if next > now {
+                            tokio::time::sleep(next - now).await;
+                        }
+                        let s = next;
+                        next += i;
+                        s
+                    }
+                    None => Instant::now(),
+                };
+                let body = batch_body(c, n, batch);
+                n += 1;
+                let req = hyper::Request::post(uri.clone()).header("content-type", "application/json").body(Full::new(Bytes::from(body))).expect("request");
+                match client.request(req).await {
+                    Ok(resp) if resp.status() == 200 => {
+                        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        latencies.push(scheduled.elapsed().as_micros() as u64);
+                        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                        totals.accepted.fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                        totals.rejected.fetch_add(v["rejected"].as_array().map(|a| a.len() as u64).unwrap_or(0), Ordering::Relaxed);
+                    }
+                    _ => {
+                        totals.failed.fetch_add(batch as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            latencies_us.extend(l);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    LoadResult {
+        accepted: totals.accepted.load(Ordering::Relaxed),
+        rejected: totals.rejected.load(Ordering::Relaxed),
+        failed: totals.failed.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+        latencies_us,
+    }
+}
+
+async fn delivery(api: &str, certs: &Path, receiver: &Receiver, backlog: u64) {
+    let port = api.rsplit(':').next().unwrap_or("0");
+    let c = client(certs, "medical_insurance");
+    let body = serde_json::json!({"record_id": "LG-0-0-0", "kind": "correct", "content": {"fulfilment": "fulfilled"}, "reason": "benchmark"});
+    let req = hyper::Request::post(format!("https://localhost:{port}/v1/corrections")).header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string()))).expect("request");
+    let ok = matches!(c.request(req).await, Ok(r) if r.status() == 202);
+    let started = Instant::now();
+    receiver.set_mode(Mode::Normal, None);
+    if ok {
+        while !receiver.received().iter().any(|s| s.kind == "correction") && started.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        println!("correction behind a backlog of {backlog} shares reached the receiver in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+    } else {
+        println!("correction could not be posted");
+    }
+    let want = backlog as usize + usize::from(ok);
+    let drain_start = Instant::now();
+    let mut last = (0, Instant::now());
+    while receiver.count() < want && last.1.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = receiver.count();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+    }
+    let delivered = receiver.count();
+    println!(
+        "delivery: {delivered} of {want} shares acknowledged in {:.1} s: {:.0} records/s",
+        drain_start.elapsed().as_secs_f64(),
+        delivered as f64 / drain_start.elapsed().as_secs_f64().max(1e-9)
+    );
+}
+
+/// One batch of canonical records of about 600 bytes each, unique ids, 1000 distinct subjects.
+fn batch_body(client: usize, n: u64, size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size * 700);
+    out.push(b'[');
+    for i in 0..size {
+        if i > 0 {
+            out.push(b',');
+        }
+        let subject = (client * 7919 + n as usize * 31 + i) % 1000;
+        let uscc = uscc_for(subject);
+        out.extend_from_slice(format!(
+            r#"{{"category":"commitment","subject":{{"kind":"institution","role":"designated_retail_pharmacy","id_type":"uscc","id":"{uscc}","name":"广州市越秀区康宁大药房有限公司第{subject}分店"}},"source":{{"record_id":"LG-{client}-{n}-{i}","region":"440104"}},"disclosure":{{"class":"gov_share"}},"valid_from":"2025-01-06","content":{{"commitment_type":"医疗保障基金使用信用承诺","committed_on":"2025-01-06","fulfilment":"pending","commitment_text":"本单位承诺严格遵守医疗保障服务协议，规范诊疗和收费行为，不虚构医药服务项目，不串换药品、医用耗材和诊疗项目，自觉接受监督检查。","recipient":"广州市医疗保障局"}}}}"#
+        ).as_bytes());
+    }
+    out.push(b']');
+    out
+}
+
+/// A valid unified social credit code for subject number `n` (GB 32100 and GB 11714 checks).
+fn uscc_for(n: usize) -> String {
+    const CS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+    let org8 = format!("{:08}", 10_000_000 + n);
+    let ow = [3, 7, 9, 10, 5, 8, 4, 2];
+    let s: u32 = org8.bytes().zip(ow).map(|(b, w)| (b - b'0') as u32 * w).sum();
+    let c9 = match 11 - s % 11 {
+        10 => 'X',
+        11 => '0',
+        d => (b'0' + d as u8) as char,
+    };
+    let body = format!("91440104{org8}{c9}");
+    let w = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+    let t: usize = body.bytes().zip(w).map(|(b, w)| CS.iter().position(|c| *c == b).unwrap_or(0) * w).sum();
+    format!("{body}{}", CS[(31 - t % 31) % 31] as char)
+}
+
+fn write_config(dir: &Path, certs: &Path, receiver: &Receiver, durability: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let mut config = credit_gateway::config::Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.admin_listen = "127.0.0.1:0".into();
+    config.storage.data_dir = dir.join("data");
+    config.storage.durability = if durability == "power_loss" { credit_gateway::store::Durability::PowerLoss } else { credit_gateway::store::Durability::ProcessCrash };
+    config.tls.certs_dir = certs.to_path_buf();
+    config.log.filter = "warn".into();
+    for a in &mut config.agencies {
+        a.requests_per_second = 1_000_000;
+        a.burst = 1_000_000;
+    }
+    let mut dest = credit_gateway::config::default_destinations().remove(0);
+    dest.url = format!("https://localhost:{}/v1/shares", receiver.addr.port());
+    dest.batch_size = 1000;
+    dest.requests_per_second = 100_000;
+    config.destinations = vec![dest];
+    config.sharing.retry_base_ms = 50;
+    config.sharing.retry_max_ms = 200;
+    config.sharing.poll_interval_ms = 20;
+    let path = dir.join("credit-gateway.toml");
+    std::fs::write(&path, toml::to_string(&config)?)?;
+    Ok(path)
+}
+
+fn spawn_ready(cmd: &mut Command, marker: &str) -> Result<(Child, String, String), Box<dyn std::error::Error>> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with(marker) => break l,
+            Some(Ok(_)) => continue,
+            _ => return Err(format!("{marker:?} never printed").into()),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let field = |name: &str| line.split(name).nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_string();
+    Ok((child, field("api=https://"), field("admin=http://")))
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// User + system CPU seconds of a process (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default()
+}
