@@ -59,6 +59,10 @@ struct Args {
     /// Where the data goes (default: a fresh folder under target/).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Footprint mode: write this many records straight into the archive (no HTTP), then time
+    /// the gateway's start to ready and its memory on that data set.
+    #[arg(long)]
+    bulk: Option<u64>,
 }
 
 #[derive(Default)]
@@ -76,6 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     credit_gateway::identity::certs::init(&certs, &["medical_insurance".into(), "credit-gateway".into()], &names)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(n) = args.bulk {
+        return footprint(&args, &dir, &certs, n, &rt);
+    }
     println!("# credit-gateway benchmark  ({} clients, batches of {}, {}, durability {})", args.clients, args.batch,
         args.rate.map(|r| format!("open loop at {r} records/s")).unwrap_or_else(|| "closed loop".into()), args.durability);
     println!("machine: {} cores, {}", num_cpus(), cpu_model());
@@ -124,6 +131,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
+}
+
+/// Bulk-load `n` records through the gateway's own commit path, then start the gateway on them.
+fn footprint(args: &Args, dir: &Path, certs: &Path, n: u64, rt: &tokio::runtime::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    use credit_gateway::store::{AcceptedInput, CommitJob, Committer, Store};
+    let data = dir.join("data");
+    let existing = credit_gateway::archive::count_versions(&Store::open(&data)?);
+    if (existing as u64) < n {
+        let store = Store::open(&data)?;
+        let (committer, handle) = Committer::start(store.clone())?;
+        let mapping = credit_gateway::mapping::MappingSet::builtin().map_err(|_| "mappings")?.get("canonical").cloned().ok_or("canonical")?;
+        let ctx = credit_gateway::record::ValidationContext { authenticated_agency: Some("medical_insurance".into()), ..Default::default() };
+        let started = Instant::now();
+        let per_job = 5000u64;
+        let mut done = existing as u64;
+        while done < n {
+            let body = batch_body(1_000_000 + (done / per_job) as usize, done / per_job, per_job as usize);
+            let accepted: Vec<AcceptedInput> = mapping
+                .normalize(&body, &ctx)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter_map(|r| r.outcome.ok().map(|record| AcceptedInput { index: r.index, record, shares: Vec::new() }))
+                .collect();
+            let total = accepted.len();
+            rt.block_on(handle.commit(|reply| CommitJob {
+                receipt_id: format!("bulk-{done}"),
+                agency: "medical_insurance".into(),
+                mapping: "canonical".into(),
+                received_at: "2025-01-06T00:00:00+08:00".into(),
+                body_sha256: String::new(),
+                total,
+                accepted,
+                rejected: Vec::new(),
+                filter: Default::default(),
+                reply,
+            }))?;
+            done += per_job;
+            if done % 500_000 == 0 {
+                println!("bulk-loaded {done} records ({:.0}/s)", done as f64 / started.elapsed().as_secs_f64());
+            }
+        }
+        drop(handle);
+        committer.join();
+        store.flush()?;
+        println!("bulk load: {n} records in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    drop(Store::open(&data).ok());
+    std::thread::sleep(Duration::from_millis(500));
+    let receiver = rt.block_on(Receiver::start_with("127.0.0.1:0", &certs.join("ca.pem"), &certs.join("server.pem"), &certs.join("server-key.pem"), false))?;
+    let config_path = write_config(dir, certs, &receiver, &args.durability)?;
+    let started = Instant::now();
+    let (mut gateway, api, _) = spawn_ready(Command::new(&args.gateway).arg("--config").arg(&config_path).arg("serve"), "credit-gateway ready:")?;
+    let ready = started.elapsed();
+    let rss_ready = peak_rss_kib(gateway.id());
+    // A real request on the big archive: one subject's history.
+    let c = client(certs, "medical_insurance");
+    let port = api.rsplit(':').next().unwrap_or("0");
+    let uri: hyper::Uri = format!("https://localhost:{port}/v1/subjects/uscc/{}", uscc_for(17)).parse()?;
+    let q = Instant::now();
+    let status = rt.block_on(async { c.get(uri).await.map(|r| r.status().as_u16()).unwrap_or(0) });
+    println!("footprint with {n} archived records: ready in {:.0} ms, RSS at ready {} MiB, peak after a subject query {} MiB (query {} in {:.0} ms), data {} MiB",
+        ready.as_secs_f64() * 1000.0, rss_ready / 1024, peak_rss_kib(gateway.id()) / 1024, status, q.elapsed().as_secs_f64() * 1000.0, dir_size(&data) / (1 << 20));
+    stop(&mut gateway);
     Ok(())
 }
 

@@ -60,7 +60,7 @@ pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
 }
 
 pub fn open_store(config: &Config) -> Result<Store, StartError> {
-    Store::open_with(&config.storage.data_dir, config.storage.durability).map_err(|e| StartError::Storage {
+    Store::open_tuned(&config.storage.data_dir, config.storage.durability, config.storage.cache_mb).map_err(|e| StartError::Storage {
         path: config.storage.data_dir.display().to_string(),
         message: e.to_string(),
     })

@@ -225,6 +225,8 @@ pub struct StorageConfig {
     /// What an acknowledgement survives: `process_crash` (sled's flush, sync_file_range on Linux)
     /// or `power_loss` (also fsync the data file in every group commit; slower, see the README).
     pub durability: crate::store::Durability,
+    /// sled's page cache in MiB: most of the gateway's memory. Larger caches help archive reads.
+    pub cache_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -319,7 +321,7 @@ impl Default for ServerConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: DEFAULT_DATA_DIR.into(), durability: crate::store::Durability::ProcessCrash }
+        Self { data_dir: DEFAULT_DATA_DIR.into(), durability: crate::store::Durability::ProcessCrash, cache_mb: crate::store::DEFAULT_CACHE_MB }
     }
 }
 

@@ -66,13 +66,25 @@ pub enum Durability {
 
 pub const SEP: char = '\x1f';
 
+/// sled's page cache, in MiB (`storage.cache_mb`).
+pub const DEFAULT_CACHE_MB: u64 = 128;
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(dir, Durability::ProcessCrash)
     }
 
     pub fn open_with(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        Self::open_tuned(dir, durability, DEFAULT_CACHE_MB)
+    }
+
+    /// `cache_mb` bounds sled's page cache, the largest part of the gateway's memory.
+    pub fn open_tuned(dir: &Path, durability: Durability, cache_mb: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_mb.max(8) * 1024 * 1024)
+            .open()?;
         let fsync = match durability {
             Durability::ProcessCrash => None,
             Durability::PowerLoss => {

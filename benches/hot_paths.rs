@@ -1,0 +1,144 @@
+//! Micro-benchmarks of the hot paths: mapping + validation (canonical JSON, GBK XML), outbox
+//! append and pop, audit append. `cargo bench --bench hot_paths` prints records/s per core.
+
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use credit_gateway::mapping::MappingSet;
+use credit_gateway::record::ValidationContext;
+
+fn canonical_batch(n: usize) -> Vec<u8> {
+    let sample: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(samples().join("canonical.json")).unwrap()).unwrap();
+    let valid: Vec<serde_json::Value> = sample.into_iter().filter(|r| !r["source"]["record_id"].as_str().unwrap_or("").starts_with("CAN-")).collect();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut r = valid[i % valid.len()].clone();
+        r["source"]["record_id"] = serde_json::json!(format!("B-{i}"));
+        r["source"].as_object_mut().unwrap().remove("agency");
+        out.push(r);
+    }
+    serde_json::to_vec(&out).unwrap()
+}
+
+/// The GBK tax sample repeated to `n` records (valid ones only).
+fn tax_batch(n: usize) -> Vec<u8> {
+    let text = encoding_rs::GBK.decode(&std::fs::read(samples().join("tax-major-violations.xml")).unwrap()).0.into_owned();
+    let first = text.find("<ZT>").unwrap();
+    let second_end = text[first..].match_indices("</ZT>").nth(1).unwrap().0 + first + "</ZT>".len();
+    let two = &text[first..second_end];
+    let mut body = String::from("<?xml version=\"1.0\" encoding=\"GBK\"?>\n<ZDSSWFSXZTQD>\n");
+    for i in 0..n / 2 {
+        body.push_str(&two.replace("<AJBH>", &format!("<AJBH>{i}-")));
+    }
+    body.push_str("</ZDSSWFSXZTQD>\n");
+    encoding_rs::GBK.encode(&body).0.into_owned()
+}
+
+fn samples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/samples")
+}
+
+fn mapping_and_validation(c: &mut Criterion) {
+    let set = MappingSet::builtin().unwrap();
+    let mut group = c.benchmark_group("mapping+validation");
+    let n = 1000;
+    group.throughput(Throughput::Elements(n as u64));
+    let body = canonical_batch(n);
+    let ctx = ValidationContext { authenticated_agency: Some("medical_insurance".into()), ..Default::default() };
+    let canonical = set.get("canonical").unwrap();
+    group.bench_function("canonical JSON", |b| {
+        b.iter(|| {
+            let out = canonical.normalize(&body, &ctx).unwrap();
+            assert!(out.iter().all(|r| r.outcome.is_ok()));
+        })
+    });
+    let tax = set.get("tax-major-violations").unwrap();
+    let body = tax_batch(n);
+    let ctx = ValidationContext { authenticated_agency: Some("tax".into()), ..Default::default() };
+    group.bench_function("GBK XML (tax)", |b| {
+        b.iter(|| {
+            let out = tax.normalize(&body, &ctx).unwrap();
+            assert_eq!(out.len(), n);
+        })
+    });
+    group.finish();
+}
+
+fn entry(i: u64) -> credit_gateway::outbox::Entry {
+    credit_gateway::outbox::Entry {
+        idempotency_key: format!("{i:032x}"),
+        destination: "provincial".into(),
+        channel: credit_gateway::disclosure::Channel::GovShare,
+        kind: credit_gateway::outbox::Kind::Share,
+        agency: "medical_insurance".into(),
+        record_id: format!("R-{i}"),
+        version: 1,
+        rule: "mi-gov-share".into(),
+        enqueued_at: "2025-01-01T00:00:00+08:00".into(),
+        enqueued_unix: 0,
+        correction_id: None,
+        payload: serde_json::json!({"category": "commitment", "content": {"commitment_text": "本单位承诺严格遵守医疗保障服务协议，规范诊疗和收费行为。"}}),
+    }
+}
+
+fn outbox_and_audit(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = credit_gateway::store::Store::open(dir.path()).unwrap();
+    let mut group = c.benchmark_group("storage");
+    let n = 1000u64;
+    group.throughput(Throughput::Elements(n));
+    group.bench_function("outbox append (batch of 1000, one flush)", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let mut batch = sled::Batch::default();
+            for _ in 0..n {
+                let (k, v) = credit_gateway::outbox::enqueue_write(&store, &entry(i)).unwrap();
+                batch.insert(k.into_bytes(), v);
+                i += 1;
+            }
+            store.apply(batch).unwrap();
+            store.flush().unwrap();
+        })
+    });
+    group.bench_function("outbox pop (take 1000, remove)", |b| {
+        b.iter_batched(
+            || {
+                let mut batch = sled::Batch::default();
+                for i in 0..n {
+                    let (k, v) = credit_gateway::outbox::enqueue_write(&store, &entry(i)).unwrap();
+                    batch.insert(k.into_bytes(), v);
+                }
+                store.apply(batch).unwrap();
+            },
+            |_| {
+                let taken = credit_gateway::outbox::pending(&store, "provincial", n as usize).unwrap();
+                let mut batch = sled::Batch::default();
+                for (k, _) in taken {
+                    batch.remove(k.into_bytes());
+                }
+                store.apply(batch).unwrap();
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("audit append (1000 entries, one flush)", |b| {
+        let mut head = credit_gateway::audit::Head::load(&store).unwrap();
+        b.iter(|| {
+            let mut batch = sled::Batch::default();
+            for i in 0..n {
+                let mut data = serde_json::Map::new();
+                data.insert("receipt_id".into(), serde_json::json!(i));
+                let (k, v, next) = head.append("2025-01-01T00:00:00+08:00", "batch_received", data);
+                batch.insert(k.into_bytes(), v);
+                head = next;
+            }
+            store.apply(batch).unwrap();
+            store.flush().unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, mapping_and_validation, outbox_and_audit);
+criterion_main!(benches);
