@@ -2,8 +2,10 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
+static SET: std::sync::OnceLock<Option<credit_gateway::mapping::MappingSet>> = std::sync::OnceLock::new();
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(set) = credit_gateway::mapping::MappingSet::builtin() else { return };
+    let Some(set) = SET.get_or_init(|| credit_gateway::mapping::MappingSet::builtin().ok()) else { return };
     let mappings: Vec<_> = set.iter().collect();
     if data.is_empty() || mappings.is_empty() {
         return;

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::record::{CanonicalRecord, Category};
 use crate::store::{to_bytes, Store, StoreError, SEP};
@@ -38,7 +39,8 @@ pub struct Version {
     pub received_at: String,
     pub receipt_id: String,
     pub content_hash: String,
-    pub record: Value,
+    /// The canonical record exactly as hashed (stored and served verbatim).
+    pub record: Box<serde_json::value::RawValue>,
 }
 
 /// What the archive knows of a subject besides its records.
@@ -85,7 +87,8 @@ impl Staging {
             Some(h) => Some(h.clone()),
             None => store.get_json::<RecordHead>(&head_key)?,
         };
-        let hash = hex::encode(record.content_hash());
+        let canonical = record.canonical_bytes();
+        let hash = hex::encode(sha2::Sha256::digest(&canonical));
         if let Some(prev) = &previous {
             if prev.content_hash == hash {
                 return Ok((Outcome::Unchanged, prev.version));
@@ -105,7 +108,8 @@ impl Staging {
             received_at: now.to_string(),
             receipt_id: receipt_id.to_string(),
             content_hash: hash,
-            record: record.to_json(),
+            record: serde_json::value::RawValue::from_string(String::from_utf8(canonical).unwrap_or_default())
+                .map_err(|e| StoreError::Corrupt { key: "canonical record".into(), message: e.to_string() })?,
         };
         self.writes.push((version_key(&subject, record.category, &record.source.agency, &record.source.record_id, version), to_bytes(&entry)));
         self.writes.push((head_key.clone(), to_bytes(&head)));

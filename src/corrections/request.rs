@@ -91,7 +91,8 @@ pub fn prepare(ctx: Context<'_>, caller: &str, may_correct_any: bool, req: Reque
         Some(s) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| CorrectionError::BadFoundAt)?,
     };
     let deadline = ctx.calendar.deadline(found_at, ctx.working_days)?;
-    let corrected = corrected_json(current.record, &req)?;
+    let current_json: Value = serde_json::from_str(current.record.get()).map_err(|e| CorrectionError::Storage(e.to_string()))?;
+    let corrected = corrected_json(current_json, &req)?;
     let validation = ValidationContext { authenticated_agency: Some(agency.clone()), ..ctx.validation };
     let record = validate(&corrected, &validation).map_err(CorrectionError::Invalid)?;
     if record.source.agency != agency || record.source.record_id != req.record_id {

@@ -215,6 +215,7 @@ impl Worker {
         let timeout = Duration::from_millis(self.sharing.request_timeout_ms);
         let poll = Duration::from_millis(self.sharing.poll_interval_ms);
         let mut last_stats = Instant::now() - Duration::from_secs(60);
+        let mut failures: u64 = 0;
         loop {
             if *stop.borrow() {
                 break;
@@ -245,13 +246,18 @@ impl Worker {
             let now = rfc3339(self.clock.now());
             match self.destination.send(&entries, timeout, &now).await {
                 Ok(()) => {
+                    if failures > 0 {
+                        events::delivery_recovered(&dest, failures);
+                        failures = 0;
+                    }
                     events::delivered(&dest, entries.len(), started.elapsed());
                     self.acknowledge(&batch, &now).await;
                     backoff.reset();
                 }
                 Err(e) if e.retry() => {
                     let wait = backoff.next();
-                    events::delivery_retry(&dest, &e.to_string(), wait);
+                    failures += 1;
+                    events::delivery_retry(&dest, &e.to_string(), wait, failures);
                     sleep_or_stop(wait, &mut stop).await;
                 }
                 Err(_) => {
@@ -272,7 +278,7 @@ impl Worker {
                 Err(DeliveryError::Refused { status, answer }) => self.dead_letter(item, status, answer, &now).await,
                 Err(e) => {
                     let wait = backoff.next();
-                    events::delivery_retry(&self.destination.config.id, &e.to_string(), wait);
+                    events::delivery_retry(&self.destination.config.id, &e.to_string(), wait, 1);
                     return Err(wait);
                 }
             }

@@ -147,10 +147,14 @@ impl CanonicalRecord {
         Value::Object(record)
     }
 
+    /// The canonical JSON bytes (compact, keys sorted).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_json()).unwrap_or_default()
+    }
+
     /// sha256 of the canonical JSON bytes: the same content always gives the same hash.
     pub fn content_hash(&self) -> [u8; 32] {
-        let bytes = serde_json::to_vec(&self.to_json()).unwrap_or_default();
-        Sha256::digest(&bytes).into()
+        Sha256::digest(self.canonical_bytes()).into()
     }
 
     /// The record's identity across versions: who sent it and under which id.

@@ -57,8 +57,14 @@ pub fn delivered(destination: &str, shares: usize, elapsed: Duration) {
     metrics::histogram!("gateway_delivery_seconds", "destination" => destination.to_string()).record(elapsed.as_secs_f64());
 }
 
-pub fn delivery_retry(destination: &str, error: &str, wait: Duration) {
-    tracing::warn!(destination, error, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+/// A failed delivery. Warned on the first failure and then every 100th, so an outage does not
+/// flood the log; every one is counted.
+pub fn delivery_retry(destination: &str, error: &str, wait: Duration, consecutive: u64) {
+    if consecutive == 1 || consecutive % 100 == 0 {
+        tracing::warn!(destination, error, consecutive, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+    } else {
+        tracing::debug!(destination, error, consecutive, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+    }
     metrics::counter!("gateway_delivery_retries_total", "destination" => destination.to_string()).increment(1);
 }
 
@@ -86,4 +92,8 @@ pub fn correction_received(id: &str, record_id: &str, deadline: &str, destinatio
 pub fn correction_delivered(id: &str, destination: &str, on_time: bool) {
     tracing::info!(correction = id, destination, on_time, "correction acknowledged by the platform");
     metrics::counter!("gateway_corrections_delivered_total", "on_time" => on_time.to_string()).increment(1);
+}
+
+pub fn delivery_recovered(destination: &str, failures: u64) {
+    tracing::info!(destination, failures, "platform reachable again; delivery resumed");
 }
