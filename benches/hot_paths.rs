@@ -3,14 +3,22 @@
 
 use std::path::PathBuf;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use credit_gateway::mapping::MappingSet;
 use credit_gateway::record::ValidationContext;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 fn canonical_batch(n: usize) -> Vec<u8> {
     let sample: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(samples().join("canonical.json")).unwrap()).unwrap();
-    let valid: Vec<serde_json::Value> = sample.into_iter().filter(|r| !r["source"]["record_id"].as_str().unwrap_or("").starts_with("CAN-")).collect();
+    let valid: Vec<serde_json::Value> = sample
+        .into_iter()
+        .filter(|r| {
+            !r["source"]["record_id"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("CAN-")
+        })
+        .collect();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let mut r = valid[i % valid.len()].clone();
@@ -23,7 +31,10 @@ fn canonical_batch(n: usize) -> Vec<u8> {
 
 /// The GBK tax sample repeated to `n` records (valid ones only).
 fn tax_batch(n: usize) -> Vec<u8> {
-    let text = encoding_rs::GBK.decode(&std::fs::read(samples().join("tax-major-violations.xml")).unwrap()).0.into_owned();
+    let text = encoding_rs::GBK
+        .decode(&std::fs::read(samples().join("tax-major-violations.xml")).unwrap())
+        .0
+        .into_owned();
     let first = text.find("<ZT>").unwrap();
     let second_end = text[first..].match_indices("</ZT>").nth(1).unwrap().0 + first + "</ZT>".len();
     let two = &text[first..second_end];
@@ -45,7 +56,10 @@ fn mapping_and_validation(c: &mut Criterion) {
     let n = 1000;
     group.throughput(Throughput::Elements(n as u64));
     let body = canonical_batch(n);
-    let ctx = ValidationContext { authenticated_agency: Some("medical_insurance".into()), ..Default::default() };
+    let ctx = ValidationContext {
+        authenticated_agency: Some("medical_insurance".into()),
+        ..Default::default()
+    };
     let canonical = set.get("canonical").unwrap();
     group.bench_function("canonical JSON", |b| {
         b.iter(|| {
@@ -55,7 +69,10 @@ fn mapping_and_validation(c: &mut Criterion) {
     });
     let tax = set.get("tax-major-violations").unwrap();
     let body = tax_batch(n);
-    let ctx = ValidationContext { authenticated_agency: Some("tax".into()), ..Default::default() };
+    let ctx = ValidationContext {
+        authenticated_agency: Some("tax".into()),
+        ..Default::default()
+    };
     group.bench_function("GBK XML (tax)", |b| {
         b.iter(|| {
             let out = tax.normalize(&body, &ctx).unwrap();
@@ -112,7 +129,8 @@ fn outbox_and_audit(c: &mut Criterion) {
                 store.apply(batch).unwrap();
             },
             |_| {
-                let taken = credit_gateway::outbox::pending(&store, "provincial", n as usize).unwrap();
+                let taken =
+                    credit_gateway::outbox::pending(&store, "provincial", n as usize).unwrap();
                 let mut batch = sled::Batch::default();
                 for (k, _) in taken {
                     batch.remove(k.into_bytes());

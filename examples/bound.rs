@@ -34,7 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &args.certs.join("server.pem"),
         &args.certs.join("server-key.pem"),
     )?;
-    let db = sled::Config::new().path(&args.data).mode(sled::Mode::HighThroughput).open()?;
+    let db = sled::Config::new()
+        .path(&args.data)
+        .mode(sled::Mode::HighThroughput)
+        .open()?;
     let (tx, rx) = mpsc::channel::<Job>(1024);
     std::thread::spawn(move || writer(db, rx));
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
@@ -46,12 +49,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let tx = tx.clone();
                 async move {
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let records: Vec<Vec<u8>> = match serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(&body) {
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let records: Vec<Vec<u8>> = match serde_json::from_slice::<
+                        Vec<&serde_json::value::RawValue>,
+                    >(&body)
+                    {
                         Ok(r) => r.into_iter().map(|v| v.get().as_bytes().to_vec()).collect(),
                         Err(_) => return Ok::<_, std::convert::Infallible>(reply(400, "bad json")),
                     };
@@ -60,10 +73,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     if tx.send((records, done)).await.is_err() || wait.await.is_err() {
                         return Ok(reply(503, "writer gone"));
                     }
-                    Ok(reply(200, &format!("{{\"accepted\": {n}, \"rejected\": []}}")))
+                    Ok(reply(
+                        200,
+                        &format!("{{\"accepted\": {n}, \"rejected\": []}}"),
+                    ))
                 }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
         });
     }
 }
@@ -83,7 +101,11 @@ fn writer(db: sled::Db, mut rx: mpsc::Receiver<Job>) {
                 batch.insert(&seq.to_be_bytes(), r.as_slice());
             }
         }
-        if db.apply_batch(batch).and_then(|_| db.flush().map(|_| ())).is_err() {
+        if db
+            .apply_batch(batch)
+            .and_then(|_| db.flush().map(|_| ()))
+            .is_err()
+        {
             continue;
         }
         for (_, done) in group {
@@ -94,7 +116,7 @@ fn writer(db: sled::Db, mut rx: mpsc::Receiver<Job>) {
 
 fn reply(status: u16, body: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     r
 }
-

@@ -74,26 +74,57 @@ struct Totals {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(format!("target/loadgen-{}", std::process::id())));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("target/loadgen-{}", std::process::id())));
     std::fs::create_dir_all(&dir)?;
     let certs = dir.join("certs");
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    credit_gateway::identity::certs::init(&certs, &["medical_insurance".into(), "credit-gateway".into()], &names)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    credit_gateway::identity::certs::init(
+        &certs,
+        &["medical_insurance".into(), "credit-gateway".into()],
+        &names,
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if let Some(n) = args.bulk {
         return footprint(&args, &dir, &certs, n, &rt);
     }
-    println!("# credit-gateway benchmark  ({} clients, batches of {}, {}, durability {})", args.clients, args.batch,
-        args.rate.map(|r| format!("open loop at {r} records/s")).unwrap_or_else(|| "closed loop".into()), args.durability);
+    println!(
+        "# credit-gateway benchmark  ({} clients, batches of {}, {}, durability {})",
+        args.clients,
+        args.batch,
+        args.rate
+            .map(|r| format!("open loop at {r} records/s"))
+            .unwrap_or_else(|| "closed loop".into()),
+        args.durability
+    );
     println!("machine: {} cores, {}", num_cpus(), cpu_model());
 
     // Phase 1: the gateway, with the platform down so every share waits in the outbox.
-    let receiver = rt.block_on(Receiver::start_with("127.0.0.1:0", &certs.join("ca.pem"), &certs.join("server.pem"), &certs.join("server-key.pem"), false))?;
+    let receiver = rt.block_on(Receiver::start_with(
+        "127.0.0.1:0",
+        &certs.join("ca.pem"),
+        &certs.join("server.pem"),
+        &certs.join("server-key.pem"),
+        false,
+    ))?;
     receiver.set_mode(Mode::Unavailable, None);
     let config_path = write_config(&dir, &certs, &receiver, &args.durability)?;
     let started = Instant::now();
-    let (mut gateway, api, admin) = spawn_ready(Command::new(&args.gateway).arg("--config").arg(&config_path).arg("serve"), "credit-gateway ready:")?;
-    println!("gateway ready in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+    let (mut gateway, api, admin) = spawn_ready(
+        Command::new(&args.gateway)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("serve"),
+        "credit-gateway ready:",
+    )?;
+    println!(
+        "gateway ready in {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let pid = gateway.id();
     let cpu_before = cpu_seconds(pid);
     let result = rt.block_on(load(&args, &api, &certs));
@@ -116,16 +147,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.skip_bound {
         let bound_data = dir.join("bound-data");
         let (mut bound, bound_api, _) = spawn_ready(
-            Command::new(&args.bound).arg("--certs").arg(&certs).arg("--data").arg(&bound_data),
+            Command::new(&args.bound)
+                .arg("--certs")
+                .arg(&certs)
+                .arg("--data")
+                .arg(&bound_data),
             "bound ready:",
         )?;
         let bpid = bound.id();
         let cpu_before = cpu_seconds(bpid);
         let bound_result = rt.block_on(load(&args, &bound_api, &certs));
-        report("bound", &bound_result, Some((peak_rss_kib(bpid), cpu_seconds(bpid) - cpu_before)));
+        report(
+            "bound",
+            &bound_result,
+            Some((peak_rss_kib(bpid), cpu_seconds(bpid) - cpu_before)),
+        );
         stop(&mut bound);
         if bound_result.rate() > 0.0 {
-            println!("gateway / bound: {:.2}", result.rate() / bound_result.rate());
+            println!(
+                "gateway / bound: {:.2}",
+                result.rate() / bound_result.rate()
+            );
         }
     }
     if args.dir.is_none() {
@@ -135,25 +177,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Bulk-load `n` records through the gateway's own commit path, then start the gateway on them.
-fn footprint(args: &Args, dir: &Path, certs: &Path, n: u64, rt: &tokio::runtime::Runtime) -> Result<(), Box<dyn std::error::Error>> {
+fn footprint(
+    args: &Args,
+    dir: &Path,
+    certs: &Path,
+    n: u64,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(), Box<dyn std::error::Error>> {
     use credit_gateway::store::{AcceptedInput, CommitJob, Committer, Store};
     let data = dir.join("data");
     let existing = credit_gateway::archive::count_versions(&Store::open(&data)?);
     if (existing as u64) < n {
         let store = Store::open(&data)?;
         let (committer, handle) = Committer::start(store.clone())?;
-        let mapping = credit_gateway::mapping::MappingSet::builtin().map_err(|_| "mappings")?.get("canonical").cloned().ok_or("canonical")?;
-        let ctx = credit_gateway::record::ValidationContext { authenticated_agency: Some("medical_insurance".into()), ..Default::default() };
+        let mapping = credit_gateway::mapping::MappingSet::builtin()
+            .map_err(|_| "mappings")?
+            .get("canonical")
+            .cloned()
+            .ok_or("canonical")?;
+        let ctx = credit_gateway::record::ValidationContext {
+            authenticated_agency: Some("medical_insurance".into()),
+            ..Default::default()
+        };
         let started = Instant::now();
         let per_job = 5000u64;
         let mut done = existing as u64;
         while done < n {
-            let body = batch_body(1_000_000 + (done / per_job) as usize, done / per_job, per_job as usize);
+            let body = batch_body(
+                1_000_000 + (done / per_job) as usize,
+                done / per_job,
+                per_job as usize,
+            );
             let accepted: Vec<AcceptedInput> = mapping
                 .normalize(&body, &ctx)
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .filter_map(|r| r.outcome.ok().map(|record| AcceptedInput { index: r.index, record, shares: Vec::new() }))
+                .filter_map(|r| {
+                    r.outcome.ok().map(|record| AcceptedInput {
+                        index: r.index,
+                        record,
+                        shares: Vec::new(),
+                    })
+                })
                 .collect();
             let total = accepted.len();
             rt.block_on(handle.commit(|reply| CommitJob {
@@ -170,26 +235,45 @@ fn footprint(args: &Args, dir: &Path, certs: &Path, n: u64, rt: &tokio::runtime:
             }))?;
             done += per_job;
             if done % 500_000 == 0 {
-                println!("bulk-loaded {done} records ({:.0}/s)", done as f64 / started.elapsed().as_secs_f64());
+                println!(
+                    "bulk-loaded {done} records ({:.0}/s)",
+                    done as f64 / started.elapsed().as_secs_f64()
+                );
             }
         }
         drop(handle);
         committer.join();
         store.flush()?;
-        println!("bulk load: {n} records in {:.0} s", started.elapsed().as_secs_f64());
+        println!(
+            "bulk load: {n} records in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     drop(Store::open(&data).ok());
     std::thread::sleep(Duration::from_millis(500));
-    let receiver = rt.block_on(Receiver::start_with("127.0.0.1:0", &certs.join("ca.pem"), &certs.join("server.pem"), &certs.join("server-key.pem"), false))?;
+    let receiver = rt.block_on(Receiver::start_with(
+        "127.0.0.1:0",
+        &certs.join("ca.pem"),
+        &certs.join("server.pem"),
+        &certs.join("server-key.pem"),
+        false,
+    ))?;
     let config_path = write_config(dir, certs, &receiver, &args.durability)?;
     let started = Instant::now();
-    let (mut gateway, api, _) = spawn_ready(Command::new(&args.gateway).arg("--config").arg(&config_path).arg("serve"), "credit-gateway ready:")?;
+    let (mut gateway, api, _) = spawn_ready(
+        Command::new(&args.gateway)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("serve"),
+        "credit-gateway ready:",
+    )?;
     let ready = started.elapsed();
     let rss_ready = peak_rss_kib(gateway.id());
     // A real request on the big archive: one subject's history.
     let c = client(certs, "medical_insurance");
     let port = api.rsplit(':').next().unwrap_or("0");
-    let uri: hyper::Uri = format!("https://localhost:{port}/v1/subjects/uscc/{}", uscc_for(17)).parse()?;
+    let uri: hyper::Uri =
+        format!("https://localhost:{port}/v1/subjects/uscc/{}", uscc_for(17)).parse()?;
     let q = Instant::now();
     let status = rt.block_on(async { c.get(uri).await.map(|r| r.status().as_u16()).unwrap_or(0) });
     println!("footprint with {n} archived records: ready in {:.0} ms, RSS at ready {} MiB, peak after a subject query {} MiB (query {} in {:.0} ms), data {} MiB",
@@ -215,26 +299,49 @@ impl LoadResult {
 fn report(what: &str, r: &LoadResult, process: Option<(u64, f64)>) {
     let mut l = r.latencies_us.clone();
     l.sort_unstable();
-    let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     println!(
         "{what}: {:.0} records/s accepted ({} in {:.1} s); batch latency ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}; rejected {} failed {}",
         r.rate(), r.accepted, r.elapsed.as_secs_f64(), pct(0.5), pct(0.9), pct(0.99), l.last().copied().unwrap_or(0) as f64 / 1000.0, r.rejected, r.failed
     );
     if let Some((rss, cpu)) = process {
-        println!("{what}: peak RSS {} MiB, CPU {:.1} s ({:.2} cores)", rss / 1024, cpu, cpu / r.elapsed.as_secs_f64().max(1e-9));
+        println!(
+            "{what}: peak RSS {} MiB, CPU {:.1} s ({:.2} cores)",
+            rss / 1024,
+            cpu,
+            cpu / r.elapsed.as_secs_f64().max(1e-9)
+        );
     }
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
 fn client(certs: &Path, agency: &str) -> HttpsClient {
-    let cfg = credit_gateway::identity::tls::client_config(&certs.join("ca.pem"), &certs.join("clients").join(format!("{agency}.pem")), &certs.join("clients").join(format!("{agency}-key.pem")))
-        .expect("client TLS");
+    let cfg = credit_gateway::identity::tls::client_config(
+        &certs.join("ca.pem"),
+        &certs.join("clients").join(format!("{agency}.pem")),
+        &certs.join("clients").join(format!("{agency}-key.pem")),
+    )
+    .expect("client TLS");
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(cfg).https_only().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4).build(connector)
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(cfg)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(4)
+        .build(connector)
 }
 
 async fn load(args: &Args, api: &str, certs: &Path) -> LoadResult {
@@ -242,7 +349,9 @@ async fn load(args: &Args, api: &str, certs: &Path) -> LoadResult {
     let stop = Arc::new(AtomicBool::new(false));
     let sent_records = Arc::new(AtomicU64::new(0));
     let port = api.rsplit(':').next().unwrap_or("0").to_string();
-    let uri: hyper::Uri = format!("https://localhost:{port}/v1/records?mapping=canonical").parse().expect("uri");
+    let uri: hyper::Uri = format!("https://localhost:{port}/v1/records?mapping=canonical")
+        .parse()
+        .expect("uri");
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
@@ -251,11 +360,16 @@ async fn load(args: &Args, api: &str, certs: &Path) -> LoadResult {
         let (totals, stop, sent) = (totals.clone(), stop.clone(), sent_records.clone());
         let (uri, batch, limit) = (uri.clone(), args.batch, args.records);
         // Open loop: this client's share of the offered load, on a fixed schedule.
-        let interval = args.rate.map(|r| Duration::from_secs_f64(args.clients as f64 * batch as f64 / r as f64));
+        let interval = args
+            .rate
+            .map(|r| Duration::from_secs_f64(args.clients as f64 * batch as f64 / r as f64));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut n: u64 = 0;
-            let mut next = Instant::now() + interval.map(|i| i.mul_f64(c as f64 / 16.0)).unwrap_or_default();
+            let mut next = Instant::now()
+                + interval
+                    .map(|i| i.mul_f64(c as f64 / 16.0))
+                    .unwrap_or_default();
             loop {
                 if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                     break;
@@ -279,14 +393,31 @@ async fn load(args: &Args, api: &str, certs: &Path) -> LoadResult {
                 };
                 let body = batch_body(c, n, batch);
                 n += 1;
-                let req = hyper::Request::post(uri.clone()).header("content-type", "application/json").body(Full::new(Bytes::from(body))).expect("request");
+                let req = hyper::Request::post(uri.clone())
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("request");
                 match client.request(req).await {
                     Ok(resp) if resp.status() == 200 => {
-                        let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let bytes = resp
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         latencies.push(scheduled.elapsed().as_micros() as u64);
-                        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                        totals.accepted.fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
-                        totals.rejected.fetch_add(v["rejected"].as_array().map(|a| a.len() as u64).unwrap_or(0), Ordering::Relaxed);
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&bytes).unwrap_or_default();
+                        totals
+                            .accepted
+                            .fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                        totals.rejected.fetch_add(
+                            v["rejected"]
+                                .as_array()
+                                .map(|a| a.len() as u64)
+                                .unwrap_or(0),
+                            Ordering::Relaxed,
+                        );
                     }
                     _ => {
                         totals.failed.fetch_add(batch as u64, Ordering::Relaxed);
@@ -316,16 +447,23 @@ async fn delivery(api: &str, certs: &Path, receiver: &Receiver, backlog: u64) {
     let port = api.rsplit(':').next().unwrap_or("0");
     let c = client(certs, "medical_insurance");
     let body = serde_json::json!({"record_id": "LG-0-0-0", "kind": "correct", "content": {"fulfilment": "fulfilled"}, "reason": "benchmark"});
-    let req = hyper::Request::post(format!("https://localhost:{port}/v1/corrections")).header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string()))).expect("request");
+    let req = hyper::Request::post(format!("https://localhost:{port}/v1/corrections"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
     let ok = matches!(c.request(req).await, Ok(r) if r.status() == 202);
     let started = Instant::now();
     receiver.set_mode(Mode::Normal, None);
     if ok {
-        while !receiver.received().iter().any(|s| s.kind == "correction") && started.elapsed() < Duration::from_secs(600) {
+        while !receiver.received().iter().any(|s| s.kind == "correction")
+            && started.elapsed() < Duration::from_secs(600)
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        println!("correction behind a backlog of {backlog} shares reached the receiver in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+        println!(
+            "correction behind a backlog of {backlog} shares reached the receiver in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
     } else {
         println!("correction could not be posted");
     }
@@ -370,24 +508,43 @@ fn uscc_for(n: usize) -> String {
     const CS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
     let org8 = format!("{:08}", 10_000_000 + n);
     let ow = [3, 7, 9, 10, 5, 8, 4, 2];
-    let s: u32 = org8.bytes().zip(ow).map(|(b, w)| (b - b'0') as u32 * w).sum();
+    let s: u32 = org8
+        .bytes()
+        .zip(ow)
+        .map(|(b, w)| (b - b'0') as u32 * w)
+        .sum();
     let c9 = match 11 - s % 11 {
         10 => 'X',
         11 => '0',
         d => (b'0' + d as u8) as char,
     };
     let body = format!("91440104{org8}{c9}");
-    let w = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
-    let t: usize = body.bytes().zip(w).map(|(b, w)| CS.iter().position(|c| *c == b).unwrap_or(0) * w).sum();
+    let w = [
+        1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+    ];
+    let t: usize = body
+        .bytes()
+        .zip(w)
+        .map(|(b, w)| CS.iter().position(|c| *c == b).unwrap_or(0) * w)
+        .sum();
     format!("{body}{}", CS[(31 - t % 31) % 31] as char)
 }
 
-fn write_config(dir: &Path, certs: &Path, receiver: &Receiver, durability: &str) -> Result<PathBuf, Box<dyn std::error::Error>> {
+fn write_config(
+    dir: &Path,
+    certs: &Path,
+    receiver: &Receiver,
+    durability: &str,
+) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let mut config = credit_gateway::config::Config::default();
     config.server.listen = "127.0.0.1:0".into();
     config.server.admin_listen = "127.0.0.1:0".into();
     config.storage.data_dir = dir.join("data");
-    config.storage.durability = if durability == "power_loss" { credit_gateway::store::Durability::PowerLoss } else { credit_gateway::store::Durability::ProcessCrash };
+    config.storage.durability = if durability == "power_loss" {
+        credit_gateway::store::Durability::PowerLoss
+    } else {
+        credit_gateway::store::Durability::ProcessCrash
+    };
     config.tls.certs_dir = certs.to_path_buf();
     config.log.filter = "warn".into();
     for a in &mut config.agencies {
@@ -407,9 +564,15 @@ fn write_config(dir: &Path, certs: &Path, receiver: &Receiver, durability: &str)
     Ok(path)
 }
 
-fn spawn_ready(cmd: &mut Command, marker: &str) -> Result<(Child, String, String), Box<dyn std::error::Error>> {
+fn spawn_ready(
+    cmd: &mut Command,
+    marker: &str,
+) -> Result<(Child, String, String), Box<dyn std::error::Error>> {
     use std::io::{BufRead, BufReader};
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let line = loop {
@@ -420,19 +583,33 @@ fn spawn_ready(cmd: &mut Command, marker: &str) -> Result<(Child, String, String
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let field = |name: &str| line.split(name).nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or("").to_string();
+    let field = |name: &str| {
+        line.split(name)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("")
+            .to_string()
+    };
     Ok((child, field("api=https://"), field("admin=http://")))
 }
 
 fn stop(child: &mut Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -441,12 +618,19 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
 fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -458,12 +642,18 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default()
 }

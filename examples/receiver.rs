@@ -40,10 +40,21 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let receiver = Receiver::start(&args.listen, &args.certs.join("ca.pem"), &args.certs.join("server.pem"), &args.certs.join("server-key.pem")).await?;
-    let control = args.control.unwrap_or_else(|| format!("127.0.0.1:{}", receiver.addr.port() + 100));
+    let receiver = Receiver::start(
+        &args.listen,
+        &args.certs.join("ca.pem"),
+        &args.certs.join("server.pem"),
+        &args.certs.join("server-key.pem"),
+    )
+    .await?;
+    let control = args
+        .control
+        .unwrap_or_else(|| format!("127.0.0.1:{}", receiver.addr.port() + 100));
     let listener = tokio::net::TcpListener::bind(&control).await?;
-    println!("reference receiver: shares on https://{} control on http://{control}", receiver.addr);
+    println!(
+        "reference receiver: shares on https://{} control on http://{control}",
+        receiver.addr
+    );
     let printer = receiver.clone();
     tokio::spawn(async move {
         let mut shown = 0;
@@ -51,7 +62,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let all = printer.received();
             for s in &all[shown..] {
-                println!("{} {} {} {}", s.kind, s.channel, s.idempotency_key, s.record.pointer("/source/record_id").and_then(|v| v.as_str()).unwrap_or(""));
+                println!(
+                    "{} {} {} {}",
+                    s.kind,
+                    s.channel,
+                    s.idempotency_key,
+                    s.record
+                        .pointer("/source/record_id")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                );
             }
             shown = all.len();
         }
@@ -64,21 +84,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let receiver = receiver.clone();
                 async move { Ok::<_, Infallible>(control_request(&receiver, &req)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
 
-fn control_request(receiver: &Receiver, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let query: std::collections::HashMap<&str, &str> = req.uri().query().unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')).collect();
+fn control_request(
+    receiver: &Receiver,
+    req: &Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let query: std::collections::HashMap<&str, &str> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
     let body = match req.uri().path() {
         "/mode" => {
-            let duration = query.get("for_ms").and_then(|v| v.parse().ok()).map(Duration::from_millis);
+            let duration = query
+                .get("for_ms")
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis);
             let mode = match query.get("set").copied().unwrap_or("normal") {
                 "503" => Mode::Unavailable,
                 "hang" => Mode::Hang,
                 "close" => Mode::Close,
-                "refuse" => Mode::Refuse(query.get("status").and_then(|s| s.parse().ok()).unwrap_or(422)),
+                "refuse" => Mode::Refuse(
+                    query
+                        .get("status")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(422),
+                ),
                 "slow" => Mode::Slow(query.get("ms").and_then(|s| s.parse().ok()).unwrap_or(500)),
                 _ => Mode::Normal,
             };

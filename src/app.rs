@@ -32,7 +32,10 @@ pub enum StartError {
     #[error("delivery: {0}")]
     Delivery(#[from] crate::delivery::SetupError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// File in the data directory holding a running gateway's admin address.
@@ -50,7 +53,8 @@ pub fn ensure_dev_certs(config: &Config) -> Result<Option<certs::InitReport>, ce
 }
 
 pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
-    let to_strings = |errs: Vec<crate::mapping::MappingError>| errs.into_iter().map(|e| e.to_string()).collect();
+    let to_strings =
+        |errs: Vec<crate::mapping::MappingError>| errs.into_iter().map(|e| e.to_string()).collect();
     if config.mappings.dir.is_dir() {
         MappingSet::load_dir(&config.mappings.dir).map_err(|e| StartError::Mappings(to_strings(e)))
     } else {
@@ -60,7 +64,12 @@ pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
 }
 
 pub fn open_store(config: &Config) -> Result<Store, StartError> {
-    Store::open_tuned(&config.storage.data_dir, config.storage.durability, config.storage.cache_mb).map_err(|e| StartError::Storage {
+    Store::open_tuned(
+        &config.storage.data_dir,
+        config.storage.durability,
+        config.storage.cache_mb,
+    )
+    .map_err(|e| StartError::Storage {
         path: config.storage.data_dir.display().to_string(),
         message: e.to_string(),
     })
@@ -70,7 +79,12 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
 pub fn load_calendar(config: &Config) -> Result<crate::calendar::Calendar, StartError> {
     let dir = config.calendar_dir();
     let loaded = if dir.is_dir() {
-        crate::calendar::Calendar::load_dir(&dir).map_err(|errs| errs.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        crate::calendar::Calendar::load_dir(&dir).map_err(|errs| {
+            errs.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     } else {
         crate::calendar::Calendar::builtin().map_err(|e| e.to_string())
     };
@@ -81,14 +95,16 @@ pub fn load_calendar(config: &Config) -> Result<crate::calendar::Calendar, Start
 fn correction_acknowledger(
     store: Store,
     clock: crate::clock::SharedClock,
-) -> Arc<dyn Fn(&[crate::outbox::Entry], &str) -> Vec<(String, Vec<u8>)> + Send + Sync> {
+) -> crate::delivery::OnDelivered {
     Arc::new(move |entries, _now| {
         let at = crate::clock::rfc3339(clock.now().to_offset(crate::calendar::CHINA_OFFSET));
         let mut writes = Vec::new();
         for e in entries {
             let Some(id) = &e.correction_id else { continue };
             let key = crate::corrections::delivered_key(id, &e.destination);
-            if writes.iter().any(|(k, _): &(String, Vec<u8>)| *k == key) || store.raw().get(key.as_bytes()).ok().flatten().is_some() {
+            if writes.iter().any(|(k, _): &(String, Vec<u8>)| *k == key)
+                || store.raw().get(key.as_bytes()).ok().flatten().is_some()
+            {
                 continue;
             }
             let on_time = store
@@ -98,20 +114,31 @@ fn correction_acknowledger(
                 .map(|c| deadline_not_passed(&c.deadline, &at))
                 .unwrap_or(true);
             crate::telemetry::events::correction_delivered(id, &e.destination, on_time);
-            writes.push((key, crate::store::to_bytes(&serde_json::json!({ "at": at }))));
+            writes.push((
+                key,
+                crate::store::to_bytes(&serde_json::json!({ "at": at })),
+            ));
         }
         writes
     })
 }
 
 fn deadline_not_passed(deadline: &str, at: &str) -> bool {
-    let parse = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
     matches!((parse(deadline), parse(at)), (Some(d), Some(a)) if a <= d)
 }
 
 pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartError> {
-    let disclosure = crate::disclosure::DisclosureRules::load(&config.disclosure_rules_path()).map_err(|e| StartError::Sharing(e.to_string()))?;
-    crate::sharing::Router::new(&config.sharing_rules_path(), disclosure, &config.destinations).map_err(|e| StartError::Sharing(e.to_string()))
+    let disclosure = crate::disclosure::DisclosureRules::load(&config.disclosure_rules_path())
+        .map_err(|e| StartError::Sharing(e.to_string()))?;
+    crate::sharing::Router::new(
+        &config.sharing_rules_path(),
+        disclosure,
+        &config.destinations,
+    )
+    .map_err(|e| StartError::Sharing(e.to_string()))
 }
 
 /// Run the gateway until SIGTERM or ctrl-c.
@@ -125,11 +152,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config)?));
     let mappings = load_mappings(&config)?;
     let store = open_store(&config)?;
-    let (committer, handle) = Committer::start(store.clone())
-        .map_err(|e| StartError::Storage { path: config.storage.data_dir.display().to_string(), message: e.to_string() })?;
-    let exceptions =
-        IdentifierExceptions::new(&config.validation.uscc_exceptions, &config.validation.resident_id_exceptions);
-    let manual_clock = config.corrections.dangerous_manual_clock.then(|| crate::clock::ManualClock::new(time::OffsetDateTime::now_utc()));
+    let (committer, handle) = Committer::start(store.clone()).map_err(|e| StartError::Storage {
+        path: config.storage.data_dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let exceptions = IdentifierExceptions::new(
+        &config.validation.uscc_exceptions,
+        &config.validation.resident_id_exceptions,
+    );
+    let manual_clock = config
+        .corrections
+        .dangerous_manual_clock
+        .then(|| crate::clock::ManualClock::new(time::OffsetDateTime::now_utc()));
     let clock: SharedClock = match &manual_clock {
         Some(m) => {
             tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (tests only)");
@@ -139,7 +173,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     };
     let calendar = Arc::new(load_calendar(&config)?);
     let router = Arc::new(build_router(&config)?);
-    let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound")).map_err(StartError::Sharing)?;
+    let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
+        .map_err(StartError::Sharing)?;
     let destinations = config
         .destinations
         .iter()
@@ -147,11 +182,22 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .collect::<Result<Vec<_>, _>>()?;
     let (api_listener, api_addr) = ingest::bind(&config.server.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.server.listen.clone(), source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen.clone(),
+            source,
+        })?;
     let admin_listener = tokio::net::TcpListener::bind(&config.server.admin_listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.server.admin_listen.clone(), source })?;
-    let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.server.admin_listen.clone(), source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.server.admin_listen.clone(),
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.server.admin_listen.clone(),
+            source,
+        })?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(admin::Readiness::default());
@@ -162,7 +208,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         manual_clock: manual_clock.clone(),
         clock: clock.clone(),
     });
-    let admin_task = tokio::spawn(admin::serve(admin_listener, readiness.clone(), metrics, ops, stop_rx.clone()));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        readiness.clone(),
+        metrics,
+        ops,
+        stop_rx.clone(),
+    ));
     let addr_file = config.storage.data_dir.join(ADMIN_ADDR_FILE);
     let mut workers = Vec::new();
     for destination in destinations {
@@ -195,7 +247,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         clock,
         config,
     });
-    let api_task = tokio::spawn(ingest::serve(app.clone(), server_tls.clone(), api_listener, stop_rx));
+    let api_task = tokio::spawn(ingest::serve(
+        app.clone(),
+        server_tls.clone(),
+        api_listener,
+        stop_rx,
+    ));
     let reload_config = config_for_reload(&app.config);
     let reload_committer = handle_for_reload(&app);
     drop(app);
@@ -219,7 +276,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     }
     // Every App clone is gone once the connections are; the writer then drains and stops.
     let joined = tokio::task::spawn_blocking(move || committer.join());
-    if tokio::time::timeout(Duration::from_secs(10), joined).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .is_err()
+    {
         tracing::warn!("writer still busy after 10 s; flushing what is committed");
     }
     if let Err(e) = store.flush() {
@@ -231,7 +291,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
 }
 
 fn server_tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, tls::TlsError> {
-    tls::server_config_with_crl(&config.client_ca_path(), &config.server_cert_path(), &config.server_key_path(), config.tls.crl.as_deref())
+    tls::server_config_with_crl(
+        &config.client_ca_path(),
+        &config.server_cert_path(),
+        &config.server_key_path(),
+        config.tls.crl.as_deref(),
+    )
 }
 
 fn config_for_reload(config: &Config) -> Config {
@@ -243,7 +308,11 @@ fn handle_for_reload(app: &App) -> crate::store::CommitterHandle {
 }
 
 /// SIGHUP: rebuild the TLS configuration from the files; keep the old one when they are broken.
-fn reload_tls(config: &Config, current: &tls::Reloadable, committer: &crate::store::CommitterHandle) {
+fn reload_tls(
+    config: &Config,
+    current: &tls::Reloadable,
+    committer: &crate::store::CommitterHandle,
+) {
     let result = server_tls_config(config);
     let ok = result.is_ok();
     match result {
@@ -251,13 +320,23 @@ fn reload_tls(config: &Config, current: &tls::Reloadable, committer: &crate::sto
             current.replace(new);
             tracing::info!("TLS certificates, keys and revocation list reloaded (SIGHUP)");
         }
-        Err(e) => tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use"),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
+        }
     }
     let committer = committer.clone();
     tokio::spawn(async move {
         let mut data = serde_json::Map::new();
         data.insert("ok".into(), serde_json::Value::Bool(ok));
-        let _ = committer.apply("operator_tls_reload", data, Vec::new(), Vec::new(), Vec::new()).await;
+        let _ = committer
+            .apply(
+                "operator_tls_reload",
+                data,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            )
+            .await;
     });
 }
 
@@ -265,7 +344,10 @@ async fn wait_for_signal(mut on_hangup: impl FnMut()) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };

@@ -13,7 +13,11 @@ use crate::record::ValidationContext;
 use crate::subject::IdentifierExceptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "credit-gateway", version, about = "Medical-insurance credit information exchange gateway")]
+#[command(
+    name = "credit-gateway",
+    version,
+    about = "Medical-insurance credit information exchange gateway"
+)]
 pub struct Cli {
     /// Configuration file (default: ./credit-gateway.toml when present, else built-in defaults).
     #[arg(long, global = true)]
@@ -187,7 +191,11 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Check { mapping, agency, file } => check(&config, &mapping, agency, &file),
+        Command::Check {
+            mapping,
+            agency,
+            file,
+        } => check(&config, &mapping, agency, &file),
         Command::Mappings(MappingsCommand::Check) => match crate::app::load_mappings(&config) {
             Ok(set) => {
                 println!("{} mappings OK", set.len());
@@ -222,7 +230,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit(cmd) => audit(&config, cmd),
         Command::Outbox(cmd) => outbox(&config, cmd),
         Command::Calendar(cmd) => calendar(&config, cmd),
-        Command::Corrections(CorrectionsCommand::List { state }) => corrections_list(&config, state),
+        Command::Corrections(CorrectionsCommand::List { state }) => {
+            corrections_list(&config, state)
+        }
     }
 }
 
@@ -236,7 +246,9 @@ fn calendar(config: &Config, cmd: CalendarCommand) -> ExitCode {
     };
     match cmd {
         CalendarCommand::Deadline { from, working_days } => {
-            let Ok(from) = time::OffsetDateTime::parse(&from, &time::format_description::well_known::Rfc3339) else {
+            let Ok(from) =
+                time::OffsetDateTime::parse(&from, &time::format_description::well_known::Rfc3339)
+            else {
                 eprintln!("--from must be an RFC 3339 time, e.g. 2025-09-30T10:00:00+08:00");
                 return ExitCode::from(2);
             };
@@ -292,10 +304,18 @@ fn corrections_list(config: &Config, state: Option<String>) -> ExitCode {
             listed
         }
         Err(local) => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             match runtime {
                 Ok(rt) => rt
-                    .block_on(admin_get(config, &format!("/corrections{}", state.map(|s| format!("?state={s}")).unwrap_or_default())))
+                    .block_on(admin_get(
+                        config,
+                        &format!(
+                            "/corrections{}",
+                            state.map(|s| format!("?state={s}")).unwrap_or_default()
+                        ),
+                    ))
                     .map_err(|remote| format!("{local}; and through the admin endpoint: {remote}")),
                 Err(e) => Err(e.to_string()),
             }
@@ -316,15 +336,29 @@ fn corrections_list(config: &Config, state: Option<String>) -> ExitCode {
 async fn admin_get(config: &Config, path: &str) -> Result<serde_json::Value, String> {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let uri = format!("http://{}{path}", running_admin_addr(config)).parse::<hyper::Uri>().map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.get(uri)).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?;
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let uri = format!("http://{}{path}", running_admin_addr(config))
+        .parse::<hyper::Uri>()
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.get(uri))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
 fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -333,7 +367,9 @@ fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
     };
     let result = match crate::app::open_store(config) {
         Ok(store) => runtime.block_on(outbox_local(config, store, cmd)),
-        Err(local) => runtime.block_on(outbox_remote(config, cmd)).map_err(|remote| format!("{local}; and through the admin endpoint: {remote}")),
+        Err(local) => runtime
+            .block_on(outbox_remote(config, cmd))
+            .map_err(|remote| format!("{local}; and through the admin endpoint: {remote}")),
     };
     match result {
         Ok(Some(v)) => {
@@ -351,16 +387,30 @@ fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
     }
 }
 
-async fn outbox_local(config: &Config, store: crate::store::Store, cmd: OutboxCommand) -> Result<Option<serde_json::Value>, String> {
+async fn outbox_local(
+    config: &Config,
+    store: crate::store::Store,
+    cmd: OutboxCommand,
+) -> Result<Option<serde_json::Value>, String> {
     use crate::outbox::ops;
     let dests: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
     let e = |e: crate::store::StoreError| e.to_string();
     let (committer, handle) = crate::store::Committer::start(store.clone()).map_err(e)?;
     let out = match cmd {
-        OutboxCommand::List { destination, dead, limit } => ops::list_entries(&store, &handle, destination.as_deref(), dead, limit).await.map(Some),
+        OutboxCommand::List {
+            destination,
+            dead,
+            limit,
+        } => ops::list_entries(&store, &handle, destination.as_deref(), dead, limit)
+            .await
+            .map(Some),
         OutboxCommand::Show { key } => ops::show_entry(&store, &handle, &key).await,
         OutboxCommand::Stats => ops::stats_all(&store, &handle, &dests).await.map(Some),
-        OutboxCommand::Replay { destination } => ops::replay(&store, &handle, destination.as_deref()).await.map(Some),
+        OutboxCommand::Replay { destination } => {
+            ops::replay(&store, &handle, destination.as_deref())
+                .await
+                .map(Some)
+        }
     };
     drop(handle);
     committer.join();
@@ -375,28 +425,70 @@ fn running_admin_addr(config: &Config) -> String {
 }
 
 /// Ask the running gateway's admin endpoint.
-async fn outbox_remote(config: &Config, cmd: OutboxCommand) -> Result<Option<serde_json::Value>, String> {
+async fn outbox_remote(
+    config: &Config,
+    cmd: OutboxCommand,
+) -> Result<Option<serde_json::Value>, String> {
     use http_body_util::BodyExt;
-    let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
     let (method, path) = match &cmd {
-        OutboxCommand::List { destination, dead, limit } => (
+        OutboxCommand::List {
+            destination,
+            dead,
+            limit,
+        } => (
             "GET",
-            format!("/outbox/list?limit={limit}{}{}", if *dead { "&dead=1" } else { "" }, destination.as_ref().map(|d| format!("&destination={}", enc(d))).unwrap_or_default()),
+            format!(
+                "/outbox/list?limit={limit}{}{}",
+                if *dead { "&dead=1" } else { "" },
+                destination
+                    .as_ref()
+                    .map(|d| format!("&destination={}", enc(d)))
+                    .unwrap_or_default()
+            ),
         ),
         OutboxCommand::Show { key } => ("GET", format!("/outbox/show?key={}", enc(key))),
         OutboxCommand::Stats => ("GET", "/outbox/stats".to_string()),
-        OutboxCommand::Replay { destination } => ("POST", format!("/outbox/replay{}", destination.as_ref().map(|d| format!("?destination={}", enc(d))).unwrap_or_default())),
+        OutboxCommand::Replay { destination } => (
+            "POST",
+            format!(
+                "/outbox/replay{}",
+                destination
+                    .as_ref()
+                    .map(|d| format!("?destination={}", enc(d)))
+                    .unwrap_or_default()
+            ),
+        ),
     };
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
     let req = hyper::Request::builder()
         .method(method)
         .uri(format!("http://{}{path}", running_admin_addr(config)))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req)).await.map_err(|_| "timed out".to_string())?.map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     if status == hyper::StatusCode::NOT_FOUND {
         return Ok(None);
@@ -409,7 +501,10 @@ async fn outbox_remote(config: &Config, cmd: OutboxCommand) -> Result<Option<ser
 
 fn serve(config: Config) -> ExitCode {
     crate::telemetry::init_logging(&config.log.format, &config.log.filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -450,7 +545,12 @@ fn certs_init(mut config: Config, dir: Option<PathBuf>, clients: Vec<String>) ->
     }
 }
 
-fn check(config: &Config, mapping_id: &str, agency: Option<String>, file: &std::path::Path) -> ExitCode {
+fn check(
+    config: &Config,
+    mapping_id: &str,
+    agency: Option<String>,
+    file: &std::path::Path,
+) -> ExitCode {
     let mappings = match crate::app::load_mappings(config) {
         Ok(m) => m,
         Err(e) => {
@@ -470,7 +570,10 @@ fn check(config: &Config, mapping_id: &str, agency: Option<String>, file: &std::
         }
     };
     let ctx = ValidationContext {
-        exceptions: IdentifierExceptions::new(&config.validation.uscc_exceptions, &config.validation.resident_id_exceptions),
+        exceptions: IdentifierExceptions::new(
+            &config.validation.uscc_exceptions,
+            &config.validation.resident_id_exceptions,
+        ),
         authenticated_agency: agency.or_else(|| mapping.agency.clone()),
     };
     let normalized = match mapping.normalize(&body, &ctx) {
@@ -509,20 +612,37 @@ fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
     let code = audit_command(&store, &cmd);
     // The command itself is an operator action: recorded after it ran, so `verify` and
     // `checkpoint` report the chain as it was when asked.
-    record_offline(&store, &format!("audit {}", match cmd {
-        AuditCommand::Verify => "verify",
-        AuditCommand::Show { .. } => "show",
-        AuditCommand::Checkpoint => "checkpoint",
-    }));
+    record_offline(
+        &store,
+        &format!(
+            "audit {}",
+            match cmd {
+                AuditCommand::Verify => "verify",
+                AuditCommand::Show { .. } => "show",
+                AuditCommand::Checkpoint => "checkpoint",
+            }
+        ),
+    );
     code
 }
 
 /// Append an operator command to the audit chain when the gateway is stopped.
 fn record_offline(store: &crate::store::Store, command: &str) {
     crate::telemetry::events::operator_action(command, "");
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    let Ok((committer, handle)) = crate::store::Committer::start(store.clone()) else { return };
-    let _ = rt.block_on(crate::outbox::ops::audit_command(&handle, command, serde_json::json!({})));
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let Ok((committer, handle)) = crate::store::Committer::start(store.clone()) else {
+        return;
+    };
+    let _ = rt.block_on(crate::outbox::ops::audit_command(
+        &handle,
+        command,
+        serde_json::json!({}),
+    ));
     drop(handle);
     committer.join();
 }
@@ -539,18 +659,20 @@ fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        AuditCommand::Show { from, limit } => match crate::audit::entries_from(store, from, limit) {
-            Ok(entries) => {
-                for e in entries {
-                    println!("{}", serde_json::to_string(&e).unwrap_or_default());
+        AuditCommand::Show { from, limit } => {
+            match crate::audit::entries_from(store, from, limit) {
+                Ok(entries) => {
+                    for e in entries {
+                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                    }
+                    ExitCode::SUCCESS
                 }
-                ExitCode::SUCCESS
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         AuditCommand::Checkpoint => match crate::audit::Head::load(store) {
             Ok(head) => {
                 println!("{}", json!({"seq": head.seq, "hash": head.hash}));

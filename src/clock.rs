@@ -40,7 +40,8 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 }
 
@@ -48,5 +49,6 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// RFC 3339 text of a time, for receipts and JSON.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

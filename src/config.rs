@@ -188,11 +188,26 @@ pub fn default_destinations() -> Vec<DestinationConfig> {
         batch_size: DEFAULT_BATCH_SIZE,
         format: None,
     };
-    let mut mi = dest("medical_insurance_platform", "广东省医疗保障信息平台", "https://localhost:9445/v1/shares", "440000");
+    let mut mi = dest(
+        "medical_insurance_platform",
+        "广东省医疗保障信息平台",
+        "https://localhost:9445/v1/shares",
+        "440000",
+    );
     mi.role = DestinationRole::MedicalInsurancePlatform;
     vec![
-        dest("provincial", "广东省公共信用信息平台", "https://localhost:9443/v1/shares", "440000"),
-        dest("guangzhou", "广州市公共信用信息平台", "https://localhost:9444/v1/shares", "440100"),
+        dest(
+            "provincial",
+            "广东省公共信用信息平台",
+            "https://localhost:9443/v1/shares",
+            "440000",
+        ),
+        dest(
+            "guangzhou",
+            "广州市公共信用信息平台",
+            "https://localhost:9444/v1/shares",
+            "440100",
+        ),
         mi,
     ]
 }
@@ -321,20 +336,34 @@ impl Default for ServerConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: DEFAULT_DATA_DIR.into(), durability: crate::store::Durability::ProcessCrash, cache_mb: crate::store::DEFAULT_CACHE_MB }
+        Self {
+            data_dir: DEFAULT_DATA_DIR.into(),
+            durability: crate::store::Durability::ProcessCrash,
+            cache_mb: crate::store::DEFAULT_CACHE_MB,
+        }
     }
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        Self { certs_dir: DEFAULT_CERTS_DIR.into(), client_ca: None, cert: None, key: None, generate_dev_certs: true, crl: None }
+        Self {
+            certs_dir: DEFAULT_CERTS_DIR.into(),
+            client_ca: None,
+            cert: None,
+            key: None,
+            generate_dev_certs: true,
+            crl: None,
+        }
     }
 }
 
 impl Default for ValidationConfig {
     fn default() -> Self {
         Self {
-            uscc_exceptions: DEFAULT_USCC_EXCEPTIONS.iter().map(|s| s.to_string()).collect(),
+            uscc_exceptions: DEFAULT_USCC_EXCEPTIONS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             resident_id_exceptions: Vec::new(),
         }
     }
@@ -342,13 +371,18 @@ impl Default for ValidationConfig {
 
 impl Default for MappingsConfig {
     fn default() -> Self {
-        Self { dir: DEFAULT_MAPPINGS_DIR.into() }
+        Self {
+            dir: DEFAULT_MAPPINGS_DIR.into(),
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "text".into(), filter: "info".into() }
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+        }
     }
 }
 
@@ -386,14 +420,40 @@ pub fn default_agencies() -> Vec<AgencyConfig> {
         agency(
             "medical_insurance",
             "医疗保障信息平台",
-            &["canonical", "mi-penalties", "mi-agreement-performance", "mi-commitments", "mi-evaluations"],
+            &[
+                "canonical",
+                "mi-penalties",
+                "mi-agreement-performance",
+                "mi-commitments",
+                "mi-evaluations",
+            ],
             true,
         ),
-        agency("health", "卫生健康委员会", &["health-practitioner-qualifications"], false),
+        agency(
+            "health",
+            "卫生健康委员会",
+            &["health-practitioner-qualifications"],
+            false,
+        ),
         agency("tax", "税务局", &["tax-major-violations"], false),
-        agency("market_supervision", "市场监督管理局", &["market-registration", "market-abnormal-operation"], false),
-        agency("court", "中级人民法院", &["court-dishonest-debtors", "court-judgments"], false),
-        agency("provincial_credit_platform", "省公共信用信息平台", &["canonical"], false),
+        agency(
+            "market_supervision",
+            "市场监督管理局",
+            &["market-registration", "market-abnormal-operation"],
+            false,
+        ),
+        agency(
+            "court",
+            "中级人民法院",
+            &["court-dishonest-debtors", "court-judgments"],
+            false,
+        ),
+        agency(
+            "provincial_credit_platform",
+            "省公共信用信息平台",
+            &["canonical"],
+            false,
+        ),
     ]
 }
 
@@ -401,7 +461,10 @@ pub fn default_agencies() -> Vec<AgencyConfig> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{0}")]
@@ -417,10 +480,19 @@ impl Config {
             None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
         };
         let config = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<Config>(&text)
-                .map_err(|e| vec![ConfigError::Parse { path: path.display().to_string(), message: e.to_string() }])?,
+            Ok(text) => toml::from_str::<Config>(&text).map_err(|e| {
+                vec![ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                }]
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
-            Err(source) => return Err(vec![ConfigError::Read { path: path.display().to_string(), source }]),
+            Err(source) => {
+                return Err(vec![ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                }])
+            }
         };
         config.validate()?;
         Ok(config)
@@ -431,10 +503,16 @@ impl Config {
         let mut errs = Vec::new();
         let mut bad = |m: String| errs.push(ConfigError::Invalid(m));
         if self.server.listen.parse::<SocketAddr>().is_err() {
-            bad(format!("server.listen {:?} is not an address:port", self.server.listen));
+            bad(format!(
+                "server.listen {:?} is not an address:port",
+                self.server.listen
+            ));
         }
         if self.server.admin_listen.parse::<SocketAddr>().is_err() {
-            bad(format!("server.admin_listen {:?} is not an address:port", self.server.admin_listen));
+            bad(format!(
+                "server.admin_listen {:?} is not an address:port",
+                self.server.admin_listen
+            ));
         }
         if self.server.max_body_bytes == 0 {
             bad("server.max_body_bytes must be above 0".into());
@@ -443,34 +521,56 @@ impl Config {
             bad("server.max_connections must be above 0".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            bad(format!("log.format {:?}: use text or json", self.log.format));
+            bad(format!(
+                "log.format {:?}: use text or json",
+                self.log.format
+            ));
         }
         if self.agencies.is_empty() {
             bad("at least one [[agencies]] entry is needed".into());
         }
         let mut seen = std::collections::HashSet::new();
         for a in &self.agencies {
-            if a.id.is_empty() || !a.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            if a.id.is_empty()
+                || !a
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
                 bad(format!("agency id {:?} must be [a-z0-9_]+", a.id));
             }
             if !seen.insert(a.id.clone()) {
                 bad(format!("agency id {:?} appears twice", a.id));
             }
             if a.cert_subject_cn.is_none() && a.cert_sha256.is_none() {
-                bad(format!("agency {:?}: give cert_subject_cn or cert_sha256", a.id));
+                bad(format!(
+                    "agency {:?}: give cert_subject_cn or cert_sha256",
+                    a.id
+                ));
             }
             if let Some(fp) = &a.cert_sha256 {
                 if normalize_fingerprint(fp).is_none() {
-                    bad(format!("agency {:?}: cert_sha256 must be 64 hex digits", a.id));
+                    bad(format!(
+                        "agency {:?}: cert_sha256 must be 64 hex digits",
+                        a.id
+                    ));
                 }
             }
             if a.requests_per_second == 0 || a.burst == 0 {
-                bad(format!("agency {:?}: requests_per_second and burst must be above 0", a.id));
+                bad(format!(
+                    "agency {:?}: requests_per_second and burst must be above 0",
+                    a.id
+                ));
             }
         }
         let mut dest_ids = std::collections::HashSet::new();
         for d in &self.destinations {
-            if d.id.is_empty() || !d.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            if d.id.is_empty()
+                || !d
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
                 bad(format!("destination id {:?} must be [a-z0-9_]+", d.id));
             }
             if !dest_ids.insert(d.id.clone()) {
@@ -480,16 +580,23 @@ impl Config {
                 bad(format!("destination {:?}: url must be https://", d.id));
             }
             if crate::subject::RegionCode::parse(&d.region).is_err() {
-                bad(format!("destination {:?}: region {:?} is not a 6-digit division code", d.id, d.region));
+                bad(format!(
+                    "destination {:?}: region {:?} is not a 6-digit division code",
+                    d.id, d.region
+                ));
             }
             if d.batch_size == 0 || d.requests_per_second == 0 {
-                bad(format!("destination {:?}: batch_size and requests_per_second must be above 0", d.id));
+                bad(format!(
+                    "destination {:?}: batch_size and requests_per_second must be above 0",
+                    d.id
+                ));
             }
         }
         if self.corrections.working_days == 0 {
             bad("corrections.working_days must be above 0".into());
         }
-        if self.sharing.retry_base_ms == 0 || self.sharing.retry_max_ms < self.sharing.retry_base_ms {
+        if self.sharing.retry_base_ms == 0 || self.sharing.retry_max_ms < self.sharing.retry_base_ms
+        {
             bad("sharing.retry_base_ms must be above 0 and at most retry_max_ms".into());
         }
         if errs.is_empty() {
@@ -500,33 +607,55 @@ impl Config {
     }
 
     pub fn client_ca_path(&self) -> PathBuf {
-        self.tls.client_ca.clone().unwrap_or_else(|| self.tls.certs_dir.join("ca.pem"))
+        self.tls
+            .client_ca
+            .clone()
+            .unwrap_or_else(|| self.tls.certs_dir.join("ca.pem"))
     }
 
     pub fn server_cert_path(&self) -> PathBuf {
-        self.tls.cert.clone().unwrap_or_else(|| self.tls.certs_dir.join("server.pem"))
+        self.tls
+            .cert
+            .clone()
+            .unwrap_or_else(|| self.tls.certs_dir.join("server.pem"))
     }
 
     pub fn sharing_rules_path(&self) -> PathBuf {
-        self.sharing.rules.clone().unwrap_or_else(|| self.mappings.dir.join("rules").join("sharing.toml"))
+        self.sharing
+            .rules
+            .clone()
+            .unwrap_or_else(|| self.mappings.dir.join("rules").join("sharing.toml"))
     }
 
     pub fn disclosure_rules_path(&self) -> PathBuf {
-        self.sharing.disclosure.clone().unwrap_or_else(|| self.mappings.dir.join("rules").join("disclosure.toml"))
+        self.sharing
+            .disclosure
+            .clone()
+            .unwrap_or_else(|| self.mappings.dir.join("rules").join("disclosure.toml"))
     }
 
     pub fn calendar_dir(&self) -> PathBuf {
-        self.corrections.calendar_dir.clone().unwrap_or_else(|| self.mappings.dir.join("calendar"))
+        self.corrections
+            .calendar_dir
+            .clone()
+            .unwrap_or_else(|| self.mappings.dir.join("calendar"))
     }
 
     pub fn server_key_path(&self) -> PathBuf {
-        self.tls.key.clone().unwrap_or_else(|| self.tls.certs_dir.join("server-key.pem"))
+        self.tls
+            .key
+            .clone()
+            .unwrap_or_else(|| self.tls.certs_dir.join("server-key.pem"))
     }
 }
 
 /// Lower-case hex without separators, or None.
 pub fn normalize_fingerprint(fp: &str) -> Option<String> {
-    let hex: String = fp.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    let hex: String = fp
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
@@ -544,12 +673,23 @@ mod tests {
         let text = include_str!("../credit-gateway.example.toml");
         let uncommented: String = text
             .lines()
-            .map(|l| l.strip_prefix("# ").filter(|r| !r.starts_with('#') && !r.is_empty() && (r.contains(" = ") || r.starts_with('['))).unwrap_or(""))
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| {
+                        !r.starts_with('#')
+                            && !r.is_empty()
+                            && (r.contains(" = ") || r.starts_with('['))
+                    })
+                    .unwrap_or("")
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let parsed: Config = toml::from_str(&uncommented).expect("the commented example parses");
         let defaults = Config::default();
-        assert_eq!(toml::to_string(&parsed).unwrap(), toml::to_string(&defaults).unwrap());
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
     }
 
     #[test]
@@ -557,6 +697,9 @@ mod tests {
         let text = "[server]\nlisten = \"nowhere\"\nmax_body_bytes = 0\n[log]\nformat = \"xml\"\n";
         let cfg: Config = toml::from_str(text).unwrap();
         assert_eq!(cfg.validate().unwrap_err().len(), 3);
-        assert!(toml::from_str::<Config>("[server]\nlisen = \"x\"\n").is_err(), "unknown fields refused");
+        assert!(
+            toml::from_str::<Config>("[server]\nlisen = \"x\"\n").is_err(),
+            "unknown fields refused"
+        );
     }
 }

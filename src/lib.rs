@@ -17,9 +17,9 @@
 pub mod app;
 pub mod archive;
 pub mod audit;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
-pub mod calendar;
 pub mod config;
 pub mod corrections;
 pub mod delivery;

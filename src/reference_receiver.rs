@@ -72,17 +72,32 @@ pub struct Receiver {
 
 impl Receiver {
     /// Start on `listen`, with a server certificate and a CA for client certificates.
-    pub async fn start(listen: &str, client_ca: &Path, cert: &Path, key: &Path) -> std::io::Result<Receiver> {
+    pub async fn start(
+        listen: &str,
+        client_ca: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> std::io::Result<Receiver> {
         Self::start_with(listen, client_ca, cert, key, true).await
     }
 
     /// `keep_records = false` keeps memory flat for millions of shares: only idempotency keys,
     /// counts and corrections are kept.
-    pub async fn start_with(listen: &str, client_ca: &Path, cert: &Path, key: &Path, keep_records: bool) -> std::io::Result<Receiver> {
-        let tls = crate::identity::tls::server_config(client_ca, cert, key).map_err(std::io::Error::other)?;
+    pub async fn start_with(
+        listen: &str,
+        client_ca: &Path,
+        cert: &Path,
+        key: &Path,
+        keep_records: bool,
+    ) -> std::io::Result<Receiver> {
+        let tls = crate::identity::tls::server_config(client_ca, cert, key)
+            .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State { keep_records, ..State::default() }));
+        let state = Arc::new(Mutex::new(State {
+            keep_records,
+            ..State::default()
+        }));
         let (stop, mut stop_rx) = tokio::sync::watch::channel(false);
         let acceptor = TlsAcceptor::from(tls);
         let st = state.clone();
@@ -96,7 +111,9 @@ impl Receiver {
                 let acceptor = acceptor.clone();
                 let st = st.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
                     let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), svc)
@@ -146,9 +163,22 @@ impl Receiver {
 
 type Resp = Response<Full<Bytes>>;
 
-async fn handle(state: Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -> Result<Resp, std::io::Error> {
-    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let body = req.into_body().collect().await.map_err(std::io::Error::other)?.to_bytes();
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Resp, std::io::Error> {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
     let mode = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.requests += 1;
@@ -165,26 +195,49 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -
         }
     };
     match mode {
-        Mode::Unavailable => return Ok(answer(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "maintenance"}))),
+        Mode::Unavailable => {
+            return Ok(answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "maintenance"}),
+            ))
+        }
         Mode::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return Ok(answer(StatusCode::SERVICE_UNAVAILABLE, json!({})));
         }
         Mode::Close => return Err(std::io::Error::other("closing the connection")),
         Mode::Refuse(status) => {
-            return Ok(answer(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), json!({"error": "refused"})))
+            return Ok(answer(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                json!({"error": "refused"}),
+            ))
         }
         Mode::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
         Mode::Normal | Mode::RefuseRecord(_) => {}
     }
-    let shares = if content_type.contains("xml") { parse_xml_shares(&body) } else { parse_json_shares(&body) };
+    let shares = if content_type.contains("xml") {
+        parse_xml_shares(&body)
+    } else {
+        parse_json_shares(&body)
+    };
     let Some(shares) = shares else {
-        return Ok(answer(StatusCode::BAD_REQUEST, json!({"error": "unreadable batch"})));
+        return Ok(answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "unreadable batch"}),
+        ));
     };
     if let Mode::RefuseRecord(text) = &mode {
-        let hit = shares.iter().any(|s| s.record.pointer("/source/record_id").and_then(Value::as_str).is_some_and(|id| id.contains(text.as_str())));
+        let hit = shares.iter().any(|s| {
+            s.record
+                .pointer("/source/record_id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.contains(text.as_str()))
+        });
         if hit {
-            return Ok(answer(StatusCode::UNPROCESSABLE_ENTITY, json!({"error": format!("record refused: contains {text}")})));
+            return Ok(answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": format!("record refused: contains {text}")}),
+            ));
         }
     }
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -201,7 +254,10 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<hyper::body::Incoming>) -
         }
     }
     s.duplicates += duplicates;
-    Ok(answer(StatusCode::OK, json!({"accepted": accepted, "duplicates": duplicates})))
+    Ok(answer(
+        StatusCode::OK,
+        json!({"accepted": accepted, "duplicates": duplicates}),
+    ))
 }
 
 fn parse_json_shares(body: &[u8]) -> Option<Vec<Received>> {
@@ -229,16 +285,34 @@ fn parse_xml_shares(body: &[u8]) -> Option<Vec<Received>> {
             .children
             .iter()
             .map(|r| {
-                let attr = |n: &str| r.attributes.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
-                let fields: serde_json::Map<String, Value> = r.children.iter().map(|c| (c.name.clone(), Value::String(c.text.clone()))).collect();
-                Received { idempotency_key: attr("IDEM"), kind: attr("LX"), channel: attr("QD"), record: Value::Object(fields), at: Instant::now() }
+                let attr = |n: &str| {
+                    r.attributes
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                let fields: serde_json::Map<String, Value> = r
+                    .children
+                    .iter()
+                    .map(|c| (c.name.clone(), Value::String(c.text.clone())))
+                    .collect();
+                Received {
+                    idempotency_key: attr("IDEM"),
+                    kind: attr("LX"),
+                    channel: attr("QD"),
+                    record: Value::Object(fields),
+                    at: Instant::now(),
+                }
             })
             .collect(),
     )
 }
 
 fn answer(status: StatusCode, body: Value) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )));
     *r.status_mut() = status;
     r
 }

@@ -70,20 +70,35 @@ pub struct Router {
 const BUILTIN_RULES: &str = include_str!("../mappings/rules/sharing.toml");
 
 impl Router {
-    pub fn new(rules_path: &Path, disclosure: DisclosureRules, destinations: &[DestinationConfig]) -> Result<Self, SharingError> {
+    pub fn new(
+        rules_path: &Path,
+        disclosure: DisclosureRules,
+        destinations: &[DestinationConfig],
+    ) -> Result<Self, SharingError> {
         let (path, text) = if rules_path.exists() {
-            let text = std::fs::read_to_string(rules_path)
-                .map_err(|e| SharingError { path: rules_path.display().to_string(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(rules_path).map_err(|e| SharingError {
+                path: rules_path.display().to_string(),
+                message: e.to_string(),
+            })?;
             (rules_path.display().to_string(), text)
         } else {
-            ("built-in sharing.toml".to_string(), BUILTIN_RULES.to_string())
+            (
+                "built-in sharing.toml".to_string(),
+                BUILTIN_RULES.to_string(),
+            )
         };
-        let file: RulesFile = toml::from_str(&text).map_err(|e| SharingError { path: path.clone(), message: e.to_string() })?;
+        let file: RulesFile = toml::from_str(&text).map_err(|e| SharingError {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let known: Vec<&str> = destinations.iter().map(|d| d.id.as_str()).collect();
         for rule in &file.rules {
             for d in rule.destinations.iter().flatten() {
                 if !known.contains(&d.as_str()) {
-                    return Err(SharingError { path: path.clone(), message: format!("rule {:?} names unknown destination {d:?}", rule.name) });
+                    return Err(SharingError {
+                        path: path.clone(),
+                        message: format!("rule {:?} names unknown destination {d:?}", rule.name),
+                    });
                 }
             }
         }
@@ -92,14 +107,20 @@ impl Router {
             .filter(|d| d.role == crate::config::DestinationRole::CreditPlatform)
             .filter_map(|d| RegionCode::parse(&d.region).ok().map(|r| (d.id.clone(), r)))
             .collect();
-        Ok(Self { rules: file.rules, destinations, disclosure })
+        Ok(Self {
+            rules: file.rules,
+            destinations,
+            disclosure,
+        })
     }
 
     /// The shares one accepted record gives rise to.
     pub fn plan(&self, record: &CanonicalRecord, report: &mut FilterReport) -> Vec<PlannedShare> {
         let mut shares = Vec::new();
         for rule in &self.rules {
-            if !rule.from_agencies.iter().any(|a| *a == record.source.agency) || !rule.categories.contains(&record.category) {
+            if !rule.from_agencies.contains(&record.source.agency)
+                || !rule.categories.contains(&record.category)
+            {
                 continue;
             }
             let decision = disclosure::filter(record, rule.channel, &self.disclosure);
@@ -107,14 +128,26 @@ impl Router {
                 if !serves(*region, record.source.region) {
                     continue;
                 }
-                if rule.destinations.as_ref().is_some_and(|only| !only.contains(dest)) {
+                if rule
+                    .destinations
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(dest))
+                {
                     continue;
                 }
                 match &decision {
-                    Decision::Withheld { rule: why } => report.withheld.push((dest.clone(), rule.channel, why)),
-                    Decision::Share { record: payload, masked, dropped } => {
+                    Decision::Withheld { rule: why } => {
+                        report.withheld.push((dest.clone(), rule.channel, why))
+                    }
+                    Decision::Share {
+                        record: payload,
+                        masked,
+                        dropped,
+                    } => {
                         for (field, why) in masked.iter().chain(dropped) {
-                            report.masked.push((dest.clone(), rule.channel, field.clone(), why));
+                            report
+                                .masked
+                                .push((dest.clone(), rule.channel, field.clone(), why));
                         }
                         shares.push(PlannedShare {
                             destination: dest.clone(),
@@ -149,10 +182,16 @@ mod tests {
 
     #[test]
     fn routing_by_region() {
-        assert!(serves(r("440000"), r("440106")), "province gets its districts");
+        assert!(
+            serves(r("440000"), r("440106")),
+            "province gets its districts"
+        );
         assert!(serves(r("440100"), r("440106")), "city gets its districts");
         assert!(serves(r("440100"), r("440100")));
-        assert!(!serves(r("440300"), r("440106")), "Shenzhen does not get Guangzhou");
+        assert!(
+            !serves(r("440300"), r("440106")),
+            "Shenzhen does not get Guangzhou"
+        );
         assert!(!serves(r("540000"), r("440106")));
     }
 }

@@ -28,19 +28,43 @@ fn penalty(record_id: &str, agency: Option<&str>) -> Value {
 }
 
 fn push(gw: &Gateway, agency: &str, records: Vec<Value>) {
-    let reply = gw.client(agency).post("/v1/records?mapping=canonical", "application/json", serde_json::to_vec(&records).unwrap());
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let reply = gw.client(agency).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&records).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
 }
 
 fn correct(gw: &Gateway, agency: &str, body: Value) -> Value {
-    let reply = gw.client(agency).post("/v1/corrections", "application/json", serde_json::to_vec(&body).unwrap());
-    assert_eq!(reply.status, 202, "{}", String::from_utf8_lossy(&reply.body));
+    let reply = gw.client(agency).post(
+        "/v1/corrections",
+        "application/json",
+        serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     reply.json()
 }
 
 fn state_of(gw: &Gateway, id: &str) -> String {
     let list = gw.client(MI).get("/v1/corrections").json();
-    list["corrections"].as_array().unwrap().iter().find(|c| c["id"] == id).map(|c| c["state"].as_str().unwrap().to_string()).unwrap_or_default()
+    list["corrections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .map(|c| c["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 fn setup(receivers: usize) -> (tokio::runtime::Runtime, Gateway, Vec<Receiver>) {
@@ -61,27 +85,83 @@ fn a_correction_overtakes_a_backlog_and_is_reported_on_time() {
     gw.spawn();
     gw.set_clock("2025-03-14T10:00:00+08:00");
     push(&gw, MI, vec![penalty("C-1", None)]);
-    assert!(wait_until(Duration::from_secs(20), || province.received().len() == 1));
+    assert!(wait_until(Duration::from_secs(20), || province
+        .received()
+        .len()
+        == 1));
     province.set_mode(Mode::Unavailable, None);
-    push(&gw, MI, (0..400).map(|i| penalty(&format!("BACKLOG-{i}"), None)).collect());
-    let c = correct(&gw, MI, json!({"record_id": "C-1", "kind": "correct", "content": {"fine_yuan": "10000"}, "reason": "罚款金额录入错误"}));
-    assert_eq!(c["deadline"], "2025-03-19T23:59:59+08:00", "three working days after a Friday");
+    push(
+        &gw,
+        MI,
+        (0..400)
+            .map(|i| penalty(&format!("BACKLOG-{i}"), None))
+            .collect(),
+    );
+    let c = correct(
+        &gw,
+        MI,
+        json!({"record_id": "C-1", "kind": "correct", "content": {"fine_yuan": "10000"}, "reason": "罚款金额录入错误"}),
+    );
+    assert_eq!(
+        c["deadline"], "2025-03-19T23:59:59+08:00",
+        "three working days after a Friday"
+    );
     assert_eq!(c["state"], "pending");
     assert_eq!(c["version"], 2);
     province.set_mode(Mode::Normal, None);
-    assert!(wait_until(Duration::from_secs(30), || province.received().len() == 402), "got {}", province.received().len());
+    assert!(
+        wait_until(Duration::from_secs(30), || province.received().len() == 402),
+        "got {}",
+        province.received().len()
+    );
     let received = province.received();
-    let correction_at = received.iter().position(|s| s.kind == "correction").expect("the correction arrived");
-    let first_backlog = received.iter().position(|s| s.record["source"]["record_id"].as_str().unwrap_or("").starts_with("BACKLOG")).unwrap();
-    assert!(correction_at < first_backlog, "correction at {correction_at}, backlog from {first_backlog}");
-    assert_eq!(received[correction_at].record["content"]["fine_yuan"], "10000");
-    assert_eq!(received[correction_at].record["correction"]["kind"], "correct");
-    assert!(wait_until(Duration::from_secs(10), || state_of(&gw, c["id"].as_str().unwrap()) == "delivered_on_time"));
-    let on_time = gw.client(MI).get("/v1/corrections?state=delivered_on_time").json();
+    let correction_at = received
+        .iter()
+        .position(|s| s.kind == "correction")
+        .expect("the correction arrived");
+    let first_backlog = received
+        .iter()
+        .position(|s| {
+            s.record["source"]["record_id"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("BACKLOG")
+        })
+        .unwrap();
+    assert!(
+        correction_at < first_backlog,
+        "correction at {correction_at}, backlog from {first_backlog}"
+    );
+    assert_eq!(
+        received[correction_at].record["content"]["fine_yuan"],
+        "10000"
+    );
+    assert_eq!(
+        received[correction_at].record["correction"]["kind"],
+        "correct"
+    );
+    assert!(wait_until(Duration::from_secs(10), || state_of(
+        &gw,
+        c["id"].as_str().unwrap()
+    )
+        == "delivered_on_time"));
+    let on_time = gw
+        .client(MI)
+        .get("/v1/corrections?state=delivered_on_time")
+        .json();
     assert_eq!(on_time["corrections"].as_array().unwrap().len(), 1);
     // The archive keeps both versions.
-    let archive = gw.client(MI).get("/v1/subjects/uscc/91310110666007217T").json();
-    let c1 = archive["categories"]["administrative"].as_array().unwrap().iter().find(|r| r["record_id"] == "C-1").unwrap().clone();
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91310110666007217T")
+        .json();
+    let c1 = archive["categories"]["administrative"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["record_id"] == "C-1")
+        .unwrap()
+        .clone();
     assert_eq!(c1["versions"].as_array().unwrap().len(), 2);
 }
 
@@ -92,23 +172,43 @@ fn a_correction_that_cannot_be_delivered_becomes_overdue_then_late() {
     gw.spawn();
     gw.set_clock("2025-09-26T16:30:00+08:00");
     push(&gw, MI, vec![penalty("L-1", None)]);
-    assert!(wait_until(Duration::from_secs(20), || province.received().len() == 1));
+    assert!(wait_until(Duration::from_secs(20), || province
+        .received()
+        .len()
+        == 1));
     province.set_mode(Mode::Unavailable, None);
-    let c = correct(&gw, MI, json!({"record_id": "L-1", "kind": "invalidate", "reason": "处罚决定已撤销"}));
+    let c = correct(
+        &gw,
+        MI,
+        json!({"record_id": "L-1", "kind": "invalidate", "reason": "处罚决定已撤销"}),
+    );
     let id = c["id"].as_str().unwrap().to_string();
     // Friday 26 September 2025; Sunday 28 is a make-up working day: Sun 28, Mon 29, Tue 30.
     assert_eq!(c["deadline"], "2025-09-30T23:59:59+08:00");
     gw.set_clock("2025-09-30T09:00:00+08:00");
-    assert!(wait_until(Duration::from_secs(10), || gw.log().contains("less than one working day left")), "warning before the deadline");
+    assert!(
+        wait_until(Duration::from_secs(10), || gw
+            .log()
+            .contains("less than one working day left")),
+        "warning before the deadline"
+    );
     gw.set_clock("2025-10-01T00:00:01+08:00");
     assert!(wait_until(Duration::from_secs(10), || state_of(&gw, &id) == "overdue"));
-    assert!(wait_until(Duration::from_secs(10), || gw.admin_get("/metrics").1.contains("gateway_corrections_overdue 1")));
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .admin_get("/metrics")
+        .1
+        .contains("gateway_corrections_overdue 1")));
     let (code, out, _) = gw.cli(&["corrections", "list", "--state", "overdue"]);
     assert_eq!(code, 0);
     assert!(out.contains(&id), "{out}");
     province.set_mode(Mode::Normal, None);
-    assert!(wait_until(Duration::from_secs(30), || state_of(&gw, &id) == "delivered_late"));
-    let got = province.received().into_iter().find(|s| s.kind == "correction").unwrap();
+    assert!(wait_until(Duration::from_secs(30), || state_of(&gw, &id)
+        == "delivered_late"));
+    let got = province
+        .received()
+        .into_iter()
+        .find(|s| s.kind == "correction")
+        .unwrap();
     assert_eq!(got.record["content"]["invalidated"], true);
 }
 
@@ -128,10 +228,24 @@ fn a_correction_from_the_platform_reaches_the_medical_insurance_platform() {
     judgment["basis"]["doc_type"] = json!("judgment");
     judgment["content"] = json!({"list_name": "失信被执行人名单", "listed_on": "2025-03-01", "authority": "广州市中级人民法院"});
     push(&gw, "provincial_credit_platform", vec![judgment]);
-    let c = correct(&gw, "provincial_credit_platform", json!({"record_id": "PLAT-1", "kind": "change", "content": {"removed_on": "2025-03-13"}, "reason": "已履行，移出名单"}));
+    let c = correct(
+        &gw,
+        "provincial_credit_platform",
+        json!({"record_id": "PLAT-1", "kind": "change", "content": {"removed_on": "2025-03-13"}, "reason": "已履行，移出名单"}),
+    );
     assert_eq!(c["direction"], "to_medical_insurance");
-    assert!(wait_until(Duration::from_secs(20), || mi_platform.received().iter().any(|s| s.kind == "correction")), "forwarded to the medical-insurance platform");
-    let got = mi_platform.received().into_iter().find(|s| s.kind == "correction").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || mi_platform
+            .received()
+            .iter()
+            .any(|s| s.kind == "correction")),
+        "forwarded to the medical-insurance platform"
+    );
+    let got = mi_platform
+        .received()
+        .into_iter()
+        .find(|s| s.kind == "correction")
+        .unwrap();
     assert_eq!(got.record["content"]["removed_on"], "2025-03-13");
     // Another agency may not correct it.
     let denied = gw.client("tax").post("/v1/corrections", "application/json", serde_json::to_vec(&json!({"agency": "provincial_credit_platform", "record_id": "PLAT-1", "kind": "invalidate"})).unwrap());

@@ -41,11 +41,17 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
                     while !stop.load(Ordering::SeqCst) {
                         let n = sent / 2;
                         sent += 1;
-                        let ids: Vec<String> = (0..20).map(|i| format!("K{round}-{t}-{n}-{i}")).collect();
+                        let ids: Vec<String> =
+                            (0..20).map(|i| format!("K{round}-{t}-{n}-{i}")).collect();
                         let batch: Vec<Value> = ids.iter().map(|id| record(id)).collect();
                         // Every batch is sent twice: an acknowledged record must never be
                         // acknowledged as new twice.
-                        match client.request("POST", "/v1/records?mapping=canonical", Some("application/json"), serde_json::to_vec(&batch).unwrap()) {
+                        match client.request(
+                            "POST",
+                            "/v1/records?mapping=canonical",
+                            Some("application/json"),
+                            serde_json::to_vec(&batch).unwrap(),
+                        ) {
                             Ok(reply) if reply.status == 200 => {
                                 let receipt = reply.json();
                                 let mut acked = acknowledged.lock().unwrap();
@@ -53,7 +59,10 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
                                     let id = r["record_id"].as_str().unwrap().to_string();
                                     let outcome = r["outcome"].as_str().unwrap().to_string();
                                     if outcome == "new" {
-                                        assert!(!acked.contains_key(&id), "{id} acknowledged as new twice");
+                                        assert!(
+                                            !acked.contains_key(&id),
+                                            "{id} acknowledged as new twice"
+                                        );
                                     }
                                     acked.entry(id).or_insert(outcome);
                                 }
@@ -65,7 +74,12 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
             })
             .collect();
         // A pseudo-random moment between 150 and 550 ms.
-        let wait = 150 + (seed.wrapping_mul(6364136223846793005).wrapping_add(round * 1442695040888963407) >> 33) % 400;
+        let wait = 150
+            + (seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(round * 1442695040888963407)
+                >> 33)
+                % 400;
         std::thread::sleep(Duration::from_millis(wait));
         gw.kill();
         stop.store(true, Ordering::SeqCst);
@@ -75,8 +89,15 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         gw.spawn();
     }
     let acked = acknowledged.lock().unwrap().clone();
-    assert!(acked.len() > 100, "the load was real: {} records acknowledged", acked.len());
-    let archive = gw.client(MI).get("/v1/subjects/uscc/91350100M000100Y43").json();
+    assert!(
+        acked.len() > 100,
+        "the load was real: {} records acknowledged",
+        acked.len()
+    );
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91350100M000100Y43")
+        .json();
     let stored: std::collections::HashSet<String> = archive["categories"]["commitment"]
         .as_array()
         .unwrap()
@@ -84,9 +105,19 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         .map(|r| r["record_id"].as_str().unwrap().to_string())
         .collect();
     let missing: Vec<&String> = acked.keys().filter(|id| !stored.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged records missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     for r in archive["categories"]["commitment"].as_array().unwrap() {
-        assert_eq!(r["versions"].as_array().unwrap().len(), 1, "one version per record: {}", r["record_id"]);
+        assert_eq!(
+            r["versions"].as_array().unwrap().len(),
+            1,
+            "one version per record: {}",
+            r["record_id"]
+        );
     }
     gw.stop();
     let (code, out, err) = gw.cli(&["audit", "verify"]);
@@ -112,16 +143,35 @@ fn sigkill_while_shares_wait_keeps_them_in_the_outbox() {
                 r
             })
             .collect();
-        let reply = gw.client(MI).post("/v1/records?mapping=canonical", "application/json", serde_json::to_vec(&batch).unwrap());
+        let reply = gw.client(MI).post(
+            "/v1/records?mapping=canonical",
+            "application/json",
+            serde_json::to_vec(&batch).unwrap(),
+        );
         assert_eq!(reply.status, 200);
     }
     gw.kill();
-    let (code, out, err) = gw.cli(&["outbox", "list", "--destination", "provincial", "--limit", "1000"]);
+    let (code, out, err) = gw.cli(&[
+        "outbox",
+        "list",
+        "--destination",
+        "provincial",
+        "--limit",
+        "1000",
+    ]);
     assert_eq!(code, 0, "{err}");
     let listed: Value = serde_json::from_str(&out).unwrap();
-    let queued: std::collections::HashSet<&str> = listed["entries"].as_array().unwrap().iter().map(|e| e["record_id"].as_str().unwrap()).collect();
+    let queued: std::collections::HashSet<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["record_id"].as_str().unwrap())
+        .collect();
     for id in &ids {
-        assert!(queued.contains(id.as_str()), "{id} acknowledged but not in the outbox");
+        assert!(
+            queued.contains(id.as_str()),
+            "{id} acknowledged but not in the outbox"
+        );
     }
 }
 
@@ -129,7 +179,11 @@ fn sigkill_while_shares_wait_keeps_them_in_the_outbox() {
 fn tampering_with_one_audit_entry_is_found_and_named() {
     let mut gw = Gateway::start();
     for i in 0..5 {
-        let reply = gw.client(MI).post("/v1/records?mapping=canonical", "application/json", serde_json::to_vec(&json!([record(&format!("T-{i}"))])).unwrap());
+        let reply = gw.client(MI).post(
+            "/v1/records?mapping=canonical",
+            "application/json",
+            serde_json::to_vec(&json!([record(&format!("T-{i}"))])).unwrap(),
+        );
         assert_eq!(reply.status, 200);
     }
     gw.stop();
@@ -137,9 +191,15 @@ fn tampering_with_one_audit_entry_is_found_and_named() {
     assert_eq!(code, 0, "{out}");
     let (code, checkpoint, _) = gw.cli(&["audit", "checkpoint"]);
     assert_eq!(code, 0);
-    assert!(checkpoint.contains("\"seq\":6"), "five batches and the verify command: {checkpoint}");
+    assert!(
+        checkpoint.contains("\"seq\":6"),
+        "five batches and the verify command: {checkpoint}"
+    );
     let (_, shown, _) = gw.cli(&["audit", "show", "--from", "6"]);
-    assert!(shown.contains("operator_command") && shown.contains("audit verify"), "operator commands are audited: {shown}");
+    assert!(
+        shown.contains("operator_command") && shown.contains("audit verify"),
+        "operator commands are audited: {shown}"
+    );
     {
         let db = sled::open(&gw.config.storage.data_dir).unwrap();
         let key = credit_gateway::audit::entry_key(3);
@@ -151,5 +211,8 @@ fn tampering_with_one_audit_entry_is_found_and_named() {
     std::thread::sleep(Duration::from_millis(200));
     let (code, out, _) = gw.cli(&["audit", "verify"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 3"), "names the first broken entry: {out}");
+    assert!(
+        out.contains("entry 3"),
+        "names the first broken entry: {out}"
+    );
 }

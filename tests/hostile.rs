@@ -18,8 +18,22 @@ struct Case {
     code: Option<&'static str>,
 }
 
-fn case(name: &'static str, mapping: &'static str, content_type: &'static str, body: impl Into<Vec<u8>>, status: u16, code: Option<&'static str>) -> Case {
-    Case { name, mapping, content_type, body: body.into(), status, code }
+fn case(
+    name: &'static str,
+    mapping: &'static str,
+    content_type: &'static str,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    code: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        mapping,
+        content_type,
+        body: body.into(),
+        status,
+        code,
+    }
 }
 
 fn corpus() -> Vec<Case> {
@@ -47,39 +61,231 @@ fn corpus() -> Vec<Case> {
     let huge_integer = r#"{"results": [{"PJBH": "H-1", "XZQH": "440106", "ZTLX": "定点医疗机构", "ZTMC": "某医院", "TYSHXYDM": "91310110666007217T", "PJND": 99999999999999999999999, "DF": "90", "DJ": "B"}]}"#;
     let huge_decimal = r#"{"results": [{"PJBH": "H-2", "XZQH": "440106", "ZTLX": "定点医疗机构", "ZTMC": "某医院", "TYSHXYDM": "91310110666007217T", "PJND": 2024, "DF": 1e400, "DJ": "B"}]}"#;
     let nul_in_id = r#"[{"category": "honor", "subject": {"kind": "institution", "role": "other_enterprise", "id_type": "uscc", "id": "91310110666007217T", "name": "x"}, "source": {"record_id": "A\u0000B", "region": "440106"}, "disclosure": {"class": "public"}, "content": {"honor_name": "x", "awarded_by": "y", "awarded_on": "2024-01-01"}}]"#;
-    let long_name = format!(r#"[{{"category": "honor", "subject": {{"kind": "institution", "role": "other_enterprise", "id_type": "uscc", "id": "91310110666007217T", "name": "{}"}}, "source": {{"record_id": "LONG", "region": "440106"}}, "disclosure": {{"class": "public"}}, "content": {{"honor_name": "x", "awarded_by": "y", "awarded_on": "2024-01-01"}}}}]"#, "名".repeat(100_000));
+    let long_name = format!(
+        r#"[{{"category": "honor", "subject": {{"kind": "institution", "role": "other_enterprise", "id_type": "uscc", "id": "91310110666007217T", "name": "{}"}}, "source": {{"record_id": "LONG", "region": "440106"}}, "disclosure": {{"class": "public"}}, "content": {{"honor_name": "x", "awarded_by": "y", "awarded_on": "2024-01-01"}}}}]"#,
+        "名".repeat(100_000)
+    );
     vec![
-        case("billion laughs", "market-registration", X, billion_laughs, 400, Some("doctype_refused")),
-        case("external entity", "market-registration", X, xxe, 400, Some("doctype_refused")),
-        case("100k-deep XML", "market-registration", X, deep_xml, 400, Some("too_deep")),
-        case("100k-deep JSON arrays", "canonical", J, deep_json, 400, Some("malformed_document")),
-        case("100k-deep JSON objects", "mi-penalties", J, deep_object, 400, Some("malformed_document")),
-        case("truncated JSON", "canonical", J, r#"[{"category": "honor", "subject": {"kind"#, 400, Some("malformed_document")),
-        case("truncated XML", "market-registration", X, "<QYDJXX><Records><Record id=\"1\"><QYMC>某", 400, Some("malformed_document")),
-        case("GBK declared, UTF-8 sent", "tax-major-violations", X, gbk_declared_utf8, 400, Some("encoding_mismatch")),
-        case("invalid UTF-8 in JSON", "canonical", J, b"[{\"a\": \"\xC3\x28\"}]".to_vec(), 400, Some("invalid_encoding")),
-        case("invalid UTF-8 in XML", "market-registration", X, b"<QYDJXX>\xFF\xFE\xFD</QYDJXX>".to_vec(), 400, Some("invalid_encoding")),
-        case("invalid GBK bytes", "tax-major-violations", X, bad_gbk, 400, Some("invalid_encoding")),
-        case("unsupported encoding", "market-registration", X, "<?xml version=\"1.0\" encoding=\"EBCDIC-CP-US\"?><QYDJXX/>", 400, Some("unsupported_encoding")),
-        case("UTF-16", "market-registration", X, utf16, 400, Some("unsupported_encoding")),
-        case("undefined entity", "market-registration", X, "<QYDJXX>&foo;</QYDJXX>", 400, Some("undefined_entity")),
-        case("two root elements", "market-registration", X, "<QYDJXX/><QYDJXX/>", 400, Some("malformed_document")),
-        case("mismatched tags", "market-registration", X, "<QYDJXX><Records></QYDJXX></Records>", 400, Some("malformed_document")),
-        case("wrong XML root", "market-registration", X, "<Other/>", 400, Some("unexpected_shape")),
-        case("object where an array is expected", "canonical", J, r#"{"records": []}"#, 400, Some("unexpected_shape")),
-        case("empty body", "canonical", J, "", 400, Some("empty_document")),
-        case("whitespace body", "market-registration", X, "   \n\t ", 400, Some("empty_document")),
-        case("wrong content type", "canonical", "text/plain", "[]", 415, Some("unsupported_media_type")),
-        case("XML to a JSON mapping", "canonical", X, "<a/>", 415, Some("unsupported_media_type")),
-        case("JSON declared Latin-1", "canonical", "application/json; charset=iso-8859-1", "[]", 415, Some("unsupported_media_type")),
-        case("no content type", "canonical", "", "[]", 415, Some("unsupported_media_type")),
-        case("unknown mapping", "../../etc/passwd", J, "[]", 404, Some("unknown_mapping")),
+        case(
+            "billion laughs",
+            "market-registration",
+            X,
+            billion_laughs,
+            400,
+            Some("doctype_refused"),
+        ),
+        case(
+            "external entity",
+            "market-registration",
+            X,
+            xxe,
+            400,
+            Some("doctype_refused"),
+        ),
+        case(
+            "100k-deep XML",
+            "market-registration",
+            X,
+            deep_xml,
+            400,
+            Some("too_deep"),
+        ),
+        case(
+            "100k-deep JSON arrays",
+            "canonical",
+            J,
+            deep_json,
+            400,
+            Some("malformed_document"),
+        ),
+        case(
+            "100k-deep JSON objects",
+            "mi-penalties",
+            J,
+            deep_object,
+            400,
+            Some("malformed_document"),
+        ),
+        case(
+            "truncated JSON",
+            "canonical",
+            J,
+            r#"[{"category": "honor", "subject": {"kind"#,
+            400,
+            Some("malformed_document"),
+        ),
+        case(
+            "truncated XML",
+            "market-registration",
+            X,
+            "<QYDJXX><Records><Record id=\"1\"><QYMC>某",
+            400,
+            Some("malformed_document"),
+        ),
+        case(
+            "GBK declared, UTF-8 sent",
+            "tax-major-violations",
+            X,
+            gbk_declared_utf8,
+            400,
+            Some("encoding_mismatch"),
+        ),
+        case(
+            "invalid UTF-8 in JSON",
+            "canonical",
+            J,
+            b"[{\"a\": \"\xC3\x28\"}]".to_vec(),
+            400,
+            Some("invalid_encoding"),
+        ),
+        case(
+            "invalid UTF-8 in XML",
+            "market-registration",
+            X,
+            b"<QYDJXX>\xFF\xFE\xFD</QYDJXX>".to_vec(),
+            400,
+            Some("invalid_encoding"),
+        ),
+        case(
+            "invalid GBK bytes",
+            "tax-major-violations",
+            X,
+            bad_gbk,
+            400,
+            Some("invalid_encoding"),
+        ),
+        case(
+            "unsupported encoding",
+            "market-registration",
+            X,
+            "<?xml version=\"1.0\" encoding=\"EBCDIC-CP-US\"?><QYDJXX/>",
+            400,
+            Some("unsupported_encoding"),
+        ),
+        case(
+            "UTF-16",
+            "market-registration",
+            X,
+            utf16,
+            400,
+            Some("unsupported_encoding"),
+        ),
+        case(
+            "undefined entity",
+            "market-registration",
+            X,
+            "<QYDJXX>&foo;</QYDJXX>",
+            400,
+            Some("undefined_entity"),
+        ),
+        case(
+            "two root elements",
+            "market-registration",
+            X,
+            "<QYDJXX/><QYDJXX/>",
+            400,
+            Some("malformed_document"),
+        ),
+        case(
+            "mismatched tags",
+            "market-registration",
+            X,
+            "<QYDJXX><Records></QYDJXX></Records>",
+            400,
+            Some("malformed_document"),
+        ),
+        case(
+            "wrong XML root",
+            "market-registration",
+            X,
+            "<Other/>",
+            400,
+            Some("unexpected_shape"),
+        ),
+        case(
+            "object where an array is expected",
+            "canonical",
+            J,
+            r#"{"records": []}"#,
+            400,
+            Some("unexpected_shape"),
+        ),
+        case(
+            "empty body",
+            "canonical",
+            J,
+            "",
+            400,
+            Some("empty_document"),
+        ),
+        case(
+            "whitespace body",
+            "market-registration",
+            X,
+            "   \n\t ",
+            400,
+            Some("empty_document"),
+        ),
+        case(
+            "wrong content type",
+            "canonical",
+            "text/plain",
+            "[]",
+            415,
+            Some("unsupported_media_type"),
+        ),
+        case(
+            "XML to a JSON mapping",
+            "canonical",
+            X,
+            "<a/>",
+            415,
+            Some("unsupported_media_type"),
+        ),
+        case(
+            "JSON declared Latin-1",
+            "canonical",
+            "application/json; charset=iso-8859-1",
+            "[]",
+            415,
+            Some("unsupported_media_type"),
+        ),
+        case(
+            "no content type",
+            "canonical",
+            "",
+            "[]",
+            415,
+            Some("unsupported_media_type"),
+        ),
+        case(
+            "unknown mapping",
+            "../../etc/passwd",
+            J,
+            "[]",
+            404,
+            Some("unknown_mapping"),
+        ),
         case("huge integer", "mi-evaluations", J, huge_integer, 200, None),
         case("huge decimal", "mi-evaluations", J, huge_decimal, 200, None),
-        case("records that are not objects", "canonical", J, "[1, \"x\", null, []]", 200, None),
+        case(
+            "records that are not objects",
+            "canonical",
+            J,
+            "[1, \"x\", null, []]",
+            200,
+            None,
+        ),
         case("NUL in a record id", "canonical", J, nul_in_id, 200, None),
         case("100k-character name", "canonical", J, long_name, 200, None),
-        case("CDATA and comments are fine", "market-registration", X, "<QYDJXX><!-- c --><Records><![CDATA[x]]></Records></QYDJXX>", 200, None),
+        case(
+            "CDATA and comments are fine",
+            "market-registration",
+            X,
+            "<QYDJXX><!-- c --><Records><![CDATA[x]]></Records></QYDJXX>",
+            200,
+            None,
+        ),
     ]
 }
 
@@ -88,8 +294,16 @@ fn raw_post(gw: &Gateway, declared: bool) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port: u16 = gw.api.rsplit(':').next().unwrap().parse().unwrap();
     let certs = gw.certs();
-    let cfg = credit_gateway::identity::tls::client_config(&certs.join("ca.pem"), &certs.join("clients/medical_insurance.pem"), &certs.join("clients/medical_insurance-key.pem")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cfg = credit_gateway::identity::tls::client_config(
+        &certs.join("ca.pem"),
+        &certs.join("clients/medical_insurance.pem"),
+        &certs.join("clients/medical_insurance-key.pem"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
@@ -117,7 +331,12 @@ fn raw_post(gw: &Gateway, declared: bool) -> String {
 
 fn rss_peak_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -133,36 +352,78 @@ fn every_hostile_input_gets_its_documented_error_and_the_gateway_stays_up() {
             "tax-major-violations" => admin_clients[1],
             _ => "medical_insurance",
         };
-        let cl = if agency == "medical_insurance" { &client } else { &gw.client(agency) };
-        let ct = if c.content_type.is_empty() { None } else { Some(c.content_type) };
-        let reply = cl.request("POST", &format!("/v1/records?mapping={}", c.mapping), ct, c.body.clone()).unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_eq!(reply.status, c.status, "{}: {}", c.name, String::from_utf8_lossy(&reply.body));
+        let cl = if agency == "medical_insurance" {
+            &client
+        } else {
+            &gw.client(agency)
+        };
+        let ct = if c.content_type.is_empty() {
+            None
+        } else {
+            Some(c.content_type)
+        };
+        let reply = cl
+            .request(
+                "POST",
+                &format!("/v1/records?mapping={}", c.mapping),
+                ct,
+                c.body.clone(),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        assert_eq!(
+            reply.status,
+            c.status,
+            "{}: {}",
+            c.name,
+            String::from_utf8_lossy(&reply.body)
+        );
         let body: Value = reply.json();
         match c.code {
             Some(code) => {
                 assert_eq!(body["error"]["code"], code, "{}: {body}", c.name);
                 let text = body.to_string();
-                assert!(!text.contains("/src/") && !text.contains("panicked") && !text.contains("sled"), "{}: no internals: {text}", c.name);
+                assert!(
+                    !text.contains("/src/") && !text.contains("panicked") && !text.contains("sled"),
+                    "{}: no internals: {text}",
+                    c.name
+                );
             }
             None => {
                 let rejected = body["rejected"].as_array().map(|a| a.len()).unwrap_or(0);
                 let total = body["total"].as_u64().unwrap_or(0) as usize;
                 if c.name != "CDATA and comments are fine" {
-                    assert_eq!(rejected, total, "{}: every hostile record is rejected: {body}", c.name);
+                    assert_eq!(
+                        rejected, total,
+                        "{}: every hostile record is rejected: {body}",
+                        c.name
+                    );
                 }
             }
         }
     }
     // 50 MB: refused by its declared length before a byte of it is read, and without a declared
     // length (chunked) once the limit is crossed.
-    assert!(raw_post(&gw, true).starts_with("HTTP/1.1 413"), "declared 50 MB");
-    assert!(raw_post(&gw, false).starts_with("HTTP/1.1 413"), "chunked 50 MB");
+    assert!(
+        raw_post(&gw, true).starts_with("HTTP/1.1 413"),
+        "declared 50 MB"
+    );
+    assert!(
+        raw_post(&gw, false).starts_with("HTTP/1.1 413"),
+        "chunked 50 MB"
+    );
     // Still up and serving.
     assert_eq!(gw.admin_get("/healthz").0, 200);
-    let ok = client.post("/v1/records?mapping=canonical", "application/json", b"[]".to_vec());
+    let ok = client.post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        b"[]".to_vec(),
+    );
     assert_eq!(ok.status, 200);
     let peak = rss_peak_kib(gw.child.as_ref().unwrap().id());
-    assert!(peak > 0 && peak < 256 * 1024, "peak RSS {peak} KiB stays bounded");
+    assert!(
+        peak > 0 && peak < 256 * 1024,
+        "peak RSS {peak} KiB stays bounded"
+    );
 }
 
 #[test]
@@ -179,19 +440,40 @@ fn slow_clients_are_cut_off() {
     let mut buf = [0u8; 16];
     let n = raw.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "closed without a byte");
-    assert!(started.elapsed() < Duration::from_secs(5), "cut after about a second: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut after about a second: {:?}",
+        started.elapsed()
+    );
 
     // Slowloris: TLS done, then headers one byte at a time.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let certs = gw.certs();
-    let cfg = credit_gateway::identity::tls::client_config(&certs.join("ca.pem"), &certs.join("clients/medical_insurance.pem"), &certs.join("clients/medical_insurance-key.pem")).unwrap();
+    let cfg = credit_gateway::identity::tls::client_config(
+        &certs.join("ca.pem"),
+        &certs.join("clients/medical_insurance.pem"),
+        &certs.join("clients/medical_insurance-key.pem"),
+    )
+    .unwrap();
     let cut = rt.block_on(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
-        let mut tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+        let mut tls = connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
         let started = Instant::now();
-        for b in b"POST /v1/records?mapping=canonical HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".iter().cycle().take(400) {
+        for b in b"POST /v1/records?mapping=canonical HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(400)
+        {
             if tls.write_all(&[*b]).await.is_err() {
                 return started.elapsed();
             }
@@ -204,8 +486,14 @@ fn slow_clients_are_cut_off() {
         }
         started.elapsed()
     });
-    assert!(cut < Duration::from_secs(5), "a slowloris client is disconnected after the header timeout, took {cut:?}");
+    assert!(
+        cut < Duration::from_secs(5),
+        "a slowloris client is disconnected after the header timeout, took {cut:?}"
+    );
     // Others are served meanwhile and after.
-    assert_eq!(gw.client("medical_insurance").get("/v1/mappings").status, 200);
+    assert_eq!(
+        gw.client("medical_insurance").get("/v1/mappings").status,
+        200
+    );
     let _ = std::io::stdout().flush();
 }

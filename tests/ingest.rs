@@ -23,7 +23,11 @@ fn penalty(record_id: &str, uscc: &str) -> Value {
 }
 
 fn push(gw: &Gateway, agency: &str, records: &Value) -> common::Reply {
-    gw.client(agency).post("/v1/records?mapping=canonical", "application/json", serde_json::to_vec(records).unwrap())
+    gw.client(agency).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(records).unwrap(),
+    )
 }
 
 #[test]
@@ -35,34 +39,64 @@ fn a_batch_gets_a_receipt_with_per_record_errors() {
     bad_date["basis"]["decided_on"] = json!("2025-02-30");
     let mut no_basis = penalty("NO-BASIS", "91350100M000100Y43");
     no_basis.as_object_mut().unwrap().remove("basis");
-    let batch = json!([penalty("1", "91310110666007217T"), bad_check, bad_date, no_basis, penalty("2", "91350100M000100Y43")]);
+    let batch = json!([
+        penalty("1", "91310110666007217T"),
+        bad_check,
+        bad_date,
+        no_basis,
+        penalty("2", "91350100M000100Y43")
+    ]);
     let reply = push(&gw, MI, &batch);
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let receipt = reply.json();
     assert_eq!(receipt["accepted"], 2);
     assert_eq!(receipt["new"], 2);
     assert_eq!(receipt["total"], 5);
-    assert!(receipt["receipt_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(receipt["receipt_id"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     assert!(receipt["audit"]["seq"].as_u64().unwrap() >= 1);
     let rejected = receipt["rejected"].as_array().unwrap();
-    let by_id = |id: &str| rejected.iter().find(|r| r["record_id"] == id).unwrap_or_else(|| panic!("{id} not rejected: {receipt}"));
+    let by_id = |id: &str| {
+        rejected
+            .iter()
+            .find(|r| r["record_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not rejected: {receipt}"))
+    };
     assert_eq!(by_id("BAD-CHECK")["index"], 1);
     assert_eq!(by_id("BAD-CHECK")["field"], "subject.id");
-    assert!(by_id("BAD-CHECK")["reason"].as_str().unwrap().contains("check character"));
+    assert!(by_id("BAD-CHECK")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("check character"));
     assert_eq!(by_id("BAD-DATE")["field"], "basis.decided_on");
     assert_eq!(by_id("NO-BASIS")["field"], "basis");
-    assert!(by_id("NO-BASIS")["reason"].as_str().unwrap().contains("GD Art. 26"));
+    assert!(by_id("NO-BASIS")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("GD Art. 26"));
 
     // The receipt can be fetched again by the agency that sent it, not by another.
     let id = receipt["receipt_id"].as_str().unwrap();
     assert_eq!(gw.client(MI).get(&format!("/v1/receipts/{id}")).status, 200);
-    assert_eq!(gw.client("tax").get(&format!("/v1/receipts/{id}")).status, 404);
+    assert_eq!(
+        gw.client("tax").get(&format!("/v1/receipts/{id}")).status,
+        404
+    );
 }
 
 #[test]
 fn the_archive_is_readable_by_the_medical_insurance_platform_only() {
     let gw = Gateway::start();
-    assert_eq!(push(&gw, MI, &json!([penalty("A-1", "91310110666007217T")])).status, 200);
+    assert_eq!(
+        push(&gw, MI, &json!([penalty("A-1", "91310110666007217T")])).status,
+        200
+    );
     let reply = gw.client(MI).get("/v1/subjects/uscc/91310110666007217T");
     assert_eq!(reply.status, 200);
     let archive = reply.json();
@@ -71,11 +105,23 @@ fn the_archive_is_readable_by_the_medical_insurance_platform_only() {
     assert_eq!(records[0]["record_id"], "A-1");
     assert_eq!(records[0]["versions"][0]["record"]["source"]["agency"], MI);
 
-    let denied = gw.client("health").get("/v1/subjects/uscc/91310110666007217T");
+    let denied = gw
+        .client("health")
+        .get("/v1/subjects/uscc/91310110666007217T");
     assert_eq!(denied.status, 403);
     assert_eq!(denied.json()["error"]["code"], "archive_not_allowed");
-    assert_eq!(gw.client(MI).get("/v1/subjects/uscc/91350100M000100Y43").status, 404);
-    assert_eq!(gw.client(MI).get("/v1/subjects/uscc/91350100M000100Y44").json()["error"]["code"], "invalid_subject_id");
+    assert_eq!(
+        gw.client(MI)
+            .get("/v1/subjects/uscc/91350100M000100Y43")
+            .status,
+        404
+    );
+    assert_eq!(
+        gw.client(MI)
+            .get("/v1/subjects/uscc/91350100M000100Y44")
+            .json()["error"]["code"],
+        "invalid_subject_id"
+    );
 }
 
 #[test]
@@ -84,17 +130,30 @@ fn the_same_record_twice_is_stored_once_and_a_change_is_a_new_version() {
     let batch = json!([penalty("V-1", "91310110666007217T")]);
     assert_eq!(push(&gw, MI, &batch).json()["new"], 1);
     let again = push(&gw, MI, &batch).json();
-    assert_eq!((again["new"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (again["new"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(1))
+    );
     let mut changed = penalty("V-1", "91310110666007217T");
     changed["content"]["fine_yuan"] = json!("30000");
     let updated = push(&gw, MI, &json!([changed])).json();
     assert_eq!(updated["updated"], 1);
     assert_eq!(updated["records"][0]["version"], 2);
-    let archive = gw.client(MI).get("/v1/subjects/uscc/91310110666007217T").json();
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91310110666007217T")
+        .json();
     let history = &archive["categories"]["administrative"][0];
     assert_eq!(history["current_version"], 2);
-    assert_eq!(history["versions"].as_array().unwrap().len(), 2, "one version per distinct content: {history}");
-    assert_eq!(history["versions"][0]["record"]["content"]["fine_yuan"], "20000", "history kept");
+    assert_eq!(
+        history["versions"].as_array().unwrap().len(),
+        2,
+        "one version per distinct content: {history}"
+    );
+    assert_eq!(
+        history["versions"][0]["record"]["content"]["fine_yuan"], "20000",
+        "history kept"
+    );
 }
 
 #[test]
@@ -104,36 +163,74 @@ fn restarting_loses_nothing() {
 
 #[test]
 fn restarting_loses_nothing_with_power_loss_durability() {
-    restart_keeps_everything(Gateway::start_with(|c| c.storage.durability = credit_gateway::store::Durability::PowerLoss));
+    restart_keeps_everything(Gateway::start_with(|c| {
+        c.storage.durability = credit_gateway::store::Durability::PowerLoss
+    }));
 }
 
 fn restart_keeps_everything(mut gw: Gateway) {
-    let batch: Vec<Value> = (0..50).map(|i| penalty(&format!("R-{i}"), "91310110666007217T")).collect();
+    let batch: Vec<Value> = (0..50)
+        .map(|i| penalty(&format!("R-{i}"), "91310110666007217T"))
+        .collect();
     let receipt = push(&gw, MI, &json!(batch)).json();
     assert_eq!(receipt["accepted"], 50);
     let status = gw.stop();
-    assert!(status.success(), "graceful stop exits 0: {status:?}\n{}", gw.log());
+    assert!(
+        status.success(),
+        "graceful stop exits 0: {status:?}\n{}",
+        gw.log()
+    );
     gw.spawn();
-    let archive = gw.client(MI).get("/v1/subjects/uscc/91310110666007217T").json();
-    assert_eq!(archive["categories"]["administrative"].as_array().unwrap().len(), 50);
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91310110666007217T")
+        .json();
+    assert_eq!(
+        archive["categories"]["administrative"]
+            .as_array()
+            .unwrap()
+            .len(),
+        50
+    );
     // The audit chain continues across the restart.
     let next = push(&gw, MI, &json!([penalty("R-after", "91310110666007217T")])).json();
-    assert_eq!(next["audit"]["seq"].as_u64(), receipt["audit"]["seq"].as_u64().map(|s| s + 1));
+    assert_eq!(
+        next["audit"]["seq"].as_u64(),
+        receipt["audit"]["seq"].as_u64().map(|s| s + 1)
+    );
     gw.stop();
-    let (code, out, err) = run_cli(gw.dir.path(), &["--config", gw.config_path().to_str().unwrap(), "audit", "verify"]);
+    let (code, out, err) = run_cli(
+        gw.dir.path(),
+        &[
+            "--config",
+            gw.config_path().to_str().unwrap(),
+            "audit",
+            "verify",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]
 fn an_agency_cannot_push_a_mapping_it_is_not_allowed() {
     let gw = Gateway::start();
-    let reply = gw.client("tax").post("/v1/records?mapping=canonical", "application/json", b"[]".to_vec());
+    let reply = gw.client("tax").post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        b"[]".to_vec(),
+    );
     assert_eq!(reply.status, 403);
     assert_eq!(reply.json()["error"]["code"], "mapping_not_allowed");
-    let reply = gw.client("tax").post("/v1/records?mapping=nope", "application/json", b"[]".to_vec());
+    let reply = gw.client("tax").post(
+        "/v1/records?mapping=nope",
+        "application/json",
+        b"[]".to_vec(),
+    );
     assert_eq!(reply.status, 404);
     assert_eq!(reply.json()["error"]["code"], "unknown_mapping");
-    let reply = gw.client(MI).post("/v1/records", "application/json", b"[]".to_vec());
+    let reply = gw
+        .client(MI)
+        .post("/v1/records", "application/json", b"[]".to_vec());
     assert_eq!(reply.json()["error"]["code"], "missing_mapping");
 }
 
@@ -153,15 +250,26 @@ fn the_handshake_fails_without_a_certificate_or_with_a_foreign_one() {
     let ca = gw.certs().join("ca.pem");
     let no_cert = credit_gateway::identity::tls::client_config_without_cert(&ca).unwrap();
     let client = common::ApiClient::new(no_cert, &gw.api);
-    assert!(client.request("GET", "/v1/mappings", None, vec![]).is_err(), "no client certificate: the request fails");
+    assert!(
+        client.request("GET", "/v1/mappings", None, vec![]).is_err(),
+        "no client certificate: the request fails"
+    );
 
     let other = tempfile::tempdir().unwrap();
     let (code, _, err) = run_cli(other.path(), &["certs", "init", "--dir", "other-ca"]);
     assert_eq!(code, 0, "{err}");
     let foreign = other.path().join("other-ca/clients");
-    let cfg = credit_gateway::identity::tls::client_config(&ca, &foreign.join("medical_insurance.pem"), &foreign.join("medical_insurance-key.pem")).unwrap();
+    let cfg = credit_gateway::identity::tls::client_config(
+        &ca,
+        &foreign.join("medical_insurance.pem"),
+        &foreign.join("medical_insurance-key.pem"),
+    )
+    .unwrap();
     let client = common::ApiClient::new(cfg, &gw.api);
-    assert!(client.request("GET", "/v1/mappings", None, vec![]).is_err(), "certificate from another CA: the request fails");
+    assert!(
+        client.request("GET", "/v1/mappings", None, vec![]).is_err(),
+        "certificate from another CA: the request fails"
+    );
     // And the right one works.
     assert_eq!(gw.client(MI).get("/v1/mappings").status, 200);
 }
@@ -169,11 +277,17 @@ fn the_handshake_fails_without_a_certificate_or_with_a_foreign_one() {
 #[test]
 fn oversized_bodies_get_413() {
     let gw = Gateway::start_with(|c| c.server.max_body_bytes = 4096);
-    let big: Vec<Value> = (0..100).map(|i| penalty(&format!("B-{i}"), "91310110666007217T")).collect();
+    let big: Vec<Value> = (0..100)
+        .map(|i| penalty(&format!("B-{i}"), "91310110666007217T"))
+        .collect();
     let reply = push(&gw, MI, &json!(big));
     assert_eq!(reply.status, 413);
     assert_eq!(reply.json()["error"]["code"], "payload_too_large");
-    assert_eq!(push(&gw, MI, &json!([penalty("small", "91310110666007217T")])).status, 200, "still serving");
+    assert_eq!(
+        push(&gw, MI, &json!([penalty("small", "91310110666007217T")])).status,
+        200,
+        "still serving"
+    );
 }
 
 #[test]
@@ -189,25 +303,44 @@ fn over_the_rate_limit_gets_429_with_retry_after() {
     let client = gw.client("health");
     let statuses: Vec<(u16, Option<String>)> = (0..5)
         .map(|_| {
-            let r = client.post("/v1/records?mapping=health-practitioner-qualifications", "application/json", b"{}".to_vec());
-            (r.status, r.headers.get("retry-after").map(|v| v.to_str().unwrap().to_string()))
+            let r = client.post(
+                "/v1/records?mapping=health-practitioner-qualifications",
+                "application/json",
+                b"{}".to_vec(),
+            );
+            (
+                r.status,
+                r.headers
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string()),
+            )
         })
         .collect();
     let limited: Vec<_> = statuses.iter().filter(|(s, _)| *s == 429).collect();
     assert!(!limited.is_empty(), "{statuses:?}");
-    assert!(limited.iter().all(|(_, ra)| ra.as_deref().is_some_and(|v| v.parse::<u64>().unwrap() >= 1)));
+    assert!(limited.iter().all(|(_, ra)| ra
+        .as_deref()
+        .is_some_and(|v| v.parse::<u64>().unwrap() >= 1)));
 }
 
 #[test]
 fn malformed_json_gets_400_with_line_and_column() {
     let gw = Gateway::start();
-    let reply = gw.client(MI).post("/v1/records?mapping=canonical", "application/json", b"[\n  {\"category\": }\n]".to_vec());
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        b"[\n  {\"category\": }\n]".to_vec(),
+    );
     assert_eq!(reply.status, 400);
     let err = &reply.json()["error"];
     assert_eq!(err["code"], "malformed_document");
     assert_eq!(err["line"], 2);
     assert!(err["column"].as_u64().unwrap() > 1);
-    let wrong_type = gw.client(MI).post("/v1/records?mapping=canonical", "text/plain", b"[]".to_vec());
+    let wrong_type = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "text/plain",
+        b"[]".to_vec(),
+    );
     assert_eq!(wrong_type.status, 415);
 }
 
@@ -219,7 +352,10 @@ fn admin_endpoints_answer() {
     push(&gw, MI, &json!([penalty("M-1", "91310110666007217T")]));
     let (status, metrics) = gw.admin_get("/metrics");
     assert_eq!(status, 200);
-    assert!(metrics.contains("gateway_records_accepted_total"), "{metrics}");
+    assert!(
+        metrics.contains("gateway_records_accepted_total"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -230,13 +366,22 @@ fn logs_never_contain_a_resident_id() {
     rec["category"] = json!("qualification");
     rec["subject"] = json!({"kind": "individual", "role": "physician", "id_type": "resident_id", "id": resident, "name": "张三"});
     rec.as_object_mut().unwrap().remove("basis");
-    rec["content"] = json!({"qualification_type": "医师资格", "certificate_number": "110440100000123"});
+    rec["content"] =
+        json!({"qualification_type": "医师资格", "certificate_number": "110440100000123"});
     let mut bad = rec.clone();
     bad["subject"]["id"] = json!("440104199003071238");
     bad["source"]["record_id"] = json!("P-2");
     let receipt = push(&gw, MI, &json!([rec, bad])).json();
     assert_eq!(receipt["accepted"], 1, "{receipt}");
-    assert!(!serde_json::to_string(&receipt).unwrap().contains("440104199003071238"), "the receipt does not echo the bad ID");
+    assert!(
+        !serde_json::to_string(&receipt)
+            .unwrap()
+            .contains("440104199003071238"),
+        "the receipt does not echo the bad ID"
+    );
     let log = gw.log();
-    assert!(!log.contains(resident) && !log.contains("440104199003071238"), "{log}");
+    assert!(
+        !log.contains(resident) && !log.contains("440104199003071238"),
+        "{log}"
+    );
 }

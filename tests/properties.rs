@@ -15,12 +15,24 @@ fn mappings() -> MappingSet {
 
 fn samples() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/samples");
-    let table: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("expected.toml")).unwrap()).unwrap();
-    table.iter().map(|(m, v)| (m.clone(), std::fs::read(dir.join(v["file"].as_str().unwrap())).unwrap())).collect()
+    let table: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.join("expected.toml")).unwrap()).unwrap();
+    table
+        .iter()
+        .map(|(m, v)| {
+            (
+                m.clone(),
+                std::fs::read(dir.join(v["file"].as_str().unwrap())).unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn ctx() -> ValidationContext {
-    ValidationContext { authenticated_agency: Some("medical_insurance".into()), ..Default::default() }
+    ValidationContext {
+        authenticated_agency: Some("medical_insurance".into()),
+        ..Default::default()
+    }
 }
 
 proptest! {
@@ -87,7 +99,11 @@ fn entry(n: usize, correction: bool) -> Entry {
         idempotency_key: format!("k{n}"),
         destination: "d".into(),
         channel: credit_gateway::disclosure::Channel::GovShare,
-        kind: if correction { Kind::Correction } else { Kind::Share },
+        kind: if correction {
+            Kind::Correction
+        } else {
+            Kind::Share
+        },
         agency: "a".into(),
         record_id: format!("r{n}"),
         version: 1,

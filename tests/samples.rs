@@ -7,7 +7,8 @@ use common::{repo, run_cli, Gateway};
 use serde_json::Value;
 
 fn expected() -> toml::Table {
-    toml::from_str(&std::fs::read_to_string(repo().join("examples/samples/expected.toml")).unwrap()).unwrap()
+    toml::from_str(&std::fs::read_to_string(repo().join("examples/samples/expected.toml")).unwrap())
+        .unwrap()
 }
 
 #[test]
@@ -18,18 +19,42 @@ fn every_shipped_sample_gets_the_expected_receipt() {
     for (mapping, exp) in &all {
         let file = exp["file"].as_str().unwrap();
         let body = std::fs::read(repo().join("examples/samples").join(file)).unwrap();
-        let reply = gw.client(exp["agency"].as_str().unwrap()).post(&format!("/v1/records?mapping={mapping}"), exp["content_type"].as_str().unwrap(), body);
-        assert_eq!(reply.status, 200, "{mapping}: {}", String::from_utf8_lossy(&reply.body));
+        let reply = gw.client(exp["agency"].as_str().unwrap()).post(
+            &format!("/v1/records?mapping={mapping}"),
+            exp["content_type"].as_str().unwrap(),
+            body,
+        );
+        assert_eq!(
+            reply.status,
+            200,
+            "{mapping}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
         let receipt = reply.json();
-        assert_eq!(receipt["accepted"].as_integer_like(), exp["accepted"].as_integer().unwrap(), "{mapping}: {receipt}");
+        assert_eq!(
+            receipt["accepted"].as_integer_like(),
+            exp["accepted"].as_integer().unwrap(),
+            "{mapping}: {receipt}"
+        );
         let rejected = receipt["rejected"].as_array().unwrap();
         let want = exp["rejected"].as_array().unwrap();
         assert_eq!(rejected.len(), want.len(), "{mapping}: {receipt}");
         for w in want {
             let id = w["record_id"].as_str().unwrap();
-            let got = rejected.iter().find(|r| r["record_id"] == id).unwrap_or_else(|| panic!("{mapping}: {id} not rejected: {receipt}"));
-            assert_eq!(got["canonical_field"], w["canonical_field"].as_str().unwrap(), "{mapping} {id}");
-            assert_eq!(got["field"], w["field"].as_str().unwrap(), "{mapping} {id}: the source field is named");
+            let got = rejected
+                .iter()
+                .find(|r| r["record_id"] == id)
+                .unwrap_or_else(|| panic!("{mapping}: {id} not rejected: {receipt}"));
+            assert_eq!(
+                got["canonical_field"],
+                w["canonical_field"].as_str().unwrap(),
+                "{mapping} {id}"
+            );
+            assert_eq!(
+                got["field"],
+                w["field"].as_str().unwrap(),
+                "{mapping} {id}: the source field is named"
+            );
             assert!(got["index"].is_u64() && !got["reason"].as_str().unwrap().is_empty());
         }
     }
@@ -39,18 +64,40 @@ fn every_shipped_sample_gets_the_expected_receipt() {
 fn the_gbk_sample_keeps_its_chinese_text() {
     let gw = Gateway::start();
     let body = std::fs::read(repo().join("examples/samples/tax-major-violations.xml")).unwrap();
-    assert!(std::str::from_utf8(&body).is_err(), "the sample really is GBK");
-    let receipt = gw.client("tax").post("/v1/records?mapping=tax-major-violations", "application/xml", body).json();
+    assert!(
+        std::str::from_utf8(&body).is_err(),
+        "the sample really is GBK"
+    );
+    let receipt = gw
+        .client("tax")
+        .post(
+            "/v1/records?mapping=tax-major-violations",
+            "application/xml",
+            body,
+        )
+        .json();
     assert_eq!(receipt["accepted"], 2);
-    let out = gw.client("medical_insurance").get(&format!("/v1/subjects/uscc/{}", first_tax_subject())).json();
+    let out = gw
+        .client("medical_insurance")
+        .get(&format!("/v1/subjects/uscc/{}", first_tax_subject()))
+        .json();
     let record = &out["categories"]["dishonest_list"][0]["versions"][0]["record"];
     assert_eq!(record["subject"]["name"], "广州市某某医药贸易有限公司");
-    assert_eq!(record["basis"]["decided_on"], "2025-01-15", "YYYY年MM月DD日 parsed");
-    assert_eq!(record["content"]["authority"], "国家税务总局广州市税务局第一稽查局");
+    assert_eq!(
+        record["basis"]["decided_on"], "2025-01-15",
+        "YYYY年MM月DD日 parsed"
+    );
+    assert_eq!(
+        record["content"]["authority"],
+        "国家税务总局广州市税务局第一稽查局"
+    );
 }
 
 fn first_tax_subject() -> String {
-    let text = encoding_rs::GBK.decode(&std::fs::read(repo().join("examples/samples/tax-major-violations.xml")).unwrap()).0.into_owned();
+    let text = encoding_rs::GBK
+        .decode(&std::fs::read(repo().join("examples/samples/tax-major-violations.xml")).unwrap())
+        .0
+        .into_owned();
     let start = text.find("<NSRSBH>").unwrap() + "<NSRSBH>".len();
     text[start..start + 18].to_string()
 }
@@ -59,9 +106,23 @@ fn first_tax_subject() -> String {
 fn the_offline_check_prints_one_json_object_and_exits_by_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, format!("[mappings]\ndir = {:?}\n", repo().join("mappings"))).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[mappings]\ndir = {:?}\n", repo().join("mappings")),
+    )
+    .unwrap();
     let sample = repo().join("examples/samples/mi-evaluations.json");
-    let (code, out, err) = run_cli(dir.path(), &["--config", cfg.to_str().unwrap(), "check", "--mapping", "mi-evaluations", sample.to_str().unwrap()]);
+    let (code, out, err) = run_cli(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "check",
+            "--mapping",
+            "mi-evaluations",
+            sample.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 1, "a rejected record exits 1: {err}");
     let v: Value = serde_json::from_str(&out).expect("stdout is one JSON object");
     assert_eq!(v["accepted"], 4);
@@ -72,16 +133,39 @@ fn the_offline_check_prints_one_json_object_and_exits_by_outcome() {
 
     // All valid: exit 0.
     let mut all: Value = serde_json::from_slice(&std::fs::read(&sample).unwrap()).unwrap();
-    all["results"].as_array_mut().unwrap().retain(|r| r["PJBH"] != "XYPJ-BAD-GRADE");
+    all["results"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["PJBH"] != "XYPJ-BAD-GRADE");
     let good = dir.path().join("good.json");
     std::fs::write(&good, serde_json::to_vec(&all).unwrap()).unwrap();
-    let (code, _, _) = run_cli(dir.path(), &["--config", cfg.to_str().unwrap(), "check", "--mapping", "mi-evaluations", good.to_str().unwrap()]);
+    let (code, _, _) = run_cli(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "check",
+            "--mapping",
+            "mi-evaluations",
+            good.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0);
 
     // Unparseable: exit 2 with the position on stderr.
     let broken = dir.path().join("broken.json");
     std::fs::write(&broken, b"{\"results\": [\n  {\"PJBH\": }\n]}").unwrap();
-    let (code, out, err) = run_cli(dir.path(), &["--config", cfg.to_str().unwrap(), "check", "--mapping", "mi-evaluations", broken.to_str().unwrap()]);
+    let (code, out, err) = run_cli(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "check",
+            "--mapping",
+            "mi-evaluations",
+            broken.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 2);
     assert!(out.is_empty());
     assert!(err.contains("line 2"), "{err}");

@@ -37,20 +37,37 @@ fn agreement(record_id: &str, region: &str) -> Value {
 }
 
 fn push(gw: &Gateway, records: Vec<Value>) -> Value {
-    let reply = gw.client(MI).post("/v1/records?mapping=canonical", "application/json", serde_json::to_vec(&records).unwrap());
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&records).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     reply.json()
 }
 
 fn keys(r: &Receiver) -> HashSet<String> {
-    r.received().into_iter().map(|s| s.idempotency_key).collect()
+    r.received()
+        .into_iter()
+        .map(|s| s.idempotency_key)
+        .collect()
 }
 
 fn channels_of(r: &Receiver, record_id: &str) -> Vec<String> {
     let mut c: Vec<String> = r
         .received()
         .into_iter()
-        .filter(|s| s.record.pointer("/source/record_id").and_then(Value::as_str) == Some(record_id))
+        .filter(|s| {
+            s.record
+                .pointer("/source/record_id")
+                .and_then(Value::as_str)
+                == Some(record_id)
+        })
         .map(|s| s.channel)
         .collect();
     c.sort();
@@ -66,16 +83,46 @@ fn records_reach_the_right_platforms_on_the_right_channels() {
     gw.add_destination("guangzhou", "440100", &guangzhou);
     gw.add_destination("shenzhen", "440300", &shenzhen);
     gw.spawn();
-    let receipt = push(&gw, vec![penalty("GZ-1", "440106", &["罚款"]), penalty("SZ-1", "440305", &["罚款"]), agreement("GZ-A", "440106")]);
+    let receipt = push(
+        &gw,
+        vec![
+            penalty("GZ-1", "440106", &["罚款"]),
+            penalty("SZ-1", "440305", &["罚款"]),
+            agreement("GZ-A", "440106"),
+        ],
+    );
     assert_eq!(receipt["accepted"], 3);
     // Province: both penalties on two channels, the agreement on government sharing only.
-    assert!(wait_until(Duration::from_secs(20), || province.received().len() == 5), "province got {}", province.received().len());
-    assert!(wait_until(Duration::from_secs(20), || guangzhou.received().len() == 3));
-    assert!(wait_until(Duration::from_secs(20), || shenzhen.received().len() == 2));
-    assert_eq!(channels_of(&province, "GZ-1"), vec!["gov_share", "public_notice"]);
-    assert_eq!(channels_of(&province, "GZ-A"), vec!["gov_share"], "a gov_share record is never publicly noticed");
-    assert!(channels_of(&guangzhou, "SZ-1").is_empty(), "Guangzhou does not get Shenzhen's records");
-    assert_eq!(channels_of(&shenzhen, "SZ-1"), vec!["gov_share", "public_notice"]);
+    assert!(
+        wait_until(Duration::from_secs(20), || province.received().len() == 5),
+        "province got {}",
+        province.received().len()
+    );
+    assert!(wait_until(Duration::from_secs(20), || guangzhou
+        .received()
+        .len()
+        == 3));
+    assert!(wait_until(Duration::from_secs(20), || shenzhen
+        .received()
+        .len()
+        == 2));
+    assert_eq!(
+        channels_of(&province, "GZ-1"),
+        vec!["gov_share", "public_notice"]
+    );
+    assert_eq!(
+        channels_of(&province, "GZ-A"),
+        vec!["gov_share"],
+        "a gov_share record is never publicly noticed"
+    );
+    assert!(
+        channels_of(&guangzhou, "SZ-1").is_empty(),
+        "Guangzhou does not get Shenzhen's records"
+    );
+    assert_eq!(
+        channels_of(&shenzhen, "SZ-1"),
+        vec!["gov_share", "public_notice"]
+    );
     // Sending the same batch again shares nothing new.
     push(&gw, vec![penalty("GZ-1", "440106", &["罚款"])]);
     std::thread::sleep(Duration::from_millis(500));
@@ -93,13 +140,19 @@ fn a_platform_that_is_down_gets_everything_once_it_is_back() {
     gw.add_destination("provincial", "440000", &province);
     gw.config.sharing.request_timeout_ms = 500;
     gw.spawn();
-    for (i, mode) in [Mode::Unavailable, Mode::Close, Mode::Hang].into_iter().enumerate() {
+    for (i, mode) in [Mode::Unavailable, Mode::Close, Mode::Hang]
+        .into_iter()
+        .enumerate()
+    {
         province.set_mode(mode.clone(), Some(Duration::from_millis(1500)));
-        let batch: Vec<Value> = (0..20).map(|n| agreement(&format!("DOWN-{i}-{n}"), "440106")).collect();
+        let batch: Vec<Value> = (0..20)
+            .map(|n| agreement(&format!("DOWN-{i}-{n}"), "440106"))
+            .collect();
         push(&gw, batch);
         let expected = 20 * (i + 1);
         assert!(
-            wait_until(Duration::from_secs(30), || keys(&province).len() == expected),
+            wait_until(Duration::from_secs(30), || keys(&province).len()
+                == expected),
             "{mode:?}: got {} of {expected}",
             keys(&province).len()
         );
@@ -107,7 +160,10 @@ fn a_platform_that_is_down_gets_everything_once_it_is_back() {
     assert_eq!(province.received().len(), 60, "nothing stored twice");
     assert!(province.requests() > 3, "the outage forced retries");
     let (_, metrics) = gw.admin_get("/metrics");
-    assert!(metrics.contains("gateway_delivery_retries_total"), "{metrics}");
+    assert!(
+        metrics.contains("gateway_delivery_retries_total"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -119,19 +175,32 @@ fn a_gateway_killed_while_delivering_delivers_the_rest_after_restart() {
     gw.config.destinations[0].batch_size = 10;
     gw.spawn();
     province.set_mode(Mode::Slow(150), None);
-    let batch: Vec<Value> = (0..300).map(|n| agreement(&format!("KILL-{n}"), "440106")).collect();
+    let batch: Vec<Value> = (0..300)
+        .map(|n| agreement(&format!("KILL-{n}"), "440106"))
+        .collect();
     assert_eq!(push(&gw, batch)["accepted"], 300);
-    assert!(wait_until(Duration::from_secs(20), || !province.received().is_empty()));
+    assert!(wait_until(Duration::from_secs(20), || !province
+        .received()
+        .is_empty()));
     gw.kill();
     let before = keys(&province).len();
     assert!(before < 300, "killed in the middle ({before} delivered)");
     province.set_mode(Mode::Normal, None);
     gw.spawn();
-    assert!(wait_until(Duration::from_secs(60), || keys(&province).len() == 300), "got {}", keys(&province).len());
+    assert!(
+        wait_until(Duration::from_secs(60), || keys(&province).len() == 300),
+        "got {}",
+        keys(&province).len()
+    );
     let ids: HashSet<String> = province
         .received()
         .iter()
-        .filter_map(|s| s.record.pointer("/source/record_id").and_then(Value::as_str).map(String::from))
+        .filter_map(|s| {
+            s.record
+                .pointer("/source/record_id")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
         .collect();
     assert_eq!(ids.len(), 300, "every record exactly once after dedup");
 }
@@ -144,26 +213,48 @@ fn a_refused_share_goes_to_dead_letters_and_replay_delivers_it() {
     gw.add_destination("provincial", "440000", &province);
     gw.spawn();
     province.set_mode(Mode::RefuseRecord("POISON".into()), None);
-    push(&gw, vec![agreement("OK-1", "440106"), agreement("POISON-1", "440106"), agreement("OK-2", "440106")]);
-    assert!(wait_until(Duration::from_secs(20), || keys(&province).len() == 2), "the good ones still arrive");
+    push(
+        &gw,
+        vec![
+            agreement("OK-1", "440106"),
+            agreement("POISON-1", "440106"),
+            agreement("OK-2", "440106"),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || keys(&province).len() == 2),
+        "the good ones still arrive"
+    );
     let dead = || {
         let (code, out, err) = gw.cli(&["outbox", "list", "--dead"]);
         assert_eq!(code, 0, "{err}");
         serde_json::from_str::<Value>(&out).unwrap()
     };
-    assert!(wait_until(Duration::from_secs(10), || dead()["entries"].as_array().unwrap().len() == 1));
+    assert!(wait_until(Duration::from_secs(10), || dead()["entries"]
+        .as_array()
+        .unwrap()
+        .len()
+        == 1));
     let entry = &dead()["entries"][0];
     assert_eq!(entry["record_id"], "POISON-1");
     assert_eq!(entry["status"], 422);
-    assert!(entry["answer"].as_str().unwrap().contains("POISON"), "the receiver's answer is kept");
+    assert!(
+        entry["answer"].as_str().unwrap().contains("POISON"),
+        "the receiver's answer is kept"
+    );
 
     province.set_mode(Mode::Normal, None);
     let (code, out, err) = gw.cli(&["outbox", "replay"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\"replayed\": 1"), "{out}");
-    assert!(wait_until(Duration::from_secs(20), || keys(&province).len() == 3));
+    assert!(wait_until(Duration::from_secs(20), || keys(&province)
+        .len()
+        == 3));
     assert!(dead()["entries"].as_array().unwrap().is_empty());
-    assert!(gw.log().contains("operator action"), "operator actions are logged");
+    assert!(
+        gw.log().contains("operator action"),
+        "operator actions are logged"
+    );
 }
 
 #[test]
@@ -186,7 +277,13 @@ fn nothing_restricted_ever_reaches_a_platform() {
         "content.pending_case": "not_yet_disclosed",
         "content.classified_note": "state_secret",
         "content.sealed_detail": "legally_prohibited"}});
-    for (field, value) in [("bank_account", "6222-SECRET-0001"), ("patient_list", "患者-SECRET-0002"), ("pending_case", "案件-SECRET-0003"), ("classified_note", "SECRET-0004"), ("sealed_detail", "SECRET-0005")] {
+    for (field, value) in [
+        ("bank_account", "6222-SECRET-0001"),
+        ("patient_list", "患者-SECRET-0002"),
+        ("pending_case", "案件-SECRET-0003"),
+        ("classified_note", "SECRET-0004"),
+        ("sealed_detail", "SECRET-0005"),
+    ] {
         with_secret_fields["content"][field] = json!(value);
     }
     let physician = json!({
@@ -199,13 +296,34 @@ fn nothing_restricted_ever_reaches_a_platform() {
     });
     let warning = penalty("WARN-1", "440106", &["警告"]);
     let criticism = penalty("CRIT-1", "440106", &["通报批评"]);
-    push(&gw, vec![secret_record, with_secret_fields, physician, warning, criticism]);
+    push(
+        &gw,
+        vec![
+            secret_record,
+            with_secret_fields,
+            physician,
+            warning,
+            criticism,
+        ],
+    );
     // FIELDS-1 x2 channels, DOC-1 x2, WARN-1 and CRIT-1 on gov_share only.
-    assert!(wait_until(Duration::from_secs(20), || province.received().len() == 6), "got {}", province.received().len());
+    assert!(
+        wait_until(Duration::from_secs(20), || province.received().len() == 6),
+        "got {}",
+        province.received().len()
+    );
     std::thread::sleep(Duration::from_millis(300));
     let all_bytes: Vec<u8> = province.bodies().concat();
     let all = String::from_utf8_lossy(&all_bytes);
-    for secret in ["绝密-ALPHA-7731", "SECRET-1", "6222-SECRET-0001", "SECRET-0002", "SECRET-0003", "SECRET-0004", "SECRET-0005"] {
+    for secret in [
+        "绝密-ALPHA-7731",
+        "SECRET-1",
+        "6222-SECRET-0001",
+        "SECRET-0002",
+        "SECRET-0003",
+        "SECRET-0004",
+        "SECRET-0005",
+    ] {
         assert!(!all.contains(secret), "{secret} reached the platform");
     }
     let public_doc = province
@@ -213,13 +331,33 @@ fn nothing_restricted_ever_reaches_a_platform() {
         .into_iter()
         .find(|s| s.channel == "public_notice" && s.record["source"]["record_id"] == "DOC-1")
         .expect("the physician's penalty is publicly noticed");
-    assert_eq!(public_doc.record["subject"]["id"], "440104**********39", "masked on the public channel");
+    assert_eq!(
+        public_doc.record["subject"]["id"], "440104**********39",
+        "masked on the public channel"
+    );
     assert_eq!(public_doc.record["content"]["contact_phone"], "138****5678");
-    assert_eq!(channels_of(&province, "WARN-1"), vec!["gov_share"], "a warning is never publicly noticed (LS Art. 27)");
-    assert_eq!(channels_of(&province, "CRIT-1"), vec!["gov_share"], "nor a notice of criticism");
+    assert_eq!(
+        channels_of(&province, "WARN-1"),
+        vec!["gov_share"],
+        "a warning is never publicly noticed (LS Art. 27)"
+    );
+    assert_eq!(
+        channels_of(&province, "CRIT-1"),
+        vec!["gov_share"],
+        "nor a notice of criticism"
+    );
     let (_, metrics) = gw.admin_get("/metrics");
-    assert!(metrics.contains("gateway_disclosure_withheld_total"), "withheld records are counted");
+    assert!(
+        metrics.contains("gateway_disclosure_withheld_total"),
+        "withheld records are counted"
+    );
     let log = gw.log();
-    assert!(log.contains("minor_penalty_not_publicly_noticed") && log.contains("restricted_record"), "withheld records are logged with their rule");
-    assert!(!log.contains("SECRET-0004") && !log.contains("440104199003071239"), "never with the value");
+    assert!(
+        log.contains("minor_penalty_not_publicly_noticed") && log.contains("restricted_record"),
+        "withheld records are logged with their rule"
+    );
+    assert!(
+        !log.contains("SECRET-0004") && !log.contains("440104199003071239"),
+        "never with the value"
+    );
 }

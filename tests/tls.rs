@@ -10,7 +10,12 @@ use common::{wait_until, Gateway};
 
 fn sighup(gw: &Gateway) {
     let pid = gw.child.as_ref().unwrap().id();
-    assert!(std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// The SHA-256 of the certificate the server presents on a new connection.
@@ -18,11 +23,24 @@ fn server_cert_fingerprint(gw: &Gateway) -> String {
     use sha2::Digest;
     let port: u16 = gw.api.rsplit(':').next().unwrap().parse().unwrap();
     let certs = gw.certs();
-    let cfg = credit_gateway::identity::tls::client_config(&certs.join("ca.pem"), &certs.join("clients/medical_insurance.pem"), &certs.join("clients/medical_insurance-key.pem")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cfg = credit_gateway::identity::tls::client_config(
+        &certs.join("ca.pem"),
+        &certs.join("clients/medical_insurance.pem"),
+        &certs.join("clients/medical_insurance-key.pem"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
         let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
         hex::encode(sha2::Sha256::digest(der.as_ref()))
     })
@@ -32,21 +50,28 @@ fn server_cert_fingerprint(gw: &Gateway) -> String {
 fn tls_1_2_clients_are_served_too() {
     let gw = Gateway::start();
     let certs = gw.certs();
-    let cfg = rustls::ClientConfig::builder_with_provider(credit_gateway::identity::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates({
-            let mut roots = rustls::RootCertStore::empty();
-            for c in credit_gateway::identity::tls::load_certs(&certs.join("ca.pem")).unwrap() {
-                roots.add(c).unwrap();
-            }
-            roots
-        })
-        .with_client_auth_cert(
-            credit_gateway::identity::tls::load_certs(&certs.join("clients/medical_insurance.pem")).unwrap(),
-            credit_gateway::identity::tls::load_key(&certs.join("clients/medical_insurance-key.pem")).unwrap(),
-        )
-        .unwrap();
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(credit_gateway::identity::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates({
+                let mut roots = rustls::RootCertStore::empty();
+                for c in credit_gateway::identity::tls::load_certs(&certs.join("ca.pem")).unwrap() {
+                    roots.add(c).unwrap();
+                }
+                roots
+            })
+            .with_client_auth_cert(
+                credit_gateway::identity::tls::load_certs(
+                    &certs.join("clients/medical_insurance.pem"),
+                )
+                .unwrap(),
+                credit_gateway::identity::tls::load_key(
+                    &certs.join("clients/medical_insurance-key.pem"),
+                )
+                .unwrap(),
+            )
+            .unwrap();
     let client = common::ApiClient::new(cfg, &gw.api);
     assert_eq!(client.get("/v1/mappings").status, 200);
 }
@@ -56,23 +81,77 @@ fn a_revoked_certificate_fails_after_reload() {
     let mut gw = Gateway::prepare();
     let certs = gw.certs();
     // Start with an empty revocation list in force.
-    let (code, _, err) = common::run_cli(gw.dir.path(), &["certs", "revoke", "--dir", certs.to_str().unwrap(), "--client", "nobody-yet"]);
-    assert_ne!(code, 0, "revoking an unknown certificate is an error: {err}");
-    let (code, _, err) = common::run_cli(gw.dir.path(), &["certs", "init", "--dir", certs.to_str().unwrap(), "--client", "retired_agency"]);
+    let (code, _, err) = common::run_cli(
+        gw.dir.path(),
+        &[
+            "certs",
+            "revoke",
+            "--dir",
+            certs.to_str().unwrap(),
+            "--client",
+            "nobody-yet",
+        ],
+    );
+    assert_ne!(
+        code, 0,
+        "revoking an unknown certificate is an error: {err}"
+    );
+    let (code, _, err) = common::run_cli(
+        gw.dir.path(),
+        &[
+            "certs",
+            "init",
+            "--dir",
+            certs.to_str().unwrap(),
+            "--client",
+            "retired_agency",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = common::run_cli(gw.dir.path(), &["certs", "revoke", "--dir", certs.to_str().unwrap(), "--client", "retired_agency"]);
+    let (code, _, err) = common::run_cli(
+        gw.dir.path(),
+        &[
+            "certs",
+            "revoke",
+            "--dir",
+            certs.to_str().unwrap(),
+            "--client",
+            "retired_agency",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     gw.config.tls.crl = Some(certs.join("crl.pem"));
     gw.spawn();
-    assert_eq!(gw.client("health").get("/v1/mappings").status, 200, "health is not revoked yet");
-    let (code, _, err) = common::run_cli(gw.dir.path(), &["certs", "revoke", "--dir", certs.to_str().unwrap(), "--client", "health"]);
+    assert_eq!(
+        gw.client("health").get("/v1/mappings").status,
+        200,
+        "health is not revoked yet"
+    );
+    let (code, _, err) = common::run_cli(
+        gw.dir.path(),
+        &[
+            "certs",
+            "revoke",
+            "--dir",
+            certs.to_str().unwrap(),
+            "--client",
+            "health",
+        ],
+    );
     assert_eq!(code, 0, "{err}");
     sighup(&gw);
     assert!(
-        wait_until(Duration::from_secs(10), || gw.client("health").request("GET", "/v1/mappings", None, vec![]).is_err()),
+        wait_until(Duration::from_secs(10), || gw
+            .client("health")
+            .request("GET", "/v1/mappings", None, vec![])
+            .is_err()),
         "a revoked certificate fails the handshake after SIGHUP"
     );
-    assert_eq!(gw.client("medical_insurance").get("/v1/mappings").status, 200, "others still work");
+    assert_eq!(
+        gw.client("medical_insurance").get("/v1/mappings").status,
+        200,
+        "others still work"
+    );
 }
 
 #[test]
@@ -85,16 +164,32 @@ fn sighup_reloads_the_server_certificate_without_dropping_connections() {
     let certs = gw.certs();
     std::fs::remove_file(certs.join("server.pem")).unwrap();
     std::fs::remove_file(certs.join("server-key.pem")).unwrap();
-    let (code, _, err) = common::run_cli(gw.dir.path(), &["certs", "init", "--dir", certs.to_str().unwrap()]);
+    let (code, _, err) = common::run_cli(
+        gw.dir.path(),
+        &["certs", "init", "--dir", certs.to_str().unwrap()],
+    );
     assert_eq!(code, 0, "{err}");
     sighup(&gw);
-    assert!(wait_until(Duration::from_secs(10), || server_cert_fingerprint(&gw) != before), "new connections get the new certificate");
-    assert_eq!(kept.get("/v1/mappings").status, 200, "the open keep-alive connection still works");
+    assert!(
+        wait_until(Duration::from_secs(10), || server_cert_fingerprint(&gw)
+            != before),
+        "new connections get the new certificate"
+    );
+    assert_eq!(
+        kept.get("/v1/mappings").status,
+        200,
+        "the open keep-alive connection still works"
+    );
     assert!(gw.log().contains("reloaded"));
 
     // A broken file keeps the previous certificate in use.
     std::fs::write(certs.join("server.pem"), "not a certificate").unwrap();
     sighup(&gw);
-    assert!(wait_until(Duration::from_secs(10), || gw.log().contains("TLS reload failed")));
-    assert_eq!(gw.client("medical_insurance").get("/v1/mappings").status, 200);
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .log()
+        .contains("TLS reload failed")));
+    assert_eq!(
+        gw.client("medical_insurance").get("/v1/mappings").status,
+        200
+    );
 }

@@ -108,24 +108,63 @@ impl Staging {
             received_at: now.to_string(),
             receipt_id: receipt_id.to_string(),
             content_hash: hash,
-            record: serde_json::value::RawValue::from_string(String::from_utf8(canonical).unwrap_or_default())
-                .map_err(|e| StoreError::Corrupt { key: "canonical record".into(), message: e.to_string() })?,
+            record: serde_json::value::RawValue::from_string(
+                String::from_utf8(canonical).unwrap_or_default(),
+            )
+            .map_err(|e| StoreError::Corrupt {
+                key: "canonical record".into(),
+                message: e.to_string(),
+            })?,
         };
-        self.writes.push((version_key(&subject, record.category, &record.source.agency, &record.source.record_id, version), to_bytes(&entry)));
+        self.writes.push((
+            version_key(
+                &subject,
+                record.category,
+                &record.source.agency,
+                &record.source.record_id,
+                version,
+            ),
+            to_bytes(&entry),
+        ));
         self.writes.push((head_key.clone(), to_bytes(&head)));
         self.heads.insert(head_key, head);
         self.stage_subject(store, record, &subject, now)?;
-        Ok((if previous.is_some() { Outcome::Updated } else { Outcome::New }, version))
+        Ok((
+            if previous.is_some() {
+                Outcome::Updated
+            } else {
+                Outcome::New
+            },
+            version,
+        ))
     }
 
     /// Remember that this version was queued for a platform on a channel: corrections of the
     /// record later go to every platform and channel that received it (GD Art. 31).
-    pub fn note_shared(&mut self, record: &CanonicalRecord, destination: &str, channel: crate::disclosure::Channel, version: u32) {
-        let key = shared_key(&record.source.agency, &record.source.record_id, destination, channel);
-        self.writes.push((key, to_bytes(&serde_json::json!({ "version": version }))));
+    pub fn note_shared(
+        &mut self,
+        record: &CanonicalRecord,
+        destination: &str,
+        channel: crate::disclosure::Channel,
+        version: u32,
+    ) {
+        let key = shared_key(
+            &record.source.agency,
+            &record.source.record_id,
+            destination,
+            channel,
+        );
+        self.writes
+            .push((key, to_bytes(&serde_json::json!({ "version": version }))));
     }
 
-    fn stage_subject(&mut self, store: &Store, record: &CanonicalRecord, key: &str, now: &str) -> Result<(), StoreError> {
+    fn stage_subject(
+        &mut self,
+        store: &Store,
+        record: &CanonicalRecord,
+        key: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
         let sub_key = format!("sub/{key}");
         let existing = match self.subjects.get(&sub_key) {
             Some(s) => Some(s.clone()),
@@ -141,7 +180,10 @@ impl Staging {
                 e
             }
             None => SubjectEntry {
-                kind: serde_json::to_value(record.subject.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                kind: serde_json::to_value(record.subject.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
                 id_type: record.subject.id.id_type().code().to_string(),
                 name: record.subject.name.clone(),
                 status: "active".into(),
@@ -181,7 +223,8 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
     let mut categories: std::collections::BTreeMap<String, Vec<RecordHistory>> = Default::default();
     for (k, version) in store.scan::<Version>(&format!("arc/{key}{SEP}"))? {
         let parts: Vec<&str> = k.split(SEP).collect();
-        let (Some(cat), Some(agency), Some(record_id)) = (parts.get(1), parts.get(2), parts.get(3)) else {
+        let (Some(cat), Some(agency), Some(record_id)) = (parts.get(1), parts.get(2), parts.get(3))
+        else {
             continue;
         };
         let category = cat
@@ -204,7 +247,11 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
             }),
         }
     }
-    Ok(Some(SubjectArchive { subject, id: id.as_str().to_string(), categories }))
+    Ok(Some(SubjectArchive {
+        subject,
+        id: id.as_str().to_string(),
+        categories,
+    }))
 }
 
 /// Number of stored record versions (for `archive stats` and the benchmark).
@@ -212,12 +259,24 @@ pub fn count_versions(store: &Store) -> usize {
     store.raw().scan_prefix(b"arc/").count()
 }
 
-pub fn shared_key(agency: &str, record_id: &str, destination: &str, channel: crate::disclosure::Channel) -> String {
-    format!("shr/{agency}{SEP}{record_id}{SEP}{destination}{SEP}{}", channel.code())
+pub fn shared_key(
+    agency: &str,
+    record_id: &str,
+    destination: &str,
+    channel: crate::disclosure::Channel,
+) -> String {
+    format!(
+        "shr/{agency}{SEP}{record_id}{SEP}{destination}{SEP}{}",
+        channel.code()
+    )
 }
 
 /// The (destination, channel) pairs a record was shared with.
-pub fn shared_with(store: &Store, agency: &str, record_id: &str) -> Result<Vec<(String, crate::disclosure::Channel)>, StoreError> {
+pub fn shared_with(
+    store: &Store,
+    agency: &str,
+    record_id: &str,
+) -> Result<Vec<(String, crate::disclosure::Channel)>, StoreError> {
     let prefix = format!("shr/{agency}{SEP}{record_id}{SEP}");
     let mut out = Vec::new();
     for (key, _) in store.scan::<Value>(&prefix)? {
@@ -235,6 +294,15 @@ pub fn record_head_key(agency: &str, record_id: &str) -> String {
     format!("rec/{agency}{SEP}{record_id}")
 }
 
-fn version_key(subject: &str, category: Category, agency: &str, record_id: &str, version: u32) -> String {
-    format!("arc/{subject}{SEP}{:02}{SEP}{agency}{SEP}{record_id}{SEP}{version:010}", category.number())
+fn version_key(
+    subject: &str,
+    category: Category,
+    agency: &str,
+    record_id: &str,
+    version: u32,
+) -> String {
+    format!(
+        "arc/{subject}{SEP}{:02}{SEP}{agency}{SEP}{record_id}{SEP}{version:010}",
+        category.number()
+    )
 }

@@ -38,22 +38,40 @@ pub struct Head {
 
 impl Head {
     pub fn genesis() -> Self {
-        Self { seq: 0, hash: hex::encode([0u8; 32]) }
+        Self {
+            seq: 0,
+            hash: hex::encode([0u8; 32]),
+        }
     }
 
     /// The current head as stored.
     pub fn load(store: &Store) -> Result<Self, StoreError> {
         Ok(match store.last_under::<Entry>("aud/")? {
-            Some((_, e)) => Self { seq: e.seq, hash: e.hash },
+            Some((_, e)) => Self {
+                seq: e.seq,
+                hash: e.hash,
+            },
             None => Self::genesis(),
         })
     }
 
     /// Build the next entry; returns its key, stored bytes and the new head. The caller writes it.
-    pub fn append(&self, at: &str, kind: &str, data: Map<String, Value>) -> (String, Vec<u8>, Head) {
+    pub fn append(
+        &self,
+        at: &str,
+        kind: &str,
+        data: Map<String, Value>,
+    ) -> (String, Vec<u8>, Head) {
         let seq = self.seq + 1;
         let hash = link_hash(&self.hash, seq, at, kind, &data);
-        let entry = Entry { seq, at: at.to_string(), kind: kind.to_string(), data, prev_hash: self.hash.clone(), hash: hash.clone() };
+        let entry = Entry {
+            seq,
+            at: at.to_string(),
+            kind: kind.to_string(),
+            data,
+            prev_hash: self.hash.clone(),
+            hash: hash.clone(),
+        };
         (entry_key(seq), to_bytes(&entry), Head { seq, hash })
     }
 }
@@ -81,7 +99,11 @@ pub enum VerifyError {
     #[error("entry {seq}: its hash does not match its content and the previous hash")]
     HashMismatch { seq: u64 },
     #[error("entry {seq}: it names {found} as the previous hash, but entry {} has {expected}", seq - 1)]
-    BrokenLink { seq: u64, expected: String, found: String },
+    BrokenLink {
+        seq: u64,
+        expected: String,
+        found: String,
+    },
     #[error("entry {expected} is missing (next found: {found})")]
     Gap { expected: u64, found: u64 },
     #[error("entry at key {key} cannot be read: {message}")]
@@ -92,21 +114,36 @@ pub enum VerifyError {
 pub fn verify(store: &Store) -> Result<Head, VerifyError> {
     let mut head = Head::genesis();
     for item in store.raw().scan_prefix(b"aud/") {
-        let (k, v) = item.map_err(|e| VerifyError::Unreadable { key: "aud/".into(), message: e.to_string() })?;
+        let (k, v) = item.map_err(|e| VerifyError::Unreadable {
+            key: "aud/".into(),
+            message: e.to_string(),
+        })?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        let entry: Entry = serde_json::from_slice(&v)
-            .map_err(|e| VerifyError::Unreadable { key: key.clone(), message: e.to_string() })?;
+        let entry: Entry = serde_json::from_slice(&v).map_err(|e| VerifyError::Unreadable {
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
         let expected_seq = head.seq + 1;
         if entry.seq != expected_seq || key != entry_key(entry.seq) {
-            return Err(VerifyError::Gap { expected: expected_seq, found: entry.seq });
+            return Err(VerifyError::Gap {
+                expected: expected_seq,
+                found: entry.seq,
+            });
         }
         if entry.prev_hash != head.hash {
-            return Err(VerifyError::BrokenLink { seq: entry.seq, expected: head.hash, found: entry.prev_hash });
+            return Err(VerifyError::BrokenLink {
+                seq: entry.seq,
+                expected: head.hash,
+                found: entry.prev_hash,
+            });
         }
         if link_hash(&head.hash, entry.seq, &entry.at, &entry.kind, &entry.data) != entry.hash {
             return Err(VerifyError::HashMismatch { seq: entry.seq });
         }
-        head = Head { seq: entry.seq, hash: entry.hash };
+        head = Head {
+            seq: entry.seq,
+            hash: entry.hash,
+        };
     }
     Ok(head)
 }
@@ -119,7 +156,10 @@ pub fn entries_from(store: &Store, from: u64, limit: usize) -> Result<Vec<Entry>
         if !k.starts_with(b"aud/") || out.len() >= limit {
             break;
         }
-        out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(&k).into(), message: e.to_string() })?);
+        out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+            key: String::from_utf8_lossy(&k).into(),
+            message: e.to_string(),
+        })?);
     }
     Ok(out)
 }

@@ -86,30 +86,48 @@ pub struct Calendar {
 }
 
 const BUILTIN: [(&str, &str); 3] = [
-    ("2024.toml", include_str!("../../mappings/calendar/2024.toml")),
-    ("2025.toml", include_str!("../../mappings/calendar/2025.toml")),
-    ("2026.toml", include_str!("../../mappings/calendar/2026.toml")),
+    (
+        "2024.toml",
+        include_str!("../../mappings/calendar/2024.toml"),
+    ),
+    (
+        "2025.toml",
+        include_str!("../../mappings/calendar/2025.toml"),
+    ),
+    (
+        "2026.toml",
+        include_str!("../../mappings/calendar/2026.toml"),
+    ),
 ];
 
 impl Calendar {
     /// The shipped years (2024-2026).
     pub fn builtin() -> Result<Calendar, CalendarError> {
-        let files: Vec<(String, String)> = BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        let files: Vec<(String, String)> = BUILTIN
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
         Self::from_sources(&files).map_err(|mut errs| errs.remove(0))
     }
 
     /// Every `YYYY.toml` in `dir`; every problem reported.
     pub fn load_dir(dir: &Path) -> Result<Calendar, Vec<CalendarError>> {
         let file_err = |file: String, message: String| vec![CalendarError::File { file, message }];
-        let entries = std::fs::read_dir(dir).map_err(|e| file_err(dir.display().to_string(), e.to_string()))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| file_err(dir.display().to_string(), e.to_string()))?;
         let mut files = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                 continue;
             }
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| file_err(path.display().to_string(), e.to_string()))?;
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| file_err(path.display().to_string(), e.to_string()))?;
             files.push((name, text));
         }
         Self::from_sources(&files)
@@ -121,7 +139,12 @@ impl Calendar {
         let mut make_up = BTreeSet::new();
         let mut sources = BTreeMap::new();
         for (name, text) in files {
-            let mut problem = |message: String| errors.push(CalendarError::File { file: name.clone(), message });
+            let mut problem = |message: String| {
+                errors.push(CalendarError::File {
+                    file: name.clone(),
+                    message,
+                })
+            };
             let file: YearFile = match toml::from_str(text) {
                 Ok(f) => f,
                 Err(e) => {
@@ -137,11 +160,17 @@ impl Calendar {
             }
             for h in &file.holidays {
                 let (Some(from), Some(to)) = (to_date(&h.from), to_date(&h.to)) else {
-                    problem(format!("holiday {:?}: from and to must be dates (YYYY-MM-DD)", h.name));
+                    problem(format!(
+                        "holiday {:?}: from and to must be dates (YYYY-MM-DD)",
+                        h.name
+                    ));
                     continue;
                 };
                 if from.year() != file.year || to.year() != file.year || to < from {
-                    problem(format!("holiday {:?}: {from}..{to} must lie within {} and end after it starts", h.name, file.year));
+                    problem(format!(
+                        "holiday {:?}: {from}..{to} must lie within {} and end after it starts",
+                        h.name, file.year
+                    ));
                     continue;
                 }
                 let mut d = from;
@@ -161,28 +190,47 @@ impl Calendar {
                 if d.year() != file.year {
                     problem(format!("make-up day {d} is outside {}", file.year));
                 } else if !is_weekend(d) {
-                    problem(format!("make-up day {d} is a {}, not a weekend day", d.weekday()));
+                    problem(format!(
+                        "make-up day {d} is a {}, not a weekend day",
+                        d.weekday()
+                    ));
                 } else {
                     make_up.insert(d);
                 }
             }
         }
         for d in holidays.intersection(&make_up) {
-            errors.push(CalendarError::File { file: format!("{}.toml", d.year()), message: format!("{d} is both a holiday and a make-up working day") });
+            errors.push(CalendarError::File {
+                file: format!("{}.toml", d.year()),
+                message: format!("{d} is both a holiday and a make-up working day"),
+            });
         }
-        let (Some(first), Some(last)) = (sources.keys().next().copied(), sources.keys().next_back().copied()) else {
+        let (Some(first), Some(last)) = (
+            sources.keys().next().copied(),
+            sources.keys().next_back().copied(),
+        ) else {
             errors.push(CalendarError::NoYears);
             return Err(errors);
         };
         for year in first..=last {
             if !sources.contains_key(&year) {
-                errors.push(CalendarError::File { file: format!("{year}.toml"), message: format!("missing: the known years must be contiguous ({first}-{last})") });
+                errors.push(CalendarError::File {
+                    file: format!("{year}.toml"),
+                    message: format!(
+                        "missing: the known years must be contiguous ({first}-{last})"
+                    ),
+                });
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Calendar { years: first..=last, holidays, make_up, sources })
+        Ok(Calendar {
+            years: first..=last,
+            holidays,
+            make_up,
+            sources,
+        })
     }
 
     pub fn known_years(&self) -> RangeInclusive<i32> {
@@ -196,7 +244,11 @@ impl Calendar {
 
     pub fn is_working_day(&self, date: Date) -> Result<bool, CalendarError> {
         if !self.years.contains(&date.year()) {
-            return Err(CalendarError::OutsideKnownYears { date, first: *self.years.start(), last: *self.years.end() });
+            return Err(CalendarError::OutsideKnownYears {
+                date,
+                first: *self.years.start(),
+                last: *self.years.end(),
+            });
         }
         Ok(self.make_up.contains(&date) || (!is_weekend(date) && !self.holidays.contains(&date)))
     }
@@ -206,7 +258,11 @@ impl Calendar {
         let mut day = date;
         let mut counted = 0;
         while counted < n {
-            day = day.next_day().ok_or(CalendarError::OutsideKnownYears { date: day, first: *self.years.start(), last: *self.years.end() })?;
+            day = day.next_day().ok_or(CalendarError::OutsideKnownYears {
+                date: day,
+                first: *self.years.start(),
+                last: *self.years.end(),
+            })?;
             if self.is_working_day(day)? {
                 counted += 1;
             }
@@ -215,10 +271,18 @@ impl Calendar {
     }
 
     /// 23:59:59 +08:00 of the `working_days`-th working day after the China date of `found_at`.
-    pub fn deadline(&self, found_at: OffsetDateTime, working_days: u32) -> Result<OffsetDateTime, CalendarError> {
+    pub fn deadline(
+        &self,
+        found_at: OffsetDateTime,
+        working_days: u32,
+    ) -> Result<OffsetDateTime, CalendarError> {
         let found_day = found_at.to_offset(CHINA_OFFSET).date();
         if !self.years.contains(&found_day.year()) {
-            return Err(CalendarError::OutsideKnownYears { date: found_day, first: *self.years.start(), last: *self.years.end() });
+            return Err(CalendarError::OutsideKnownYears {
+                date: found_day,
+                first: *self.years.start(),
+                last: *self.years.end(),
+            });
         }
         let last_day = self.nth_working_day_after(found_day, working_days)?;
         Ok(last_day.with_time(end_of_day()).assume_offset(CHINA_OFFSET))
@@ -226,7 +290,11 @@ impl Calendar {
 
     /// Working days strictly after `now`'s China date up to and including the deadline's date; 0
     /// when the deadline is today or past.
-    pub fn working_days_left(&self, now: OffsetDateTime, deadline: OffsetDateTime) -> Result<u32, CalendarError> {
+    pub fn working_days_left(
+        &self,
+        now: OffsetDateTime,
+        deadline: OffsetDateTime,
+    ) -> Result<u32, CalendarError> {
         let today = now.to_offset(CHINA_OFFSET).date();
         let last = deadline.to_offset(CHINA_OFFSET).date();
         let mut n = 0;

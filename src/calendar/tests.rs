@@ -77,73 +77,141 @@ fn every_day_of_every_holiday_block_is_rest() {
 fn every_make_up_day_is_working() {
     let cal = cal();
     for d in MAKE_UP {
-        assert!(matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday), "{d} is a weekend day");
-        assert_eq!(cal.is_working_day(*d), Ok(true), "{d} is a make-up working day");
+        assert!(
+            matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday),
+            "{d} is a weekend day"
+        );
+        assert_eq!(
+            cal.is_working_day(*d),
+            Ok(true),
+            "{d} is a make-up working day"
+        );
     }
 }
 
 #[test]
 fn ordinary_days() {
     let cal = cal();
-    assert_eq!(cal.is_working_day(date!(2025 - 03 - 12)), Ok(true), "a Wednesday");
-    assert_eq!(cal.is_working_day(date!(2025 - 03 - 15)), Ok(false), "a Saturday");
-    assert_eq!(cal.is_working_day(date!(2025 - 03 - 16)), Ok(false), "a Sunday");
-    assert_eq!(cal.is_working_day(date!(2026 - 11 - 24)), Ok(true), "a Tuesday");
+    assert_eq!(
+        cal.is_working_day(date!(2025 - 03 - 12)),
+        Ok(true),
+        "a Wednesday"
+    );
+    assert_eq!(
+        cal.is_working_day(date!(2025 - 03 - 15)),
+        Ok(false),
+        "a Saturday"
+    );
+    assert_eq!(
+        cal.is_working_day(date!(2025 - 03 - 16)),
+        Ok(false),
+        "a Sunday"
+    );
+    assert_eq!(
+        cal.is_working_day(date!(2026 - 11 - 24)),
+        Ok(true),
+        "a Tuesday"
+    );
 }
 
 #[test]
 fn deadline_across_a_plain_weekend() {
     // Found Friday 14 March 2025: Mon 17, Tue 18, Wed 19.
-    assert_eq!(cal().deadline(datetime!(2025-03-14 10:00 +08:00), 3), Ok(datetime!(2025-03-19 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2025-03-14 10:00 +08:00), 3),
+        Ok(datetime!(2025-03-19 23:59:59 +08:00))
+    );
 }
 
 #[test]
 fn deadline_across_a_make_up_sunday() {
     // Found Friday 26 September 2025: Sun 28 is a make-up working day, then Mon 29, Tue 30.
-    assert_eq!(cal().deadline(datetime!(2025-09-26 16:30 +08:00), 3), Ok(datetime!(2025-09-30 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2025-09-26 16:30 +08:00), 3),
+        Ok(datetime!(2025-09-30 23:59:59 +08:00))
+    );
 }
 
 #[test]
 fn deadline_across_spring_festival() {
     // Found Monday 27 January 2025: Jan 28-Feb 4 is the holiday; Wed 5, Thu 6, Fri 7 February.
-    assert_eq!(cal().deadline(datetime!(2025-01-27 09:00 +08:00), 3), Ok(datetime!(2025-02-07 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2025-01-27 09:00 +08:00), 3),
+        Ok(datetime!(2025-02-07 23:59:59 +08:00))
+    );
     // Found on the holiday's last day: Wed 5, Thu 6, Fri 7; four days reach the make-up Saturday 8.
-    assert_eq!(cal().deadline(datetime!(2025-02-04 09:00 +08:00), 4), Ok(datetime!(2025-02-08 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2025-02-04 09:00 +08:00), 4),
+        Ok(datetime!(2025-02-08 23:59:59 +08:00))
+    );
     // 2026: found Friday 13 February; Sat 14 is a make-up day, 15-23 the holiday, then Tue 24 and Wed 25.
-    assert_eq!(cal().deadline(datetime!(2026-02-13 11:00 +08:00), 3), Ok(datetime!(2026-02-25 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2026-02-13 11:00 +08:00), 3),
+        Ok(datetime!(2026-02-25 23:59:59 +08:00))
+    );
 }
 
 #[test]
 fn deadline_across_national_day() {
     // Found Tuesday 30 September 2025: Oct 1-8 holiday; Thu 9, Fri 10, make-up Sat 11.
-    assert_eq!(cal().deadline(datetime!(2025-09-30 18:00 +08:00), 3), Ok(datetime!(2025-10-11 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2025-09-30 18:00 +08:00), 3),
+        Ok(datetime!(2025-10-11 23:59:59 +08:00))
+    );
     // 2024: found Monday 30 September: Oct 1-7 holiday; Tue 8, Wed 9, Thu 10.
-    assert_eq!(cal().deadline(datetime!(2024-09-30 10:00 +08:00), 3), Ok(datetime!(2024-10-10 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2024-09-30 10:00 +08:00), 3),
+        Ok(datetime!(2024-10-10 23:59:59 +08:00))
+    );
 }
 
 #[test]
 fn the_day_found_is_counted_in_china_time() {
     // 17:00 UTC on Thursday 13 March is 01:00 on Friday 14 March in China.
-    assert_eq!(cal().deadline(datetime!(2025-03-13 17:00 UTC), 3), Ok(datetime!(2025-03-19 23:59:59 +08:00)));
-    assert_eq!(cal().deadline(datetime!(2025-03-13 15:59 UTC), 3), Ok(datetime!(2025-03-18 23:59:59 +08:00)));
+    assert_eq!(
+        cal().deadline(datetime!(2025-03-13 17:00 UTC), 3),
+        Ok(datetime!(2025-03-19 23:59:59 +08:00))
+    );
+    assert_eq!(
+        cal().deadline(datetime!(2025-03-13 15:59 UTC), 3),
+        Ok(datetime!(2025-03-18 23:59:59 +08:00))
+    );
 }
 
 #[test]
 fn outside_the_known_years_is_an_error_never_a_guess() {
     let cal = cal();
-    assert!(cal.is_working_day(date!(2023 - 12 - 29)).unwrap_err().is_outside_known_years());
-    assert!(cal.deadline(datetime!(2023-12-29 10:00 +08:00), 3).unwrap_err().is_outside_known_years());
+    assert!(cal
+        .is_working_day(date!(2023 - 12 - 29))
+        .unwrap_err()
+        .is_outside_known_years());
+    assert!(cal
+        .deadline(datetime!(2023-12-29 10:00 +08:00), 3)
+        .unwrap_err()
+        .is_outside_known_years());
     // Counting runs into 2027, which is not known.
-    assert!(cal.deadline(datetime!(2026-12-30 10:00 +08:00), 3).unwrap_err().is_outside_known_years());
+    assert!(cal
+        .deadline(datetime!(2026-12-30 10:00 +08:00), 3)
+        .unwrap_err()
+        .is_outside_known_years());
 }
 
 #[test]
 fn working_days_left() {
     let cal = cal();
     let deadline = datetime!(2025-03-19 23:59:59 +08:00);
-    assert_eq!(cal.working_days_left(datetime!(2025-03-14 10:00 +08:00), deadline), Ok(3));
-    assert_eq!(cal.working_days_left(datetime!(2025-03-18 10:00 +08:00), deadline), Ok(1));
-    assert_eq!(cal.working_days_left(datetime!(2025-03-19 10:00 +08:00), deadline), Ok(0));
+    assert_eq!(
+        cal.working_days_left(datetime!(2025-03-14 10:00 +08:00), deadline),
+        Ok(3)
+    );
+    assert_eq!(
+        cal.working_days_left(datetime!(2025-03-18 10:00 +08:00), deadline),
+        Ok(1)
+    );
+    assert_eq!(
+        cal.working_days_left(datetime!(2025-03-19 10:00 +08:00), deadline),
+        Ok(0)
+    );
 }
 
 #[test]
@@ -155,8 +223,21 @@ fn file_problems_are_all_reported() {
     ];
     let errs = Calendar::from_sources(&files).unwrap_err();
     let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-    assert!(text.iter().any(|t| t.contains("must lie within 2025")), "{text:?}");
-    assert!(text.iter().any(|t| t.contains("not a weekend day")), "{text:?}");
-    assert!(text.iter().any(|t| t.contains("2026.toml") && t.contains("contiguous")), "{text:?}");
-    assert!(text.iter().any(|t| t.contains("2028.toml")), "malformed file: {text:?}");
+    assert!(
+        text.iter().any(|t| t.contains("must lie within 2025")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("not a weekend day")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("2026.toml") && t.contains("contiguous")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("2028.toml")),
+        "malformed file: {text:?}"
+    );
 }

@@ -102,8 +102,16 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 /// The state of a correction at `now`.
 pub fn state_of(c: &Correction, delivered: &Map<String, Value>, now: OffsetDateTime) -> State {
     let deadline = parse_time(&c.deadline).unwrap_or(now);
-    let times: Vec<OffsetDateTime> =
-        c.destinations.iter().filter_map(|d| delivered.get(d).and_then(Value::as_str).and_then(parse_time)).collect();
+    let times: Vec<OffsetDateTime> = c
+        .destinations
+        .iter()
+        .filter_map(|d| {
+            delivered
+                .get(d)
+                .and_then(Value::as_str)
+                .and_then(parse_time)
+        })
+        .collect();
     if times.len() == c.destinations.len() {
         if times.iter().all(|t| *t <= deadline) {
             State::DeliveredOnTime
@@ -118,7 +126,11 @@ pub fn state_of(c: &Correction, delivered: &Map<String, Value>, now: OffsetDateT
 }
 
 /// Every correction with its state, optionally only those in `state`.
-pub fn list(store: &Store, now: OffsetDateTime, state: Option<State>) -> Result<Vec<Status>, StoreError> {
+pub fn list(
+    store: &Store,
+    now: OffsetDateTime,
+    state: Option<State>,
+) -> Result<Vec<Status>, StoreError> {
     let mut out = Vec::new();
     for (_, c) in store.scan::<Correction>("cor/")? {
         let status = status_of(store, c, now)?;
@@ -134,11 +146,18 @@ pub fn status_of(store: &Store, c: Correction, now: OffsetDateTime) -> Result<St
     let mut delivered = Map::new();
     for (key, at) in store.scan::<Value>(&format!("cod/{}{SEP}", c.id))? {
         if let Some(dest) = key.rsplit(SEP).next() {
-            delivered.insert(dest.to_string(), at.get("at").cloned().unwrap_or(Value::Null));
+            delivered.insert(
+                dest.to_string(),
+                at.get("at").cloned().unwrap_or(Value::Null),
+            );
         }
     }
     let state = state_of(&c, &delivered, now);
-    Ok(Status { correction: c, state, delivered })
+    Ok(Status {
+        correction: c,
+        state,
+        delivered,
+    })
 }
 
 #[cfg(test)]
@@ -170,13 +189,38 @@ mod tests {
     fn states() {
         let c = correction("2025-03-19T23:59:59+08:00", &["a", "b"]);
         let mut d = Map::new();
-        assert_eq!(state_of(&c, &d, t("2025-03-19T23:00:00+08:00")), State::Pending);
-        assert_eq!(state_of(&c, &d, t("2025-03-20T00:00:00+08:00")), State::Overdue);
-        d.insert("a".into(), Value::String("2025-03-17T09:00:00+08:00".into()));
-        assert_eq!(state_of(&c, &d, t("2025-03-20T00:00:00+08:00")), State::Overdue, "one platform is not enough");
-        d.insert("b".into(), Value::String("2025-03-19T23:59:59+08:00".into()));
-        assert_eq!(state_of(&c, &d, t("2025-04-01T00:00:00+08:00")), State::DeliveredOnTime);
-        d.insert("b".into(), Value::String("2025-03-20T08:00:00+08:00".into()));
-        assert_eq!(state_of(&c, &d, t("2025-04-01T00:00:00+08:00")), State::DeliveredLate);
+        assert_eq!(
+            state_of(&c, &d, t("2025-03-19T23:00:00+08:00")),
+            State::Pending
+        );
+        assert_eq!(
+            state_of(&c, &d, t("2025-03-20T00:00:00+08:00")),
+            State::Overdue
+        );
+        d.insert(
+            "a".into(),
+            Value::String("2025-03-17T09:00:00+08:00".into()),
+        );
+        assert_eq!(
+            state_of(&c, &d, t("2025-03-20T00:00:00+08:00")),
+            State::Overdue,
+            "one platform is not enough"
+        );
+        d.insert(
+            "b".into(),
+            Value::String("2025-03-19T23:59:59+08:00".into()),
+        );
+        assert_eq!(
+            state_of(&c, &d, t("2025-04-01T00:00:00+08:00")),
+            State::DeliveredOnTime
+        );
+        d.insert(
+            "b".into(),
+            Value::String("2025-03-20T08:00:00+08:00".into()),
+        );
+        assert_eq!(
+            state_of(&c, &d, t("2025-04-01T00:00:00+08:00")),
+            State::DeliveredLate
+        );
     }
 }

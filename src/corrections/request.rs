@@ -70,14 +70,26 @@ pub struct Context<'a> {
     pub now: OffsetDateTime,
 }
 
-pub fn prepare(ctx: Context<'_>, caller: &str, may_correct_any: bool, req: Request) -> Result<(Correction, CanonicalRecord, Vec<PlannedShare>), CorrectionError> {
+pub fn prepare(
+    ctx: Context<'_>,
+    caller: &str,
+    may_correct_any: bool,
+    req: Request,
+) -> Result<(Correction, CanonicalRecord, Vec<PlannedShare>), CorrectionError> {
     let agency = req.agency.clone().unwrap_or_else(|| caller.to_string());
     if agency != caller && !may_correct_any {
         return Err(CorrectionError::NotAllowed);
     }
-    let not_found = || CorrectionError::NotFound { agency: agency.clone(), record_id: req.record_id.clone() };
+    let not_found = || CorrectionError::NotFound {
+        agency: agency.clone(),
+        record_id: req.record_id.clone(),
+    };
     let storage = |e: crate::store::StoreError| CorrectionError::Storage(e.to_string());
-    let head: RecordHead = ctx.store.get_json(&archive::record_head_key(&agency, &req.record_id)).map_err(storage)?.ok_or_else(not_found)?;
+    let head: RecordHead = ctx
+        .store
+        .get_json(&archive::record_head_key(&agency, &req.record_id))
+        .map_err(storage)?
+        .ok_or_else(not_found)?;
     let version_key = format!(
         "arc/{}{SEP}{:02}{SEP}{agency}{SEP}{}{SEP}{:010}",
         head.subject,
@@ -85,21 +97,30 @@ pub fn prepare(ctx: Context<'_>, caller: &str, may_correct_any: bool, req: Reque
         req.record_id,
         head.version
     );
-    let current: Version = ctx.store.get_json(&version_key).map_err(storage)?.ok_or_else(not_found)?;
+    let current: Version = ctx
+        .store
+        .get_json(&version_key)
+        .map_err(storage)?
+        .ok_or_else(not_found)?;
     let found_at = match &req.found_at {
         None => ctx.now,
-        Some(s) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| CorrectionError::BadFoundAt)?,
+        Some(s) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| CorrectionError::BadFoundAt)?,
     };
     let deadline = ctx.calendar.deadline(found_at, ctx.working_days)?;
-    let current_json: Value = serde_json::from_str(current.record.get()).map_err(|e| CorrectionError::Storage(e.to_string()))?;
+    let current_json: Value = serde_json::from_str(current.record.get())
+        .map_err(|e| CorrectionError::Storage(e.to_string()))?;
     let corrected = corrected_json(current_json, &req)?;
-    let validation = ValidationContext { authenticated_agency: Some(agency.clone()), ..ctx.validation };
+    let validation = ValidationContext {
+        authenticated_agency: Some(agency.clone()),
+        ..ctx.validation
+    };
     let record = validate(&corrected, &validation).map_err(CorrectionError::Invalid)?;
     if record.source.agency != agency || record.source.record_id != req.record_id {
         return Err(CorrectionError::IdentityChanged);
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let along_chain = ctx.medical_insurance_agencies.iter().any(|a| *a == agency);
+    let along_chain = ctx.medical_insurance_agencies.contains(&agency);
     let targets: Vec<(String, Channel)> = if along_chain {
         archive::shared_with(ctx.store, &agency, &req.record_id).map_err(storage)?
     } else {
@@ -109,7 +130,8 @@ pub fn prepare(ctx: Context<'_>, caller: &str, may_correct_any: bool, req: Reque
             .map(|d| (d.id.clone(), Channel::GovShare))
             .collect()
     };
-    let marker = json!({"id": id, "kind": req.kind, "reason": req.reason.clone().unwrap_or_default()});
+    let marker =
+        json!({"id": id, "kind": req.kind, "reason": req.reason.clone().unwrap_or_default()});
     let shares = targets
         .iter()
         .map(|(dest, channel)| {
@@ -141,7 +163,11 @@ pub fn prepare(ctx: Context<'_>, caller: &str, may_correct_any: bool, req: Reque
         received_at: rfc3339(ctx.now.to_offset(crate::calendar::CHINA_OFFSET)),
         deadline: rfc3339(deadline),
         destinations,
-        direction: if along_chain { "along_chain".into() } else { "to_medical_insurance".into() },
+        direction: if along_chain {
+            "along_chain".into()
+        } else {
+            "to_medical_insurance".into()
+        },
     };
     Ok((correction, record, shares))
 }

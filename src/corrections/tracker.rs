@@ -37,7 +37,9 @@ impl Tracker {
 
     async fn check(&self, warned: &mut HashSet<String>, overdue_warned: &mut HashSet<String>) {
         let now = self.clock.now();
-        let Ok(all) = list(&self.store, now, None) else { return };
+        let Ok(all) = list(&self.store, now, None) else {
+            return;
+        };
         let (mut pending, mut overdue) = (0u64, 0u64);
         let mut nearest: Option<i64> = None;
         for status in &all {
@@ -52,8 +54,10 @@ impl Tracker {
                         let days_left = self.calendar.working_days_left(now, d).unwrap_or(0);
                         if days_left < 1 && warned.insert(c.id.clone()) {
                             tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %c.deadline, "correction has less than one working day left (GD Art. 31)");
-                            metrics::counter!("gateway_correction_deadline_warnings_total").increment(1);
-                            self.alert("deadline_near", &c.id, &c.record_id, &c.deadline).await;
+                            metrics::counter!("gateway_correction_deadline_warnings_total")
+                                .increment(1);
+                            self.alert("deadline_near", &c.id, &c.record_id, &c.deadline)
+                                .await;
                         }
                     }
                 }
@@ -61,7 +65,8 @@ impl Tracker {
                     overdue += 1;
                     if overdue_warned.insert(c.id.clone()) {
                         tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %c.deadline, "correction is overdue (GD Art. 31: three working days)");
-                        self.alert("overdue", &c.id, &c.record_id, &c.deadline).await;
+                        self.alert("overdue", &c.id, &c.record_id, &c.deadline)
+                            .await;
                     }
                 }
                 _ => {}
@@ -69,8 +74,12 @@ impl Tracker {
         }
         metrics::gauge!("gateway_corrections_pending").set(pending as f64);
         metrics::gauge!("gateway_corrections_overdue").set(overdue as f64);
-        metrics::gauge!("gateway_corrections_nearest_deadline_seconds").set(nearest.unwrap_or(0) as f64);
-        let late = all.iter().filter(|s| s.state == State::DeliveredLate).count();
+        metrics::gauge!("gateway_corrections_nearest_deadline_seconds")
+            .set(nearest.unwrap_or(0) as f64);
+        let late = all
+            .iter()
+            .filter(|s| s.state == State::DeliveredLate)
+            .count();
         metrics::gauge!("gateway_corrections_delivered_late").set(late as f64);
     }
 
@@ -79,16 +88,21 @@ impl Tracker {
         let Some(url) = &self.webhook else { return };
         let body = json!({"event": event, "correction_id": id, "record_id": record_id, "deadline": deadline});
         let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
         let Ok(req) = hyper::Request::post(url.as_str())
             .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
         else {
             return;
         };
         match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => {}
-            other => tracing::warn!(webhook = %url, ok = other.is_ok(), "correction alert webhook failed"),
+            other => {
+                tracing::warn!(webhook = %url, ok = other.is_ok(), "correction alert webhook failed")
+            }
         }
     }
 }

@@ -68,7 +68,10 @@ pub enum FieldSpec {
 #[derive(Debug, Clone, Default)]
 pub struct Formats(BTreeMap<String, Outbound>);
 
-const BUILTIN: [(&str, &str); 1] = [("shuanggongshi-xml.toml", include_str!("../../mappings/outbound/shuanggongshi-xml.toml"))];
+const BUILTIN: [(&str, &str); 1] = [(
+    "shuanggongshi-xml.toml",
+    include_str!("../../mappings/outbound/shuanggongshi-xml.toml"),
+)];
 
 impl Formats {
     /// `dir` when it exists, else the built-in copies.
@@ -79,12 +82,16 @@ impl Formats {
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-                    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
                     files.push((path.display().to_string(), text));
                 }
             }
         } else {
-            files = BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+            files = BUILTIN
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect();
         }
         let mut formats = BTreeMap::new();
         for (name, text) in files {
@@ -100,13 +107,26 @@ impl Formats {
 }
 
 impl Outbound {
-    pub fn render(&self, dest: &DestinationConfig, message_id: &str, entries: &[Entry], now: &str) -> Result<Vec<u8>, String> {
+    pub fn render(
+        &self,
+        dest: &DestinationConfig,
+        message_id: &str,
+        entries: &[Entry],
+        now: &str,
+    ) -> Result<Vec<u8>, String> {
         let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
         let io = |e: std::io::Error| e.to_string();
-        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None))).map_err(io)?;
-        w.write_event(Event::Start(BytesStart::new(self.root.as_str()))).map_err(io)?;
-        let record_type = entries.first().and_then(|e| e.payload.get("category")).and_then(Value::as_str).unwrap_or("");
-        w.write_event(Event::Start(BytesStart::new("Header"))).map_err(io)?;
+        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+            .map_err(io)?;
+        w.write_event(Event::Start(BytesStart::new(self.root.as_str())))
+            .map_err(io)?;
+        let record_type = entries
+            .first()
+            .and_then(|e| e.payload.get("category"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        w.write_event(Event::Start(BytesStart::new("Header")))
+            .map_err(io)?;
         for (element, source) in &self.header {
             let value = match source.as_str() {
                 "$sender" => "credit-gateway".to_string(),
@@ -119,14 +139,19 @@ impl Outbound {
             };
             text_element(&mut w, element, &value).map_err(io)?;
         }
-        w.write_event(Event::End(BytesEnd::new("Header"))).map_err(io)?;
-        w.write_event(Event::Start(BytesStart::new("Body"))).map_err(io)?;
+        w.write_event(Event::End(BytesEnd::new("Header")))
+            .map_err(io)?;
+        w.write_event(Event::Start(BytesStart::new("Body")))
+            .map_err(io)?;
         for entry in entries {
             let mut start = BytesStart::new(self.record.element.as_str());
             for (attr, source) in &self.record.attributes {
                 let value = match source.as_str() {
                     "$idempotency_key" => entry.idempotency_key.clone(),
-                    "$kind" => serde_json::to_value(entry.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                    "$kind" => serde_json::to_value(entry.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
                     "$channel" => entry.channel.code().to_string(),
                     "$version" => entry.version.to_string(),
                     literal => literal.to_string(),
@@ -139,10 +164,13 @@ impl Outbound {
                     text_element(&mut w, element, &value).map_err(io)?;
                 }
             }
-            w.write_event(Event::End(BytesEnd::new(self.record.element.as_str()))).map_err(io)?;
+            w.write_event(Event::End(BytesEnd::new(self.record.element.as_str())))
+                .map_err(io)?;
         }
-        w.write_event(Event::End(BytesEnd::new("Body"))).map_err(io)?;
-        w.write_event(Event::End(BytesEnd::new(self.root.as_str()))).map_err(io)?;
+        w.write_event(Event::End(BytesEnd::new("Body")))
+            .map_err(io)?;
+        w.write_event(Event::End(BytesEnd::new(self.root.as_str())))
+            .map_err(io)?;
         Ok(w.into_inner())
     }
 }
@@ -166,7 +194,11 @@ fn field_value(payload: &Value, spec: &FieldSpec) -> Option<String> {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(";"),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(";"),
         _ => return None,
     };
     if let Some(pattern) = date {
@@ -193,17 +225,34 @@ fn shift_decimal(text: &str, scale: i32) -> Option<String> {
     let digits = format!("{int}{frac}");
     let point = int.len() as i64 + scale as i64;
     let (whole, fraction) = if point <= 0 {
-        ("0".to_string(), format!("{}{digits}", "0".repeat((-point) as usize)))
+        (
+            "0".to_string(),
+            format!("{}{digits}", "0".repeat((-point) as usize)),
+        )
     } else if point as usize >= digits.len() {
-        (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
+        (
+            format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+            String::new(),
+        )
     } else {
-        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+        (
+            digits[..point as usize].to_string(),
+            digits[point as usize..].to_string(),
+        )
     };
     let whole = whole.trim_start_matches('0');
     let whole = if whole.is_empty() { "0" } else { whole };
     let fraction = fraction.trim_end_matches('0');
-    let out = if fraction.is_empty() { whole.to_string() } else { format!("{whole}.{fraction}") };
-    Some(if neg && out != "0" { format!("-{out}") } else { out })
+    let out = if fraction.is_empty() {
+        whole.to_string()
+    } else {
+        format!("{whole}.{fraction}")
+    };
+    Some(if neg && out != "0" {
+        format!("-{out}")
+    } else {
+        out
+    })
 }
 
 #[cfg(test)]
@@ -238,13 +287,20 @@ mod tests {
                 "basis": {"doc_number": "穗医保罚〔2025〕1号", "decided_on": "2025-03-04"}, "content": {"fine_yuan": "50000", "penalty_types": ["警告", "罚款"]}}),
         };
         let dest = crate::config::default_destinations().remove(0);
-        let xml = String::from_utf8(f.render(&dest, "m1", &[entry], "2025-01-01T08:00:00+08:00").unwrap()).unwrap();
+        let xml = String::from_utf8(
+            f.render(&dest, "m1", &[entry], "2025-01-01T08:00:00+08:00")
+                .unwrap(),
+        )
+        .unwrap();
         assert!(xml.contains("<CF_NR_FK>5</CF_NR_FK>"), "{xml}");
         assert!(xml.contains("<CF_JDRQ>2025/03/04</CF_JDRQ>"), "{xml}");
         assert!(xml.contains("某医院 &amp; 药房"), "{xml}");
         assert!(xml.contains("警告;罚款"), "{xml}");
         // It parses back with the gateway's own XML reader.
         let root = crate::mapping::source::parse_xml(xml.as_bytes()).unwrap();
-        assert_eq!(root.select(&format!("{}/Body/JL", f.root)).unwrap().len(), 1);
+        assert_eq!(
+            root.select(&format!("{}/Body/JL", f.root)).unwrap().len(),
+            1
+        );
     }
 }

@@ -77,12 +77,25 @@ pub struct Destination {
 }
 
 impl Destination {
-    pub fn new(config: &Config, dest: &DestinationConfig, formats: &format::Formats) -> Result<Self, SetupError> {
-        let err = |message: String| SetupError::Destination { id: dest.id.clone(), message };
+    pub fn new(
+        config: &Config,
+        dest: &DestinationConfig,
+        formats: &format::Formats,
+    ) -> Result<Self, SetupError> {
+        let err = |message: String| SetupError::Destination {
+            id: dest.id.clone(),
+            message,
+        };
         let certs = &config.tls.certs_dir;
         let ca = dest.ca.clone().unwrap_or_else(|| certs.join("ca.pem"));
-        let cert = dest.client_cert.clone().unwrap_or_else(|| crate::identity::certs::client_cert_path(certs, GATEWAY_CLIENT_CN));
-        let key = dest.client_key.clone().unwrap_or_else(|| crate::identity::certs::client_key_path(certs, GATEWAY_CLIENT_CN));
+        let cert = dest
+            .client_cert
+            .clone()
+            .unwrap_or_else(|| crate::identity::certs::client_cert_path(certs, GATEWAY_CLIENT_CN));
+        let key = dest
+            .client_key
+            .clone()
+            .unwrap_or_else(|| crate::identity::certs::client_key_path(certs, GATEWAY_CLIENT_CN));
         let tls = tls::client_config(&ca, &cert, &key).map_err(|e| err(e.to_string()))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -93,23 +106,49 @@ impl Destination {
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
         let uri: hyper::Uri = dest.url.parse().map_err(|e| err(format!("url: {e}")))?;
-        let quota = governor::Quota::per_second(std::num::NonZeroU32::new(dest.requests_per_second).unwrap_or(std::num::NonZeroU32::MIN));
-        let format = match &dest.format {
-            None => None,
-            Some(id) => Some(formats.get(id).cloned().ok_or_else(|| err(format!("no outbound format {id:?} in mappings/outbound/")))?),
-        };
-        Ok(Self { config: dest.clone(), client, uri, limiter: governor::RateLimiter::direct(quota), format })
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(dest.requests_per_second)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        );
+        let format =
+            match &dest.format {
+                None => None,
+                Some(id) => Some(formats.get(id).cloned().ok_or_else(|| {
+                    err(format!("no outbound format {id:?} in mappings/outbound/"))
+                })?),
+            };
+        Ok(Self {
+            config: dest.clone(),
+            client,
+            uri,
+            limiter: governor::RateLimiter::direct(quota),
+            format,
+        })
     }
 
     /// POST one batch; Ok when the platform acknowledged it (2xx).
-    pub async fn send(&self, entries: &[Entry], timeout: Duration, now: &str) -> Result<(), DeliveryError> {
+    pub async fn send(
+        &self,
+        entries: &[Entry],
+        timeout: Duration,
+        now: &str,
+    ) -> Result<(), DeliveryError> {
         let keys: Vec<&str> = entries.iter().map(|e| e.idempotency_key.as_str()).collect();
         let batch_key = hex::encode(&Sha256::digest(keys.join(",").as_bytes())[..16]);
         let (body, content_type) = match &self.format {
-            None => (canonical_body(&self.config.id, &batch_key, entries, now), "application/json"),
-            Some(f) => (f.render(&self.config, &batch_key, entries, now).map_err(DeliveryError::Build)?, "application/xml; charset=utf-8"),
+            None => (
+                canonical_body(&self.config.id, &batch_key, entries, now),
+                "application/json",
+            ),
+            Some(f) => (
+                f.render(&self.config, &batch_key, entries, now)
+                    .map_err(DeliveryError::Build)?,
+                "application/xml; charset=utf-8",
+            ),
         };
         let req = hyper::Request::post(self.uri.clone())
             .header(hyper::header::CONTENT_TYPE, content_type)
@@ -118,12 +157,28 @@ impl Destination {
             .map_err(|e| DeliveryError::Build(e.to_string()))?;
         self.limiter.until_ready().await;
         let answer = async {
-            let resp = self.client.request(req).await.map_err(|e| DeliveryError::Connect(error_chain(&e)))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| DeliveryError::Connect(error_chain(&e)))?;
             let status = resp.status().as_u16();
-            let body = Limited::new(resp.into_body(), 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Ok::<_, DeliveryError>((status, String::from_utf8_lossy(&body).chars().take(2000).collect::<String>()))
+            let body = Limited::new(resp.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok::<_, DeliveryError>((
+                status,
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(2000)
+                    .collect::<String>(),
+            ))
         };
-        let (status, answer) = tokio::time::timeout(timeout, answer).await.map_err(|_| DeliveryError::Timeout(timeout))??;
+        let (status, answer) = tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| DeliveryError::Timeout(timeout))??;
         match status {
             200..=299 => Ok(()),
             408 | 425 | 429 | 500..=599 => Err(DeliveryError::Unavailable { status, answer }),
@@ -181,7 +236,11 @@ struct Backoff {
 impl Backoff {
     fn new(cfg: &SharingConfig) -> Self {
         let base = Duration::from_millis(cfg.retry_base_ms);
-        Self { base, max: Duration::from_millis(cfg.retry_max_ms), current: base }
+        Self {
+            base,
+            max: Duration::from_millis(cfg.retry_max_ms),
+            current: base,
+        }
     }
 
     fn next(&mut self) -> Duration {
@@ -196,6 +255,9 @@ impl Backoff {
     }
 }
 
+/// Extra writes to commit with an acknowledgement, given the acknowledged entries and the time.
+pub type OnDelivered = Arc<dyn Fn(&[Entry], &str) -> Vec<(String, Vec<u8>)> + Send + Sync>;
+
 /// Everything a worker needs.
 pub struct Worker {
     pub destination: Arc<Destination>,
@@ -204,7 +266,7 @@ pub struct Worker {
     pub sharing: SharingConfig,
     pub clock: SharedClock,
     /// Called with the entries each successful delivery acknowledged (corrections tracking).
-    pub on_delivered: Option<Arc<dyn Fn(&[Entry], &str) -> Vec<(String, Vec<u8>)> + Send + Sync>>,
+    pub on_delivered: Option<OnDelivered>,
 }
 
 impl Worker {
@@ -224,14 +286,15 @@ impl Worker {
                 self.publish_stats();
                 last_stats = Instant::now();
             }
-            let batch = match outbox::pending(&self.store, &dest, self.destination.config.batch_size) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(destination = %dest, error = %e, "cannot read the outbox");
-                    sleep_or_stop(Duration::from_secs(1), &mut stop).await;
-                    continue;
-                }
-            };
+            let batch =
+                match outbox::pending(&self.store, &dest, self.destination.config.batch_size) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(destination = %dest, error = %e, "cannot read the outbox");
+                        sleep_or_stop(Duration::from_secs(1), &mut stop).await;
+                        continue;
+                    }
+                };
             if batch.is_empty() {
                 let notified = self.committer.outbox_notify.notified();
                 tokio::select! {
@@ -270,12 +333,23 @@ impl Worker {
         }
     }
 
-    async fn isolate(&self, batch: &[(String, Entry)], timeout: Duration, backoff: &mut Backoff) -> Result<(), Duration> {
+    async fn isolate(
+        &self,
+        batch: &[(String, Entry)],
+        timeout: Duration,
+        backoff: &mut Backoff,
+    ) -> Result<(), Duration> {
         for item in batch {
             let now = rfc3339(self.clock.now());
-            match self.destination.send(std::slice::from_ref(&item.1), timeout, &now).await {
+            match self
+                .destination
+                .send(std::slice::from_ref(&item.1), timeout, &now)
+                .await
+            {
                 Ok(()) => self.acknowledge(std::slice::from_ref(item), &now).await,
-                Err(DeliveryError::Refused { status, answer }) => self.dead_letter(item, status, answer, &now).await,
+                Err(DeliveryError::Refused { status, answer }) => {
+                    self.dead_letter(item, status, answer, &now).await
+                }
                 Err(e) => {
                     let wait = backoff.next();
                     events::delivery_retry(&self.destination.config.id, &e.to_string(), wait, 1);
@@ -289,12 +363,26 @@ impl Worker {
     async fn acknowledge(&self, batch: &[(String, Entry)], now: &str) {
         let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
         let removes: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
-        let writes = self.on_delivered.as_ref().map(|f| f(&entries, now)).unwrap_or_default();
+        let writes = self
+            .on_delivered
+            .as_ref()
+            .map(|f| f(&entries, now))
+            .unwrap_or_default();
         let mut data = Map::new();
         data.insert("destination".into(), json!(self.destination.config.id));
         data.insert("count".into(), json!(entries.len()));
-        data.insert("idempotency_keys".into(), json!(entries.iter().map(|e| e.idempotency_key.clone()).collect::<Vec<_>>()));
-        if let Err(e) = self.committer.apply("share_delivered", data, writes, removes, Vec::new()).await {
+        data.insert(
+            "idempotency_keys".into(),
+            json!(entries
+                .iter()
+                .map(|e| e.idempotency_key.clone())
+                .collect::<Vec<_>>()),
+        );
+        if let Err(e) = self
+            .committer
+            .apply("share_delivered", data, writes, removes, Vec::new())
+            .await
+        {
             // The platform has them; they stay queued and will be sent again, and dropped there
             // as duplicates by their idempotency keys.
             tracing::error!(destination = %self.destination.config.id, error = %e, "delivered but not removed from the outbox");
@@ -304,22 +392,48 @@ impl Worker {
     async fn dead_letter(&self, item: &(String, Entry), status: u16, answer: String, now: &str) {
         let (key, entry) = item;
         events::dead_lettered(&self.destination.config.id, &entry.record_id, status);
-        let seq = key.rsplit(crate::store::SEP).next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let dead = DeadLetter { entry: entry.clone(), status, answer: answer.clone(), dead_at: now.to_string(), from_key: outbox::display_key(key) };
+        let seq = key
+            .rsplit(crate::store::SEP)
+            .next()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        let dead = DeadLetter {
+            entry: entry.clone(),
+            status,
+            answer: answer.clone(),
+            dead_at: now.to_string(),
+            from_key: outbox::display_key(key),
+        };
         let mut data = Map::new();
         data.insert("destination".into(), json!(self.destination.config.id));
         data.insert("idempotency_key".into(), json!(entry.idempotency_key));
         data.insert("record_id".into(), json!(entry.record_id));
         data.insert("status".into(), json!(status));
-        let writes = vec![(outbox::dead_key(&self.destination.config.id, seq), to_bytes(&dead))];
-        if let Err(e) = self.committer.apply("share_dead_lettered", data, writes, vec![key.clone()], Vec::new()).await {
+        let writes = vec![(
+            outbox::dead_key(&self.destination.config.id, seq),
+            to_bytes(&dead),
+        )];
+        if let Err(e) = self
+            .committer
+            .apply(
+                "share_dead_lettered",
+                data,
+                writes,
+                vec![key.clone()],
+                Vec::new(),
+            )
+            .await
+        {
             tracing::error!(error = %e, "cannot move a refused share to the dead letters");
         }
     }
 
     fn publish_stats(&self) {
         if let Ok(s) = outbox::stats(&self.store, &self.destination.config.id) {
-            let age = s.oldest_pending_unix.map(|t| (self.clock.now().unix_timestamp() - t).max(0) as f64).unwrap_or(0.0);
+            let age = s
+                .oldest_pending_unix
+                .map(|t| (self.clock.now().unix_timestamp() - t).max(0) as f64)
+                .unwrap_or(0.0);
             events::outbox_depth(&s.destination, s.pending, s.dead_letters, age);
         }
     }

@@ -60,27 +60,43 @@ impl Channel {
 /// What the filter decided for one record on one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Withheld { rule: &'static str },
-    Share { record: Value, masked: Vec<(String, &'static str)>, dropped: Vec<(String, &'static str)> },
+    Withheld {
+        rule: &'static str,
+    },
+    Share {
+        record: Value,
+        masked: Vec<(String, &'static str)>,
+        dropped: Vec<(String, &'static str)>,
+    },
 }
 
 /// Filter one record for one channel.
 pub fn filter(record: &CanonicalRecord, channel: Channel, rules: &DisclosureRules) -> Decision {
     if record.disclosure.class == DisclosureClass::Restricted {
-        return Decision::Withheld { rule: "restricted_record" };
+        return Decision::Withheld {
+            rule: "restricted_record",
+        };
     }
     if !channel.admits(record.disclosure.class) {
-        return Decision::Withheld { rule: "class_not_for_channel" };
+        return Decision::Withheld {
+            rule: "class_not_for_channel",
+        };
     }
     let channel_rules = rules.channel(channel);
     let Some(channel_rules) = channel_rules else {
-        return Decision::Withheld { rule: "channel_not_configured" };
+        return Decision::Withheld {
+            rule: "channel_not_configured",
+        };
     };
     if !channel_rules.categories.contains(&record.category) {
-        return Decision::Withheld { rule: "category_not_for_channel" };
+        return Decision::Withheld {
+            rule: "category_not_for_channel",
+        };
     }
     if is_withheld_penalty(record, channel_rules) {
-        return Decision::Withheld { rule: "minor_penalty_not_publicly_noticed" };
+        return Decision::Withheld {
+            rule: "minor_penalty_not_publicly_noticed",
+        };
     }
     let mut json = record.to_json();
     let mut masked = Vec::new();
@@ -118,7 +134,11 @@ pub fn filter(record: &CanonicalRecord, channel: Channel, rules: &DisclosureRule
     if let Some(d) = json.get_mut("disclosure").and_then(Value::as_object_mut) {
         d.remove("restricted_fields");
     }
-    Decision::Share { record: json, masked, dropped }
+    Decision::Share {
+        record: json,
+        masked,
+        dropped,
+    }
 }
 
 /// LS Art. 27 and the national credit-repair rules: penalties that are only warnings or notices of
@@ -136,12 +156,17 @@ fn is_withheld_penalty(record: &CanonicalRecord, rules: &ChannelRules) -> bool {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(str::trim).collect())
         .unwrap_or_default();
-    !types.is_empty() && types.iter().all(|t| rules.withhold_penalties_only_of.iter().any(|w| w == t))
+    !types.is_empty()
+        && types
+            .iter()
+            .all(|t| rules.withhold_penalties_only_of.iter().any(|w| w == t))
 }
 
 fn remove_path(json: &mut Value, path: &str) -> bool {
     let parts: Vec<&str> = path.split('.').collect();
-    let Some((last, parents)) = parts.split_last() else { return false };
+    let Some((last, parents)) = parts.split_last() else {
+        return false;
+    };
     let mut node = json;
     for p in parents {
         match node.get_mut(*p) {
@@ -149,7 +174,8 @@ fn remove_path(json: &mut Value, path: &str) -> bool {
             None => return false,
         }
     }
-    node.as_object_mut().is_some_and(|o| o.remove(*last).is_some())
+    node.as_object_mut()
+        .is_some_and(|o| o.remove(*last).is_some())
 }
 
 fn mask_path(json: &mut Value, path: &str, mask: impl Fn(&str) -> String) -> bool {
@@ -170,7 +196,11 @@ fn mask_path(json: &mut Value, path: &str, mask: impl Fn(&str) -> String) -> boo
 }
 
 /// Mask resident-ID numbers and mobile numbers found in any content text.
-fn scan_content(obj: &mut Map<String, Value>, prefix: &str, masked: &mut Vec<(String, &'static str)>) {
+fn scan_content(
+    obj: &mut Map<String, Value>,
+    prefix: &str,
+    masked: &mut Vec<(String, &'static str)>,
+) {
     for (key, value) in obj.iter_mut() {
         let path = format!("{prefix}.{key}");
         match value {
@@ -208,7 +238,11 @@ pub fn mask_personal_numbers(text: &str) -> (String, usize) {
     let none = IdentifierExceptions::default();
     while i < chars.len() {
         if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
-            let run_end = chars[i..].iter().position(|c| !(c.is_ascii_digit() || *c == 'X' || *c == 'x')).map(|p| i + p).unwrap_or(chars.len());
+            let run_end = chars[i..]
+                .iter()
+                .position(|c| !(c.is_ascii_digit() || *c == 'X' || *c == 'x'))
+                .map(|p| i + p)
+                .unwrap_or(chars.len());
             let run: String = chars[i..run_end].iter().collect();
             if run.len() == 18 && ResidentId::parse(&run, &none).is_ok() {
                 out.push_str(&mask_middle(&run, 6, 2));
@@ -216,7 +250,11 @@ pub fn mask_personal_numbers(text: &str) -> (String, usize) {
                 i = run_end;
                 continue;
             }
-            if run.len() == 11 && run.starts_with('1') && run.as_bytes()[1] >= b'3' && run.bytes().all(|b| b.is_ascii_digit()) {
+            if run.len() == 11
+                && run.starts_with('1')
+                && run.as_bytes()[1] >= b'3'
+                && run.bytes().all(|b| b.is_ascii_digit())
+            {
                 out.push_str(&mask_middle(&run, 3, 4));
                 hits += 1;
                 i = run_end;

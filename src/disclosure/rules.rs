@@ -48,10 +48,15 @@ const BUILTIN: &str = include_str!("../../mappings/rules/disclosure.toml");
 
 impl DisclosureRules {
     pub fn parse(path: &str, text: &str) -> Result<Self, RulesError> {
-        let rules: DisclosureRules =
-            toml::from_str(text).map_err(|e| RulesError::Invalid { path: path.into(), message: e.to_string() })?;
+        let rules: DisclosureRules = toml::from_str(text).map_err(|e| RulesError::Invalid {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         if !rules.channels.contains_key(&Channel::PublicNotice) {
-            return Err(RulesError::Invalid { path: path.into(), message: "[channels.public_notice] is required".into() });
+            return Err(RulesError::Invalid {
+                path: path.into(),
+                message: "[channels.public_notice] is required".into(),
+            });
         }
         Ok(rules)
     }
@@ -60,8 +65,10 @@ impl DisclosureRules {
         if !path.exists() {
             return Self::builtin();
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RulesError::Invalid { path: path.display().to_string(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         Self::parse(&path.display().to_string(), &text)
     }
 

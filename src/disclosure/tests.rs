@@ -27,15 +27,28 @@ fn rules() -> DisclosureRules {
 #[test]
 fn public_channel_masks_ids_and_phones_and_drops_restricted_fields() {
     let rec = record(physician_penalty(&["罚款"]));
-    let Decision::Share { record, masked, dropped } = filter(&rec, Channel::PublicNotice, &rules()) else {
+    let Decision::Share {
+        record,
+        masked,
+        dropped,
+    } = filter(&rec, Channel::PublicNotice, &rules())
+    else {
         panic!("a fine is publicly noticed");
     };
     let text = record.to_string();
     assert!(!text.contains("440104199003071239"), "{text}");
-    assert!(!text.contains("13812345678") && !text.contains("13912345678"), "{text}");
-    assert!(!text.contains("6222020200112233445"), "restricted field never leaves: {text}");
+    assert!(
+        !text.contains("13812345678") && !text.contains("13912345678"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("6222020200112233445"),
+        "restricted field never leaves: {text}"
+    );
     assert_eq!(record["subject"]["id"], "440104**********39");
-    assert!(dropped.iter().any(|(f, r)| f == "content.bank_account" && *r == "restricted_field"));
+    assert!(dropped
+        .iter()
+        .any(|(f, r)| f == "content.bank_account" && *r == "restricted_field"));
     assert!(masked.iter().any(|(f, _)| f == "subject.id"));
     assert!(masked.iter().any(|(f, _)| f == "content.facts"));
 }
@@ -44,11 +57,28 @@ fn public_channel_masks_ids_and_phones_and_drops_restricted_fields() {
 fn warnings_and_notices_of_criticism_are_not_publicly_noticed_ls_art_27() {
     for types in [&["警告"][..], &["通报批评"], &["警告", "通报批评"]] {
         let rec = record(physician_penalty(types));
-        assert_eq!(filter(&rec, Channel::PublicNotice, &rules()), Decision::Withheld { rule: "minor_penalty_not_publicly_noticed" });
-        assert!(matches!(filter(&rec, Channel::GovShare, &rules()), Decision::Share { .. }), "still shared with government");
+        assert_eq!(
+            filter(&rec, Channel::PublicNotice, &rules()),
+            Decision::Withheld {
+                rule: "minor_penalty_not_publicly_noticed"
+            }
+        );
+        assert!(
+            matches!(
+                filter(&rec, Channel::GovShare, &rules()),
+                Decision::Share { .. }
+            ),
+            "still shared with government"
+        );
     }
     let rec = record(physician_penalty(&["警告", "罚款"]));
-    assert!(matches!(filter(&rec, Channel::PublicNotice, &rules()), Decision::Share { .. }), "a fine with a warning is noticed");
+    assert!(
+        matches!(
+            filter(&rec, Channel::PublicNotice, &rules()),
+            Decision::Share { .. }
+        ),
+        "a fine with a warning is noticed"
+    );
 }
 
 #[test]
@@ -56,8 +86,17 @@ fn restricted_records_never_leave_on_any_channel() {
     let mut v = physician_penalty(&["罚款"]);
     v["disclosure"] = json!({"class": "restricted", "restriction": "state_secret"});
     let rec = record(v);
-    for ch in [Channel::PublicNotice, Channel::GovShare, Channel::AuthorizedQuery] {
-        assert_eq!(filter(&rec, ch, &rules()), Decision::Withheld { rule: "restricted_record" });
+    for ch in [
+        Channel::PublicNotice,
+        Channel::GovShare,
+        Channel::AuthorizedQuery,
+    ] {
+        assert_eq!(
+            filter(&rec, ch, &rules()),
+            Decision::Withheld {
+                rule: "restricted_record"
+            }
+        );
     }
 }
 
@@ -66,21 +105,41 @@ fn a_record_never_goes_to_a_more_open_channel_than_its_class() {
     let mut v = physician_penalty(&["罚款"]);
     v["disclosure"] = json!({"class": "gov_share"});
     let rec = record(v);
-    assert_eq!(filter(&rec, Channel::PublicNotice, &rules()), Decision::Withheld { rule: "class_not_for_channel" });
-    assert!(matches!(filter(&rec, Channel::GovShare, &rules()), Decision::Share { .. }));
+    assert_eq!(
+        filter(&rec, Channel::PublicNotice, &rules()),
+        Decision::Withheld {
+            rule: "class_not_for_channel"
+        }
+    );
+    assert!(matches!(
+        filter(&rec, Channel::GovShare, &rules()),
+        Decision::Share { .. }
+    ));
 }
 
 #[test]
 fn gov_share_keeps_identifiers() {
     let rec = record(physician_penalty(&["罚款"]));
-    let Decision::Share { record, .. } = filter(&rec, Channel::GovShare, &rules()) else { panic!() };
+    let Decision::Share { record, .. } = filter(&rec, Channel::GovShare, &rules()) else {
+        panic!()
+    };
     assert_eq!(record["subject"]["id"], "440104199003071239");
-    assert!(record["content"].get("bank_account").is_none(), "restricted fields are dropped on every channel");
+    assert!(
+        record["content"].get("bank_account").is_none(),
+        "restricted fields are dropped on every channel"
+    );
 }
 
 #[test]
 fn personal_number_scan() {
-    let (t, n) = mask_personal_numbers("身份证440104199003071239，电话13812345678，编号12345678901234567890");
+    let (t, n) = mask_personal_numbers(
+        "身份证440104199003071239，电话13812345678，编号12345678901234567890",
+    );
     assert_eq!(n, 2);
-    assert!(t.contains("440104**********39") && t.contains("138****5678") && t.contains("12345678901234567890"), "{t}");
+    assert!(
+        t.contains("440104**********39")
+            && t.contains("138****5678")
+            && t.contains("12345678901234567890"),
+        "{t}"
+    );
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::pem::PemObject;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// The CA that signs development certificates.
@@ -19,7 +19,10 @@ pub type CaIssuer = Issuer<'static, KeyPair>;
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {message}")]
     Read { path: String, message: String },
     #[error("certificate generation failed: {0}")]
@@ -48,9 +51,16 @@ pub fn client_key_path(dir: &Path, agency: &str) -> PathBuf {
 
 /// Create whatever is missing: the CA (only when neither its certificate nor key exist), the
 /// server certificate, and a client certificate for each agency id. Existing files are kept.
-pub fn init(dir: &Path, agencies: &[String], server_names: &[String]) -> Result<InitReport, CertError> {
+pub fn init(
+    dir: &Path,
+    agencies: &[String],
+    server_names: &[String],
+) -> Result<InitReport, CertError> {
     let mut report = InitReport::default();
-    std::fs::create_dir_all(dir.join("clients")).map_err(|source| CertError::Write { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir.join("clients")).map_err(|source| CertError::Write {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let issuer = load_or_create_ca(dir, &mut report)?;
     let server_cert = dir.join("server.pem");
     if server_cert.exists() {
@@ -59,10 +69,18 @@ pub fn init(dir: &Path, agencies: &[String], server_names: &[String]) -> Result<
         let mut params = CertificateParams::new(server_names.to_vec())?;
         params.distinguished_name = dn("credit-gateway");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
-        write(&dir.join("server-key.pem"), &key.serialize_pem(), true, &mut report)?;
+        write(
+            &dir.join("server-key.pem"),
+            &key.serialize_pem(),
+            true,
+            &mut report,
+        )?;
         write(&server_cert, &cert.pem(), false, &mut report)?;
     }
     for agency in agencies {
@@ -93,7 +111,10 @@ pub fn load_or_create_ca(dir: &Path, report: &mut InitReport) -> Result<CaIssuer
     let (cert_path, key_path) = (ca_cert_path(dir), ca_key_path(dir));
     if cert_path.exists() && key_path.exists() {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| CertError::Read { path: p.display().to_string(), message: e.to_string() })
+            std::fs::read_to_string(p).map_err(|e| CertError::Read {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })
         };
         let key = KeyPair::from_pem(&read(&key_path)?)?;
         let issuer = Issuer::from_ca_cert_pem(&read(&cert_path)?, key)?;
@@ -103,7 +124,11 @@ pub fn load_or_create_ca(dir: &Path, report: &mut InitReport) -> Result<CaIssuer
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = dn("credit-gateway development CA");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     write(&key_path, &key.serialize_pem(), true, report)?;
@@ -118,8 +143,16 @@ fn dn(cn: &str) -> DistinguishedName {
     dn
 }
 
-fn write(path: &Path, contents: &str, private: bool, report: &mut InitReport) -> Result<(), CertError> {
-    let err = |source| CertError::Write { path: path.display().to_string(), source };
+fn write(
+    path: &Path,
+    contents: &str,
+    private: bool,
+    report: &mut InitReport,
+) -> Result<(), CertError> {
+    let err = |source| CertError::Write {
+        path: path.display().to_string(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
@@ -144,18 +177,33 @@ pub fn subject_common_name(der: &[u8]) -> Option<String> {
 
 /// Revoke the development client certificates of these subject names: (re)write `<dir>/crl.pem`,
 /// signed by the development CA, listing them and every serial already listed there.
-pub fn revoke(dir: &Path, names: &[String], now: ::time::OffsetDateTime) -> Result<PathBuf, CertError> {
+pub fn revoke(
+    dir: &Path,
+    names: &[String],
+    now: ::time::OffsetDateTime,
+) -> Result<PathBuf, CertError> {
     let mut report = InitReport::default();
     let issuer = load_or_create_ca(dir, &mut report)?;
     let crl_path = dir.join("crl.pem");
     let mut serials: Vec<Vec<u8>> = existing_revoked_serials(&crl_path);
     for name in names {
         let path = client_cert_path(dir, name);
-        let pem = std::fs::read_to_string(&path).map_err(|e| CertError::Read { path: path.display().to_string(), message: e.to_string() })?;
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-            .map_err(|e| CertError::Read { path: path.display().to_string(), message: e.to_string() })?;
-        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| CertError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let pem = std::fs::read_to_string(&path).map_err(|e| CertError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+                CertError::Read {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| CertError::Read {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         let serial = cert.tbs_certificate.raw_serial().to_vec();
         if !serials.contains(&serial) {
             serials.push(serial);
@@ -185,7 +233,13 @@ pub fn revoke(dir: &Path, names: &[String], now: ::time::OffsetDateTime) -> Resu
 
 fn existing_revoked_serials(path: &Path) -> Vec<Vec<u8>> {
     use rustls_pki_types::pem::PemObject;
-    let Ok(der) = rustls_pki_types::CertificateRevocationListDer::from_pem_file(path) else { return Vec::new() };
-    let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else { return Vec::new() };
-    crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect()
+    let Ok(der) = rustls_pki_types::CertificateRevocationListDer::from_pem_file(path) else {
+        return Vec::new();
+    };
+    let Ok((_, crl)) = x509_parser::parse_x509_crl(der.as_ref()) else {
+        return Vec::new();
+    };
+    crl.iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect()
 }

@@ -42,7 +42,9 @@ impl Agency {
 
     /// `Err(wait)` when over the rate limit.
     pub fn check_rate(&self) -> Result<(), Duration> {
-        self.limiter.check().map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 }
 
@@ -58,8 +60,10 @@ impl Registry {
     pub fn new(agencies: &[AgencyConfig]) -> Self {
         let mut reg = Registry::default();
         for a in agencies {
-            let quota = Quota::per_second(NonZeroU32::new(a.requests_per_second).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(a.burst).unwrap_or(NonZeroU32::MIN));
+            let quota = Quota::per_second(
+                NonZeroU32::new(a.requests_per_second).unwrap_or(NonZeroU32::MIN),
+            )
+            .allow_burst(NonZeroU32::new(a.burst).unwrap_or(NonZeroU32::MIN));
             let agency = Arc::new(Agency {
                 id: a.id.clone(),
                 name: a.name.clone(),

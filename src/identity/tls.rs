@@ -25,7 +25,10 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |message: String| TlsError::Certs { path: path.display().to_string(), message };
+    let err = |message: String| TlsError::Certs {
+        path: path.display().to_string(),
+        message,
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -37,31 +40,52 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key { path: path.display().to_string(), message: e.to_string() })
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(ca)? {
-        roots.add(cert).map_err(|e| TlsError::Config(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
     }
     Ok(roots)
 }
 
 /// The API server's configuration: client certificates required and verified against `client_ca`
 /// (and the revocation list `crl`, when given).
-pub fn server_config(client_ca: &Path, cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    client_ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
     server_config_with_crl(client_ca, cert, key, None)
 }
 
-pub fn server_config_with_crl(client_ca: &Path, cert: &Path, key: &Path, crl: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config_with_crl(
+    client_ca: &Path,
+    cert: &Path,
+    key: &Path,
+    crl: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone());
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(client_ca)?), provider.clone());
     if let Some(crl) = crl {
         let crls = rustls::pki_types::CertificateRevocationListDer::pem_file_iter(crl)
-            .map_err(|e| TlsError::Certs { path: crl.display().to_string(), message: e.to_string() })?
+            .map_err(|e| TlsError::Certs {
+                path: crl.display().to_string(),
+                message: e.to_string(),
+            })?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsError::Certs { path: crl.display().to_string(), message: e.to_string() })?;
+            .map_err(|e| TlsError::Certs {
+                path: crl.display().to_string(),
+                message: e.to_string(),
+            })?;
         builder = builder.with_crls(crls);
     }
     let verifier = builder
@@ -106,11 +130,16 @@ pub struct Reloadable {
 
 impl Reloadable {
     pub fn new(config: Arc<ServerConfig>) -> Self {
-        Self { current: std::sync::RwLock::new(config) }
+        Self {
+            current: std::sync::RwLock::new(config),
+        }
     }
 
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.current.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.current
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn replace(&self, config: Arc<ServerConfig>) {

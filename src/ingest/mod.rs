@@ -66,7 +66,9 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(app.config.server.header_read_timeout_ms))
+        .header_read_timeout(Duration::from_millis(
+            app.config.server.header_read_timeout_ms,
+        ))
         .max_buf_size(64 * 1024);
     builder
         .http2()
@@ -111,7 +113,9 @@ pub async fn serve(
                 .and_then(|cert| app.registry.identify(cert.as_ref()));
             events::connection_opened();
             let svc = routes::service(app, agency, peer);
-            let conn = builder.serve_connection(TokioIo::new(tls), svc).into_owned();
+            let conn = builder
+                .serve_connection(TokioIo::new(tls), svc)
+                .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

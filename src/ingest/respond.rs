@@ -61,11 +61,16 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::UnknownAgency | Self::MappingNotAllowed(_) | Self::ArchiveNotAllowed | Self::CorrectionNotAllowed => StatusCode::FORBIDDEN,
+            Self::UnknownAgency
+            | Self::MappingNotAllowed(_)
+            | Self::ArchiveNotAllowed
+            | Self::CorrectionNotAllowed => StatusCode::FORBIDDEN,
             Self::InvalidCorrection(_) | Self::BadCorrection(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MissingMapping | Self::Document(_) | Self::BodyRead(_) | Self::UnknownIdType(_) | Self::InvalidSubjectId(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::MissingMapping
+            | Self::Document(_)
+            | Self::BodyRead(_)
+            | Self::UnknownIdType(_)
+            | Self::InvalidSubjectId(_) => StatusCode::BAD_REQUEST,
             Self::UnknownMapping(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -111,17 +116,31 @@ impl ApiError {
     }
 
     pub fn retry(&self) -> bool {
-        matches!(self, Self::RateLimited(_) | Self::BodyTimeout | Self::StorageUnavailable | Self::ShuttingDown)
+        matches!(
+            self,
+            Self::RateLimited(_)
+                | Self::BodyTimeout
+                | Self::StorageUnavailable
+                | Self::ShuttingDown
+        )
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let mut error = json!({"code": self.code(), "message": self.to_string(), "retry": self.retry()});
-        if let Self::Document(ParseError::Syntax { line, column, .. } | ParseError::InvalidEncoding { line, column, .. }) = &self {
+        let mut error =
+            json!({"code": self.code(), "message": self.to_string(), "retry": self.retry()});
+        if let Self::Document(
+            ParseError::Syntax { line, column, .. }
+            | ParseError::InvalidEncoding { line, column, .. },
+        ) = &self
+        {
             error["line"] = json!(line);
             error["column"] = json!(column);
         }
         if let Self::InvalidCorrection(problems) = &self {
-            error["problems"] = problems.iter().map(|(f, r)| json!({"field": f, "reason": r})).collect();
+            error["problems"] = problems
+                .iter()
+                .map(|(f, r)| json!({"field": f, "reason": r}))
+                .collect();
         }
         let mut resp = json_response(self.status(), &json!({ "error": error }));
         if let Self::RateLimited(wait) = &self {

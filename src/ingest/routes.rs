@@ -2,8 +2,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,10 @@ impl hyper::service::Service<Request<Incoming>> for ApiService {
         let app = self.app.clone();
         let agency = self.agency.clone();
         Box::pin(async move {
-            let agency_id = agency.as_ref().map(|a| a.id.clone()).unwrap_or_else(|| "unknown".into());
+            let agency_id = agency
+                .as_ref()
+                .map(|a| a.id.clone())
+                .unwrap_or_else(|| "unknown".into());
             let result = route(&app, agency, req).await;
             Ok(result.unwrap_or_else(|e| {
                 events::request_refused(&agency_id, e.code(), e.status().as_u16());
@@ -57,7 +60,11 @@ impl hyper::service::Service<Request<Incoming>> for ApiService {
     }
 }
 
-async fn route(app: &App, agency: Option<Arc<Agency>>, req: Request<Incoming>) -> Result<Resp, ApiError> {
+async fn route(
+    app: &App,
+    agency: Option<Arc<Agency>>,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let agency = agency.ok_or(ApiError::UnknownAgency)?;
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -68,24 +75,37 @@ async fn route(app: &App, agency: Option<Arc<Agency>>, req: Request<Incoming>) -
         (&Method::GET, ["v1", "subjects", id_type, id]) => subject(app, &agency, id_type, id),
         (&Method::GET, ["v1", "mappings"]) => Ok(mappings(app, &agency)),
         (&Method::POST, ["v1", "corrections"]) => post_correction(app, &agency, req).await,
-        (&Method::GET, ["v1", "corrections"]) => list_corrections(app, &agency, req.uri().query().unwrap_or("")),
+        (&Method::GET, ["v1", "corrections"]) => {
+            list_corrections(app, &agency, req.uri().query().unwrap_or(""))
+        }
         (_, ["v1", "corrections"]) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::NotFound("resource")),
     }
 }
 
-async fn push_records(app: &App, agency: &Agency, req: Request<Incoming>) -> Result<Resp, ApiError> {
+async fn push_records(
+    app: &App,
+    agency: &Agency,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let started = Instant::now();
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    let mapping_id = query_param(req.uri().query().unwrap_or(""), "mapping").ok_or(ApiError::MissingMapping)?;
-    let mapping = app.mappings.get(&mapping_id).ok_or_else(|| ApiError::UnknownMapping(mapping_id.clone()))?;
+    let mapping_id =
+        query_param(req.uri().query().unwrap_or(""), "mapping").ok_or(ApiError::MissingMapping)?;
+    let mapping = app
+        .mappings
+        .get(&mapping_id)
+        .ok_or_else(|| ApiError::UnknownMapping(mapping_id.clone()))?;
     if !agency.may_push(&mapping.id) {
         return Err(ApiError::MappingNotAllowed(mapping.id.clone()));
     }
     check_content_type(&req, mapping.format)?;
     let body = read_body(app, req).await?;
     let received_at = rfc3339(app.clock.now());
-    let ctx = ValidationContext { exceptions: app.exceptions.clone(), authenticated_agency: Some(agency.id.clone()) };
+    let ctx = ValidationContext {
+        exceptions: app.exceptions.clone(),
+        authenticated_agency: Some(agency.id.clone()),
+    };
     let mapping_owned: Mapping = mapping.clone();
     let router = app.router.clone();
     let body_for_map = body.clone();
@@ -99,7 +119,11 @@ async fn push_records(app: &App, agency: &Agency, req: Request<Incoming>) -> Res
             match n.outcome {
                 Ok(record) => {
                     let shares = router.plan(&record, &mut filter);
-                    accepted.push(AcceptedInput { index: n.index, record, shares });
+                    accepted.push(AcceptedInput {
+                        index: n.index,
+                        record,
+                        shares,
+                    });
                 }
                 Err(rejection) => rejected.push(rejection),
             }
@@ -109,7 +133,13 @@ async fn push_records(app: &App, agency: &Agency, req: Request<Incoming>) -> Res
     .await
     .map_err(|_| ApiError::StorageUnavailable)??;
     for r in &rejected {
-        events::record_rejected(&agency.id, &mapping.id, r.index, r.record_id.as_deref(), &r.field);
+        events::record_rejected(
+            &agency.id,
+            &mapping.id,
+            r.index,
+            r.record_id.as_deref(),
+            &r.field,
+        );
     }
     for (dest, channel, rule) in &filter.withheld {
         events::share_withheld(dest, channel.code(), rule);
@@ -135,13 +165,25 @@ async fn push_records(app: &App, agency: &Agency, req: Request<Incoming>) -> Res
         tracing::error!(error = %e, "batch not stored");
         ApiError::StorageUnavailable
     })?;
-    events::batch_received(&agency.id, &mapping.id, &receipt.receipt_id, receipt.accepted, receipt.rejected_count, receipt.new, started.elapsed());
+    events::batch_received(
+        &agency.id,
+        &mapping.id,
+        &receipt.receipt_id,
+        receipt.accepted,
+        receipt.rejected_count,
+        receipt.new,
+        started.elapsed(),
+    );
     let body = serde_json::to_value(&receipt).unwrap_or_default();
     Ok(json_response(StatusCode::OK, &body))
 }
 
 fn check_content_type(req: &Request<Incoming>, format: SourceFormat) -> Result<(), ApiError> {
-    let value = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let value = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mut parts = value.split(';');
     let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     let charset = parts
@@ -151,14 +193,20 @@ fn check_content_type(req: &Request<Incoming>, format: SourceFormat) -> Result<(
     match format {
         SourceFormat::Json => {
             let ok = (media == "application/json" || media.ends_with("+json"))
-                && charset.as_deref().is_none_or(|c| c == "utf-8" || c == "utf8");
+                && charset
+                    .as_deref()
+                    .is_none_or(|c| c == "utf-8" || c == "utf8");
             if !ok {
-                return Err(ApiError::UnsupportedMediaType { expected: "application/json (UTF-8)" });
+                return Err(ApiError::UnsupportedMediaType {
+                    expected: "application/json (UTF-8)",
+                });
             }
         }
         SourceFormat::Xml => {
             if !(media == "application/xml" || media == "text/xml" || media.ends_with("+xml")) {
-                return Err(ApiError::UnsupportedMediaType { expected: "application/xml or text/xml" });
+                return Err(ApiError::UnsupportedMediaType {
+                    expected: "application/xml or text/xml",
+                });
             }
         }
     }
@@ -181,42 +229,78 @@ async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError>
     let timeout = Duration::from_millis(app.config.server.body_read_timeout_ms);
     match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => Err(ApiError::BodyTimeout),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
         Ok(Err(e)) => Err(ApiError::BodyRead(e.to_string())),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }
 
-async fn post_correction(app: &App, agency: &Agency, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    use crate::corrections::request::{prepare, Context, CorrectionError, Request as CorrectionRequest};
+async fn post_correction(
+    app: &App,
+    agency: &Agency,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    use crate::corrections::request::{
+        prepare, Context, CorrectionError, Request as CorrectionRequest,
+    };
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    if !req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json")) {
-        return Err(ApiError::UnsupportedMediaType { expected: "application/json (UTF-8)" });
+    if !req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+    {
+        return Err(ApiError::UnsupportedMediaType {
+            expected: "application/json (UTF-8)",
+        });
     }
     let body = read_body(app, req).await?;
     let request: CorrectionRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::Document(crate::mapping::ParseError::Syntax { format: "JSON", line: e.line(), column: e.column(), message: e.to_string() })
+        ApiError::Document(crate::mapping::ParseError::Syntax {
+            format: "JSON",
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
     })?;
     let ctx = Context {
         store: &app.store,
         calendar: &app.calendar,
         disclosure: app.router.disclosure(),
         destinations: &app.config.destinations,
-        validation: ValidationContext { exceptions: app.exceptions.clone(), authenticated_agency: None },
+        validation: ValidationContext {
+            exceptions: app.exceptions.clone(),
+            authenticated_agency: None,
+        },
         medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
         working_days: app.config.corrections.working_days,
         now: app.clock.now(),
     };
-    let (correction, record, shares) = prepare(ctx, &agency.id, agency.read_archive, request).map_err(|e| match e {
-        CorrectionError::NotFound { .. } => ApiError::NotFound("record"),
-        CorrectionError::NotAllowed => ApiError::CorrectionNotAllowed,
-        CorrectionError::Invalid(errs) => ApiError::InvalidCorrection(errs.into_iter().map(|e| (e.field, e.reason)).collect()),
-        CorrectionError::Storage(_) => ApiError::StorageUnavailable,
-        other => ApiError::BadCorrection(other.to_string()),
-    })?;
-    let (stored, audit) = app.committer.correct(correction, record, shares).await.map_err(|_| ApiError::StorageUnavailable)?;
-    events::correction_received(&stored.id, &stored.record_id, &stored.deadline, stored.destinations.len());
-    let status = crate::corrections::status_of(&app.store, stored, app.clock.now()).map_err(|_| ApiError::StorageUnavailable)?;
+    let (correction, record, shares) = prepare(ctx, &agency.id, agency.read_archive, request)
+        .map_err(|e| match e {
+            CorrectionError::NotFound { .. } => ApiError::NotFound("record"),
+            CorrectionError::NotAllowed => ApiError::CorrectionNotAllowed,
+            CorrectionError::Invalid(errs) => {
+                ApiError::InvalidCorrection(errs.into_iter().map(|e| (e.field, e.reason)).collect())
+            }
+            CorrectionError::Storage(_) => ApiError::StorageUnavailable,
+            other => ApiError::BadCorrection(other.to_string()),
+        })?;
+    let (stored, audit) = app
+        .committer
+        .correct(correction, record, shares)
+        .await
+        .map_err(|_| ApiError::StorageUnavailable)?;
+    events::correction_received(
+        &stored.id,
+        &stored.record_id,
+        &stored.deadline,
+        stored.destinations.len(),
+    );
+    let status = crate::corrections::status_of(&app.store, stored, app.clock.now())
+        .map_err(|_| ApiError::StorageUnavailable)?;
     let mut body = serde_json::to_value(&status).unwrap_or_default();
     body["audit"] = serde_json::to_value(&audit).unwrap_or_default();
     Ok(json_response(StatusCode::ACCEPTED, &body))
@@ -225,20 +309,37 @@ async fn post_correction(app: &App, agency: &Agency, req: Request<Incoming>) -> 
 fn list_corrections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
     let state = match query_param(query, "state") {
         None => None,
-        Some(s) => Some(crate::corrections::State::parse(&s).ok_or(ApiError::BadCorrection(format!(
-            "unknown state {s:?}: use pending, overdue, delivered_on_time or delivered_late"
-        )))?),
+        Some(s) => Some(
+            crate::corrections::State::parse(&s).ok_or(ApiError::BadCorrection(format!(
+                "unknown state {s:?}: use pending, overdue, delivered_on_time or delivered_late"
+            )))?,
+        ),
     };
-    let all = crate::corrections::list(&app.store, app.clock.now(), state).map_err(|_| ApiError::StorageUnavailable)?;
-    let visible: Vec<_> = all.into_iter().filter(|c| agency.read_archive || c.correction.requested_by == agency.id || c.correction.agency == agency.id).collect();
-    Ok(json_response(StatusCode::OK, &json!({"corrections": visible})))
+    let all = crate::corrections::list(&app.store, app.clock.now(), state)
+        .map_err(|_| ApiError::StorageUnavailable)?;
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|c| {
+            agency.read_archive
+                || c.correction.requested_by == agency.id
+                || c.correction.agency == agency.id
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"corrections": visible}),
+    ))
 }
 
 fn receipt(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
-    let stored: Option<serde_json::Value> =
-        app.store.get_json(&format!("rcp/{id}")).map_err(|_| ApiError::StorageUnavailable)?;
+    let stored: Option<serde_json::Value> = app
+        .store
+        .get_json(&format!("rcp/{id}"))
+        .map_err(|_| ApiError::StorageUnavailable)?;
     match stored {
-        Some(r) if r.get("agency").and_then(|a| a.as_str()) == Some(agency.id.as_str()) => Ok(json_response(StatusCode::OK, &r)),
+        Some(r) if r.get("agency").and_then(|a| a.as_str()) == Some(agency.id.as_str()) => {
+            Ok(json_response(StatusCode::OK, &r))
+        }
         _ => Err(ApiError::NotFound("receipt")),
     }
 }
@@ -247,14 +348,19 @@ fn subject(app: &App, agency: &Agency, id_type: &str, id: &str) -> Result<Resp, 
     if !agency.read_archive {
         return Err(ApiError::ArchiveNotAllowed);
     }
-    let id_type = IdType::from_code(id_type).ok_or_else(|| ApiError::UnknownIdType(id_type.to_string()))?;
+    let id_type =
+        IdType::from_code(id_type).ok_or_else(|| ApiError::UnknownIdType(id_type.to_string()))?;
     let id = percent_decode(id);
-    let subject_id =
-        SubjectId::parse(id_type, &id, &app.exceptions).map_err(|e| ApiError::InvalidSubjectId(e.to_string()))?;
-    let archive = crate::archive::read_subject(&app.store, &subject_id).map_err(|_| ApiError::StorageUnavailable)?;
+    let subject_id = SubjectId::parse(id_type, &id, &app.exceptions)
+        .map_err(|e| ApiError::InvalidSubjectId(e.to_string()))?;
+    let archive = crate::archive::read_subject(&app.store, &subject_id)
+        .map_err(|_| ApiError::StorageUnavailable)?;
     events::archive_read(&agency.id, archive.is_some());
     match archive {
-        Some(a) => Ok(json_response(StatusCode::OK, &serde_json::to_value(&a).unwrap_or_default())),
+        Some(a) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::to_value(&a).unwrap_or_default(),
+        )),
         None => Err(ApiError::NotFound("subject")),
     }
 }
@@ -266,7 +372,10 @@ fn mappings(app: &App, agency: &Agency) -> Resp {
         .filter(|m| agency.may_push(&m.id))
         .map(|m| json!({"id": m.id, "name": m.name, "format": m.format, "category": m.category.map(|c| c.code())}))
         .collect();
-    json_response(StatusCode::OK, &json!({"agency": agency.id, "mappings": list}))
+    json_response(
+        StatusCode::OK,
+        &json!({"agency": agency.id, "mappings": list}),
+    )
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {

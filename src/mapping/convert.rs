@@ -38,7 +38,13 @@ fn date_with(raw: &str, format: &str) -> Option<String> {
         let (min, max) = match token {
             'Y' => (4, 4),
             // One digit is fine when a separator follows ("2024/3/5"); two when nothing does.
-            _ if fmt.peek().is_some() && !fmt.peek().is_some_and(|c| *c == 'Y' || *c == 'M' || *c == 'D') => (1, 2),
+            _ if fmt.peek().is_some()
+                && !fmt
+                    .peek()
+                    .is_some_and(|c| *c == 'Y' || *c == 'M' || *c == 'D') =>
+            {
+                (1, 2)
+            }
             _ if fmt.peek().is_none() => (1, 2),
             _ => (2, 2),
         };
@@ -65,7 +71,8 @@ fn date_with(raw: &str, format: &str) -> Option<String> {
     if input.next().is_some() {
         return None;
     }
-    let date = time::Date::from_calendar_date(year?, time::Month::try_from(month?).ok()?, day?).ok()?;
+    let date =
+        time::Date::from_calendar_date(year?, time::Month::try_from(month?).ok()?, day?).ok()?;
     Some(crate::record::format_date(date))
 }
 
@@ -97,8 +104,16 @@ pub fn decimal(raw: &str, scale: u32) -> Option<String> {
     if whole.is_empty() {
         whole = "0".into();
     }
-    let text = if fraction.is_empty() { whole } else { format!("{whole}.{fraction}") };
-    Some(if negative && text != "0" { format!("-{text}") } else { text })
+    let text = if fraction.is_empty() {
+        whole
+    } else {
+        format!("{whole}.{fraction}")
+    };
+    Some(if negative && text != "0" {
+        format!("-{text}")
+    } else {
+        text
+    })
 }
 
 /// A signed 64-bit integer; anything that does not fit is an error, never a wrap-around.
@@ -132,14 +147,29 @@ mod tests {
 
     #[test]
     fn dates_in_source_patterns() {
-        assert_eq!(date("2024/03/05", &f(&["YYYY/MM/DD"])).as_deref(), Some("2024-03-05"));
-        assert_eq!(date("2024/3/5", &f(&["YYYY/MM/DD"])).as_deref(), Some("2024-03-05"));
-        assert_eq!(date("20240305", &f(&["YYYYMMDD"])).as_deref(), Some("2024-03-05"));
-        assert_eq!(date("2024年3月5日", &f(&["YYYY年MM月DD日"])).as_deref(), Some("2024-03-05"));
+        assert_eq!(
+            date("2024/03/05", &f(&["YYYY/MM/DD"])).as_deref(),
+            Some("2024-03-05")
+        );
+        assert_eq!(
+            date("2024/3/5", &f(&["YYYY/MM/DD"])).as_deref(),
+            Some("2024-03-05")
+        );
+        assert_eq!(
+            date("20240305", &f(&["YYYYMMDD"])).as_deref(),
+            Some("2024-03-05")
+        );
+        assert_eq!(
+            date("2024年3月5日", &f(&["YYYY年MM月DD日"])).as_deref(),
+            Some("2024-03-05")
+        );
         assert_eq!(date("2024-02-30", &f(&["YYYY-MM-DD"])), None);
         assert_eq!(date("2023/13/01", &f(&["YYYY/MM/DD"])), None);
         assert_eq!(date("2024-03-05x", &f(&["YYYY-MM-DD"])), None);
-        assert_eq!(date("2024-03-05", &f(&["YYYY/MM/DD", "YYYY-MM-DD"])).as_deref(), Some("2024-03-05"));
+        assert_eq!(
+            date("2024-03-05", &f(&["YYYY/MM/DD", "YYYY-MM-DD"])).as_deref(),
+            Some("2024-03-05")
+        );
     }
 
     #[test]
@@ -163,6 +193,9 @@ mod tests {
 
     #[test]
     fn lists_split_on_both_semicolons() {
-        assert_eq!(list("警告；罚款; 没收违法所得;", ";"), vec!["警告", "罚款", "没收违法所得"]);
+        assert_eq!(
+            list("警告；罚款; 没收违法所得;", ";"),
+            vec!["警告", "罚款", "没收违法所得"]
+        );
     }
 }

@@ -32,7 +32,10 @@ pub enum MappingError {
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
     #[error("cannot read {file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
 }
 
 /// One loaded, checked mapping.
@@ -86,27 +89,61 @@ pub struct Problem {
 /// Built-in copies of the shipped mappings, used when the configured folder does not exist so the
 /// binary runs from anywhere.
 const BUILTIN: [(&str, &str); 11] = [
-    ("canonical.toml", include_str!("../../mappings/canonical.toml")),
-    ("market-registration.toml", include_str!("../../mappings/market-registration.toml")),
-    ("market-abnormal-operation.toml", include_str!("../../mappings/market-abnormal-operation.toml")),
-    ("tax-major-violations.toml", include_str!("../../mappings/tax-major-violations.toml")),
+    (
+        "canonical.toml",
+        include_str!("../../mappings/canonical.toml"),
+    ),
+    (
+        "market-registration.toml",
+        include_str!("../../mappings/market-registration.toml"),
+    ),
+    (
+        "market-abnormal-operation.toml",
+        include_str!("../../mappings/market-abnormal-operation.toml"),
+    ),
+    (
+        "tax-major-violations.toml",
+        include_str!("../../mappings/tax-major-violations.toml"),
+    ),
     (
         "health-practitioner-qualifications.toml",
         include_str!("../../mappings/health-practitioner-qualifications.toml"),
     ),
-    ("court-dishonest-debtors.toml", include_str!("../../mappings/court-dishonest-debtors.toml")),
-    ("court-judgments.toml", include_str!("../../mappings/court-judgments.toml")),
-    ("mi-penalties.toml", include_str!("../../mappings/mi-penalties.toml")),
-    ("mi-agreement-performance.toml", include_str!("../../mappings/mi-agreement-performance.toml")),
-    ("mi-commitments.toml", include_str!("../../mappings/mi-commitments.toml")),
-    ("mi-evaluations.toml", include_str!("../../mappings/mi-evaluations.toml")),
+    (
+        "court-dishonest-debtors.toml",
+        include_str!("../../mappings/court-dishonest-debtors.toml"),
+    ),
+    (
+        "court-judgments.toml",
+        include_str!("../../mappings/court-judgments.toml"),
+    ),
+    (
+        "mi-penalties.toml",
+        include_str!("../../mappings/mi-penalties.toml"),
+    ),
+    (
+        "mi-agreement-performance.toml",
+        include_str!("../../mappings/mi-agreement-performance.toml"),
+    ),
+    (
+        "mi-commitments.toml",
+        include_str!("../../mappings/mi-commitments.toml"),
+    ),
+    (
+        "mi-evaluations.toml",
+        include_str!("../../mappings/mi-evaluations.toml"),
+    ),
 ];
 
 impl MappingSet {
     /// Load every `*.toml` directly in `dir`, reporting every error at once.
     pub fn load_dir(dir: &Path) -> Result<Self, Vec<MappingError>> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|source| vec![MappingError::Io { file: dir.display().to_string(), source }])?;
+        let entries = std::fs::read_dir(dir).map_err(|source| {
+            vec![MappingError::Io {
+                file: dir.display().to_string(),
+                source,
+            }]
+        })?;
         let mut files = Vec::new();
         let mut errors = Vec::new();
         for entry in entries.flatten() {
@@ -114,10 +151,17 @@ impl MappingSet {
             if path.extension().and_then(|e| e.to_str()) != Some("toml") || !path.is_file() {
                 continue;
             }
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             match std::fs::read_to_string(&path) {
                 Ok(text) => files.push((name, text)),
-                Err(source) => errors.push(MappingError::Io { file: path.display().to_string(), source }),
+                Err(source) => errors.push(MappingError::Io {
+                    file: path.display().to_string(),
+                    source,
+                }),
             }
         }
         files.sort();
@@ -133,8 +177,10 @@ impl MappingSet {
 
     /// The mappings compiled into the binary.
     pub fn builtin() -> Result<Self, Vec<MappingError>> {
-        let files: Vec<(String, String)> =
-            BUILTIN.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        let files: Vec<(String, String)> = BUILTIN
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
         Self::from_sources(&files)
     }
 
@@ -146,9 +192,12 @@ impl MappingSet {
                 Ok(m) => {
                     set.mappings.insert(m.id.clone(), m);
                 }
-                Err(messages) => errors.extend(
-                    messages.into_iter().map(|message| MappingError::Invalid { file: name.clone(), message }),
-                ),
+                Err(messages) => {
+                    errors.extend(messages.into_iter().map(|message| MappingError::Invalid {
+                        file: name.clone(),
+                        message,
+                    }))
+                }
             }
         }
         if errors.is_empty() {
@@ -181,9 +230,17 @@ impl Mapping {
         let mut errors = Vec::new();
         let stem = file_name.strip_suffix(".toml").unwrap_or(file_name);
         if file.id != stem {
-            errors.push(format!("id {:?} must equal the file name {stem:?}", file.id));
+            errors.push(format!(
+                "id {:?} must equal the file name {stem:?}",
+                file.id
+            ));
         }
-        if file.id.is_empty() || !file.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if file.id.is_empty()
+            || !file
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             errors.push("id must be lower-case letters, digits and '-'".into());
         }
         let category = spec::category_of(&file, &mut errors);
@@ -194,7 +251,9 @@ impl Mapping {
             errors.push("give a category, or map fields.category".into());
         }
         if !file.passthrough && !file.fields.contains_key("source.record_id") {
-            errors.push("fields.\"source.record_id\" is required: every record needs its source id".into());
+            errors.push(
+                "fields.\"source.record_id\" is required: every record needs its source id".into(),
+            );
         }
         let mut rules = Vec::new();
         for (target, rule) in file.fields {
@@ -219,7 +278,11 @@ impl Mapping {
     }
 
     /// Parse a whole document, map and validate every record.
-    pub fn normalize(&self, body: &[u8], ctx: &ValidationContext) -> Result<Vec<Normalized>, ParseError> {
+    pub fn normalize(
+        &self,
+        body: &[u8],
+        ctx: &ValidationContext,
+    ) -> Result<Vec<Normalized>, ParseError> {
         let mapped = self.map_document(body)?;
         Ok(mapped
             .into_iter()
@@ -242,7 +305,10 @@ impl Mapping {
 
     /// Each record as an untyped canonical JSON value (or its mapping problems), with its source id.
     #[allow(clippy::type_complexity)]
-    fn map_document(&self, body: &[u8]) -> Result<Vec<(Option<String>, Result<Value, Vec<(String, String)>>)>, ParseError> {
+    fn map_document(
+        &self,
+        body: &[u8],
+    ) -> Result<Vec<(Option<String>, Result<Value, Vec<(String, String)>>)>, ParseError> {
         match self.format {
             SourceFormat::Json => {
                 let doc = source::parse_json(body)?;
@@ -345,30 +411,45 @@ impl Mapping {
         Ok(Some(match &rule.kind {
             ValueKind::Text => Value::String(raw),
             ValueKind::Date { formats, long_term } => {
-                if long_term.iter().any(|l| *l == raw) {
+                if long_term.contains(&raw) {
                     return Ok(None);
                 }
-                Value::String(
-                    convert::date(&raw, formats)
-                        .ok_or_else(|| format!("not a real date in the expected format ({})", formats.join(" or ")))?,
-                )
+                Value::String(convert::date(&raw, formats).ok_or_else(|| {
+                    format!(
+                        "not a real date in the expected format ({})",
+                        formats.join(" or ")
+                    )
+                })?)
             }
             ValueKind::Decimal { scale } => Value::String(
-                convert::decimal(&raw, *scale).ok_or("not a decimal number (digits, one '.', optional sign)")?,
+                convert::decimal(&raw, *scale)
+                    .ok_or("not a decimal number (digits, one '.', optional sign)")?,
             ),
-            ValueKind::Integer => Value::from(convert::integer(&raw).ok_or("not an integer that fits in 64 bits")?),
-            ValueKind::Bool => Value::Bool(convert::boolean(&raw).ok_or("not a yes/no value")?),
-            ValueKind::List { separator } => {
-                Value::Array(convert::list(&raw, separator).into_iter().map(Value::String).collect())
+            ValueKind::Integer => {
+                Value::from(convert::integer(&raw).ok_or("not an integer that fits in 64 bits")?)
             }
+            ValueKind::Bool => Value::Bool(convert::boolean(&raw).ok_or("not a yes/no value")?),
+            ValueKind::List { separator } => Value::Array(
+                convert::list(&raw, separator)
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            ),
         }))
     }
 
-    fn rejection(&self, index: usize, record_id: Option<String>, errors: Vec<(String, String)>) -> Rejection {
+    fn rejection(
+        &self,
+        index: usize,
+        record_id: Option<String>,
+        errors: Vec<(String, String)>,
+    ) -> Rejection {
         let mut problems: Vec<Problem> = errors
             .into_iter()
             .map(|(canonical_field, reason)| Problem {
-                field: self.source_field(&canonical_field).unwrap_or_else(|| canonical_field.clone()),
+                field: self
+                    .source_field(&canonical_field)
+                    .unwrap_or_else(|| canonical_field.clone()),
                 canonical_field,
                 reason,
             })
@@ -393,10 +474,13 @@ impl Mapping {
 
     /// The source field a canonical field was read from, when it was read from one.
     fn source_field(&self, canonical: &str) -> Option<String> {
-        self.rules.iter().find(|r| r.target.join(".") == canonical).and_then(|r| match &r.source {
-            RuleSource::Paths(p) => Some(p.join(" | ")),
-            RuleSource::Const(_) => None,
-        })
+        self.rules
+            .iter()
+            .find(|r| r.target.join(".") == canonical)
+            .and_then(|r| match &r.source {
+                RuleSource::Paths(p) => Some(p.join(" | ")),
+                RuleSource::Const(_) => None,
+            })
     }
 }
 
@@ -438,7 +522,9 @@ fn json_value_at(record: &Value, path: &str) -> Result<Option<String>, String> {
     }
     match node {
         Value::Null => Ok(None),
-        Value::Object(_) | Value::Array(_) => Err(format!("`{path}` must be a single value, not an object or array")),
+        Value::Object(_) | Value::Array(_) => Err(format!(
+            "`{path}` must be a single value, not an object or array"
+        )),
         other => Ok(text_of(other)),
     }
 }
@@ -453,10 +539,14 @@ fn text_of(v: &Value) -> Option<String> {
 }
 
 fn insert_at(out: &mut Map<String, Value>, path: &[String], value: Value) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut node = out;
     for p in parents {
-        let entry = node.entry(p.clone()).or_insert_with(|| Value::Object(Map::new()));
+        let entry = node
+            .entry(p.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
@@ -500,7 +590,10 @@ records = "data"
     }
 
     fn ctx() -> ValidationContext {
-        ValidationContext { authenticated_agency: Some("medical_insurance".into()), ..Default::default() }
+        ValidationContext {
+            authenticated_agency: Some("medical_insurance".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -513,7 +606,10 @@ records = "data"
         assert_eq!(rec.content["fine_yuan"], "5000");
         assert_eq!(rec.valid_until, None, "2099/12/31 means long-term");
         assert_eq!(rec.subject.id.as_str(), "91310110666007217T");
-        assert_eq!(rec.content["penalty_types"], serde_json::json!(["警告", "罚款"]));
+        assert_eq!(
+            rec.content["penalty_types"],
+            serde_json::json!(["警告", "罚款"])
+        );
     }
 
     #[test]
@@ -529,7 +625,10 @@ records = "data"
 
     #[test]
     fn wrong_shape_is_a_document_error() {
-        assert!(matches!(mapping().normalize(b"[1,2]", &ctx()), Err(ParseError::Shape(_))));
+        assert!(matches!(
+            mapping().normalize(b"[1,2]", &ctx()),
+            Err(ParseError::Shape(_))
+        ));
     }
 
     #[test]

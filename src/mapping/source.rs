@@ -18,11 +18,20 @@ pub const MAX_XML_DEPTH: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("malformed {format} at line {line}, column {column}: {message}")]
-    Syntax { format: &'static str, line: usize, column: usize, message: String },
+    Syntax {
+        format: &'static str,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("XML declares encoding {0:?}, which is not supported (use UTF-8, GBK or GB18030)")]
     UnsupportedEncoding(String),
     #[error("bytes at line {line}, column {column} are not valid {encoding}")]
-    InvalidEncoding { encoding: String, line: usize, column: usize },
+    InvalidEncoding {
+        encoding: String,
+        line: usize,
+        column: usize,
+    },
     #[error("XML declares encoding {0} but the body is UTF-8: declare UTF-8 or send {0} bytes")]
     MislabeledUtf8(String),
     #[error("XML with a DOCTYPE is refused: entity declarations are never processed")]
@@ -52,7 +61,11 @@ impl Element {
         let mut node = self;
         for segment in path.split('/') {
             if let Some(attr) = segment.strip_prefix('@') {
-                return node.attributes.iter().find(|(k, _)| k == attr).map(|(_, v)| v.as_str());
+                return node
+                    .attributes
+                    .iter()
+                    .find(|(k, _)| k == attr)
+                    .map(|(_, v)| v.as_str());
             }
             node = node.children.iter().find(|c| c.name == segment)?;
         }
@@ -71,7 +84,10 @@ impl Element {
         }
         let mut level = vec![self];
         for segment in segments {
-            level = level.iter().flat_map(|e| e.children.iter().filter(|c| c.name == segment)).collect();
+            level = level
+                .iter()
+                .flat_map(|e| e.children.iter().filter(|c| c.name == segment))
+                .collect();
         }
         Ok(level)
     }
@@ -84,7 +100,11 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ParseError> {
     }
     if let Err(e) = std::str::from_utf8(body) {
         let (line, column) = line_column(body, e.valid_up_to());
-        return Err(ParseError::InvalidEncoding { encoding: "UTF-8".into(), line, column });
+        return Err(ParseError::InvalidEncoding {
+            encoding: "UTF-8".into(),
+            line,
+            column,
+        });
     }
     serde_json::from_slice(body).map_err(|e| ParseError::Syntax {
         format: "JSON",
@@ -103,10 +123,17 @@ pub fn parse_xml(body: &[u8]) -> Result<Element, ParseError> {
     let mut root: Option<Element> = None;
     let syntax = |reader: &Reader<&[u8]>, message: String| {
         let (line, column) = line_column(text.as_bytes(), reader.error_position() as usize);
-        ParseError::Syntax { format: "XML", line, column, message }
+        ParseError::Syntax {
+            format: "XML",
+            line,
+            column,
+            message,
+        }
     };
     loop {
-        let event = reader.read_event().map_err(|e| syntax(&reader, e.to_string()))?;
+        let event = reader
+            .read_event()
+            .map_err(|e| syntax(&reader, e.to_string()))?;
         match event {
             Event::Start(start) | Event::Empty(start) if root.is_some() && stack.is_empty() => {
                 let _ = start;
@@ -138,7 +165,9 @@ pub fn parse_xml(body: &[u8]) -> Result<Element, ParseError> {
                     Ok(Some(c)) => Cow::Owned(c.to_string()),
                     Ok(None) => match predefined_entity(&r.xml10_content()) {
                         Some(s) => Cow::Borrowed(s),
-                        None => return Err(ParseError::UndefinedEntity(r.xml10_content().into_owned())),
+                        None => {
+                            return Err(ParseError::UndefinedEntity(r.xml10_content().into_owned()))
+                        }
                     },
                     Err(e) => return Err(syntax(&reader, e.to_string())),
                 };
@@ -155,20 +184,28 @@ pub fn parse_xml(body: &[u8]) -> Result<Element, ParseError> {
             format: "XML",
             line,
             column,
-            message: format!("document ends inside <{}>", stack.last().map(|e| e.name.as_str()).unwrap_or("")),
+            message: format!(
+                "document ends inside <{}>",
+                stack.last().map(|e| e.name.as_str()).unwrap_or("")
+            ),
         });
     }
     root.ok_or(ParseError::Empty)
 }
 
 fn element_from(start: &quick_xml::events::BytesStart<'_>) -> Result<Element, String> {
-    let mut element = Element { name: start.name().as_ref().to_string(), ..Element::default() };
+    let mut element = Element {
+        name: start.name().as_ref().to_string(),
+        ..Element::default()
+    };
     for attr in start.attributes() {
         let attr = attr.map_err(|e| e.to_string())?;
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| e.to_string())?;
-        element.attributes.push((attr.key.as_ref().to_string(), value.trim().to_string()));
+        element
+            .attributes
+            .push((attr.key.as_ref().to_string(), value.trim().to_string()));
     }
     Ok(element)
 }
@@ -210,7 +247,13 @@ fn decode_xml(body: &[u8]) -> Result<Cow<'_, str>, ParseError> {
     let encoding = match &label {
         None => encoding_rs::UTF_8,
         Some(l) => match encoding_rs::Encoding::for_label(l.as_bytes()) {
-            Some(e) if e == encoding_rs::UTF_8 || e == encoding_rs::GBK || e == encoding_rs::GB18030 => e,
+            Some(e)
+                if e == encoding_rs::UTF_8
+                    || e == encoding_rs::GBK
+                    || e == encoding_rs::GB18030 =>
+            {
+                e
+            }
             _ => return Err(ParseError::UnsupportedEncoding(l.clone())),
         },
     };
@@ -219,7 +262,11 @@ fn decode_xml(body: &[u8]) -> Result<Cow<'_, str>, ParseError> {
             Ok(s) => Ok(Cow::Borrowed(s)),
             Err(e) => {
                 let (line, column) = line_column(body, e.valid_up_to());
-                Err(ParseError::InvalidEncoding { encoding: "UTF-8".into(), line, column })
+                Err(ParseError::InvalidEncoding {
+                    encoding: "UTF-8".into(),
+                    line,
+                    column,
+                })
             }
         };
     }
@@ -237,7 +284,11 @@ fn decode_xml(body: &[u8]) -> Result<Cow<'_, str>, ParseError> {
         encoding_rs::DecoderResult::Malformed(bad, _) => {
             let at = read.saturating_sub(bad as usize);
             let (line, column) = line_column(body, at);
-            Err(ParseError::InvalidEncoding { encoding: encoding.name().into(), line, column })
+            Err(ParseError::InvalidEncoding {
+                encoding: encoding.name().into(),
+                line,
+                column,
+            })
         }
         encoding_rs::DecoderResult::OutputFull => Err(ParseError::InvalidEncoding {
             encoding: encoding.name().into(),
@@ -257,7 +308,10 @@ fn declared_encoding(body: &[u8]) -> Option<String> {
     let end = head.windows(2).position(|w| w == b"?>")?;
     let prolog = std::str::from_utf8(&head[..end]).ok()?;
     let at = prolog.find("encoding")?;
-    let rest = prolog[at + "encoding".len()..].trim_start().strip_prefix('=')?.trim_start();
+    let rest = prolog[at + "encoding".len()..]
+        .trim_start()
+        .strip_prefix('=')?
+        .trim_start();
     let quote = rest.chars().next()?;
     if quote != '"' && quote != '\'' {
         return None;
@@ -271,7 +325,11 @@ pub fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     let offset = offset.min(bytes.len());
     let before = &bytes[..offset];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|p| p + 1)
+        .unwrap_or(0);
     let column = match std::str::from_utf8(&before[line_start..]) {
         Ok(s) => s.chars().count() + 1,
         Err(_) => offset - line_start + 1,
@@ -302,7 +360,10 @@ mod tests {
     #[test]
     fn gbk_declared_but_utf8_sent_is_refused() {
         let utf8 = "<?xml version=\"1.0\" encoding=\"GBK\"?><根><名称>广州</名称></根>";
-        assert_eq!(parse_xml(utf8.as_bytes()), Err(ParseError::MislabeledUtf8("GBK".into())));
+        assert_eq!(
+            parse_xml(utf8.as_bytes()),
+            Err(ParseError::MislabeledUtf8("GBK".into()))
+        );
     }
 
     #[test]
@@ -310,7 +371,11 @@ mod tests {
         let body = b"<a>\n<b>ok</b>\n<c>\xFF</c></a>";
         assert_eq!(
             parse_xml(body),
-            Err(ParseError::InvalidEncoding { encoding: "UTF-8".into(), line: 3, column: 4 })
+            Err(ParseError::InvalidEncoding {
+                encoding: "UTF-8".into(),
+                line: 3,
+                column: 4
+            })
         );
     }
 
@@ -325,7 +390,10 @@ mod tests {
         let root = parse_xml(br#"<r><x id="A&amp;B">A &amp; B &#x4E2D;</x></r>"#).unwrap();
         assert_eq!(root.value_at("x"), Some("A & B \u{4E2D}"));
         assert_eq!(root.value_at("x/@id"), Some("A&B"));
-        assert_eq!(parse_xml(b"<r>&foo;</r>"), Err(ParseError::UndefinedEntity("foo".into())));
+        assert_eq!(
+            parse_xml(b"<r>&foo;</r>"),
+            Err(ParseError::UndefinedEntity("foo".into()))
+        );
     }
 
     #[test]
@@ -334,7 +402,10 @@ mod tests {
             Err(ParseError::Syntax { line, .. }) => assert_eq!(line, 2),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_xml(b"<a><b>"), Err(ParseError::Syntax { .. })));
+        assert!(matches!(
+            parse_xml(b"<a><b>"),
+            Err(ParseError::Syntax { .. })
+        ));
     }
 
     #[test]
@@ -342,7 +413,10 @@ mod tests {
         let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
         assert_eq!(parse_xml(deep.as_bytes()), Err(ParseError::TooDeep));
         let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(parse_json(deep_json.as_bytes()), Err(ParseError::Syntax { .. })));
+        assert!(matches!(
+            parse_json(deep_json.as_bytes()),
+            Err(ParseError::Syntax { .. })
+        ));
     }
 
     #[test]

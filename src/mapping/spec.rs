@@ -79,11 +79,18 @@ pub enum RuleSource {
 #[derive(Debug, Clone)]
 pub enum ValueKind {
     Text,
-    Date { formats: Vec<String>, long_term: Vec<String> },
-    Decimal { scale: u32 },
+    Date {
+        formats: Vec<String>,
+        long_term: Vec<String>,
+    },
+    Decimal {
+        scale: u32,
+    },
     Integer,
     Bool,
-    List { separator: String },
+    List {
+        separator: String,
+    },
 }
 
 /// Canonical fields a mapping may write (besides anything under `content.`).
@@ -111,11 +118,19 @@ pub(super) fn compile_rule(target: &str, file: RuleFile, errors: &mut Vec<String
     let mut problem = |m: String| errors.push(format!("fields.\"{target}\": {m}"));
     let content_key = target.strip_prefix("content.");
     let target_ok = TARGETS.contains(&target)
-        || content_key.is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+        || content_key.is_some_and(|k| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
     if !target_ok {
         problem("not a canonical field (see mappings/README.md); content fields are content.<snake_case>".into());
     }
-    let sources = [file.path.is_some(), file.paths.is_some(), file.constant.is_some()];
+    let sources = [
+        file.path.is_some(),
+        file.paths.is_some(),
+        file.constant.is_some(),
+    ];
     if sources.iter().filter(|s| **s).count() != 1 {
         problem("give exactly one of path, paths or const".into());
     }
@@ -134,20 +149,33 @@ pub(super) fn compile_rule(target: &str, file: RuleFile, errors: &mut Vec<String
     let kind = match file.kind.as_deref().unwrap_or("string") {
         "string" => ValueKind::Text,
         "date" => {
-            let formats = if file.formats.is_empty() { vec!["YYYY-MM-DD".to_string()] } else { file.formats };
+            let formats = if file.formats.is_empty() {
+                vec!["YYYY-MM-DD".to_string()]
+            } else {
+                file.formats
+            };
             for f in &formats {
                 if !(f.contains("YYYY") && f.contains("MM") && f.contains("DD")) {
                     problem(format!("date format {f:?} must contain YYYY, MM and DD"));
                 }
             }
-            ValueKind::Date { formats, long_term: file.long_term }
+            ValueKind::Date {
+                formats,
+                long_term: file.long_term,
+            }
         }
-        "decimal" => ValueKind::Decimal { scale: file.scale.unwrap_or(0) },
+        "decimal" => ValueKind::Decimal {
+            scale: file.scale.unwrap_or(0),
+        },
         "integer" => ValueKind::Integer,
         "bool" => ValueKind::Bool,
-        "list" => ValueKind::List { separator: file.separator.unwrap_or_else(|| ";".into()) },
+        "list" => ValueKind::List {
+            separator: file.separator.unwrap_or_else(|| ";".into()),
+        },
         other => {
-            problem(format!("type {other:?} is not one of string, date, decimal, integer, bool, list"));
+            problem(format!(
+                "type {other:?} is not one of string, date, decimal, integer, bool, list"
+            ));
             ValueKind::Text
         }
     };
@@ -167,7 +195,9 @@ pub(super) fn compile_rule(target: &str, file: RuleFile, errors: &mut Vec<String
             .filter_map(|(k, v)| match toml_to_json(&v) {
                 Some(j) => Some((k, j)),
                 None => {
-                    problem(format!("map value for {k:?} must be a string, number or boolean"));
+                    problem(format!(
+                        "map value for {k:?} must be a string, number or boolean"
+                    ));
                     None
                 }
             })
@@ -197,7 +227,9 @@ pub(super) fn compile_rule(target: &str, file: RuleFile, errors: &mut Vec<String
 pub(super) fn category_of(file: &MappingFile, errors: &mut Vec<String>) -> Option<Category> {
     let code = file.category.as_deref()?;
     Category::from_code(code).or_else(|| {
-        errors.push(format!("category {code:?} is not one of the 13 category codes (GD Art. 8)"));
+        errors.push(format!(
+            "category {code:?} is not one of the 13 category codes (GD Art. 8)"
+        ));
         None
     })
 }

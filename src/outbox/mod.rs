@@ -78,9 +78,29 @@ pub struct DeadLetter {
 }
 
 /// The idempotency key of a share: stable for (destination, source record, version, channel, kind).
-pub fn idempotency_key(destination: &str, agency: &str, record_id: &str, version: u32, channel: Channel, kind: Kind, extra: &str) -> String {
+pub fn idempotency_key(
+    destination: &str,
+    agency: &str,
+    record_id: &str,
+    version: u32,
+    channel: Channel,
+    kind: Kind,
+    extra: &str,
+) -> String {
     let mut h = Sha256::new();
-    for part in [destination, agency, record_id, &version.to_string(), channel.code(), if kind == Kind::Share { "share" } else { "correction" }, extra] {
+    for part in [
+        destination,
+        agency,
+        record_id,
+        &version.to_string(),
+        channel.code(),
+        if kind == Kind::Share {
+            "share"
+        } else {
+            "correction"
+        },
+        extra,
+    ] {
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
@@ -107,16 +127,26 @@ pub fn next_seq(store: &Store) -> Result<u64, StoreError> {
 /// The (key, entry) pairs to write for a new entry.
 pub fn enqueue_write(store: &Store, entry: &Entry) -> Result<(String, Vec<u8>), StoreError> {
     let seq = next_seq(store)?;
-    Ok((entry_key(&entry.destination, entry.kind, seq), to_bytes(entry)))
+    Ok((
+        entry_key(&entry.destination, entry.kind, seq),
+        to_bytes(entry),
+    ))
 }
 
 /// The first `limit` entries waiting for `dest`, corrections first, then in enqueue order.
-pub fn pending(store: &Store, dest: &str, limit: usize) -> Result<Vec<(String, Entry)>, StoreError> {
+pub fn pending(
+    store: &Store,
+    dest: &str,
+    limit: usize,
+) -> Result<Vec<(String, Entry)>, StoreError> {
     let mut out = Vec::with_capacity(limit.min(1024));
     for item in store.raw().scan_prefix(queue_prefix(dest).as_bytes()) {
         let (k, v) = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        let entry = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { key: key.clone(), message: e.to_string() })?;
+        let entry = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
         out.push((key, entry));
         if out.len() >= limit {
             break;
@@ -136,13 +166,22 @@ pub struct Stats {
 }
 
 pub fn stats(store: &Store, dest: &str) -> Result<Stats, StoreError> {
-    let mut s = Stats { destination: dest.to_string(), ..Stats::default() };
+    let mut s = Stats {
+        destination: dest.to_string(),
+        ..Stats::default()
+    };
     let corrections_prefix = format!("out/{dest}{SEP}0{SEP}");
-    for item in store.raw().scan_prefix(queue_prefix(dest).as_bytes()).keys() {
+    for item in store
+        .raw()
+        .scan_prefix(queue_prefix(dest).as_bytes())
+        .keys()
+    {
         let k = item?;
         if s.pending == 0 {
             if let Some(v) = store.raw().get(&k)? {
-                s.oldest_pending_unix = serde_json::from_slice::<Entry>(&v).ok().map(|e| e.enqueued_unix);
+                s.oldest_pending_unix = serde_json::from_slice::<Entry>(&v)
+                    .ok()
+                    .map(|e| e.enqueued_unix);
             }
         }
         s.pending += 1;
@@ -150,12 +189,20 @@ pub fn stats(store: &Store, dest: &str) -> Result<Stats, StoreError> {
             s.pending_corrections += 1;
         }
     }
-    s.dead_letters = store.raw().scan_prefix(format!("dlq/{dest}{SEP}").as_bytes()).count();
+    s.dead_letters = store
+        .raw()
+        .scan_prefix(format!("dlq/{dest}{SEP}").as_bytes())
+        .count();
     Ok(s)
 }
 
 /// Every entry (or dead letter) of one destination or all, for `outbox list`.
-pub fn list(store: &Store, dest: Option<&str>, dead: bool, limit: usize) -> Result<Vec<Value>, StoreError> {
+pub fn list(
+    store: &Store,
+    dest: Option<&str>,
+    dead: bool,
+    limit: usize,
+) -> Result<Vec<Value>, StoreError> {
     let prefix = match (dest, dead) {
         (Some(d), false) => queue_prefix(d),
         (Some(d), true) => format!("dlq/{d}{SEP}"),
@@ -167,7 +214,11 @@ pub fn list(store: &Store, dest: Option<&str>, dead: bool, limit: usize) -> Resu
         let (k, v) = item?;
         let key = display_key(&String::from_utf8_lossy(&k));
         let value: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
-        let entry = if dead { value.get("entry").cloned().unwrap_or(Value::Null) } else { value.clone() };
+        let entry = if dead {
+            value.get("entry").cloned().unwrap_or(Value::Null)
+        } else {
+            value.clone()
+        };
         let mut row = serde_json::json!({
             "key": key,
             "idempotency_key": entry["idempotency_key"],
@@ -190,7 +241,9 @@ pub fn list(store: &Store, dest: Option<&str>, dead: bool, limit: usize) -> Resu
 
 /// The entry or dead letter with this display key or idempotency key.
 pub fn show(store: &Store, key_or_idem: &str) -> Result<Option<Value>, StoreError> {
-    let raw_key = key_or_idem.replace('/', "\u{1f}").replacen('\u{1f}', "/", 1);
+    let raw_key = key_or_idem
+        .replace('/', "\u{1f}")
+        .replacen('\u{1f}', "/", 1);
     if let Some(v) = store.raw().get(raw_key.as_bytes())? {
         return Ok(serde_json::from_slice(&v).ok());
     }
@@ -198,7 +251,9 @@ pub fn show(store: &Store, key_or_idem: &str) -> Result<Option<Value>, StoreErro
         for item in store.raw().scan_prefix(prefix.as_bytes()) {
             let (_, v) = item?;
             let value: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
-            let idem = value.get("idempotency_key").or_else(|| value.get("entry").and_then(|e| e.get("idempotency_key")));
+            let idem = value
+                .get("idempotency_key")
+                .or_else(|| value.get("entry").and_then(|e| e.get("idempotency_key")));
             if idem.and_then(Value::as_str) == Some(key_or_idem) {
                 return Ok(Some(value));
             }
@@ -215,7 +270,10 @@ pub fn display_key(key: &str) -> String {
 /// The writes that move every dead letter of `dest` (or all) back into the queue, keeping each
 /// idempotency key; returns (writes, removals, count).
 #[allow(clippy::type_complexity)]
-pub fn replay_writes(store: &Store, dest: Option<&str>) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>, usize), StoreError> {
+pub fn replay_writes(
+    store: &Store,
+    dest: Option<&str>,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>, usize), StoreError> {
     let prefix = match dest {
         Some(d) => format!("dlq/{d}{SEP}"),
         None => "dlq/".into(),
@@ -225,7 +283,10 @@ pub fn replay_writes(store: &Store, dest: Option<&str>) -> Result<(Vec<(String, 
     for item in store.raw().scan_prefix(prefix.as_bytes()) {
         let (k, v) = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        let dead: DeadLetter = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt { key: key.clone(), message: e.to_string() })?;
+        let dead: DeadLetter = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
         writes.push(enqueue_write(store, &dead.entry)?);
         removes.push(key);
     }

@@ -71,7 +71,11 @@ impl Category {
 
     /// The number in GD Art. 8 (1-13).
     pub fn number(self) -> u8 {
-        Self::ALL.iter().position(|c| *c == self).map(|p| p as u8 + 1).unwrap_or(0)
+        Self::ALL
+            .iter()
+            .position(|c| *c == self)
+            .map(|p| p as u8 + 1)
+            .unwrap_or(0)
     }
 
     pub fn from_code(code: &str) -> Option<Self> {

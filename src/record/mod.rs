@@ -104,15 +104,27 @@ impl CanonicalRecord {
     pub fn to_json(&self) -> Value {
         let mut subject = Map::new();
         subject.insert("kind".into(), json_enum(&self.subject.kind));
-        subject.insert("role".into(), Value::String(self.subject.role.code().into()));
-        subject.insert("id_type".into(), Value::String(self.subject.id.id_type().code().into()));
+        subject.insert(
+            "role".into(),
+            Value::String(self.subject.role.code().into()),
+        );
+        subject.insert(
+            "id_type".into(),
+            Value::String(self.subject.id.id_type().code().into()),
+        );
         subject.insert("id".into(), Value::String(self.subject.id.as_str().into()));
         subject.insert("name".into(), Value::String(self.subject.name.clone()));
 
         let mut source = Map::new();
         source.insert("agency".into(), Value::String(self.source.agency.clone()));
-        source.insert("record_id".into(), Value::String(self.source.record_id.clone()));
-        source.insert("region".into(), Value::String(self.source.region.as_str().into()));
+        source.insert(
+            "record_id".into(),
+            Value::String(self.source.record_id.clone()),
+        );
+        source.insert(
+            "region".into(),
+            Value::String(self.source.region.as_str().into()),
+        );
 
         let mut disclosure = Map::new();
         disclosure.insert("class".into(), json_enum(&self.disclosure.class));
@@ -120,20 +132,30 @@ impl CanonicalRecord {
             disclosure.insert("restriction".into(), json_enum(&r));
         }
         if !self.disclosure.restricted_fields.is_empty() {
-            let fields: Map<String, Value> =
-                self.disclosure.restricted_fields.iter().map(|(k, r)| (k.clone(), json_enum(r))).collect();
+            let fields: Map<String, Value> = self
+                .disclosure
+                .restricted_fields
+                .iter()
+                .map(|(k, r)| (k.clone(), json_enum(r)))
+                .collect();
             disclosure.insert("restricted_fields".into(), Value::Object(fields));
         }
 
         let mut record = Map::new();
-        record.insert("category".into(), Value::String(self.category.code().into()));
+        record.insert(
+            "category".into(),
+            Value::String(self.category.code().into()),
+        );
         record.insert("subject".into(), Value::Object(subject));
         record.insert("source".into(), Value::Object(source));
         if let Some(b) = &self.basis {
             let mut basis = Map::new();
             basis.insert("doc_type".into(), json_enum(&b.doc_type));
             basis.insert("doc_number".into(), Value::String(b.doc_number.clone()));
-            basis.insert("decided_on".into(), Value::String(format_date(b.decided_on)));
+            basis.insert(
+                "decided_on".into(),
+                Value::String(format_date(b.decided_on)),
+            );
             record.insert("basis".into(), Value::Object(basis));
         }
         record.insert("disclosure".into(), Value::Object(disclosure));
@@ -159,7 +181,10 @@ impl CanonicalRecord {
 
     /// The record's identity across versions: who sent it and under which id.
     pub fn record_key(&self) -> RecordKey {
-        RecordKey { agency: self.source.agency.clone(), record_id: self.source.record_id.clone() }
+        RecordKey {
+            agency: self.source.agency.clone(),
+            record_id: self.source.record_id.clone(),
+        }
     }
 }
 

@@ -3,10 +3,12 @@
 use serde_json::{Map, Value};
 
 use super::{
-    parse_date, Basis, CanonicalRecord, Category, Disclosure, DisclosureClass, DocType, Restriction,
-    Source, Subject,
+    parse_date, Basis, CanonicalRecord, Category, Disclosure, DisclosureClass, DocType,
+    Restriction, Source, Subject,
 };
-use crate::subject::{IdType, IdentifierExceptions, RegionCode, SubjectId, SubjectKind, SubjectRole};
+use crate::subject::{
+    IdType, IdentifierExceptions, RegionCode, SubjectId, SubjectKind, SubjectRole,
+};
 
 /// One problem with one field of one record. Always the sender's fault; resending the same record
 /// will fail the same way.
@@ -19,7 +21,10 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -36,19 +41,28 @@ const MAX_TEXT_CHARS: usize = 4000;
 const MAX_ID_CHARS: usize = 128;
 
 /// Validate one untyped record. Returns every field error found, not just the first.
-pub fn validate(value: &Value, ctx: &ValidationContext) -> Result<CanonicalRecord, Vec<FieldError>> {
+pub fn validate(
+    value: &Value,
+    ctx: &ValidationContext,
+) -> Result<CanonicalRecord, Vec<FieldError>> {
     let mut errs = Vec::new();
     let Some(obj) = value.as_object() else {
         return Err(vec![FieldError::new("", "a record must be a JSON object")]);
     };
     for key in obj.keys() {
         if !KNOWN_TOP_LEVEL.contains(&key.as_str()) {
-            errs.push(FieldError::new(key.clone(), "unknown field of the canonical record"));
+            errs.push(FieldError::new(
+                key.clone(),
+                "unknown field of the canonical record",
+            ));
         }
     }
     let category = match text(obj, "category", &mut errs) {
         Some(c) => Category::from_code(&c).or_else(|| {
-            errs.push(FieldError::new("category", "not one of the 13 category codes (GD Art. 8)"));
+            errs.push(FieldError::new(
+                "category",
+                "not one of the 13 category codes (GD Art. 8)",
+            ));
             None
         }),
         None => None,
@@ -73,7 +87,13 @@ pub fn validate(value: &Value, ctx: &ValidationContext) -> Result<CanonicalRecor
         }
     };
     if let (Some(category), Some(content)) = (category, content.as_ref()) {
-        check_content(category, content, basis.as_ref(), obj.contains_key("basis"), &mut errs);
+        check_content(
+            category,
+            content,
+            basis.as_ref(),
+            obj.contains_key("basis"),
+            &mut errs,
+        );
     }
     match (category, subject, source, disclosure, content) {
         (Some(category), Some(subject), Some(source), Some(disclosure), Some(content))
@@ -99,17 +119,34 @@ pub fn validate(value: &Value, ctx: &ValidationContext) -> Result<CanonicalRecor
     }
 }
 
-const KNOWN_TOP_LEVEL: [&str; 8] =
-    ["category", "subject", "source", "basis", "disclosure", "valid_from", "valid_until", "content"];
+const KNOWN_TOP_LEVEL: [&str; 8] = [
+    "category",
+    "subject",
+    "source",
+    "basis",
+    "disclosure",
+    "valid_from",
+    "valid_until",
+    "content",
+];
 
-fn subject(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<FieldError>) -> Option<Subject> {
-    let Some(s) = object(obj, "subject", "subject", errs) else { return None };
+fn subject(
+    obj: &Map<String, Value>,
+    ctx: &ValidationContext,
+    errs: &mut Vec<FieldError>,
+) -> Option<Subject> {
+    let Some(s) = object(obj, "subject", "subject", errs) else {
+        return None;
+    };
     let kind = text(s, "kind", errs).map(|_| ()).and_then(|_| {
         match s.get("kind").and_then(Value::as_str).map(str::trim) {
             Some("institution") => Some(SubjectKind::Institution),
             Some("individual") => Some(SubjectKind::Individual),
             _ => {
-                errs.push(FieldError::new("subject.kind", "must be institution or individual"));
+                errs.push(FieldError::new(
+                    "subject.kind",
+                    "must be institution or individual",
+                ));
                 None
             }
         }
@@ -117,7 +154,10 @@ fn subject(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<Fie
     let errs_before = errs.len();
     let role = prefixed_text(s, "subject.role", "role", errs).and_then(|r| {
         SubjectRole::from_code(&r).or_else(|| {
-            errs.push(FieldError::new("subject.role", "not a known subject role (GD Art. 4)"));
+            errs.push(FieldError::new(
+                "subject.role",
+                "not a known subject role (GD Art. 4)",
+            ));
             None
         })
     });
@@ -134,12 +174,18 @@ fn subject(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<Fie
     let name = prefixed_text(s, "subject.name", "name", errs);
     if let Some(n) = &name {
         if n.chars().count() > 200 {
-            errs.push(FieldError::new("subject.name", "longer than 200 characters"));
+            errs.push(FieldError::new(
+                "subject.name",
+                "longer than 200 characters",
+            ));
         }
     }
     if let (Some(kind), Some(role)) = (kind, role) {
         if role.kind() != kind {
-            errs.push(FieldError::new("subject.role", format!("is not a role of an {}", kind_word(kind))));
+            errs.push(FieldError::new(
+                "subject.role",
+                format!("is not a role of an {}", kind_word(kind)),
+            ));
         }
     }
     if let (Some(kind), Some(t)) = (kind, id_type) {
@@ -157,7 +203,10 @@ fn subject(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<Fie
         (Some(t), Some(raw)) => match SubjectId::parse(t, &raw, &ctx.exceptions) {
             Ok(id) => Some(id),
             Err(e) => {
-                errs.push(FieldError::new("subject.id", format!("invalid {}: {e}", id_word(t))));
+                errs.push(FieldError::new(
+                    "subject.id",
+                    format!("invalid {}: {e}", id_word(t)),
+                ));
                 None
             }
         },
@@ -166,11 +215,22 @@ fn subject(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<Fie
     if errs.len() != errs_before {
         return None;
     }
-    Some(Subject { kind: kind?, role: role?, id: id?, name: name? })
+    Some(Subject {
+        kind: kind?,
+        role: role?,
+        id: id?,
+        name: name?,
+    })
 }
 
-fn source(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<FieldError>) -> Option<Source> {
-    let Some(s) = object(obj, "source", "source", errs) else { return None };
+fn source(
+    obj: &Map<String, Value>,
+    ctx: &ValidationContext,
+    errs: &mut Vec<FieldError>,
+) -> Option<Source> {
+    let Some(s) = object(obj, "source", "source", errs) else {
+        return None;
+    };
     let stated = match s.get("agency") {
         None | Some(Value::Null) => None,
         Some(Value::String(a)) if a.trim().is_empty() => None,
@@ -198,7 +258,10 @@ fn source(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<Fiel
     let record_id = prefixed_text(s, "source.record_id", "record_id", errs);
     if let Some(id) = &record_id {
         if id.chars().count() > MAX_ID_CHARS || id.chars().any(char::is_control) {
-            errs.push(FieldError::new("source.record_id", "must be at most 128 printable characters"));
+            errs.push(FieldError::new(
+                "source.record_id",
+                "must be at most 128 printable characters",
+            ));
             return None;
         }
     }
@@ -212,7 +275,11 @@ fn source(obj: &Map<String, Value>, ctx: &ValidationContext, errs: &mut Vec<Fiel
             None
         }
     });
-    Some(Source { agency: agency?, record_id: record_id?, region: region? })
+    Some(Source {
+        agency: agency?,
+        record_id: record_id?,
+        region: region?,
+    })
 }
 
 fn basis(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Basis> {
@@ -224,45 +291,62 @@ fn basis(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Basis> 
             return None;
         }
     };
-    let doc_type = prefixed_text(b, "basis.doc_type", "doc_type", errs).and_then(|t| match t.as_str() {
-        "judgment" => Some(DocType::Judgment),
-        "penalty_decision" => Some(DocType::PenaltyDecision),
-        "other" => Some(DocType::Other),
-        _ => {
-            errs.push(FieldError::new("basis.doc_type", "must be judgment, penalty_decision or other"));
-            None
-        }
-    });
+    let doc_type =
+        prefixed_text(b, "basis.doc_type", "doc_type", errs).and_then(|t| match t.as_str() {
+            "judgment" => Some(DocType::Judgment),
+            "penalty_decision" => Some(DocType::PenaltyDecision),
+            "other" => Some(DocType::Other),
+            _ => {
+                errs.push(FieldError::new(
+                    "basis.doc_type",
+                    "must be judgment, penalty_decision or other",
+                ));
+                None
+            }
+        });
     let doc_number = prefixed_text(b, "basis.doc_number", "doc_number", errs);
     let decided_on = required_date(b, "decided_on", "basis.decided_on", errs);
-    Some(Basis { doc_type: doc_type?, doc_number: doc_number?, decided_on: decided_on? })
+    Some(Basis {
+        doc_type: doc_type?,
+        doc_number: doc_number?,
+        decided_on: decided_on?,
+    })
 }
 
 fn disclosure(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Disclosure> {
-    let Some(d) = object(obj, "disclosure", "disclosure", errs) else { return None };
+    let Some(d) = object(obj, "disclosure", "disclosure", errs) else {
+        return None;
+    };
     let class = prefixed_text(d, "disclosure.class", "class", errs).and_then(|c| {
-        serde_json::from_value::<DisclosureClass>(Value::String(c)).ok().or_else(|| {
-            errs.push(FieldError::new(
-                "disclosure.class",
-                "must be public, gov_share, authorized_query or restricted (LS Arts. 24-27)",
-            ));
-            None
-        })
+        serde_json::from_value::<DisclosureClass>(Value::String(c))
+            .ok()
+            .or_else(|| {
+                errs.push(FieldError::new(
+                    "disclosure.class",
+                    "must be public, gov_share, authorized_query or restricted (LS Arts. 24-27)",
+                ));
+                None
+            })
     })?;
     let restriction = match d.get("restriction") {
         None | Some(Value::Null) => None,
-        Some(Value::String(r)) => match serde_json::from_value::<Restriction>(Value::String(r.trim().into())) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                errs.push(FieldError::new(
+        Some(Value::String(r)) => {
+            match serde_json::from_value::<Restriction>(Value::String(r.trim().into())) {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    errs.push(FieldError::new(
                     "disclosure.restriction",
                     "must be state_secret, commercial_secret, personal_privacy, not_yet_disclosed or legally_prohibited (LS Art. 25)",
                 ));
-                return None;
+                    return None;
+                }
             }
-        },
+        }
         Some(_) => {
-            errs.push(FieldError::new("disclosure.restriction", "must be a string"));
+            errs.push(FieldError::new(
+                "disclosure.restriction",
+                "must be a string",
+            ));
             return None;
         }
     };
@@ -271,7 +355,9 @@ fn disclosure(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Di
         None | Some(Value::Null) => {}
         Some(Value::Object(fields)) => {
             for (path, r) in fields {
-                let parsed = r.as_str().and_then(|r| serde_json::from_value::<Restriction>(Value::String(r.trim().into())).ok());
+                let parsed = r.as_str().and_then(|r| {
+                    serde_json::from_value::<Restriction>(Value::String(r.trim().into())).ok()
+                });
                 match parsed {
                     Some(r) if path.starts_with("content.") && path.len() > "content.".len() => {
                         restricted_fields.insert(path.clone(), r);
@@ -285,7 +371,10 @@ fn disclosure(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Di
             }
         }
         Some(_) => {
-            errs.push(FieldError::new("disclosure.restricted_fields", "must be an object: content field -> restriction"));
+            errs.push(FieldError::new(
+                "disclosure.restricted_fields",
+                "must be an object: content field -> restriction",
+            ));
             return None;
         }
     }
@@ -304,7 +393,11 @@ fn disclosure(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Di
             ));
             None
         }
-        (class, restriction) => Some(Disclosure { class, restriction, restricted_fields }),
+        (class, restriction) => Some(Disclosure {
+            class,
+            restriction,
+            restricted_fields,
+        }),
     }
 }
 
@@ -324,23 +417,44 @@ fn required_content(category: Category) -> &'static [(&'static str, Need)] {
     match category {
         Category::Registration => &[("registered_on", Date), ("registration_authority", Text)],
         Category::Judicial => &[("court", Text), ("case_number", Text)],
-        Category::Administrative => &[("action", OneOf(&["penalty", "licence", "other"])), ("authority", Text)],
+        Category::Administrative => &[
+            ("action", OneOf(&["penalty", "licence", "other"])),
+            ("authority", Text),
+        ],
         Category::Qualification => &[("qualification_type", Text), ("certificate_number", Text)],
-        Category::AbnormalOperation => &[("listed_on", Date), ("reason", Text), ("authority", Text)],
-        Category::DishonestList => &[("list_name", Text), ("listed_on", Date), ("authority", Text)],
-        Category::AgreementPerformance => &[("item", OneOf(&["agreement", "payment"])), ("status", Text)],
+        Category::AbnormalOperation => {
+            &[("listed_on", Date), ("reason", Text), ("authority", Text)]
+        }
+        Category::DishonestList => &[
+            ("list_name", Text),
+            ("listed_on", Date),
+            ("authority", Text),
+        ],
+        Category::AgreementPerformance => {
+            &[("item", OneOf(&["agreement", "payment"])), ("status", Text)]
+        }
         Category::Commitment => &[
             ("commitment_type", Text),
             ("committed_on", Date),
             ("fulfilment", OneOf(&["pending", "fulfilled", "breached"])),
         ],
         Category::EvaluationResult => &[
-            ("year", Integer { min: 2000, max: 2100 }),
+            (
+                "year",
+                Integer {
+                    min: 2000,
+                    max: 2100,
+                },
+            ),
             ("points", Decimal { min: 0, max: 100 }),
             ("grade", OneOf(&["A", "B", "C", "D", "E"])),
         ],
         Category::LawCompliance | Category::OtherPublic => &[("description", Text)],
-        Category::Honor => &[("honor_name", Text), ("awarded_by", Text), ("awarded_on", Date)],
+        Category::Honor => &[
+            ("honor_name", Text),
+            ("awarded_by", Text),
+            ("awarded_on", Date),
+        ],
         Category::StatutoryOther => &[("description", Text), ("legal_basis", Text)],
     }
 }
@@ -361,7 +475,8 @@ fn check_content(
         check_need(content, "penalty_types", Need::List, errs);
     }
     // GD Art. 26: a dishonesty finding (and a penalty) rests on a document with legal effect.
-    let needs_basis = matches!(category, Category::DishonestList | Category::Judicial) || is_penalty;
+    let needs_basis =
+        matches!(category, Category::DishonestList | Category::Judicial) || is_penalty;
     if needs_basis && basis.is_none() && !basis_given {
         errs.push(FieldError::new(
             "basis",
@@ -377,13 +492,19 @@ fn check_content(
         if key.ends_with("_on") || key.ends_with("_until") {
             if let Some(s) = value.as_str() {
                 if parse_date(s).is_none() {
-                    errs.push(FieldError::new(format!("content.{key}"), "must be a date YYYY-MM-DD"));
+                    errs.push(FieldError::new(
+                        format!("content.{key}"),
+                        "must be a date YYYY-MM-DD",
+                    ));
                 }
             }
         }
         if let Value::String(s) = value {
             if s.chars().count() > MAX_TEXT_CHARS {
-                errs.push(FieldError::new(format!("content.{key}"), "longer than 4000 characters"));
+                errs.push(FieldError::new(
+                    format!("content.{key}"),
+                    "longer than 4000 characters",
+                ));
             }
         }
     }
@@ -392,7 +513,10 @@ fn check_content(
 fn check_need(content: &Map<String, Value>, name: &str, need: Need, errs: &mut Vec<FieldError>) {
     let field = format!("content.{name}");
     let value = content.get(name);
-    let present_text = value.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let present_text = value
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     let ok = match need {
         Need::Text => present_text.is_some(),
         Need::Date => match present_text {
@@ -406,16 +530,24 @@ fn check_need(content: &Map<String, Value>, name: &str, need: Need, errs: &mut V
         Need::OneOf(options) => match present_text {
             Some(s) if options.contains(&s) => true,
             Some(_) => {
-                errs.push(FieldError::new(field, format!("must be one of: {}", options.join(", "))));
+                errs.push(FieldError::new(
+                    field,
+                    format!("must be one of: {}", options.join(", ")),
+                ));
                 return;
             }
             None => false,
         },
-        Need::List => matches!(value, Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string)),
+        Need::List => {
+            matches!(value, Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string))
+        }
         Need::Decimal { min, max } => match value.and_then(decimal_value) {
             Some(d) if d >= min as f64 && d <= max as f64 => true,
             Some(_) => {
-                errs.push(FieldError::new(field, format!("must be between {min} and {max}")));
+                errs.push(FieldError::new(
+                    field,
+                    format!("must be between {min} and {max}"),
+                ));
                 return;
             }
             None if value.is_some() => {
@@ -427,7 +559,10 @@ fn check_need(content: &Map<String, Value>, name: &str, need: Need, errs: &mut V
         Need::Integer { min, max } => match value.and_then(integer_value) {
             Some(i) if i >= min && i <= max => true,
             Some(_) => {
-                errs.push(FieldError::new(field, format!("must be between {min} and {max}")));
+                errs.push(FieldError::new(
+                    field,
+                    format!("must be between {min} and {max}"),
+                ));
                 return;
             }
             None if value.is_some() => {
@@ -448,24 +583,40 @@ fn check_need(content: &Map<String, Value>, name: &str, need: Need, errs: &mut V
 
 fn check_agreement_status(content: &Map<String, Value>, errs: &mut Vec<FieldError>) {
     let item = content.get("item").and_then(Value::as_str);
-    let Some(status) = content.get("status").and_then(Value::as_str) else { return };
+    let Some(status) = content.get("status").and_then(Value::as_str) else {
+        return;
+    };
     let allowed: &[&str] = match item {
         Some("agreement") => &["performing", "performed", "breached", "terminated"],
         Some("payment") => &["paid", "in_arrears", "partially_paid"],
         _ => return,
     };
     if !allowed.contains(&status.trim()) {
-        errs.push(FieldError::new("content.status", format!("must be one of: {}", allowed.join(", "))));
+        errs.push(FieldError::new(
+            "content.status",
+            format!("must be one of: {}", allowed.join(", ")),
+        ));
     }
 }
 
 /// LS Art. 19: A >= 95 > B >= 85 > C >= 75 > D >= 65 > E; GD Art. 20: a subject on the serious
 /// dishonesty list is graded E whatever its points.
 fn check_grade(content: &Map<String, Value>, errs: &mut Vec<FieldError>) {
-    let Some(grade) = content.get("grade").and_then(Value::as_str) else { return };
-    let Some(points) = content.get("points").and_then(decimal_value) else { return };
-    let serious = content.get("serious_dishonesty").and_then(Value::as_bool).unwrap_or(false);
-    let expected = if serious { "E" } else { grade_for_points(points) };
+    let Some(grade) = content.get("grade").and_then(Value::as_str) else {
+        return;
+    };
+    let Some(points) = content.get("points").and_then(decimal_value) else {
+        return;
+    };
+    let serious = content
+        .get("serious_dishonesty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let expected = if serious {
+        "E"
+    } else {
+        grade_for_points(points)
+    };
     if grade.trim() != expected {
         let reason = if serious {
             "must be E for a subject on the serious dishonesty list (GD Art. 20)".to_string()
@@ -492,7 +643,8 @@ fn decimal_value(v: &Value) -> Option<f64> {
         Value::String(s) => {
             let s = s.trim();
             let digits_ok = !s.is_empty()
-                && s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
                 && s.bytes().filter(|b| *b == b'.').count() <= 1;
             if digits_ok {
                 s.parse().ok()
@@ -553,7 +705,12 @@ fn text(obj: &Map<String, Value>, key: &str, errs: &mut Vec<FieldError>) -> Opti
     prefixed_text(obj, key, key, errs)
 }
 
-fn prefixed_text(obj: &Map<String, Value>, field: &str, key: &str, errs: &mut Vec<FieldError>) -> Option<String> {
+fn prefixed_text(
+    obj: &Map<String, Value>,
+    field: &str,
+    key: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<String> {
     match obj.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => {
             let s = s.trim();
@@ -575,7 +732,12 @@ fn prefixed_text(obj: &Map<String, Value>, field: &str, key: &str, errs: &mut Ve
     }
 }
 
-fn required_date(obj: &Map<String, Value>, key: &str, field: &str, errs: &mut Vec<FieldError>) -> Option<time::Date> {
+fn required_date(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<time::Date> {
     let s = prefixed_text(obj, field, key, errs)?;
     parse_date(&s).or_else(|| {
         errs.push(FieldError::new(field, "must be a real date YYYY-MM-DD"));
@@ -583,7 +745,12 @@ fn required_date(obj: &Map<String, Value>, key: &str, field: &str, errs: &mut Ve
     })
 }
 
-fn optional_date(obj: &Map<String, Value>, key: &str, field: &str, errs: &mut Vec<FieldError>) -> Option<time::Date> {
+fn optional_date(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) -> Option<time::Date> {
     match obj.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
@@ -614,7 +781,10 @@ mod tests {
     }
 
     fn field_of(r: Result<CanonicalRecord, Vec<FieldError>>) -> Vec<String> {
-        r.expect_err("should be rejected").into_iter().map(|e| e.field).collect()
+        r.expect_err("should be rejected")
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
     }
 
     #[test]
@@ -641,13 +811,19 @@ mod tests {
         v["basis"]["decided_on"] = json!("2025-02-30");
         v["subject"]["id"] = json!("91310110666007217U");
         let fields = field_of(validate(&v, &ctx()));
-        assert!(fields.contains(&"basis.decided_on".to_string()), "{fields:?}");
+        assert!(
+            fields.contains(&"basis.decided_on".to_string()),
+            "{fields:?}"
+        );
         assert!(fields.contains(&"subject.id".to_string()), "{fields:?}");
     }
 
     #[test]
     fn an_agency_cannot_speak_for_another() {
-        let ctx = ValidationContext { authenticated_agency: Some("tax".into()), ..ctx() };
+        let ctx = ValidationContext {
+            authenticated_agency: Some("tax".into()),
+            ..ctx()
+        };
         assert_eq!(field_of(validate(&penalty(), &ctx)), vec!["source.agency"]);
         let mut v = penalty();
         v["source"].as_object_mut().unwrap().remove("agency");
@@ -658,7 +834,10 @@ mod tests {
     fn restricted_needs_a_restriction_and_vice_versa() {
         let mut v = penalty();
         v["disclosure"] = json!({"class": "restricted"});
-        assert_eq!(field_of(validate(&v, &ctx())), vec!["disclosure.restriction"]);
+        assert_eq!(
+            field_of(validate(&v, &ctx())),
+            vec!["disclosure.restriction"]
+        );
         v["disclosure"] = json!({"class": "public", "restriction": "state_secret"});
         assert_eq!(field_of(validate(&v, &ctx())), vec!["disclosure.class"]);
         v["disclosure"] = json!({"class": "restricted", "restriction": "personal_privacy"});
@@ -681,7 +860,8 @@ mod tests {
         assert_eq!(field_of(validate(&v, &ctx())), vec!["content.grade"]);
         v["content"]["grade"] = json!("B");
         assert!(validate(&v, &ctx()).is_ok());
-        v["content"] = json!({"year": 2025, "points": 97, "grade": "A", "serious_dishonesty": true});
+        v["content"] =
+            json!({"year": 2025, "points": 97, "grade": "A", "serious_dishonesty": true});
         assert_eq!(field_of(validate(&v, &ctx())), vec!["content.grade"]);
         v["content"]["grade"] = json!("E");
         assert!(validate(&v, &ctx()).is_ok());

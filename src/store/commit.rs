@@ -24,7 +24,9 @@ const QUEUE_DEPTH: usize = 1024;
 /// Most jobs folded into one commit.
 const MAX_GROUP: usize = 256;
 
-/// Work for the writer.
+/// Work for the writer. (Variants differ in size; jobs are moved once through a channel, so
+/// boxing would buy nothing.)
+#[allow(clippy::large_enum_variant)]
 pub enum Job {
     /// An agency's batch: archive, outbox, audit, receipt.
     Batch(CommitJob),
@@ -86,12 +88,21 @@ pub struct CommitterHandle {
 
 impl CommitterHandle {
     /// Submit and wait until the job is durable.
-    pub async fn commit(&self, job_without_reply: impl FnOnce(oneshot::Sender<Result<Receipt, String>>) -> CommitJob) -> Result<Receipt, StoreError> {
+    pub async fn commit(
+        &self,
+        job_without_reply: impl FnOnce(oneshot::Sender<Result<Receipt, String>>) -> CommitJob,
+    ) -> Result<Receipt, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Job::Batch(job_without_reply(tx))).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(Job::Batch(job_without_reply(tx)))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         match rx.await {
             Ok(Ok(receipt)) => Ok(receipt),
-            Ok(Err(message)) => Err(StoreError::Corrupt { key: "commit".into(), message }),
+            Ok(Err(message)) => Err(StoreError::Corrupt {
+                key: "commit".into(),
+                message,
+            }),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -104,10 +115,21 @@ impl CommitterHandle {
         shares: Vec<PlannedShare>,
     ) -> Result<(crate::corrections::Correction, Head), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job::Correction(CorrectionJob { correction, record, shares, reply })).await.map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(Job::Correction(CorrectionJob {
+                correction,
+                record,
+                shares,
+                reply,
+            }))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         match rx.await {
             Ok(Ok(done)) => Ok(done),
-            Ok(Err(message)) => Err(StoreError::Corrupt { key: "commit".into(), message }),
+            Ok(Err(message)) => Err(StoreError::Corrupt {
+                key: "commit".into(),
+                message,
+            }),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -122,11 +144,24 @@ impl CommitterHandle {
         enqueue: Vec<crate::outbox::Entry>,
     ) -> Result<Head, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let job = ApplyJob { kind: kind.to_string(), data, writes, removes, enqueue, reply };
-        self.tx.send(Job::Apply(job)).await.map_err(|_| StoreError::WriterGone)?;
+        let job = ApplyJob {
+            kind: kind.to_string(),
+            data,
+            writes,
+            removes,
+            enqueue,
+            reply,
+        };
+        self.tx
+            .send(Job::Apply(job))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         match rx.await {
             Ok(Ok(head)) => Ok(head),
-            Ok(Err(message)) => Err(StoreError::Corrupt { key: "commit".into(), message }),
+            Ok(Err(message)) => Err(StoreError::Corrupt {
+                key: "commit".into(),
+                message,
+            }),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -146,8 +181,19 @@ impl Committer {
         let thread = thread::Builder::new()
             .name("commit".into())
             .spawn(move || run(store, head, rx, wake))
-            .map_err(|e| StoreError::Corrupt { key: "commit thread".into(), message: e.to_string() })?;
-        Ok((Committer { thread: Some(thread) }, CommitterHandle { tx, outbox_notify: notify }))
+            .map_err(|e| StoreError::Corrupt {
+                key: "commit thread".into(),
+                message: e.to_string(),
+            })?;
+        Ok((
+            Committer {
+                thread: Some(thread),
+            },
+            CommitterHandle {
+                tx,
+                outbox_notify: notify,
+            },
+        ))
     }
 
     /// Wait for the writer to finish the jobs it has; it stops when every handle is dropped.
@@ -171,7 +217,8 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
         match commit_group(&store, &head, &group) {
             Ok((new_head, answers, queued)) => {
                 head = new_head;
-                metrics::histogram!("gateway_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("gateway_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 metrics::counter!("gateway_commit_groups_total").increment(1);
                 for (job, answer) in group.into_iter().zip(answers) {
                     match (job, answer) {
@@ -224,7 +271,11 @@ enum Answer {
     Correction(Box<crate::corrections::Correction>, Head),
 }
 
-fn commit_group(store: &Store, head: &Head, group: &[Job]) -> Result<(Head, Vec<Answer>, usize), StoreError> {
+fn commit_group(
+    store: &Store,
+    head: &Head,
+    group: &[Job],
+) -> Result<(Head, Vec<Answer>, usize), StoreError> {
     let mut staging = Staging::default();
     let mut removes: Vec<String> = Vec::new();
     let mut head = head.clone();
@@ -243,7 +294,9 @@ fn commit_group(store: &Store, head: &Head, group: &[Job]) -> Result<(Head, Vec<
             Job::Apply(job) => {
                 staging.writes.extend(job.writes.iter().cloned());
                 for entry in &job.enqueue {
-                    staging.writes.push(crate::outbox::enqueue_write(store, entry)?);
+                    staging
+                        .writes
+                        .push(crate::outbox::enqueue_write(store, entry)?);
                     queued += 1;
                 }
                 removes.extend(job.removes.iter().cloned());
@@ -267,7 +320,13 @@ fn commit_group(store: &Store, head: &Head, group: &[Job]) -> Result<(Head, Vec<
     Ok((head, answers, queued))
 }
 
-fn stage_batch(store: &Store, staging: &mut Staging, head: &mut Head, job: &CommitJob, queued: &mut usize) -> Result<Receipt, StoreError> {
+fn stage_batch(
+    store: &Store,
+    staging: &mut Staging,
+    head: &mut Head,
+    job: &CommitJob,
+    queued: &mut usize,
+) -> Result<Receipt, StoreError> {
     let mut accepted = Vec::with_capacity(job.accepted.len());
     let (mut new, mut updated, mut unchanged) = (0usize, 0usize, 0usize);
     let mut shares_queued = 0usize;
@@ -304,12 +363,19 @@ fn stage_batch(store: &Store, staging: &mut Staging, head: &mut Head, job: &Comm
                     correction_id: None,
                     payload: share.payload.clone(),
                 };
-                staging.writes.push(crate::outbox::enqueue_write(store, &entry)?);
+                staging
+                    .writes
+                    .push(crate::outbox::enqueue_write(store, &entry)?);
                 staging.note_shared(record, &share.destination, share.channel, version);
                 shares_queued += 1;
             }
         }
-        accepted.push(AcceptedRecord { index: input.index, record_id: record.source.record_id.clone(), outcome, version });
+        accepted.push(AcceptedRecord {
+            index: input.index,
+            record_id: record.source.record_id.clone(),
+            outcome,
+            version,
+        });
     }
     *queued += shares_queued;
     let mut data = Map::new();
@@ -337,7 +403,13 @@ fn stage_batch(store: &Store, staging: &mut Staging, head: &mut Head, job: &Comm
     if !job.filter.withheld.is_empty() || !job.filter.masked.is_empty() {
         data.insert(
             "withheld".into(),
-            Value::Array(job.filter.withheld.iter().map(|(d, c, r)| serde_json::json!({"destination": d, "channel": c, "rule": r})).collect()),
+            Value::Array(
+                job.filter
+                    .withheld
+                    .iter()
+                    .map(|(d, c, r)| serde_json::json!({"destination": d, "channel": c, "rule": r}))
+                    .collect(),
+            ),
         );
         data.insert(
             "masked".into(),
@@ -362,7 +434,9 @@ fn stage_batch(store: &Store, staging: &mut Staging, head: &mut Head, job: &Comm
         records: accepted,
         audit: head.clone(),
     };
-    staging.writes.push((format!("rcp/{}", job.receipt_id), to_bytes(&receipt)));
+    staging
+        .writes
+        .push((format!("rcp/{}", job.receipt_id), to_bytes(&receipt)));
     Ok(receipt)
 }
 
@@ -401,20 +475,43 @@ fn stage_correction(
             correction_id: Some(correction.id.clone()),
             payload: share.payload.clone(),
         };
-        staging.writes.push(crate::outbox::enqueue_write(store, &entry)?);
+        staging
+            .writes
+            .push(crate::outbox::enqueue_write(store, &entry)?);
         *queued += 1;
     }
-    staging.writes.push((crate::corrections::correction_key(&correction.id), to_bytes(&correction)));
+    staging.writes.push((
+        crate::corrections::correction_key(&correction.id),
+        to_bytes(&correction),
+    ));
     let mut data = Map::new();
     data.insert("correction_id".into(), Value::String(correction.id.clone()));
-    data.insert("kind".into(), serde_json::to_value(correction.kind).unwrap_or_default());
+    data.insert(
+        "kind".into(),
+        serde_json::to_value(correction.kind).unwrap_or_default(),
+    );
     data.insert("agency".into(), Value::String(correction.agency.clone()));
-    data.insert("record_id".into(), Value::String(correction.record_id.clone()));
+    data.insert(
+        "record_id".into(),
+        Value::String(correction.record_id.clone()),
+    );
     data.insert("version".into(), Value::from(version));
-    data.insert("requested_by".into(), Value::String(correction.requested_by.clone()));
-    data.insert("found_at".into(), Value::String(correction.found_at.clone()));
-    data.insert("deadline".into(), Value::String(correction.deadline.clone()));
-    data.insert("destinations".into(), serde_json::to_value(&correction.destinations).unwrap_or_default());
+    data.insert(
+        "requested_by".into(),
+        Value::String(correction.requested_by.clone()),
+    );
+    data.insert(
+        "found_at".into(),
+        Value::String(correction.found_at.clone()),
+    );
+    data.insert(
+        "deadline".into(),
+        Value::String(correction.deadline.clone()),
+    );
+    data.insert(
+        "destinations".into(),
+        serde_json::to_value(&correction.destinations).unwrap_or_default(),
+    );
     let (key, bytes, next) = head.append(&correction.received_at, "correction_received", data);
     staging.writes.push((key, bytes));
     *head = next;

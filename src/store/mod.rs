@@ -30,7 +30,9 @@
 
 mod commit;
 
-pub use commit::{AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job};
+pub use commit::{
+    AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job,
+};
 
 use std::path::Path;
 
@@ -79,7 +81,11 @@ impl Store {
     }
 
     /// `cache_mb` bounds sled's page cache, the largest part of the gateway's memory.
-    pub fn open_tuned(dir: &Path, durability: Durability, cache_mb: u64) -> Result<Self, StoreError> {
+    pub fn open_tuned(
+        dir: &Path,
+        durability: Durability,
+        cache_mb: u64,
+    ) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -88,46 +94,70 @@ impl Store {
         let fsync = match durability {
             Durability::ProcessCrash => None,
             Durability::PowerLoss => {
-                let file = std::fs::OpenOptions::new().read(true).write(true).open(dir.join("db")).map_err(sled::Error::Io)?;
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(dir.join("db"))
+                    .map_err(sled::Error::Io)?;
                 // The directory entry of the data file must be durable too.
-                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(sled::Error::Io)?;
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(sled::Error::Io)?;
                 Some(std::sync::Arc::new(file))
             }
         };
         Ok(Self { db, fsync })
     }
 
-    pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         match self.db.get(key.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt { key: printable(key), message: e.to_string() }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: printable(key),
+                        message: e.to_string(),
+                    })
+            }
         }
     }
 
     /// Every (key, value) under a prefix, in key order.
-    pub fn scan<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+    pub fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
         for item in self.db.scan_prefix(prefix.as_bytes()) {
             let (k, v) = item?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            let value = serde_json::from_slice(&v)
-                .map_err(|e| StoreError::Corrupt { key: printable(&key), message: e.to_string() })?;
+            let value = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: printable(&key),
+                message: e.to_string(),
+            })?;
             out.push((key, value));
         }
         Ok(out)
     }
 
     /// The last key under a prefix.
-    pub fn last_under<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Option<(String, T)>, StoreError> {
+    pub fn last_under<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<(String, T)>, StoreError> {
         match self.db.scan_prefix(prefix.as_bytes()).next_back() {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item?;
                 let key = String::from_utf8_lossy(&k).into_owned();
-                let value = serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Corrupt { key: printable(&key), message: e.to_string() })?;
+                let value = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: printable(&key),
+                    message: e.to_string(),
+                })?;
                 Ok(Some((key, value)))
             }
         }

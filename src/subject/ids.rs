@@ -14,7 +14,10 @@ pub enum IdentifierError {
     #[error("must be {expected} characters, got {got}")]
     Length { expected: &'static str, got: usize },
     #[error("character {position} is not allowed here ({allowed})")]
-    Character { position: usize, allowed: &'static str },
+    Character {
+        position: usize,
+        allowed: &'static str,
+    },
     #[error("check character does not match ({standard})")]
     CheckCharacter { standard: &'static str },
     #[error("embedded organization code check character does not match (GB 11714)")]
@@ -26,7 +29,9 @@ pub enum IdentifierError {
 }
 
 const USCC_CHARSET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const USCC_WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 const ORG_WEIGHTS: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
 const RESIDENT_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const RESIDENT_CHECK: &[u8; 11] = b"10X98765432";
@@ -50,8 +55,14 @@ impl IdentifierExceptions {
         resident_id: impl IntoIterator<Item = &'a String>,
     ) -> Self {
         Self {
-            uscc: uscc.into_iter().map(|s| s.trim().to_ascii_uppercase()).collect(),
-            resident_id: resident_id.into_iter().map(|s| s.trim().to_ascii_uppercase()).collect(),
+            uscc: uscc
+                .into_iter()
+                .map(|s| s.trim().to_ascii_uppercase())
+                .collect(),
+            resident_id: resident_id
+                .into_iter()
+                .map(|s| s.trim().to_ascii_uppercase())
+                .collect(),
         }
     }
 }
@@ -69,14 +80,21 @@ impl Uscc {
         }
         let bytes = code.as_bytes();
         if bytes.len() != 18 {
-            return Err(IdentifierError::Length { expected: "18", got: code.chars().count() });
+            return Err(IdentifierError::Length {
+                expected: "18",
+                got: code.chars().count(),
+            });
         }
         let mut values = [0u32; 18];
         for (i, b) in bytes.iter().enumerate() {
-            values[i] = USCC_CHARSET.iter().position(|c| c == b).ok_or(IdentifierError::Character {
-                position: i + 1,
-                allowed: "0-9 and A-Y without I, O, S, V, Z",
-            })? as u32;
+            values[i] =
+                USCC_CHARSET
+                    .iter()
+                    .position(|c| c == b)
+                    .ok_or(IdentifierError::Character {
+                        position: i + 1,
+                        allowed: "0-9 and A-Y without I, O, S, V, Z",
+                    })? as u32;
         }
         if !bytes[2..8].iter().all(u8::is_ascii_digit) {
             return Err(IdentifierError::Region);
@@ -84,10 +102,16 @@ impl Uscc {
         if org_code_check(&bytes[8..16]) != bytes[16] {
             return Err(IdentifierError::OrganizationCodeCheck);
         }
-        let sum: u32 = values[..17].iter().zip(USCC_WEIGHTS).map(|(v, w)| v * w).sum();
+        let sum: u32 = values[..17]
+            .iter()
+            .zip(USCC_WEIGHTS)
+            .map(|(v, w)| v * w)
+            .sum();
         let check = USCC_CHARSET[((31 - sum % 31) % 31) as usize];
         if check != bytes[17] {
-            return Err(IdentifierError::CheckCharacter { standard: "GB 32100-2015" });
+            return Err(IdentifierError::CheckCharacter {
+                standard: "GB 32100-2015",
+            });
         }
         Ok(Self(code))
     }
@@ -103,7 +127,11 @@ fn org_code_check(body: &[u8]) -> u8 {
         .iter()
         .zip(ORG_WEIGHTS)
         .map(|(b, w)| {
-            let v = if b.is_ascii_digit() { (b - b'0') as u32 } else { (b - b'A') as u32 + 10 };
+            let v = if b.is_ascii_digit() {
+                (b - b'0') as u32
+            } else {
+                (b - b'A') as u32 + 10
+            };
             v * w
         })
         .sum();
@@ -126,13 +154,22 @@ impl ResidentId {
         }
         let bytes = id.as_bytes();
         if bytes.len() != 18 {
-            return Err(IdentifierError::Length { expected: "18", got: id.chars().count() });
+            return Err(IdentifierError::Length {
+                expected: "18",
+                got: id.chars().count(),
+            });
         }
         if let Some(pos) = bytes[..17].iter().position(|b| !b.is_ascii_digit()) {
-            return Err(IdentifierError::Character { position: pos + 1, allowed: "digits" });
+            return Err(IdentifierError::Character {
+                position: pos + 1,
+                allowed: "digits",
+            });
         }
         if !(bytes[17].is_ascii_digit() || bytes[17] == b'X') {
-            return Err(IdentifierError::Character { position: 18, allowed: "a digit or X" });
+            return Err(IdentifierError::Character {
+                position: 18,
+                allowed: "a digit or X",
+            });
         }
         if RegionCode::parse(&id[..6]).is_err() {
             return Err(IdentifierError::Region);
@@ -140,10 +177,15 @@ impl ResidentId {
         if !is_real_birth_date(&bytes[6..14]) {
             return Err(IdentifierError::BirthDate);
         }
-        let sum: u32 =
-            bytes[..17].iter().zip(RESIDENT_WEIGHTS).map(|(b, w)| (b - b'0') as u32 * w).sum();
+        let sum: u32 = bytes[..17]
+            .iter()
+            .zip(RESIDENT_WEIGHTS)
+            .map(|(b, w)| (b - b'0') as u32 * w)
+            .sum();
         if RESIDENT_CHECK[(sum % 11) as usize] != bytes[17] {
-            return Err(IdentifierError::CheckCharacter { standard: "GB 11643-1999" });
+            return Err(IdentifierError::CheckCharacter {
+                standard: "GB 11643-1999",
+            });
         }
         Ok(Self(id))
     }
@@ -168,13 +210,17 @@ impl fmt::Debug for ResidentId {
 
 fn is_real_birth_date(digits: &[u8]) -> bool {
     let num = |r: std::ops::Range<usize>| -> u32 {
-        digits[r].iter().fold(0, |acc, b| acc * 10 + (b - b'0') as u32)
+        digits[r]
+            .iter()
+            .fold(0, |acc, b| acc * 10 + (b - b'0') as u32)
     };
     let (year, month, day) = (num(0..4), num(4..6), num(6..8));
     if !(1880..=2100).contains(&year) {
         return false;
     }
-    let Ok(month) = time::Month::try_from(month as u8) else { return false };
+    let Ok(month) = time::Month::try_from(month as u8) else {
+        return false;
+    };
     time::Date::from_calendar_date(year as i32, month, day as u8).is_ok()
 }
 
@@ -211,7 +257,10 @@ impl OtherPersonalId {
             return Err(IdentifierError::Length { expected, got: len });
         }
         if let Some(pos) = id.bytes().position(|b| !b.is_ascii_alphanumeric()) {
-            return Err(IdentifierError::Character { position: pos + 1, allowed: "letters and digits" });
+            return Err(IdentifierError::Character {
+                position: pos + 1,
+                allowed: "letters and digits",
+            });
         }
         Ok(Self(id))
     }
@@ -270,7 +319,11 @@ impl SubjectId {
         if self.id_type().is_personal() {
             use sha2::Digest;
             let digest = sha2::Sha256::digest(self.archive_key().as_bytes());
-            format!("{}:sha256:{}", self.id_type().code(), hex::encode(&digest[..8]))
+            format!(
+                "{}:sha256:{}",
+                self.id_type().code(),
+                hex::encode(&digest[..8])
+            )
         } else {
             self.archive_key()
         }
@@ -312,7 +365,9 @@ impl RegionCode {
         if &self.0[2..4] == b"00" {
             return None;
         }
-        Some(Self([self.0[0], self.0[1], self.0[2], self.0[3], b'0', b'0']))
+        Some(Self([
+            self.0[0], self.0[1], self.0[2], self.0[3], b'0', b'0',
+        ]))
     }
 }
 
@@ -335,7 +390,10 @@ mod tests {
     fn uscc_examples_from_gb_32100() {
         assert!(Uscc::parse("91310110666007217T", &none()).is_ok());
         assert!(Uscc::parse("91350100M000100Y43", &none()).is_ok());
-        assert!(Uscc::parse(" 91350100m000100y43 ", &none()).is_ok(), "trimmed, upper-cased");
+        assert!(
+            Uscc::parse(" 91350100m000100y43 ", &none()).is_ok(),
+            "trimmed, upper-cased"
+        );
     }
 
     #[test]
@@ -343,7 +401,9 @@ mod tests {
         let code = "91350211M00013FA1N";
         assert_eq!(
             Uscc::parse(code, &none()),
-            Err(IdentifierError::CheckCharacter { standard: "GB 32100-2015" })
+            Err(IdentifierError::CheckCharacter {
+                standard: "GB 32100-2015"
+            })
         );
         let list = vec![code.to_string()];
         let exceptions = IdentifierExceptions::new(&list, &[]);
@@ -356,7 +416,10 @@ mod tests {
             Uscc::parse("91310110666007217I", &none()),
             Err(IdentifierError::Character { position: 18, .. })
         ));
-        assert!(matches!(Uscc::parse("9131011066600721", &none()), Err(IdentifierError::Length { .. })));
+        assert!(matches!(
+            Uscc::parse("9131011066600721", &none()),
+            Err(IdentifierError::Length { .. })
+        ));
     }
 
     #[test]
@@ -367,10 +430,15 @@ mod tests {
         wrong[17] = if wrong[17] == b'1' { b'2' } else { b'1' };
         assert_eq!(
             ResidentId::parse(std::str::from_utf8(&wrong).unwrap(), &none()),
-            Err(IdentifierError::CheckCharacter { standard: "GB 11643-1999" })
+            Err(IdentifierError::CheckCharacter {
+                standard: "GB 11643-1999"
+            })
         );
         let feb30 = resident_id_with_check("44010419900230123");
-        assert_eq!(ResidentId::parse(&feb30, &none()), Err(IdentifierError::BirthDate));
+        assert_eq!(
+            ResidentId::parse(&feb30, &none()),
+            Err(IdentifierError::BirthDate)
+        );
     }
 
     #[test]
@@ -384,8 +452,18 @@ mod tests {
 
     #[test]
     fn region_codes() {
-        assert_eq!(RegionCode::parse("440106").unwrap().city().unwrap().as_str(), "440100");
-        assert_eq!(RegionCode::parse("440106").unwrap().province().as_str(), "440000");
+        assert_eq!(
+            RegionCode::parse("440106")
+                .unwrap()
+                .city()
+                .unwrap()
+                .as_str(),
+            "440100"
+        );
+        assert_eq!(
+            RegionCode::parse("440106").unwrap().province().as_str(),
+            "440000"
+        );
         assert!(RegionCode::parse("440000").unwrap().city().is_none());
         assert!(RegionCode::parse("990100").is_err());
         assert!(RegionCode::parse("44010").is_err());
@@ -395,16 +473,29 @@ mod tests {
     /// Test-side generator, written independently of the parser above.
     pub(crate) fn resident_id_with_check(first17: &str) -> String {
         let w = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-        let s: u32 = first17.bytes().zip(w).map(|(b, w)| (b - b'0') as u32 * w).sum();
-        format!("{first17}{}", "10X98765432".as_bytes()[(s % 11) as usize] as char)
+        let s: u32 = first17
+            .bytes()
+            .zip(w)
+            .map(|(b, w)| (b - b'0') as u32 * w)
+            .sum();
+        format!(
+            "{first17}{}",
+            "10X98765432".as_bytes()[(s % 11) as usize] as char
+        )
     }
 
     pub(crate) fn uscc_with_checks(prefix8: &str, org8: &str) -> String {
         let org9 = format!("{org8}{}", org_code_check(org8.as_bytes()) as char);
         let body = format!("{prefix8}{org9}");
         let cs = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-        let w = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
-        let s: usize = body.chars().zip(w).map(|(c, w)| cs.find(c).unwrap() * w).sum();
+        let w = [
+            1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+        ];
+        let s: usize = body
+            .chars()
+            .zip(w)
+            .map(|(c, w)| cs.find(c).unwrap() * w)
+            .sum();
         format!("{body}{}", cs.as_bytes()[(31 - s % 31) % 31] as char)
     }
 
@@ -414,10 +505,16 @@ mod tests {
         (
             prop::sample::select(vec!["91", "92", "12", "52", "11"]),
             prop::sample::select(vec!["440100", "440300", "540100", "310110"]),
-            prop::collection::vec(prop::sample::select(ORG_CHARS.chars().collect::<Vec<_>>()), 8),
+            prop::collection::vec(
+                prop::sample::select(ORG_CHARS.chars().collect::<Vec<_>>()),
+                8,
+            ),
         )
             .prop_map(|(kind, region, org)| {
-                uscc_with_checks(&format!("{kind}{region}"), &org.into_iter().collect::<String>())
+                uscc_with_checks(
+                    &format!("{kind}{region}"),
+                    &org.into_iter().collect::<String>(),
+                )
             })
     }
 

@@ -16,7 +16,8 @@
 mod ids;
 
 pub use ids::{
-    mask_middle, IdentifierError, IdentifierExceptions, OtherPersonalId, RegionCode, ResidentId, SubjectId, Uscc,
+    mask_middle, IdentifierError, IdentifierExceptions, OtherPersonalId, RegionCode, ResidentId,
+    SubjectId, Uscc,
 };
 
 use serde::{Deserialize, Serialize};

@@ -64,7 +64,12 @@ pub async fn serve(
                         return Ok::<_, Infallible>(dangerous_clock(&ops, &req));
                     }
                     if req.uri().path() == "/corrections" {
-                        let _ = crate::outbox::ops::audit_command(&ops.committer, "corrections list", serde_json::json!({})).await;
+                        let _ = crate::outbox::ops::audit_command(
+                            &ops.committer,
+                            "corrections list",
+                            serde_json::json!({}),
+                        )
+                        .await;
                         return Ok::<_, Infallible>(corrections(&ops, &req));
                     }
                     if req.uri().path().starts_with("/outbox/") {
@@ -73,7 +78,9 @@ pub async fn serve(
                     Ok::<_, Infallible>(respond(req.uri().path(), &ready, metrics.as_ref()))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -92,65 +99,135 @@ async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
         .collect();
     let dest = query.get("destination").map(String::as_str);
     let result = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/outbox/stats") => ops::stats_all(&ops.store, &ops.committer, &ops.destinations).await.map(Some),
+        ("GET", "/outbox/stats") => ops::stats_all(&ops.store, &ops.committer, &ops.destinations)
+            .await
+            .map(Some),
         ("GET", "/outbox/list") => {
-            let limit = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-            ops::list_entries(&ops.store, &ops.committer, dest, query.get("dead").is_some_and(|d| d == "1"), limit).await.map(Some)
+            let limit = query
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100);
+            ops::list_entries(
+                &ops.store,
+                &ops.committer,
+                dest,
+                query.get("dead").is_some_and(|d| d == "1"),
+                limit,
+            )
+            .await
+            .map(Some)
         }
-        ("GET", "/outbox/show") => ops::show_entry(&ops.store, &ops.committer, query.get("key").map(String::as_str).unwrap_or("")).await,
-        ("POST", "/outbox/replay") => ops::replay(&ops.store, &ops.committer, dest).await.map(Some),
-        _ => return json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found"}})),
+        ("GET", "/outbox/show") => {
+            ops::show_entry(
+                &ops.store,
+                &ops.committer,
+                query.get("key").map(String::as_str).unwrap_or(""),
+            )
+            .await
+        }
+        ("POST", "/outbox/replay") => ops::replay(&ops.store, &ops.committer, dest)
+            .await
+            .map(Some),
+        _ => {
+            return json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": {"code": "not_found"}}),
+            )
+        }
     };
     match result {
         Ok(Some(v)) => json(StatusCode::OK, v),
-        Ok(None) => json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found", "message": "no such entry"}})),
-        Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}})),
+        Ok(None) => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": {"code": "not_found", "message": "no such entry"}}),
+        ),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
+        ),
     }
 }
 
 /// Tests only: `POST /dangerous/clock?set=2025-03-14T10:00:00%2B08:00` sets the manual clock.
 fn dangerous_clock(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let Some(clock) = &ops.manual_clock else {
-        return json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"code": "not_found", "message": "manual clock is off"}}));
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": {"code": "not_found", "message": "manual clock is off"}}),
+        );
     };
-    let value = req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("set=")).unwrap_or("").replace("%2B", "+").replace("%3A", ":");
+    let value = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("set="))
+        .unwrap_or("")
+        .replace("%2B", "+")
+        .replace("%3A", ":");
     match time::OffsetDateTime::parse(&value, &time::format_description::well_known::Rfc3339) {
         Ok(t) => {
             clock.set(t);
             crate::telemetry::events::operator_action("dangerous_clock_set", &value);
             json(StatusCode::OK, serde_json::json!({"now": value}))
         }
-        Err(_) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": {"code": "bad_time"}})),
+        Err(_) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": {"code": "bad_time"}}),
+        ),
     }
 }
 
 /// `GET /corrections?state=...` for `credit-gateway corrections list` while the gateway runs.
 fn corrections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let state = req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("state=")).and_then(crate::corrections::State::parse);
+    let state = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("state="))
+        .and_then(crate::corrections::State::parse);
     crate::telemetry::events::operator_action("corrections_list", "");
     match crate::corrections::list(&ops.store, ops.clock.now(), state) {
         Ok(list) => json(StatusCode::OK, serde_json::json!({"corrections": list})),
-        Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}})),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
+        ),
     }
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap_or_default())));
+    let mut resp = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )));
     *resp.status_mut() = status;
     resp
 }
 
-fn respond(path: &str, ready: &Readiness, metrics: Option<&PrometheusHandle>) -> Response<Full<Bytes>> {
+fn respond(
+    path: &str,
+    ready: &Readiness,
+    metrics: Option<&PrometheusHandle>,
+) -> Response<Full<Bytes>> {
     let (status, body, content_type) = match path {
         "/healthz" => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
         "/readyz" if ready.is_ready() => (StatusCode::OK, "ready\n".to_string(), "text/plain"),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string(), "text/plain"),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready\n".to_string(),
+            "text/plain",
+        ),
         "/metrics" => (
             StatusCode::OK,
             metrics.map(|m| m.render()).unwrap_or_default(),
             "text/plain; version=0.0.4",
         ),
-        _ => (StatusCode::NOT_FOUND, "not found\n".to_string(), "text/plain"),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found\n".to_string(),
+            "text/plain",
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;

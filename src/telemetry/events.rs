@@ -2,8 +2,25 @@
 
 use std::time::Duration;
 
-pub fn batch_received(agency: &str, mapping: &str, receipt_id: &str, accepted: usize, rejected: usize, new: usize, elapsed: Duration) {
-    tracing::info!(agency, mapping, receipt_id, accepted, rejected, new, elapsed_ms = elapsed.as_millis() as u64, "batch received");
+pub fn batch_received(
+    agency: &str,
+    mapping: &str,
+    receipt_id: &str,
+    accepted: usize,
+    rejected: usize,
+    new: usize,
+    elapsed: Duration,
+) {
+    tracing::info!(
+        agency,
+        mapping,
+        receipt_id,
+        accepted,
+        rejected,
+        new,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "batch received"
+    );
     metrics::counter!("gateway_batches_total", "agency" => agency.to_string(), "mapping" => mapping.to_string()).increment(1);
     metrics::counter!("gateway_records_accepted_total", "agency" => agency.to_string(), "mapping" => mapping.to_string()).increment(accepted as u64);
     metrics::counter!("gateway_records_rejected_total", "agency" => agency.to_string(), "mapping" => mapping.to_string()).increment(rejected as u64);
@@ -11,7 +28,13 @@ pub fn batch_received(agency: &str, mapping: &str, receipt_id: &str, accepted: u
 }
 
 /// A rejected record: its index and source id and the field, never the value.
-pub fn record_rejected(agency: &str, mapping: &str, index: usize, record_id: Option<&str>, field: &str) {
+pub fn record_rejected(
+    agency: &str,
+    mapping: &str,
+    index: usize,
+    record_id: Option<&str>,
+    field: &str,
+) {
     tracing::debug!(agency, mapping, index, record_id, field, "record rejected");
 }
 
@@ -40,7 +63,12 @@ pub fn archive_read(agency: &str, found: bool) {
 
 /// A record held back from a platform by the disclosure filter: the rule, never the value.
 pub fn share_withheld(destination: &str, channel: &str, rule: &'static str) {
-    tracing::info!(destination, channel, rule, "share withheld by the disclosure filter");
+    tracing::info!(
+        destination,
+        channel,
+        rule,
+        "share withheld by the disclosure filter"
+    );
     metrics::counter!("gateway_disclosure_withheld_total", "channel" => channel.to_string(), "rule" => rule).increment(1);
 }
 
@@ -51,49 +79,95 @@ pub fn field_masked(destination: &str, channel: &str, field: &str, rule: &'stati
 }
 
 pub fn delivered(destination: &str, shares: usize, elapsed: Duration) {
-    tracing::debug!(destination, shares, elapsed_ms = elapsed.as_millis() as u64, "shares delivered");
-    metrics::counter!("gateway_deliveries_total", "destination" => destination.to_string()).increment(1);
-    metrics::counter!("gateway_shares_delivered_total", "destination" => destination.to_string()).increment(shares as u64);
-    metrics::histogram!("gateway_delivery_seconds", "destination" => destination.to_string()).record(elapsed.as_secs_f64());
+    tracing::debug!(
+        destination,
+        shares,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "shares delivered"
+    );
+    metrics::counter!("gateway_deliveries_total", "destination" => destination.to_string())
+        .increment(1);
+    metrics::counter!("gateway_shares_delivered_total", "destination" => destination.to_string())
+        .increment(shares as u64);
+    metrics::histogram!("gateway_delivery_seconds", "destination" => destination.to_string())
+        .record(elapsed.as_secs_f64());
 }
 
 /// A failed delivery. Warned on the first failure and then every 100th, so an outage does not
 /// flood the log; every one is counted.
 pub fn delivery_retry(destination: &str, error: &str, wait: Duration, consecutive: u64) {
     if consecutive == 1 || consecutive % 100 == 0 {
-        tracing::warn!(destination, error, consecutive, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+        tracing::warn!(
+            destination,
+            error,
+            consecutive,
+            wait_ms = wait.as_millis() as u64,
+            "delivery failed; will retry"
+        );
     } else {
-        tracing::debug!(destination, error, consecutive, wait_ms = wait.as_millis() as u64, "delivery failed; will retry");
+        tracing::debug!(
+            destination,
+            error,
+            consecutive,
+            wait_ms = wait.as_millis() as u64,
+            "delivery failed; will retry"
+        );
     }
-    metrics::counter!("gateway_delivery_retries_total", "destination" => destination.to_string()).increment(1);
+    metrics::counter!("gateway_delivery_retries_total", "destination" => destination.to_string())
+        .increment(1);
 }
 
 pub fn dead_lettered(destination: &str, record_id: &str, status: u16) {
-    tracing::warn!(destination, record_id, status, "share refused by the platform; moved to dead letters");
-    metrics::counter!("gateway_dead_letters_total", "destination" => destination.to_string()).increment(1);
+    tracing::warn!(
+        destination,
+        record_id,
+        status,
+        "share refused by the platform; moved to dead letters"
+    );
+    metrics::counter!("gateway_dead_letters_total", "destination" => destination.to_string())
+        .increment(1);
 }
 
 pub fn outbox_depth(destination: &str, pending: usize, dead: usize, oldest_age_seconds: f64) {
-    metrics::gauge!("gateway_outbox_depth", "destination" => destination.to_string()).set(pending as f64);
-    metrics::gauge!("gateway_dead_letter_depth", "destination" => destination.to_string()).set(dead as f64);
+    metrics::gauge!("gateway_outbox_depth", "destination" => destination.to_string())
+        .set(pending as f64);
+    metrics::gauge!("gateway_dead_letter_depth", "destination" => destination.to_string())
+        .set(dead as f64);
     metrics::gauge!("gateway_outbox_oldest_pending_seconds", "destination" => destination.to_string()).set(oldest_age_seconds);
 }
 
 pub fn operator_action(action: &str, detail: &str) {
     tracing::info!(action, detail, "operator action");
-    metrics::counter!("gateway_operator_actions_total", "action" => action.to_string()).increment(1);
+    metrics::counter!("gateway_operator_actions_total", "action" => action.to_string())
+        .increment(1);
 }
 
 pub fn correction_received(id: &str, record_id: &str, deadline: &str, destinations: usize) {
-    tracing::info!(correction = id, record_id, deadline, destinations, "correction received (GD Art. 31)");
+    tracing::info!(
+        correction = id,
+        record_id,
+        deadline,
+        destinations,
+        "correction received (GD Art. 31)"
+    );
     metrics::counter!("gateway_corrections_received_total").increment(1);
 }
 
 pub fn correction_delivered(id: &str, destination: &str, on_time: bool) {
-    tracing::info!(correction = id, destination, on_time, "correction acknowledged by the platform");
-    metrics::counter!("gateway_corrections_delivered_total", "on_time" => on_time.to_string()).increment(1);
+    tracing::info!(
+        correction = id,
+        destination,
+        on_time,
+        "correction acknowledged by the platform"
+    );
+    metrics::counter!("gateway_corrections_delivered_total", "on_time" => on_time.to_string())
+        .increment(1);
 }
 
 pub fn delivery_recovered(destination: &str, failures: u64) {
-    tracing::info!(destination, failures, "platform reachable again; delivery resumed");
+    tracing::info!(
+        destination,
+        failures,
+        "platform reachable again; delivery resumed"
+    );
 }

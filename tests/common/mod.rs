@@ -66,13 +66,32 @@ impl Gateway {
         let mut config = test_config(dir.path());
         config.destinations.clear();
         let certs = config.tls.certs_dir.to_str().unwrap().to_string();
-        let (code, _, err) = run_cli(dir.path(), &["certs", "init", "--dir", &certs, "--client", "credit-gateway"]);
+        let (code, _, err) = run_cli(
+            dir.path(),
+            &[
+                "certs",
+                "init",
+                "--dir",
+                &certs,
+                "--client",
+                "credit-gateway",
+            ],
+        );
         assert_eq!(code, 0, "certs init: {err}");
-        Gateway { dir, child: None, api: String::new(), admin: String::new(), config }
+        Gateway {
+            dir,
+            child: None,
+            api: String::new(),
+            admin: String::new(),
+            config,
+        }
     }
 
     /// Start a reference receiver (in `rt`) with this gateway's certificates.
-    pub fn receiver(&self, rt: &tokio::runtime::Runtime) -> credit_gateway::reference_receiver::Receiver {
+    pub fn receiver(
+        &self,
+        rt: &tokio::runtime::Runtime,
+    ) -> credit_gateway::reference_receiver::Receiver {
         let certs = self.certs();
         rt.block_on(credit_gateway::reference_receiver::Receiver::start(
             "127.0.0.1:0",
@@ -84,7 +103,12 @@ impl Gateway {
     }
 
     /// Add a destination platform served by `receiver`.
-    pub fn add_destination(&mut self, id: &str, region: &str, receiver: &credit_gateway::reference_receiver::Receiver) {
+    pub fn add_destination(
+        &mut self,
+        id: &str,
+        region: &str,
+        receiver: &credit_gateway::reference_receiver::Receiver,
+    ) {
         let mut d = credit_gateway::config::default_destinations().remove(0);
         d.id = id.into();
         d.name = id.into();
@@ -108,7 +132,11 @@ impl Gateway {
 
     /// Write the config and start the process; wait for its ready line.
     pub fn spawn(&mut self) {
-        std::fs::write(self.config_path(), toml::to_string(&self.config).expect("config serializes")).unwrap();
+        std::fs::write(
+            self.config_path(),
+            toml::to_string(&self.config).expect("config serializes"),
+        )
+        .unwrap();
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(self.config_path())
@@ -116,7 +144,9 @@ impl Gateway {
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("gateway.log")).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("gateway.log")).unwrap(),
+            ))
             .spawn()
             .expect("gateway starts");
         let stdout = child.stdout.take().unwrap();
@@ -126,15 +156,30 @@ impl Gateway {
                 Some(Ok(line)) if line.starts_with("credit-gateway ready:") => break line,
                 Some(Ok(_)) => continue,
                 _ => {
-                    let log = std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default();
+                    let log = std::fs::read_to_string(self.dir.path().join("gateway.log"))
+                        .unwrap_or_default();
                     panic!("gateway exited before it was ready:\n{log}");
                 }
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let api = ready.split("api=https://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-        let admin = ready.split("admin=http://").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        let api = ready
+            .split("api=https://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let admin = ready
+            .split("admin=http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
         self.api = api;
         self.admin = admin;
         self.child = Some(child);
@@ -143,7 +188,11 @@ impl Gateway {
     /// SIGTERM and wait: a graceful stop.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         wait_with_timeout(&mut child, Duration::from_secs(30))
     }
 
@@ -183,15 +232,24 @@ impl Gateway {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("https://{}{}", self.api.replace("127.0.0.1", "localhost"), path)
+        format!(
+            "https://{}{}",
+            self.api.replace("127.0.0.1", "localhost"),
+            path
+        )
     }
 
     /// POST on the admin port (plain HTTP).
     pub fn admin_post(&self, path: &str) -> (u16, String) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-            let req = hyper::Request::post(format!("http://{}{}", self.admin, path)).body(Full::new(Bytes::new())).unwrap();
+            let req = hyper::Request::post(format!("http://{}{}", self.admin, path))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
             let resp = client.request(req).await.unwrap();
             let status = resp.status().as_u16();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -201,16 +259,25 @@ impl Gateway {
 
     /// Set the gateway's manual clock (needs `corrections.dangerous_manual_clock`).
     pub fn set_clock(&self, rfc3339: &str) {
-        let (status, body) = self.admin_post(&format!("/dangerous/clock?set={}", rfc3339.replace('+', "%2B")));
+        let (status, body) = self.admin_post(&format!(
+            "/dangerous/clock?set={}",
+            rfc3339.replace('+', "%2B")
+        ));
         assert_eq!(status, 200, "{body}");
     }
 
     /// GET on the admin port (plain HTTP).
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-            let resp = client.get(format!("http://{}{}", self.admin, path).parse().unwrap()).await.unwrap();
+            let resp = client
+                .get(format!("http://{}{}", self.admin, path).parse().unwrap())
+                .await
+                .unwrap();
             let status = resp.status().as_u16();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             (status, String::from_utf8_lossy(&body).into_owned())
@@ -244,7 +311,10 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::
 /// An HTTPS client (mutual TLS) on its own small runtime, so tests stay synchronous.
 pub struct ApiClient {
     rt: tokio::runtime::Runtime,
-    client: Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+    client: Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
     base: String,
 }
 
@@ -256,13 +326,17 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
 impl ApiClient {
     pub fn new(cfg: rustls::ClientConfig, api: &str) -> ApiClient {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(cfg)
             .https_only()
@@ -272,11 +346,23 @@ impl ApiClient {
             let _guard = rt.enter();
             Client::builder(TokioExecutor::new()).build(connector)
         };
-        ApiClient { rt, client, base: format!("https://localhost:{}", api.rsplit(':').next().unwrap()) }
+        ApiClient {
+            rt,
+            client,
+            base: format!("https://localhost:{}", api.rsplit(':').next().unwrap()),
+        }
     }
 
-    pub fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<Reply, String> {
-        let mut builder = hyper::Request::builder().method(method).uri(format!("{}{}", self.base, path));
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
         if let Some(ct) = content_type {
             builder = builder.header("content-type", ct);
         }
@@ -288,23 +374,39 @@ impl ApiClient {
                 .map_err(|e| format!("{e:?}"))?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
-            Ok(Reply { status, headers, body })
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes()
+                .to_vec();
+            Ok(Reply {
+                status,
+                headers,
+                body,
+            })
         })
     }
 
     pub fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
-        self.request("POST", path, Some(content_type), body).expect("request completes")
+        self.request("POST", path, Some(content_type), body)
+            .expect("request completes")
     }
 
     pub fn get(&self, path: &str) -> Reply {
-        self.request("GET", path, None, Vec::new()).expect("request completes")
+        self.request("GET", path, None, Vec::new())
+            .expect("request completes")
     }
 }
 
 /// Run the binary with arguments; returns (exit code, stdout, stderr).
 pub fn run_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).current_dir(dir).output().expect("binary runs");
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("binary runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -325,5 +427,9 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
