@@ -135,20 +135,16 @@ fn subject(
     ctx: &ValidationContext,
     errs: &mut Vec<FieldError>,
 ) -> Option<Subject> {
-    let Some(s) = object(obj, "subject", "subject", errs) else {
-        return None;
-    };
-    let kind = text(s, "kind", errs).map(|_| ()).and_then(|_| {
-        match s.get("kind").and_then(Value::as_str).map(str::trim) {
-            Some("institution") => Some(SubjectKind::Institution),
-            Some("individual") => Some(SubjectKind::Individual),
-            _ => {
-                errs.push(FieldError::new(
-                    "subject.kind",
-                    "must be institution or individual",
-                ));
-                None
-            }
+    let s = object(obj, "subject", "subject", errs)?;
+    let kind = prefixed_text(s, "subject.kind", "kind", errs).and_then(|k| match k.as_str() {
+        "institution" => Some(SubjectKind::Institution),
+        "individual" => Some(SubjectKind::Individual),
+        _ => {
+            errs.push(FieldError::new(
+                "subject.kind",
+                "must be institution or individual",
+            ));
+            None
         }
     });
     let errs_before = errs.len();
@@ -228,9 +224,7 @@ fn source(
     ctx: &ValidationContext,
     errs: &mut Vec<FieldError>,
 ) -> Option<Source> {
-    let Some(s) = object(obj, "source", "source", errs) else {
-        return None;
-    };
+    let s = object(obj, "source", "source", errs)?;
     let stated = match s.get("agency") {
         None | Some(Value::Null) => None,
         Some(Value::String(a)) if a.trim().is_empty() => None,
@@ -314,9 +308,7 @@ fn basis(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Basis> 
 }
 
 fn disclosure(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<Disclosure> {
-    let Some(d) = object(obj, "disclosure", "disclosure", errs) else {
-        return None;
-    };
+    let d = object(obj, "disclosure", "disclosure", errs)?;
     let class = prefixed_text(d, "disclosure.class", "class", errs).and_then(|c| {
         serde_json::from_value::<DisclosureClass>(Value::String(c))
             .ok()
