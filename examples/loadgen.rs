@@ -51,6 +51,9 @@ struct Args {
     bound: PathBuf,
     #[arg(long)]
     skip_bound: bool,
+    /// Measure only the bound.
+    #[arg(long)]
+    skip_gateway: bool,
     #[arg(long)]
     skip_delivery: bool,
     /// `process_crash` or `power_loss`.
@@ -104,44 +107,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("machine: {} cores, {}", num_cpus(), cpu_model());
 
     // Phase 1: the gateway, with the platform down so every share waits in the outbox.
-    let receiver = rt.block_on(Receiver::start_with(
-        "127.0.0.1:0",
-        &certs.join("ca.pem"),
-        &certs.join("server.pem"),
-        &certs.join("server-key.pem"),
-        false,
-    ))?;
-    receiver.set_mode(Mode::Unavailable, None);
-    let config_path = write_config(&dir, &certs, &receiver, &args.durability)?;
-    let started = Instant::now();
-    let (mut gateway, api, admin) = spawn_ready(
-        Command::new(&args.gateway)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("serve"),
-        "credit-gateway ready:",
-    )?;
-    println!(
-        "gateway ready in {:.0} ms",
-        started.elapsed().as_secs_f64() * 1000.0
-    );
-    let pid = gateway.id();
-    let cpu_before = cpu_seconds(pid);
-    let result = rt.block_on(load(&args, &api, &certs));
-    let cpu = cpu_seconds(pid) - cpu_before;
-    report("gateway", &result, Some((peak_rss_kib(pid), cpu)));
-    let data_bytes = dir_size(&dir.join("data"));
-    let accepted = result.accepted;
-    if accepted > 0 {
-        println!("disk: {:.0} bytes per record ({} MiB for {accepted} records, archive + outbox + audit)", data_bytes as f64 / accepted as f64, data_bytes / (1 << 20));
-    }
+    let mut result = LoadResult {
+        accepted: 0,
+        rejected: 0,
+        failed: 0,
+        elapsed: Duration::from_secs(1),
+        latencies_us: Vec::new(),
+    };
+    if !args.skip_gateway {
+        let receiver = rt.block_on(Receiver::start_with(
+            "127.0.0.1:0",
+            &certs.join("ca.pem"),
+            &certs.join("server.pem"),
+            &certs.join("server-key.pem"),
+            false,
+        ))?;
+        receiver.set_mode(Mode::Unavailable, None);
+        let config_path = write_config(&dir, &certs, &receiver, &args.durability)?;
+        let started = Instant::now();
+        let (mut gateway, api, admin) = spawn_ready(
+            Command::new(&args.gateway)
+                .arg("--config")
+                .arg(&config_path)
+                .arg("serve"),
+            "credit-gateway ready:",
+        )?;
+        println!(
+            "gateway ready in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        let pid = gateway.id();
+        let cpu_before = cpu_seconds(pid);
+        result = rt.block_on(load(&args, &api, &certs));
+        let cpu = cpu_seconds(pid) - cpu_before;
+        report("gateway", &result, Some((peak_rss_kib(pid), cpu)));
+        let data_bytes = dir_size(&dir.join("data"));
+        let accepted = result.accepted;
+        if accepted > 0 {
+            println!("disk: {:.0} bytes per record ({} MiB for {accepted} records, archive + outbox + audit)", data_bytes as f64 / accepted as f64, data_bytes / (1 << 20));
+        }
 
-    // Phase 2: a correction behind the backlog, then the drain.
-    if !args.skip_delivery && accepted > 0 {
-        rt.block_on(delivery(&api, &certs, &receiver, accepted));
+        // Phase 2: a correction behind the backlog, then the drain.
+        if !args.skip_delivery && accepted > 0 {
+            rt.block_on(delivery(&api, &certs, &receiver, accepted));
+        }
+        let _ = admin;
+        stop(&mut gateway);
     }
-    let _ = admin;
-    stop(&mut gateway);
 
     // Phase 3: the bound.
     if !args.skip_bound {
@@ -214,6 +226,7 @@ fn footprint(
                 .into_iter()
                 .filter_map(|r| {
                     r.outcome.ok().map(|record| AcceptedInput {
+                        canonical: record.canonical_bytes(),
                         index: r.index,
                         record,
                         shares: Vec::new(),

@@ -11,7 +11,6 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::config::DestinationConfig;
 use crate::disclosure::{self, Channel, Decision, DisclosureRules};
@@ -50,7 +49,8 @@ pub struct PlannedShare {
     pub destination: String,
     pub channel: Channel,
     pub rule: String,
-    pub payload: Value,
+    /// The filtered record, serialized once for every platform that gets it.
+    pub payload: Box<serde_json::value::RawValue>,
 }
 
 /// What the filter held back or changed, by rule and field, never by value.
@@ -124,6 +124,12 @@ impl Router {
                 continue;
             }
             let decision = disclosure::filter(record, rule.channel, &self.disclosure);
+            let raw = match &decision {
+                Decision::Share {
+                    record: payload, ..
+                } => serde_json::value::to_raw_value(payload).ok(),
+                Decision::Withheld { .. } => None,
+            };
             for (dest, region) in &self.destinations {
                 if !serves(*region, record.source.region) {
                     continue;
@@ -140,10 +146,9 @@ impl Router {
                         report.withheld.push((dest.clone(), rule.channel, why))
                     }
                     Decision::Share {
-                        record: payload,
-                        masked,
-                        dropped,
+                        masked, dropped, ..
                     } => {
+                        let Some(payload) = &raw else { continue };
                         for (field, why) in masked.iter().chain(dropped) {
                             report
                                 .masked

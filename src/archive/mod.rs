@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::Digest;
 
 use crate::record::{CanonicalRecord, Category};
@@ -30,6 +29,10 @@ pub struct RecordHead {
     pub version: u32,
     pub content_hash: String,
     pub updated_at: String,
+    /// Every (platform, channel) a version of this record was queued for: corrections go to all
+    /// of them (GD Art. 31).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<(String, crate::disclosure::Channel)>,
 }
 
 /// One stored version of a record.
@@ -65,20 +68,52 @@ pub enum Outcome {
 }
 
 /// The writes of one group commit, with the heads it has already changed, so a record repeated
-/// within the group is seen as the version the group just wrote.
+/// within the group is seen as the version the group just wrote. Heads are written once, at
+/// [`Staging::into_writes`].
 #[derive(Default)]
 pub struct Staging {
     heads: HashMap<String, RecordHead>,
+    dirty: Vec<String>,
     subjects: HashMap<String, SubjectEntry>,
     pub writes: Vec<(String, Vec<u8>)>,
 }
 
+/// Subjects the writer knows to be stored with this name (saves a read per record); bounded.
+#[derive(Default)]
+pub struct SubjectCache(HashMap<String, u64>);
+
+const SUBJECT_CACHE_LIMIT: usize = 200_000;
+
+impl SubjectCache {
+    fn knows(&self, key: &str, name: &str) -> bool {
+        self.0.get(key) == Some(&name_hash(name))
+    }
+
+    fn remember(&mut self, key: &str, name: &str) {
+        if self.0.len() >= SUBJECT_CACHE_LIMIT {
+            self.0.clear();
+        }
+        self.0.insert(key.to_string(), name_hash(name));
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
 impl Staging {
     /// Stage one accepted record; returns its outcome and version.
+    /// `canonical` is the record's canonical bytes ([`CanonicalRecord::canonical_bytes`]),
+    /// computed by the caller outside the writer thread.
     pub fn stage(
         &mut self,
         store: &Store,
+        subjects: &mut SubjectCache,
         record: &CanonicalRecord,
+        canonical: &[u8],
         receipt_id: &str,
         now: &str,
     ) -> Result<(Outcome, u32), StoreError> {
@@ -87,8 +122,7 @@ impl Staging {
             Some(h) => Some(h.clone()),
             None => store.get_json::<RecordHead>(&head_key)?,
         };
-        let canonical = record.canonical_bytes();
-        let hash = hex::encode(sha2::Sha256::digest(&canonical));
+        let hash = hex::encode(sha2::Sha256::digest(canonical));
         if let Some(prev) = &previous {
             if prev.content_hash == hash {
                 return Ok((Outcome::Unchanged, prev.version));
@@ -102,6 +136,10 @@ impl Staging {
             version,
             content_hash: hash.clone(),
             updated_at: now.to_string(),
+            shared: previous
+                .as_ref()
+                .map(|p| p.shared.clone())
+                .unwrap_or_default(),
         };
         let entry = Version {
             version,
@@ -109,7 +147,7 @@ impl Staging {
             receipt_id: receipt_id.to_string(),
             content_hash: hash,
             record: serde_json::value::RawValue::from_string(
-                String::from_utf8(canonical).unwrap_or_default(),
+                String::from_utf8_lossy(canonical).into_owned(),
             )
             .map_err(|e| StoreError::Corrupt {
                 key: "canonical record".into(),
@@ -126,9 +164,14 @@ impl Staging {
             ),
             to_bytes(&entry),
         ));
-        self.writes.push((head_key.clone(), to_bytes(&head)));
+        if !self.heads.contains_key(&head_key) {
+            self.dirty.push(head_key.clone());
+        }
         self.heads.insert(head_key, head);
-        self.stage_subject(store, record, &subject, now)?;
+        if !subjects.knows(&subject, &record.subject.name) {
+            self.stage_subject(store, record, &subject, now)?;
+            subjects.remember(&subject, &record.subject.name);
+        }
         Ok((
             if previous.is_some() {
                 Outcome::Updated
@@ -146,16 +189,28 @@ impl Staging {
         record: &CanonicalRecord,
         destination: &str,
         channel: crate::disclosure::Channel,
-        version: u32,
     ) {
-        let key = shared_key(
-            &record.source.agency,
-            &record.source.record_id,
-            destination,
-            channel,
-        );
+        let key = record_head_key(&record.source.agency, &record.source.record_id);
+        if let Some(head) = self.heads.get_mut(&key) {
+            if !head
+                .shared
+                .iter()
+                .any(|(d, c)| d == destination && *c == channel)
+            {
+                head.shared.push((destination.to_string(), channel));
+            }
+        }
+    }
+
+    /// Every write of the group: versions, subjects, then the final state of each changed head.
+    pub fn into_writes(mut self) -> Vec<(String, Vec<u8>)> {
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(head) = self.heads.get(&key) {
+                let bytes = to_bytes(head);
+                self.writes.push((key, bytes));
+            }
+        }
         self.writes
-            .push((key, to_bytes(&serde_json::json!({ "version": version }))));
     }
 
     fn stage_subject(
@@ -259,35 +314,16 @@ pub fn count_versions(store: &Store) -> usize {
     store.raw().scan_prefix(b"arc/").count()
 }
 
-pub fn shared_key(
-    agency: &str,
-    record_id: &str,
-    destination: &str,
-    channel: crate::disclosure::Channel,
-) -> String {
-    format!(
-        "shr/{agency}{SEP}{record_id}{SEP}{destination}{SEP}{}",
-        channel.code()
-    )
-}
-
 /// The (destination, channel) pairs a record was shared with.
 pub fn shared_with(
     store: &Store,
     agency: &str,
     record_id: &str,
 ) -> Result<Vec<(String, crate::disclosure::Channel)>, StoreError> {
-    let prefix = format!("shr/{agency}{SEP}{record_id}{SEP}");
-    let mut out = Vec::new();
-    for (key, _) in store.scan::<Value>(&prefix)? {
-        let rest = &key[prefix.len()..];
-        if let Some((dest, channel)) = rest.split_once(SEP) {
-            if let Ok(ch) = serde_json::from_value(Value::String(channel.to_string())) {
-                out.push((dest.to_string(), ch));
-            }
-        }
-    }
-    Ok(out)
+    Ok(store
+        .get_json::<RecordHead>(&record_head_key(agency, record_id))?
+        .map(|h| h.shared)
+        .unwrap_or_default())
 }
 
 pub fn record_head_key(agency: &str, record_id: &str) -> String {

@@ -145,9 +145,10 @@ pub fn prepare(
                 }),
             };
             payload["correction"] = marker.clone();
-            PlannedShare { destination: dest.clone(), channel: *channel, rule: "correction".into(), payload }
+            let payload = serde_json::value::to_raw_value(&payload).map_err(|e| CorrectionError::Storage(e.to_string()))?;
+            Ok(PlannedShare { destination: dest.clone(), channel: *channel, rule: "correction".into(), payload })
         })
-        .collect::<Vec<_>>();
+        .collect::<Result<Vec<_>, CorrectionError>>()?;
     let mut destinations: Vec<String> = targets.into_iter().map(|(d, _)| d).collect();
     destinations.sort();
     destinations.dedup();

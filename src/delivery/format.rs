@@ -120,9 +120,13 @@ impl Outbound {
             .map_err(io)?;
         w.write_event(Event::Start(BytesStart::new(self.root.as_str())))
             .map_err(io)?;
-        let record_type = entries
+        let payloads: Vec<Value> = entries
+            .iter()
+            .map(|e| serde_json::from_str(e.payload.get()).unwrap_or(Value::Null))
+            .collect();
+        let record_type = payloads
             .first()
-            .and_then(|e| e.payload.get("category"))
+            .and_then(|p| p.get("category"))
             .and_then(Value::as_str)
             .unwrap_or("");
         w.write_event(Event::Start(BytesStart::new("Header")))
@@ -143,7 +147,7 @@ impl Outbound {
             .map_err(io)?;
         w.write_event(Event::Start(BytesStart::new("Body")))
             .map_err(io)?;
-        for entry in entries {
+        for (entry, payload) in entries.iter().zip(&payloads) {
             let mut start = BytesStart::new(self.record.element.as_str());
             for (attr, source) in &self.record.attributes {
                 let value = match source.as_str() {
@@ -160,7 +164,7 @@ impl Outbound {
             }
             w.write_event(Event::Start(start)).map_err(io)?;
             for (element, spec) in &self.record.fields {
-                if let Some(value) = field_value(&entry.payload, spec) {
+                if let Some(value) = field_value(payload, spec) {
                     text_element(&mut w, element, &value).map_err(io)?;
                 }
             }
@@ -283,8 +287,8 @@ mod tests {
             enqueued_at: "2025-01-01T00:00:00Z".into(),
             enqueued_unix: 0,
             correction_id: None,
-            payload: serde_json::json!({"category": "administrative", "subject": {"name": "某医院 & 药房", "id": "91310110666007217T"},
-                "basis": {"doc_number": "穗医保罚〔2025〕1号", "decided_on": "2025-03-04"}, "content": {"fine_yuan": "50000", "penalty_types": ["警告", "罚款"]}}),
+            payload: serde_json::value::to_raw_value(&serde_json::json!({"category": "administrative", "subject": {"name": "某医院 & 药房", "id": "91310110666007217T"},
+                "basis": {"doc_number": "穗医保罚〔2025〕1号", "decided_on": "2025-03-04"}, "content": {"fine_yuan": "50000", "penalty_types": ["警告", "罚款"]}})).unwrap(),
         };
         let dest = crate::config::default_destinations().remove(0);
         let xml = String::from_utf8(

@@ -26,7 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{rfc3339, SharedClock};
@@ -198,32 +198,44 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The default wire format: canonical JSON.
+/// The default wire format: canonical JSON, records embedded verbatim.
 fn canonical_body(dest: &str, batch_key: &str, entries: &[Entry], now: &str) -> Vec<u8> {
-    let shares: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            let mut share = json!({
-                "idempotency_key": e.idempotency_key,
-                "kind": e.kind,
-                "channel": e.channel,
-                "version": e.version,
-                "record": e.payload,
-            });
-            if let Some(c) = &e.correction_id {
-                share["correction_id"] = json!(c);
-            }
-            share
-        })
-        .collect();
-    serde_json::to_vec(&json!({
-        "sender": "credit-gateway",
-        "receiver": dest,
-        "message_id": batch_key,
-        "sent_at": now,
-        "shares": shares,
-    }))
-    .unwrap_or_default()
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        sender: &'a str,
+        receiver: &'a str,
+        message_id: &'a str,
+        sent_at: &'a str,
+        shares: Vec<Share<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Share<'a> {
+        idempotency_key: &'a str,
+        kind: crate::outbox::Kind,
+        channel: crate::disclosure::Channel,
+        version: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        correction_id: Option<&'a str>,
+        record: &'a serde_json::value::RawValue,
+    }
+    let envelope = Envelope {
+        sender: "credit-gateway",
+        receiver: dest,
+        message_id: batch_key,
+        sent_at: now,
+        shares: entries
+            .iter()
+            .map(|e| Share {
+                idempotency_key: &e.idempotency_key,
+                kind: e.kind,
+                channel: e.channel,
+                version: e.version,
+                correction_id: e.correction_id.as_deref(),
+                record: &e.payload,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
 /// Exponential backoff with jitter.
@@ -282,7 +294,8 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            if last_stats.elapsed() > Duration::from_secs(5) {
+            // Counting the queue walks it: every 30 s is enough for a gauge.
+            if last_stats.elapsed() > Duration::from_secs(30) {
                 self.publish_stats();
                 last_stats = Instant::now();
             }

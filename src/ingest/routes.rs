@@ -120,6 +120,7 @@ async fn push_records(
                 Ok(record) => {
                     let shares = router.plan(&record, &mut filter);
                     accepted.push(AcceptedInput {
+                        canonical: record.canonical_bytes(),
                         index: n.index,
                         record,
                         shares,

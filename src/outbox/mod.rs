@@ -47,7 +47,7 @@ impl Kind {
 }
 
 /// One share waiting for its platform.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub idempotency_key: String,
     pub destination: String,
@@ -63,7 +63,8 @@ pub struct Entry {
     /// Correction id when `kind` is correction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correction_id: Option<String>,
-    pub payload: Value,
+    /// The record as filtered for this channel, verbatim.
+    pub payload: Box<serde_json::value::RawValue>,
 }
 
 /// An entry the receiver refused for good, with its answer.

@@ -40,6 +40,7 @@ pub enum Job {
 pub struct CorrectionJob {
     pub correction: crate::corrections::Correction,
     pub record: CanonicalRecord,
+    pub canonical: Vec<u8>,
     pub shares: Vec<PlannedShare>,
     pub reply: oneshot::Sender<Result<(crate::corrections::Correction, Head), String>>,
 }
@@ -60,6 +61,8 @@ pub struct ApplyJob {
 pub struct AcceptedInput {
     pub index: usize,
     pub record: CanonicalRecord,
+    /// `record.canonical_bytes()`, computed before the writer so it stays out of its thread.
+    pub canonical: Vec<u8>,
     pub shares: Vec<PlannedShare>,
 }
 
@@ -118,6 +121,7 @@ impl CommitterHandle {
         self.tx
             .send(Job::Correction(CorrectionJob {
                 correction,
+                canonical: record.canonical_bytes(),
                 record,
                 shares,
                 reply,
@@ -205,6 +209,12 @@ impl Committer {
 }
 
 fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<Notify>) {
+    let mut subjects = crate::archive::SubjectCache::default();
+    // Freeing a group's records takes real time; another thread does it.
+    let (garbage, bin) = std::sync::mpsc::channel::<Vec<Job>>();
+    let _ = thread::Builder::new()
+        .name("commit-free".into())
+        .spawn(move || for _ in bin {});
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -214,16 +224,19 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
             }
         }
         let started = std::time::Instant::now();
-        match commit_group(&store, &head, &group) {
+        match commit_group(&store, &mut subjects, &head, &group) {
             Ok((new_head, answers, queued)) => {
                 head = new_head;
                 metrics::histogram!("gateway_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::counter!("gateway_commit_groups_total").increment(1);
+                let mut spent = Vec::with_capacity(group.len());
                 for (job, answer) in group.into_iter().zip(answers) {
                     match (job, answer) {
-                        (Job::Batch(j), Answer::Receipt(r)) => {
-                            let _ = j.reply.send(Ok(*r));
+                        (Job::Batch(mut j), Answer::Receipt(r)) => {
+                            let reply = std::mem::replace(&mut j.reply, oneshot::channel().0);
+                            let _ = reply.send(Ok(*r));
+                            spent.push(Job::Batch(j));
                         }
                         (Job::Apply(j), Answer::Head(h)) => {
                             let _ = j.reply.send(Ok(h));
@@ -234,6 +247,7 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
                         _ => {}
                     }
                 }
+                let _ = garbage.send(spent);
                 if queued > 0 {
                     metrics::counter!("gateway_outbox_enqueued_total").increment(queued as u64);
                     notify.notify_waiters();
@@ -273,6 +287,7 @@ enum Answer {
 
 fn commit_group(
     store: &Store,
+    subjects: &mut crate::archive::SubjectCache,
     head: &Head,
     group: &[Job],
 ) -> Result<(Head, Vec<Answer>, usize), StoreError> {
@@ -284,11 +299,13 @@ fn commit_group(
     for job in group {
         match job {
             Job::Batch(job) => {
-                let receipt = stage_batch(store, &mut staging, &mut head, job, &mut queued)?;
+                let receipt =
+                    stage_batch(store, subjects, &mut staging, &mut head, job, &mut queued)?;
                 answers.push(Answer::Receipt(Box::new(receipt)));
             }
             Job::Correction(job) => {
-                let (c, h) = stage_correction(store, &mut staging, &mut head, job, &mut queued)?;
+                let (c, h) =
+                    stage_correction(store, subjects, &mut staging, &mut head, job, &mut queued)?;
                 answers.push(Answer::Correction(Box::new(c), h));
             }
             Job::Apply(job) => {
@@ -312,7 +329,7 @@ fn commit_group(
     for k in removes {
         batch.remove(k.into_bytes());
     }
-    for (k, v) in staging.writes {
+    for (k, v) in staging.into_writes() {
         batch.insert(k.into_bytes(), v);
     }
     store.apply(batch)?;
@@ -322,6 +339,7 @@ fn commit_group(
 
 fn stage_batch(
     store: &Store,
+    subjects: &mut crate::archive::SubjectCache,
     staging: &mut Staging,
     head: &mut Head,
     job: &CommitJob,
@@ -333,7 +351,14 @@ fn stage_batch(
     let enqueued_unix = time::OffsetDateTime::now_utc().unix_timestamp();
     for input in &job.accepted {
         let record = &input.record;
-        let (outcome, version) = staging.stage(store, record, &job.receipt_id, &job.received_at)?;
+        let (outcome, version) = staging.stage(
+            store,
+            subjects,
+            record,
+            &input.canonical,
+            &job.receipt_id,
+            &job.received_at,
+        )?;
         match outcome {
             crate::archive::Outcome::New => new += 1,
             crate::archive::Outcome::Updated => updated += 1,
@@ -366,7 +391,7 @@ fn stage_batch(
                 staging
                     .writes
                     .push(crate::outbox::enqueue_write(store, &entry)?);
-                staging.note_shared(record, &share.destination, share.channel, version);
+                staging.note_shared(record, &share.destination, share.channel);
                 shares_queued += 1;
             }
         }
@@ -442,6 +467,7 @@ fn stage_batch(
 
 fn stage_correction(
     store: &Store,
+    subjects: &mut crate::archive::SubjectCache,
     staging: &mut Staging,
     head: &mut Head,
     job: &CorrectionJob,
@@ -449,7 +475,14 @@ fn stage_correction(
 ) -> Result<(crate::corrections::Correction, Head), StoreError> {
     let mut correction = job.correction.clone();
     let record = &job.record;
-    let (_, version) = staging.stage(store, record, &correction.id, &correction.received_at)?;
+    let (_, version) = staging.stage(
+        store,
+        subjects,
+        record,
+        &job.canonical,
+        &correction.id,
+        &correction.received_at,
+    )?;
     correction.version = version;
     let enqueued_unix = time::OffsetDateTime::now_utc().unix_timestamp();
     for share in &job.shares {

@@ -11,12 +11,11 @@
 //!
 //! | prefix | key | value (JSON) | owner |
 //! |---|---|---|---|
-//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash | archive |
+//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash, platforms it was shared with | archive |
 //! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | [`crate::archive::Version`] | archive |
 //! | `sub/` | `subject_key` (`uscc:9131...`) | [`crate::archive::SubjectEntry`] | archive |
 //! | `aud/` | sequence (20 digits) | [`crate::audit::Entry`] | audit |
 //! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
-//! | `shr/` | `agency \x1f record_id \x1f destination \x1f channel` | last version queued for that platform and channel | archive |
 //! | `out/`, `dlq/` | see `outbox` | queued shares, dead letters | outbox |
 //! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
 //!
