@@ -2,8 +2,9 @@
 //!
 //! Requests queue on a bounded channel (full: senders wait, which back-pressures agencies). The
 //! writer thread takes every job that is waiting, stages all of them in one sled batch (archive
-//! versions, audit entries, receipts), applies it atomically, flushes once, and only then answers
-//! each job. One flush is shared by every request that arrived meanwhile.
+//! versions, outbox entries, audit entries, receipts) and applies it atomically; a flusher thread
+//! then flushes once for every group applied meanwhile and only then answers each job. One flush
+//! is shared by every request that arrived meanwhile, and staging the next group overlaps it.
 
 use std::sync::Arc;
 use std::thread;
@@ -210,11 +211,15 @@ impl Committer {
 
 fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<Notify>) {
     let mut subjects = crate::archive::SubjectCache::default();
-    // Freeing a group's records takes real time; another thread does it.
-    let (garbage, bin) = std::sync::mpsc::channel::<Vec<Job>>();
-    let _ = thread::Builder::new()
-        .name("commit-free".into())
-        .spawn(move || for _ in bin {});
+    // Pipeline: while the flusher makes group N durable, this thread stages and applies group
+    // N+1. A reply leaves only after a flush that started after its group was applied.
+    let (to_flusher, flusher_rx) = std::sync::mpsc::sync_channel::<Applied>(4);
+    let flusher = {
+        let store = store.clone();
+        thread::Builder::new()
+            .name("commit-flush".into())
+            .spawn(move || flush_and_reply(store, flusher_rx, notify))
+    };
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -227,30 +232,14 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
         match commit_group(&store, &mut subjects, &head, &group) {
             Ok((new_head, answers, queued)) => {
                 head = new_head;
-                metrics::histogram!("gateway_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                metrics::counter!("gateway_commit_groups_total").increment(1);
-                let mut spent = Vec::with_capacity(group.len());
-                for (job, answer) in group.into_iter().zip(answers) {
-                    match (job, answer) {
-                        (Job::Batch(mut j), Answer::Receipt(r)) => {
-                            let reply = std::mem::replace(&mut j.reply, oneshot::channel().0);
-                            let _ = reply.send(Ok(*r));
-                            spent.push(Job::Batch(j));
-                        }
-                        (Job::Apply(j), Answer::Head(h)) => {
-                            let _ = j.reply.send(Ok(h));
-                        }
-                        (Job::Correction(j), Answer::Correction(c, h)) => {
-                            let _ = j.reply.send(Ok((*c, h)));
-                        }
-                        _ => {}
-                    }
-                }
-                let _ = garbage.send(spent);
-                if queued > 0 {
-                    metrics::counter!("gateway_outbox_enqueued_total").increment(queued as u64);
-                    notify.notify_waiters();
+                let applied = Applied {
+                    group,
+                    answers,
+                    queued,
+                    started,
+                };
+                if let Err(std::sync::mpsc::SendError(applied)) = to_flusher.send(applied) {
+                    fail_all(applied.group, "the flusher has stopped");
                 }
             }
             Err(e) => {
@@ -258,24 +247,81 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
                 // What was staged is not on disk: reload the head so the chain continues from
                 // what is stored.
                 head = Head::load(&store).unwrap_or(head);
-                for job in group {
-                    match job {
-                        Job::Batch(j) => {
-                            let _ = j.reply.send(Err(e.to_string()));
-                        }
-                        Job::Apply(j) => {
-                            let _ = j.reply.send(Err(e.to_string()));
-                        }
-                        Job::Correction(j) => {
-                            let _ = j.reply.send(Err(e.to_string()));
-                        }
-                    }
-                }
+                fail_all(group, &e.to_string());
             }
         }
     }
+    drop(to_flusher);
+    if let Ok(f) = flusher {
+        let _ = f.join();
+    }
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+/// A group applied to sled, waiting for a flush.
+struct Applied {
+    group: Vec<Job>,
+    answers: Vec<Answer>,
+    queued: usize,
+    started: std::time::Instant,
+}
+
+fn flush_and_reply(store: Store, rx: std::sync::mpsc::Receiver<Applied>, notify: Arc<Notify>) {
+    while let Ok(first) = rx.recv() {
+        let mut ready = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            ready.push(more);
+        }
+        if let Err(e) = store.flush() {
+            tracing::error!(error = %e, "flush failed; these jobs are not acknowledged");
+            for applied in ready {
+                fail_all(applied.group, &e.to_string());
+            }
+            continue;
+        }
+        let mut queued = 0;
+        for applied in ready {
+            metrics::histogram!("gateway_commit_seconds")
+                .record(applied.started.elapsed().as_secs_f64());
+            metrics::counter!("gateway_commit_groups_total").increment(1);
+            queued += applied.queued;
+            for (job, answer) in applied.group.into_iter().zip(applied.answers) {
+                match (job, answer) {
+                    (Job::Batch(j), Answer::Receipt(r)) => {
+                        let _ = j.reply.send(Ok(*r));
+                    }
+                    (Job::Apply(j), Answer::Head(h)) => {
+                        let _ = j.reply.send(Ok(h));
+                    }
+                    (Job::Correction(j), Answer::Correction(c, h)) => {
+                        let _ = j.reply.send(Ok((*c, h)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if queued > 0 {
+            metrics::counter!("gateway_outbox_enqueued_total").increment(queued as u64);
+            notify.notify_waiters();
+        }
+    }
+}
+
+fn fail_all(group: Vec<Job>, message: &str) {
+    for job in group {
+        match job {
+            Job::Batch(j) => {
+                let _ = j.reply.send(Err(message.to_string()));
+            }
+            Job::Apply(j) => {
+                let _ = j.reply.send(Err(message.to_string()));
+            }
+            Job::Correction(j) => {
+                let _ = j.reply.send(Err(message.to_string()));
+            }
+        }
     }
 }
 
@@ -333,7 +379,6 @@ fn commit_group(
         batch.insert(k.into_bytes(), v);
     }
     store.apply(batch)?;
-    store.flush()?;
     Ok((head, answers, queued))
 }
 
