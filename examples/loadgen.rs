@@ -54,6 +54,9 @@ struct Args {
     /// Measure only the bound.
     #[arg(long)]
     skip_gateway: bool,
+    /// Configure no destination platform: ingest without any outbox writes.
+    #[arg(long)]
+    no_share: bool,
     #[arg(long)]
     skip_delivery: bool,
     /// `process_crash` or `power_loss`.
