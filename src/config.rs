@@ -677,6 +677,7 @@ mod tests {
                 l.strip_prefix("# ")
                     .filter(|r| {
                         !r.starts_with('#')
+                            && !r.starts_with(' ')
                             && !r.is_empty()
                             && (r.contains(" = ") || r.starts_with('['))
                     })

@@ -385,3 +385,49 @@ fn logs_never_contain_a_resident_id() {
         "{log}"
     );
 }
+
+#[test]
+fn an_agency_can_be_identified_by_its_certificate_fingerprint() {
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let mut gw = Gateway::prepare();
+    let certs = gw.certs();
+    let (code, _, err) = run_cli(
+        gw.dir.path(),
+        &[
+            "certs",
+            "init",
+            "--dir",
+            certs.to_str().unwrap(),
+            "--client",
+            "fp-client",
+            "--client",
+            "stranger",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let der = rustls::pki_types::CertificateDer::from_pem_file(certs.join("clients/fp-client.pem"))
+        .unwrap();
+    let fingerprint: Vec<String> = sha2::Sha256::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let mut drug = gw.config.agencies[0].clone();
+    drug.id = "drug_administration".into();
+    drug.name = "药品监督管理局".into();
+    drug.cert_subject_cn = None;
+    drug.cert_sha256 = Some(fingerprint.join(":"));
+    drug.mappings = vec!["canonical".into()];
+    drug.read_archive = false;
+    gw.config.agencies.push(drug);
+    gw.spawn();
+    let reply = gw.client("fp-client").get("/v1/mappings");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["agency"], "drug_administration");
+    let stranger = gw.client("stranger").get("/v1/mappings");
+    assert_eq!(
+        stranger.status, 403,
+        "a certificate of the CA that names no agency"
+    );
+    assert_eq!(stranger.json()["error"]["code"], "unknown_agency");
+}

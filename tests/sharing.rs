@@ -361,3 +361,32 @@ fn nothing_restricted_ever_reaches_a_platform() {
         "never with the value"
     );
 }
+
+#[test]
+fn a_platform_can_take_xml_envelopes_with_shuanggongshi_codes() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let province = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &province);
+    gw.config.destinations[0].format = Some("shuanggongshi-xml".into());
+    gw.spawn();
+    push(&gw, vec![penalty("XML-1", "440106", &["罚款"])]);
+    assert!(
+        wait_until(Duration::from_secs(20), || province.received().len() == 2),
+        "got {}",
+        province.received().len()
+    );
+    let body = String::from_utf8(province.bodies()[0].clone()).unwrap();
+    assert!(
+        body.starts_with("<?xml")
+            && body.contains("<XYXXJH>")
+            && body.contains("<FSF>credit-gateway</FSF>")
+            && body.contains("<JSF>provincial</JSF>"),
+        "{body}"
+    );
+    let share = &province.received()[0];
+    assert_eq!(share.record["CF_XDR_MC"], "广州市某某大药房有限公司");
+    assert_eq!(share.record["CF_NR_FK"], "2", "20000 元 = 2 万元");
+    assert_eq!(share.record["CF_JDRQ"], "2025/06/03");
+    assert!(!share.idempotency_key.is_empty());
+}

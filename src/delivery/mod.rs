@@ -384,6 +384,13 @@ impl Worker {
         let mut data = Map::new();
         data.insert("destination".into(), json!(self.destination.config.id));
         data.insert("count".into(), json!(entries.len()));
+        let corrections: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e.correction_id.as_deref())
+            .collect();
+        if !corrections.is_empty() {
+            data.insert("corrections_delivered".into(), json!(corrections));
+        }
         data.insert(
             "idempotency_keys".into(),
             json!(entries
