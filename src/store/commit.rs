@@ -97,18 +97,7 @@ impl CommitterHandle {
         job_without_reply: impl FnOnce(oneshot::Sender<Result<Receipt, String>>) -> CommitJob,
     ) -> Result<Receipt, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Batch(job_without_reply(tx)))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        match rx.await {
-            Ok(Ok(receipt)) => Ok(receipt),
-            Ok(Err(message)) => Err(StoreError::Corrupt {
-                key: "commit".into(),
-                message,
-            }),
-            Err(_) => Err(StoreError::WriterGone),
-        }
+        self.submit(Job::Batch(job_without_reply(tx)), rx).await
     }
 
     /// Store a correction and queue its shares, durably.
@@ -119,24 +108,14 @@ impl CommitterHandle {
         shares: Vec<PlannedShare>,
     ) -> Result<(crate::corrections::Correction, Head), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Correction(CorrectionJob {
-                correction,
-                canonical: record.canonical_bytes(),
-                record,
-                shares,
-                reply,
-            }))
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        match rx.await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(message)) => Err(StoreError::Corrupt {
-                key: "commit".into(),
-                message,
-            }),
-            Err(_) => Err(StoreError::WriterGone),
-        }
+        let job = CorrectionJob {
+            correction,
+            canonical: record.canonical_bytes(),
+            record,
+            shares,
+            reply,
+        };
+        self.submit(Job::Correction(job), rx).await
     }
 
     /// Apply writes and removals with their audit entry, durably.
@@ -157,16 +136,22 @@ impl CommitterHandle {
             enqueue,
             reply,
         };
+        self.submit(Job::Apply(job), rx).await
+    }
+
+    /// Queue a job and wait until the writer says it is durable (or why not).
+    async fn submit<T>(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<T, String>>,
+    ) -> Result<T, StoreError> {
         self.tx
-            .send(Job::Apply(job))
+            .send(job)
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        match rx.await {
-            Ok(Ok(head)) => Ok(head),
-            Ok(Err(message)) => Err(StoreError::Corrupt {
-                key: "commit".into(),
-                message,
-            }),
+        match answer.await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(message)) => Err(StoreError::CommitFailed(message)),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -186,10 +171,7 @@ impl Committer {
         let thread = thread::Builder::new()
             .name("commit".into())
             .spawn(move || run(store, head, rx, wake))
-            .map_err(|e| StoreError::Corrupt {
-                key: "commit thread".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(StoreError::Spawn)?;
         Ok((
             Committer {
                 thread: Some(thread),

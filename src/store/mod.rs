@@ -44,6 +44,10 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("the writer has stopped (shutting down)")]
     WriterGone,
+    #[error("the commit failed: {0}")]
+    CommitFailed(String),
+    #[error("cannot start the writer thread: {0}")]
+    Spawn(std::io::Error),
 }
 
 /// The opened database.
