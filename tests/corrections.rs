@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{multi_thread_runtime, wait_until, Gateway};
+use common::{multi_thread_runtime, wait_until, AlertRelay, Gateway};
 use credit_gateway::reference_receiver::{Mode, Receiver};
 use serde_json::{json, Value};
 
@@ -167,8 +167,10 @@ fn a_correction_overtakes_a_backlog_and_is_reported_on_time() {
 
 #[test]
 fn a_correction_that_cannot_be_delivered_becomes_overdue_then_late() {
-    let (_rt, mut gw, rs) = setup(1);
+    let (rt, mut gw, rs) = setup(1);
     let province = &rs[0];
+    let relay = AlertRelay::start(&rt);
+    gw.config.corrections.alert_webhook = Some(relay.url.clone());
     gw.spawn();
     gw.set_clock("2025-09-26T16:30:00+08:00");
     push(&gw, MI, vec![penalty("L-1", None)]);
@@ -192,8 +194,33 @@ fn a_correction_that_cannot_be_delivered_becomes_overdue_then_late() {
             .contains("less than one working day left")),
         "warning before the deadline"
     );
+    let alerted = |event: &str| {
+        relay.alerts().iter().any(|a| {
+            a["event"] == event && a["correction_id"] == id.as_str() && a["record_id"] == "L-1"
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || alerted("deadline_near")),
+        "the webhook hears of the near deadline: {:?}",
+        relay.alerts()
+    );
+    assert!(!alerted("overdue"), "not overdue before the deadline");
     gw.set_clock("2025-10-01T00:00:01+08:00");
     assert!(wait_until(Duration::from_secs(10), || state_of(&gw, &id) == "overdue"));
+    assert!(
+        wait_until(Duration::from_secs(10), || alerted("overdue")),
+        "the webhook hears it is overdue: {:?}",
+        relay.alerts()
+    );
+    assert_eq!(
+        relay
+            .alerts()
+            .iter()
+            .filter(|a| a["event"] == "deadline_near")
+            .count(),
+        1,
+        "one near-deadline alert per correction, however many checks run"
+    );
     assert!(wait_until(Duration::from_secs(10), || gw
         .admin_get("/metrics")
         .1

@@ -292,21 +292,8 @@ fn corpus() -> Vec<Case> {
 /// POST 50 MB over a raw TLS stream; returns the start of the response.
 fn raw_post(gw: &Gateway, declared: bool) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let port: u16 = gw.api.rsplit(':').next().unwrap().parse().unwrap();
-    let certs = gw.certs();
-    let cfg = credit_gateway::identity::tls::client_config(
-        &certs.join("ca.pem"),
-        &certs.join("clients/medical_insurance.pem"),
-        &certs.join("clients/medical_insurance-key.pem"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, mut tls) = gw.raw_tls("medical_insurance");
     rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg)).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
         let len = 50 * 1024 * 1024;
         let head = if declared {
             format!("POST /v1/records?mapping=canonical HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n")
@@ -447,27 +434,9 @@ fn slow_clients_are_cut_off() {
     );
 
     // Slowloris: TLS done, then headers one byte at a time.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let certs = gw.certs();
-    let cfg = credit_gateway::identity::tls::client_config(
-        &certs.join("ca.pem"),
-        &certs.join("clients/medical_insurance.pem"),
-        &certs.join("clients/medical_insurance-key.pem"),
-    )
-    .unwrap();
+    let (rt, mut tls) = gw.raw_tls("medical_insurance");
     let cut = rt.block_on(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
-        let mut tls = connector
-            .connect("localhost".try_into().unwrap(), tcp)
-            .await
-            .unwrap();
         let started = Instant::now();
         for b in b"POST /v1/records?mapping=canonical HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
             .iter()

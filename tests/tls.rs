@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{wait_until, Gateway};
@@ -21,29 +20,9 @@ fn sighup(gw: &Gateway) {
 /// The SHA-256 of the certificate the server presents on a new connection.
 fn server_cert_fingerprint(gw: &Gateway) -> String {
     use sha2::Digest;
-    let port: u16 = gw.api.rsplit(':').next().unwrap().parse().unwrap();
-    let certs = gw.certs();
-    let cfg = credit_gateway::identity::tls::client_config(
-        &certs.join("ca.pem"),
-        &certs.join("clients/medical_insurance.pem"),
-        &certs.join("clients/medical_insurance-key.pem"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect("localhost".try_into().unwrap(), tcp)
-            .await
-            .unwrap();
-        let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-        hex::encode(sha2::Sha256::digest(der.as_ref()))
-    })
+    let (_rt, tls) = gw.raw_tls("medical_insurance");
+    let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    hex::encode(sha2::Sha256::digest(der.as_ref()))
 }
 
 #[test]

@@ -220,6 +220,39 @@ impl Gateway {
     }
 
     /// A client with the named agency's generated certificate.
+    /// A raw mutual-TLS connection to the API as `agency`, for tests that write HTTP by hand;
+    /// use the stream inside the returned runtime.
+    pub fn raw_tls(
+        &self,
+        agency: &str,
+    ) -> (
+        tokio::runtime::Runtime,
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    ) {
+        let port: u16 = self.api.rsplit(':').next().unwrap().parse().unwrap();
+        let certs = self.certs();
+        let cfg = credit_gateway::identity::tls::client_config(
+            &certs.join("ca.pem"),
+            &certs.join(format!("clients/{agency}.pem")),
+            &certs.join(format!("clients/{agency}-key.pem")),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let tls = rt.block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .unwrap()
+        });
+        (rt, tls)
+    }
+
     pub fn client(&self, agency: &str) -> ApiClient {
         let certs = self.certs();
         let cfg = credit_gateway::identity::tls::client_config(
@@ -432,4 +465,51 @@ pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A plain-HTTP alert relay on loopback (what `corrections.alert_webhook` points at): answers 200
+/// to every POST and keeps the JSON bodies it received.
+pub struct AlertRelay {
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl AlertRelay {
+    pub fn start(rt: &tokio::runtime::Runtime) -> AlertRelay {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the alert relay");
+        let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let kept = kept.clone();
+                            async move {
+                                let body = req.into_body().collect().await?.to_bytes();
+                                if let Ok(v) = serde_json::from_slice(&body) {
+                                    kept.lock().unwrap().push(v);
+                                }
+                                Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::new())))
+                            }
+                        },
+                    );
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        AlertRelay { url, bodies }
+    }
+
+    /// The alerts received so far.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap().clone()
+    }
 }
