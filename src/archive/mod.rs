@@ -2,7 +2,7 @@
 //! social credit code or personal ID, holding every record by category with its full version
 //! history.
 //!
-//! Owns: the `rec/`, `ver/`, `arc/` and `sub/` key spaces (see `store` for the layout), the idempotency
+//! Owns: the `rec/`, `arc/` and `sub/` key spaces (see `store` for the layout), the idempotency
 //! rule and reading a subject's archive.
 //!
 //! Idempotency: a record's identity is (source agency, source record id). The same record with the
@@ -154,10 +154,6 @@ impl Staging {
                 message: e.to_string(),
             })?,
         };
-        // The version itself goes to the right edge of the log (`ver/`, in commit order); only a
-        // small index entry lands among the subject's keys, so sled rewrites few, small nodes.
-        let seq = store.raw().generate_id()?;
-        self.writes.push((log_key(seq), to_bytes(&entry)));
         self.writes.push((
             version_key(
                 &subject,
@@ -166,7 +162,7 @@ impl Staging {
                 &record.source.record_id,
                 version,
             ),
-            seq.to_be_bytes().to_vec(),
+            to_bytes(&entry),
         ));
         if !self.heads.contains_key(&head_key) {
             self.dirty.push(head_key.clone());
@@ -280,8 +276,7 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
         return Ok(None);
     };
     let mut categories: std::collections::BTreeMap<String, Vec<RecordHistory>> = Default::default();
-    for (k, seq) in store.scan_raw(&format!("arc/{key}{SEP}"))? {
-        let version = read_logged(store, &seq)?;
+    for (k, version) in store.scan::<Version>(&format!("arc/{key}{SEP}"))? {
         let parts: Vec<&str> = k.split(SEP).collect();
         let (Some(cat), Some(agency), Some(record_id)) = (parts.get(1), parts.get(2), parts.get(3))
         else {
@@ -317,41 +312,6 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
 /// Number of stored record versions (for `archive stats` and the benchmark).
 pub fn count_versions(store: &Store) -> usize {
     store.raw().scan_prefix(b"arc/").count()
-}
-
-/// One version of a record, `None` when the archive does not hold it.
-pub fn read_version(
-    store: &Store,
-    head: &RecordHead,
-    agency: &str,
-    record_id: &str,
-    version: u32,
-) -> Result<Option<Version>, StoreError> {
-    let key = version_key(&head.subject, head.category, agency, record_id, version);
-    match store.raw().get(key.as_bytes())? {
-        None => Ok(None),
-        Some(seq) => read_logged(store, &seq).map(Some),
-    }
-}
-
-/// Follow an `arc/` index entry to its version in the log.
-fn read_logged(store: &Store, seq: &[u8]) -> Result<Version, StoreError> {
-    // The index key holds a personal identifier: errors name the key space only.
-    let corrupt = |message: &str| StoreError::Corrupt {
-        key: "arc/…".to_string(),
-        message: message.to_string(),
-    };
-    let seq: [u8; 8] = seq
-        .try_into()
-        .map_err(|_| corrupt("index entry is not a log position"))?;
-    store
-        .get_json::<Version>(&log_key(u64::from_be_bytes(seq)))?
-        .ok_or_else(|| corrupt("index points past the version log"))
-}
-
-/// Versions in commit order; the position is sled's crash-safe monotonic id.
-fn log_key(seq: u64) -> String {
-    format!("ver/{seq:020}")
 }
 
 /// The (destination, channel) pairs a record was shared with.

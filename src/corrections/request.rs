@@ -12,7 +12,7 @@ use crate::config::{DestinationConfig, DestinationRole};
 use crate::disclosure::{self, Channel, Decision, DisclosureRules};
 use crate::record::{validate, CanonicalRecord, FieldError, ValidationContext};
 use crate::sharing::PlannedShare;
-use crate::store::Store;
+use crate::store::{Store, SEP};
 
 /// `POST /v1/corrections` body.
 #[derive(Debug, Deserialize)]
@@ -90,10 +90,18 @@ pub fn prepare(
         .get_json(&archive::record_head_key(&agency, &req.record_id))
         .map_err(storage)?
         .ok_or_else(not_found)?;
-    let current: Version =
-        archive::read_version(&ctx.store, &head, &agency, &req.record_id, head.version)
-            .map_err(storage)?
-            .ok_or_else(not_found)?;
+    let version_key = format!(
+        "arc/{}{SEP}{:02}{SEP}{agency}{SEP}{}{SEP}{:010}",
+        head.subject,
+        head.category.number(),
+        req.record_id,
+        head.version
+    );
+    let current: Version = ctx
+        .store
+        .get_json(&version_key)
+        .map_err(storage)?
+        .ok_or_else(not_found)?;
     let found_at = match &req.found_at {
         None => ctx.now,
         Some(s) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)

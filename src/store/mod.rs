@@ -12,8 +12,7 @@
 //! | prefix | key | value (JSON) | owner |
 //! |---|---|---|---|
 //! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash, platforms it was shared with | archive |
-//! | `ver/` | log position (20 digits, sled's monotonic id) | [`crate::archive::Version`], append-only | archive |
-//! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | the version's log position (8 bytes, big-endian): the per-subject index | archive |
+//! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | [`crate::archive::Version`] | archive |
 //! | `sub/` | `subject_key` (`uscc:9131...`) | [`crate::archive::SubjectEntry`] | archive |
 //! | `aud/` | sequence (20 digits) | [`crate::audit::Entry`] | audit |
 //! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
@@ -144,16 +143,6 @@ impl Store {
                 message: e.to_string(),
             })?;
             out.push((key, value));
-        }
-        Ok(out)
-    }
-
-    /// Every (key, raw value) under a prefix, in key order.
-    pub fn scan_raw(&self, prefix: &str) -> Result<Vec<(String, sled::IVec)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.db.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item?;
-            out.push((String::from_utf8_lossy(&k).into_owned(), v));
         }
         Ok(out)
     }
