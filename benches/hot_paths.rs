@@ -7,6 +7,10 @@ use credit_gateway::mapping::MappingSet;
 use credit_gateway::record::ValidationContext;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
+// The allocator the gateway binary runs with (src/main.rs), so the figures are the gateway's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn canonical_batch(n: usize) -> Vec<u8> {
     let sample: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(samples().join("canonical.json")).unwrap()).unwrap();

@@ -289,7 +289,7 @@ impl Mapping {
             .enumerate()
             .map(|(index, (record_id, value))| {
                 let outcome = match value {
-                    Ok(value) => record::validate(&value, ctx).map_err(|errs| {
+                    Ok(value) => record::validate_owned(value, ctx).map_err(|errs| {
                         self.rejection(
                             index,
                             record_id,
@@ -312,15 +312,15 @@ impl Mapping {
         match self.format {
             SourceFormat::Json => {
                 let doc = source::parse_json(body)?;
-                let records = json_records(&doc, &self.records)?;
+                let records = take_json_records(doc, &self.records)?;
                 Ok(records
-                    .iter()
+                    .into_iter()
                     .map(|r| {
                         if self.passthrough {
                             let id = r.pointer("/source/record_id").and_then(text_of);
-                            (id, Ok(r.clone()))
+                            (id, Ok(r))
                         } else {
-                            self.apply(|path| json_value_at(r, path))
+                            self.apply(|path| json_value_at(&r, path))
                         }
                     })
                     .collect())
@@ -484,25 +484,31 @@ impl Mapping {
     }
 }
 
-fn json_records<'a>(doc: &'a Value, path: &str) -> Result<&'a Vec<Value>, ParseError> {
+/// The array of records at `path` (dot-separated), taken out of the document.
+fn take_json_records(doc: Value, path: &str) -> Result<Vec<Value>, ParseError> {
     let mut node = doc;
     if !path.is_empty() {
         for segment in path.split('.') {
             node = match node {
-                Value::Object(m) => m.get(segment),
-                Value::Array(a) => segment.parse::<usize>().ok().and_then(|i| a.get(i)),
+                Value::Object(mut m) => m.remove(segment),
+                Value::Array(mut a) => segment
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < a.len())
+                    .map(|i| a.swap_remove(i)),
                 _ => None,
             }
             .ok_or_else(|| ParseError::Shape(format!("no `{path}` in the document")))?;
         }
     }
-    node.as_array().ok_or_else(|| {
-        ParseError::Shape(if path.is_empty() {
+    match node {
+        Value::Array(records) => Ok(records),
+        _ => Err(ParseError::Shape(if path.is_empty() {
             "this mapping expects the document to be a JSON array of records".into()
         } else {
             format!("`{path}` must be an array of records")
-        })
-    })
+        })),
+    }
 }
 
 fn json_value_at(record: &Value, path: &str) -> Result<Option<String>, String> {
@@ -559,6 +565,32 @@ fn insert_at(out: &mut Map<String, Value>, path: &[String], value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_found_through_objects_and_array_indices() {
+        let doc = serde_json::json!({"batches": [{"list": [1, 2]}, {"list": [3]}]});
+        let got = take_json_records(doc.clone(), "batches.1.list").unwrap();
+        assert_eq!(got, vec![serde_json::json!(3)]);
+        let got = take_json_records(doc.clone(), "batches.0.list").unwrap();
+        assert_eq!(got, vec![serde_json::json!(1), serde_json::json!(2)]);
+        for missing in ["batches.2.list", "batches.x", "nothing", "batches.0"] {
+            assert!(
+                matches!(
+                    take_json_records(doc.clone(), missing),
+                    Err(ParseError::Shape(_))
+                ),
+                "{missing}"
+            );
+        }
+        assert!(matches!(
+            take_json_records(doc, ""),
+            Err(ParseError::Shape(_))
+        ));
+        assert_eq!(
+            take_json_records(serde_json::json!([]), "").unwrap(),
+            Vec::<Value>::new()
+        );
+    }
 
     const PENALTY_MAPPING: &str = r#"
 id = "test-penalties"

@@ -98,15 +98,16 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
-    if let Err(e) = std::str::from_utf8(body) {
+    let text = std::str::from_utf8(body).map_err(|e| {
         let (line, column) = line_column(body, e.valid_up_to());
-        return Err(ParseError::InvalidEncoding {
+        ParseError::InvalidEncoding {
             encoding: "UTF-8".into(),
             line,
             column,
-        });
-    }
-    serde_json::from_slice(body).map_err(|e| ParseError::Syntax {
+        }
+    })?;
+    // Checked once above: parsing from the str does not validate UTF-8 a second time.
+    serde_json::from_str(text).map_err(|e| ParseError::Syntax {
         format: "JSON",
         line: e.line(),
         column: e.column(),

@@ -16,7 +16,7 @@ mod category;
 mod validate;
 
 pub use category::Category;
-pub use validate::{validate, FieldError, ValidationContext};
+pub use validate::{validate, validate_owned, FieldError, ValidationContext};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

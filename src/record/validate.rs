@@ -45,7 +45,17 @@ pub fn validate(
     value: &Value,
     ctx: &ValidationContext,
 ) -> Result<CanonicalRecord, Vec<FieldError>> {
+    validate_owned(value.clone(), ctx)
+}
+
+/// [`validate`], taking the record: its content moves into the result instead of being copied
+/// (the ingest path owns every parsed record).
+pub fn validate_owned(
+    mut value: Value,
+    ctx: &ValidationContext,
+) -> Result<CanonicalRecord, Vec<FieldError>> {
     let mut errs = Vec::new();
+    let content = value.as_object_mut().and_then(|o| o.remove("content"));
     let Some(obj) = value.as_object() else {
         return Err(vec![FieldError::new("", "a record must be a JSON object")]);
     };
@@ -78,8 +88,8 @@ pub fn validate(
             errs.push(FieldError::new("valid_until", "is before valid_from"));
         }
     }
-    let content = match obj.get("content") {
-        Some(Value::Object(m)) => Some(m.clone()),
+    let content = match content {
+        Some(Value::Object(m)) => Some(m),
         None | Some(Value::Null) => Some(Map::new()),
         Some(_) => {
             errs.push(FieldError::new("content", "must be an object"));
