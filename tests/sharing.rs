@@ -167,6 +167,36 @@ fn a_platform_that_is_down_gets_everything_once_it_is_back() {
 }
 
 #[test]
+fn the_outbox_depth_is_published_per_destination() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let province = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &province);
+    province.set_mode(Mode::Unavailable, None);
+    gw.spawn();
+    let batch: Vec<Value> = (0..7)
+        .map(|n| agreement(&format!("DEPTH-{n}"), "440106"))
+        .collect();
+    assert_eq!(push(&gw, batch)["accepted"], 7);
+    // The queue is counted when the gateway starts and every 30 s after.
+    gw.restart();
+    let depth = "gateway_outbox_depth{destination=\"provincial\"} 7";
+    assert!(
+        wait_until(Duration::from_secs(10), || gw
+            .admin_get("/metrics")
+            .1
+            .contains(depth)),
+        "{}",
+        gw.admin_get("/metrics").1
+    );
+    // Counting never holds up delivery: the queue drains once the platform is back.
+    province.set_mode(Mode::Normal, None);
+    assert!(wait_until(Duration::from_secs(20), || keys(&province)
+        .len()
+        == 7));
+}
+
+#[test]
 fn a_gateway_killed_while_delivering_delivers_the_rest_after_restart() {
     let rt = multi_thread_runtime();
     let mut gw = Gateway::prepare();

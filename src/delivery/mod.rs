@@ -288,16 +288,16 @@ impl Worker {
         let mut backoff = Backoff::new(&self.sharing);
         let timeout = Duration::from_millis(self.sharing.request_timeout_ms);
         let poll = Duration::from_millis(self.sharing.poll_interval_ms);
-        let mut last_stats = Instant::now() - Duration::from_secs(60);
+        let stats = tokio::spawn(publish_stats(
+            self.store.clone(),
+            dest.clone(),
+            self.clock.clone(),
+            stop.clone(),
+        ));
         let mut failures: u64 = 0;
         loop {
             if *stop.borrow() {
                 break;
-            }
-            // Counting the queue walks it: every 30 s is enough for a gauge.
-            if last_stats.elapsed() > Duration::from_secs(30) {
-                self.publish_stats();
-                last_stats = Instant::now();
             }
             let batch =
                 match outbox::pending(&self.store, &dest, self.destination.config.batch_size) {
@@ -344,6 +344,7 @@ impl Worker {
                 }
             }
         }
+        stats.abort();
     }
 
     async fn isolate(
@@ -447,15 +448,27 @@ impl Worker {
             tracing::error!(error = %e, "cannot move a refused share to the dead letters");
         }
     }
+}
 
-    fn publish_stats(&self) {
-        if let Ok(s) = outbox::stats(&self.store, &self.destination.config.id) {
+/// Publish one destination's queue depth, dead letters and oldest pending age every 30 s.
+/// Counting walks the queue (seconds with a million shares waiting), so it runs on a blocking
+/// thread of its own: the delivery loop, and a correction waiting in it, never waits for it.
+async fn publish_stats(
+    store: Store,
+    dest: String,
+    clock: SharedClock,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let (store, id) = (store.clone(), dest.clone());
+        if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || outbox::stats(&store, &id)).await {
             let age = s
                 .oldest_pending_unix
-                .map(|t| (self.clock.now().unix_timestamp() - t).max(0) as f64)
+                .map(|t| (clock.now().unix_timestamp() - t).max(0) as f64)
                 .unwrap_or(0.0);
             events::outbox_depth(&s.destination, s.pending, s.dead_letters, age);
         }
+        sleep_or_stop(Duration::from_secs(30), &mut stop).await;
     }
 }
 
