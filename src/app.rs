@@ -171,7 +171,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
         None => Arc::new(SystemClock),
     };
-    let calendar = Arc::new(load_calendar(&config)?);
+    let calendar = crate::calendar::SharedCalendar::new(load_calendar(&config)?);
     let router = Arc::new(build_router(&config)?);
     let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
         .map_err(StartError::Sharing)?;
@@ -255,6 +255,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     ));
     let reload_config = config_for_reload(&app.config);
     let reload_committer = handle_for_reload(&app);
+    let reload_calendar = app.calendar.clone();
     drop(app);
     // Operator commands find a running gateway's admin endpoint here (its port may be ephemeral).
     if let Err(e) = std::fs::write(&addr_file, admin_addr.to_string()) {
@@ -264,7 +265,15 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(api = %api_addr, admin = %admin_addr, "credit-gateway ready");
     println!("credit-gateway ready: api=https://{api_addr} admin=http://{admin_addr}");
 
-    wait_for_signal(|| reload_tls(&reload_config, &server_tls, &reload_committer)).await;
+    wait_for_signal(|| {
+        reload(
+            &reload_config,
+            &server_tls,
+            &reload_calendar,
+            &reload_committer,
+        )
+    })
+    .await;
     drop(reload_committer);
     tracing::info!("shutting down: finishing in-flight requests");
     readiness.set(false);
@@ -307,10 +316,12 @@ fn handle_for_reload(app: &App) -> crate::store::CommitterHandle {
     app.committer.clone()
 }
 
-/// SIGHUP: rebuild the TLS configuration from the files; keep the old one when they are broken.
-fn reload_tls(
+/// SIGHUP: rebuild the TLS configuration and the working-day calendar from their files; keep
+/// the old ones when the files are broken. Audited.
+fn reload(
     config: &Config,
     current: &tls::Reloadable,
+    calendar: &crate::calendar::SharedCalendar,
     committer: &crate::store::CommitterHandle,
 ) {
     let result = server_tls_config(config);
@@ -324,10 +335,27 @@ fn reload_tls(
             tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
         }
     }
+    let calendar_years = match load_calendar(config) {
+        Ok(new) => {
+            let years = new.known_years();
+            calendar.replace(new);
+            tracing::info!(
+                first = years.start(),
+                last = years.end(),
+                "working-day calendar reloaded (SIGHUP)"
+            );
+            serde_json::json!([years.start(), years.end()])
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "calendar reload failed; the previous calendar stays in use");
+            serde_json::Value::Null
+        }
+    };
     let committer = committer.clone();
     tokio::spawn(async move {
         let mut data = serde_json::Map::new();
         data.insert("ok".into(), serde_json::Value::Bool(ok));
+        data.insert("calendar_years".into(), calendar_years);
         let _ = committer
             .apply(
                 "operator_tls_reload",

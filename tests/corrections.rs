@@ -278,3 +278,65 @@ fn a_correction_from_the_platform_reaches_the_medical_insurance_platform() {
     let denied = gw.client("tax").post("/v1/corrections", "application/json", serde_json::to_vec(&json!({"agency": "provincial_credit_platform", "record_id": "PLAT-1", "kind": "invalidate"})).unwrap());
     assert_eq!(denied.status, 403);
 }
+
+#[test]
+fn a_missing_calendar_year_is_the_operators_to_fix_and_sighup_adds_it() {
+    let (_rt, mut gw, _rs) = setup(1);
+    // The operator's calendar folder has 2024 and 2025 only.
+    let shipped = common::repo().join("mappings/calendar");
+    let dir = gw.dir.path().join("calendar");
+    std::fs::create_dir_all(&dir).unwrap();
+    for year in ["2024", "2025"] {
+        std::fs::copy(
+            shipped.join(format!("{year}.toml")),
+            dir.join(format!("{year}.toml")),
+        )
+        .unwrap();
+    }
+    gw.config.corrections.calendar_dir = Some(dir.clone());
+    gw.spawn();
+    gw.set_clock("2025-12-29T10:00:00+08:00");
+    push(&gw, MI, vec![penalty("Y-1", None)]);
+    assert!(
+        wait_until(Duration::from_secs(10), || gw
+            .admin_get("/metrics")
+            .1
+            .contains("gateway_calendar_days_left 2")),
+        "two days of calendar left on 29 December"
+    );
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .log()
+        .contains("the working-day calendar ends with 2025")));
+    let body = json!({"record_id": "Y-1", "kind": "invalidate", "reason": "处罚决定已撤销"});
+    let reply = gw.client(MI).post(
+        "/v1/corrections",
+        "application/json",
+        serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(reply.status, 503, "the operator's to fix, not the agency's");
+    let error = &reply.json()["error"];
+    assert_eq!(error["code"], "calendar_year_missing");
+    assert_eq!(error["retry"], true);
+    assert!(gw.log().contains("add mappings/calendar/2026.toml"));
+    let listed = gw.client(MI).get("/v1/corrections").json();
+    assert_eq!(
+        listed["corrections"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
+
+    // The operator adds 2026 and sends SIGHUP: no restart.
+    std::fs::copy(shipped.join("2026.toml"), dir.join("2026.toml")).unwrap();
+    gw.sighup();
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .log()
+        .contains("working-day calendar reloaded")));
+    let c = correct(&gw, MI, body);
+    // Tue 30, Wed 31 December; 1-3 January 2026 are the New Year holiday; Sunday 4 January is a
+    // make-up working day.
+    assert_eq!(c["deadline"], "2026-01-04T23:59:59+08:00");
+    assert!(wait_until(Duration::from_secs(10), || gw
+        .admin_get("/metrics")
+        .1
+        .contains("gateway_calendar_days_left 367")));
+}

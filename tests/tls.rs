@@ -7,16 +7,6 @@ use std::time::Duration;
 
 use common::{wait_until, Gateway};
 
-fn sighup(gw: &Gateway) {
-    let pid = gw.child.as_ref().unwrap().id();
-    assert!(std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// The SHA-256 of the certificate the server presents on a new connection.
 fn server_cert_fingerprint(gw: &Gateway) -> String {
     use sha2::Digest;
@@ -118,7 +108,7 @@ fn a_revoked_certificate_fails_after_reload() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    sighup(&gw);
+    gw.sighup();
     assert!(
         wait_until(Duration::from_secs(10), || gw
             .client("health")
@@ -148,7 +138,7 @@ fn sighup_reloads_the_server_certificate_without_dropping_connections() {
         &["certs", "init", "--dir", certs.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{err}");
-    sighup(&gw);
+    gw.sighup();
     assert!(
         wait_until(Duration::from_secs(10), || server_cert_fingerprint(&gw)
             != before),
@@ -163,7 +153,7 @@ fn sighup_reloads_the_server_certificate_without_dropping_connections() {
 
     // A broken file keeps the previous certificate in use.
     std::fs::write(certs.join("server.pem"), "not a certificate").unwrap();
-    sighup(&gw);
+    gw.sighup();
     assert!(wait_until(Duration::from_secs(10), || gw
         .log()
         .contains("TLS reload failed")));

@@ -76,6 +76,38 @@ struct HolidayFile {
     to: toml::value::Datetime,
 }
 
+/// Warn this many days before the calendar's last known day: the State Council publishes the
+/// next year's schedule in the autumn, and deadlines found in late December need it.
+pub const COVERAGE_WARNING_DAYS: i64 = 45;
+
+/// The calendar in force, shared by the API and the correction tracker; replaced whole when the
+/// operator reloads the folder (SIGHUP), so a year can be added without a restart.
+#[derive(Debug, Clone)]
+pub struct SharedCalendar(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Calendar>>>);
+
+impl SharedCalendar {
+    pub fn new(calendar: Calendar) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(calendar),
+        )))
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Calendar> {
+        self.0
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn replace(&self, calendar: Calendar) {
+        let calendar = std::sync::Arc::new(calendar);
+        match self.0.write() {
+            Ok(mut c) => *c = calendar,
+            Err(p) => *p.into_inner() = calendar,
+        }
+    }
+}
+
 /// The working-day calendar of the known years.
 #[derive(Debug, Clone)]
 pub struct Calendar {
@@ -235,6 +267,15 @@ impl Calendar {
 
     pub fn known_years(&self) -> RangeInclusive<i32> {
         self.years.clone()
+    }
+
+    /// Whole days from `today` to the last day the calendar knows (31 December of its last year);
+    /// negative once past it. A deadline needs the days after the day a problem was found, so the
+    /// next year's file must be in place before the last days of December.
+    pub fn days_left_from(&self, today: Date) -> i64 {
+        Date::from_calendar_date(*self.years.end(), time::Month::December, 31)
+            .map(|last| (last - today).whole_days())
+            .unwrap_or(0)
     }
 
     /// The notice each year's schedule comes from.

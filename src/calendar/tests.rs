@@ -241,3 +241,23 @@ fn file_problems_are_all_reported() {
         "malformed file: {text:?}"
     );
 }
+
+#[test]
+fn days_left_count_to_the_last_known_day() {
+    let c = cal();
+    assert_eq!(c.days_left_from(date!(2026 - 12 - 31)), 0);
+    assert_eq!(c.days_left_from(date!(2026 - 11 - 25)), 36);
+    assert_eq!(c.days_left_from(date!(2027 - 01 - 02)), -2);
+    let shared = SharedCalendar::new(c);
+    let only_2024 = Calendar::from_sources(&[(
+        "2024.toml".into(),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/mappings/calendar/2024.toml"
+        ))
+        .unwrap(),
+    )])
+    .unwrap();
+    shared.replace(only_2024);
+    assert_eq!(shared.current().known_years(), 2024..=2024);
+}

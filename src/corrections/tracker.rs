@@ -4,19 +4,19 @@
 //! when it becomes overdue.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::{list, State};
-use crate::calendar::Calendar;
+use crate::calendar::{SharedCalendar, CHINA_OFFSET, COVERAGE_WARNING_DAYS};
 use crate::clock::SharedClock;
 use crate::store::Store;
+use crate::telemetry::events;
 
 pub struct Tracker {
     pub store: Store,
-    pub calendar: Arc<Calendar>,
+    pub calendar: SharedCalendar,
     pub clock: SharedClock,
     pub interval: Duration,
     pub webhook: Option<String>,
@@ -26,7 +26,9 @@ impl Tracker {
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut warned: HashSet<String> = HashSet::new();
         let mut overdue_warned: HashSet<String> = HashSet::new();
+        let mut coverage_warned_on: Option<time::Date> = None;
         loop {
+            self.check_coverage(&mut coverage_warned_on);
             self.check(&mut warned, &mut overdue_warned).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {},
@@ -35,7 +37,20 @@ impl Tracker {
         }
     }
 
+    /// Publish how many days the calendar has left; warn once a day when they run short.
+    fn check_coverage(&self, warned_on: &mut Option<time::Date>) {
+        let calendar = self.calendar.current();
+        let today = self.clock.now().to_offset(CHINA_OFFSET).date();
+        let left = calendar.days_left_from(today);
+        let warn = left < COVERAGE_WARNING_DAYS && *warned_on != Some(today);
+        if warn {
+            *warned_on = Some(today);
+        }
+        events::calendar_coverage(left, *calendar.known_years().end(), warn);
+    }
+
     async fn check(&self, warned: &mut HashSet<String>, overdue_warned: &mut HashSet<String>) {
+        let calendar = self.calendar.current();
         let now = self.clock.now();
         let Ok(all) = list(&self.store, now, None) else {
             return;
@@ -51,7 +66,7 @@ impl Tracker {
                     if let Some(d) = deadline {
                         let left = (d - now).whole_seconds();
                         nearest = Some(nearest.map_or(left, |n: i64| n.min(left)));
-                        let days_left = self.calendar.working_days_left(now, d).unwrap_or(0);
+                        let days_left = calendar.working_days_left(now, d).unwrap_or(0);
                         if days_left < 1 && warned.insert(c.id.clone()) {
                             tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %c.deadline, "correction has less than one working day left (GD Art. 31)");
                             metrics::counter!("gateway_correction_deadline_warnings_total")

@@ -48,7 +48,7 @@ pub struct App {
     pub exceptions: IdentifierExceptions,
     pub clock: SharedClock,
     pub router: Arc<crate::sharing::Router>,
-    pub calendar: Arc<crate::calendar::Calendar>,
+    pub calendar: crate::calendar::SharedCalendar,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

@@ -56,6 +56,9 @@ pub enum ApiError {
     StorageUnavailable,
     #[error("the gateway is shutting down; send it again")]
     ShuttingDown,
+    /// The operator's to fix: the deadline needs a year the working-day calendar does not have.
+    #[error("the gateway's working-day calendar does not cover {0} yet, so no deadline can be set; nothing was stored: send the correction again once the operator has added the year")]
+    CalendarYearMissing(i32),
 }
 
 impl ApiError {
@@ -77,7 +80,9 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::StorageUnavailable | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageUnavailable | Self::ShuttingDown | Self::CalendarYearMissing(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -112,6 +117,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StorageUnavailable => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::CalendarYearMissing(_) => "calendar_year_missing",
         }
     }
 
@@ -122,6 +128,7 @@ impl ApiError {
                 | Self::BodyTimeout
                 | Self::StorageUnavailable
                 | Self::ShuttingDown
+                | Self::CalendarYearMissing(_)
         )
     }
 

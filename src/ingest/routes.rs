@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::respond::{json_response, ApiError};
 use super::App;
+use crate::calendar::CalendarError;
 use crate::clock::rfc3339;
 use crate::identity::Agency;
 use crate::mapping::{Mapping, SourceFormat};
@@ -266,9 +267,10 @@ async fn post_correction(
             message: e.to_string(),
         })
     })?;
+    let calendar = app.calendar.current();
     let ctx = Context {
         store: &app.store,
-        calendar: &app.calendar,
+        calendar: &calendar,
         disclosure: app.router.disclosure(),
         destinations: &app.config.destinations,
         validation: ValidationContext {
@@ -287,6 +289,10 @@ async fn post_correction(
                 ApiError::InvalidCorrection(errs.into_iter().map(|e| (e.field, e.reason)).collect())
             }
             CorrectionError::Storage(_) => ApiError::StorageUnavailable,
+            CorrectionError::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
+                events::calendar_year_missing(date.year());
+                ApiError::CalendarYearMissing(date.year())
+            }
             other => ApiError::BadCorrection(other.to_string()),
         })?;
     let (stored, audit) = app

@@ -128,6 +128,28 @@ pub fn dead_lettered(destination: &str, record_id: &str, status: u16) {
         .increment(1);
 }
 
+/// A correction could not get a deadline: the calendar lacks a year. The operator's to fix.
+pub fn calendar_year_missing(year: i32) {
+    tracing::error!(
+        year,
+        "a correction needs {year} but the working-day calendar does not have it: add mappings/calendar/{year}.toml from the State Council notice and send SIGHUP (GD Art. 31 deadlines cannot be set)"
+    );
+    metrics::counter!("gateway_calendar_year_missing_total").increment(1);
+}
+
+/// Days left in the working-day calendar; warns (once a day, by the caller) when they run short.
+pub fn calendar_coverage(days_left: i64, last_year: i32, warn: bool) {
+    metrics::gauge!("gateway_calendar_days_left").set(days_left as f64);
+    if warn {
+        tracing::warn!(
+            days_left,
+            last_year,
+            "the working-day calendar ends with {last_year}: add mappings/calendar/{}.toml from the State Council notice and send SIGHUP before corrections need it",
+            last_year + 1
+        );
+    }
+}
+
 pub fn outbox_depth(destination: &str, pending: usize, dead: usize, oldest_age_seconds: f64) {
     metrics::gauge!("gateway_outbox_depth", "destination" => destination.to_string())
         .set(pending as f64);

@@ -211,6 +211,17 @@ impl Gateway {
         self.spawn();
     }
 
+    /// Send SIGHUP (reload certificates and the calendar).
+    pub fn sighup(&self) {
+        let pid = self.child.as_ref().expect("gateway running").id();
+        assert!(Command::new("kill")
+            .arg("-HUP")
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success());
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
