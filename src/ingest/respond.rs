@@ -156,10 +156,14 @@ impl ApiError {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if matches!(self, Self::StorageUnavailable | Self::ShuttingDown) {
-            if let Ok(v) = "5".parse() {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        let retry_after = match self {
+            Self::StorageUnavailable | Self::ShuttingDown => Some("5"),
+            // An operator has to add a calendar file: retrying within seconds cannot help.
+            Self::CalendarYearMissing(_) => Some("3600"),
+            _ => None,
+        };
+        if let Some(v) = retry_after.and_then(|v| v.parse().ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }
@@ -173,4 +177,115 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> 
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each error. The match below fails to compile when a variant is added, so the list
+    /// (and the README table checked against it) cannot fall behind.
+    fn one_of_each() -> Vec<ApiError> {
+        fn listed(e: &ApiError) {
+            match e {
+                ApiError::UnknownAgency
+                | ApiError::MissingMapping
+                | ApiError::UnknownMapping(_)
+                | ApiError::MappingNotAllowed(_)
+                | ApiError::ArchiveNotAllowed
+                | ApiError::RateLimited(_)
+                | ApiError::UnsupportedMediaType { .. }
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::BodyTimeout
+                | ApiError::BodyRead(_)
+                | ApiError::Document(_)
+                | ApiError::UnknownIdType(_)
+                | ApiError::InvalidSubjectId(_)
+                | ApiError::NotFound(_)
+                | ApiError::CorrectionNotAllowed
+                | ApiError::InvalidCorrection(_)
+                | ApiError::BadCorrection(_)
+                | ApiError::MethodNotAllowed
+                | ApiError::StorageUnavailable
+                | ApiError::ShuttingDown
+                | ApiError::CalendarYearMissing(_) => {}
+            }
+        }
+        let doc = |e: ParseError| ApiError::Document(e);
+        let all = vec![
+            ApiError::UnknownAgency,
+            ApiError::MissingMapping,
+            ApiError::UnknownMapping("x".into()),
+            ApiError::MappingNotAllowed("x".into()),
+            ApiError::ArchiveNotAllowed,
+            ApiError::RateLimited(Duration::from_millis(1500)),
+            ApiError::UnsupportedMediaType {
+                expected: "application/json",
+            },
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::BodyTimeout,
+            ApiError::BodyRead("x".into()),
+            doc(ParseError::Syntax {
+                format: "JSON",
+                line: 1,
+                column: 2,
+                message: "x".into(),
+            }),
+            doc(ParseError::UnsupportedEncoding("Big5".into())),
+            doc(ParseError::InvalidEncoding {
+                encoding: "GBK".into(),
+                line: 1,
+                column: 2,
+            }),
+            doc(ParseError::MislabeledUtf8("GBK".into())),
+            doc(ParseError::Doctype),
+            doc(ParseError::TooDeep),
+            doc(ParseError::UndefinedEntity("x".into())),
+            doc(ParseError::Empty),
+            doc(ParseError::Shape("x".into())),
+            ApiError::UnknownIdType("x".into()),
+            ApiError::InvalidSubjectId("x".into()),
+            ApiError::NotFound("receipt"),
+            ApiError::CorrectionNotAllowed,
+            ApiError::InvalidCorrection(vec![("content".into(), "x".into())]),
+            ApiError::BadCorrection("x".into()),
+            ApiError::MethodNotAllowed,
+            ApiError::StorageUnavailable,
+            ApiError::ShuttingDown,
+            ApiError::CalendarYearMissing(2027),
+        ];
+        all.iter().for_each(listed);
+        all
+    }
+
+    #[test]
+    fn every_code_is_in_the_readme_with_its_status_and_retry() {
+        let readme = include_str!("../../README.md");
+        for e in one_of_each() {
+            let row = format!(
+                "| `{}` | {} | {} |",
+                e.code(),
+                e.status().as_u16(),
+                if e.retry() { "yes" } else { "no" }
+            );
+            assert!(readme.contains(&row), "README's error table lacks {row}");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique_and_bodies_carry_them() {
+        let all = one_of_each();
+        let codes: std::collections::HashSet<&str> = all.iter().map(ApiError::code).collect();
+        assert_eq!(codes.len(), all.len(), "two errors share a code");
+        for e in all {
+            let (code, status, retry) = (e.code(), e.status(), e.retry());
+            let resp = e.into_response();
+            assert_eq!(resp.status(), status);
+            assert_eq!(
+                resp.headers().contains_key(header::RETRY_AFTER),
+                retry && status != StatusCode::REQUEST_TIMEOUT,
+                "{code}: Retry-After goes with every retryable answer but a body timeout"
+            );
+        }
+    }
 }
