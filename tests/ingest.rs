@@ -431,3 +431,64 @@ fn an_agency_can_be_identified_by_its_certificate_fingerprint() {
     );
     assert_eq!(stranger.json()["error"]["code"], "unknown_agency");
 }
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_and_keeps_what_it_acknowledged() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut gw = Gateway::start();
+    let body = serde_json::to_vec(&json!([penalty("TERM-1", "91310110666007217T")])).unwrap();
+    let (half, rest) = body.split_at(body.len() / 2);
+    let (rt, mut tls) = gw.raw_tls(MI);
+    rt.block_on(async {
+        let head = format!(
+            "POST /v1/records?mapping=canonical HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(half).await.unwrap();
+        tls.flush().await.unwrap();
+    });
+    // SIGTERM while the body is half sent.
+    let pid = gw.child.as_ref().unwrap().id();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || gw
+            .log()
+            .contains("shutting down")),
+        "{}",
+        gw.log()
+    );
+    let answer = rt.block_on(async {
+        tls.write_all(rest).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&buf).contains("\"receipt_id\"") {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), tls.read(&mut chunk))
+                .await
+            {
+                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"accepted\":1"), "{answer}");
+    let mut child = gw.child.take().unwrap();
+    let status = common::wait_with_timeout(&mut child, std::time::Duration::from_secs(30));
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+    gw.spawn();
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91310110666007217T")
+        .json();
+    assert_eq!(
+        archive["categories"]["administrative"][0]["record_id"], "TERM-1",
+        "what was acknowledged during shutdown is there after it"
+    );
+}
