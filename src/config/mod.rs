@@ -7,6 +7,8 @@
 //! `./certs`, mappings from `./mappings` (or the built-in copies), and the six default agencies
 //! below. `credit-gateway.example.toml` shows every default.
 
+pub mod example;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -670,7 +672,7 @@ mod tests {
 
     #[test]
     fn example_file_matches_defaults() {
-        let text = include_str!("../credit-gateway.example.toml");
+        let text = include_str!("../../credit-gateway.example.toml");
         let uncommented: String = text
             .lines()
             .map(|l| {

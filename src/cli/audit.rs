@@ -1,0 +1,93 @@
+//! `credit-gateway audit`: verify, show and checkpoint the chain (the gateway stopped).
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::AuditCommand;
+use crate::config::Config;
+
+pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
+    let store = match crate::app::open_store(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e} (is the gateway running? the data directory is locked while it runs)");
+            return ExitCode::from(2);
+        }
+    };
+    let code = audit_command(&store, &cmd);
+    // The command itself is an operator action: recorded after it ran, so `verify` and
+    // `checkpoint` report the chain as it was when asked.
+    record_offline(
+        &store,
+        &format!(
+            "audit {}",
+            match cmd {
+                AuditCommand::Verify => "verify",
+                AuditCommand::Show { .. } => "show",
+                AuditCommand::Checkpoint => "checkpoint",
+            }
+        ),
+    );
+    code
+}
+
+/// Append an operator command to the audit chain when the gateway is stopped.
+pub(super) fn record_offline(store: &crate::store::Store, command: &str) {
+    crate::telemetry::events::operator_action(command, "");
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let Ok((committer, handle)) = crate::store::Committer::start(store.clone()) else {
+        return;
+    };
+    let _ = rt.block_on(crate::outbox::ops::audit_command(
+        &handle,
+        command,
+        serde_json::json!({}),
+    ));
+    drop(handle);
+    committer.join();
+}
+
+fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
+    match *cmd {
+        AuditCommand::Verify => match crate::audit::verify(store) {
+            Ok(head) => {
+                println!("audit chain OK: {} entries, head {}", head.seq, head.hash);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("audit chain BROKEN: {e}");
+                ExitCode::from(1)
+            }
+        },
+        AuditCommand::Show { from, limit } => {
+            match crate::audit::entries_from(store, from, limit) {
+                Ok(entries) => {
+                    for e in entries {
+                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        AuditCommand::Checkpoint => match crate::audit::Head::load(store) {
+            Ok(head) => {
+                println!("{}", json!({"seq": head.seq, "hash": head.hash}));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

@@ -1,0 +1,220 @@
+//! `credit-gateway outbox` and `corrections list`: on the data directory when the gateway is
+//! stopped, through its admin endpoint (address in `data/admin.addr`) when it runs.
+
+use std::process::ExitCode;
+
+use super::OutboxCommand;
+use crate::config::Config;
+
+pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCode {
+    let parsed = match state.as_deref().map(crate::corrections::State::parse) {
+        Some(None) => {
+            eprintln!("--state: use pending, overdue, delivered_on_time or delivered_late");
+            return ExitCode::from(2);
+        }
+        Some(Some(s)) => Some(s),
+        None => None,
+    };
+    let result = match crate::app::open_store(config) {
+        Ok(store) => {
+            let listed = crate::corrections::list(&store, time::OffsetDateTime::now_utc(), parsed)
+                .map(|l| serde_json::json!({"corrections": l}))
+                .map_err(|e| e.to_string());
+            super::audit::record_offline(&store, "corrections list");
+            listed
+        }
+        Err(local) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(rt) => rt
+                    .block_on(admin_get(
+                        config,
+                        &format!(
+                            "/corrections{}",
+                            state.map(|s| format!("?state={s}")).unwrap_or_default()
+                        ),
+                    ))
+                    .map_err(|remote| format!("{local}; and through the admin endpoint: {remote}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("corrections: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn admin_get(config: &Config, path: &str) -> Result<serde_json::Value, String> {
+    use http_body_util::BodyExt;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let uri = format!("http://{}{path}", running_admin_addr(config))
+        .parse::<hyper::Uri>()
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.get(uri))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+pub(super) fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match crate::app::open_store(config) {
+        Ok(store) => runtime.block_on(outbox_local(config, store, cmd)),
+        Err(local) => runtime
+            .block_on(outbox_remote(config, cmd))
+            .map_err(|remote| format!("{local}; and through the admin endpoint: {remote}")),
+    };
+    match result {
+        Ok(Some(v)) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("no such entry");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("outbox: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn outbox_local(
+    config: &Config,
+    store: crate::store::Store,
+    cmd: OutboxCommand,
+) -> Result<Option<serde_json::Value>, String> {
+    use crate::outbox::ops;
+    let dests: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
+    let e = |e: crate::store::StoreError| e.to_string();
+    let (committer, handle) = crate::store::Committer::start(store.clone()).map_err(e)?;
+    let out = match cmd {
+        OutboxCommand::List {
+            destination,
+            dead,
+            limit,
+        } => ops::list_entries(&store, &handle, destination.as_deref(), dead, limit)
+            .await
+            .map(Some),
+        OutboxCommand::Show { key } => ops::show_entry(&store, &handle, &key).await,
+        OutboxCommand::Stats => ops::stats_all(&store, &handle, &dests).await.map(Some),
+        OutboxCommand::Replay { destination } => {
+            ops::replay(&store, &handle, destination.as_deref())
+                .await
+                .map(Some)
+        }
+    };
+    drop(handle);
+    committer.join();
+    out.map_err(e)
+}
+
+/// The running gateway's admin address: from the file it writes at start, else the configured one.
+fn running_admin_addr(config: &Config) -> String {
+    std::fs::read_to_string(config.storage.data_dir.join(crate::app::ADMIN_ADDR_FILE))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| config.server.admin_listen.clone())
+}
+
+/// Ask the running gateway's admin endpoint.
+async fn outbox_remote(
+    config: &Config,
+    cmd: OutboxCommand,
+) -> Result<Option<serde_json::Value>, String> {
+    use http_body_util::BodyExt;
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    let (method, path) = match &cmd {
+        OutboxCommand::List {
+            destination,
+            dead,
+            limit,
+        } => (
+            "GET",
+            format!(
+                "/outbox/list?limit={limit}{}{}",
+                if *dead { "&dead=1" } else { "" },
+                destination
+                    .as_ref()
+                    .map(|d| format!("&destination={}", enc(d)))
+                    .unwrap_or_default()
+            ),
+        ),
+        OutboxCommand::Show { key } => ("GET", format!("/outbox/show?key={}", enc(key))),
+        OutboxCommand::Stats => ("GET", "/outbox/stats".to_string()),
+        OutboxCommand::Replay { destination } => (
+            "POST",
+            format!(
+                "/outbox/replay{}",
+                destination
+                    .as_ref()
+                    .map(|d| format!("?destination={}", enc(d)))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", running_admin_addr(config)))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    if status == hyper::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(value.to_string());
+    }
+    Ok(Some(value))
+}

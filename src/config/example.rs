@@ -1,0 +1,94 @@
+//! `credit-gateway config example`: the default configuration as a file, every line commented
+//! out and every setting documented. `credit-gateway.example.toml` is its output (a test keeps
+//! them equal).
+
+use super::Config;
+
+/// One line of documentation per setting, shown above it in the example file.
+const SETTING_DOCS: &[(&str, &str)] = &[
+    ("server", "The agency API (HTTPS, client certificate required) and the admin endpoints."),
+    ("server.listen", "Agency API address."),
+    ("server.admin_listen", "Plain-HTTP /healthz, /readyz, /metrics and operator endpoints: keep it on loopback."),
+    ("server.max_body_bytes", "Larger request bodies get 413 without being read whole."),
+    ("server.max_connections", "Open connections beyond this wait in the kernel's accept queue."),
+    ("server.header_read_timeout_ms", "A client that has not sent its request headers by then is disconnected."),
+    ("server.body_read_timeout_ms", "A request body not received by then gets 408."),
+    ("server.tls_handshake_timeout_ms", "A TLS handshake not finished by then is dropped."),
+    ("server.shutdown_grace_ms", "On SIGTERM/ctrl-c, in-flight requests get this long to finish."),
+    ("storage", "sled, the embedded store."),
+    ("storage.data_dir", "The database folder."),
+    ("storage.durability", "process_crash (sled flush, survives kill -9) or power_loss (also fsync every group commit)."),
+    ("storage.cache_mb", "sled's page cache, most of the gateway's memory."),
+    ("tls", "Certificates. crl = \"certs/crl.pem\" adds a revocation list; SIGHUP reloads them all."),
+    ("tls.certs_dir", "Development certificates are created here when absent, and read from here."),
+    ("tls.generate_dev_certs", "Create a development CA and certificates when absent; false in production."),
+    ("validation", "Identifiers."),
+    ("validation.uscc_exceptions", "Real unified social credit codes that fail the GB 32100 check but must be accepted."),
+    ("validation.resident_id_exceptions", "Real resident ID numbers that fail the GB 11643 check but must be accepted."),
+    ("mappings", "Mapping files (mappings/README.md); the built-in copies are used when the folder is absent."),
+    ("mappings.dir", "Also holds rules/ (sharing, disclosure), outbound/ (formats) and calendar/."),
+    ("log", "Logs go to stderr."),
+    ("log.format", "text or json."),
+    ("log.filter", "A tracing filter such as info or credit_gateway=debug; RUST_LOG overrides it."),
+    ("sharing", "Delivery to the platforms; rules = and disclosure = override mappings/rules/*.toml."),
+    ("sharing.retry_base_ms", "First retry delay; doubles with jitter on every failure."),
+    ("sharing.retry_max_ms", "Longest retry delay."),
+    ("sharing.request_timeout_ms", "A delivery not answered by then is retried."),
+    ("sharing.poll_interval_ms", "How often an idle worker looks for shares (new shares also wake it)."),
+    ("corrections", "GD Art. 31; calendar_dir = and alert_webhook = (plain HTTP) are optional."),
+    ("corrections.working_days", "Corrections must reach the platforms within this many working days."),
+    ("corrections.medical_insurance_agencies", "Whose information travels along the chain; others' corrections go to the medical-insurance platform."),
+    ("corrections.check_interval_ms", "How often deadlines are checked (metrics, warnings)."),
+    ("corrections.dangerous_manual_clock", "TESTS ONLY: time is set through POST /dangerous/clock on the admin port."),
+    ("agencies", "Who may connect. Giving any [[agencies]] replaces the whole default list."),
+    ("agencies.id", "Becomes source.agency of every record the agency sends."),
+    ("agencies.cert_subject_cn", "Identify by client certificate subject CN (or cert_sha256 = \"<hex fingerprint>\")."),
+    ("agencies.mappings", "Mapping ids the agency may push."),
+    ("agencies.read_archive", "May read subject archives (GET /v1/subjects/...)."),
+    ("agencies.requests_per_second", "Rate limit; over it, 429 with Retry-After."),
+    ("destinations", "Platforms shares go to. Giving any [[destinations]] replaces the defaults."),
+    ("destinations.role", "credit_platform (by region and rules) or medical_insurance_platform (corrections of outside information)."),
+    ("destinations.url", "HTTPS endpoint; ca =, client_cert =, client_key = default to the development certificates."),
+    ("destinations.region", "A province code receives the whole province, a city code its city."),
+    ("destinations.batch_size", "Shares per delivery request."),
+    ("destinations.format", "An outbound format in mappings/outbound/ instead of canonical JSON (e.g. shuanggongshi-xml)."),
+];
+
+/// The default configuration as a file with every line commented out, each setting documented.
+pub fn example_config() -> String {
+    let body = toml::to_string(&Config::default()).unwrap_or_default();
+    let mut out = String::from(
+        "# credit-gateway configuration. Every setting is shown with its default, commented out.\n\
+         # Copy to credit-gateway.toml and uncomment what you change. Unknown keys are refused.\n\
+         # Printed by `credit-gateway config example`.\n\n",
+    );
+    let mut section = String::new();
+    let mut documented_sections = std::collections::HashSet::new();
+    for line in body.lines() {
+        if line.is_empty() {
+            out.push('\n');
+            continue;
+        }
+        let header = line.trim_matches(|c| c == '[' || c == ']');
+        if line.starts_with('[') {
+            section = header.to_string();
+            if documented_sections.insert(section.clone()) {
+                if let Some((_, doc)) = SETTING_DOCS.iter().find(|(k, _)| *k == section) {
+                    out.push_str(&format!("## {doc}\n"));
+                }
+            }
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let path = format!("{section}.{}", key.trim());
+            if let Some((_, doc)) = SETTING_DOCS.iter().find(|(k, _)| *k == path) {
+                // Repeated tables ([[agencies]]) are documented at their first entry only.
+                if documented_sections.insert(path) {
+                    out.push_str(&format!("#   {doc}\n"));
+                }
+            }
+        }
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
