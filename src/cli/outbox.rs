@@ -54,24 +54,37 @@ pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCo
 }
 
 async fn admin_get(config: &Config, path: &str) -> Result<serde_json::Value, String> {
+    admin_request(config, "GET", path).await.map(|(_, v)| v)
+}
+
+/// One request to the running gateway's admin endpoint (loopback, plain HTTP): status and JSON.
+async fn admin_request(
+    config: &Config,
+    method: &str,
+    path: &str,
+) -> Result<(hyper::StatusCode, serde_json::Value), String> {
     use http_body_util::BodyExt;
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
-    let uri = format!("http://{}{path}", running_admin_addr(config))
-        .parse::<hyper::Uri>()
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", running_admin_addr(config)))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.get(uri))
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
+    let status = resp.status();
     let body = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?
         .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+    let value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok((status, value))
 }
 
 pub(super) fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
@@ -149,7 +162,6 @@ async fn outbox_remote(
     config: &Config,
     cmd: OutboxCommand,
 ) -> Result<Option<serde_json::Value>, String> {
-    use http_body_util::BodyExt;
     let enc = |s: &str| {
         s.bytes()
             .map(|b| {
@@ -190,26 +202,7 @@ async fn outbox_remote(
             ),
         ),
     };
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", running_admin_addr(config)))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    let (status, value) = admin_request(config, method, &path).await?;
     if status == hyper::StatusCode::NOT_FOUND {
         return Ok(None);
     }
