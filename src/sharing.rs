@@ -53,6 +53,48 @@ pub struct PlannedShare {
     pub payload: Box<serde_json::value::RawValue>,
 }
 
+impl PlannedShare {
+    /// The outbox entry that carries this share of `version` of `record`. A correction share has
+    /// its own idempotency key, so a platform never drops it as a duplicate of the original.
+    pub fn entry(
+        &self,
+        record: &crate::record::CanonicalRecord,
+        version: u32,
+        correction_id: Option<&str>,
+        enqueued_at: &str,
+        enqueued_unix: i64,
+    ) -> crate::outbox::Entry {
+        use crate::outbox::Kind;
+        let kind = if correction_id.is_some() {
+            Kind::Correction
+        } else {
+            Kind::Share
+        };
+        crate::outbox::Entry {
+            idempotency_key: crate::outbox::idempotency_key(
+                &self.destination,
+                &record.source.agency,
+                &record.source.record_id,
+                version,
+                self.channel,
+                kind,
+                correction_id.unwrap_or(""),
+            ),
+            destination: self.destination.clone(),
+            channel: self.channel,
+            kind,
+            agency: record.source.agency.clone(),
+            record_id: record.source.record_id.clone(),
+            version,
+            rule: self.rule.clone(),
+            enqueued_at: enqueued_at.to_string(),
+            enqueued_unix,
+            correction_id: correction_id.map(str::to_string),
+            payload: self.payload.clone(),
+        }
+    }
+}
+
 /// What the filter held back or changed, by rule and field, never by value.
 #[derive(Debug, Clone, Default)]
 pub struct FilterReport {

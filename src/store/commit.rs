@@ -393,28 +393,7 @@ fn stage_batch(
         }
         if outcome != crate::archive::Outcome::Unchanged {
             for share in &input.shares {
-                let entry = crate::outbox::Entry {
-                    idempotency_key: crate::outbox::idempotency_key(
-                        &share.destination,
-                        &record.source.agency,
-                        &record.source.record_id,
-                        version,
-                        share.channel,
-                        crate::outbox::Kind::Share,
-                        "",
-                    ),
-                    destination: share.destination.clone(),
-                    channel: share.channel,
-                    kind: crate::outbox::Kind::Share,
-                    agency: record.source.agency.clone(),
-                    record_id: record.source.record_id.clone(),
-                    version,
-                    rule: share.rule.clone(),
-                    enqueued_at: job.received_at.clone(),
-                    enqueued_unix,
-                    correction_id: None,
-                    payload: share.payload.clone(),
-                };
+                let entry = share.entry(record, version, None, &job.received_at, enqueued_unix);
                 staging
                     .writes
                     .push(crate::outbox::enqueue_write(store, &entry)?);
@@ -513,28 +492,13 @@ fn stage_correction(
     correction.version = version;
     let enqueued_unix = time::OffsetDateTime::now_utc().unix_timestamp();
     for share in &job.shares {
-        let entry = crate::outbox::Entry {
-            idempotency_key: crate::outbox::idempotency_key(
-                &share.destination,
-                &record.source.agency,
-                &record.source.record_id,
-                version,
-                share.channel,
-                crate::outbox::Kind::Correction,
-                &correction.id,
-            ),
-            destination: share.destination.clone(),
-            channel: share.channel,
-            kind: crate::outbox::Kind::Correction,
-            agency: record.source.agency.clone(),
-            record_id: record.source.record_id.clone(),
+        let entry = share.entry(
+            record,
             version,
-            rule: share.rule.clone(),
-            enqueued_at: correction.received_at.clone(),
+            Some(&correction.id),
+            &correction.received_at,
             enqueued_unix,
-            correction_id: Some(correction.id.clone()),
-            payload: share.payload.clone(),
-        };
+        );
         staging
             .writes
             .push(crate::outbox::enqueue_write(store, &entry)?);
