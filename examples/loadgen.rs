@@ -118,13 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         latencies_us: Vec::new(),
     };
     if !args.skip_gateway {
-        let receiver = rt.block_on(Receiver::start_with(
-            "127.0.0.1:0",
-            &certs.join("ca.pem"),
-            &certs.join("server.pem"),
-            &certs.join("server-key.pem"),
-            false,
-        ))?;
+        let receiver = start_receiver(&rt, &certs)?;
         receiver.set_mode(Mode::Unavailable, None);
         let config_path = write_config(&dir, &certs, &receiver, &args.durability)?;
         let started = Instant::now();
@@ -189,6 +183,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// The reference platform receiver on loopback with the benchmark's certificates.
+fn start_receiver(
+    rt: &tokio::runtime::Runtime,
+    certs: &Path,
+) -> Result<Receiver, Box<dyn std::error::Error>> {
+    Ok(rt.block_on(Receiver::start_with(
+        "127.0.0.1:0",
+        &certs.join("ca.pem"),
+        &certs.join("server.pem"),
+        &certs.join("server-key.pem"),
+        false,
+    ))?)
 }
 
 /// Bulk-load `n` records through the gateway's own commit path, then start the gateway on them.
@@ -267,13 +275,7 @@ fn footprint(
     }
     drop(Store::open(&data).ok());
     std::thread::sleep(Duration::from_millis(500));
-    let receiver = rt.block_on(Receiver::start_with(
-        "127.0.0.1:0",
-        &certs.join("ca.pem"),
-        &certs.join("server.pem"),
-        &certs.join("server-key.pem"),
-        false,
-    ))?;
+    let receiver = start_receiver(rt, certs)?;
     let config_path = write_config(dir, certs, &receiver, &args.durability)?;
     let started = Instant::now();
     let (mut gateway, api, _) = spawn_ready(
