@@ -45,49 +45,35 @@ fn tls_1_2_clients_are_served_too() {
     assert_eq!(client.get("/v1/mappings").status, 200);
 }
 
+/// `credit-gateway certs <command> --dir <the gateway's certs> --client <client>`.
+fn certs_cli(gw: &Gateway, command: &str, client: &str) -> (i32, String, String) {
+    let certs = gw.certs();
+    common::run_cli(
+        gw.dir.path(),
+        &[
+            "certs",
+            command,
+            "--dir",
+            certs.to_str().unwrap(),
+            "--client",
+            client,
+        ],
+    )
+}
+
 #[test]
 fn a_revoked_certificate_fails_after_reload() {
     let mut gw = Gateway::prepare();
     let certs = gw.certs();
     // Start with an empty revocation list in force.
-    let (code, _, err) = common::run_cli(
-        gw.dir.path(),
-        &[
-            "certs",
-            "revoke",
-            "--dir",
-            certs.to_str().unwrap(),
-            "--client",
-            "nobody-yet",
-        ],
-    );
+    let (code, _, err) = certs_cli(&gw, "revoke", "nobody-yet");
     assert_ne!(
         code, 0,
         "revoking an unknown certificate is an error: {err}"
     );
-    let (code, _, err) = common::run_cli(
-        gw.dir.path(),
-        &[
-            "certs",
-            "init",
-            "--dir",
-            certs.to_str().unwrap(),
-            "--client",
-            "retired_agency",
-        ],
-    );
+    let (code, _, err) = certs_cli(&gw, "init", "retired_agency");
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = common::run_cli(
-        gw.dir.path(),
-        &[
-            "certs",
-            "revoke",
-            "--dir",
-            certs.to_str().unwrap(),
-            "--client",
-            "retired_agency",
-        ],
-    );
+    let (code, _, err) = certs_cli(&gw, "revoke", "retired_agency");
     assert_eq!(code, 0, "{err}");
     gw.config.tls.crl = Some(certs.join("crl.pem"));
     gw.spawn();
@@ -96,17 +82,7 @@ fn a_revoked_certificate_fails_after_reload() {
         200,
         "health is not revoked yet"
     );
-    let (code, _, err) = common::run_cli(
-        gw.dir.path(),
-        &[
-            "certs",
-            "revoke",
-            "--dir",
-            certs.to_str().unwrap(),
-            "--client",
-            "health",
-        ],
-    );
+    let (code, _, err) = certs_cli(&gw, "revoke", "health");
     assert_eq!(code, 0, "{err}");
     gw.sighup();
     assert!(
