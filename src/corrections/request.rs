@@ -10,7 +10,7 @@ use crate::calendar::{Calendar, CalendarError};
 use crate::clock::rfc3339;
 use crate::config::{DestinationConfig, DestinationRole};
 use crate::disclosure::{self, Channel, Decision, DisclosureRules};
-use crate::record::{validate, CanonicalRecord, FieldError, ValidationContext};
+use crate::record::{validate_owned, CanonicalRecord, FieldError, ValidationContext};
 use crate::sharing::PlannedShare;
 use crate::store::{Store, SEP};
 
@@ -115,7 +115,7 @@ pub fn prepare(
         authenticated_agency: Some(agency.clone()),
         ..ctx.validation
     };
-    let record = validate(&corrected, &validation).map_err(CorrectionError::Invalid)?;
+    let record = validate_owned(corrected, &validation).map_err(CorrectionError::Invalid)?;
     if record.source.agency != agency || record.source.record_id != req.record_id {
         return Err(CorrectionError::IdentityChanged);
     }
