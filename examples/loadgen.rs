@@ -212,7 +212,10 @@ fn footprint(
     let existing = credit_gateway::archive::count_versions(&Store::open(&data)?);
     if (existing as u64) < n {
         let store = Store::open(&data)?;
-        let (committer, handle) = Committer::start(store.clone())?;
+        let (committer, handle) = Committer::start(
+            store.clone(),
+            std::sync::Arc::new(credit_gateway::clock::SystemClock),
+        )?;
         let mapping = credit_gateway::mapping::MappingSet::builtin()
             .map_err(|_| "mappings")?
             .get("canonical")
@@ -240,7 +243,7 @@ fn footprint(
                         canonical: record.canonical_bytes(),
                         index: r.index,
                         record,
-                        shares: Vec::new(),
+                        plan: Default::default(),
                     })
                 })
                 .collect();

@@ -91,51 +91,27 @@ pub fn load_calendar(config: &Config) -> Result<crate::calendar::Calendar, Start
     loaded.map_err(StartError::Calendar)
 }
 
-/// After a platform acknowledges correction shares, record when (first acknowledgement counts).
-fn correction_acknowledger(
-    store: Store,
-    clock: crate::clock::SharedClock,
-) -> crate::delivery::OnDelivered {
+/// After a platform acknowledges shares: the publication ledger's acknowledgements and the
+/// corrections' (GD Art. 31) are written with the removal from the outbox.
+fn acknowledger(store: Store, clock: crate::clock::SharedClock) -> crate::delivery::OnDelivered {
     Arc::new(move |entries, _now| {
-        let at = crate::clock::rfc3339(clock.now().to_offset(crate::calendar::CHINA_OFFSET));
-        let mut writes = Vec::new();
-        for e in entries {
-            let Some(id) = &e.correction_id else { continue };
-            let key = crate::corrections::delivered_key(id, &e.destination);
-            if writes.iter().any(|(k, _): &(String, Vec<u8>)| *k == key)
-                || store.raw().get(key.as_bytes()).ok().flatten().is_some()
-            {
-                continue;
-            }
-            let on_time = store
-                .get_json::<crate::corrections::Correction>(&crate::corrections::correction_key(id))
-                .ok()
-                .flatten()
-                .map(|c| deadline_not_passed(&c.deadline, &at))
-                .unwrap_or(true);
-            crate::telemetry::events::correction_delivered(id, &e.destination, on_time);
-            writes.push((
-                key,
-                crate::store::to_bytes(&serde_json::json!({ "at": at })),
-            ));
-        }
+        let at = clock.now();
+        let mut writes = crate::ledger::acknowledgement_writes(&store, entries, at);
+        writes.extend(crate::corrections::acknowledgement_writes(
+            &store, entries, at,
+        ));
         writes
     })
 }
 
-fn deadline_not_passed(deadline: &str, at: &str) -> bool {
-    let parse = |s: &str| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-    };
-    matches!((parse(deadline), parse(at)), (Some(d), Some(a)) if a <= d)
-}
-
+/// The sharing, disclosure and public-notice rules, checked together.
 pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartError> {
-    let disclosure = crate::disclosure::DisclosureRules::load(&config.disclosure_rules_path())
-        .map_err(|e| StartError::Sharing(e.to_string()))?;
-    crate::sharing::Router::new(
-        &config.sharing_rules_path(),
-        disclosure,
+    crate::sharing::Router::load(
+        crate::sharing::RuleFiles {
+            sharing: &config.sharing_rules_path(),
+            disclosure: &config.disclosure_rules_path(),
+            notice: &config.public_notice_rules_path(),
+        },
         &config.destinations,
     )
     .map_err(|e| StartError::Sharing(e.to_string()))
@@ -152,10 +128,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config)?));
     let mappings = load_mappings(&config)?;
     let store = open_store(&config)?;
-    let (committer, handle) = Committer::start(store.clone()).map_err(|e| StartError::Storage {
-        path: config.storage.data_dir.display().to_string(),
-        message: e.to_string(),
-    })?;
     let exceptions = IdentifierExceptions::new(
         &config.validation.uscc_exceptions,
         &config.validation.resident_id_exceptions,
@@ -171,8 +143,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
         None => Arc::new(SystemClock),
     };
+    let (committer, handle) =
+        Committer::start(store.clone(), clock.clone()).map_err(|e| StartError::Storage {
+            path: config.storage.data_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
     let calendar = crate::calendar::SharedCalendar::new(load_calendar(&config)?);
-    let router = Arc::new(build_router(&config)?);
+    let router = crate::sharing::SharedRouter::new(build_router(&config)?);
     let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
         .map_err(StartError::Sharing)?;
     let destinations = config
@@ -224,7 +201,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             committer: handle.clone(),
             sharing: config.sharing.clone(),
             clock: clock.clone(),
-            on_delivered: Some(correction_acknowledger(store.clone(), clock.clone())),
+            on_delivered: Some(acknowledger(store.clone(), clock.clone())),
         };
         workers.push(tokio::spawn(worker.run(stop_rx.clone())));
     }
@@ -236,6 +213,15 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         webhook: config.corrections.alert_webhook.clone(),
     };
     workers.push(tokio::spawn(tracker.run(stop_rx.clone())));
+    let timers = crate::ledger::timers::Timers {
+        store: store.clone(),
+        committer: handle.clone(),
+        router: router.clone(),
+        exceptions: exceptions.clone(),
+        clock: clock.clone(),
+        interval: Duration::from_millis(config.lifecycle.check_interval_ms),
+    };
+    workers.push(tokio::spawn(timers.run(stop_rx.clone())));
     let app = Arc::new(App {
         calendar,
         router,
@@ -253,9 +239,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         api_listener,
         stop_rx,
     ));
-    let reload_config = config_for_reload(&app.config);
-    let reload_committer = handle_for_reload(&app);
-    let reload_calendar = app.calendar.clone();
+    let reload = Reload {
+        config: app.config.clone(),
+        tls: server_tls.clone(),
+        calendar: app.calendar.clone(),
+        committer: app.committer.clone(),
+        router: app.router.clone(),
+        store: store.clone(),
+        exceptions: app.exceptions.clone(),
+        clock: app.clock.clone(),
+    };
     drop(app);
     // Operator commands find a running gateway's admin endpoint here (its port may be ephemeral).
     if let Err(e) = std::fs::write(&addr_file, admin_addr.to_string()) {
@@ -265,16 +258,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(api = %api_addr, admin = %admin_addr, "credit-gateway ready");
     println!("credit-gateway ready: api=https://{api_addr} admin=http://{admin_addr}");
 
-    wait_for_signal(|| {
-        reload(
-            &reload_config,
-            &server_tls,
-            &reload_calendar,
-            &reload_committer,
-        )
-    })
-    .await;
-    drop(reload_committer);
+    wait_for_signal(|| reload.run()).await;
+    drop(reload);
     tracing::info!("shutting down: finishing in-flight requests");
     readiness.set(false);
     let _ = stop_tx.send(true);
@@ -308,64 +293,103 @@ fn server_tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, tls::
     )
 }
 
-fn config_for_reload(config: &Config) -> Config {
-    config.clone()
+/// What SIGHUP reloads: TLS material, the working-day calendar, and the sharing, disclosure and
+/// public-notice rules, each kept as it was when its files are broken. A rules change re-checks
+/// every stored record in the background, so platforms get the difference. Audited.
+struct Reload {
+    config: Config,
+    tls: Arc<tls::Reloadable>,
+    calendar: crate::calendar::SharedCalendar,
+    committer: crate::store::CommitterHandle,
+    router: crate::sharing::SharedRouter,
+    store: Store,
+    exceptions: IdentifierExceptions,
+    clock: SharedClock,
 }
 
-fn handle_for_reload(app: &App) -> crate::store::CommitterHandle {
-    app.committer.clone()
-}
-
-/// SIGHUP: rebuild the TLS configuration and the working-day calendar from their files; keep
-/// the old ones when the files are broken. Audited.
-fn reload(
-    config: &Config,
-    current: &tls::Reloadable,
-    calendar: &crate::calendar::SharedCalendar,
-    committer: &crate::store::CommitterHandle,
-) {
-    let result = server_tls_config(config);
-    let ok = result.is_ok();
-    match result {
-        Ok(new) => {
-            current.replace(new);
-            tracing::info!("TLS certificates, keys and revocation list reloaded (SIGHUP)");
+impl Reload {
+    fn run(&self) {
+        let config = &self.config;
+        let result = server_tls_config(config);
+        let ok = result.is_ok();
+        match result {
+            Ok(new) => {
+                self.tls.replace(new);
+                tracing::info!("TLS certificates, keys and revocation list reloaded (SIGHUP)");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
-        }
-    }
-    let calendar_years = match load_calendar(config) {
-        Ok(new) => {
-            let years = new.known_years();
-            calendar.replace(new);
-            tracing::info!(
-                first = years.start(),
-                last = years.end(),
-                "working-day calendar reloaded (SIGHUP)"
-            );
-            serde_json::json!([years.start(), years.end()])
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "calendar reload failed; the previous calendar stays in use");
-            serde_json::Value::Null
-        }
-    };
-    let committer = committer.clone();
-    tokio::spawn(async move {
-        let mut data = serde_json::Map::new();
-        data.insert("ok".into(), serde_json::Value::Bool(ok));
-        data.insert("calendar_years".into(), calendar_years);
-        let _ = committer
-            .apply(
-                "operator_tls_reload",
-                data,
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
+        let calendar_years = match load_calendar(config) {
+            Ok(new) => {
+                let years = new.known_years();
+                self.calendar.replace(new);
+                tracing::info!(
+                    first = years.start(),
+                    last = years.end(),
+                    "working-day calendar reloaded (SIGHUP)"
+                );
+                serde_json::json!([years.start(), years.end()])
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "calendar reload failed; the previous calendar stays in use");
+                serde_json::Value::Null
+            }
+        };
+        let previous_hash = self.router.current().rules_hash().to_string();
+        let rules = match build_router(config) {
+            Ok(new) => {
+                let hash = new.rules_hash().to_string();
+                self.router.replace(new);
+                tracing::info!(rules_hash = %hash, changed = hash != previous_hash, "sharing, disclosure and public-notice rules reloaded (SIGHUP)");
+                Some(hash)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rules reload failed; the previous rules stay in use");
+                None
+            }
+        };
+        let committer = self.committer.clone();
+        let recheck = rules.as_ref().filter(|h| **h != previous_hash).map(|_| {
+            (
+                self.store.clone(),
+                self.router.current(),
+                self.exceptions.clone(),
+                self.clock.clone(),
             )
-            .await;
-    });
+        });
+        tokio::spawn(async move {
+            let mut data = serde_json::Map::new();
+            data.insert("ok".into(), serde_json::Value::Bool(ok));
+            data.insert("calendar_years".into(), calendar_years);
+            data.insert("rules_hash".into(), serde_json::json!(rules));
+            let _ = committer
+                .apply(
+                    "operator_tls_reload",
+                    data,
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                )
+                .await;
+            if let Some((store, router, exceptions, clock)) = recheck {
+                let now = move || clock.now();
+                if let Err(e) = crate::ledger::recheck::recheck_all(
+                    store,
+                    committer,
+                    router,
+                    exceptions,
+                    now,
+                    "rules_reloaded",
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "re-checking stored records after the rules reload failed");
+                }
+            }
+        });
+    }
 }
 
 async fn wait_for_signal(mut on_hangup: impl FnMut()) {

@@ -10,6 +10,13 @@
 //! - [`record`]: the canonical record, the 13 categories (GD Art. 8) and their validation;
 //! - [`subject`]: credit subjects and their identifiers (USCC, resident ID, region codes);
 //! - [`archive`]: the per-subject credit archive with version history (GD Art. 9, LS Art. 14);
+//! - [`sharing`], [`disclosure`]: which platform may hold what, on which channel (GD Art. 6, LS
+//!   Arts. 24-27);
+//! - [`lifecycle`]: public-notice periods, retention and exit: until when (LS Arts. 20, 27; GD Art.
+//!   38);
+//! - [`ledger`]: the publication ledger: what each platform holds, withdrawals, timers;
+//! - [`corrections`]: corrections within three working days (GD Art. 31), on the [`calendar`];
+//! - [`outbox`], [`delivery`]: the durable queues and the senders;
 //! - [`audit`]: the tamper-evident hash chain of every exchange (GD Art. 12, LS Art. 43);
 //! - [`store`]: sled, its key layout, and the single group-commit writer;
 //! - [`config`], [`telemetry`], [`clock`]: operating the gateway.
@@ -26,6 +33,8 @@ pub mod delivery;
 pub mod disclosure;
 pub mod identity;
 pub mod ingest;
+pub mod ledger;
+pub mod lifecycle;
 pub mod mapping;
 pub mod outbox;
 pub mod record;

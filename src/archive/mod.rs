@@ -29,10 +29,17 @@ pub struct RecordHead {
     pub version: u32,
     pub content_hash: String,
     pub updated_at: String,
-    /// Every (platform, channel) a version of this record was queued for: corrections go to all
-    /// of them (GD Art. 31).
+    /// Written by releases before the publication ledger: every (platform, channel) a version
+    /// was queued for. Read once to seed a record's ledger; never written any more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared: Vec<(String, crate::disclosure::Channel)>,
+    /// When the record passed its retention (LS Art. 20): kept for audit, never shared again.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expired_at: Option<time::OffsetDateTime>,
 }
 
 /// One stored version of a record.
@@ -56,6 +63,51 @@ pub struct SubjectEntry {
     pub status: String,
     pub first_seen: String,
     pub updated_at: String,
+    /// The exit (or re-entry) in force: date, reason and who said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_change: Option<StandingChange>,
+}
+
+/// An exit from, or re-entry into, medical-insurance service (LS Art. 20).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StandingChange {
+    /// `left_service`, `death` or `reentered`.
+    pub reason: String,
+    /// The date it took effect (YYYY-MM-DD).
+    pub on: String,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+impl SubjectEntry {
+    pub fn is_exited(&self) -> bool {
+        self.status == EXITED
+    }
+}
+
+/// `SubjectEntry::status` of a subject that left medical-insurance service or died.
+pub const EXITED: &str = "exited";
+
+/// Key of a subject's entry.
+pub fn subject_key(archive_key: &str) -> String {
+    format!("sub/{archive_key}")
+}
+
+/// `exi/{archive_key}`: present while the subject is exited, so the writer knows every exited
+/// subject without scanning all subjects at start.
+pub fn exited_key(archive_key: &str) -> String {
+    format!("exi/{archive_key}")
+}
+
+/// Every exited subject's archive key.
+pub fn exited_subjects(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut out = std::collections::HashSet::new();
+    for item in store.raw().scan_prefix(b"exi/") {
+        let (k, _) = item?;
+        out.insert(String::from_utf8_lossy(&k[4..]).into_owned());
+    }
+    Ok(out)
 }
 
 /// What happened to one accepted record.
@@ -140,6 +192,7 @@ impl Staging {
                 .as_ref()
                 .map(|p| p.shared.clone())
                 .unwrap_or_default(),
+            expired_at: previous.as_ref().and_then(|p| p.expired_at),
         };
         let entry = Version {
             version,
@@ -182,24 +235,41 @@ impl Staging {
         ))
     }
 
-    /// Remember that this version was queued for a platform on a channel: corrections of the
-    /// record later go to every platform and channel that received it (GD Art. 31).
-    pub fn note_shared(
+    /// The head of a record as this group sees it.
+    pub fn head(
         &mut self,
-        record: &CanonicalRecord,
-        destination: &str,
-        channel: crate::disclosure::Channel,
-    ) {
-        let key = record_head_key(&record.source.agency, &record.source.record_id);
-        if let Some(head) = self.heads.get_mut(&key) {
-            if !head
-                .shared
-                .iter()
-                .any(|(d, c)| d == destination && *c == channel)
-            {
-                head.shared.push((destination.to_string(), channel));
-            }
+        store: &Store,
+        agency: &str,
+        record_id: &str,
+    ) -> Result<Option<RecordHead>, StoreError> {
+        let key = record_head_key(agency, record_id);
+        match self.heads.get(&key) {
+            Some(h) => Ok(Some(h.clone())),
+            None => store.get_json::<RecordHead>(&key),
         }
+    }
+
+    /// Mark a record expired (past its retention, LS Art. 20) once; its versions stay.
+    pub fn mark_expired(
+        &mut self,
+        store: &Store,
+        agency: &str,
+        record_id: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let key = record_head_key(agency, record_id);
+        let Some(mut head) = self.head(store, agency, record_id)? else {
+            return Ok(());
+        };
+        if head.expired_at.is_some() {
+            return Ok(());
+        }
+        head.expired_at = Some(at);
+        if !self.heads.contains_key(&key) {
+            self.dirty.push(key.clone());
+        }
+        self.heads.insert(key, head);
+        Ok(())
     }
 
     /// Every write of the group: versions, subjects, then the final state of each changed head.
@@ -244,6 +314,7 @@ impl Staging {
                 status: "active".into(),
                 first_seen: now.to_string(),
                 updated_at: now.to_string(),
+                standing_change: None,
             },
         };
         self.writes.push((sub_key.clone(), to_bytes(&entry)));
@@ -266,6 +337,12 @@ pub struct RecordHistory {
     pub agency: String,
     pub record_id: String,
     pub current_version: u32,
+    /// Past its retention (LS Art. 20): kept for audit, shared nowhere.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expired_at: Option<time::OffsetDateTime>,
     pub versions: Vec<Version>,
 }
 
@@ -298,9 +375,15 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
                 agency: agency.to_string(),
                 record_id: record_id.to_string(),
                 current_version: version.version,
+                expired_at: None,
                 versions: vec![version],
             }),
         }
+    }
+    for history in categories.values_mut().flatten() {
+        history.expired_at = store
+            .get_json::<RecordHead>(&record_head_key(&history.agency, &history.record_id))?
+            .and_then(|h| h.expired_at);
     }
     Ok(Some(SubjectArchive {
         subject,
@@ -309,21 +392,51 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
     }))
 }
 
-/// Number of stored record versions (for `archive stats` and the benchmark).
-pub fn count_versions(store: &Store) -> usize {
-    store.raw().scan_prefix(b"arc/").count()
+/// The (agency, record id) of every record in a subject's archive, from the keys alone.
+pub fn records_of(store: &Store, archive_key: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in store
+        .raw()
+        .scan_prefix(format!("arc/{archive_key}{SEP}").as_bytes())
+        .keys()
+    {
+        let k = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let parts: Vec<&str> = key.split(SEP).collect();
+        if let (Some(agency), Some(record_id)) = (parts.get(2), parts.get(3)) {
+            if out
+                .last()
+                .is_none_or(|(a, r)| a != agency || r != record_id)
+            {
+                out.push((agency.to_string(), record_id.to_string()));
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// The (destination, channel) pairs a record was shared with.
-pub fn shared_with(
+/// The latest version of a record, with its head.
+pub fn current_version(
     store: &Store,
     agency: &str,
     record_id: &str,
-) -> Result<Vec<(String, crate::disclosure::Channel)>, StoreError> {
-    Ok(store
-        .get_json::<RecordHead>(&record_head_key(agency, record_id))?
-        .map(|h| h.shared)
-        .unwrap_or_default())
+) -> Result<Option<(RecordHead, Version)>, StoreError> {
+    let Some(head) = store.get_json::<RecordHead>(&record_head_key(agency, record_id))? else {
+        return Ok(None);
+    };
+    let key = version_key(
+        &head.subject,
+        head.category,
+        agency,
+        record_id,
+        head.version,
+    );
+    Ok(store.get_json::<Version>(&key)?.map(|v| (head, v)))
+}
+
+/// Number of stored record versions (for `archive stats` and the benchmark).
+pub fn count_versions(store: &Store) -> usize {
+    store.raw().scan_prefix(b"arc/").count()
 }
 
 pub fn record_head_key(agency: &str, record_id: &str) -> String {

@@ -41,7 +41,10 @@ pub(super) fn record_offline(store: &crate::store::Store, command: &str) {
     else {
         return;
     };
-    let Ok((committer, handle)) = crate::store::Committer::start(store.clone()) else {
+    let Ok((committer, handle)) = crate::store::Committer::start(
+        store.clone(),
+        std::sync::Arc::new(crate::clock::SystemClock),
+    ) else {
         return;
     };
     let _ = rt.block_on(crate::outbox::ops::audit_command(

@@ -128,7 +128,11 @@ async fn outbox_local(
     use crate::outbox::ops;
     let dests: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
     let e = |e: crate::store::StoreError| e.to_string();
-    let (committer, handle) = crate::store::Committer::start(store.clone()).map_err(e)?;
+    let (committer, handle) = crate::store::Committer::start(
+        store.clone(),
+        std::sync::Arc::new(crate::clock::SystemClock),
+    )
+    .map_err(e)?;
     let out = match cmd {
         OutboxCommand::List {
             destination,

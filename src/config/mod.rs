@@ -44,6 +44,7 @@ pub struct Config {
     pub agencies: Vec<AgencyConfig>,
     pub sharing: SharingConfig,
     pub corrections: CorrectionsConfig,
+    pub lifecycle: LifecycleConfig,
     /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -57,6 +58,9 @@ pub struct SharingConfig {
     /// The disclosure filter per channel, LS Arts. 24-27 (default `<mappings.dir>/rules/disclosure.toml`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disclosure: Option<PathBuf>,
+    /// Public-notice periods, severity and retention (default `<mappings.dir>/rules/public-notice.toml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_notice: Option<PathBuf>,
     /// First retry delay; doubles on every failure (with jitter) up to `retry_max_ms`.
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
@@ -88,6 +92,22 @@ pub struct CorrectionsConfig {
     /// TESTS ONLY: the clock is set by hand through `POST /dangerous/clock?set=RFC3339` on the
     /// admin port instead of following the system clock.
     pub dangerous_manual_clock: bool,
+}
+
+/// The legal life of shared records: public-notice periods, retention, exit (publication ledger).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// How often due timers (ends of notice periods and retention) are fired.
+    pub check_interval_ms: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: 60_000,
+        }
+    }
 }
 
 impl Default for CorrectionsConfig {
@@ -166,6 +186,7 @@ impl Default for SharingConfig {
         Self {
             rules: None,
             disclosure: None,
+            public_notice: None,
             retry_base_ms: 500,
             retry_max_ms: 60_000,
             request_timeout_ms: 10_000,
@@ -400,6 +421,7 @@ impl Default for Config {
             agencies: default_agencies(),
             sharing: SharingConfig::default(),
             corrections: CorrectionsConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             destinations: default_destinations(),
         }
     }
@@ -634,6 +656,13 @@ impl Config {
             .disclosure
             .clone()
             .unwrap_or_else(|| self.mappings.dir.join("rules").join("disclosure.toml"))
+    }
+
+    pub fn public_notice_rules_path(&self) -> PathBuf {
+        self.sharing
+            .public_notice
+            .clone()
+            .unwrap_or_else(|| self.mappings.dir.join("rules").join("public-notice.toml"))
     }
 
     pub fn calendar_dir(&self) -> PathBuf {

@@ -55,7 +55,9 @@ pub struct Correction {
     pub reason: String,
     pub found_at: String,
     pub received_at: String,
-    pub deadline: String,
+    /// GD Art. 31's deadline; none for outside information forwarded to the medical-insurance
+    /// platform (the three working days bind the medical-insurance side's own information).
+    pub deadline: Option<String>,
     /// Platforms it must reach.
     pub destinations: Vec<String>,
     /// `along_chain` (to the credit platforms) or `to_medical_insurance` (outside information).
@@ -70,6 +72,8 @@ pub enum State {
     Overdue,
     DeliveredOnTime,
     DeliveredLate,
+    /// Forwarded outside information (no deadline), acknowledged by every platform.
+    Delivered,
 }
 
 impl State {
@@ -101,7 +105,14 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 
 /// The state of a correction at `now`.
 pub fn state_of(c: &Correction, delivered: &Map<String, Value>, now: OffsetDateTime) -> State {
-    let deadline = parse_time(&c.deadline).unwrap_or(now);
+    let all_delivered = c.destinations.iter().all(|d| delivered.contains_key(d));
+    let Some(deadline) = c.deadline.as_deref().and_then(parse_time) else {
+        return if all_delivered {
+            State::Delivered
+        } else {
+            State::Pending
+        };
+    };
     let times: Vec<OffsetDateTime> = c
         .destinations
         .iter()
@@ -139,6 +150,8 @@ pub fn list(
         }
     }
     out.sort_by(|a, b| a.correction.deadline.cmp(&b.correction.deadline));
+    // Forwarded outside information has no deadline: after every deadline.
+    out.sort_by_key(|s| s.correction.deadline.is_none());
     Ok(out)
 }
 
@@ -160,6 +173,39 @@ pub fn status_of(store: &Store, c: Correction, now: OffsetDateTime) -> Result<St
     })
 }
 
+/// Writes that record when a platform first acknowledged correction shares: one `cod/` key per
+/// (correction, platform), never overwritten, so the state says whether it arrived on time.
+pub fn acknowledgement_writes(
+    store: &Store,
+    entries: &[crate::outbox::Entry],
+    at: OffsetDateTime,
+) -> Vec<(String, Vec<u8>)> {
+    let at_text = crate::clock::rfc3339(at.to_offset(crate::calendar::CHINA_OFFSET));
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    for e in entries {
+        let Some(id) = &e.correction_id else { continue };
+        let key = delivered_key(id, &e.destination);
+        if writes.iter().any(|(k, _)| *k == key)
+            || store.raw().get(key.as_bytes()).ok().flatten().is_some()
+        {
+            continue;
+        }
+        let on_time = store
+            .get_json::<Correction>(&correction_key(id))
+            .ok()
+            .flatten()
+            .and_then(|c| c.deadline)
+            .and_then(|d| parse_time(&d))
+            .is_none_or(|d| at <= d);
+        crate::telemetry::events::correction_delivered(id, &e.destination, on_time);
+        writes.push((
+            key,
+            crate::store::to_bytes(&serde_json::json!({ "at": at_text })),
+        ));
+    }
+    writes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +221,7 @@ mod tests {
             reason: "".into(),
             found_at: "2025-03-14T10:00:00+08:00".into(),
             received_at: "2025-03-14T10:00:00+08:00".into(),
-            deadline: deadline.into(),
+            deadline: Some(deadline.into()),
             destinations: dests.iter().map(|s| s.to_string()).collect(),
             direction: "along_chain".into(),
         }

@@ -5,14 +5,19 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::{Correction, CorrectionKind};
-use crate::archive::{self, RecordHead, Version};
+use crate::archive;
 use crate::calendar::{Calendar, CalendarError};
 use crate::clock::rfc3339;
 use crate::config::{DestinationConfig, DestinationRole};
-use crate::disclosure::{self, Channel, Decision, DisclosureRules};
+use crate::disclosure::Channel;
+use crate::ledger::CorrectionMark;
+use crate::outbox::{self, Entry, Kind};
 use crate::record::{validate_owned, CanonicalRecord, FieldError, ValidationContext};
-use crate::sharing::PlannedShare;
-use crate::store::{Store, SEP};
+use crate::sharing::{Plan, Router};
+use crate::store::Store;
+
+/// How far an agency's clock may run ahead of the gateway's before `found_at` is refused.
+const FOUND_AT_SKEW: time::Duration = time::Duration::minutes(5);
 
 /// `POST /v1/corrections` body.
 #[derive(Debug, Deserialize)]
@@ -50,6 +55,8 @@ pub enum CorrectionError {
     Invalid(Vec<FieldError>),
     #[error("found_at must be an RFC 3339 time, e.g. 2025-03-14T10:00:00+08:00")]
     BadFoundAt,
+    #[error("found_at lies in the future: a problem cannot be found after the correction is sent (GD Art. 31 counts from its discovery)")]
+    FoundAtInFuture,
     #[error("{0}")]
     Calendar(#[from] CalendarError),
     #[error("a correction with a whole record must keep its source agency and record id")]
@@ -62,7 +69,7 @@ pub enum CorrectionError {
 pub struct Context<'a> {
     pub store: &'a Store,
     pub calendar: &'a Calendar,
-    pub disclosure: &'a DisclosureRules,
+    pub router: &'a Router,
     pub destinations: &'a [DestinationConfig],
     pub validation: ValidationContext,
     pub medical_insurance_agencies: &'a [String],
@@ -70,12 +77,24 @@ pub struct Context<'a> {
     pub now: OffsetDateTime,
 }
 
+/// A correction ready for the writer.
+pub struct Prepared {
+    pub correction: Correction,
+    pub record: CanonicalRecord,
+    /// What the credit platforms may hold of the corrected record now (the ledger sends the
+    /// difference as correction shares and withdrawals).
+    pub plan: Plan,
+    pub mark: CorrectionMark,
+    /// Outside information: the corrected record for the medical-insurance platform.
+    pub forward: Vec<Entry>,
+}
+
 pub fn prepare(
     ctx: Context<'_>,
     caller: &str,
     may_correct_any: bool,
     req: Request,
-) -> Result<(Correction, CanonicalRecord, Vec<PlannedShare>), CorrectionError> {
+) -> Result<Prepared, CorrectionError> {
     let agency = req.agency.clone().unwrap_or_else(|| caller.to_string());
     if agency != caller && !may_correct_any {
         return Err(CorrectionError::NotAllowed);
@@ -85,21 +104,7 @@ pub fn prepare(
         record_id: req.record_id.clone(),
     };
     let storage = |e: crate::store::StoreError| CorrectionError::Storage(e.to_string());
-    let head: RecordHead = ctx
-        .store
-        .get_json(&archive::record_head_key(&agency, &req.record_id))
-        .map_err(storage)?
-        .ok_or_else(not_found)?;
-    let version_key = format!(
-        "arc/{}{SEP}{:02}{SEP}{agency}{SEP}{}{SEP}{:010}",
-        head.subject,
-        head.category.number(),
-        req.record_id,
-        head.version
-    );
-    let current: Version = ctx
-        .store
-        .get_json(&version_key)
+    let (head, current) = archive::current_version(ctx.store, &agency, &req.record_id)
         .map_err(storage)?
         .ok_or_else(not_found)?;
     let found_at = match &req.found_at {
@@ -107,53 +112,41 @@ pub fn prepare(
         Some(s) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map_err(|_| CorrectionError::BadFoundAt)?,
     };
-    let deadline = ctx.calendar.deadline(found_at, ctx.working_days)?;
+    if found_at > ctx.now + FOUND_AT_SKEW {
+        return Err(CorrectionError::FoundAtInFuture);
+    }
+    let along_chain = ctx.medical_insurance_agencies.contains(&agency);
+    // GD Art. 31 sets the three working days for the medical-insurance side's own information;
+    // outside information is forwarded to the medical-insurance platform without that deadline.
+    let deadline = if along_chain {
+        Some(ctx.calendar.deadline(found_at, ctx.working_days)?)
+    } else {
+        None
+    };
     let current_json: Value = serde_json::from_str(current.record.get())
         .map_err(|e| CorrectionError::Storage(e.to_string()))?;
     let corrected = corrected_json(current_json, &req)?;
     let validation = ValidationContext {
         authenticated_agency: Some(agency.clone()),
-        ..ctx.validation
+        ..ctx.validation.clone()
     };
     let record = validate_owned(corrected, &validation).map_err(CorrectionError::Invalid)?;
     if record.source.agency != agency || record.source.record_id != req.record_id {
         return Err(CorrectionError::IdentityChanged);
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let along_chain = ctx.medical_insurance_agencies.contains(&agency);
-    let targets: Vec<(String, Channel)> = if along_chain {
-        archive::shared_with(ctx.store, &agency, &req.record_id).map_err(storage)?
-    } else {
-        ctx.destinations
-            .iter()
-            .filter(|d| d.role == DestinationRole::MedicalInsurancePlatform)
-            .map(|d| (d.id.clone(), Channel::GovShare))
-            .collect()
-    };
+    let standing =
+        crate::ledger::recheck::standing_of(ctx.store, &head.subject).map_err(storage)?;
+    let plan = ctx.router.plan(&record, standing, ctx.now);
     let marker =
         json!({"id": id, "kind": req.kind, "reason": req.reason.clone().unwrap_or_default()});
-    let shares = targets
-        .iter()
-        .map(|(dest, channel)| {
-            let mut payload = match disclosure::filter(&record, *channel, ctx.disclosure) {
-                Decision::Share { record, .. } => record,
-                // The platform had it, but must no longer show it on this channel: withdraw it.
-                Decision::Withheld { .. } => json!({
-                    "category": record.category.code(),
-                    "source": {"agency": record.source.agency, "record_id": record.source.record_id, "region": record.source.region.as_str()},
-                    "withdrawn": true,
-                }),
-            };
-            payload["correction"] = marker.clone();
-            let payload = serde_json::value::to_raw_value(&payload).map_err(|e| CorrectionError::Storage(e.to_string()))?;
-            Ok(PlannedShare { destination: dest.clone(), channel: *channel, rule: "correction".into(), payload })
-        })
-        .collect::<Result<Vec<_>, CorrectionError>>()?;
-    let mut destinations: Vec<String> = targets.into_iter().map(|(d, _)| d).collect();
-    destinations.sort();
-    destinations.dedup();
+    let forward = if along_chain {
+        Vec::new()
+    } else {
+        forward_entries(&ctx, &record, &id, &marker)?
+    };
     let correction = Correction {
-        id,
+        id: id.clone(),
         kind: req.kind,
         agency,
         record_id: req.record_id,
@@ -162,15 +155,64 @@ pub fn prepare(
         reason: req.reason.unwrap_or_default(),
         found_at: rfc3339(found_at.to_offset(crate::calendar::CHINA_OFFSET)),
         received_at: rfc3339(ctx.now.to_offset(crate::calendar::CHINA_OFFSET)),
-        deadline: rfc3339(deadline),
-        destinations,
+        deadline: deadline.map(rfc3339),
+        destinations: Vec::new(),
         direction: if along_chain {
             "along_chain".into()
         } else {
             "to_medical_insurance".into()
         },
     };
-    Ok((correction, record, shares))
+    Ok(Prepared {
+        correction,
+        record,
+        plan,
+        mark: CorrectionMark { id, marker },
+        forward,
+    })
+}
+
+/// The corrected record for every medical-insurance platform (GD Art. 31, second clause): the
+/// whole canonical record, so the platform can apply it to its own archive. The medical-insurance
+/// department is the credit manager itself, not a disclosure channel, so no channel filter
+/// applies; the receiver must not disclose it further.
+fn forward_entries(
+    ctx: &Context<'_>,
+    record: &CanonicalRecord,
+    id: &str,
+    marker: &Value,
+) -> Result<Vec<Entry>, CorrectionError> {
+    let mut payload = record.to_json();
+    payload["correction"] = marker.clone();
+    let payload = serde_json::value::to_raw_value(&payload)
+        .map_err(|e| CorrectionError::Storage(e.to_string()))?;
+    Ok(ctx
+        .destinations
+        .iter()
+        .filter(|d| d.role == DestinationRole::MedicalInsurancePlatform)
+        .map(|d| Entry {
+            idempotency_key: outbox::idempotency_key(
+                &d.id,
+                &record.source.agency,
+                &record.source.record_id,
+                0,
+                Channel::GovShare,
+                Kind::Correction,
+                id,
+            ),
+            destination: d.id.clone(),
+            channel: Channel::GovShare,
+            kind: Kind::Correction,
+            agency: record.source.agency.clone(),
+            record_id: record.source.record_id.clone(),
+            version: 0,
+            rule: "correction-forward".into(),
+            enqueued_at: rfc3339(ctx.now.to_offset(crate::calendar::CHINA_OFFSET)),
+            enqueued_unix: ctx.now.unix_timestamp(),
+            correction_id: Some(id.to_string()),
+            payload: payload.clone(),
+        })
+        .collect())
 }
 
 fn corrected_json(mut current: Value, req: &Request) -> Result<Value, CorrectionError> {

@@ -62,26 +62,25 @@ impl Tracker {
             match status.state {
                 State::Pending => {
                     pending += 1;
-                    let deadline = super::parse_time(&c.deadline);
-                    if let Some(d) = deadline {
+                    let deadline = c.deadline.as_deref().and_then(super::parse_time);
+                    if let (Some(d), Some(text)) = (deadline, c.deadline.as_deref()) {
                         let left = (d - now).whole_seconds();
                         nearest = Some(nearest.map_or(left, |n: i64| n.min(left)));
                         let days_left = calendar.working_days_left(now, d).unwrap_or(0);
                         if days_left < 1 && warned.insert(c.id.clone()) {
-                            tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %c.deadline, "correction has less than one working day left (GD Art. 31)");
+                            tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %text, "correction has less than one working day left (GD Art. 31)");
                             metrics::counter!("gateway_correction_deadline_warnings_total")
                                 .increment(1);
-                            self.alert("deadline_near", &c.id, &c.record_id, &c.deadline)
-                                .await;
+                            self.alert("deadline_near", &c.id, &c.record_id, text).await;
                         }
                     }
                 }
                 State::Overdue => {
                     overdue += 1;
                     if overdue_warned.insert(c.id.clone()) {
-                        tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %c.deadline, "correction is overdue (GD Art. 31: three working days)");
-                        self.alert("overdue", &c.id, &c.record_id, &c.deadline)
-                            .await;
+                        let text = c.deadline.as_deref().unwrap_or("");
+                        tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %text, "correction is overdue (GD Art. 31: three working days)");
+                        self.alert("overdue", &c.id, &c.record_id, text).await;
                     }
                 }
                 _ => {}

@@ -18,7 +18,7 @@
 
 mod rules;
 
-pub use rules::{ChannelRules, DisclosureRules, RulesError};
+pub use rules::{ChannelRules, DisclosureRules, RulesError, BUILTIN as BUILTIN_RULES};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

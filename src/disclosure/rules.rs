@@ -44,7 +44,8 @@ pub struct ChannelRules {
     pub scan_personal_data: bool,
 }
 
-const BUILTIN: &str = include_str!("../../mappings/rules/disclosure.toml");
+/// The shipped rules, used when the configured file does not exist.
+pub const BUILTIN: &str = include_str!("../../mappings/rules/disclosure.toml");
 
 impl DisclosureRules {
     pub fn parse(path: &str, text: &str) -> Result<Self, RulesError> {

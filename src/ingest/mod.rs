@@ -47,7 +47,8 @@ pub struct App {
     pub committer: CommitterHandle,
     pub exceptions: IdentifierExceptions,
     pub clock: SharedClock,
-    pub router: Arc<crate::sharing::Router>,
+    /// The sharing, disclosure and public-notice rules in force (replaced on SIGHUP).
+    pub router: crate::sharing::SharedRouter,
     pub calendar: crate::calendar::SharedCalendar,
 }
 

@@ -56,6 +56,14 @@ pub enum ApiError {
     StorageUnavailable,
     #[error("the gateway is shutting down; send it again")]
     ShuttingDown,
+    #[error(
+        "only the medical-insurance platform may mark a subject exited or re-entered (LS Art. 20)"
+    )]
+    StandingNotAllowed,
+    #[error("{0}")]
+    StandingUnchanged(String),
+    #[error("{0}")]
+    InvalidQuery(String),
     /// The operator's to fix: the deadline needs a year the working-day calendar does not have.
     #[error("the gateway's working-day calendar does not cover {0} yet, so no deadline can be set; nothing was stored: send the correction again once the operator has added the year")]
     CalendarYearMissing(i32),
@@ -67,13 +75,16 @@ impl ApiError {
             Self::UnknownAgency
             | Self::MappingNotAllowed(_)
             | Self::ArchiveNotAllowed
-            | Self::CorrectionNotAllowed => StatusCode::FORBIDDEN,
+            | Self::CorrectionNotAllowed
+            | Self::StandingNotAllowed => StatusCode::FORBIDDEN,
+            Self::StandingUnchanged(_) => StatusCode::CONFLICT,
             Self::InvalidCorrection(_) | Self::BadCorrection(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingMapping
             | Self::Document(_)
             | Self::BodyRead(_)
             | Self::UnknownIdType(_)
-            | Self::InvalidSubjectId(_) => StatusCode::BAD_REQUEST,
+            | Self::InvalidSubjectId(_)
+            | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::UnknownMapping(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,6 +129,9 @@ impl ApiError {
             Self::StorageUnavailable => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::CalendarYearMissing(_) => "calendar_year_missing",
+            Self::StandingNotAllowed => "standing_not_allowed",
+            Self::StandingUnchanged(_) => "standing_unchanged",
+            Self::InvalidQuery(_) => "invalid_query",
         }
     }
 
@@ -208,7 +222,10 @@ mod tests {
                 | ApiError::MethodNotAllowed
                 | ApiError::StorageUnavailable
                 | ApiError::ShuttingDown
-                | ApiError::CalendarYearMissing(_) => {}
+                | ApiError::CalendarYearMissing(_)
+                | ApiError::StandingNotAllowed
+                | ApiError::StandingUnchanged(_)
+                | ApiError::InvalidQuery(_) => {}
             }
         }
         let doc = |e: ParseError| ApiError::Document(e);
@@ -253,6 +270,9 @@ mod tests {
             ApiError::StorageUnavailable,
             ApiError::ShuttingDown,
             ApiError::CalendarYearMissing(2027),
+            ApiError::StandingNotAllowed,
+            ApiError::StandingUnchanged("x".into()),
+            ApiError::InvalidQuery("x".into()),
         ];
         all.iter().for_each(listed);
         all

@@ -74,6 +74,19 @@ async fn route(
         (_, ["v1", "records"]) => Err(ApiError::MethodNotAllowed),
         (&Method::GET, ["v1", "receipts", id]) => receipt(app, &agency, id),
         (&Method::GET, ["v1", "subjects", id_type, id]) => subject(app, &agency, id_type, id),
+        (&Method::POST, ["v1", "subjects", id_type, id, action @ ("exit" | "reentry")]) => {
+            change_standing(app, &agency, id_type, id, action == &"exit", req).await
+        }
+        (&Method::GET, ["v1", "ledger", "records", agency_id, record_id]) => ledger_record(
+            app,
+            &agency,
+            agency_id,
+            record_id,
+            req.uri().query().unwrap_or(""),
+        ),
+        (&Method::GET, ["v1", "ledger", "subjects", id_type, id]) => {
+            ledger_subject(app, &agency, id_type, id, req.uri().query().unwrap_or(""))
+        }
         (&Method::GET, ["v1", "mappings"]) => Ok(mappings(app, &agency)),
         (&Method::POST, ["v1", "corrections"]) => post_correction(app, &agency, req).await,
         (&Method::GET, ["v1", "corrections"]) => {
@@ -108,7 +121,8 @@ async fn push_records(
         authenticated_agency: Some(agency.id.clone()),
     };
     let mapping_owned: Mapping = mapping.clone();
-    let router = app.router.clone();
+    let router = app.router.current();
+    let now = app.clock.now();
     let body_for_map = body.clone();
     let (total, accepted, rejected, filter) = tokio::task::spawn_blocking(move || {
         let normalized = mapping_owned.normalize(&body_for_map, &ctx)?;
@@ -119,12 +133,12 @@ async fn push_records(
         for n in normalized {
             match n.outcome {
                 Ok(record) => {
-                    let shares = router.plan(&record, &mut filter);
+                    let plan = router.plan_reported(&record, now, &mut filter);
                     accepted.push(AcceptedInput {
                         canonical: record.canonical_bytes(),
                         index: n.index,
                         record,
-                        shares,
+                        plan,
                     });
                 }
                 Err(rejection) => rejected.push(rejection),
@@ -245,7 +259,7 @@ async fn post_correction(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     use crate::corrections::request::{
-        prepare, Context, CorrectionError, Request as CorrectionRequest,
+        prepare, Context, CorrectionError, Prepared, Request as CorrectionRequest,
     };
     agency.check_rate().map_err(ApiError::RateLimited)?;
     if !req
@@ -268,10 +282,11 @@ async fn post_correction(
         })
     })?;
     let calendar = app.calendar.current();
+    let router = app.router.current();
     let ctx = Context {
         store: &app.store,
         calendar: &calendar,
-        disclosure: app.router.disclosure(),
+        router: &router,
         destinations: &app.config.destinations,
         validation: ValidationContext {
             exceptions: app.exceptions.clone(),
@@ -281,29 +296,35 @@ async fn post_correction(
         working_days: app.config.corrections.working_days,
         now: app.clock.now(),
     };
-    let (correction, record, shares) = prepare(ctx, &agency.id, agency.read_archive, request)
-        .map_err(|e| match e {
-            CorrectionError::NotFound { .. } => ApiError::NotFound("record"),
-            CorrectionError::NotAllowed => ApiError::CorrectionNotAllowed,
-            CorrectionError::Invalid(errs) => {
-                ApiError::InvalidCorrection(errs.into_iter().map(|e| (e.field, e.reason)).collect())
-            }
-            CorrectionError::Storage(_) => ApiError::StorageUnavailable,
-            CorrectionError::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
-                events::calendar_year_missing(date.year());
-                ApiError::CalendarYearMissing(date.year())
-            }
-            other => ApiError::BadCorrection(other.to_string()),
-        })?;
+    let prepared = prepare(ctx, &agency.id, agency.read_archive, request).map_err(|e| match e {
+        CorrectionError::NotFound { .. } => ApiError::NotFound("record"),
+        CorrectionError::NotAllowed => ApiError::CorrectionNotAllowed,
+        CorrectionError::Invalid(errs) => {
+            ApiError::InvalidCorrection(errs.into_iter().map(|e| (e.field, e.reason)).collect())
+        }
+        CorrectionError::Storage(_) => ApiError::StorageUnavailable,
+        CorrectionError::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
+            events::calendar_year_missing(date.year());
+            ApiError::CalendarYearMissing(date.year())
+        }
+        other => ApiError::BadCorrection(other.to_string()),
+    })?;
+    let Prepared {
+        correction,
+        record,
+        plan,
+        mark,
+        forward,
+    } = prepared;
     let (stored, audit) = app
         .committer
-        .correct(correction, record, shares)
+        .correct(correction, record, plan, mark, forward)
         .await
         .map_err(|_| ApiError::StorageUnavailable)?;
     events::correction_received(
         &stored.id,
         &stored.record_id,
-        &stored.deadline,
+        stored.deadline.as_deref().unwrap_or("none"),
         stored.destinations.len(),
     );
     let status = crate::corrections::status_of(&app.store, stored, app.clock.now())
@@ -360,8 +381,10 @@ fn subject(app: &App, agency: &Agency, id_type: &str, id: &str) -> Result<Resp, 
     let id = percent_decode(id);
     let subject_id = SubjectId::parse(id_type, &id, &app.exceptions)
         .map_err(|e| ApiError::InvalidSubjectId(e.to_string()))?;
+    // LS Art. 20: an exited subject's archive is removed from view until it re-enters.
     let archive = crate::archive::read_subject(&app.store, &subject_id)
-        .map_err(|_| ApiError::StorageUnavailable)?;
+        .map_err(|_| ApiError::StorageUnavailable)?
+        .filter(|a| !a.subject.is_exited());
     events::archive_read(&agency.id, archive.is_some());
     match archive {
         Some(a) => Ok(json_response(
@@ -370,6 +393,178 @@ fn subject(app: &App, agency: &Agency, id_type: &str, id: &str) -> Result<Resp, 
         )),
         None => Err(ApiError::NotFound("subject")),
     }
+}
+
+/// The subject identifier in a path, parsed.
+fn subject_id(app: &App, id_type: &str, id: &str) -> Result<SubjectId, ApiError> {
+    let id_type =
+        IdType::from_code(id_type).ok_or_else(|| ApiError::UnknownIdType(id_type.to_string()))?;
+    let id = percent_decode(id);
+    SubjectId::parse(id_type, &id, &app.exceptions)
+        .map_err(|e| ApiError::InvalidSubjectId(e.to_string()))
+}
+
+fn as_of(app: &App, query: &str) -> Result<time::OffsetDateTime, ApiError> {
+    match query_param(query, "as_of") {
+        None => Ok(app.clock.now()),
+        Some(s) => crate::ledger::query::parse_as_of(&s).map_err(ApiError::InvalidQuery),
+    }
+}
+
+/// What each platform holds (or held at `as_of`) of one record: agencies with archive reads, and
+/// the agency that provided the record.
+fn ledger_record(
+    app: &App,
+    agency: &Agency,
+    agency_id: &str,
+    record_id: &str,
+    query: &str,
+) -> Result<Resp, ApiError> {
+    let (agency_id, record_id) = (percent_decode(agency_id), percent_decode(record_id));
+    if !agency.read_archive && agency.id != agency_id {
+        return Err(ApiError::ArchiveNotAllowed);
+    }
+    let at = as_of(app, query)?;
+    let destination = query_param(query, "destination");
+    let found = crate::ledger::query::record(
+        &app.store,
+        &agency_id,
+        &record_id,
+        at,
+        destination.as_deref(),
+    )
+    .map_err(|_| ApiError::StorageUnavailable)?
+    .ok_or(ApiError::NotFound("record"))?;
+    Ok(json_response(StatusCode::OK, &found))
+}
+
+/// What each platform holds (or held at `as_of`) of every record of a subject.
+fn ledger_subject(
+    app: &App,
+    agency: &Agency,
+    id_type: &str,
+    id: &str,
+    query: &str,
+) -> Result<Resp, ApiError> {
+    if !agency.read_archive {
+        return Err(ApiError::ArchiveNotAllowed);
+    }
+    let subject = subject_id(app, id_type, id)?;
+    let at = as_of(app, query)?;
+    let destination = query_param(query, "destination");
+    let found = crate::ledger::query::subject(
+        &app.store,
+        &subject.archive_key(),
+        at,
+        destination.as_deref(),
+    )
+    .map_err(|_| ApiError::StorageUnavailable)?
+    .ok_or(ApiError::NotFound("subject"))?;
+    Ok(json_response(StatusCode::OK, &found))
+}
+
+/// `POST /v1/subjects/{id_type}/{id}/exit` and `/reentry` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandingRequest {
+    /// Exit: `left_service` (退出医保服务) or `death`. Not given for re-entry.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The date it took effect, YYYY-MM-DD.
+    pub on: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// LS Art. 20: a subject that leaves medical-insurance service or dies is removed from view and
+/// from every platform; if it becomes a subject again, its information returns.
+async fn change_standing(
+    app: &App,
+    agency: &Agency,
+    id_type: &str,
+    id: &str,
+    exit: bool,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    if !app
+        .config
+        .corrections
+        .medical_insurance_agencies
+        .contains(&agency.id)
+    {
+        return Err(ApiError::StandingNotAllowed);
+    }
+    let subject = subject_id(app, id_type, id)?;
+    let body = read_body(app, req).await?;
+    let request: StandingRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::Document(crate::mapping::ParseError::Syntax {
+            format: "JSON",
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+    })?;
+    let change = standing_change(exit, request, &agency.id).map_err(ApiError::InvalidQuery)?;
+    let reason = change.reason.clone();
+    let queued = crate::ledger::recheck::change_standing(
+        app.store.clone(),
+        &app.committer,
+        app.router.current(),
+        app.exceptions.clone(),
+        subject.archive_key(),
+        exit,
+        change,
+        app.clock.now(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::ledger::recheck::StandingError::NotFound => ApiError::NotFound("subject"),
+        crate::ledger::recheck::StandingError::Already(_) => {
+            ApiError::StandingUnchanged(e.to_string())
+        }
+        crate::ledger::recheck::StandingError::Storage(_) => ApiError::StorageUnavailable,
+    })?;
+    events::ledger_changed(
+        if exit {
+            "subject_exited"
+        } else {
+            "subject_reentered"
+        },
+        &queued,
+    );
+    let withdrawals = queued
+        .iter()
+        .filter(|q| q.action == crate::ledger::Action::Withdraw)
+        .count();
+    events::subject_standing_changed(exit, &reason, withdrawals, queued.len() - withdrawals);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": if exit { "exited" } else { "active" }, "reason": reason, "changes": queued}),
+    ))
+}
+
+/// Check a standing request: an exit names why (LS Art. 20: 退出医保服务 or death), every change
+/// its date.
+pub fn standing_change(
+    exit: bool,
+    request: StandingRequest,
+    by: &str,
+) -> Result<crate::archive::StandingChange, String> {
+    if crate::record::parse_date(&request.on).is_none() {
+        return Err("on must be the date it took effect, YYYY-MM-DD".into());
+    }
+    let reason = match (exit, request.reason.as_deref()) {
+        (true, Some(r @ ("left_service" | "death"))) => r.to_string(),
+        (true, _) => return Err("reason must be left_service or death (LS Art. 20)".into()),
+        (false, None) => "reentered".to_string(),
+        (false, Some(_)) => return Err("a re-entry takes no reason".into()),
+    };
+    Ok(crate::archive::StandingChange {
+        reason,
+        on: request.on,
+        by: by.to_string(),
+        note: request.note.unwrap_or_default(),
+    })
 }
 
 fn mappings(app: &App, agency: &Agency) -> Resp {

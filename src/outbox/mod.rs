@@ -8,8 +8,8 @@
 //! | `out/{dest} \x1f {priority} \x1f {seq:020}` | [`Entry`] waiting for delivery |
 //! | `dlq/{dest} \x1f {seq:020}` | [`DeadLetter`]: the entry and the receiver's answer |
 //!
-//! `priority` is `0` for corrections and `1` for ordinary shares, so corrections are delivered
-//! ahead of any backlog (GD Art. 31). `seq` comes from sled's persistent id generator: it only
+//! `priority` is `0` for corrections and withdrawals and `1` for ordinary shares, so corrections
+//! (GD Art. 31) and withdrawals (publication ledger) are delivered ahead of any backlog. `seq` comes from sled's persistent id generator: it only
 //! grows, across restarts, so key order is enqueue order and shares of one subject leave in the
 //! order they were accepted.
 //!
@@ -35,13 +35,23 @@ use crate::store::{to_bytes, Store, StoreError, SEP};
 pub enum Kind {
     Share,
     Correction,
+    /// The platform must stop showing the record (publication ledger): ahead of ordinary shares.
+    Withdrawal,
 }
 
 impl Kind {
     fn priority(self) -> char {
         match self {
-            Kind::Correction => '0',
+            Kind::Correction | Kind::Withdrawal => '0',
             Kind::Share => '1',
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Share => "share",
+            Kind::Correction => "correction",
+            Kind::Withdrawal => "withdrawal",
         }
     }
 }
@@ -95,11 +105,7 @@ pub fn idempotency_key(
         record_id,
         &version.to_string(),
         channel.code(),
-        if kind == Kind::Share {
-            "share"
-        } else {
-            "correction"
-        },
+        kind.code(),
         extra,
     ] {
         h.update(part.as_bytes());

@@ -15,10 +15,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::{to_bytes, Store, StoreError};
 use crate::archive::Staging;
 use crate::audit::Head;
+use crate::clock::SharedClock;
 use crate::ingest::receipt::{AcceptedRecord, Receipt};
+use crate::ledger::{Change, CorrectionMark, Queued};
 use crate::mapping::Rejection;
+use crate::outbox::Entry;
 use crate::record::CanonicalRecord;
-use crate::sharing::{FilterReport, PlannedShare};
+use crate::sharing::{FilterReport, Plan};
 
 /// Jobs waiting beyond this make senders wait.
 const QUEUE_DEPTH: usize = 1024;
@@ -35,6 +38,8 @@ pub enum Job {
     Apply(ApplyJob),
     /// A correction (GD Art. 31): new archive version, correction shares, tracking entry.
     Correction(CorrectionJob),
+    /// Records re-planned (a timer, a rules reload, an exit or re-entry): the ledger's difference.
+    Reconcile(ReconcileJob),
 }
 
 /// A correction to make durable.
@@ -42,8 +47,32 @@ pub struct CorrectionJob {
     pub correction: crate::corrections::Correction,
     pub record: CanonicalRecord,
     pub canonical: Vec<u8>,
-    pub shares: Vec<PlannedShare>,
+    /// What the credit platforms may hold of the corrected record now.
+    pub plan: Plan,
+    pub mark: CorrectionMark,
+    /// Correction shares outside the publication ledger (to the medical-insurance platform).
+    pub forward: Vec<Entry>,
     pub reply: oneshot::Sender<Result<(crate::corrections::Correction, Head), String>>,
+}
+
+/// One stored record re-planned.
+pub struct ReconcileItem {
+    pub record: CanonicalRecord,
+    /// The version the plan was made for; a newer one already reconciled itself.
+    pub version: u32,
+    pub plan: Plan,
+}
+
+/// Records to bring in line with their plans, with the audit entry that says why.
+pub struct ReconcileJob {
+    pub kind: String,
+    pub data: Map<String, Value>,
+    pub items: Vec<ReconcileItem>,
+    pub writes: Vec<(String, Vec<u8>)>,
+    pub removes: Vec<String>,
+    /// A subject whose standing changes with this job (archive key, exited).
+    pub standing: Option<(String, bool)>,
+    pub reply: oneshot::Sender<Result<(Vec<Queued>, Head), String>>,
 }
 
 /// Writes recorded in the audit chain as one entry of `kind`.
@@ -58,13 +87,14 @@ pub struct ApplyJob {
     pub reply: oneshot::Sender<Result<Head, String>>,
 }
 
-/// One accepted record and the shares it gives rise to when it is new or a new version.
+/// One accepted record and what the platforms may hold of it, acted on when it is new or a new
+/// version.
 pub struct AcceptedInput {
     pub index: usize,
     pub record: CanonicalRecord,
     /// `record.canonical_bytes()`, computed before the writer so it stays out of its thread.
     pub canonical: Vec<u8>,
-    pub shares: Vec<PlannedShare>,
+    pub plan: Plan,
 }
 
 /// One batch to make durable.
@@ -105,17 +135,32 @@ impl CommitterHandle {
         &self,
         correction: crate::corrections::Correction,
         record: CanonicalRecord,
-        shares: Vec<PlannedShare>,
+        plan: Plan,
+        mark: CorrectionMark,
+        forward: Vec<Entry>,
     ) -> Result<(crate::corrections::Correction, Head), StoreError> {
         let (reply, rx) = oneshot::channel();
         let job = CorrectionJob {
             correction,
             canonical: record.canonical_bytes(),
             record,
-            shares,
+            plan,
+            mark,
+            forward,
             reply,
         };
         self.submit(Job::Correction(job), rx).await
+    }
+
+    /// Bring stored records in line with their plans, durably.
+    pub async fn reconcile(
+        &self,
+        job_without_reply: impl FnOnce(
+            oneshot::Sender<Result<(Vec<Queued>, Head), String>>,
+        ) -> ReconcileJob,
+    ) -> Result<(Vec<Queued>, Head), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Job::Reconcile(job_without_reply(tx)), rx).await
     }
 
     /// Apply writes and removals with their audit entry, durably.
@@ -163,14 +208,31 @@ pub struct Committer {
 }
 
 impl Committer {
-    pub fn start(store: Store) -> Result<(Committer, CommitterHandle), StoreError> {
+    /// Start the writer. Every time it stamps (audit entries, ledger events) comes from `clock`.
+    pub fn start(
+        store: Store,
+        clock: SharedClock,
+    ) -> Result<(Committer, CommitterHandle), StoreError> {
         let head = Head::load(&store)?;
+        let exited = crate::archive::exited_subjects(&store)?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let notify = Arc::new(Notify::new());
         let wake = notify.clone();
         let thread = thread::Builder::new()
             .name("commit".into())
-            .spawn(move || run(store, head, rx, wake))
+            .spawn(move || {
+                run(
+                    Writer {
+                        store,
+                        clock,
+                        subjects: crate::archive::SubjectCache::default(),
+                        exited,
+                    },
+                    head,
+                    rx,
+                    wake,
+                )
+            })
             .map_err(StoreError::Spawn)?;
         Ok((
             Committer {
@@ -191,8 +253,17 @@ impl Committer {
     }
 }
 
-fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<Notify>) {
-    let mut subjects = crate::archive::SubjectCache::default();
+/// What the writer thread keeps between groups.
+struct Writer {
+    store: Store,
+    clock: SharedClock,
+    subjects: crate::archive::SubjectCache,
+    /// Archive keys of exited subjects (LS Art. 20): nothing of theirs is shared.
+    exited: std::collections::HashSet<String>,
+}
+
+fn run(mut w: Writer, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<Notify>) {
+    let store = w.store.clone();
     // Pipeline: while the flusher makes group N durable, this thread stages and applies group
     // N+1. A reply leaves only after a flush that started after its group was applied.
     let (to_flusher, flusher_rx) = std::sync::mpsc::sync_channel::<Applied>(4);
@@ -211,7 +282,7 @@ fn run(store: Store, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<No
             }
         }
         let started = std::time::Instant::now();
-        match commit_group(&store, &mut subjects, &head, &group) {
+        match commit_group(&mut w, &head, &group) {
             Ok((new_head, answers, queued)) => {
                 head = new_head;
                 let applied = Applied {
@@ -280,6 +351,9 @@ fn flush_and_reply(store: Store, rx: std::sync::mpsc::Receiver<Applied>, notify:
                     (Job::Correction(j), Answer::Correction(c, h)) => {
                         let _ = j.reply.send(Ok((*c, h)));
                     }
+                    (Job::Reconcile(j), Answer::Reconciled(q, h)) => {
+                        let _ = j.reply.send(Ok((q, h)));
+                    }
                     _ => {}
                 }
             }
@@ -303,6 +377,9 @@ fn fail_all(group: Vec<Job>, message: &str) {
             Job::Correction(j) => {
                 let _ = j.reply.send(Err(message.to_string()));
             }
+            Job::Reconcile(j) => {
+                let _ = j.reply.send(Err(message.to_string()));
+            }
         }
     }
 }
@@ -311,76 +388,162 @@ enum Answer {
     Receipt(Box<Receipt>),
     Head(Head),
     Correction(Box<crate::corrections::Correction>, Head),
+    Reconciled(Vec<Queued>, Head),
+}
+
+/// Everything one group stages before it is applied as one sled batch.
+struct Group {
+    archive: Staging,
+    ledgers: crate::ledger::staging::Staged,
+    removes: Vec<String>,
+    queued: usize,
 }
 
 fn commit_group(
-    store: &Store,
-    subjects: &mut crate::archive::SubjectCache,
+    w: &mut Writer,
     head: &Head,
     group: &[Job],
 ) -> Result<(Head, Vec<Answer>, usize), StoreError> {
-    let mut staging = Staging::default();
-    let mut removes: Vec<String> = Vec::new();
+    let mut g = Group {
+        archive: Staging::default(),
+        ledgers: Default::default(),
+        removes: Vec::new(),
+        queued: 0,
+    };
     let mut head = head.clone();
     let mut answers = Vec::with_capacity(group.len());
-    let mut queued = 0usize;
+    let now = w.clock.now();
+    let at = crate::clock::rfc3339(now);
     for job in group {
         match job {
             Job::Batch(job) => {
-                let receipt =
-                    stage_batch(store, subjects, &mut staging, &mut head, job, &mut queued)?;
+                let receipt = stage_batch(w, &mut g, &mut head, job, now)?;
                 answers.push(Answer::Receipt(Box::new(receipt)));
             }
             Job::Correction(job) => {
-                let (c, h) =
-                    stage_correction(store, subjects, &mut staging, &mut head, job, &mut queued)?;
+                let (c, h) = stage_correction(w, &mut g, &mut head, job, now)?;
                 answers.push(Answer::Correction(Box::new(c), h));
             }
             Job::Apply(job) => {
-                staging.writes.extend(job.writes.iter().cloned());
+                g.archive.writes.extend(job.writes.iter().cloned());
                 for entry in &job.enqueue {
-                    staging
+                    g.archive
                         .writes
-                        .push(crate::outbox::enqueue_write(store, entry)?);
-                    queued += 1;
+                        .push(crate::outbox::enqueue_write(&w.store, entry)?);
+                    g.queued += 1;
                 }
-                removes.extend(job.removes.iter().cloned());
-                let at = crate::clock::rfc3339(time::OffsetDateTime::now_utc());
+                g.removes.extend(job.removes.iter().cloned());
                 let (key, bytes, next) = head.append(&at, &job.kind, job.data.clone());
-                staging.writes.push((key, bytes));
+                g.archive.writes.push((key, bytes));
                 head = next;
                 answers.push(Answer::Head(head.clone()));
+            }
+            Job::Reconcile(job) => {
+                let queued = stage_reconcile(w, &mut g, job, now)?;
+                let mut data = job.data.clone();
+                data.insert(
+                    "changes".into(),
+                    serde_json::to_value(&queued).unwrap_or_default(),
+                );
+                let (key, bytes, next) = head.append(&at, &job.kind, data);
+                g.archive.writes.push((key, bytes));
+                head = next;
+                answers.push(Answer::Reconciled(queued, head.clone()));
             }
         }
     }
     let mut batch = sled::Batch::default();
-    for k in removes {
+    for k in g.removes {
         batch.remove(k.into_bytes());
     }
-    for (k, v) in staging.into_writes() {
+    let mut writes = g.archive.into_writes();
+    writes.extend(g.ledgers.into_writes());
+    for (k, v) in writes {
         batch.insert(k.into_bytes(), v);
     }
-    store.apply(batch)?;
-    Ok((head, answers, queued))
+    w.store.apply(batch)?;
+    Ok((head, answers, g.queued))
+}
+
+/// Bring every platform in line with what it may hold of one record now (the publication
+/// ledger's difference), schedule the record's next check, and mark it expired when it is.
+fn reconcile_record(
+    w: &Writer,
+    g: &mut Group,
+    record: &CanonicalRecord,
+    version: u32,
+    plan: &Plan,
+    known_new: bool,
+    correction: Option<&CorrectionMark>,
+    now: time::OffsetDateTime,
+) -> Result<Vec<Queued>, StoreError> {
+    let subject = record.subject.id.archive_key();
+    let closed;
+    let plan = if w.exited.contains(&subject) {
+        let mut p = plan.clone();
+        p.close("subject_exited");
+        closed = p;
+        &closed
+    } else {
+        plan
+    };
+    let (agency, record_id) = (&record.source.agency, &record.source.record_id);
+    let mut ledger = if known_new {
+        crate::ledger::Ledger::default()
+    } else {
+        let legacy = g.archive.head(&w.store, agency, record_id)?;
+        g.ledgers
+            .take(&w.store, agency, record_id, legacy.as_ref())?
+    };
+    let Group {
+        archive, removes, ..
+    } = g;
+    let store = &w.store;
+    let change = Change {
+        record,
+        version,
+        plan,
+        now,
+        correction,
+    };
+    let queued = ledger.reconcile(
+        &change,
+        |entry| {
+            let (key, bytes) = crate::outbox::enqueue_write(store, entry)?;
+            archive.writes.push((key.clone(), bytes));
+            Ok::<_, StoreError>(key)
+        },
+        |superseded| removes.push(superseded.to_string()),
+    )?;
+    g.queued += queued.len();
+    g.ledgers.put(agency, record_id, ledger);
+    if let Some(at) = plan.next_change {
+        g.archive.writes.push((
+            crate::ledger::timer_key(at, agency, record_id),
+            b"{}".to_vec(),
+        ));
+    }
+    if plan.expired {
+        g.archive.mark_expired(&w.store, agency, record_id, now)?;
+    }
+    Ok(queued)
 }
 
 fn stage_batch(
-    store: &Store,
-    subjects: &mut crate::archive::SubjectCache,
-    staging: &mut Staging,
+    w: &mut Writer,
+    g: &mut Group,
     head: &mut Head,
     job: &CommitJob,
-    queued: &mut usize,
+    now: time::OffsetDateTime,
 ) -> Result<Receipt, StoreError> {
     let mut accepted = Vec::with_capacity(job.accepted.len());
     let (mut new, mut updated, mut unchanged) = (0usize, 0usize, 0usize);
-    let mut shares_queued = 0usize;
-    let enqueued_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (mut shares_queued, mut withdrawals) = (0usize, Vec::new());
     for input in &job.accepted {
         let record = &input.record;
-        let (outcome, version) = staging.stage(
-            store,
-            subjects,
+        let (outcome, version) = g.archive.stage(
+            &w.store,
+            &mut w.subjects,
             record,
             &input.canonical,
             &job.receipt_id,
@@ -392,13 +555,17 @@ fn stage_batch(
             crate::archive::Outcome::Unchanged => unchanged += 1,
         }
         if outcome != crate::archive::Outcome::Unchanged {
-            for share in &input.shares {
-                let entry = share.entry(record, version, None, &job.received_at, enqueued_unix);
-                staging
-                    .writes
-                    .push(crate::outbox::enqueue_write(store, &entry)?);
-                staging.note_shared(record, &share.destination, share.channel);
-                shares_queued += 1;
+            let known_new = outcome == crate::archive::Outcome::New;
+            for q in reconcile_record(w, g, record, version, &input.plan, known_new, None, now)? {
+                match q.action {
+                    crate::ledger::Action::Publish => shares_queued += 1,
+                    crate::ledger::Action::Withdraw => withdrawals.push(serde_json::json!({
+                        "record_id": record.source.record_id,
+                        "destination": q.destination,
+                        "channel": q.channel,
+                        "reason": q.reason,
+                    })),
+                }
             }
         }
         accepted.push(AcceptedRecord {
@@ -408,7 +575,6 @@ fn stage_batch(
             version,
         });
     }
-    *queued += shares_queued;
     let mut data = Map::new();
     data.insert("receipt_id".into(), Value::String(job.receipt_id.clone()));
     data.insert("agency".into(), Value::String(job.agency.clone()));
@@ -421,6 +587,9 @@ fn stage_batch(
     data.insert("unchanged".into(), Value::from(unchanged));
     data.insert("rejected".into(), Value::from(job.rejected.len()));
     data.insert("shares_queued".into(), Value::from(shares_queued));
+    if !withdrawals.is_empty() {
+        data.insert("withdrawals_queued".into(), Value::Array(withdrawals));
+    }
     data.insert(
         "records".into(),
         Value::Array(
@@ -448,7 +617,7 @@ fn stage_batch(
         );
     }
     let (key, bytes, next) = head.append(&job.received_at, "batch_received", data);
-    staging.writes.push((key, bytes));
+    g.archive.writes.push((key, bytes));
     *head = next;
     let receipt = Receipt {
         receipt_id: job.receipt_id.clone(),
@@ -465,46 +634,54 @@ fn stage_batch(
         records: accepted,
         audit: head.clone(),
     };
-    staging
+    g.archive
         .writes
         .push((format!("rcp/{}", job.receipt_id), to_bytes(&receipt)));
     Ok(receipt)
 }
 
 fn stage_correction(
-    store: &Store,
-    subjects: &mut crate::archive::SubjectCache,
-    staging: &mut Staging,
+    w: &mut Writer,
+    g: &mut Group,
     head: &mut Head,
     job: &CorrectionJob,
-    queued: &mut usize,
+    now: time::OffsetDateTime,
 ) -> Result<(crate::corrections::Correction, Head), StoreError> {
     let mut correction = job.correction.clone();
     let record = &job.record;
-    let (_, version) = staging.stage(
-        store,
-        subjects,
+    let (_, version) = g.archive.stage(
+        &w.store,
+        &mut w.subjects,
         record,
         &job.canonical,
         &correction.id,
         &correction.received_at,
     )?;
     correction.version = version;
-    let enqueued_unix = time::OffsetDateTime::now_utc().unix_timestamp();
-    for share in &job.shares {
-        let entry = share.entry(
-            record,
-            version,
-            Some(&correction.id),
-            &correction.received_at,
-            enqueued_unix,
-        );
-        staging
+    let queued = reconcile_record(
+        w,
+        g,
+        record,
+        version,
+        &job.plan,
+        false,
+        Some(&job.mark),
+        now,
+    )?;
+    let mut destinations: Vec<String> = queued.iter().map(|q| q.destination.clone()).collect();
+    for entry in &job.forward {
+        let mut entry = entry.clone();
+        entry.version = version;
+        g.archive
             .writes
-            .push(crate::outbox::enqueue_write(store, &entry)?);
-        *queued += 1;
+            .push(crate::outbox::enqueue_write(&w.store, &entry)?);
+        g.queued += 1;
+        destinations.push(entry.destination.clone());
     }
-    staging.writes.push((
+    destinations.sort();
+    destinations.dedup();
+    correction.destinations = destinations;
+    g.archive.writes.push((
         crate::corrections::correction_key(&correction.id),
         to_bytes(&correction),
     ));
@@ -530,14 +707,55 @@ fn stage_correction(
     );
     data.insert(
         "deadline".into(),
-        Value::String(correction.deadline.clone()),
+        serde_json::to_value(&correction.deadline).unwrap_or_default(),
     );
     data.insert(
         "destinations".into(),
         serde_json::to_value(&correction.destinations).unwrap_or_default(),
     );
+    data.insert(
+        "changes".into(),
+        serde_json::to_value(&queued).unwrap_or_default(),
+    );
     let (key, bytes, next) = head.append(&correction.received_at, "correction_received", data);
-    staging.writes.push((key, bytes));
+    g.archive.writes.push((key, bytes));
     *head = next;
     Ok((correction, head.clone()))
+}
+
+fn stage_reconcile(
+    w: &mut Writer,
+    g: &mut Group,
+    job: &ReconcileJob,
+    now: time::OffsetDateTime,
+) -> Result<Vec<Queued>, StoreError> {
+    if let Some((subject, exited)) = &job.standing {
+        if *exited {
+            w.exited.insert(subject.clone());
+        } else {
+            w.exited.remove(subject);
+        }
+    }
+    g.archive.writes.extend(job.writes.iter().cloned());
+    g.removes.extend(job.removes.iter().cloned());
+    let mut all = Vec::new();
+    for item in &job.items {
+        let (agency, record_id) = (&item.record.source.agency, &item.record.source.record_id);
+        let current = g.archive.head(&w.store, agency, record_id)?;
+        if current.as_ref().map(|h| h.version) != Some(item.version) {
+            // A newer version arrived meanwhile and was reconciled with it.
+            continue;
+        }
+        all.extend(reconcile_record(
+            w,
+            g,
+            &item.record,
+            item.version,
+            &item.plan,
+            false,
+            None,
+            now,
+        )?);
+    }
+    Ok(all)
 }

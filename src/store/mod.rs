@@ -18,6 +18,8 @@
 //! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
 //! | `out/`, `dlq/` | see `outbox` | queued shares, dead letters | outbox |
 //! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
+//! | `led/`, `lak/`, `tmr/` | see `ledger` | what each platform holds, acknowledgements, re-check timers | ledger |
+//! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
 //!
 //! Durability: an acknowledgement is sent only after `flush`. sled 0.34 flushes with
 //! `sync_file_range` on Linux: this survives a process crash, not every power loss. With
@@ -31,6 +33,7 @@ mod commit;
 
 pub use commit::{
     AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job,
+    ReconcileItem, ReconcileJob,
 };
 
 use std::path::Path;

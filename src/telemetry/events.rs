@@ -193,3 +193,57 @@ pub fn delivery_recovered(destination: &str, failures: u64) {
         "platform reachable again; delivery resumed"
     );
 }
+
+/// What a reconciliation of the publication ledger queued: publications and withdrawals, by cause.
+pub fn ledger_changed(cause: &str, queued: &[crate::ledger::Queued]) {
+    for q in queued {
+        match q.action {
+            crate::ledger::Action::Publish => {
+                metrics::counter!("gateway_ledger_publications_total", "cause" => cause.to_string())
+                    .increment(1);
+            }
+            crate::ledger::Action::Withdraw => {
+                let reason = q.reason.clone().unwrap_or_default();
+                tracing::info!(
+                    cause,
+                    record_id = %q.record_id,
+                    destination = %q.destination,
+                    channel = q.channel.code(),
+                    reason = %reason,
+                    "withdrawal queued"
+                );
+                metrics::counter!("gateway_ledger_withdrawals_total", "cause" => cause.to_string(), "reason" => reason)
+                    .increment(1);
+            }
+        }
+    }
+}
+
+/// A stored record could not be re-planned (it no longer validates, e.g. an identifier exception
+/// was removed): it keeps what platforms hold until an operator acts.
+pub fn recheck_failed(record_id: &str, why: &str) {
+    tracing::error!(record_id, why, "stored record could not be re-checked");
+    metrics::counter!("gateway_ledger_recheck_failures_total").increment(1);
+}
+
+/// Progress of a re-check of every stored record (after a rules reload).
+pub fn recheck_progress(cause: &str, checked: usize, changed: usize, done: bool) {
+    tracing::info!(cause, checked, changed, done, "re-checking stored records");
+}
+
+pub fn subject_standing_changed(
+    exited: bool,
+    reason: &str,
+    withdrawals: usize,
+    publications: usize,
+) {
+    tracing::info!(
+        exited,
+        reason,
+        withdrawals,
+        publications,
+        "subject standing changed"
+    );
+    metrics::counter!("gateway_subject_standing_changes_total", "exited" => exited.to_string())
+        .increment(1);
+}

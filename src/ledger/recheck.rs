@@ -1,0 +1,255 @@
+//! Re-planning records already in the archive: when a timer fires (a notice window or retention
+//! ends), when the rules are reloaded (SIGHUP), and when a subject exits or re-enters (LS Art. 20).
+//! Reads run on blocking threads; the writer applies the difference atomically and audits it.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use crate::archive::{self, SubjectEntry};
+use crate::lifecycle::Standing;
+use crate::record::{validate_owned, ValidationContext};
+use crate::sharing::Router;
+use crate::store::{CommitterHandle, ReconcileItem, ReconcileJob, Store, StoreError, SEP};
+use crate::subject::IdentifierExceptions;
+use crate::telemetry::events;
+
+/// Records re-planned per writer job.
+const CHUNK: usize = 256;
+
+/// Why a standing change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StandingError {
+    #[error("no subject with this identifier in the archive")]
+    NotFound,
+    #[error("the subject is already {0}")]
+    Already(&'static str),
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+}
+
+/// The subject's standing as stored.
+pub fn standing_of(store: &Store, archive_key: &str) -> Result<Standing, StoreError> {
+    Ok(
+        match store.get_json::<SubjectEntry>(&archive::subject_key(archive_key))? {
+            Some(s) if s.is_exited() => Standing::Exited,
+            _ => Standing::Active,
+        },
+    )
+}
+
+/// Re-plan one stored record at `now`; `None` when it is gone or no longer validates.
+pub fn item(
+    store: &Store,
+    router: &Router,
+    exceptions: &IdentifierExceptions,
+    agency: &str,
+    record_id: &str,
+    standing: Option<Standing>,
+    now: OffsetDateTime,
+) -> Result<Option<ReconcileItem>, StoreError> {
+    let Some((head, version)) = archive::current_version(store, agency, record_id)? else {
+        return Ok(None);
+    };
+    let json: Value =
+        serde_json::from_str(version.record.get()).map_err(|e| StoreError::Corrupt {
+            key: archive::record_head_key(agency, record_id),
+            message: e.to_string(),
+        })?;
+    let ctx = ValidationContext {
+        exceptions: exceptions.clone(),
+        authenticated_agency: None,
+    };
+    let record = match validate_owned(json, &ctx) {
+        Ok(r) => r,
+        Err(errs) => {
+            let fields: Vec<String> = errs.into_iter().map(|e| e.field).collect();
+            events::recheck_failed(
+                record_id,
+                &format!("no longer valid: {}", fields.join(", ")),
+            );
+            return Ok(None);
+        }
+    };
+    let standing = match standing {
+        Some(s) => s,
+        None => standing_of(store, &head.subject)?,
+    };
+    let plan = router.plan(&record, standing, now);
+    Ok(Some(ReconcileItem {
+        record,
+        version: head.version,
+        plan,
+    }))
+}
+
+/// Re-check every stored record against the rules in force (after a reload), in chunks, with
+/// progress in the log. Returns (records checked, changes queued).
+pub async fn recheck_all(
+    store: Store,
+    committer: CommitterHandle,
+    router: Arc<Router>,
+    exceptions: IdentifierExceptions,
+    now: impl Fn() -> OffsetDateTime,
+    cause: &'static str,
+) -> Result<(usize, usize), StoreError> {
+    let mut after: Option<Vec<u8>> = None;
+    let (mut checked, mut changed) = (0usize, 0usize);
+    loop {
+        let (store2, router2, exceptions2, at) =
+            (store.clone(), router.clone(), exceptions.clone(), now());
+        let from = after.clone();
+        let (items, last) = tokio::task::spawn_blocking(move || {
+            let mut items = Vec::new();
+            let mut last = None;
+            let range = match &from {
+                Some(k) => store2.raw().range::<&[u8], _>((
+                    std::ops::Bound::Excluded(k.as_slice()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => store2.raw().range::<&[u8], _>(b"rec/".as_slice()..),
+            };
+            for kv in range.keys() {
+                let k = kv?;
+                if !k.starts_with(b"rec/") {
+                    break;
+                }
+                let key = String::from_utf8_lossy(&k[4..]).into_owned();
+                last = Some(k.to_vec());
+                if let Some((agency, record_id)) = key.split_once(SEP) {
+                    if let Some(item) =
+                        item(&store2, &router2, &exceptions2, agency, record_id, None, at)?
+                    {
+                        items.push(item);
+                    }
+                }
+                if items.len() >= CHUNK {
+                    break;
+                }
+            }
+            Ok::<_, StoreError>((items, last))
+        })
+        .await
+        .map_err(|e| StoreError::CommitFailed(e.to_string()))??;
+        checked += items.len();
+        if !items.is_empty() {
+            let mut data = Map::new();
+            data.insert("cause".into(), json!(cause));
+            data.insert("rules_hash".into(), json!(router.rules_hash()));
+            let (queued, _) = committer
+                .reconcile(|reply| ReconcileJob {
+                    kind: "ledger_rechecked".into(),
+                    data,
+                    items,
+                    writes: Vec::new(),
+                    removes: Vec::new(),
+                    standing: None,
+                    reply,
+                })
+                .await?;
+            events::ledger_changed(cause, &queued);
+            changed += queued.len();
+        }
+        events::recheck_progress(cause, checked, changed, last.is_none());
+        match last {
+            Some(k) => after = Some(k),
+            None => return Ok((checked, changed)),
+        }
+    }
+}
+
+/// A subject leaves medical-insurance service or dies (`exited = true`), or becomes a subject
+/// again: its standing is stored and every record of it re-planned in the same atomic step, so
+/// every platform copy is withdrawn (exit) or what is still within its windows is shared again
+/// (re-entry). LS Art. 20.
+#[allow(clippy::too_many_arguments)]
+pub async fn change_standing(
+    store: Store,
+    committer: &CommitterHandle,
+    router: Arc<Router>,
+    exceptions: IdentifierExceptions,
+    archive_key: String,
+    exited: bool,
+    change: archive::StandingChange,
+    now: OffsetDateTime,
+) -> Result<Vec<crate::ledger::Queued>, StandingError> {
+    let key = archive_key.clone();
+    let (entry, items) = tokio::task::spawn_blocking(move || {
+        let Some(mut entry) = store.get_json::<SubjectEntry>(&archive::subject_key(&key))? else {
+            return Err(StandingError::NotFound);
+        };
+        if entry.is_exited() == exited {
+            return Err(StandingError::Already(if exited {
+                "exited"
+            } else {
+                "active"
+            }));
+        }
+        let standing = if exited {
+            Standing::Exited
+        } else {
+            Standing::Active
+        };
+        let mut items = Vec::new();
+        for (agency, record_id) in archive::records_of(&store, &key)? {
+            if let Some(i) = item(
+                &store,
+                &router,
+                &exceptions,
+                &agency,
+                &record_id,
+                Some(standing),
+                now,
+            )? {
+                items.push(i);
+            }
+        }
+        entry.status = if exited { archive::EXITED } else { "active" }.to_string();
+        entry.updated_at = crate::clock::rfc3339(now);
+        entry.standing_change = Some(change);
+        Ok((entry, items))
+    })
+    .await
+    .map_err(|e| StandingError::Storage(StoreError::CommitFailed(e.to_string())))??;
+    let mut data = Map::new();
+    // The subject is personal information for individuals: the chain names it by a hash.
+    data.insert("subject_sha256".into(), json!(subject_hash(&archive_key)));
+    data.insert(
+        "standing_change".into(),
+        serde_json::to_value(&entry.standing_change).unwrap_or_default(),
+    );
+    let mut writes = vec![(
+        archive::subject_key(&archive_key),
+        crate::store::to_bytes(&entry),
+    )];
+    let mut removes = Vec::new();
+    if exited {
+        writes.push((archive::exited_key(&archive_key), b"{}".to_vec()));
+    } else {
+        removes.push(archive::exited_key(&archive_key));
+    }
+    let (queued, _) = committer
+        .reconcile(|reply| ReconcileJob {
+            kind: if exited {
+                "subject_exited"
+            } else {
+                "subject_reentered"
+            }
+            .into(),
+            data,
+            items,
+            writes,
+            removes,
+            standing: Some((archive_key, exited)),
+            reply,
+        })
+        .await?;
+    Ok(queued)
+}
+
+/// sha256 of a subject's archive key: names a subject in the audit chain without its identifier.
+pub fn subject_hash(archive_key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(archive_key.as_bytes())[..16])
+}

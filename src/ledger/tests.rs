@@ -1,0 +1,199 @@
+use super::*;
+use crate::record::{validate, ValidationContext};
+use crate::sharing::PlannedShare;
+use time::macros::datetime;
+
+fn record(region: &str) -> CanonicalRecord {
+    let v = json!({
+        "category": "administrative",
+        "subject": {"kind": "institution", "role": "designated_medical_institution",
+                    "id_type": "uscc", "id": "91310110666007217T", "name": "某医院"},
+        "source": {"agency": "medical_insurance", "record_id": "r1", "region": region},
+        "basis": {"doc_type": "penalty_decision", "doc_number": "罚〔2026〕1号", "decided_on": "2026-11-01"},
+        "disclosure": {"class": "public"},
+        "content": {"action": "penalty", "authority": "某医保局", "penalty_types": ["罚款"]}
+    });
+    validate(&v, &ValidationContext::default()).unwrap()
+}
+
+fn share(dest: &str, channel: Channel, hash: &str) -> PlannedShare {
+    PlannedShare {
+        destination: dest.into(),
+        channel,
+        rule: "rule".into(),
+        payload: serde_json::value::to_raw_value(&json!({"x": hash})).unwrap(),
+        payload_hash: hash.into(),
+        masked: vec![("subject.id".into(), "mask_personal_id")],
+    }
+}
+
+fn plan(shares: Vec<PlannedShare>) -> Plan {
+    Plan {
+        shares,
+        rules_hash: "h".into(),
+        ..Plan::default()
+    }
+}
+
+/// Reconcile and return what was queued, with the entries and superseded keys.
+fn run(
+    ledger: &mut Ledger,
+    record: &CanonicalRecord,
+    version: u32,
+    plan: &Plan,
+    correction: Option<&CorrectionMark>,
+) -> (Vec<Queued>, Vec<Entry>, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut superseded = Vec::new();
+    let change = Change {
+        record,
+        version,
+        plan,
+        now: datetime!(2026-11-25 10:00 +08:00),
+        correction,
+    };
+    let mut n = 0;
+    let queued = ledger
+        .reconcile(
+            &change,
+            |e| {
+                entries.push(e.clone());
+                n += 1;
+                Ok::<_, ()>(format!("out/key{n}"))
+            },
+            |k| superseded.push(k.to_string()),
+        )
+        .unwrap();
+    (queued, entries, superseded)
+}
+
+#[test]
+fn a_new_record_is_published_once_and_an_unchanged_plan_sends_nothing() {
+    let r = record("440106");
+    let mut ledger = Ledger::default();
+    let p = plan(vec![
+        share("gz", Channel::PublicNotice, "a"),
+        share("gz", Channel::GovShare, "b"),
+    ]);
+    let (q, entries, _) = run(&mut ledger, &r, 1, &p, None);
+    assert_eq!(q.len(), 2);
+    assert!(entries.iter().all(|e| e.kind == Kind::Share));
+    assert_eq!(
+        ledger.holdings[0].events[0].masked,
+        vec!["subject.id (mask_personal_id)"]
+    );
+    let (q, _, _) = run(&mut ledger, &r, 1, &p, None);
+    assert!(q.is_empty(), "nothing changed, nothing sent");
+}
+
+#[test]
+fn a_channel_no_longer_allowed_is_withdrawn_and_its_queued_publication_removed() {
+    let r = record("440106");
+    let mut ledger = Ledger::default();
+    run(
+        &mut ledger,
+        &r,
+        1,
+        &plan(vec![share("gz", Channel::PublicNotice, "a")]),
+        None,
+    );
+    let mut closed = plan(vec![]);
+    closed.refused.push(crate::sharing::Refusal {
+        destination: "gz".into(),
+        channel: Channel::PublicNotice,
+        rule: "rule".into(),
+        reason: "notice_period_ended",
+    });
+    let (q, entries, superseded) = run(&mut ledger, &r, 1, &closed, None);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].action, Action::Withdraw);
+    assert_eq!(q[0].reason.as_deref(), Some("notice_period_ended"));
+    assert_eq!(entries[0].kind, Kind::Withdrawal);
+    assert_eq!(superseded, vec!["out/key1".to_string()]);
+    let body: Value = serde_json::from_str(entries[0].payload.get()).unwrap();
+    assert_eq!(body["withdrawn"]["reason"], "notice_period_ended");
+    assert!(
+        body.get("subject").is_none(),
+        "a withdrawal carries no content"
+    );
+    // Withdrawn once: the next reconciliation sends nothing.
+    let (q, _, _) = run(&mut ledger, &r, 1, &closed, None);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn republishing_after_a_withdrawal_gets_a_new_idempotency_key() {
+    let r = record("440106");
+    let mut ledger = Ledger::default();
+    let p = plan(vec![share("gz", Channel::GovShare, "a")]);
+    let (_, first, _) = run(&mut ledger, &r, 1, &p, None);
+    run(&mut ledger, &r, 1, &plan(vec![]), None);
+    let (q, again, _) = run(&mut ledger, &r, 1, &p, None);
+    assert_eq!(q.len(), 1);
+    assert_ne!(first[0].idempotency_key, again[0].idempotency_key);
+}
+
+#[test]
+fn a_region_change_publishes_to_the_new_platform_and_withdraws_from_the_old() {
+    let r = record("440106");
+    let mut ledger = Ledger::default();
+    run(
+        &mut ledger,
+        &r,
+        1,
+        &plan(vec![share("gz", Channel::GovShare, "a")]),
+        None,
+    );
+    let moved = record("440305");
+    let (q, _, _) = run(
+        &mut ledger,
+        &moved,
+        2,
+        &plan(vec![share("sz", Channel::GovShare, "b")]),
+        None,
+    );
+    let actions: Vec<(String, Action)> = q
+        .iter()
+        .map(|q| (q.destination.clone(), q.action))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("sz".to_string(), Action::Publish),
+            ("gz".to_string(), Action::Withdraw)
+        ]
+    );
+    assert_eq!(q[1].reason.as_deref(), Some("not_routed"));
+}
+
+#[test]
+fn a_correction_reaches_every_holder_even_unchanged() {
+    let r = record("440106");
+    let mut ledger = Ledger::default();
+    let p = plan(vec![share("gz", Channel::GovShare, "a")]);
+    run(&mut ledger, &r, 1, &p, None);
+    let mark = CorrectionMark {
+        id: "c1".into(),
+        marker: json!({"id": "c1"}),
+    };
+    let (q, entries, _) = run(&mut ledger, &r, 1, &p, Some(&mark));
+    assert_eq!(q.len(), 1);
+    assert_eq!(entries[0].kind, Kind::Correction);
+    assert_eq!(entries[0].correction_id.as_deref(), Some("c1"));
+}
+
+#[test]
+fn a_legacy_holding_is_withdrawn_like_any_other() {
+    let r = record("440106");
+    let mut ledger = Ledger::from_legacy(
+        &[("gz".into(), Channel::PublicNotice)],
+        1,
+        datetime!(2026-01-01 00:00 UTC),
+    );
+    let (q, _, superseded) = run(&mut ledger, &r, 1, &plan(vec![]), None);
+    assert_eq!(q.len(), 1);
+    assert!(
+        superseded.is_empty(),
+        "no outbox key is known for a legacy holding"
+    );
+}

@@ -1,0 +1,120 @@
+//! Durable timers: a record whose public-notice window or retention ends has a `tmr/` key for
+//! that instant, written with the ledger change that scheduled it. A worker wakes every
+//! `lifecycle.check_interval_ms`, takes every timer due on the one clock, re-plans those records
+//! and has the writer apply the difference and remove the timers in one atomic step. A timer that
+//! fires twice (a crash between the two) does nothing the second time: the ledger already shows
+//! the withdrawal. Timers survive restarts because they are in the store.
+
+use std::time::Duration;
+
+use serde_json::{json, Map};
+
+use super::recheck;
+use crate::clock::SharedClock;
+use crate::sharing::SharedRouter;
+use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError, SEP};
+use crate::subject::IdentifierExceptions;
+use crate::telemetry::events;
+
+/// Timers fired per writer job.
+const BATCH: usize = 256;
+
+pub struct Timers {
+    pub store: Store,
+    pub committer: CommitterHandle,
+    pub router: SharedRouter,
+    pub exceptions: IdentifierExceptions,
+    pub clock: SharedClock,
+    pub interval: Duration,
+}
+
+impl Timers {
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            if let Err(e) = self.fire_due().await {
+                tracing::error!(error = %e, "lifecycle timers: cannot fire; trying again");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {},
+                _ = stop.changed() => {},
+            }
+        }
+    }
+
+    /// Fire every timer due now; returns how many fired.
+    pub async fn fire_due(&self) -> Result<usize, StoreError> {
+        let mut fired = 0;
+        loop {
+            let now = self.clock.now();
+            let (store, router, exceptions) = (
+                self.store.clone(),
+                self.router.current(),
+                self.exceptions.clone(),
+            );
+            let (timer_keys, items) = tokio::task::spawn_blocking(move || {
+                let due = due(&store, now.unix_timestamp(), BATCH)?;
+                let mut items = Vec::new();
+                for (_, agency, record_id) in &due {
+                    if let Some(item) =
+                        recheck::item(&store, &router, &exceptions, agency, record_id, None, now)?
+                    {
+                        items.push(item);
+                    }
+                }
+                Ok::<_, StoreError>((
+                    due.into_iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
+                    items,
+                ))
+            })
+            .await
+            .map_err(|e| StoreError::CommitFailed(e.to_string()))??;
+            if timer_keys.is_empty() {
+                return Ok(fired);
+            }
+            let n = timer_keys.len();
+            let mut data = Map::new();
+            data.insert("timers".into(), json!(n));
+            let (queued, _) = self
+                .committer
+                .reconcile(|reply| ReconcileJob {
+                    kind: "lifecycle_timer".into(),
+                    data,
+                    items,
+                    writes: Vec::new(),
+                    removes: timer_keys,
+                    standing: None,
+                    reply,
+                })
+                .await?;
+            events::ledger_changed("timer", &queued);
+            fired += n;
+            if n < BATCH {
+                return Ok(fired);
+            }
+        }
+    }
+}
+
+/// Timers due at or before `now` (Unix seconds): (key, agency, record id), oldest first.
+fn due(store: &Store, now: i64, limit: usize) -> Result<Vec<(String, String, String)>, StoreError> {
+    // Keys of the instant `now` continue with the separator 0x1f; a space sorts after it.
+    let end = format!("tmr/{:020} ", now.max(0));
+    let mut out = Vec::new();
+    for item in store
+        .raw()
+        .range::<&[u8], _>(b"tmr/".as_slice()..end.as_bytes())
+        .keys()
+    {
+        let k = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let mut parts = key["tmr/".len()..].splitn(3, SEP);
+        let (_, agency, record_id) = (parts.next(), parts.next(), parts.next());
+        if let (Some(agency), Some(record_id)) = (agency, record_id) {
+            out.push((key.clone(), agency.to_string(), record_id.to_string()));
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,478 @@
+//! The public-notice and retention rules file (`mappings/rules/public-notice.toml`): notice periods
+//! by severity with effective dates and regions, severity rules, retention of dishonesty records.
+//!
+//! Owns: parsing the file, choosing the period in force for a record (by its decision date and
+//! region), classing a record's severity, and the two instants that follow: the end of its public
+//! notice and the end of its retention.
+//!
+//! Never does: decide channels or destinations (that is `sharing`), or read the clock: every
+//! answer is a pure function of the record and the file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::{Date, OffsetDateTime, Time};
+
+use crate::calendar::CHINA_OFFSET;
+use crate::record::{CanonicalRecord, Category};
+
+/// A rules file problem: the operator's to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct NoticeRulesError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Severity of dishonest conduct (national credit-repair measures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Minor,
+    General,
+    Serious,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "minor" | "轻微" => Some(Self::Minor),
+            "general" | "一般" => Some(Self::General),
+            "serious" | "严重" => Some(Self::Serious),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Minor => "minor",
+            Self::General => "general",
+            Self::Serious => "serious",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bounds {
+    pub min_months: u32,
+    pub max_months: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    pub name: String,
+    #[serde(default)]
+    pub source: String,
+    pub effective_from: Date,
+    #[serde(default)]
+    pub effective_until: Option<Date>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    pub categories: Vec<Category>,
+    pub minor: Bounds,
+    pub general: Bounds,
+    pub serious: Bounds,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityRule {
+    pub name: String,
+    #[serde(default)]
+    pub source: String,
+    pub categories: Vec<Category>,
+    /// Matches when every penalty type of the record is in this list.
+    #[serde(default)]
+    pub penalty_types_only: Vec<String>,
+    /// Matches when any penalty type of the record is in this list.
+    #[serde(default)]
+    pub penalty_types_any: Vec<String>,
+    /// Matches when `content.list_name` contains any of these.
+    #[serde(default)]
+    pub list_name_contains: Vec<String>,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub name: String,
+    #[serde(default)]
+    pub source: String,
+    pub categories: Vec<Category>,
+    #[serde(default)]
+    pub penalties_only: bool,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    pub years: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeRules {
+    pub default_severity: Severity,
+    #[serde(default)]
+    pub periods: Vec<Period>,
+    #[serde(default)]
+    pub severity: Vec<SeverityRule>,
+    #[serde(default)]
+    pub retention: Vec<Retention>,
+}
+
+/// The public-notice window of one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub period: String,
+    pub severity: Severity,
+    /// First instant of notice: 00:00 +08:00 of the decision date.
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    /// First instant the record is no longer noticed; equal to `from` when never noticed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+}
+
+/// The shipped rules, used when the configured file does not exist.
+pub const BUILTIN: &str = include_str!("../../mappings/rules/public-notice.toml");
+
+impl NoticeRules {
+    pub fn parse(path: &str, text: &str) -> Result<Self, NoticeRulesError> {
+        let err = |message: String| NoticeRulesError {
+            path: path.to_string(),
+            message,
+        };
+        let rules: NoticeRules = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        for p in &rules.periods {
+            for b in [p.minor, p.general, p.serious] {
+                if b.min_months > b.max_months && b.max_months != 0 {
+                    return Err(err(format!(
+                        "period {:?}: min_months {} is above max_months {}",
+                        p.name, b.min_months, b.max_months
+                    )));
+                }
+            }
+            if p.effective_until.is_some_and(|u| u < p.effective_from) {
+                return Err(err(format!(
+                    "period {:?}: effective_until is before effective_from",
+                    p.name
+                )));
+            }
+            if let Some(r) = p.regions.iter().find(|r| !is_region_prefix(r)) {
+                return Err(err(format!(
+                    "period {:?}: region {r:?} is not 1-6 digits",
+                    p.name
+                )));
+            }
+        }
+        Ok(rules)
+    }
+
+    /// The file when it exists, else the built-in copy.
+    pub fn load(path: &Path) -> Result<Self, NoticeRulesError> {
+        if !path.exists() {
+            return Self::parse("built-in public-notice.toml", BUILTIN);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| NoticeRulesError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn builtin() -> Result<Self, NoticeRulesError> {
+        Self::parse("built-in public-notice.toml", BUILTIN)
+    }
+
+    /// The severity of a record: the source's own (`content.severity`) when it gives one, else the
+    /// first matching rule, else the default.
+    pub fn severity_of(&self, record: &CanonicalRecord) -> Severity {
+        if let Some(s) = record
+            .content
+            .get("severity")
+            .and_then(Value::as_str)
+            .and_then(Severity::parse)
+        {
+            return s;
+        }
+        let types = penalty_types(record);
+        let list_name = record
+            .content
+            .get("list_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        self.severity
+            .iter()
+            .find(|rule| {
+                rule.categories.contains(&record.category)
+                    && (rule.penalty_types_only.is_empty()
+                        || (!types.is_empty()
+                            && types
+                                .iter()
+                                .all(|t| rule.penalty_types_only.iter().any(|o| o == t))))
+                    && (rule.penalty_types_any.is_empty()
+                        || types
+                            .iter()
+                            .any(|t| rule.penalty_types_any.iter().any(|o| o == t)))
+                    && (rule.list_name_contains.is_empty()
+                        || rule
+                            .list_name_contains
+                            .iter()
+                            .any(|c| list_name.contains(c.as_str())))
+            })
+            .map(|rule| rule.severity)
+            .unwrap_or(self.default_severity)
+    }
+
+    /// The public-notice window of a record, or `None` when no period governs it (its category
+    /// has no notice period, or it has no decision date).
+    pub fn window(&self, record: &CanonicalRecord) -> Option<Window> {
+        let decided = decision_date(record)?;
+        let region = record.source.region.as_str();
+        let period = self
+            .periods
+            .iter()
+            .filter(|p| p.categories.contains(&record.category))
+            .filter(|p| {
+                p.effective_from <= decided && p.effective_until.is_none_or(|u| decided <= u)
+            })
+            .filter_map(|p| region_match(&p.regions, region).map(|len| (len, p)))
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, p)| p)?;
+        let severity = self.severity_of(record);
+        let bounds = match severity {
+            Severity::Minor => period.minor,
+            Severity::General => period.general,
+            Severity::Serious => period.serious,
+        };
+        let from = start_of(decided);
+        if bounds.max_months == 0 {
+            return Some(Window {
+                period: period.name.clone(),
+                severity,
+                from,
+                until: from,
+            });
+        }
+        let earliest = add_months(decided, bounds.min_months);
+        let latest = add_months(decided, bounds.max_months);
+        let last_day = match source_notice_end(record) {
+            Some(end) => end.clamp(earliest, latest),
+            None => latest,
+        };
+        Some(Window {
+            period: period.name.clone(),
+            severity,
+            from,
+            until: start_of(last_day.next_day().unwrap_or(last_day)),
+        })
+    }
+
+    /// The first instant a record no longer counts and is no longer shared anywhere (LS Art. 20),
+    /// or `None` when no retention rule governs it.
+    pub fn retention_end(&self, record: &CanonicalRecord) -> Option<OffsetDateTime> {
+        let decided = decision_date(record)?;
+        let is_penalty = record.content.get("action").and_then(Value::as_str) == Some("penalty");
+        let rule = self.retention.iter().find(|r| {
+            r.categories.contains(&record.category)
+                && (!r.penalties_only || record.category != Category::Administrative || is_penalty)
+                && region_match(&r.regions, record.source.region.as_str()).is_some()
+        })?;
+        Some(start_of(add_months(decided, rule.years * 12)))
+    }
+}
+
+/// The date a record's periods run from: its legal basis's decision date, else `valid_from`.
+pub fn decision_date(record: &CanonicalRecord) -> Option<Date> {
+    record
+        .basis
+        .as_ref()
+        .map(|b| b.decided_on)
+        .or(record.valid_from)
+}
+
+fn source_notice_end(record: &CanonicalRecord) -> Option<Date> {
+    record
+        .content
+        .get("notice_until")
+        .and_then(Value::as_str)
+        .and_then(crate::record::parse_date)
+}
+
+fn penalty_types(record: &CanonicalRecord) -> Vec<&str> {
+    record
+        .content
+        .get("penalty_types")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::trim).collect())
+        .unwrap_or_default()
+}
+
+/// Length of the longest matching prefix (0 for "everywhere"), or `None` when none matches.
+fn region_match(prefixes: &[String], region: &str) -> Option<usize> {
+    if prefixes.is_empty() {
+        return Some(0);
+    }
+    prefixes
+        .iter()
+        .filter(|p| region.starts_with(p.as_str()))
+        .map(|p| p.len())
+        .max()
+}
+
+pub(crate) fn is_region_prefix(s: &str) -> bool {
+    (1..=6).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// 00:00 China time of a date.
+pub fn start_of(date: Date) -> OffsetDateTime {
+    date.with_time(Time::MIDNIGHT).assume_offset(CHINA_OFFSET)
+}
+
+/// Calendar months later, on the same day of the month or the month's last day.
+pub fn add_months(date: Date, months: u32) -> Date {
+    let total = date.year() as i64 * 12 + (u8::from(date.month()) as i64 - 1) + months as i64;
+    let year = total.div_euclid(12) as i32;
+    let month =
+        time::Month::try_from((total.rem_euclid(12) + 1) as u8).unwrap_or(time::Month::December);
+    let last = month.length(year);
+    Date::from_calendar_date(year, month, date.day().min(last)).unwrap_or(date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{validate, ValidationContext};
+    use serde_json::json;
+    use time::macros::{date, datetime};
+
+    fn penalty(region: &str, decided: &str, types: &[&str], extra: Value) -> CanonicalRecord {
+        let mut v = json!({
+            "category": "administrative",
+            "subject": {"kind": "institution", "role": "designated_medical_institution",
+                        "id_type": "uscc", "id": "91310110666007217T", "name": "某医院"},
+            "source": {"agency": "medical_insurance", "record_id": "r1", "region": region},
+            "basis": {"doc_type": "penalty_decision", "doc_number": "罚〔2026〕1号", "decided_on": decided},
+            "disclosure": {"class": "public"},
+            "content": {"action": "penalty", "authority": "某医保局", "penalty_types": types}
+        });
+        if let Value::Object(m) = extra {
+            for (k, val) in m {
+                v["content"][k] = val;
+            }
+        }
+        validate(&v, &ValidationContext::default()).unwrap()
+    }
+
+    fn rules() -> NoticeRules {
+        NoticeRules::builtin().unwrap()
+    }
+
+    #[test]
+    fn months_clamp_to_the_end_of_the_month() {
+        assert_eq!(add_months(date!(2026 - 01 - 31), 1), date!(2026 - 02 - 28));
+        assert_eq!(add_months(date!(2024 - 02 - 29), 12), date!(2025 - 02 - 28));
+        assert_eq!(add_months(date!(2026 - 11 - 10), 3), date!(2027 - 02 - 10));
+    }
+
+    #[test]
+    fn a_general_penalty_is_noticed_one_year_through_the_last_day() {
+        let w = rules()
+            .window(&penalty("440106", "2026-05-10", &["罚款"], json!({})))
+            .unwrap();
+        assert_eq!(w.period, "national-2026");
+        assert_eq!(w.severity, Severity::General);
+        assert_eq!(w.from, datetime!(2026-05-10 00:00 +08:00));
+        assert_eq!(w.until, datetime!(2027-05-11 00:00 +08:00));
+    }
+
+    #[test]
+    fn the_period_in_force_on_the_decision_date_applies() {
+        let w = rules()
+            .window(&penalty("440106", "2025-05-10", &["罚款"], json!({})))
+            .unwrap();
+        assert_eq!(w.period, "national-2023-trial");
+    }
+
+    #[test]
+    fn warnings_are_never_noticed_ls_art_27() {
+        let w = rules()
+            .window(&penalty("440106", "2026-05-10", &["警告"], json!({})))
+            .unwrap();
+        assert_eq!(w.severity, Severity::Minor);
+        assert_eq!(w.from, w.until);
+    }
+
+    #[test]
+    fn the_source_end_is_honoured_within_the_bounds() {
+        let r = rules();
+        // CF_GSJZQ inside [3 months, 1 year]: honoured.
+        let w = r
+            .window(&penalty(
+                "440106",
+                "2026-05-10",
+                &["罚款"],
+                json!({"notice_until": "2026-10-31"}),
+            ))
+            .unwrap();
+        assert_eq!(w.until, datetime!(2026-11-01 00:00 +08:00));
+        // Shorter than the minimum: raised to 3 months.
+        let w = r
+            .window(&penalty(
+                "440106",
+                "2026-05-10",
+                &["罚款"],
+                json!({"notice_until": "2026-05-20"}),
+            ))
+            .unwrap();
+        assert_eq!(w.until, datetime!(2026-08-11 00:00 +08:00));
+        // Longer than the maximum: cut to 1 year.
+        let w = r
+            .window(&penalty(
+                "440106",
+                "2026-05-10",
+                &["罚款"],
+                json!({"notice_until": "2029-01-01"}),
+            ))
+            .unwrap();
+        assert_eq!(w.until, datetime!(2027-05-11 00:00 +08:00));
+    }
+
+    #[test]
+    fn lhasa_lists_at_least_six_months_ls_art_27() {
+        let w = rules()
+            .window(&penalty(
+                "540102",
+                "2025-03-01",
+                &["罚款"],
+                json!({"notice_until": "2025-04-01"}),
+            ))
+            .unwrap();
+        assert_eq!(w.period, "lhasa-ls-27");
+        assert_eq!(w.until, datetime!(2025-09-02 00:00 +08:00));
+    }
+
+    #[test]
+    fn source_severity_wins_over_rules() {
+        let r = rules();
+        let rec = penalty(
+            "440106",
+            "2026-05-10",
+            &["警告"],
+            json!({"severity": "serious"}),
+        );
+        assert_eq!(r.severity_of(&rec), Severity::Serious);
+        let rec = penalty("440106", "2026-05-10", &["罚款", "吊销许可证件"], json!({}));
+        assert_eq!(r.severity_of(&rec), Severity::Serious);
+    }
+
+    #[test]
+    fn dishonesty_is_retained_three_years_ls_art_20() {
+        let end = rules()
+            .retention_end(&penalty("440106", "2023-02-01", &["罚款"], json!({})))
+            .unwrap();
+        assert_eq!(end, datetime!(2026-02-01 00:00 +08:00));
+    }
+}
