@@ -19,7 +19,7 @@ fn penalty(record_id: &str, region: &str, types: &[&str]) -> Value {
         "subject": {"kind": "institution", "role": "designated_retail_pharmacy",
                     "id_type": "uscc", "id": "91310110666007217T", "name": "广州市某某大药房有限公司"},
         "source": {"record_id": record_id, "region": region},
-        "basis": {"doc_type": "penalty_decision", "doc_number": format!("医保罚〔2025〕{record_id}号"), "decided_on": "2025-06-03"},
+        "basis": {"doc_type": "penalty_decision", "doc_number": format!("医保罚〔2025〕{record_id}号"), "decided_on": common::days_ago(30)},
         "disclosure": {"class": "public"},
         "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": types, "fine_yuan": "20000"}
     })
@@ -320,7 +320,7 @@ fn nothing_restricted_ever_reaches_a_platform() {
         "category": "administrative",
         "subject": {"kind": "individual", "role": "physician", "id_type": "resident_id", "id": "440104199003071239", "name": "王医生"},
         "source": {"record_id": "DOC-1", "region": "440106"},
-        "basis": {"doc_type": "penalty_decision", "doc_number": "穗医保罚〔2025〕99号", "decided_on": "2025-07-01"},
+        "basis": {"doc_type": "penalty_decision", "doc_number": "穗医保罚〔2025〕99号", "decided_on": common::days_ago(20)},
         "disclosure": {"class": "public"},
         "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"], "contact_phone": "13812345678"}
     });
@@ -417,6 +417,6 @@ fn a_platform_can_take_xml_envelopes_with_shuanggongshi_codes() {
     let share = &province.received()[0];
     assert_eq!(share.record["CF_XDR_MC"], "广州市某某大药房有限公司");
     assert_eq!(share.record["CF_NR_FK"], "2", "20000 元 = 2 万元");
-    assert_eq!(share.record["CF_JDRQ"], "2025/06/03");
+    assert_eq!(share.record["CF_JDRQ"], common::days_ago(30).replace('-', "/"));
     assert!(!share.idempotency_key.is_empty());
 }

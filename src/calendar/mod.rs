@@ -366,5 +366,18 @@ fn to_date(dt: &toml::value::Datetime) -> Option<Date> {
     Date::from_calendar_date(d.year as i32, time::Month::try_from(d.month).ok()?, d.day).ok()
 }
 
+/// A TOML local date (`effective_from = 2026-04-01`) as a [`Date`], for rules files' serde.
+pub fn deserialize_toml_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+    let dt = toml::value::Datetime::deserialize(d)?;
+    to_date(&dt).ok_or_else(|| serde::de::Error::custom("expected a date such as 2026-04-01"))
+}
+
+/// [`deserialize_toml_date`] for an optional field (use with `#[serde(default)]`).
+pub fn deserialize_toml_date_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Date>, D::Error> {
+    deserialize_toml_date(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests;

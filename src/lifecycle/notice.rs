@@ -66,8 +66,9 @@ pub struct Period {
     pub name: String,
     #[serde(default)]
     pub source: String,
+    #[serde(deserialize_with = "crate::calendar::deserialize_toml_date")]
     pub effective_from: Date,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::calendar::deserialize_toml_date_opt")]
     pub effective_until: Option<Date>,
     #[serde(default)]
     pub regions: Vec<String>,

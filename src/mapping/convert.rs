@@ -137,9 +137,42 @@ pub fn list(raw: &str, separator: &str) -> Vec<String> {
         .collect()
 }
 
+/// A path with a character range, `CF_CFJGDM[2..8]`: the path and the 0-based range (end
+/// exclusive). A path without a well-formed range is returned whole.
+pub fn char_range(path: &str) -> (&str, Option<(usize, usize)>) {
+    let Some(open) = path.rfind('[') else {
+        return (path, None);
+    };
+    let Some(inner) = path[open + 1..].strip_suffix(']') else {
+        return (path, None);
+    };
+    let Some((a, b)) = inner.split_once("..") else {
+        return (path, None);
+    };
+    match (a.parse::<usize>(), b.parse::<usize>()) {
+        (Ok(a), Ok(b)) if a < b => (&path[..open], Some((a, b))),
+        _ => (path, None),
+    }
+}
+
+/// Characters `start..end` of a value; `None` when it is shorter (the next path is tried).
+pub fn chars_of(value: &str, (start, end): (usize, usize)) -> Option<String> {
+    let chars: Vec<char> = value.chars().collect();
+    (chars.len() >= end).then(|| chars[start..end].iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_can_take_a_character_range() {
+        assert_eq!(char_range("CF_CFJGDM[2..8]"), ("CF_CFJGDM", Some((2, 8))));
+        assert_eq!(char_range("CF_CFJGDM"), ("CF_CFJGDM", None));
+        assert_eq!(char_range("A[8..2]"), ("A[8..2]", None));
+        assert_eq!(chars_of("11440100MB2C12345X", (2, 8)).as_deref(), Some("440100"));
+        assert_eq!(chars_of("1144", (2, 8)), None);
+    }
 
     fn f(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

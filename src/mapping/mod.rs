@@ -378,10 +378,15 @@ impl Mapping {
             RuleSource::Paths(paths) => {
                 let mut found = None;
                 for p in paths {
-                    if let Some(v) = read(p)? {
+                    let (path, chars) = convert::char_range(p);
+                    if let Some(v) = read(path)? {
                         let v = v.trim();
-                        if !v.is_empty() {
-                            found = Some(v.to_string());
+                        let v = match chars {
+                            None => Some(v.to_string()),
+                            Some(range) => convert::chars_of(v, range),
+                        };
+                        if let Some(v) = v.filter(|v| !v.trim().is_empty()) {
+                            found = Some(v);
                             break;
                         }
                     }

@@ -38,6 +38,8 @@ pub struct ValidationContext {
 }
 
 const MAX_TEXT_CHARS: usize = 4000;
+/// `content.severity` as sources write it (`lifecycle::Severity` reads the same words).
+const SEVERITIES: [&str; 6] = ["minor", "general", "serious", "轻微", "一般", "严重"];
 const MAX_ID_CHARS: usize = 128;
 
 /// Validate one untyped record. Returns every field error found, not just the first.
@@ -97,13 +99,9 @@ pub fn validate_owned(
         }
     };
     if let (Some(category), Some(content)) = (category, content.as_ref()) {
-        check_content(
-            category,
-            content,
-            basis.as_ref(),
-            obj.contains_key("basis"),
-            &mut errs,
-        );
+        // A basis given as `null` names no document: it counts as absent (GD Art. 26).
+        let basis_given = obj.get("basis").is_some_and(|b| !b.is_null());
+        check_content(category, content, basis.as_ref(), basis_given, &mut errs);
     }
     match (category, subject, source, disclosure, content) {
         (Some(category), Some(subject), Some(source), Some(disclosure), Some(content))
@@ -485,6 +483,16 @@ fn check_content(
             "a dishonesty record or penalty must name its legal basis document: type, number and date (GD Art. 26)",
         ));
     }
+    // The source's own severity class drives the public-notice period: a wrong value is an
+    // error, never the default class.
+    if let Some(v) = content.get("severity") {
+        if !v.as_str().is_some_and(|s| SEVERITIES.contains(&s.trim())) {
+            errs.push(FieldError::new(
+                "content.severity",
+                "must be minor, general or serious (national credit-repair measures)",
+            ));
+        }
+    }
     match category {
         Category::AgreementPerformance => check_agreement_status(content, errs),
         Category::EvaluationResult => check_grade(content, errs),
@@ -610,10 +618,18 @@ fn check_grade(content: &Map<String, Value>, errs: &mut Vec<FieldError>) {
     let Some(points) = content.get("points").and_then(decimal_value) else {
         return;
     };
-    let serious = content
-        .get("serious_dishonesty")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    // GD Art. 20: a value of the wrong type is an error, never read as "not on the list".
+    let serious = match content.get("serious_dishonesty") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errs.push(FieldError::new(
+                "content.serious_dishonesty",
+                "must be true or false (GD Art. 20)",
+            ));
+            return;
+        }
+    };
     let expected = if serious {
         "E"
     } else {
@@ -805,6 +821,35 @@ mod tests {
         let mut v = penalty();
         v["basis"]["doc_number"] = json!("");
         assert_eq!(field_of(validate(&v, &ctx())), vec!["basis.doc_number"]);
+        let mut v = penalty();
+        v["basis"]["doc_number"] = json!("   ");
+        assert_eq!(field_of(validate(&v, &ctx())), vec!["basis.doc_number"]);
+    }
+
+    #[test]
+    fn a_null_basis_names_no_document_gd_art_26() {
+        let mut v = penalty();
+        v["basis"] = Value::Null;
+        assert_eq!(field_of(validate(&v, &ctx())), vec!["basis"]);
+    }
+
+    #[test]
+    fn serious_dishonesty_of_the_wrong_type_is_an_error_gd_art_20() {
+        let mut v = penalty();
+        v["category"] = json!("evaluation_result");
+        v["content"] = json!({"year": 2025, "points": 97, "grade": "A", "serious_dishonesty": "yes"});
+        assert!(field_of(validate(&v, &ctx())).contains(&"content.serious_dishonesty".to_string()));
+        v["content"]["serious_dishonesty"] = json!(1);
+        assert!(field_of(validate(&v, &ctx())).contains(&"content.serious_dishonesty".to_string()));
+    }
+
+    #[test]
+    fn an_unknown_severity_is_an_error() {
+        let mut v = penalty();
+        v["content"]["severity"] = json!("medium");
+        assert_eq!(field_of(validate(&v, &ctx())), vec!["content.severity"]);
+        v["content"]["severity"] = json!("serious");
+        assert!(validate(&v, &ctx()).is_ok());
     }
 
     #[test]

@@ -524,3 +524,12 @@ impl AlertRelay {
         self.bodies.lock().unwrap().clone()
     }
 }
+
+/// The date `days` days before today, China time, as `YYYY-MM-DD`: penalties in tests are decided
+/// recently enough to be within their public-notice period whenever the suite runs.
+pub fn days_ago(days: i64) -> String {
+    let d = (time::OffsetDateTime::now_utc().to_offset(credit_gateway::calendar::CHINA_OFFSET)
+        - time::Duration::days(days))
+    .date();
+    credit_gateway::record::format_date(d)
+}
