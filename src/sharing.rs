@@ -62,10 +62,16 @@ pub struct ShareRule {
     #[serde(default)]
     pub subject_kinds: Vec<SubjectKind>,
     /// The rule governs records decided on or after this date.
-    #[serde(default, deserialize_with = "crate::calendar::deserialize_toml_date_opt")]
+    #[serde(
+        default,
+        deserialize_with = "crate::calendar::deserialize_toml_date_opt"
+    )]
     pub effective_from: Option<Date>,
     /// The rule governs records decided on or before this date.
-    #[serde(default, deserialize_with = "crate::calendar::deserialize_toml_date_opt")]
+    #[serde(
+        default,
+        deserialize_with = "crate::calendar::deserialize_toml_date_opt"
+    )]
     pub effective_until: Option<Date>,
     /// Where the rule comes from (article), for people.
     #[serde(default)]

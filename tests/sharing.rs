@@ -417,6 +417,9 @@ fn a_platform_can_take_xml_envelopes_with_shuanggongshi_codes() {
     let share = &province.received()[0];
     assert_eq!(share.record["CF_XDR_MC"], "广州市某某大药房有限公司");
     assert_eq!(share.record["CF_NR_FK"], "2", "20000 元 = 2 万元");
-    assert_eq!(share.record["CF_JDRQ"], common::days_ago(30).replace('-', "/"));
+    assert_eq!(
+        share.record["CF_JDRQ"],
+        common::days_ago(30).replace('-', "/")
+    );
     assert!(!share.idempotency_key.is_empty());
 }

@@ -68,7 +68,10 @@ pub struct Period {
     pub source: String,
     #[serde(deserialize_with = "crate::calendar::deserialize_toml_date")]
     pub effective_from: Date,
-    #[serde(default, deserialize_with = "crate::calendar::deserialize_toml_date_opt")]
+    #[serde(
+        default,
+        deserialize_with = "crate::calendar::deserialize_toml_date_opt"
+    )]
     pub effective_until: Option<Date>,
     #[serde(default)]
     pub regions: Vec<String>,

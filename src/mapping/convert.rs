@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(char_range("CF_CFJGDM[2..8]"), ("CF_CFJGDM", Some((2, 8))));
         assert_eq!(char_range("CF_CFJGDM"), ("CF_CFJGDM", None));
         assert_eq!(char_range("A[8..2]"), ("A[8..2]", None));
-        assert_eq!(chars_of("11440100MB2C12345X", (2, 8)).as_deref(), Some("440100"));
+        assert_eq!(
+            chars_of("11440100MB2C12345X", (2, 8)).as_deref(),
+            Some("440100")
+        );
         assert_eq!(chars_of("1144", (2, 8)), None);
     }
 

@@ -837,7 +837,8 @@ mod tests {
     fn serious_dishonesty_of_the_wrong_type_is_an_error_gd_art_20() {
         let mut v = penalty();
         v["category"] = json!("evaluation_result");
-        v["content"] = json!({"year": 2025, "points": 97, "grade": "A", "serious_dishonesty": "yes"});
+        v["content"] =
+            json!({"year": 2025, "points": 97, "grade": "A", "serious_dishonesty": "yes"});
         assert!(field_of(validate(&v, &ctx())).contains(&"content.serious_dishonesty".to_string()));
         v["content"]["serious_dishonesty"] = json!(1);
         assert!(field_of(validate(&v, &ctx())).contains(&"content.serious_dishonesty".to_string()));
