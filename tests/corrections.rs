@@ -240,6 +240,37 @@ fn a_correction_that_cannot_be_delivered_becomes_overdue_then_late() {
 }
 
 #[test]
+fn a_correction_found_in_the_future_is_refused_gd_art_31() {
+    let (_rt, mut gw, _rs) = setup(1);
+    gw.spawn();
+    gw.set_clock("2025-03-14T10:00:00+08:00");
+    push(&gw, MI, vec![penalty("FUT-1", None)]);
+    let reply = gw.client(MI).post(
+        "/v1/corrections",
+        "application/json",
+        serde_json::to_vec(&json!({"record_id": "FUT-1", "kind": "invalidate", "found_at": "2025-03-20T10:00:00+08:00"})).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["error"]["code"], "bad_correction");
+    assert!(reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("future"));
+    // A few minutes of clock skew between agency and gateway is tolerated.
+    let ok = gw.client(MI).post(
+        "/v1/corrections",
+        "application/json",
+        serde_json::to_vec(&json!({"record_id": "FUT-1", "kind": "invalidate", "found_at": "2025-03-14T10:02:00+08:00"})).unwrap(),
+    );
+    assert_eq!(ok.status, 202, "{}", String::from_utf8_lossy(&ok.body));
+}
+
+#[test]
 fn a_correction_from_the_platform_reaches_the_medical_insurance_platform() {
     let (_rt, mut gw, rs) = setup(2);
     let mi_platform = &rs[1];
@@ -254,6 +285,9 @@ fn a_correction_from_the_platform_reaches_the_medical_insurance_platform() {
     judgment["category"] = json!("dishonest_list");
     judgment["basis"]["doc_type"] = json!("judgment");
     judgment["content"] = json!({"list_name": "失信被执行人名单", "listed_on": "2025-03-01", "authority": "广州市中级人民法院"});
+    // Not for government sharing: the medical-insurance platform still gets the corrected record
+    // (it is the credit manager, not a disclosure channel), never a bare withdrawal.
+    judgment["disclosure"] = json!({"class": "authorized_query"});
     push(&gw, "provincial_credit_platform", vec![judgment]);
     let c = correct(
         &gw,
@@ -261,6 +295,10 @@ fn a_correction_from_the_platform_reaches_the_medical_insurance_platform() {
         json!({"record_id": "PLAT-1", "kind": "change", "content": {"removed_on": "2025-03-13"}, "reason": "已履行，移出名单"}),
     );
     assert_eq!(c["direction"], "to_medical_insurance");
+    assert!(
+        c["deadline"].is_null(),
+        "GD Art. 31's three working days bind the medical-insurance side's own information: {c}"
+    );
     assert!(
         wait_until(Duration::from_secs(20), || mi_platform
             .received()
@@ -274,6 +312,18 @@ fn a_correction_from_the_platform_reaches_the_medical_insurance_platform() {
         .find(|s| s.kind == "correction")
         .unwrap();
     assert_eq!(got.record["content"]["removed_on"], "2025-03-13");
+    assert!(
+        got.record.get("withdrawn").is_none(),
+        "the content, not a withdrawal"
+    );
+    assert_eq!(got.record["content"]["list_name"], "失信被执行人名单");
+    assert!(
+        wait_until(Duration::from_secs(20), || state_of(
+            &gw,
+            c["id"].as_str().unwrap()
+        ) == "delivered"),
+        "no deadline: delivered, never overdue"
+    );
     // Another agency may not correct it.
     let denied = gw.client("tax").post("/v1/corrections", "application/json", serde_json::to_vec(&json!({"agency": "provincial_credit_platform", "record_id": "PLAT-1", "kind": "invalidate"})).unwrap());
     assert_eq!(denied.status, 403);

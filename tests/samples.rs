@@ -180,3 +180,54 @@ impl IntegerLike for Value {
         self.as_i64().unwrap_or(-1)
     }
 }
+
+/// Penalties as the national 双公示 standard publishes them: no region, no role, the fine as a
+/// JSON number, and the older variant's severity (CF_SXYZCD).
+#[test]
+fn national_standard_penalties_derive_region_and_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[mappings]\ndir = {:?}\n", repo().join("mappings")),
+    )
+    .unwrap();
+    let sample = repo().join("examples/samples/mi-penalties.json");
+    let (_, out, err) = run_cli(
+        dir.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "check",
+            "--mapping",
+            "mi-penalties",
+            sample.to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    let record = |id: &str| {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source"]["record_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not accepted: {v}"))
+    };
+    let by_authority = record("穗医保罚〔2026〕3号");
+    assert_eq!(
+        by_authority["source"]["region"], "440100",
+        "the deciding authority's code wins over the subject's (Fuzhou, 350100)"
+    );
+    assert_eq!(by_authority["subject"]["role"], "other_enterprise");
+    assert_eq!(
+        by_authority["content"]["fine_yuan"], "2000",
+        "0.2 万元 as a JSON number"
+    );
+    let by_subject = record("穗医保罚〔2026〕4号");
+    assert_eq!(
+        by_subject["source"]["region"], "350100",
+        "no authority code: the subject's"
+    );
+    assert_eq!(by_subject["content"]["severity"], "serious");
+}
