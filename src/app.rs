@@ -184,6 +184,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
         manual_clock: manual_clock.clone(),
         clock: clock.clone(),
+        router: router.clone(),
+        exceptions: exceptions.clone(),
     });
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,

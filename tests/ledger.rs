@@ -464,3 +464,112 @@ fn the_xml_destination_can_tell_a_withdrawal_from_a_publication() {
         "the reason travels too"
     );
 }
+
+#[test]
+fn operators_ask_the_ledger_and_mark_exits_from_the_cli_running_or_stopped() {
+    let (_rt, mut gw, rs) = gateway(&[("provincial", "440000")]);
+    gw.spawn();
+    push(&gw, vec![penalty("CLI-1", "440106", &days_ago(10))]);
+    assert!(wait_until(Duration::from_secs(20), || of(&rs[0], "CLI-1")
+        .len()
+        == 2));
+    // Running: through the admin endpoint.
+    let (code, out, err) = gw.cli(&["ledger", "record", "--agency", MI, "--record-id", "CLI-1"]);
+    assert_eq!(code, 0, "{err}");
+    let view: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (_, out, _) = gw.cli(&["ledger", "record", "--agency", MI, "--record-id", "CLI-1"]);
+            let v: Value = serde_json::from_str(&out).unwrap();
+            holding(&v, "provincial", "public_notice")["state"] == "held"
+        }),
+        "{view}"
+    );
+    let (code, out, err) = gw.cli(&[
+        "subjects",
+        "exit",
+        "--id-type",
+        "uscc",
+        "--id",
+        "91310110666007217T",
+        "--reason",
+        "death",
+        "--on",
+        "2026-11-01",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["changes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(wait_until(Duration::from_secs(20), || of(&rs[0], "CLI-1")
+        .len()
+        == 4));
+    let (code, _, err) = gw.cli(&[
+        "subjects",
+        "exit",
+        "--id-type",
+        "uscc",
+        "--id",
+        "91310110666007217T",
+        "--reason",
+        "death",
+        "--on",
+        "2026-11-01",
+    ]);
+    assert_eq!(code, 2, "already exited: {err}");
+    let (code, out, _) = gw.cli(&[
+        "ledger",
+        "subject",
+        "--id-type",
+        "uscc",
+        "--id",
+        "91310110666007217T",
+    ]);
+    assert_eq!(code, 0);
+    let subject: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(subject["status"], "exited");
+    assert_eq!(subject["standing_change"]["reason"], "death");
+    // Stopped: on the data directory; the restarted gateway delivers what it queued.
+    gw.stop();
+    let (code, out, err) = gw.cli(&[
+        "subjects",
+        "reentry",
+        "--id-type",
+        "uscc",
+        "--id",
+        "91310110666007217T",
+        "--on",
+        "2026-11-20",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"],
+        "active"
+    );
+    gw.spawn();
+    assert!(wait_until(Duration::from_secs(20), || of(&rs[0], "CLI-1")
+        .len()
+        == 6));
+    let (code, _, _) = gw.cli(&["ledger", "record", "--agency", MI, "--record-id", "NOPE"]);
+    assert_eq!(code, 1, "no such record");
+    // The chain still verifies, and names the subject only by a hash.
+    gw.stop();
+    let (code, out, err) = gw.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, chain, _) = gw.cli(&["audit", "show", "--limit", "1000"]);
+    let standing: Vec<&str> = chain
+        .lines()
+        .filter(|l| l.contains("subject_exited") || l.contains("subject_reentered"))
+        .collect();
+    assert_eq!(standing.len(), 2, "{chain}");
+    for line in standing {
+        assert!(
+            line.contains("subject_sha256") && !line.contains("91310110666007217T"),
+            "{line}"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 mod audit;
 mod calendar;
 mod check;
+mod ledger;
 mod outbox;
 
 use std::path::PathBuf;
@@ -68,6 +69,72 @@ pub enum Command {
     /// Corrections and their deadlines (GD Art. 31).
     #[command(subcommand)]
     Corrections(CorrectionsCommand),
+    /// What each platform holds (or held at a past date) of a record or a subject: the
+    /// publication ledger. On the data directory when stopped, through the admin endpoint when
+    /// running.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// A subject's exit from medical-insurance service or death, and its re-entry (LS Art. 20):
+    /// every platform copy is withdrawn, or restored within its windows.
+    #[command(subcommand)]
+    Subjects(SubjectsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// One record: every platform and channel, with each publication and withdrawal.
+    Record {
+        #[arg(long)]
+        agency: String,
+        #[arg(long = "record-id")]
+        record_id: String,
+        /// A date (the end of that day, China time) or an RFC 3339 time; default now.
+        #[arg(long = "as-of")]
+        as_of: Option<String>,
+        #[arg(long)]
+        destination: Option<String>,
+    },
+    /// Every record of a subject.
+    Subject {
+        /// uscc, resident_id, passport, hk_macao_permit, taiwan_permit, foreign_permanent_resident
+        #[arg(long = "id-type")]
+        id_type: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long = "as-of")]
+        as_of: Option<String>,
+        #[arg(long)]
+        destination: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubjectsCommand {
+    /// The subject left medical-insurance service (left_service) or died (death).
+    Exit {
+        #[arg(long = "id-type")]
+        id_type: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// The date it took effect, YYYY-MM-DD.
+        #[arg(long)]
+        on: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The subject became a medical-insurance credit subject again.
+    Reentry {
+        #[arg(long = "id-type")]
+        id_type: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        on: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +306,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Corrections(CorrectionsCommand::List { state }) => {
             outbox::corrections_list(&config, state)
         }
+        Command::Ledger(cmd) => ledger::run(&config, ledger::Op::Ledger(cmd)),
+        Command::Subjects(cmd) => ledger::run(&config, ledger::Op::Subjects(cmd)),
     }
 }
 

@@ -58,7 +58,7 @@ async fn admin_get(config: &Config, path: &str) -> Result<serde_json::Value, Str
 }
 
 /// One request to the running gateway's admin endpoint (loopback, plain HTTP): status and JSON.
-async fn admin_request(
+pub(super) async fn admin_request(
     config: &Config,
     method: &str,
     path: &str,

@@ -20,6 +20,8 @@ pub mod receipt;
 pub mod respond;
 mod routes;
 
+pub(crate) use routes::percent_decode;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -463,19 +463,6 @@ fn ledger_subject(
     Ok(json_response(StatusCode::OK, &found))
 }
 
-/// `POST /v1/subjects/{id_type}/{id}/exit` and `/reentry` body.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StandingRequest {
-    /// Exit: `left_service` (退出医保服务) or `death`. Not given for re-entry.
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// The date it took effect, YYYY-MM-DD.
-    pub on: String,
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
 /// LS Art. 20: a subject that leaves medical-insurance service or dies is removed from view and
 /// from every platform; if it becomes a subject again, its information returns.
 async fn change_standing(
@@ -494,77 +481,36 @@ async fn change_standing(
     {
         return Err(ApiError::StandingNotAllowed);
     }
-    let subject = subject_id(app, id_type, id)?;
+    subject_id(app, id_type, id)?;
     let body = read_body(app, req).await?;
-    let request: StandingRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::Document(crate::mapping::ParseError::Syntax {
-            format: "JSON",
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })
-    })?;
-    let change = standing_change(exit, request, &agency.id).map_err(ApiError::InvalidQuery)?;
-    let reason = change.reason.clone();
-    let queued = crate::ledger::recheck::change_standing(
-        app.store.clone(),
-        &app.committer,
-        app.router.current(),
-        app.exceptions.clone(),
-        subject.archive_key(),
-        exit,
-        change,
-        app.clock.now(),
-    )
-    .await
-    .map_err(|e| match e {
-        crate::ledger::recheck::StandingError::NotFound => ApiError::NotFound("subject"),
-        crate::ledger::recheck::StandingError::Already(_) => {
-            ApiError::StandingUnchanged(e.to_string())
-        }
-        crate::ledger::recheck::StandingError::Storage(_) => ApiError::StorageUnavailable,
-    })?;
-    events::ledger_changed(
-        if exit {
-            "subject_exited"
-        } else {
-            "subject_reentered"
-        },
-        &queued,
-    );
-    let withdrawals = queued
-        .iter()
-        .filter(|q| q.action == crate::ledger::Action::Withdraw)
-        .count();
-    events::subject_standing_changed(exit, &reason, withdrawals, queued.len() - withdrawals);
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"status": if exit { "exited" } else { "active" }, "reason": reason, "changes": queued}),
-    ))
-}
-
-/// Check a standing request: an exit names why (LS Art. 20: 退出医保服务 or death), every change
-/// its date.
-pub fn standing_change(
-    exit: bool,
-    request: StandingRequest,
-    by: &str,
-) -> Result<crate::archive::StandingChange, String> {
-    if crate::record::parse_date(&request.on).is_none() {
-        return Err("on must be the date it took effect, YYYY-MM-DD".into());
-    }
-    let reason = match (exit, request.reason.as_deref()) {
-        (true, Some(r @ ("left_service" | "death"))) => r.to_string(),
-        (true, _) => return Err("reason must be left_service or death (LS Art. 20)".into()),
-        (false, None) => "reentered".to_string(),
-        (false, Some(_)) => return Err("a re-entry takes no reason".into()),
+    let request: crate::ledger::recheck::StandingRequest =
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Document(crate::mapping::ParseError::Syntax {
+                format: "JSON",
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })
+        })?;
+    use crate::ledger::ops::{set_standing, OpContext, OpError};
+    let ctx = OpContext {
+        store: &app.store,
+        committer: &app.committer,
+        router: app.router.current(),
+        exceptions: &app.exceptions,
+        now: app.clock.now(),
+        by: &agency.id,
     };
-    Ok(crate::archive::StandingChange {
-        reason,
-        on: request.on,
-        by: by.to_string(),
-        note: request.note.unwrap_or_default(),
-    })
+    let id = percent_decode(id);
+    let done = set_standing(&ctx, id_type, &id, exit, request)
+        .await
+        .map_err(|e| match e {
+            OpError::Invalid(m) => ApiError::InvalidQuery(m),
+            OpError::NotFound(what) => ApiError::NotFound(what),
+            OpError::Conflict(m) => ApiError::StandingUnchanged(m),
+            OpError::Storage(_) => ApiError::StorageUnavailable,
+        })?;
+    Ok(json_response(StatusCode::OK, &done))
 }
 
 fn mappings(app: &App, agency: &Agency) -> Resp {
@@ -590,7 +536,7 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 }
 
 /// Percent-decoding for path and query values.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -253,3 +253,40 @@ pub fn subject_hash(archive_key: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(archive_key.as_bytes())[..16])
 }
+
+/// `POST /v1/subjects/{id_type}/{id}/exit` and `/reentry` body.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandingRequest {
+    /// Exit: `left_service` (退出医保服务) or `death`. Not given for re-entry.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The date it took effect, YYYY-MM-DD.
+    pub on: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Check a standing request: an exit names why (LS Art. 20: 退出医保服务 or death), every change
+/// its date.
+pub fn standing_change(
+    exit: bool,
+    request: StandingRequest,
+    by: &str,
+) -> Result<crate::archive::StandingChange, String> {
+    if crate::record::parse_date(&request.on).is_none() {
+        return Err("on must be the date it took effect, YYYY-MM-DD".into());
+    }
+    let reason = match (exit, request.reason.as_deref()) {
+        (true, Some(r @ ("left_service" | "death"))) => r.to_string(),
+        (true, _) => return Err("reason must be left_service or death (LS Art. 20)".into()),
+        (false, None) => "reentered".to_string(),
+        (false, Some(_)) => return Err("a re-entry takes no reason".into()),
+    };
+    Ok(crate::archive::StandingChange {
+        reason,
+        on: request.on,
+        by: by.to_string(),
+        note: request.note.unwrap_or_default(),
+    })
+}

@@ -33,6 +33,8 @@ pub struct Ops {
     /// Present only with `corrections.dangerous_manual_clock` (tests).
     pub manual_clock: Option<crate::clock::ManualClock>,
     pub clock: crate::clock::SharedClock,
+    pub router: crate::sharing::SharedRouter,
+    pub exceptions: crate::subject::IdentifierExceptions,
 }
 
 pub async fn serve(
@@ -74,6 +76,11 @@ pub async fn serve(
                     }
                     if req.uri().path().starts_with("/outbox/") {
                         return Ok::<_, Infallible>(outbox(&ops, &req).await);
+                    }
+                    if req.uri().path().starts_with("/ledger/")
+                        || req.uri().path().starts_with("/subjects/")
+                    {
+                        return Ok::<_, Infallible>(ledger(&ops, &req).await);
                     }
                     Ok::<_, Infallible>(respond(req.uri().path(), &ready, metrics.as_ref()))
                 }
@@ -145,6 +152,95 @@ async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
         ),
+    }
+}
+
+/// `GET /ledger/record?agency=A&record_id=R[&as_of=T][&destination=D]`,
+/// `GET /ledger/subject?id_type=uscc&id=X[&as_of=T][&destination=D]`,
+/// `POST /subjects/exit?id_type=uscc&id=X&reason=left_service&on=2026-11-01[&note=N]`,
+/// `POST /subjects/reentry?id_type=uscc&id=X&on=2026-11-20`: the CLI's `ledger` and `subjects`
+/// commands while the gateway runs.
+async fn ledger(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    use crate::ledger::ops::{record_holdings, set_standing, subject_holdings, OpContext, OpError};
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), crate::ingest::percent_decode(v)))
+        .collect();
+    let q = |k: &str| query.get(k).map(String::as_str);
+    let ctx = OpContext {
+        store: &ops.store,
+        committer: &ops.committer,
+        router: ops.router.current(),
+        exceptions: &ops.exceptions,
+        now: ops.clock.now(),
+        by: "operator",
+    };
+    let standing = || crate::ledger::recheck::StandingRequest {
+        reason: q("reason").map(String::from),
+        on: q("on").unwrap_or("").to_string(),
+        note: q("note").map(String::from),
+    };
+    let result = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/ledger/record") => {
+            record_holdings(
+                &ctx,
+                q("agency").unwrap_or(""),
+                q("record_id").unwrap_or(""),
+                q("as_of"),
+                q("destination"),
+            )
+            .await
+        }
+        ("GET", "/ledger/subject") => {
+            subject_holdings(
+                &ctx,
+                q("id_type").unwrap_or(""),
+                q("id").unwrap_or(""),
+                q("as_of"),
+                q("destination"),
+            )
+            .await
+        }
+        ("POST", "/subjects/exit") => {
+            set_standing(
+                &ctx,
+                q("id_type").unwrap_or(""),
+                q("id").unwrap_or(""),
+                true,
+                standing(),
+            )
+            .await
+        }
+        ("POST", "/subjects/reentry") => {
+            set_standing(
+                &ctx,
+                q("id_type").unwrap_or(""),
+                q("id").unwrap_or(""),
+                false,
+                standing(),
+            )
+            .await
+        }
+        _ => Err(OpError::NotFound("endpoint")),
+    };
+    match result {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(e) => {
+            let (status, code) = match &e {
+                OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+                OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                OpError::Conflict(_) => (StatusCode::CONFLICT, "standing_unchanged"),
+                OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            };
+            json(
+                status,
+                serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
+            )
+        }
     }
 }
 

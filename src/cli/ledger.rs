@@ -1,0 +1,225 @@
+//! `credit-gateway ledger` and `credit-gateway subjects`: on the data directory when the gateway
+//! is stopped, through its admin endpoint when it runs. Both paths run the same operations
+//! (`ledger::ops`) and are audited.
+
+use std::process::ExitCode;
+
+use super::{LedgerCommand, SubjectsCommand};
+use crate::config::Config;
+use crate::ledger::ops::{self, OpContext, OpError};
+use crate::ledger::recheck::StandingRequest;
+
+pub(super) enum Op {
+    Ledger(LedgerCommand),
+    Subjects(SubjectsCommand),
+}
+
+pub(super) fn run(config: &Config, op: Op) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match crate::app::open_store(config) {
+        Ok(store) => runtime.block_on(local(config, store, op)),
+        Err(local) => runtime
+            .block_on(remote(config, op))
+            .map_err(|remote| match remote {
+                OpError::Storage(m) => {
+                    OpError::Storage(format!("{local}; and through the admin endpoint: {m}"))
+                }
+                other => other,
+            }),
+    };
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(OpError::NotFound(what)) => {
+            eprintln!("no such {what}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn local(
+    config: &Config,
+    store: crate::store::Store,
+    op: Op,
+) -> Result<serde_json::Value, OpError> {
+    let router = crate::app::build_router(config).map_err(|e| OpError::Invalid(e.to_string()))?;
+    let exceptions = crate::subject::IdentifierExceptions::new(
+        &config.validation.uscc_exceptions,
+        &config.validation.resident_id_exceptions,
+    );
+    let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+    let (committer, handle) = crate::store::Committer::start(store.clone(), clock.clone())
+        .map_err(|e| OpError::Storage(e.to_string()))?;
+    let ctx = OpContext {
+        store: &store,
+        committer: &handle,
+        router: std::sync::Arc::new(router),
+        exceptions: &exceptions,
+        now: clock.now(),
+        by: "operator",
+    };
+    let out = match op {
+        Op::Ledger(LedgerCommand::Record {
+            agency,
+            record_id,
+            as_of,
+            destination,
+        }) => {
+            ops::record_holdings(
+                &ctx,
+                &agency,
+                &record_id,
+                as_of.as_deref(),
+                destination.as_deref(),
+            )
+            .await
+        }
+        Op::Ledger(LedgerCommand::Subject {
+            id_type,
+            id,
+            as_of,
+            destination,
+        }) => {
+            ops::subject_holdings(
+                &ctx,
+                &id_type,
+                &id,
+                as_of.as_deref(),
+                destination.as_deref(),
+            )
+            .await
+        }
+        Op::Subjects(SubjectsCommand::Exit {
+            id_type,
+            id,
+            reason,
+            on,
+            note,
+        }) => {
+            let request = StandingRequest {
+                reason: Some(reason),
+                on,
+                note,
+            };
+            ops::set_standing(&ctx, &id_type, &id, true, request).await
+        }
+        Op::Subjects(SubjectsCommand::Reentry {
+            id_type,
+            id,
+            on,
+            note,
+        }) => {
+            let request = StandingRequest {
+                reason: None,
+                on,
+                note,
+            };
+            ops::set_standing(&ctx, &id_type, &id, false, request).await
+        }
+    };
+    drop(ctx);
+    drop(handle);
+    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    out
+}
+
+async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
+    let mut params: Vec<(&str, String)> = Vec::new();
+    let (method, path) = match op {
+        Op::Ledger(LedgerCommand::Record {
+            agency,
+            record_id,
+            as_of,
+            destination,
+        }) => {
+            params.extend([("agency", agency), ("record_id", record_id)]);
+            params.extend(as_of.map(|v| ("as_of", v)));
+            params.extend(destination.map(|v| ("destination", v)));
+            ("GET", "/ledger/record")
+        }
+        Op::Ledger(LedgerCommand::Subject {
+            id_type,
+            id,
+            as_of,
+            destination,
+        }) => {
+            params.extend([("id_type", id_type), ("id", id)]);
+            params.extend(as_of.map(|v| ("as_of", v)));
+            params.extend(destination.map(|v| ("destination", v)));
+            ("GET", "/ledger/subject")
+        }
+        Op::Subjects(SubjectsCommand::Exit {
+            id_type,
+            id,
+            reason,
+            on,
+            note,
+        }) => {
+            params.extend([
+                ("id_type", id_type),
+                ("id", id),
+                ("reason", reason),
+                ("on", on),
+            ]);
+            params.extend(note.map(|v| ("note", v)));
+            ("POST", "/subjects/exit")
+        }
+        Op::Subjects(SubjectsCommand::Reentry {
+            id_type,
+            id,
+            on,
+            note,
+        }) => {
+            params.extend([("id_type", id_type), ("id", id), ("on", on)]);
+            params.extend(note.map(|v| ("note", v)));
+            ("POST", "/subjects/reentry")
+        }
+    };
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    let (status, value) =
+        super::outbox::admin_request(config, method, &format!("{path}?{}", query.join("&")))
+            .await
+            .map_err(OpError::Storage)?;
+    if status.is_success() {
+        return Ok(value);
+    }
+    let message = value["error"]["message"].as_str().unwrap_or("").to_string();
+    Err(match status.as_u16() {
+        404 => OpError::NotFound("record or subject"),
+        400 => OpError::Invalid(message),
+        409 => OpError::Conflict(message),
+        _ => OpError::Storage(message),
+    })
+}
+
+/// Percent-encoding for query values (identifiers, Chinese record ids, RFC 3339 times).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
