@@ -383,7 +383,7 @@ fn nothing_restricted_ever_reaches_a_platform() {
     );
     let log = gw.log();
     assert!(
-        log.contains("minor_penalty_not_publicly_noticed") && log.contains("restricted_record"),
+        log.contains("minor_not_publicly_noticed") && log.contains("restricted_record"),
         "withheld records are logged with their rule"
     );
     assert!(

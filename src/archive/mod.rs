@@ -7,7 +7,14 @@
 //!
 //! Idempotency: a record's identity is (source agency, source record id). The same record with the
 //! same content (sha256 of its canonical JSON) creates nothing; with changed content it becomes
-//! the next version. Versions are never overwritten or deleted.
+//! the next version.
+//!
+//! Invariant: versions are never overwritten or deleted, whatever happens to what platforms may
+//! show. A record past its retention (LS Art. 20: dishonesty records count for 3 years) stays with
+//! every version and is marked `expired_at` in its head: kept for audit, never shared again. A
+//! subject that exits (退出医保服务, death) keeps its whole archive, marked `exited` and hidden from
+//! agencies' reads; re-entry shows it again (LS Art. 20: "退出前的信用评价信息将恢复"). Nothing
+//! here decides what platforms hold: that is the publication ledger (`ledger`).
 //!
 //! Never does: write to sled itself. [`Staging`] computes the writes and the single writer in
 //! `store` commits them, so two concurrent batches cannot both create "version 1".

@@ -11,7 +11,7 @@
 //!
 //! | prefix | key | value (JSON) | owner |
 //! |---|---|---|---|
-//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash, platforms it was shared with | archive |
+//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash, expiry (platforms it was shared with, in data written before the ledger) | archive |
 //! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | [`crate::archive::Version`] | archive |
 //! | `sub/` | `subject_key` (`uscc:9131...`) | [`crate::archive::SubjectEntry`] | archive |
 //! | `aud/` | sequence (20 digits) | [`crate::audit::Entry`] | audit |
