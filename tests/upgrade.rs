@@ -1,0 +1,93 @@
+//! Upgrades are real: a data directory written by the release before the publication ledger
+//! (`tests/fixtures/data-before-ledger.tar.gz`, see its README) opens in this one, its queued
+//! shares are delivered, and what the old release noted about where records went seeds the ledger,
+//! so a correction still reaches every platform that holds the record.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{multi_thread_runtime, wait_until, Gateway};
+use serde_json::{json, Value};
+
+const MI: &str = "medical_insurance";
+
+#[test]
+fn a_data_directory_from_before_the_ledger_opens_and_keeps_its_guarantees() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let provincial = gw.receiver(&rt);
+    let guangzhou = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &provincial);
+    gw.add_destination("guangzhou", "440100", &guangzhou);
+    let fixture = common::repo().join("tests/fixtures/data-before-ledger.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(gw.dir.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    gw.spawn();
+    // The six shares the old release queued are delivered.
+    for r in [&provincial, &guangzhou] {
+        assert!(
+            wait_until(Duration::from_secs(20), || r.received().len() == 3),
+            "{}",
+            r.received().len()
+        );
+    }
+    let archive = gw.client(MI).get("/v1/subjects/uscc/91310110666007217T");
+    assert_eq!(archive.status, 200);
+    assert!(String::from_utf8_lossy(&archive.body).contains("UPG-1"));
+    // The ledger of a record untouched since the upgrade is what the old release noted.
+    let view = gw
+        .client(MI)
+        .get(&format!("/v1/ledger/records/{MI}/UPG-2"))
+        .json();
+    let holdings = view["holdings"].as_array().unwrap();
+    assert_eq!(holdings.len(), 2, "{view}");
+    assert!(holdings
+        .iter()
+        .all(|h| h["state"] == "held" && h["events"][0]["legacy"] == true));
+    // A correction reaches every platform and channel the old release shared the record with.
+    let reply = gw.client(MI).post(
+        "/v1/corrections",
+        "application/json",
+        serde_json::to_vec(
+            &json!({"record_id": "UPG-1", "kind": "correct", "content": {"fine_yuan": "10000"}}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    for r in [&provincial, &guangzhou] {
+        assert!(wait_until(Duration::from_secs(20), || r.received().len() == 5));
+        let mut channels: Vec<String> = r
+            .received()
+            .into_iter()
+            .filter(|s| s.record["correction"].is_object())
+            .map(|s| s.channel)
+            .collect();
+        channels.sort();
+        assert_eq!(channels, vec!["gov_share", "public_notice"]);
+    }
+    let corrected: Value = provincial
+        .received()
+        .into_iter()
+        .find(|s| s.kind == "correction" && s.channel == "gov_share")
+        .unwrap()
+        .record;
+    assert_eq!(corrected["content"]["fine_yuan"], "10000");
+    gw.stop();
+    let (code, out, err) = gw.cli(&["audit", "verify"]);
+    assert_eq!(
+        code, 0,
+        "the old chain and the new entries verify as one: {out}{err}"
+    );
+}
