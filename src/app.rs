@@ -96,7 +96,7 @@ pub fn load_calendar(config: &Config) -> Result<crate::calendar::Calendar, Start
 fn acknowledger(store: Store, clock: crate::clock::SharedClock) -> crate::delivery::OnDelivered {
     Arc::new(move |entries, _now| {
         let at = clock.now();
-        let mut writes = crate::ledger::acknowledgement_writes(&store, entries, at);
+        let mut writes = crate::ledger::acknowledgement_writes(entries, at);
         writes.extend(crate::corrections::acknowledgement_writes(
             &store, entries, at,
         ));

@@ -47,6 +47,10 @@ pub struct RecordHead {
         with = "time::serde::rfc3339::option"
     )]
     pub expired_at: Option<time::OffsetDateTime>,
+    /// The publication ledger's state for this record (what each platform holds), stored with the
+    /// head so that sharing a record costs no write of its own. Opaque here: `ledger` owns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publication: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// One stored version of a record.
@@ -200,6 +204,7 @@ impl Staging {
                 .map(|p| p.shared.clone())
                 .unwrap_or_default(),
             expired_at: previous.as_ref().and_then(|p| p.expired_at),
+            publication: previous.as_ref().and_then(|p| p.publication.clone()),
         };
         let entry = Version {
             version,
@@ -254,6 +259,26 @@ impl Staging {
             Some(h) => Ok(Some(h.clone())),
             None => store.get_json::<RecordHead>(&key),
         }
+    }
+
+    /// Replace the record's publication state (the ledger's, opaque here).
+    pub fn set_publication(
+        &mut self,
+        store: &Store,
+        agency: &str,
+        record_id: &str,
+        publication: Box<serde_json::value::RawValue>,
+    ) -> Result<(), StoreError> {
+        let key = record_head_key(agency, record_id);
+        let Some(mut head) = self.head(store, agency, record_id)? else {
+            return Ok(());
+        };
+        head.publication = Some(publication);
+        if !self.heads.contains_key(&key) {
+            self.dirty.push(key.clone());
+        }
+        self.heads.insert(key, head);
+        Ok(())
     }
 
     /// Mark a record expired (past its retention, LS Art. 20) once; its versions stay.

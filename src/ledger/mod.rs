@@ -2,7 +2,8 @@
 //! and the decision that put it there (LS Arts. 25-26: the rule, a hash of the rules files in force,
 //! the fields withheld or masked, the legal-basis document).
 //!
-//! Owns the `led/` and `lak/` key spaces and [`Ledger::reconcile`], the one place that turns "what
+//! Owns the ledger state of each record (kept inside its archive head, `rec/`, so that sharing a
+//! record costs no write of its own), the `lak/` and `tmr/` key spaces, and [`Ledger::reconcile`], the one place that turns "what
 //! a platform may hold now" (a [`Plan`]) into "what it must be sent": a publication where one is now
 //! allowed (or its payload changed), a **withdrawal** where a platform holds what it may no longer
 //! hold. Never silence: every (record, platform, channel) that was ever queued stays in the ledger.
@@ -11,7 +12,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `led/{agency} \x1f {record_id}` | [`Ledger`]: per (destination, channel), every publication and withdrawal queued, in order |
+//! | `rec/{agency} \x1f {record_id}` → `publication` | [`Ledger`]: per (destination, channel), every publication and withdrawal queued, in order |
 //! | `lak/{idempotency_key}` | `{"at": RFC 3339}`: when the platform acknowledged that share (first acknowledgement counts) |
 //! | `tmr/{unix seconds, 20 digits} \x1f {agency} \x1f {record_id}` | `{}`: re-check the record then (see [`timers`]) |
 //!
@@ -31,7 +32,6 @@
 pub mod ops;
 pub mod query;
 pub mod recheck;
-pub mod staging;
 pub mod timers;
 
 use serde::{Deserialize, Serialize};
@@ -136,12 +136,33 @@ pub struct Change<'a> {
 }
 
 impl Ledger {
-    pub fn key(agency: &str, record_id: &str) -> String {
-        format!("led/{agency}{SEP}{record_id}")
+    /// The ledger kept in a record's head; a record shared before the ledger existed gets one
+    /// seeded from what its head noted (the platforms and channels it was queued for).
+    pub fn of_head(head: &crate::archive::RecordHead) -> Result<Self, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            key: "rec/ (publication)".into(),
+            message,
+        };
+        if let Some(raw) = &head.publication {
+            return serde_json::from_str(raw.get()).map_err(|e| corrupt(e.to_string()));
+        }
+        if head.shared.is_empty() {
+            return Ok(Self::default());
+        }
+        let at = OffsetDateTime::parse(
+            &head.updated_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| corrupt(format!("updated_at: {e}")))?;
+        Ok(Self::from_legacy(&head.shared, head.version, at))
     }
 
-    pub fn load(store: &Store, agency: &str, record_id: &str) -> Result<Option<Self>, StoreError> {
-        store.get_json(&Self::key(agency, record_id))
+    /// The ledger as stored in a head.
+    pub fn to_raw(&self) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+        serde_json::value::to_raw_value(self).map_err(|e| StoreError::Corrupt {
+            key: "rec/ (publication)".into(),
+            message: e.to_string(),
+        })
     }
 
     /// A ledger for a record shared before the ledger existed: what its head says it was queued
@@ -406,18 +427,15 @@ pub fn ack_key(idempotency_key: &str) -> String {
     format!("lak/{idempotency_key}")
 }
 
-/// Writes that record when a platform acknowledged these shares (first acknowledgement counts).
-pub fn acknowledgement_writes(
-    store: &Store,
-    entries: &[Entry],
-    at: OffsetDateTime,
-) -> Vec<(String, Vec<u8>)> {
+/// Writes that record when a platform acknowledged these shares. Each is written in the same
+/// atomic batch that removes the share from the outbox, so a share is acknowledged once and its
+/// key is never written twice: no read is needed.
+pub fn acknowledgement_writes(entries: &[Entry], at: OffsetDateTime) -> Vec<(String, Vec<u8>)> {
     let at = crate::clock::rfc3339(at.to_offset(crate::calendar::CHINA_OFFSET));
+    let value = crate::store::to_bytes(&json!({ "at": at }));
     entries
         .iter()
-        .map(|e| ack_key(&e.idempotency_key))
-        .filter(|k| store.raw().get(k.as_bytes()).ok().flatten().is_none())
-        .map(|k| (k, crate::store::to_bytes(&json!({ "at": at }))))
+        .map(|e| (ack_key(&e.idempotency_key), value.clone()))
         .collect()
 }
 

@@ -36,17 +36,7 @@ pub fn record(
     else {
         return Ok(None);
     };
-    let ledger = match Ledger::load(store, agency, record_id)? {
-        Some(l) => l,
-        None => {
-            let at = OffsetDateTime::parse(
-                &head.updated_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            Ledger::from_legacy(&head.shared, head.version, at)
-        }
-    };
+    let ledger = Ledger::of_head(&head)?;
     let holdings: Vec<_> = view(store, &ledger, as_of)?
         .into_iter()
         .filter(|h| destination.is_none_or(|d| h.destination == d))

@@ -394,7 +394,6 @@ enum Answer {
 /// Everything one group stages before it is applied as one sled batch.
 struct Group {
     archive: Staging,
-    ledgers: crate::ledger::staging::Staged,
     removes: Vec<String>,
     queued: usize,
 }
@@ -406,7 +405,6 @@ fn commit_group(
 ) -> Result<(Head, Vec<Answer>, usize), StoreError> {
     let mut g = Group {
         archive: Staging::default(),
-        ledgers: Default::default(),
         removes: Vec::new(),
         queued: 0,
     };
@@ -456,9 +454,7 @@ fn commit_group(
     for k in g.removes {
         batch.remove(k.into_bytes());
     }
-    let mut writes = g.archive.into_writes();
-    writes.extend(g.ledgers.into_writes());
-    for (k, v) in writes {
+    for (k, v) in g.archive.into_writes() {
         batch.insert(k.into_bytes(), v);
     }
     w.store.apply(batch)?;
@@ -491,9 +487,10 @@ fn reconcile_record(
     let mut ledger = if known_new {
         crate::ledger::Ledger::default()
     } else {
-        let legacy = g.archive.head(&w.store, agency, record_id)?;
-        g.ledgers
-            .take(&w.store, agency, record_id, legacy.as_ref())?
+        match g.archive.head(&w.store, agency, record_id)? {
+            Some(head) => crate::ledger::Ledger::of_head(&head)?,
+            None => crate::ledger::Ledger::default(),
+        }
     };
     let Group {
         archive, removes, ..
@@ -516,7 +513,8 @@ fn reconcile_record(
         |superseded| removes.push(superseded.to_string()),
     )?;
     g.queued += queued.len();
-    g.ledgers.put(agency, record_id, ledger);
+    g.archive
+        .set_publication(&w.store, agency, record_id, ledger.to_raw()?)?;
     if let Some(at) = plan.next_change {
         g.archive.writes.push((
             crate::ledger::timer_key(at, agency, record_id),

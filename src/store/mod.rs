@@ -11,14 +11,14 @@
 //!
 //! | prefix | key | value (JSON) | owner |
 //! |---|---|---|---|
-//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash, expiry (platforms it was shared with, in data written before the ledger) | archive |
+//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash, expiry, the publication ledger's state (opaque to the archive; in data written before the ledger: the platforms it was shared with) | archive, ledger |
 //! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | [`crate::archive::Version`] | archive |
 //! | `sub/` | `subject_key` (`uscc:9131...`) | [`crate::archive::SubjectEntry`] | archive |
 //! | `aud/` | sequence (20 digits) | [`crate::audit::Entry`] | audit |
 //! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
 //! | `out/`, `dlq/` | see `outbox` | queued shares, dead letters | outbox |
 //! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
-//! | `led/`, `lak/`, `tmr/` | see `ledger` | what each platform holds, acknowledgements, re-check timers | ledger |
+//! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers (what each platform holds is in the record head's `publication`) | ledger |
 //! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
 //!
 //! Durability: an acknowledgement is sent only after `flush`. sled 0.34 flushes with
