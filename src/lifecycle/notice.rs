@@ -97,6 +97,9 @@ pub struct SeverityRule {
     /// Matches when `content.list_name` contains any of these.
     #[serde(default)]
     pub list_name_contains: Vec<String>,
+    /// Matches when the fine (`content.fine_yuan`, 元) is at least this much.
+    #[serde(default)]
+    pub min_fine_yuan: Option<u64>,
     pub severity: Severity,
 }
 
@@ -207,6 +210,11 @@ impl NoticeRules {
             .get("list_name")
             .and_then(Value::as_str)
             .unwrap_or("");
+        let fine = record.content.get("fine_yuan").and_then(|v| match v {
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        });
         self.severity
             .iter()
             .find(|rule| {
@@ -225,6 +233,9 @@ impl NoticeRules {
                             .list_name_contains
                             .iter()
                             .any(|c| list_name.contains(c.as_str())))
+                    && rule
+                        .min_fine_yuan
+                        .is_none_or(|min| fine.is_some_and(|f| f >= min as f64))
             })
             .map(|rule| rule.severity)
             .unwrap_or(self.default_severity)
@@ -470,6 +481,27 @@ mod tests {
         assert_eq!(r.severity_of(&rec), Severity::Serious);
         let rec = penalty("440106", "2026-05-10", &["罚款", "吊销许可证件"], json!({}));
         assert_eq!(r.severity_of(&rec), Severity::Serious);
+    }
+
+    #[test]
+    fn a_rule_can_class_by_fine_amount() {
+        let text = BUILTIN.to_string()
+            + "\n[[severity]]\nname = \"large-fine\"\ncategories = [\"administrative\"]\nmin_fine_yuan = 200000\nseverity = \"serious\"\n";
+        let r = NoticeRules::parse("test", &text).unwrap();
+        let small = penalty(
+            "440106",
+            "2026-05-10",
+            &["罚款"],
+            json!({"fine_yuan": "199999.5"}),
+        );
+        let large = penalty(
+            "440106",
+            "2026-05-10",
+            &["罚款"],
+            json!({"fine_yuan": "200000"}),
+        );
+        assert_eq!(r.severity_of(&small), Severity::General);
+        assert_eq!(r.severity_of(&large), Severity::Serious);
     }
 
     #[test]
