@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{multi_thread_runtime, repo, run_cli, wait_until, Gateway};
+use common::{multi_thread_runtime, repo, run_cli, wait_until, Gateway, BIN};
 use credit_gateway::reference_receiver::Mode;
 use serde_json::{json, Value};
 
@@ -175,4 +175,37 @@ fn outbox_commands_work_on_a_stopped_gateway_and_are_audited() {
     }
     let (code, _, err) = gw.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
+}
+
+/// `credit-gateway check FILE | head` used to panic on the broken pipe (exit 101).
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |i: usize| {
+        serde_json::json!({
+            "category": "commitment",
+            "subject": {"kind": "institution", "role": "designated_retail_pharmacy", "id_type": "uscc", "id": "91310110666007217T", "name": "某药房"},
+            "source": {"agency": "medical_insurance", "record_id": format!("PIPE-{i}"), "region": "440104"},
+            "disclosure": {"class": "gov_share"},
+            "content": {"commitment_type": "信用承诺", "committed_on": "2026-01-06", "fulfilment": "pending"}
+        })
+    };
+    let records: Vec<_> = (0..3000).map(record).collect();
+    let file = dir.path().join("big.json");
+    std::fs::write(&file, serde_json::to_vec(&records).unwrap()).unwrap();
+    let script = format!(
+        "{} check --mapping canonical {} | head -c 10 >/dev/null; echo \"status=${{PIPESTATUS[0]}}\"",
+        BIN,
+        file.display()
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("status=0"), "{stdout}{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -240,6 +240,43 @@ fn a_correction_that_cannot_be_delivered_becomes_overdue_then_late() {
 }
 
 #[test]
+fn reading_archives_does_not_allow_correcting_another_agencys_record() {
+    let (_rt, mut gw, _rs) = setup(1);
+    for a in &mut gw.config.agencies {
+        if a.id == "health" {
+            a.read_archive = true;
+        }
+    }
+    gw.spawn();
+    push(&gw, MI, vec![penalty("OTHER-1", None)]);
+    let body = json!({"agency": MI, "record_id": "OTHER-1", "kind": "invalidate"});
+    let denied = gw.client("health").post(
+        "/v1/corrections",
+        "application/json",
+        serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(
+        denied.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&denied.body)
+    );
+    assert_eq!(denied.json()["error"]["code"], "correction_not_allowed");
+    assert_eq!(
+        gw.client("health")
+            .get("/v1/subjects/uscc/91310110666007217T")
+            .status,
+        200,
+        "it still reads"
+    );
+    let list = gw.client(MI).get("/v1/corrections").json();
+    assert!(
+        list["corrections"].as_array().unwrap().is_empty(),
+        "nothing was stored"
+    );
+}
+
+#[test]
 fn a_correction_found_in_the_future_is_refused_gd_art_31() {
     let (_rt, mut gw, _rs) = setup(1);
     gw.spawn();

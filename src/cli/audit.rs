@@ -60,11 +60,11 @@ fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
     match *cmd {
         AuditCommand::Verify => match crate::audit::verify(store) {
             Ok(head) => {
-                println!("audit chain OK: {} entries, head {}", head.seq, head.hash);
+                say!("audit chain OK: {} entries, head {}", head.seq, head.hash);
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                println!("audit chain BROKEN: {e}");
+                say!("audit chain BROKEN: {e}");
                 ExitCode::from(1)
             }
         },
@@ -72,7 +72,7 @@ fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
             match crate::audit::entries_from(store, from, limit) {
                 Ok(entries) => {
                     for e in entries {
-                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                        say!("{}", serde_json::to_string(&e).unwrap_or_default());
                     }
                     ExitCode::SUCCESS
                 }
@@ -84,7 +84,7 @@ fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
         }
         AuditCommand::Checkpoint => match crate::audit::Head::load(store) {
             Ok(head) => {
-                println!("{}", json!({"seq": head.seq, "hash": head.hash}));
+                say!("{}", json!({"seq": head.seq, "hash": head.hash}));
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -23,7 +23,7 @@ pub(super) fn calendar(config: &Config, cmd: CalendarCommand) -> ExitCode {
             };
             match cal.deadline(from, working_days) {
                 Ok(d) => {
-                    println!("{}", crate::clock::rfc3339(d));
+                    say!("{}", crate::clock::rfc3339(d));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -39,11 +39,11 @@ pub(super) fn calendar(config: &Config, cmd: CalendarCommand) -> ExitCode {
             };
             match cal.is_working_day(date) {
                 Ok(true) => {
-                    println!("working");
+                    say!("working");
                     ExitCode::SUCCESS
                 }
                 Ok(false) => {
-                    println!("rest");
+                    say!("rest");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -57,7 +57,7 @@ pub(super) fn check(
     }
     let any_rejected = !rejected.is_empty();
     let out = json!({"accepted": records.len(), "rejected": rejected, "records": records});
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    say!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     if any_rejected {
         ExitCode::from(1)
     } else {

@@ -39,7 +39,7 @@ pub(super) fn run(config: &Config, op: Op) -> ExitCode {
     };
     match result {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(OpError::NotFound(what)) => {

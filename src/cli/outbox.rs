@@ -43,7 +43,7 @@ pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCo
     };
     match result {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -106,7 +106,7 @@ pub(super) fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
     };
     match result {
         Ok(Some(v)) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Ok(None) => {

@@ -46,7 +46,7 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("agencies.id", "Becomes source.agency of every record the agency sends."),
     ("agencies.cert_subject_cn", "Identify by client certificate subject CN (or cert_sha256 = \"<hex fingerprint>\")."),
     ("agencies.mappings", "Mapping ids the agency may push."),
-    ("agencies.read_archive", "May read subject archives (GET /v1/subjects/...)."),
+    ("agencies.read_archive", "May read subject archives (GET /v1/subjects/...); correct_others = true also lets it correct other agencies' records."),
     ("agencies.requests_per_second", "Rate limit; over it, 429 with Retry-After."),
     ("destinations", "Platforms shares go to. Giving any [[destinations]] replaces the defaults."),
     ("destinations.role", "credit_platform (by region and rules) or medical_insurance_platform (corrections of outside information)."),

@@ -329,6 +329,10 @@ pub struct AgencyConfig {
     /// May read subject archives (`GET /v1/subjects/...`).
     #[serde(default)]
     pub read_archive: bool,
+    /// May correct records other agencies provided. Reading archives never implies it; the
+    /// agencies in `corrections.medical_insurance_agencies` may always.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub correct_others: bool,
     #[serde(default = "default_rps")]
     pub requests_per_second: u32,
     #[serde(default = "default_burst")]
@@ -437,6 +441,7 @@ pub fn default_agencies() -> Vec<AgencyConfig> {
         cert_sha256: None,
         mappings: mappings.iter().map(|s| s.to_string()).collect(),
         read_archive,
+        correct_others: false,
         requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
         burst: DEFAULT_BURST,
     };

@@ -32,6 +32,7 @@ pub struct Agency {
     pub name: String,
     pub mappings: Vec<String>,
     pub read_archive: bool,
+    pub correct_others: bool,
     limiter: Limiter,
 }
 
@@ -69,6 +70,7 @@ impl Registry {
                 name: a.name.clone(),
                 mappings: a.mappings.clone(),
                 read_archive: a.read_archive,
+                correct_others: a.correct_others,
                 limiter: RateLimiter::direct(quota),
             });
             if let Some(cn) = &a.cert_subject_cn {

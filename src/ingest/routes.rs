@@ -296,7 +296,14 @@ async fn post_correction(
         working_days: app.config.corrections.working_days,
         now: app.clock.now(),
     };
-    let prepared = prepare(ctx, &agency.id, agency.read_archive, request).map_err(|e| match e {
+    // Reading archives is not correcting them: another agency's record needs its own permission.
+    let may_correct_others = agency.correct_others
+        || app
+            .config
+            .corrections
+            .medical_insurance_agencies
+            .contains(&agency.id);
+    let prepared = prepare(ctx, &agency.id, may_correct_others, request).map_err(|e| match e {
         CorrectionError::NotFound { .. } => ApiError::NotFound("record"),
         CorrectionError::NotAllowed => ApiError::CorrectionNotAllowed,
         CorrectionError::Invalid(errs) => {
