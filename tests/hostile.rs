@@ -466,3 +466,74 @@ fn slow_clients_are_cut_off() {
     );
     let _ = std::io::stdout().flush();
 }
+
+/// The admin port has no sign-in yet: it serves outbox entries by their own keys only, never
+/// echoes what was typed into the log or the audit chain, bounds its answers, and cannot be bound
+/// to a non-loopback address.
+#[test]
+fn the_admin_port_shows_only_outbox_entries_and_echoes_no_identifier() {
+    let rt = common::multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let province = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &province);
+    province.set_mode(credit_gateway::reference_receiver::Mode::Unavailable, None);
+    gw.spawn();
+    let resident = "440104199003071239";
+    let records: Vec<serde_json::Value> = (0..1200)
+        .map(|i| {
+            serde_json::json!({
+                "category": "commitment",
+                "subject": {"kind": "individual", "role": "physician", "id_type": "resident_id", "id": resident, "name": "王医生"},
+                "source": {"record_id": format!("ADM-{i}"), "region": "440106"},
+                "disclosure": {"class": "gov_share"},
+                "content": {"commitment_type": "信用承诺", "committed_on": "2026-01-06", "fulfilment": "pending"}
+            })
+        })
+        .collect();
+    let reply = gw.client("medical_insurance").post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&records).unwrap(),
+    );
+    assert_eq!(reply.status, 200);
+    // Keys outside the outbox: subject entries, receipts, record heads, archive versions.
+    for key in [
+        format!("sub/resident_id:{resident}"),
+        format!("rcp/{}", reply.json()["receipt_id"].as_str().unwrap()),
+        "rec/medical_insurance/ADM-1".to_string(),
+        resident.to_string(),
+    ] {
+        let (status, body) = gw.admin_get(&format!("/outbox/show?key={key}"));
+        assert_eq!(status, 404, "{key}: {body}");
+    }
+    let (status, body) = gw.admin_get("/outbox/list?limit=100000000");
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        listed["entries"].as_array().unwrap().len(),
+        1000,
+        "answers are bounded"
+    );
+    let (_, out, _) = gw.cli(&["outbox", "list", "--limit", "1"]);
+    let key = serde_json::from_str::<serde_json::Value>(&out).unwrap()["entries"][0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = gw.admin_get(&format!("/outbox/show?key={key}"));
+    assert_eq!(status, 200, "an outbox key is still shown");
+    gw.stop();
+    assert!(
+        !gw.log().contains(resident),
+        "the typed identifier never reaches the log"
+    );
+    let (_, chain, _) = gw.cli(&["audit", "show", "--limit", "10000"]);
+    assert!(!chain.contains(resident), "nor the audit chain");
+    assert!(chain.contains("sha256:"), "it is recorded as a hash");
+
+    // A non-loopback admin address is refused at start.
+    gw.config.server.admin_listen = "0.0.0.0:0".into();
+    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    let (code, _, err) = gw.cli(&["config", "show"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a loopback address"), "{err}");
+}

@@ -537,11 +537,17 @@ impl Config {
                 self.server.listen
             ));
         }
-        if self.server.admin_listen.parse::<SocketAddr>().is_err() {
-            bad(format!(
+        match self.server.admin_listen.parse::<SocketAddr>() {
+            Err(_) => bad(format!(
                 "server.admin_listen {:?} is not an address:port",
                 self.server.admin_listen
-            ));
+            )),
+            // The admin endpoints have no sign-in yet: they must not be reachable from the network.
+            Ok(addr) if !addr.ip().is_loopback() => bad(format!(
+                "server.admin_listen {:?} is not a loopback address: the admin endpoints have no operator sign-in, so they listen on 127.0.0.1 or [::1] only (reach them over SSH)",
+                self.server.admin_listen
+            )),
+            Ok(_) => {}
         }
         if self.server.max_body_bytes == 0 {
             bad("server.max_body_bytes must be above 0".into());

@@ -3,6 +3,7 @@
 //! it). Every command is logged and appended to the audit chain (GD Art. 12, LS Art. 43).
 
 use serde_json::{json, Map, Value};
+use sha2::Digest;
 
 use super::{list, replay_writes, show, stats};
 use crate::store::{CommitterHandle, Store, StoreError};
@@ -30,12 +31,19 @@ pub async fn stats_all(
 ) -> Result<Value, StoreError> {
     events::operator_action("outbox_stats", "");
     audit_command(committer, "outbox stats", json!({})).await?;
-    let mut out = Vec::new();
-    for d in destinations {
-        out.push(serde_json::to_value(stats(store, d)?).unwrap_or_default());
-    }
-    Ok(json!({ "destinations": out }))
+    let (store, destinations) = (store.clone(), destinations.to_vec());
+    blocking(move || {
+        let mut out = Vec::new();
+        for d in &destinations {
+            out.push(serde_json::to_value(stats(&store, d)?).unwrap_or_default());
+        }
+        Ok(json!({ "destinations": out }))
+    })
+    .await
 }
+
+/// Most entries one `list` answers: an answer's size (and the memory behind it) stays bounded.
+pub const MAX_LIST: usize = 1000;
 
 pub async fn list_entries(
     store: &Store,
@@ -44,6 +52,7 @@ pub async fn list_entries(
     dead: bool,
     limit: usize,
 ) -> Result<Value, StoreError> {
+    let limit = limit.min(MAX_LIST);
     events::operator_action("outbox_list", destination.unwrap_or("*"));
     audit_command(
         committer,
@@ -51,17 +60,46 @@ pub async fn list_entries(
         json!({"destination": destination, "dead": dead}),
     )
     .await?;
-    Ok(json!({ "entries": list(store, destination, dead, limit)? }))
+    let (store, destination) = (store.clone(), destination.map(String::from));
+    blocking(move || Ok(json!({ "entries": list(&store, destination.as_deref(), dead, limit)? })))
+        .await
 }
 
+/// One outbox entry or dead letter, by its display key (`out/...`, `dlq/...`) or its idempotency
+/// key. Nothing else of the database: any other key is "no such entry". What the operator typed
+/// reaches the log and the audit chain only when it is such a key; anything else (which could be
+/// an identifier) only as a hash.
 pub async fn show_entry(
     store: &Store,
     committer: &CommitterHandle,
     key: &str,
 ) -> Result<Option<Value>, StoreError> {
-    events::operator_action("outbox_show", key);
-    audit_command(committer, "outbox show", json!({"key": key})).await?;
-    show(store, key)
+    let is_entry_key = key.starts_with("out/") || key.starts_with("dlq/");
+    let is_idempotency_key = key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit());
+    let shown = if is_entry_key || is_idempotency_key {
+        key.to_string()
+    } else {
+        format!(
+            "sha256:{}",
+            hex::encode(&sha2::Sha256::digest(key.as_bytes())[..16])
+        )
+    };
+    events::operator_action("outbox_show", &shown);
+    audit_command(committer, "outbox show", json!({"key": shown})).await?;
+    if !is_entry_key && !is_idempotency_key {
+        return Ok(None);
+    }
+    let (store, key) = (store.clone(), key.to_string());
+    blocking(move || show(&store, &key)).await
+}
+
+/// Scans of the queue run on a blocking thread, never on the threads that serve agencies.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::CommitFailed(e.to_string()))?
 }
 
 /// Move dead letters back into the queue (same idempotency keys), durably and audited.
@@ -70,7 +108,10 @@ pub async fn replay(
     committer: &CommitterHandle,
     destination: Option<&str>,
 ) -> Result<Value, StoreError> {
-    let (writes, removes, count) = replay_writes(store, destination)?;
+    let (writes, removes, count) = {
+        let (store, destination) = (store.clone(), destination.map(String::from));
+        blocking(move || replay_writes(&store, destination.as_deref())).await?
+    };
     events::operator_action("outbox_replay", destination.unwrap_or("*"));
     let mut data = Map::new();
     data.insert("destination".into(), json!(destination.unwrap_or("*")));
