@@ -36,6 +36,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod lifecycle;
 pub mod mapping;
+pub mod objections;
 pub mod outbox;
 pub mod record;
 pub mod reference_receiver;

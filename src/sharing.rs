@@ -131,6 +131,22 @@ impl Plan {
             .unwrap_or("not_routed")
     }
 
+    /// Every share carries these marks (异议标注 while an objection is reviewed, LS Art. 23): the
+    /// payload changes, so every platform holding the record is sent it again, marked.
+    pub fn mark(&mut self, marks: &serde_json::Value) {
+        for share in &mut self.shares {
+            let mut payload: serde_json::Value =
+                serde_json::from_str(share.payload.get()).unwrap_or(serde_json::Value::Null);
+            if let Some(obj) = payload.as_object_mut() {
+                obj.insert("marks".into(), marks.clone());
+            }
+            if let Ok(raw) = serde_json::value::to_raw_value(&payload) {
+                share.payload_hash = hex::encode(&Sha256::digest(raw.get().as_bytes())[..16]);
+                share.payload = raw;
+            }
+        }
+    }
+
     /// Nothing may be held, for this reason (the subject exited: LS Art. 20).
     pub fn close(&mut self, reason: &'static str) {
         self.shares.clear();

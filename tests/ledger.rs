@@ -573,3 +573,48 @@ fn operators_ask_the_ledger_and_mark_exits_from_the_cli_running_or_stopped() {
         );
     }
 }
+
+#[test]
+fn a_lhasa_dishonesty_record_is_withdrawn_everywhere_and_marked_expired_after_three_years_ls_art_20(
+) {
+    let (_rt, mut gw, rs) = gateway(&[("lhasa", "540100")]);
+    gw.spawn();
+    let mut record = penalty("RET-1", "540102", "2025-12-01");
+    record["subject"]["name"] = json!("拉萨市某药房");
+    push(&gw, vec![record]);
+    assert!(wait_until(Duration::from_secs(20), || !of(&rs[0], "RET-1").is_empty()));
+    std::thread::sleep(Duration::from_millis(300));
+    let held = of(&rs[0], "RET-1").len();
+    gw.set_clock("2028-11-30T23:59:00+08:00");
+    std::thread::sleep(Duration::from_millis(600));
+    let before = of(&rs[0], "RET-1");
+    assert!(
+        before
+            .iter()
+            .all(|s| s.record["withdrawn"]["reason"] != "retention_ended"),
+        "not before three years"
+    );
+    let still_held = before.iter().filter(|s| s.kind == "share").count()
+        - before.iter().filter(|s| s.kind == "withdrawal").count();
+    gw.set_clock("2028-12-01T00:00:01+08:00");
+    assert!(
+        wait_until(Duration::from_secs(20), || of(&rs[0], "RET-1").len()
+            == before.len() + still_held),
+        "{held} then {:?}",
+        kinds(&rs[0], "RET-1")
+    );
+    let last = of(&rs[0], "RET-1").pop().unwrap();
+    assert_eq!(last.kind, "withdrawal");
+    assert_eq!(last.record["withdrawn"]["reason"], "retention_ended");
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91310110666007217T")
+        .json();
+    let history = &archive["categories"]["administrative"][0];
+    assert!(history["expired_at"].is_string(), "{archive}");
+    assert_eq!(
+        history["versions"].as_array().unwrap().len(),
+        1,
+        "kept for audit"
+    );
+}

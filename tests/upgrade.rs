@@ -84,6 +84,30 @@ fn a_data_directory_from_before_the_ledger_opens_and_keeps_its_guarantees() {
         .unwrap()
         .record;
     assert_eq!(corrected["content"]["fine_yuan"], "10000");
+    // The first new version of a record shared by the old release reaches every platform.
+    let v2 = json!([{
+        "category": "agreement_performance",
+        "subject": {"kind": "institution", "role": "designated_medical_institution", "id_type": "uscc", "id": "91350100M000100Y43", "name": "某某医院"},
+        "source": {"record_id": "UPG-2", "region": "440106"},
+        "disclosure": {"class": "gov_share"},
+        "content": {"item": "agreement", "status": "performed", "agreement_number": "YB-2026-001"}
+    }]);
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&v2).unwrap(),
+    );
+    assert_eq!(reply.status, 200);
+    for r in [&provincial, &guangzhou] {
+        assert!(
+            wait_until(Duration::from_secs(20), || r
+                .received()
+                .iter()
+                .any(|s| s.record["source"]["record_id"] == "UPG-2"
+                    && s.record["content"]["status"] == "performed")),
+            "version 2 of a record shared before the upgrade reaches the platform"
+        );
+    }
     gw.stop();
     let (code, out, err) = gw.cli(&["audit", "verify"]);
     assert_eq!(

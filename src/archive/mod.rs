@@ -51,6 +51,41 @@ pub struct RecordHead {
     /// head so that sharing a record costs no write of its own. Opaque here: `ledger` owns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publication: Option<Box<serde_json::value::RawValue>>,
+    /// Marks on the record in force: 异议标注 while an objection is reviewed (LS Art. 23), or the
+    /// elimination an upheld objection orders. They travel with every share of the record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
+}
+
+/// A mark on an archived record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub kind: MarkKind,
+    /// The objection that set it.
+    pub id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: time::OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkKind {
+    /// 异议标注: under objection (LS Art. 23).
+    Objection,
+    /// An upheld objection found no bad credit information: "应及时消除其相关记录" (LS Art. 23). The
+    /// versions stay; no platform may hold the record.
+    Eliminated,
+}
+
+/// A change to one record's marks.
+#[derive(Debug, Clone)]
+pub struct MarkChange {
+    pub agency: String,
+    pub record_id: String,
+    /// Marks set by this objection id are removed first...
+    pub remove: Option<String>,
+    /// ...then this one is added.
+    pub add: Option<Mark>,
 }
 
 /// One stored version of a record.
@@ -168,7 +203,8 @@ fn name_hash(name: &str) -> u64 {
 }
 
 impl Staging {
-    /// Stage one accepted record; returns its outcome and version.
+    /// Stage one accepted record; returns its outcome, its version and its head as it was before
+    /// (the publication ledger is judged against what the previous version left).
     /// `canonical` is the record's canonical bytes ([`CanonicalRecord::canonical_bytes`]),
     /// computed by the caller outside the writer thread.
     pub fn stage(
@@ -179,7 +215,7 @@ impl Staging {
         canonical: &[u8],
         receipt_id: &str,
         now: &str,
-    ) -> Result<(Outcome, u32), StoreError> {
+    ) -> Result<(Outcome, u32, Option<RecordHead>), StoreError> {
         let head_key = record_head_key(&record.source.agency, &record.source.record_id);
         let previous = match self.heads.get(&head_key) {
             Some(h) => Some(h.clone()),
@@ -188,7 +224,7 @@ impl Staging {
         let hash = hex::encode(sha2::Sha256::digest(canonical));
         if let Some(prev) = &previous {
             if prev.content_hash == hash {
-                return Ok((Outcome::Unchanged, prev.version));
+                return Ok((Outcome::Unchanged, prev.version, previous.clone()));
             }
         }
         let version = previous.as_ref().map(|p| p.version + 1).unwrap_or(1);
@@ -205,6 +241,10 @@ impl Staging {
                 .unwrap_or_default(),
             expired_at: previous.as_ref().and_then(|p| p.expired_at),
             publication: previous.as_ref().and_then(|p| p.publication.clone()),
+            marks: previous
+                .as_ref()
+                .map(|p| p.marks.clone())
+                .unwrap_or_default(),
         };
         let entry = Version {
             version,
@@ -237,14 +277,12 @@ impl Staging {
             self.stage_subject(store, record, &subject, now)?;
             subjects.remember(&subject, &record.subject.name);
         }
-        Ok((
-            if previous.is_some() {
-                Outcome::Updated
-            } else {
-                Outcome::New
-            },
-            version,
-        ))
+        let outcome = if previous.is_some() {
+            Outcome::Updated
+        } else {
+            Outcome::New
+        };
+        Ok((outcome, version, previous))
     }
 
     /// The head of a record as this group sees it.
@@ -274,6 +312,32 @@ impl Staging {
             return Ok(());
         };
         head.publication = Some(publication);
+        if !self.heads.contains_key(&key) {
+            self.dirty.push(key.clone());
+        }
+        self.heads.insert(key, head);
+        Ok(())
+    }
+
+    /// Write a subject entry (an exit or re-entry) so that later records of this group see it.
+    pub fn put_subject(&mut self, archive_key: &str, entry: SubjectEntry) {
+        let key = subject_key(archive_key);
+        self.writes.push((key.clone(), to_bytes(&entry)));
+        self.subjects.insert(key, entry);
+    }
+
+    /// Apply a change to a record's marks.
+    pub fn change_marks(&mut self, store: &Store, change: &MarkChange) -> Result<(), StoreError> {
+        let key = record_head_key(&change.agency, &change.record_id);
+        let Some(mut head) = self.head(store, &change.agency, &change.record_id)? else {
+            return Ok(());
+        };
+        if let Some(id) = &change.remove {
+            head.marks.retain(|m| &m.id != id);
+        }
+        if let Some(mark) = &change.add {
+            head.marks.push(mark.clone());
+        }
         if !self.heads.contains_key(&key) {
             self.dirty.push(key.clone());
         }

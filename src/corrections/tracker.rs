@@ -101,22 +101,28 @@ impl Tracker {
     async fn alert(&self, event: &str, id: &str, record_id: &str, deadline: &str) {
         let Some(url) = &self.webhook else { return };
         let body = json!({"event": event, "correction_id": id, "record_id": record_id, "deadline": deadline});
-        let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        let Ok(req) = hyper::Request::post(url.as_str())
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(
-                body.to_string(),
-            )))
-        else {
-            return;
-        };
-        match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
-            Ok(Ok(resp)) if resp.status().is_success() => {}
-            other => {
-                tracing::warn!(webhook = %url, ok = other.is_ok(), "correction alert webhook failed")
-            }
+        if let Err(e) = post_json(url, &body).await {
+            tracing::warn!(webhook = %url, error = %e, "correction alert webhook failed");
         }
+    }
+}
+
+/// POST one JSON alert (plain HTTP, 5 s timeout); not retried: the log warning and the metrics
+/// remain.
+pub async fn post_json(url: &str, body: &serde_json::Value) -> Result<(), String> {
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let req = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
+        Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
+        Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
     }
 }

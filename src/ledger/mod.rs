@@ -274,20 +274,27 @@ impl Ledger {
                 .shares
                 .iter()
                 .any(|s| s.destination == holding.destination && s.channel == holding.channel);
-            let Some(held) = holding.publishes() else {
+            let Some(held_version) = holding.publishes().map(|e| e.version) else {
                 continue;
             };
             if allowed {
                 continue;
             }
-            if !held.outbox_key.is_empty() {
-                supersede(&held.outbox_key);
+            // Every publication since the last withdrawal may still be queued (v1 and v2 both
+            // waiting): none may reach the platform after this withdrawal.
+            for queued_publication in holding
+                .events
+                .iter()
+                .rev()
+                .take_while(|e| e.action == Action::Publish)
+                .filter(|e| !e.outbox_key.is_empty())
+            {
+                supersede(&queued_publication.outbox_key);
             }
             let reason = change
                 .plan
                 .refusal_reason(&holding.destination, holding.channel)
                 .to_string();
-            let held_version = held.version;
             let extra = match change.correction {
                 Some(mark) => format!("{}w", mark.id),
                 None => format!("e{}", holding.events.len()),
@@ -503,7 +510,14 @@ pub fn view(
                 acknowledged_at: acked,
             });
         }
-        let shown = events.iter().rev().find(|e| e.acknowledged_at.is_some());
+        // Withdrawals and corrections travel ahead of older shares, so acknowledgements can come
+        // in another order than the events: what the platform showed is the last acknowledged.
+        let shown = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.acknowledged_at.map(|t| (t, i, e)))
+            .max_by_key(|(t, i, _)| (*t, *i))
+            .map(|(_, _, e)| e);
         let (showing_version, showing_since) = match shown {
             Some(e) if e.event.action == Action::Publish => {
                 (Some(e.event.version), e.acknowledged_at)

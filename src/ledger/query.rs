@@ -15,7 +15,7 @@ pub fn parse_as_of(text: &str) -> Result<OffsetDateTime, String> {
         return Ok(t);
     }
     crate::record::parse_date(text)
-        .and_then(|d| Time::from_hms(23, 59, 59).ok().map(|t| d.with_time(t)))
+        .and_then(|d| Time::from_hms_nano(23, 59, 59, 999_999_999).ok().map(|t| d.with_time(t)))
         .map(|dt| dt.assume_offset(crate::calendar::CHINA_OFFSET))
         .ok_or_else(|| {
             "as_of must be a date (YYYY-MM-DD, the end of that day in China time) or an RFC 3339 time"

@@ -145,6 +145,9 @@ pub async fn recheck_all(
                     writes: Vec::new(),
                     removes: Vec::new(),
                     standing: None,
+                    marks: Vec::new(),
+                    enqueue: Vec::new(),
+                    subject: None,
                     reply,
                 })
                 .await?;
@@ -175,6 +178,7 @@ pub async fn change_standing(
     now: OffsetDateTime,
 ) -> Result<Vec<crate::ledger::Queued>, StandingError> {
     let key = archive_key.clone();
+    let (store2, router2, exceptions2) = (store.clone(), router.clone(), exceptions.clone());
     let (entry, items) = tokio::task::spawn_blocking(move || {
         let Some(mut entry) = store.get_json::<SubjectEntry>(&archive::subject_key(&key))? else {
             return Err(StandingError::NotFound);
@@ -219,32 +223,91 @@ pub async fn change_standing(
         "standing_change".into(),
         serde_json::to_value(&entry.standing_change).unwrap_or_default(),
     );
-    let mut writes = vec![(
-        archive::subject_key(&archive_key),
-        crate::store::to_bytes(&entry),
-    )];
+    let mut writes = Vec::new();
     let mut removes = Vec::new();
     if exited {
         writes.push((archive::exited_key(&archive_key), b"{}".to_vec()));
     } else {
         removes.push(archive::exited_key(&archive_key));
     }
-    let (queued, _) = committer
+    let planned: std::collections::HashSet<(String, String)> = items
+        .iter()
+        .map(|i| {
+            (
+                i.record.source.agency.clone(),
+                i.record.source.record_id.clone(),
+            )
+        })
+        .collect();
+    let kind = if exited {
+        "subject_exited"
+    } else {
+        "subject_reentered"
+    };
+    let (mut queued, _) = committer
         .reconcile(|reply| ReconcileJob {
-            kind: if exited {
-                "subject_exited"
-            } else {
-                "subject_reentered"
-            }
-            .into(),
+            kind: kind.into(),
             data,
             items,
             writes,
             removes,
-            standing: Some((archive_key, exited)),
+            standing: Some((archive_key.clone(), exited)),
+            marks: Vec::new(),
+            enqueue: Vec::new(),
+            subject: Some((archive_key.clone(), entry)),
             reply,
         })
         .await?;
+    // A record first stored while this was being prepared was shared under the old standing:
+    // a second pass, now that the writer knows the new one, brings it in line too.
+    let key = archive_key.clone();
+    let late_items = tokio::task::spawn_blocking(move || {
+        let standing = if exited {
+            Standing::Exited
+        } else {
+            Standing::Active
+        };
+        let mut items = Vec::new();
+        for (agency, record_id) in archive::records_of(&store2, &key)? {
+            if planned.contains(&(agency.clone(), record_id.clone())) {
+                continue;
+            }
+            if let Some(i) = item(
+                &store2,
+                &router2,
+                &exceptions2,
+                &agency,
+                &record_id,
+                Some(standing),
+                now,
+            )? {
+                items.push(i);
+            }
+        }
+        Ok::<_, StoreError>(items)
+    })
+    .await
+    .map_err(|e| StandingError::Storage(StoreError::CommitFailed(e.to_string())))??;
+    if !late_items.is_empty() {
+        let mut data = Map::new();
+        data.insert("subject_sha256".into(), json!(subject_hash(&archive_key)));
+        data.insert("pass".into(), json!("records stored meanwhile"));
+        let (more, _) = committer
+            .reconcile(|reply| ReconcileJob {
+                kind: kind.into(),
+                data,
+                items: late_items,
+                writes: Vec::new(),
+                removes: Vec::new(),
+                standing: None,
+                marks: Vec::new(),
+                enqueue: Vec::new(),
+                subject: None,
+                reply,
+            })
+            .await?;
+        queued.extend(more);
+    }
     Ok(queued)
 }
 

@@ -197,3 +197,32 @@ fn a_legacy_holding_is_withdrawn_like_any_other() {
         "no outbox key is known for a legacy holding"
     );
 }
+
+#[test]
+fn a_withdrawal_supersedes_every_publication_still_queued_since_the_last_one() {
+    let r = record("440106");
+    let mut ledger = Ledger::default();
+    let (_, first, _) = run(
+        &mut ledger,
+        &r,
+        1,
+        &plan(vec![share("gz", Channel::GovShare, "a")]),
+        None,
+    );
+    // v2 queued while v1 may still wait: both are keyed out/key1 (each run numbers from 1).
+    let (_, second, _) = run(
+        &mut ledger,
+        &r,
+        2,
+        &plan(vec![share("gz", Channel::GovShare, "b")]),
+        None,
+    );
+    assert_eq!((first.len(), second.len()), (1, 1));
+    let (q, _, superseded) = run(&mut ledger, &r, 2, &plan(vec![]), None);
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        superseded.len(),
+        2,
+        "both queued publications are removed: {superseded:?}"
+    );
+}

@@ -55,10 +55,13 @@ impl Timers {
                 let due = due(&store, now.unix_timestamp(), BATCH)?;
                 let mut items = Vec::new();
                 for (_, agency, record_id) in &due {
-                    if let Some(item) =
-                        recheck::item(&store, &router, &exceptions, agency, record_id, None, now)?
+                    // One unreadable record must not hold back every other timer: it is
+                    // reported (and counted) and its timer consumed.
+                    match recheck::item(&store, &router, &exceptions, agency, record_id, None, now)
                     {
-                        items.push(item);
+                        Ok(Some(item)) => items.push(item),
+                        Ok(None) => {}
+                        Err(e) => events::recheck_failed(record_id, &e.to_string()),
                     }
                 }
                 Ok::<_, StoreError>((
@@ -83,6 +86,9 @@ impl Timers {
                     writes: Vec::new(),
                     removes: timer_keys,
                     standing: None,
+                    marks: Vec::new(),
+                    enqueue: Vec::new(),
+                    subject: None,
                     reply,
                 })
                 .await?;

@@ -91,11 +91,15 @@ mod tests {
     use time::macros::datetime;
 
     fn penalty(decided: &str) -> CanonicalRecord {
+        penalty_in("440106", decided)
+    }
+
+    fn penalty_in(region: &str, decided: &str) -> CanonicalRecord {
         let v = json!({
             "category": "administrative",
             "subject": {"kind": "institution", "role": "designated_medical_institution",
                         "id_type": "uscc", "id": "91310110666007217T", "name": "某医院"},
-            "source": {"agency": "medical_insurance", "record_id": "r1", "region": "440106"},
+            "source": {"agency": "medical_insurance", "record_id": "r1", "region": region},
             "basis": {"doc_type": "penalty_decision", "doc_number": "罚〔2024〕1号", "decided_on": decided},
             "disclosure": {"class": "public"},
             "content": {"action": "penalty", "authority": "某医保局", "penalty_types": ["罚款"]}
@@ -116,12 +120,35 @@ mod tests {
         );
         assert_eq!(
             gate(&rules, &r, Channel::GovShare, Standing::Active, now),
+            Gate::Open { until: None },
+            "no retention rule governs Guangdong"
+        );
+        // A Lhasa penalty of 2024 counts for 3 years (LS Art. 20), then is shared nowhere.
+        let lhasa = penalty_in("540102", "2024-11-20");
+        assert_eq!(
+            gate(&rules, &lhasa, Channel::GovShare, Standing::Active, now),
             Gate::Open {
                 until: Some(datetime!(2027-11-20 00:00 +08:00))
             }
         );
-        assert!(!is_expired(&rules, &r, now));
-        assert!(is_expired(&rules, &r, datetime!(2027-11-20 00:00 +08:00)));
+        assert!(!is_expired(&rules, &lhasa, now));
+        assert!(is_expired(
+            &rules,
+            &lhasa,
+            datetime!(2027-11-20 00:00 +08:00)
+        ));
+        assert_eq!(
+            gate(
+                &rules,
+                &lhasa,
+                Channel::GovShare,
+                Standing::Active,
+                datetime!(2027-11-20 00:00 +08:00)
+            ),
+            Gate::Closed {
+                reason: "retention_ended"
+            }
+        );
     }
 
     #[test]

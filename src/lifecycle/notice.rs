@@ -76,6 +76,10 @@ pub struct Period {
     #[serde(default)]
     pub regions: Vec<String>,
     pub categories: Vec<Category>,
+    /// Administrative records count only when they are penalties (`content.action = "penalty"`):
+    /// notice periods govern dishonesty information, not licences.
+    #[serde(default)]
+    pub penalties_only: bool,
     pub minor: Bounds,
     pub general: Bounds,
     pub serious: Bounds,
@@ -114,6 +118,16 @@ pub struct Retention {
     pub penalties_only: bool,
     #[serde(default)]
     pub regions: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::calendar::deserialize_toml_date_opt"
+    )]
+    pub effective_from: Option<Date>,
+    #[serde(
+        default,
+        deserialize_with = "crate::calendar::deserialize_toml_date_opt"
+    )]
+    pub effective_until: Option<Date>,
     pub years: u32,
 }
 
@@ -250,6 +264,7 @@ impl NoticeRules {
             .periods
             .iter()
             .filter(|p| p.categories.contains(&record.category))
+            .filter(|p| !p.penalties_only || is_dishonesty(record))
             .filter(|p| {
                 p.effective_from <= decided && p.effective_until.is_none_or(|u| decided <= u)
             })
@@ -289,10 +304,11 @@ impl NoticeRules {
     /// or `None` when no retention rule governs it.
     pub fn retention_end(&self, record: &CanonicalRecord) -> Option<OffsetDateTime> {
         let decided = decision_date(record)?;
-        let is_penalty = record.content.get("action").and_then(Value::as_str) == Some("penalty");
         let rule = self.retention.iter().find(|r| {
             r.categories.contains(&record.category)
-                && (!r.penalties_only || record.category != Category::Administrative || is_penalty)
+                && (!r.penalties_only || is_dishonesty(record))
+                && r.effective_from.is_none_or(|f| f <= decided)
+                && r.effective_until.is_none_or(|u| decided <= u)
                 && region_match(&r.regions, record.source.region.as_str()).is_some()
         })?;
         Some(start_of(add_months(decided, rule.years * 12)))
@@ -306,6 +322,13 @@ pub fn decision_date(record: &CanonicalRecord) -> Option<Date> {
         .as_ref()
         .map(|b| b.decided_on)
         .or(record.valid_from)
+}
+
+/// Dishonesty information: any record of a dishonesty category, and administrative records only
+/// when they are penalties.
+fn is_dishonesty(record: &CanonicalRecord) -> bool {
+    record.category != Category::Administrative
+        || record.content.get("action").and_then(Value::as_str) == Some("penalty")
 }
 
 fn source_notice_end(record: &CanonicalRecord) -> Option<Date> {
@@ -484,6 +507,15 @@ mod tests {
     }
 
     #[test]
+    fn a_licence_has_no_notice_period() {
+        let mut licence = penalty("440106", "2024-05-10", &["罚款"], json!({}));
+        licence
+            .content
+            .insert("action".into(), Value::String("licence".into()));
+        assert!(rules().window(&licence).is_none());
+    }
+
+    #[test]
     fn a_rule_can_class_by_fine_amount() {
         let text = BUILTIN.to_string()
             + "\n[[severity]]\nname = \"large-fine\"\ncategories = [\"administrative\"]\nmin_fine_yuan = 200000\nseverity = \"serious\"\n";
@@ -507,8 +539,14 @@ mod tests {
     #[test]
     fn dishonesty_is_retained_three_years_ls_art_20() {
         let end = rules()
-            .retention_end(&penalty("440106", "2023-02-01", &["罚款"], json!({})))
+            .retention_end(&penalty("540102", "2024-02-01", &["罚款"], json!({})))
             .unwrap();
-        assert_eq!(end, datetime!(2026-02-01 00:00 +08:00));
+        assert_eq!(end, datetime!(2027-02-01 00:00 +08:00));
+        assert!(
+            rules()
+                .retention_end(&penalty("440106", "2024-02-01", &["罚款"], json!({})))
+                .is_none(),
+            "LS Art. 20 is Lhasa's"
+        );
     }
 }

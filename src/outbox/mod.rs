@@ -37,12 +37,14 @@ pub enum Kind {
     Correction,
     /// The platform must stop showing the record (publication ledger): ahead of ordinary shares.
     Withdrawal,
+    /// A result the medical-insurance platform passes on to the subject (an objection's outcome).
+    Notice,
 }
 
 impl Kind {
     fn priority(self) -> char {
         match self {
-            Kind::Correction | Kind::Withdrawal => '0',
+            Kind::Correction | Kind::Withdrawal | Kind::Notice => '0',
             Kind::Share => '1',
         }
     }
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Share => "share",
             Kind::Correction => "correction",
             Kind::Withdrawal => "withdrawal",
+            Kind::Notice => "notice",
         }
     }
 }

@@ -72,6 +72,12 @@ pub struct ReconcileJob {
     pub removes: Vec<String>,
     /// A subject whose standing changes with this job (archive key, exited).
     pub standing: Option<(String, bool)>,
+    /// Marks set or removed on records before they are reconciled (objections).
+    pub marks: Vec<crate::archive::MarkChange>,
+    /// Entries queued as they are (notices to the medical-insurance platform).
+    pub enqueue: Vec<Entry>,
+    /// A subject entry written with this job (its standing), seen by later jobs of the group.
+    pub subject: Option<(String, crate::archive::SubjectEntry)>,
     pub reply: oneshot::Sender<Result<(Vec<Queued>, Head), String>>,
 }
 
@@ -396,6 +402,18 @@ struct Group {
     archive: Staging,
     removes: Vec<String>,
     queued: usize,
+    /// Standing changes staged in this group (archive key, exited), in order.
+    standing: Vec<(String, bool)>,
+}
+
+impl Group {
+    /// Whether a subject is exited, as this group sees it.
+    fn is_exited(&self, w: &Writer, subject: &str) -> bool {
+        match self.standing.iter().rev().find(|(s, _)| s == subject) {
+            Some((_, exited)) => *exited,
+            None => w.exited.contains(subject),
+        }
+    }
 }
 
 fn commit_group(
@@ -407,6 +425,7 @@ fn commit_group(
         archive: Staging::default(),
         removes: Vec::new(),
         queued: 0,
+        standing: Vec::new(),
     };
     let mut head = head.clone();
     let mut answers = Vec::with_capacity(group.len());
@@ -451,46 +470,94 @@ fn commit_group(
         }
     }
     let mut batch = sled::Batch::default();
-    for k in g.removes {
-        batch.remove(k.into_bytes());
+    // A key both queued and removed in one group is a publication a later withdrawal superseded:
+    // the removal wins (a sled batch keeps the last operation on a key, so the write is dropped).
+    let removed: std::collections::HashSet<&str> = g.removes.iter().map(String::as_str).collect();
+    for k in &g.removes {
+        batch.remove(k.as_bytes());
     }
     for (k, v) in g.archive.into_writes() {
-        batch.insert(k.into_bytes(), v);
+        if !removed.contains(k.as_str()) {
+            batch.insert(k.into_bytes(), v);
+        }
     }
     w.store.apply(batch)?;
+    for (subject, exited) in g.standing {
+        if exited {
+            w.exited.insert(subject);
+        } else {
+            w.exited.remove(&subject);
+        }
+    }
     Ok((head, answers, g.queued))
+}
+
+/// What a record's ledger is judged against.
+enum Prior {
+    /// A record never seen before: no platform holds it, no mark.
+    New,
+    /// The head as it was before this job staged a new version.
+    Was(Option<crate::archive::RecordHead>),
+    /// The head as this group sees it (no new version staged).
+    Current,
 }
 
 /// Bring every platform in line with what it may hold of one record now (the publication
 /// ledger's difference), schedule the record's next check, and mark it expired when it is.
+#[allow(clippy::too_many_arguments)]
 fn reconcile_record(
     w: &Writer,
     g: &mut Group,
     record: &CanonicalRecord,
     version: u32,
     plan: &Plan,
-    known_new: bool,
+    prior: Prior,
     correction: Option<&CorrectionMark>,
     now: time::OffsetDateTime,
 ) -> Result<Vec<Queued>, StoreError> {
     let subject = record.subject.id.archive_key();
-    let closed;
-    let plan = if w.exited.contains(&subject) {
+    let (agency, record_id) = (&record.source.agency, &record.source.record_id);
+    let current = match prior {
+        Prior::New => None,
+        _ => g.archive.head(&w.store, agency, record_id)?,
+    };
+    let before = match prior {
+        Prior::New => None,
+        Prior::Was(head) => head,
+        Prior::Current => current.clone(),
+    };
+    // A head whose ledger cannot be read must not stop agencies' batches in the same group: it is
+    // reported, and the record starts a new ledger.
+    let mut ledger = match before.as_ref().map(crate::ledger::Ledger::of_head) {
+        None => crate::ledger::Ledger::default(),
+        Some(Ok(ledger)) => ledger,
+        Some(Err(e)) => {
+            crate::telemetry::events::recheck_failed(record_id, &e.to_string());
+            crate::ledger::Ledger::default()
+        }
+    };
+    let marks = current.as_ref().map(|h| h.marks.as_slice()).unwrap_or(&[]);
+    let adjusted;
+    let plan = if g.is_exited(w, &subject) {
         let mut p = plan.clone();
         p.close("subject_exited");
-        closed = p;
-        &closed
+        adjusted = p;
+        &adjusted
+    } else if marks
+        .iter()
+        .any(|m| m.kind == crate::archive::MarkKind::Eliminated)
+    {
+        let mut p = plan.clone();
+        p.close("objection_upheld");
+        adjusted = p;
+        &adjusted
+    } else if !marks.is_empty() {
+        let mut p = plan.clone();
+        p.mark(&serde_json::to_value(marks).unwrap_or_default());
+        adjusted = p;
+        &adjusted
     } else {
         plan
-    };
-    let (agency, record_id) = (&record.source.agency, &record.source.record_id);
-    let mut ledger = if known_new {
-        crate::ledger::Ledger::default()
-    } else {
-        match g.archive.head(&w.store, agency, record_id)? {
-            Some(head) => crate::ledger::Ledger::of_head(&head)?,
-            None => crate::ledger::Ledger::default(),
-        }
     };
     let Group {
         archive, removes, ..
@@ -539,7 +606,7 @@ fn stage_batch(
     let (mut shares_queued, mut withdrawals) = (0usize, Vec::new());
     for input in &job.accepted {
         let record = &input.record;
-        let (outcome, version) = g.archive.stage(
+        let (outcome, version, previous) = g.archive.stage(
             &w.store,
             &mut w.subjects,
             record,
@@ -553,8 +620,11 @@ fn stage_batch(
             crate::archive::Outcome::Unchanged => unchanged += 1,
         }
         if outcome != crate::archive::Outcome::Unchanged {
-            let known_new = outcome == crate::archive::Outcome::New;
-            for q in reconcile_record(w, g, record, version, &input.plan, known_new, None, now)? {
+            let prior = match outcome {
+                crate::archive::Outcome::New => Prior::New,
+                _ => Prior::Was(previous),
+            };
+            for q in reconcile_record(w, g, record, version, &input.plan, prior, None, now)? {
                 match q.action {
                     crate::ledger::Action::Publish => shares_queued += 1,
                     crate::ledger::Action::Withdraw => withdrawals.push(serde_json::json!({
@@ -647,7 +717,7 @@ fn stage_correction(
 ) -> Result<(crate::corrections::Correction, Head), StoreError> {
     let mut correction = job.correction.clone();
     let record = &job.record;
-    let (_, version) = g.archive.stage(
+    let (_, version, previous) = g.archive.stage(
         &w.store,
         &mut w.subjects,
         record,
@@ -662,7 +732,7 @@ fn stage_correction(
         record,
         version,
         &job.plan,
-        false,
+        Prior::Was(previous),
         Some(&job.mark),
         now,
     )?;
@@ -727,21 +797,35 @@ fn stage_reconcile(
     job: &ReconcileJob,
     now: time::OffsetDateTime,
 ) -> Result<Vec<Queued>, StoreError> {
-    if let Some((subject, exited)) = &job.standing {
-        if *exited {
-            w.exited.insert(subject.clone());
-        } else {
-            w.exited.remove(subject);
-        }
+    if let Some(standing) = &job.standing {
+        // Takes effect for the rest of the group now, and for the writer once applied.
+        g.standing.push(standing.clone());
+    }
+    if let Some((key, entry)) = &job.subject {
+        g.archive.put_subject(key, entry.clone());
     }
     g.archive.writes.extend(job.writes.iter().cloned());
     g.removes.extend(job.removes.iter().cloned());
+    for change in &job.marks {
+        g.archive.change_marks(&w.store, change)?;
+    }
+    for entry in &job.enqueue {
+        g.archive
+            .writes
+            .push(crate::outbox::enqueue_write(&w.store, entry)?);
+        g.queued += 1;
+    }
     let mut all = Vec::new();
     for item in &job.items {
         let (agency, record_id) = (&item.record.source.agency, &item.record.source.record_id);
         let current = g.archive.head(&w.store, agency, record_id)?;
         if current.as_ref().map(|h| h.version) != Some(item.version) {
-            // A newer version arrived meanwhile and was reconciled with it.
+            // A newer version arrived after this plan was made, possibly under other rules or
+            // another standing: check the record again at the next timer tick.
+            g.archive.writes.push((
+                crate::ledger::timer_key(now, agency, record_id),
+                b"{}".to_vec(),
+            ));
             continue;
         }
         all.extend(reconcile_record(
@@ -750,7 +834,7 @@ fn stage_reconcile(
             &item.record,
             item.version,
             &item.plan,
-            false,
+            Prior::Current,
             None,
             now,
         )?);

@@ -247,3 +247,29 @@ pub fn subject_standing_changed(
     metrics::counter!("gateway_subject_standing_changes_total", "exited" => exited.to_string())
         .increment(1);
 }
+
+/// A step of an objection (filed, accepted late, resolved, review opened): how many shares it
+/// queued (marks, unmarks, withdrawals).
+pub fn objection_step(step: &str, objection_id: &str, queued: usize) {
+    tracing::info!(step, objection_id, queued, "objection");
+    metrics::counter!("gateway_objection_steps_total", "step" => step.to_string()).increment(1);
+}
+
+/// An objection under review nears or passes its deadline (LS Art. 23).
+pub fn objection_deadline(objection_id: &str, deadline: &str, overdue: bool) {
+    if overdue {
+        tracing::warn!(
+            objection_id,
+            deadline,
+            "objection review is overdue (LS Art. 23: 15 working days)"
+        );
+    } else {
+        tracing::warn!(
+            objection_id,
+            deadline,
+            "objection review has less than one working day left (LS Art. 23)"
+        );
+    }
+    metrics::counter!("gateway_objection_deadline_warnings_total", "overdue" => overdue.to_string())
+        .increment(1);
+}

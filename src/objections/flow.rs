@@ -1,0 +1,554 @@
+//! The steps of an objection, each one atomic in the writer with its marks, ledger changes,
+//! notices and audit entry.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::rules::ObjectionRules;
+use super::{Action, Ground, LateAcceptance, Objection, Outcome, RecordRef, Resolution, Status};
+use crate::archive::{self, Mark, MarkChange, MarkKind};
+use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
+use crate::config::{DestinationConfig, DestinationRole};
+use crate::disclosure::Channel;
+use crate::ledger::{recheck, Queued};
+use crate::outbox::{self, Entry, Kind};
+use crate::record::Category;
+use crate::sharing::Router;
+use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError};
+use crate::subject::IdentifierExceptions;
+
+/// How far a sender's clock may run ahead of the gateway's.
+const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+/// Most records one objection names.
+const MAX_RECORDS: usize = 100;
+
+/// Why a step was refused, and whose it is to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectionError {
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    /// LS Art. 21: filed after the 10 working days; kept as `filed_late` for an operator.
+    #[error("filed after the objection window for an evaluation result closed at {deadline} (LS Art. 21: 10 working days from notification); kept as {id} for an operator to accept with a reason")]
+    Late { id: String, deadline: String },
+    #[error("the objection is {0:?}; this step needs another state")]
+    WrongState(super::State),
+    #[error("{0}")]
+    Calendar(#[from] CalendarError),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<StoreError> for ObjectionError {
+    fn from(e: StoreError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+/// Everything a step needs.
+pub struct Context<'a> {
+    pub store: &'a Store,
+    pub committer: &'a CommitterHandle,
+    pub router: Arc<Router>,
+    pub calendar: Arc<Calendar>,
+    pub rules: &'a ObjectionRules,
+    pub exceptions: &'a IdentifierExceptions,
+    pub destinations: &'a [DestinationConfig],
+    pub now: OffsetDateTime,
+}
+
+/// `POST /v1/objections` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRequest {
+    pub records: Vec<RecordIn>,
+    pub ground: Ground,
+    pub materials: String,
+    /// When the subject filed it (RFC 3339); default now.
+    #[serde(default)]
+    pub filed_at: Option<String>,
+    /// For an evaluation result: the date the subject was told it (YYYY-MM-DD).
+    #[serde(default)]
+    pub notified_on: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIn {
+    /// The agency that provided the record (default the medical-insurance platform's id, the
+    /// caller's when it is one).
+    #[serde(default)]
+    pub agency: Option<String>,
+    pub record_id: String,
+}
+
+/// `POST /v1/objections/{id}/resolve` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub outcome: Outcome,
+    /// For `upheld`: `correct` (with `correction`) or `eliminate`.
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// For `correct`: a correction request as `POST /v1/corrections` takes it.
+    #[serde(default)]
+    pub correction: Option<Value>,
+    pub reason: String,
+}
+
+/// File an objection. Accepted: every record is marked and every platform holding it is sent it
+/// again, marked. Late (LS Art. 21): stored as `filed_late`, nothing marked, and refused.
+pub async fn file(
+    ctx: &Context<'_>,
+    caller: &str,
+    default_agency: &str,
+    req: FileRequest,
+) -> Result<Objection, ObjectionError> {
+    if req.records.is_empty() || req.records.len() > MAX_RECORDS {
+        return Err(ObjectionError::Invalid(format!(
+            "records must name 1 to {MAX_RECORDS} records"
+        )));
+    }
+    if req.materials.trim().is_empty() {
+        return Err(ObjectionError::Invalid(
+            "materials must say where the applicant's documents are".into(),
+        ));
+    }
+    let filed_at = match &req.filed_at {
+        None => ctx.now,
+        Some(s) => OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| ObjectionError::Invalid("filed_at must be an RFC 3339 time".into()))?,
+    };
+    if filed_at > ctx.now + CLOCK_SKEW {
+        return Err(ObjectionError::Invalid(
+            "filed_at lies in the future".into(),
+        ));
+    }
+    let mut records = Vec::new();
+    let (mut subject, mut region, mut evaluation) = (None::<String>, None::<String>, false);
+    for r in &req.records {
+        let agency = r
+            .agency
+            .clone()
+            .unwrap_or_else(|| default_agency.to_string());
+        let (head, version) = archive::current_version(ctx.store, &agency, &r.record_id)?
+            .ok_or(ObjectionError::NotFound("record"))?;
+        if subject.get_or_insert_with(|| head.subject.clone()) != &head.subject {
+            return Err(ObjectionError::Invalid(
+                "every record of one objection must be about the same subject".into(),
+            ));
+        }
+        evaluation |= head.category == Category::EvaluationResult;
+        if region.is_none() {
+            let v: Value = serde_json::from_str(version.record.get()).unwrap_or(Value::Null);
+            region = v["source"]["region"].as_str().map(String::from);
+        }
+        records.push(RecordRef {
+            agency,
+            record_id: r.record_id.clone(),
+        });
+    }
+    let filing_deadline = match (evaluation, &req.notified_on) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(ObjectionError::Invalid(
+                "an objection to an evaluation result needs notified_on, the date the subject was told it (LS Art. 21)".into(),
+            ))
+        }
+        (true, Some(day)) => {
+            let day = crate::record::parse_date(day)
+                .ok_or_else(|| ObjectionError::Invalid("notified_on must be YYYY-MM-DD".into()))?;
+            let last = ctx
+                .calendar
+                .nth_working_day_after(day, ctx.rules.evaluation_filing_working_days)?;
+            Some(end_of(last))
+        }
+    };
+    let late = filing_deadline.is_some_and(|d| filed_at > d);
+    let mut objection = Objection {
+        id: uuid::Uuid::new_v4().to_string(),
+        records,
+        ground: req.ground,
+        materials: req.materials,
+        filed_by: caller.to_string(),
+        filed_at,
+        received_at: ctx.now,
+        notified_on: req.notified_on,
+        filing_deadline,
+        late_accepted: None,
+        level: 1,
+        status: if late {
+            Status::FiledLate
+        } else {
+            Status::UnderReview
+        },
+        review_deadline: None,
+        review_rule: String::new(),
+        resolutions: Vec::new(),
+    };
+    if late {
+        commit(
+            ctx,
+            &objection,
+            "objection_filed_late",
+            Vec::new(),
+            Vec::new(),
+        )
+        .await?;
+        return Err(ObjectionError::Late {
+            id: objection.id,
+            deadline: filing_deadline
+                .map(crate::clock::rfc3339)
+                .unwrap_or_default(),
+        });
+    }
+    open_review(ctx, &mut objection, region.as_deref().unwrap_or(""))?;
+    let marks = mark_all(&objection, MarkKind::Objection, ctx.now);
+    commit(ctx, &objection, "objection_filed", marks, Vec::new()).await?;
+    Ok(objection)
+}
+
+/// An operator accepts a late objection with a reason (audited): it is reviewed like any other.
+pub async fn accept_late(
+    ctx: &Context<'_>,
+    id: &str,
+    by: &str,
+    reason: &str,
+) -> Result<Objection, ObjectionError> {
+    let mut objection = load(ctx, id)?;
+    if objection.status != Status::FiledLate {
+        return Err(ObjectionError::WrongState(objection.state(ctx.now)));
+    }
+    if reason.trim().is_empty() {
+        return Err(ObjectionError::Invalid("a reason is required".into()));
+    }
+    objection.late_accepted = Some(LateAcceptance {
+        by: by.to_string(),
+        reason: reason.to_string(),
+        at: ctx.now,
+    });
+    objection.status = Status::UnderReview;
+    let region = first_region(ctx, &objection)?;
+    open_review(ctx, &mut objection, &region)?;
+    let marks = mark_all(&objection, MarkKind::Objection, ctx.now);
+    commit(
+        ctx,
+        &objection,
+        "objection_late_accepted",
+        marks,
+        Vec::new(),
+    )
+    .await?;
+    Ok(objection)
+}
+
+/// The reviewing agency's decision. `correction` is the prepared correction of an upheld
+/// objection resolved by `correct`; it is committed after the resolution.
+pub async fn resolve(
+    ctx: &Context<'_>,
+    caller: &str,
+    may_resolve_others: bool,
+    id: &str,
+    req: &ResolveRequest,
+    correction_for: Option<&str>,
+) -> Result<Objection, ObjectionError> {
+    let mut objection = load(ctx, id)?;
+    if objection.status != Status::UnderReview {
+        return Err(ObjectionError::WrongState(objection.state(ctx.now)));
+    }
+    if !may_resolve_others && objection.records.iter().any(|r| r.agency != caller) {
+        return Err(ObjectionError::NotAllowed(
+            "only the agency that provided the information resolves an objection to it",
+        ));
+    }
+    if req.reason.trim().is_empty() {
+        return Err(ObjectionError::Invalid(
+            "a reason is required: the subject is told it".into(),
+        ));
+    }
+    let action = match (req.outcome, req.action) {
+        (Outcome::Rejected, None) => None,
+        (Outcome::Rejected, Some(_)) => {
+            return Err(ObjectionError::Invalid(
+                "a rejection takes no action".into(),
+            ))
+        }
+        (Outcome::Upheld, None) => {
+            return Err(ObjectionError::Invalid(
+                "an upheld objection needs action: correct or eliminate".into(),
+            ))
+        }
+        (Outcome::Upheld, Some(a)) => Some(a),
+    };
+    match (action, correction_for) {
+        (Some(Action::Correct), None) => {
+            return Err(ObjectionError::Invalid(
+                "action correct needs a correction naming one of the objection's records".into(),
+            ))
+        }
+        (Some(Action::Correct), Some(record_id))
+            if !objection.records.iter().any(|r| r.record_id == record_id) =>
+        {
+            return Err(ObjectionError::Invalid(
+                "the correction must be of a record the objection names".into(),
+            ))
+        }
+        (Some(Action::Eliminate) | None, Some(_)) => {
+            return Err(ObjectionError::Invalid(
+                "a correction goes only with action correct".into(),
+            ))
+        }
+        _ => {}
+    }
+    let mut marks = unmark_all(&objection);
+    if action == Some(Action::Eliminate) {
+        marks = mark_all(&objection, MarkKind::Eliminated, ctx.now);
+        for m in &mut marks {
+            m.remove = Some(objection.id.clone());
+        }
+    }
+    objection.status = match req.outcome {
+        Outcome::Upheld => Status::Upheld,
+        Outcome::Rejected => Status::Rejected,
+    };
+    objection.resolutions.push(Resolution {
+        level: objection.level,
+        outcome: req.outcome,
+        action,
+        by: caller.to_string(),
+        reason: req.reason.clone(),
+        at: ctx.now,
+        correction_id: None,
+    });
+    let notice = notices(ctx, &objection);
+    commit(ctx, &objection, "objection_resolved", marks, notice).await?;
+    Ok(objection)
+}
+
+/// Record the correction an upheld objection led to.
+pub async fn note_correction(
+    ctx: &Context<'_>,
+    id: &str,
+    correction_id: &str,
+) -> Result<(), ObjectionError> {
+    let mut objection = load(ctx, id)?;
+    if let Some(last) = objection.resolutions.last_mut() {
+        last.correction_id = Some(correction_id.to_string());
+    }
+    commit(
+        ctx,
+        &objection,
+        "objection_correction_linked",
+        Vec::new(),
+        Vec::new(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Review by the level above (复核, GD Art. 34) of a rejected objection: marked again, a new
+/// deadline.
+pub async fn review(
+    ctx: &Context<'_>,
+    id: &str,
+    reason: &str,
+) -> Result<Objection, ObjectionError> {
+    let mut objection = load(ctx, id)?;
+    if objection.status != Status::Rejected || objection.level >= 2 {
+        return Err(ObjectionError::WrongState(objection.state(ctx.now)));
+    }
+    if reason.trim().is_empty() {
+        return Err(ObjectionError::Invalid("a reason is required".into()));
+    }
+    objection.level = 2;
+    objection.status = Status::UnderReview;
+    let region = first_region(ctx, &objection)?;
+    open_review(ctx, &mut objection, &region)?;
+    let marks = mark_all(&objection, MarkKind::Objection, ctx.now);
+    commit(
+        ctx,
+        &objection,
+        "objection_review_opened",
+        marks,
+        Vec::new(),
+    )
+    .await?;
+    Ok(objection)
+}
+
+fn load(ctx: &Context<'_>, id: &str) -> Result<Objection, ObjectionError> {
+    super::get(ctx.store, id)?.ok_or(ObjectionError::NotFound("objection"))
+}
+
+fn first_region(ctx: &Context<'_>, objection: &Objection) -> Result<String, ObjectionError> {
+    let Some(first) = objection.records.first() else {
+        return Ok(String::new());
+    };
+    Ok(
+        archive::current_version(ctx.store, &first.agency, &first.record_id)?
+            .and_then(|(_, v)| serde_json::from_str::<Value>(v.record.get()).ok())
+            .and_then(|v| v["source"]["region"].as_str().map(String::from))
+            .unwrap_or_default(),
+    )
+}
+
+/// The review deadline (LS Art. 23): the rule for the region in force on the day received.
+fn open_review(
+    ctx: &Context<'_>,
+    objection: &mut Objection,
+    region: &str,
+) -> Result<(), ObjectionError> {
+    let today = ctx.now.to_offset(CHINA_OFFSET).date();
+    let rule = ctx
+        .rules
+        .review_for(region, today)
+        .ok_or_else(|| ObjectionError::Invalid("no review rule covers this region".into()))?;
+    objection.review_deadline = Some(ctx.calendar.deadline(ctx.now, rule.working_days)?);
+    objection.review_rule = rule.name.clone();
+    Ok(())
+}
+
+fn mark_all(objection: &Objection, kind: MarkKind, now: OffsetDateTime) -> Vec<MarkChange> {
+    objection
+        .records
+        .iter()
+        .map(|r| MarkChange {
+            agency: r.agency.clone(),
+            record_id: r.record_id.clone(),
+            remove: None,
+            add: Some(Mark {
+                kind,
+                id: objection.id.clone(),
+                since: now,
+            }),
+        })
+        .collect()
+}
+
+fn unmark_all(objection: &Objection) -> Vec<MarkChange> {
+    objection
+        .records
+        .iter()
+        .map(|r| MarkChange {
+            agency: r.agency.clone(),
+            record_id: r.record_id.clone(),
+            remove: Some(objection.id.clone()),
+            add: None,
+        })
+        .collect()
+}
+
+/// The result for the medical-insurance platform, which tells the subject.
+fn notices(ctx: &Context<'_>, objection: &Objection) -> Vec<Entry> {
+    let Some(resolution) = objection.resolutions.last() else {
+        return Vec::new();
+    };
+    let body = json!({
+        "objection": {
+            "id": objection.id,
+            "records": objection.records,
+            "ground": objection.ground,
+            "level": objection.level,
+            "filed_at": crate::clock::rfc3339(objection.filed_at),
+        },
+        "result": resolution,
+    });
+    let Ok(payload) = serde_json::value::to_raw_value(&body) else {
+        return Vec::new();
+    };
+    ctx.destinations
+        .iter()
+        .filter(|d| d.role == DestinationRole::MedicalInsurancePlatform)
+        .map(|d| Entry {
+            idempotency_key: outbox::idempotency_key(
+                &d.id,
+                "objection",
+                &objection.id,
+                u32::from(objection.level),
+                Channel::GovShare,
+                Kind::Notice,
+                "result",
+            ),
+            destination: d.id.clone(),
+            channel: Channel::GovShare,
+            kind: Kind::Notice,
+            agency: "objection".into(),
+            record_id: objection.id.clone(),
+            version: u32::from(objection.level),
+            rule: "objection-result".into(),
+            enqueued_at: crate::clock::rfc3339(ctx.now.to_offset(CHINA_OFFSET)),
+            enqueued_unix: ctx.now.unix_timestamp(),
+            correction_id: None,
+            payload: payload.clone(),
+        })
+        .collect()
+}
+
+/// One atomic step: the objection, its marks, the records re-planned (the ledger sends every
+/// platform the difference), notices, and the audit entry.
+async fn commit(
+    ctx: &Context<'_>,
+    objection: &Objection,
+    kind: &str,
+    marks: Vec<MarkChange>,
+    enqueue: Vec<Entry>,
+) -> Result<Vec<Queued>, ObjectionError> {
+    let mut items = Vec::new();
+    if !marks.is_empty() {
+        for r in &objection.records {
+            if let Some(item) = recheck::item(
+                ctx.store,
+                &ctx.router,
+                ctx.exceptions,
+                &r.agency,
+                &r.record_id,
+                None,
+                ctx.now,
+            )? {
+                items.push(item);
+            }
+        }
+    }
+    let mut data = Map::new();
+    data.insert("objection_id".into(), json!(objection.id));
+    data.insert("status".into(), json!(objection.status));
+    data.insert("level".into(), json!(objection.level));
+    data.insert("records".into(), json!(objection.records));
+    data.insert(
+        "review_deadline".into(),
+        json!(objection.review_deadline.map(crate::clock::rfc3339)),
+    );
+    let writes = vec![(
+        Objection::key(&objection.id),
+        crate::store::to_bytes(objection),
+    )];
+    let (queued, _) = ctx
+        .committer
+        .reconcile(|reply| ReconcileJob {
+            kind: kind.to_string(),
+            data,
+            items,
+            writes,
+            removes: Vec::new(),
+            standing: None,
+            marks,
+            enqueue,
+            subject: None,
+            reply,
+        })
+        .await?;
+    crate::telemetry::events::ledger_changed(kind, &queued);
+    crate::telemetry::events::objection_step(kind, &objection.id, queued.len());
+    Ok(queued)
+}
+
+fn end_of(day: time::Date) -> OffsetDateTime {
+    day.with_time(time::Time::from_hms(23, 59, 59).unwrap_or(time::Time::MIDNIGHT))
+        .assume_offset(CHINA_OFFSET)
+}

@@ -1,0 +1,98 @@
+//! The objection tracker: every `objections.check_interval_ms` it counts objections by state,
+//! exports the time to the nearest review deadline, and warns (log, metric and optional webhook)
+//! once per objection when one under review has less than one working day left and once when it
+//! becomes overdue (LS Art. 23: 15 working days).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{list, State};
+use crate::calendar::SharedCalendar;
+use crate::clock::SharedClock;
+use crate::store::Store;
+use crate::telemetry::events;
+
+pub struct Tracker {
+    pub store: Store,
+    pub calendar: SharedCalendar,
+    pub clock: SharedClock,
+    pub interval: Duration,
+    pub webhook: Option<String>,
+}
+
+impl Tracker {
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let (mut near, mut overdue) = (HashSet::new(), HashSet::new());
+        loop {
+            self.check(&mut near, &mut overdue).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {},
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn check(&self, near: &mut HashSet<String>, overdue: &mut HashSet<String>) {
+        let now = self.clock.now();
+        let store = self.store.clone();
+        let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await else {
+            return;
+        };
+        let calendar = self.calendar.current();
+        let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
+        let mut nearest: Option<i64> = None;
+        for listed in &all {
+            let o = &listed.objection;
+            let state = match listed.state {
+                State::FiledLate => "filed_late",
+                State::UnderReview => "under_review",
+                State::Overdue => "overdue",
+                State::Upheld => "upheld",
+                State::Rejected => "rejected",
+            };
+            *counts.entry(state).or_default() += 1;
+            let Some(deadline) = o.review_deadline else {
+                continue;
+            };
+            let text = crate::clock::rfc3339(deadline);
+            match listed.state {
+                State::UnderReview => {
+                    let left = (deadline - now).whole_seconds();
+                    nearest = Some(nearest.map_or(left, |n| n.min(left)));
+                    let days_left = calendar.working_days_left(now, deadline).unwrap_or(0);
+                    if days_left < 1 && near.insert(o.id.clone()) {
+                        events::objection_deadline(&o.id, &text, false);
+                        self.alert("objection_deadline_near", &o.id, &text).await;
+                    }
+                }
+                State::Overdue if overdue.insert(o.id.clone()) => {
+                    events::objection_deadline(&o.id, &text, true);
+                    self.alert("objection_overdue", &o.id, &text).await;
+                }
+                _ => {}
+            }
+        }
+        for state in [
+            "filed_late",
+            "under_review",
+            "overdue",
+            "upheld",
+            "rejected",
+        ] {
+            metrics::gauge!("gateway_objections", "state" => state)
+                .set(counts.get(state).copied().unwrap_or(0) as f64);
+        }
+        metrics::gauge!("gateway_objections_nearest_deadline_seconds")
+            .set(nearest.unwrap_or(0) as f64);
+    }
+
+    async fn alert(&self, event: &str, id: &str, deadline: &str) {
+        let Some(url) = &self.webhook else { return };
+        let body = json!({"event": event, "objection_id": id, "deadline": deadline});
+        if let Err(e) = crate::corrections::tracker::post_json(url, &body).await {
+            tracing::warn!(objection = %id, error = %e, "objection alert webhook failed");
+        }
+    }
+}
