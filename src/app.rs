@@ -29,6 +29,8 @@ pub enum StartError {
     Calendar(String),
     #[error("sharing: {0}")]
     Sharing(String),
+    #[error("objections: {0}")]
+    Objections(String),
     #[error("delivery: {0}")]
     Delivery(#[from] crate::delivery::SetupError),
     #[error("cannot listen on {addr}: {source}")]
@@ -150,6 +152,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         })?;
     let calendar = crate::calendar::SharedCalendar::new(load_calendar(&config)?);
     let router = crate::sharing::SharedRouter::new(build_router(&config)?);
+    let objection_rules =
+        crate::objections::rules::ObjectionRules::load(&config.objection_rules_path())
+            .map_err(|e| StartError::Objections(e.to_string()))?;
     let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
         .map_err(StartError::Sharing)?;
     let destinations = config
@@ -186,6 +191,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         clock: clock.clone(),
         router: router.clone(),
         exceptions: exceptions.clone(),
+        calendar: calendar.clone(),
+        objection_rules: objection_rules.clone(),
     });
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
@@ -224,7 +231,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         interval: Duration::from_millis(config.lifecycle.check_interval_ms),
     };
     workers.push(tokio::spawn(timers.run(stop_rx.clone())));
+    let objection_tracker = crate::objections::tracker::Tracker {
+        store: store.clone(),
+        calendar: calendar.clone(),
+        clock: clock.clone(),
+        interval: Duration::from_millis(config.objections.check_interval_ms),
+        webhook: config.objections.alert_webhook.clone(),
+    };
+    workers.push(tokio::spawn(objection_tracker.run(stop_rx.clone())));
     let app = Arc::new(App {
+        objection_rules,
         calendar,
         router,
         registry: Registry::new(&config.agencies),

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::{LedgerCommand, SubjectsCommand};
+use super::{LedgerCommand, ObjectionsCommand, SubjectsCommand};
 use crate::config::Config;
 use crate::ledger::ops::{self, OpContext, OpError};
 use crate::ledger::recheck::StandingRequest;
@@ -12,6 +12,7 @@ use crate::ledger::recheck::StandingRequest;
 pub(super) enum Op {
     Ledger(LedgerCommand),
     Subjects(SubjectsCommand),
+    Objections(ObjectionsCommand),
 }
 
 pub(super) fn run(config: &Config, op: Op) -> ExitCode {
@@ -75,6 +76,24 @@ async fn local(
         by: "operator",
     };
     let out = match op {
+        Op::Objections(cmd) => {
+            let calendar =
+                crate::app::load_calendar(config).map_err(|e| OpError::Invalid(e.to_string()))?;
+            let rules =
+                crate::objections::rules::ObjectionRules::load(&config.objection_rules_path())
+                    .map_err(|e| OpError::Invalid(e.to_string()))?;
+            let flow = crate::objections::flow::Context {
+                store: &store,
+                committer: &handle,
+                router: ctx.router.clone(),
+                calendar: std::sync::Arc::new(calendar),
+                rules: &rules,
+                exceptions: &exceptions,
+                destinations: &config.destinations,
+                now: ctx.now,
+            };
+            crate::objections::ops::run(&flow, "operator", cmd_parts(cmd)).await
+        }
         Op::Ledger(LedgerCommand::Record {
             agency,
             record_id,
@@ -139,9 +158,31 @@ async fn local(
     out
 }
 
+/// An objections command as the shared operation takes it.
+fn cmd_parts(cmd: ObjectionsCommand) -> crate::objections::ops::Command {
+    use crate::objections::ops::Command;
+    match cmd {
+        ObjectionsCommand::List { state } => Command::List { state },
+        ObjectionsCommand::Show { id } => Command::Show { id },
+        ObjectionsCommand::AcceptLate { id, reason } => Command::AcceptLate { id, reason },
+    }
+}
+
 async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
     let mut params: Vec<(&str, String)> = Vec::new();
     let (method, path) = match op {
+        Op::Objections(ObjectionsCommand::List { state }) => {
+            params.extend(state.map(|s| ("state", s)));
+            ("GET", "/objections/list")
+        }
+        Op::Objections(ObjectionsCommand::Show { id }) => {
+            params.push(("id", id));
+            ("GET", "/objections/show")
+        }
+        Op::Objections(ObjectionsCommand::AcceptLate { id, reason }) => {
+            params.extend([("id", id), ("reason", reason)]);
+            ("POST", "/objections/accept-late")
+        }
         Op::Ledger(LedgerCommand::Record {
             agency,
             record_id,

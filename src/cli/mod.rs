@@ -83,6 +83,10 @@ pub enum Command {
     /// running.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Objections and their review deadlines (LS Arts. 21-23). On the data directory when stopped,
+    /// through the admin endpoint when running.
+    #[command(subcommand)]
+    Objections(ObjectionsCommand),
     /// A subject's exit from medical-insurance service or death, and its re-entry (LS Art. 20):
     /// every platform copy is withdrawn, or restored within its windows.
     #[command(subcommand)]
@@ -114,6 +118,24 @@ pub enum LedgerCommand {
         as_of: Option<String>,
         #[arg(long)]
         destination: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectionsCommand {
+    /// Objections with their states and review deadlines, overdue and nearest first.
+    List {
+        /// filed_late, under_review, overdue, upheld or rejected
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One objection.
+    Show { id: String },
+    /// Accept an objection filed after its window (LS Art. 21), with a reason; audited.
+    AcceptLate {
+        id: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -336,6 +358,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Ledger(cmd) => ledger::run(&config, ledger::Op::Ledger(cmd)),
         Command::Subjects(cmd) => ledger::run(&config, ledger::Op::Subjects(cmd)),
+        Command::Objections(cmd) => ledger::run(&config, ledger::Op::Objections(cmd)),
     }
 }
 

@@ -45,6 +45,7 @@ pub struct Config {
     pub sharing: SharingConfig,
     pub corrections: CorrectionsConfig,
     pub lifecycle: LifecycleConfig,
+    pub objections: ObjectionsConfig,
     /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -92,6 +93,35 @@ pub struct CorrectionsConfig {
     /// TESTS ONLY: the clock is set by hand through `POST /dangerous/clock?set=RFC3339` on the
     /// admin port instead of following the system clock.
     pub dangerous_manual_clock: bool,
+}
+
+/// Objections (GD Arts. 32-34; LS Arts. 21-23).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectionsConfig {
+    /// Filing window and review deadlines by region (default `<mappings.dir>/rules/objections.toml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<PathBuf>,
+    /// Credit platforms that may forward objections about information the gateway provided
+    /// (besides the agencies in `corrections.medical_insurance_agencies`).
+    pub forwarders: Vec<String>,
+    /// How often review deadlines are checked (metrics, warnings).
+    pub check_interval_ms: u64,
+    /// Optional plain-HTTP URL POSTed a JSON alert when a review has less than one working day
+    /// left or is overdue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<String>,
+}
+
+impl Default for ObjectionsConfig {
+    fn default() -> Self {
+        Self {
+            rules: None,
+            forwarders: vec!["provincial_credit_platform".into()],
+            check_interval_ms: 60_000,
+            alert_webhook: None,
+        }
+    }
 }
 
 /// The legal life of shared records: public-notice periods, retention, exit (publication ledger).
@@ -426,6 +456,7 @@ impl Default for Config {
             sharing: SharingConfig::default(),
             corrections: CorrectionsConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            objections: ObjectionsConfig::default(),
             destinations: default_destinations(),
         }
     }
@@ -674,6 +705,13 @@ impl Config {
             .public_notice
             .clone()
             .unwrap_or_else(|| self.mappings.dir.join("rules").join("public-notice.toml"))
+    }
+
+    pub fn objection_rules_path(&self) -> PathBuf {
+        self.objections
+            .rules
+            .clone()
+            .unwrap_or_else(|| self.mappings.dir.join("rules").join("objections.toml"))
     }
 
     pub fn calendar_dir(&self) -> PathBuf {

@@ -52,6 +52,8 @@ pub struct App {
     /// The sharing, disclosure and public-notice rules in force (replaced on SIGHUP).
     pub router: crate::sharing::SharedRouter,
     pub calendar: crate::calendar::SharedCalendar,
+    /// Objection filing windows and review deadlines.
+    pub objection_rules: crate::objections::rules::ObjectionRules,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

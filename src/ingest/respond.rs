@@ -63,6 +63,14 @@ pub enum ApiError {
     #[error("{0}")]
     StandingUnchanged(String),
     #[error("{0}")]
+    ObjectionNotAllowed(String),
+    #[error("{0}")]
+    InvalidObjection(String),
+    #[error("{message}")]
+    ObjectionLate { id: String, message: String },
+    #[error("{0}")]
+    ObjectionState(String),
+    #[error("{0}")]
     InvalidQuery(String),
     /// The operator's to fix: the deadline needs a year the working-day calendar does not have.
     #[error("the gateway's working-day calendar does not cover {0} yet, so no deadline can be set; nothing was stored: send the correction again once the operator has added the year")]
@@ -76,7 +84,12 @@ impl ApiError {
             | Self::MappingNotAllowed(_)
             | Self::ArchiveNotAllowed
             | Self::CorrectionNotAllowed
-            | Self::StandingNotAllowed => StatusCode::FORBIDDEN,
+            | Self::StandingNotAllowed
+            | Self::ObjectionNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::InvalidObjection(_) | Self::ObjectionLate { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::ObjectionState(_) => StatusCode::CONFLICT,
             Self::StandingUnchanged(_) => StatusCode::CONFLICT,
             Self::InvalidCorrection(_) | Self::BadCorrection(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingMapping
@@ -132,6 +145,10 @@ impl ApiError {
             Self::StandingNotAllowed => "standing_not_allowed",
             Self::StandingUnchanged(_) => "standing_unchanged",
             Self::InvalidQuery(_) => "invalid_query",
+            Self::ObjectionNotAllowed(_) => "objection_not_allowed",
+            Self::InvalidObjection(_) => "invalid_objection",
+            Self::ObjectionLate { .. } => "objection_late",
+            Self::ObjectionState(_) => "objection_state",
         }
     }
 
@@ -156,6 +173,9 @@ impl ApiError {
         {
             error["line"] = json!(line);
             error["column"] = json!(column);
+        }
+        if let Self::ObjectionLate { id, .. } = &self {
+            error["objection_id"] = json!(id);
         }
         if let Self::InvalidCorrection(problems) = &self {
             error["problems"] = problems
@@ -225,7 +245,11 @@ mod tests {
                 | ApiError::CalendarYearMissing(_)
                 | ApiError::StandingNotAllowed
                 | ApiError::StandingUnchanged(_)
-                | ApiError::InvalidQuery(_) => {}
+                | ApiError::InvalidQuery(_)
+                | ApiError::ObjectionNotAllowed(_)
+                | ApiError::InvalidObjection(_)
+                | ApiError::ObjectionLate { .. }
+                | ApiError::ObjectionState(_) => {}
             }
         }
         let doc = |e: ParseError| ApiError::Document(e);
@@ -273,6 +297,13 @@ mod tests {
             ApiError::StandingNotAllowed,
             ApiError::StandingUnchanged("x".into()),
             ApiError::InvalidQuery("x".into()),
+            ApiError::ObjectionNotAllowed("x".into()),
+            ApiError::InvalidObjection("x".into()),
+            ApiError::ObjectionLate {
+                id: "x".into(),
+                message: "x".into(),
+            },
+            ApiError::ObjectionState("x".into()),
         ];
         all.iter().for_each(listed);
         all

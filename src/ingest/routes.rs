@@ -77,6 +77,18 @@ async fn route(
         (&Method::POST, ["v1", "subjects", id_type, id, action @ ("exit" | "reentry")]) => {
             change_standing(app, &agency, id_type, id, action == &"exit", req).await
         }
+        (&Method::POST, ["v1", "objections"]) => file_objection(app, &agency, req).await,
+        (&Method::GET, ["v1", "objections"]) => {
+            list_objections(app, &agency, req.uri().query().unwrap_or(""))
+        }
+        (_, ["v1", "objections"]) => Err(ApiError::MethodNotAllowed),
+        (&Method::GET, ["v1", "objections", id]) => show_objection(app, &agency, id),
+        (&Method::POST, ["v1", "objections", id, "resolve"]) => {
+            resolve_objection(app, &agency, id, req).await
+        }
+        (&Method::POST, ["v1", "objections", id, "review"]) => {
+            review_objection(app, &agency, id, req).await
+        }
         (&Method::GET, ["v1", "ledger", "records", agency_id, record_id]) => ledger_record(
             app,
             &agency,
@@ -400,6 +412,256 @@ fn subject(app: &App, agency: &Agency, id_type: &str, id: &str) -> Result<Resp, 
         )),
         None => Err(ApiError::NotFound("subject")),
     }
+}
+
+/// A JSON body as `T`, or `400 malformed_document` with the position.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    app: &App,
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let body = read_body(app, req).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::Document(crate::mapping::ParseError::Syntax {
+            format: "JSON",
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+    })
+}
+
+fn objection_context(
+    app: &App,
+    calendar: std::sync::Arc<crate::calendar::Calendar>,
+) -> crate::objections::flow::Context<'_> {
+    crate::objections::flow::Context {
+        store: &app.store,
+        committer: &app.committer,
+        router: app.router.current(),
+        calendar,
+        rules: &app.objection_rules,
+        exceptions: &app.exceptions,
+        destinations: &app.config.destinations,
+        now: app.clock.now(),
+    }
+}
+
+fn objection_error(e: crate::objections::flow::ObjectionError) -> ApiError {
+    use crate::objections::flow::ObjectionError as E;
+    match e {
+        E::NotFound(what) => ApiError::NotFound(what),
+        E::NotAllowed(m) => ApiError::ObjectionNotAllowed(m.to_string()),
+        E::Invalid(m) => ApiError::InvalidObjection(m),
+        E::Late { ref id, .. } => ApiError::ObjectionLate {
+            id: id.clone(),
+            message: e.to_string(),
+        },
+        E::WrongState(_) => ApiError::ObjectionState(e.to_string()),
+        E::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
+            events::calendar_year_missing(date.year());
+            ApiError::CalendarYearMissing(date.year())
+        }
+        E::Calendar(other) => ApiError::InvalidObjection(other.to_string()),
+        E::Storage(_) => ApiError::StorageUnavailable,
+    }
+}
+
+/// Who may file (and ask for a review of) objections: the medical-insurance platform, for a
+/// subject who objected to it (GD Art. 32), and the credit platforms that forward objections.
+fn may_file_objections(app: &App, agency: &Agency) -> bool {
+    app.config
+        .corrections
+        .medical_insurance_agencies
+        .contains(&agency.id)
+        || app.config.objections.forwarders.contains(&agency.id)
+}
+
+fn objection_body(
+    o: &crate::objections::Objection,
+    now: time::OffsetDateTime,
+) -> serde_json::Value {
+    let mut body = serde_json::to_value(o).unwrap_or_default();
+    body["state"] = serde_json::to_value(o.state(now)).unwrap_or_default();
+    body
+}
+
+/// `POST /v1/objections` (GD Arts. 32-33; LS Arts. 21, 23).
+async fn file_objection(
+    app: &App,
+    agency: &Agency,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    agency.check_rate().map_err(ApiError::RateLimited)?;
+    if !may_file_objections(app, agency) {
+        return Err(ApiError::ObjectionNotAllowed(
+            "only the medical-insurance platform and the configured credit platforms file objections".into(),
+        ));
+    }
+    let request: crate::objections::flow::FileRequest = json_body(app, req).await?;
+    let ctx = objection_context(app, app.calendar.current());
+    let default_agency = app
+        .config
+        .corrections
+        .medical_insurance_agencies
+        .first()
+        .cloned()
+        .unwrap_or_else(|| agency.id.clone());
+    let objection = crate::objections::flow::file(&ctx, &agency.id, &default_agency, request)
+        .await
+        .map_err(objection_error)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &objection_body(&objection, ctx.now),
+    ))
+}
+
+/// Who sees an objection: the filers, agencies with archive reads, and the agencies whose
+/// information it is about.
+fn may_see(app: &App, agency: &Agency, o: &crate::objections::Objection) -> bool {
+    may_file_objections(app, agency)
+        || agency.read_archive
+        || o.records.iter().any(|r| r.agency == agency.id)
+}
+
+fn list_objections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
+    let state = match query_param(query, "state") {
+        None => None,
+        Some(s) => Some(crate::objections::State::parse(&s).ok_or_else(|| {
+            ApiError::InvalidQuery(format!(
+                "unknown state {s:?}: use filed_late, under_review, overdue, upheld or rejected"
+            ))
+        })?),
+    };
+    let all = crate::objections::list(&app.store, app.clock.now(), state)
+        .map_err(|_| ApiError::StorageUnavailable)?;
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|l| may_see(app, agency, &l.objection))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "objections": visible }),
+    ))
+}
+
+fn show_objection(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
+    let objection = crate::objections::get(&app.store, id)
+        .map_err(|_| ApiError::StorageUnavailable)?
+        .filter(|o| may_see(app, agency, o))
+        .ok_or(ApiError::NotFound("objection"))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &objection_body(&objection, app.clock.now()),
+    ))
+}
+
+/// `POST /v1/objections/{id}/resolve`, by the agency that provided the information: upheld with a
+/// correction (GD Art. 31, its own deadline) or elimination (LS Art. 23), or rejected.
+async fn resolve_objection(
+    app: &App,
+    agency: &Agency,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    use crate::corrections::request::{prepare, Context, Prepared, Request as CorrectionRequest};
+    agency.check_rate().map_err(ApiError::RateLimited)?;
+    let request: crate::objections::flow::ResolveRequest = json_body(app, req).await?;
+    let may_correct_others = agency.correct_others
+        || app
+            .config
+            .corrections
+            .medical_insurance_agencies
+            .contains(&agency.id);
+    let calendar = app.calendar.current();
+    // A correction is checked in full before the objection is resolved.
+    let prepared = match &request.correction {
+        None => None,
+        Some(value) => {
+            let correction: CorrectionRequest = serde_json::from_value(value.clone())
+                .map_err(|e| ApiError::InvalidObjection(format!("correction: {e}")))?;
+            let router = app.router.current();
+            let ctx = Context {
+                store: &app.store,
+                calendar: &calendar,
+                router: &router,
+                destinations: &app.config.destinations,
+                validation: ValidationContext {
+                    exceptions: app.exceptions.clone(),
+                    authenticated_agency: None,
+                },
+                medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
+                working_days: app.config.corrections.working_days,
+                now: app.clock.now(),
+            };
+            Some(
+                prepare(ctx, &agency.id, may_correct_others, correction)
+                    .map_err(|e| ApiError::InvalidObjection(format!("correction: {e}")))?,
+            )
+        }
+    };
+    let ctx = objection_context(app, calendar);
+    let objection = crate::objections::flow::resolve(
+        &ctx,
+        &agency.id,
+        may_correct_others,
+        id,
+        &request,
+        prepared.as_ref().map(|p| p.correction.record_id.as_str()),
+    )
+    .await
+    .map_err(objection_error)?;
+    let mut body = objection_body(&objection, ctx.now);
+    if let Some(Prepared {
+        correction,
+        record,
+        plan,
+        mark,
+        forward,
+    }) = prepared
+    {
+        let (stored, _) = app
+            .committer
+            .correct(correction, record, plan, mark, forward)
+            .await
+            .map_err(|_| ApiError::StorageUnavailable)?;
+        let linked = crate::objections::flow::note_correction(&ctx, &objection.id, &stored.id)
+            .await
+            .map_err(objection_error)?;
+        body = objection_body(&linked, ctx.now);
+        let status = crate::corrections::status_of(&app.store, stored, app.clock.now())
+            .map_err(|_| ApiError::StorageUnavailable)?;
+        body["correction"] = serde_json::to_value(&status).unwrap_or_default();
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewRequest {
+    reason: String,
+}
+
+/// `POST /v1/objections/{id}/review`: review by the level above (复核, GD Art. 34).
+async fn review_objection(
+    app: &App,
+    agency: &Agency,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    if !may_file_objections(app, agency) {
+        return Err(ApiError::ObjectionNotAllowed(
+            "only the medical-insurance platform and the configured credit platforms ask for a review".into(),
+        ));
+    }
+    let request: ReviewRequest = json_body(app, req).await?;
+    let ctx = objection_context(app, app.calendar.current());
+    let objection = crate::objections::flow::review(&ctx, id, &request.reason)
+        .await
+        .map_err(objection_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &objection_body(&objection, ctx.now),
+    ))
 }
 
 /// The subject identifier in a path, parsed.

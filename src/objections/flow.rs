@@ -336,20 +336,14 @@ pub async fn note_correction(
     ctx: &Context<'_>,
     id: &str,
     correction_id: &str,
-) -> Result<(), ObjectionError> {
+) -> Result<Objection, ObjectionError> {
     let mut objection = load(ctx, id)?;
     if let Some(last) = objection.resolutions.last_mut() {
         last.correction_id = Some(correction_id.to_string());
     }
-    commit(
-        ctx,
-        &objection,
-        "objection_correction_linked",
-        Vec::new(),
-        Vec::new(),
-    )
-    .await?;
-    Ok(())
+    let kind = "objection_correction_linked";
+    commit(ctx, &objection, kind, Vec::new(), Vec::new()).await?;
+    Ok(objection)
 }
 
 /// Review by the level above (复核, GD Art. 34) of a rejected objection: marked again, a new

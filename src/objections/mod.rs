@@ -26,6 +26,7 @@
 //! marks).
 
 pub mod flow;
+pub mod ops;
 pub mod rules;
 pub mod tracker;
 

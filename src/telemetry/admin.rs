@@ -35,6 +35,8 @@ pub struct Ops {
     pub clock: crate::clock::SharedClock,
     pub router: crate::sharing::SharedRouter,
     pub exceptions: crate::subject::IdentifierExceptions,
+    pub calendar: crate::calendar::SharedCalendar,
+    pub objection_rules: crate::objections::rules::ObjectionRules,
 }
 
 pub async fn serve(
@@ -76,6 +78,9 @@ pub async fn serve(
                     }
                     if req.uri().path().starts_with("/outbox/") {
                         return Ok::<_, Infallible>(outbox(&ops, &req).await);
+                    }
+                    if req.uri().path().starts_with("/objections/") {
+                        return Ok::<_, Infallible>(objections(&ops, &req).await);
                     }
                     if req.uri().path().starts_with("/ledger/")
                         || req.uri().path().starts_with("/subjects/")
@@ -234,6 +239,63 @@ async fn ledger(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
                 OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
                 OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 OpError::Conflict(_) => (StatusCode::CONFLICT, "standing_unchanged"),
+                OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            };
+            json(
+                status,
+                serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
+            )
+        }
+    }
+}
+
+/// `GET /objections/list?state=S`, `GET /objections/show?id=I`,
+/// `POST /objections/accept-late?id=I&reason=R`: the CLI's `objections` commands while running.
+async fn objections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    use crate::ledger::ops::OpError;
+    use crate::objections::ops::{run, Command};
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), crate::ingest::percent_decode(v)))
+        .collect();
+    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let command = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/objections/list") => Command::List {
+            state: query.get("state").cloned(),
+        },
+        ("GET", "/objections/show") => Command::Show { id: q("id") },
+        ("POST", "/objections/accept-late") => Command::AcceptLate {
+            id: q("id"),
+            reason: q("reason"),
+        },
+        _ => {
+            return json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": {"code": "not_found"}}),
+            )
+        }
+    };
+    let ctx = crate::objections::flow::Context {
+        store: &ops.store,
+        committer: &ops.committer,
+        router: ops.router.current(),
+        calendar: ops.calendar.current(),
+        rules: &ops.objection_rules,
+        exceptions: &ops.exceptions,
+        destinations: &[],
+        now: ops.clock.now(),
+    };
+    match run(&ctx, "operator", command).await {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(e) => {
+            let (status, code) = match &e {
+                OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+                OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                OpError::Conflict(_) => (StatusCode::CONFLICT, "objection_state"),
                 OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             };
             json(
