@@ -29,7 +29,7 @@ pub enum StartError {
     Calendar(String),
     #[error("sharing: {0}")]
     Sharing(String),
-    #[error("objections: {0}")]
+    #[error("objections or repairs rules: {0}")]
     Objections(String),
     #[error("delivery: {0}")]
     Delivery(#[from] crate::delivery::SetupError),
@@ -155,6 +155,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let objection_rules =
         crate::objections::rules::ObjectionRules::load(&config.objection_rules_path())
             .map_err(|e| StartError::Objections(e.to_string()))?;
+    let repair_rules = crate::repairs::rules::RepairRules::load(&config.repair_rules_path())
+        .map_err(|e| StartError::Objections(e.to_string()))?;
     let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
         .map_err(StartError::Sharing)?;
     let destinations = config
@@ -239,7 +241,21 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         webhook: config.objections.alert_webhook.clone(),
     };
     workers.push(tokio::spawn(objection_tracker.run(stop_rx.clone())));
+    let repair_tracker = crate::repairs::tracker::Tracker {
+        store: store.clone(),
+        committer: handle.clone(),
+        router: router.clone(),
+        calendar: calendar.clone(),
+        rules: repair_rules.clone(),
+        exceptions: exceptions.clone(),
+        destinations: config.destinations.clone(),
+        clock: clock.clone(),
+        interval: Duration::from_millis(config.repairs.check_interval_ms),
+        webhook: config.repairs.alert_webhook.clone(),
+    };
+    workers.push(tokio::spawn(repair_tracker.run(stop_rx.clone())));
     let app = Arc::new(App {
+        repair_rules,
         objection_rules,
         calendar,
         router,

@@ -40,6 +40,7 @@ pub mod objections;
 pub mod outbox;
 pub mod record;
 pub mod reference_receiver;
+pub mod repairs;
 pub mod sharing;
 pub mod store;
 pub mod subject;

@@ -75,6 +75,9 @@ pub enum MarkKind {
     /// An upheld objection found no bad credit information: "应及时消除其相关记录" (LS Art. 23). The
     /// versions stay; no platform may hold the record.
     Eliminated,
+    /// 修复: a completed credit repair (LS Art. 40 "在信用档案里进行'修复'标注"). The record stays
+    /// in the archive ("不撤销其失信记录"); it stops being noticed and shared (Order No. 36 Art. 3).
+    Repaired,
 }
 
 /// A change to one record's marks.
@@ -439,6 +442,9 @@ pub struct RecordHistory {
         with = "time::serde::rfc3339::option"
     )]
     pub expired_at: Option<time::OffsetDateTime>,
+    /// 异议标注, 修复 and the elimination an upheld objection orders.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
     pub versions: Vec<Version>,
 }
 
@@ -472,14 +478,18 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
                 record_id: record_id.to_string(),
                 current_version: version.version,
                 expired_at: None,
+                marks: Vec::new(),
                 versions: vec![version],
             }),
         }
     }
     for history in categories.values_mut().flatten() {
-        history.expired_at = store
-            .get_json::<RecordHead>(&record_head_key(&history.agency, &history.record_id))?
-            .and_then(|h| h.expired_at);
+        if let Some(head) =
+            store.get_json::<RecordHead>(&record_head_key(&history.agency, &history.record_id))?
+        {
+            history.expired_at = head.expired_at;
+            history.marks = head.marks;
+        }
     }
     Ok(Some(SubjectArchive {
         subject,

@@ -45,6 +45,8 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("objections", "GD Arts. 32-34, LS Arts. 21-23; rules = (deadlines file) and alert_webhook = (plain HTTP) are optional."),
     ("objections.forwarders", "Credit platforms that may forward objections (the medical-insurance agencies always may)."),
     ("objections.check_interval_ms", "How often review deadlines are checked (metrics, warnings)."),
+    ("repairs", "Credit repair, GD Arts. 35-39, LS Arts. 36-42; rules = (deadlines and eligibility) and alert_webhook = are optional."),
+    ("repairs.check_interval_ms", "How often decisions are checked and finished publicities completed."),
     ("agencies", "Who may connect. Giving any [[agencies]] replaces the whole default list."),
     ("agencies.id", "Becomes source.agency of every record the agency sends."),
     ("agencies.cert_subject_cn", "Identify by client certificate subject CN (or cert_sha256 = \"<hex fingerprint>\")."),

@@ -46,6 +46,7 @@ pub struct Config {
     pub corrections: CorrectionsConfig,
     pub lifecycle: LifecycleConfig,
     pub objections: ObjectionsConfig,
+    pub repairs: RepairsConfig,
     /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -118,6 +119,31 @@ impl Default for ObjectionsConfig {
         Self {
             rules: None,
             forwarders: vec!["provincial_credit_platform".into()],
+            check_interval_ms: 60_000,
+            alert_webhook: None,
+        }
+    }
+}
+
+/// Credit repair (GD Arts. 35-39; LS Arts. 36-42).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepairsConfig {
+    /// Deadlines and eligibility rules (default `<mappings.dir>/rules/repair.toml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<PathBuf>,
+    /// How often decisions are checked and finished publicities completed.
+    pub check_interval_ms: u64,
+    /// Optional plain-HTTP URL POSTed a JSON alert when a decision has less than one working day
+    /// left or is overdue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<String>,
+}
+
+impl Default for RepairsConfig {
+    fn default() -> Self {
+        Self {
+            rules: None,
             check_interval_ms: 60_000,
             alert_webhook: None,
         }
@@ -457,6 +483,7 @@ impl Default for Config {
             corrections: CorrectionsConfig::default(),
             lifecycle: LifecycleConfig::default(),
             objections: ObjectionsConfig::default(),
+            repairs: RepairsConfig::default(),
             destinations: default_destinations(),
         }
     }
@@ -712,6 +739,13 @@ impl Config {
             .rules
             .clone()
             .unwrap_or_else(|| self.mappings.dir.join("rules").join("objections.toml"))
+    }
+
+    pub fn repair_rules_path(&self) -> PathBuf {
+        self.repairs
+            .rules
+            .clone()
+            .unwrap_or_else(|| self.mappings.dir.join("rules").join("repair.toml"))
     }
 
     pub fn calendar_dir(&self) -> PathBuf {

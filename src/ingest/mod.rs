@@ -54,6 +54,8 @@ pub struct App {
     pub calendar: crate::calendar::SharedCalendar,
     /// Objection filing windows and review deadlines.
     pub objection_rules: crate::objections::rules::ObjectionRules,
+    /// Repair deadlines and eligibility rules.
+    pub repair_rules: crate::repairs::rules::RepairRules,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

@@ -71,6 +71,18 @@ pub enum ApiError {
     #[error("{0}")]
     ObjectionState(String),
     #[error("{0}")]
+    RepairNotAllowed(String),
+    #[error("{0}")]
+    InvalidRepair(String),
+    #[error("{message}")]
+    RepairIneligible {
+        id: String,
+        message: String,
+        refusals: Vec<crate::repairs::Refusal>,
+    },
+    #[error("{0}")]
+    RepairState(String),
+    #[error("{0}")]
     InvalidQuery(String),
     /// The operator's to fix: the deadline needs a year the working-day calendar does not have.
     #[error("the gateway's working-day calendar does not cover {0} yet, so no deadline can be set; nothing was stored: send the correction again once the operator has added the year")]
@@ -85,7 +97,12 @@ impl ApiError {
             | Self::ArchiveNotAllowed
             | Self::CorrectionNotAllowed
             | Self::StandingNotAllowed
-            | Self::ObjectionNotAllowed(_) => StatusCode::FORBIDDEN,
+            | Self::ObjectionNotAllowed(_)
+            | Self::RepairNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::InvalidRepair(_) | Self::RepairIneligible { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::RepairState(_) => StatusCode::CONFLICT,
             Self::InvalidObjection(_) | Self::ObjectionLate { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -149,6 +166,10 @@ impl ApiError {
             Self::InvalidObjection(_) => "invalid_objection",
             Self::ObjectionLate { .. } => "objection_late",
             Self::ObjectionState(_) => "objection_state",
+            Self::RepairNotAllowed(_) => "repair_not_allowed",
+            Self::InvalidRepair(_) => "invalid_repair",
+            Self::RepairIneligible { .. } => "repair_ineligible",
+            Self::RepairState(_) => "repair_state",
         }
     }
 
@@ -176,6 +197,10 @@ impl ApiError {
         }
         if let Self::ObjectionLate { id, .. } = &self {
             error["objection_id"] = json!(id);
+        }
+        if let Self::RepairIneligible { id, refusals, .. } = &self {
+            error["repair_id"] = json!(id);
+            error["refusals"] = json!(refusals);
         }
         if let Self::InvalidCorrection(problems) = &self {
             error["problems"] = problems
@@ -249,7 +274,11 @@ mod tests {
                 | ApiError::ObjectionNotAllowed(_)
                 | ApiError::InvalidObjection(_)
                 | ApiError::ObjectionLate { .. }
-                | ApiError::ObjectionState(_) => {}
+                | ApiError::ObjectionState(_)
+                | ApiError::RepairNotAllowed(_)
+                | ApiError::InvalidRepair(_)
+                | ApiError::RepairIneligible { .. }
+                | ApiError::RepairState(_) => {}
             }
         }
         let doc = |e: ParseError| ApiError::Document(e);
@@ -304,6 +333,14 @@ mod tests {
                 message: "x".into(),
             },
             ApiError::ObjectionState("x".into()),
+            ApiError::RepairNotAllowed("x".into()),
+            ApiError::InvalidRepair("x".into()),
+            ApiError::RepairIneligible {
+                id: "x".into(),
+                message: "x".into(),
+                refusals: Vec::new(),
+            },
+            ApiError::RepairState("x".into()),
         ];
         all.iter().for_each(listed);
         all

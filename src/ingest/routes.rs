@@ -77,6 +77,18 @@ async fn route(
         (&Method::POST, ["v1", "subjects", id_type, id, action @ ("exit" | "reentry")]) => {
             change_standing(app, &agency, id_type, id, action == &"exit", req).await
         }
+        (&Method::POST, ["v1", "repairs"]) => apply_repair(app, &agency, req).await,
+        (&Method::GET, ["v1", "repairs"]) => {
+            list_repairs(app, &agency, req.uri().query().unwrap_or(""))
+        }
+        (_, ["v1", "repairs"]) => Err(ApiError::MethodNotAllowed),
+        (&Method::GET, ["v1", "repairs", id]) => show_repair(app, &agency, id),
+        (&Method::POST, ["v1", "repairs", id, "decide"]) => {
+            decide_repair(app, &agency, id, req).await
+        }
+        (&Method::POST, ["v1", "repairs", id, "extend"]) => {
+            extend_repair(app, &agency, id, req).await
+        }
         (&Method::POST, ["v1", "objections"]) => file_objection(app, &agency, req).await,
         (&Method::GET, ["v1", "objections"]) => {
             list_objections(app, &agency, req.uri().query().unwrap_or(""))
@@ -662,6 +674,170 @@ async fn review_objection(
         StatusCode::OK,
         &objection_body(&objection, ctx.now),
     ))
+}
+
+fn repair_context(
+    app: &App,
+    calendar: std::sync::Arc<crate::calendar::Calendar>,
+) -> crate::repairs::flow::Context<'_> {
+    crate::repairs::flow::Context {
+        store: &app.store,
+        committer: &app.committer,
+        router: app.router.current(),
+        calendar,
+        rules: &app.repair_rules,
+        exceptions: &app.exceptions,
+        destinations: &app.config.destinations,
+        now: app.clock.now(),
+    }
+}
+
+fn repair_error(e: crate::repairs::flow::RepairError) -> ApiError {
+    use crate::repairs::flow::RepairError as E;
+    match e {
+        E::NotFound(what) => ApiError::NotFound(what),
+        E::NotAllowed(m) => ApiError::RepairNotAllowed(m.to_string()),
+        E::Invalid(m) => ApiError::InvalidRepair(m),
+        E::Ineligible {
+            ref id,
+            ref refusals,
+        } => ApiError::RepairIneligible {
+            id: id.clone(),
+            refusals: refusals.clone(),
+            message: e.to_string(),
+        },
+        E::WrongState(_) => ApiError::RepairState(e.to_string()),
+        E::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
+            events::calendar_year_missing(date.year());
+            ApiError::CalendarYearMissing(date.year())
+        }
+        E::Calendar(other) => ApiError::InvalidRepair(other.to_string()),
+        E::Storage(_) => ApiError::StorageUnavailable,
+    }
+}
+
+fn is_medical_insurance(app: &App, agency: &Agency) -> bool {
+    app.config
+        .corrections
+        .medical_insurance_agencies
+        .contains(&agency.id)
+}
+
+fn repair_body(app: &App, r: &crate::repairs::Repair) -> Result<serde_json::Value, ApiError> {
+    let open = r.status == crate::repairs::Status::InPublicity
+        && crate::repairs::objection_open(&app.store, r)
+            .map_err(|_| ApiError::StorageUnavailable)?;
+    let mut body = serde_json::to_value(r).unwrap_or_default();
+    if let Some(obj) = body.as_object_mut() {
+        // The subject's identifier stays out of answers; records name it.
+        obj.remove("subject_key");
+    }
+    body["state"] = serde_json::to_value(r.state(app.clock.now(), open)).unwrap_or_default();
+    Ok(body)
+}
+
+/// `POST /v1/repairs`: the medical-insurance platform applies on the subject's behalf (GD Art.
+/// 36; LS Art. 39).
+async fn apply_repair(
+    app: &App,
+    agency: &Agency,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    agency.check_rate().map_err(ApiError::RateLimited)?;
+    if !is_medical_insurance(app, agency) {
+        return Err(ApiError::RepairNotAllowed(
+            "only the medical-insurance platform applies for credit repair on a subject's behalf"
+                .into(),
+        ));
+    }
+    let request: crate::repairs::flow::ApplyRequest = json_body(app, req).await?;
+    let ctx = repair_context(app, app.calendar.current());
+    let repair = crate::repairs::flow::apply(&ctx, &agency.id, &agency.id, request)
+        .await
+        .map_err(repair_error)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &repair_body(app, &repair)?,
+    ))
+}
+
+fn may_see_repair(app: &App, agency: &Agency, r: &crate::repairs::Repair) -> bool {
+    is_medical_insurance(app, agency)
+        || agency.read_archive
+        || r.records.iter().any(|rec| rec.agency == agency.id)
+}
+
+fn list_repairs(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
+    let state = match query_param(query, "state") {
+        None => None,
+        Some(s) => Some(crate::repairs::State::parse(&s).ok_or_else(|| {
+            ApiError::InvalidQuery(format!(
+                "unknown state {s:?}: use under_review, overdue, refused, in_publicity, suspended or completed"
+            ))
+        })?),
+    };
+    let all = crate::repairs::list(&app.store, app.clock.now(), state)
+        .map_err(|_| ApiError::StorageUnavailable)?;
+    let mut visible = Vec::new();
+    for l in all
+        .iter()
+        .filter(|l| may_see_repair(app, agency, &l.repair))
+    {
+        visible.push(repair_body(app, &l.repair)?);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "repairs": visible }),
+    ))
+}
+
+fn show_repair(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
+    let repair = crate::repairs::get(&app.store, id)
+        .map_err(|_| ApiError::StorageUnavailable)?
+        .filter(|r| may_see_repair(app, agency, r))
+        .ok_or(ApiError::NotFound("repair"))?;
+    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
+}
+
+/// `POST /v1/repairs/{id}/decide` by the agency that made the finding (LS Art. 40).
+async fn decide_repair(
+    app: &App,
+    agency: &Agency,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    agency.check_rate().map_err(ApiError::RateLimited)?;
+    let request: crate::repairs::flow::DecideRequest = json_body(app, req).await?;
+    let ctx = repair_context(app, app.calendar.current());
+    let may_others = agency.correct_others || is_medical_insurance(app, agency);
+    let repair = crate::repairs::flow::decide(&ctx, &agency.id, may_others, id, &request)
+        .await
+        .map_err(repair_error)?;
+    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
+}
+
+/// `POST /v1/repairs/{id}/extend {"reason"}`: a complex case, at most 30 working days (LS Art. 40).
+async fn extend_repair(
+    app: &App,
+    agency: &Agency,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    let request: ReviewRequest = json_body(app, req).await?;
+    let ctx = repair_context(app, app.calendar.current());
+    let repair = crate::repairs::get(&app.store, id)
+        .map_err(|_| ApiError::StorageUnavailable)?
+        .ok_or(ApiError::NotFound("repair"))?;
+    let may_others = agency.correct_others || is_medical_insurance(app, agency);
+    if !may_others && repair.records.iter().any(|r| r.agency != agency.id) {
+        return Err(ApiError::RepairNotAllowed(
+            "only the agency that made the finding extends its decision".into(),
+        ));
+    }
+    let repair = crate::repairs::flow::extend(&ctx, id, &request.reason)
+        .await
+        .map_err(repair_error)?;
+    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
 }
 
 /// The subject identifier in a path, parsed.

@@ -154,6 +154,10 @@ pub struct Window {
     /// First instant the record is no longer noticed; equal to `from` when never noticed.
     #[serde(with = "time::serde::rfc3339")]
     pub until: OffsetDateTime,
+    /// First instant after the minimum period of its severity: credit repair may be applied for
+    /// from then on (national credit-repair measures).
+    #[serde(with = "time::serde::rfc3339")]
+    pub minimum_until: OffsetDateTime,
 }
 
 /// The shipped rules, used when the configured file does not exist.
@@ -284,6 +288,7 @@ impl NoticeRules {
                 severity,
                 from,
                 until: from,
+                minimum_until: from,
             });
         }
         let earliest = add_months(decided, bounds.min_months);
@@ -297,6 +302,7 @@ impl NoticeRules {
             severity,
             from,
             until: start_of(last_day.next_day().unwrap_or(last_day)),
+            minimum_until: start_of(earliest),
         })
     }
 

@@ -551,6 +551,14 @@ fn reconcile_record(
         p.close("objection_upheld");
         adjusted = p;
         &adjusted
+    } else if marks
+        .iter()
+        .any(|m| m.kind == crate::archive::MarkKind::Repaired)
+    {
+        let mut p = plan.clone();
+        p.close("repaired");
+        adjusted = p;
+        &adjusted
     } else if !marks.is_empty() {
         let mut p = plan.clone();
         p.mark(&serde_json::to_value(marks).unwrap_or_default());

@@ -273,3 +273,28 @@ pub fn objection_deadline(objection_id: &str, deadline: &str, overdue: bool) {
     metrics::counter!("gateway_objection_deadline_warnings_total", "overdue" => overdue.to_string())
         .increment(1);
 }
+
+/// A step of a credit repair (accepted, refused, approved, extended, completed).
+pub fn repair_step(step: &str, repair_id: &str, queued: usize) {
+    tracing::info!(step, repair_id, queued, "credit repair");
+    metrics::counter!("gateway_repair_steps_total", "step" => step.to_string()).increment(1);
+}
+
+/// A repair decision nears or passes its deadline (LS Art. 40).
+pub fn repair_deadline(repair_id: &str, deadline: &str, overdue: bool) {
+    if overdue {
+        tracing::warn!(
+            repair_id,
+            deadline,
+            "credit repair decision is overdue (LS Art. 40)"
+        );
+    } else {
+        tracing::warn!(
+            repair_id,
+            deadline,
+            "credit repair decision has less than one working day left (LS Art. 40)"
+        );
+    }
+    metrics::counter!("gateway_repair_deadline_warnings_total", "overdue" => overdue.to_string())
+        .increment(1);
+}

@@ -1,0 +1,479 @@
+//! The steps of a repair, each one atomic in the writer with its marks, ledger changes, notices
+//! and audit entry.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::rules::{type_of, Past, RepairRules};
+use super::{Decision, Repair, Status};
+use crate::archive::{self, Mark, MarkChange, MarkKind};
+use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
+use crate::config::DestinationConfig;
+use crate::disclosure::Channel;
+use crate::ledger::{recheck, Queued};
+use crate::objections::RecordRef;
+use crate::outbox::{self, Entry, Kind};
+use crate::record::{validate_owned, CanonicalRecord, Category, ValidationContext};
+use crate::sharing::Router;
+use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError};
+use crate::subject::IdentifierExceptions;
+
+const MAX_RECORDS: usize = 100;
+
+/// Why a step was refused, and whose it is to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    /// Not eligible: every refusal with its rule and article. Stored as `refused`.
+    #[error("not eligible for credit repair: {}", .refusals.iter().map(|r| format!("{} ({}): {}", r.rule, r.article, r.reason)).collect::<Vec<_>>().join("; "))]
+    Ineligible {
+        id: String,
+        refusals: Vec<super::Refusal>,
+    },
+    #[error("the repair is {0:?}; this step needs another state")]
+    WrongState(super::State),
+    #[error("{0}")]
+    Calendar(#[from] CalendarError),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<StoreError> for RepairError {
+    fn from(e: StoreError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+/// Everything a step needs.
+pub struct Context<'a> {
+    pub store: &'a Store,
+    pub committer: &'a CommitterHandle,
+    pub router: Arc<Router>,
+    pub calendar: Arc<Calendar>,
+    pub rules: &'a RepairRules,
+    pub exceptions: &'a IdentifierExceptions,
+    pub destinations: &'a [DestinationConfig],
+    pub now: OffsetDateTime,
+}
+
+/// `POST /v1/repairs` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    pub records: Vec<crate::objections::flow::RecordIn>,
+    /// Where the subject's materials are (GD Art. 36; LS Art. 39).
+    pub materials: String,
+    /// The subject's public credit commitment (信用承诺), or where it is.
+    pub commitment: String,
+}
+
+/// `POST /v1/repairs/{id}/decide` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    pub approve: bool,
+    pub reason: String,
+    /// LS Art. 41: refused because materials or the commitment were false.
+    #[serde(default)]
+    pub false_materials: bool,
+}
+
+/// Apply for repair on the subject's behalf. Ineligible: stored as `refused` with every refusal.
+pub async fn apply(
+    ctx: &Context<'_>,
+    caller: &str,
+    default_agency: &str,
+    req: ApplyRequest,
+) -> Result<Repair, RepairError> {
+    if req.records.is_empty() || req.records.len() > MAX_RECORDS {
+        return Err(RepairError::Invalid(format!(
+            "records must name 1 to {MAX_RECORDS} records"
+        )));
+    }
+    if req.materials.trim().is_empty() || req.commitment.trim().is_empty() {
+        return Err(RepairError::Invalid(
+            "materials and the subject's commitment are required (GD Art. 36; LS Art. 39)".into(),
+        ));
+    }
+    let mut records = Vec::new();
+    let mut subject_key: Option<String> = None;
+    for r in &req.records {
+        let agency = r
+            .agency
+            .clone()
+            .unwrap_or_else(|| default_agency.to_string());
+        let (record, head_subject) = load_record(ctx, &agency, &r.record_id)?;
+        if subject_key.get_or_insert_with(|| head_subject.clone()) != &head_subject {
+            return Err(RepairError::Invalid(
+                "every record of one repair must be about the same subject".into(),
+            ));
+        }
+        let dishonesty = record.category == Category::DishonestList
+            || (record.category == Category::Administrative
+                && record.content.get("action").and_then(Value::as_str) == Some("penalty"));
+        if !dishonesty {
+            return Err(RepairError::Invalid(format!(
+                "{} is not dishonesty information (a penalty or a dishonesty list)",
+                r.record_id
+            )));
+        }
+        records.push(record);
+    }
+    let subject_key = subject_key.unwrap_or_default();
+    let (others, repairs) = history(ctx, &subject_key)?;
+    let notice = ctx.router.notice();
+    let refusals: Vec<super::Refusal> = records
+        .iter()
+        .flat_map(|r| ctx.rules.refusals(notice, r, &others, &repairs, ctx.now))
+        .collect();
+    let mut types: Vec<String> = records.iter().map(type_of).collect();
+    types.sort();
+    types.dedup();
+    let mut repair = Repair {
+        id: uuid::Uuid::new_v4().to_string(),
+        subject_key,
+        records: records
+            .iter()
+            .map(|r| RecordRef {
+                agency: r.source.agency.clone(),
+                record_id: r.source.record_id.clone(),
+            })
+            .collect(),
+        types,
+        materials: req.materials,
+        commitment: req.commitment,
+        applied_by: caller.to_string(),
+        accepted_at: ctx.now,
+        status: Status::UnderReview,
+        // A refused application has no decision to wait for (and needs no calendar year).
+        decision_deadline: if refusals.is_empty() {
+            ctx.calendar
+                .deadline(ctx.now, ctx.rules.decision_working_days)?
+        } else {
+            ctx.now
+        },
+        extension_reason: None,
+        decision: None,
+        publicity_from: None,
+        publicity_until: None,
+        completed_at: None,
+    };
+    if !refusals.is_empty() {
+        repair.status = Status::Refused;
+        repair.decision = Some(Decision {
+            approved: false,
+            by: "eligibility rules".into(),
+            reason: refusals
+                .iter()
+                .map(|r| format!("{} ({})", r.rule, r.article))
+                .collect::<Vec<_>>()
+                .join("; "),
+            false_materials: false,
+            at: ctx.now,
+        });
+        let notice = notices(ctx, &repair, "refused", Some(&refusals));
+        commit(
+            ctx,
+            &repair,
+            "repair_refused_ineligible",
+            Vec::new(),
+            notice,
+        )
+        .await?;
+        return Err(RepairError::Ineligible {
+            id: repair.id,
+            refusals,
+        });
+    }
+    commit(ctx, &repair, "repair_accepted", Vec::new(), Vec::new()).await?;
+    Ok(repair)
+}
+
+/// The provider's decision: refused (with its reason; `false_materials` counts for LS Art. 41) or
+/// approved, which starts the 5-working-day publicity on the credit platforms' public channel.
+pub async fn decide(
+    ctx: &Context<'_>,
+    caller: &str,
+    may_decide_others: bool,
+    id: &str,
+    req: &DecideRequest,
+) -> Result<Repair, RepairError> {
+    let mut repair = load(ctx, id)?;
+    if repair.status != Status::UnderReview {
+        return Err(RepairError::WrongState(repair.state(ctx.now, false)));
+    }
+    if !may_decide_others && repair.records.iter().any(|r| r.agency != caller) {
+        return Err(RepairError::NotAllowed(
+            "only the agency that made the dishonesty finding decides its repair",
+        ));
+    }
+    if req.reason.trim().is_empty() {
+        return Err(RepairError::Invalid(
+            "a reason is required: the subject is told it".into(),
+        ));
+    }
+    if req.approve && req.false_materials {
+        return Err(RepairError::Invalid(
+            "false materials mean a refusal".into(),
+        ));
+    }
+    repair.decision = Some(Decision {
+        approved: req.approve,
+        by: caller.to_string(),
+        reason: req.reason.clone(),
+        false_materials: req.false_materials,
+        at: ctx.now,
+    });
+    let (kind, notice) = if req.approve {
+        repair.status = Status::InPublicity;
+        repair.publicity_from = Some(ctx.now);
+        repair.publicity_until = Some(
+            ctx.calendar
+                .deadline(ctx.now, ctx.rules.publicity_working_days)?,
+        );
+        ("repair_approved", publicity(ctx, &repair)?)
+    } else {
+        repair.status = Status::Refused;
+        ("repair_refused", notices(ctx, &repair, "refused", None))
+    };
+    commit(ctx, &repair, kind, Vec::new(), notice).await?;
+    Ok(repair)
+}
+
+/// LS Art. 40: a complex case may take longer, at most 30 working days from acceptance.
+pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair, RepairError> {
+    let mut repair = load(ctx, id)?;
+    if repair.status != Status::UnderReview || repair.extension_reason.is_some() {
+        return Err(RepairError::WrongState(repair.state(ctx.now, false)));
+    }
+    if reason.trim().is_empty() {
+        return Err(RepairError::Invalid(
+            "an extension needs its reason (LS Art. 40)".into(),
+        ));
+    }
+    repair.decision_deadline = ctx
+        .calendar
+        .deadline(repair.accepted_at, ctx.rules.max_decision_working_days)?;
+    repair.extension_reason = Some(reason.to_string());
+    commit(ctx, &repair, "repair_extended", Vec::new(), Vec::new()).await?;
+    Ok(repair)
+}
+
+/// The publicity ended without an open objection: every record is marked 修复 and withdrawn from
+/// every platform (终止公示, 停止共享); the medical-insurance platform is told. `None` when it is
+/// not due (or suspended).
+pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repair>, RepairError> {
+    let mut repair = load(ctx, id)?;
+    let due = repair.status == Status::InPublicity
+        && repair.publicity_until.is_some_and(|u| ctx.now >= u);
+    if !due || super::objection_open(ctx.store, &repair)? {
+        return Ok(None);
+    }
+    repair.status = Status::Completed;
+    repair.completed_at = Some(ctx.now);
+    let marks = repair
+        .records
+        .iter()
+        .map(|r| MarkChange {
+            agency: r.agency.clone(),
+            record_id: r.record_id.clone(),
+            remove: None,
+            add: Some(Mark {
+                kind: MarkKind::Repaired,
+                id: repair.id.clone(),
+                since: ctx.now,
+            }),
+        })
+        .collect();
+    let notice = notices(ctx, &repair, "completed", None);
+    commit(ctx, &repair, "repair_completed", marks, notice).await?;
+    Ok(Some(repair))
+}
+
+fn load(ctx: &Context<'_>, id: &str) -> Result<Repair, RepairError> {
+    super::get(ctx.store, id)?.ok_or(RepairError::NotFound("repair"))
+}
+
+fn load_record(
+    ctx: &Context<'_>,
+    agency: &str,
+    record_id: &str,
+) -> Result<(CanonicalRecord, String), RepairError> {
+    let (head, version) = archive::current_version(ctx.store, agency, record_id)?
+        .ok_or(RepairError::NotFound("record"))?;
+    let json: Value = serde_json::from_str(version.record.get())
+        .map_err(|e| RepairError::Storage(e.to_string()))?;
+    let ctx_v = ValidationContext {
+        exceptions: ctx.exceptions.clone(),
+        authenticated_agency: None,
+    };
+    let record = validate_owned(json, &ctx_v)
+        .map_err(|_| RepairError::Invalid(format!("{record_id} no longer validates")))?;
+    Ok((record, head.subject))
+}
+
+/// The subject's other dishonesty records and earlier repairs.
+fn history(ctx: &Context<'_>, subject_key: &str) -> Result<(Vec<Past>, Vec<Repair>), RepairError> {
+    let mut others = Vec::new();
+    for (agency, record_id) in archive::records_of(ctx.store, subject_key)? {
+        let Ok((record, _)) = load_record(ctx, &agency, &record_id) else {
+            continue;
+        };
+        if let Some(decided) = crate::lifecycle::notice::decision_date(&record) {
+            others.push(Past {
+                record_id,
+                kind: type_of(&record),
+                decided,
+            });
+        }
+    }
+    let repairs = ctx
+        .store
+        .scan::<Repair>("rep/")?
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.subject_key == subject_key)
+        .collect();
+    Ok((others, repairs))
+}
+
+/// The approved repair, publicised on the public channel of every platform holding the records
+/// (GD Art. 37; LS Art. 40).
+fn publicity(ctx: &Context<'_>, repair: &Repair) -> Result<Vec<Entry>, RepairError> {
+    let mut platforms: Vec<String> = Vec::new();
+    for r in &repair.records {
+        if let Some(head) = ctx
+            .store
+            .get_json::<archive::RecordHead>(&archive::record_head_key(&r.agency, &r.record_id))?
+        {
+            let ledger = crate::ledger::Ledger::of_head(&head)?;
+            platforms.extend(ledger.holdings.iter().map(|h| h.destination.clone()));
+        }
+    }
+    platforms.sort();
+    platforms.dedup();
+    let body = json!({"repair_publicity": {
+        "id": repair.id,
+        "records": repair.records,
+        "from": crate::clock::rfc3339(repair.publicity_from.unwrap_or(ctx.now)),
+        "until": repair.publicity_until.map(crate::clock::rfc3339),
+    }});
+    Ok(platforms
+        .iter()
+        .filter_map(|d| entry(ctx, d, Channel::PublicNotice, repair, "publicity", &body))
+        .collect())
+}
+
+/// The result for the medical-insurance platform, which tells the subject.
+fn notices(
+    ctx: &Context<'_>,
+    repair: &Repair,
+    result: &str,
+    refusals: Option<&[super::Refusal]>,
+) -> Vec<Entry> {
+    let body = json!({"repair": {
+        "id": repair.id,
+        "records": repair.records,
+        "result": result,
+        "decision": repair.decision,
+        "refusals": refusals,
+    }});
+    ctx.destinations
+        .iter()
+        .filter(|d| d.role == crate::config::DestinationRole::MedicalInsurancePlatform)
+        .filter_map(|d| entry(ctx, &d.id, Channel::GovShare, repair, result, &body))
+        .collect()
+}
+
+fn entry(
+    ctx: &Context<'_>,
+    destination: &str,
+    channel: Channel,
+    repair: &Repair,
+    step: &str,
+    body: &Value,
+) -> Option<Entry> {
+    let payload = serde_json::value::to_raw_value(body).ok()?;
+    Some(Entry {
+        idempotency_key: outbox::idempotency_key(
+            destination,
+            "repair",
+            &repair.id,
+            0,
+            channel,
+            Kind::Notice,
+            step,
+        ),
+        destination: destination.to_string(),
+        channel,
+        kind: Kind::Notice,
+        agency: "repair".into(),
+        record_id: repair.id.clone(),
+        version: 0,
+        rule: format!("repair-{step}"),
+        enqueued_at: crate::clock::rfc3339(ctx.now.to_offset(CHINA_OFFSET)),
+        enqueued_unix: ctx.now.unix_timestamp(),
+        correction_id: None,
+        payload,
+    })
+}
+
+async fn commit(
+    ctx: &Context<'_>,
+    repair: &Repair,
+    kind: &str,
+    marks: Vec<MarkChange>,
+    enqueue: Vec<Entry>,
+) -> Result<Vec<Queued>, RepairError> {
+    let mut items = Vec::new();
+    if !marks.is_empty() {
+        for r in &repair.records {
+            if let Some(item) = recheck::item(
+                ctx.store,
+                &ctx.router,
+                ctx.exceptions,
+                &r.agency,
+                &r.record_id,
+                None,
+                ctx.now,
+            )? {
+                items.push(item);
+            }
+        }
+    }
+    let mut data = Map::new();
+    data.insert("repair_id".into(), json!(repair.id));
+    data.insert("status".into(), json!(repair.status));
+    data.insert("records".into(), json!(repair.records));
+    data.insert(
+        "subject_sha256".into(),
+        json!(recheck::subject_hash(&repair.subject_key)),
+    );
+    let writes = vec![(Repair::key(&repair.id), crate::store::to_bytes(repair))];
+    let (queued, _) = ctx
+        .committer
+        .reconcile(|reply| ReconcileJob {
+            kind: kind.to_string(),
+            data,
+            items,
+            writes,
+            removes: Vec::new(),
+            standing: None,
+            marks,
+            enqueue,
+            subject: None,
+            reply,
+        })
+        .await?;
+    crate::telemetry::events::ledger_changed(kind, &queued);
+    crate::telemetry::events::repair_step(kind, &repair.id, queued.len());
+    Ok(queued)
+}

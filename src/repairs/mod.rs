@@ -1,0 +1,194 @@
+//! Credit repair (信用修复): a subject that corrected its dishonest conduct asks that the records
+//! stop being shown (GD Arts. 35-39; LS Arts. 36-42; the national credit-repair measures, NDRC
+//! Order No. 36, in force from 2026-04-01).
+//!
+//! Owns the `rep/` key space ([`Repair`]), eligibility ([`rules`]: each refusal names its rule
+//! and article), the decision deadline (LS Art. 40: 10 working days from acceptance, extendable
+//! with a reason to at most 30), the 5-working-day publicity (GD Art. 37, LS Art. 40) and the
+//! completion:
+//! - applied for by the medical-insurance platform on the subject's behalf, naming the records,
+//!   the materials and the subject's commitment (GD Art. 36; LS Art. 39). An ineligible application
+//!   is refused at once with every reason; an eligible one is `under_review`;
+//! - decided by the agency that provided the records: refused (with its reason, and whether the
+//!   materials were false: LS Art. 41) or approved, which starts the publicity, itself sent to the
+//!   credit platforms on the public channel;
+//! - an objection to any of the records filed during the publicity suspends the repair until it
+//!   is closed;
+//! - when the publicity ends without an open objection the repair completes: each record is marked
+//!   修复 in the archive (kept, never deleted: LS Art. 40 "不撤销其失信记录") and the publication
+//!   ledger withdraws it from every platform and channel (终止公示 and 停止共享, Order No. 36 Art.
+//!   3); the medical-insurance platform is told. The step is run by the tracker on the one clock,
+//!   from stored state, so it survives restarts and runs once.
+//!
+//! Never does: write storage itself (the writer applies each step atomically), or decide what
+//! platforms may hold (the ledger does, from the marks).
+
+pub mod flow;
+pub mod rules;
+pub mod tracker;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::objections::RecordRef;
+use crate::store::{Store, StoreError};
+
+/// Where a repair stands (stored; `overdue` and `suspended` are computed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    UnderReview,
+    Refused,
+    /// Approved; the publicity runs until `publicity_until`.
+    InPublicity,
+    Completed,
+}
+
+/// The state shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    UnderReview,
+    Overdue,
+    Refused,
+    InPublicity,
+    /// In publicity with an objection open on one of its records.
+    Suspended,
+    Completed,
+}
+
+impl State {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+/// One eligibility rule that refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub rule: String,
+    pub article: String,
+    pub record_id: String,
+    pub reason: String,
+}
+
+/// A decision on a repair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decision {
+    pub approved: bool,
+    pub by: String,
+    pub reason: String,
+    /// LS Art. 41: refused because the materials or the commitment were false.
+    #[serde(default)]
+    pub false_materials: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// A stored repair application.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Repair {
+    pub id: String,
+    /// Archive key of the subject (stored, never shown by the API).
+    pub subject_key: String,
+    pub records: Vec<RecordRef>,
+    /// Types of the records ("category" or "category/violation type"), for LS Arts. 38 and 40.
+    pub types: Vec<String>,
+    pub materials: String,
+    pub commitment: String,
+    pub applied_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub accepted_at: OffsetDateTime,
+    pub status: Status,
+    #[serde(with = "time::serde::rfc3339")]
+    pub decision_deadline: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub publicity_from: Option<OffsetDateTime>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub publicity_until: Option<OffsetDateTime>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+impl Repair {
+    pub fn key(id: &str) -> String {
+        format!("rep/{id}")
+    }
+
+    /// The state at `now`; `objection_open` says whether an objection filed during the publicity
+    /// is still open on one of its records.
+    pub fn state(&self, now: OffsetDateTime, objection_open: bool) -> State {
+        match self.status {
+            Status::UnderReview if now > self.decision_deadline => State::Overdue,
+            Status::UnderReview => State::UnderReview,
+            Status::Refused => State::Refused,
+            Status::InPublicity if objection_open => State::Suspended,
+            Status::InPublicity => State::InPublicity,
+            Status::Completed => State::Completed,
+        }
+    }
+}
+
+/// A repair with its computed state, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    #[serde(flatten)]
+    pub repair: Repair,
+    pub state: State,
+}
+
+pub fn get(store: &Store, id: &str) -> Result<Option<Repair>, StoreError> {
+    store.get_json(&Repair::key(id))
+}
+
+/// Whether an objection received during the repair's publicity is still open on one of its records.
+pub fn objection_open(store: &Store, repair: &Repair) -> Result<bool, StoreError> {
+    let Some(from) = repair.publicity_from else {
+        return Ok(false);
+    };
+    Ok(store
+        .scan::<crate::objections::Objection>("obj/")?
+        .into_iter()
+        .any(|(_, o)| {
+            o.received_at >= from
+                && o.status == crate::objections::Status::UnderReview
+                && o.records.iter().any(|r| repair.records.contains(r))
+        }))
+}
+
+/// Every repair, optionally only those in `state`, nearest decision deadlines first.
+pub fn list(
+    store: &Store,
+    now: OffsetDateTime,
+    state: Option<State>,
+) -> Result<Vec<Listed>, StoreError> {
+    let mut out = Vec::new();
+    for (_, repair) in store.scan::<Repair>("rep/")? {
+        let open = repair.status == Status::InPublicity && objection_open(store, &repair)?;
+        let listed = Listed {
+            state: repair.state(now, open),
+            repair,
+        };
+        if state.is_none_or(|s| s == listed.state) {
+            out.push(listed);
+        }
+    }
+    out.sort_by_key(|l| l.repair.decision_deadline);
+    Ok(out)
+}

@@ -1,0 +1,108 @@
+//! The repair tracker: every `repairs.check_interval_ms` it completes repairs whose publicity
+//! ended without an open objection (durable: the state is stored, the step runs once), counts
+//! repairs by state, and warns (log, metric and optional webhook) once per repair when a decision
+//! has less than one working day left and once when it is overdue (LS Art. 40).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::flow::Context;
+use super::{list, State};
+use crate::telemetry::events;
+
+pub struct Tracker {
+    pub store: crate::store::Store,
+    pub committer: crate::store::CommitterHandle,
+    pub router: crate::sharing::SharedRouter,
+    pub calendar: crate::calendar::SharedCalendar,
+    pub rules: super::rules::RepairRules,
+    pub exceptions: crate::subject::IdentifierExceptions,
+    pub destinations: Vec<crate::config::DestinationConfig>,
+    pub clock: crate::clock::SharedClock,
+    pub interval: Duration,
+    pub webhook: Option<String>,
+}
+
+impl Tracker {
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let (mut near, mut overdue) = (HashSet::new(), HashSet::new());
+        loop {
+            self.check(&mut near, &mut overdue).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {},
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn check(&self, near: &mut HashSet<String>, overdue: &mut HashSet<String>) {
+        let now = self.clock.now();
+        let store = self.store.clone();
+        let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await else {
+            return;
+        };
+        let calendar = self.calendar.current();
+        let ctx = Context {
+            store: &self.store,
+            committer: &self.committer,
+            router: self.router.current(),
+            calendar: calendar.clone(),
+            rules: &self.rules,
+            exceptions: &self.exceptions,
+            destinations: &self.destinations,
+            now,
+        };
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        for listed in &all {
+            let r = &listed.repair;
+            let state = serde_json::to_value(listed.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            *counts.entry(state).or_default() += 1;
+            let deadline = crate::clock::rfc3339(r.decision_deadline);
+            match listed.state {
+                State::InPublicity => {
+                    if let Err(e) = super::flow::complete_if_due(&ctx, &r.id).await {
+                        tracing::error!(repair = %r.id, error = %e, "cannot complete the repair; trying again");
+                    }
+                }
+                State::UnderReview => {
+                    let days_left = calendar
+                        .working_days_left(now, r.decision_deadline)
+                        .unwrap_or(0);
+                    if days_left < 1 && near.insert(r.id.clone()) {
+                        events::repair_deadline(&r.id, &deadline, false);
+                        self.alert("repair_deadline_near", &r.id, &deadline).await;
+                    }
+                }
+                State::Overdue if overdue.insert(r.id.clone()) => {
+                    events::repair_deadline(&r.id, &deadline, true);
+                    self.alert("repair_overdue", &r.id, &deadline).await;
+                }
+                _ => {}
+            }
+        }
+        for state in [
+            "under_review",
+            "overdue",
+            "refused",
+            "in_publicity",
+            "suspended",
+            "completed",
+        ] {
+            metrics::gauge!("gateway_repairs", "state" => state)
+                .set(counts.get(state).copied().unwrap_or(0) as f64);
+        }
+    }
+
+    async fn alert(&self, event: &str, id: &str, deadline: &str) {
+        let Some(url) = &self.webhook else { return };
+        let body = json!({"event": event, "repair_id": id, "deadline": deadline});
+        if let Err(e) = crate::corrections::tracker::post_json(url, &body).await {
+            tracing::warn!(repair = %id, error = %e, "repair alert webhook failed");
+        }
+    }
+}
