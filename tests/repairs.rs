@@ -280,6 +280,15 @@ fn an_approved_repair_is_publicised_then_withdrawn_everywhere_and_marked_repaire
         1,
         "不撤销其失信记录"
     );
+    let (code, out, err) = gw.cli(&["repairs", "list", "--state", "completed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let (code, out, _) = gw.cli(&["repairs", "show", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["state"],
+        "completed"
+    );
     let view = gw
         .client(MI)
         .get(&format!("/v1/ledger/records/{MI}/R-OK"))

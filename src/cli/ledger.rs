@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::{LedgerCommand, ObjectionsCommand, SubjectsCommand};
+use super::{LedgerCommand, ObjectionsCommand, RepairsCommand, SubjectsCommand};
 use crate::config::Config;
 use crate::ledger::ops::{self, OpContext, OpError};
 use crate::ledger::recheck::StandingRequest;
@@ -13,6 +13,7 @@ pub(super) enum Op {
     Ledger(LedgerCommand),
     Subjects(SubjectsCommand),
     Objections(ObjectionsCommand),
+    Repairs(RepairsCommand),
 }
 
 pub(super) fn run(config: &Config, op: Op) -> ExitCode {
@@ -76,6 +77,13 @@ async fn local(
         by: "operator",
     };
     let out = match op {
+        Op::Repairs(cmd) => {
+            let (state, id) = match cmd {
+                RepairsCommand::List { state } => (state, None),
+                RepairsCommand::Show { id } => (None, Some(id)),
+            };
+            crate::repairs::ops::run(&store, &handle, ctx.now, state, id).await
+        }
         Op::Objections(cmd) => {
             let calendar =
                 crate::app::load_calendar(config).map_err(|e| OpError::Invalid(e.to_string()))?;
@@ -171,6 +179,14 @@ fn cmd_parts(cmd: ObjectionsCommand) -> crate::objections::ops::Command {
 async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
     let mut params: Vec<(&str, String)> = Vec::new();
     let (method, path) = match op {
+        Op::Repairs(RepairsCommand::List { state }) => {
+            params.extend(state.map(|s| ("state", s)));
+            ("GET", "/repairs/list")
+        }
+        Op::Repairs(RepairsCommand::Show { id }) => {
+            params.push(("id", id));
+            ("GET", "/repairs/show")
+        }
         Op::Objections(ObjectionsCommand::List { state }) => {
             params.extend(state.map(|s| ("state", s)));
             ("GET", "/objections/list")

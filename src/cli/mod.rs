@@ -87,6 +87,10 @@ pub enum Command {
     /// through the admin endpoint when running.
     #[command(subcommand)]
     Objections(ObjectionsCommand),
+    /// Credit repairs with their decision deadlines and publicity (LS Art. 40). On the data
+    /// directory when stopped, through the admin endpoint when running.
+    #[command(subcommand)]
+    Repairs(RepairsCommand),
     /// A subject's exit from medical-insurance service or death, and its re-entry (LS Art. 20):
     /// every platform copy is withdrawn, or restored within its windows.
     #[command(subcommand)]
@@ -137,6 +141,18 @@ pub enum ObjectionsCommand {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairsCommand {
+    /// Repairs with their states and deadlines.
+    List {
+        /// under_review, overdue, refused, in_publicity, suspended or completed
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One repair.
+    Show { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +375,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ledger(cmd) => ledger::run(&config, ledger::Op::Ledger(cmd)),
         Command::Subjects(cmd) => ledger::run(&config, ledger::Op::Subjects(cmd)),
         Command::Objections(cmd) => ledger::run(&config, ledger::Op::Objections(cmd)),
+        Command::Repairs(cmd) => ledger::run(&config, ledger::Op::Repairs(cmd)),
     }
 }
 

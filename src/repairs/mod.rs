@@ -24,6 +24,7 @@
 //! platforms may hold (the ledger does, from the marks).
 
 pub mod flow;
+pub mod ops;
 pub mod rules;
 pub mod tracker;
 

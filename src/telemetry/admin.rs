@@ -79,6 +79,9 @@ pub async fn serve(
                     if req.uri().path().starts_with("/outbox/") {
                         return Ok::<_, Infallible>(outbox(&ops, &req).await);
                     }
+                    if req.uri().path().starts_with("/repairs/") {
+                        return Ok::<_, Infallible>(repairs(&ops, &req).await);
+                    }
                     if req.uri().path().starts_with("/objections/") {
                         return Ok::<_, Infallible>(objections(&ops, &req).await);
                     }
@@ -296,6 +299,44 @@ async fn objections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response
                 OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
                 OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 OpError::Conflict(_) => (StatusCode::CONFLICT, "objection_state"),
+                OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            };
+            json(
+                status,
+                serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
+            )
+        }
+    }
+}
+
+/// `GET /repairs/list?state=S`, `GET /repairs/show?id=I`: the CLI's `repairs` commands.
+async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    use crate::ledger::ops::OpError;
+    let query: std::collections::HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), crate::ingest::percent_decode(v)))
+        .collect();
+    let (state, id) = match req.uri().path() {
+        "/repairs/list" => (query.get("state").cloned(), None),
+        "/repairs/show" => (None, Some(query.get("id").cloned().unwrap_or_default())),
+        _ => {
+            return json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": {"code": "not_found"}}),
+            )
+        }
+    };
+    match crate::repairs::ops::run(&ops.store, &ops.committer, ops.clock.now(), state, id).await {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(e) => {
+            let (status, code) = match &e {
+                OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+                OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                OpError::Conflict(_) => (StatusCode::CONFLICT, "repair_state"),
                 OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             };
             json(
