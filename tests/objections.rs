@@ -155,6 +155,10 @@ fn an_objection_marks_every_copy_is_tracked_across_a_holiday_and_closes_both_way
         == 4));
     let marking: Vec<Received> = of(&platform, "OBJ-1").into_iter().skip(2).collect();
     assert!(
+        marking.iter().all(|s| s.kind == "marking"),
+        "the mark travels ahead of ordinary shares"
+    );
+    assert!(
         marking.iter().all(marked),
         "{:?}",
         marking.iter().map(|s| &s.record).collect::<Vec<_>>()

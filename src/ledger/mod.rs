@@ -133,6 +133,8 @@ pub struct Change<'a> {
     pub plan: &'a Plan,
     pub now: OffsetDateTime,
     pub correction: Option<&'a CorrectionMark>,
+    /// The record's marks changed: publications travel ahead of ordinary shares, as `marking`.
+    pub marking: bool,
 }
 
 impl Ledger {
@@ -222,6 +224,8 @@ impl Ledger {
             }
             let kind = if change.correction.is_some() {
                 Kind::Correction
+            } else if change.marking {
+                Kind::Marking
             } else {
                 Kind::Share
             };

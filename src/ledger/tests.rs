@@ -51,6 +51,7 @@ fn run(
         plan,
         now: datetime!(2026-11-25 10:00 +08:00),
         correction,
+        marking: false,
     };
     let mut n = 0;
     let queued = ledger

@@ -39,12 +39,15 @@ pub enum Kind {
     Withdrawal,
     /// A result the medical-insurance platform passes on to the subject (an objection's outcome).
     Notice,
+    /// The record again because its marks changed (异议标注 set or removed): ahead of ordinary
+    /// shares (LS Art. 23 "同时进行异议标注").
+    Marking,
 }
 
 impl Kind {
     fn priority(self) -> char {
         match self {
-            Kind::Correction | Kind::Withdrawal | Kind::Notice => '0',
+            Kind::Correction | Kind::Withdrawal | Kind::Notice | Kind::Marking => '0',
             Kind::Share => '1',
         }
     }
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Correction => "correction",
             Kind::Withdrawal => "withdrawal",
             Kind::Notice => "notice",
+            Kind::Marking => "marking",
         }
     }
 }

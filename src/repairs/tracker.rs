@@ -55,6 +55,7 @@ impl Tracker {
             now,
         };
         let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        let mut nearest: Option<i64> = None;
         for listed in &all {
             let r = &listed.repair;
             let state = serde_json::to_value(listed.state)
@@ -70,6 +71,8 @@ impl Tracker {
                     }
                 }
                 State::UnderReview => {
+                    let left = (r.decision_deadline - now).whole_seconds();
+                    nearest = Some(nearest.map_or(left, |n: i64| n.min(left)));
                     let days_left = calendar
                         .working_days_left(now, r.decision_deadline)
                         .unwrap_or(0);
@@ -96,6 +99,8 @@ impl Tracker {
             metrics::gauge!("gateway_repairs", "state" => state)
                 .set(counts.get(state).copied().unwrap_or(0) as f64);
         }
+        metrics::gauge!("gateway_repairs_nearest_deadline_seconds")
+            .set(nearest.unwrap_or(0) as f64);
     }
 
     async fn alert(&self, event: &str, id: &str, deadline: &str) {

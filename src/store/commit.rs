@@ -513,6 +513,7 @@ fn reconcile_record(
     plan: &Plan,
     prior: Prior,
     correction: Option<&CorrectionMark>,
+    marking: bool,
     now: time::OffsetDateTime,
 ) -> Result<Vec<Queued>, StoreError> {
     let subject = record.subject.id.archive_key();
@@ -577,6 +578,7 @@ fn reconcile_record(
         plan,
         now,
         correction,
+        marking,
     };
     let queued = ledger.reconcile(
         &change,
@@ -632,7 +634,8 @@ fn stage_batch(
                 crate::archive::Outcome::New => Prior::New,
                 _ => Prior::Was(previous),
             };
-            for q in reconcile_record(w, g, record, version, &input.plan, prior, None, now)? {
+            for q in reconcile_record(w, g, record, version, &input.plan, prior, None, false, now)?
+            {
                 match q.action {
                     crate::ledger::Action::Publish => shares_queued += 1,
                     crate::ledger::Action::Withdraw => withdrawals.push(serde_json::json!({
@@ -742,6 +745,7 @@ fn stage_correction(
         &job.plan,
         Prior::Was(previous),
         Some(&job.mark),
+        false,
         now,
     )?;
     let mut destinations: Vec<String> = queued.iter().map(|q| q.destination.clone()).collect();
@@ -844,6 +848,7 @@ fn stage_reconcile(
             &item.plan,
             Prior::Current,
             None,
+            !job.marks.is_empty(),
             now,
         )?);
     }
