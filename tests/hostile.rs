@@ -537,3 +537,49 @@ fn the_admin_port_shows_only_outbox_entries_and_echoes_no_identifier() {
     assert_eq!(code, 2);
     assert!(err.contains("not a loopback address"), "{err}");
 }
+
+/// Clients that complete TLS and then say nothing are cut off after the header timeout, and one
+/// agency's connections cannot take every slot: another agency still gets through.
+#[test]
+fn silent_tls_clients_are_closed_and_cannot_take_every_slot() {
+    let mut gw = Gateway::prepare();
+    gw.config.server.max_connections = 40;
+    gw.config.server.max_connections_per_agency = 10;
+    gw.config.server.header_read_timeout_ms = 1_000;
+    gw.spawn();
+    // More silent connections than the gateway has slots in all.
+    let silent: Vec<_> = (0..45).map(|_| gw.raw_tls("tax")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let reply = gw.client("medical_insurance").get("/v1/mappings");
+    assert_eq!(reply.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Every silent connection is closed (beyond the agency's slots at once, the rest after the
+    // header timeout).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (rt, mut tls) in silent {
+        let closed = rt.block_on(async {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 16];
+            let left = deadline.saturating_duration_since(Instant::now());
+            matches!(
+                tokio::time::timeout(left, tls.read(&mut buf)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        });
+        assert!(closed, "a silent connection is still open");
+    }
+    let (_, metrics) = gw.admin_get("/metrics");
+    assert!(
+        metrics.contains("gateway_connections_refused_total{why=\"silent_client\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gateway_connections_refused_total{why=\"agency_slots_full\"}"),
+        "{metrics}"
+    );
+}

@@ -302,6 +302,10 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Connections beyond this wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Open connections one agency may hold, so that one agency (or a stolen certificate) cannot
+    /// take every slot; beyond it a new connection is closed after the handshake. Certificates
+    /// naming no agency share 8 slots and get only `403 unknown_agency`.
+    pub max_connections_per_agency: usize,
     /// A client that has not sent its request headers by then is disconnected.
     pub header_read_timeout_ms: u64,
     /// A request body not fully received by then gets 408.
@@ -409,6 +413,7 @@ impl Default for ServerConfig {
             admin_listen: DEFAULT_ADMIN_LISTEN.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_agency: DEFAULT_MAX_CONNECTIONS / 4,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
             tls_handshake_timeout_ms: DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
@@ -612,6 +617,9 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             bad("server.max_connections must be above 0".into());
+        }
+        if self.server.max_connections_per_agency == 0 {
+            bad("server.max_connections_per_agency must be above 0".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bad(format!(

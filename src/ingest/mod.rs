@@ -24,7 +24,9 @@ pub(crate) use routes::percent_decode;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -84,6 +86,11 @@ pub async fn serve(
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
+    let slots = Arc::new(AgencySlots::new(
+        app.config.server.max_connections_per_agency,
+        UNKNOWN_AGENCY_SLOTS,
+    ));
+    let first_byte_timeout = Duration::from_millis(app.config.server.header_read_timeout_ms);
     loop {
         let permit = tokio::select! {
             p = limits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -105,6 +112,7 @@ pub async fn serve(
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let slots = slots.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -118,12 +126,40 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|certs| certs.first())
                 .and_then(|cert| app.registry.identify(cert.as_ref()));
+            let who = agency.as_ref().map(|a| a.id.clone());
+            let Some(_slot) = slots.take(who.as_deref()) else {
+                return events::connection_refused(
+                    who.as_deref().unwrap_or("unknown"),
+                    "agency_slots_full",
+                );
+            };
+            // hyper's header timeout starts at the first byte: a client that completes TLS and
+            // then says nothing is cut off here instead of holding its slot for ever.
+            let mut io = tokio::io::BufReader::new(tls);
+            match tokio::time::timeout(first_byte_timeout, io.fill_buf()).await {
+                Ok(Ok(bytes)) if !bytes.is_empty() => {}
+                _ => {
+                    return events::connection_refused(
+                        who.as_deref().unwrap_or("unknown"),
+                        "silent_client",
+                    )
+                }
+            }
             events::connection_opened();
             let svc = routes::service(app, agency, peer);
-            let conn = builder
-                .serve_connection(TokioIo::new(tls), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
+            let served = watcher.watch(conn);
+            let result = if who.is_some() {
+                served.await
+            } else {
+                // A certificate naming no agency only ever gets 403: its connection lives no
+                // longer than one header timeout.
+                match tokio::time::timeout(first_byte_timeout, served).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(()),
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             events::connection_closed();
@@ -134,6 +170,59 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// Slots shared by the certificates that name no agency.
+const UNKNOWN_AGENCY_SLOTS: usize = 8;
+
+/// Open connections per agency, so that no agency takes every slot.
+struct AgencySlots {
+    per_agency: usize,
+    unknown: usize,
+    open: std::sync::Mutex<std::collections::HashMap<Option<String>, usize>>,
+}
+
+/// One connection's slot, given back when the connection ends.
+struct Slot {
+    slots: Arc<AgencySlots>,
+    who: Option<String>,
+}
+
+impl AgencySlots {
+    fn new(per_agency: usize, unknown: usize) -> Self {
+        Self {
+            per_agency,
+            unknown,
+            open: Default::default(),
+        }
+    }
+
+    fn take(self: &Arc<Self>, who: Option<&str>) -> Option<Slot> {
+        let limit = if who.is_some() {
+            self.per_agency
+        } else {
+            self.unknown
+        };
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(who.map(String::from)).or_default();
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            slots: self.clone(),
+            who: who.map(String::from),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 

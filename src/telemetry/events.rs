@@ -298,3 +298,9 @@ pub fn repair_deadline(repair_id: &str, deadline: &str, overdue: bool) {
     metrics::counter!("gateway_repair_deadline_warnings_total", "overdue" => overdue.to_string())
         .increment(1);
 }
+
+/// A connection closed right after its handshake: its agency's slots are full, or it sent nothing.
+pub fn connection_refused(agency: &str, why: &'static str) {
+    tracing::info!(agency, why, "connection closed after the TLS handshake");
+    metrics::counter!("gateway_connections_refused_total", "why" => why).increment(1);
+}
