@@ -59,6 +59,9 @@ struct Args {
     no_share: bool,
     #[arg(long)]
     skip_delivery: bool,
+    /// `server.max_inflight_mb` of the gateway (0: unbounded); default: the gateway's default.
+    #[arg(long)]
+    max_inflight_mb: Option<u64>,
     /// `process_crash` or `power_loss`.
     #[arg(long, default_value = "process_crash")]
     durability: String,
@@ -120,7 +123,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.skip_gateway {
         let receiver = start_receiver(&rt, &certs)?;
         receiver.set_mode(Mode::Unavailable, None);
-        let config_path = write_config(&dir, &certs, &receiver, &args.durability)?;
+        let config_path = write_config(
+            &dir,
+            &certs,
+            &receiver,
+            &args.durability,
+            args.max_inflight_mb,
+        )?;
         let started = Instant::now();
         let (mut gateway, api, admin) = spawn_ready(
             Command::new(&args.gateway)
@@ -279,7 +288,7 @@ fn footprint(
     drop(Store::open(&data).ok());
     std::thread::sleep(Duration::from_millis(500));
     let receiver = start_receiver(rt, certs)?;
-    let config_path = write_config(dir, certs, &receiver, &args.durability)?;
+    let config_path = write_config(dir, certs, &receiver, &args.durability, None)?;
     let started = Instant::now();
     let (mut gateway, api, _) = spawn_ready(
         Command::new(&args.gateway)
@@ -556,8 +565,14 @@ fn write_config(
     certs: &Path,
     receiver: &Receiver,
     durability: &str,
+    max_inflight_mb: Option<u64>,
 ) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let mut config = credit_gateway::config::Config::default();
+    if let Some(mb) = max_inflight_mb {
+        config.server.max_inflight_mb = mb;
+    }
+    // One agency drives all the load here.
+    config.server.max_connections_per_agency = config.server.max_connections;
     config.server.listen = "127.0.0.1:0".into();
     config.server.admin_listen = "127.0.0.1:0".into();
     config.storage.data_dir = dir.join("data");

@@ -254,7 +254,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         webhook: config.repairs.alert_webhook.clone(),
     };
     workers.push(tokio::spawn(repair_tracker.run(stop_rx.clone())));
+    let inflight = (config.server.max_inflight_mb > 0).then(|| {
+        Arc::new(tokio::sync::Semaphore::new(
+            (config.server.max_inflight_mb * 1024) as usize,
+        ))
+    });
     let app = Arc::new(App {
+        inflight,
         repair_rules,
         objection_rules,
         calendar,

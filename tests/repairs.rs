@@ -12,11 +12,20 @@ use serde_json::{json, Value};
 const MI: &str = "medical_insurance";
 
 fn penalty(record_id: &str, decided: &str, violation: &str) -> Value {
+    penalty_in("440106", record_id, decided, violation)
+}
+
+/// LS's repair rules are Lhasa's, for records decided 2024-2025.
+fn lhasa(record_id: &str, decided: &str, violation: &str) -> Value {
+    penalty_in("540102", record_id, decided, violation)
+}
+
+fn penalty_in(region: &str, record_id: &str, decided: &str, violation: &str) -> Value {
     json!({
         "category": "administrative",
         "subject": {"kind": "institution", "role": "designated_retail_pharmacy",
                     "id_type": "uscc", "id": "91310110666007217T", "name": "广州市某某大药房有限公司"},
-        "source": {"record_id": record_id, "region": "440106"},
+        "source": {"record_id": record_id, "region": region},
         "basis": {"doc_type": "penalty_decision", "doc_number": format!("穗医保罚〔2026〕{record_id}号"), "decided_on": decided},
         "disclosure": {"class": "public"},
         "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"],
@@ -87,11 +96,15 @@ fn refused_rules(reply: &common::Reply) -> Vec<(String, String)> {
 }
 
 fn setup() -> (tokio::runtime::Runtime, Gateway, Receiver, Receiver) {
+    setup_for("440000")
+}
+
+fn setup_for(platform_region: &str) -> (tokio::runtime::Runtime, Gateway, Receiver, Receiver) {
     let rt = multi_thread_runtime();
     let mut gw = Gateway::prepare();
     let platform = gw.receiver(&rt);
     let mi_platform = gw.receiver(&rt);
-    gw.add_destination("provincial", "440000", &platform);
+    gw.add_destination("provincial", platform_region, &platform);
     gw.add_destination("medical_insurance_platform", "440000", &mi_platform);
     gw.config.destinations[1].role =
         credit_gateway::config::DestinationRole::MedicalInsurancePlatform;
@@ -106,19 +119,25 @@ fn setup() -> (tokio::runtime::Runtime, Gateway, Receiver, Receiver) {
 
 #[test]
 fn each_eligibility_rule_refuses_with_its_article() {
-    let (_rt, gw, _platform, mi_platform) = setup();
+    let (_rt, gw, _platform, mi_platform) = setup_for("540000");
+    gw.set_clock("2026-03-02T10:00:00+08:00");
     push(
         &gw,
         vec![
-            // Decided 2026-08-01: not six months yet, nor the 3-month minimum notice.
-            penalty("R-EARLY", "2026-08-01", "超量开药"),
+            // Decided 2025-12-01: not six months yet, nor Lhasa's 6-month minimum notice.
+            lhasa("R-EARLY", "2025-12-01", "超量开药"),
             // The same type again two months after R-TYPE.
-            penalty("R-TYPE", "2026-01-10", "串换项目"),
-            penalty("R-TYPE-2", "2026-03-10", "串换项目"),
-            penalty("R-FALSE", "2026-02-01", "虚假材料"),
-            penalty("R-AFTER", "2026-02-02", "其他"),
+            lhasa("R-TYPE", "2025-01-10", "串换项目"),
+            lhasa("R-TYPE-2", "2025-03-10", "串换项目"),
+            lhasa("R-FALSE", "2025-02-01", "虚假材料"),
+            lhasa("R-AFTER", "2025-02-02", "其他"),
+            // Guangdong: LS's rules do not apply, only the national minimum notice period.
+            penalty("R-GD", "2026-02-20", "超量开药"),
         ],
     );
+    let gd = refused_rules(&apply(&gw, "R-GD"));
+    assert_eq!(gd.len(), 1, "{gd:?}");
+    assert_eq!(gd[0].0, "minimum-notice-period");
     let early = refused_rules(&apply(&gw, "R-EARLY"));
     assert!(
         early.contains(&("six-months-since-confirmed".into(), "LS Art. 38(3)".into())),
@@ -175,8 +194,10 @@ fn each_eligibility_rule_refuses_with_its_article() {
 
 #[test]
 fn an_approved_repair_is_publicised_then_withdrawn_everywhere_and_marked_repaired() {
-    let (_rt, gw, platform, mi_platform) = setup();
-    push(&gw, vec![penalty("R-OK", "2026-03-20", "违规收费")]);
+    // Lhasa in 2025, while LS was in force: its repeat rule (Art. 40) can be shown too.
+    let (_rt, gw, platform, mi_platform) = setup_for("540000");
+    gw.set_clock("2025-09-28T10:00:00+08:00");
+    push(&gw, vec![lhasa("R-OK", "2025-03-20", "违规收费")]);
     assert!(wait_until(Duration::from_secs(20), || of(
         &platform, "R-OK"
     )
@@ -197,7 +218,7 @@ fn an_approved_repair_is_publicised_then_withdrawn_everywhere_and_marked_repaire
         "calendar",
         "deadline",
         "--from",
-        "2026-09-28T10:00:00+08:00",
+        "2025-09-28T10:00:00+08:00",
         "--working-days",
         "10",
     ]);
@@ -223,7 +244,7 @@ fn an_approved_repair_is_publicised_then_withdrawn_everywhere_and_marked_repaire
         "calendar",
         "deadline",
         "--from",
-        "2026-09-28T10:00:00+08:00",
+        "2025-09-28T10:00:00+08:00",
         "--working-days",
         "5",
     ]);
@@ -305,8 +326,8 @@ fn an_approved_repair_is_publicised_then_withdrawn_everywhere_and_marked_repaire
             |s| s.kind == "notice" && s.record["repair"]["result"] == "completed"
         )));
     // A repeat of the same type after the repair bars repair of that type the next year (LS Art. 40).
-    push(&gw, vec![penalty("R-REPEAT", "2026-10-20", "违规收费")]);
-    gw.set_clock("2027-05-01T10:00:00+08:00");
+    push(&gw, vec![lhasa("R-REPEAT", "2025-10-20", "违规收费")]);
+    gw.set_clock("2026-05-01T10:00:00+08:00");
     let repeat = refused_rules(&apply(&gw, "R-REPEAT"));
     assert_eq!(
         repeat,

@@ -12,6 +12,7 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("server.max_body_bytes", "Larger request bodies get 413 without being read whole."),
     ("server.max_connections", "Open connections beyond this wait in the kernel's accept queue."),
     ("server.max_connections_per_agency", "One agency's share of them; certificates naming no agency share 8."),
+    ("server.max_inflight_mb", "Request bodies in flight at once (until committed), bounding the memory of work in flight; when full a push waits inflight_wait_ms, then gets 503 busy. 0: unbounded."),
     ("server.header_read_timeout_ms", "A client that has sent nothing (right after the TLS handshake too) or not all its request headers by then is disconnected."),
     ("server.body_read_timeout_ms", "A request body not received by then gets 408."),
     ("server.tls_handshake_timeout_ms", "A TLS handshake not finished by then is dropped."),

@@ -21,6 +21,10 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 pub const DEFAULT_CERTS_DIR: &str = "certs";
 pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// `server.max_inflight_mb`.
+pub const DEFAULT_MAX_INFLIGHT_MB: u64 = 64;
+/// `server.inflight_wait_ms`.
+pub const DEFAULT_INFLIGHT_WAIT_MS: u64 = 5_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
@@ -306,6 +310,12 @@ pub struct ServerConfig {
     /// take every slot; beyond it a new connection is closed after the handshake. Certificates
     /// naming no agency share 8 slots and get only `403 unknown_agency`.
     pub max_connections_per_agency: usize,
+    /// Request bodies being read, parsed and committed at once, in MiB (declared lengths; an
+    /// undeclared body counts as `max_body_bytes`). When full, a push waits up to
+    /// `inflight_wait_ms`, then gets `503 busy` with `Retry-After`. Bounds the memory of work in
+    /// flight whatever the number of clients. 0: unbounded.
+    pub max_inflight_mb: u64,
+    pub inflight_wait_ms: u64,
     /// A client that has not sent its request headers by then is disconnected.
     pub header_read_timeout_ms: u64,
     /// A request body not fully received by then gets 408.
@@ -413,7 +423,9 @@ impl Default for ServerConfig {
             admin_listen: DEFAULT_ADMIN_LISTEN.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_agency: DEFAULT_MAX_CONNECTIONS / 4,
+            max_connections_per_agency: DEFAULT_MAX_CONNECTIONS / 2,
+            max_inflight_mb: DEFAULT_MAX_INFLIGHT_MB,
+            inflight_wait_ms: DEFAULT_INFLIGHT_WAIT_MS,
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
             tls_handshake_timeout_ms: DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,

@@ -58,6 +58,8 @@ pub struct App {
     pub objection_rules: crate::objections::rules::ObjectionRules,
     /// Repair deadlines and eligibility rules.
     pub repair_rules: crate::repairs::rules::RepairRules,
+    /// KiB of request bodies in flight (`server.max_inflight_mb`); `None`: unbounded.
+    pub inflight: Option<Arc<Semaphore>>,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

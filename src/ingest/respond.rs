@@ -56,6 +56,9 @@ pub enum ApiError {
     StorageUnavailable,
     #[error("the gateway is shutting down; send it again")]
     ShuttingDown,
+    /// The bound on work in flight is reached (`server.max_inflight_mb`): send it again shortly.
+    #[error("the gateway has as much work in flight as it is configured to take; nothing was read, send it again")]
+    Busy,
     #[error(
         "only the medical-insurance platform may mark a subject exited or re-entered (LS Art. 20)"
     )]
@@ -121,9 +124,10 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::StorageUnavailable | Self::ShuttingDown | Self::CalendarYearMissing(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::StorageUnavailable
+            | Self::ShuttingDown
+            | Self::Busy
+            | Self::CalendarYearMissing(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -158,6 +162,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StorageUnavailable => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::Busy => "busy",
             Self::CalendarYearMissing(_) => "calendar_year_missing",
             Self::StandingNotAllowed => "standing_not_allowed",
             Self::StandingUnchanged(_) => "standing_unchanged",
@@ -180,6 +185,7 @@ impl ApiError {
                 | Self::BodyTimeout
                 | Self::StorageUnavailable
                 | Self::ShuttingDown
+                | Self::Busy
                 | Self::CalendarYearMissing(_)
         )
     }
@@ -217,6 +223,7 @@ impl ApiError {
         }
         let retry_after = match self {
             Self::StorageUnavailable | Self::ShuttingDown => Some("5"),
+            Self::Busy => Some("1"),
             // An operator has to add a calendar file: retrying within seconds cannot help.
             Self::CalendarYearMissing(_) => Some("3600"),
             _ => None,
@@ -267,6 +274,7 @@ mod tests {
                 | ApiError::MethodNotAllowed
                 | ApiError::StorageUnavailable
                 | ApiError::ShuttingDown
+                | ApiError::Busy
                 | ApiError::CalendarYearMissing(_)
                 | ApiError::StandingNotAllowed
                 | ApiError::StandingUnchanged(_)
@@ -322,6 +330,7 @@ mod tests {
             ApiError::MethodNotAllowed,
             ApiError::StorageUnavailable,
             ApiError::ShuttingDown,
+            ApiError::Busy,
             ApiError::CalendarYearMissing(2027),
             ApiError::StandingNotAllowed,
             ApiError::StandingUnchanged("x".into()),

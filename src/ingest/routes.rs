@@ -138,6 +138,8 @@ async fn push_records(
         return Err(ApiError::MappingNotAllowed(mapping.id.clone()));
     }
     check_content_type(&req, mapping.format)?;
+    // Held until the batch is committed: the memory of work in flight stays bounded.
+    let _inflight = reserve_inflight(app, &req).await?;
     let body = read_body(app, req).await?;
     let received_at = rfc3339(app.clock.now());
     let ctx = ValidationContext {
@@ -251,6 +253,31 @@ fn check_content_type(req: &Request<Incoming>, format: SourceFormat) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Reserve room for a request body in the bound on work in flight (`server.max_inflight_mb`):
+/// its declared length, or `max_body_bytes` when undeclared. Waits up to `inflight_wait_ms`.
+async fn reserve_inflight(
+    app: &App,
+    req: &Request<Incoming>,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+    let Some(budget) = &app.inflight else {
+        return Ok(None);
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(app.config.server.max_body_bytes)
+        .min(app.config.server.max_body_bytes);
+    let total = app.config.server.max_inflight_mb * 1024;
+    let kib = (declared / 1024 + 1).min(total).min(u64::from(u32::MAX)) as u32;
+    let wait = Duration::from_millis(app.config.server.inflight_wait_ms);
+    match tokio::time::timeout(wait, budget.clone().acquire_many_owned(kib)).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => Err(ApiError::Busy),
+    }
 }
 
 /// Read the body within the size limit and the read timeout. A declared length over the limit is
@@ -612,13 +639,19 @@ async fn resolve_objection(
         }
     };
     let ctx = objection_context(app, calendar);
+    // The department that provided the information decides (LS Art. 23), never the filer for it.
     let objection = crate::objections::flow::resolve(
         &ctx,
         &agency.id,
-        may_correct_others,
+        false,
         id,
         &request,
-        prepared.as_ref().map(|p| p.correction.record_id.as_str()),
+        prepared.as_ref().map(|p| {
+            (
+                p.correction.agency.as_str(),
+                p.correction.record_id.as_str(),
+            )
+        }),
     )
     .await
     .map_err(objection_error)?;
@@ -809,8 +842,8 @@ async fn decide_repair(
     agency.check_rate().map_err(ApiError::RateLimited)?;
     let request: crate::repairs::flow::DecideRequest = json_body(app, req).await?;
     let ctx = repair_context(app, app.calendar.current());
-    let may_others = agency.correct_others || is_medical_insurance(app, agency);
-    let repair = crate::repairs::flow::decide(&ctx, &agency.id, may_others, id, &request)
+    // The department that made the finding decides (LS Art. 40; GD Art. 37).
+    let repair = crate::repairs::flow::decide(&ctx, &agency.id, false, id, &request)
         .await
         .map_err(repair_error)?;
     Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
@@ -828,8 +861,7 @@ async fn extend_repair(
     let repair = crate::repairs::get(&app.store, id)
         .map_err(|_| ApiError::StorageUnavailable)?
         .ok_or(ApiError::NotFound("repair"))?;
-    let may_others = agency.correct_others || is_medical_insurance(app, agency);
-    if !may_others && repair.records.iter().any(|r| r.agency != agency.id) {
+    if repair.records.iter().any(|r| r.agency != agency.id) {
         return Err(ApiError::RepairNotAllowed(
             "only the agency that made the finding extends its decision".into(),
         ));

@@ -215,7 +215,7 @@ impl Ledger {
                 e.version == change.version
                     && (e.legacy || e.payload_hash.as_deref() == Some(share.payload_hash.as_str()))
             });
-            if unchanged && change.correction.is_none() {
+            if unchanged && change.correction.is_none() && !change.marking {
                 continue;
             }
             let mut payload = share.payload.clone();

@@ -110,6 +110,7 @@ pub async fn file(
     default_agency: &str,
     req: FileRequest,
 ) -> Result<Objection, ObjectionError> {
+    let _step = crate::objections::STEPS.lock().await;
     if req.records.is_empty() || req.records.len() > MAX_RECORDS {
         return Err(ObjectionError::Invalid(format!(
             "records must name 1 to {MAX_RECORDS} records"
@@ -148,6 +149,14 @@ pub async fn file(
         if region.is_none() {
             let v: Value = serde_json::from_str(version.record.get()).unwrap_or(Value::Null);
             region = v["source"]["region"].as_str().map(String::from);
+        }
+        if records
+            .first()
+            .is_some_and(|f: &RecordRef| f.agency != agency)
+        {
+            return Err(ObjectionError::Invalid(
+                "one objection names records of one providing agency (it resolves them): file one per agency".into(),
+            ));
         }
         records.push(RecordRef {
             agency,
@@ -208,7 +217,12 @@ pub async fn file(
                 .unwrap_or_default(),
         });
     }
-    open_review(ctx, &mut objection, region.as_deref().unwrap_or(""))?;
+    open_review(
+        ctx,
+        &mut objection,
+        region.as_deref().unwrap_or(""),
+        filed_at,
+    )?;
     let marks = mark_all(&objection, MarkKind::Objection, ctx.now);
     commit(ctx, &objection, "objection_filed", marks, Vec::new()).await?;
     Ok(objection)
@@ -221,6 +235,7 @@ pub async fn accept_late(
     by: &str,
     reason: &str,
 ) -> Result<Objection, ObjectionError> {
+    let _step = crate::objections::STEPS.lock().await;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::FiledLate {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -235,7 +250,7 @@ pub async fn accept_late(
     });
     objection.status = Status::UnderReview;
     let region = first_region(ctx, &objection)?;
-    open_review(ctx, &mut objection, &region)?;
+    open_review(ctx, &mut objection, &region, ctx.now)?;
     let marks = mark_all(&objection, MarkKind::Objection, ctx.now);
     commit(
         ctx,
@@ -256,8 +271,9 @@ pub async fn resolve(
     may_resolve_others: bool,
     id: &str,
     req: &ResolveRequest,
-    correction_for: Option<&str>,
+    correction_for: Option<(&str, &str)>,
 ) -> Result<Objection, ObjectionError> {
+    let _step = crate::objections::STEPS.lock().await;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::UnderReview {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -292,8 +308,11 @@ pub async fn resolve(
                 "action correct needs a correction naming one of the objection's records".into(),
             ))
         }
-        (Some(Action::Correct), Some(record_id))
-            if !objection.records.iter().any(|r| r.record_id == record_id) =>
+        (Some(Action::Correct), Some((agency, record_id)))
+            if !objection
+                .records
+                .iter()
+                .any(|r| r.agency == agency && r.record_id == record_id) =>
         {
             return Err(ObjectionError::Invalid(
                 "the correction must be of a record the objection names".into(),
@@ -353,6 +372,7 @@ pub async fn review(
     id: &str,
     reason: &str,
 ) -> Result<Objection, ObjectionError> {
+    let _step = crate::objections::STEPS.lock().await;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::Rejected || objection.level >= 2 {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -363,7 +383,7 @@ pub async fn review(
     objection.level = 2;
     objection.status = Status::UnderReview;
     let region = first_region(ctx, &objection)?;
-    open_review(ctx, &mut objection, &region)?;
+    open_review(ctx, &mut objection, &region, ctx.now)?;
     let marks = mark_all(&objection, MarkKind::Objection, ctx.now);
     commit(
         ctx,
@@ -392,18 +412,21 @@ fn first_region(ctx: &Context<'_>, objection: &Objection) -> Result<String, Obje
     )
 }
 
-/// The review deadline (LS Art. 23): the rule for the region in force on the day received.
+/// The review deadline (LS Art. 23: "自收到异议申请之日起"): counted from `received`, the day the
+/// department received it (the subject's filing, or an acceptance or review request), by the rule
+/// for the region in force that day.
 fn open_review(
     ctx: &Context<'_>,
     objection: &mut Objection,
     region: &str,
+    received: OffsetDateTime,
 ) -> Result<(), ObjectionError> {
-    let today = ctx.now.to_offset(CHINA_OFFSET).date();
+    let day = received.to_offset(CHINA_OFFSET).date();
     let rule = ctx
         .rules
-        .review_for(region, today)
+        .review_for(region, day)
         .ok_or_else(|| ObjectionError::Invalid("no review rule covers this region".into()))?;
-    objection.review_deadline = Some(ctx.calendar.deadline(ctx.now, rule.working_days)?);
+    objection.review_deadline = Some(ctx.calendar.deadline(received, rule.working_days)?);
     objection.review_rule = rule.name.clone();
     Ok(())
 }
@@ -467,7 +490,7 @@ fn notices(ctx: &Context<'_>, objection: &Objection) -> Vec<Entry> {
                 u32::from(objection.level),
                 Channel::GovShare,
                 Kind::Notice,
-                "result",
+                &format!("result-{}", objection.resolutions.len()),
             ),
             destination: d.id.clone(),
             channel: Channel::GovShare,

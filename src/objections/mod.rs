@@ -27,6 +27,11 @@
 
 pub mod flow;
 pub mod ops;
+
+/// Steps on objections and repairs run one at a time in a gateway: each loads its objection or
+/// repair, checks its state and writes it back, and a repair's completion checks for objections
+/// on its records; serialized, no two steps can interleave between the check and the write.
+pub static STEPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub mod rules;
 pub mod tracker;
 

@@ -62,12 +62,12 @@ impl Tracker {
                     let left = (deadline - now).whole_seconds();
                     nearest = Some(nearest.map_or(left, |n| n.min(left)));
                     let days_left = calendar.working_days_left(now, deadline).unwrap_or(0);
-                    if days_left < 1 && near.insert(o.id.clone()) {
+                    if days_left < 1 && near.insert(format!("{}@{}", o.id, text)) {
                         events::objection_deadline(&o.id, &text, false);
                         self.alert("objection_deadline_near", &o.id, &text).await;
                     }
                 }
-                State::Overdue if overdue.insert(o.id.clone()) => {
+                State::Overdue if overdue.insert(format!("{}@{}", o.id, text)) => {
                     events::objection_deadline(&o.id, &text, true);
                     self.alert("objection_overdue", &o.id, &text).await;
                 }

@@ -93,6 +93,7 @@ pub async fn apply(
     default_agency: &str,
     req: ApplyRequest,
 ) -> Result<Repair, RepairError> {
+    let _step = crate::objections::STEPS.lock().await;
     if req.records.is_empty() || req.records.len() > MAX_RECORDS {
         return Err(RepairError::Invalid(format!(
             "records must name 1 to {MAX_RECORDS} records"
@@ -129,6 +130,22 @@ pub async fn apply(
     }
     let subject_key = subject_key.unwrap_or_default();
     let (others, repairs) = history(ctx, &subject_key)?;
+    // One application per record at a time, and none for a record already repaired.
+    if let Some(busy) = repairs.iter().find(|r| {
+        matches!(
+            r.status,
+            Status::UnderReview | Status::InPublicity | Status::Completed
+        ) && r.records.iter().any(|x| {
+            records
+                .iter()
+                .any(|c| c.source.agency == x.agency && c.source.record_id == x.record_id)
+        })
+    }) {
+        return Err(RepairError::Invalid(format!(
+            "a record of this application is already in repair {} ({:?})",
+            busy.id, busy.status
+        )));
+    }
     let notice = ctx.router.notice();
     let refusals: Vec<super::Refusal> = records
         .iter()
@@ -206,6 +223,7 @@ pub async fn decide(
     id: &str,
     req: &DecideRequest,
 ) -> Result<Repair, RepairError> {
+    let _step = crate::objections::STEPS.lock().await;
     let mut repair = load(ctx, id)?;
     if repair.status != Status::UnderReview {
         return Err(RepairError::WrongState(repair.state(ctx.now, false)));
@@ -250,6 +268,7 @@ pub async fn decide(
 
 /// LS Art. 40: a complex case may take longer, at most 30 working days from acceptance.
 pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair, RepairError> {
+    let _step = crate::objections::STEPS.lock().await;
     let mut repair = load(ctx, id)?;
     if repair.status != Status::UnderReview || repair.extension_reason.is_some() {
         return Err(RepairError::WrongState(repair.state(ctx.now, false)));
@@ -271,6 +290,7 @@ pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair,
 /// every platform (终止公示, 停止共享); the medical-insurance platform is told. `None` when it is
 /// not due (or suspended).
 pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repair>, RepairError> {
+    let _step = crate::objections::STEPS.lock().await;
     let mut repair = load(ctx, id)?;
     let due = repair.status == Status::InPublicity
         && repair.publicity_until.is_some_and(|u| ctx.now >= u);
@@ -324,6 +344,14 @@ fn load_record(
 fn history(ctx: &Context<'_>, subject_key: &str) -> Result<(Vec<Past>, Vec<Repair>), RepairError> {
     let mut others = Vec::new();
     for (agency, record_id) in archive::records_of(ctx.store, subject_key)? {
+        // An objection found it was no bad credit information: it counts for nothing.
+        let eliminated = ctx
+            .store
+            .get_json::<archive::RecordHead>(&archive::record_head_key(&agency, &record_id))?
+            .is_some_and(|h| h.marks.iter().any(|m| m.kind == MarkKind::Eliminated));
+        if eliminated {
+            continue;
+        }
         let Ok((record, _)) = load_record(ctx, &agency, &record_id) else {
             continue;
         };

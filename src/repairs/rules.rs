@@ -50,6 +50,20 @@ pub struct Rule {
     pub months: Option<u32>,
     #[serde(default)]
     pub years: Option<u32>,
+    /// Region prefixes of the record; empty: everywhere.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// The rule governs records decided within these dates (the rules in force for its dates).
+    #[serde(
+        default,
+        deserialize_with = "crate::calendar::deserialize_toml_date_opt"
+    )]
+    pub effective_from: Option<Date>,
+    #[serde(
+        default,
+        deserialize_with = "crate::calendar::deserialize_toml_date_opt"
+    )]
+    pub effective_until: Option<Date>,
 }
 
 /// The shipped rules, used when the configured file does not exist.
@@ -123,7 +137,12 @@ impl RepairRules {
             }];
         };
         let mut out = Vec::new();
-        for rule in &self.rule {
+        let region = record.source.region.as_str();
+        for rule in self.rule.iter().filter(|r| {
+            (r.regions.is_empty() || r.regions.iter().any(|p| region.starts_with(p.as_str())))
+                && r.effective_from.is_none_or(|f| f <= decided)
+                && r.effective_until.is_none_or(|u| decided <= u)
+        }) {
             let refused = match rule.kind {
                 RuleKind::MonthsSinceDecision => {
                     let from = start_of(add_months(decided, rule.months.unwrap_or(0)));

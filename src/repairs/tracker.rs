@@ -76,12 +76,12 @@ impl Tracker {
                     let days_left = calendar
                         .working_days_left(now, r.decision_deadline)
                         .unwrap_or(0);
-                    if days_left < 1 && near.insert(r.id.clone()) {
+                    if days_left < 1 && near.insert(format!("{}@{}", r.id, deadline)) {
                         events::repair_deadline(&r.id, &deadline, false);
                         self.alert("repair_deadline_near", &r.id, &deadline).await;
                     }
                 }
-                State::Overdue if overdue.insert(r.id.clone()) => {
+                State::Overdue if overdue.insert(format!("{}@{}", r.id, deadline)) => {
                     events::repair_deadline(&r.id, &deadline, true);
                     self.alert("repair_overdue", &r.id, &deadline).await;
                 }
