@@ -583,3 +583,51 @@ fn silent_tls_clients_are_closed_and_cannot_take_every_slot() {
         "{metrics}"
     );
 }
+
+/// Work in flight is bounded (`server.max_inflight_mb`): when full, a push waits a little, then
+/// gets `503 busy` with `Retry-After`, and nothing of it was read; when room returns it goes in.
+#[test]
+fn a_full_in_flight_budget_answers_busy_and_recovers() {
+    let mut gw = Gateway::prepare();
+    gw.config.server.max_inflight_mb = 1;
+    gw.config.server.inflight_wait_ms = 300;
+    gw.config.server.body_read_timeout_ms = 2_000;
+    gw.spawn();
+    // A client declares 900 KB and sends only part of it: its budget stays taken.
+    let (rt, mut slow) = gw.raw_tls("medical_insurance");
+    rt.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let head = "POST /v1/records?mapping=canonical HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 900000\r\n\r\n[";
+        slow.write_all(head.as_bytes()).await.unwrap();
+        slow.flush().await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // 200 KB: more than the room the slow client left.
+    let big = format!("[{{\"pad\": \"{}\"}}]", "x".repeat(200_000));
+    let reply = gw.client("medical_insurance").post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        big.clone().into_bytes(),
+    );
+    assert_eq!(
+        reply.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["error"]["code"], "busy");
+    assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+    drop(slow);
+    drop(rt);
+    // Room again: the same push is read (and its records judged).
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        gw.client("medical_insurance")
+            .post(
+                "/v1/records?mapping=canonical",
+                "application/json",
+                big.clone().into_bytes(),
+            )
+            .status
+            != 503
+    }));
+}

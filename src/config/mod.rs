@@ -22,7 +22,7 @@ pub const DEFAULT_CERTS_DIR: &str = "certs";
 pub const DEFAULT_MAPPINGS_DIR: &str = "mappings";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// `server.max_inflight_mb`.
-pub const DEFAULT_MAX_INFLIGHT_MB: u64 = 64;
+pub const DEFAULT_MAX_INFLIGHT_MB: u64 = 4;
 /// `server.inflight_wait_ms`.
 pub const DEFAULT_INFLIGHT_WAIT_MS: u64 = 5_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
