@@ -27,6 +27,8 @@ pub enum StartError {
     Storage { path: String, message: String },
     #[error("calendar: {0}")]
     Calendar(String),
+    #[error("{0}")]
+    DiskFull(String),
     #[error("sharing: {0}")]
     Sharing(String),
     #[error("objections or repairs rules: {0}")]
@@ -75,6 +77,50 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
         path: config.storage.data_dir.display().to_string(),
         message: e.to_string(),
     })
+}
+
+/// Before sled opens the data directory: refuse to start below the free-space reserve (a start on
+/// a full disk is what leaves sled a partial snapshot), and remove such a leftover, saying so.
+fn prepare_data_dir(config: &Config) -> Result<crate::store::space::DiskGuard, StartError> {
+    let dir = &config.storage.data_dir;
+    let storage = |message: String| StartError::Storage {
+        path: dir.display().to_string(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| storage(e.to_string()))?;
+    let guard = crate::store::space::DiskGuard::new(dir, config.storage.min_free_mb);
+    if guard.check() {
+        return Err(StartError::DiskFull(format!(
+            "{}: {} MiB free, below storage.min_free_mb = {}: free space, then start again",
+            dir.display(),
+            guard.free() / (1024 * 1024),
+            config.storage.min_free_mb
+        )));
+    }
+    for path in
+        crate::store::space::remove_partial_snapshots(dir).map_err(|e| storage(e.to_string()))?
+    {
+        tracing::warn!(path = %path.display(), "removed a partial snapshot left by an interrupted start; the log it summarised is kept and replayed");
+    }
+    Ok(guard)
+}
+
+/// Measure free space every second; below the reserve the gateway is not ready and refuses work.
+async fn watch_disk(
+    disk: Arc<crate::store::space::DiskGuard>,
+    readiness: Arc<admin::Readiness>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let guard = disk.clone();
+        if let Ok(low) = tokio::task::spawn_blocking(move || guard.check()).await {
+            readiness.set_disk_low(low);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+            _ = stop.changed() => {},
+        }
+    }
 }
 
 /// The working-day calendar: the configured folder when it exists, else the built-in years.
@@ -129,6 +175,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     }
     let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config)?));
     let mappings = load_mappings(&config)?;
+    let disk = Arc::new(prepare_data_dir(&config)?);
     let store = open_store(&config)?;
     let exceptions = IdentifierExceptions::new(
         &config.validation.uscc_exceptions,
@@ -196,6 +243,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         calendar: calendar.clone(),
         objection_rules: objection_rules.clone(),
     });
+    let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         readiness.clone(),
@@ -259,7 +307,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             (config.server.max_inflight_mb * 1024) as usize,
         ))
     });
+    workers.push(disk_task);
     let app = Arc::new(App {
+        disk,
         inflight,
         repair_rules,
         objection_rules,

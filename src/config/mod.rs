@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_INFLIGHT_MB: u64 = 4;
 /// `server.inflight_wait_ms`.
 pub const DEFAULT_INFLIGHT_WAIT_MS: u64 = 5_000;
+/// `storage.min_free_mb`.
+pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
@@ -335,6 +337,10 @@ pub struct StorageConfig {
     pub durability: crate::store::Durability,
     /// sled's page cache in MiB: most of the gateway's memory. Larger caches help archive reads.
     pub cache_mb: u64,
+    /// Free space (MiB) kept on the data directory's filesystem: below it new work gets `503
+    /// storage_full`, `/readyz` is not ready and the gateway will not start, so sled never meets a
+    /// full disk; above it again the gateway resumes by itself.
+    pub min_free_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -440,6 +446,7 @@ impl Default for StorageConfig {
             data_dir: DEFAULT_DATA_DIR.into(),
             durability: crate::store::Durability::ProcessCrash,
             cache_mb: crate::store::DEFAULT_CACHE_MB,
+            min_free_mb: DEFAULT_MIN_FREE_MB,
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct App {
     pub repair_rules: crate::repairs::rules::RepairRules,
     /// KiB of request bodies in flight (`server.max_inflight_mb`); `None`: unbounded.
     pub inflight: Option<Arc<Semaphore>>,
+    /// The free-space reserve of the data directory.
+    pub disk: Arc<crate::store::space::DiskGuard>,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

@@ -56,6 +56,9 @@ pub enum ApiError {
     StorageUnavailable,
     #[error("the gateway is shutting down; send it again")]
     ShuttingDown,
+    /// Free disk space is below the operator's reserve: nothing is accepted until space returns.
+    #[error("the gateway's disk is below its free-space reserve; nothing was accepted: send it again later")]
+    StorageFull,
     /// The bound on work in flight is reached (`server.max_inflight_mb`): send it again shortly.
     #[error("the gateway has as much work in flight as it is configured to take; nothing was read, send it again")]
     Busy,
@@ -127,6 +130,7 @@ impl ApiError {
             Self::StorageUnavailable
             | Self::ShuttingDown
             | Self::Busy
+            | Self::StorageFull
             | Self::CalendarYearMissing(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -163,6 +167,7 @@ impl ApiError {
             Self::StorageUnavailable => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::Busy => "busy",
+            Self::StorageFull => "storage_full",
             Self::CalendarYearMissing(_) => "calendar_year_missing",
             Self::StandingNotAllowed => "standing_not_allowed",
             Self::StandingUnchanged(_) => "standing_unchanged",
@@ -186,6 +191,7 @@ impl ApiError {
                 | Self::StorageUnavailable
                 | Self::ShuttingDown
                 | Self::Busy
+                | Self::StorageFull
                 | Self::CalendarYearMissing(_)
         )
     }
@@ -224,6 +230,7 @@ impl ApiError {
         let retry_after = match self {
             Self::StorageUnavailable | Self::ShuttingDown => Some("5"),
             Self::Busy => Some("1"),
+            Self::StorageFull => Some("60"),
             // An operator has to add a calendar file: retrying within seconds cannot help.
             Self::CalendarYearMissing(_) => Some("3600"),
             _ => None,
@@ -275,6 +282,7 @@ mod tests {
                 | ApiError::StorageUnavailable
                 | ApiError::ShuttingDown
                 | ApiError::Busy
+                | ApiError::StorageFull
                 | ApiError::CalendarYearMissing(_)
                 | ApiError::StandingNotAllowed
                 | ApiError::StandingUnchanged(_)
@@ -331,6 +339,7 @@ mod tests {
             ApiError::StorageUnavailable,
             ApiError::ShuttingDown,
             ApiError::Busy,
+            ApiError::StorageFull,
             ApiError::CalendarYearMissing(2027),
             ApiError::StandingNotAllowed,
             ApiError::StandingUnchanged("x".into()),

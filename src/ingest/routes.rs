@@ -67,6 +67,10 @@ async fn route(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let agency = agency.ok_or(ApiError::UnknownAgency)?;
+    // Below the free-space reserve nothing new is written: refused before anything is read.
+    if req.method() == Method::POST && app.disk.is_low() {
+        return Err(ApiError::StorageFull);
+    }
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match (req.method(), segments.as_slice()) {

@@ -30,6 +30,7 @@
 //! build the writes; this module makes them durable).
 
 mod commit;
+pub mod space;
 
 pub use commit::{
     AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job,

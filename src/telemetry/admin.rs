@@ -14,14 +14,21 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+pub struct Readiness {
+    up: AtomicBool,
+    /// Free disk space below the reserve (`storage.min_free_mb`).
+    disk_low: AtomicBool,
+}
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
+        self.up.store(ready, Ordering::SeqCst);
+    }
+    pub fn set_disk_low(&self, low: bool) {
+        self.disk_low.store(low, Ordering::SeqCst);
     }
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.up.load(Ordering::SeqCst) && !self.disk_low.load(Ordering::SeqCst)
     }
 }
 

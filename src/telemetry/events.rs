@@ -304,3 +304,18 @@ pub fn connection_refused(agency: &str, why: &'static str) {
     tracing::info!(agency, why, "connection closed after the TLS handshake");
     metrics::counter!("gateway_connections_refused_total", "why" => why).increment(1);
 }
+
+/// Free space crossed the reserve (`storage.min_free_mb`).
+pub fn disk_reserve(low: bool, free: u64, reserve: u64) {
+    if low {
+        tracing::error!(free_bytes = free, reserve_bytes = reserve, "free disk space is below the reserve: new work is refused (503 storage_full) until space returns");
+    } else {
+        tracing::warn!(
+            free_bytes = free,
+            reserve_bytes = reserve,
+            "free disk space is above the reserve again: accepting work"
+        );
+    }
+    metrics::counter!("gateway_disk_reserve_crossings_total", "below" => low.to_string())
+        .increment(1);
+}
