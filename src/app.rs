@@ -105,6 +105,42 @@ fn prepare_data_dir(config: &Config) -> Result<crate::store::space::DiskGuard, S
     Ok(guard)
 }
 
+/// The commit watchdog: a commit or flush stuck past `storage.commit_stuck_ms` makes the gateway
+/// not ready, with an error log and a metric, until it finishes. Reads no storage.
+async fn watch_commits(
+    progress: Arc<crate::store::commit_progress::Progress>,
+    bound: Duration,
+    readiness: Arc<admin::Readiness>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut stuck = false;
+    while !*stop.borrow() {
+        let running = progress.stuck_for().unwrap_or_default();
+        metrics::gauge!("gateway_commit_stuck_seconds").set(if running > bound {
+            running.as_secs_f64()
+        } else {
+            0.0
+        });
+        let now_stuck = running > bound;
+        if now_stuck != stuck {
+            if now_stuck {
+                tracing::error!(
+                    running_ms = running.as_millis() as u64,
+                    "a commit is stuck: not ready until it finishes"
+                );
+            } else {
+                tracing::warn!("the stuck commit finished: ready again");
+            }
+            readiness.set_stuck(now_stuck);
+            stuck = now_stuck;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+            _ = stop.changed() => {},
+        }
+    }
+}
+
 /// Measure free space every second; below the reserve the gateway is not ready and refuses work.
 async fn watch_disk(
     disk: Arc<crate::store::space::DiskGuard>,
@@ -244,6 +280,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         objection_rules: objection_rules.clone(),
     });
     let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
+    let watchdog_task = tokio::spawn(watch_commits(
+        handle.progress.clone(),
+        Duration::from_millis(config.storage.commit_stuck_ms),
+        readiness.clone(),
+        stop_rx.clone(),
+    ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
         readiness.clone(),
@@ -252,6 +294,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         stop_rx.clone(),
     ));
     let addr_file = config.storage.data_dir.join(ADMIN_ADDR_FILE);
+    // Background work that reads the store runs on blocking threads of its own, never on the
+    // runtime's worker threads (which serve TLS, health and metrics).
     let mut workers = Vec::new();
     for destination in destinations {
         let worker = crate::delivery::Worker {
@@ -262,7 +306,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             clock: clock.clone(),
             on_delivered: Some(acknowledger(store.clone(), clock.clone())),
         };
-        workers.push(tokio::spawn(worker.run(stop_rx.clone())));
+        workers.push(crate::ingest::spawn_off_runtime(
+            worker.run(stop_rx.clone()),
+        ));
     }
     let tracker = crate::corrections::tracker::Tracker {
         store: store.clone(),
@@ -271,7 +317,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         interval: Duration::from_millis(config.corrections.check_interval_ms),
         webhook: config.corrections.alert_webhook.clone(),
     };
-    workers.push(tokio::spawn(tracker.run(stop_rx.clone())));
+    workers.push(crate::ingest::spawn_off_runtime(
+        tracker.run(stop_rx.clone()),
+    ));
     let timers = crate::ledger::timers::Timers {
         store: store.clone(),
         committer: handle.clone(),
@@ -280,7 +328,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         clock: clock.clone(),
         interval: Duration::from_millis(config.lifecycle.check_interval_ms),
     };
-    workers.push(tokio::spawn(timers.run(stop_rx.clone())));
+    workers.push(crate::ingest::spawn_off_runtime(
+        timers.run(stop_rx.clone()),
+    ));
     let objection_tracker = crate::objections::tracker::Tracker {
         store: store.clone(),
         calendar: calendar.clone(),
@@ -288,7 +338,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         interval: Duration::from_millis(config.objections.check_interval_ms),
         webhook: config.objections.alert_webhook.clone(),
     };
-    workers.push(tokio::spawn(objection_tracker.run(stop_rx.clone())));
+    workers.push(crate::ingest::spawn_off_runtime(
+        objection_tracker.run(stop_rx.clone()),
+    ));
     let repair_tracker = crate::repairs::tracker::Tracker {
         store: store.clone(),
         committer: handle.clone(),
@@ -301,13 +353,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         interval: Duration::from_millis(config.repairs.check_interval_ms),
         webhook: config.repairs.alert_webhook.clone(),
     };
-    workers.push(tokio::spawn(repair_tracker.run(stop_rx.clone())));
+    workers.push(crate::ingest::spawn_off_runtime(
+        repair_tracker.run(stop_rx.clone()),
+    ));
     let inflight = (config.server.max_inflight_mb > 0).then(|| {
         Arc::new(tokio::sync::Semaphore::new(
             (config.server.max_inflight_mb * 1024) as usize,
         ))
     });
     workers.push(disk_task);
+    workers.push(watchdog_task);
     let app = Arc::new(App {
         disk,
         inflight,

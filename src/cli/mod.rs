@@ -391,7 +391,11 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(crate::app::serve(config)) {
+    let served = runtime.block_on(crate::app::serve(config));
+    // A blocking task still running (a long scan) must not keep the process alive after it
+    // said it stopped: the runtime waits for them 5 s at most.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("credit-gateway cannot start: {e}");

@@ -21,6 +21,7 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("storage.data_dir", "The database folder."),
     ("storage.durability", "process_crash (sled flush, survives kill -9) or power_loss (also fsync every group commit)."),
     ("storage.cache_mb", "sled's page cache, most of the gateway's memory."),
+    ("storage.commit_stuck_ms", "A commit or flush running longer makes the gateway not ready (error log, gateway_commit_stuck_seconds) until it ends."),
     ("storage.min_free_mb", "Free space kept on the data filesystem: below it, 503 storage_full and not ready (and no start), so sled never meets a full disk."),
     ("tls", "Certificates. crl = \"certs/crl.pem\" adds a revocation list; SIGHUP reloads them all."),
     ("tls.certs_dir", "Development certificates are created here when absent, and read from here."),

@@ -341,6 +341,9 @@ pub struct StorageConfig {
     /// storage_full`, `/readyz` is not ready and the gateway will not start, so sled never meets a
     /// full disk; above it again the gateway resumes by itself.
     pub min_free_mb: u64,
+    /// A commit or flush running longer than this makes the gateway not ready, with an error log
+    /// and `gateway_commit_stuck_seconds`, until it finishes.
+    pub commit_stuck_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -447,6 +450,7 @@ impl Default for StorageConfig {
             durability: crate::store::Durability::ProcessCrash,
             cache_mb: crate::store::DEFAULT_CACHE_MB,
             min_free_mb: DEFAULT_MIN_FREE_MB,
+            commit_stuck_ms: 30_000,
         }
     }
 }

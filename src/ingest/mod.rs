@@ -177,6 +177,26 @@ pub async fn serve(
     }
 }
 
+/// Run a future on the blocking pool, driven by the current runtime: every storage call (sled) it
+/// makes happens there, never on the runtime's worker threads, so TLS handshakes, `/healthz`,
+/// `/readyz` and `/metrics` answer whatever the store does. `None` if the task panicked.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(fut))
+        .await
+        .ok()
+}
+
+/// A background task on a blocking thread of its own for its whole life (see [`off_runtime`]).
+pub fn spawn_off_runtime<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(fut))
+}
+
 /// Slots shared by the certificates that name no agency.
 const UNKNOWN_AGENCY_SLOTS: usize = 8;
 

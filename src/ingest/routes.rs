@@ -52,7 +52,9 @@ impl hyper::service::Service<Request<Incoming>> for ApiService {
                 .as_ref()
                 .map(|a| a.id.clone())
                 .unwrap_or_else(|| "unknown".into());
-            let result = route(&app, agency, req).await;
+            let result = super::off_runtime(async move { route(&app, agency, req).await })
+                .await
+                .unwrap_or(Err(ApiError::StorageUnavailable));
             Ok(result.unwrap_or_else(|e| {
                 events::request_refused(&agency_id, e.code(), e.status().as_u16());
                 e.into_response()

@@ -118,9 +118,50 @@ pub struct CommitJob {
     pub reply: oneshot::Sender<Result<Receipt, String>>,
 }
 
+/// When the writer and the flusher started what they are doing (for the watchdog).
+#[derive(Debug)]
+pub struct Progress {
+    origin: std::time::Instant,
+    /// Milliseconds since `origin` + 1 when the current apply began; 0 when idle.
+    applying: std::sync::atomic::AtomicU64,
+    flushing: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            applying: Default::default(),
+            flushing: Default::default(),
+        }
+    }
+
+    fn mark(&self, slot: &std::sync::atomic::AtomicU64, busy: bool) {
+        let v = if busy {
+            self.origin.elapsed().as_millis() as u64 + 1
+        } else {
+            0
+        };
+        slot.store(v, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How long the oldest unfinished apply or flush has been running.
+    pub fn stuck_for(&self) -> Option<std::time::Duration> {
+        let now = self.origin.elapsed().as_millis() as u64 + 1;
+        [&self.applying, &self.flushing]
+            .iter()
+            .map(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            .filter(|v| *v > 0)
+            .map(|since| std::time::Duration::from_millis(now.saturating_sub(since)))
+            .max()
+    }
+}
+
 /// Cheap handle to submit jobs.
 #[derive(Clone)]
 pub struct CommitterHandle {
+    /// What the writer is doing, for the watchdog.
+    pub progress: Arc<Progress>,
     tx: mpsc::Sender<Job>,
     /// Woken after every commit that queued shares.
     pub outbox_notify: Arc<Notify>,
@@ -224,6 +265,8 @@ impl Committer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let notify = Arc::new(Notify::new());
         let wake = notify.clone();
+        let progress = Arc::new(Progress::new());
+        let writer_progress = progress.clone();
         let thread = thread::Builder::new()
             .name("commit".into())
             .spawn(move || {
@@ -233,6 +276,7 @@ impl Committer {
                         clock,
                         subjects: crate::archive::SubjectCache::default(),
                         exited,
+                        progress: writer_progress,
                     },
                     head,
                     rx,
@@ -245,6 +289,7 @@ impl Committer {
                 thread: Some(thread),
             },
             CommitterHandle {
+                progress,
                 tx,
                 outbox_notify: notify,
             },
@@ -266,6 +311,7 @@ struct Writer {
     subjects: crate::archive::SubjectCache,
     /// Archive keys of exited subjects (LS Art. 20): nothing of theirs is shared.
     exited: std::collections::HashSet<String>,
+    progress: Arc<Progress>,
 }
 
 fn run(mut w: Writer, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<Notify>) {
@@ -275,9 +321,10 @@ fn run(mut w: Writer, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<N
     let (to_flusher, flusher_rx) = std::sync::mpsc::sync_channel::<Applied>(4);
     let flusher = {
         let store = store.clone();
+        let progress = w.progress.clone();
         thread::Builder::new()
             .name("commit-flush".into())
-            .spawn(move || flush_and_reply(store, flusher_rx, notify))
+            .spawn(move || flush_and_reply(store, flusher_rx, notify, progress))
     };
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -288,7 +335,10 @@ fn run(mut w: Writer, mut head: Head, mut rx: mpsc::Receiver<Job>, notify: Arc<N
             }
         }
         let started = std::time::Instant::now();
-        match commit_group(&mut w, &head, &group) {
+        w.progress.mark(&w.progress.applying, true);
+        let committed = commit_group(&mut w, &head, &group);
+        w.progress.mark(&w.progress.applying, false);
+        match committed {
             Ok((new_head, answers, queued)) => {
                 head = new_head;
                 let applied = Applied {
@@ -327,13 +377,21 @@ struct Applied {
     started: std::time::Instant,
 }
 
-fn flush_and_reply(store: Store, rx: std::sync::mpsc::Receiver<Applied>, notify: Arc<Notify>) {
+fn flush_and_reply(
+    store: Store,
+    rx: std::sync::mpsc::Receiver<Applied>,
+    notify: Arc<Notify>,
+    progress: Arc<Progress>,
+) {
     while let Ok(first) = rx.recv() {
         let mut ready = vec![first];
         while let Ok(more) = rx.try_recv() {
             ready.push(more);
         }
-        if let Err(e) = store.flush() {
+        progress.mark(&progress.flushing, true);
+        let flushed = store.flush();
+        progress.mark(&progress.flushing, false);
+        if let Err(e) = flushed {
             tracing::error!(error = %e, "flush failed; these jobs are not acknowledged");
             for applied in ready {
                 fail_all(applied.group, &e.to_string());
@@ -853,4 +911,20 @@ fn stage_reconcile(
         )?);
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_sees_how_long_an_apply_or_flush_runs() {
+        let p = Progress::new();
+        assert!(p.stuck_for().is_none(), "idle");
+        p.mark(&p.flushing, true);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(p.stuck_for().unwrap() >= std::time::Duration::from_millis(25));
+        p.mark(&p.flushing, false);
+        assert!(p.stuck_for().is_none(), "finished");
+    }
 }

@@ -32,6 +32,11 @@
 mod commit;
 pub mod space;
 
+/// The writer's progress, for the commit watchdog.
+pub mod commit_progress {
+    pub use super::commit::Progress;
+}
+
 pub use commit::{
     AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job,
     ReconcileItem, ReconcileJob,

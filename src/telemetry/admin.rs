@@ -18,6 +18,8 @@ pub struct Readiness {
     up: AtomicBool,
     /// Free disk space below the reserve (`storage.min_free_mb`).
     disk_low: AtomicBool,
+    /// A commit or flush has run longer than `storage.commit_stuck_ms`.
+    stuck: AtomicBool,
 }
 
 impl Readiness {
@@ -27,8 +29,13 @@ impl Readiness {
     pub fn set_disk_low(&self, low: bool) {
         self.disk_low.store(low, Ordering::SeqCst);
     }
+    pub fn set_stuck(&self, stuck: bool) {
+        self.stuck.store(stuck, Ordering::SeqCst);
+    }
     pub fn is_ready(&self) -> bool {
-        self.up.load(Ordering::SeqCst) && !self.disk_low.load(Ordering::SeqCst)
+        self.up.load(Ordering::SeqCst)
+            && !self.disk_low.load(Ordering::SeqCst)
+            && !self.stuck.load(Ordering::SeqCst)
     }
 }
 
@@ -71,33 +78,18 @@ pub async fn serve(
                 let metrics = metrics.clone();
                 let ops = ops.clone();
                 async move {
-                    if req.uri().path() == "/dangerous/clock" {
-                        return Ok::<_, Infallible>(dangerous_clock(&ops, &req));
+                    let path = req.uri().path().to_string();
+                    if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                        return Ok::<_, Infallible>(respond(&path, &ready, metrics.as_ref()));
                     }
-                    if req.uri().path() == "/corrections" {
-                        let _ = crate::outbox::ops::audit_command(
-                            &ops.committer,
-                            "corrections list",
-                            serde_json::json!({}),
+                    // Everything else reads the store: off the runtime's worker threads.
+                    let answer = crate::ingest::off_runtime(operator(ops, req)).await;
+                    Ok::<_, Infallible>(answer.unwrap_or_else(|| {
+                        json(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            serde_json::json!({"error": {"code": "storage_unavailable"}}),
                         )
-                        .await;
-                        return Ok::<_, Infallible>(corrections(&ops, &req));
-                    }
-                    if req.uri().path().starts_with("/outbox/") {
-                        return Ok::<_, Infallible>(outbox(&ops, &req).await);
-                    }
-                    if req.uri().path().starts_with("/repairs/") {
-                        return Ok::<_, Infallible>(repairs(&ops, &req).await);
-                    }
-                    if req.uri().path().starts_with("/objections/") {
-                        return Ok::<_, Infallible>(objections(&ops, &req).await);
-                    }
-                    if req.uri().path().starts_with("/ledger/")
-                        || req.uri().path().starts_with("/subjects/")
-                    {
-                        return Ok::<_, Infallible>(ledger(&ops, &req).await);
-                    }
-                    Ok::<_, Infallible>(respond(req.uri().path(), &ready, metrics.as_ref()))
+                    }))
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -105,6 +97,39 @@ pub async fn serve(
                 .await;
         });
     }
+}
+
+/// The operator endpoints.
+async fn operator(ops: Arc<Ops>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path == "/dangerous/clock" {
+        return dangerous_clock(&ops, &req);
+    }
+    if path == "/corrections" {
+        let _ = crate::outbox::ops::audit_command(
+            &ops.committer,
+            "corrections list",
+            serde_json::json!({}),
+        )
+        .await;
+        return corrections(&ops, &req);
+    }
+    if path.starts_with("/outbox/") {
+        return outbox(&ops, &req).await;
+    }
+    if path.starts_with("/repairs/") {
+        return repairs(&ops, &req).await;
+    }
+    if path.starts_with("/objections/") {
+        return objections(&ops, &req).await;
+    }
+    if path.starts_with("/ledger/") || path.starts_with("/subjects/") {
+        return ledger(&ops, &req).await;
+    }
+    json(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({"error": {"code": "not_found"}}),
+    )
 }
 
 /// `/outbox/stats`, `/outbox/list?destination=D&dead=1&limit=N`, `/outbox/show?key=K`,
