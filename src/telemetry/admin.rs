@@ -202,14 +202,7 @@ async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
 /// commands while the gateway runs.
 async fn ledger(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     use crate::ledger::ops::{record_holdings, set_standing, subject_holdings, OpContext, OpError};
-    let query: std::collections::HashMap<String, String> = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), crate::ingest::percent_decode(v)))
-        .collect();
+    let query = decoded_query(req);
     let q = |k: &str| query.get(k).map(String::as_str);
     let ctx = OpContext {
         store: &ops.store,
@@ -269,34 +262,15 @@ async fn ledger(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
     };
     match result {
         Ok(v) => json(StatusCode::OK, v),
-        Err(e) => {
-            let (status, code) = match &e {
-                OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
-                OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                OpError::Conflict(_) => (StatusCode::CONFLICT, "standing_unchanged"),
-                OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            };
-            json(
-                status,
-                serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
-            )
-        }
+        Err(e) => op_error(e, "standing_unchanged"),
     }
 }
 
 /// `GET /objections/list?state=S`, `GET /objections/show?id=I`,
 /// `POST /objections/accept-late?id=I&reason=R`: the CLI's `objections` commands while running.
 async fn objections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    use crate::ledger::ops::OpError;
     use crate::objections::ops::{run, Command};
-    let query: std::collections::HashMap<String, String> = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), crate::ingest::percent_decode(v)))
-        .collect();
+    let query = decoded_query(req);
     let q = |k: &str| query.get(k).cloned().unwrap_or_default();
     let command = match (req.method().as_str(), req.uri().path()) {
         ("GET", "/objections/list") => Command::List {
@@ -326,32 +300,13 @@ async fn objections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response
     };
     match run(&ctx, "operator", command).await {
         Ok(v) => json(StatusCode::OK, v),
-        Err(e) => {
-            let (status, code) = match &e {
-                OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
-                OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                OpError::Conflict(_) => (StatusCode::CONFLICT, "objection_state"),
-                OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            };
-            json(
-                status,
-                serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
-            )
-        }
+        Err(e) => op_error(e, "objection_state"),
     }
 }
 
 /// `GET /repairs/list?state=S`, `GET /repairs/show?id=I`: the CLI's `repairs` commands.
 async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    use crate::ledger::ops::OpError;
-    let query: std::collections::HashMap<String, String> = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), crate::ingest::percent_decode(v)))
-        .collect();
+    let query = decoded_query(req);
     let (state, id) = match req.uri().path() {
         "/repairs/list" => (query.get("state").cloned(), None),
         "/repairs/show" => (None, Some(query.get("id").cloned().unwrap_or_default())),
@@ -364,19 +319,36 @@ async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Fu
     };
     match crate::repairs::ops::run(&ops.store, &ops.committer, ops.clock.now(), state, id).await {
         Ok(v) => json(StatusCode::OK, v),
-        Err(e) => {
-            let (status, code) = match &e {
-                OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
-                OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-                OpError::Conflict(_) => (StatusCode::CONFLICT, "repair_state"),
-                OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            };
-            json(
-                status,
-                serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
-            )
-        }
+        Err(e) => op_error(e, "repair_state"),
     }
+}
+
+/// The query string as a map, values percent-decoded.
+fn decoded_query(
+    req: &Request<hyper::body::Incoming>,
+) -> std::collections::HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), crate::ingest::percent_decode(v)))
+        .collect()
+}
+
+/// An operator operation's error as the admin endpoint answers it; `conflict` names the 409.
+fn op_error(e: crate::ledger::ops::OpError, conflict: &'static str) -> Response<Full<Bytes>> {
+    use crate::ledger::ops::OpError;
+    let (status, code) = match &e {
+        OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+        OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        OpError::Conflict(_) => (StatusCode::CONFLICT, conflict),
+        OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+    };
+    json(
+        status,
+        serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
+    )
 }
 
 /// Tests only: `POST /dangerous/clock?set=2025-03-14T10:00:00%2B08:00` sets the manual clock.
