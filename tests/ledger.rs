@@ -618,3 +618,51 @@ fn a_lhasa_dishonesty_record_is_withdrawn_everywhere_and_marked_expired_after_th
         "kept for audit"
     );
 }
+
+/// A publication that was dead-lettered and then withdrawn must never be sent by a replay: only
+/// what still stands is replayed.
+#[test]
+fn a_replay_never_sends_a_publication_superseded_while_it_was_dead() {
+    let (_rt, mut gw, rs) = gateway(&[("provincial", "440000")]);
+    gw.spawn();
+    rs[0].set_mode(
+        credit_gateway::reference_receiver::Mode::RefuseRecord("STALE-1".into()),
+        None,
+    );
+    push(&gw, vec![penalty("STALE-1", "440106", &days_ago(10))]);
+    let dead = |gw: &Gateway| {
+        let (_, out, _) = gw.cli(&["outbox", "list", "--dead"]);
+        serde_json::from_str::<Value>(&out).unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(wait_until(Duration::from_secs(20), || dead(&gw) == 2));
+    let mut restricted = penalty("STALE-1", "440106", &days_ago(10));
+    restricted["disclosure"] = json!({"class": "restricted", "restriction": "state_secret"});
+    push(&gw, vec![restricted]);
+    assert!(
+        wait_until(Duration::from_secs(20), || dead(&gw) == 4),
+        "the withdrawals are refused too"
+    );
+    rs[0].set_mode(credit_gateway::reference_receiver::Mode::Normal, None);
+    let (code, out, err) = gw.cli(&["outbox", "replay"]);
+    assert_eq!(code, 0, "{err}");
+    let replay: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (replay["replayed"].as_u64(), replay["superseded"].as_u64()),
+        (Some(2), Some(2)),
+        "{replay}"
+    );
+    assert!(wait_until(Duration::from_secs(20), || of(
+        &rs[0], "STALE-1"
+    )
+    .len()
+        == 2));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        of(&rs[0], "STALE-1").iter().all(|s| s.kind == "withdrawal"),
+        "{:?}",
+        kinds(&rs[0], "STALE-1")
+    );
+}

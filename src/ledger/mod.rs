@@ -433,6 +433,33 @@ fn empty_object() -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::NULL.to_owned()
 }
 
+/// Whether a queued (or dead-lettered) share of the ledger was superseded since: a later
+/// publication or a withdrawal of the same record on the same platform and channel. Shares the
+/// ledger does not know (notices, forwarded corrections, data from before the ledger) are not.
+pub fn is_superseded(store: &Store, entry: &Entry) -> bool {
+    if !matches!(entry.kind, Kind::Share | Kind::Correction | Kind::Marking) {
+        return false;
+    }
+    let Ok(Some(head)) = store.get_json::<crate::archive::RecordHead>(
+        &crate::archive::record_head_key(&entry.agency, &entry.record_id),
+    ) else {
+        return false;
+    };
+    let Ok(ledger) = Ledger::of_head(&head) else {
+        return false;
+    };
+    ledger
+        .holdings
+        .iter()
+        .filter(|h| h.destination == entry.destination && h.channel == entry.channel)
+        .any(|h| {
+            h.events
+                .iter()
+                .position(|e| e.idempotency_key == entry.idempotency_key)
+                .is_some_and(|i| i + 1 < h.events.len())
+        })
+}
+
 /// The acknowledgement key of one share.
 pub fn ack_key(idempotency_key: &str) -> String {
     format!("lak/{idempotency_key}")

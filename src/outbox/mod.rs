@@ -281,19 +281,30 @@ pub fn display_key(key: &str) -> String {
     key.replace(SEP, "/")
 }
 
-/// The writes that move every dead letter of `dest` (or all) back into the queue, keeping each
-/// idempotency key; returns (writes, removals, count).
-#[allow(clippy::type_complexity)]
+/// What a replay does.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub writes: Vec<(String, Vec<u8>)>,
+    /// Dead letters taken out of the dead-letter store (replayed or dropped).
+    pub removes: Vec<String>,
+    pub replayed: usize,
+    /// Dead letters `keep` refused: a later share superseded them (dropped, not sent).
+    pub superseded: usize,
+}
+
+/// Move every dead letter of `dest` (or all) back into the queue, keeping each idempotency key,
+/// unless `keep` says it was superseded since (then it is dropped: a publication withdrawn or
+/// replaced meanwhile must never reach the platform after what superseded it).
 pub fn replay_writes(
     store: &Store,
     dest: Option<&str>,
-) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>, usize), StoreError> {
+    keep: impl Fn(&Entry) -> bool,
+) -> Result<Replay, StoreError> {
     let prefix = match dest {
         Some(d) => format!("dlq/{d}{SEP}"),
         None => "dlq/".into(),
     };
-    let mut writes = Vec::new();
-    let mut removes = Vec::new();
+    let mut replay = Replay::default();
     for item in store.raw().scan_prefix(prefix.as_bytes()) {
         let (k, v) = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
@@ -301,9 +312,13 @@ pub fn replay_writes(
             key: key.clone(),
             message: e.to_string(),
         })?;
-        writes.push(enqueue_write(store, &dead.entry)?);
-        removes.push(key);
+        if keep(&dead.entry) {
+            replay.writes.push(enqueue_write(store, &dead.entry)?);
+            replay.replayed += 1;
+        } else {
+            replay.superseded += 1;
+        }
+        replay.removes.push(key);
     }
-    let n = removes.len();
-    Ok((writes, removes, n))
+    Ok(replay)
 }

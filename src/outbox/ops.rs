@@ -108,17 +108,29 @@ pub async fn replay(
     committer: &CommitterHandle,
     destination: Option<&str>,
 ) -> Result<Value, StoreError> {
-    let (writes, removes, count) = {
+    let replay = {
         let (store, destination) = (store.clone(), destination.map(String::from));
-        blocking(move || replay_writes(&store, destination.as_deref())).await?
+        blocking(move || {
+            replay_writes(&store, destination.as_deref(), |entry| {
+                !crate::ledger::is_superseded(&store, entry)
+            })
+        })
+        .await?
     };
     events::operator_action("outbox_replay", destination.unwrap_or("*"));
     let mut data = Map::new();
     data.insert("destination".into(), json!(destination.unwrap_or("*")));
-    data.insert("replayed".into(), json!(count));
+    data.insert("replayed".into(), json!(replay.replayed));
+    data.insert("superseded".into(), json!(replay.superseded));
     let head = committer
-        .apply("operator_outbox_replay", data, writes, removes, Vec::new())
+        .apply(
+            "operator_outbox_replay",
+            data,
+            replay.writes,
+            replay.removes,
+            Vec::new(),
+        )
         .await?;
     committer.outbox_notify.notify_waiters();
-    Ok(json!({ "replayed": count, "audit": head }))
+    Ok(json!({ "replayed": replay.replayed, "superseded": replay.superseded, "audit": head }))
 }
