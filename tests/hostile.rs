@@ -593,14 +593,20 @@ fn a_full_in_flight_budget_answers_busy_and_recovers() {
     gw.config.server.inflight_wait_ms = 300;
     gw.config.server.body_read_timeout_ms = 2_000;
     gw.spawn();
-    // A client declares 900 KB and sends only part of it: its budget stays taken.
-    let (rt, mut slow) = gw.raw_tls("medical_insurance");
-    rt.block_on(async {
-        use tokio::io::AsyncWriteExt;
-        let head = "POST /v1/records?mapping=canonical HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 900000\r\n\r\n[";
-        slow.write_all(head.as_bytes()).await.unwrap();
-        slow.flush().await.unwrap();
-    });
+    // Two clients declare 900 KB each and send only part of it: one request takes at most half
+    // the budget, so together they hold all of it.
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, mut tls) = gw.raw_tls("medical_insurance");
+            rt.block_on(async {
+                use tokio::io::AsyncWriteExt;
+                let head = "POST /v1/records?mapping=canonical HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 900000\r\n\r\n[";
+                tls.write_all(head.as_bytes()).await.unwrap();
+                tls.flush().await.unwrap();
+            });
+            (rt, tls)
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     // 200 KB: more than the room the slow client left.
     let big = format!("[{{\"pad\": \"{}\"}}]", "x".repeat(200_000));
@@ -618,7 +624,6 @@ fn a_full_in_flight_budget_answers_busy_and_recovers() {
     assert_eq!(reply.json()["error"]["code"], "busy");
     assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
     drop(slow);
-    drop(rt);
     // Room again: the same push is read (and its records judged).
     assert!(common::wait_until(Duration::from_secs(10), || {
         gw.client("medical_insurance")

@@ -180,14 +180,26 @@ pub async fn serve(
 /// Run a future on the blocking pool, driven by the current runtime: every storage call (sled) it
 /// makes happens there, never on the runtime's worker threads, so TLS handshakes, `/healthz`,
 /// `/readyz` and `/metrics` answer whatever the store does. `None` if the task panicked.
+///
+/// At most [`BLOCKING_REQUESTS`] run at once; the rest wait here, on the runtime, holding no
+/// thread. Each may start one more blocking task of its own (parsing, a scan), so requests,
+/// their nested tasks and the background workers together stay far below tokio's 512 blocking
+/// threads: a request never waits for a thread that other requests hold.
 pub(crate) async fn off_runtime<T: Send + 'static>(
     fut: impl std::future::Future<Output = T> + Send + 'static,
 ) -> Option<T> {
+    let permit = BLOCKING_SLOTS.acquire().await.ok()?;
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(fut))
+    let out = tokio::task::spawn_blocking(move || handle.block_on(fut))
         .await
-        .ok()
+        .ok();
+    drop(permit);
+    out
 }
+
+/// Requests handled on the blocking pool at once (see [`off_runtime`]).
+pub const BLOCKING_REQUESTS: usize = 128;
+static BLOCKING_SLOTS: Semaphore = Semaphore::const_new(BLOCKING_REQUESTS);
 
 /// A background task on a blocking thread of its own for its whole life (see [`off_runtime`]).
 pub fn spawn_off_runtime<T: Send + 'static>(

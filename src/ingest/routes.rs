@@ -73,6 +73,17 @@ async fn route(
     if req.method() == Method::POST && app.disk.is_low() {
         return Err(ApiError::StorageFull);
     }
+    // A commit stuck past its bound: new work would only pile up behind it.
+    let stuck_bound = Duration::from_millis(app.config.storage.commit_stuck_ms);
+    if req.method() == Method::POST
+        && app
+            .committer
+            .progress
+            .stuck_for()
+            .is_some_and(|d| d > stuck_bound)
+    {
+        return Err(ApiError::StorageUnavailable);
+    }
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match (req.method(), segments.as_slice()) {
@@ -270,15 +281,22 @@ async fn reserve_inflight(
     let Some(budget) = &app.inflight else {
         return Ok(None);
     };
+    let limit = app.config.server.max_body_bytes;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(app.config.server.max_body_bytes)
-        .min(app.config.server.max_body_bytes);
+        .and_then(|v| v.parse::<u64>().ok());
+    // Too large is the sender's to fix, not a reason to wait: 413 before any budget.
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
     let total = app.config.server.max_inflight_mb * 1024;
-    let kib = (declared / 1024 + 1).min(total).min(u64::from(u32::MAX)) as u32;
+    // One request takes at most half the budget, so a large (or undeclared) body cannot shut out
+    // every other agency's pushes.
+    let kib = (declared.unwrap_or(limit) / 1024 + 1)
+        .min((total / 2).max(1))
+        .min(u64::from(u32::MAX)) as u32;
     let wait = Duration::from_millis(app.config.server.inflight_wait_ms);
     match tokio::time::timeout(wait, budget.clone().acquire_many_owned(kib)).await {
         Ok(Ok(permit)) => Ok(Some(permit)),
