@@ -15,6 +15,9 @@
 //! - [`lifecycle`]: public-notice periods, retention and exit: until when (LS Arts. 20, 27; GD Art.
 //!   38);
 //! - [`ledger`]: the publication ledger: what each platform holds, withdrawals, timers;
+//! - [`objections`]: 异议 and the marks that travel with shares (LS Arts. 21-23, GD Arts. 32-34);
+//! - [`repairs`]: 信用修复, its eligibility, publicity and completion (LS Arts. 36-42, GD Arts.
+//!   35-39);
 //! - [`corrections`]: corrections within three working days (GD Art. 31), on the [`calendar`];
 //! - [`outbox`], [`delivery`]: the durable queues and the senders;
 //! - [`audit`]: the tamper-evident hash chain of every exchange (GD Art. 12, LS Art. 43);
