@@ -573,6 +573,27 @@ fn silent_tls_clients_are_closed_and_cannot_take_every_slot() {
         });
         assert!(closed, "a silent connection is still open");
     }
+    // A connection beyond the agency's slots gets an answer it can act on, not a bare close.
+    let held: Vec<_> = (0..10).map(|_| gw.raw_tls("tax")).collect();
+    let (rt, mut extra) = gw.raw_tls("tax");
+    let answer = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        extra
+            .write_all(b"GET /v1/mappings HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .map(|r| r.unwrap_or(0))
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("agency_connections_full"),
+        "{answer}"
+    );
+    drop(held);
     let (_, metrics) = gw.admin_get("/metrics");
     assert!(
         metrics.contains("gateway_connections_refused_total{why=\"silent_client\"}"),

@@ -132,10 +132,24 @@ pub async fn serve(
                 .and_then(|cert| app.registry.identify(cert.as_ref()));
             let who = agency.as_ref().map(|a| a.id.clone());
             let Some(_slot) = slots.take(who.as_deref()) else {
-                return events::connection_refused(
+                events::connection_refused(
                     who.as_deref().unwrap_or("unknown"),
                     "agency_slots_full",
                 );
+                // Answer the one request it sends (503, Retry-After) rather than just closing, so
+                // a client backs off instead of reconnecting in a loop; then close.
+                let svc = hyper::service::service_fn(|_req| async {
+                    let mut resp = respond::ApiError::AgencyConnectionsFull.into_response();
+                    resp.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc);
+                let _ = tokio::time::timeout(first_byte_timeout, conn).await;
+                return;
             };
             // hyper's header timeout starts at the first byte: a client that completes TLS and
             // then says nothing is cut off here instead of holding its slot for ever.

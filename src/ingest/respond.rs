@@ -59,6 +59,9 @@ pub enum ApiError {
     /// Free disk space is below the operator's reserve: nothing is accepted until space returns.
     #[error("the gateway's disk is below its free-space reserve; nothing was accepted: send it again later")]
     StorageFull,
+    /// This agency holds all its connection slots (`server.max_connections_per_agency`).
+    #[error("this agency already holds all the connections it may; use an open one, or send it again shortly")]
+    AgencyConnectionsFull,
     /// The bound on work in flight is reached (`server.max_inflight_mb`): send it again shortly.
     #[error("the gateway has as much work in flight as it is configured to take; nothing was read, send it again")]
     Busy,
@@ -131,6 +134,7 @@ impl ApiError {
             | Self::ShuttingDown
             | Self::Busy
             | Self::StorageFull
+            | Self::AgencyConnectionsFull
             | Self::CalendarYearMissing(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -168,6 +172,7 @@ impl ApiError {
             Self::ShuttingDown => "shutting_down",
             Self::Busy => "busy",
             Self::StorageFull => "storage_full",
+            Self::AgencyConnectionsFull => "agency_connections_full",
             Self::CalendarYearMissing(_) => "calendar_year_missing",
             Self::StandingNotAllowed => "standing_not_allowed",
             Self::StandingUnchanged(_) => "standing_unchanged",
@@ -192,6 +197,7 @@ impl ApiError {
                 | Self::ShuttingDown
                 | Self::Busy
                 | Self::StorageFull
+                | Self::AgencyConnectionsFull
                 | Self::CalendarYearMissing(_)
         )
     }
@@ -231,6 +237,7 @@ impl ApiError {
             Self::StorageUnavailable | Self::ShuttingDown => Some("5"),
             Self::Busy => Some("1"),
             Self::StorageFull => Some("60"),
+            Self::AgencyConnectionsFull => Some("1"),
             // An operator has to add a calendar file: retrying within seconds cannot help.
             Self::CalendarYearMissing(_) => Some("3600"),
             _ => None,
@@ -283,6 +290,7 @@ mod tests {
                 | ApiError::ShuttingDown
                 | ApiError::Busy
                 | ApiError::StorageFull
+                | ApiError::AgencyConnectionsFull
                 | ApiError::CalendarYearMissing(_)
                 | ApiError::StandingNotAllowed
                 | ApiError::StandingUnchanged(_)
@@ -340,6 +348,7 @@ mod tests {
             ApiError::ShuttingDown,
             ApiError::Busy,
             ApiError::StorageFull,
+            ApiError::AgencyConnectionsFull,
             ApiError::CalendarYearMissing(2027),
             ApiError::StandingNotAllowed,
             ApiError::StandingUnchanged("x".into()),
