@@ -310,8 +310,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Open connections one agency may hold, so that one agency (or a stolen certificate) cannot
     /// take every slot; beyond it a new connection is answered `503 agency_connections_full`
-    /// and closed. Certificates
-    /// naming no agency share 8 slots and get only `403 unknown_agency`.
+    /// and closed. Certificates naming no agency share 8 slots and get only `403 unknown_agency`.
     pub max_connections_per_agency: usize,
     /// Request bodies being read, parsed and committed at once, in MiB (declared lengths; an
     /// undeclared body counts as `max_body_bytes`). When full, a push waits up to

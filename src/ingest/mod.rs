@@ -117,6 +117,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let slots = slots.clone();
+        let mut conn_stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -154,7 +155,13 @@ pub async fn serve(
             // hyper's header timeout starts at the first byte: a client that completes TLS and
             // then says nothing is cut off here instead of holding its slot for ever.
             let mut io = tokio::io::BufReader::new(tls);
-            match tokio::time::timeout(first_byte_timeout, io.fill_buf()).await {
+            // A connection that has sent nothing yet when shutdown begins is simply closed.
+            let first = tokio::select! {
+                r = tokio::time::timeout(first_byte_timeout, io.fill_buf()) => Some(r),
+                _ = conn_stop.changed() => None,
+            };
+            let Some(first) = first else { return };
+            match first {
                 Ok(Ok(bytes)) if !bytes.is_empty() => {}
                 _ => {
                     return events::connection_refused(
