@@ -32,6 +32,8 @@ use std::path::Path;
 use serde::Deserialize;
 use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
 
+pub mod warnings;
+
 /// China Standard Time.
 pub const CHINA_OFFSET: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
     Ok(o) => o,

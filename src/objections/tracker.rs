@@ -3,12 +3,12 @@
 //! once per objection when one under review has less than one working day left and once when it
 //! becomes overdue (LS Art. 23: 15 working days).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::{list, State};
+use crate::calendar::warnings::{Due, Warnings};
 use crate::calendar::SharedCalendar;
 use crate::clock::SharedClock;
 use crate::store::Store;
@@ -24,9 +24,9 @@ pub struct Tracker {
 
 impl Tracker {
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let (mut near, mut overdue) = (HashSet::new(), HashSet::new());
+        let mut warnings = Warnings::default();
         loop {
-            self.check(&mut near, &mut overdue).await;
+            self.check(&mut warnings).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {},
                 _ = stop.changed() => return,
@@ -34,7 +34,7 @@ impl Tracker {
         }
     }
 
-    async fn check(&self, near: &mut HashSet<String>, overdue: &mut HashSet<String>) {
+    async fn check(&self, warnings: &mut Warnings) {
         let now = self.clock.now();
         let store = self.store.clone();
         let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await else {
@@ -42,7 +42,6 @@ impl Tracker {
         };
         let calendar = self.calendar.current();
         let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
-        let mut nearest: Option<i64> = None;
         for listed in &all {
             let o = &listed.objection;
             let state = match listed.state {
@@ -56,22 +55,21 @@ impl Tracker {
             let Some(deadline) = o.review_deadline else {
                 continue;
             };
-            let text = crate::clock::rfc3339(deadline);
-            match listed.state {
-                State::UnderReview => {
-                    let left = (deadline - now).whole_seconds();
-                    nearest = Some(nearest.map_or(left, |n| n.min(left)));
-                    let days_left = calendar.working_days_left(now, deadline).unwrap_or(0);
-                    if days_left < 1 && near.insert(format!("{}@{}", o.id, text)) {
-                        events::objection_deadline(&o.id, &text, false);
-                        self.alert("objection_deadline_near", &o.id, &text).await;
-                    }
-                }
-                State::Overdue if overdue.insert(format!("{}@{}", o.id, text)) => {
-                    events::objection_deadline(&o.id, &text, true);
-                    self.alert("objection_overdue", &o.id, &text).await;
-                }
-                _ => {}
+            let due = match listed.state {
+                State::UnderReview => warnings.open(&o.id, deadline, now, &calendar),
+                State::Overdue => warnings.overdue(&o.id, deadline),
+                _ => None,
+            };
+            if let Some(due) = due {
+                let text = crate::clock::rfc3339(deadline);
+                let overdue = due == Due::Overdue;
+                events::objection_deadline(&o.id, &text, overdue);
+                let event = if overdue {
+                    "objection_overdue"
+                } else {
+                    "objection_deadline_near"
+                };
+                self.alert(event, &o.id, &text).await;
             }
         }
         for state in [
@@ -85,7 +83,7 @@ impl Tracker {
                 .set(counts.get(state).copied().unwrap_or(0) as f64);
         }
         metrics::gauge!("gateway_objections_nearest_deadline_seconds")
-            .set(nearest.unwrap_or(0) as f64);
+            .set(warnings.take_nearest() as f64);
     }
 
     async fn alert(&self, event: &str, id: &str, deadline: &str) {

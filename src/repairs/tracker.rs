@@ -3,13 +3,13 @@
 //! repairs by state, and warns (log, metric and optional webhook) once per repair when a decision
 //! has less than one working day left and once when it is overdue (LS Art. 40).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::flow::Context;
 use super::{list, State};
+use crate::calendar::warnings::{Due, Warnings};
 use crate::telemetry::events;
 
 pub struct Tracker {
@@ -27,9 +27,9 @@ pub struct Tracker {
 
 impl Tracker {
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let (mut near, mut overdue) = (HashSet::new(), HashSet::new());
+        let mut warnings = Warnings::default();
         loop {
-            self.check(&mut near, &mut overdue).await;
+            self.check(&mut warnings).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {},
                 _ = stop.changed() => return,
@@ -37,7 +37,7 @@ impl Tracker {
         }
     }
 
-    async fn check(&self, near: &mut HashSet<String>, overdue: &mut HashSet<String>) {
+    async fn check(&self, warnings: &mut Warnings) {
         let now = self.clock.now();
         let store = self.store.clone();
         let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await else {
@@ -55,7 +55,6 @@ impl Tracker {
             now,
         };
         let mut counts = std::collections::BTreeMap::<String, u64>::new();
-        let mut nearest: Option<i64> = None;
         for listed in &all {
             let r = &listed.repair;
             let state = serde_json::to_value(listed.state)
@@ -70,22 +69,22 @@ impl Tracker {
                         tracing::error!(repair = %r.id, error = %e, "cannot complete the repair; trying again");
                     }
                 }
-                State::UnderReview => {
-                    let left = (r.decision_deadline - now).whole_seconds();
-                    nearest = Some(nearest.map_or(left, |n: i64| n.min(left)));
-                    let days_left = calendar
-                        .working_days_left(now, r.decision_deadline)
-                        .unwrap_or(0);
-                    if days_left < 1 && near.insert(format!("{}@{}", r.id, deadline)) {
-                        events::repair_deadline(&r.id, &deadline, false);
-                        self.alert("repair_deadline_near", &r.id, &deadline).await;
-                    }
-                }
-                State::Overdue if overdue.insert(format!("{}@{}", r.id, deadline)) => {
-                    events::repair_deadline(&r.id, &deadline, true);
-                    self.alert("repair_overdue", &r.id, &deadline).await;
-                }
                 _ => {}
+            }
+            let due = match listed.state {
+                State::UnderReview => warnings.open(&r.id, r.decision_deadline, now, &calendar),
+                State::Overdue => warnings.overdue(&r.id, r.decision_deadline),
+                _ => None,
+            };
+            if let Some(due) = due {
+                let overdue = due == Due::Overdue;
+                events::repair_deadline(&r.id, &deadline, overdue);
+                let event = if overdue {
+                    "repair_overdue"
+                } else {
+                    "repair_deadline_near"
+                };
+                self.alert(event, &r.id, &deadline).await;
             }
         }
         for state in [
@@ -100,7 +99,7 @@ impl Tracker {
                 .set(counts.get(state).copied().unwrap_or(0) as f64);
         }
         metrics::gauge!("gateway_repairs_nearest_deadline_seconds")
-            .set(nearest.unwrap_or(0) as f64);
+            .set(warnings.take_nearest() as f64);
     }
 
     async fn alert(&self, event: &str, id: &str, deadline: &str) {
