@@ -33,6 +33,8 @@ pub enum StartError {
     Sharing(String),
     #[error("objections or repairs rules: {0}")]
     Objections(String),
+    #[error("evaluation: {0}")]
+    Evaluation(String),
     #[error("delivery: {0}")]
     Delivery(#[from] crate::delivery::SetupError),
     #[error("cannot listen on {addr}: {source}")]
@@ -240,6 +242,30 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .map_err(|e| StartError::Objections(e.to_string()))?;
     let repair_rules = crate::repairs::rules::RepairRules::load(&config.repair_rules_path())
         .map_err(|e| StartError::Objections(e.to_string()))?;
+    let evaluation = if config.evaluation.enabled {
+        let profiles = crate::evaluation::profile::Profiles::load(&config.scoring_profiles_dir())
+            .map_err(|e| StartError::Evaluation(e.to_string()))?;
+        tracing::info!(
+            profiles = profiles.len(),
+            hash = profiles.hash(),
+            "scoring profiles loaded"
+        );
+        Some(crate::evaluation::engine::Engine {
+            store: store.clone(),
+            profiles: Arc::new(profiles),
+            router: router.clone(),
+            exceptions: exceptions.clone(),
+            destinations: config.destinations.clone(),
+            agency: config.evaluation.agency.clone(),
+        })
+    } else {
+        None
+    };
+    let authority = crate::evaluation::authz::Authority::load(
+        &config.evaluation.authorization_keys,
+        &config.evaluation.authorization_issuers,
+    )
+    .map_err(|e| StartError::Evaluation(e.to_string()))?;
     let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
         .map_err(StartError::Sharing)?;
     let destinations = config
@@ -278,6 +304,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         exceptions: exceptions.clone(),
         calendar: calendar.clone(),
         objection_rules: objection_rules.clone(),
+        evaluation: evaluation.clone(),
     });
     let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
     let watchdog_task = tokio::spawn(watch_commits(
@@ -356,6 +383,19 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     workers.push(crate::ingest::spawn_off_runtime(
         repair_tracker.run(stop_rx.clone()),
     ));
+    if let Some(engine) = &evaluation {
+        let worker = crate::evaluation::worker::Worker {
+            engine: engine.clone(),
+            committer: handle.clone(),
+            clock: clock.clone(),
+            interval: Duration::from_millis(config.evaluation.check_interval_ms),
+            cycle_batch: config.evaluation.cycle_batch,
+            cycle_pace: Duration::from_millis(config.evaluation.cycle_pace_ms),
+        };
+        workers.push(crate::ingest::spawn_off_runtime(
+            worker.run(stop_rx.clone()),
+        ));
+    }
     let inflight = (config.server.max_inflight_mb > 0).then(|| {
         Arc::new(tokio::sync::Semaphore::new(
             (config.server.max_inflight_mb * 1024) as usize,
@@ -364,6 +404,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     workers.push(disk_task);
     workers.push(watchdog_task);
     let app = Arc::new(App {
+        evaluation,
+        authority,
         disk,
         inflight,
         repair_rules,

@@ -34,6 +34,7 @@ pub mod config;
 pub mod corrections;
 pub mod delivery;
 pub mod disclosure;
+pub mod evaluation;
 pub mod identity;
 pub mod ingest;
 pub mod ledger;

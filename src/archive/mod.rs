@@ -176,7 +176,36 @@ pub struct Staging {
     heads: HashMap<String, RecordHead>,
     dirty: Vec<String>,
     subjects: HashMap<String, SubjectEntry>,
+    /// Subjects whose archive this group changes (a version, a mark, an expiry, a standing).
+    touched: std::collections::BTreeSet<String>,
+    /// Written under `chg/{subject}` for every touched subject: distinct for every group.
+    pub stamp: String,
     pub writes: Vec<(String, Vec<u8>)>,
+}
+
+/// `chg/{archive_key}`: present while a change to the subject's archive has not been taken up by
+/// whoever follows changes (the evaluation worker). Its value is the stamp of the group that
+/// wrote it last, so a follower removes it only when no later change came in meanwhile.
+pub fn changed_key(archive_key: &str) -> String {
+    format!("chg/{archive_key}")
+}
+
+/// Up to `limit` subjects with an untaken change: (key, archive key, stamp).
+pub fn changed_subjects(
+    store: &Store,
+    limit: usize,
+) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for item in store.raw().scan_prefix(b"chg/") {
+        let (k, v) = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let subject = key["chg/".len()..].to_string();
+        out.push((key, subject, v.to_vec()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// Subjects the writer knows to be stored with this name (saves a read per record); bounded.
@@ -218,6 +247,7 @@ impl Staging {
         canonical: &[u8],
         receipt_id: &str,
         now: &str,
+        touch: bool,
     ) -> Result<(Outcome, u32, Option<RecordHead>), StoreError> {
         let head_key = record_head_key(&record.source.agency, &record.source.record_id);
         let previous = match self.heads.get(&head_key) {
@@ -276,6 +306,9 @@ impl Staging {
             self.dirty.push(head_key.clone());
         }
         self.heads.insert(head_key, head);
+        if touch {
+            self.touched.insert(subject.clone());
+        }
         if !subjects.knows(&subject, &record.subject.name) {
             self.stage_subject(store, record, &subject, now)?;
             subjects.remember(&subject, &record.subject.name);
@@ -327,6 +360,7 @@ impl Staging {
         let key = subject_key(archive_key);
         self.writes.push((key.clone(), to_bytes(&entry)));
         self.subjects.insert(key, entry);
+        self.touched.insert(archive_key.to_string());
     }
 
     /// Apply a change to a record's marks.
@@ -341,6 +375,7 @@ impl Staging {
         if let Some(mark) = &change.add {
             head.marks.push(mark.clone());
         }
+        self.touched.insert(head.subject.clone());
         if !self.heads.contains_key(&key) {
             self.dirty.push(key.clone());
         }
@@ -364,6 +399,7 @@ impl Staging {
             return Ok(());
         }
         head.expired_at = Some(at);
+        self.touched.insert(head.subject.clone());
         if !self.heads.contains_key(&key) {
             self.dirty.push(key.clone());
         }
@@ -373,6 +409,10 @@ impl Staging {
 
     /// Every write of the group: versions, subjects, then the final state of each changed head.
     pub fn into_writes(mut self) -> Vec<(String, Vec<u8>)> {
+        for subject in std::mem::take(&mut self.touched) {
+            self.writes
+                .push((changed_key(&subject), self.stamp.as_bytes().to_vec()));
+        }
         for key in std::mem::take(&mut self.dirty) {
             if let Some(head) = self.heads.get(&key) {
                 let bytes = to_bytes(head);
@@ -516,6 +556,27 @@ pub fn records_of(store: &Store, archive_key: &str) -> Result<Vec<(String, Strin
             {
                 out.push((agency.to_string(), record_id.to_string()));
             }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether this group changes the subject's archive.
+impl Staging {
+    pub fn touches(&self, archive_key: &str) -> bool {
+        self.touched.contains(archive_key)
+    }
+}
+
+/// The current version of every record in a subject's archive, with its head, in key order.
+pub fn current_records(
+    store: &Store,
+    archive_key: &str,
+) -> Result<Vec<(RecordHead, Version, String, String)>, StoreError> {
+    let mut out = Vec::new();
+    for (agency, record_id) in records_of(store, archive_key)? {
+        if let Some((head, version)) = current_version(store, &agency, &record_id)? {
+            out.push((head, version, agency, record_id));
         }
     }
     Ok(out)

@@ -53,6 +53,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub objections: ObjectionsConfig,
     pub repairs: RepairsConfig,
+    pub evaluation: EvaluationConfig,
     /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -152,6 +153,49 @@ impl Default for RepairsConfig {
             rules: None,
             check_interval_ms: 60_000,
             alert_webhook: None,
+        }
+    }
+}
+
+/// Credit evaluation (GD Arts. 17-22, 29; LS Arts. 19-21, 27, 30).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    /// Compute grades from the archive. Off: nothing is evaluated, queried or published.
+    pub enabled: bool,
+    /// The scoring profiles folder (default `<mappings.dir>/scoring`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<PathBuf>,
+    /// The agency id results, published results and linked records are recorded under.
+    pub agency: String,
+    /// How often changed subjects and due evaluation timers are taken up.
+    pub check_interval_ms: u64,
+    /// Subjects evaluated per step of the yearly cycle.
+    pub cycle_batch: usize,
+    /// Pause between two steps of the yearly cycle (spreads a province's re-evaluation out).
+    pub cycle_pace_ms: u64,
+    /// Ed25519 public keys (PEM) of the authorized-query token issuers (GD Art. 21). None: the
+    /// authorized query answers 503 authorization_not_configured.
+    pub authorization_keys: Vec<PathBuf>,
+    /// Accepted `iss` values of authorization tokens.
+    pub authorization_issuers: Vec<String>,
+    /// Agencies that may publish a year's results through the API (LS Art. 24: the city medical
+    /// security department publishes).
+    pub publishers: Vec<String>,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            profiles: None,
+            agency: "credit_evaluation".into(),
+            check_interval_ms: 2_000,
+            cycle_batch: 256,
+            cycle_pace_ms: 0,
+            authorization_keys: Vec::new(),
+            authorization_issuers: vec!["medical_insurance_platform".into()],
+            publishers: vec!["medical_insurance".into()],
         }
     }
 }
@@ -512,6 +556,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             objections: ObjectionsConfig::default(),
             repairs: RepairsConfig::default(),
+            evaluation: EvaluationConfig::default(),
             destinations: default_destinations(),
         }
     }
@@ -637,6 +682,17 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             bad("server.max_body_bytes must be above 0".into());
+        }
+        if self.evaluation.agency.trim().is_empty()
+            || self.agencies.iter().any(|a| a.id == self.evaluation.agency)
+        {
+            bad(format!(
+                "evaluation.agency {:?} must be a non-empty id no connecting agency uses: results are recorded under it",
+                self.evaluation.agency
+            ));
+        }
+        if self.evaluation.cycle_batch == 0 || self.evaluation.check_interval_ms == 0 {
+            bad("evaluation.cycle_batch and evaluation.check_interval_ms must be above 0".into());
         }
         if self.server.max_connections == 0 {
             bad("server.max_connections must be above 0".into());
@@ -777,6 +833,13 @@ impl Config {
             .rules
             .clone()
             .unwrap_or_else(|| self.mappings.dir.join("rules").join("repair.toml"))
+    }
+
+    pub fn scoring_profiles_dir(&self) -> PathBuf {
+        self.evaluation
+            .profiles
+            .clone()
+            .unwrap_or_else(|| self.mappings.dir.join("scoring"))
     }
 
     pub fn calendar_dir(&self) -> PathBuf {

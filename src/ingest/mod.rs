@@ -62,6 +62,10 @@ pub struct App {
     pub inflight: Option<Arc<Semaphore>>,
     /// The free-space reserve of the data directory.
     pub disk: Arc<crate::store::space::DiskGuard>,
+    /// Credit evaluation; `None` when `evaluation.enabled` is off.
+    pub evaluation: Option<crate::evaluation::engine::Engine>,
+    /// Verifies authorized-query tokens (GD Art. 21).
+    pub authority: crate::evaluation::authz::Authority,
 }
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace

@@ -148,6 +148,8 @@ pub async fn recheck_all(
                     marks: Vec::new(),
                     enqueue: Vec::new(),
                     subject: None,
+                    records: Vec::new(),
+                    clear_if: Vec::new(),
                     reply,
                 })
                 .await?;
@@ -255,6 +257,8 @@ pub async fn change_standing(
             marks: Vec::new(),
             enqueue: Vec::new(),
             subject: Some((archive_key.clone(), entry)),
+            records: Vec::new(),
+            clear_if: Vec::new(),
             reply,
         })
         .await?;
@@ -303,6 +307,8 @@ pub async fn change_standing(
                 marks: Vec::new(),
                 enqueue: Vec::new(),
                 subject: None,
+                records: Vec::new(),
+                clear_if: Vec::new(),
                 reply,
             })
             .await?;

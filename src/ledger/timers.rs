@@ -89,6 +89,8 @@ impl Timers {
                     marks: Vec::new(),
                     enqueue: Vec::new(),
                     subject: None,
+                    records: Vec::new(),
+                    clear_if: Vec::new(),
                     reply,
                 })
                 .await?;

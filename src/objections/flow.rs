@@ -557,6 +557,8 @@ async fn commit(
             marks,
             enqueue,
             subject: None,
+            records: Vec::new(),
+            clear_if: Vec::new(),
             reply,
         })
         .await?;

@@ -78,7 +78,26 @@ pub struct ReconcileJob {
     pub enqueue: Vec<Entry>,
     /// A subject entry written with this job (its standing), seen by later jobs of the group.
     pub subject: Option<(String, crate::archive::SubjectEntry)>,
+    /// Records the gateway itself writes (evaluation results, linked records): staged as new
+    /// versions when their content changed, then reconciled like any record.
+    pub records: Vec<NewVersion>,
+    /// Keys removed only if they still hold these bytes and no job of the group changes the
+    /// subject they follow (`chg/` keys a follower has taken up).
+    pub clear_if: Vec<(String, Vec<u8>)>,
     pub reply: oneshot::Sender<Result<(Vec<Queued>, Head), String>>,
+}
+
+/// A record version the gateway writes itself.
+pub struct NewVersion {
+    pub record: CanonicalRecord,
+    pub canonical: Vec<u8>,
+    pub plan: Plan,
+    /// Recorded as the version's receipt id: what produced it.
+    pub origin: String,
+    /// Whether the new version counts as a change of the subject's archive (`chg/`).
+    pub touches_subject: bool,
+    /// Entries queued only when a new version is staged, carrying its version number.
+    pub enqueue: Vec<Entry>,
 }
 
 /// Writes recorded in the audit chain as one entry of `kind`.
@@ -488,6 +507,8 @@ fn commit_group(
     let mut head = head.clone();
     let mut answers = Vec::with_capacity(group.len());
     let now = w.clock.now();
+    g.archive.stamp = format!("{}-{}", head.seq, now.unix_timestamp_nanos());
+    let mut clear_if: Vec<(String, Vec<u8>)> = Vec::new();
     let at = crate::clock::rfc3339(now);
     for job in group {
         match job {
@@ -514,6 +535,7 @@ fn commit_group(
                 answers.push(Answer::Head(head.clone()));
             }
             Job::Reconcile(job) => {
+                clear_if.extend(job.clear_if.iter().cloned());
                 let queued = stage_reconcile(w, &mut g, job, now)?;
                 let mut data = job.data.clone();
                 data.insert(
@@ -525,6 +547,14 @@ fn commit_group(
                 head = next;
                 answers.push(Answer::Reconciled(queued, head.clone()));
             }
+        }
+    }
+    for (key, expected) in clear_if {
+        let subject = key.strip_prefix("chg/").unwrap_or(&key);
+        if !g.archive.touches(subject)
+            && w.store.raw().get(key.as_bytes())?.as_deref() == Some(expected.as_slice())
+        {
+            g.removes.push(key);
         }
     }
     let mut batch = sled::Batch::default();
@@ -681,6 +711,7 @@ fn stage_batch(
             &input.canonical,
             &job.receipt_id,
             &job.received_at,
+            true,
         )?;
         match outcome {
             crate::archive::Outcome::New => new += 1,
@@ -793,6 +824,7 @@ fn stage_correction(
         &job.canonical,
         &correction.id,
         &correction.received_at,
+        true,
     )?;
     correction.version = version;
     let queued = reconcile_record(
@@ -886,6 +918,44 @@ fn stage_reconcile(
         g.queued += 1;
     }
     let mut all = Vec::new();
+    let at = crate::clock::rfc3339(now);
+    for new in &job.records {
+        let (outcome, version, previous) = g.archive.stage(
+            &w.store,
+            &mut w.subjects,
+            &new.record,
+            &new.canonical,
+            &new.origin,
+            &at,
+            new.touches_subject,
+        )?;
+        if outcome == crate::archive::Outcome::Unchanged {
+            continue;
+        }
+        let prior = match outcome {
+            crate::archive::Outcome::New => Prior::New,
+            _ => Prior::Was(previous),
+        };
+        all.extend(reconcile_record(
+            w,
+            g,
+            &new.record,
+            version,
+            &new.plan,
+            prior,
+            None,
+            false,
+            now,
+        )?);
+        for entry in &new.enqueue {
+            let mut entry = entry.clone();
+            entry.version = version;
+            g.archive
+                .writes
+                .push(crate::outbox::enqueue_write(&w.store, &entry)?);
+            g.queued += 1;
+        }
+    }
     for item in &job.items {
         let (agency, record_id) = (&item.record.source.agency, &item.record.source.record_id);
         let current = g.archive.head(&w.store, agency, record_id)?;

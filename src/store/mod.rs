@@ -38,7 +38,7 @@ pub mod commit_progress {
 }
 
 pub use commit::{
-    AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job,
+    AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job, NewVersion,
     ReconcileItem, ReconcileJob,
 };
 

@@ -51,6 +51,7 @@ pub struct Ops {
     pub exceptions: crate::subject::IdentifierExceptions,
     pub calendar: crate::calendar::SharedCalendar,
     pub objection_rules: crate::objections::rules::ObjectionRules,
+    pub evaluation: Option<crate::evaluation::engine::Engine>,
 }
 
 pub async fn serve(

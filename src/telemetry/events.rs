@@ -319,3 +319,27 @@ pub fn disk_reserve(low: bool, free: u64, reserve: u64) {
     metrics::counter!("gateway_disk_reserve_crossings_total", "below" => low.to_string())
         .increment(1);
 }
+
+/// Progress of a yearly evaluation cycle (LS Art. 20).
+pub fn evaluation_cycle(year: i32, done: u64, total: u64, finished: bool) {
+    tracing::info!(year, done, total, finished, "evaluation cycle");
+    metrics::gauge!("gateway_evaluation_cycle_done", "year" => year.to_string()).set(done as f64);
+    metrics::gauge!("gateway_evaluation_cycle_total", "year" => year.to_string()).set(total as f64);
+}
+
+/// A subject whose result could not be built (its archive or the profile is wrong).
+pub fn evaluation_failed(subject_token: &str, why: &str) {
+    tracing::error!(
+        subject = subject_token,
+        why,
+        "subject could not be evaluated"
+    );
+    metrics::counter!("gateway_evaluation_failures_total").increment(1);
+}
+
+/// An authorized query (GD Art. 21), answered or refused. Never logs the token.
+pub fn authorized_query(caller: &str, outcome: &str) {
+    tracing::info!(caller, outcome, "authorized evaluation query");
+    metrics::counter!("gateway_evaluation_queries_total", "outcome" => outcome.to_string())
+        .increment(1);
+}

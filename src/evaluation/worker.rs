@@ -1,0 +1,299 @@
+//! The evaluation worker: dynamic evaluation (GD Art. 18), evaluation timers, and the yearly cycle
+//! (LS Art. 20).
+//!
+//! - Every change to a subject's archive leaves a `chg/` key (written by the archive with the
+//!   change); the worker evaluates the subject and removes the key in the same atomic step, unless
+//!   another change came in meanwhile (then it evaluates again).
+//! - `evt/` timers bring a subject back on the day a counted record leaves its validity.
+//! - The cycle of the clock's year runs once over every subject (`evc/{year}` holds its progress and
+//!   its cursor, committed with each chunk of results): a crash in the middle resumes from the
+//!   cursor; running a chunk twice changes nothing, since equal results are not new versions.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use super::engine::{today, Engine, EvaluationError, Step};
+use crate::clock::SharedClock;
+use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError, SEP};
+
+/// Subjects evaluated per writer job outside the cycle.
+const BATCH: usize = 256;
+
+/// Progress of one yearly cycle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CycleRun {
+    pub year: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// Subjects in the archive when the cycle started.
+    pub total: u64,
+    pub done: u64,
+    /// The last subject (archive key) whose result is committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+pub fn cycle_key(year: i32) -> String {
+    format!("evc/{year:04}")
+}
+
+/// Every cycle run, oldest first.
+pub fn cycles(store: &Store) -> Result<Vec<CycleRun>, StoreError> {
+    Ok(store
+        .scan::<CycleRun>("evc/")?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
+}
+
+pub struct Worker {
+    pub engine: Engine,
+    pub committer: CommitterHandle,
+    pub clock: SharedClock,
+    pub interval: Duration,
+    pub cycle_batch: usize,
+    pub cycle_pace: Duration,
+}
+
+impl Worker {
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            if let Err(e) = self.follow_changes().await {
+                tracing::error!(error = %e, "evaluation: cannot take up archive changes; trying again");
+            }
+            let pause = match self.cycle_chunk().await {
+                Ok(true) => self.cycle_pace,
+                Ok(false) => self.interval,
+                Err(e) => {
+                    tracing::error!(error = %e, "evaluation: the yearly cycle failed; trying again");
+                    self.interval
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {},
+                _ = stop.changed() => {},
+            }
+        }
+    }
+
+    /// Evaluate every subject whose archive changed or whose timer is due.
+    pub async fn follow_changes(&self) -> Result<usize, EvaluationError> {
+        let mut total = 0;
+        loop {
+            let now = self.clock.now();
+            let engine = self.engine.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                let changed = crate::archive::changed_subjects(&engine.store, BATCH)?;
+                let timers = due_timers(&engine.store, now, BATCH)?;
+                let mut subjects = BTreeSet::new();
+                let mut clear_if = Vec::new();
+                for (key, subject, stamp) in changed {
+                    subjects.insert(subject);
+                    clear_if.push((key, stamp));
+                }
+                let timer_keys: Vec<String> = timers.iter().map(|(k, _)| k.clone()).collect();
+                subjects.extend(timers.into_iter().map(|(_, s)| s));
+                let (step, summaries) = evaluate_all(&engine, subjects.iter(), now)?;
+                Ok::<_, EvaluationError>((subjects.len(), step, summaries, clear_if, timer_keys))
+            })
+            .await
+            .map_err(|e| EvaluationError::Storage(StoreError::CommitFailed(e.to_string())))??;
+            let (n, step, summaries, clear_if, timer_keys) = work;
+            if n == 0 {
+                return Ok(total);
+            }
+            self.commit(
+                "evaluation",
+                step,
+                summaries,
+                Vec::new(),
+                timer_keys,
+                clear_if,
+                None,
+            )
+            .await?;
+            total += n;
+            if n < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Run one chunk of the cycle of the clock's year; `true` while the cycle has more to do.
+    pub async fn cycle_chunk(&self) -> Result<bool, EvaluationError> {
+        let now = self.clock.now();
+        let year = today(now).year();
+        let engine = self.engine.clone();
+        let batch = self.cycle_batch.max(1);
+        let work = tokio::task::spawn_blocking(move || {
+            let run = match engine.store.get_json::<CycleRun>(&cycle_key(year))? {
+                Some(run) if run.finished_at.is_some() => return Ok(None),
+                Some(run) => run,
+                None => CycleRun {
+                    year,
+                    started_at: now,
+                    total: engine.store.raw().scan_prefix(b"sub/").count() as u64,
+                    done: 0,
+                    cursor: None,
+                    finished_at: None,
+                },
+            };
+            let subjects = next_subjects(&engine.store, run.cursor.as_deref(), batch)?;
+            let (step, summaries) = evaluate_all(&engine, subjects.iter(), now)?;
+            let mut next = run.clone();
+            next.done += subjects.len() as u64;
+            next.cursor = subjects.last().cloned().or(run.cursor.clone());
+            if subjects.len() < batch {
+                next.finished_at = Some(now);
+            }
+            Ok::<_, EvaluationError>(Some((next, step, summaries)))
+        })
+        .await
+        .map_err(|e| EvaluationError::Storage(StoreError::CommitFailed(e.to_string())))??;
+        let Some((run, step, summaries)) = work else {
+            return Ok(false);
+        };
+        let state = vec![(cycle_key(run.year), crate::store::to_bytes(&run))];
+        let cycle = json!({"year": run.year, "done": run.done, "total": run.total, "finished": run.finished_at.is_some()});
+        self.commit(
+            "evaluation_cycle",
+            step,
+            summaries,
+            state,
+            Vec::new(),
+            Vec::new(),
+            Some(cycle),
+        )
+        .await?;
+        crate::telemetry::events::evaluation_cycle(
+            run.year,
+            run.done,
+            run.total,
+            run.finished_at.is_some(),
+        );
+        Ok(run.finished_at.is_none())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        kind: &str,
+        step: Step,
+        summaries: Vec<Value>,
+        mut writes: Vec<(String, Vec<u8>)>,
+        removes: Vec<String>,
+        clear_if: Vec<(String, Vec<u8>)>,
+        cycle: Option<Value>,
+    ) -> Result<(), EvaluationError> {
+        writes.extend(step.timers.into_iter().map(|k| (k, b"{}".to_vec())));
+        let mut data = Map::new();
+        data.insert("results".into(), Value::Array(summaries));
+        if let Some(c) = cycle {
+            data.insert("cycle".into(), c);
+        }
+        let (queued, _) = self
+            .committer
+            .reconcile(|reply| ReconcileJob {
+                kind: kind.to_string(),
+                data,
+                items: Vec::new(),
+                writes,
+                removes,
+                standing: None,
+                marks: step.marks,
+                enqueue: Vec::new(),
+                subject: None,
+                records: step.records,
+                clear_if,
+                reply,
+            })
+            .await?;
+        crate::telemetry::events::ledger_changed(kind, &queued);
+        Ok(())
+    }
+}
+
+/// Evaluate subjects one by one; a subject whose result does not validate is reported and
+/// skipped, a storage failure stops the batch.
+fn evaluate_all<'a>(
+    engine: &Engine,
+    subjects: impl Iterator<Item = &'a String>,
+    now: OffsetDateTime,
+) -> Result<(Step, Vec<Value>), EvaluationError> {
+    let mut step = Step::default();
+    let mut summaries = Vec::new();
+    for subject in subjects {
+        match engine.evaluate(subject, now) {
+            Ok(s) => step.absorb(s, &mut summaries),
+            Err(EvaluationError::Invalid(message)) => {
+                crate::telemetry::events::evaluation_failed(
+                    &super::ids::subject_token(subject),
+                    &message,
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((step, summaries))
+}
+
+/// Subjects after `cursor` in key order.
+fn next_subjects(
+    store: &Store,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let start = match cursor {
+        // The key right after the cursor's.
+        Some(c) => format!("sub/{c}\u{0}"),
+        None => "sub/".to_string(),
+    };
+    let mut out = Vec::new();
+    for item in store
+        .raw()
+        .range(start.as_bytes()..b"sub0".as_slice())
+        .keys()
+    {
+        let k = item?;
+        out.push(String::from_utf8_lossy(&k["sub/".len()..]).into_owned());
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// `evt/` timers due at `now`: (key, archive key).
+fn due_timers(
+    store: &Store,
+    now: OffsetDateTime,
+    limit: usize,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let end = format!("evt/{:020} ", now.unix_timestamp().max(0));
+    let mut out = Vec::new();
+    for item in store
+        .raw()
+        .range::<&[u8], _>(b"evt/".as_slice()..end.as_bytes())
+        .keys()
+    {
+        let k = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        if let Some((_, subject)) = key["evt/".len()..].split_once(SEP) {
+            out.push((key.clone(), subject.to_string()));
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
