@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use super::{LedgerCommand, ObjectionsCommand, RepairsCommand, SubjectsCommand};
+use super::{EvaluationCommand, LedgerCommand, ObjectionsCommand, RepairsCommand, SubjectsCommand};
 use crate::config::Config;
 use crate::ledger::ops::{self, OpContext, OpError};
 use crate::ledger::recheck::StandingRequest;
@@ -14,6 +14,7 @@ pub(super) enum Op {
     Subjects(SubjectsCommand),
     Objections(ObjectionsCommand),
     Repairs(RepairsCommand),
+    Evaluation(EvaluationCommand),
 }
 
 pub(super) fn run(config: &Config, op: Op) -> ExitCode {
@@ -77,6 +78,36 @@ async fn local(
         by: "operator",
     };
     let out = match op {
+        Op::Evaluation(cmd) => {
+            let profiles =
+                crate::evaluation::profile::Profiles::load(&config.scoring_profiles_dir())
+                    .map_err(|e| OpError::Invalid(e.to_string()))?;
+            let engine = crate::evaluation::engine::Engine {
+                store: store.clone(),
+                profiles: std::sync::Arc::new(profiles),
+                router: crate::sharing::SharedRouter::new(
+                    crate::app::build_router(config)
+                        .map_err(|e| OpError::Invalid(e.to_string()))?,
+                ),
+                exceptions: exceptions.clone(),
+                destinations: config.destinations.clone(),
+                agency: config.evaluation.agency.clone(),
+            };
+            let calendar =
+                crate::app::load_calendar(config).map_err(|e| OpError::Invalid(e.to_string()))?;
+            let rules =
+                crate::objections::rules::ObjectionRules::load(&config.objection_rules_path())
+                    .map_err(|e| OpError::Invalid(e.to_string()))?;
+            crate::evaluation::ops::run(
+                &engine,
+                &handle,
+                &calendar,
+                rules.evaluation_filing_working_days,
+                ctx.now,
+                eval_parts(cmd),
+            )
+            .await
+        }
         Op::Repairs(cmd) => {
             let (state, id) = match cmd {
                 RepairsCommand::List { state } => (state, None),
@@ -166,6 +197,15 @@ async fn local(
     out
 }
 
+fn eval_parts(cmd: EvaluationCommand) -> crate::evaluation::ops::Command {
+    use crate::evaluation::ops::Command;
+    match cmd {
+        EvaluationCommand::Show { id_type, id } => Command::Show { id_type, id },
+        EvaluationCommand::Cycles => Command::Cycles,
+        EvaluationCommand::Publish { year } => Command::Publish { year },
+    }
+}
+
 /// An objections command as the shared operation takes it.
 fn cmd_parts(cmd: ObjectionsCommand) -> crate::objections::ops::Command {
     use crate::objections::ops::Command;
@@ -179,6 +219,15 @@ fn cmd_parts(cmd: ObjectionsCommand) -> crate::objections::ops::Command {
 async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
     let mut params: Vec<(&str, String)> = Vec::new();
     let (method, path) = match op {
+        Op::Evaluation(EvaluationCommand::Show { id_type, id }) => {
+            params.extend([("id_type", id_type), ("id", id)]);
+            ("GET", "/evaluation/show")
+        }
+        Op::Evaluation(EvaluationCommand::Cycles) => ("GET", "/evaluation/cycles"),
+        Op::Evaluation(EvaluationCommand::Publish { year }) => {
+            params.push(("year", year.to_string()));
+            ("POST", "/evaluation/publish")
+        }
         Op::Repairs(RepairsCommand::List { state }) => {
             params.extend(state.map(|s| ("state", s)));
             ("GET", "/repairs/list")

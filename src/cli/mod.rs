@@ -95,6 +95,60 @@ pub enum Command {
     /// every platform copy is withdrawn, or restored within its windows.
     #[command(subcommand)]
     Subjects(SubjectsCommand),
+    /// Credit evaluation: a subject's results with their reasons, the yearly cycles' progress, and
+    /// the yearly publication (GD Arts. 17-22; LS Arts. 19-20, 27). On the data directory when
+    /// stopped, through the admin endpoint when running.
+    #[command(subcommand)]
+    Evaluation(EvaluationCommand),
+    /// Authorized-query tokens (GD Art. 21): the issuer's key pair, and a token for a subject.
+    #[command(subcommand)]
+    Authz(AuthzCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvaluationCommand {
+    /// A subject's results over the last cycles, newest first, each with its reasons.
+    Show {
+        #[arg(long = "id-type")]
+        id_type: String,
+        #[arg(long)]
+        id: String,
+    },
+    /// Every yearly cycle with its progress (subjects done of total, finished).
+    Cycles,
+    /// Publish a finished year's results whose objection window has closed (LS Art. 27).
+    Publish {
+        #[arg(long)]
+        year: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthzCommand {
+    /// Write a new Ed25519 key pair: `<dir>/authz-issuer-key.pem` (private, for the issuer) and
+    /// `<dir>/authz-issuer.pem` (public, for `evaluation.authorization_keys`).
+    Keygen {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Print a token authorizing a query of one subject's evaluation (what the issuer does).
+    Issue {
+        /// The issuer's private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long = "id-type")]
+        id_type: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "medical_insurance_platform")]
+        issuer: String,
+        /// Lifetime in minutes (at most 1440).
+        #[arg(long, default_value_t = 10)]
+        minutes: i64,
+        /// Issue time as RFC 3339 (default now; for tests on a manual clock).
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +430,83 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Subjects(cmd) => ledger::run(&config, ledger::Op::Subjects(cmd)),
         Command::Objections(cmd) => ledger::run(&config, ledger::Op::Objections(cmd)),
         Command::Repairs(cmd) => ledger::run(&config, ledger::Op::Repairs(cmd)),
+        Command::Evaluation(cmd) => ledger::run(&config, ledger::Op::Evaluation(cmd)),
+        Command::Authz(cmd) => authz(cmd),
+    }
+}
+
+fn authz(cmd: AuthzCommand) -> ExitCode {
+    use crate::evaluation::authz;
+    match cmd {
+        AuthzCommand::Keygen { dir } => {
+            let written = authz::keygen().and_then(|(private, public)| {
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                let private_path = dir.join("authz-issuer-key.pem");
+                std::fs::write(&private_path, private).map_err(|e| e.to_string())?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let _ = std::fs::set_permissions(
+                        &private_path,
+                        std::fs::Permissions::from_mode(0o600),
+                    );
+                }
+                std::fs::write(dir.join("authz-issuer.pem"), public).map_err(|e| e.to_string())
+            });
+            match written {
+                Ok(()) => {
+                    say!("{}", dir.join("authz-issuer.pem").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        AuthzCommand::Issue {
+            key,
+            id_type,
+            id,
+            issuer,
+            minutes,
+            at,
+        } => {
+            let issued = (|| {
+                let id_type = crate::subject::IdType::from_code(&id_type)
+                    .ok_or_else(|| format!("unknown id type {id_type:?}"))?;
+                let subject = crate::subject::SubjectId::parse(id_type, &id, &Default::default())
+                    .map_err(|e| e.to_string())?;
+                let now = match at {
+                    Some(s) => time::OffsetDateTime::parse(
+                        &s,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .map_err(|e| format!("--at: {e}"))?,
+                    None => time::OffsetDateTime::now_utc(),
+                };
+                let claims = authz::Claims {
+                    iss: issuer,
+                    aud: authz::AUDIENCE.into(),
+                    sub: authz::subject_claim(&subject),
+                    scope: authz::SCOPE.into(),
+                    iat: now.unix_timestamp(),
+                    exp: now.unix_timestamp() + minutes * 60,
+                    jti: uuid::Uuid::new_v4().to_string(),
+                };
+                authz::issue(&authz::read_key(&key)?, &claims)
+            })();
+            match issued {
+                Ok(token) => {
+                    say!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

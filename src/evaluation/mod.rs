@@ -22,6 +22,7 @@
 
 pub mod authz;
 pub mod engine;
+pub mod ops;
 pub mod profile;
 pub mod publish;
 pub mod score;

@@ -16,6 +16,7 @@
 //! - `POST /v1/corrections` a correction of an accepted record (GD Art. 31) -> its deadline
 //! - `GET /v1/corrections?state=...` corrections with deadlines and states
 
+mod evaluation;
 pub mod receipt;
 pub mod respond;
 mod routes;

@@ -93,6 +93,19 @@ pub enum ApiError {
     RepairState(String),
     #[error("{0}")]
     InvalidQuery(String),
+    /// `evaluation.enabled` is off.
+    #[error("credit evaluation is not enabled on this gateway")]
+    EvaluationDisabled,
+    /// No issuer key is configured (`evaluation.authorization_keys`).
+    #[error("authorized queries are not configured on this gateway: the operator adds the issuer's public key")]
+    AuthorizationNotConfigured,
+    /// GD Art. 21: the subject's authorization is missing or does not hold.
+    #[error("{0}")]
+    Authorization(crate::evaluation::authz::AuthzError),
+    #[error("this agency may not publish evaluation results (LS Art. 24)")]
+    PublishNotAllowed,
+    #[error("{0}")]
+    CycleNotEnded(String),
     /// The operator's to fix: the deadline needs a year the working-day calendar does not have.
     #[error("the gateway's working-day calendar does not cover {0} yet, so no deadline can be set; nothing was stored: send the correction again once the operator has added the year")]
     CalendarYearMissing(i32),
@@ -107,7 +120,14 @@ impl ApiError {
             | Self::CorrectionNotAllowed
             | Self::StandingNotAllowed
             | Self::ObjectionNotAllowed(_)
-            | Self::RepairNotAllowed(_) => StatusCode::FORBIDDEN,
+            | Self::RepairNotAllowed(_)
+            | Self::PublishNotAllowed => StatusCode::FORBIDDEN,
+            Self::Authorization(crate::evaluation::authz::AuthzError::OtherSubject)
+            | Self::Authorization(crate::evaluation::authz::AuthzError::WrongScope) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::Authorization(_) => StatusCode::UNAUTHORIZED,
+            Self::CycleNotEnded(_) => StatusCode::CONFLICT,
             Self::InvalidRepair(_) | Self::RepairIneligible { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -135,7 +155,9 @@ impl ApiError {
             | Self::Busy
             | Self::StorageFull
             | Self::AgencyConnectionsFull
-            | Self::CalendarYearMissing(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::CalendarYearMissing(_)
+            | Self::EvaluationDisabled
+            | Self::AuthorizationNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -185,6 +207,20 @@ impl ApiError {
             Self::InvalidRepair(_) => "invalid_repair",
             Self::RepairIneligible { .. } => "repair_ineligible",
             Self::RepairState(_) => "repair_state",
+            Self::EvaluationDisabled => "evaluation_disabled",
+            Self::AuthorizationNotConfigured => "authorization_not_configured",
+            Self::Authorization(e) => {
+                use crate::evaluation::authz::AuthzError as A;
+                match e {
+                    A::Missing => "authorization_missing",
+                    A::Invalid | A::UnknownIssuer | A::BadLifetime => "authorization_invalid",
+                    A::Expired => "authorization_expired",
+                    A::WrongScope => "authorization_scope",
+                    A::OtherSubject => "authorization_other_subject",
+                }
+            }
+            Self::PublishNotAllowed => "publish_not_allowed",
+            Self::CycleNotEnded(_) => "cycle_not_ended",
         }
     }
 

@@ -128,6 +128,12 @@ async fn route(
         (&Method::GET, ["v1", "ledger", "subjects", id_type, id]) => {
             ledger_subject(app, &agency, id_type, id, req.uri().query().unwrap_or(""))
         }
+        (&Method::GET, ["v1", "evaluations", id_type, id]) => {
+            super::evaluation::authorized_query(app, &agency, id_type, id, &req).await
+        }
+        (&Method::POST, ["v1", "evaluations", year, "publish"]) => {
+            super::evaluation::publish(app, &agency, year).await
+        }
         (&Method::GET, ["v1", "mappings"]) => Ok(mappings(app, &agency)),
         (&Method::POST, ["v1", "corrections"]) => post_correction(app, &agency, req).await,
         (&Method::GET, ["v1", "corrections"]) => {
@@ -897,7 +903,7 @@ async fn extend_repair(
 }
 
 /// The subject identifier in a path, parsed.
-fn subject_id(app: &App, id_type: &str, id: &str) -> Result<SubjectId, ApiError> {
+pub(super) fn subject_id(app: &App, id_type: &str, id: &str) -> Result<SubjectId, ApiError> {
     let id_type =
         IdType::from_code(id_type).ok_or_else(|| ApiError::UnknownIdType(id_type.to_string()))?;
     let id = percent_decode(id);

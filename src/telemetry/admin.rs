@@ -121,6 +121,9 @@ async fn operator(ops: Arc<Ops>, req: Request<hyper::body::Incoming>) -> Respons
     if path.starts_with("/repairs/") {
         return repairs(&ops, &req).await;
     }
+    if path.starts_with("/evaluation/") {
+        return evaluation(&ops, &req).await;
+    }
     if path.starts_with("/objections/") {
         return objections(&ops, &req).await;
     }
@@ -325,6 +328,55 @@ async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Fu
 }
 
 /// The query string as a map, values percent-decoded.
+/// `GET /evaluation/show?id_type=T&id=I`, `GET /evaluation/cycles`, `POST /evaluation/publish?year=Y`.
+async fn evaluation(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    use crate::evaluation::ops::Command;
+    let Some(engine) = &ops.evaluation else {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": {"code": "evaluation_disabled", "message": "evaluation.enabled is off"}}),
+        );
+    };
+    let query = decoded_query(req);
+    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let command = match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/evaluation/show") => Command::Show {
+            id_type: q("id_type"),
+            id: q("id"),
+        },
+        ("GET", "/evaluation/cycles") => Command::Cycles,
+        ("POST", "/evaluation/publish") => match q("year").parse() {
+            Ok(year) => Command::Publish { year },
+            Err(_) => {
+                return op_error(
+                    crate::ledger::ops::OpError::Invalid("year must be a number".into()),
+                    "cycle_not_ended",
+                )
+            }
+        },
+        _ => {
+            return op_error(
+                crate::ledger::ops::OpError::NotFound("endpoint"),
+                "cycle_not_ended",
+            )
+        }
+    };
+    let calendar = ops.calendar.current();
+    match crate::evaluation::ops::run(
+        engine,
+        &ops.committer,
+        &calendar,
+        ops.objection_rules.evaluation_filing_working_days,
+        ops.clock.now(),
+        command,
+    )
+    .await
+    {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(e) => op_error(e, "cycle_not_ended"),
+    }
+}
+
 fn decoded_query(
     req: &Request<hyper::body::Incoming>,
 ) -> std::collections::HashMap<String, String> {

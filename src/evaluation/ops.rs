@@ -1,0 +1,142 @@
+//! Reading results: the authorized query's answer (GD Art. 21), the operator's view of a subject's
+//! results and of the yearly cycles. Shared by the API, the admin endpoint and the CLI.
+
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::engine::{today, Engine, EvaluationError};
+use super::{ids, worker};
+use crate::archive;
+use crate::subject::SubjectId;
+
+/// How many past cycles a subject's view goes back (dishonesty counts 3 years, LS Art. 20).
+const YEARS_SHOWN: i32 = 4;
+
+/// The subject's current result: this cycle's, else the last cycle's. `None`: never evaluated,
+/// or exited (LS Art. 20: removed from view).
+pub fn current(
+    engine: &Engine,
+    subject: &SubjectId,
+    now: OffsetDateTime,
+) -> Result<Option<Value>, EvaluationError> {
+    let key = subject.archive_key();
+    if let Some(entry) = engine
+        .store
+        .get_json::<archive::SubjectEntry>(&archive::subject_key(&key))?
+    {
+        if entry.is_exited() {
+            return Ok(None);
+        }
+    }
+    let year = today(now).year();
+    for y in [year, year - 1] {
+        if let Some(view) = result_view(engine, &key, y)? {
+            return Ok(Some(view));
+        }
+    }
+    Ok(None)
+}
+
+/// Every result the subject holds over the last cycles, newest first.
+pub fn history(
+    engine: &Engine,
+    subject: &SubjectId,
+    now: OffsetDateTime,
+) -> Result<Value, EvaluationError> {
+    let key = subject.archive_key();
+    let year = today(now).year();
+    let mut results = Vec::new();
+    for y in (year - YEARS_SHOWN..=year).rev() {
+        if let Some(v) = result_view(engine, &key, y)? {
+            results.push(v);
+        }
+        let pub_id = ids::publication(y, &key);
+        if let Some((_, version)) =
+            archive::current_version(&engine.store, &engine.agency, &pub_id)?
+        {
+            let json: Value = serde_json::from_str(version.record.get()).unwrap_or(Value::Null);
+            results.push(json!({"record_id": pub_id, "version": version.version, "published": json.get("content")}));
+        }
+    }
+    Ok(json!({"subject": subject.log_safe(), "results": results}))
+}
+
+fn result_view(engine: &Engine, key: &str, year: i32) -> Result<Option<Value>, EvaluationError> {
+    let id = ids::result(year, key);
+    let Some((head, version)) = archive::current_version(&engine.store, &engine.agency, &id)?
+    else {
+        return Ok(None);
+    };
+    let json: Value = serde_json::from_str(version.record.get()).map_err(|e| {
+        crate::store::StoreError::Corrupt {
+            key: archive::record_head_key(&engine.agency, &id),
+            message: e.to_string(),
+        }
+    })?;
+    let mut view = json.get("content").cloned().unwrap_or(Value::Null);
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert("record".into(), json!({"agency": engine.agency, "record_id": id, "version": version.version, "evaluated_at": version.received_at}));
+        if !head.marks.is_empty() {
+            obj.insert("marks".into(), json!(head.marks));
+        }
+        obj.insert(
+            "subject".into(),
+            json.get("subject").cloned().unwrap_or(Value::Null),
+        );
+    }
+    Ok(Some(view))
+}
+
+/// Every yearly cycle with its progress.
+pub fn cycles(engine: &Engine) -> Result<Value, EvaluationError> {
+    Ok(json!({"cycles": worker::cycles(&engine.store)?}))
+}
+
+/// An operator's evaluation command (admin endpoint or CLI).
+pub enum Command {
+    Show { id_type: String, id: String },
+    Cycles,
+    Publish { year: i32 },
+}
+
+/// Run an operator command; publishing is audited as the operator's.
+pub async fn run(
+    engine: &Engine,
+    committer: &crate::store::CommitterHandle,
+    calendar: &crate::calendar::Calendar,
+    filing_working_days: u32,
+    now: OffsetDateTime,
+    command: Command,
+) -> Result<Value, crate::ledger::ops::OpError> {
+    use crate::ledger::ops::OpError;
+    let storage = |e: EvaluationError| OpError::Storage(e.to_string());
+    match command {
+        Command::Show { id_type, id } => {
+            let id_type = crate::subject::IdType::from_code(&id_type)
+                .ok_or_else(|| OpError::Invalid(format!("unknown id type {id_type:?}")))?;
+            let subject = SubjectId::parse(id_type, &id, &engine.exceptions)
+                .map_err(|e| OpError::Invalid(e.to_string()))?;
+            history(engine, &subject, now).map_err(storage)
+        }
+        Command::Cycles => cycles(engine).map_err(storage),
+        Command::Publish { year } => {
+            match super::publish::publish(
+                engine,
+                committer,
+                calendar,
+                filing_working_days,
+                year,
+                now,
+                "operator",
+            )
+            .await
+            {
+                Ok(report) => Ok(serde_json::to_value(report).unwrap_or_default()),
+                Err(e @ super::publish::PublishError::CycleNotEnded(_)) => {
+                    Err(OpError::Conflict(e.to_string()))
+                }
+                Err(super::publish::PublishError::Evaluation(e)) => Err(storage(e)),
+            }
+        }
+    }
+}
