@@ -61,6 +61,11 @@ pub struct Threshold {
 pub struct Item {
     pub id: String,
     pub category: Category,
+    /// Only records from these agencies (default: any). A medical-insurance indicator table
+    /// scores the medical-insurance side's own findings; another department's listing still makes
+    /// the grade E (GD Art. 20) without moving the points.
+    #[serde(default)]
+    pub agencies: Vec<String>,
     #[serde(default)]
     pub when: toml::Table,
     pub points: i32,
@@ -276,8 +281,14 @@ fn check_overlaps(profiles: &[(Profile, String)]) -> Result<(), String> {
 impl Item {
     /// Whether a record of `category` with this content is what the item counts. A content field
     /// holding a list matches when the list holds the value.
-    pub fn matches(&self, category: Category, content: &serde_json::Map<String, Value>) -> bool {
+    pub fn matches(
+        &self,
+        agency: &str,
+        category: Category,
+        content: &serde_json::Map<String, Value>,
+    ) -> bool {
         category == self.category
+            && (self.agencies.is_empty() || self.agencies.iter().any(|a| a == agency))
             && self.when.iter().all(|(field, want)| {
                 let Some(have) = content.get(field) else {
                     return false;
@@ -405,20 +416,27 @@ mod tests {
         let item = Item {
             id: "x".into(),
             category: Category::Administrative,
+            agencies: Vec::new(),
             when: toml::toml! { action = "penalty" severity = "serious" },
             points: -5,
             value: ValueSource::Example,
         };
         let content = serde_json::json!({"action": "penalty", "severity": "serious"});
-        assert!(item.matches(Category::Administrative, content.as_object().unwrap()));
-        assert!(!item.matches(Category::Judicial, content.as_object().unwrap()));
+        assert!(item.matches("mi", Category::Administrative, content.as_object().unwrap()));
+        assert!(!item.matches("mi", Category::Judicial, content.as_object().unwrap()));
         let general = serde_json::json!({"action": "penalty", "severity": "general"});
-        assert!(!item.matches(Category::Administrative, general.as_object().unwrap()));
+        assert!(!item.matches("mi", Category::Administrative, general.as_object().unwrap()));
         let listed = Item {
             when: toml::toml! { penalty_types = "罚款" },
+            agencies: vec!["mi".into()],
             ..item
         };
         let content = serde_json::json!({"penalty_types": ["警告", "罚款"]});
-        assert!(listed.matches(Category::Administrative, content.as_object().unwrap()));
+        assert!(listed.matches("mi", Category::Administrative, content.as_object().unwrap()));
+        assert!(!listed.matches(
+            "court",
+            Category::Administrative,
+            content.as_object().unwrap()
+        ));
     }
 }

@@ -108,28 +108,32 @@ pub fn score(profile: &Profile, facts: &[Fact], cycle: Cycle, today: Date) -> Sc
                 soonest(after);
             }
         }
+        let carried = fact.on.year() < cycle.year;
+        // A dishonesty record counts for the validity period and, across cycles, only while the
+        // subject carries its points (LS Art. 20).
+        let dishonesty_end = crate::lifecycle::notice::add_months(
+            fact.on,
+            u32::from(profile.dishonesty_valid_years) * 12,
+        );
+        let dishonesty_counts = dishonesty_end > today && fact.on.year() >= cycle.carried_since;
+        if profile.serious_dishonesty_is_e && is_serious_listing(fact) && dishonesty_counts {
+            serious = true;
+            soonest(dishonesty_end);
+        }
         let Some(item) = profile
             .items
             .iter()
-            .find(|i| i.matches(fact.category, &fact.content))
+            .find(|i| i.matches(&fact.agency, fact.category, &fact.content))
         else {
             continue;
         };
-        let carried = fact.on.year() < cycle.year;
         if item.points < 0 {
-            let end = crate::lifecycle::notice::add_months(
-                fact.on,
-                u32::from(profile.dishonesty_valid_years) * 12,
-            );
-            if end <= today || fact.on.year() < cycle.carried_since {
+            if !dishonesty_counts {
                 continue;
             }
-            soonest(end);
+            soonest(dishonesty_end);
         } else if carried {
             continue;
-        }
-        if profile.serious_dishonesty_is_e && is_serious_listing(fact) {
-            serious = true;
         }
         total += i64::from(item.points);
         reasons.push(Reason {

@@ -338,9 +338,15 @@ mod tests {
                 | ApiError::RepairNotAllowed(_)
                 | ApiError::InvalidRepair(_)
                 | ApiError::RepairIneligible { .. }
-                | ApiError::RepairState(_) => {}
+                | ApiError::RepairState(_)
+                | ApiError::EvaluationDisabled
+                | ApiError::AuthorizationNotConfigured
+                | ApiError::Authorization(_)
+                | ApiError::PublishNotAllowed
+                | ApiError::CycleNotEnded(_) => {}
             }
         }
+        use crate::evaluation::authz::AuthzError as A;
         let doc = |e: ParseError| ApiError::Document(e);
         let all = vec![
             ApiError::UnknownAgency,
@@ -404,6 +410,15 @@ mod tests {
                 refusals: Vec::new(),
             },
             ApiError::RepairState("x".into()),
+            ApiError::EvaluationDisabled,
+            ApiError::AuthorizationNotConfigured,
+            ApiError::Authorization(A::Missing),
+            ApiError::Authorization(A::Invalid),
+            ApiError::Authorization(A::Expired),
+            ApiError::Authorization(A::WrongScope),
+            ApiError::Authorization(A::OtherSubject),
+            ApiError::PublishNotAllowed,
+            ApiError::CycleNotEnded("x".into()),
         ];
         all.iter().for_each(listed);
         all

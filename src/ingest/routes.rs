@@ -670,10 +670,22 @@ async fn resolve_objection(
     };
     let ctx = objection_context(app, calendar);
     // The department that provided the information decides (LS Art. 23), never the filer for it.
+    // Results the gateway computes are the medical-insurance department's (LS Art. 21: 向市级医疗
+    // 保障部门提出异议): its agencies resolve objections to them.
+    let also_for = if app
+        .config
+        .corrections
+        .medical_insurance_agencies
+        .contains(&agency.id)
+    {
+        vec![app.config.evaluation.agency.clone()]
+    } else {
+        Vec::new()
+    };
     let objection = crate::objections::flow::resolve(
         &ctx,
         &agency.id,
-        false,
+        &also_for,
         id,
         &request,
         prepared.as_ref().map(|p| {

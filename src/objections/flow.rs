@@ -163,7 +163,16 @@ pub async fn file(
             record_id: r.record_id.clone(),
         });
     }
-    let filing_deadline = match (evaluation, &req.notified_on) {
+    // A result the gateway computed carries the date its notice went out (GD Art. 22).
+    let notified_on = req.notified_on.clone().or_else(|| {
+        let r = records.first()?;
+        let (_, version) = archive::current_version(ctx.store, &r.agency, &r.record_id).ok()??;
+        let v: Value = serde_json::from_str(version.record.get()).ok()?;
+        v.pointer("/content/notified_on")?
+            .as_str()
+            .map(String::from)
+    });
+    let filing_deadline = match (evaluation, &notified_on) {
         (false, _) => None,
         (true, None) => {
             return Err(ObjectionError::Invalid(
@@ -188,7 +197,7 @@ pub async fn file(
         filed_by: caller.to_string(),
         filed_at,
         received_at: ctx.now,
-        notified_on: req.notified_on,
+        notified_on,
         filing_deadline,
         late_accepted: None,
         level: 1,
@@ -268,7 +277,7 @@ pub async fn accept_late(
 pub async fn resolve(
     ctx: &Context<'_>,
     caller: &str,
-    may_resolve_others: bool,
+    also_for: &[String],
     id: &str,
     req: &ResolveRequest,
     correction_for: Option<(&str, &str)>,
@@ -278,7 +287,11 @@ pub async fn resolve(
     if objection.status != Status::UnderReview {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
     }
-    if !may_resolve_others && objection.records.iter().any(|r| r.agency != caller) {
+    if objection
+        .records
+        .iter()
+        .any(|r| r.agency != caller && !also_for.contains(&r.agency))
+    {
         return Err(ObjectionError::NotAllowed(
             "only the agency that provided the information resolves an objection to it",
         ));
