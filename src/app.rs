@@ -44,6 +44,9 @@ pub enum StartError {
     },
 }
 
+/// File in the data directory holding the manual clock's last setting (tests only).
+pub const MANUAL_CLOCK_FILE: &str = "dangerous-manual-clock";
+
 /// File in the data directory holding a running gateway's admin address.
 pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
@@ -219,10 +222,19 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         &config.validation.uscc_exceptions,
         &config.validation.resident_id_exceptions,
     );
-    let manual_clock = config
-        .corrections
-        .dangerous_manual_clock
-        .then(|| crate::clock::ManualClock::new(time::OffsetDateTime::now_utc()));
+    let manual_clock_file = config.storage.data_dir.join(MANUAL_CLOCK_FILE);
+    let manual_clock = config.corrections.dangerous_manual_clock.then(|| {
+        let resumed = std::fs::read_to_string(&manual_clock_file)
+            .ok()
+            .and_then(|s| {
+                time::OffsetDateTime::parse(
+                    s.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+            });
+        crate::clock::ManualClock::new(resumed.unwrap_or_else(time::OffsetDateTime::now_utc))
+    });
     let clock: SharedClock = match &manual_clock {
         Some(m) => {
             tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (tests only)");
@@ -305,6 +317,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         calendar: calendar.clone(),
         objection_rules: objection_rules.clone(),
         evaluation: evaluation.clone(),
+        manual_clock_file,
     });
     let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
     let watchdog_task = tokio::spawn(watch_commits(

@@ -51,6 +51,8 @@ pub struct Engine {
 pub struct Step {
     pub records: Vec<NewVersion>,
     pub marks: Vec<archive::MarkChange>,
+    /// Records re-planned with their new marks (linked records that end with their listing).
+    pub items: Vec<crate::store::ReconcileItem>,
     /// `evt/` timer keys to write.
     pub timers: Vec<String>,
     /// For the audit entry.
@@ -61,6 +63,7 @@ impl Step {
     pub fn absorb(&mut self, other: Step, summaries: &mut Vec<Value>) {
         self.records.extend(other.records);
         self.marks.extend(other.marks);
+        self.items.extend(other.items);
         self.timers.extend(other.timers);
         if let Some(s) = other.summary {
             summaries.push(s);
@@ -168,15 +171,14 @@ impl Engine {
         };
         let previous = self.held(archive_key, year - 1)?;
         let current = self.held(archive_key, year)?;
-        let cycle = score::cycle_for(
-            profile,
-            year,
-            previous.as_ref().and_then(|p| {
-                p.grade()
-                    .map(|g| (g, p.carried_since().unwrap_or(year - 1)))
-            }),
-        );
         let facts: Vec<Fact> = stored.iter().map(|s| s.fact.clone()).collect();
+        let last_year = match &previous {
+            Some(p) => p
+                .grade()
+                .map(|g| (g, p.carried_since().unwrap_or(year - 1))),
+            None => score::unrecorded_year(profile, &facts, year - 1),
+        };
+        let cycle = score::cycle_for(profile, year, last_year);
         let result = score::score(profile, &facts, cycle, day);
         let told = current
             .as_ref()
@@ -478,6 +480,17 @@ impl Engine {
                         };
                         if head.marks.iter().any(|m| m.kind == kind) {
                             continue;
+                        }
+                        if let Some(item) = crate::ledger::recheck::item(
+                            &self.store,
+                            router,
+                            &self.exceptions,
+                            &self.agency,
+                            &link_id,
+                            None,
+                            now,
+                        )? {
+                            step.items.push(item);
                         }
                         step.marks.push(archive::MarkChange {
                             agency: self.agency.clone(),

@@ -183,6 +183,20 @@ pub fn cycle_for(profile: &Profile, year: i32, previous: Option<(Grade, i32)>) -
     }
 }
 
+/// The grade a subject without a stored result for `year` would have ended it with (its records
+/// predate the gateway's evaluation, or it was not evaluated then): every dishonesty record within
+/// its validity counts, so a subject listed last year is not returned to base for want of a
+/// result. Returns the grade and the carry start to continue from.
+pub fn unrecorded_year(profile: &Profile, facts: &[Fact], year: i32) -> Option<(Grade, i32)> {
+    let end = Date::from_calendar_date(year, time::Month::December, 31).ok()?;
+    let since = year - i32::from(profile.dishonesty_valid_years);
+    let cycle = Cycle {
+        year,
+        carried_since: since,
+    };
+    Some((score(profile, facts, cycle, end).grade, since))
+}
+
 /// How a reason reads to the subject: 扣分 for institutions, 记分 for individuals (LS Art. 19).
 pub fn wording(method: Method) -> &'static str {
     match method {

@@ -206,7 +206,7 @@ impl Worker {
             .reconcile(|reply| ReconcileJob {
                 kind: kind.to_string(),
                 data,
-                items: Vec::new(),
+                items: step.items,
                 writes,
                 removes,
                 standing: None,

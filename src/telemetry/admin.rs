@@ -52,6 +52,9 @@ pub struct Ops {
     pub calendar: crate::calendar::SharedCalendar,
     pub objection_rules: crate::objections::rules::ObjectionRules,
     pub evaluation: Option<crate::evaluation::engine::Engine>,
+    /// Where the manual clock's last setting is kept, so a restarted test gateway resumes at the
+    /// time the test set rather than at the system's.
+    pub manual_clock_file: std::path::PathBuf,
 }
 
 pub async fn serve(
@@ -424,6 +427,7 @@ fn dangerous_clock(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<
     match time::OffsetDateTime::parse(&value, &time::format_description::well_known::Rfc3339) {
         Ok(t) => {
             clock.set(t);
+            let _ = std::fs::write(&ops.manual_clock_file, &value);
             crate::telemetry::events::operator_action("dangerous_clock_set", &value);
             json(StatusCode::OK, serde_json::json!({"now": value}))
         }
