@@ -410,8 +410,8 @@ fn a_rules_change_on_sighup_withdraws_what_the_new_rules_forbid() {
         == 2));
     // The operator stops publicly noticing penalties.
     let without_public = shipped.replace(
-        "name = \"mi-public-notice\"\nfrom_agencies = [\"medical_insurance\"]\ncategories = [\"administrative\", \"dishonest_list\"]",
-        "name = \"mi-public-notice\"\nfrom_agencies = [\"medical_insurance\"]\ncategories = [\"dishonest_list\"]",
+        "name = \"mi-public-notice\"\nfrom_agencies = [\"medical_insurance\", \"credit_evaluation\"]\ncategories = [\"administrative\", \"dishonest_list\"]",
+        "name = \"mi-public-notice\"\nfrom_agencies = [\"medical_insurance\", \"credit_evaluation\"]\ncategories = [\"dishonest_list\"]",
     );
     assert_ne!(without_public, shipped);
     std::fs::write(&rules, without_public).unwrap();

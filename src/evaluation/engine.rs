@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
+use sha2::Digest;
 use time::{Date, OffsetDateTime};
 
 use super::profile::{Profile, Profiles};
@@ -83,6 +84,7 @@ struct Stored {
 #[derive(Debug, Clone)]
 pub struct Held {
     pub version: u32,
+    pub content_hash: String,
     pub content: Map<String, Value>,
 }
 
@@ -116,7 +118,8 @@ impl Engine {
     /// The result `archive_key` holds for `year`, if any.
     pub fn held(&self, archive_key: &str, year: i32) -> Result<Option<Held>, EvaluationError> {
         let id = ids::result(year, archive_key);
-        let Some((_, version)) = archive::current_version(&self.store, &self.agency, &id)? else {
+        let Some((head, version)) = archive::current_version(&self.store, &self.agency, &id)?
+        else {
             return Ok(None);
         };
         let json: Value =
@@ -131,6 +134,7 @@ impl Engine {
             .unwrap_or_default();
         Ok(Some(Held {
             version: version.version,
+            content_hash: head.content_hash,
             content,
         }))
     }
@@ -198,28 +202,33 @@ impl Engine {
         let record = self.result_record(archive_key, &latest.json, &region, year, content)?;
         let canonical = record.canonical_bytes();
         let router = self.router.current();
-        let plan = router.plan(&record, Standing::Active, now);
-        let mut enqueue = Vec::new();
-        if changed {
-            enqueue = self.grade_notice(&record, told, &result, profile, now);
+        let unchanged = current
+            .as_ref()
+            .is_some_and(|c| c.content_hash == hex::encode(sha2::Sha256::digest(&canonical)));
+        if !unchanged {
+            let plan = router.plan(&record, Standing::Active, now);
+            let mut enqueue = Vec::new();
+            if changed {
+                enqueue = self.grade_notice(&record, told, &result, profile, now);
+            }
+            step.summary = Some(json!({
+                "subject": ids::subject_token(archive_key),
+                "record_id": record.source.record_id,
+                "year": year,
+                "grade": result.grade,
+                "points": result.points,
+                "previous_grade": told,
+                "notice": changed,
+            }));
+            step.records.push(NewVersion {
+                record,
+                canonical,
+                plan,
+                origin: format!("evaluation:{}", profile.name),
+                touches_subject: false,
+                enqueue,
+            });
         }
-        step.summary = Some(json!({
-            "subject": ids::subject_token(archive_key),
-            "record_id": record.source.record_id,
-            "year": year,
-            "grade": result.grade,
-            "points": result.points,
-            "previous_grade": told,
-            "notice": changed,
-        }));
-        step.records.push(NewVersion {
-            record,
-            canonical,
-            plan,
-            origin: format!("evaluation:{}", profile.name),
-            touches_subject: false,
-            enqueue,
-        });
         if let Some(next) = result.next_change {
             step.timers.push(timer_key(
                 crate::lifecycle::notice::start_of(next),
@@ -512,9 +521,18 @@ impl Engine {
                                 continue;
                             }
                         };
+                        let canonical = record.canonical_bytes();
+                        let held = self.store.get_json::<archive::RecordHead>(
+                            &archive::record_head_key(&self.agency, &link_id),
+                        )?;
+                        if held.is_some_and(|h| {
+                            h.content_hash == hex::encode(sha2::Sha256::digest(&canonical))
+                        }) {
+                            continue;
+                        }
                         let plan = router.plan(&record, Standing::Active, now);
                         step.records.push(NewVersion {
-                            canonical: record.canonical_bytes(),
+                            canonical,
                             record,
                             plan,
                             origin: format!("joint_punishment:{}", listing.fact.record_id),

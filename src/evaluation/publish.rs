@@ -161,6 +161,7 @@ pub async fn publish(
             subject: None,
             records,
             clear_if: Vec::new(),
+            quiet: false,
             reply,
         })
         .await?;

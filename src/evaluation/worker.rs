@@ -195,6 +195,8 @@ impl Worker {
         clear_if: Vec<(String, Vec<u8>)>,
         cycle: Option<Value>,
     ) -> Result<(), EvaluationError> {
+        // Taking up a change that changed nothing is not an exchange: no audit entry.
+        let quiet = summaries.is_empty() && step.marks.is_empty() && step.records.is_empty();
         writes.extend(step.timers.into_iter().map(|k| (k, b"{}".to_vec())));
         let mut data = Map::new();
         data.insert("results".into(), Value::Array(summaries));
@@ -215,6 +217,7 @@ impl Worker {
                 subject: None,
                 records: step.records,
                 clear_if,
+                quiet,
                 reply,
             })
             .await?;

@@ -150,6 +150,7 @@ pub async fn recheck_all(
                     subject: None,
                     records: Vec::new(),
                     clear_if: Vec::new(),
+                    quiet: false,
                     reply,
                 })
                 .await?;
@@ -259,6 +260,7 @@ pub async fn change_standing(
             subject: Some((archive_key.clone(), entry)),
             records: Vec::new(),
             clear_if: Vec::new(),
+            quiet: false,
             reply,
         })
         .await?;
@@ -309,6 +311,7 @@ pub async fn change_standing(
                 subject: None,
                 records: Vec::new(),
                 clear_if: Vec::new(),
+                quiet: false,
                 reply,
             })
             .await?;

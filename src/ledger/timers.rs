@@ -91,6 +91,7 @@ impl Timers {
                     subject: None,
                     records: Vec::new(),
                     clear_if: Vec::new(),
+                    quiet: false,
                     reply,
                 })
                 .await?;

@@ -572,6 +572,7 @@ async fn commit(
             subject: None,
             records: Vec::new(),
             clear_if: Vec::new(),
+            quiet: false,
             reply,
         })
         .await?;

@@ -84,6 +84,9 @@ pub struct ReconcileJob {
     /// Keys removed only if they still hold these bytes and no job of the group changes the
     /// subject they follow (`chg/` keys a follower has taken up).
     pub clear_if: Vec<(String, Vec<u8>)>,
+    /// No audit entry: the job only takes up changes that turned out to change nothing (the
+    /// evaluation worker clearing `chg/` keys). Anything it queues is audited regardless.
+    pub quiet: bool,
     pub reply: oneshot::Sender<Result<(Vec<Queued>, Head), String>>,
 }
 
@@ -537,14 +540,16 @@ fn commit_group(
             Job::Reconcile(job) => {
                 clear_if.extend(job.clear_if.iter().cloned());
                 let queued = stage_reconcile(w, &mut g, job, now)?;
-                let mut data = job.data.clone();
-                data.insert(
-                    "changes".into(),
-                    serde_json::to_value(&queued).unwrap_or_default(),
-                );
-                let (key, bytes, next) = head.append(&at, &job.kind, data);
-                g.archive.writes.push((key, bytes));
-                head = next;
+                if !job.quiet || !queued.is_empty() {
+                    let mut data = job.data.clone();
+                    data.insert(
+                        "changes".into(),
+                        serde_json::to_value(&queued).unwrap_or_default(),
+                    );
+                    let (key, bytes, next) = head.append(&at, &job.kind, data);
+                    g.archive.writes.push((key, bytes));
+                    head = next;
+                }
                 answers.push(Answer::Reconciled(queued, head.clone()));
             }
         }
