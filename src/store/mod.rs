@@ -20,6 +20,10 @@
 //! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
 //! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers (what each platform holds is in the record head's `publication`) | ledger |
 //! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
+//! | `chg/` | `subject_key` | the stamp of the last group that changed the subject's archive, until a follower (evaluation) takes it up | archive |
+//! | `evt/` | `unix seconds(20) \x1f subject_key` | `{}`: re-evaluate then (a record leaves its validity) | evaluation |
+//! | `evc/` | year (4 digits) | [`crate::evaluation::worker::CycleRun`]: the yearly cycle's progress and cursor | evaluation |
+//! | `obj/`, `rep/` | see `objections`, `repairs` | objections and repairs | objections, repairs |
 //!
 //! Durability: an acknowledgement is sent only after `flush`. sled 0.34 flushes with
 //! `sync_file_range` on Linux: this survives a process crash, not every power loss. With
