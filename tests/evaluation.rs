@@ -780,3 +780,66 @@ fn results_are_published_once_a_year_after_the_objection_window_by_grade_ls_art_
     assert_eq!(r["published"].as_array().unwrap().len(), 0);
     assert_eq!(r["already_published"], 2);
 }
+
+#[test]
+fn an_objection_to_a_result_runs_from_its_notice_and_the_medical_insurance_department_resolves_it_ls_art_21(
+) {
+    let (_rt, gw, _platform, _mi) = setup("540000", "2025-06-03T10:00:00+08:00", |_| {});
+    let s = uscc_in("540102", 11);
+    push(
+        &gw,
+        vec![penalty(&s, "540102", "OB-1", "2025-03-01", Some("general"))],
+    );
+    let r = wait_result(&gw, "uscc", &s, 2025, |r| r["points"] == 92);
+    assert_eq!(r["notified_on"], "2025-06-03");
+    let record_id = r["record"]["record_id"].as_str().unwrap().to_string();
+    let filed = gw.client(MI).post(
+        "/v1/objections",
+        "application/json",
+        serde_json::to_vec(
+            &json!({"records": [{"agency": "credit_evaluation", "record_id": record_id}],
+                                   "ground": "error_or_omission", "materials": "评价结果异议申诉"}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        filed.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&filed.body)
+    );
+    let objection = filed.json();
+    // The 10 working days run from the notice the gateway sent, not from a date the filer gives.
+    let (_, out, _) = gw.cli(&[
+        "calendar",
+        "deadline",
+        "--from",
+        "2025-06-03T10:00:00+08:00",
+        "--working-days",
+        "10",
+    ]);
+    assert_eq!(
+        objection["filing_deadline"],
+        out.lines().next().unwrap().trim()
+    );
+    let id = objection["id"].as_str().unwrap();
+    let resolved = gw.client(MI).post(
+        &format!("/v1/objections/{id}/resolve"),
+        "application/json",
+        serde_json::to_vec(&json!({"outcome": "rejected", "reason": "评价依据的处罚决定有效"}))
+            .unwrap(),
+    );
+    assert_eq!(
+        resolved.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&resolved.body)
+    );
+    // Another agency may not decide on the department's result.
+    let other = gw.client("tax").post(
+        &format!("/v1/objections/{id}/resolve"),
+        "application/json",
+        serde_json::to_vec(&json!({"outcome": "rejected", "reason": "x"})).unwrap(),
+    );
+    assert_ne!(other.status, 200);
+}

@@ -561,8 +561,8 @@ pub fn records_of(store: &Store, archive_key: &str) -> Result<Vec<(String, Strin
     Ok(out)
 }
 
-/// Whether this group changes the subject's archive.
 impl Staging {
+    /// Whether this group changes the subject's archive.
     pub fn touches(&self, archive_key: &str) -> bool {
         self.touched.contains(archive_key)
     }

@@ -11,6 +11,7 @@
 //! - [`worker`]: re-evaluates every subject whose archive changed (dynamic evaluation, GD Art. 18),
 //!   fires evaluation timers (a record leaving its validity), and runs the yearly cycle;
 //! - [`authz`]: the authorization tokens of GD Art. 21's real-time query;
+//! - [`ops`]: reading results (the authorized query's answer, the operator's views);
 //! - [`publish`]: the yearly publication of results by grade (LS Art. 27).
 //!
 //! Never does: decide what a platform may hold (the publication ledger does, from the sharing
