@@ -304,6 +304,19 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             source,
         })?;
 
+    // The CLI on this host signs its requests with a token only the data directory's owner reads.
+    let local_token = crate::operators::random_token();
+    write_private(
+        &config
+            .storage
+            .data_dir
+            .join(crate::operators::LOCAL_TOKEN_FILE),
+        &local_token,
+    )
+    .map_err(|e| StartError::Storage {
+        path: config.storage.data_dir.display().to_string(),
+        message: format!("cannot write the local operator token: {e}"),
+    })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(admin::Readiness::default());
     let ops = Arc::new(admin::Ops {
@@ -318,6 +331,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         objection_rules: objection_rules.clone(),
         evaluation: evaluation.clone(),
         manual_clock_file,
+        gate: Arc::new(crate::operators::Gate::new(&config.operators, local_token)),
+        admin_tls: config.server.admin_tls,
+        config: config.clone(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
     });
     let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
     let watchdog_task = tokio::spawn(watch_commits(
@@ -482,6 +500,20 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Write a file only its owner may read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 fn server_tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, tls::TlsError> {

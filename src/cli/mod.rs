@@ -279,6 +279,12 @@ pub enum OutboxCommand {
     Replay {
         #[arg(long)]
         destination: Option<String>,
+        /// Only the dead letter with this idempotency key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Why (recorded in the audit chain with who did it).
+        #[arg(long, default_value = "replayed from the command line")]
+        reason: String,
     },
     /// Depth, corrections waiting, oldest entry and dead letters per destination.
     Stats,

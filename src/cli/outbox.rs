@@ -67,9 +67,18 @@ pub(super) async fn admin_request(
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
+    // The gateway's own token for the CLI on its host (see `crate::operators`).
+    let token = std::fs::read_to_string(
+        config
+            .storage
+            .data_dir
+            .join(crate::operators::LOCAL_TOKEN_FILE),
+    )
+    .map_err(|e| format!("cannot read the gateway's local token: {e}"))?;
     let req = hyper::Request::builder()
         .method(method)
         .uri(format!("http://{}{path}", running_admin_addr(config)))
+        .header("authorization", format!("Bearer {}", token.trim()))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| e.to_string())?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
@@ -143,11 +152,20 @@ async fn outbox_local(
             .map(Some),
         OutboxCommand::Show { key } => ops::show_entry(&store, &handle, &key).await,
         OutboxCommand::Stats => ops::stats_all(&store, &handle, &dests).await.map(Some),
-        OutboxCommand::Replay { destination } => {
-            ops::replay(&store, &handle, destination.as_deref())
-                .await
-                .map(Some)
-        }
+        OutboxCommand::Replay {
+            destination,
+            key,
+            reason,
+        } => ops::replay(
+            &store,
+            &handle,
+            destination.as_deref(),
+            key.as_deref(),
+            "local-cli",
+            &reason,
+        )
+        .await
+        .map(Some),
     };
     drop(handle);
     committer.join();
@@ -195,13 +213,21 @@ async fn outbox_remote(
         ),
         OutboxCommand::Show { key } => ("GET", format!("/outbox/show?key={}", enc(key))),
         OutboxCommand::Stats => ("GET", "/outbox/stats".to_string()),
-        OutboxCommand::Replay { destination } => (
+        OutboxCommand::Replay {
+            destination,
+            key,
+            reason,
+        } => (
             "POST",
             format!(
-                "/outbox/replay{}",
+                "/outbox/replay?reason={}{}{}",
+                enc(reason),
                 destination
                     .as_ref()
-                    .map(|d| format!("?destination={}", enc(d)))
+                    .map(|d| format!("&destination={}", enc(d)))
+                    .unwrap_or_default(),
+                key.as_ref()
+                    .map(|k| format!("&key={}", enc(k)))
                     .unwrap_or_default()
             ),
         ),

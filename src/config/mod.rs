@@ -54,6 +54,8 @@ pub struct Config {
     pub objections: ObjectionsConfig,
     pub repairs: RepairsConfig,
     pub evaluation: EvaluationConfig,
+    /// Who may sign in to the operator console and the operator API (password hashes, argon2id).
+    pub operators: Vec<OperatorConfig>,
     /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
     pub destinations: Vec<DestinationConfig>,
 }
@@ -155,6 +157,28 @@ impl Default for RepairsConfig {
             alert_webhook: None,
         }
     }
+}
+
+/// What an operator may do (see `crate::operators`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorRole {
+    /// Reads, with personal identifiers masked.
+    Viewer,
+    /// Reads (masked) and the gateway-side actions: replay, exits, objections, repairs, publication.
+    Operator,
+    /// Reads with full values (each one audited) and audit verification.
+    Auditor,
+}
+
+/// One operator who signs in to the console.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    pub name: String,
+    pub role: OperatorRole,
+    /// An argon2id PHC string (`credit-gateway operators hash-password` prints one).
+    pub password_hash: String,
 }
 
 /// Credit evaluation (GD Arts. 17-22, 29; LS Arts. 19-21, 27, 30).
@@ -346,8 +370,11 @@ pub fn default_destinations() -> Vec<DestinationConfig> {
 pub struct ServerConfig {
     /// The agency API (HTTPS, client certificate required).
     pub listen: String,
-    /// Health and metrics (plain HTTP: keep it on loopback or a management network).
+    /// Health, metrics, the operator API and the console.
     pub admin_listen: String,
+    /// Serve the admin listener over HTTPS with the server certificate. Required for any address
+    /// other than loopback: passwords and session cookies never cross a network in clear.
+    pub admin_tls: bool,
     /// Larger request bodies get 413 without being read whole.
     pub max_body_bytes: u64,
     /// Connections beyond this wait in the kernel's accept queue.
@@ -474,6 +501,7 @@ impl Default for ServerConfig {
         Self {
             listen: DEFAULT_API_LISTEN.into(),
             admin_listen: DEFAULT_ADMIN_LISTEN.into(),
+            admin_tls: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_agency: DEFAULT_MAX_CONNECTIONS / 2,
@@ -557,6 +585,7 @@ impl Default for Config {
             objections: ObjectionsConfig::default(),
             repairs: RepairsConfig::default(),
             evaluation: EvaluationConfig::default(),
+            operators: Vec::new(),
             destinations: default_destinations(),
         }
     }
@@ -673,9 +702,9 @@ impl Config {
                 "server.admin_listen {:?} is not an address:port",
                 self.server.admin_listen
             )),
-            // The admin endpoints have no sign-in yet: they must not be reachable from the network.
-            Ok(addr) if !addr.ip().is_loopback() => bad(format!(
-                "server.admin_listen {:?} is not a loopback address: the admin endpoints have no operator sign-in, so they listen on 127.0.0.1 or [::1] only (reach them over SSH)",
+            // Passwords and session cookies must not cross a network in clear.
+            Ok(addr) if !addr.ip().is_loopback() && !self.server.admin_tls => bad(format!(
+                "server.admin_listen {:?} is not a loopback address: set server.admin_tls = true (operators sign in with passwords, which never cross a network in clear), or listen on 127.0.0.1 or [::1]",
                 self.server.admin_listen
             )),
             Ok(_) => {}
@@ -690,6 +719,21 @@ impl Config {
                 "evaluation.agency {:?} must be a non-empty id no connecting agency uses: results are recorded under it",
                 self.evaluation.agency
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for o in &self.operators {
+            if o.name.trim().is_empty() || !names.insert(o.name.as_str()) {
+                bad(format!(
+                    "operators: the name {:?} is empty or given twice",
+                    o.name
+                ));
+            }
+            if argon2::PasswordHash::new(&o.password_hash).is_err() {
+                bad(format!(
+                    "operators: {:?}: password_hash is not a PHC string (use `credit-gateway operators hash-password`)",
+                    o.name
+                ));
+            }
         }
         if self.evaluation.cycle_batch == 0 || self.evaluation.check_interval_ms == 0 {
             bad("evaluation.cycle_batch and evaluation.check_interval_ms must be above 0".into());

@@ -160,8 +160,11 @@ pub async fn serve(
             // hyper's header timeout starts at the first byte: a client that completes TLS and
             // then says nothing is cut off here instead of holding its slot for ever.
             let mut io = tokio::io::BufReader::new(tls);
-            // A connection that has sent nothing yet when shutdown begins is simply closed.
+            // A connection that has sent nothing yet when shutdown begins is simply closed. Bytes
+            // already waiting win over the stop signal (`biased`): a request sent before the stop
+            // is served, whatever order the two wake-ups come in.
             let first = tokio::select! {
+                biased;
                 r = tokio::time::timeout(first_byte_timeout, io.fill_buf()) => Some(r),
                 _ = conn_stop.changed() => None,
             };

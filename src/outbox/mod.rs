@@ -298,6 +298,7 @@ pub struct Replay {
 pub fn replay_writes(
     store: &Store,
     dest: Option<&str>,
+    select: impl Fn(&Entry) -> bool,
     keep: impl Fn(&Entry) -> bool,
 ) -> Result<Replay, StoreError> {
     let prefix = match dest {
@@ -312,6 +313,9 @@ pub fn replay_writes(
             key: key.clone(),
             message: e.to_string(),
         })?;
+        if !select(&dead.entry) {
+            continue;
+        }
         if keep(&dead.entry) {
             replay.writes.push(enqueue_write(store, &dead.entry)?);
             replay.replayed += 1;

@@ -103,17 +103,25 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Move dead letters back into the queue (same idempotency keys), durably and audited.
+/// `key`: only the dead letter with this idempotency key; `by` and `reason` are recorded with it.
 pub async fn replay(
     store: &Store,
     committer: &CommitterHandle,
     destination: Option<&str>,
+    key: Option<&str>,
+    by: &str,
+    reason: &str,
 ) -> Result<Value, StoreError> {
     let replay = {
         let (store, destination) = (store.clone(), destination.map(String::from));
+        let key = key.map(String::from);
         blocking(move || {
-            replay_writes(&store, destination.as_deref(), |entry| {
-                !crate::ledger::is_superseded(&store, entry)
-            })
+            replay_writes(
+                &store,
+                destination.as_deref(),
+                |entry| key.as_deref().is_none_or(|k| entry.idempotency_key == k),
+                |entry| !crate::ledger::is_superseded(&store, entry),
+            )
         })
         .await?
     };
@@ -122,6 +130,9 @@ pub async fn replay(
     data.insert("destination".into(), json!(destination.unwrap_or("*")));
     data.insert("replayed".into(), json!(replay.replayed));
     data.insert("superseded".into(), json!(replay.superseded));
+    data.insert("key".into(), json!(key));
+    data.insert("by".into(), json!(by));
+    data.insert("reason".into(), json!(reason));
     let head = committer
         .apply(
             "operator_outbox_replay",

@@ -55,6 +55,13 @@ pub struct Ops {
     /// Where the manual clock's last setting is kept, so a restarted test gateway resumes at the
     /// time the test set rather than at the system's.
     pub manual_clock_file: std::path::PathBuf,
+    /// Operators, sessions and the CLI's token.
+    pub gate: Arc<crate::operators::Gate>,
+    /// Whether the admin listener is HTTPS (cookies are then `Secure`).
+    pub admin_tls: bool,
+    pub config: crate::config::Config,
+    pub metrics: Option<PrometheusHandle>,
+    pub readiness: Arc<Readiness>,
 }
 
 pub async fn serve(
@@ -65,7 +72,7 @@ pub async fn serve(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(_) => continue,
@@ -87,7 +94,7 @@ pub async fn serve(
                         return Ok::<_, Infallible>(respond(&path, &ready, metrics.as_ref()));
                     }
                     // Everything else reads the store: off the runtime's worker threads.
-                    let answer = crate::ingest::off_runtime(operator(ops, req)).await;
+                    let answer = crate::ingest::off_runtime(gated(ops, req, peer.ip())).await;
                     Ok::<_, Infallible>(answer.unwrap_or_else(|| {
                         json(
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -104,7 +111,265 @@ pub async fn serve(
 }
 
 /// The operator endpoints.
-async fn operator(ops: Arc<Ops>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+/// Every operator request: sign-in, the console, or an authenticated and authorized API call.
+async fn gated(
+    ops: Arc<Ops>,
+    req: Request<hyper::body::Incoming>,
+    peer: std::net::IpAddr,
+) -> Response<Full<Bytes>> {
+    use crate::operators::Need;
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if path == "/session" && method == hyper::Method::POST {
+        return sign_in_json(&ops, req, peer).await;
+    }
+    if path == "/console" || path.starts_with("/console/") {
+        return crate::console::serve(ops, req, peer).await;
+    }
+    let Some(auth) = ops.gate.authenticate(req.headers()) else {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": {"code": "unauthenticated", "message": "sign in first (POST /session), or use the CLI on the gateway's host"}}),
+        );
+    };
+    if path == "/session/logout" {
+        if let Some(s) = &auth.session {
+            ops.gate.sign_out(s);
+        }
+        let mut resp = json(StatusCode::OK, serde_json::json!({"signed_out": true}));
+        if let Ok(v) = format!("{}=; Path=/; Max-Age=0", crate::operators::SESSION_COOKIE).parse() {
+            resp.headers_mut().insert(hyper::header::SET_COOKIE, v);
+        }
+        return resp;
+    }
+    let need = if path == "/audit/verify" {
+        Need::Audit
+    } else if method == hyper::Method::GET {
+        Need::Read
+    } else {
+        Need::Act
+    };
+    let principal = auth.principal.clone();
+    if !principal.may(need) {
+        audit_request(&ops, &principal, &method, &path, 403).await;
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": {"code": "forbidden_role", "message": format!("the {} role may not do this", principal.role())}}),
+        );
+    }
+    if method != hyper::Method::GET {
+        if let Err(why) = csrf_ok(req.headers(), auth.csrf.as_deref(), None) {
+            audit_request(&ops, &principal, &method, &path, 403).await;
+            return json(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"error": {"code": "csrf_refused", "message": why}}),
+            );
+        }
+    }
+    let resp = operator(ops.clone(), req, &principal.name()).await;
+    let status = resp.status().as_u16();
+    if method != hyper::Method::GET || principal.sees_full_values() {
+        audit_request(&ops, &principal, &method, &path, status).await;
+    }
+    if principal.sees_full_values() {
+        resp
+    } else {
+        masked(resp).await
+    }
+}
+
+/// A state-changing request made with a session cookie must carry the session's CSRF token (the
+/// `x-csrf-token` header, or the form's `csrf` field) and must not come from another site.
+pub fn csrf_ok(
+    headers: &hyper::HeaderMap,
+    expected: Option<&str>,
+    form_field: Option<&str>,
+) -> Result<(), &'static str> {
+    let Some(expected) = expected else {
+        // The CLI's bearer token: no cookie, so no cross-site request can carry it.
+        return Ok(());
+    };
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site")
+    {
+        return Err("a request from another site");
+    }
+    if let (Some(origin), Some(host)) = (
+        headers
+            .get(hyper::header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
+        headers
+            .get(hyper::header::HOST)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+        if origin_host != host {
+            return Err("a request from another origin");
+        }
+    }
+    let given = headers
+        .get(crate::operators::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(form_field);
+    match given {
+        Some(t) if crate::operators::same(t, expected) => Ok(()),
+        _ => Err("the request lacks the session's CSRF token"),
+    }
+}
+
+/// Record who did what in the audit chain (the path only: query values may be identifiers).
+pub async fn audit_request(
+    ops: &Ops,
+    principal: &crate::operators::Principal,
+    method: &hyper::Method,
+    path: &str,
+    status: u16,
+) {
+    let mut data = serde_json::Map::new();
+    data.insert("operator".into(), serde_json::json!(principal.name()));
+    data.insert("role".into(), serde_json::json!(principal.role()));
+    data.insert("method".into(), serde_json::json!(method.as_str()));
+    data.insert("path".into(), serde_json::json!(path));
+    data.insert("status".into(), serde_json::json!(status));
+    if let Err(e) = ops
+        .committer
+        .apply("operator_request", data, Vec::new(), Vec::new(), Vec::new())
+        .await
+    {
+        tracing::error!(error = %e, "an operator request could not be audited");
+    }
+}
+
+/// Resident ID and phone numbers masked in every string of a JSON answer (viewers, operators).
+async fn masked(resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let (parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(never) => match never {},
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Full::new(bytes));
+    };
+    mask_value(&mut value);
+    Response::from_parts(
+        parts,
+        Full::new(Bytes::from(serde_json::to_vec(&value).unwrap_or_default())),
+    )
+}
+
+pub fn mask_value(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            let (m, n) = crate::disclosure::mask_personal_numbers(s);
+            if n > 0 {
+                *s = m;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(mask_value),
+        serde_json::Value::Object(o) => o.values_mut().for_each(mask_value),
+        _ => {}
+    }
+}
+
+/// `POST /session` with `{"name", "password"}`: a session cookie and the CSRF token.
+async fn sign_in_json(
+    ops: &Ops,
+    req: Request<hyper::body::Incoming>,
+    peer: std::net::IpAddr,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    #[derive(serde::Deserialize)]
+    struct Body {
+        name: String,
+        password: String,
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 4096)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": {"code": "bad_request"}}),
+            )
+        }
+    };
+    let Ok(body) = serde_json::from_slice::<Body>(&body) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": {"code": "bad_request", "message": "send {\"name\", \"password\"}"}}),
+        );
+    };
+    match sign_in(ops, &body.name, &body.password, peer).await {
+        Ok((cookie, csrf, role)) => {
+            let mut resp = json(
+                StatusCode::OK,
+                serde_json::json!({"operator": body.name, "role": role, "csrf": csrf}),
+            );
+            if let Ok(v) = cookie.parse() {
+                resp.headers_mut().insert(hyper::header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(crate::operators::SignInError::Locked) => json(
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({"error": {"code": "sign_in_locked", "message": "too many failed sign-ins: try again later"}}),
+        ),
+        Err(crate::operators::SignInError::Wrong) => json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": {"code": "sign_in_failed", "message": "wrong name or password"}}),
+        ),
+    }
+}
+
+/// Check a password off the async threads and audit the outcome. Returns the `Set-Cookie` value,
+/// the CSRF token and the role.
+pub async fn sign_in(
+    ops: &Ops,
+    name: &str,
+    password: &str,
+    peer: std::net::IpAddr,
+) -> Result<(String, String, crate::config::OperatorRole), crate::operators::SignInError> {
+    let gate = ops.gate.clone();
+    let (n, p) = (name.to_string(), password.to_string());
+    let result = tokio::task::spawn_blocking(move || gate.sign_in(&n, &p, peer))
+        .await
+        .unwrap_or(Err(crate::operators::SignInError::Wrong));
+    let mut data = serde_json::Map::new();
+    data.insert("operator".into(), serde_json::json!(name));
+    data.insert("address".into(), serde_json::json!(peer.to_string()));
+    let kind = match &result {
+        Ok(_) => "operator_sign_in",
+        Err(crate::operators::SignInError::Wrong) => "operator_sign_in_failed",
+        Err(crate::operators::SignInError::Locked) => "operator_sign_in_locked",
+    };
+    crate::telemetry::events::operator_action(kind, name);
+    let _ = ops
+        .committer
+        .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
+        .await;
+    result.map(|(token, csrf, role)| {
+        let secure = if ops.admin_tls { "; Secure" } else { "" };
+        (
+            format!(
+                "{}={token}; Path=/; HttpOnly; SameSite=Strict{secure}",
+                crate::operators::SESSION_COOKIE
+            ),
+            csrf,
+            role,
+        )
+    })
+}
+
+async fn operator(
+    ops: Arc<Ops>,
+    req: Request<hyper::body::Incoming>,
+    by: &str,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/dangerous/clock" {
         return dangerous_clock(&ops, &req);
@@ -119,7 +384,10 @@ async fn operator(ops: Arc<Ops>, req: Request<hyper::body::Incoming>) -> Respons
         return corrections(&ops, &req);
     }
     if path.starts_with("/outbox/") {
-        return outbox(&ops, &req).await;
+        return outbox(&ops, &req, by).await;
+    }
+    if path.starts_with("/audit/") {
+        return audit(&ops, &req);
     }
     if path.starts_with("/repairs/") {
         return repairs(&ops, &req).await;
@@ -128,10 +396,10 @@ async fn operator(ops: Arc<Ops>, req: Request<hyper::body::Incoming>) -> Respons
         return evaluation(&ops, &req).await;
     }
     if path.starts_with("/objections/") {
-        return objections(&ops, &req).await;
+        return objections(&ops, &req, by).await;
     }
     if path.starts_with("/ledger/") || path.starts_with("/subjects/") {
-        return ledger(&ops, &req).await;
+        return ledger(&ops, &req, by).await;
     }
     json(
         StatusCode::NOT_FOUND,
@@ -141,7 +409,11 @@ async fn operator(ops: Arc<Ops>, req: Request<hyper::body::Incoming>) -> Respons
 
 /// `/outbox/stats`, `/outbox/list?destination=D&dead=1&limit=N`, `/outbox/show?key=K`,
 /// `POST /outbox/replay?destination=D`.
-async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn outbox(
+    ops: &Ops,
+    req: &Request<hyper::body::Incoming>,
+    by: &str,
+) -> Response<Full<Bytes>> {
     use crate::outbox::ops;
     let query: std::collections::HashMap<String, String> = req
         .uri()
@@ -179,9 +451,28 @@ async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
             )
             .await
         }
-        ("POST", "/outbox/replay") => ops::replay(&ops.store, &ops.committer, dest)
+        ("POST", "/outbox/replay") => {
+            let reason = query
+                .get("reason")
+                .map(|r| crate::ingest::percent_decode(r))
+                .unwrap_or_default();
+            if reason.trim().is_empty() {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": {"code": "reason_required", "message": "a replay needs a reason (recorded with who did it)"}}),
+                );
+            }
+            ops::replay(
+                &ops.store,
+                &ops.committer,
+                dest,
+                query.get("key").map(String::as_str),
+                by,
+                &reason,
+            )
             .await
-            .map(Some),
+            .map(Some)
+        }
         _ => {
             return json(
                 StatusCode::NOT_FOUND,
@@ -207,7 +498,11 @@ async fn outbox(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
 /// `POST /subjects/exit?id_type=uscc&id=X&reason=left_service&on=2026-11-01[&note=N]`,
 /// `POST /subjects/reentry?id_type=uscc&id=X&on=2026-11-20`: the CLI's `ledger` and `subjects`
 /// commands while the gateway runs.
-async fn ledger(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn ledger(
+    ops: &Ops,
+    req: &Request<hyper::body::Incoming>,
+    by: &str,
+) -> Response<Full<Bytes>> {
     use crate::ledger::ops::{record_holdings, set_standing, subject_holdings, OpContext, OpError};
     let query = decoded_query(req);
     let q = |k: &str| query.get(k).map(String::as_str);
@@ -217,7 +512,7 @@ async fn ledger(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
         router: ops.router.current(),
         exceptions: &ops.exceptions,
         now: ops.clock.now(),
-        by: "operator",
+        by,
     };
     let standing = || crate::ledger::recheck::StandingRequest {
         reason: q("reason").map(String::from),
@@ -275,7 +570,11 @@ async fn ledger(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Ful
 
 /// `GET /objections/list?state=S`, `GET /objections/show?id=I`,
 /// `POST /objections/accept-late?id=I&reason=R`: the CLI's `objections` commands while running.
-async fn objections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn objections(
+    ops: &Ops,
+    req: &Request<hyper::body::Incoming>,
+    by: &str,
+) -> Response<Full<Bytes>> {
     use crate::objections::ops::{run, Command};
     let query = decoded_query(req);
     let q = |k: &str| query.get(k).cloned().unwrap_or_default();
@@ -305,7 +604,7 @@ async fn objections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response
         destinations: &[],
         now: ops.clock.now(),
     };
-    match run(&ctx, "operator", command).await {
+    match run(&ctx, by, command).await {
         Ok(v) => json(StatusCode::OK, v),
         Err(e) => op_error(e, "objection_state"),
     }
@@ -331,6 +630,60 @@ async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Fu
 }
 
 /// The query string as a map, values percent-decoded.
+/// `GET /audit/verify`, `/audit/checkpoint`, `/audit/entries?from=N&limit=L&kind=K` while the
+/// gateway runs (auditors).
+fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let query = decoded_query(req);
+    match req.uri().path() {
+        "/audit/verify" => match crate::audit::verify(&ops.store) {
+            Ok(head) => json(
+                StatusCode::OK,
+                serde_json::json!({"ok": true, "head": head}),
+            ),
+            Err(e) => json(
+                StatusCode::OK,
+                serde_json::json!({"ok": false, "broken": e.to_string()}),
+            ),
+        },
+        "/audit/checkpoint" => match crate::audit::Head::load(&ops.store) {
+            Ok(head) => json(
+                StatusCode::OK,
+                serde_json::json!({"seq": head.seq, "hash": head.hash}),
+            ),
+            Err(e) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
+            ),
+        },
+        "/audit/entries" => {
+            let from = query.get("from").and_then(|v| v.parse().ok()).unwrap_or(1);
+            let limit: usize = query
+                .get("limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100)
+                .min(1000);
+            let kind = query.get("kind").filter(|k| !k.is_empty());
+            match crate::audit::entries_from(&ops.store, from, limit) {
+                Ok(entries) => {
+                    let entries: Vec<_> = entries
+                        .into_iter()
+                        .filter(|e| kind.is_none_or(|k| &e.kind == k))
+                        .collect();
+                    json(StatusCode::OK, serde_json::json!({"entries": entries}))
+                }
+                Err(e) => json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
+                ),
+            }
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": {"code": "not_found"}}),
+        ),
+    }
+}
+
 /// `GET /evaluation/show?id_type=T&id=I`, `GET /evaluation/cycles`, `POST /evaluation/publish?year=Y`.
 async fn evaluation(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     use crate::evaluation::ops::Command;

@@ -292,12 +292,52 @@ impl Gateway {
         rt.block_on(async {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
             let req = hyper::Request::post(format!("http://{}{}", self.admin, path))
+                .header("authorization", format!("Bearer {}", self.local_token()))
                 .body(Full::new(Bytes::new()))
                 .unwrap();
             let resp = client.request(req).await.unwrap();
             let status = resp.status().as_u16();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             (status, String::from_utf8_lossy(&body).into_owned())
+        })
+    }
+
+    /// The token the gateway writes for the CLI on its host (see `credit_gateway::operators`).
+    pub fn local_token(&self) -> String {
+        std::fs::read_to_string(self.config.storage.data_dir.join("admin.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// A request to the admin port with the given headers and body, no credentials added.
+    pub fn admin_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, hyper::HeaderMap, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("http://{}{}", self.admin, path));
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = client
+                .request(req.body(Full::new(Bytes::from(body))).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, String::from_utf8_lossy(&body).into_owned())
         })
     }
 
@@ -328,10 +368,11 @@ impl Gateway {
             .unwrap();
         rt.block_on(async {
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-            let resp = client
-                .get(format!("http://{}{}", self.admin, path).parse().unwrap())
-                .await
+            let req = hyper::Request::get(format!("http://{}{}", self.admin, path))
+                .header("authorization", format!("Bearer {}", self.local_token()))
+                .body(Full::new(Bytes::new()))
                 .unwrap();
+            let resp = client.request(req).await.unwrap();
             let status = resp.status().as_u16();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             (status, String::from_utf8_lossy(&body).into_owned())

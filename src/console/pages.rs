@@ -1,0 +1,662 @@
+//! The console's pages. Each reads through the same functions as the operator API and renders
+//! plain HTML; lists are cut into pages on the server.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::i18n::{t, Lang};
+use super::{esc, Viewer};
+use crate::telemetry::admin::Ops;
+
+const PAGE: usize = 50;
+
+fn layout(v: &Viewer, title: &str, body: &str) -> String {
+    let l = v.lang;
+    let nav: String = [
+        ("/console", "overview"),
+        ("/console/platforms", "platforms"),
+        ("/console/deadlines", "deadlines"),
+        ("/console/search", "search"),
+        ("/console/audit", "audit"),
+    ]
+    .iter()
+    .map(|(href, key)| format!("<a href=\"{href}\">{}</a>", t(l, key)))
+    .collect();
+    let other = match l {
+        Lang::Zh => "<a href=\"?lang=en\">English</a>",
+        Lang::En => "<a href=\"?lang=zh\">中文</a>",
+    };
+    format!(
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{} · {}</title>\
+         <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body>\
+         <header><strong>{}</strong>{nav}<span class=\"who\" id=\"who\">{} ({}: {}) {other} \
+         <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <button type=\"submit\">{}</button></form></span></header><main><h1>{}</h1>{body}</main></body></html>",
+        if l == Lang::Zh { "zh-CN" } else { "en" },
+        esc(title),
+        t(l, "title"),
+        t(l, "title"),
+        esc(&v.principal.name()),
+        t(l, "role"),
+        v.principal.role(),
+        esc(&v.csrf),
+        t(l, "sign_out"),
+        esc(title),
+    )
+}
+
+pub fn login(l: Lang, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" id=\"error\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title>\
+         <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body><div class=\"login\">\
+         <h1>{}</h1>{error}<form method=\"post\" action=\"/console/login\">\
+         <label for=\"name\">{}</label><input type=\"text\" id=\"name\" name=\"name\" autocomplete=\"username\">\
+         <label for=\"password\">{}</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\">\
+         <p><button type=\"submit\" id=\"sign-in\">{}</button></p></form></div></body></html>",
+        t(l, "title"),
+        t(l, "sign_in"),
+        t(l, "name"),
+        t(l, "password"),
+        t(l, "sign_in"),
+    )
+}
+
+pub fn message(v: &Viewer, title: &str, text: &str) -> String {
+    layout(v, title, &format!("<p id=\"message\">{}</p>", esc(text)))
+}
+
+/// Sum of a counter's series in the Prometheus text, by one label's value.
+fn counter_by(metrics: &str, name: &str, label: &str) -> Vec<(String, f64)> {
+    let mut out: HashMap<String, f64> = HashMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let value = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let key = rest
+            .split(&format!("{label}=\""))
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        *out.entry(key).or_default() += value;
+    }
+    let mut v: Vec<_> = out.into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn total(metrics: &str, name: &str) -> f64 {
+    counter_by(metrics, name, "").iter().map(|(_, v)| v).sum()
+}
+
+pub fn overview(ops: &Ops, v: &Viewer) -> String {
+    let l = v.lang;
+    let metrics = ops.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
+    let health = if ops.readiness.is_ready() {
+        format!("<span class=\"ok\" id=\"health\">{}</span>", t(l, "ready"))
+    } else {
+        format!(
+            "<span class=\"bad\" id=\"health\">{}</span>",
+            t(l, "not_ready")
+        )
+    };
+    let refused: String = counter_by(&metrics, "gateway_requests_refused_total", "code")
+        .iter()
+        .map(|(code, n)| format!("<tr><td>{}</td><td>{n}</td></tr>", esc(code)))
+        .collect();
+    let now = ops.clock.now();
+    let certs: String = expiring_certificates(&ops.config, now)
+        .iter()
+        .map(|(path, until)| {
+            format!(
+                "<tr><td>{}</td><td class=\"warn\">{}</td></tr>",
+                esc(path),
+                esc(&crate::clock::rfc3339(*until))
+            )
+        })
+        .collect();
+    let calendar = ops.calendar.current();
+    let last = *calendar.known_years().end();
+    let days_left = time::Date::from_calendar_date(last, time::Month::December, 31)
+        .map(|end| (end - crate::evaluation::engine::today(now)).whole_days())
+        .unwrap_or(0);
+    let days_class = if days_left < 60 { "warn" } else { "ok" };
+    layout(
+        v,
+        t(l, "overview"),
+        &format!(
+            "<table><tr><th>{}</th><td>{health}</td></tr>\
+             <tr><th>{}</th><td>{}: {} · {}: {} · {}: {}</td></tr>\
+             <tr><th>{}</th><td class=\"{days_class}\" id=\"calendar-days\">{days_left} ({last}-12-31)</td></tr></table>\
+             <h2>{}</h2><table><tr><th>code</th><th>n</th></tr>{}</table>\
+             <h2>{}</h2><table>{}</table>",
+            t(l, "health"),
+            t(l, "throughput"),
+            t(l, "accepted"),
+            total(&metrics, "gateway_records_accepted_total"),
+            t(l, "rejected"),
+            total(&metrics, "gateway_records_rejected_total"),
+            t(l, "delivered"),
+            total(&metrics, "gateway_shares_delivered_total"),
+            t(l, "calendar"),
+            t(l, "refused_by_code"),
+            if refused.is_empty() { format!("<tr><td colspan=2>{}</td></tr>", t(l, "none")) } else { refused },
+            t(l, "certificates"),
+            if certs.is_empty() { format!("<tr><td>{}</td></tr>", t(l, "none")) } else { certs },
+        ),
+    )
+}
+
+/// Certificates the gateway uses (its server certificate, the agencies' and its delivery client
+/// certificates in the certificates folder, the destinations' client certificates) that expire
+/// within 30 days.
+pub fn expiring_certificates(
+    config: &crate::config::Config,
+    now: time::OffsetDateTime,
+) -> Vec<(String, time::OffsetDateTime)> {
+    let mut paths = vec![config.server_cert_path()];
+    if let Ok(rd) = std::fs::read_dir(config.tls.certs_dir.join("clients")) {
+        paths.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| {
+            p.extension().is_some_and(|x| x == "pem") && !p.to_string_lossy().ends_with("-key.pem")
+        }));
+    }
+    paths.extend(
+        config
+            .destinations
+            .iter()
+            .filter_map(|d| d.client_cert.clone()),
+    );
+    paths.sort();
+    paths.dedup();
+    let horizon = now + time::Duration::days(30);
+    let mut out = Vec::new();
+    for path in paths {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&bytes) else {
+            continue;
+        };
+        let Ok(cert) = pem.parse_x509() else { continue };
+        let until = cert.validity().not_after.to_datetime();
+        if until <= horizon {
+            out.push((path.display().to_string(), until));
+        }
+    }
+    out
+}
+
+pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> String {
+    let l = v.lang;
+    let metrics = ops.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
+    let retries: HashMap<String, f64> =
+        counter_by(&metrics, "gateway_delivery_retries_total", "destination")
+            .into_iter()
+            .collect();
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let mut body = String::new();
+    if let Some(n) = query.get("replayed") {
+        body.push_str(&format!(
+            "<p class=\"ok\" id=\"replayed\">{}: {}</p>",
+            t(l, "replayed"),
+            esc(n)
+        ));
+    }
+    body.push_str(&format!(
+        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        t(l, "destination"),
+        t(l, "pending"),
+        t(l, "oldest"),
+        t(l, "retries"),
+        t(l, "dead_letters")
+    ));
+    for d in &ops.destinations {
+        let Ok(s) = crate::outbox::stats(&ops.store, d) else {
+            continue;
+        };
+        let oldest = s
+            .oldest_pending_unix
+            .and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
+            .map(crate::clock::rfc3339)
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td id=\"dead-{}\">{}</td></tr>",
+            esc(d),
+            s.pending,
+            esc(&oldest),
+            retries.get(d).copied().unwrap_or(0.0),
+            esc(d),
+            s.dead_letters
+        ));
+    }
+    body.push_str("</table>");
+    let may_act = v.principal.may(crate::operators::Need::Act);
+    let reason_field = format!(
+        "<input type=\"text\" name=\"reason\" placeholder=\"{}\" required><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        t(l, "reason"),
+        esc(&v.csrf)
+    );
+    body.push_str(&format!("<h2>{}</h2>", t(l, "dead_letters")));
+    if may_act {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/console/replay\" id=\"replay-all\">{reason_field}<button type=\"submit\">{}</button></form>",
+            t(l, "replay_all")
+        ));
+    }
+    body.push_str(&format!(
+        "<table id=\"dead-letters\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
+        t(l, "destination"),
+        t(l, "record"),
+        t(l, "answer"),
+        t(l, "at")
+    ));
+    let all = crate::outbox::list(&ops.store, None, true, (page + 1) * PAGE).unwrap_or_default();
+    let shown: Vec<&Value> = all.iter().skip(page * PAGE).take(PAGE).collect();
+    for d in &shown {
+        let dest = d
+            .pointer("/entry/destination")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let record = d
+            .pointer("/entry/record_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let key = d
+            .pointer("/entry/idempotency_key")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let answer = format!(
+            "{} {}",
+            d.get("status").map(|s| s.to_string()).unwrap_or_default(),
+            d.get("answer").and_then(Value::as_str).unwrap_or("")
+        );
+        let at = d.get("dead_at").and_then(Value::as_str).unwrap_or("");
+        let action = if may_act {
+            format!(
+                "<form method=\"post\" action=\"/console/replay\" class=\"inline replay-one\"><input type=\"hidden\" name=\"key\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"destination\" value=\"{}\">{reason_field}<button type=\"submit\">{}</button></form>",
+                esc(key),
+                esc(dest),
+                t(l, "replay")
+            )
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "<tr class=\"dead-letter\"><td>{}</td><td class=\"record\">{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            esc(dest),
+            esc(&v.shown(record)),
+            esc(&v.shown(&answer)),
+            esc(at)
+        ));
+    }
+    body.push_str("</table>");
+    if may_act {
+        for d in &ops.destinations {
+            body.push_str(&format!(
+                "<form method=\"post\" action=\"/console/replay\" class=\"replay-destination\"><input type=\"hidden\" name=\"destination\" value=\"{}\">{reason_field}<button type=\"submit\">{}: {}</button></form>",
+                esc(d),
+                t(l, "replay_destination"),
+                esc(d)
+            ));
+        }
+    }
+    body.push_str(&pager(
+        "/console/platforms?",
+        page,
+        all.len() > (page + 1) * PAGE - PAGE + shown.len() - 1 && shown.len() == PAGE,
+        l,
+    ));
+    layout(v, t(l, "platforms"), &body)
+}
+
+fn pager(base: &str, page: usize, more: bool, l: Lang) -> String {
+    let mut s = String::from("<nav class=\"pages\">");
+    if page > 0 {
+        s.push_str(&format!(
+            "<a href=\"{base}page={}\">{}</a>",
+            page - 1,
+            t(l, "previous")
+        ));
+    }
+    if more {
+        s.push_str(&format!(
+            "<a href=\"{base}page={}\">{}</a>",
+            page + 1,
+            t(l, "next")
+        ));
+    }
+    s.push_str("</nav>");
+    s
+}
+
+/// Working days left to a deadline as a countdown cell, overdue in red.
+fn countdown(ops: &Ops, l: Lang, deadline: Option<time::OffsetDateTime>, open: bool) -> String {
+    let Some(deadline) = deadline else {
+        return "<td>-</td>".into();
+    };
+    if !open {
+        return "<td>-</td>".into();
+    }
+    let now = ops.clock.now();
+    if now > deadline {
+        return format!("<td class=\"bad countdown\">{}</td>", t(l, "overdue"));
+    }
+    match ops.calendar.current().working_days_left(now, deadline) {
+        Ok(n) => format!(
+            "<td class=\"{} countdown\">{n}</td>",
+            if n <= 1 { "warn" } else { "ok" }
+        ),
+        Err(e) => format!("<td class=\"bad countdown\">{}</td>", esc(&e.to_string())),
+    }
+}
+
+pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
+    let l = v.lang;
+    let now = ops.clock.now();
+    let head = format!(
+        "<tr><th>id</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        t(l, "record"),
+        t(l, "state"),
+        t(l, "deadline"),
+        t(l, "working_days_left")
+    );
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let mut corrections = crate::corrections::list(&ops.store, now, None).unwrap_or_default();
+    corrections.sort_by_key(|c| {
+        (
+            c.state != crate::corrections::State::Overdue,
+            c.correction.deadline.clone(),
+        )
+    });
+    let rows: String = corrections
+        .iter()
+        .map(|c| {
+            let state = serde_json::to_value(c.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let open = matches!(
+                c.state,
+                crate::corrections::State::Pending | crate::corrections::State::Overdue
+            );
+            format!(
+                "<tr class=\"correction\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+                esc(&c.correction.id),
+                esc(&v.shown(&c.correction.record_id)),
+                esc(&state),
+                esc(c.correction.deadline.as_deref().unwrap_or("-")),
+                countdown(
+                    ops,
+                    l,
+                    c.correction.deadline.as_deref().and_then(parse),
+                    open
+                )
+            )
+        })
+        .collect();
+    let objections: String = crate::objections::list(&ops.store, now, None)
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            let state = serde_json::to_value(o.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let records: Vec<String> = o
+                .objection
+                .records
+                .iter()
+                .map(|r| v.shown(&r.record_id))
+                .collect();
+            let open = matches!(
+                o.state,
+                crate::objections::State::UnderReview | crate::objections::State::Overdue
+            );
+            format!(
+                "<tr class=\"objection\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+                esc(&o.objection.id),
+                esc(&records.join(", ")),
+                esc(&state),
+                esc(&o
+                    .objection
+                    .review_deadline
+                    .map(crate::clock::rfc3339)
+                    .unwrap_or_default()),
+                countdown(ops, l, o.objection.review_deadline, open)
+            )
+        })
+        .collect();
+    let repairs: String = crate::repairs::list(&ops.store, now, None)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let state = serde_json::to_value(r.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let records: Vec<String> = r
+                .repair
+                .records
+                .iter()
+                .map(|x| v.shown(&x.record_id))
+                .collect();
+            let open = matches!(
+                r.state,
+                crate::repairs::State::UnderReview | crate::repairs::State::Overdue
+            );
+            format!(
+                "<tr class=\"repair\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+                esc(&r.repair.id),
+                esc(&records.join(", ")),
+                esc(&state),
+                esc(&crate::clock::rfc3339(r.repair.decision_deadline)),
+                countdown(ops, l, Some(r.repair.decision_deadline), open)
+            )
+        })
+        .collect();
+    layout(
+        v,
+        t(l, "deadlines"),
+        &format!(
+            "<h2>{}</h2><table id=\"corrections\">{head}{rows}</table><h2>{}</h2><table id=\"objections\">{head}{objections}</table><h2>{}</h2><table id=\"repairs\">{head}{repairs}</table>",
+            t(l, "corrections"),
+            t(l, "objections"),
+            t(l, "repairs"),
+        ),
+    )
+}
+
+pub async fn search(ops: &Ops, v: &Viewer, q: &str) -> String {
+    let l = v.lang;
+    let q = q.trim();
+    let mut body = format!(
+        "<form method=\"get\" action=\"/console/search\"><input type=\"text\" name=\"q\" size=\"50\" placeholder=\"{}\" value=\"{}\"> <button type=\"submit\">{}</button></form>",
+        t(l, "query"),
+        esc(&v.shown(q)),
+        t(l, "search")
+    );
+    if q.is_empty() {
+        return layout(v, t(l, "search"), &body);
+    }
+    let found = lookup(ops, v, q).await;
+    if found.is_empty() {
+        body.push_str(&format!("<p id=\"nothing\">{}</p>", t(l, "nothing_found")));
+    }
+    for (title, mut value) in found {
+        if !v.principal.sees_full_values() {
+            crate::telemetry::admin::mask_value(&mut value);
+        }
+        body.push_str(&format!(
+            "<h2>{}</h2><pre class=\"found\">{}</pre>",
+            esc(&title),
+            esc(&serde_json::to_string_pretty(&value).unwrap_or_default())
+        ));
+    }
+    layout(v, t(l, "search"), &body)
+}
+
+/// What the query names: a receipt, an outbox entry (idempotency key), a record of any agency, or
+/// a subject (looked up by its identifier's hash key, never listed).
+async fn lookup(ops: &Ops, v: &Viewer, q: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    if let Ok(Some(receipt)) = ops.store.get_json::<Value>(&format!("rcp/{q}")) {
+        out.push((format!("receipt {q}"), receipt));
+    }
+    if q.len() == 32 && q.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if let Ok(Some(entry)) = crate::outbox::show(&ops.store, q) {
+            out.push((format!("idempotency key {q}"), entry));
+        }
+    }
+    let ctx = crate::ledger::ops::OpContext {
+        store: &ops.store,
+        committer: &ops.committer,
+        router: ops.router.current(),
+        exceptions: &ops.exceptions,
+        now: ops.clock.now(),
+        by: &v.principal.name(),
+    };
+    let mut agencies: Vec<String> = ops.config.agencies.iter().map(|a| a.id.clone()).collect();
+    agencies.push(ops.config.evaluation.agency.clone());
+    agencies.push("objection".into());
+    for agency in agencies {
+        if let Ok(Some(_)) = ops
+            .store
+            .get_json::<crate::archive::RecordHead>(&crate::archive::record_head_key(&agency, q))
+        {
+            if let Ok(held) =
+                crate::ledger::ops::record_holdings(&ctx, &agency, q, None, None).await
+            {
+                out.push((format!("{agency} / {q}"), held));
+            }
+        }
+    }
+    for id_type in [
+        "uscc",
+        "resident_id",
+        "passport",
+        "hk_macao_permit",
+        "taiwan_permit",
+        "foreign_permanent_resident",
+    ] {
+        let Some(t) = crate::subject::IdType::from_code(id_type) else {
+            continue;
+        };
+        let Ok(id) = crate::subject::SubjectId::parse(t, q, &ops.exceptions) else {
+            continue;
+        };
+        if let Ok(Some(archive)) = crate::archive::read_subject(&ops.store, &id) {
+            out.push((
+                format!("{id_type} {}", v.shown(q)),
+                serde_json::to_value(&archive).unwrap_or_default(),
+            ));
+            if let Ok(held) =
+                crate::ledger::ops::subject_holdings(&ctx, id_type, q, None, None).await
+            {
+                out.push(("ledger".into(), held));
+            }
+            break;
+        }
+    }
+    out
+}
+
+pub fn audit(
+    ops: &Ops,
+    v: &Viewer,
+    query: &HashMap<String, String>,
+    verified: Option<Result<crate::audit::Head, crate::audit::VerifyError>>,
+) -> String {
+    let l = v.lang;
+    let head =
+        crate::audit::Head::load(&ops.store).unwrap_or_else(|_| crate::audit::Head::genesis());
+    let kind = query.get("kind").cloned().unwrap_or_default();
+    let limit = PAGE;
+    let from: u64 = query
+        .get("from")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| head.seq.saturating_sub(limit as u64 * 4) + 1);
+    let mut body = format!(
+        "<p>{}: <code id=\"head\">{} {}</code></p>",
+        t(l, "head"),
+        head.seq,
+        esc(&head.hash)
+    );
+    match verified {
+        Some(Ok(h)) => body.push_str(&format!(
+            "<p class=\"ok\" id=\"verified\">{} ({} · {})</p>",
+            t(l, "chain_ok"),
+            h.seq,
+            esc(&h.hash)
+        )),
+        Some(Err(e)) => body.push_str(&format!(
+            "<p class=\"bad\" id=\"verified\">{}: {}</p>",
+            t(l, "chain_broken"),
+            esc(&e.to_string())
+        )),
+        None => {}
+    }
+    if v.principal.may(crate::operators::Need::Audit) {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/console/audit/verify\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\" id=\"verify\">{}</button></form>",
+            esc(&v.csrf),
+            t(l, "verify")
+        ));
+    }
+    body.push_str(&format!(
+        "<form method=\"get\" action=\"/console/audit\">{}: <input type=\"text\" name=\"kind\" value=\"{}\"> <button type=\"submit\">{}</button></form>",
+        t(l, "kind"),
+        esc(&kind),
+        t(l, "filter")
+    ));
+    body.push_str(&format!(
+        "<table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        t(l, "at"),
+        t(l, "kind"),
+        t(l, "data")
+    ));
+    // Newest first, `limit` entries of the chosen kind from `from` on.
+    let entries = crate::audit::entries_from(&ops.store, from, 5000).unwrap_or_default();
+    let mut shown: Vec<_> = entries
+        .into_iter()
+        .filter(|e| kind.is_empty() || e.kind == kind)
+        .collect();
+    shown.reverse();
+    for e in shown.iter().take(limit) {
+        let mut data = Value::Object(e.data.clone());
+        if !v.principal.sees_full_values() {
+            crate::telemetry::admin::mask_value(&mut data);
+        }
+        body.push_str(&format!(
+            "<tr class=\"entry\"><td>{}</td><td>{}</td><td class=\"kind\">{}</td><td><code>{}</code></td></tr>",
+            e.seq,
+            esc(&e.at),
+            esc(&e.kind),
+            esc(&data.to_string())
+        ));
+    }
+    body.push_str("</table>");
+    let older = from.saturating_sub(limit as u64 * 4).max(1);
+    if from > 1 {
+        body.push_str(&format!(
+            "<nav class=\"pages\"><a href=\"/console/audit?from={older}&kind={}\">{}</a></nav>",
+            esc(&kind),
+            t(l, "previous")
+        ));
+    }
+    layout(v, t(l, "audit"), &body)
+}
