@@ -262,19 +262,15 @@ pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Stri
         t(l, "answer"),
         t(l, "at")
     ));
-    let all = crate::outbox::list(&ops.store, None, true, (page + 1) * PAGE).unwrap_or_default();
+    // One more than the page holds tells whether a next page exists.
+    let all =
+        crate::outbox::list(&ops.store, None, true, (page + 1) * PAGE + 1).unwrap_or_default();
     let shown: Vec<&Value> = all.iter().skip(page * PAGE).take(PAGE).collect();
     for d in &shown {
-        let dest = d
-            .pointer("/entry/destination")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let record = d
-            .pointer("/entry/record_id")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let dest = d.get("destination").and_then(Value::as_str).unwrap_or("");
+        let record = d.get("record_id").and_then(Value::as_str).unwrap_or("");
         let key = d
-            .pointer("/entry/idempotency_key")
+            .get("idempotency_key")
             .and_then(Value::as_str)
             .unwrap_or("");
         let answer = format!(
@@ -282,7 +278,7 @@ pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Stri
             d.get("status").map(|s| s.to_string()).unwrap_or_default(),
             d.get("answer").and_then(Value::as_str).unwrap_or("")
         );
-        let at = d.get("dead_at").and_then(Value::as_str).unwrap_or("");
+        let at = d.get("enqueued_at").and_then(Value::as_str).unwrap_or("");
         let action = if may_act {
             format!(
                 "<form method=\"post\" action=\"/console/replay\" class=\"inline replay-one\"><input type=\"hidden\" name=\"key\" value=\"{}\">\
@@ -316,7 +312,7 @@ pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Stri
     body.push_str(&pager(
         "/console/platforms?",
         page,
-        all.len() > (page + 1) * PAGE - PAGE + shown.len() - 1 && shown.len() == PAGE,
+        all.len() > (page + 1) * PAGE,
         l,
     ));
     layout(v, t(l, "platforms"), &body)
