@@ -103,6 +103,16 @@ pub enum Command {
     /// Authorized-query tokens (GD Art. 21): the issuer's key pair, and a token for a subject.
     #[command(subcommand)]
     Authz(AuthzCommand),
+    /// Operators of the console and the operator API.
+    #[command(subcommand)]
+    Operators(OperatorsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCommand {
+    /// Read a password from standard input (first line) and print its argon2id hash for
+    /// `[[operators]] password_hash`.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]
@@ -438,6 +448,25 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Repairs(cmd) => ledger::run(&config, ledger::Op::Repairs(cmd)),
         Command::Evaluation(cmd) => ledger::run(&config, ledger::Op::Evaluation(cmd)),
         Command::Authz(cmd) => authz(cmd),
+        Command::Operators(OperatorsCommand::HashPassword) => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err()
+                || line.trim_end_matches(['\r', '\n']).len() < 12
+            {
+                eprintln!("give a password of at least 12 characters on standard input");
+                return ExitCode::from(2);
+            }
+            match crate::operators::hash_password(line.trim_end_matches(['\r', '\n'])) {
+                Ok(hash) => {
+                    say!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //! - `GET /v1/corrections?state=...` corrections with deadlines and states
 
 mod evaluation;
+pub mod openapi;
 pub mod receipt;
 pub mod respond;
 mod routes;

@@ -296,12 +296,15 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> 
 }
 
 #[cfg(test)]
+pub(crate) use tests::one_of_each;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     /// One of each error. The match below fails to compile when a variant is added, so the list
     /// (and the README table checked against it) cannot fall behind.
-    fn one_of_each() -> Vec<ApiError> {
+    pub(crate) fn one_of_each() -> Vec<ApiError> {
         fn listed(e: &ApiError) {
             match e {
                 ApiError::UnknownAgency

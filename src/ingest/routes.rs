@@ -135,6 +135,7 @@ async fn route(
             super::evaluation::publish(app, &agency, year).await
         }
         (&Method::GET, ["v1", "mappings"]) => Ok(mappings(app, &agency)),
+        (&Method::GET, ["openapi.json"]) => Ok(openapi()),
         (&Method::POST, ["v1", "corrections"]) => post_correction(app, &agency, req).await,
         (&Method::GET, ["v1", "corrections"]) => {
             list_corrections(app, &agency, req.uri().query().unwrap_or(""))
@@ -915,6 +916,16 @@ async fn extend_repair(
 }
 
 /// The subject identifier in a path, parsed.
+fn openapi() -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from_static(
+        super::openapi::SPEC.as_bytes(),
+    )));
+    if let Ok(v) = "application/json; charset=utf-8".parse() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
 pub(super) fn subject_id(app: &App, id_type: &str, id: &str) -> Result<SubjectId, ApiError> {
     let id_type =
         IdType::from_code(id_type).ok_or_else(|| ApiError::UnknownIdType(id_type.to_string()))?;

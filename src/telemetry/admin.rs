@@ -90,6 +90,16 @@ pub async fn serve(
                 let ops = ops.clone();
                 async move {
                     let path = req.uri().path().to_string();
+                    if path == "/openapi.json" {
+                        let mut r = Response::new(Full::new(Bytes::from_static(
+                            crate::ingest::openapi::SPEC.as_bytes(),
+                        )));
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        return Ok::<_, Infallible>(r);
+                    }
                     if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
                         return Ok::<_, Infallible>(respond(&path, &ready, metrics.as_ref()));
                     }
@@ -815,6 +825,10 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
         serde_json::to_vec(&body).unwrap_or_default(),
     )));
     *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
