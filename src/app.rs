@@ -344,8 +344,17 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         readiness.clone(),
         stop_rx.clone(),
     ));
+    let admin_tls = if config.server.admin_tls {
+        Some(tls::admin_server_config(
+            &config.server_cert_path(),
+            &config.server_key_path(),
+        )?)
+    } else {
+        None
+    };
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
+        admin_tls,
         readiness.clone(),
         metrics,
         ops,

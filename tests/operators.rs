@@ -331,3 +331,69 @@ fn identifiers_are_masked_below_auditor_and_the_chain_verifies_while_running() {
             > 0
     );
 }
+
+#[test]
+fn the_admin_listener_takes_tls_before_it_leaves_loopback() {
+    // Off loopback without TLS: the configuration is refused, naming the setting.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[server]\nadmin_listen = \"0.0.0.0:9090\"\n").unwrap();
+    let (code, _, err) = common::run_cli(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "config", "show"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("admin_tls"), "{err}");
+    std::fs::write(
+        &config,
+        "[server]\nadmin_listen = \"0.0.0.0:9090\"\nadmin_tls = true\n",
+    )
+    .unwrap();
+    let (code, _, err) = common::run_cli(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "config", "show"],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // With TLS: HTTPS answers with the server certificate, plain HTTP gets nothing, the CLI works.
+    let mut gw = Gateway::prepare();
+    with_operators(&mut gw);
+    gw.config.server.admin_tls = true;
+    gw.spawn();
+    {
+        use std::io::{Read, Write};
+        let mut plain = std::net::TcpStream::connect(&gw.admin).unwrap();
+        plain
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        plain
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = plain.read_to_end(&mut buf);
+        assert!(
+            !String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+            "no plain HTTP"
+        );
+    }
+    let rt = common::multi_thread_runtime();
+    let tls = credit_gateway::identity::tls::client_config_without_cert(&gw.certs().join("ca.pem"))
+        .unwrap();
+    let status = rt.block_on(async {
+        use http_body_util::Full;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        let port = gw.admin.rsplit(':').next().unwrap();
+        let uri: hyper::Uri = format!("https://localhost:{port}/healthz").parse().unwrap();
+        client.get(uri).await.unwrap().status().as_u16()
+    });
+    assert_eq!(status, 200);
+    let (code, out, err) = gw.cli(&["audit", "checkpoint"]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -64,9 +64,34 @@ pub(super) async fn admin_request(
     path: &str,
 ) -> Result<(hyper::StatusCode, serde_json::Value), String> {
     use http_body_util::BodyExt;
+    // With `server.admin_tls` the admin listener speaks HTTPS with the server certificate, which the
+    // gateway's CA (`tls.client_ca`, the development CA by default) signed.
+    let tls = if config.server.admin_tls {
+        crate::identity::tls::client_config_without_cert(&config.client_ca_path())
+            .map_err(|e| e.to_string())?
+    } else {
+        // Plain HTTP on loopback: the TLS settings are never used.
+        rustls::ClientConfig::builder_with_provider(crate::identity::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    };
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
+            .build(connector);
+    let scheme = if config.server.admin_tls {
+        "https"
+    } else {
+        "http"
+    };
     // The gateway's own token for the CLI on its host (see `crate::operators`).
     let token = std::fs::read_to_string(
         config
@@ -77,7 +102,7 @@ pub(super) async fn admin_request(
     .map_err(|e| format!("cannot read the gateway's local token: {e}"))?;
     let req = hyper::Request::builder()
         .method(method)
-        .uri(format!("http://{}{path}", running_admin_addr(config)))
+        .uri(format!("{scheme}://{}{path}", running_admin_addr(config)))
         .header("authorization", format!("Bearer {}", token.trim()))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| e.to_string())?;

@@ -8,7 +8,9 @@ use super::Config;
 const SETTING_DOCS: &[(&str, &str)] = &[
     ("server", "The agency API (HTTPS, client certificate required) and the admin endpoints."),
     ("server.listen", "Agency API address."),
-    ("server.admin_listen", "Plain-HTTP /healthz, /readyz, /metrics and operator endpoints: keep it on loopback."),
+    ("server.admin_listen", "Health, metrics, the operator API and the console (/console); loopback unless admin_tls."),
+    ("server.admin_tls", "HTTPS on the admin listener with the server certificate: required off loopback (operators sign in with passwords)."),
+    (".operators", "Operators of the console and operator API: [[operators]] name, role (viewer | operator | auditor) and password_hash (credit-gateway operators hash-password); see the end of this file."),
     ("server.max_body_bytes", "Larger request bodies get 413 without being read whole."),
     ("server.max_connections", "Open connections beyond this wait in the kernel's accept queue."),
     ("server.max_connections_per_agency", "One agency's share of them; certificates naming no agency share 8."),
@@ -110,5 +112,13 @@ pub fn example_config() -> String {
         out.push_str(line);
         out.push('\n');
     }
+    out.push_str(
+        "\n## An operator (give as many as needed; the hash is printed by\n\
+         ## `echo 'their password' | credit-gateway operators hash-password`).\n\
+         # [[operators]]\n\
+         # name = \"zhang.san\"\n\
+         # role = \"operator\"\n\
+         # password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$...\"\n",
+    );
     out
 }

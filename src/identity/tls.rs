@@ -101,6 +101,19 @@ pub fn server_config_with_crl(
     Ok(Arc::new(config))
 }
 
+/// The admin listener's HTTPS (`server.admin_tls`): the server certificate, no client
+/// certificate (operators sign in), HTTP/1.1.
+pub fn admin_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A client configuration presenting `cert`/`key` and trusting `server_ca` (delivery to the
 /// platforms, the test suite, the load generator).
 pub fn client_config(server_ca: &Path, cert: &Path, key: &Path) -> Result<ClientConfig, TlsError> {
