@@ -115,10 +115,10 @@ pub fn example_config() -> String {
     out.push_str(
         "\n## An operator (give as many as needed; the hash is printed by\n\
          ## `echo 'their password' | credit-gateway operators hash-password`).\n\
-         # [[operators]]\n\
-         # name = \"zhang.san\"\n\
-         # role = \"operator\"\n\
-         # password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$...\"\n",
+         ##   [[operators]]\n\
+         ##   name = \"zhang.san\"\n\
+         ##   role = \"operator\"\n\
+         ##   password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$...\"\n",
     );
     out
 }
