@@ -168,6 +168,20 @@ fn cross_site_requests_are_refused() {
     with_operators(&mut gw);
     gw.spawn();
     let (operator, csrf) = sign_in(&gw, "zhang", "zhang-pass-1");
+    // Sign-in itself from another site, or as a form that is not JSON, is refused.
+    let body = serde_json::to_vec(&json!({"name": "zhang", "password": "zhang-pass-1"})).unwrap();
+    let (status, _, _) = gw.admin_raw(
+        "POST",
+        "/session",
+        &[
+            ("content-type", "application/json"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        body.clone(),
+    );
+    assert_eq!(status, 403);
+    let (status, _, _) = gw.admin_raw("POST", "/session", &[("content-type", "text/plain")], body);
+    assert_eq!(status, 415);
     let replay = "/outbox/replay?reason=x";
     // No CSRF token: what a forged form on another site would send with the cookie.
     let (status, _, body) = gw.admin_raw("POST", replay, &[("cookie", &operator)], Vec::new());

@@ -115,3 +115,33 @@ fn a_data_directory_from_before_the_ledger_opens_and_keeps_its_guarantees() {
         "the old chain and the new entries verify as one: {out}{err}"
     );
 }
+
+#[test]
+fn a_data_directory_from_a_newer_release_is_refused_with_a_clear_message() {
+    let gw = Gateway::prepare();
+    {
+        let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
+        assert_eq!(
+            &*store.raw().get("meta/format").unwrap().unwrap(),
+            credit_gateway::store::format::CURRENT
+                .to_string()
+                .as_bytes(),
+            "a new directory records its format"
+        );
+        store.raw().insert("meta/format", "99").unwrap();
+        store.flush().unwrap();
+    }
+    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    let (code, _, err) = common::run_cli(
+        gw.dir.path(),
+        &["--config", gw.config_path().to_str().unwrap(), "serve"],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("format 99") && err.contains("newer release"),
+        "{err}"
+    );
+    // Nothing was changed: the directory still says 99.
+    let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir);
+    assert!(store.is_err());
+}

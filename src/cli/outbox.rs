@@ -198,10 +198,23 @@ async fn outbox_local(
 }
 
 /// The running gateway's admin address: from the file it writes at start, else the configured one.
+/// Where this host reaches the running gateway's admin listener: a listener on every address is
+/// reached on loopback, and under TLS loopback is named `localhost` (the name the server
+/// certificate carries); a listener on one management address is reached there.
 fn running_admin_addr(config: &Config) -> String {
-    std::fs::read_to_string(config.storage.data_dir.join(crate::app::ADMIN_ADDR_FILE))
+    let bound = std::fs::read_to_string(config.storage.data_dir.join(crate::app::ADMIN_ADDR_FILE))
         .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| config.server.admin_listen.clone())
+        .unwrap_or_else(|_| config.server.admin_listen.clone());
+    match bound.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() || addr.ip().is_loopback() => {
+            if config.server.admin_tls {
+                format!("localhost:{}", addr.port())
+            } else {
+                format!("127.0.0.1:{}", addr.port())
+            }
+        }
+        _ => bound,
+    }
 }
 
 /// Ask the running gateway's admin endpoint.

@@ -44,7 +44,7 @@ impl Viewer {
         if self.principal.sees_full_values() {
             text.to_string()
         } else {
-            crate::disclosure::mask_personal_numbers(text).0
+            crate::disclosure::mask_for_operators(text)
         }
     }
 }
@@ -99,6 +99,12 @@ async fn route(
         }
         (&Method::GET, "/console/login") => return html(StatusCode::OK, pages::login(lang, None)),
         (&Method::POST, "/console/login") => {
+            if crate::telemetry::admin::same_site(req.headers()).is_err() {
+                return html(
+                    StatusCode::FORBIDDEN,
+                    pages::login(lang, Some(i18n::t(lang, "refused"))),
+                );
+            }
             let form = form_body(req).await;
             let name = form.get("name").cloned().unwrap_or_default();
             let password = form.get("password").cloned().unwrap_or_default();
@@ -246,12 +252,13 @@ async fn post(
                 &reason,
             )
             .await;
+            let status = if done.is_ok() { 303 } else { 503 };
             crate::telemetry::admin::audit_request(
                 ops,
                 &viewer.principal,
                 &Method::POST,
                 path,
-                303,
+                status,
             )
             .await;
             match done {
@@ -287,11 +294,11 @@ async fn post(
 async fn form_body(
     req: Request<hyper::body::Incoming>,
 ) -> std::collections::HashMap<String, String> {
-    let bytes = http_body_util::Limited::new(req.into_body(), 64 * 1024)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let read = http_body_util::Limited::new(req.into_body(), 64 * 1024).collect();
+    let bytes = match tokio::time::timeout(std::time::Duration::from_secs(10), read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => Bytes::new(),
+    };
     query_map(&String::from_utf8_lossy(&bytes))
 }
 

@@ -10,6 +10,8 @@ use super::{esc, Viewer};
 use crate::telemetry::admin::Ops;
 
 const PAGE: usize = 50;
+/// Audit entries per page of the chain (filtered by kind within it).
+const WINDOW: u64 = 200;
 
 fn layout(v: &Viewer, title: &str, body: &str) -> String {
     let l = v.lang;
@@ -66,7 +68,11 @@ pub fn login(l: Lang, error: Option<&str>) -> String {
 }
 
 pub fn message(v: &Viewer, title: &str, text: &str) -> String {
-    layout(v, title, &format!("<p id=\"message\">{}</p>", esc(text)))
+    layout(
+        v,
+        title,
+        &format!("<p id=\"message\">{}</p>", esc(&v.shown(text))),
+    )
 }
 
 /// Sum of a counter's series in the Prometheus text, by one label's value.
@@ -205,13 +211,17 @@ pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Stri
         counter_by(&metrics, "gateway_delivery_retries_total", "destination")
             .into_iter()
             .collect();
-    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0usize)
+        .min(10_000);
     let mut body = String::new();
     if let Some(n) = query.get("replayed") {
         body.push_str(&format!(
             "<p class=\"ok\" id=\"replayed\">{}: {}</p>",
             t(l, "replayed"),
-            esc(n)
+            esc(&v.shown(n))
         ));
     }
     body.push_str(&format!(
@@ -511,11 +521,11 @@ pub async fn search(ops: &Ops, v: &Viewer, q: &str) -> String {
 async fn lookup(ops: &Ops, v: &Viewer, q: &str) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     if let Ok(Some(receipt)) = ops.store.get_json::<Value>(&format!("rcp/{q}")) {
-        out.push((format!("receipt {q}"), receipt));
+        out.push((format!("receipt {}", v.shown(q)), receipt));
     }
     if q.len() == 32 && q.bytes().all(|b| b.is_ascii_hexdigit()) {
         if let Ok(Some(entry)) = crate::outbox::show(&ops.store, q) {
-            out.push((format!("idempotency key {q}"), entry));
+            out.push((format!("idempotency key {}", v.shown(q)), entry));
         }
     }
     let ctx = crate::ledger::ops::OpContext {
@@ -537,7 +547,7 @@ async fn lookup(ops: &Ops, v: &Viewer, q: &str) -> Vec<(String, Value)> {
             if let Ok(held) =
                 crate::ledger::ops::record_holdings(&ctx, &agency, q, None, None).await
             {
-                out.push((format!("{agency} / {q}"), held));
+                out.push((format!("{agency} / {}", v.shown(q)), held));
             }
         }
     }
@@ -581,11 +591,11 @@ pub fn audit(
     let head =
         crate::audit::Head::load(&ops.store).unwrap_or_else(|_| crate::audit::Head::genesis());
     let kind = query.get("kind").cloned().unwrap_or_default();
-    let limit = PAGE;
     let from: u64 = query
         .get("from")
         .and_then(|f| f.parse().ok())
-        .unwrap_or_else(|| head.seq.saturating_sub(limit as u64 * 4) + 1);
+        .unwrap_or_else(|| head.seq.saturating_sub(WINDOW - 1))
+        .max(1);
     let mut body = format!(
         "<p>{}: <code id=\"head\">{} {}</code></p>",
         t(l, "head"),
@@ -616,7 +626,7 @@ pub fn audit(
     body.push_str(&format!(
         "<form method=\"get\" action=\"/console/audit\">{}: <input type=\"text\" name=\"kind\" value=\"{}\"> <button type=\"submit\">{}</button></form>",
         t(l, "kind"),
-        esc(&kind),
+        esc(&v.shown(&kind)),
         t(l, "filter")
     ));
     body.push_str(&format!(
@@ -625,14 +635,14 @@ pub fn audit(
         t(l, "kind"),
         t(l, "data")
     ));
-    // Newest first, `limit` entries of the chosen kind from `from` on.
-    let entries = crate::audit::entries_from(&ops.store, from, 5000).unwrap_or_default();
+    // One window of the chain (`WINDOW` entries from `from`), newest first, of the chosen kind.
+    let entries = crate::audit::entries_from(&ops.store, from, WINDOW as usize).unwrap_or_default();
     let mut shown: Vec<_> = entries
         .into_iter()
         .filter(|e| kind.is_empty() || e.kind == kind)
         .collect();
     shown.reverse();
-    for e in shown.iter().take(limit) {
+    for e in shown.iter() {
         let mut data = Value::Object(e.data.clone());
         if !v.principal.sees_full_values() {
             crate::telemetry::admin::mask_value(&mut data);
@@ -646,13 +656,23 @@ pub fn audit(
         ));
     }
     body.push_str("</table>");
-    let older = from.saturating_sub(limit as u64 * 4).max(1);
+    body.push_str("<nav class=\"pages\">");
     if from > 1 {
         body.push_str(&format!(
-            "<nav class=\"pages\"><a href=\"/console/audit?from={older}&kind={}\">{}</a></nav>",
-            esc(&kind),
+            "<a href=\"/console/audit?from={}&kind={}\">{}</a>",
+            from.saturating_sub(WINDOW).max(1),
+            esc(&v.shown(&kind)),
             t(l, "previous")
         ));
     }
+    if from + WINDOW <= head.seq {
+        body.push_str(&format!(
+            "<a href=\"/console/audit?from={}&kind={}\">{}</a>",
+            from + WINDOW,
+            esc(&v.shown(&kind)),
+            t(l, "next")
+        ));
+    }
+    body.push_str("</nav>");
     layout(v, t(l, "audit"), &body)
 }

@@ -270,5 +270,45 @@ pub fn mask_personal_numbers(text: &str) -> (String, usize) {
     (out, hits)
 }
 
+/// For operators below `auditor`: like [`mask_personal_numbers`], but without validating: any
+/// 17 digits followed by a digit or X (a resident ID the exception list accepts fails the check),
+/// and any 11-digit mobile number, wherever they stand (after `+86`, after letters). Over-masking
+/// an all-digit code is the safe side for a screen.
+pub fn mask_for_operators(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_digit()) {
+            let digits_end = chars[i..]
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map(|p| i + p)
+                .unwrap_or(chars.len());
+            let mut end = digits_end;
+            if digits_end - i == 17 && matches!(chars.get(digits_end), Some('X' | 'x')) {
+                end += 1;
+            }
+            let run: String = chars[i..end].iter().collect();
+            let mobile = |s: &str| s.len() == 11 && s.starts_with('1') && s.as_bytes()[1] >= b'3';
+            let masked = match run.len() {
+                18 => Some(mask_middle(&run, 6, 2)),
+                11 if mobile(&run) => Some(mask_middle(&run, 3, 4)),
+                // +86 and the mobile number written together.
+                13 if run.starts_with("86") && mobile(&run[2..]) => {
+                    Some(format!("86{}", mask_middle(&run[2..], 3, 4)))
+                }
+                _ => None,
+            };
+            out.push_str(masked.as_deref().unwrap_or(&run));
+            i = end;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

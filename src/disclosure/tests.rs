@@ -143,3 +143,20 @@ fn personal_number_scan() {
         "{t}"
     );
 }
+
+#[test]
+fn operators_never_see_a_number_that_looks_like_an_id_or_a_mobile() {
+    use super::mask_for_operators;
+    // A resident ID failing its check (accepted through the exception list) is still masked.
+    assert_eq!(
+        mask_for_operators("id 440106198001011230"),
+        "id 440106**********30"
+    );
+    assert_eq!(mask_for_operators("tel+8613812345678"), "tel+86138****5678");
+    assert_eq!(mask_for_operators("tel13812345678."), "tel138****5678.");
+    assert_eq!(
+        mask_for_operators("44010619800101123X"),
+        "440106**********3X"
+    );
+    assert_eq!(mask_for_operators("order 12345"), "order 12345");
+}

@@ -165,12 +165,24 @@ impl Gate {
         from: IpAddr,
     ) -> Result<(String, String, OperatorRole), SignInError> {
         let now = Instant::now();
-        let name_key = format!("n:{name}");
+        // Only known names get a key of their own: unknown ones share one, so the map stays small.
+        let name_key = if self.operators.contains_key(name) {
+            format!("n:{name}")
+        } else {
+            "n:?".to_string()
+        };
         let addr_key = format!("a:{from}");
-        if self.failures_within(&name_key, now) >= MAX_FAILURES_PER_NAME
-            || self.failures_within(&addr_key, now) >= MAX_FAILURES_PER_ADDRESS
         {
-            return Err(SignInError::Locked);
+            // Check and count in one step, before the slow hash: parallel guesses each take a
+            // failure slot (given back on success), so at most the limit run at all.
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if within(&mut f, &name_key, now) >= MAX_FAILURES_PER_NAME
+                || within(&mut f, &addr_key, now) >= MAX_FAILURES_PER_ADDRESS
+            {
+                return Err(SignInError::Locked);
+            }
+            f.entry(name_key.clone()).or_default().push(now);
+            f.entry(addr_key.clone()).or_default().push(now);
         }
         let verified = self.operators.get(name).and_then(|(role, hash)| {
             let parsed = PasswordHash::new(hash).ok()?;
@@ -184,11 +196,18 @@ impl Gate {
             if !self.operators.contains_key(name) {
                 let _ = hash_password("not-an-operator");
             }
-            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            f.entry(name_key).or_default().push(now);
-            f.entry(addr_key).or_default().push(now);
             return Err(SignInError::Wrong);
         };
+        {
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            for key in [&name_key, &addr_key] {
+                if let Some(list) = f.get_mut(key) {
+                    if let Some(pos) = list.iter().rposition(|t| *t == now) {
+                        list.remove(pos);
+                    }
+                }
+            }
+        }
         let (token, csrf) = (random_token(), random_token());
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| alive(s, now));
@@ -205,11 +224,9 @@ impl Gate {
         Ok((token, csrf, role))
     }
 
-    fn failures_within(&self, key: &str, now: Instant) -> usize {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let list = f.entry(key.to_string()).or_default();
-        list.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-        list.len()
+    /// Whether `name` is a configured operator.
+    pub fn knows(&self, name: &str) -> bool {
+        self.operators.contains_key(name)
     }
 
     pub fn sign_out(&self, session: &str) {
@@ -252,6 +269,19 @@ impl Gate {
             session: Some(key.clone()),
         })
     }
+}
+
+/// Failures of `key` within the window; forgets expired ones (and the key when none is left).
+fn within(f: &mut HashMap<String, Vec<Instant>>, key: &str, now: Instant) -> usize {
+    let Some(list) = f.get_mut(key) else {
+        return 0;
+    };
+    list.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+    let n = list.len();
+    if n == 0 {
+        f.remove(key);
+    }
+    n
 }
 
 fn alive(s: &Session, now: Instant) -> bool {
@@ -362,6 +392,28 @@ mod tests {
         assert!(g
             .sign_in("zhang", "s3cret-1", "10.0.0.3".parse().unwrap())
             .is_ok());
+    }
+
+    #[test]
+    fn parallel_guesses_get_no_more_tries_than_the_limit() {
+        let g = std::sync::Arc::new(gate());
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let outcomes: Vec<_> = (0..16)
+            .map(|_| {
+                let g = g.clone();
+                std::thread::spawn(move || g.sign_in("zhang", "guess", ip))
+            })
+            .map(|t| t.join().unwrap().unwrap_err())
+            .collect();
+        let wrong = outcomes
+            .iter()
+            .filter(|e| **e == SignInError::Wrong)
+            .count();
+        assert!(wrong <= 5, "{wrong} passwords checked in parallel");
+        assert_eq!(
+            g.sign_in("zhang", "s3cret-1", ip).unwrap_err(),
+            SignInError::Locked
+        );
     }
 
     #[test]

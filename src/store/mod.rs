@@ -19,6 +19,7 @@
 //! | `out/`, `dlq/` | see `outbox` | queued shares, dead letters | outbox |
 //! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
 //! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers (what each platform holds is in the record head's `publication`) | ledger |
+//! | `meta/` | `format` | the data directory's format version ([`format`]) | store |
 //! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
 //! | `chg/` | `subject_key` | the stamp of the last group that changed the subject's archive, until a follower (evaluation) takes it up | archive |
 //! | `evt/` | `unix seconds(20) \x1f subject_key` | `{}`: re-evaluate then (a record leaves its validity) | evaluation |
@@ -34,6 +35,7 @@
 //! build the writes; this module makes them durable).
 
 mod commit;
+pub mod format;
 pub mod space;
 
 /// The writer's progress, for the commit watchdog.
@@ -61,6 +63,9 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("cannot start the writer thread: {0}")]
     Spawn(std::io::Error),
+    /// The operator's: this binary is older than the data directory.
+    #[error("the data directory is in format {found}, written by a newer release; this release reads up to format {known}: run the newer release (or restore a backup made for this one)")]
+    NewerFormat { found: u32, known: u32 },
 }
 
 /// The opened database.
@@ -107,6 +112,7 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_mb.max(8) * 1024 * 1024)
             .open()?;
+        format::open(&db)?;
         let fsync = match durability {
             Durability::ProcessCrash => None,
             Durability::PowerLoss => {

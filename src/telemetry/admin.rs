@@ -150,6 +150,23 @@ async fn gated(
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if path == "/session" && method == hyper::Method::POST {
+        if let Err(why) = same_site(req.headers()) {
+            return json(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"error": {"code": "csrf_refused", "message": why}}),
+            );
+        }
+        let is_json = req
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return json(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                serde_json::json!({"error": {"code": "bad_request", "message": "send application/json"}}),
+            );
+        }
         return sign_in_json(&ops, req, peer).await;
     }
     if path == "/console" || path.starts_with("/console/") {
@@ -162,9 +179,22 @@ async fn gated(
         );
     };
     if path == "/session/logout" {
+        if method != hyper::Method::POST {
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                serde_json::json!({"error": {"code": "method_not_allowed"}}),
+            );
+        }
+        if let Err(why) = csrf_ok(req.headers(), auth.csrf.as_deref(), None) {
+            return json(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"error": {"code": "csrf_refused", "message": why}}),
+            );
+        }
         if let Some(s) = &auth.session {
             ops.gate.sign_out(s);
         }
+        audit_request(&ops, &auth.principal, &method, &path, 200).await;
         let mut resp = json(StatusCode::OK, serde_json::json!({"signed_out": true}));
         if let Ok(v) = format!("{}=; Path=/; Max-Age=0", crate::operators::SESSION_COOKIE).parse() {
             resp.headers_mut().insert(hyper::header::SET_COOKIE, v);
@@ -218,6 +248,20 @@ pub fn csrf_ok(
         // The CLI's bearer token: no cookie, so no cross-site request can carry it.
         return Ok(());
     };
+    same_site(headers)?;
+    let given = headers
+        .get(crate::operators::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or(form_field);
+    match given {
+        Some(t) if crate::operators::same(t, expected) => Ok(()),
+        _ => Err("the request lacks the session's CSRF token"),
+    }
+}
+
+/// A browser's request from another site (`Sec-Fetch-Site`, `Origin`) is refused: also for
+/// sign-in, so no page elsewhere can sign a desk in as someone else or lock an operator out.
+pub fn same_site(headers: &hyper::HeaderMap) -> Result<(), &'static str> {
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -238,14 +282,7 @@ pub fn csrf_ok(
             return Err("a request from another origin");
         }
     }
-    let given = headers
-        .get(crate::operators::CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .or(form_field);
-    match given {
-        Some(t) if crate::operators::same(t, expected) => Ok(()),
-        _ => Err("the request lacks the session's CSRF token"),
-    }
+    Ok(())
 }
 
 /// Record who did what in the audit chain (the path only: query values may be identifiers).
@@ -290,15 +327,30 @@ async fn masked(resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
 }
 
 pub fn mask_value(v: &mut serde_json::Value) {
+    use crate::disclosure::mask_for_operators;
     match v {
         serde_json::Value::String(s) => {
-            let (m, n) = crate::disclosure::mask_personal_numbers(s);
-            if n > 0 {
+            let m = mask_for_operators(s);
+            if m != *s {
                 *s = m;
             }
         }
+        // A phone number sent as a JSON number is still a phone number.
+        serde_json::Value::Number(n) => {
+            let text = n.to_string();
+            let m = mask_for_operators(&text);
+            if m != text {
+                *v = serde_json::Value::String(m);
+            }
+        }
         serde_json::Value::Array(a) => a.iter_mut().for_each(mask_value),
-        serde_json::Value::Object(o) => o.values_mut().for_each(mask_value),
+        serde_json::Value::Object(o) => {
+            let entries = std::mem::take(o);
+            for (key, mut value) in entries {
+                mask_value(&mut value);
+                o.insert(mask_for_operators(&key), value);
+            }
+        }
         _ => {}
     }
 }
@@ -315,12 +367,10 @@ async fn sign_in_json(
         name: String,
         password: String,
     }
-    let body = match http_body_util::Limited::new(req.into_body(), 4096)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    let read = http_body_util::Limited::new(req.into_body(), 4096).collect();
+    let body = match tokio::time::timeout(std::time::Duration::from_secs(10), read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => {
             return json(
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({"error": {"code": "bad_request"}}),
@@ -368,19 +418,32 @@ pub async fn sign_in(
     let result = tokio::task::spawn_blocking(move || gate.sign_in(&n, &p, peer))
         .await
         .unwrap_or(Err(crate::operators::SignInError::Wrong));
+    // A name no operator has may be a password typed in the wrong field: only its hash is kept.
+    let shown_name = if ops.gate.knows(name) {
+        name.to_string()
+    } else {
+        use sha2::Digest;
+        format!(
+            "unknown:sha256:{}",
+            hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8])
+        )
+    };
     let mut data = serde_json::Map::new();
-    data.insert("operator".into(), serde_json::json!(name));
+    data.insert("operator".into(), serde_json::json!(shown_name));
     data.insert("address".into(), serde_json::json!(peer.to_string()));
     let kind = match &result {
         Ok(_) => "operator_sign_in",
         Err(crate::operators::SignInError::Wrong) => "operator_sign_in_failed",
         Err(crate::operators::SignInError::Locked) => "operator_sign_in_locked",
     };
-    crate::telemetry::events::operator_action(kind, name);
-    let _ = ops
-        .committer
-        .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
-        .await;
+    crate::telemetry::events::operator_action(kind, &shown_name);
+    // Attempts while locked are counted, not chained: the lock bounds what reaches the chain.
+    if !matches!(result, Err(crate::operators::SignInError::Locked)) {
+        let _ = ops
+            .committer
+            .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
+            .await;
+    }
     result.map(|(token, csrf, role)| {
         let secure = if ops.admin_tls { "; Secure" } else { "" };
         (
@@ -401,6 +464,13 @@ async fn operator(
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/dangerous/clock" {
+        // A state change: POST only, so it needs the operator role, CSRF and is audited.
+        if req.method() != hyper::Method::POST {
+            return json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                serde_json::json!({"error": {"code": "method_not_allowed"}}),
+            );
+        }
         return dangerous_clock(&ops, &req);
     }
     if path == "/corrections" {
@@ -444,14 +514,7 @@ async fn outbox(
     by: &str,
 ) -> Response<Full<Bytes>> {
     use crate::outbox::ops;
-    let query: std::collections::HashMap<String, String> = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let query = decoded_query(req);
     let dest = query.get("destination").map(String::as_str);
     let result = match (req.method().as_str(), req.uri().path()) {
         ("GET", "/outbox/stats") => ops::stats_all(&ops.store, &ops.committer, &ops.destinations)
@@ -481,10 +544,7 @@ async fn outbox(
             .await
         }
         ("POST", "/outbox/replay") => {
-            let reason = query
-                .get("reason")
-                .map(|r| crate::ingest::percent_decode(r))
-                .unwrap_or_default();
+            let reason = query.get("reason").cloned().unwrap_or_default();
             if reason.trim().is_empty() {
                 return json(
                     StatusCode::BAD_REQUEST,
@@ -881,4 +941,25 @@ fn respond(
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_reaches_numbers_and_keys() {
+        let mut v = serde_json::json!({
+            "phone": 13812345678u64,
+            "440106198001011230": "x",
+            "nested": ["id 440106198001011230", 12],
+        });
+        mask_value(&mut v);
+        let text = v.to_string();
+        assert!(
+            !text.contains("13812345678") && !text.contains("198001011230"),
+            "{text}"
+        );
+        assert_eq!(v["nested"][1], 12, "other numbers stay numbers");
+    }
 }
