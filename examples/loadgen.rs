@@ -72,6 +72,12 @@ struct Args {
     /// the gateway's start to ready and its memory on that data set.
     #[arg(long)]
     bulk: Option<u64>,
+    /// Credit evaluation during the run: `off` (evaluation.enabled = false), `idle` (the shipped
+    /// profiles, none of which is in force today: changes are taken up, nothing is scored) or
+    /// `active` (a copy of the Guangdong profiles in force from 2026-07-01: every changed subject is
+    /// re-evaluated while the load runs).
+    #[arg(long, default_value = "idle")]
+    evaluation: String,
 }
 
 #[derive(Default)]
@@ -123,7 +129,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !args.skip_gateway {
         let receiver = start_receiver(&rt, &certs)?;
         receiver.set_mode(Mode::Unavailable, None);
-        let config_path = write_config(
+        let config_path = write_config_with(
+            &args.evaluation,
             &dir,
             &certs,
             &receiver,
@@ -567,7 +574,34 @@ fn write_config(
     durability: &str,
     max_inflight_mb: Option<u64>,
 ) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    write_config_with("idle", dir, certs, receiver, durability, max_inflight_mb)
+}
+
+fn write_config_with(
+    evaluation: &str,
+    dir: &Path,
+    certs: &Path,
+    receiver: &Receiver,
+    durability: &str,
+    max_inflight_mb: Option<u64>,
+) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let mut config = credit_gateway::config::Config::default();
+    match evaluation {
+        "off" => config.evaluation.enabled = false,
+        "active" => {
+            let profiles = dir.join("scoring");
+            std::fs::create_dir_all(&profiles)?;
+            let shipped = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/scoring/guangdong.toml"),
+            )?;
+            let in_force = shipped
+                .replace("effective_from = 2024-07-01", "effective_from = 2026-07-01")
+                .replace("effective_until = 2026-06-30\n", "");
+            std::fs::write(profiles.join("bench.toml"), in_force)?;
+            config.evaluation.profiles = Some(profiles);
+        }
+        _ => {}
+    }
     if let Some(mb) = max_inflight_mb {
         config.server.max_inflight_mb = mb;
     }

@@ -157,6 +157,15 @@ impl Engine {
             // LS Art. 20: removed from view; the results stay and return with a re-entry.
             return Ok(step);
         }
+        // No profile in force for this kind of subject today: nothing to read.
+        let entry_kind = match entry.kind.as_str() {
+            "institution" => Some(SubjectKind::Institution),
+            "individual" => Some(SubjectKind::Individual),
+            _ => None,
+        };
+        if entry_kind.is_some_and(|k| !self.profiles.any_in_force(k, today(now))) {
+            return Ok(step);
+        }
         let stored = self.read(archive_key)?;
         let Some(latest) = latest_of(&stored) else {
             return Ok(step);

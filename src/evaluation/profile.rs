@@ -179,6 +179,13 @@ impl Profiles {
         self.profiles.is_empty()
     }
 
+    /// Whether any profile is in force for subjects of `kind` on `day` (before reading an archive).
+    pub fn any_in_force(&self, kind: SubjectKind, day: Date) -> bool {
+        self.profiles
+            .iter()
+            .any(|(p, _)| p.subject_kinds.contains(&kind) && in_force(p, day))
+    }
+
     /// The profile in force for a subject of `kind` in `region` on `day`: the longest matching
     /// region prefix wins.
     pub fn select(&self, region: &str, kind: SubjectKind, day: Date) -> Option<&Profile> {
