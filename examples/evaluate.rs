@@ -12,6 +12,9 @@
 //! set to 2026-01-05 (GD's profile in force) until it finishes, and prints subjects/s, the total
 //! time and the peak RSS of this process.
 
+#[path = "../tests/support/identifiers.rs"]
+mod identifiers;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,29 +187,7 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// A valid unified social credit code registered in Guangzhou for subject `n`.
+/// A valid unified social credit code registered in Guangzhou's Haizhu district for subject `n`.
 fn uscc_for(n: usize) -> String {
-    const CS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-    let org8 = format!("{:08}", 10_000_000 + n);
-    let ow = [3, 7, 9, 10, 5, 8, 4, 2];
-    let s: u32 = org8
-        .bytes()
-        .zip(ow)
-        .map(|(b, w)| (b - b'0') as u32 * w)
-        .sum();
-    let c9 = match 11 - s % 11 {
-        10 => 'X',
-        11 => '0',
-        d => (b'0' + d as u8) as char,
-    };
-    let body = format!("91440106{org8}{c9}");
-    let w = [
-        1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-    ];
-    let t: usize = body
-        .bytes()
-        .zip(w)
-        .map(|(b, w)| CS.iter().position(|c| *c == b).unwrap_or(0) * w)
-        .sum();
-    format!("{body}{}", CS[(31 - t % 31) % 31] as char)
+    identifiers::uscc_in("440106", n)
 }

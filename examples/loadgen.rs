@@ -15,6 +15,9 @@
 //! rejected and failed counts, the gateway's peak RSS and CPU seconds (from /proc) and disk bytes
 //! per record.
 
+#[path = "../tests/support/identifiers.rs"]
+mod identifiers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -540,31 +543,9 @@ fn batch_body(client: usize, n: u64, size: usize) -> Vec<u8> {
     out
 }
 
-/// A valid unified social credit code for subject number `n` (GB 32100 and GB 11714 checks).
+/// A valid unified social credit code registered in Guangzhou's Yuexiu district for subject `n`.
 fn uscc_for(n: usize) -> String {
-    const CS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-    let org8 = format!("{:08}", 10_000_000 + n);
-    let ow = [3, 7, 9, 10, 5, 8, 4, 2];
-    let s: u32 = org8
-        .bytes()
-        .zip(ow)
-        .map(|(b, w)| (b - b'0') as u32 * w)
-        .sum();
-    let c9 = match 11 - s % 11 {
-        10 => 'X',
-        11 => '0',
-        d => (b'0' + d as u8) as char,
-    };
-    let body = format!("91440104{org8}{c9}");
-    let w = [
-        1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
-    ];
-    let t: usize = body
-        .bytes()
-        .zip(w)
-        .map(|(b, w)| CS.iter().position(|c| *c == b).unwrap_or(0) * w)
-        .sum();
-    format!("{body}{}", CS[(31 - t % 31) % 31] as char)
+    identifiers::uscc_in("440104", n)
 }
 
 fn write_config(
