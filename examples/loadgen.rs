@@ -18,6 +18,9 @@
 #[path = "../tests/support/identifiers.rs"]
 mod identifiers;
 
+#[path = "../tests/support/receiver.rs"]
+mod receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
-use credit_gateway::reference_receiver::{Mode, Receiver};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use receiver::{Mode, Receiver};
 
 #[derive(Parser, Clone)]
 struct Args {

@@ -13,16 +13,19 @@
 //! curl 'http://127.0.0.1:9543/received'                             # what arrived, as JSON
 //! ```
 
+#[path = "../tests/support/receiver.rs"]
+mod receiver;
+
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use credit_gateway::reference_receiver::{Mode, Receiver};
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use receiver::{Mode, Receiver};
 
 #[derive(Parser)]
 struct Args {

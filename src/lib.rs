@@ -45,7 +45,6 @@ pub mod objections;
 pub mod operators;
 pub mod outbox;
 pub mod record;
-pub mod reference_receiver;
 pub mod repairs;
 pub mod sharing;
 pub mod store;

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::receiver::Mode;
 use common::{multi_thread_runtime, repo, run_cli, wait_until, Gateway, BIN};
-use credit_gateway::reference_receiver::Mode;
 use serde_json::{json, Value};
 
 fn in_empty_dir(args: &[&str]) -> (i32, String, String) {

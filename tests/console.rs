@@ -6,9 +6,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::receiver::Mode;
 use common::{multi_thread_runtime, resident_id, wait_until, Gateway};
 use credit_gateway::config::{OperatorConfig, OperatorRole};
-use credit_gateway::reference_receiver::Mode;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 

@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::receiver::{Received, Receiver};
 use common::{multi_thread_runtime, resident_id, uscc_in, wait_until, Gateway};
-use credit_gateway::reference_receiver::{Received, Receiver};
 use serde_json::{json, Value};
 
 const MI: &str = "medical_insurance";

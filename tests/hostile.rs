@@ -476,7 +476,7 @@ fn the_admin_port_shows_only_outbox_entries_and_echoes_no_identifier() {
     let mut gw = Gateway::prepare();
     let province = gw.receiver(&rt);
     gw.add_destination("provincial", "440000", &province);
-    province.set_mode(credit_gateway::reference_receiver::Mode::Unavailable, None);
+    province.set_mode(common::receiver::Mode::Unavailable, None);
     gw.spawn();
     let resident = "440104199003071239";
     let records: Vec<serde_json::Value> = (0..1200)

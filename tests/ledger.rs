@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::receiver::{Received, Receiver};
 use common::{days_ago, multi_thread_runtime, wait_until, Gateway};
-use credit_gateway::reference_receiver::{Received, Receiver};
 use serde_json::{json, Value};
 
 const MI: &str = "medical_insurance";
@@ -625,10 +625,7 @@ fn a_lhasa_dishonesty_record_is_withdrawn_everywhere_and_marked_expired_after_th
 fn a_replay_never_sends_a_publication_superseded_while_it_was_dead() {
     let (_rt, mut gw, rs) = gateway(&[("provincial", "440000")]);
     gw.spawn();
-    rs[0].set_mode(
-        credit_gateway::reference_receiver::Mode::RefuseRecord("STALE-1".into()),
-        None,
-    );
+    rs[0].set_mode(common::receiver::Mode::RefuseRecord("STALE-1".into()), None);
     push(&gw, vec![penalty("STALE-1", "440106", &days_ago(10))]);
     let dead = |gw: &Gateway| {
         let (_, out, _) = gw.cli(&["outbox", "list", "--dead"]);
@@ -645,7 +642,7 @@ fn a_replay_never_sends_a_publication_superseded_while_it_was_dead() {
         wait_until(Duration::from_secs(20), || dead(&gw) == 4),
         "the withdrawals are refused too"
     );
-    rs[0].set_mode(credit_gateway::reference_receiver::Mode::Normal, None);
+    rs[0].set_mode(common::receiver::Mode::Normal, None);
     let (code, out, err) = gw.cli(&["outbox", "replay"]);
     assert_eq!(code, 0, "{err}");
     let replay: Value = serde_json::from_str(&out).unwrap();

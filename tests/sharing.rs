@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::receiver::{Mode, Receiver};
 use common::{multi_thread_runtime, wait_until, Gateway};
-use credit_gateway::reference_receiver::{Mode, Receiver};
 use serde_json::{json, Value};
 
 const MI: &str = "medical_insurance";

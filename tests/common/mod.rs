@@ -88,12 +88,9 @@ impl Gateway {
     }
 
     /// Start a reference receiver (in `rt`) with this gateway's certificates.
-    pub fn receiver(
-        &self,
-        rt: &tokio::runtime::Runtime,
-    ) -> credit_gateway::reference_receiver::Receiver {
+    pub fn receiver(&self, rt: &tokio::runtime::Runtime) -> receiver::Receiver {
         let certs = self.certs();
-        rt.block_on(credit_gateway::reference_receiver::Receiver::start(
+        rt.block_on(receiver::Receiver::start(
             "127.0.0.1:0",
             &certs.join("ca.pem"),
             &certs.join("server.pem"),
@@ -103,12 +100,7 @@ impl Gateway {
     }
 
     /// Add a destination platform served by `receiver`.
-    pub fn add_destination(
-        &mut self,
-        id: &str,
-        region: &str,
-        receiver: &credit_gateway::reference_receiver::Receiver,
-    ) {
+    pub fn add_destination(&mut self, id: &str, region: &str, receiver: &receiver::Receiver) {
         let mut d = credit_gateway::config::default_destinations().remove(0);
         d.id = id.into();
         d.name = id.into();
@@ -601,4 +593,7 @@ pub fn days_ago(days: i64) -> String {
 
 #[path = "../support/identifiers.rs"]
 mod identifiers;
+#[path = "../support/receiver.rs"]
+pub mod receiver;
+#[allow(unused_imports)]
 pub use identifiers::{resident_id, uscc_in};

@@ -4,8 +4,10 @@
 //! can be told to misbehave for a while: answer 503, hang, close connections, refuse with a 4xx,
 //! refuse only shares whose record id contains a text, or answer slowly.
 //!
-//! It is part of the library so the test suite runs it in-process on loopback, as a real server.
-//! It is not used by the gateway itself.
+//! It lives with the tests, not in the library: the end-to-end tests (`tests/common`) and the
+//! examples include it by path and run it in-process on loopback, as a real server. The gateway
+//! never uses it.
+#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -90,7 +92,7 @@ impl Receiver {
         key: &Path,
         keep_records: bool,
     ) -> std::io::Result<Receiver> {
-        let tls = crate::identity::tls::server_config(client_ca, cert, key)
+        let tls = credit_gateway::identity::tls::server_config(client_ca, cert, key)
             .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
@@ -278,7 +280,7 @@ fn parse_json_shares(body: &[u8]) -> Option<Vec<Received>> {
 }
 
 fn parse_xml_shares(body: &[u8]) -> Option<Vec<Received>> {
-    let root = crate::mapping::source::parse_xml(body).ok()?;
+    let root = credit_gateway::mapping::source::parse_xml(body).ok()?;
     let body_el = root.children.iter().find(|c| c.name == "Body")?;
     Some(
         body_el
