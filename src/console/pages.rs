@@ -379,14 +379,11 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
         t(l, "deadline"),
         t(l, "working_days_left")
     );
-    let parse = |s: &str| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-    };
     let mut corrections = crate::corrections::list(&ops.store, now, None).unwrap_or_default();
     corrections.sort_by_key(|c| {
         (
             c.state != crate::corrections::State::Overdue,
-            c.correction.deadline.clone(),
+            c.correction.deadline,
         )
     });
     let rows: String = corrections
@@ -405,13 +402,12 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                 esc(&c.correction.id),
                 esc(&v.shown(&c.correction.record_id)),
                 esc(&state),
-                esc(c.correction.deadline.as_deref().unwrap_or("-")),
-                countdown(
-                    ops,
-                    l,
-                    c.correction.deadline.as_deref().and_then(parse),
-                    open
-                )
+                esc(&c
+                    .correction
+                    .deadline
+                    .map(crate::clock::rfc3339)
+                    .unwrap_or_else(|| "-".into())),
+                countdown(ops, l, c.correction.deadline, open)
             )
         })
         .collect();

@@ -53,11 +53,16 @@ pub struct Correction {
     pub version: u32,
     pub requested_by: String,
     pub reason: String,
-    pub found_at: String,
-    pub received_at: String,
+    /// Typed times (RFC 3339 on disk, Beijing offset kept): a value that does not read is a
+    /// `Corrupt` error naming the correction's key, never a missing deadline.
+    #[serde(with = "time::serde::rfc3339")]
+    pub found_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
     /// GD Art. 31's deadline; none for outside information forwarded to the medical-insurance
     /// platform (the three working days bind the medical-insurance side's own information).
-    pub deadline: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deadline: Option<OffsetDateTime>,
     /// Platforms it must reach.
     pub destinations: Vec<String>,
     /// `along_chain` (to the credit platforms) or `to_medical_insurance` (outside information).
@@ -106,7 +111,7 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 /// The state of a correction at `now`.
 pub fn state_of(c: &Correction, delivered: &Map<String, Value>, now: OffsetDateTime) -> State {
     let all_delivered = c.destinations.iter().all(|d| delivered.contains_key(d));
-    let Some(deadline) = c.deadline.as_deref().and_then(parse_time) else {
+    let Some(deadline) = c.deadline else {
         return if all_delivered {
             State::Delivered
         } else {
@@ -195,7 +200,6 @@ pub fn acknowledgement_writes(
             .ok()
             .flatten()
             .and_then(|c| c.deadline)
-            .and_then(|d| parse_time(&d))
             .is_none_or(|d| at <= d);
         crate::telemetry::events::correction_delivered(id, &e.destination, on_time);
         writes.push((
@@ -219,9 +223,9 @@ mod tests {
             version: 2,
             requested_by: "medical_insurance".into(),
             reason: "".into(),
-            found_at: "2025-03-14T10:00:00+08:00".into(),
-            received_at: "2025-03-14T10:00:00+08:00".into(),
-            deadline: Some(deadline.into()),
+            found_at: t("2025-03-14T10:00:00+08:00"),
+            received_at: t("2025-03-14T10:00:00+08:00"),
+            deadline: Some(t(deadline)),
             destinations: dests.iter().map(|s| s.to_string()).collect(),
             direction: "along_chain".into(),
         }
@@ -229,6 +233,28 @@ mod tests {
 
     fn t(s: &str) -> OffsetDateTime {
         parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn a_deadline_that_does_not_read_is_an_error_never_no_deadline() {
+        let mut stored =
+            serde_json::to_value(correction("2025-03-19T23:59:59+08:00", &["a"])).unwrap();
+        assert_eq!(
+            stored["deadline"], "2025-03-19T23:59:59+08:00",
+            "RFC 3339 on disk, offset kept"
+        );
+        let back: Correction = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(back.deadline, Some(t("2025-03-19T23:59:59+08:00")));
+        stored["deadline"] = serde_json::json!("soon");
+        assert!(serde_json::from_value::<Correction>(stored.clone()).is_err());
+        stored["deadline"] = Value::Null;
+        assert_eq!(
+            serde_json::from_value::<Correction>(stored)
+                .unwrap()
+                .deadline,
+            None,
+            "forwarded: none"
+        );
     }
 
     #[test]

@@ -153,9 +153,9 @@ pub fn prepare(
         version: 0,
         requested_by: caller.to_string(),
         reason: req.reason.unwrap_or_default(),
-        found_at: rfc3339(found_at.to_offset(crate::calendar::CHINA_OFFSET)),
-        received_at: rfc3339(ctx.now.to_offset(crate::calendar::CHINA_OFFSET)),
-        deadline: deadline.map(rfc3339),
+        found_at: found_at.to_offset(crate::calendar::CHINA_OFFSET),
+        received_at: ctx.now.to_offset(crate::calendar::CHINA_OFFSET),
+        deadline,
         destinations: Vec::new(),
         direction: if along_chain {
             "along_chain".into()

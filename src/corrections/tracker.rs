@@ -52,8 +52,14 @@ impl Tracker {
     async fn check(&self, warned: &mut HashSet<String>, overdue_warned: &mut HashSet<String>) {
         let calendar = self.calendar.current();
         let now = self.clock.now();
-        let Ok(all) = list(&self.store, now, None) else {
-            return;
+        let all = match list(&self.store, now, None) {
+            Ok(all) => all,
+            Err(e) => {
+                // A correction that does not read (a corrupt deadline) must be seen, not skipped.
+                tracing::error!(error = %e, "corrections cannot be read: deadlines are not being tracked");
+                metrics::counter!("gateway_correction_tracking_failures_total").increment(1);
+                return;
+            }
         };
         let (mut pending, mut overdue) = (0u64, 0u64);
         let mut nearest: Option<i64> = None;
@@ -62,8 +68,9 @@ impl Tracker {
             match status.state {
                 State::Pending => {
                     pending += 1;
-                    let deadline = c.deadline.as_deref().and_then(super::parse_time);
-                    if let (Some(d), Some(text)) = (deadline, c.deadline.as_deref()) {
+                    if let Some(d) = c.deadline {
+                        let text = crate::clock::rfc3339(d);
+                        let text = text.as_str();
                         let left = (d - now).whole_seconds();
                         nearest = Some(nearest.map_or(left, |n: i64| n.min(left)));
                         let days_left = calendar.working_days_left(now, d).unwrap_or(0);
@@ -78,7 +85,8 @@ impl Tracker {
                 State::Overdue => {
                     overdue += 1;
                     if overdue_warned.insert(c.id.clone()) {
-                        let text = c.deadline.as_deref().unwrap_or("");
+                        let text = c.deadline.map(crate::clock::rfc3339).unwrap_or_default();
+                        let text = text.as_str();
                         tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %text, "correction is overdue (GD Art. 31: three working days)");
                         self.alert("overdue", &c.id, &c.record_id, text).await;
                     }

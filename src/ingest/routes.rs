@@ -413,7 +413,10 @@ async fn post_correction(
     events::correction_received(
         &stored.id,
         &stored.record_id,
-        stored.deadline.as_deref().unwrap_or("none"),
+        &stored
+            .deadline
+            .map(rfc3339)
+            .unwrap_or_else(|| "none".into()),
         stored.destinations.len(),
     );
     let status = crate::corrections::status_of(&app.store, stored, app.clock.now())

@@ -822,13 +822,14 @@ fn stage_correction(
 ) -> Result<(crate::corrections::Correction, Head), StoreError> {
     let mut correction = job.correction.clone();
     let record = &job.record;
+    let received_at = crate::clock::rfc3339(correction.received_at);
     let (_, version, previous) = g.archive.stage(
         &w.store,
         &mut w.subjects,
         record,
         &job.canonical,
         &correction.id,
-        &correction.received_at,
+        &received_at,
         true,
     )?;
     correction.version = version;
@@ -878,11 +879,11 @@ fn stage_correction(
     );
     data.insert(
         "found_at".into(),
-        Value::String(correction.found_at.clone()),
+        Value::String(crate::clock::rfc3339(correction.found_at)),
     );
     data.insert(
         "deadline".into(),
-        serde_json::to_value(&correction.deadline).unwrap_or_default(),
+        serde_json::to_value(correction.deadline.map(crate::clock::rfc3339)).unwrap_or_default(),
     );
     data.insert(
         "destinations".into(),
@@ -892,7 +893,7 @@ fn stage_correction(
         "changes".into(),
         serde_json::to_value(&queued).unwrap_or_default(),
     );
-    let (key, bytes, next) = head.append(&correction.received_at, "correction_received", data);
+    let (key, bytes, next) = head.append(&received_at, "correction_received", data);
     g.archive.writes.push((key, bytes));
     *head = next;
     Ok((correction, head.clone()))
