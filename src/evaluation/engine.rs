@@ -22,7 +22,7 @@ use crate::lifecycle::Standing;
 use crate::outbox::{self, Entry, Kind};
 use crate::record::{validate_owned, CanonicalRecord, Category, ValidationContext};
 use crate::sharing::Router;
-use crate::store::{NewVersion, Store, StoreError, SEP};
+use crate::store::{NewVersion, Store, StoreError};
 use crate::subject::{IdentifierExceptions, SubjectKind};
 
 /// Why a subject could not be evaluated. Storage: the operator's, a retry helps. Invalid: the
@@ -106,8 +106,11 @@ impl Held {
 
 /// `evt/{unix:020}{SEP}{archive key}`: re-evaluate the subject at that instant.
 pub fn timer_key(at: OffsetDateTime, archive_key: &str) -> String {
-    format!("evt/{:020}{SEP}{archive_key}", at.unix_timestamp().max(0))
+    crate::store::keys::instant_key(TIMER_PREFIX, at.unix_timestamp(), archive_key)
 }
+
+/// The key space of evaluation timers.
+pub const TIMER_PREFIX: &str = "evt/";
 
 /// The day and year of an instant on the calendar the regulations use (Beijing time).
 pub fn today(now: OffsetDateTime) -> Date {

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::engine::{today, Engine, EvaluationError, Step};
 use crate::clock::SharedClock;
-use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError, SEP};
+use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError};
 
 /// Subjects evaluated per writer job outside the cycle.
 const BATCH: usize = 256;
@@ -282,16 +282,18 @@ fn due_timers(
     now: OffsetDateTime,
     limit: usize,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let end = format!("evt/{:020} ", now.unix_timestamp().max(0));
+    use super::engine::TIMER_PREFIX;
+    use crate::store::keys::{due_bound, parse_instant_key};
+    let end = due_bound(TIMER_PREFIX, now.unix_timestamp());
     let mut out = Vec::new();
     for item in store
         .raw()
-        .range::<&[u8], _>(b"evt/".as_slice()..end.as_bytes())
+        .range::<&[u8], _>(TIMER_PREFIX.as_bytes()..end.as_bytes())
         .keys()
     {
         let k = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        if let Some((_, subject)) = key["evt/".len()..].split_once(SEP) {
+        if let Some((_, subject)) = parse_instant_key(TIMER_PREFIX, &key) {
             out.push((key.clone(), subject.to_string()));
         }
         if out.len() >= limit {

@@ -577,10 +577,14 @@ pub fn view(
 }
 
 /// The timer key that re-checks a record at `at`.
+/// The key space of the ledger's timers.
+pub const TIMER_PREFIX: &str = "tmr/";
+
 pub fn timer_key(at: OffsetDateTime, agency: &str, record_id: &str) -> String {
-    format!(
-        "tmr/{:020}{SEP}{agency}{SEP}{record_id}",
-        at.unix_timestamp().max(0)
+    crate::store::keys::instant_key(
+        TIMER_PREFIX,
+        at.unix_timestamp(),
+        &format!("{agency}{SEP}{record_id}"),
     )
 }
 

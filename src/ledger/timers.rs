@@ -106,20 +106,21 @@ impl Timers {
 
 /// Timers due at or before `now` (Unix seconds): (key, agency, record id), oldest first.
 fn due(store: &Store, now: i64, limit: usize) -> Result<Vec<(String, String, String)>, StoreError> {
-    // Keys of the instant `now` continue with the separator 0x1f; a space sorts after it.
-    let end = format!("tmr/{:020} ", now.max(0));
+    use crate::store::keys::{due_bound, parse_instant_key};
+    let end = due_bound(super::TIMER_PREFIX, now);
     let mut out = Vec::new();
     for item in store
         .raw()
-        .range::<&[u8], _>(b"tmr/".as_slice()..end.as_bytes())
+        .range::<&[u8], _>(super::TIMER_PREFIX.as_bytes()..end.as_bytes())
         .keys()
     {
         let k = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        let mut parts = key["tmr/".len()..].splitn(3, SEP);
-        let (_, agency, record_id) = (parts.next(), parts.next(), parts.next());
-        if let (Some(agency), Some(record_id)) = (agency, record_id) {
-            out.push((key.clone(), agency.to_string(), record_id.to_string()));
+        let parsed = parse_instant_key(super::TIMER_PREFIX, &key)
+            .and_then(|(_, rest)| rest.split_once(SEP))
+            .map(|(agency, record_id)| (agency.to_string(), record_id.to_string()));
+        if let Some((agency, record_id)) = parsed {
+            out.push((key.clone(), agency, record_id));
         }
         if out.len() >= limit {
             break;

@@ -36,6 +36,7 @@
 
 mod commit;
 pub mod format;
+pub mod keys;
 pub mod space;
 
 /// The writer's progress, for the commit watchdog.
