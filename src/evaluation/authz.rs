@@ -125,7 +125,10 @@ impl Authority {
         if claims.exp <= now {
             return Err(AuthzError::Expired);
         }
-        if claims.iat > now + SKEW || claims.exp - claims.iat > MAX_LIFETIME.whole_seconds() {
+        let lifetime = claims.exp.checked_sub(claims.iat);
+        if claims.iat > now.saturating_add(SKEW)
+            || lifetime.is_none_or(|l| l > MAX_LIFETIME.whole_seconds())
+        {
             return Err(AuthzError::BadLifetime);
         }
         if claims.scope.split_whitespace().all(|s| s != SCOPE) {

@@ -76,7 +76,7 @@ impl Step {
 struct Stored {
     fact: Fact,
     json: Value,
-    received_at: String,
+    received_at: Option<OffsetDateTime>,
     marks: Vec<archive::Mark>,
 }
 
@@ -156,20 +156,32 @@ impl Engine {
         else {
             return Ok(step);
         };
-        if entry.is_exited() {
-            // LS Art. 20: removed from view; the results stay and return with a re-entry.
-            return Ok(step);
-        }
-        // No profile in force for this kind of subject today: nothing to read.
         let entry_kind = match entry.kind.as_str() {
             "institution" => Some(SubjectKind::Institution),
             "individual" => Some(SubjectKind::Individual),
             _ => None,
         };
+        // Joint punishment follows the listing whatever the grade does: an institution's listing
+        // reaches its people, and its repair withdraws them, even when no profile is in force or the
+        // institution has exited (GD Art. 29).
+        let mut stored = None;
+        if entry_kind == Some(SubjectKind::Institution) && self.has_listing(archive_key)? {
+            let read = self.read(archive_key)?;
+            self.joint_punishment(&read, &self.router.current(), now, &mut step)?;
+            stored = Some(read);
+        }
+        if entry.is_exited() {
+            // LS Art. 20: removed from view; the results stay and return with a re-entry.
+            return Ok(step);
+        }
+        // No profile in force for this kind of subject today: nothing more to read.
         if entry_kind.is_some_and(|k| !self.profiles.any_in_force(k, today(now))) {
             return Ok(step);
         }
-        let stored = self.read(archive_key)?;
+        let stored = match stored {
+            Some(s) => s,
+            None => self.read(archive_key)?,
+        };
         let Some(latest) = latest_of(&stored) else {
             return Ok(step);
         };
@@ -221,7 +233,8 @@ impl Engine {
             let plan = router.plan(&record, Standing::Active, now);
             let mut enqueue = Vec::new();
             if changed {
-                enqueue = self.grade_notice(&record, told, &result, profile, now);
+                let follows = current.as_ref().map(|c| c.version).unwrap_or(0);
+                enqueue = self.grade_notice(&record, told, &result, profile, now, follows);
             }
             step.summary = Some(json!({
                 "subject": ids::subject_token(archive_key),
@@ -247,10 +260,26 @@ impl Engine {
                 archive_key,
             ));
         }
-        if kind == Some(SubjectKind::Institution) {
-            self.joint_punishment(&stored, &router, now, &mut step)?;
-        }
         Ok(step)
+    }
+
+    /// Whether the subject's archive holds any dishonesty-list record (keys only).
+    fn has_listing(&self, archive_key: &str) -> Result<bool, EvaluationError> {
+        let prefix = format!(
+            "arc/{archive_key}{}{:02}{}",
+            crate::store::SEP,
+            Category::DishonestList.number(),
+            crate::store::SEP
+        );
+        Ok(self
+            .store
+            .raw()
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .next()
+            .transpose()
+            .map_err(StoreError::from)?
+            .is_some())
     }
 
     fn read(&self, archive_key: &str) -> Result<Vec<Stored>, EvaluationError> {
@@ -266,10 +295,12 @@ impl Engine {
                     key: archive::record_head_key(&agency, &record_id),
                     message: e.to_string(),
                 })?;
-            let received = version
-                .received_at
-                .get(..10)
-                .and_then(crate::record::parse_date);
+            let received_at = OffsetDateTime::parse(
+                &version.received_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok();
+            let received = received_at.map(today);
             let Some(on) = fact_date(&json).or(received) else {
                 continue;
             };
@@ -301,7 +332,7 @@ impl Engine {
                     ended,
                 },
                 json,
-                received_at: version.received_at.clone(),
+                received_at,
                 marks: head.marks,
             });
         }
@@ -400,6 +431,7 @@ impl Engine {
         result: &Score,
         profile: &Profile,
         now: OffsetDateTime,
+        follows: u32,
     ) -> Vec<Entry> {
         let body = json!({
             "type": "evaluation_result",
@@ -430,7 +462,8 @@ impl Engine {
                     0,
                     Channel::GovShare,
                     Kind::Notice,
-                    &format!("grade-{hash}"),
+                    // The version it follows: A -> B -> A on one day is two notices, not one.
+                    &format!("grade-{follows}-{hash}"),
                 ),
                 destination: d.id.clone(),
                 channel: Channel::GovShare,

@@ -116,7 +116,8 @@ pub fn score(profile: &Profile, facts: &[Fact], cycle: Cycle, today: Date) -> Sc
             u32::from(profile.dishonesty_valid_years) * 12,
         );
         let dishonesty_counts = dishonesty_end > today && fact.on.year() >= cycle.carried_since;
-        if profile.serious_dishonesty_is_e && is_serious_listing(fact) && dishonesty_counts {
+        // A listing in force makes E whatever the cycle carries (GD Art. 20).
+        if profile.serious_dishonesty_is_e && is_serious_listing(fact) && dishonesty_end > today {
             serious = true;
             soonest(dishonesty_end);
         }
@@ -287,6 +288,23 @@ mod tests {
         assert_eq!(s.points, 99);
         assert_eq!(s.grade, Grade::E);
         assert!(s.serious_dishonesty);
+    }
+
+    #[test]
+    fn a_listing_of_last_year_still_in_force_makes_e_after_a_return_to_base() {
+        let p = profile();
+        let listing = fact(
+            "l1",
+            Category::DishonestList,
+            json!({"serious_dishonesty": true, "list_name": "x"}),
+            date!(2025 - 11 - 10),
+        );
+        // A B subject returns to base in 2026: the listing's points do not carry...
+        let reset = cycle_for(&p, 2026, Some((Grade::B, 2025)));
+        let s = score(&p, &[listing], reset, date!(2026 - 01 - 05));
+        assert_eq!(s.points, 100);
+        // ...but the listing is still in force: E (GD Art. 20).
+        assert_eq!(s.grade, Grade::E);
     }
 
     #[test]

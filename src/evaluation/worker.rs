@@ -41,6 +41,10 @@ pub struct CycleRun {
         with = "time::serde::rfc3339::option"
     )]
     pub finished_at: Option<OffsetDateTime>,
+    /// The year ended before the cycle went through every subject: the next year's cycle, which
+    /// covers every subject, took over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended_early: bool,
 }
 
 pub fn cycle_key(year: i32) -> String {
@@ -146,8 +150,20 @@ impl Worker {
                     done: 0,
                     cursor: None,
                     finished_at: None,
+                    ended_early: false,
                 },
             };
+            // A cycle of an earlier year still running when its year ended: closed, said so.
+            let stale: Vec<CycleRun> = cycles(&engine.store)?
+                .into_iter()
+                .filter(|c| c.year < year && c.finished_at.is_none())
+                .map(|mut c| {
+                    tracing::warn!(year = c.year, done = c.done, total = c.total, "the yearly cycle did not finish within its year; the new year's cycle covers every subject");
+                    c.finished_at = Some(now);
+                    c.ended_early = true;
+                    c
+                })
+                .collect();
             let subjects = next_subjects(&engine.store, run.cursor.as_deref(), batch)?;
             let (step, summaries) = evaluate_all(&engine, subjects.iter(), now)?;
             let mut next = run.clone();
@@ -156,14 +172,19 @@ impl Worker {
             if subjects.len() < batch {
                 next.finished_at = Some(now);
             }
-            Ok::<_, EvaluationError>(Some((next, step, summaries)))
+            Ok::<_, EvaluationError>(Some((next, step, summaries, stale)))
         })
         .await
         .map_err(|e| EvaluationError::Storage(StoreError::CommitFailed(e.to_string())))??;
-        let Some((run, step, summaries)) = work else {
+        let Some((run, step, summaries, stale)) = work else {
             return Ok(false);
         };
-        let state = vec![(cycle_key(run.year), crate::store::to_bytes(&run))];
+        let mut state = vec![(cycle_key(run.year), crate::store::to_bytes(&run))];
+        state.extend(
+            stale
+                .iter()
+                .map(|c| (cycle_key(c.year), crate::store::to_bytes(c))),
+        );
         let cycle = json!({"year": run.year, "done": run.done, "total": run.total, "finished": run.finished_at.is_some()});
         self.commit(
             "evaluation_cycle",
@@ -242,6 +263,14 @@ fn evaluate_all<'a>(
                 crate::telemetry::events::evaluation_failed(
                     &super::ids::subject_token(subject),
                     &message,
+                );
+            }
+            // One unreadable stored record must not hold back every other subject: reported and
+            // skipped (its `chg/` key is taken up; the next change brings it back).
+            Err(EvaluationError::Storage(e @ StoreError::Corrupt { .. })) => {
+                crate::telemetry::events::evaluation_failed(
+                    &super::ids::subject_token(subject),
+                    &e.to_string(),
                 );
             }
             Err(e) => return Err(e),
