@@ -67,8 +67,10 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_description() 
         "15",
         "--seed",
         "20261125",
+        // One worker: hypothesis's lambda cache is not safe across schemathesis's threads
+        // (seen here as a KeyError inside the tool, not a finding about the gateway).
         "--workers",
-        "2",
+        "1",
     ]);
     assert!(ok, "agency API:\n{report}");
     let token = gw.local_token();
@@ -89,6 +91,8 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_description() 
         "10",
         "--seed",
         "20261125",
+        "--workers",
+        "1",
     ]);
     assert!(ok, "operator API:\n{report}");
 }
