@@ -843,3 +843,74 @@ fn an_objection_to_a_result_runs_from_its_notice_and_the_medical_insurance_depar
     );
     assert_ne!(other.status, 200);
 }
+
+#[test]
+fn a_listing_corrected_to_no_longer_serious_takes_its_linked_records_with_it() {
+    let (_rt, gw, platform, _mi) = setup("440000", "2026-02-02T10:00:00+08:00", |_| {});
+    let s = uscc_in("440106", 12);
+    let person = resident_id("44010619850505123");
+    let listing = |serious: bool| {
+        json!({
+            "category": "dishonest_list",
+            "subject": {"kind": "institution", "role": "designated_medical_institution", "id_type": "uscc", "id": s, "name": "某诊所"},
+            "source": {"record_id": "L-2", "region": "440106"},
+            "basis": {"doc_type": "penalty_decision", "doc_number": "粤医保罚〔2025〕10号", "decided_on": "2025-12-01"},
+            "disclosure": {"class": "public"},
+            "content": {"list_name": "医疗保障领域严重失信主体名单", "listed_on": "2025-12-01", "authority": "广东省医疗保障局",
+                        "serious_dishonesty": serious,
+                        "responsible_persons": [{"role": "principal", "id_type": "resident_id", "id": person, "name": "李四"}]}
+        })
+    };
+    push(&gw, vec![listing(true)]);
+    let r = wait_result(&gw, "resident_id", &person, 2026, |r| r["grade"] == "E");
+    let link_id = r["reasons"][0]["record_id"].as_str().unwrap().to_string();
+    let of = |id: &str| -> Vec<Received> {
+        platform
+            .received()
+            .into_iter()
+            .filter(|x| {
+                x.record
+                    .pointer("/source/record_id")
+                    .and_then(Value::as_str)
+                    == Some(id)
+            })
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(20), || of(&link_id)
+        .iter()
+        .any(|x| x.kind == "share")));
+    // GD Art. 31: the department corrects its listing; the person's linked record goes with it.
+    push(&gw, vec![listing(false)]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let all = of(&link_id);
+            let shared: std::collections::HashSet<_> = all
+                .iter()
+                .filter(|x| x.kind == "share")
+                .map(|x| x.channel.clone())
+                .collect();
+            let withdrawn: std::collections::HashSet<_> = all
+                .iter()
+                .filter(|x| x.kind == "withdrawal")
+                .map(|x| x.channel.clone())
+                .collect();
+            !shared.is_empty() && shared == withdrawn
+        }),
+        "{:?}",
+        of(&link_id)
+            .iter()
+            .map(|x| (&x.kind, &x.channel))
+            .collect::<Vec<_>>()
+    );
+    let r = wait_result(&gw, "resident_id", &person, 2026, |r| r["grade"] == "A");
+    assert_eq!(r["points"], 100);
+    // Listed again: the link stands again and is published again (its mark change travels ahead
+    // of ordinary traffic, as a `marking`).
+    let published = |all: Vec<Received>| all.iter().filter(|x| x.kind != "withdrawal").count();
+    let before = published(of(&link_id));
+    push(&gw, vec![listing(true)]);
+    assert!(wait_until(Duration::from_secs(20), || published(of(
+        &link_id
+    )) > before));
+    wait_result(&gw, "resident_id", &person, 2026, |r| r["grade"] == "E");
+}

@@ -56,6 +56,8 @@ pub struct Step {
     pub items: Vec<crate::store::ReconcileItem>,
     /// `evt/` timer keys to write.
     pub timers: Vec<String>,
+    /// Other writes of the step (the `lnk/` index).
+    pub writes: Vec<(String, Vec<u8>)>,
     /// For the audit entry.
     pub summary: Option<Value>,
 }
@@ -66,6 +68,7 @@ impl Step {
         self.marks.extend(other.marks);
         self.items.extend(other.items);
         self.timers.extend(other.timers);
+        self.writes.extend(other.writes);
         if let Some(s) = other.summary {
             summaries.push(s);
         }
@@ -102,6 +105,13 @@ impl Held {
             .and_then(Value::as_i64)
             .map(|y| y as i32)
     }
+}
+
+/// `lnk/{listing agency}{SEP}{listing record id}{SEP}{link record id}`: the linked records of joint
+/// punishment a listing made, so each can be ended with it whatever its records say later.
+pub fn link_index_key(agency: &str, record_id: &str, link_id: &str) -> String {
+    let sep = crate::store::SEP;
+    format!("lnk/{agency}{sep}{record_id}{sep}{link_id}")
 }
 
 /// `evt/{unix:020}{SEP}{archive key}`: re-evaluate the subject at that instant.
@@ -496,99 +506,171 @@ impl Engine {
             .flat_map(|s| persons(&s.fact.content))
             .collect();
         for listing in stored.iter().filter(|s| {
-            score::is_serious_listing(&s.fact) && !s.fact.record_id.starts_with("LINK-")
+            s.fact.category == Category::DishonestList && !s.fact.record_id.starts_with("LINK-")
         }) {
-            let mut people = persons(&listing.fact.content);
-            for p in &registered {
-                if !people.iter().any(|q| q.id == p.id) {
-                    people.push(p.clone());
+            // Who the listing reaches now: nobody once it is repaired, eliminated, expired or no
+            // longer a serious listing (a correction).
+            let mut people: Vec<(Person, String)> = Vec::new();
+            if score::is_serious_listing(&listing.fact) && listing.fact.ended.is_none() {
+                let mut named = persons(&listing.fact.content);
+                for p in &registered {
+                    if !named.iter().any(|q| q.id == p.id) {
+                        named.push(p.clone());
+                    }
+                }
+                for person in named {
+                    let Ok(id) = crate::subject::SubjectId::parse(
+                        person.id_type,
+                        &person.id,
+                        &self.exceptions,
+                    ) else {
+                        continue;
+                    };
+                    let link_id = ids::link(
+                        &listing.fact.agency,
+                        &listing.fact.record_id,
+                        &id.archive_key(),
+                    );
+                    people.push((person, link_id));
                 }
             }
-            for person in people {
-                let Ok(id) =
-                    crate::subject::SubjectId::parse(person.id_type, &person.id, &self.exceptions)
+            // Every link this listing ever made, from its index, ends when it is no longer wanted.
+            let held = self.links_of(&listing.fact.agency, &listing.fact.record_id)?;
+            let (kind, mark_id) = match listing.fact.ended {
+                Some(Ended::Repaired) => (
+                    MarkKind::Repaired,
+                    listing
+                        .marks
+                        .iter()
+                        .find(|m| m.kind == MarkKind::Repaired)
+                        .map(|m| m.id.clone()),
+                ),
+                Some(Ended::Eliminated) => (
+                    MarkKind::Eliminated,
+                    listing
+                        .marks
+                        .iter()
+                        .find(|m| m.kind == MarkKind::Eliminated)
+                        .map(|m| m.id.clone()),
+                ),
+                // Corrected to no longer serious, or the person no longer recorded for it.
+                _ => (MarkKind::Eliminated, None),
+            };
+            let mark_id = mark_id
+                .unwrap_or_else(|| format!("joint-punishment-ended:{}", listing.fact.record_id));
+            for link_id in held
+                .iter()
+                .filter(|l| !people.iter().any(|(_, id)| id == *l))
+            {
+                let Some(head) =
+                    self.store
+                        .get_json::<archive::RecordHead>(&archive::record_head_key(
+                            &self.agency,
+                            link_id,
+                        ))?
                 else {
                     continue;
                 };
-                let link_id = ids::link(
-                    &listing.fact.agency,
-                    &listing.fact.record_id,
-                    &id.archive_key(),
-                );
-                match listing.fact.ended {
-                    Some(Ended::Repaired) | Some(Ended::Eliminated) => {
-                        let kind = if listing.fact.ended == Some(Ended::Repaired) {
-                            MarkKind::Repaired
-                        } else {
-                            MarkKind::Eliminated
-                        };
-                        let Some(head) = self.store.get_json::<archive::RecordHead>(
-                            &archive::record_head_key(&self.agency, &link_id),
-                        )?
-                        else {
-                            continue;
-                        };
-                        let Some(source_mark) = listing.marks.iter().find(|m| m.kind == kind)
-                        else {
-                            continue;
-                        };
-                        if head.marks.iter().any(|m| m.kind == kind) {
-                            continue;
-                        }
-                        if let Some(item) = crate::ledger::recheck::item(
-                            &self.store,
-                            router,
-                            &self.exceptions,
-                            &self.agency,
-                            &link_id,
-                            None,
-                            now,
-                        )? {
-                            step.items.push(item);
-                        }
-                        step.marks.push(archive::MarkChange {
-                            agency: self.agency.clone(),
-                            record_id: link_id,
-                            remove: None,
-                            add: Some(archive::Mark {
-                                kind,
-                                id: source_mark.id.clone(),
-                                since: now,
-                            }),
-                        });
-                    }
-                    Some(Ended::Expired) => {}
-                    None => {
-                        let record = match self.linked_record(listing, &person, &link_id) {
-                            Ok(r) => r,
-                            Err(e) => {
-                                tracing::warn!(record_id = %listing.fact.record_id, error = %e, "joint punishment: linked record not built");
-                                continue;
-                            }
-                        };
-                        let canonical = record.canonical_bytes();
-                        let held = self.store.get_json::<archive::RecordHead>(
-                            &archive::record_head_key(&self.agency, &link_id),
-                        )?;
-                        if held.is_some_and(|h| {
-                            h.content_hash == hex::encode(sha2::Sha256::digest(&canonical))
-                        }) {
-                            continue;
-                        }
-                        let plan = router.plan(&record, Standing::Active, now);
-                        step.records.push(NewVersion {
-                            canonical,
-                            record,
-                            plan,
-                            origin: format!("joint_punishment:{}", listing.fact.record_id),
-                            touches_subject: true,
-                            enqueue: Vec::new(),
-                        });
-                    }
+                if head
+                    .marks
+                    .iter()
+                    .any(|m| matches!(m.kind, MarkKind::Repaired | MarkKind::Eliminated))
+                {
+                    continue;
                 }
+                if let Some(item) = crate::ledger::recheck::item(
+                    &self.store,
+                    router,
+                    &self.exceptions,
+                    &self.agency,
+                    link_id,
+                    None,
+                    now,
+                )? {
+                    step.items.push(item);
+                }
+                step.marks.push(archive::MarkChange {
+                    agency: self.agency.clone(),
+                    record_id: link_id.clone(),
+                    remove: None,
+                    add: Some(archive::Mark {
+                        kind,
+                        id: mark_id.clone(),
+                        since: now,
+                    }),
+                });
+            }
+            for (person, link_id) in &people {
+                let record = match self.linked_record(listing, person, link_id) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(record_id = %listing.fact.record_id, error = %e, "joint punishment: linked record not built");
+                        continue;
+                    }
+                };
+                let canonical = record.canonical_bytes();
+                let head =
+                    self.store
+                        .get_json::<archive::RecordHead>(&archive::record_head_key(
+                            &self.agency,
+                            link_id,
+                        ))?;
+                // Listed again after a correction had ended it: the link stands again.
+                let ended = format!("joint-punishment-ended:{}", listing.fact.record_id);
+                if head
+                    .as_ref()
+                    .is_some_and(|h| h.marks.iter().any(|m| m.id == ended))
+                {
+                    if let Some(item) = crate::ledger::recheck::item(
+                        &self.store,
+                        router,
+                        &self.exceptions,
+                        &self.agency,
+                        link_id,
+                        None,
+                        now,
+                    )? {
+                        step.items.push(item);
+                    }
+                    step.marks.push(archive::MarkChange {
+                        agency: self.agency.clone(),
+                        record_id: link_id.clone(),
+                        remove: Some(ended),
+                        add: None,
+                    });
+                }
+                if head.is_some_and(|h| {
+                    h.content_hash == hex::encode(sha2::Sha256::digest(&canonical))
+                }) {
+                    continue;
+                }
+                let plan = router.plan(&record, Standing::Active, now);
+                step.writes.push((
+                    link_index_key(&listing.fact.agency, &listing.fact.record_id, link_id),
+                    b"{}".to_vec(),
+                ));
+                step.records.push(NewVersion {
+                    canonical,
+                    record,
+                    plan,
+                    origin: format!("joint_punishment:{}", listing.fact.record_id),
+                    touches_subject: true,
+                    enqueue: Vec::new(),
+                });
             }
         }
         Ok(())
+    }
+
+    /// The linked records a listing made (`lnk/` index).
+    fn links_of(&self, agency: &str, record_id: &str) -> Result<Vec<String>, EvaluationError> {
+        let prefix = link_index_key(agency, record_id, "");
+        let mut out = Vec::new();
+        for key in self.store.raw().scan_prefix(prefix.as_bytes()).keys() {
+            let key = key.map_err(StoreError::from)?;
+            out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        }
+        Ok(out)
     }
 
     fn linked_record(

@@ -219,6 +219,7 @@ impl Worker {
         // Taking up a change that changed nothing is not an exchange: no audit entry.
         let quiet = summaries.is_empty() && step.marks.is_empty() && step.records.is_empty();
         writes.extend(step.timers.into_iter().map(|k| (k, b"{}".to_vec())));
+        writes.extend(step.writes);
         let mut data = Map::new();
         data.insert("results".into(), Value::Array(summaries));
         if let Some(c) = cycle {

@@ -23,6 +23,7 @@
 //! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
 //! | `chg/` | `subject_key` | the stamp of the last group that changed the subject's archive, until a follower (evaluation) takes it up | archive |
 //! | `evt/` | `unix seconds(20) \x1f subject_key` | `{}`: re-evaluate then (a record leaves its validity) | evaluation |
+//! | `lnk/` | `listing agency \x1f listing record_id \x1f link record_id` | `{}`: the linked records of joint punishment a listing made | evaluation |
 //! | `evc/` | year (4 digits) | [`crate::evaluation::worker::CycleRun`]: the yearly cycle's progress and cursor | evaluation |
 //! | `obj/`, `rep/` | see `objections`, `repairs` | objections and repairs | objections, repairs |
 //!
