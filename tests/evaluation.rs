@@ -270,6 +270,19 @@ fn a_record_past_its_validity_stops_counting_gd_art_19() {
         )));
 }
 
+/// Whether a platform got a withdrawal on every channel it was shared on.
+fn withdrawn_everywhere(received: &[Received]) -> bool {
+    let channels = |kind: &str| -> std::collections::HashSet<String> {
+        received
+            .iter()
+            .filter(|x| x.kind == kind)
+            .map(|x| x.channel.clone())
+            .collect()
+    };
+    let shared = channels("share");
+    !shared.is_empty() && shared == channels("withdrawal")
+}
+
 /// Apply for, approve and complete the repair of one record (GD Arts. 35-39).
 fn repair(gw: &Gateway, record_id: &str, from: &str) {
     let post = |path: &str, body: Value| {
@@ -671,20 +684,9 @@ fn an_institutions_serious_listing_reaches_its_legal_representative_and_leaves_w
     // no longer counts it.
     repair(&gw, "L-1", "2026-02-02");
     assert!(
-        wait_until(Duration::from_secs(20), || {
-            let all = of(&link_id);
-            let shared: std::collections::HashSet<_> = all
-                .iter()
-                .filter(|x| x.kind == "share")
-                .map(|x| x.channel.clone())
-                .collect();
-            let withdrawn: std::collections::HashSet<_> = all
-                .iter()
-                .filter(|x| x.kind == "withdrawal")
-                .map(|x| x.channel.clone())
-                .collect();
-            !shared.is_empty() && shared == withdrawn
-        }),
+        wait_until(Duration::from_secs(20), || withdrawn_everywhere(&of(
+            &link_id
+        ))),
         "{:?}",
         of(&link_id)
             .iter()
@@ -882,20 +884,9 @@ fn a_listing_corrected_to_no_longer_serious_takes_its_linked_records_with_it() {
     // GD Art. 31: the department corrects its listing; the person's linked record goes with it.
     push(&gw, vec![listing(false)]);
     assert!(
-        wait_until(Duration::from_secs(20), || {
-            let all = of(&link_id);
-            let shared: std::collections::HashSet<_> = all
-                .iter()
-                .filter(|x| x.kind == "share")
-                .map(|x| x.channel.clone())
-                .collect();
-            let withdrawn: std::collections::HashSet<_> = all
-                .iter()
-                .filter(|x| x.kind == "withdrawal")
-                .map(|x| x.channel.clone())
-                .collect();
-            !shared.is_empty() && shared == withdrawn
-        }),
+        wait_until(Duration::from_secs(20), || withdrawn_everywhere(&of(
+            &link_id
+        ))),
         "{:?}",
         of(&link_id)
             .iter()

@@ -578,27 +578,18 @@ impl Engine {
                 {
                     continue;
                 }
-                if let Some(item) = crate::ledger::recheck::item(
-                    &self.store,
-                    router,
-                    &self.exceptions,
-                    &self.agency,
+                self.change_link_mark(
                     link_id,
                     None,
-                    now,
-                )? {
-                    step.items.push(item);
-                }
-                step.marks.push(archive::MarkChange {
-                    agency: self.agency.clone(),
-                    record_id: link_id.clone(),
-                    remove: None,
-                    add: Some(archive::Mark {
+                    Some(archive::Mark {
                         kind,
                         id: mark_id.clone(),
                         since: now,
                     }),
-                });
+                    router,
+                    now,
+                    step,
+                )?;
             }
             for (person, link_id) in &people {
                 let record = match self.linked_record(listing, person, link_id) {
@@ -621,23 +612,7 @@ impl Engine {
                     .as_ref()
                     .is_some_and(|h| h.marks.iter().any(|m| m.id == ended))
                 {
-                    if let Some(item) = crate::ledger::recheck::item(
-                        &self.store,
-                        router,
-                        &self.exceptions,
-                        &self.agency,
-                        link_id,
-                        None,
-                        now,
-                    )? {
-                        step.items.push(item);
-                    }
-                    step.marks.push(archive::MarkChange {
-                        agency: self.agency.clone(),
-                        record_id: link_id.clone(),
-                        remove: Some(ended),
-                        add: None,
-                    });
+                    self.change_link_mark(link_id, Some(ended), None, router, now, step)?;
                 }
                 if head.is_some_and(|h| {
                     h.content_hash == hex::encode(sha2::Sha256::digest(&canonical))
@@ -659,6 +634,38 @@ impl Engine {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Set or remove a mark on a linked record, and re-plan it so every platform gets the
+    /// difference (a withdrawal when it ends, a publication when it stands again).
+    #[allow(clippy::too_many_arguments)]
+    fn change_link_mark(
+        &self,
+        link_id: &str,
+        remove: Option<String>,
+        add: Option<archive::Mark>,
+        router: &Router,
+        now: OffsetDateTime,
+        step: &mut Step,
+    ) -> Result<(), EvaluationError> {
+        if let Some(item) = crate::ledger::recheck::item(
+            &self.store,
+            router,
+            &self.exceptions,
+            &self.agency,
+            link_id,
+            None,
+            now,
+        )? {
+            step.items.push(item);
+        }
+        step.marks.push(archive::MarkChange {
+            agency: self.agency.clone(),
+            record_id: link_id.to_string(),
+            remove,
+            add,
+        });
         Ok(())
     }
 
