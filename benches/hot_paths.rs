@@ -112,10 +112,10 @@ fn outbox_and_audit(c: &mut Criterion) {
     group.bench_function("outbox append (batch of 1000, one flush)", |b| {
         let mut i = 0;
         b.iter(|| {
-            let mut batch = sled::Batch::default();
+            let mut batch = credit_gateway::store::WriteSet::default();
             for _ in 0..n {
                 let (k, v) = credit_gateway::outbox::enqueue_write(&store, &entry(i)).unwrap();
-                batch.insert(k.into_bytes(), v);
+                batch.put(k, v);
                 i += 1;
             }
             store.apply(batch).unwrap();
@@ -125,19 +125,19 @@ fn outbox_and_audit(c: &mut Criterion) {
     group.bench_function("outbox pop (take 1000, remove)", |b| {
         b.iter_batched(
             || {
-                let mut batch = sled::Batch::default();
+                let mut batch = credit_gateway::store::WriteSet::default();
                 for i in 0..n {
                     let (k, v) = credit_gateway::outbox::enqueue_write(&store, &entry(i)).unwrap();
-                    batch.insert(k.into_bytes(), v);
+                    batch.put(k, v);
                 }
                 store.apply(batch).unwrap();
             },
             |_| {
                 let taken =
                     credit_gateway::outbox::pending(&store, "provincial", n as usize).unwrap();
-                let mut batch = sled::Batch::default();
+                let mut batch = credit_gateway::store::WriteSet::default();
                 for (k, _) in taken {
-                    batch.remove(k.into_bytes());
+                    batch.remove(k);
                 }
                 store.apply(batch).unwrap();
             },
@@ -147,12 +147,12 @@ fn outbox_and_audit(c: &mut Criterion) {
     group.bench_function("audit append (1000 entries, one flush)", |b| {
         let mut head = credit_gateway::audit::Head::load(&store).unwrap();
         b.iter(|| {
-            let mut batch = sled::Batch::default();
+            let mut batch = credit_gateway::store::WriteSet::default();
             for i in 0..n {
                 let mut data = serde_json::Map::new();
                 data.insert("receipt_id".into(), serde_json::json!(i));
                 let (k, v, next) = head.append("2025-01-01T00:00:00+08:00", "batch_received", data);
-                batch.insert(k.into_bytes(), v);
+                batch.put(k, v);
                 head = next;
             }
             store.apply(batch).unwrap();

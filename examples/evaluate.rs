@@ -24,8 +24,9 @@ use credit_gateway::clock::{ManualClock, SharedClock};
 use credit_gateway::evaluation::engine::Engine;
 use credit_gateway::evaluation::profile::Profiles;
 use credit_gateway::evaluation::worker::Worker;
+use credit_gateway::ingest::batch::{AcceptedInput, BatchJob};
 use credit_gateway::record::{validate_owned, ValidationContext};
-use credit_gateway::store::{AcceptedInput, CommitJob, Committer, Store};
+use credit_gateway::store::Store;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -53,8 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&data)?;
     let clock = ManualClock::new(time::macros::datetime!(2025-12-01 10:00 +08:00));
     let shared: SharedClock = Arc::new(clock.clone());
-    let (committer, handle) = Committer::start(store.clone(), shared.clone())?;
-    let loaded = store.raw().scan_prefix(b"sub/").count();
+    let (committer, handle) = credit_gateway::exchange::start(store.clone(), shared.clone())?;
+    let loaded = store.count_under(b"sub/")?;
     if loaded < args.subjects {
         let started = Instant::now();
         let ctx = ValidationContext::default();
@@ -87,24 +88,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
             let total = accepted.len();
-            rt.block_on(handle.commit(|reply| CommitJob {
-                receipt_id: format!("eval-bulk-{n}"),
-                agency: "medical_insurance".into(),
-                mapping: "canonical".into(),
-                received_at: "2025-03-11T00:00:00+08:00".into(),
-                body_sha256: String::new(),
-                total,
-                accepted,
-                rejected: Vec::new(),
-                filter: Default::default(),
-                reply,
-            }))?;
+            rt.block_on(credit_gateway::ingest::batch::commit(
+                &handle,
+                BatchJob {
+                    receipt_id: format!("eval-bulk-{n}"),
+                    agency: "medical_insurance".into(),
+                    mapping: "canonical".into(),
+                    received_at: "2025-03-11T00:00:00+08:00".into(),
+                    body_sha256: String::new(),
+                    total,
+                    accepted,
+                    rejected: Vec::new(),
+                    filter: Default::default(),
+                },
+            ))?;
             n += per_job;
         }
         // The bulk load is not what is measured: its archive changes are not followed here.
-        for key in store.raw().scan_prefix(b"chg/").keys() {
-            store.raw().remove(key?)?;
+        let mut taken = credit_gateway::store::WriteSet::default();
+        for key in store.keys_under(b"chg/") {
+            taken.remove(key?);
         }
+        store.apply(taken)?;
         store.flush()?;
         println!(
             "loaded {} subjects (2 records each) in {:.0} s",

@@ -229,12 +229,13 @@ fn footprint(
     n: u64,
     rt: &tokio::runtime::Runtime,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use credit_gateway::store::{AcceptedInput, CommitJob, Committer, Store};
+    use credit_gateway::ingest::batch::{AcceptedInput, BatchJob};
+    use credit_gateway::store::Store;
     let data = dir.join("data");
     let existing = credit_gateway::archive::count_versions(&Store::open(&data)?);
     if (existing as u64) < n {
         let store = Store::open(&data)?;
-        let (committer, handle) = Committer::start(
+        let (committer, handle) = credit_gateway::exchange::start(
             store.clone(),
             std::sync::Arc::new(credit_gateway::clock::SystemClock),
         )?;
@@ -270,18 +271,20 @@ fn footprint(
                 })
                 .collect();
             let total = accepted.len();
-            rt.block_on(handle.commit(|reply| CommitJob {
-                receipt_id: format!("bulk-{done}"),
-                agency: "medical_insurance".into(),
-                mapping: "canonical".into(),
-                received_at: "2025-01-06T00:00:00+08:00".into(),
-                body_sha256: String::new(),
-                total,
-                accepted,
-                rejected: Vec::new(),
-                filter: Default::default(),
-                reply,
-            }))?;
+            rt.block_on(credit_gateway::ingest::batch::commit(
+                &handle,
+                BatchJob {
+                    receipt_id: format!("bulk-{done}"),
+                    agency: "medical_insurance".into(),
+                    mapping: "canonical".into(),
+                    received_at: "2025-01-06T00:00:00+08:00".into(),
+                    body_sha256: String::new(),
+                    total,
+                    accepted,
+                    rejected: Vec::new(),
+                    filter: Default::default(),
+                },
+            ))?;
             done += per_job;
             if done % 500_000 == 0 {
                 println!(

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::identity::{certs, tls, Registry};
 use crate::ingest::{self, App};
 use crate::mapping::MappingSet;
-use crate::store::{Committer, Store};
+use crate::store::Store;
 use crate::subject::IdentifierExceptions;
 use crate::telemetry::{self, admin};
 
@@ -113,7 +113,7 @@ fn prepare_data_dir(config: &Config) -> Result<crate::store::space::DiskGuard, S
 /// The commit watchdog: a commit or flush stuck past `storage.commit_stuck_ms` makes the gateway
 /// not ready, with an error log and a metric, until it finishes. Reads no storage.
 async fn watch_commits(
-    progress: Arc<crate::store::commit_progress::Progress>,
+    progress: Arc<crate::store::Progress>,
     bound: Duration,
     readiness: Arc<admin::Readiness>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -243,7 +243,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         None => Arc::new(SystemClock),
     };
     let (committer, handle) =
-        Committer::start(store.clone(), clock.clone()).map_err(|e| StartError::Storage {
+        crate::exchange::start(store.clone(), clock.clone()).map_err(|e| StartError::Storage {
             path: config.storage.data_dir.display().to_string(),
             message: e.to_string(),
         })?;
@@ -541,7 +541,7 @@ struct Reload {
     config: Config,
     tls: Arc<tls::Reloadable>,
     calendar: crate::calendar::SharedCalendar,
-    committer: crate::store::CommitterHandle,
+    committer: crate::exchange::CommitterHandle,
     router: crate::sharing::SharedRouter,
     store: Store,
     exceptions: IdentifierExceptions,

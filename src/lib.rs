@@ -36,6 +36,7 @@ pub mod corrections;
 pub mod delivery;
 pub mod disclosure;
 pub mod evaluation;
+pub mod exchange;
 pub mod identity;
 pub mod ingest;
 pub mod ledger;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use credit_gateway::mapping::MappingSet;
 use credit_gateway::outbox::{self, Entry, Kind};
 use credit_gateway::record::{validate, ValidationContext};
+use credit_gateway::store::WriteSet;
 use proptest::prelude::*;
 
 fn mappings() -> MappingSet {
@@ -131,7 +132,9 @@ proptest! {
             match op {
                 Op::Enqueue { correction } => {
                     let (key, bytes) = outbox::enqueue_write(&store, &entry(n, *correction)).unwrap();
-                    store.raw().insert(key, bytes).unwrap();
+                    let mut w = WriteSet::default();
+                    w.put(key, bytes);
+                    store.apply(w).unwrap();
                     model.insert((if *correction { 0 } else { 1 }, n), format!("k{n}"));
                     n += 1;
                 }
@@ -141,9 +144,11 @@ proptest! {
                     prop_assert_eq!(got, want);
                 }
                 Op::AckFirst(k) => {
+                    let mut w = WriteSet::default();
                     for (key, _) in outbox::pending(&store, "d", *k).unwrap() {
-                        store.raw().remove(key).unwrap();
+                        w.remove(key);
                     }
+                    store.apply(w).unwrap();
                     let first: Vec<(u8, usize)> = model.keys().take(*k).cloned().collect();
                     for f in first { model.remove(&f); }
                 }

@@ -122,13 +122,15 @@ fn a_data_directory_from_a_newer_release_is_refused_with_a_clear_message() {
     {
         let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
         assert_eq!(
-            &*store.raw().get("meta/format").unwrap().unwrap(),
+            &*store.get_raw(b"meta/format").unwrap().unwrap(),
             credit_gateway::store::format::CURRENT
                 .to_string()
                 .as_bytes(),
             "a new directory records its format"
         );
-        store.raw().insert("meta/format", "99").unwrap();
+        let mut w = credit_gateway::store::WriteSet::default();
+        w.put("meta/format", "99");
+        store.apply(w).unwrap();
         store.flush().unwrap();
     }
     std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();

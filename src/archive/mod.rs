@@ -152,8 +152,8 @@ pub fn exited_key(archive_key: &str) -> String {
 /// Every exited subject's archive key.
 pub fn exited_subjects(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
     let mut out = std::collections::HashSet::new();
-    for item in store.raw().scan_prefix(b"exi/") {
-        let (k, _) = item?;
+    for item in store.keys_under(b"exi/") {
+        let k = item?;
         out.insert(String::from_utf8_lossy(&k[4..]).into_owned());
     }
     Ok(out)
@@ -196,7 +196,7 @@ pub fn changed_subjects(
     limit: usize,
 ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
     let mut out = Vec::new();
-    for item in store.raw().scan_prefix(b"chg/") {
+    for item in store.scan_raw(b"chg/") {
         let (k, v) = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
         let subject = key["chg/".len()..].to_string();
@@ -541,11 +541,7 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
 /// The (agency, record id) of every record in a subject's archive, from the keys alone.
 pub fn records_of(store: &Store, archive_key: &str) -> Result<Vec<(String, String)>, StoreError> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for item in store
-        .raw()
-        .scan_prefix(format!("arc/{archive_key}{SEP}").as_bytes())
-        .keys()
-    {
+    for item in store.keys_under(format!("arc/{archive_key}{SEP}").as_bytes()) {
         let k = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
         let parts: Vec<&str> = key.split(SEP).collect();
@@ -603,7 +599,7 @@ pub fn current_version(
 
 /// Number of stored record versions (for `archive stats` and the benchmark).
 pub fn count_versions(store: &Store) -> usize {
-    store.raw().scan_prefix(b"arc/").count()
+    store.count_under(b"arc/").unwrap_or(0)
 }
 
 pub fn record_head_key(agency: &str, record_id: &str) -> String {

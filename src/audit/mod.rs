@@ -113,7 +113,7 @@ pub enum VerifyError {
 /// Walk the whole chain. Ok(head) when every link holds.
 pub fn verify(store: &Store) -> Result<Head, VerifyError> {
     let mut head = Head::genesis();
-    for item in store.raw().scan_prefix(b"aud/") {
+    for item in store.scan_raw(b"aud/") {
         let (k, v) = item.map_err(|e| VerifyError::Unreadable {
             key: "aud/".into(),
             message: e.to_string(),
@@ -151,15 +151,12 @@ pub fn verify(store: &Store) -> Result<Head, VerifyError> {
 /// Entries from `from` (inclusive), at most `limit`.
 pub fn entries_from(store: &Store, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
     let mut out = Vec::new();
-    for item in store.raw().range(entry_key(from).into_bytes()..) {
+    for item in store.range_raw(entry_key(from).as_bytes(), None) {
         let (k, v) = item?;
         if !k.starts_with(b"aud/") || out.len() >= limit {
             break;
         }
-        out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-            key: String::from_utf8_lossy(&k).into(),
-            message: e.to_string(),
-        })?);
+        out.push(crate::store::decode(&k, &v)?);
     }
     Ok(out)
 }

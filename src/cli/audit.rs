@@ -39,7 +39,7 @@ pub(super) fn record_offline(store: &crate::store::Store, command: &str) {
     else {
         return;
     };
-    let Ok((committer, handle)) = crate::store::Committer::start(
+    let Ok((committer, handle)) = crate::exchange::start(
         store.clone(),
         std::sync::Arc::new(crate::clock::SystemClock),
     ) else {

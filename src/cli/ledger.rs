@@ -67,7 +67,7 @@ async fn local(
         &config.validation.resident_id_exceptions,
     );
     let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
-    let (committer, handle) = crate::store::Committer::start(store.clone(), clock.clone())
+    let (committer, handle) = crate::exchange::start(store.clone(), clock.clone())
         .map_err(|e| OpError::Storage(e.to_string()))?;
     let ctx = OpContext {
         store: &store,

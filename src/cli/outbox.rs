@@ -162,7 +162,7 @@ async fn outbox_local(
     use crate::outbox::ops;
     let dests: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
     let e = |e: crate::store::StoreError| e.to_string();
-    let (committer, handle) = crate::store::Committer::start(
+    let (committer, handle) = crate::exchange::start(
         store.clone(),
         std::sync::Arc::new(crate::clock::SystemClock),
     )

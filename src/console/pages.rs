@@ -516,7 +516,10 @@ pub async fn search(ops: &Ops, v: &Viewer, q: &str) -> String {
 /// a subject (looked up by its identifier's hash key, never listed).
 async fn lookup(ops: &Ops, v: &Viewer, q: &str) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    if let Ok(Some(receipt)) = ops.store.get_json::<Value>(&format!("rcp/{q}")) {
+    if let Ok(Some(receipt)) = ops
+        .store
+        .get_json::<Value>(&crate::ingest::receipt::receipt_key(q))
+    {
         out.push((format!("receipt {}", v.shown(q)), receipt));
     }
     if q.len() == 32 && q.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -23,6 +23,7 @@
 //! one [`crate::clock::Clock`]).
 
 pub mod request;
+pub mod stage;
 pub mod tracker;
 
 use serde::{Deserialize, Serialize};
@@ -191,7 +192,7 @@ pub fn acknowledgement_writes(
         let Some(id) = &e.correction_id else { continue };
         let key = delivered_key(id, &e.destination);
         if writes.iter().any(|(k, _)| *k == key)
-            || store.raw().get(key.as_bytes()).ok().flatten().is_some()
+            || store.get_raw(key.as_bytes()).ok().flatten().is_some()
         {
             continue;
         }

@@ -31,9 +31,10 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{rfc3339, SharedClock};
 use crate::config::{Config, DestinationConfig, SharingConfig, GATEWAY_CLIENT_CN};
+use crate::exchange::CommitterHandle;
 use crate::identity::tls;
 use crate::outbox::{self, DeadLetter, Entry};
-use crate::store::{to_bytes, CommitterHandle, Store};
+use crate::store::{to_bytes, Store};
 use crate::telemetry::events;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;

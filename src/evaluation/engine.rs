@@ -18,11 +18,12 @@ use crate::archive::{self, MarkKind};
 use crate::calendar::CHINA_OFFSET;
 use crate::config::{DestinationConfig, DestinationRole};
 use crate::disclosure::Channel;
+use crate::ledger::stage::NewVersion;
 use crate::lifecycle::Standing;
 use crate::outbox::{self, Entry, Kind};
 use crate::record::{validate_owned, CanonicalRecord, Category, ValidationContext};
 use crate::sharing::Router;
-use crate::store::{NewVersion, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::subject::{IdentifierExceptions, SubjectKind};
 
 /// Why a subject could not be evaluated. Storage: the operator's, a retry helps. Invalid: the
@@ -53,7 +54,7 @@ pub struct Step {
     pub records: Vec<NewVersion>,
     pub marks: Vec<archive::MarkChange>,
     /// Records re-planned with their new marks (linked records that end with their listing).
-    pub items: Vec<crate::store::ReconcileItem>,
+    pub items: Vec<crate::ledger::stage::ReconcileItem>,
     /// `evt/` timer keys to write.
     pub timers: Vec<String>,
     /// Other writes of the step (the `lnk/` index).
@@ -283,12 +284,9 @@ impl Engine {
         );
         Ok(self
             .store
-            .raw()
-            .scan_prefix(prefix.as_bytes())
-            .keys()
+            .keys_under(prefix.as_bytes())
             .next()
-            .transpose()
-            .map_err(StoreError::from)?
+            .transpose()?
             .is_some())
     }
 
@@ -673,8 +671,8 @@ impl Engine {
     fn links_of(&self, agency: &str, record_id: &str) -> Result<Vec<String>, EvaluationError> {
         let prefix = link_index_key(agency, record_id, "");
         let mut out = Vec::new();
-        for key in self.store.raw().scan_prefix(prefix.as_bytes()).keys() {
-            let key = key.map_err(StoreError::from)?;
+        for key in self.store.keys_under(prefix.as_bytes()) {
+            let key = key?;
             out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
         }
         Ok(out)

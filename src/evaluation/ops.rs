@@ -102,7 +102,7 @@ pub enum Command {
 /// Run an operator command; publishing is audited as the operator's.
 pub async fn run(
     engine: &Engine,
-    committer: &crate::store::CommitterHandle,
+    committer: &crate::exchange::CommitterHandle,
     calendar: &crate::calendar::Calendar,
     filing_working_days: u32,
     now: OffsetDateTime,

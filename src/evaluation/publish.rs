@@ -14,8 +14,10 @@ use super::engine::{today, Engine, EvaluationError};
 use super::ids;
 use crate::archive::{self, MarkKind};
 use crate::calendar::Calendar;
+use crate::exchange::CommitterHandle;
+use crate::ledger::stage::{NewVersion, Reconcile, ReconcileJob};
 use crate::lifecycle::Standing;
-use crate::store::{CommitterHandle, NewVersion, ReconcileJob, StoreError, SEP};
+use crate::store::{StoreError, SEP};
 
 /// What a publication did.
 #[derive(Debug, Serialize, Default)]

@@ -18,7 +18,9 @@ use time::OffsetDateTime;
 
 use super::engine::{today, Engine, EvaluationError, Step};
 use crate::clock::SharedClock;
-use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError};
+use crate::exchange::CommitterHandle;
+use crate::ledger::stage::{Reconcile, ReconcileJob};
+use crate::store::{Store, StoreError};
 
 /// Subjects evaluated per writer job outside the cycle.
 const BATCH: usize = 256;
@@ -146,7 +148,7 @@ impl Worker {
                 None => CycleRun {
                     year,
                     started_at: now,
-                    total: engine.store.raw().scan_prefix(b"sub/").count() as u64,
+                    total: engine.store.count_under(b"sub/")? as u64,
                     done: 0,
                     cursor: None,
                     finished_at: None,
@@ -292,12 +294,8 @@ fn next_subjects(
         None => "sub/".to_string(),
     };
     let mut out = Vec::new();
-    for item in store
-        .raw()
-        .range(start.as_bytes()..b"sub0".as_slice())
-        .keys()
-    {
-        let k = item?;
+    for item in store.range_raw(start.as_bytes(), Some(b"sub0")) {
+        let (k, _) = item?;
         out.push(String::from_utf8_lossy(&k["sub/".len()..]).into_owned());
         if out.len() >= limit {
             break;
@@ -316,12 +314,8 @@ fn due_timers(
     use crate::store::keys::{due_bound, parse_instant_key};
     let end = due_bound(TIMER_PREFIX, now.unix_timestamp());
     let mut out = Vec::new();
-    for item in store
-        .raw()
-        .range::<&[u8], _>(TIMER_PREFIX.as_bytes()..end.as_bytes())
-        .keys()
-    {
-        let k = item?;
+    for item in store.range_raw(TIMER_PREFIX.as_bytes(), Some(end.as_bytes())) {
+        let (k, _) = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
         if let Some((_, subject)) = parse_instant_key(TIMER_PREFIX, &key) {
             out.push((key.clone(), subject.to_string()));

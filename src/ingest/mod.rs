@@ -16,6 +16,7 @@
 //! - `POST /v1/corrections` a correction of an accepted record (GD Art. 31) -> its deadline
 //! - `GET /v1/corrections?state=...` corrections with deadlines and states
 
+pub mod batch;
 mod evaluation;
 pub mod openapi;
 pub mod receipt;
@@ -38,9 +39,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::exchange::CommitterHandle;
 use crate::identity::Registry;
 use crate::mapping::MappingSet;
-use crate::store::{CommitterHandle, Store};
+use crate::store::Store;
 use crate::subject::IdentifierExceptions;
 use crate::telemetry::events;
 

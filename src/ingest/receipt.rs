@@ -33,3 +33,8 @@ pub struct AcceptedRecord {
     pub outcome: Outcome,
     pub version: u32,
 }
+
+/// `rcp/{receipt id}`: the receipt as the agency got it.
+pub fn receipt_key(receipt_id: &str) -> String {
+    format!("rcp/{receipt_id}")
+}

@@ -19,10 +19,10 @@ use super::App;
 use crate::calendar::CalendarError;
 use crate::clock::rfc3339;
 use crate::identity::Agency;
+use crate::ingest::batch::{AcceptedInput, BatchJob};
 use crate::mapping::{Mapping, SourceFormat};
 use crate::record::ValidationContext;
 use crate::sharing::FilterReport;
-use crate::store::{AcceptedInput, CommitJob};
 use crate::subject::{IdType, SubjectId};
 use crate::telemetry::events;
 
@@ -215,7 +215,7 @@ async fn push_records(
     }
     let receipt_id = uuid::Uuid::new_v4().to_string();
     let body_sha256 = hex::encode(Sha256::digest(&body));
-    let job = |reply| CommitJob {
+    let job = BatchJob {
         receipt_id: receipt_id.clone(),
         agency: agency.id.clone(),
         mapping: mapping.id.clone(),
@@ -225,12 +225,13 @@ async fn push_records(
         accepted,
         rejected,
         filter,
-        reply,
     };
-    let receipt = app.committer.commit(job).await.map_err(|e| {
-        tracing::error!(error = %e, "batch not stored");
-        ApiError::StorageUnavailable
-    })?;
+    let receipt = crate::ingest::batch::commit(&app.committer, job)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "batch not stored");
+            ApiError::StorageUnavailable
+        })?;
     events::batch_received(
         &agency.id,
         &mapping.id,
@@ -405,11 +406,10 @@ async fn post_correction(
         mark,
         forward,
     } = prepared;
-    let (stored, audit) = app
-        .committer
-        .correct(correction, record, plan, mark, forward)
-        .await
-        .map_err(|_| ApiError::StorageUnavailable)?;
+    let (stored, audit) =
+        crate::corrections::stage::commit(&app.committer, correction, record, plan, mark, forward)
+            .await
+            .map_err(|_| ApiError::StorageUnavailable)?;
     events::correction_received(
         &stored.id,
         &stored.record_id,
@@ -454,7 +454,7 @@ fn list_corrections(app: &App, agency: &Agency, query: &str) -> Result<Resp, Api
 fn receipt(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
     let stored: Option<serde_json::Value> = app
         .store
-        .get_json(&format!("rcp/{id}"))
+        .get_json(&crate::ingest::receipt::receipt_key(id))
         .map_err(|_| ApiError::StorageUnavailable)?;
     match stored {
         Some(r) if r.get("agency").and_then(|a| a.as_str()) == Some(agency.id.as_str()) => {
@@ -710,11 +710,16 @@ async fn resolve_objection(
         forward,
     }) = prepared
     {
-        let (stored, _) = app
-            .committer
-            .correct(correction, record, plan, mark, forward)
-            .await
-            .map_err(|_| ApiError::StorageUnavailable)?;
+        let (stored, _) = crate::corrections::stage::commit(
+            &app.committer,
+            correction,
+            record,
+            plan,
+            mark,
+            forward,
+        )
+        .await
+        .map_err(|_| ApiError::StorageUnavailable)?;
         let linked = crate::objections::flow::note_correction(&ctx, &objection.id, &stored.id)
             .await
             .map_err(objection_error)?;

@@ -32,6 +32,7 @@
 pub mod ops;
 pub mod query;
 pub mod recheck;
+pub mod stage;
 pub mod timers;
 
 use serde::{Deserialize, Serialize};

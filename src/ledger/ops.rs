@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::{query, recheck};
+use crate::exchange::CommitterHandle;
 use crate::sharing::Router;
-use crate::store::{CommitterHandle, Store};
+use crate::store::Store;
 use crate::subject::{IdType, IdentifierExceptions, SubjectId};
 
 /// Why an operation failed: the operator's input, a missing record, or storage.

@@ -8,10 +8,12 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::archive::{self, SubjectEntry};
+use crate::exchange::CommitterHandle;
+use crate::ledger::stage::{Reconcile, ReconcileItem, ReconcileJob};
 use crate::lifecycle::Standing;
 use crate::record::{validate_owned, ValidationContext};
 use crate::sharing::Router;
-use crate::store::{CommitterHandle, ReconcileItem, ReconcileJob, Store, StoreError, SEP};
+use crate::store::{Store, StoreError, SEP};
 use crate::subject::IdentifierExceptions;
 use crate::telemetry::events;
 
@@ -103,15 +105,13 @@ pub async fn recheck_all(
         let (items, last) = tokio::task::spawn_blocking(move || {
             let mut items = Vec::new();
             let mut last = None;
-            let range = match &from {
-                Some(k) => store2.raw().range::<&[u8], _>((
-                    std::ops::Bound::Excluded(k.as_slice()),
-                    std::ops::Bound::Unbounded,
-                )),
-                None => store2.raw().range::<&[u8], _>(b"rec/".as_slice()..),
+            // The smallest key after `k` is `k` followed by a zero byte.
+            let start = match &from {
+                Some(k) => [k.as_slice(), &[0u8]].concat(),
+                None => b"rec/".to_vec(),
             };
-            for kv in range.keys() {
-                let k = kv?;
+            for kv in store2.range_raw(&start, None) {
+                let (k, _) = kv?;
                 if !k.starts_with(b"rec/") {
                     break;
                 }

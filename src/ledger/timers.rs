@@ -11,8 +11,10 @@ use serde_json::{json, Map};
 
 use super::recheck;
 use crate::clock::SharedClock;
+use crate::exchange::CommitterHandle;
+use crate::ledger::stage::{Reconcile, ReconcileJob};
 use crate::sharing::SharedRouter;
-use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError, SEP};
+use crate::store::{Store, StoreError, SEP};
 use crate::subject::IdentifierExceptions;
 use crate::telemetry::events;
 
@@ -109,12 +111,8 @@ fn due(store: &Store, now: i64, limit: usize) -> Result<Vec<(String, String, Str
     use crate::store::keys::{due_bound, parse_instant_key};
     let end = due_bound(super::TIMER_PREFIX, now);
     let mut out = Vec::new();
-    for item in store
-        .raw()
-        .range::<&[u8], _>(super::TIMER_PREFIX.as_bytes()..end.as_bytes())
-        .keys()
-    {
-        let k = item?;
+    for item in store.range_raw(super::TIMER_PREFIX.as_bytes(), Some(end.as_bytes())) {
+        let (k, _) = item?;
         let key = String::from_utf8_lossy(&k).into_owned();
         let parsed = parse_instant_key(super::TIMER_PREFIX, &key)
             .and_then(|(_, rest)| rest.split_once(SEP))

@@ -13,11 +13,13 @@ use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
 use crate::config::{DestinationConfig, DestinationRole};
 use crate::disclosure::Channel;
+use crate::exchange::CommitterHandle;
+use crate::ledger::stage::{Reconcile, ReconcileJob};
 use crate::ledger::{recheck, Queued};
 use crate::outbox::{self, Entry, Kind};
 use crate::record::Category;
 use crate::sharing::Router;
-use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::subject::IdentifierExceptions;
 
 /// How far a sender's clock may run ahead of the gateway's.

@@ -135,7 +135,7 @@ pub fn dead_key(dest: &str, seq: u64) -> String {
 
 /// The next sequence number (persistent, monotonic).
 pub fn next_seq(store: &Store) -> Result<u64, StoreError> {
-    Ok(store.raw().generate_id()?)
+    store.next_id()
 }
 
 /// The (key, entry) pairs to write for a new entry.
@@ -154,14 +154,10 @@ pub fn pending(
     limit: usize,
 ) -> Result<Vec<(String, Entry)>, StoreError> {
     let mut out = Vec::with_capacity(limit.min(1024));
-    for item in store.raw().scan_prefix(queue_prefix(dest).as_bytes()) {
+    for item in store.scan_raw(queue_prefix(dest).as_bytes()) {
         let (k, v) = item?;
-        let key = String::from_utf8_lossy(&k).into_owned();
-        let entry = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-            key: key.clone(),
-            message: e.to_string(),
-        })?;
-        out.push((key, entry));
+        let entry = crate::store::decode(&k, &v)?;
+        out.push((String::from_utf8_lossy(&k).into_owned(), entry));
         if out.len() >= limit {
             break;
         }
@@ -185,28 +181,19 @@ pub fn stats(store: &Store, dest: &str) -> Result<Stats, StoreError> {
         ..Stats::default()
     };
     let corrections_prefix = format!("out/{dest}{SEP}0{SEP}");
-    for item in store
-        .raw()
-        .scan_prefix(queue_prefix(dest).as_bytes())
-        .keys()
-    {
-        let k = item?;
+    for item in store.scan_raw(queue_prefix(dest).as_bytes()) {
+        let (k, v) = item?;
         if s.pending == 0 {
-            if let Some(v) = store.raw().get(&k)? {
-                s.oldest_pending_unix = serde_json::from_slice::<Entry>(&v)
-                    .ok()
-                    .map(|e| e.enqueued_unix);
-            }
+            s.oldest_pending_unix = serde_json::from_slice::<Entry>(&v)
+                .ok()
+                .map(|e| e.enqueued_unix);
         }
         s.pending += 1;
         if k.starts_with(corrections_prefix.as_bytes()) {
             s.pending_corrections += 1;
         }
     }
-    s.dead_letters = store
-        .raw()
-        .scan_prefix(format!("dlq/{dest}{SEP}").as_bytes())
-        .count();
+    s.dead_letters = store.count_under(format!("dlq/{dest}{SEP}").as_bytes())?;
     Ok(s)
 }
 
@@ -224,7 +211,7 @@ pub fn list(
         (None, true) => "dlq/".into(),
     };
     let mut out = Vec::new();
-    for item in store.raw().scan_prefix(prefix.as_bytes()).take(limit) {
+    for item in store.scan_raw(prefix.as_bytes()).take(limit) {
         let (k, v) = item?;
         let key = display_key(&String::from_utf8_lossy(&k));
         let value: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
@@ -258,11 +245,11 @@ pub fn show(store: &Store, key_or_idem: &str) -> Result<Option<Value>, StoreErro
     let raw_key = key_or_idem
         .replace('/', "\u{1f}")
         .replacen('\u{1f}', "/", 1);
-    if let Some(v) = store.raw().get(raw_key.as_bytes())? {
+    if let Some(v) = store.get_raw(raw_key.as_bytes())? {
         return Ok(serde_json::from_slice(&v).ok());
     }
     for prefix in ["out/", "dlq/"] {
-        for item in store.raw().scan_prefix(prefix.as_bytes()) {
+        for item in store.scan_raw(prefix.as_bytes()) {
             let (_, v) = item?;
             let value: Value = serde_json::from_slice(&v).unwrap_or(Value::Null);
             let idem = value
@@ -306,13 +293,10 @@ pub fn replay_writes(
         None => "dlq/".into(),
     };
     let mut replay = Replay::default();
-    for item in store.raw().scan_prefix(prefix.as_bytes()) {
+    for item in store.scan_raw(prefix.as_bytes()) {
         let (k, v) = item?;
+        let dead: DeadLetter = crate::store::decode(&k, &v)?;
         let key = String::from_utf8_lossy(&k).into_owned();
-        let dead: DeadLetter = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-            key: key.clone(),
-            message: e.to_string(),
-        })?;
         if !select(&dead.entry) {
             continue;
         }

@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 use sha2::Digest;
 
 use super::{list, replay_writes, show, stats};
-use crate::store::{CommitterHandle, Store, StoreError};
+use crate::exchange::CommitterHandle;
+use crate::store::{Store, StoreError};
 use crate::telemetry::events;
 
 /// Record an operator command in the audit chain.

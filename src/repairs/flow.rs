@@ -13,12 +13,14 @@ use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
 use crate::config::DestinationConfig;
 use crate::disclosure::Channel;
+use crate::exchange::CommitterHandle;
+use crate::ledger::stage::{Reconcile, ReconcileJob};
 use crate::ledger::{recheck, Queued};
 use crate::objections::RecordRef;
 use crate::outbox::{self, Entry, Kind};
 use crate::record::{validate_owned, CanonicalRecord, Category, ValidationContext};
 use crate::sharing::Router;
-use crate::store::{CommitterHandle, ReconcileJob, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::subject::IdentifierExceptions;
 
 const MAX_RECORDS: usize = 100;

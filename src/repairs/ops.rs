@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::State;
+use crate::exchange::CommitterHandle;
 use crate::ledger::ops::OpError;
-use crate::store::{CommitterHandle, Store};
+use crate::store::Store;
 
 /// `id`: show one; else list, optionally by `state`.
 pub async fn run(

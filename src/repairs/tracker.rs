@@ -14,7 +14,7 @@ use crate::telemetry::events;
 
 pub struct Tracker {
     pub store: crate::store::Store,
-    pub committer: crate::store::CommitterHandle,
+    pub committer: crate::exchange::CommitterHandle,
     pub router: crate::sharing::SharedRouter,
     pub calendar: crate::calendar::SharedCalendar,
     pub rules: super::rules::RepairRules,

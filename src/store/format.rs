@@ -9,7 +9,7 @@
 //!
 //! Never does: interpret any other key.
 
-use super::StoreError;
+use super::{Store, StoreError, WriteSet};
 
 /// The format this release writes.
 pub const CURRENT: u32 = 2;
@@ -17,8 +17,8 @@ pub const KEY: &str = "meta/format";
 
 /// Check the directory's format, migrate an older one, record the current one. Returns the
 /// format found (1 for a directory from before the key, `CURRENT` for a new one).
-pub fn open(db: &sled::Db) -> Result<u32, StoreError> {
-    let found = match db.get(KEY.as_bytes())? {
+pub fn open(db: &Store) -> Result<u32, StoreError> {
+    let found = match db.get_raw(KEY.as_bytes())? {
         Some(bytes) => std::str::from_utf8(&bytes)
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
@@ -37,23 +37,28 @@ pub fn open(db: &sled::Db) -> Result<u32, StoreError> {
     }
     for from in found..CURRENT {
         migrate(db, from)?;
-        db.insert(KEY.as_bytes(), (from + 1).to_string().as_bytes())?;
-        db.flush()?;
+        record(db, from + 1)?;
         tracing::info!(from, to = from + 1, "data directory migrated");
     }
-    if db.get(KEY.as_bytes())?.is_none() {
-        db.insert(KEY.as_bytes(), CURRENT.to_string().as_bytes())?;
-        db.flush()?;
+    if db.get_raw(KEY.as_bytes())?.is_none() {
+        record(db, CURRENT)?;
     }
     Ok(found)
 }
 
-fn is_empty(db: &sled::Db) -> Result<bool, StoreError> {
-    Ok(db.iter().next().transpose()?.is_none())
+fn record(db: &Store, format: u32) -> Result<(), StoreError> {
+    let mut w = WriteSet::default();
+    w.put(KEY, format.to_string());
+    db.apply(w)?;
+    db.flush()
+}
+
+fn is_empty(db: &Store) -> Result<bool, StoreError> {
+    Ok(db.range_raw(b"", None).next().transpose()?.is_none())
 }
 
 /// One step from format `from` to `from + 1`.
-fn migrate(_db: &sled::Db, from: u32) -> Result<(), StoreError> {
+fn migrate(_db: &Store, from: u32) -> Result<(), StoreError> {
     match from {
         // 1 -> 2: new key spaces only; nothing to rewrite.
         1 => Ok(()),
@@ -64,11 +69,25 @@ fn migrate(_db: &sled::Db, from: u32) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sled::SledEngine;
+    use crate::store::Durability;
 
-    fn db() -> (tempfile::TempDir, sled::Db) {
+    /// A store over a fresh engine whose format was not checked yet.
+    fn db() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        (dir, db)
+        let engine = SledEngine::open(dir.path(), Durability::ProcessCrash, 8).unwrap();
+        (
+            dir,
+            Store {
+                engine: std::sync::Arc::new(engine),
+            },
+        )
+    }
+
+    fn put(db: &Store, k: &str, v: &str) {
+        let mut w = WriteSet::default();
+        w.put(k, v);
+        db.apply(w).unwrap();
     }
 
     #[test]
@@ -76,19 +95,19 @@ mod tests {
         let (_d, fresh) = db();
         assert_eq!(open(&fresh).unwrap(), CURRENT);
         assert_eq!(
-            &*fresh.get(KEY).unwrap().unwrap(),
-            CURRENT.to_string().as_bytes()
+            fresh.get_raw(KEY.as_bytes()).unwrap().unwrap(),
+            CURRENT.to_string().into_bytes()
         );
         let (_d, old) = db();
-        old.insert("rec/x", "{}").unwrap();
+        put(&old, "rec/x", "{}");
         assert_eq!(
             open(&old).unwrap(),
             1,
             "data without a format key is the first release's"
         );
         assert_eq!(
-            &*old.get(KEY).unwrap().unwrap(),
-            CURRENT.to_string().as_bytes()
+            old.get_raw(KEY.as_bytes()).unwrap().unwrap(),
+            CURRENT.to_string().into_bytes()
         );
         assert_eq!(
             open(&old).unwrap(),
@@ -100,9 +119,7 @@ mod tests {
     #[test]
     fn a_newer_format_is_refused_with_both_versions_named() {
         let (_d, newer) = db();
-        newer
-            .insert(KEY, (CURRENT + 1).to_string().as_bytes())
-            .unwrap();
+        put(&newer, KEY, &(CURRENT + 1).to_string());
         let e = open(&newer).unwrap_err();
         assert!(
             e.to_string().contains(&format!("format {}", CURRENT + 1)),

@@ -35,28 +35,25 @@
 //! Never does: interpret record content, or decide what to store (the archive and audit modules
 //! build the writes; this module makes them durable).
 
-mod commit;
+pub mod commit;
+pub mod engine;
 pub mod format;
 pub mod keys;
+pub mod sled;
 pub mod space;
 
-/// The writer's progress, for the commit watchdog.
-pub mod commit_progress {
-    pub use super::commit::Progress;
-}
-
-pub use commit::{
-    AcceptedInput, ApplyJob, CommitJob, Committer, CommitterHandle, CorrectionJob, Job, NewVersion,
-    ReconcileItem, ReconcileJob,
-};
+pub use commit::{Committer, CommitterHandle, Progress, Stager};
+pub use engine::{Engine, Pair, WriteSet};
 
 use std::path::Path;
+use std::sync::Arc;
 
-/// A storage failure. Never the sender's fault; a retry may help.
+/// A storage failure. Never the sender's fault; a retry may help, except for `Corrupt` and
+/// `NewerFormat`, which need an operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(#[from] ::sled::Error),
     #[error("stored value at {key} is corrupt: {message}")]
     Corrupt { key: String, message: String },
     #[error("the writer has stopped (shutting down)")]
@@ -70,12 +67,20 @@ pub enum StoreError {
     NewerFormat { found: u32, known: u32 },
 }
 
-/// The opened database.
+impl StoreError {
+    /// A value that does not decode, named by its key (never its personal content).
+    pub fn corrupt(key: &[u8], message: impl std::fmt::Display) -> Self {
+        StoreError::Corrupt {
+            key: printable(&String::from_utf8_lossy(key)),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The opened store: an engine behind the [`Engine`] seam, with typed (JSON) access.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: sled::Db,
-    /// sled's data file, fsynced after every flush when power-loss durability is asked for.
-    fsync: Option<std::sync::Arc<std::fs::File>>,
+    engine: Arc<dyn Engine>,
 }
 
 /// What an acknowledgement survives.
@@ -103,51 +108,36 @@ impl Store {
         Self::open_tuned(dir, durability, DEFAULT_CACHE_MB)
     }
 
-    /// `cache_mb` bounds sled's page cache, the largest part of the gateway's memory.
+    /// Open (or create) the embedded sled store under `dir`, migrating an older format.
     pub fn open_tuned(
         dir: &Path,
         durability: Durability,
         cache_mb: u64,
     ) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_mb.max(8) * 1024 * 1024)
-            .open()?;
-        format::open(&db)?;
-        let fsync = match durability {
-            Durability::ProcessCrash => None,
-            Durability::PowerLoss => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(dir.join("db"))
-                    .map_err(sled::Error::Io)?;
-                // The directory entry of the data file must be durable too.
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(sled::Error::Io)?;
-                Some(std::sync::Arc::new(file))
-            }
-        };
-        Ok(Self { db, fsync })
+        let engine = sled::SledEngine::open(dir, durability, cache_mb)?;
+        Self::over(Arc::new(engine))
+    }
+
+    /// A store over any engine; the format is checked and migrated first.
+    pub fn over(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
+        let store = Self { engine };
+        format::open(&store)?;
+        Ok(store)
     }
 
     pub fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        match self.db.get(key.as_bytes())? {
+        match self.engine.get(key.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| StoreError::Corrupt {
-                        key: printable(key),
-                        message: e.to_string(),
-                    })
-            }
+            Some(bytes) => decode(key.as_bytes(), &bytes).map(Some),
         }
+    }
+
+    /// The stored bytes of a key.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine.get(key)
     }
 
     /// Every (key, value) under a prefix, in key order.
@@ -156,16 +146,40 @@ impl Store {
         prefix: &str,
     ) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.scan_prefix(prefix.as_bytes()) {
+        for item in self.engine.scan_prefix(prefix.as_bytes()) {
             let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let value = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                key: printable(&key),
-                message: e.to_string(),
-            })?;
-            out.push((key, value));
+            let value = decode(&k, &v)?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), value));
         }
         Ok(out)
+    }
+
+    /// Every stored pair under a prefix, lazily, in key order.
+    pub fn scan_raw(&self, prefix: &[u8]) -> engine::Pairs<'_> {
+        self.engine.scan_prefix(prefix)
+    }
+
+    /// Every key under a prefix, lazily, in key order.
+    pub fn keys_under<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + 'a {
+        self.engine.scan_prefix(prefix).map(|p| p.map(|(k, _)| k))
+    }
+
+    /// How many keys lie under a prefix.
+    pub fn count_under(&self, prefix: &[u8]) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.engine.scan_prefix(prefix) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Every stored pair with `start <= key < end`, lazily, in key order.
+    pub fn range_raw(&self, start: &[u8], end: Option<&[u8]>) -> engine::Pairs<'_> {
+        self.engine.range(start, end)
     }
 
     /// The last key under a prefix.
@@ -173,47 +187,46 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<Option<(String, T)>, StoreError> {
-        match self.db.scan_prefix(prefix.as_bytes()).next_back() {
+        match self.engine.last_under(prefix.as_bytes())? {
             None => Ok(None),
-            Some(item) => {
-                let (k, v) = item?;
-                let key = String::from_utf8_lossy(&k).into_owned();
-                let value = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
-                    key: printable(&key),
-                    message: e.to_string(),
-                })?;
-                Ok(Some((key, value)))
+            Some((k, v)) => {
+                let value = decode(&k, &v)?;
+                Ok(Some((String::from_utf8_lossy(&k).into_owned(), value)))
             }
         }
     }
 
-    pub fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
-        self.db.apply_batch(batch)?;
-        Ok(())
+    /// Apply a write set atomically (not yet durable: see [`Store::flush`]).
+    pub fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
+        self.engine.apply(writes)
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        if let Some(file) = &self.fsync {
-            file.sync_data().map_err(sled::Error::Io)?;
-        }
-        Ok(())
+        self.engine.flush()
     }
 
-    /// Raw access for the tamper test and the audit verifier's error reporting.
-    pub fn raw(&self) -> &sled::Db {
-        &self.db
+    /// A number never handed out before (outbox sequence numbers).
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        self.engine.next_id()
     }
 
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.engine.size_on_disk()
     }
+}
+
+/// Decode a stored JSON value; one that does not decode is `Corrupt`, naming its key.
+pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(key, e))
 }
 
 /// Keys shown in errors never carry a personal identifier in clear.
 fn printable(key: &str) -> String {
     let prefix: String = key.chars().take_while(|c| *c != SEP).take(40).collect();
-    if prefix.starts_with("sub/") || prefix.starts_with("arc/") {
+    if ["sub/", "arc/", "chg/", "exi/", "evt/"]
+        .iter()
+        .any(|space| prefix.starts_with(space))
+    {
         return format!("{}…", &prefix[..4]);
     }
     prefix

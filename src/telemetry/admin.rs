@@ -42,7 +42,7 @@ impl Readiness {
 /// What the operator endpoints work on.
 pub struct Ops {
     pub store: crate::store::Store,
-    pub committer: crate::store::CommitterHandle,
+    pub committer: crate::exchange::CommitterHandle,
     pub destinations: Vec<String>,
     /// Present only with `corrections.dangerous_manual_clock` (tests).
     pub manual_clock: Option<crate::clock::ManualClock>,

@@ -1,0 +1,193 @@
+//! An agency's batch as one durable exchange: every accepted record staged in the archive and
+//! reconciled with the publication ledger, one `batch_received` audit entry, and the receipt,
+//! all in one write set (accept = durable).
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::receipt::{AcceptedRecord, Receipt};
+use crate::archive::Outcome;
+use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::ledger::stage::{reconcile_record, Prior};
+use crate::ledger::Action;
+use crate::mapping::Rejection;
+use crate::record::CanonicalRecord;
+use crate::sharing::{FilterReport, Plan};
+use crate::store::{to_bytes, StoreError};
+
+/// One accepted record and what the platforms may hold of it, acted on when it is new or a new
+/// version.
+pub struct AcceptedInput {
+    pub index: usize,
+    pub record: CanonicalRecord,
+    /// `record.canonical_bytes()`, computed before the writer so it stays out of its thread.
+    pub canonical: Vec<u8>,
+    pub plan: Plan,
+}
+
+/// One batch to make durable.
+pub struct BatchJob {
+    pub receipt_id: String,
+    pub agency: String,
+    pub mapping: String,
+    pub received_at: String,
+    pub body_sha256: String,
+    pub total: usize,
+    pub accepted: Vec<AcceptedInput>,
+    pub rejected: Vec<Rejection>,
+    /// What the disclosure filter withheld or masked (rule and field names only), for the audit.
+    pub filter: FilterReport,
+}
+
+/// Store a batch and answer its receipt once durable.
+pub async fn commit(handle: &CommitterHandle, job: BatchJob) -> Result<Receipt, StoreError> {
+    handle
+        .submit(|reply| {
+            Box::new(Batch {
+                job,
+                reply: Some(reply),
+                receipt: None,
+            })
+        })
+        .await
+}
+
+struct Batch {
+    job: BatchJob,
+    reply: Option<oneshot::Sender<Result<Receipt, String>>>,
+    receipt: Option<Receipt>,
+}
+
+impl Exchange for Batch {
+    fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
+        self.receipt = Some(stage_batch(g, &self.job)?);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+        answer(self.reply, outcome, self.receipt);
+    }
+}
+
+/// The audit entry of a batch: counts, each record's outcome, what the filter withheld or
+/// masked (rule and field names only: never a value).
+#[derive(Serialize)]
+struct BatchReceived<'a> {
+    receipt_id: &'a str,
+    agency: &'a str,
+    mapping: &'a str,
+    body_sha256: &'a str,
+    total: usize,
+    accepted: usize,
+    new: usize,
+    updated: usize,
+    unchanged: usize,
+    rejected: usize,
+    shares_queued: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    withdrawals_queued: Vec<Value>,
+    records: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    masked: Option<Vec<Value>>,
+}
+
+fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError> {
+    let mut accepted = Vec::with_capacity(job.accepted.len());
+    let (mut new, mut updated, mut unchanged) = (0usize, 0usize, 0usize);
+    let (mut shares_queued, mut withdrawals) = (0usize, Vec::new());
+    for input in &job.accepted {
+        let record = &input.record;
+        let (outcome, version, previous) = g.archive.stage(
+            g.store,
+            g.subjects,
+            record,
+            &input.canonical,
+            &job.receipt_id,
+            &job.received_at,
+            true,
+        )?;
+        match outcome {
+            Outcome::New => new += 1,
+            Outcome::Updated => updated += 1,
+            Outcome::Unchanged => unchanged += 1,
+        }
+        if outcome != Outcome::Unchanged {
+            let prior = Prior::of(outcome, previous);
+            for q in reconcile_record(g, record, version, &input.plan, prior, None, false)? {
+                match q.action {
+                    Action::Publish => shares_queued += 1,
+                    Action::Withdraw => withdrawals.push(json!({
+                        "record_id": record.source.record_id,
+                        "destination": q.destination,
+                        "channel": q.channel,
+                        "reason": q.reason,
+                    })),
+                }
+            }
+        }
+        accepted.push(AcceptedRecord {
+            index: input.index,
+            record_id: record.source.record_id.clone(),
+            outcome,
+            version,
+        });
+    }
+    let filtered = !job.filter.withheld.is_empty() || !job.filter.masked.is_empty();
+    let event = BatchReceived {
+        receipt_id: &job.receipt_id,
+        agency: &job.agency,
+        mapping: &job.mapping,
+        body_sha256: &job.body_sha256,
+        total: job.total,
+        accepted: accepted.len(),
+        new,
+        updated,
+        unchanged,
+        rejected: job.rejected.len(),
+        shares_queued,
+        withdrawals_queued: withdrawals,
+        records: accepted
+            .iter()
+            .map(|a| json!({"index": a.index, "record_id": a.record_id, "outcome": a.outcome, "version": a.version}))
+            .chain(job.rejected.iter().map(|r| json!({"index": r.index, "record_id": r.record_id, "outcome": "rejected", "field": r.field})))
+            .collect(),
+        withheld: filtered.then(|| {
+            job.filter
+                .withheld
+                .iter()
+                .map(|(d, c, r)| json!({"destination": d, "channel": c, "rule": r}))
+                .collect()
+        }),
+        masked: filtered.then(|| {
+            job.filter
+                .masked
+                .iter()
+                .map(|(d, c, f, r)| json!({"destination": d, "channel": c, "field": f, "rule": r}))
+                .collect()
+        }),
+    };
+    let head = g.audit_event(&job.received_at, "batch_received", &event);
+    let receipt = Receipt {
+        receipt_id: job.receipt_id.clone(),
+        agency: job.agency.clone(),
+        mapping: job.mapping.clone(),
+        received_at: job.received_at.clone(),
+        total: job.total,
+        accepted: accepted.len(),
+        new,
+        updated,
+        unchanged,
+        rejected_count: job.rejected.len(),
+        rejected: job.rejected.clone(),
+        records: accepted,
+        audit: head,
+    };
+    g.archive.writes.push((
+        super::receipt::receipt_key(&job.receipt_id),
+        to_bytes(&receipt),
+    ));
+    Ok(receipt)
+}

@@ -1,0 +1,298 @@
+//! The publication ledger on the writer thread: bring every platform in line with what it may
+//! hold of a record now, inside a group commit ([`reconcile_record`]), and the re-plan exchange
+//! ([`ReconcileJob`]) timers, rule reloads, exits, objections, repairs and evaluation submit.
+//!
+//! Invariants: a record's ledger, its outbox entries, its next timer and its expiry mark are
+//! staged in the same group as the version they follow; a plan made for an older version is not
+//! applied (the record is checked again at the next timer tick).
+
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use super::{timer_key, Change, CorrectionMark, Ledger, Queued};
+use crate::archive::{MarkChange, MarkKind, Outcome, RecordHead, SubjectEntry};
+use crate::audit::Head;
+use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::outbox::Entry;
+use crate::record::CanonicalRecord;
+use crate::sharing::Plan;
+use crate::store::StoreError;
+
+/// What a record's ledger is judged against.
+pub enum Prior {
+    /// A record never seen before: no platform holds it, no mark.
+    New,
+    /// The head as it was before this job staged a new version.
+    Was(Option<RecordHead>),
+    /// The head as this group sees it (no new version staged).
+    Current,
+}
+
+impl Prior {
+    /// The prior of a version the archive just staged.
+    pub fn of(outcome: Outcome, previous: Option<RecordHead>) -> Self {
+        match outcome {
+            Outcome::New => Prior::New,
+            _ => Prior::Was(previous),
+        }
+    }
+}
+
+/// Bring every platform in line with what it may hold of one record now (the publication
+/// ledger's difference), schedule the record's next check, and mark it expired when it is.
+pub fn reconcile_record(
+    g: &mut Group<'_>,
+    record: &CanonicalRecord,
+    version: u32,
+    plan: &Plan,
+    prior: Prior,
+    correction: Option<&CorrectionMark>,
+    marking: bool,
+) -> Result<Vec<Queued>, StoreError> {
+    let subject = record.subject.id.archive_key();
+    let (agency, record_id) = (&record.source.agency, &record.source.record_id);
+    let current = match prior {
+        Prior::New => None,
+        _ => g.archive.head(g.store, agency, record_id)?,
+    };
+    let before = match prior {
+        Prior::New => None,
+        Prior::Was(head) => head,
+        Prior::Current => current.clone(),
+    };
+    // A head whose ledger cannot be read must not stop agencies' batches in the same group: it is
+    // reported, and the record starts a new ledger.
+    let mut ledger = match before.as_ref().map(Ledger::of_head) {
+        None => Ledger::default(),
+        Some(Ok(ledger)) => ledger,
+        Some(Err(e)) => {
+            crate::telemetry::events::recheck_failed(record_id, &e.to_string());
+            Ledger::default()
+        }
+    };
+    let marks = current.as_ref().map(|h| h.marks.as_slice()).unwrap_or(&[]);
+    let adjusted = adjust(plan, g.is_exited(&subject), marks);
+    let plan = adjusted.as_ref().unwrap_or(plan);
+    let now = g.now;
+    let change = Change {
+        record,
+        version,
+        plan,
+        now,
+        correction,
+        marking,
+    };
+    let mut superseded = Vec::new();
+    let queued = ledger.reconcile(
+        &change,
+        |entry| g.enqueue(entry),
+        |old| superseded.push(old.to_string()),
+    )?;
+    g.removes.extend(superseded);
+    g.archive
+        .set_publication(g.store, agency, record_id, ledger.to_raw()?)?;
+    if let Some(at) = plan.next_change {
+        g.archive
+            .writes
+            .push((timer_key(at, agency, record_id), b"{}".to_vec()));
+    }
+    if plan.expired {
+        g.archive.mark_expired(g.store, agency, record_id, now)?;
+    }
+    Ok(queued)
+}
+
+/// The plan as the subject's standing and the record's marks leave it: nothing while exited
+/// (LS Art. 20), eliminated (LS Art. 23) or repaired (LS Art. 40); marked while under objection.
+fn adjust(plan: &Plan, exited: bool, marks: &[crate::archive::Mark]) -> Option<Plan> {
+    let has = |kind| marks.iter().any(|m| m.kind == kind);
+    let closed = if exited {
+        Some("subject_exited")
+    } else if has(MarkKind::Eliminated) {
+        Some("objection_upheld")
+    } else if has(MarkKind::Repaired) {
+        Some("repaired")
+    } else {
+        None
+    };
+    let mut p = plan.clone();
+    match closed {
+        Some(reason) => p.close(reason),
+        None if !marks.is_empty() => p.mark(&serde_json::to_value(marks).unwrap_or_default()),
+        None => return None,
+    }
+    Some(p)
+}
+
+/// One stored record re-planned.
+pub struct ReconcileItem {
+    pub record: CanonicalRecord,
+    /// The version the plan was made for; a newer one already reconciled itself.
+    pub version: u32,
+    pub plan: Plan,
+}
+
+/// A record version the gateway writes itself.
+pub struct NewVersion {
+    pub record: CanonicalRecord,
+    pub canonical: Vec<u8>,
+    pub plan: Plan,
+    /// Recorded as the version's receipt id: what produced it.
+    pub origin: String,
+    /// Whether the new version counts as a change of the subject's archive (`chg/`).
+    pub touches_subject: bool,
+    /// Entries queued only when a new version is staged, carrying its version number.
+    pub enqueue: Vec<Entry>,
+}
+
+/// Records to bring in line with their plans, with the audit entry that says why.
+pub struct ReconcileJob {
+    pub kind: String,
+    pub data: Map<String, Value>,
+    pub items: Vec<ReconcileItem>,
+    pub writes: Vec<(String, Vec<u8>)>,
+    pub removes: Vec<String>,
+    /// A subject whose standing changes with this job (archive key, exited).
+    pub standing: Option<(String, bool)>,
+    /// Marks set or removed on records before they are reconciled (objections).
+    pub marks: Vec<MarkChange>,
+    /// Entries queued as they are (notices to the medical-insurance platform).
+    pub enqueue: Vec<Entry>,
+    /// A subject entry written with this job (its standing), seen by later jobs of the group.
+    pub subject: Option<(String, SubjectEntry)>,
+    /// Records the gateway itself writes (evaluation results, linked records): staged as new
+    /// versions when their content changed, then reconciled like any record.
+    pub records: Vec<NewVersion>,
+    /// Keys removed only if they still hold these bytes and no job of the group changes the
+    /// subject they follow (`chg/` keys a follower has taken up).
+    pub clear_if: Vec<(String, Vec<u8>)>,
+    /// No audit entry: the job only takes up changes that turned out to change nothing (the
+    /// evaluation worker clearing `chg/` keys). Anything it queues is audited regardless.
+    pub quiet: bool,
+    pub reply: oneshot::Sender<Result<(Vec<Queued>, Head), String>>,
+}
+
+/// Submitting a re-plan.
+pub trait Reconcile {
+    /// Bring stored records in line with their plans, durably.
+    #[allow(async_fn_in_trait)]
+    async fn reconcile(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<(Vec<Queued>, Head), String>>) -> ReconcileJob + Send,
+    ) -> Result<(Vec<Queued>, Head), StoreError>;
+}
+
+impl Reconcile for CommitterHandle {
+    async fn reconcile(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<(Vec<Queued>, Head), String>>) -> ReconcileJob + Send,
+    ) -> Result<(Vec<Queued>, Head), StoreError> {
+        self.submit(|reply| {
+            Box::new(Reconciling {
+                job: job(reply),
+                done: None,
+            })
+        })
+        .await
+    }
+}
+
+struct Reconciling {
+    job: ReconcileJob,
+    done: Option<(Vec<Queued>, Head)>,
+}
+
+impl Exchange for Reconciling {
+    fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
+        let job = &self.job;
+        for (key, expected) in &job.clear_if {
+            g.clear_if(key.clone(), expected.clone());
+        }
+        let queued = stage_reconcile(g, job)?;
+        if !job.quiet || !queued.is_empty() {
+            let mut data = job.data.clone();
+            data.insert(
+                "changes".into(),
+                serde_json::to_value(&queued).unwrap_or_default(),
+            );
+            let at = g.at();
+            g.audit(&at, &job.kind, data);
+        }
+        self.done = Some((queued, g.head.clone()));
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+        answer(Some(self.job.reply), outcome, self.done);
+    }
+}
+
+fn stage_reconcile(g: &mut Group<'_>, job: &ReconcileJob) -> Result<Vec<Queued>, StoreError> {
+    if let Some((subject, exited)) = &job.standing {
+        g.set_standing(subject.clone(), *exited);
+    }
+    if let Some((key, entry)) = &job.subject {
+        g.archive.put_subject(key, entry.clone());
+    }
+    g.archive.writes.extend(job.writes.iter().cloned());
+    g.removes.extend(job.removes.iter().cloned());
+    for change in &job.marks {
+        g.archive.change_marks(g.store, change)?;
+    }
+    for entry in &job.enqueue {
+        g.enqueue(entry)?;
+    }
+    let mut all = Vec::new();
+    let at = g.at();
+    for new in &job.records {
+        let (outcome, version, previous) = g.archive.stage(
+            g.store,
+            g.subjects,
+            &new.record,
+            &new.canonical,
+            &new.origin,
+            &at,
+            new.touches_subject,
+        )?;
+        if outcome == Outcome::Unchanged {
+            continue;
+        }
+        let prior = Prior::of(outcome, previous);
+        all.extend(reconcile_record(
+            g,
+            &new.record,
+            version,
+            &new.plan,
+            prior,
+            None,
+            false,
+        )?);
+        for entry in &new.enqueue {
+            let mut entry = entry.clone();
+            entry.version = version;
+            g.enqueue(&entry)?;
+        }
+    }
+    for item in &job.items {
+        let (agency, record_id) = (&item.record.source.agency, &item.record.source.record_id);
+        let current = g.archive.head(g.store, agency, record_id)?;
+        if current.as_ref().map(|h| h.version) != Some(item.version) {
+            // A newer version arrived after this plan was made, possibly under other rules or
+            // another standing: check the record again at the next timer tick.
+            g.archive
+                .writes
+                .push((timer_key(g.now, agency, record_id), b"{}".to_vec()));
+            continue;
+        }
+        all.extend(reconcile_record(
+            g,
+            &item.record,
+            item.version,
+            &item.plan,
+            Prior::Current,
+            None,
+            !job.marks.is_empty(),
+        )?);
+    }
+    Ok(all)
+}

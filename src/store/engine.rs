@@ -1,0 +1,114 @@
+//! The seam between the gateway and a storage engine: an ordered key-value space with atomic
+//! write sets, a durable flush and a monotonic id source. sled implements it ([`super::sled`]);
+//! every domain module reads and writes through [`super::Store`], never through an engine.
+//!
+//! Invariants an engine keeps:
+//! - keys are compared as bytes, and scans return them in that order (queues and timers rely
+//!   on it);
+//! - [`Engine::apply`] makes a whole [`WriteSet`] visible at once, or none of it, also across a
+//!   crash;
+//! - after [`Engine::flush`] returns, everything applied before it survives a crash of the
+//!   process (and a power loss when the engine was opened for it);
+//! - [`Engine::next_id`] never returns the same number twice, across restarts.
+//!
+//! Never does: interpret a key or a value.
+
+use super::StoreError;
+
+/// One key and its value, as stored.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// A lazily read, ordered run of pairs.
+pub type Pairs<'a> = Box<dyn Iterator<Item = Result<Pair, StoreError>> + Send + 'a>;
+
+/// What a storage engine offers the gateway.
+pub trait Engine: Send + Sync + std::fmt::Debug {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every pair whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Pairs<'_>;
+    /// Every pair with `start <= key < end` (`end` unbounded when `None`), in key order.
+    fn range(&self, start: &[u8], end: Option<&[u8]>) -> Pairs<'_>;
+    /// The greatest pair under `prefix`.
+    fn last_under(&self, prefix: &[u8]) -> Result<Option<Pair>, StoreError>;
+    /// Apply a write set atomically.
+    fn apply(&self, writes: WriteSet) -> Result<(), StoreError>;
+    /// Make everything applied so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// A number never returned before.
+    fn next_id(&self) -> Result<u64, StoreError>;
+    /// Bytes the engine occupies on disk (0 when it cannot tell).
+    fn size_on_disk(&self) -> u64;
+}
+
+/// Writes and removals applied together. A key both written and removed in one set is removed
+/// (a publication queued and superseded within one group commit must not survive it); a key
+/// written twice keeps its last value.
+#[derive(Debug, Default)]
+pub struct WriteSet {
+    puts: Vec<Pair>,
+    removes: Vec<Vec<u8>>,
+}
+
+impl WriteSet {
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.puts.push((key.into(), value.into()));
+    }
+
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.removes.push(key.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.removes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.puts.len() + self.removes.len()
+    }
+
+    /// The set as an engine applies it: removals, then the writes of keys not removed, each key's
+    /// last write only.
+    pub fn into_ops(self) -> (Vec<Vec<u8>>, Vec<Pair>) {
+        let removed: std::collections::HashSet<&[u8]> =
+            self.removes.iter().map(Vec::as_slice).collect();
+        let mut last: std::collections::HashMap<&[u8], usize> = Default::default();
+        for (i, (k, _)) in self.puts.iter().enumerate() {
+            last.insert(k.as_slice(), i);
+        }
+        let keep: Vec<bool> = self
+            .puts
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| {
+                !removed.contains(k.as_slice()) && last.get(k.as_slice()) == Some(&i)
+            })
+            .collect();
+        drop(removed);
+        drop(last);
+        let puts = self
+            .puts
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(p, keep)| keep.then_some(p))
+            .collect();
+        (self.removes, puts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removal_wins_over_a_write_of_the_same_key_and_the_last_write_wins() {
+        let mut w = WriteSet::default();
+        w.put("out/a", "1");
+        w.put("k", "old");
+        w.remove("out/a");
+        w.put("k", "new");
+        w.put("out/a", "2");
+        let (removes, puts) = w.into_ops();
+        assert_eq!(removes, vec![b"out/a".to_vec()]);
+        assert_eq!(puts, vec![(b"k".to_vec(), b"new".to_vec())]);
+    }
+}

@@ -1,0 +1,136 @@
+//! The embedded engine: one sled database under the data directory, the zero-setup default.
+//!
+//! Why one tree: sled applies a `Batch` to one tree atomically, so after a crash (kill -9)
+//! either all of a write set is there or none of it.
+//!
+//! Durability: sled 0.34 flushes with `sync_file_range` on Linux, which survives a crash of the
+//! process, not every power loss. With [`super::Durability::PowerLoss`] every flush also
+//! `fsync`s sled's data file.
+//!
+//! Never does: interpret a key or a value (that is the domain modules' and `store`'s).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::engine::{Engine, Pair, Pairs, WriteSet};
+use super::{Durability, StoreError};
+
+/// sled behind the [`Engine`] seam.
+#[derive(Debug, Clone)]
+pub struct SledEngine {
+    db: ::sled::Db,
+    /// sled's data file, fsynced after every flush when power-loss durability is asked for.
+    fsync: Option<Arc<std::fs::File>>,
+}
+
+impl SledEngine {
+    /// `cache_mb` bounds sled's page cache, the largest part of the gateway's memory.
+    pub fn open(dir: &Path, durability: Durability, cache_mb: u64) -> Result<Self, StoreError> {
+        let db = ::sled::Config::new()
+            .path(dir)
+            .mode(::sled::Mode::HighThroughput)
+            .cache_capacity(cache_mb.max(8) * 1024 * 1024)
+            .open()?;
+        let fsync = match durability {
+            Durability::ProcessCrash => None,
+            Durability::PowerLoss => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(dir.join("db"))
+                    .map_err(::sled::Error::Io)?;
+                // The directory entry of the data file must be durable too.
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(::sled::Error::Io)?;
+                Some(Arc::new(file))
+            }
+        };
+        Ok(Self { db, fsync })
+    }
+}
+
+fn pair(item: ::sled::Result<(::sled::IVec, ::sled::IVec)>) -> Result<Pair, StoreError> {
+    let (k, v) = item?;
+    Ok((k.to_vec(), v.to_vec()))
+}
+
+impl Engine for SledEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Pairs<'_> {
+        Box::new(self.db.scan_prefix(prefix).map(pair))
+    }
+
+    fn range(&self, start: &[u8], end: Option<&[u8]>) -> Pairs<'_> {
+        match end {
+            Some(end) => Box::new(self.db.range(start.to_vec()..end.to_vec()).map(pair)),
+            None => Box::new(self.db.range(start.to_vec()..).map(pair)),
+        }
+    }
+
+    fn last_under(&self, prefix: &[u8]) -> Result<Option<Pair>, StoreError> {
+        self.db
+            .scan_prefix(prefix)
+            .next_back()
+            .map(pair)
+            .transpose()
+    }
+
+    fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
+        let (removes, puts) = writes.into_ops();
+        let mut batch = ::sled::Batch::default();
+        for k in removes {
+            batch.remove(k);
+        }
+        for (k, v) in puts {
+            batch.insert(k, v);
+        }
+        self.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if let Some(file) = &self.fsync {
+            file.sync_data().map_err(::sled::Error::Io)?;
+        }
+        Ok(())
+    }
+
+    fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_prefixes_come_in_byte_order_and_a_write_set_lands_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = SledEngine::open(dir.path(), Durability::ProcessCrash, 8).unwrap();
+        let mut w = WriteSet::default();
+        for k in ["t/3", "t/1", "t/2", "u/1"] {
+            w.put(k, k);
+        }
+        e.apply(w).unwrap();
+        let keys: Vec<Vec<u8>> = e.scan_prefix(b"t/").map(|p| p.unwrap().0).collect();
+        assert_eq!(
+            keys,
+            vec![b"t/1".to_vec(), b"t/2".to_vec(), b"t/3".to_vec()]
+        );
+        let ranged: Vec<Vec<u8>> = e.range(b"t/2", Some(b"u/")).map(|p| p.unwrap().0).collect();
+        assert_eq!(ranged, vec![b"t/2".to_vec(), b"t/3".to_vec()]);
+        assert_eq!(e.last_under(b"t/").unwrap().unwrap().0, b"t/3".to_vec());
+        let (a, b) = (e.next_id().unwrap(), e.next_id().unwrap());
+        assert!(b > a);
+    }
+}
