@@ -90,6 +90,8 @@ pub struct PlannedShare {
     pub payload_hash: String,
     /// Field paths the filter masked or dropped, with the filter rule (names only, never values).
     pub masked: Vec<(String, &'static str)>,
+    /// The marks the payload carries ([`Plan::mark`]).
+    pub marks: Option<serde_json::Value>,
 }
 
 /// A route that matched a record but may not hold it now.
@@ -143,6 +145,7 @@ impl Plan {
             if let Ok(raw) = serde_json::value::to_raw_value(&payload) {
                 share.payload_hash = hex::encode(&Sha256::digest(raw.get().as_bytes())[..16]);
                 share.payload = raw;
+                share.marks = Some(marks.clone());
             }
         }
     }
@@ -347,6 +350,7 @@ impl Router {
                             payload: raw.clone(),
                             payload_hash: hash.clone(),
                             masked: fields.clone(),
+                            marks: None,
                         })
                     }
                     (Decision::Withheld { rule: why }, _) => plan.refused.push(Refusal {

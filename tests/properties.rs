@@ -112,7 +112,8 @@ fn entry(n: usize, correction: bool) -> Entry {
         enqueued_at: String::new(),
         enqueued_unix: 0,
         correction_id: None,
-        payload: serde_json::value::to_raw_value(&serde_json::json!({})).unwrap(),
+        payload: Some(serde_json::value::to_raw_value(&serde_json::json!({})).unwrap()),
+        source: None,
     }
 }
 

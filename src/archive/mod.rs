@@ -606,7 +606,8 @@ pub fn record_head_key(agency: &str, record_id: &str) -> String {
     format!("rec/{agency}{SEP}{record_id}")
 }
 
-fn version_key(
+/// `arc/{subject} \x1f {category:02} \x1f {agency} \x1f {record_id} \x1f {version:010}`.
+pub fn version_key(
     subject: &str,
     category: Category,
     agency: &str,

@@ -210,7 +210,8 @@ fn forward_entries(
             enqueued_at: rfc3339(ctx.now.to_offset(crate::calendar::CHINA_OFFSET)),
             enqueued_unix: ctx.now.unix_timestamp(),
             correction_id: Some(id.to_string()),
-            payload: payload.clone(),
+            payload: Some(payload.clone()),
+            source: None,
         })
         .collect())
 }

@@ -122,7 +122,7 @@ impl Outbound {
             .map_err(io)?;
         let payloads: Vec<Value> = entries
             .iter()
-            .map(|e| serde_json::from_str(e.payload.get()).unwrap_or(Value::Null))
+            .map(|e| serde_json::from_str(e.body().get()).unwrap_or(Value::Null))
             .collect();
         let record_type = payloads
             .first()
@@ -287,8 +287,9 @@ mod tests {
             enqueued_at: "2025-01-01T00:00:00Z".into(),
             enqueued_unix: 0,
             correction_id: None,
-            payload: serde_json::value::to_raw_value(&serde_json::json!({"category": "administrative", "subject": {"name": "某医院 & 药房", "id": "91310110666007217T"},
-                "basis": {"doc_number": "穗医保罚〔2025〕1号", "decided_on": "2025-03-04"}, "content": {"fine_yuan": "50000", "penalty_types": ["警告", "罚款"]}})).unwrap(),
+            source: None,
+            payload: Some(serde_json::value::to_raw_value(&serde_json::json!({"category": "administrative", "subject": {"name": "某医院 & 药房", "id": "91310110666007217T"},
+                "basis": {"doc_number": "穗医保罚〔2025〕1号", "decided_on": "2025-03-04"}, "content": {"fine_yuan": "50000", "penalty_types": ["警告", "罚款"]}})).unwrap()),
         };
         let dest = crate::config::default_destinations().remove(0);
         let xml = String::from_utf8(

@@ -16,6 +16,7 @@
 //! batch), so a platform drops what it already has after a crash between delivery and removal.
 
 pub mod format;
+pub mod payload;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -232,7 +233,7 @@ fn canonical_body(dest: &str, batch_key: &str, entries: &[Entry], now: &str) -> 
                 channel: e.channel,
                 version: e.version,
                 correction_id: e.correction_id.as_deref(),
-                record: &e.payload,
+                record: e.body(),
             })
             .collect(),
     };
@@ -309,6 +310,7 @@ impl Worker {
                         continue;
                     }
                 };
+            let batch = self.rebuild_payloads(batch).await;
             if batch.is_empty() {
                 let notified = self.committer.outbox_notify.notified();
                 tokio::select! {
@@ -346,6 +348,23 @@ impl Worker {
             }
         }
         stats.abort();
+    }
+
+    /// Every share with its payload; a share whose payload cannot be rebuilt faithfully goes to
+    /// the dead letters instead of the platform.
+    async fn rebuild_payloads(&self, batch: Vec<(String, Entry)>) -> Vec<(String, Entry)> {
+        let mut ready = Vec::with_capacity(batch.len());
+        for (key, mut entry) in batch {
+            match payload::rebuild(&self.store, &mut entry) {
+                Ok(()) => ready.push((key, entry)),
+                Err(e) => {
+                    let now = rfc3339(self.clock.now());
+                    let answer = format!("not sent: {e}");
+                    self.dead_letter(&(key, entry), 0, answer, &now).await;
+                }
+            }
+        }
+        ready
     }
 
     async fn isolate(

@@ -141,6 +141,60 @@ pub fn filter(record: &CanonicalRecord, channel: Channel, rules: &DisclosureRule
     }
 }
 
+/// A recorded decision names a rule this release does not know: the payload cannot be rebuilt
+/// faithfully, so it is not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the recorded filter decision names an unknown rule `{0}`")]
+pub struct UnknownRule(pub String);
+
+/// Re-apply a decision [`filter`] made (the `masked` and `dropped` fields with their rules) to a
+/// record's JSON: the same removals, then the same masks, so the payload is what the filter
+/// produced at the time whatever the rules say now. A record shared by reference (the outbox
+/// keeps the archived version and this decision, not a copy) is rebuilt with it at delivery.
+pub fn reapply(json: &mut Value, decision: &[(String, String)]) -> Result<(), UnknownRule> {
+    let is_drop = |rule: &str| rule == "restricted_field" || rule == "channel_drops_field";
+    for (field, _) in decision.iter().filter(|(_, rule)| is_drop(rule)) {
+        remove_path(json, field);
+    }
+    for (field, rule) in decision.iter().filter(|(_, rule)| !is_drop(rule)) {
+        match rule.as_str() {
+            "mask_personal_id" => {
+                mask_path(json, field, |s| mask_middle(s, 6, 2));
+            }
+            "mask_phone" => {
+                mask_path(json, field, |s| mask_middle(s, 3, 4));
+            }
+            "mask_personal_data_in_text" => mask_text_at(json, field),
+            other => return Err(UnknownRule(other.to_string())),
+        }
+    }
+    if let Some(d) = json.get_mut("disclosure").and_then(Value::as_object_mut) {
+        d.remove("restricted_fields");
+    }
+    Ok(())
+}
+
+/// Mask personal numbers in the text at `path` (a string, or every string of an array).
+fn mask_text_at(json: &mut Value, path: &str) {
+    let mut node = json;
+    for p in path.split('.') {
+        match node.get_mut(p) {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    let mask = |s: &mut String| *s = mask_personal_numbers(s).0;
+    match node {
+        Value::String(s) => mask(s),
+        Value::Array(items) => items.iter_mut().for_each(|item| {
+            if let Value::String(s) = item {
+                mask(s)
+            }
+        }),
+        _ => {}
+    }
+}
+
 /// LS Art. 27 and the national credit-repair rules: penalties that are only warnings or notices of
 /// criticism are not publicly noticed.
 fn is_withheld_penalty(record: &CanonicalRecord, rules: &ChannelRules) -> bool {

@@ -483,7 +483,8 @@ impl Engine {
                 enqueued_at: crate::clock::rfc3339(now.to_offset(CHINA_OFFSET)),
                 enqueued_unix: now.unix_timestamp(),
                 correction_id: None,
-                payload: payload.clone(),
+                payload: Some(payload.clone()),
+                source: None,
             })
             .collect()
     }

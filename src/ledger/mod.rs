@@ -219,10 +219,23 @@ impl Ledger {
             if unchanged && change.correction.is_none() && !change.marking {
                 continue;
             }
-            let mut payload = share.payload.clone();
-            if let Some(mark) = change.correction {
-                payload = with_field(&payload, "correction", &mark.marker);
-            }
+            let source = outbox::ShareSource {
+                version_key: crate::archive::version_key(
+                    &change.record.subject.id.archive_key(),
+                    change.record.category,
+                    &change.record.source.agency,
+                    &change.record.source.record_id,
+                    change.version,
+                ),
+                decision: share
+                    .masked
+                    .iter()
+                    .map(|(field, rule)| (field.clone(), rule.to_string()))
+                    .collect(),
+                marks: share.marks.clone(),
+                correction: change.correction.map(|m| m.marker.clone()),
+                payload_hash: share.payload_hash.clone(),
+            };
             let kind = if change.correction.is_some() {
                 Kind::Correction
             } else if change.marking {
@@ -242,7 +255,7 @@ impl Ledger {
                 kind,
                 &share.rule,
                 &extra,
-                payload,
+                Payload::Source(source),
             );
             let outbox_key = enqueue(&entry)?;
             holding.events.push(Event {
@@ -312,7 +325,7 @@ impl Ledger {
                 Kind::Withdrawal,
                 "withdrawal",
                 &extra,
-                payload,
+                Payload::Inline(payload),
             );
             let outbox_key = enqueue(&entry)?;
             holding.events.push(Event {
@@ -361,6 +374,13 @@ impl Ledger {
     }
 }
 
+/// What an entry carries: a payload of its own (a withdrawal) or the archived version it
+/// shares.
+enum Payload {
+    Inline(Box<serde_json::value::RawValue>),
+    Source(outbox::ShareSource),
+}
+
 fn entry_for(
     change: &Change<'_>,
     destination: &str,
@@ -368,8 +388,12 @@ fn entry_for(
     kind: Kind,
     rule: &str,
     extra: &str,
-    payload: Box<serde_json::value::RawValue>,
+    payload: Payload,
 ) -> Entry {
+    let (payload, source) = match payload {
+        Payload::Inline(raw) => (Some(raw), None),
+        Payload::Source(source) => (None, Some(source)),
+    };
     let record = change.record;
     Entry {
         idempotency_key: outbox::idempotency_key(
@@ -392,6 +416,7 @@ fn entry_for(
         enqueued_unix: change.now.unix_timestamp(),
         correction_id: change.correction.map(|m| m.id.clone()),
         payload,
+        source,
     }
 }
 
@@ -415,18 +440,6 @@ fn withdrawal_payload(
         body["correction"] = mark.marker.clone();
     }
     serde_json::value::to_raw_value(&body).unwrap_or_else(|_| empty_object())
-}
-
-fn with_field(
-    payload: &serde_json::value::RawValue,
-    name: &str,
-    value: &Value,
-) -> Box<serde_json::value::RawValue> {
-    let mut v: Value = serde_json::from_str(payload.get()).unwrap_or(Value::Null);
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(name.to_string(), value.clone());
-    }
-    serde_json::value::to_raw_value(&v).unwrap_or_else(|_| empty_object())
 }
 
 /// Serializing a `Value` with string keys cannot fail; this only satisfies the type.

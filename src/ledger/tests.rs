@@ -24,6 +24,7 @@ fn share(dest: &str, channel: Channel, hash: &str) -> PlannedShare {
         payload: serde_json::value::to_raw_value(&json!({"x": hash})).unwrap(),
         payload_hash: hash.into(),
         masked: vec![("subject.id".into(), "mask_personal_id")],
+        marks: None,
     }
 }
 
@@ -111,7 +112,7 @@ fn a_channel_no_longer_allowed_is_withdrawn_and_its_queued_publication_removed()
     assert_eq!(q[0].reason.as_deref(), Some("notice_period_ended"));
     assert_eq!(entries[0].kind, Kind::Withdrawal);
     assert_eq!(superseded, vec!["out/key1".to_string()]);
-    let body: Value = serde_json::from_str(entries[0].payload.get()).unwrap();
+    let body: Value = serde_json::from_str(entries[0].body().get()).unwrap();
     assert_eq!(body["withdrawn"]["reason"], "notice_period_ended");
     assert!(
         body.get("subject").is_none(),

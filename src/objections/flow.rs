@@ -517,7 +517,8 @@ fn notices(ctx: &Context<'_>, objection: &Objection) -> Vec<Entry> {
             enqueued_at: crate::clock::rfc3339(ctx.now.to_offset(CHINA_OFFSET)),
             enqueued_unix: ctx.now.unix_timestamp(),
             correction_id: None,
-            payload: payload.clone(),
+            payload: Some(payload.clone()),
+            source: None,
         })
         .collect()
 }

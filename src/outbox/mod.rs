@@ -80,8 +80,45 @@ pub struct Entry {
     /// Correction id when `kind` is correction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correction_id: Option<String>,
-    /// The record as filtered for this channel, verbatim.
-    pub payload: Box<serde_json::value::RawValue>,
+    /// What the platform receives, verbatim, when it is stored with the entry (withdrawals,
+    /// notices, entries written before format 3). A share of an archived version carries
+    /// [`Entry::source`] instead and gets its payload at delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<serde_json::value::RawValue>>,
+    /// Where a share's payload comes from: the archived version and the filter's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ShareSource>,
+}
+
+/// A share's payload by reference (format 3): the archived version, the disclosure filter's
+/// decision as it was made at enqueue time (re-applied verbatim, so a later change of rules never
+/// reveals what was withheld), the marks and correction it carries, and the hash of what the
+/// platform must receive. Delivery rebuilds the payload and sends it only if the hash matches.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShareSource {
+    /// The version's archive key.
+    pub version_key: String,
+    /// Each field the filter masked or dropped, with the filter rule that did it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decision: Vec<(String, String)>,
+    /// 异议标注 and other marks carried by the share (LS Art. 23), hashed with the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks: Option<Value>,
+    /// The correction marker (GD Art. 31), added after hashing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<Value>,
+    /// sha256 (first 16 bytes, hex) of the filtered, marked record.
+    pub payload_hash: String,
+}
+
+impl Entry {
+    /// What the platform receives: the stored payload, or JSON `null` for a share whose payload
+    /// was not rebuilt (delivery rebuilds every one before sending: see `delivery::payload`).
+    pub fn body(&self) -> &serde_json::value::RawValue {
+        self.payload
+            .as_deref()
+            .unwrap_or(serde_json::value::RawValue::NULL)
+    }
 }
 
 /// An entry the receiver refused for good, with its answer.

@@ -452,7 +452,8 @@ fn entry(
         enqueued_at: crate::clock::rfc3339(ctx.now.to_offset(CHINA_OFFSET)),
         enqueued_unix: ctx.now.unix_timestamp(),
         correction_id: None,
-        payload,
+        payload: Some(payload),
+        source: None,
     })
 }
 

@@ -4,7 +4,11 @@
 //!
 //! Versions: 1 is every release before the key existed (no `meta/format`); 2 adds the evaluation
 //! key spaces (`chg/`, `evt/`, `evc/`), which are additive: a version-1 directory needs no rewrite
-//! (its subjects are evaluated by the first yearly cycle). Each later change adds a step to
+//! (its subjects are evaluated by the first yearly cycle). 3 queues shares by reference: an
+//! outbox entry names the archived version and the disclosure decision instead of carrying a
+//! copy of the filtered record (`outbox::ShareSource`); entries of format 2 keep their payload
+//! and are delivered as they are, so the step rewrites nothing, but a release of format 2 must
+//! not read (and would misread) the new entries. Each later change adds a step to
 //! [`migrate`], run once, in order, before anything else touches the data.
 //!
 //! Never does: interpret any other key.
@@ -12,7 +16,7 @@
 use super::{Store, StoreError, WriteSet};
 
 /// The format this release writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 pub const KEY: &str = "meta/format";
 
 /// Check the directory's format, migrate an older one, record the current one. Returns the
@@ -62,6 +66,8 @@ fn migrate(_db: &Store, from: u32) -> Result<(), StoreError> {
     match from {
         // 1 -> 2: new key spaces only; nothing to rewrite.
         1 => Ok(()),
+        // 2 -> 3: entries with a payload of their own stay deliverable as they are.
+        2 => Ok(()),
         _ => Ok(()),
     }
 }
