@@ -147,3 +147,77 @@ fn a_data_directory_from_a_newer_release_is_refused_with_a_clear_message() {
     let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir);
     assert!(store.is_err());
 }
+
+/// The release before format 3 (`tests/fixtures/data-format-2.tar.gz`, see its README): its
+/// queued shares carry their payload and are delivered as they are; its per-subject change keys
+/// become the change log; a new record is shared by reference and arrives whole.
+#[test]
+fn a_format_2_data_directory_is_migrated_and_its_queued_shares_still_arrive() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let provincial = gw.receiver(&rt);
+    let guangzhou = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &provincial);
+    gw.add_destination("guangzhou", "440100", &guangzhou);
+    let fixture = common::repo().join("tests/fixtures/data-format-2.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(gw.dir.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    gw.spawn();
+    for (r, queued) in [(&provincial, 11), (&guangzhou, 7)] {
+        assert!(
+            wait_until(Duration::from_secs(20), || r.received().len() == queued),
+            "{} of {queued}",
+            r.received().len()
+        );
+        assert!(r
+            .received()
+            .iter()
+            .all(|s| s.record["subject"]["id"].is_string() && s.record["category"].is_string()));
+    }
+    let record = json!([{
+        "category": "agreement_performance",
+        "subject": {"kind": "institution", "role": "designated_medical_institution", "id_type": "uscc", "id": "91350100M000100Y43", "name": "某某医院"},
+        "source": {"record_id": "FMT3-1", "region": "440106"},
+        "disclosure": {"class": "gov_share"},
+        "content": {"item": "agreement", "status": "performed", "agreement_number": "YB-2026-003"}
+    }]);
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&record).unwrap(),
+    );
+    assert_eq!(reply.status, 200);
+    assert!(
+        wait_until(Duration::from_secs(20), || provincial
+            .received()
+            .iter()
+            .any(|s| s.record["source"]["record_id"] == "FMT3-1"
+                && s.record["content"]["agreement_number"] == "YB-2026-003"
+                && s.record["subject"]["name"] == "某某医院")),
+        "a share queued by reference arrives whole"
+    );
+    gw.stop();
+    let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
+    assert_eq!(
+        &*store.get_raw(b"meta/format").unwrap().unwrap(),
+        credit_gateway::store::format::CURRENT
+            .to_string()
+            .as_bytes()
+    );
+    for key in store.keys_under(b"chg/") {
+        let key = String::from_utf8(key.unwrap()).unwrap();
+        assert!(
+            credit_gateway::archive::is_change_log_key(&key),
+            "no per-subject change key is left: {key}"
+        );
+    }
+    drop(store);
+    let (code, out, err) = gw.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}

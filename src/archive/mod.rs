@@ -178,34 +178,43 @@ pub struct Staging {
     subjects: HashMap<String, SubjectEntry>,
     /// Subjects whose archive this group changes (a version, a mark, an expiry, a standing).
     touched: std::collections::BTreeSet<String>,
-    /// Written under `chg/{subject}` for every touched subject: distinct for every group.
-    pub stamp: String,
+    /// The group's place in the change log: `chg/{change_seq}` lists the touched subjects.
+    pub change_seq: u64,
     pub writes: Vec<(String, Vec<u8>)>,
 }
 
-/// `chg/{archive_key}`: present while a change to the subject's archive has not been taken up by
-/// whoever follows changes (the evaluation worker). Its value is the stamp of the group that
-/// wrote it last, so a follower removes it only when no later change came in meanwhile.
-pub fn changed_key(archive_key: &str) -> String {
-    format!("chg/{archive_key}")
+/// The change log (format 3): `chg/{seq:020}` lists (JSON array) the subjects whose archive one
+/// group commit changed, one key per group in commit order, until whoever follows changes (the
+/// evaluation worker) takes the entry up and removes it. One sequential write per group instead
+/// of one scattered write per subject; a subject changed again after a follower read the log is
+/// in a later entry, so no change is lost.
+pub fn change_log_key(seq: u64) -> String {
+    format!("chg/{seq:020}")
 }
 
-/// Up to `limit` subjects with an untaken change: (key, archive key, stamp).
+/// Whether a `chg/` key is a change-log entry (format 3) rather than a format-2 subject key.
+pub fn is_change_log_key(key: &str) -> bool {
+    key.strip_prefix("chg/")
+        .is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The oldest change-log entries, until they name at least `limit` subjects: their keys and the
+/// subjects (each once).
 pub fn changed_subjects(
     store: &Store,
     limit: usize,
-) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
-    let mut out = Vec::new();
+) -> Result<(Vec<String>, std::collections::BTreeSet<String>), StoreError> {
+    let (mut keys, mut subjects) = (Vec::new(), std::collections::BTreeSet::new());
     for item in store.scan_raw(b"chg/") {
         let (k, v) = item?;
-        let key = String::from_utf8_lossy(&k).into_owned();
-        let subject = key["chg/".len()..].to_string();
-        out.push((key, subject, v.to_vec()));
-        if out.len() >= limit {
+        let listed: Vec<String> = crate::store::decode(&k, &v)?;
+        keys.push(String::from_utf8_lossy(&k).into_owned());
+        subjects.extend(listed);
+        if subjects.len() >= limit {
             break;
         }
     }
-    Ok(out)
+    Ok((keys, subjects))
 }
 
 /// Subjects the writer knows to be stored with this name (saves a read per record); bounded.
@@ -409,9 +418,10 @@ impl Staging {
 
     /// Every write of the group: versions, subjects, then the final state of each changed head.
     pub fn into_writes(mut self) -> Vec<(String, Vec<u8>)> {
-        for subject in std::mem::take(&mut self.touched) {
+        let touched = std::mem::take(&mut self.touched);
+        if !touched.is_empty() {
             self.writes
-                .push((changed_key(&subject), self.stamp.as_bytes().to_vec()));
+                .push((change_log_key(self.change_seq), to_bytes(&touched)));
         }
         for key in std::mem::take(&mut self.dirty) {
             if let Some(head) = self.heads.get(&key) {

@@ -9,7 +9,6 @@
 //!   its cursor, committed with each chunk of results): a crash in the middle resumes from the
 //!   cursor; running a chunk twice changes nothing, since equal results are not new versions.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -99,22 +98,18 @@ impl Worker {
             let now = self.clock.now();
             let engine = self.engine.clone();
             let work = tokio::task::spawn_blocking(move || {
-                let changed = crate::archive::changed_subjects(&engine.store, BATCH)?;
+                let (taken, mut subjects) = crate::archive::changed_subjects(&engine.store, BATCH)?;
                 let timers = due_timers(&engine.store, now, BATCH)?;
-                let mut subjects = BTreeSet::new();
-                let mut clear_if = Vec::new();
-                for (key, subject, stamp) in changed {
-                    subjects.insert(subject);
-                    clear_if.push((key, stamp));
-                }
-                let timer_keys: Vec<String> = timers.iter().map(|(k, _)| k.clone()).collect();
+                let mut timer_keys: Vec<String> = timers.iter().map(|(k, _)| k.clone()).collect();
+                // The change-log entries taken up go with the results they produced.
+                timer_keys.extend(taken);
                 subjects.extend(timers.into_iter().map(|(_, s)| s));
                 let (step, summaries) = evaluate_all(&engine, subjects.iter(), now)?;
-                Ok::<_, EvaluationError>((subjects.len(), step, summaries, clear_if, timer_keys))
+                Ok::<_, EvaluationError>((subjects.len(), step, summaries, timer_keys))
             })
             .await
             .map_err(|e| EvaluationError::Storage(StoreError::CommitFailed(e.to_string())))??;
-            let (n, step, summaries, clear_if, timer_keys) = work;
+            let (n, step, summaries, removes) = work;
             if n == 0 {
                 return Ok(total);
             }
@@ -123,8 +118,8 @@ impl Worker {
                 step,
                 summaries,
                 Vec::new(),
-                timer_keys,
-                clear_if,
+                removes,
+                Vec::new(),
                 None,
             )
             .await?;

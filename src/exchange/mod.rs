@@ -173,7 +173,7 @@ impl store::Stager for Writer {
             standing: Vec::new(),
             clear_if: Vec::new(),
         };
-        g.archive.stamp = format!("{}-{}", g.head.seq, now.unix_timestamp_nanos());
+        g.archive.change_seq = store.next_id()?;
         for job in group.iter_mut() {
             job.stage(&mut g)?;
         }

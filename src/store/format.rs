@@ -6,12 +6,15 @@
 //! key spaces (`chg/`, `evt/`, `evc/`), which are additive: a version-1 directory needs no rewrite
 //! (its subjects are evaluated by the first yearly cycle). 3 queues shares by reference: an
 //! outbox entry names the archived version and the disclosure decision instead of carrying a
-//! copy of the filtered record (`outbox::ShareSource`); entries of format 2 keep their payload
-//! and are delivered as they are, so the step rewrites nothing, but a release of format 2 must
-//! not read (and would misread) the new entries. Each later change adds a step to
+//! copy of the filtered record (`outbox::ShareSource`; entries of format 2 keep their payload
+//! and are delivered as they are), and follows changes through a log (`chg/{seq:020}`, one entry
+//! per group commit listing its subjects) instead of one `chg/{subject}` key per subject: the step
+//! gathers the format-2 keys into log entries, in chunks, logging its progress. Each later change
+//! adds a step to
 //! [`migrate`], run once, in order, before anything else touches the data.
 //!
-//! Never does: interpret any other key.
+//! Never does: interpret any key beyond what a migration step rewrites (steps work on raw keys
+//! and JSON, never on domain types, so this module imports no domain module).
 
 use super::{Store, StoreError, WriteSet};
 
@@ -62,13 +65,59 @@ fn is_empty(db: &Store) -> Result<bool, StoreError> {
 }
 
 /// One step from format `from` to `from + 1`.
-fn migrate(_db: &Store, from: u32) -> Result<(), StoreError> {
+fn migrate(db: &Store, from: u32) -> Result<(), StoreError> {
     match from {
         // 1 -> 2: new key spaces only; nothing to rewrite.
         1 => Ok(()),
-        // 2 -> 3: entries with a payload of their own stay deliverable as they are.
-        2 => Ok(()),
+        // 2 -> 3: outbox entries with a payload of their own stay deliverable as they are; the
+        // per-subject change keys become change-log entries.
+        2 => subject_changes_into_log(db),
         _ => Ok(()),
+    }
+}
+
+/// Subjects per change-log entry the migration writes (and per atomic step: a crash in the
+/// middle leaves whole steps done, and the rest is done at the next start).
+const MIGRATION_CHUNK: usize = 10_000;
+
+/// Format 2's `chg/{subject}` keys into format 3's change log (`chg/{seq:020}` -> JSON array of
+/// subjects).
+fn subject_changes_into_log(db: &Store) -> Result<(), StoreError> {
+    let is_log_key = |k: &[u8]| k.len() == 24 && k[4..].iter().all(u8::is_ascii_digit);
+    let mut done = 0usize;
+    loop {
+        let mut chunk = Vec::new();
+        for item in db.scan_raw(b"chg/") {
+            let (k, _) = item?;
+            if !is_log_key(&k) {
+                chunk.push(k);
+                if chunk.len() >= MIGRATION_CHUNK {
+                    break;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let subjects: Vec<String> = chunk
+            .iter()
+            .map(|k| String::from_utf8_lossy(&k[4..]).into_owned())
+            .collect();
+        let mut w = WriteSet::default();
+        w.put(
+            format!("chg/{:020}", db.next_id()?),
+            serde_json::to_vec(&subjects).unwrap_or_default(),
+        );
+        for k in chunk {
+            w.remove(k);
+        }
+        db.apply(w)?;
+        db.flush()?;
+        done += subjects.len();
+        tracing::info!(
+            subjects = done,
+            "migrating to format 3: pending subject changes moved into the change log"
+        );
     }
 }
 
@@ -120,6 +169,28 @@ mod tests {
             CURRENT,
             "and opens as current afterwards"
         );
+    }
+
+    #[test]
+    fn format_2_subject_changes_become_one_change_log_and_nothing_else_moves() {
+        let (_d, old) = db();
+        put(&old, KEY, "2");
+        put(&old, "chg/uscc:91310110666007217T", "5-123");
+        put(&old, "chg/resident_id:110101199003071234", "5-123");
+        put(&old, "rec/a\u{1f}1", "{}");
+        assert_eq!(open(&old).unwrap(), 2);
+        let chg: Vec<_> = old.scan_raw(b"chg/").map(Result::unwrap).collect();
+        assert_eq!(chg.len(), 1, "one log entry replaces the subject keys");
+        assert_eq!(chg[0].0.len(), 24, "chg/ and a 20-digit sequence");
+        let subjects: Vec<String> = serde_json::from_slice(&chg[0].1).unwrap();
+        assert_eq!(
+            subjects,
+            vec![
+                "resident_id:110101199003071234".to_string(),
+                "uscc:91310110666007217T".to_string()
+            ]
+        );
+        assert!(old.get_raw("rec/a\u{1f}1".as_bytes()).unwrap().is_some());
     }
 
     #[test]
