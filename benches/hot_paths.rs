@@ -96,7 +96,7 @@ fn entry(i: u64) -> credit_gateway::outbox::Entry {
         record_id: format!("R-{i}"),
         version: 1,
         rule: "mi-gov-share".into(),
-        enqueued_at: "2025-01-01T00:00:00+08:00".into(),
+        enqueued_at: time::macros::datetime!(2025-01-01 00:00 +8),
         enqueued_unix: 0,
         correction_id: None,
         payload: Some(serde_json::value::to_raw_value(&serde_json::json!({"category": "commitment", "content": {"commitment_text": "本单位承诺严格遵守医疗保障服务协议，规范诊疗和收费行为。"}})).unwrap()),

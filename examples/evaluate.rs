@@ -94,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     receipt_id: format!("eval-bulk-{n}"),
                     agency: "medical_insurance".into(),
                     mapping: "canonical".into(),
-                    received_at: "2025-03-11T00:00:00+08:00".into(),
+                    received_at: time::macros::datetime!(2025-03-11 00:00 +8),
                     body_sha256: String::new(),
                     total,
                     accepted,

@@ -277,7 +277,7 @@ fn footprint(
                     receipt_id: format!("bulk-{done}"),
                     agency: "medical_insurance".into(),
                     mapping: "canonical".into(),
-                    received_at: "2025-01-06T00:00:00+08:00".into(),
+                    received_at: time::macros::datetime!(2025-01-06 00:00 +8),
                     body_sha256: String::new(),
                     total,
                     accepted,

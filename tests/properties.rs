@@ -109,7 +109,7 @@ fn entry(n: usize, correction: bool) -> Entry {
         record_id: format!("r{n}"),
         version: 1,
         rule: "x".into(),
-        enqueued_at: String::new(),
+        enqueued_at: time::OffsetDateTime::UNIX_EPOCH,
         enqueued_unix: 0,
         correction_id: None,
         payload: Some(serde_json::value::to_raw_value(&serde_json::json!({})).unwrap()),

@@ -35,7 +35,8 @@ pub struct RecordHead {
     pub category: Category,
     pub version: u32,
     pub content_hash: String,
-    pub updated_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: time::OffsetDateTime,
     /// Written by releases before the publication ledger: every (platform, channel) a version
     /// was queued for. Read once to seed a record's ledger; never written any more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -95,7 +96,8 @@ pub struct MarkChange {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Version {
     pub version: u32,
-    pub received_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: time::OffsetDateTime,
     pub receipt_id: String,
     pub content_hash: String,
     /// The canonical record exactly as hashed (stored and served verbatim).
@@ -110,8 +112,10 @@ pub struct SubjectEntry {
     pub name: String,
     /// `active`, or `exited` (退出医保服务, death): hidden until it re-enters (LS Art. 20).
     pub status: String,
-    pub first_seen: String,
-    pub updated_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: time::OffsetDateTime,
     /// The exit (or re-entry) in force: date, reason and who said so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing_change: Option<StandingChange>,
@@ -255,7 +259,7 @@ impl Staging {
         record: &CanonicalRecord,
         canonical: &[u8],
         receipt_id: &str,
-        now: &str,
+        now: time::OffsetDateTime,
         touch: bool,
     ) -> Result<(Outcome, u32, Option<RecordHead>), StoreError> {
         let head_key = record_head_key(&record.source.agency, &record.source.record_id);
@@ -276,7 +280,7 @@ impl Staging {
             category: record.category,
             version,
             content_hash: hash.clone(),
-            updated_at: now.to_string(),
+            updated_at: now,
             shared: previous
                 .as_ref()
                 .map(|p| p.shared.clone())
@@ -290,7 +294,7 @@ impl Staging {
         };
         let entry = Version {
             version,
-            received_at: now.to_string(),
+            received_at: now,
             receipt_id: receipt_id.to_string(),
             content_hash: hash,
             record: serde_json::value::RawValue::from_string(
@@ -437,7 +441,7 @@ impl Staging {
         store: &Store,
         record: &CanonicalRecord,
         key: &str,
-        now: &str,
+        now: time::OffsetDateTime,
     ) -> Result<(), StoreError> {
         let sub_key = format!("sub/{key}");
         let existing = match self.subjects.get(&sub_key) {
@@ -450,7 +454,7 @@ impl Staging {
                     return Ok(());
                 }
                 e.name = record.subject.name.clone();
-                e.updated_at = now.to_string();
+                e.updated_at = now;
                 e
             }
             None => SubjectEntry {
@@ -461,8 +465,8 @@ impl Staging {
                 id_type: record.subject.id.id_type().code().to_string(),
                 name: record.subject.name.clone(),
                 status: "active".into(),
-                first_seen: now.to_string(),
-                updated_at: now.to_string(),
+                first_seen: now,
+                updated_at: now,
                 standing_change: None,
             },
         };

@@ -7,7 +7,6 @@ use time::OffsetDateTime;
 use super::{Correction, CorrectionKind};
 use crate::archive;
 use crate::calendar::{Calendar, CalendarError};
-use crate::clock::rfc3339;
 use crate::config::{DestinationConfig, DestinationRole};
 use crate::disclosure::Channel;
 use crate::ledger::CorrectionMark;
@@ -207,7 +206,7 @@ fn forward_entries(
             record_id: record.source.record_id.clone(),
             version: 0,
             rule: "correction-forward".into(),
-            enqueued_at: rfc3339(ctx.now.to_offset(crate::calendar::CHINA_OFFSET)),
+            enqueued_at: ctx.now.to_offset(crate::calendar::CHINA_OFFSET),
             enqueued_unix: ctx.now.unix_timestamp(),
             correction_id: Some(id.to_string()),
             payload: Some(payload.clone()),

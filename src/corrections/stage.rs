@@ -80,7 +80,7 @@ impl Exchange for Correcting {
             record,
             &self.canonical,
             &correction.id,
-            &received_at,
+            correction.received_at,
             true,
         )?;
         correction.version = version;

@@ -284,7 +284,7 @@ mod tests {
             record_id: "r1".into(),
             version: 1,
             rule: "x".into(),
-            enqueued_at: "2025-01-01T00:00:00Z".into(),
+            enqueued_at: time::macros::datetime!(2025-01-01 00:00 UTC),
             enqueued_unix: 0,
             correction_id: None,
             source: None,

@@ -358,9 +358,8 @@ impl Worker {
             match payload::rebuild(&self.store, &mut entry) {
                 Ok(()) => ready.push((key, entry)),
                 Err(e) => {
-                    let now = rfc3339(self.clock.now());
                     let answer = format!("not sent: {e}");
-                    self.dead_letter(&(key, entry), 0, answer, &now).await;
+                    self.dead_letter(&(key, entry), 0, answer).await;
                 }
             }
         }
@@ -382,7 +381,7 @@ impl Worker {
             {
                 Ok(()) => self.acknowledge(std::slice::from_ref(item), &now).await,
                 Err(DeliveryError::Refused { status, answer }) => {
-                    self.dead_letter(item, status, answer, &now).await
+                    self.dead_letter(item, status, answer).await
                 }
                 Err(e) => {
                     let wait = backoff.next();
@@ -430,7 +429,7 @@ impl Worker {
         }
     }
 
-    async fn dead_letter(&self, item: &(String, Entry), status: u16, answer: String, now: &str) {
+    async fn dead_letter(&self, item: &(String, Entry), status: u16, answer: String) {
         let (key, entry) = item;
         events::dead_lettered(&self.destination.config.id, &entry.record_id, status);
         let seq = key
@@ -442,7 +441,7 @@ impl Worker {
             entry: entry.clone(),
             status,
             answer: answer.clone(),
-            dead_at: now.to_string(),
+            dead_at: self.clock.now(),
             from_key: outbox::display_key(key),
         };
         let mut data = Map::new();

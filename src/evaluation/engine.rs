@@ -303,12 +303,7 @@ impl Engine {
                     key: archive::record_head_key(&agency, &record_id),
                     message: e.to_string(),
                 })?;
-            let received_at = OffsetDateTime::parse(
-                &version.received_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok();
-            let received = received_at.map(today);
+            let received = Some(today(version.received_at));
             let Some(on) = fact_date(&json).or(received) else {
                 continue;
             };
@@ -340,7 +335,7 @@ impl Engine {
                     ended,
                 },
                 json,
-                received_at,
+                received_at: Some(version.received_at),
                 marks: head.marks,
             });
         }
@@ -480,7 +475,7 @@ impl Engine {
                 record_id: record.source.record_id.clone(),
                 version: 0,
                 rule: "evaluation-grade-notice".into(),
-                enqueued_at: crate::clock::rfc3339(now.to_offset(CHINA_OFFSET)),
+                enqueued_at: now.to_offset(CHINA_OFFSET),
                 enqueued_unix: now.unix_timestamp(),
                 correction_id: None,
                 payload: Some(payload.clone()),

@@ -31,7 +31,7 @@ pub struct BatchJob {
     pub receipt_id: String,
     pub agency: String,
     pub mapping: String,
-    pub received_at: String,
+    pub received_at: time::OffsetDateTime,
     pub body_sha256: String,
     pub total: usize,
     pub accepted: Vec<AcceptedInput>,
@@ -106,7 +106,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
             record,
             &input.canonical,
             &job.receipt_id,
-            &job.received_at,
+            job.received_at,
             true,
         )?;
         match outcome {
@@ -169,12 +169,13 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
                 .collect()
         }),
     };
-    let head = g.audit_event(&job.received_at, "batch_received", &event);
+    let at = crate::clock::rfc3339(job.received_at);
+    let head = g.audit_event(&at, "batch_received", &event);
     let receipt = Receipt {
         receipt_id: job.receipt_id.clone(),
         agency: job.agency.clone(),
         mapping: job.mapping.clone(),
-        received_at: job.received_at.clone(),
+        received_at: job.received_at,
         total: job.total,
         accepted: accepted.len(),
         new,

@@ -13,7 +13,8 @@ pub struct Receipt {
     pub receipt_id: String,
     pub agency: String,
     pub mapping: String,
-    pub received_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: time::OffsetDateTime,
     pub total: usize,
     pub accepted: usize,
     pub new: usize,

@@ -165,7 +165,7 @@ async fn push_records(
     // Held until the batch is committed: the memory of work in flight stays bounded.
     let _inflight = reserve_inflight(app, &req).await?;
     let body = read_body(app, req).await?;
-    let received_at = rfc3339(app.clock.now());
+    let received_at = app.clock.now();
     let ctx = ValidationContext {
         exceptions: app.exceptions.clone(),
         authenticated_agency: Some(agency.id.clone()),

@@ -152,12 +152,11 @@ impl Ledger {
         if head.shared.is_empty() {
             return Ok(Self::default());
         }
-        let at = OffsetDateTime::parse(
-            &head.updated_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map_err(|e| corrupt(format!("updated_at: {e}")))?;
-        Ok(Self::from_legacy(&head.shared, head.version, at))
+        Ok(Self::from_legacy(
+            &head.shared,
+            head.version,
+            head.updated_at,
+        ))
     }
 
     /// The ledger as stored in a head.
@@ -412,7 +411,7 @@ fn entry_for(
         record_id: record.source.record_id.clone(),
         version: change.version,
         rule: rule.to_string(),
-        enqueued_at: crate::clock::rfc3339(change.now.to_offset(crate::calendar::CHINA_OFFSET)),
+        enqueued_at: change.now.to_offset(crate::calendar::CHINA_OFFSET),
         enqueued_unix: change.now.unix_timestamp(),
         correction_id: change.correction.map(|m| m.id.clone()),
         payload,

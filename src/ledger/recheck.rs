@@ -213,7 +213,7 @@ pub async fn change_standing(
             }
         }
         entry.status = if exited { archive::EXITED } else { "active" }.to_string();
-        entry.updated_at = crate::clock::rfc3339(now);
+        entry.updated_at = now;
         entry.standing_change = Some(change);
         Ok((entry, items))
     })

@@ -243,7 +243,6 @@ fn stage_reconcile(g: &mut Group<'_>, job: &ReconcileJob) -> Result<Vec<Queued>,
         g.enqueue(entry)?;
     }
     let mut all = Vec::new();
-    let at = g.at();
     for new in &job.records {
         let (outcome, version, previous) = g.archive.stage(
             g.store,
@@ -251,7 +250,7 @@ fn stage_reconcile(g: &mut Group<'_>, job: &ReconcileJob) -> Result<Vec<Queued>,
             &new.record,
             &new.canonical,
             &new.origin,
-            &at,
+            g.now,
             new.touches_subject,
         )?;
         if outcome == Outcome::Unchanged {

@@ -514,7 +514,7 @@ fn notices(ctx: &Context<'_>, objection: &Objection) -> Vec<Entry> {
             record_id: objection.id.clone(),
             version: u32::from(objection.level),
             rule: "objection-result".into(),
-            enqueued_at: crate::clock::rfc3339(ctx.now.to_offset(CHINA_OFFSET)),
+            enqueued_at: ctx.now.to_offset(CHINA_OFFSET),
             enqueued_unix: ctx.now.unix_timestamp(),
             correction_id: None,
             payload: Some(payload.clone()),

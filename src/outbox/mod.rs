@@ -74,7 +74,9 @@ pub struct Entry {
     pub record_id: String,
     pub version: u32,
     pub rule: String,
-    pub enqueued_at: String,
+    /// In Beijing time (the offset is kept as written).
+    #[serde(with = "time::serde::rfc3339")]
+    pub enqueued_at: time::OffsetDateTime,
     /// Seconds since the Unix epoch, for the oldest-pending-age metric.
     pub enqueued_unix: i64,
     /// Correction id when `kind` is correction.
@@ -127,7 +129,8 @@ pub struct DeadLetter {
     pub entry: Entry,
     pub status: u16,
     pub answer: String,
-    pub dead_at: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub dead_at: time::OffsetDateTime,
     /// The outbox key it came from (replay restores its priority).
     pub from_key: String,
 }

@@ -449,7 +449,7 @@ fn entry(
         record_id: repair.id.clone(),
         version: 0,
         rule: format!("repair-{step}"),
-        enqueued_at: crate::clock::rfc3339(ctx.now.to_offset(CHINA_OFFSET)),
+        enqueued_at: ctx.now.to_offset(CHINA_OFFSET),
         enqueued_unix: ctx.now.unix_timestamp(),
         correction_id: None,
         payload: Some(payload),
