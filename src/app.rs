@@ -50,6 +50,36 @@ pub const MANUAL_CLOCK_FILE: &str = "dangerous-manual-clock";
 /// File in the data directory holding a running gateway's admin address.
 pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
+/// The manual clock when the configuration asks for one (tests only), resumed from the time it was
+/// last set to, so a restart (or a CLI command on the stopped data directory) keeps that time.
+pub fn manual_clock(config: &Config) -> Option<crate::clock::ManualClock> {
+    config.corrections.dangerous_manual_clock.then(|| {
+        let resumed = std::fs::read_to_string(config.storage.data_dir.join(MANUAL_CLOCK_FILE))
+            .ok()
+            .and_then(|s| {
+                time::OffsetDateTime::parse(
+                    s.trim(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+            });
+        crate::clock::ManualClock::new(resumed.unwrap_or_else(time::OffsetDateTime::now_utc))
+    })
+}
+
+fn clock_of(manual: &Option<crate::clock::ManualClock>) -> SharedClock {
+    match manual {
+        Some(m) => Arc::new(m.clone()),
+        None => Arc::new(SystemClock),
+    }
+}
+
+/// The one clock of this configuration: the system's, or the manual clock of the tests. The
+/// server and every CLI command that stamps anything use it.
+pub fn clock(config: &Config) -> SharedClock {
+    clock_of(&manual_clock(config))
+}
+
 /// Create development certificates when the certificates folder has none (and the config allows).
 pub fn ensure_dev_certs(config: &Config) -> Result<Option<certs::InitReport>, certs::CertError> {
     if !config.tls.generate_dev_certs {
@@ -222,26 +252,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         &config.validation.uscc_exceptions,
         &config.validation.resident_id_exceptions,
     );
-    let manual_clock_file = config.storage.data_dir.join(MANUAL_CLOCK_FILE);
-    let manual_clock = config.corrections.dangerous_manual_clock.then(|| {
-        let resumed = std::fs::read_to_string(&manual_clock_file)
-            .ok()
-            .and_then(|s| {
-                time::OffsetDateTime::parse(
-                    s.trim(),
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .ok()
-            });
-        crate::clock::ManualClock::new(resumed.unwrap_or_else(time::OffsetDateTime::now_utc))
-    });
-    let clock: SharedClock = match &manual_clock {
-        Some(m) => {
-            tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (tests only)");
-            Arc::new(m.clone())
-        }
-        None => Arc::new(SystemClock),
-    };
+    let manual_clock = manual_clock(&config);
+    if manual_clock.is_some() {
+        tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (tests only)");
+    }
+    let clock = clock_of(&manual_clock);
     let (committer, handle) =
         crate::exchange::start(store.clone(), clock.clone()).map_err(|e| StartError::Storage {
             path: config.storage.data_dir.display().to_string(),
@@ -330,7 +345,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         calendar: calendar.clone(),
         objection_rules: objection_rules.clone(),
         evaluation: evaluation.clone(),
-        manual_clock_file,
+        manual_clock_file: config.storage.data_dir.join(MANUAL_CLOCK_FILE),
         gate: Arc::new(crate::operators::Gate::new(&config.operators, local_token)),
         admin_tls: config.server.admin_tls,
         config: config.clone(),

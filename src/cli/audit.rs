@@ -18,6 +18,7 @@ pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
     // `checkpoint` report the chain as it was when asked.
     record_offline(
         &store,
+        crate::app::clock(config),
         &format!(
             "audit {}",
             match cmd {
@@ -31,7 +32,11 @@ pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
 }
 
 /// Append an operator command to the audit chain when the gateway is stopped.
-pub(super) fn record_offline(store: &crate::store::Store, command: &str) {
+pub(super) fn record_offline(
+    store: &crate::store::Store,
+    clock: crate::clock::SharedClock,
+    command: &str,
+) {
     crate::telemetry::events::operator_action(command, "");
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -39,10 +44,7 @@ pub(super) fn record_offline(store: &crate::store::Store, command: &str) {
     else {
         return;
     };
-    let Ok((committer, handle)) = crate::exchange::start(
-        store.clone(),
-        std::sync::Arc::new(crate::clock::SystemClock),
-    ) else {
+    let Ok((committer, handle)) = crate::exchange::start(store.clone(), clock) else {
         return;
     };
     let _ = rt.block_on(crate::outbox::ops::audit_command(

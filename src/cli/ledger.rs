@@ -66,7 +66,7 @@ async fn local(
         &config.validation.uscc_exceptions,
         &config.validation.resident_id_exceptions,
     );
-    let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+    let clock = crate::app::clock(config);
     let (committer, handle) = crate::exchange::start(store.clone(), clock.clone())
         .map_err(|e| OpError::Storage(e.to_string()))?;
     let ctx = OpContext {

@@ -386,7 +386,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Certs(CertsCommand::Init { dir, clients }) => certs_init(config, dir, clients),
         Command::Certs(CertsCommand::Revoke { dir, clients }) => {
             let dir = dir.unwrap_or_else(|| config.tls.certs_dir.clone());
-            match crate::identity::certs::revoke(&dir, &clients, time::OffsetDateTime::now_utc()) {
+            match crate::identity::certs::revoke(&dir, &clients, crate::app::clock(&config).now()) {
                 Ok(path) => {
                     crate::telemetry::events::operator_action("certs_revoke", &clients.join(","));
                     say!("wrote {}", path.display());
@@ -518,7 +518,7 @@ fn authz(cmd: AuthzCommand) -> ExitCode {
                         &time::format_description::well_known::Rfc3339,
                     )
                     .map_err(|e| format!("--at: {e}"))?,
-                    None => time::OffsetDateTime::now_utc(),
+                    None => crate::clock::Clock::now(&crate::clock::SystemClock),
                 };
                 let claims = authz::Claims {
                     iss: issuer,

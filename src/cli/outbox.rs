@@ -17,10 +17,10 @@ pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCo
     };
     let result = match crate::app::open_store(config) {
         Ok(store) => {
-            let listed = crate::corrections::list(&store, time::OffsetDateTime::now_utc(), parsed)
+            let listed = crate::corrections::list(&store, crate::app::clock(config).now(), parsed)
                 .map(|l| serde_json::json!({"corrections": l}))
                 .map_err(|e| e.to_string());
-            super::audit::record_offline(&store, "corrections list");
+            super::audit::record_offline(&store, crate::app::clock(config), "corrections list");
             listed
         }
         Err(local) => {
@@ -162,11 +162,8 @@ async fn outbox_local(
     use crate::outbox::ops;
     let dests: Vec<String> = config.destinations.iter().map(|d| d.id.clone()).collect();
     let e = |e: crate::store::StoreError| e.to_string();
-    let (committer, handle) = crate::exchange::start(
-        store.clone(),
-        std::sync::Arc::new(crate::clock::SystemClock),
-    )
-    .map_err(e)?;
+    let (committer, handle) =
+        crate::exchange::start(store.clone(), crate::app::clock(config)).map_err(e)?;
     let out = match cmd {
         OutboxCommand::List {
             destination,
