@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::record::{CanonicalRecord, Category};
-use crate::store::{to_bytes, Store, StoreError, SEP};
+use crate::store::keys::{Key, RecordKey, SeqKey, SeqSpace, SubjectKey, SubjectSpace, VersionKey};
+use crate::store::{to_bytes, Store, StoreError};
 use crate::subject::SubjectId;
 
 /// The latest state of one source record.
@@ -144,21 +145,24 @@ pub const EXITED: &str = "exited";
 
 /// Key of a subject's entry.
 pub fn subject_key(archive_key: &str) -> String {
-    format!("sub/{archive_key}")
+    SubjectKey::entry(archive_key)
 }
 
 /// `exi/{archive_key}`: present while the subject is exited, so the writer knows every exited
 /// subject without scanning all subjects at start.
 pub fn exited_key(archive_key: &str) -> String {
-    format!("exi/{archive_key}")
+    SubjectKey::exited(archive_key)
 }
 
 /// Every exited subject's archive key.
 pub fn exited_subjects(store: &Store) -> Result<std::collections::HashSet<String>, StoreError> {
     let mut out = std::collections::HashSet::new();
-    for item in store.keys_under(b"exi/") {
+    for item in store.keys_under(SubjectSpace::Exited.prefix().as_bytes()) {
         let k = item?;
-        out.insert(String::from_utf8_lossy(&k[4..]).into_owned());
+        let key = String::from_utf8_lossy(&k);
+        let subject =
+            SubjectKey::decode(&key).ok_or_else(|| StoreError::corrupt(&k, "not a subject key"))?;
+        out.insert(subject.subject);
     }
     Ok(out)
 }
@@ -193,13 +197,12 @@ pub struct Staging {
 /// of one scattered write per subject; a subject changed again after a follower read the log is
 /// in a later entry, so no change is lost.
 pub fn change_log_key(seq: u64) -> String {
-    format!("chg/{seq:020}")
+    SeqKey::change_log(seq)
 }
 
 /// Whether a `chg/` key is a change-log entry (format 3) rather than a format-2 subject key.
 pub fn is_change_log_key(key: &str) -> bool {
-    key.strip_prefix("chg/")
-        .is_some_and(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit()))
+    SeqKey::decode(key).is_some_and(|k| k.space == SeqSpace::ChangeLog)
 }
 
 /// The oldest change-log entries, until they name at least `limit` subjects: their keys and the
@@ -443,7 +446,7 @@ impl Staging {
         key: &str,
         now: time::OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let sub_key = format!("sub/{key}");
+        let sub_key = SubjectKey::entry(key);
         let existing = match self.subjects.get(&sub_key) {
             Some(s) => Some(s.clone()),
             None => store.get_json::<SubjectEntry>(&sub_key)?,
@@ -505,22 +508,24 @@ pub struct RecordHistory {
 /// Read a subject's whole archive; `None` when the gateway has no record of it.
 pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchive>, StoreError> {
     let key = id.archive_key();
-    let Some(subject) = store.get_json::<SubjectEntry>(&format!("sub/{key}"))? else {
+    let Some(subject) = store.get_json::<SubjectEntry>(&SubjectKey::entry(&key))? else {
         return Ok(None);
     };
     let mut categories: std::collections::BTreeMap<String, Vec<RecordHistory>> = Default::default();
-    for (k, version) in store.scan::<Version>(&format!("arc/{key}{SEP}"))? {
-        let parts: Vec<&str> = k.split(SEP).collect();
-        let (Some(cat), Some(agency), Some(record_id)) = (parts.get(1), parts.get(2), parts.get(3))
+    for (k, version) in store.scan::<Version>(&VersionKey::subject_prefix(&key))? {
+        let Some(VersionKey {
+            category: number,
+            agency,
+            record_id,
+            ..
+        }) = VersionKey::decode(&k)
         else {
-            continue;
+            return Err(StoreError::corrupt(k.as_bytes(), "not a version key"));
         };
-        let category = cat
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| Category::ALL.get(n.wrapping_sub(1)))
+        let category = Category::ALL
+            .get(usize::from(number).wrapping_sub(1))
             .map(|c| c.code().to_string())
-            .unwrap_or_else(|| cat.to_string());
+            .unwrap_or_else(|| number.to_string());
         let list = categories.entry(category).or_default();
         match list.last_mut() {
             Some(h) if h.agency == *agency && h.record_id == *record_id => {
@@ -555,17 +560,19 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
 /// The (agency, record id) of every record in a subject's archive, from the keys alone.
 pub fn records_of(store: &Store, archive_key: &str) -> Result<Vec<(String, String)>, StoreError> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for item in store.keys_under(format!("arc/{archive_key}{SEP}").as_bytes()) {
+    for item in store.keys_under(VersionKey::subject_prefix(archive_key).as_bytes()) {
         let k = item?;
-        let key = String::from_utf8_lossy(&k).into_owned();
-        let parts: Vec<&str> = key.split(SEP).collect();
-        if let (Some(agency), Some(record_id)) = (parts.get(2), parts.get(3)) {
-            if out
-                .last()
-                .is_none_or(|(a, r)| a != agency || r != record_id)
-            {
-                out.push((agency.to_string(), record_id.to_string()));
-            }
+        let Some(VersionKey {
+            agency, record_id, ..
+        }) = VersionKey::decode(&String::from_utf8_lossy(&k))
+        else {
+            return Err(StoreError::corrupt(&k, "not a version key"));
+        };
+        if out
+            .last()
+            .is_none_or(|(a, r)| *a != agency || *r != record_id)
+        {
+            out.push((agency, record_id));
         }
     }
     Ok(out)
@@ -617,7 +624,11 @@ pub fn count_versions(store: &Store) -> usize {
 }
 
 pub fn record_head_key(agency: &str, record_id: &str) -> String {
-    format!("rec/{agency}{SEP}{record_id}")
+    RecordKey {
+        agency: agency.into(),
+        record_id: record_id.into(),
+    }
+    .encode()
 }
 
 /// `arc/{subject} \x1f {category:02} \x1f {agency} \x1f {record_id} \x1f {version:010}`.
@@ -628,8 +639,12 @@ pub fn version_key(
     record_id: &str,
     version: u32,
 ) -> String {
-    format!(
-        "arc/{subject}{SEP}{:02}{SEP}{agency}{SEP}{record_id}{SEP}{version:010}",
-        category.number()
-    )
+    VersionKey {
+        subject: subject.into(),
+        category: category.number() as u8,
+        agency: agency.into(),
+        record_id: record_id.into(),
+        version,
+    }
+    .encode()
 }

@@ -77,7 +77,7 @@ impl Head {
 }
 
 pub fn entry_key(seq: u64) -> String {
-    format!("aud/{seq:020}")
+    crate::store::keys::SeqKey::audit(seq)
 }
 
 fn link_hash(prev: &str, seq: u64, at: &str, kind: &str, data: &Map<String, Value>) -> String {

@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::store::{Store, StoreError, SEP};
+use crate::store::keys::CorrectionDeliveredKey;
+use crate::store::{Store, StoreError};
 
 /// What the correction does to the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,11 +99,14 @@ pub struct Status {
 }
 
 pub fn correction_key(id: &str) -> String {
-    format!("cor/{id}")
+    crate::store::keys::IdSpace::Correction.key(id)
 }
 
 pub fn delivered_key(id: &str, destination: &str) -> String {
-    format!("cod/{id}{SEP}{destination}")
+    crate::store::keys::Key::encode(&CorrectionDeliveredKey {
+        correction: id.into(),
+        destination: destination.into(),
+    })
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -163,13 +167,13 @@ pub fn list(
 
 pub fn status_of(store: &Store, c: Correction, now: OffsetDateTime) -> Result<Status, StoreError> {
     let mut delivered = Map::new();
-    for (key, at) in store.scan::<Value>(&format!("cod/{}{SEP}", c.id))? {
-        if let Some(dest) = key.rsplit(SEP).next() {
-            delivered.insert(
-                dest.to_string(),
-                at.get("at").cloned().unwrap_or(Value::Null),
-            );
-        }
+    for (key, at) in store.scan::<Value>(&CorrectionDeliveredKey::prefix(&c.id))? {
+        let key = <CorrectionDeliveredKey as crate::store::keys::Key>::decode(&key)
+            .ok_or_else(|| StoreError::corrupt(key.as_bytes(), "not a delivery key"))?;
+        delivered.insert(
+            key.destination,
+            at.get("at").cloned().unwrap_or(Value::Null),
+        );
     }
     let state = state_of(&c, &delivered, now);
     Ok(Status {

@@ -432,10 +432,9 @@ impl Worker {
     async fn dead_letter(&self, item: &(String, Entry), status: u16, answer: String) {
         let (key, entry) = item;
         events::dead_lettered(&self.destination.config.id, &entry.record_id, status);
-        let seq = key
-            .rsplit(crate::store::SEP)
-            .next()
-            .and_then(|s| s.parse::<u64>().ok())
+        // The dead letter keeps the sequence number it was queued with.
+        let seq = <crate::store::keys::OutboxKey as crate::store::keys::Key>::decode(key)
+            .map(|k| k.seq)
             .unwrap_or(0);
         let dead = DeadLetter {
             entry: entry.clone(),

@@ -111,8 +111,11 @@ impl Held {
 /// `lnk/{listing agency}{SEP}{listing record id}{SEP}{link record id}`: the linked records of joint
 /// punishment a listing made, so each can be ended with it whatever its records say later.
 pub fn link_index_key(agency: &str, record_id: &str, link_id: &str) -> String {
-    let sep = crate::store::SEP;
-    format!("lnk/{agency}{sep}{record_id}{sep}{link_id}")
+    crate::store::keys::Key::encode(&crate::store::keys::LinkKey {
+        agency: agency.into(),
+        record_id: record_id.into(),
+        link: link_id.into(),
+    })
 }
 
 /// `evt/{unix:020}{SEP}{archive key}`: re-evaluate the subject at that instant.

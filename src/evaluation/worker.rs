@@ -49,7 +49,7 @@ pub struct CycleRun {
 }
 
 pub fn cycle_key(year: i32) -> String {
-    format!("evc/{year:04}")
+    crate::store::keys::Key::encode(&crate::store::keys::CycleKey(year))
 }
 
 /// Every cycle run, oldest first.

@@ -37,5 +37,5 @@ pub struct AcceptedRecord {
 
 /// `rcp/{receipt id}`: the receipt as the agency got it.
 pub fn receipt_key(receipt_id: &str) -> String {
-    format!("rcp/{receipt_id}")
+    crate::store::keys::IdSpace::Receipt.key(receipt_id)
 }

@@ -475,7 +475,7 @@ pub fn is_superseded(store: &Store, entry: &Entry) -> bool {
 
 /// The acknowledgement key of one share.
 pub fn ack_key(idempotency_key: &str) -> String {
-    format!("lak/{idempotency_key}")
+    crate::store::keys::IdSpace::ShareAck.key(idempotency_key)
 }
 
 /// Writes that record when a platform acknowledged these shares. Each is written in the same

@@ -13,7 +13,7 @@ use crate::ledger::stage::{Reconcile, ReconcileItem, ReconcileJob};
 use crate::lifecycle::Standing;
 use crate::record::{validate_owned, ValidationContext};
 use crate::sharing::Router;
-use crate::store::{Store, StoreError, SEP};
+use crate::store::{Store, StoreError};
 use crate::subject::IdentifierExceptions;
 use crate::telemetry::events;
 
@@ -115,9 +115,11 @@ pub async fn recheck_all(
                 if !k.starts_with(b"rec/") {
                     break;
                 }
-                let key = String::from_utf8_lossy(&k[4..]).into_owned();
                 last = Some(k.to_vec());
-                if let Some((agency, record_id)) = key.split_once(SEP) {
+                let head = <crate::store::keys::RecordKey as crate::store::keys::Key>::decode(
+                    &String::from_utf8_lossy(&k),
+                );
+                if let Some(crate::store::keys::RecordKey { agency, record_id }) = &head {
                     if let Some(item) =
                         item(&store2, &router2, &exceptions2, agency, record_id, None, at)?
                     {

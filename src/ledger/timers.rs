@@ -117,6 +117,9 @@ fn due(store: &Store, now: i64, limit: usize) -> Result<Vec<(String, String, Str
         let parsed = parse_instant_key(super::TIMER_PREFIX, &key)
             .and_then(|(_, rest)| rest.split_once(SEP))
             .map(|(agency, record_id)| (agency.to_string(), record_id.to_string()));
+        if parsed.is_none() {
+            return Err(StoreError::corrupt(&k, "not a timer key"));
+        }
         if let Some((agency, record_id)) = parsed {
             out.push((key.clone(), agency, record_id));
         }

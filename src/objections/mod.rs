@@ -171,7 +171,7 @@ pub struct Objection {
 
 impl Objection {
     pub fn key(id: &str) -> String {
-        format!("obj/{id}")
+        crate::store::keys::IdSpace::Objection.key(id)
     }
 
     pub fn state(&self, now: OffsetDateTime) -> State {

@@ -27,6 +27,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::disclosure::Channel;
+use crate::store::keys::{DeadLetterKey, Key, OutboxKey, Priority};
 use crate::store::{to_bytes, Store, StoreError, SEP};
 
 /// What kind of share an entry is.
@@ -45,10 +46,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn priority(self) -> char {
+    fn priority(self) -> Priority {
         match self {
-            Kind::Correction | Kind::Withdrawal | Kind::Notice | Kind::Marking => '0',
-            Kind::Share => '1',
+            Kind::Correction | Kind::Withdrawal | Kind::Notice | Kind::Marking => Priority::Urgent,
+            Kind::Share => Priority::Normal,
         }
     }
 
@@ -162,15 +163,24 @@ pub fn idempotency_key(
 }
 
 pub fn queue_prefix(dest: &str) -> String {
-    format!("out/{dest}{SEP}")
+    OutboxKey::queue_prefix(dest)
 }
 
 pub fn entry_key(dest: &str, kind: Kind, seq: u64) -> String {
-    format!("out/{dest}{SEP}{}{SEP}{seq:020}", kind.priority())
+    OutboxKey {
+        destination: dest.into(),
+        priority: kind.priority(),
+        seq,
+    }
+    .encode()
 }
 
 pub fn dead_key(dest: &str, seq: u64) -> String {
-    format!("dlq/{dest}{SEP}{seq:020}")
+    DeadLetterKey {
+        destination: dest.into(),
+        seq,
+    }
+    .encode()
 }
 
 /// The next sequence number (persistent, monotonic).
@@ -220,7 +230,7 @@ pub fn stats(store: &Store, dest: &str) -> Result<Stats, StoreError> {
         destination: dest.to_string(),
         ..Stats::default()
     };
-    let corrections_prefix = format!("out/{dest}{SEP}0{SEP}");
+    let corrections_prefix = OutboxKey::urgent_prefix(dest);
     for item in store.scan_raw(queue_prefix(dest).as_bytes()) {
         let (k, v) = item?;
         if s.pending == 0 {
@@ -233,7 +243,7 @@ pub fn stats(store: &Store, dest: &str) -> Result<Stats, StoreError> {
             s.pending_corrections += 1;
         }
     }
-    s.dead_letters = store.count_under(format!("dlq/{dest}{SEP}").as_bytes())?;
+    s.dead_letters = store.count_under(DeadLetterKey::prefix(dest).as_bytes())?;
     Ok(s)
 }
 
@@ -246,7 +256,7 @@ pub fn list(
 ) -> Result<Vec<Value>, StoreError> {
     let prefix = match (dest, dead) {
         (Some(d), false) => queue_prefix(d),
-        (Some(d), true) => format!("dlq/{d}{SEP}"),
+        (Some(d), true) => DeadLetterKey::prefix(d),
         (None, false) => "out/".into(),
         (None, true) => "dlq/".into(),
     };
@@ -329,7 +339,7 @@ pub fn replay_writes(
     keep: impl Fn(&Entry) -> bool,
 ) -> Result<Replay, StoreError> {
     let prefix = match dest {
-        Some(d) => format!("dlq/{d}{SEP}"),
+        Some(d) => DeadLetterKey::prefix(d),
         None => "dlq/".into(),
     };
     let mut replay = Replay::default();

@@ -129,7 +129,7 @@ pub struct Repair {
 
 impl Repair {
     pub fn key(id: &str) -> String {
-        format!("rep/{id}")
+        crate::store::keys::IdSpace::Repair.key(id)
     }
 
     /// The state at `now`; `objection_open` says whether an objection filed during the publicity

@@ -83,7 +83,8 @@ const MIGRATION_CHUNK: usize = 10_000;
 /// Format 2's `chg/{subject}` keys into format 3's change log (`chg/{seq:020}` -> JSON array of
 /// subjects).
 fn subject_changes_into_log(db: &Store) -> Result<(), StoreError> {
-    let is_log_key = |k: &[u8]| k.len() == 24 && k[4..].iter().all(u8::is_ascii_digit);
+    use super::keys::{Key, SeqKey};
+    let is_log_key = |k: &[u8]| SeqKey::decode(&String::from_utf8_lossy(k)).is_some();
     let mut done = 0usize;
     loop {
         let mut chunk = Vec::new();
@@ -105,7 +106,7 @@ fn subject_changes_into_log(db: &Store) -> Result<(), StoreError> {
             .collect();
         let mut w = WriteSet::default();
         w.put(
-            format!("chg/{:020}", db.next_id()?),
+            SeqKey::change_log(db.next_id()?),
             serde_json::to_vec(&subjects).unwrap_or_default(),
         );
         for k in chunk {

@@ -1,39 +1,44 @@
-//! Durable storage: one sled database under the data directory, and the single writer that
-//! commits to it ([`Committer`]).
+//! Durable storage, engine-neutral: the [`Engine`] seam (an ordered key-value space with atomic
+//! write sets, a durable flush and a monotonic id source), the group-commit pipeline
+//! ([`Committer`], generic over a [`Stager`]), the key codecs ([`keys`]), the data directory's
+//! format and its migrations ([`format`]), and free-space watching ([`space`]). The embedded
+//! engine is sled ([`sled`]); every domain module reads and writes through [`Store`].
 //!
-//! Why one tree and one writer: an accepted batch writes archive versions, record heads, subject
-//! entries, the audit entry and the receipt together. sled applies a `Batch` to one tree
-//! atomically, so after a crash (kill -9) either all of a batch is there or none of it; a single
-//! writer thread keeps idempotency checks race-free and the audit chain without forks, and lets
-//! many requests share one flush (group commit).
+//! Why one writer: accepted batches write archive versions, record heads, outbox entries, the
+//! audit entry and the receipt together. One thread stages every group (see `exchange`), so
+//! idempotency checks are race-free and the audit chain has no fork, and many requests share one
+//! flush (group commit). The engine applies each group's write set atomically, so after a crash
+//! (kill -9) either all of a group is there or none of it.
 //!
-//! On-disk layout (keys are UTF-8; `\x1f` separates parts, a character record ids may not hold):
+//! On-disk layout, format 3 (keys are UTF-8; `\x1f` separates parts, a character identifiers may
+//! not hold; each space has its typed codec in [`keys`]):
 //!
 //! | prefix | key | value (JSON) | owner |
 //! |---|---|---|---|
-//! | `rec/` | `agency \x1f record_id` | [`crate::archive::RecordHead`]: subject, category, latest version, content hash, expiry, the publication ledger's state (opaque to the archive; in data written before the ledger: the platforms it was shared with) | archive, ledger |
-//! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | [`crate::archive::Version`] | archive |
-//! | `sub/` | `subject_key` (`uscc:9131...`) | [`crate::archive::SubjectEntry`] | archive |
-//! | `aud/` | sequence (20 digits) | [`crate::audit::Entry`] | audit |
+//! | `rec/` | `agency \x1f record_id` | `archive::RecordHead`: subject, category, latest version, content hash, expiry, marks, the publication ledger's state (opaque to the archive) | archive, ledger |
+//! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | `archive::Version` | archive |
+//! | `sub/` | `subject_key` (`uscc:9131...`) | `archive::SubjectEntry` | archive |
+//! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
+//! | `chg/` | sequence (20 digits) | the subjects one group commit changed (the change log), until a follower (evaluation) takes the entry up | archive |
+//! | `aud/` | sequence (20 digits) | `audit::Entry` | audit |
 //! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
-//! | `out/`, `dlq/` | see `outbox` | queued shares, dead letters | outbox |
+//! | `out/`, `dlq/` | see `outbox` | queued shares (by reference to `arc/` since format 3), dead letters | outbox |
 //! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
 //! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers (what each platform holds is in the record head's `publication`) | ledger |
-//! | `meta/` | `format` | the data directory's format version ([`format`]) | store |
-//! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
-//! | `chg/` | `subject_key` | the stamp of the last group that changed the subject's archive, until a follower (evaluation) takes it up | archive |
 //! | `evt/` | `unix seconds(20) \x1f subject_key` | `{}`: re-evaluate then (a record leaves its validity) | evaluation |
 //! | `lnk/` | `listing agency \x1f listing record_id \x1f link record_id` | `{}`: the linked records of joint punishment a listing made | evaluation |
-//! | `evc/` | year (4 digits) | [`crate::evaluation::worker::CycleRun`]: the yearly cycle's progress and cursor | evaluation |
+//! | `evc/` | year (4 digits) | the yearly cycle's progress and cursor | evaluation |
 //! | `obj/`, `rep/` | see `objections`, `repairs` | objections and repairs | objections, repairs |
+//! | `meta/` | `format` | the data directory's format version ([`format`]) | store |
 //!
-//! Durability: an acknowledgement is sent only after `flush`. sled 0.34 flushes with
-//! `sync_file_range` on Linux: this survives a process crash, not every power loss. With
-//! `storage.durability = "power_loss"` every group commit also `fsync`s sled's data file, so an
-//! acknowledged batch survives losing power too, at the cost measured in the benchmark.
+//! Durability: an acknowledgement is sent only after a flush that began after its group was
+//! applied. sled flushes with `sync_file_range` on Linux: this survives a process crash, not every
+//! power loss. With `storage.durability = "power_loss"` every group commit also `fsync`s sled's
+//! data file, so an acknowledged batch survives losing power too.
 //!
-//! Never does: interpret record content, or decide what to store (the archive and audit modules
-//! build the writes; this module makes them durable).
+//! Never does: interpret record content, or decide what to store (the domain modules build the
+//! writes; `exchange` stages them; this module orders, applies and flushes them). It imports no
+//! domain module.
 
 pub mod commit;
 pub mod engine;

@@ -1,4 +1,4 @@
-//! Key codecs shared by every key space that is ordered by an instant (`tmr/`, `evt/`): one
+//! The codec shared by every key space that is ordered by an instant (`tmr/`, `evt/`): one
 //! encoding, one decoding, one "due by" bound, so a queue of timers is read in time order and no
 //! module rebuilds the format by hand.
 //!
