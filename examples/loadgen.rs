@@ -68,6 +68,9 @@ struct Args {
     /// `server.max_inflight_mb` of the gateway (0: unbounded); default: the gateway's default.
     #[arg(long)]
     max_inflight_mb: Option<u64>,
+    /// `storage.cache_mb` of the gateway (sled's page cache); default: the gateway's default.
+    #[arg(long)]
+    cache_mb: Option<u64>,
     /// `process_crash` or `power_loss`.
     #[arg(long, default_value = "process_crash")]
     durability: String,
@@ -93,8 +96,12 @@ struct Totals {
     failed: AtomicU64,
 }
 
+/// `--cache-mb`, for every gateway configuration written.
+static CACHE_MB: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let _ = CACHE_MB.set(args.cache_mb);
     let dir = args
         .dir
         .clone()
@@ -591,6 +598,9 @@ fn write_config_with(
     }
     if let Some(mb) = max_inflight_mb {
         config.server.max_inflight_mb = mb;
+    }
+    if let Some(Some(mb)) = CACHE_MB.get() {
+        config.storage.cache_mb = *mb;
     }
     // One agency drives all the load here.
     config.server.max_connections_per_agency = config.server.max_connections;
