@@ -423,3 +423,69 @@ fn a_platform_can_take_xml_envelopes_with_shuanggongshi_codes() {
     );
     assert!(!share.idempotency_key.is_empty());
 }
+
+/// Format 3 queues shares by reference. If the archived version a share points to no longer
+/// gives the payload recorded at enqueue time (here: changed behind the gateway's back while it
+/// was stopped), the share is dead-lettered with the reason and never reaches the platform.
+#[test]
+fn a_share_whose_archived_version_changed_is_dead_lettered_never_sent() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let province = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &province);
+    gw.spawn();
+    province.set_mode(Mode::Unavailable, None);
+    push(
+        &gw,
+        vec![
+            agreement("TAMPER-1", "440106"),
+            agreement("KEEP-1", "440106"),
+        ],
+    );
+    gw.stop();
+    {
+        let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
+        let mut tampered = credit_gateway::store::WriteSet::default();
+        for pair in store.scan_raw(b"arc/") {
+            let (k, v) = pair.unwrap();
+            if String::from_utf8_lossy(&k).contains("TAMPER-1") {
+                let text = String::from_utf8(v)
+                    .unwrap()
+                    .replace("breached", "performed");
+                tampered.put(k, text.into_bytes());
+            }
+        }
+        assert_eq!(tampered.len(), 1);
+        store.apply(tampered).unwrap();
+        store.flush().unwrap();
+    }
+    province.set_mode(Mode::Normal, None);
+    gw.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || keys(&province).len() == 1),
+        "the untouched share arrives"
+    );
+    let dead = || {
+        let (code, out, err) = gw.cli(&["outbox", "list", "--dead"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(10), || dead()["entries"]
+        .as_array()
+        .unwrap()
+        .len()
+        == 1));
+    let entry = &dead()["entries"][0];
+    assert_eq!(entry["record_id"], "TAMPER-1");
+    assert!(
+        entry["answer"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the hash"),
+        "{entry}"
+    );
+    assert!(province
+        .received()
+        .iter()
+        .all(|s| s.record["source"]["record_id"] != "TAMPER-1"));
+}

@@ -297,20 +297,26 @@ impl Worker {
             stop.clone(),
         ));
         let mut failures: u64 = 0;
+        // The acknowledgement of the batch sent last, committing while the next batch is read
+        // and sent: at most one, and it ends before anything else touches the queue.
+        let mut acking = Acking::default();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let batch =
-                match outbox::pending(&self.store, &dest, self.destination.config.batch_size) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::error!(destination = %dest, error = %e, "cannot read the outbox");
-                        sleep_or_stop(Duration::from_secs(1), &mut stop).await;
-                        continue;
-                    }
-                };
+            let size = self.destination.config.batch_size;
+            let batch = match outbox::pending(&self.store, &dest, size + acking.keys.len()) {
+                Ok(b) => acking.skip(b, size),
+                Err(e) => {
+                    tracing::error!(destination = %dest, error = %e, "cannot read the outbox");
+                    sleep_or_stop(Duration::from_secs(1), &mut stop).await;
+                    continue;
+                }
+            };
             let batch = self.rebuild_payloads(batch).await;
+            if batch.is_empty() && acking.wait().await {
+                continue;
+            }
             if batch.is_empty() {
                 let notified = self.committer.outbox_notify.notified();
                 tokio::select! {
@@ -330,16 +336,19 @@ impl Worker {
                         failures = 0;
                     }
                     events::delivered(&dest, entries.len(), started.elapsed());
-                    self.acknowledge(&batch, &now).await;
+                    acking.wait().await;
+                    acking.start(self.acknowledge_later(&batch, &now), &batch);
                     backoff.reset();
                 }
                 Err(e) if e.retry() => {
+                    acking.wait().await;
                     let wait = backoff.next();
                     failures += 1;
                     events::delivery_retry(&dest, &e.to_string(), wait, failures);
                     sleep_or_stop(wait, &mut stop).await;
                 }
                 Err(_) => {
+                    acking.wait().await;
                     // Refused: find the culprits one share at a time.
                     if let Err(wait) = self.isolate(&batch, timeout, &mut backoff).await {
                         sleep_or_stop(wait, &mut stop).await;
@@ -347,15 +356,29 @@ impl Worker {
                 }
             }
         }
+        acking.wait().await;
         stats.abort();
     }
 
     /// Every share with its payload; a share whose payload cannot be rebuilt faithfully goes to
     /// the dead letters instead of the platform.
     async fn rebuild_payloads(&self, batch: Vec<(String, Entry)>) -> Vec<(String, Entry)> {
-        let mut ready = Vec::with_capacity(batch.len());
-        for (key, mut entry) in batch {
-            match payload::rebuild(&self.store, &mut entry) {
+        // Reads of the archive block: off the runtime's threads.
+        let store = self.store.clone();
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|(key, mut entry)| {
+                    let outcome = payload::rebuild(&store, &mut entry);
+                    (key, entry, outcome)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut ready = Vec::with_capacity(rebuilt.len());
+        for (key, entry, outcome) in rebuilt {
+            match outcome {
                 Ok(()) => ready.push((key, entry)),
                 Err(e) => {
                     let answer = format!("not sent: {e}");
@@ -394,6 +417,15 @@ impl Worker {
     }
 
     async fn acknowledge(&self, batch: &[(String, Entry)], now: &str) {
+        self.acknowledge_later(batch, now).await
+    }
+
+    /// The acknowledgement of a delivered batch, as a future that owns what it needs.
+    fn acknowledge_later(
+        &self,
+        batch: &[(String, Entry)],
+        now: &str,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
         let removes: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
         let writes = self
@@ -418,14 +450,17 @@ impl Worker {
                 .map(|e| e.idempotency_key.clone())
                 .collect::<Vec<_>>()),
         );
-        if let Err(e) = self
-            .committer
-            .apply("share_delivered", data, writes, removes, Vec::new())
-            .await
-        {
-            // The platform has them; they stay queued and will be sent again, and dropped there
-            // as duplicates by their idempotency keys.
-            tracing::error!(destination = %self.destination.config.id, error = %e, "delivered but not removed from the outbox");
+        let committer = self.committer.clone();
+        let destination = self.destination.config.id.clone();
+        async move {
+            if let Err(e) = committer
+                .apply("share_delivered", data, writes, removes, Vec::new())
+                .await
+            {
+                // The platform has them; they stay queued and will be sent again, and dropped
+                // there as duplicates by their idempotency keys.
+                tracing::error!(destination = %destination, error = %e, "delivered but not removed from the outbox");
+            }
         }
     }
 
@@ -465,6 +500,44 @@ impl Worker {
         {
             tracing::error!(error = %e, "cannot move a refused share to the dead letters");
         }
+    }
+}
+
+/// The acknowledgement committing in the background, with the outbox keys it removes (still in
+/// the queue until it is durable, so the next read skips them).
+#[derive(Default)]
+struct Acking {
+    keys: std::collections::HashSet<String>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Acking {
+    fn start(
+        &mut self,
+        ack: impl std::future::Future<Output = ()> + Send + 'static,
+        batch: &[(String, Entry)],
+    ) {
+        self.keys = batch.iter().map(|(k, _)| k.clone()).collect();
+        self.task = Some(tokio::spawn(ack));
+    }
+
+    /// Wait for the acknowledgement in flight; whether there was one.
+    async fn wait(&mut self) -> bool {
+        let Some(task) = self.task.take() else {
+            return false;
+        };
+        let _ = task.await;
+        self.keys.clear();
+        true
+    }
+
+    /// The first `size` entries that are not being acknowledged.
+    fn skip(&self, batch: Vec<(String, Entry)>, size: usize) -> Vec<(String, Entry)> {
+        batch
+            .into_iter()
+            .filter(|(k, _)| !self.keys.contains(k))
+            .take(size)
+            .collect()
     }
 }
 
