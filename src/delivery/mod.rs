@@ -300,20 +300,26 @@ impl Worker {
         // The acknowledgement of the batch sent last, committing while the next batch is read
         // and sent: at most one, and it ends before anything else touches the queue.
         let mut acking = Acking::default();
+        // The batch after the one being sent, read and rebuilt meanwhile (dropped when the send
+        // fails: the failed batch goes first again).
+        let mut next: Option<tokio::task::JoinHandle<Result<Rebuilt, String>>> = None;
+        let size = self.destination.config.batch_size;
         loop {
             if *stop.borrow() {
                 break;
             }
-            let size = self.destination.config.batch_size;
-            let batch = match outbox::pending(&self.store, &dest, size + acking.keys.len()) {
-                Ok(b) => acking.skip(b, size),
+            let read = match next.take() {
+                Some(prefetched) => prefetched.await.unwrap_or_else(|e| Err(e.to_string())),
+                None => self.read_batch(size, acking.keys.clone()).await,
+            };
+            let batch = match read {
+                Ok(rebuilt) => self.settle(rebuilt).await,
                 Err(e) => {
                     tracing::error!(destination = %dest, error = %e, "cannot read the outbox");
                     sleep_or_stop(Duration::from_secs(1), &mut stop).await;
                     continue;
                 }
             };
-            let batch = self.rebuild_payloads(batch).await;
             if batch.is_empty() && acking.wait().await {
                 continue;
             }
@@ -327,6 +333,10 @@ impl Worker {
                 continue;
             }
             let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
+            let mut in_flight = acking.keys.clone();
+            in_flight.extend(batch.iter().map(|(k, _)| k.clone()));
+            let prefetch = self.read_batch(size, in_flight);
+            next = Some(tokio::spawn(prefetch));
             let started = Instant::now();
             let now = rfc3339(self.clock.now());
             match self.destination.send(&entries, timeout, &now).await {
@@ -341,6 +351,7 @@ impl Worker {
                     backoff.reset();
                 }
                 Err(e) if e.retry() => {
+                    next = None;
                     acking.wait().await;
                     let wait = backoff.next();
                     failures += 1;
@@ -348,6 +359,7 @@ impl Worker {
                     sleep_or_stop(wait, &mut stop).await;
                 }
                 Err(_) => {
+                    next = None;
                     acking.wait().await;
                     // Refused: find the culprits one share at a time.
                     if let Err(wait) = self.isolate(&batch, timeout, &mut backoff).await {
@@ -360,22 +372,33 @@ impl Worker {
         stats.abort();
     }
 
+    /// The next `size` entries of the queue that are not in flight, with their payloads rebuilt.
+    /// Reads of the archive block: off the runtime's threads.
+    fn read_batch(
+        &self,
+        size: usize,
+        in_flight: std::collections::HashSet<String>,
+    ) -> impl std::future::Future<Output = Result<Rebuilt, String>> + Send + 'static {
+        let (store, dest) = (self.store.clone(), self.destination.config.id.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let waiting = outbox::pending(&store, &dest, size + in_flight.len())
+                    .map_err(|e| e.to_string())?;
+                let batch = waiting
+                    .into_iter()
+                    .filter(|(k, _)| !in_flight.contains(k))
+                    .take(size)
+                    .collect();
+                Ok(payload::rebuild_all(&store, batch))
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+        }
+    }
+
     /// Every share with its payload; a share whose payload cannot be rebuilt faithfully goes to
     /// the dead letters instead of the platform.
-    async fn rebuild_payloads(&self, batch: Vec<(String, Entry)>) -> Vec<(String, Entry)> {
-        // Reads of the archive block: off the runtime's threads.
-        let store = self.store.clone();
-        let rebuilt = tokio::task::spawn_blocking(move || {
-            batch
-                .into_iter()
-                .map(|(key, mut entry)| {
-                    let outcome = payload::rebuild(&store, &mut entry);
-                    (key, entry, outcome)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+    async fn settle(&self, rebuilt: Rebuilt) -> Vec<(String, Entry)> {
         let mut ready = Vec::with_capacity(rebuilt.len());
         for (key, entry, outcome) in rebuilt {
             match outcome {
@@ -503,6 +526,9 @@ impl Worker {
     }
 }
 
+/// A batch read from the queue, each share with its rebuilt payload or why it has none.
+type Rebuilt = Vec<(String, Entry, Result<(), payload::PayloadError>)>;
+
 /// The acknowledgement committing in the background, with the outbox keys it removes (still in
 /// the queue until it is durable, so the next read skips them).
 #[derive(Default)]
@@ -529,15 +555,6 @@ impl Acking {
         let _ = task.await;
         self.keys.clear();
         true
-    }
-
-    /// The first `size` entries that are not being acknowledged.
-    fn skip(&self, batch: Vec<(String, Entry)>, size: usize) -> Vec<(String, Entry)> {
-        batch
-            .into_iter()
-            .filter(|(k, _)| !self.keys.contains(k))
-            .take(size)
-            .collect()
     }
 }
 

@@ -28,6 +28,20 @@ pub enum PayloadError {
     Mismatch,
 }
 
+/// Rebuild a batch, in order.
+pub fn rebuild_all(
+    store: &Store,
+    batch: Vec<(String, Entry)>,
+) -> Vec<(String, Entry, Result<(), PayloadError>)> {
+    batch
+        .into_iter()
+        .map(|(key, mut entry)| {
+            let outcome = rebuild(store, &mut entry);
+            (key, entry, outcome)
+        })
+        .collect()
+}
+
 /// Fill in the payload of a share queued by reference.
 pub fn rebuild(store: &Store, entry: &mut Entry) -> Result<(), PayloadError> {
     if entry.payload.is_some() {
