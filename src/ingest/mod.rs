@@ -72,6 +72,10 @@ pub struct App {
     pub authority: crate::evaluation::authz::Authority,
 }
 
+/// How long a connection whose request was on its way when shutdown began may take to show its
+/// first bytes.
+const LATE_FIRST_BYTES: Duration = Duration::from_millis(500);
+
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace
 /// period.
 pub async fn serve(
@@ -97,6 +101,13 @@ pub async fn serve(
         .max_header_list_size(64 * 1024)
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    // Connections whose first request arrived just after shutdown began: served once, without
+    // keep-alive, outside the graceful watcher (which would close them before their request is
+    // read), and waited for below within the same grace period.
+    let mut late_builder = builder.clone();
+    late_builder.http1().keep_alive(false);
+    let late_builder = Arc::new(late_builder);
+    let late_connections = Arc::new(());
     let builder = Arc::new(builder);
     let slots = Arc::new(AgencySlots::new(
         app.config.server.max_connections_per_agency,
@@ -123,6 +134,8 @@ pub async fn serve(
         let acceptor = TlsAcceptor::from(tls.current());
         let app = app.clone();
         let builder = builder.clone();
+        let late_builder = late_builder.clone();
+        let late_guard = Arc::downgrade(&late_connections);
         let watcher = graceful.watcher();
         let slots = slots.clone();
         let mut conn_stop = stop.clone();
@@ -163,26 +176,44 @@ pub async fn serve(
             // hyper's header timeout starts at the first byte: a client that completes TLS and
             // then says nothing is cut off here instead of holding its slot for ever.
             let mut io = tokio::io::BufReader::new(tls);
-            // A connection that has sent nothing yet when shutdown begins is simply closed. Bytes
-            // already waiting win over the stop signal (`biased`): a request sent before the stop
-            // is served, whatever order the two wake-ups come in.
+            // A connection that has sent nothing when shutdown begins is closed. Bytes already
+            // waiting win over the stop signal (`biased`), and bytes still on their way get a
+            // short moment: a request sent before the stop is served, whatever order the stop
+            // and its bytes reach this task in (under load, the stop can come first).
             let first = tokio::select! {
                 biased;
                 r = tokio::time::timeout(first_byte_timeout, io.fill_buf()) => Some(r),
                 _ = conn_stop.changed() => None,
             };
-            let Some(first) = first else { return };
-            match first {
-                Ok(Ok(bytes)) if !bytes.is_empty() => {}
-                _ => {
-                    return events::connection_refused(
-                        who.as_deref().unwrap_or("unknown"),
-                        "silent_client",
-                    )
+            // Held while a late connection is waited for and served: shutdown waits for it.
+            let mut hold = None;
+            let (sent, late) = match first {
+                Some(r) => (matches!(r, Ok(Ok(bytes)) if !bytes.is_empty()), false),
+                None => {
+                    hold = late_guard.upgrade();
+                    let late = tokio::time::timeout(LATE_FIRST_BYTES, io.fill_buf()).await;
+                    if !matches!(late, Ok(Ok(bytes)) if !bytes.is_empty()) {
+                        return;
+                    }
+                    (true, true)
                 }
+            };
+            if !sent {
+                return events::connection_refused(
+                    who.as_deref().unwrap_or("unknown"),
+                    "silent_client",
+                );
             }
             events::connection_opened();
             let svc = routes::service(app, agency, peer);
+            if late {
+                let _guard = hold;
+                let conn = late_builder.serve_connection(TokioIo::new(io), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return events::connection_closed();
+            }
             let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
             let served = watcher.watch(conn);
             let result = if who.is_some() {
@@ -203,9 +234,13 @@ pub async fn serve(
     }
     drop(listener);
     let grace = Duration::from_millis(app.config.server.shutdown_grace_ms);
+    let deadline = tokio::time::Instant::now() + grace;
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+        _ = tokio::time::sleep_until(deadline) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    while Arc::strong_count(&late_connections) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
