@@ -51,6 +51,13 @@ fn push(gw: &Gateway, records: Vec<Value>) -> Value {
     reply.json()
 }
 
+/// `outbox list --dead` through the CLI.
+fn dead_letters(gw: &Gateway) -> Value {
+    let (code, out, err) = gw.cli(&["outbox", "list", "--dead"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str::<Value>(&out).unwrap()
+}
+
 fn keys(r: &Receiver) -> HashSet<String> {
     r.received()
         .into_iter()
@@ -255,11 +262,7 @@ fn a_refused_share_goes_to_dead_letters_and_replay_delivers_it() {
         wait_until(Duration::from_secs(20), || keys(&province).len() == 2),
         "the good ones still arrive"
     );
-    let dead = || {
-        let (code, out, err) = gw.cli(&["outbox", "list", "--dead"]);
-        assert_eq!(code, 0, "{err}");
-        serde_json::from_str::<Value>(&out).unwrap()
-    };
+    let dead = || dead_letters(&gw);
     assert!(wait_until(Duration::from_secs(10), || dead()["entries"]
         .as_array()
         .unwrap()
@@ -465,11 +468,7 @@ fn a_share_whose_archived_version_changed_is_dead_lettered_never_sent() {
         wait_until(Duration::from_secs(20), || keys(&province).len() == 1),
         "the untouched share arrives"
     );
-    let dead = || {
-        let (code, out, err) = gw.cli(&["outbox", "list", "--dead"]);
-        assert_eq!(code, 0, "{err}");
-        serde_json::from_str::<Value>(&out).unwrap()
-    };
+    let dead = || dead_letters(&gw);
     assert!(wait_until(Duration::from_secs(10), || dead()["entries"]
         .as_array()
         .unwrap()

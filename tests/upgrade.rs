@@ -12,6 +12,18 @@ use serde_json::{json, Value};
 
 const MI: &str = "medical_insurance";
 
+/// Unpack a data directory written by an earlier release into the gateway's folder.
+fn unpack(gw: &Gateway, fixture: &str) {
+    let status = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(common::repo().join("tests/fixtures").join(fixture))
+        .arg("-C")
+        .arg(gw.dir.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+}
+
 #[test]
 fn a_data_directory_from_before_the_ledger_opens_and_keeps_its_guarantees() {
     let rt = multi_thread_runtime();
@@ -20,15 +32,7 @@ fn a_data_directory_from_before_the_ledger_opens_and_keeps_its_guarantees() {
     let guangzhou = gw.receiver(&rt);
     gw.add_destination("provincial", "440000", &provincial);
     gw.add_destination("guangzhou", "440100", &guangzhou);
-    let fixture = common::repo().join("tests/fixtures/data-before-ledger.tar.gz");
-    let status = std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(gw.dir.path())
-        .status()
-        .expect("tar runs");
-    assert!(status.success());
+    unpack(&gw, "data-before-ledger.tar.gz");
     gw.spawn();
     // The six shares the old release queued are delivered.
     for r in [&provincial, &guangzhou] {
@@ -159,15 +163,7 @@ fn a_format_2_data_directory_is_migrated_and_its_queued_shares_still_arrive() {
     let guangzhou = gw.receiver(&rt);
     gw.add_destination("provincial", "440000", &provincial);
     gw.add_destination("guangzhou", "440100", &guangzhou);
-    let fixture = common::repo().join("tests/fixtures/data-format-2.tar.gz");
-    let status = std::process::Command::new("tar")
-        .arg("xzf")
-        .arg(&fixture)
-        .arg("-C")
-        .arg(gw.dir.path())
-        .status()
-        .expect("tar runs");
-    assert!(status.success());
+    unpack(&gw, "data-format-2.tar.gz");
     gw.spawn();
     for (r, queued) in [(&provincial, 11), (&guangzhou, 7)] {
         assert!(
