@@ -335,8 +335,10 @@ impl Worker {
             let entries: Vec<Entry> = batch.iter().map(|(_, e)| e.clone()).collect();
             let mut in_flight = acking.keys.clone();
             in_flight.extend(batch.iter().map(|(k, _)| k.clone()));
-            let prefetch = self.read_batch(size, in_flight);
-            next = Some(tokio::spawn(prefetch));
+            // Not while the platform fails: the batch would be thrown away with the failure.
+            if failures == 0 {
+                next = Some(tokio::spawn(self.read_batch(size, in_flight)));
+            }
             let started = Instant::now();
             let now = rfc3339(self.clock.now());
             match self.destination.send(&entries, timeout, &now).await {
