@@ -58,6 +58,17 @@ fn dead_letters(gw: &Gateway) -> Value {
     serde_json::from_str::<Value>(&out).unwrap()
 }
 
+/// The one dead letter, once it is there.
+fn one_dead_letter(gw: &Gateway) -> Value {
+    assert!(wait_until(Duration::from_secs(10), || dead_letters(gw)
+        ["entries"]
+        .as_array()
+        .unwrap()
+        .len()
+        == 1));
+    dead_letters(gw)["entries"][0].clone()
+}
+
 fn keys(r: &Receiver) -> HashSet<String> {
     r.received()
         .into_iter()
@@ -263,12 +274,7 @@ fn a_refused_share_goes_to_dead_letters_and_replay_delivers_it() {
         "the good ones still arrive"
     );
     let dead = || dead_letters(&gw);
-    assert!(wait_until(Duration::from_secs(10), || dead()["entries"]
-        .as_array()
-        .unwrap()
-        .len()
-        == 1));
-    let entry = &dead()["entries"][0];
+    let entry = &one_dead_letter(&gw);
     assert_eq!(entry["record_id"], "POISON-1");
     assert_eq!(entry["status"], 422);
     assert!(
@@ -468,13 +474,7 @@ fn a_share_whose_archived_version_changed_is_dead_lettered_never_sent() {
         wait_until(Duration::from_secs(20), || keys(&province).len() == 1),
         "the untouched share arrives"
     );
-    let dead = || dead_letters(&gw);
-    assert!(wait_until(Duration::from_secs(10), || dead()["entries"]
-        .as_array()
-        .unwrap()
-        .len()
-        == 1));
-    let entry = &dead()["entries"][0];
+    let entry = &one_dead_letter(&gw);
     assert_eq!(entry["record_id"], "TAMPER-1");
     assert!(
         entry["answer"]

@@ -12,6 +12,26 @@ use serde_json::{json, Value};
 
 const MI: &str = "medical_insurance";
 
+/// A gateway started on a data directory written by an earlier release, with the platforms
+/// `provincial` (440000) and `guangzhou` (440100) that release shared with.
+fn upgraded(
+    rt: &tokio::runtime::Runtime,
+    fixture: &str,
+) -> (
+    Gateway,
+    common::receiver::Receiver,
+    common::receiver::Receiver,
+) {
+    let mut gw = Gateway::prepare();
+    let provincial = gw.receiver(rt);
+    let guangzhou = gw.receiver(rt);
+    gw.add_destination("provincial", "440000", &provincial);
+    gw.add_destination("guangzhou", "440100", &guangzhou);
+    unpack(&gw, fixture);
+    gw.spawn();
+    (gw, provincial, guangzhou)
+}
+
 /// Unpack a data directory written by an earlier release into the gateway's folder.
 fn unpack(gw: &Gateway, fixture: &str) {
     let status = std::process::Command::new("tar")
@@ -27,13 +47,7 @@ fn unpack(gw: &Gateway, fixture: &str) {
 #[test]
 fn a_data_directory_from_before_the_ledger_opens_and_keeps_its_guarantees() {
     let rt = multi_thread_runtime();
-    let mut gw = Gateway::prepare();
-    let provincial = gw.receiver(&rt);
-    let guangzhou = gw.receiver(&rt);
-    gw.add_destination("provincial", "440000", &provincial);
-    gw.add_destination("guangzhou", "440100", &guangzhou);
-    unpack(&gw, "data-before-ledger.tar.gz");
-    gw.spawn();
+    let (mut gw, provincial, guangzhou) = upgraded(&rt, "data-before-ledger.tar.gz");
     // The six shares the old release queued are delivered.
     for r in [&provincial, &guangzhou] {
         assert!(
@@ -158,13 +172,7 @@ fn a_data_directory_from_a_newer_release_is_refused_with_a_clear_message() {
 #[test]
 fn a_format_2_data_directory_is_migrated_and_its_queued_shares_still_arrive() {
     let rt = multi_thread_runtime();
-    let mut gw = Gateway::prepare();
-    let provincial = gw.receiver(&rt);
-    let guangzhou = gw.receiver(&rt);
-    gw.add_destination("provincial", "440000", &provincial);
-    gw.add_destination("guangzhou", "440100", &guangzhou);
-    unpack(&gw, "data-format-2.tar.gz");
-    gw.spawn();
+    let (mut gw, provincial, guangzhou) = upgraded(&rt, "data-format-2.tar.gz");
     for (r, queued) in [(&provincial, 11), (&guangzhou, 7)] {
         assert!(
             wait_until(Duration::from_secs(20), || r.received().len() == queued),
