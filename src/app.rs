@@ -103,15 +103,28 @@ pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
 }
 
 pub fn open_store(config: &Config) -> Result<Store, StartError> {
-    Store::open_tuned(
-        &config.storage.data_dir,
-        config.storage.durability,
-        config.storage.cache_mb,
-    )
-    .map_err(|e| StartError::Storage {
-        path: config.storage.data_dir.display().to_string(),
-        message: e.to_string(),
-    })
+    match config.storage.engine {
+        crate::config::StorageEngine::Sled => Store::open_tuned(
+            &config.storage.data_dir,
+            config.storage.durability,
+            config.storage.cache_mb,
+        )
+        .map_err(|e| StartError::Storage {
+            path: config.storage.data_dir.display().to_string(),
+            message: e.to_string(),
+        }),
+        crate::config::StorageEngine::Postgres => {
+            let options = crate::store::postgres::Options {
+                url: config.storage.postgres_url().unwrap_or_default(),
+                pool_size: config.storage.postgres_pool_size,
+            };
+            // (Never the URL in a message: it may hold the password.)
+            Store::open_postgres(&options).map_err(|e| StartError::Storage {
+                path: "the PostgreSQL database (storage.postgres_url)".into(),
+                message: e.to_string(),
+            })
+        }
+    }
 }
 
 /// Before sled opens the data directory: refuse to start below the free-space reserve (a start on
@@ -379,6 +392,20 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     // Background work that reads the store runs on blocking threads of its own, never on the
     // runtime's worker threads (which serve TLS, health and metrics).
     let mut workers = Vec::new();
+    // Work done once per store: with several nodes on one database, by the node holding its lease.
+    let node = crate::cluster::Node {
+        store: store.clone(),
+        name: config.storage.node_name(),
+        ttl: Duration::from_millis(config.storage.lease_ttl_ms),
+    };
+    let mut once = |lease: String, make: Box<dyn FnMut(tokio::sync::watch::Receiver<bool>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>| {
+        workers.push(tokio::spawn(crate::cluster::while_held(
+            node.clone(),
+            lease,
+            stop_rx.clone(),
+            make,
+        )));
+    };
     for destination in destinations {
         let worker = crate::delivery::Worker {
             destination,
@@ -388,9 +415,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             clock: clock.clone(),
             on_delivered: Some(acknowledger(store.clone(), clock.clone())),
         };
-        workers.push(crate::ingest::spawn_off_runtime(
-            worker.run(stop_rx.clone()),
-        ));
+        let lease = format!("delivery/{}", worker.destination.config.id);
+        once(lease, Box::new(move |stop| Box::pin(worker.clone().run(stop))));
     }
     let tracker = crate::corrections::tracker::Tracker {
         store: store.clone(),
@@ -399,9 +425,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         interval: Duration::from_millis(config.corrections.check_interval_ms),
         webhook: config.corrections.alert_webhook.clone(),
     };
-    workers.push(crate::ingest::spawn_off_runtime(
-        tracker.run(stop_rx.clone()),
-    ));
+    once(
+        "corrections-tracker".into(),
+        Box::new(move |stop| Box::pin(tracker.clone().run(stop))),
+    );
     let timers = crate::ledger::timers::Timers {
         store: store.clone(),
         committer: handle.clone(),
@@ -410,9 +437,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         clock: clock.clone(),
         interval: Duration::from_millis(config.lifecycle.check_interval_ms),
     };
-    workers.push(crate::ingest::spawn_off_runtime(
-        timers.run(stop_rx.clone()),
-    ));
+    once(
+        "ledger-timers".into(),
+        Box::new(move |stop| Box::pin(timers.clone().run(stop))),
+    );
     let objection_tracker = crate::objections::tracker::Tracker {
         store: store.clone(),
         calendar: calendar.clone(),
@@ -420,9 +448,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         interval: Duration::from_millis(config.objections.check_interval_ms),
         webhook: config.objections.alert_webhook.clone(),
     };
-    workers.push(crate::ingest::spawn_off_runtime(
-        objection_tracker.run(stop_rx.clone()),
-    ));
+    once(
+        "objections-tracker".into(),
+        Box::new(move |stop| Box::pin(objection_tracker.clone().run(stop))),
+    );
     let repair_tracker = crate::repairs::tracker::Tracker {
         store: store.clone(),
         committer: handle.clone(),
@@ -435,9 +464,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         interval: Duration::from_millis(config.repairs.check_interval_ms),
         webhook: config.repairs.alert_webhook.clone(),
     };
-    workers.push(crate::ingest::spawn_off_runtime(
-        repair_tracker.run(stop_rx.clone()),
-    ));
+    once(
+        "repairs-tracker".into(),
+        Box::new(move |stop| Box::pin(repair_tracker.clone().run(stop))),
+    );
     if let Some(engine) = &evaluation {
         let worker = crate::evaluation::worker::Worker {
             engine: engine.clone(),
@@ -447,9 +477,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             cycle_batch: config.evaluation.cycle_batch,
             cycle_pace: Duration::from_millis(config.evaluation.cycle_pace_ms),
         };
-        workers.push(crate::ingest::spawn_off_runtime(
-            worker.run(stop_rx.clone()),
-        ));
+        once(
+            "evaluation".into(),
+            Box::new(move |stop| Box::pin(worker.clone().run(stop))),
+        );
     }
     let inflight = (config.server.max_inflight_mb > 0).then(|| {
         Arc::new(tokio::sync::Semaphore::new(

@@ -21,7 +21,9 @@
 //! - [`corrections`]: corrections within three working days (GD Art. 31), on the [`calendar`];
 //! - [`outbox`], [`delivery`]: the durable queues and the senders;
 //! - [`audit`]: the tamper-evident hash chain of every exchange (GD Art. 12, LS Art. 43);
-//! - [`store`]: sled, its key layout, and the single group-commit writer;
+//! - [`store`]: the storage seam, sled (embedded) and PostgreSQL (several nodes), the key layout
+//!   and the single group-commit writer;
+//! - [`cluster`]: several nodes on one PostgreSQL: leases for the work done once;
 //! - [`config`], [`telemetry`], [`clock`]: operating the gateway.
 
 pub mod app;
@@ -30,6 +32,7 @@ pub mod audit;
 pub mod calendar;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod corrections;

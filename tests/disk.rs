@@ -77,7 +77,7 @@ fn fill(dir: &Path, leave_mb: u64) -> PathBuf {
 
 #[test]
 fn below_the_free_space_reserve_work_is_refused_and_resumes_when_space_returns() {
-    let mut gw = Gateway::prepare();
+    let mut gw = Gateway::prepare_sled();
     let mount_dir = gw.dir.path().join("small-disk");
     let Some(_mount) = Mount::tmpfs(&mount_dir, 96) else {
         eprintln!("\n*** SKIPPED: cannot mount a tmpfs here (needs root); .ci/run runs as root and runs it ***\n");

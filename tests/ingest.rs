@@ -481,7 +481,11 @@ fn sigterm_lets_a_request_in_flight_finish_and_keeps_what_it_acknowledged() {
     assert!(answer.contains("\"accepted\":1"), "{answer}");
     let mut child = gw.child.take().unwrap();
     let status = common::wait_with_timeout(&mut child, std::time::Duration::from_secs(30));
-    assert!(status.success(), "graceful stop exits 0: {status:?}");
+    assert!(
+        status.success(),
+        "graceful stop exits 0: {status:?}\n{}",
+        gw.log()
+    );
     gw.spawn();
     let archive = gw
         .client(MI)

@@ -22,7 +22,7 @@ fn upgraded(
     common::receiver::Receiver,
     common::receiver::Receiver,
 ) {
-    let mut gw = Gateway::prepare();
+    let mut gw = Gateway::prepare_sled();
     let provincial = gw.receiver(rt);
     let guangzhou = gw.receiver(rt);
     gw.add_destination("provincial", "440000", &provincial);
@@ -136,7 +136,7 @@ fn a_data_directory_from_before_the_ledger_opens_and_keeps_its_guarantees() {
 
 #[test]
 fn a_data_directory_from_a_newer_release_is_refused_with_a_clear_message() {
-    let gw = Gateway::prepare();
+    let gw = Gateway::prepare_sled();
     {
         let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
         assert_eq!(

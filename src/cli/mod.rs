@@ -19,6 +19,7 @@ mod audit;
 mod calendar;
 mod check;
 mod ledger;
+mod migrate;
 mod outbox;
 
 use std::path::PathBuf;
@@ -106,6 +107,19 @@ pub enum Command {
     /// Operators of the console and the operator API.
     #[command(subcommand)]
     Operators(OperatorsCommand),
+    /// Copy a sled data directory into a PostgreSQL database (stop the gateway first), with
+    /// progress; then set `storage.engine = "postgres"` and start the nodes.
+    Migrate {
+        /// The sled data directory (default: storage.data_dir).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The database URL (default: storage.postgres_url, or CREDIT_GATEWAY_POSTGRES_URL).
+        #[arg(long)]
+        to: Option<String>,
+        /// Finish a copy that was interrupted (the database is not empty).
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -448,6 +462,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Repairs(cmd) => ledger::run(&config, ledger::Op::Repairs(cmd)),
         Command::Evaluation(cmd) => ledger::run(&config, ledger::Op::Evaluation(cmd)),
         Command::Authz(cmd) => authz(cmd),
+        Command::Migrate { from, to, resume } => {
+            migrate::migrate(&config, migrate::Migrate { from, to, resume })
+        }
         Command::Operators(OperatorsCommand::HashPassword) => {
             let mut line = String::new();
             if std::io::stdin().read_line(&mut line).is_err()

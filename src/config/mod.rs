@@ -401,7 +401,24 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The sled database folder.
+    /// `sled` (embedded, one process, the default) or `postgres` (several nodes on one
+    /// database; `postgres_url` says where).
+    pub engine: StorageEngine,
+    /// The PostgreSQL database when `engine = "postgres"`
+    /// (`postgres://user:password@host:5432/credit`); when absent, the environment variable
+    /// `CREDIT_GATEWAY_POSTGRES_URL` (keeps the password out of the file). Never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url: Option<String>,
+    /// Connections each node keeps to PostgreSQL (its writer has one more).
+    pub postgres_pool_size: usize,
+    /// This node's name in the delivery and timer leases (default: host name and process id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// How long a node's leases (a destination's deliveries, timers, evaluation) last without
+    /// renewal: after a node dies, another takes its work over within this time.
+    pub lease_ttl_ms: u64,
+    /// The sled database folder; with PostgreSQL, the node's local folder (admin address, CLI
+    /// token, manual clock of the tests).
     pub data_dir: PathBuf,
     /// What an acknowledgement survives: `process_crash` (sled's flush, sync_file_range on Linux)
     /// or `power_loss` (also fsync the data file in every group commit; slower, see the README).
@@ -515,9 +532,48 @@ impl Default for ServerConfig {
     }
 }
 
+/// Where the gateway's state lives (`storage.engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageEngine {
+    /// sled in `storage.data_dir`: zero set-up, one process.
+    #[default]
+    Sled,
+    /// PostgreSQL 15 or later (or an engine speaking its protocol): several nodes.
+    Postgres,
+}
+
+/// The environment variable read when `storage.postgres_url` is absent.
+pub const POSTGRES_URL_ENV: &str = "CREDIT_GATEWAY_POSTGRES_URL";
+
+impl StorageConfig {
+    /// The PostgreSQL URL: the file's, else the environment's.
+    pub fn postgres_url(&self) -> Option<String> {
+        self.postgres_url
+            .clone()
+            .or_else(|| std::env::var(POSTGRES_URL_ENV).ok())
+            .filter(|u| !u.trim().is_empty())
+    }
+
+    /// This node's name in leases.
+    pub fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "node".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            engine: StorageEngine::Sled,
+            postgres_url: None,
+            postgres_pool_size: 16,
+            node: None,
+            lease_ttl_ms: 15_000,
             data_dir: DEFAULT_DATA_DIR.into(),
             durability: crate::store::Durability::ProcessCrash,
             cache_mb: crate::store::DEFAULT_CACHE_MB,
@@ -711,6 +767,14 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             bad("server.max_body_bytes must be above 0".into());
+        }
+        if self.storage.engine == StorageEngine::Postgres && self.storage.postgres_url().is_none() {
+            bad(format!(
+                "storage.engine = \"postgres\" needs storage.postgres_url (or the environment variable {POSTGRES_URL_ENV})"
+            ));
+        }
+        if self.storage.lease_ttl_ms < 1_000 {
+            bad("storage.lease_ttl_ms must be at least 1000".into());
         }
         if self.evaluation.agency.trim().is_empty()
             || self.agencies.iter().any(|a| a.id == self.evaluation.agency)

@@ -273,6 +273,7 @@ impl Backoff {
 pub type OnDelivered = Arc<dyn Fn(&[Entry], &str) -> Vec<(String, Vec<u8>)> + Send + Sync>;
 
 /// Everything a worker needs.
+#[derive(Clone)]
 pub struct Worker {
     pub destination: Arc<Destination>,
     pub store: Store,

@@ -61,6 +61,7 @@ pub fn cycles(store: &Store) -> Result<Vec<CycleRun>, StoreError> {
         .collect())
 }
 
+#[derive(Clone)]
 pub struct Worker {
     pub engine: Engine,
     pub committer: CommitterHandle,

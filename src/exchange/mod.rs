@@ -207,6 +207,13 @@ impl store::Stager for Writer {
         }
     }
 
+    fn refresh(&mut self, store: &Store) -> Result<(), StoreError> {
+        self.subjects = SubjectCache::default();
+        self.exited = crate::archive::exited_subjects(store)?;
+        self.head = Head::load(store)?;
+        Ok(())
+    }
+
     fn finish(job: Job, outcome: Result<(), String>) {
         job.finish(outcome);
     }

@@ -21,6 +21,7 @@ use crate::telemetry::events;
 /// Timers fired per writer job.
 const BATCH: usize = 256;
 
+#[derive(Clone)]
 pub struct Timers {
     pub store: Store,
     pub committer: CommitterHandle,

@@ -14,6 +14,7 @@ use crate::clock::SharedClock;
 use crate::store::Store;
 use crate::telemetry::events;
 
+#[derive(Clone)]
 pub struct Tracker {
     pub store: Store,
     pub calendar: SharedCalendar,

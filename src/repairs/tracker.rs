@@ -12,6 +12,7 @@ use super::{list, State};
 use crate::calendar::warnings::{Due, Warnings};
 use crate::telemetry::events;
 
+#[derive(Clone)]
 pub struct Tracker {
     pub store: crate::store::Store,
     pub committer: crate::exchange::CommitterHandle,

@@ -39,6 +39,9 @@ pub trait Stager: Send + 'static {
     fn applied(&mut self);
     /// The group's writes were not applied: forget what was staged and reload from the store.
     fn abandoned(&mut self, store: &Store);
+    /// Another writer (another node sharing the engine) committed since this one last did:
+    /// reload whatever is kept in memory from the store before staging.
+    fn refresh(&mut self, store: &Store) -> Result<(), StoreError>;
     /// Answer a job: `Ok` once its group is durable, or why not.
     fn finish(job: Self::Job, outcome: Result<(), String>);
 }
@@ -178,9 +181,14 @@ fn run<S: Stager>(
         let started = std::time::Instant::now();
         progress.mark(&progress.applying, true);
         let mut writes = WriteSet::default();
-        let committed = stager
-            .stage(&store, &mut group, &mut writes)
+        // Between begin and end no other writer (of any node) applies: what the stager reads,
+        // checks (idempotency, the chain's head) and writes is one serial step.
+        let committed = store
+            .begin_group()
+            .and_then(|stale| if stale { stager.refresh(&store) } else { Ok(()) })
+            .and_then(|()| stager.stage(&store, &mut group, &mut writes))
             .and_then(|counted| store.apply(writes).map(|()| counted));
+        store.end_group();
         progress.mark(&progress.applying, false);
         match committed {
             Ok(counted) => {

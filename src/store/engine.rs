@@ -9,7 +9,15 @@
 //!   crash;
 //! - after [`Engine::flush`] returns, everything applied before it survives a crash of the
 //!   process (and a power loss when the engine was opened for it);
-//! - [`Engine::next_id`] never returns the same number twice, across restarts.
+//! - [`Engine::next_id`] never returns the same number twice, across restarts; numbers taken by
+//!   the writer between [`Engine::begin_group`] and [`Engine::apply`] grow in commit order, also
+//!   across the nodes that share an engine (queue order is commit order);
+//! - between [`Engine::begin_group`] and [`Engine::end_group`] no other writer, in this process
+//!   or another, applies anything: the writer's reads and its write set form one serial step.
+//!
+//! An engine several processes share (PostgreSQL) also offers named leases, so that work done
+//! once (a destination's deliveries, timers) is done by one node at a time; an embedded engine
+//! (sled) is opened by one process, which holds every lease.
 //!
 //! Never does: interpret a key or a value.
 
@@ -38,6 +46,35 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     fn next_id(&self) -> Result<u64, StoreError>;
     /// Bytes the engine occupies on disk (0 when it cannot tell).
     fn size_on_disk(&self) -> u64;
+
+    /// The writer starts a group: wait until no other writer runs. Returns whether another
+    /// writer (another node) committed since this one last did, so what the writer keeps in
+    /// memory (the audit head, subjects' standing) must be reloaded first.
+    fn begin_group(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// The writer's group is applied or abandoned: other writers may go on.
+    fn end_group(&self) {}
+    /// Take or renew the lease `name` for `holder` until `ttl` from now (the engine's clock);
+    /// whether `holder` holds it.
+    fn lease(&self, _name: &str, _holder: &str, _ttl: std::time::Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Give a lease up before it expires (a node that stops).
+    fn release(&self, _name: &str, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether other processes may share this engine (leases then matter).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Reserve numbers so that [`Engine::next_id`] returns only numbers above `floor` (a copy
+    /// from another engine keeps its numbers).
+    fn raise_ids(&self, _floor: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The engine's name, for logs and the status page.
+    fn name(&self) -> &'static str;
 }
 
 /// Writes and removals applied together. A key both written and removed in one set is removed

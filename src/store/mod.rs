@@ -44,6 +44,7 @@ pub mod commit;
 pub mod engine;
 pub mod format;
 pub mod keys;
+pub mod postgres;
 pub mod sled;
 pub mod space;
 
@@ -59,6 +60,9 @@ use std::sync::Arc;
 pub enum StoreError {
     #[error("storage: {0}")]
     Sled(#[from] ::sled::Error),
+    /// The database engine (PostgreSQL) failed or cannot be reached; a retry may help.
+    #[error("database: {0}")]
+    Database(String),
     #[error("stored value at {key} is corrupt: {message}")]
     Corrupt { key: String, message: String },
     #[error("the writer has stopped (shutting down)")]
@@ -120,6 +124,12 @@ impl Store {
         cache_mb: u64,
     ) -> Result<Self, StoreError> {
         let engine = sled::SledEngine::open(dir, durability, cache_mb)?;
+        Self::over(Arc::new(engine))
+    }
+
+    /// Connect to PostgreSQL (schema brought up to date), migrating an older format.
+    pub fn open_postgres(options: &postgres::Options) -> Result<Self, StoreError> {
+        let engine = postgres::PostgresEngine::open(options)?;
         Self::over(Arc::new(engine))
     }
 
@@ -217,6 +227,44 @@ impl Store {
 
     pub fn size_on_disk(&self) -> u64 {
         self.engine.size_on_disk()
+    }
+
+    /// See [`Engine::begin_group`].
+    pub fn begin_group(&self) -> Result<bool, StoreError> {
+        self.engine.begin_group()
+    }
+
+    /// See [`Engine::end_group`].
+    pub fn end_group(&self) {
+        self.engine.end_group()
+    }
+
+    /// Take or renew a named lease (see [`Engine::lease`]).
+    pub fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.engine.lease(name, holder, ttl)
+    }
+
+    pub fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.engine.release(name, holder)
+    }
+
+    /// Whether other gateway processes may share this store.
+    pub fn shared(&self) -> bool {
+        self.engine.shared()
+    }
+
+    /// See [`Engine::raise_ids`].
+    pub fn raise_ids(&self, floor: u64) -> Result<(), StoreError> {
+        self.engine.raise_ids(floor)
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        self.engine.name()
     }
 }
 

@@ -28,6 +28,14 @@ pub struct Gateway {
     pub config: Config,
 }
 
+/// Point a configuration at a PostgreSQL database (small pool, short leases for fail-over tests).
+pub fn on_postgres(config: &mut Config, url: &str) {
+    config.storage.engine = credit_gateway::config::StorageEngine::Postgres;
+    config.storage.postgres_url = Some(url.to_string());
+    config.storage.postgres_pool_size = 4;
+    config.storage.lease_ttl_ms = 3_000;
+}
+
 /// The default configuration pointed at `dir`, on ephemeral ports.
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::default();
@@ -60,8 +68,19 @@ impl Gateway {
     }
 
     /// A folder with a default test configuration and generated certificates, not started yet
-    /// (so receivers can be started with the same certificates first).
+    /// (so receivers can be started with the same certificates first). The store is sled, or a
+    /// fresh PostgreSQL database when the run asks for it (`CREDIT_GATEWAY_TEST_ENGINE=postgres`).
     pub fn prepare() -> Gateway {
+        let mut gw = Self::prepare_sled();
+        if postgres::requested() {
+            on_postgres(&mut gw.config, &postgres::cluster().database());
+        }
+        gw
+    }
+
+    /// As [`Gateway::prepare`], always on sled (tests of the embedded engine's own data
+    /// directory: upgrades of sled directories, its full-disk handling).
+    pub fn prepare_sled() -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         config.destinations.clear();
@@ -595,5 +614,7 @@ pub fn days_ago(days: i64) -> String {
 mod identifiers;
 #[path = "../support/receiver.rs"]
 pub mod receiver;
+#[path = "../support/postgres.rs"]
+pub mod postgres;
 #[allow(unused_imports)]
 pub use identifiers::{resident_id, uscc_in};

@@ -107,6 +107,10 @@ impl Engine for SledEngine {
     fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+
+    fn name(&self) -> &'static str {
+        "sled"
+    }
 }
 
 #[cfg(test)]
