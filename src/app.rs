@@ -398,7 +398,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         name: config.storage.node_name(),
         ttl: Duration::from_millis(config.storage.lease_ttl_ms),
     };
-    let mut once = |lease: String, make: Box<dyn FnMut(tokio::sync::watch::Receiver<bool>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>| {
+    let mut once = |lease: String,
+                    make: Box<
+        dyn FnMut(
+                tokio::sync::watch::Receiver<bool>,
+            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            + Send,
+    >| {
         workers.push(tokio::spawn(crate::cluster::while_held(
             node.clone(),
             lease,
@@ -416,7 +422,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             on_delivered: Some(acknowledger(store.clone(), clock.clone())),
         };
         let lease = format!("delivery/{}", worker.destination.config.id);
-        once(lease, Box::new(move |stop| Box::pin(worker.clone().run(stop))));
+        once(
+            lease,
+            Box::new(move |stop| Box::pin(worker.clone().run(stop))),
+        );
     }
     let tracker = crate::corrections::tracker::Tracker {
         store: store.clone(),

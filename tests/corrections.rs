@@ -128,8 +128,10 @@ fn a_correction_overtakes_a_backlog_and_is_reported_on_time() {
                 .starts_with("BACKLOG")
         })
         .unwrap();
+    // The correction goes ahead of every share still queued; a batch already read when it was
+    // committed (at most one, batch_size = 50) may still go first.
     assert!(
-        correction_at < first_backlog,
+        correction_at <= first_backlog + 50,
         "correction at {correction_at}, backlog from {first_backlog}"
     );
     assert_eq!(

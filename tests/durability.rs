@@ -201,12 +201,15 @@ fn tampering_with_one_audit_entry_is_found_and_named() {
         "operator commands are audited: {shown}"
     );
     {
-        let db = sled::open(&gw.config.storage.data_dir).unwrap();
+        let store = common::open_store(&gw.config);
         let key = credit_gateway::audit::entry_key(3);
-        let mut entry: Value = serde_json::from_slice(&db.get(&key).unwrap().unwrap()).unwrap();
+        let mut entry: Value =
+            serde_json::from_slice(&store.get_raw(key.as_bytes()).unwrap().unwrap()).unwrap();
         entry["data"]["accepted"] = json!(0); // someone hides an accepted record
-        db.insert(key, serde_json::to_vec(&entry).unwrap()).unwrap();
-        db.flush().unwrap();
+        let mut w = credit_gateway::store::WriteSet::default();
+        w.put(key.clone(), serde_json::to_vec(&entry).unwrap());
+        store.apply(w).unwrap();
+        store.flush().unwrap();
     }
     std::thread::sleep(Duration::from_millis(200));
     let (code, out, _) = gw.cli(&["audit", "verify"]);

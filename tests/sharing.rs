@@ -453,7 +453,7 @@ fn a_share_whose_archived_version_changed_is_dead_lettered_never_sent() {
     );
     gw.stop();
     {
-        let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
+        let store = common::open_store(&gw.config);
         let mut tampered = credit_gateway::store::WriteSet::default();
         for pair in store.scan_raw(b"arc/") {
             let (k, v) = pair.unwrap();

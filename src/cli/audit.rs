@@ -8,7 +8,7 @@ use super::AuditCommand;
 use crate::config::Config;
 
 pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
-    let store = match crate::app::open_store(config) {
+    let store = match super::open_local(config) {
         Ok(s) => s,
         // The gateway runs: ask it (its admin endpoint verifies the live chain).
         Err(local) => return running(config, &cmd, &local.to_string()),

@@ -29,7 +29,7 @@ pub(super) fn run(config: &Config, op: Op) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match crate::app::open_store(config) {
+    let result = match super::open_local(config) {
         Ok(store) => runtime.block_on(local(config, store, op)),
         Err(local) => runtime
             .block_on(remote(config, op))

@@ -27,9 +27,7 @@ pub(super) struct Migrate {
 }
 
 pub(super) fn migrate(config: &Config, args: Migrate) -> ExitCode {
-    let from = args
-        .from
-        .unwrap_or_else(|| config.storage.data_dir.clone());
+    let from = args.from.unwrap_or_else(|| config.storage.data_dir.clone());
     let Some(url) = args.to.or_else(|| config.storage.postgres_url()) else {
         eprintln!(
             "migrate: no database: give --to postgres://… or storage.postgres_url (or {})",
@@ -45,10 +43,7 @@ pub(super) fn migrate(config: &Config, args: Migrate) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let target = match Store::open_postgres(&postgres::Options {
-        url,
-        pool_size: 4,
-    }) {
+    let target = match Store::open_postgres(&postgres::Options { url, pool_size: 4 }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("migrate: the database: {e}");
@@ -95,7 +90,10 @@ fn copy(source: &Store, target: &Store, resume: bool) -> Result<serde_json::Valu
         copied += 1;
         if writes.len() >= CHUNK {
             target.apply(std::mem::take(&mut writes))?;
-            eprintln!("migrate: {copied} of {total} keys ({}%)", copied * 100 / total.max(1));
+            eprintln!(
+                "migrate: {copied} of {total} keys ({}%)",
+                copied * 100 / total.max(1)
+            );
         }
     }
     if !writes.is_empty() {

@@ -385,6 +385,29 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// The store for a command that works on it directly, or why the command goes through the
+/// running gateway's admin endpoint instead. sled admits one process, so a running gateway makes
+/// the open fail. A shared database (PostgreSQL) opens while nodes run; a gateway running on this
+/// host (its admin address answers) still serves the command, so the action is its node's, in
+/// its log, with its live state.
+pub(crate) fn open_local(config: &Config) -> Result<crate::store::Store, String> {
+    if config.storage.engine == crate::config::StorageEngine::Postgres && local_gateway_runs(config)
+    {
+        return Err("a gateway runs on this host".into());
+    }
+    crate::app::open_store(config).map_err(|e| e.to_string())
+}
+
+fn local_gateway_runs(config: &Config) -> bool {
+    std::fs::read_to_string(config.storage.data_dir.join(crate::app::ADMIN_ADDR_FILE))
+        .ok()
+        .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))
+                .is_ok()
+        })
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,

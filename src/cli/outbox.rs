@@ -15,7 +15,7 @@ pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCo
         Some(Some(s)) => Some(s),
         None => None,
     };
-    let result = match crate::app::open_store(config) {
+    let result = match super::open_local(config) {
         Ok(store) => {
             let listed = crate::corrections::list(&store, crate::app::clock(config).now(), parsed)
                 .map(|l| serde_json::json!({"corrections": l}))
@@ -132,7 +132,7 @@ pub(super) fn outbox(config: &Config, cmd: OutboxCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match crate::app::open_store(config) {
+    let result = match super::open_local(config) {
         Ok(store) => runtime.block_on(outbox_local(config, store, cmd)),
         Err(local) => runtime
             .block_on(outbox_remote(config, cmd))

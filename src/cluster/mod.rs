@@ -59,8 +59,12 @@ impl Node {
 /// Run the worker `make` builds only while this node holds `lease`, until `stop` flips. Each time
 /// the lease is (re)taken a new worker is built; when it is lost the worker gets its own stop
 /// signal and is waited for.
-pub async fn while_held<F, Fut>(node: Node, lease: String, mut stop: watch::Receiver<bool>, mut make: F)
-where
+pub async fn while_held<F, Fut>(
+    node: Node,
+    lease: String,
+    mut stop: watch::Receiver<bool>,
+    mut make: F,
+) where
     F: FnMut(watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {

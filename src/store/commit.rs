@@ -185,7 +185,13 @@ fn run<S: Stager>(
         // checks (idempotency, the chain's head) and writes is one serial step.
         let committed = store
             .begin_group()
-            .and_then(|stale| if stale { stager.refresh(&store) } else { Ok(()) })
+            .and_then(|stale| {
+                if stale {
+                    stager.refresh(&store)
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| stager.stage(&store, &mut group, &mut writes))
             .and_then(|counted| store.apply(writes).map(|()| counted));
         store.end_group();

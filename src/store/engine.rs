@@ -57,7 +57,12 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     fn end_group(&self) {}
     /// Take or renew the lease `name` for `holder` until `ttl` from now (the engine's clock);
     /// whether `holder` holds it.
-    fn lease(&self, _name: &str, _holder: &str, _ttl: std::time::Duration) -> Result<bool, StoreError> {
+    fn lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
         Ok(true)
     }
     /// Give a lease up before it expires (a node that stops).

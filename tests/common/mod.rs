@@ -28,6 +28,11 @@ pub struct Gateway {
     pub config: Config,
 }
 
+/// The gateway's store, whichever engine the configuration names (the gateway stopped, for sled).
+pub fn open_store(config: &Config) -> credit_gateway::store::Store {
+    credit_gateway::app::open_store(config).expect("the store opens")
+}
+
 /// Point a configuration at a PostgreSQL database (small pool, short leases for fail-over tests).
 pub fn on_postgres(config: &mut Config, url: &str) {
     config.storage.engine = credit_gateway::config::StorageEngine::Postgres;
@@ -612,9 +617,9 @@ pub fn days_ago(days: i64) -> String {
 
 #[path = "../support/identifiers.rs"]
 mod identifiers;
-#[path = "../support/receiver.rs"]
-pub mod receiver;
 #[path = "../support/postgres.rs"]
 pub mod postgres;
+#[path = "../support/receiver.rs"]
+pub mod receiver;
 #[allow(unused_imports)]
 pub use identifiers::{resident_id, uscc_in};

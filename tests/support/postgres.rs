@@ -79,7 +79,8 @@ fn is_root() -> bool {
 
 impl Cluster {
     fn start() -> Result<Cluster, String> {
-        let bin = bin_dir().ok_or("no PostgreSQL server programs (apt-get install postgresql, or set PG_BIN)")?;
+        let bin = bin_dir()
+            .ok_or("no PostgreSQL server programs (apt-get install postgresql, or set PG_BIN)")?;
         let run_as = is_root().then(|| "postgres".to_string());
         let dir = std::env::temp_dir().join(format!(
             "credit-gateway-pg-{}-{}",
@@ -186,7 +187,11 @@ impl Cluster {
                 pg_ctl.display(),
                 self.data().display()
             ),
-            None => format!("{} -D {} stop -m immediate", pg_ctl.display(), self.data().display()),
+            None => format!(
+                "{} -D {} stop -m immediate",
+                pg_ctl.display(),
+                self.data().display()
+            ),
         };
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
@@ -221,8 +226,23 @@ impl Cluster {
     /// Run one SQL statement in `database` with psql; its output (unaligned, tuples only).
     pub fn sql(&self, database: &str, statement: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-            .args(["-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", statement])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                statement,
+            ])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| e.to_string())?;

@@ -215,7 +215,12 @@ impl PostgresEngine {
         Ok((first, first + ID_BLOCK))
     }
 
-    fn page(&self, from: Vec<u8>, inclusive: bool, end: Option<Vec<u8>>) -> Result<Vec<Pair>, StoreError> {
+    fn page(
+        &self,
+        from: Vec<u8>,
+        inclusive: bool,
+        end: Option<Vec<u8>>,
+    ) -> Result<Vec<Pair>, StoreError> {
         let pool = self.pool.clone();
         self.block(async move {
             let conn = pool.get().await.map_err(db)?;
@@ -223,7 +228,9 @@ impl PostgresEngine {
             let rows = match &end {
                 Some(end) => {
                     conn.query(
-                        &format!("SELECT k, v FROM cg_kv WHERE k {op} $1 AND k < $2 ORDER BY k LIMIT $3"),
+                        &format!(
+                            "SELECT k, v FROM cg_kv WHERE k {op} $1 AND k < $2 ORDER BY k LIMIT $3"
+                        ),
                         &[&from, end, &SCAN_PAGE],
                     )
                     .await
@@ -276,9 +283,12 @@ async fn apply_schema(conn: &mut Client) -> Result<Vec<&'static str>, StoreError
             .await
             .map_err(|e| StoreError::Database(format!("schema {name}: {e}")))?;
         tx.execute("DELETE FROM cg_schema", &[]).await.map_err(db)?;
-        tx.execute("INSERT INTO cg_schema (version) VALUES ($1)", &[&((i + 1) as i32)])
-            .await
-            .map_err(db)?;
+        tx.execute(
+            "INSERT INTO cg_schema (version) VALUES ($1)",
+            &[&((i + 1) as i32)],
+        )
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         applied.push(*name);
     }
@@ -420,7 +430,9 @@ impl Engine for PostgresEngine {
             // The writer's group: on the connection that holds the lock.
             let Some(mut conn) = state.conn.take() else {
                 state.locked = false;
-                return Err(StoreError::Database("the writer's connection is gone".into()));
+                return Err(StoreError::Database(
+                    "the writer's connection is gone".into(),
+                ));
             };
             let result = self.block(async move {
                 let out = async {
@@ -500,7 +512,9 @@ impl Engine for PostgresEngine {
         }
         self.writer_conn(&mut state)?;
         let Some(conn) = state.conn.take() else {
-            return Err(StoreError::Database("the writer's connection is gone".into()));
+            return Err(StoreError::Database(
+                "the writer's connection is gone".into(),
+            ));
         };
         let result = self.block(async move {
             let out = async {

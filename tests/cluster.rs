@@ -1,0 +1,346 @@
+//! Several gateway nodes on one PostgreSQL database (issue "Several gateway nodes on
+//! PostgreSQL"): any node accepts pushes, idempotency holds across nodes, one audit chain, one
+//! node sends each share and another takes over when it dies, and a sled directory moves into a
+//! database. These tests always run on PostgreSQL (a throwaway cluster, `tests/support`).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{postgres, Gateway};
+use serde_json::{json, Value};
+
+const MI: &str = "medical_insurance";
+
+fn record(id: &str) -> Value {
+    json!({
+        "category": "commitment",
+        "subject": {"kind": "institution", "role": "designated_retail_pharmacy", "id_type": "uscc", "id": "91350100M000100Y43", "name": "福州某某药店"},
+        "source": {"record_id": id, "region": "440106"},
+        "disclosure": {"class": "gov_share"},
+        "content": {"commitment_type": "医保基金使用信用承诺", "committed_on": "2025-01-02", "fulfilment": "pending"}
+    })
+}
+
+/// Two nodes on one new database, sharing one set of certificates, both delivering to
+/// `receiver`'s platform `provincial`.
+fn two_nodes(rt: &tokio::runtime::Runtime) -> (Gateway, Gateway, common::receiver::Receiver) {
+    let url = postgres::cluster().database();
+    let mut a = Gateway::prepare_sled();
+    let receiver = a.receiver(rt);
+    let mut b = Gateway::prepare_sled();
+    copy_dir(&a.certs(), &b.certs());
+    for (gw, name) in [(&mut a, "node-a"), (&mut b, "node-b")] {
+        common::on_postgres(&mut gw.config, &url);
+        gw.config.storage.node = Some(name.into());
+        gw.add_destination("provincial", "440000", &receiver);
+    }
+    (a, b, receiver)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Record id -> the distinct idempotency keys of its publications the platform received.
+fn publications(receiver: &common::receiver::Receiver) -> HashMap<String, HashSet<String>> {
+    let mut by_record: HashMap<String, HashSet<String>> = HashMap::new();
+    for r in receiver.received() {
+        if r.kind != "share" {
+            continue;
+        }
+        if let Some(id) = r.record["source"]["record_id"].as_str() {
+            by_record
+                .entry(id.to_string())
+                .or_default()
+                .insert(r.idempotency_key.clone());
+        }
+    }
+    by_record
+}
+
+#[test]
+fn two_nodes_under_load_with_one_killed_at_random_lose_nothing_and_keep_one_chain() {
+    let rt = common::multi_thread_runtime();
+    let (a, b, receiver) = two_nodes(&rt);
+    let nodes = Arc::new([Mutex::new(a), Mutex::new(b)]);
+    for n in nodes.iter() {
+        n.lock().unwrap().spawn();
+    }
+    let acknowledged: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let turn = Arc::new(AtomicUsize::new(0));
+    let pushers: Vec<_> = (0..3)
+        .map(|t| {
+            let (nodes, acknowledged, turn) = (nodes.clone(), acknowledged.clone(), turn.clone());
+            std::thread::spawn(move || {
+                for n in 0..25 {
+                    let ids: Vec<String> = (0..20).map(|i| format!("N{t}-{n}-{i}")).collect();
+                    let batch: Vec<Value> = ids.iter().map(|id| record(id)).collect();
+                    let body = serde_json::to_vec(&batch).unwrap();
+                    // Clients alternate between the nodes; a push that fails (its node was
+                    // killed) goes to the other node, the same records again.
+                    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+                    while std::time::Instant::now() < give_up {
+                        let which = turn.fetch_add(1, Ordering::SeqCst) % 2;
+                        let client = match nodes[which].try_lock() {
+                            Ok(gw) if gw.child.is_some() => gw.client(MI),
+                            _ => {
+                                // Being restarted: the other node's turn.
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            }
+                        };
+                        match client.request(
+                            "POST",
+                            "/v1/records?mapping=canonical",
+                            Some("application/json"),
+                            body.clone(),
+                        ) {
+                            Ok(reply) if reply.status == 200 => {
+                                let receipt = reply.json();
+                                let mut acked = acknowledged.lock().unwrap();
+                                for r in receipt["records"].as_array().unwrap() {
+                                    assert_ne!(r["outcome"], "rejected", "{r}");
+                                    acked.insert(r["record_id"].as_str().unwrap().to_string());
+                                }
+                                break;
+                            }
+                            _ => std::thread::sleep(Duration::from_millis(50)),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // The killer: SIGKILL a node at pseudo-random moments, then start it again.
+    let killer = {
+        let (nodes, done) = (nodes.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seed = std::process::id() as u64 | 1;
+            let mut kills = 0;
+            while !done.load(Ordering::SeqCst) && kills < 4 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                std::thread::sleep(Duration::from_millis(200 + (seed >> 33) % 500));
+                let mut gw = nodes[kills % 2].lock().unwrap();
+                gw.kill();
+                std::thread::sleep(Duration::from_millis(200));
+                gw.spawn();
+                kills += 1;
+            }
+            kills
+        })
+    };
+    for p in pushers {
+        p.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    let kills = killer.join().unwrap();
+    assert!(kills >= 1, "a node was killed under load");
+    let acked = acknowledged.lock().unwrap().clone();
+    assert_eq!(
+        acked.len(),
+        3 * 25 * 20,
+        "every batch was acknowledged by one node or the other"
+    );
+
+    // Every acknowledged record reaches the platform, under one idempotency key.
+    let all_arrived = common::wait_until(Duration::from_secs(90), || {
+        let got = publications(&receiver);
+        acked.iter().all(|id| got.contains_key(id))
+    });
+    let got = publications(&receiver);
+    let missing: Vec<&String> = acked.iter().filter(|id| !got.contains_key(*id)).collect();
+    assert!(
+        all_arrived,
+        "{} acknowledged records never delivered, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    for (id, keys) in &got {
+        assert_eq!(
+            keys.len(),
+            1,
+            "{id} was published under {} keys: stored twice",
+            keys.len()
+        );
+    }
+
+    // Stored once each: one version per record, whichever node answers.
+    let a = nodes[0].lock().unwrap();
+    let archive = a
+        .client(MI)
+        .get("/v1/subjects/uscc/91350100M000100Y43")
+        .json();
+    let stored = archive["categories"]["commitment"].as_array().unwrap();
+    assert_eq!(
+        stored.len(),
+        acked.len(),
+        "every acknowledged record stored once"
+    );
+    for r in stored {
+        assert_eq!(
+            r["versions"].as_array().unwrap().len(),
+            1,
+            "{}",
+            r["record_id"]
+        );
+    }
+    // One chain, no fork: it verifies end to end from either node's configuration.
+    let (code, out, err) = a.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let b = nodes[1].lock().unwrap();
+    let (code, out, err) = b.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn a_node_killed_while_holding_delivery_leases_leaves_its_shares_to_the_other() {
+    let rt = common::multi_thread_runtime();
+    let (mut a, mut b, receiver) = two_nodes(&rt);
+    receiver.set_mode(common::receiver::Mode::Unavailable, None);
+    a.spawn();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || a
+            .log()
+            .contains("lease taken: this node does the work lease=delivery/provincial")
+            || (a.log().contains("lease taken")
+                && a.log().contains("delivery/provincial"))),
+        "node a takes the delivery lease: {}",
+        a.log()
+    );
+    b.spawn();
+    let ids: Vec<String> = (0..60).map(|i| format!("L-{i}")).collect();
+    for chunk in ids.chunks(20) {
+        let batch: Vec<Value> = chunk.iter().map(|id| record(id)).collect();
+        let reply = a.client(MI).post(
+            "/v1/records?mapping=canonical",
+            "application/json",
+            serde_json::to_vec(&batch).unwrap(),
+        );
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    // Node a holds the shares (the platform is down) and dies.
+    assert!(
+        common::wait_until(Duration::from_secs(10), || receiver.requests() > 0),
+        "node a tried to deliver"
+    );
+    a.kill();
+    receiver.set_mode(common::receiver::Mode::Normal, None);
+    let delivered = common::wait_until(Duration::from_secs(30), || {
+        let got = publications(&receiver);
+        ids.iter().all(|id| got.contains_key(id))
+    });
+    assert!(
+        delivered,
+        "node b delivered what node a held: {} of {}\n{}",
+        publications(&receiver).len(),
+        ids.len(),
+        b.log()
+    );
+    assert!(
+        b.log().contains("lease taken") && b.log().contains("delivery/provincial"),
+        "node b took the lease over: {}",
+        b.log()
+    );
+}
+
+#[test]
+fn a_sled_directory_migrates_into_a_database_and_the_chain_agrees_on_both() {
+    let rt = common::multi_thread_runtime();
+    let mut gw = Gateway::prepare_sled();
+    let receiver = gw.receiver(&rt);
+    receiver.set_mode(common::receiver::Mode::Unavailable, None);
+    gw.add_destination("provincial", "440000", &receiver);
+    gw.spawn();
+    let ids: Vec<String> = (0..30).map(|i| format!("M-{i}")).collect();
+    let batch: Vec<Value> = ids.iter().map(|id| record(id)).collect();
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&batch).unwrap(),
+    );
+    assert_eq!(reply.status, 200);
+    gw.stop();
+
+    let url = postgres::cluster().database();
+    let data = gw.config.storage.data_dir.to_str().unwrap().to_string();
+    let (code, out, err) = gw.cli(&["migrate", "--from", &data, "--to", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("(100%)"), "progress is shown: {err}");
+    let copied: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(copied["keys"].as_u64().unwrap() > 30, "{copied}");
+    // Copying again into the same database is refused (it is not empty).
+    let (code, _, err) = gw.cli(&["migrate", "--from", &data, "--to", &url]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("not empty") || err.contains("already holds"),
+        "{err}"
+    );
+
+    // The chain as the sled directory has it, and as the database has it.
+    let (code, sled_checkpoint, err) = gw.cli(&["audit", "checkpoint"]);
+    assert_eq!(code, 0, "{err}");
+    let sled_config = gw.config.clone();
+    common::on_postgres(&mut gw.config, &url);
+    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    let (code, pg_checkpoint, err) = gw.cli(&["audit", "checkpoint"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        sled_checkpoint, pg_checkpoint,
+        "both engines hold the same chain"
+    );
+    let (code, out, err) = gw.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    drop(sled_config);
+
+    // A node on the database delivers what the sled directory had queued, and goes on.
+    receiver.set_mode(common::receiver::Mode::Normal, None);
+    gw.spawn();
+    let delivered = common::wait_until(Duration::from_secs(20), || {
+        let got = publications(&receiver);
+        ids.iter().all(|id| got.contains_key(id))
+    });
+    assert!(
+        delivered,
+        "the queued shares arrive from the database: {}",
+        gw.log()
+    );
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&json!([record("M-after")])).unwrap(),
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["records"][0]["outcome"], "new");
+    // The same record sent again is known: idempotency came along with the archive.
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&json!([record("M-3")])).unwrap(),
+    );
+    assert_ne!(
+        reply.json()["records"][0]["outcome"],
+        "new",
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
