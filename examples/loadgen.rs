@@ -5,7 +5,12 @@
 //! cargo build --release --bins --examples
 //! target/release/examples/loadgen --clients 16 --batch 100 --duration 60        # closed loop: the maximum
 //! target/release/examples/loadgen --rate 20000 --duration 30 --skip-bound        # open loop: latency at a load
+//! target/release/examples/loadgen --engine postgres --nodes 2 --skip-bound       # two nodes on one PostgreSQL
 //! ```
+//!
+//! With `--engine postgres` the gateway runs on a throwaway PostgreSQL cluster (`tests/support`:
+//! initdb into a temporary folder, removed afterwards); `--nodes N` starts N gateway processes
+//! on that one database, and client `c` pushes to node `c % N`.
 //!
 //! Phases: (1) ingest: C agency clients (mutual TLS, keep-alive) push batches of B canonical
 //! records of about 600 bytes (Chinese text, valid identifiers) while the platform receiver is
@@ -20,6 +25,9 @@ mod identifiers;
 
 #[path = "../tests/support/receiver.rs"]
 mod receiver;
+
+#[path = "../tests/support/postgres.rs"]
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,6 +89,12 @@ struct Args {
     /// the gateway's start to ready and its memory on that data set.
     #[arg(long)]
     bulk: Option<u64>,
+    /// `sled` (embedded) or `postgres` (a throwaway local cluster).
+    #[arg(long, default_value = "sled")]
+    engine: String,
+    /// Gateway processes on the one database (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Credit evaluation during the run: `off` (evaluation.enabled = false), `idle` (the shipped
     /// profiles, none of which is in force today: changes are taken up, nothing is scored) or
     /// `active` (a copy of the Guangdong profiles in force from 2026-07-01: every changed subject is
@@ -98,6 +112,8 @@ struct Totals {
 
 /// `--cache-mb`, for every gateway configuration written.
 static CACHE_MB: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+/// The PostgreSQL database of this run, when `--engine postgres`.
+static DATABASE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -120,14 +136,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = args.bulk {
         return footprint(&args, &dir, &certs, n, &rt);
     }
+    let postgres = args.engine == "postgres";
+    if args.nodes > 1 && !postgres {
+        return Err("--nodes above 1 needs --engine postgres".into());
+    }
+    let _ = DATABASE.set(postgres.then(|| postgres::cluster().database()));
     println!(
-        "# credit-gateway benchmark  ({} clients, batches of {}, {}, durability {})",
+        "# credit-gateway benchmark  ({} clients, batches of {}, {}, durability {}, engine {}, {} node{})",
         args.clients,
         args.batch,
         args.rate
             .map(|r| format!("open loop at {r} records/s"))
             .unwrap_or_else(|| "closed loop".into()),
-        args.durability
+        args.durability,
+        args.engine,
+        args.nodes,
+        if args.nodes == 1 { "" } else { "s" }
     );
     println!("machine: {} cores, {}", num_cpus(), cpu_model());
 
@@ -150,24 +174,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &args.durability,
             args.max_inflight_mb,
         )?;
-        let started = Instant::now();
-        let (mut gateway, api, admin) = spawn_ready(
-            Command::new(&args.gateway)
-                .arg("--config")
-                .arg(&config_path)
-                .arg("serve"),
-            "credit-gateway ready:",
-        )?;
-        println!(
-            "gateway ready in {:.0} ms",
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-        let pid = gateway.id();
-        let cpu_before = cpu_seconds(pid);
-        result = rt.block_on(load(&args, &api, &certs));
-        let cpu = cpu_seconds(pid) - cpu_before;
-        report("gateway", &result, Some((peak_rss_kib(pid), cpu)));
-        let data_bytes = dir_size(&dir.join("data"));
+        let mut gateways = Vec::new();
+        let mut apis = Vec::new();
+        for node in 0..args.nodes {
+            let path = node_config(&config_path, &dir, node)?;
+            let started = Instant::now();
+            let (gateway, api, _admin) = spawn_ready(
+                Command::new(&args.gateway)
+                    .arg("--config")
+                    .arg(&path)
+                    .arg("serve"),
+                "credit-gateway ready:",
+            )?;
+            println!(
+                "gateway node {node} ready in {:.0} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            gateways.push(gateway);
+            apis.push(api);
+        }
+        let pids: Vec<u32> = gateways.iter().map(Child::id).collect();
+        let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+        result = rt.block_on(load(&args, &apis, &certs));
+        let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
+        let rss: u64 = pids.iter().map(|p| peak_rss_kib(*p)).sum();
+        report("gateway", &result, Some((rss, cpu)));
+        if pids.len() > 1 {
+            let each: Vec<String> = pids
+                .iter()
+                .map(|p| format!("{} MiB", peak_rss_kib(*p) / 1024))
+                .collect();
+            println!("gateway: peak RSS per node {}", each.join(", "));
+        }
+        let data_bytes = match DATABASE.get() {
+            Some(Some(url)) => database_size(url),
+            _ => dir_size(&dir.join("data")),
+        };
         let accepted = result.accepted;
         if accepted > 0 {
             println!("disk: {:.0} bytes per record ({} MiB for {accepted} records, archive + outbox + audit)", data_bytes as f64 / accepted as f64, data_bytes / (1 << 20));
@@ -175,10 +217,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         // Phase 2: a correction behind the backlog, then the drain.
         if !args.skip_delivery && accepted > 0 {
-            rt.block_on(delivery(&api, &certs, &receiver, accepted));
+            rt.block_on(delivery(&apis[0], &certs, &receiver, accepted));
         }
-        let _ = admin;
-        stop(&mut gateway);
+        for gateway in &mut gateways {
+            stop(gateway);
+        }
     }
 
     // Phase 3: the bound.
@@ -194,7 +237,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         let bpid = bound.id();
         let cpu_before = cpu_seconds(bpid);
-        let bound_result = rt.block_on(load(&args, &bound_api, &certs));
+        let bound_result = rt.block_on(load(&args, &[bound_api], &certs));
         report(
             "bound",
             &bound_result,
@@ -397,18 +440,25 @@ fn client(certs: &Path, agency: &str) -> HttpsClient {
         .build(connector)
 }
 
-async fn load(args: &Args, api: &str, certs: &Path) -> LoadResult {
+/// Client `c` pushes to `apis[c % apis.len()]` (several nodes on one database).
+async fn load(args: &Args, apis: &[String], certs: &Path) -> LoadResult {
     let totals = Arc::new(Totals::default());
     let stop = Arc::new(AtomicBool::new(false));
     let sent_records = Arc::new(AtomicU64::new(0));
-    let port = api.rsplit(':').next().unwrap_or("0").to_string();
-    let uri: hyper::Uri = format!("https://localhost:{port}/v1/records?mapping=canonical")
-        .parse()
-        .expect("uri");
+    let uris: Vec<hyper::Uri> = apis
+        .iter()
+        .map(|api| {
+            let port = api.rsplit(':').next().unwrap_or("0");
+            format!("https://localhost:{port}/v1/records?mapping=canonical")
+                .parse()
+                .expect("uri")
+        })
+        .collect();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
     for c in 0..args.clients {
+        let uri = &uris[c % uris.len()];
         let client = client(certs, "medical_insurance");
         let (totals, stop, sent) = (totals.clone(), stop.clone(), sent_records.clone());
         let (uri, batch, limit) = (uri.clone(), args.batch, args.records);
@@ -613,6 +663,10 @@ fn write_config_with(
         credit_gateway::store::Durability::ProcessCrash
     };
     config.tls.certs_dir = certs.to_path_buf();
+    if let Some(Some(url)) = DATABASE.get() {
+        config.storage.engine = credit_gateway::config::StorageEngine::Postgres;
+        config.storage.postgres_url = Some(url.clone());
+    }
     config.log.filter = "warn".into();
     for a in &mut config.agencies {
         a.requests_per_second = 1_000_000;
@@ -629,6 +683,34 @@ fn write_config_with(
     let path = dir.join("credit-gateway.toml");
     std::fs::write(&path, toml::to_string(&config)?)?;
     Ok(path)
+}
+
+/// Node `node`'s configuration: the same, with a local folder of its own.
+fn node_config(
+    base: &Path,
+    dir: &Path,
+    node: usize,
+) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    if node == 0 {
+        return Ok(base.to_path_buf());
+    }
+    let mut config: credit_gateway::config::Config =
+        toml::from_str(&std::fs::read_to_string(base)?)?;
+    config.storage.data_dir = dir.join(format!("data-{node}"));
+    config.storage.node = Some(format!("loadgen-node-{node}"));
+    let path = dir.join(format!("credit-gateway-{node}.toml"));
+    std::fs::write(&path, toml::to_string(&config)?)?;
+    Ok(path)
+}
+
+/// Bytes the run's database occupies (tables, indexes, its share of the catalogue).
+fn database_size(url: &str) -> u64 {
+    let name = url.rsplit('/').next().unwrap_or("postgres");
+    postgres::cluster()
+        .sql(name, "SELECT pg_database_size(current_database())")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn spawn_ready(

@@ -112,7 +112,7 @@ pub async fn file(
     default_agency: &str,
     req: FileRequest,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     if req.records.is_empty() || req.records.len() > MAX_RECORDS {
         return Err(ObjectionError::Invalid(format!(
             "records must name 1 to {MAX_RECORDS} records"
@@ -246,7 +246,7 @@ pub async fn accept_late(
     by: &str,
     reason: &str,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::FiledLate {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -284,7 +284,7 @@ pub async fn resolve(
     req: &ResolveRequest,
     correction_for: Option<(&str, &str)>,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::UnderReview {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -387,7 +387,7 @@ pub async fn review(
     id: &str,
     reason: &str,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::Rejected || objection.level >= 2 {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));

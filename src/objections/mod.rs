@@ -32,6 +32,22 @@ pub mod ops;
 /// repair, checks its state and writes it back, and a repair's completion checks for objections
 /// on its records; serialized, no two steps can interleave between the check and the write.
 pub static STEPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One step held: in this process ([`STEPS`]) and across every node sharing the store.
+pub struct Step {
+    _shared: crate::store::Exclusive,
+    _local: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Wait for the turn of a step on objections or repairs.
+pub async fn step(store: &crate::store::Store) -> Result<Step, crate::store::StoreError> {
+    let local = STEPS.lock().await;
+    let shared = store.exclusive("objections-and-repairs")?;
+    Ok(Step {
+        _shared: shared,
+        _local: local,
+    })
+}
 pub mod rules;
 pub mod tracker;
 

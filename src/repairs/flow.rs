@@ -95,7 +95,7 @@ pub async fn apply(
     default_agency: &str,
     req: ApplyRequest,
 ) -> Result<Repair, RepairError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     if req.records.is_empty() || req.records.len() > MAX_RECORDS {
         return Err(RepairError::Invalid(format!(
             "records must name 1 to {MAX_RECORDS} records"
@@ -225,7 +225,7 @@ pub async fn decide(
     id: &str,
     req: &DecideRequest,
 ) -> Result<Repair, RepairError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     if repair.status != Status::UnderReview {
         return Err(RepairError::WrongState(repair.state(ctx.now, false)));
@@ -270,7 +270,7 @@ pub async fn decide(
 
 /// LS Art. 40: a complex case may take longer, at most 30 working days from acceptance.
 pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair, RepairError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     if repair.status != Status::UnderReview || repair.extension_reason.is_some() {
         return Err(RepairError::WrongState(repair.state(ctx.now, false)));
@@ -292,7 +292,7 @@ pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair,
 /// every platform (终止公示, 停止共享); the medical-insurance platform is told. `None` when it is
 /// not due (or suspended).
 pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repair>, RepairError> {
-    let _step = crate::objections::STEPS.lock().await;
+    let _step = crate::objections::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     let due = repair.status == Status::InPublicity
         && repair.publicity_until.is_some_and(|u| ctx.now >= u);

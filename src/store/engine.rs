@@ -78,8 +78,27 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     fn raise_ids(&self, _floor: u64) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Hold the named exclusive section until the returned guard drops: one holder at a time
+    /// across every process sharing the engine (within one process the caller serializes).
+    fn exclusive(&self, _name: &str) -> Result<Exclusive, StoreError> {
+        Ok(Exclusive::default())
+    }
     /// The engine's name, for logs and the status page.
     fn name(&self) -> &'static str;
+}
+
+/// An exclusive section held (see [`Engine::exclusive`]); released when dropped.
+#[derive(Default)]
+pub struct Exclusive {
+    _held: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Exclusive {
+    pub fn holding(guard: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            _held: Some(Box::new(guard)),
+        }
+    }
 }
 
 /// Writes and removals applied together. A key both written and removed in one set is removed

@@ -49,7 +49,7 @@ pub mod sled;
 pub mod space;
 
 pub use commit::{Committer, CommitterHandle, Progress, Stager};
-pub use engine::{Engine, Pair, WriteSet};
+pub use engine::{Engine, Exclusive, Pair, WriteSet};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -261,6 +261,11 @@ impl Store {
     /// See [`Engine::raise_ids`].
     pub fn raise_ids(&self, floor: u64) -> Result<(), StoreError> {
         self.engine.raise_ids(floor)
+    }
+
+    /// See [`Engine::exclusive`].
+    pub fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
+        self.engine.exclusive(name)
     }
 
     pub fn engine_name(&self) -> &'static str {

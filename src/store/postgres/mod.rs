@@ -38,7 +38,7 @@ use std::time::Duration;
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
 use tokio_postgres::{Client, NoTls};
 
-use super::engine::{Engine, Pair, Pairs, WriteSet};
+use super::engine::{Engine, Exclusive, Pair, Pairs, WriteSet};
 use super::StoreError;
 
 /// The advisory lock a node's writer holds from `begin_group` to `end_group`.
@@ -324,6 +324,15 @@ async fn write_set(
         .await
         .map_err(db)?;
     Ok(row.get(0))
+}
+
+/// The advisory lock of a named exclusive section (never the writer's or the schema's).
+fn section_key(name: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
 }
 
 /// The smallest key greater than every key starting with `prefix` (None: there is none).
@@ -639,6 +648,21 @@ impl Engine for PostgresEngine {
         })?;
         *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = (0, 0);
         Ok(())
+    }
+
+    fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
+        let pg = self.pg.clone();
+        let key = section_key(name);
+        let client = self.block(async move {
+            // A connection of its own: closing it (the guard dropped) releases the lock.
+            let client = connect(&pg).await?;
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map_err(db)?;
+            Ok(client)
+        })?;
+        Ok(Exclusive::holding(client))
     }
 
     fn name(&self) -> &'static str {
