@@ -14,7 +14,7 @@ CREATE TABLE cg_writer (
 INSERT INTO cg_writer (id, epoch) VALUES (1, 0);
 
 -- Outbox sequence numbers and other identifiers, handed out in blocks to the node that writes.
-CREATE SEQUENCE cg_ids AS bigint INCREMENT BY 1024 START WITH 1024 MINVALUE 0;
+CREATE SEQUENCE cg_ids INCREMENT BY 1024 START WITH 1024 MINVALUE 0;
 
 -- Work done by one node at a time (a destination's deliveries, timers), held until expires_at.
 CREATE TABLE cg_leases (
