@@ -208,6 +208,116 @@ fn two_nodes_under_load_with_one_killed_at_random_lose_nothing_and_keep_one_chai
 }
 
 #[test]
+fn the_same_batch_pushed_to_both_nodes_at_once_is_stored_once() {
+    let rt = common::multi_thread_runtime();
+    let (mut a, mut b, _receiver) = two_nodes(&rt);
+    a.spawn();
+    b.spawn();
+    for round in 0..5 {
+        let ids: Vec<String> = (0..30).map(|i| format!("SAME-{round}-{i}")).collect();
+        let body =
+            serde_json::to_vec(&ids.iter().map(|id| record(id)).collect::<Vec<_>>()).unwrap();
+        let pushes: Vec<_> = [a.client(MI), b.client(MI), a.client(MI), b.client(MI)]
+            .into_iter()
+            .map(|client| {
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    let reply =
+                        client.post("/v1/records?mapping=canonical", "application/json", body);
+                    assert_eq!(reply.status, 200);
+                    reply.json()
+                })
+            })
+            .collect();
+        let receipts: Vec<Value> = pushes.into_iter().map(|p| p.join().unwrap()).collect();
+        for id in &ids {
+            let new = receipts
+                .iter()
+                .flat_map(|r| r["records"].as_array().unwrap())
+                .filter(|r| r["record_id"] == id.as_str() && r["outcome"] == "new")
+                .count();
+            assert_eq!(
+                new, 1,
+                "{id} is new in exactly one of four concurrent receipts"
+            );
+        }
+    }
+    let archive = b
+        .client(MI)
+        .get("/v1/subjects/uscc/91350100M000100Y43")
+        .json();
+    let stored = archive["categories"]["commitment"].as_array().unwrap();
+    assert_eq!(stored.len(), 150);
+    for r in stored {
+        assert_eq!(
+            r["versions"].as_array().unwrap().len(),
+            1,
+            "{}",
+            r["record_id"]
+        );
+    }
+}
+
+#[test]
+fn operator_actions_and_sighup_work_on_either_node() {
+    let rt = common::multi_thread_runtime();
+    let (mut a, mut b, receiver) = two_nodes(&rt);
+    receiver.set_mode(common::receiver::Mode::RefuseRecord("POISON".into()), None);
+    a.spawn();
+    b.spawn();
+    let batch = json!([record("OK-1"), record("POISON-1")]);
+    let reply = a.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&batch).unwrap(),
+    );
+    assert_eq!(reply.status, 200);
+    // Whichever node delivered, the dead letter is in the one database: node b replays it.
+    let dead = || {
+        let (code, out, err) = b.cli(&["outbox", "list", "--destination", "provincial", "--dead"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(20), || dead() == 1),
+        "one dead letter"
+    );
+    receiver.set_mode(common::receiver::Mode::Normal, None);
+    let (code, out, err) = b.cli(&["outbox", "replay"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"replayed\": 1"), "{out}");
+    assert!(
+        common::wait_until(Duration::from_secs(20), || publications(&receiver)
+            .contains_key("POISON-1")),
+        "the replayed share is delivered"
+    );
+    assert!(
+        b.log().contains("operator action"),
+        "node b did it, in its own log"
+    );
+    // SIGHUP on node b reloads node b, audited in the one chain.
+    b.sighup();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || b
+            .log()
+            .contains("reloaded (SIGHUP)")),
+        "{}",
+        b.log()
+    );
+    let (code, shown, err) = a.cli(&["audit", "show", "--from", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        shown.contains("operator_tls_reload"),
+        "node b's reload is in the chain node a reads"
+    );
+    let (code, out, err) = a.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
 fn a_node_killed_while_holding_delivery_leases_leaves_its_shares_to_the_other() {
     let rt = common::multi_thread_runtime();
     let (mut a, mut b, receiver) = two_nodes(&rt);
@@ -342,5 +452,114 @@ fn a_sled_directory_migrates_into_a_database_and_the_chain_agrees_on_both() {
         "new",
         "{}",
         String::from_utf8_lossy(&reply.body)
+    );
+}
+
+/// The same writes on both engines read back the same, in the same order: across scan pages,
+/// under prefixes ending in 0xff, with removals winning over writes.
+#[test]
+fn the_database_engine_reads_and_writes_like_sled() {
+    use credit_gateway::store::{postgres::Options, Store, WriteSet};
+    let dir = tempfile::tempdir().unwrap();
+    let sled = Store::open(dir.path()).unwrap();
+    let pg = Store::open_postgres(&Options {
+        url: postgres::cluster().database(),
+        pool_size: 4,
+    })
+    .unwrap();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for i in 0..1_300u32 {
+        keys.push(format!("out/p\x1f1\x1f{i:020}").into_bytes());
+    }
+    for tail in [0u8, 1, 0x7f, 0xfe, 0xff] {
+        keys.push(vec![b'z', 0xff, tail]);
+        keys.push(vec![b'z', 0xff, 0xff, tail]);
+    }
+    for store in [&sled, &pg] {
+        let mut w = WriteSet::default();
+        for (i, k) in keys.iter().enumerate() {
+            w.put(k.clone(), format!("v{i}").into_bytes());
+        }
+        w.remove(keys[7].clone());
+        w.put(keys[7].clone(), b"written and removed in one set".to_vec());
+        store.apply(w).unwrap();
+    }
+    let read = |store: &Store, prefix: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        store.scan_raw(prefix).map(|p| p.unwrap()).collect()
+    };
+    for prefix in [
+        &b"out/"[..],
+        b"out/p\x1f1\x1f0000000000000000001",
+        b"z\xff",
+        b"z\xff\xff",
+        b"",
+    ] {
+        let (a, b) = (read(&sled, prefix), read(&pg, prefix));
+        assert_eq!(a.len(), b.len(), "prefix {prefix:?}");
+        assert_eq!(a, b, "prefix {prefix:?}");
+    }
+    assert!(pg.get_raw(&keys[7]).unwrap().is_none(), "a removal wins");
+    let ranged = |s: &Store| -> Vec<Vec<u8>> {
+        s.range_raw(&keys[100], Some(&keys[700]))
+            .map(|p| p.unwrap().0)
+            .collect()
+    };
+    assert_eq!(ranged(&sled), ranged(&pg));
+    assert_eq!(ranged(&pg).len(), 600);
+    assert_eq!(
+        sled.last_under::<serde_json::Value>("out/")
+            .ok()
+            .map(|l| l.map(|(k, _)| k)),
+        pg.last_under::<serde_json::Value>("out/")
+            .ok()
+            .map(|l| l.map(|(k, _)| k)),
+    );
+
+    // Identifiers only grow, also after raising them past another engine's.
+    let first = pg.next_id().unwrap();
+    assert!(pg.next_id().unwrap() > first);
+    pg.raise_ids(5_000_000).unwrap();
+    assert!(pg.next_id().unwrap() >= 5_000_000);
+
+    // A lease has one holder until it expires or is released.
+    let ttl = Duration::from_millis(1_500);
+    assert!(pg.lease("delivery/x", "node-a", ttl).unwrap());
+    assert!(
+        !pg.lease("delivery/x", "node-b", ttl).unwrap(),
+        "held by node a"
+    );
+    assert!(
+        pg.lease("delivery/x", "node-a", ttl).unwrap(),
+        "renewed by its holder"
+    );
+    std::thread::sleep(Duration::from_millis(1_700));
+    assert!(
+        pg.lease("delivery/x", "node-b", ttl).unwrap(),
+        "expired: node b takes it"
+    );
+    assert!(!pg.lease("delivery/x", "node-a", ttl).unwrap());
+    pg.release("delivery/x", "node-b").unwrap();
+    assert!(
+        pg.lease("delivery/x", "node-a", ttl).unwrap(),
+        "released: free at once"
+    );
+
+    // An exclusive section has one holder across connections.
+    let held = pg.exclusive("steps").unwrap();
+    let entered = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let (pg, entered) = (pg.clone(), entered.clone());
+        std::thread::spawn(move || {
+            let _second = pg.exclusive("steps").unwrap();
+            entered.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(!entered.load(Ordering::SeqCst), "the second holder waits");
+    drop(held);
+    waiter.join().unwrap();
+    assert!(
+        entered.load(Ordering::SeqCst),
+        "and enters once the first leaves"
     );
 }

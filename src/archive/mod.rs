@@ -182,6 +182,8 @@ pub enum Outcome {
 #[derive(Default)]
 pub struct Staging {
     heads: HashMap<String, RecordHead>,
+    /// Heads read ahead for the group's records in one request (see [`Staging::read_ahead`]).
+    read: HashMap<String, Option<RecordHead>>,
     dirty: Vec<String>,
     subjects: HashMap<String, SubjectEntry>,
     /// Subjects whose archive this group changes (a version, a mark, an expiry, a standing).
@@ -251,6 +253,24 @@ fn name_hash(name: &str) -> u64 {
 }
 
 impl Staging {
+    /// Read the heads of the records the group is about to stage in one request (a database
+    /// engine answers many keys in one round trip; the writer holds the store meanwhile, so they
+    /// cannot change before they are used).
+    pub fn read_ahead(
+        &mut self,
+        store: &Store,
+        records: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = records
+            .iter()
+            .map(|(agency, record_id)| record_head_key(agency, record_id))
+            .filter(|k| !self.heads.contains_key(k) && !self.read.contains_key(k))
+            .collect();
+        let heads = store.get_many_json::<RecordHead>(&keys)?;
+        self.read.extend(keys.into_iter().zip(heads));
+        Ok(())
+    }
+
     /// Stage one accepted record; returns its outcome, its version and its head as it was before
     /// (the publication ledger is judged against what the previous version left).
     /// `canonical` is the record's canonical bytes ([`CanonicalRecord::canonical_bytes`]),
@@ -266,9 +286,10 @@ impl Staging {
         touch: bool,
     ) -> Result<(Outcome, u32, Option<RecordHead>), StoreError> {
         let head_key = record_head_key(&record.source.agency, &record.source.record_id);
-        let previous = match self.heads.get(&head_key) {
-            Some(h) => Some(h.clone()),
-            None => store.get_json::<RecordHead>(&head_key)?,
+        let previous = match (self.heads.get(&head_key), self.read.remove(&head_key)) {
+            (Some(h), _) => Some(h.clone()),
+            (None, Some(read)) => read,
+            (None, None) => store.get_json::<RecordHead>(&head_key)?,
         };
         let hash = hex::encode(sha2::Sha256::digest(canonical));
         if let Some(prev) = &previous {

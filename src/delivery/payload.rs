@@ -28,15 +28,33 @@ pub enum PayloadError {
     Mismatch,
 }
 
-/// Rebuild a batch, in order.
+/// Rebuild a batch, in order; the archived versions are read in one request.
 pub fn rebuild_all(
     store: &Store,
     batch: Vec<(String, Entry)>,
 ) -> Vec<(String, Entry, Result<(), PayloadError>)> {
+    let wanted: Vec<String> = batch
+        .iter()
+        .filter(|(_, e)| e.payload.is_none())
+        .filter_map(|(_, e)| e.source.as_ref().map(|s| s.version_key.clone()))
+        .collect();
+    let mut versions: std::collections::HashMap<String, Result<Option<Version>, String>> =
+        match store.get_many_json::<Version>(&wanted) {
+            Ok(found) => wanted.into_iter().zip(found.into_iter().map(Ok)).collect(),
+            // One undecodable version must not hold up the others: each is read on its own.
+            Err(_) => Default::default(),
+        };
     batch
         .into_iter()
         .map(|(key, mut entry)| {
-            let outcome = rebuild(store, &mut entry);
+            let read = entry
+                .source
+                .as_ref()
+                .and_then(|s| versions.remove(&s.version_key));
+            let outcome = match read {
+                Some(Ok(version)) => rebuild_from(&mut entry, version),
+                _ => rebuild(store, &mut entry),
+            };
             (key, entry, outcome)
         })
         .collect()
@@ -48,9 +66,17 @@ pub fn rebuild(store: &Store, entry: &mut Entry) -> Result<(), PayloadError> {
         return Ok(());
     }
     let source = entry.source.as_ref().ok_or(PayloadError::Empty)?;
-    let version: Version = store
-        .get_json(&source.version_key)?
-        .ok_or(PayloadError::VersionMissing)?;
+    let version = store.get_json(&source.version_key)?;
+    rebuild_from(entry, version)
+}
+
+/// Fill in the payload from the archived version it references (`None`: it is gone).
+fn rebuild_from(entry: &mut Entry, version: Option<Version>) -> Result<(), PayloadError> {
+    if entry.payload.is_some() {
+        return Ok(());
+    }
+    let source = entry.source.as_ref().ok_or(PayloadError::Empty)?;
+    let version: Version = version.ok_or(PayloadError::VersionMissing)?;
     // Most shares are the archived record as it is (nothing masked, dropped or marked): its bytes
     // are sent as stored when their hash is the recorded one, without parsing them again.
     if source.decision.is_empty() && source.marks.is_none() && source.correction.is_none() {

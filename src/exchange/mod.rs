@@ -28,6 +28,11 @@ use crate::store::{self, Store, StoreError, WriteSet};
 
 /// One durable exchange, staged on the writer thread and answered once durable.
 pub trait Exchange: Send {
+    /// The records (agency, record id) this exchange will stage, read ahead for the whole group
+    /// at once.
+    fn records(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Add this exchange's writes and its audit entry to the group.
     fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError>;
     /// Answer the caller: `Ok` once the group is durable, or why not.
@@ -174,6 +179,8 @@ impl store::Stager for Writer {
             clear_if: Vec::new(),
         };
         g.archive.change_seq = store.next_id()?;
+        let records: Vec<(String, String)> = group.iter().flat_map(|j| j.records()).collect();
+        g.archive.read_ahead(store, &records)?;
         for job in group.iter_mut() {
             job.stage(&mut g)?;
         }

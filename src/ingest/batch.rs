@@ -60,6 +60,19 @@ struct Batch {
 }
 
 impl Exchange for Batch {
+    fn records(&self) -> Vec<(String, String)> {
+        self.job
+            .accepted
+            .iter()
+            .map(|a| {
+                (
+                    a.record.source.agency.clone(),
+                    a.record.source.record_id.clone(),
+                )
+            })
+            .collect()
+    }
+
     fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
         self.receipt = Some(stage_batch(g, &self.job)?);
         Ok(())

@@ -32,6 +32,11 @@ pub type Pairs<'a> = Box<dyn Iterator<Item = Result<Pair, StoreError>> + Send + 
 /// What a storage engine offers the gateway.
 pub trait Engine: Send + Sync + std::fmt::Debug {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Several keys at once, answered in the order asked (one round trip where the engine is a
+    /// server).
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
     /// Every pair whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Pairs<'_>;
     /// Every pair with `start <= key < end` (`end` unbounded when `None`), in key order.

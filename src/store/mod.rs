@@ -155,6 +155,19 @@ impl Store {
         self.engine.get(key)
     }
 
+    /// Several keys' values at once, in the order asked.
+    pub fn get_many_json<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let raw: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let values = self.engine.get_many(&raw)?;
+        keys.iter()
+            .zip(values)
+            .map(|(k, v)| v.map(|bytes| decode(k.as_bytes(), &bytes)).transpose())
+            .collect()
+    }
+
     /// Every (key, value) under a prefix, in key order.
     pub fn scan<T: serde::de::DeserializeOwned>(
         &self,

@@ -389,6 +389,25 @@ impl Engine for PostgresEngine {
         })
     }
 
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (pool, asked) = (self.pool.clone(), keys.to_vec());
+        let found = self.block(async move {
+            let conn = pool.get().await.map_err(db)?;
+            let rows = conn
+                .query("SELECT k, v FROM cg_kv WHERE k = ANY($1)", &[&asked])
+                .await
+                .map_err(db)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+                .collect::<std::collections::HashMap<_, _>>())
+        })?;
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     fn scan_prefix(&self, prefix: &[u8]) -> Pairs<'_> {
         Box::new(Scan {
             engine: self,
