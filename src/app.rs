@@ -117,6 +117,7 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
             let options = crate::store::postgres::Options {
                 url: config.storage.postgres_url().unwrap_or_default(),
                 pool_size: config.storage.postgres_pool_size,
+                ca: config.storage.postgres_ca.clone(),
             };
             // (Never the URL in a message: it may hold the password.)
             Store::open_postgres(&options).map_err(|e| StartError::Storage {

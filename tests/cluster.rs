@@ -465,6 +465,7 @@ fn the_database_engine_reads_and_writes_like_sled() {
     let pg = Store::open_postgres(&Options {
         url: postgres::cluster().database(),
         pool_size: 4,
+        ca: None,
     })
     .unwrap();
     let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -562,4 +563,79 @@ fn the_database_engine_reads_and_writes_like_sled() {
         entered.load(Ordering::SeqCst),
         "and enters once the first leaves"
     );
+}
+
+#[test]
+fn a_node_reaches_the_database_over_tls_and_refuses_a_server_it_cannot_verify() {
+    let mut gw = Gateway::prepare_sled();
+    let certs = gw.certs();
+    // The database speaks TLS only, with a certificate for localhost from the gateway's CA.
+    let tls =
+        postgres::Cluster::start_tls(&certs.join("server.pem"), &certs.join("server-key.pem"));
+    let db = tls.database();
+    let name = db.rsplit('/').next().unwrap().to_string();
+    let url = |mode: &str| {
+        format!(
+            "postgres://postgres@localhost:{}/{name}?sslmode={mode}",
+            tls.port
+        )
+    };
+
+    // Without the CA the node connects in clear, which the server refuses: it does not start.
+    common::on_postgres(&mut gw.config, &url("disable"));
+    let refused = start_fails(&gw);
+    assert!(refused.contains("database"), "{refused}");
+
+    // With a CA that did not sign the server's certificate: refused too, and the URL (which
+    // may hold a password) is never printed.
+    let other = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::run_cli(
+        other.path(),
+        &["certs", "init", "--dir", other.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    gw.config.storage.postgres_url = Some(url("require"));
+    gw.config.storage.postgres_ca = Some(other.path().join("ca.pem"));
+    let refused = start_fails(&gw);
+    assert!(refused.contains("database"), "{refused}");
+    assert!(
+        !refused.contains("postgres://"),
+        "no URL in messages: {refused}"
+    );
+
+    // With the right CA: TLS, and the gateway works.
+    gw.config.storage.postgres_ca = Some(certs.join("ca.pem"));
+    gw.spawn();
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&json!([record("TLS-1")])).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let in_tls = tls
+        .sql(&name, "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.datname = current_database() AND a.pid <> pg_backend_pid()")
+        .unwrap();
+    assert!(
+        in_tls.trim().parse::<u32>().unwrap() >= 1,
+        "the node's connections use TLS: {in_tls}"
+    );
+}
+
+/// Start the gateway with its configuration, expecting it to exit with an error; its stderr.
+fn start_fails(gw: &Gateway) -> String {
+    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(gw.config_path())
+        .arg("serve")
+        .current_dir(gw.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the gateway must not start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

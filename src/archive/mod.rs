@@ -182,8 +182,10 @@ pub enum Outcome {
 #[derive(Default)]
 pub struct Staging {
     heads: HashMap<String, RecordHead>,
-    /// Heads read ahead for the group's records in one request (see [`Staging::read_ahead`]).
+    /// Heads and subject entries read ahead for the group's records in one request each (see
+    /// [`Staging::read_ahead`]).
     read: HashMap<String, Option<RecordHead>>,
+    read_subjects: HashMap<String, Option<SubjectEntry>>,
     dirty: Vec<String>,
     subjects: HashMap<String, SubjectEntry>,
     /// Subjects whose archive this group changes (a version, a mark, an expiry, a standing).
@@ -226,6 +228,26 @@ pub fn changed_subjects(
     Ok((keys, subjects))
 }
 
+/// A record a group is about to stage, for [`Staging::read_ahead`].
+pub struct Incoming {
+    pub agency: String,
+    pub record_id: String,
+    /// The subject's archive key and name as the record gives them.
+    pub subject: String,
+    pub name: String,
+}
+
+impl Incoming {
+    pub fn of(record: &CanonicalRecord) -> Self {
+        Self {
+            agency: record.source.agency.clone(),
+            record_id: record.source.record_id.clone(),
+            subject: record.subject.id.archive_key(),
+            name: record.subject.name.clone(),
+        }
+    }
+}
+
 /// Subjects the writer knows to be stored with this name (saves a read per record); bounded.
 #[derive(Default)]
 pub struct SubjectCache(HashMap<String, u64>);
@@ -253,21 +275,35 @@ fn name_hash(name: &str) -> u64 {
 }
 
 impl Staging {
-    /// Read the heads of the records the group is about to stage in one request (a database
-    /// engine answers many keys in one round trip; the writer holds the store meanwhile, so they
-    /// cannot change before they are used).
+    /// Read the heads of the records the group is about to stage, and the entries of their
+    /// subjects the writer does not know, in one request each (a database engine answers many
+    /// keys in one round trip; the writer holds the store meanwhile, so they cannot change before
+    /// they are used).
     pub fn read_ahead(
         &mut self,
         store: &Store,
-        records: &[(String, String)],
+        subjects: &SubjectCache,
+        records: &[Incoming],
     ) -> Result<(), StoreError> {
-        let keys: Vec<String> = records
+        let mut heads: Vec<String> = records
             .iter()
-            .map(|(agency, record_id)| record_head_key(agency, record_id))
+            .map(|r| record_head_key(&r.agency, &r.record_id))
             .filter(|k| !self.heads.contains_key(k) && !self.read.contains_key(k))
             .collect();
-        let heads = store.get_many_json::<RecordHead>(&keys)?;
-        self.read.extend(keys.into_iter().zip(heads));
+        heads.sort_unstable();
+        heads.dedup();
+        let found = store.get_many_json::<RecordHead>(&heads)?;
+        self.read.extend(heads.into_iter().zip(found));
+        let mut entries: Vec<String> = records
+            .iter()
+            .filter(|r| !subjects.knows(&r.subject, &r.name))
+            .map(|r| SubjectKey::entry(&r.subject))
+            .filter(|k| !self.subjects.contains_key(k) && !self.read_subjects.contains_key(k))
+            .collect();
+        entries.sort_unstable();
+        entries.dedup();
+        let found = store.get_many_json::<SubjectEntry>(&entries)?;
+        self.read_subjects.extend(entries.into_iter().zip(found));
         Ok(())
     }
 
@@ -468,9 +504,13 @@ impl Staging {
         now: time::OffsetDateTime,
     ) -> Result<(), StoreError> {
         let sub_key = SubjectKey::entry(key);
-        let existing = match self.subjects.get(&sub_key) {
-            Some(s) => Some(s.clone()),
-            None => store.get_json::<SubjectEntry>(&sub_key)?,
+        let existing = match (
+            self.subjects.get(&sub_key),
+            self.read_subjects.remove(&sub_key),
+        ) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(read)) => read,
+            (None, None) => store.get_json::<SubjectEntry>(&sub_key)?,
         };
         let entry = match existing {
             Some(mut e) => {

@@ -43,7 +43,11 @@ pub(super) fn migrate(config: &Config, args: Migrate) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let target = match Store::open_postgres(&postgres::Options { url, pool_size: 4 }) {
+    let target = match Store::open_postgres(&postgres::Options {
+        url,
+        pool_size: 4,
+        ca: config.storage.postgres_ca.clone(),
+    }) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("migrate: the database: {e}");

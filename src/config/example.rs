@@ -19,7 +19,7 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("server.body_read_timeout_ms", "A request body not received by then gets 408."),
     ("server.tls_handshake_timeout_ms", "A TLS handshake not finished by then is dropped."),
     ("server.shutdown_grace_ms", "On SIGTERM/ctrl-c, in-flight requests get this long to finish."),
-    ("storage", "Where the gateway's state lives: sled (embedded, the default) or PostgreSQL (several nodes); postgres_url = \"postgres://user:password@host/db\" (or the environment variable CREDIT_GATEWAY_POSTGRES_URL) and node = \"name\" are optional."),
+    ("storage", "Where the gateway's state lives: sled (embedded, the default) or PostgreSQL (several nodes); postgres_url = \"postgres://user:password@host/db?sslmode=require\" (or the environment variable CREDIT_GATEWAY_POSTGRES_URL), postgres_ca = \"db-ca.pem\" (TLS to the database) and node = \"name\" are optional."),
     ("storage.engine", "sled (one process, zero set-up) or postgres (several nodes on one database)."),
     ("storage.postgres_pool_size", "Connections each node keeps to PostgreSQL (its writer has one more)."),
     ("storage.lease_ttl_ms", "How long a node's leases (deliveries per destination, timers, evaluation) last unrenewed: a dead node's work moves to another within this time."),

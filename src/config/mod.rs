@@ -411,6 +411,11 @@ pub struct StorageConfig {
     pub postgres_url: Option<String>,
     /// Connections each node keeps to PostgreSQL (its writer has one more).
     pub postgres_pool_size: usize,
+    /// The CA certificate (PEM) of the database server: connections then use TLS, checking the
+    /// server's certificate and host name (add `sslmode=require` to the URL to refuse a server
+    /// without TLS). Absent: no TLS (a database on the same host or a private network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_ca: Option<PathBuf>,
     /// This node's name in the delivery and timer leases (default: host name and process id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -572,6 +577,7 @@ impl Default for StorageConfig {
             engine: StorageEngine::Sled,
             postgres_url: None,
             postgres_pool_size: 16,
+            postgres_ca: None,
             node: None,
             lease_ttl_ms: 15_000,
             data_dir: DEFAULT_DATA_DIR.into(),

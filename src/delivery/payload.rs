@@ -38,9 +38,9 @@ pub fn rebuild_all(
         .filter(|(_, e)| e.payload.is_none())
         .filter_map(|(_, e)| e.source.as_ref().map(|s| s.version_key.clone()))
         .collect();
-    let mut versions: std::collections::HashMap<String, Result<Option<Version>, String>> =
+    let mut versions: std::collections::HashMap<String, Option<Version>> =
         match store.get_many_json::<Version>(&wanted) {
-            Ok(found) => wanted.into_iter().zip(found.into_iter().map(Ok)).collect(),
+            Ok(found) => wanted.into_iter().zip(found).collect(),
             // One undecodable version must not hold up the others: each is read on its own.
             Err(_) => Default::default(),
         };
@@ -52,8 +52,8 @@ pub fn rebuild_all(
                 .as_ref()
                 .and_then(|s| versions.remove(&s.version_key));
             let outcome = match read {
-                Some(Ok(version)) => rebuild_from(&mut entry, version),
-                _ => rebuild(store, &mut entry),
+                Some(version) => rebuild_from(&mut entry, version),
+                None => rebuild(store, &mut entry),
             };
             (key, entry, outcome)
         })

@@ -28,9 +28,8 @@ use crate::store::{self, Store, StoreError, WriteSet};
 
 /// One durable exchange, staged on the writer thread and answered once durable.
 pub trait Exchange: Send {
-    /// The records (agency, record id) this exchange will stage, read ahead for the whole group
-    /// at once.
-    fn records(&self) -> Vec<(String, String)> {
+    /// The records this exchange will stage, read ahead for the whole group at once.
+    fn records(&self) -> Vec<crate::archive::Incoming> {
         Vec::new()
     }
     /// Add this exchange's writes and its audit entry to the group.
@@ -179,8 +178,9 @@ impl store::Stager for Writer {
             clear_if: Vec::new(),
         };
         g.archive.change_seq = store.next_id()?;
-        let records: Vec<(String, String)> = group.iter().flat_map(|j| j.records()).collect();
-        g.archive.read_ahead(store, &records)?;
+        let records: Vec<crate::archive::Incoming> =
+            group.iter().flat_map(|j| j.records()).collect();
+        g.archive.read_ahead(store, g.subjects, &records)?;
         for job in group.iter_mut() {
             job.stage(&mut g)?;
         }

@@ -60,16 +60,11 @@ struct Batch {
 }
 
 impl Exchange for Batch {
-    fn records(&self) -> Vec<(String, String)> {
+    fn records(&self) -> Vec<crate::archive::Incoming> {
         self.job
             .accepted
             .iter()
-            .map(|a| {
-                (
-                    a.record.source.agency.clone(),
-                    a.record.source.record_id.clone(),
-                )
-            })
+            .map(|a| crate::archive::Incoming::of(&a.record))
             .collect()
     }
 

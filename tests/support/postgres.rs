@@ -79,6 +79,16 @@ fn is_root() -> bool {
 
 impl Cluster {
     fn start() -> Result<Cluster, String> {
+        Self::start_with(None)
+    }
+
+    /// A cluster of its own that speaks TLS only (`hostssl` for every TCP client) with this
+    /// certificate and key (PEM); psql and the gateway reach it by `localhost`.
+    pub fn start_tls(cert: &Path, key: &Path) -> Cluster {
+        Self::start_with(Some((cert, key))).unwrap_or_else(|e| panic!("PostgreSQL with TLS: {e}"))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Result<Cluster, String> {
         let bin = bin_dir()
             .ok_or("no PostgreSQL server programs (apt-get install postgresql, or set PG_BIN)")?;
         let run_as = is_root().then(|| "postgres".to_string());
@@ -120,11 +130,40 @@ impl Cluster {
                 "--locale=C",
             ],
         )?;
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400",
             cluster.port,
             cluster.dir.join("socket").display()
         );
+        if let Some((cert, key)) = tls {
+            let (crt, k) = (
+                cluster.dir.join("server.crt"),
+                cluster.dir.join("server.key"),
+            );
+            std::fs::copy(cert, &crt).map_err(|e| e.to_string())?;
+            std::fs::copy(key, &k).map_err(|e| e.to_string())?;
+            std::fs::write(
+                cluster.data().join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .map_err(|e| e.to_string())?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600));
+            }
+            if let Some(user) = &cluster.run_as {
+                let _ = Command::new("chown")
+                    .args(["-R", user])
+                    .arg(&cluster.dir)
+                    .status();
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                k.display()
+            ));
+        }
         cluster.run(
             "pg_ctl",
             &[

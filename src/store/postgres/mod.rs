@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
 use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::engine::{Engine, Exclusive, Pair, Pairs, WriteSet};
 use super::StoreError;
@@ -55,13 +56,51 @@ const ID_BLOCK: u64 = 1024;
 /// The schema files, in order; `cg_schema` records how many are applied.
 const SCHEMA: &[(&str, &str)] = &[("0001_key_value", include_str!("schema/0001_key_value.sql"))];
 
-/// How to reach the database (`storage.postgres`).
-#[derive(Debug, Clone)]
+/// How to reach the database (`storage.postgres_*`).
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `postgres://user:password@host:port/database` (or key=value form); never logged.
     pub url: String,
     /// Connections in the pool (the writer's own connection comes on top).
     pub pool_size: usize,
+    /// The CA (PEM) that signed the database server's certificate: with it, connections use TLS
+    /// (rustls, ring), the certificate chain and the host name checked; `sslmode=require` in the
+    /// URL then refuses a server that offers no TLS. Without it, no TLS.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// How connections are made: in clear, or TLS checked against the configured CA.
+#[derive(Clone)]
+enum Tls {
+    Plain,
+    Rustls(MakeRustlsConnect),
+}
+
+impl Tls {
+    fn from(ca: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        use rustls_pki_types::pem::PemObject;
+        let Some(ca) = ca else {
+            return Ok(Tls::Plain);
+        };
+        let bad = |e: &dyn std::fmt::Display| {
+            StoreError::Database(format!("storage.postgres_ca {}: {e}", ca.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))? {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+        if roots.is_empty() {
+            return Err(bad(&"holds no certificate"));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Tls::Rustls(MakeRustlsConnect::new(config)))
+    }
 }
 
 /// PostgreSQL behind the [`Engine`] seam.
@@ -69,6 +108,7 @@ pub struct PostgresEngine {
     runtime: Option<tokio::runtime::Runtime>,
     /// Where the database is (for connections of their own: the writer's, the schema's).
     pg: tokio_postgres::Config,
+    tls: Tls,
     pool: Pool,
     writer: Mutex<WriterState>,
     /// The block of identifiers being handed out: `next..end`.
@@ -108,13 +148,16 @@ impl PostgresEngine {
             .url
             .parse()
             .map_err(|e| StoreError::Database(format!("storage.postgres.url: {e}")))?;
-        let manager = deadpool_postgres::Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let tls = Tls::from(options.ca.as_deref())?;
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Tls::Plain => deadpool_postgres::Manager::from_config(pg.clone(), NoTls, recycling()),
+            Tls::Rustls(t) => {
+                deadpool_postgres::Manager::from_config(pg.clone(), t.clone(), recycling())
+            }
+        };
         let timeouts = Timeouts {
             wait: Some(OP_TIMEOUT),
             create: Some(Duration::from_secs(10)),
@@ -135,6 +178,7 @@ impl PostgresEngine {
         let engine = Self {
             runtime: Some(runtime),
             pg,
+            tls,
             pool,
             writer: Mutex::new(WriterState::default()),
             ids: Mutex::new((0, 0)),
@@ -168,10 +212,10 @@ impl PostgresEngine {
     }
 
     fn migrate_schema(&self) -> Result<(), StoreError> {
-        let pg = self.pg.clone();
+        let (pg, tls) = (self.pg.clone(), self.tls.clone());
         let applied = self.block(async move {
             // A connection of its own: the session lock goes with it.
-            let mut conn = connect(&pg).await?;
+            let mut conn = connect(&pg, &tls).await?;
             conn.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])
                 .await
                 .map_err(db)?;
@@ -189,8 +233,8 @@ impl PostgresEngine {
             state.conn = None;
         }
         if state.conn.is_none() {
-            let pg = self.pg.clone();
-            state.conn = Some(self.block(async move { connect(&pg).await })?);
+            let (pg, tls) = (self.pg.clone(), self.tls.clone());
+            state.conn = Some(self.block(async move { connect(&pg, &tls).await })?);
         }
         Ok(())
     }
@@ -250,14 +294,25 @@ impl PostgresEngine {
 }
 
 /// A connection outside the pool, driven on the current runtime; dropping the client closes it.
-async fn connect(pg: &tokio_postgres::Config) -> Result<Client, StoreError> {
-    let (client, connection) = pg.connect(NoTls).await.map_err(db)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection closed");
+async fn connect(pg: &tokio_postgres::Config, tls: &Tls) -> Result<Client, StoreError> {
+    match tls {
+        Tls::Plain => {
+            let (client, connection) = pg.connect(NoTls).await.map_err(db)?;
+            tokio::spawn(drive(connection));
+            Ok(client)
         }
-    });
-    Ok(client)
+        Tls::Rustls(t) => {
+            let (client, connection) = pg.connect(t.clone()).await.map_err(db)?;
+            tokio::spawn(drive(connection));
+            Ok(client)
+        }
+    }
+}
+
+async fn drive(connection: impl Future<Output = Result<(), tokio_postgres::Error>>) {
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "database connection closed");
+    }
 }
 
 async fn apply_schema(conn: &mut Client) -> Result<Vec<&'static str>, StoreError> {
@@ -670,11 +725,11 @@ impl Engine for PostgresEngine {
     }
 
     fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
-        let pg = self.pg.clone();
+        let (pg, tls) = (self.pg.clone(), self.tls.clone());
         let key = section_key(name);
         let client = self.block(async move {
             // A connection of its own: closing it (the guard dropped) releases the lock.
-            let client = connect(&pg).await?;
+            let client = connect(&pg, &tls).await?;
             client
                 .execute("SELECT pg_advisory_lock($1)", &[&key])
                 .await
