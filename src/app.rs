@@ -399,13 +399,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         name: config.storage.node_name(),
         ttl: Duration::from_millis(config.storage.lease_ttl_ms),
     };
-    let mut once = |lease: String,
-                    make: Box<
-        dyn FnMut(
-                tokio::sync::watch::Receiver<bool>,
-            ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-            + Send,
-    >| {
+    let mut once = |lease: String, make: crate::cluster::MakeWorker| {
         workers.push(tokio::spawn(crate::cluster::while_held(
             node.clone(),
             lease,

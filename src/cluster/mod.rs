@@ -16,11 +16,58 @@
 //! exclusion is the engine's, see `store::engine`).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::store::Store;
+
+/// A background task on a blocking thread of its own for its whole life: workers read the store,
+/// which blocks, so they never run on the runtime's worker threads.
+pub fn spawn_off_runtime<T: Send + 'static>(
+    fut: impl Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(fut))
+}
+
+/// Builds a worker for one term of its lease; the worker ends when its stop signal flips.
+pub type MakeWorker =
+    Box<dyn FnMut(watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What happened to a lease on this node.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Taken,
+    Lost,
+    Released,
+}
+
+/// The log line and the metrics of a lease change, together.
+fn lease_changed(lease: &str, node: &str, change: Change) {
+    let held = matches!(change, Change::Taken);
+    match change {
+        Change::Taken => tracing::info!(lease, node, "lease taken: this node does the work"),
+        Change::Lost => tracing::warn!(
+            lease,
+            node,
+            "lease lost: the work stopped here; the node holding it now goes on"
+        ),
+        Change::Released => tracing::info!(lease, node, "lease released"),
+    }
+    metrics::gauge!("gateway_lease_held", "lease" => lease.to_string()).set(if held {
+        1.0
+    } else {
+        0.0
+    });
+    let label = match change {
+        Change::Taken => "taken",
+        Change::Lost => "lost",
+        Change::Released => "released",
+    };
+    metrics::counter!("gateway_lease_changes_total", "lease" => lease.to_string(), "change" => label).increment(1);
+}
 
 /// This node's identity and lease lifetime.
 #[derive(Debug, Clone)]
@@ -59,17 +106,14 @@ impl Node {
 /// Run the worker `make` builds only while this node holds `lease`, until `stop` flips. Each time
 /// the lease is (re)taken a new worker is built; when it is lost the worker gets its own stop
 /// signal and is waited for.
-pub async fn while_held<F, Fut>(
+pub async fn while_held(
     node: Node,
     lease: String,
     mut stop: watch::Receiver<bool>,
-    mut make: F,
-) where
-    F: FnMut(watch::Receiver<bool>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+    mut make: MakeWorker,
+) {
     if !node.store.shared() {
-        let _ = crate::ingest::spawn_off_runtime(make(stop)).await;
+        let _ = spawn_off_runtime(make(stop)).await;
         return;
     }
     let renew_every = node.ttl / 3;
@@ -81,10 +125,9 @@ pub async fn while_held<F, Fut>(
             }
             continue;
         }
-        tracing::info!(lease = %lease, node = %node.name, "lease taken: this node does the work");
-        metrics::gauge!("gateway_lease_held", "lease" => lease.clone()).set(1.0);
+        lease_changed(&lease, &node.name, Change::Taken);
         let (worker_stop, worker_stop_rx) = watch::channel(false);
-        let mut worker = crate::ingest::spawn_off_runtime(make(worker_stop_rx));
+        let mut worker = spawn_off_runtime(make(worker_stop_rx));
         let (lost, finished) = loop {
             tokio::select! {
                 _ = tokio::time::sleep(renew_every) => {
@@ -100,12 +143,11 @@ pub async fn while_held<F, Fut>(
         if !finished {
             let _ = worker.await;
         }
-        metrics::gauge!("gateway_lease_held", "lease" => lease.clone()).set(0.0);
         if lost {
-            tracing::warn!(lease = %lease, node = %node.name, "lease lost: the work stopped here; the node holding it now goes on");
+            lease_changed(&lease, &node.name, Change::Lost);
         } else {
             node.release(&lease).await;
-            tracing::info!(lease = %lease, node = %node.name, "lease released");
+            lease_changed(&lease, &node.name, Change::Released);
         }
     }
 }

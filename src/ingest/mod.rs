@@ -269,12 +269,7 @@ pub const BLOCKING_REQUESTS: usize = 128;
 static BLOCKING_SLOTS: Semaphore = Semaphore::const_new(BLOCKING_REQUESTS);
 
 /// A background task on a blocking thread of its own for its whole life (see [`off_runtime`]).
-pub fn spawn_off_runtime<T: Send + 'static>(
-    fut: impl std::future::Future<Output = T> + Send + 'static,
-) -> tokio::task::JoinHandle<T> {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(fut))
-}
+pub use crate::cluster::spawn_off_runtime;
 
 /// Slots shared by the certificates that name no agency.
 const UNKNOWN_AGENCY_SLOTS: usize = 8;
