@@ -2,12 +2,14 @@
 //! write sets, a durable flush and a monotonic id source), the group-commit pipeline
 //! ([`Committer`], generic over a [`Stager`]), the key codecs ([`keys`]), the data directory's
 //! format and its migrations ([`format`]), and free-space watching ([`space`]). The embedded
-//! engine is sled ([`sled`]); every domain module reads and writes through [`Store`].
+//! engine is sled ([`sled`]); the shared one, for several nodes, is PostgreSQL ([`postgres`]:
+//! the same key-value space in one table). Every domain module reads and writes through [`Store`].
 //!
 //! Why one writer: accepted batches write archive versions, record heads, outbox entries, the
 //! audit entry and the receipt together. One thread stages every group (see `exchange`), so
 //! idempotency checks are race-free and the audit chain has no fork, and many requests share one
-//! flush (group commit). The engine applies each group's write set atomically, so after a crash
+//! flush (group commit). With several nodes on one database, the engine makes the writers of all
+//! nodes take turns ([`Engine::begin_group`]), so this holds across nodes too. The engine applies each group's write set atomically, so after a crash
 //! (kill -9) either all of a group is there or none of it.
 //!
 //! On-disk layout, format 3 (keys are UTF-8; `\x1f` separates parts, a character identifiers may
