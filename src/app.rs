@@ -531,11 +531,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     if let Err(e) = std::fs::write(&addr_file, admin_addr.to_string()) {
         tracing::warn!(error = %e, "cannot write the admin address file");
     }
+    let signals = Signals::install();
     readiness.set(true);
     tracing::info!(api = %api_addr, admin = %admin_addr, "credit-gateway ready");
     println!("credit-gateway ready: api=https://{api_addr} admin=http://{admin_addr}");
 
-    wait_for_signal(|| reload.run()).await;
+    wait_for_signal(signals, || reload.run()).await;
     drop(reload);
     tracing::info!("shutting down: finishing in-flight requests");
     readiness.set(false);
@@ -683,14 +684,36 @@ impl Reload {
     }
 }
 
-async fn wait_for_signal(mut on_hangup: impl FnMut()) {
+/// SIGTERM and SIGHUP, listened for from before the gateway says it is ready: a signal sent
+/// right after the ready line is handled, never the default action (which ends the process).
+struct Signals {
+    #[cfg(unix)]
+    term_hup: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let term_hup = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(hup)) => Some((term, hup)),
+                _ => None,
+            };
+            Signals { term_hup }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
+
+async fn wait_for_signal(signals: Signals, mut on_hangup: impl FnMut()) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
+        let Some((mut term, mut hup)) = signals.term_hup else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
@@ -704,7 +727,7 @@ async fn wait_for_signal(mut on_hangup: impl FnMut()) {
     }
     #[cfg(not(unix))]
     {
-        let _ = &mut on_hangup;
+        let _ = (signals, &mut on_hangup);
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -477,7 +477,7 @@ fn sigterm_lets_a_request_in_flight_finish_and_keeps_what_it_acknowledged() {
         }
         String::from_utf8_lossy(&buf).into_owned()
     });
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{}", gw.log());
     assert!(answer.contains("\"accepted\":1"), "{answer}");
     let mut child = gw.child.take().unwrap();
     let status = common::wait_with_timeout(&mut child, std::time::Duration::from_secs(30));

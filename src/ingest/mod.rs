@@ -198,6 +198,13 @@ pub async fn serve(
                     (true, true)
                 }
             };
+            // The stop came while this connection was being set up (its handshake, its first
+            // bytes): the graceful watcher would close it before hyper reads the request that
+            // is already here, so it is served as a late connection.
+            let late = late || *conn_stop.borrow();
+            if late && hold.is_none() {
+                hold = late_guard.upgrade();
+            }
             if !sent {
                 return events::connection_refused(
                     who.as_deref().unwrap_or("unknown"),

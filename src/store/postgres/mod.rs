@@ -239,6 +239,36 @@ impl PostgresEngine {
         Ok(())
     }
 
+    /// Run `op` on the writer's connection: it is kept on success, and dropped (with any lock it
+    /// holds) on error, since an error leaves its state in doubt.
+    fn on_writer<T, Fut>(
+        &self,
+        state: &mut WriterState,
+        op: impl FnOnce(Client) -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = (Client, Result<T, StoreError>)> + Send + 'static,
+    {
+        let Some(conn) = state.conn.take() else {
+            state.locked = false;
+            return Err(StoreError::Database(
+                "the writer's connection is gone".into(),
+            ));
+        };
+        let fut = op(conn);
+        match self.block(async move { Ok(fut.await) }) {
+            Ok((conn, Ok(value))) => {
+                state.conn = Some(conn);
+                Ok(value)
+            }
+            Ok((_, Err(e))) | Err(e) => {
+                Self::discard_writer(state);
+                Err(e)
+            }
+        }
+    }
+
     /// Drop the writer's connection (an error left it in doubt): PostgreSQL releases its lock.
     fn discard_writer(state: &mut WriterState) {
         state.conn = None;
@@ -511,38 +541,18 @@ impl Engine for PostgresEngine {
         let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if state.locked {
             // The writer's group: on the connection that holds the lock.
-            let Some(mut conn) = state.conn.take() else {
-                state.locked = false;
-                return Err(StoreError::Database(
-                    "the writer's connection is gone".into(),
-                ));
-            };
-            let result = self.block(async move {
+            let epoch = self.on_writer(&mut state, |mut conn| async move {
                 let out = async {
                     let tx = conn.transaction().await.map_err(db)?;
                     let epoch = write_set(&tx, removes, puts).await?;
                     tx.commit().await.map_err(db)?;
-                    Ok::<_, StoreError>(epoch)
+                    Ok(epoch)
                 }
                 .await;
-                Ok((conn, out))
-            });
-            return match result {
-                Ok((conn, Ok(epoch))) => {
-                    state.conn = Some(conn);
-                    state.epoch = Some(epoch);
-                    Ok(())
-                }
-                Ok((conn, Err(e))) => {
-                    state.conn = Some(conn);
-                    Self::discard_writer(&mut state);
-                    Err(e)
-                }
-                Err(e) => {
-                    Self::discard_writer(&mut state);
-                    Err(e)
-                }
-            };
+                (conn, out)
+            })?;
+            state.epoch = Some(epoch);
+            return Ok(());
         }
         drop(state);
         // Outside the writer (start-up migrations, the copy from sled): wait for any writer.
@@ -594,12 +604,7 @@ impl Engine for PostgresEngine {
             return Ok(false);
         }
         self.writer_conn(&mut state)?;
-        let Some(conn) = state.conn.take() else {
-            return Err(StoreError::Database(
-                "the writer's connection is gone".into(),
-            ));
-        };
-        let result = self.block(async move {
+        let epoch = self.on_writer(&mut state, |conn| async move {
             let out = async {
                 conn.execute("SELECT pg_advisory_lock($1)", &[&WRITER_LOCK])
                     .await
@@ -608,32 +613,18 @@ impl Engine for PostgresEngine {
                     .query_one("SELECT epoch FROM cg_writer WHERE id = 1", &[])
                     .await
                     .map_err(db)?;
-                Ok::<_, StoreError>(row.get::<_, i64>(0))
+                Ok(row.get::<_, i64>(0))
             }
             .await;
-            Ok((conn, out))
-        });
-        match result {
-            Ok((conn, Ok(epoch))) => {
-                state.conn = Some(conn);
-                state.locked = true;
-                let stale = state.epoch != Some(epoch);
-                if stale {
-                    // Another node wrote: its numbers may be above this node's block.
-                    *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = (0, 0);
-                }
-                Ok(stale)
-            }
-            Ok((conn, Err(e))) => {
-                state.conn = Some(conn);
-                Self::discard_writer(&mut state);
-                Err(e)
-            }
-            Err(e) => {
-                Self::discard_writer(&mut state);
-                Err(e)
-            }
+            (conn, out)
+        })?;
+        state.locked = true;
+        let stale = state.epoch != Some(epoch);
+        if stale {
+            // Another node wrote: its numbers may be above this node's block.
+            *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = (0, 0);
         }
+        Ok(stale)
     }
 
     fn end_group(&self) {
@@ -641,30 +632,19 @@ impl Engine for PostgresEngine {
         if !state.locked {
             return;
         }
-        let Some(conn) = state.conn.take() else {
-            state.locked = false;
-            return;
-        };
-        let result = self.block(async move {
+        let unlocked = self.on_writer(&mut state, |conn| async move {
             let out = conn
                 .execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK])
                 .await
+                .map(|_| ())
                 .map_err(db);
-            Ok((conn, out.map(|_| ())))
+            (conn, out)
         });
-        match result {
-            Ok((conn, Ok(()))) => {
-                state.conn = Some(conn);
-                state.locked = false;
-            }
-            Ok((conn, Err(e))) => {
-                tracing::error!(error = %e, "cannot release the writer's lock; dropping its connection");
-                state.conn = Some(conn);
-                Self::discard_writer(&mut state);
-            }
+        match unlocked {
+            Ok(()) => state.locked = false,
+            // The connection is dropped with its lock.
             Err(e) => {
-                tracing::error!(error = %e, "cannot release the writer's lock; dropping its connection");
-                Self::discard_writer(&mut state);
+                tracing::error!(error = %e, "cannot release the writer's lock; its connection was dropped")
             }
         }
     }
