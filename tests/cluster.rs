@@ -639,3 +639,78 @@ fn start_fails(gw: &Gateway) -> String {
     assert!(!out.status.success(), "the gateway must not start");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A timer is in the one database and fires once, whichever node holds the timers' lease: a
+/// general penalty's public notice ends (national measures: at most one year) and the platform
+/// gets one withdrawal, though both nodes' clocks pass the end.
+#[test]
+fn a_notice_window_ends_once_across_two_nodes() {
+    let rt = common::multi_thread_runtime();
+    let (mut a, mut b, receiver) = two_nodes(&rt);
+    for gw in [&mut a, &mut b] {
+        gw.config.corrections.dangerous_manual_clock = true;
+        gw.config.lifecycle.check_interval_ms = 100;
+    }
+    a.spawn();
+    b.spawn();
+    let decided = common::days_ago(300);
+    let date = credit_gateway::record::parse_date(&decided).unwrap();
+    let last_day = credit_gateway::lifecycle::notice::add_months(date, 12);
+    let end = credit_gateway::lifecycle::notice::start_of(last_day.next_day().unwrap());
+    let penalty = json!([{
+        "category": "administrative",
+        "subject": {"kind": "institution", "role": "designated_retail_pharmacy",
+                    "id_type": "uscc", "id": "91310110666007217T", "name": "广州市某某大药房有限公司"},
+        "source": {"record_id": "WIN-2", "region": "440106"},
+        "basis": {"doc_type": "penalty_decision", "doc_number": "医保罚〔2026〕WIN-2号", "decided_on": decided},
+        "disclosure": {"class": "public"},
+        "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"], "fine_yuan": "20000"}
+    }]);
+    let reply = b.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&penalty).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let of = || -> Vec<(String, String)> {
+        receiver
+            .received()
+            .into_iter()
+            .filter(|r| r.record["source"]["record_id"] == "WIN-2")
+            .map(|r| (r.kind, r.channel))
+            .collect()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(20), || of().len() == 2),
+        "shared on both channels: {:?}",
+        of()
+    );
+    let after = credit_gateway::clock::rfc3339(end + time::Duration::seconds(1));
+    a.set_clock(&after);
+    b.set_clock(&after);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || of().len() == 3),
+        "{:?}",
+        of()
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    let later = credit_gateway::clock::rfc3339(end + time::Duration::hours(30));
+    a.set_clock(&later);
+    b.set_clock(&later);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let withdrawals: Vec<_> = of()
+        .into_iter()
+        .filter(|(k, _)| k == "withdrawal")
+        .collect();
+    assert_eq!(
+        withdrawals,
+        vec![("withdrawal".to_string(), "public_notice".to_string())],
+        "withdrawn once from public notice; government sharing continues"
+    );
+    assert_eq!(receiver.duplicates(), 0, "nothing sent twice");
+}
