@@ -367,6 +367,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         readiness: readiness.clone(),
     });
     let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
+    let database_task = {
+        let readiness = readiness.clone();
+        tokio::spawn(crate::cluster::watch_database(
+            store.clone(),
+            move |up| readiness.set_database_unreachable(!up),
+            stop_rx.clone(),
+        ))
+    };
     let watchdog_task = tokio::spawn(watch_commits(
         handle.progress.clone(),
         Duration::from_millis(config.storage.commit_stuck_ms),
@@ -493,6 +501,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     });
     workers.push(disk_task);
     workers.push(watchdog_task);
+    workers.push(database_task);
     let app = Arc::new(App {
         evaluation,
         authority,

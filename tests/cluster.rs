@@ -714,3 +714,61 @@ fn a_notice_window_ends_once_across_two_nodes() {
     );
     assert_eq!(receiver.duplicates(), 0, "nothing sent twice");
 }
+
+/// A node that cannot reach the database is not ready (a load balancer sends agencies
+/// elsewhere), refuses pushes with a storage error rather than acknowledging them, and is ready
+/// again, with nothing lost, when the database is back.
+#[test]
+fn a_node_without_its_database_is_not_ready_until_it_answers_again() {
+    let cluster = postgres::Cluster::start_own();
+    let mut gw = Gateway::prepare_sled();
+    common::on_postgres(&mut gw.config, &cluster.database());
+    gw.spawn();
+    let ready = |gw: &Gateway| gw.admin_get("/readyz").0 == 200;
+    assert!(ready(&gw));
+    let push = |gw: &Gateway, id: &str| {
+        gw.client(MI).post(
+            "/v1/records?mapping=canonical",
+            "application/json",
+            serde_json::to_vec(&json!([record(id)])).unwrap(),
+        )
+    };
+    assert_eq!(push(&gw, "DB-1").status, 200);
+
+    cluster.stop_server().unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(15), || !ready(&gw)),
+        "not ready without the database: {}",
+        gw.log()
+    );
+    assert!(gw.log().contains("the database does not answer"));
+    let refused = push(&gw, "DB-2");
+    assert!(
+        refused.status >= 500,
+        "no acknowledgement without the database: {}",
+        refused.status
+    );
+
+    cluster.start_server().unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || ready(&gw)),
+        "ready again: {}",
+        gw.log()
+    );
+    // The pool and the writer reconnect by themselves.
+    assert!(
+        common::wait_until(Duration::from_secs(30), || push(&gw, "DB-2").status == 200),
+        "pushes are acknowledged again"
+    );
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91350100M000100Y43")
+        .json();
+    let ids: Vec<&str> = archive["categories"]["commitment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["record_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"DB-1") && ids.contains(&"DB-2"), "{ids:?}");
+}

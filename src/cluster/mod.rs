@@ -32,6 +32,55 @@ pub fn spawn_off_runtime<T: Send + 'static>(
     tokio::task::spawn_blocking(move || handle.block_on(fut))
 }
 
+/// How often a node checks that the shared database answers.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// A database that has not answered a probe by then counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Check every second that the shared database answers (one read), and report it through
+/// `reachable`: a node that cannot reach the database is not ready, so a load balancer sends the
+/// agencies to a node that can (their pushes would fail here anyway). Logged once per change.
+/// Does nothing for an engine only this process opens.
+pub async fn watch_database(
+    store: Store,
+    reachable: impl Fn(bool) + Send,
+    mut stop: watch::Receiver<bool>,
+) {
+    if !store.shared() {
+        return;
+    }
+    let mut was = true;
+    // A probe still waiting (a database that hangs rather than refuses) is not started again.
+    let mut pending: Option<tokio::task::JoinHandle<bool>> = None;
+    while !*stop.borrow() {
+        let mut probe = pending.take().unwrap_or_else(|| {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.get_raw(b"meta/format").is_ok())
+        });
+        let now = match tokio::time::timeout(PROBE_TIMEOUT, &mut probe).await {
+            Ok(answer) => answer.unwrap_or(false),
+            Err(_) => {
+                pending = Some(probe);
+                false
+            }
+        };
+        if now != was {
+            if now {
+                tracing::warn!("the database answers again: ready");
+            } else {
+                tracing::error!("the database does not answer: not ready until it does");
+            }
+            was = now;
+        }
+        metrics::gauge!("gateway_database_reachable").set(if now { 1.0 } else { 0.0 });
+        reachable(now);
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_EVERY) => {},
+            _ = stop.changed() => {},
+        }
+    }
+}
+
 /// Builds a worker for one term of its lease; the worker ends when its stop signal flips.
 pub type MakeWorker =
     Box<dyn FnMut(watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;

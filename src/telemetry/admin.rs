@@ -20,6 +20,8 @@ pub struct Readiness {
     disk_low: AtomicBool,
     /// A commit or flush has run longer than `storage.commit_stuck_ms`.
     stuck: AtomicBool,
+    /// The shared database (PostgreSQL) does not answer.
+    database_unreachable: AtomicBool,
 }
 
 impl Readiness {
@@ -32,10 +34,15 @@ impl Readiness {
     pub fn set_stuck(&self, stuck: bool) {
         self.stuck.store(stuck, Ordering::SeqCst);
     }
+    pub fn set_database_unreachable(&self, unreachable: bool) {
+        self.database_unreachable
+            .store(unreachable, Ordering::SeqCst);
+    }
     pub fn is_ready(&self) -> bool {
         self.up.load(Ordering::SeqCst)
             && !self.disk_low.load(Ordering::SeqCst)
             && !self.stuck.load(Ordering::SeqCst)
+            && !self.database_unreachable.load(Ordering::SeqCst)
     }
 }
 

@@ -27,6 +27,7 @@ pub struct Cluster {
     bin: PathBuf,
     run_as: Option<String>,
     next: AtomicUsize,
+    options: std::sync::Mutex<String>,
 }
 
 /// The cluster of this process, started on first use.
@@ -115,6 +116,7 @@ impl Cluster {
             bin,
             run_as,
             next: AtomicUsize::new(0),
+            options: Default::default(),
         };
         cluster.run(
             "initdb",
@@ -164,21 +166,48 @@ impl Cluster {
                 k.display()
             ));
         }
-        cluster.run(
+        *cluster.options.lock().unwrap() = options;
+        cluster.start_server()?;
+        cluster.reap_when_gone();
+        Ok(cluster)
+    }
+
+    /// A cluster of its own (to stop and start without disturbing other tests).
+    pub fn start_own() -> Cluster {
+        Self::start_with(None).unwrap_or_else(|e| panic!("PostgreSQL for tests: {e}"))
+    }
+
+    /// Start the server (again).
+    pub fn start_server(&self) -> Result<(), String> {
+        let options = self.options.lock().unwrap().clone();
+        self.run(
             "pg_ctl",
             &[
                 "-D",
-                &cluster.data().to_string_lossy(),
+                &self.data().to_string_lossy(),
                 "-l",
-                &cluster.dir.join("server.log").to_string_lossy(),
+                &self.dir.join("server.log").to_string_lossy(),
                 "-o",
                 &options,
                 "-w",
                 "start",
             ],
-        )?;
-        cluster.reap_when_gone();
-        Ok(cluster)
+        )
+    }
+
+    /// Stop the server at once (as if its host went away); its data stays.
+    pub fn stop_server(&self) -> Result<(), String> {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        )
     }
 
     fn data(&self) -> PathBuf {
