@@ -469,7 +469,13 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::ConfigCmd(ConfigCommand::Show) => {
-            let text = toml::to_string(&config).unwrap_or_default();
+            let mut shown = config.clone();
+            shown.storage.postgres_url = shown
+                .storage
+                .postgres_url
+                .as_deref()
+                .map(crate::config::StorageConfig::redacted_url);
+            let text = toml::to_string(&shown).unwrap_or_default();
             say!("{}", text.strip_suffix('\n').unwrap_or(&text));
             ExitCode::SUCCESS
         }

@@ -136,13 +136,20 @@ impl Node {
             self.name.clone(),
             self.ttl,
         );
-        match tokio::task::spawn_blocking(move || store.lease(&lease, &name, ttl)).await {
-            Ok(Ok(held)) => held,
-            Ok(Err(e)) => {
+        // An answer later than a third of the lifetime counts as a refusal: the work stops well
+        // before the lease could expire and another node take it.
+        let asked = tokio::task::spawn_blocking(move || store.lease(&lease, &name, ttl));
+        match tokio::time::timeout(self.ttl / 3, asked).await {
+            Ok(Ok(Ok(held))) => held,
+            Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "cannot take or renew a lease; the work waits");
                 false
             }
-            Err(_) => false,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!("taking or renewing a lease took too long; the work waits");
+                false
+            }
         }
     }
 

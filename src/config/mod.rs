@@ -560,14 +560,38 @@ impl StorageConfig {
             .filter(|u| !u.trim().is_empty())
     }
 
-    /// This node's name in leases.
+    /// This node's name in leases: `storage.node` (or host name and process id), with a random
+    /// part of its own, so two processes never hold a lease as one (a configuration copied
+    /// between hosts, containers with the same host name).
     pub fn node_name(&self) -> String {
-        self.node.clone().unwrap_or_else(|| {
+        let name = self.node.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "node".into());
             format!("{host}-{}", std::process::id())
-        })
+        });
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        format!("{name}-{}", &unique[..8])
+    }
+
+    /// The PostgreSQL URL with its password replaced, for display.
+    pub fn redacted_url(url: &str) -> String {
+        if let Some((scheme, rest)) = url.split_once("://") {
+            if let Some((credentials, host)) = rest.rsplit_once('@') {
+                if let Some((user, _)) = credentials.split_once(':') {
+                    return format!("{scheme}://{user}:***@{host}");
+                }
+            }
+            return url.to_string();
+        }
+        // key=value form
+        url.split_whitespace()
+            .map(|part| match part.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => part.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -984,6 +1008,35 @@ pub fn normalize_fingerprint(fp: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_password_is_never_shown() {
+        assert_eq!(
+            StorageConfig::redacted_url(
+                "postgres://gw:s3cret@db.example:5432/credit?sslmode=require"
+            ),
+            "postgres://gw:***@db.example:5432/credit?sslmode=require"
+        );
+        assert_eq!(
+            StorageConfig::redacted_url("postgres://gw@db.example/credit"),
+            "postgres://gw@db.example/credit"
+        );
+        assert_eq!(
+            StorageConfig::redacted_url("host=db user=gw password=s3cret dbname=credit"),
+            "host=db user=gw password=*** dbname=credit"
+        );
+    }
+
+    #[test]
+    fn two_processes_never_share_a_lease_holder_name() {
+        let config = StorageConfig {
+            node: Some("gw-1".into()),
+            ..Default::default()
+        };
+        let (a, b) = (config.node_name(), config.node_name());
+        assert!(a.starts_with("gw-1-") && b.starts_with("gw-1-"));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn defaults_are_valid() {

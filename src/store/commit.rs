@@ -183,6 +183,9 @@ fn run<S: Stager>(
         let mut writes = WriteSet::default();
         // Between begin and end no other writer (of any node) applies: what the stager reads,
         // checks (idempotency, the chain's head) and writes is one serial step.
+        // Ended when dropped, also if staging panics: another node's writer must never wait
+        // for a lock this one no longer uses.
+        let turn = Turn(&store);
         let committed = store
             .begin_group()
             .and_then(|stale| {
@@ -194,7 +197,7 @@ fn run<S: Stager>(
             })
             .and_then(|()| stager.stage(&store, &mut group, &mut writes))
             .and_then(|counted| store.apply(writes).map(|()| counted));
-        store.end_group();
+        drop(turn);
         progress.mark(&progress.applying, false);
         match committed {
             Ok(counted) => {
@@ -222,6 +225,15 @@ fn run<S: Stager>(
     }
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+/// The writer's turn among the writers sharing the engine, ended when dropped.
+struct Turn<'a>(&'a Store);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.end_group();
     }
 }
 

@@ -54,7 +54,13 @@ const SCAN_PAGE: i64 = 512;
 const ID_BLOCK: u64 = 1024;
 
 /// The schema files, in order; `cg_schema` records how many are applied.
-const SCHEMA: &[(&str, &str)] = &[("0001_key_value", include_str!("schema/0001_key_value.sql"))];
+const SCHEMA: &[(&str, &str)] = &[
+    ("0001_key_value", include_str!("schema/0001_key_value.sql")),
+    (
+        "0002_writer_identity",
+        include_str!("schema/0002_writer_identity.sql"),
+    ),
+];
 
 /// How to reach the database (`storage.postgres_*`).
 #[derive(Debug, Clone, Default)]
@@ -113,6 +119,8 @@ pub struct PostgresEngine {
     writer: Mutex<WriterState>,
     /// The block of identifiers being handed out: `next..end`.
     ids: Mutex<(u64, u64)>,
+    /// This process's writer, recorded with every write set it commits (random, per process).
+    writer_id: String,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -127,7 +135,7 @@ struct WriterState {
     /// it, so a lock it holds can never be handed on), holding [`WRITER_LOCK`] while `locked`.
     conn: Option<Client>,
     locked: bool,
-    /// The epoch this node's writer last wrote (-1: none yet).
+    /// The epoch this node's writer last wrote (None: none yet).
     epoch: Option<i64>,
 }
 
@@ -144,10 +152,18 @@ impl PostgresEngine {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Database(format!("cannot start the driver's runtime: {e}")))?;
-        let pg: tokio_postgres::Config = options
+        let mut pg: tokio_postgres::Config = options
             .url
             .parse()
-            .map_err(|e| StoreError::Database(format!("storage.postgres.url: {e}")))?;
+            .map_err(|e| StoreError::Database(format!("storage.postgres_url: {e}")))?;
+        // With a CA given, TLS is required: `prefer` would fall back to clear text for anyone
+        // who strips TLS off the connection.
+        if options.ca.is_some() && pg.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
+        // The client side notices a vanished server too.
+        pg.keepalives(true);
+        pg.keepalives_idle(Duration::from_secs(30));
         let tls = Tls::from(options.ca.as_deref())?;
         let recycling = || ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -182,6 +198,7 @@ impl PostgresEngine {
             pool,
             writer: Mutex::new(WriterState::default()),
             ids: Mutex::new((0, 0)),
+            writer_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
         };
         engine.migrate_schema()?;
         Ok(engine)
@@ -325,6 +342,19 @@ impl PostgresEngine {
 
 /// A connection outside the pool, driven on the current runtime; dropping the client closes it.
 async fn connect(pg: &tokio_postgres::Config, tls: &Tls) -> Result<Client, StoreError> {
+    let client = open(pg, tls).await?;
+    // These connections hold session locks: let the server notice a node that vanished without
+    // closing them (a dead host, a cut network) in about a minute, not the kernel's two hours.
+    client
+        .batch_execute(
+            "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3",
+        )
+        .await
+        .map_err(db)?;
+    Ok(client)
+}
+
+async fn open(pg: &tokio_postgres::Config, tls: &Tls) -> Result<Client, StoreError> {
     match tls {
         Tls::Plain => {
             let (client, connection) = pg.connect(NoTls).await.map_err(db)?;
@@ -383,6 +413,7 @@ async fn apply_schema(conn: &mut Client) -> Result<Vec<&'static str>, StoreError
 /// Apply a write set inside a transaction and bump the epoch; returns the new epoch.
 async fn write_set(
     tx: &tokio_postgres::Transaction<'_>,
+    writer: &str,
     removes: Vec<Vec<u8>>,
     puts: Vec<Pair>,
 ) -> Result<i64, StoreError> {
@@ -403,8 +434,8 @@ async fn write_set(
     }
     let row = tx
         .query_one(
-            "UPDATE cg_writer SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
-            &[],
+            "UPDATE cg_writer SET epoch = epoch + 1, writer = $1 WHERE id = 1 RETURNING epoch",
+            &[&writer],
         )
         .await
         .map_err(db)?;
@@ -541,10 +572,11 @@ impl Engine for PostgresEngine {
         let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if state.locked {
             // The writer's group: on the connection that holds the lock.
+            let writer = self.writer_id.clone();
             let epoch = self.on_writer(&mut state, |mut conn| async move {
                 let out = async {
                     let tx = conn.transaction().await.map_err(db)?;
-                    let epoch = write_set(&tx, removes, puts).await?;
+                    let epoch = write_set(&tx, &writer, removes, puts).await?;
                     tx.commit().await.map_err(db)?;
                     Ok(epoch)
                 }
@@ -556,6 +588,7 @@ impl Engine for PostgresEngine {
         }
         drop(state);
         // Outside the writer (start-up migrations, the copy from sled): wait for any writer.
+        // Recorded as no writer's, so every writer reloads after it.
         let pool = self.pool.clone();
         self.block(async move {
             let mut conn = pool.get().await.map_err(db)?;
@@ -564,7 +597,7 @@ impl Engine for PostgresEngine {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
                 .await
                 .map_err(db)?;
-            write_set(&tx, removes, puts).await?;
+            write_set(&tx, "", removes, puts).await?;
             tx.commit().await.map_err(db)
         })
     }
@@ -610,16 +643,19 @@ impl Engine for PostgresEngine {
                     .await
                     .map_err(db)?;
                 let row = conn
-                    .query_one("SELECT epoch FROM cg_writer WHERE id = 1", &[])
+                    .query_one("SELECT epoch, writer FROM cg_writer WHERE id = 1", &[])
                     .await
                     .map_err(db)?;
-                Ok(row.get::<_, i64>(0))
+                Ok((row.get::<_, i64>(0), row.get::<_, String>(1)))
             }
             .await;
             (conn, out)
         })?;
+        let (epoch, last_writer) = epoch;
         state.locked = true;
-        let stale = state.epoch != Some(epoch);
+        // Stale unless this writer wrote last: the epoch alone can repeat after a fail-over to a
+        // standby that missed the last commits.
+        let stale = state.epoch != Some(epoch) || last_writer != self.writer_id;
         if stale {
             // Another node wrote: its numbers may be above this node's block.
             *self.ids.lock().unwrap_or_else(|p| p.into_inner()) = (0, 0);
