@@ -321,7 +321,9 @@ pub fn display_key(key: &str) -> String {
 /// What a replay does.
 #[derive(Debug, Default)]
 pub struct Replay {
-    pub writes: Vec<(String, Vec<u8>)>,
+    /// Entries to queue again; the writer gives them their sequence numbers when it stages them,
+    /// so replayed shares take their place in commit order (also across nodes).
+    pub enqueue: Vec<Entry>,
     /// Dead letters taken out of the dead-letter store (replayed or dropped).
     pub removes: Vec<String>,
     pub replayed: usize,
@@ -351,7 +353,7 @@ pub fn replay_writes(
             continue;
         }
         if keep(&dead.entry) {
-            replay.writes.push(enqueue_write(store, &dead.entry)?);
+            replay.enqueue.push(dead.entry);
             replay.replayed += 1;
         } else {
             replay.superseded += 1;

@@ -138,9 +138,9 @@ pub async fn replay(
         .apply(
             "operator_outbox_replay",
             data,
-            replay.writes,
-            replay.removes,
             Vec::new(),
+            replay.removes,
+            replay.enqueue,
         )
         .await?;
     committer.outbox_notify.notify_waiters();
