@@ -37,7 +37,8 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// A database that has not answered a probe by then counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Check every second that the shared database answers (one read), and report it through
+/// Check every second that the shared database answers (on a connection of the probe's own, so
+/// a busy pool does not count as an outage), and report it through
 /// `reachable`: a node that cannot reach the database is not ready, so a load balancer sends the
 /// agencies to a node that can (their pushes would fail here anyway). Logged once per change.
 /// Does nothing for an engine only this process opens.
@@ -55,7 +56,7 @@ pub async fn watch_database(
     while !*stop.borrow() {
         let mut probe = pending.take().unwrap_or_else(|| {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.get_raw(b"meta/format").is_ok())
+            tokio::task::spawn_blocking(move || store.ping().is_ok())
         });
         let now = match tokio::time::timeout(PROBE_TIMEOUT, &mut probe).await {
             Ok(answer) => answer.unwrap_or(false),

@@ -88,6 +88,11 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     fn exclusive(&self, _name: &str) -> Result<Exclusive, StoreError> {
         Ok(Exclusive::default())
     }
+    /// Whether the engine answers, on a connection of the probe's own (never waiting behind the
+    /// pool's work), for readiness.
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The engine's name, for logs and the status page.
     fn name(&self) -> &'static str;
 }

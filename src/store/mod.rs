@@ -278,6 +278,11 @@ impl Store {
         self.engine.raise_ids(floor)
     }
 
+    /// See [`Engine::ping`].
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.engine.ping()
+    }
+
     /// See [`Engine::exclusive`].
     pub fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
         self.engine.exclusive(name)

@@ -121,6 +121,8 @@ pub struct PostgresEngine {
     ids: Mutex<(u64, u64)>,
     /// This process's writer, recorded with every write set it commits (random, per process).
     writer_id: String,
+    /// The readiness probe's own connection.
+    probe: Mutex<Option<Client>>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -164,6 +166,7 @@ impl PostgresEngine {
         // The client side notices a vanished server too.
         pg.keepalives(true);
         pg.keepalives_idle(Duration::from_secs(30));
+        pg.connect_timeout(Duration::from_secs(10));
         let tls = Tls::from(options.ca.as_deref())?;
         let recycling = || ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -199,6 +202,7 @@ impl PostgresEngine {
             writer: Mutex::new(WriterState::default()),
             ids: Mutex::new((0, 0)),
             writer_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            probe: Mutex::new(None),
         };
         engine.migrate_schema()?;
         Ok(engine)
@@ -753,6 +757,22 @@ impl Engine for PostgresEngine {
             Ok(client)
         })?;
         Ok(Exclusive::holding(client))
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let mut probe = self.probe.lock().unwrap_or_else(|p| p.into_inner());
+        let held = probe.take().filter(|c| !c.is_closed());
+        let (pg, tls) = (self.pg.clone(), self.tls.clone());
+        let client = self.block(async move {
+            let client = match held {
+                Some(c) => c,
+                None => connect(&pg, &tls).await?,
+            };
+            client.simple_query("SELECT 1").await.map_err(db)?;
+            Ok(client)
+        })?;
+        *probe = Some(client);
+        Ok(())
     }
 
     fn name(&self) -> &'static str {
