@@ -53,6 +53,15 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// Push canonical records to a node; its reply.
+fn push(gw: &Gateway, records: &impl serde::Serialize) -> common::Reply {
+    gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(records).unwrap(),
+    )
+}
+
 /// Record id -> the distinct idempotency keys of its publications the platform received.
 fn publications(receiver: &common::receiver::Receiver) -> HashMap<String, HashSet<String>> {
     let mut by_record: HashMap<String, HashSet<String>> = HashMap::new();
@@ -266,11 +275,7 @@ fn operator_actions_and_sighup_work_on_either_node() {
     a.spawn();
     b.spawn();
     let batch = json!([record("OK-1"), record("POISON-1")]);
-    let reply = a.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&batch).unwrap(),
-    );
+    let reply = push(&a, &batch);
     assert_eq!(reply.status, 200);
     // Whichever node delivered, the dead letter is in the one database: node b replays it.
     let dead = || {
@@ -336,11 +341,7 @@ fn a_node_killed_while_holding_delivery_leases_leaves_its_shares_to_the_other() 
     let ids: Vec<String> = (0..60).map(|i| format!("L-{i}")).collect();
     for chunk in ids.chunks(20) {
         let batch: Vec<Value> = chunk.iter().map(|id| record(id)).collect();
-        let reply = a.client(MI).post(
-            "/v1/records?mapping=canonical",
-            "application/json",
-            serde_json::to_vec(&batch).unwrap(),
-        );
+        let reply = push(&a, &batch);
         assert_eq!(
             reply.status,
             200,
@@ -383,11 +384,7 @@ fn a_sled_directory_migrates_into_a_database_and_the_chain_agrees_on_both() {
     gw.spawn();
     let ids: Vec<String> = (0..30).map(|i| format!("M-{i}")).collect();
     let batch: Vec<Value> = ids.iter().map(|id| record(id)).collect();
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&batch).unwrap(),
-    );
+    let reply = push(&gw, &batch);
     assert_eq!(reply.status, 200);
     gw.stop();
 
@@ -434,19 +431,11 @@ fn a_sled_directory_migrates_into_a_database_and_the_chain_agrees_on_both() {
         "the queued shares arrive from the database: {}",
         gw.log()
     );
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&json!([record("M-after")])).unwrap(),
-    );
+    let reply = push(&gw, &json!([record("M-after")]));
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["records"][0]["outcome"], "new");
     // The same record sent again is known: idempotency came along with the archive.
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&json!([record("M-3")])).unwrap(),
-    );
+    let reply = push(&gw, &json!([record("M-3")]));
     assert_ne!(
         reply.json()["records"][0]["outcome"],
         "new",
@@ -606,11 +595,7 @@ fn a_node_reaches_the_database_over_tls_and_refuses_a_server_it_cannot_verify() 
     // With the right CA: TLS, and the gateway works.
     gw.config.storage.postgres_ca = Some(certs.join("ca.pem"));
     gw.spawn();
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&json!([record("TLS-1")])).unwrap(),
-    );
+    let reply = push(&gw, &json!([record("TLS-1")]));
     assert_eq!(
         reply.status,
         200,
@@ -666,11 +651,7 @@ fn a_notice_window_ends_once_across_two_nodes() {
         "disclosure": {"class": "public"},
         "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"], "fine_yuan": "20000"}
     }]);
-    let reply = b.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&penalty).unwrap(),
-    );
+    let reply = push(&b, &penalty);
     assert_eq!(
         reply.status,
         200,
@@ -726,13 +707,7 @@ fn a_node_without_its_database_is_not_ready_until_it_answers_again() {
     gw.spawn();
     let ready = |gw: &Gateway| gw.admin_get("/readyz").0 == 200;
     assert!(ready(&gw));
-    let push = |gw: &Gateway, id: &str| {
-        gw.client(MI).post(
-            "/v1/records?mapping=canonical",
-            "application/json",
-            serde_json::to_vec(&json!([record(id)])).unwrap(),
-        )
-    };
+    let push = |gw: &Gateway, id: &str| push(gw, &json!([record(id)]));
     assert_eq!(push(&gw, "DB-1").status, 200);
 
     cluster.stop_server().unwrap();

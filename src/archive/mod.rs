@@ -228,6 +228,20 @@ pub fn changed_subjects(
     Ok((keys, subjects))
 }
 
+/// Read the keys not read yet in one request, into `read` (a missing key as `None`).
+fn read_missing<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    keys: impl Iterator<Item = String>,
+    read: &mut HashMap<String, Option<T>>,
+) -> Result<(), StoreError> {
+    let mut keys: Vec<String> = keys.filter(|k| !read.contains_key(k)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let found = store.get_many_json::<T>(&keys)?;
+    read.extend(keys.into_iter().zip(found));
+    Ok(())
+}
+
 /// A record a group is about to stage, for [`Staging::read_ahead`].
 pub struct Incoming {
     pub agency: String,
@@ -285,25 +299,17 @@ impl Staging {
         subjects: &SubjectCache,
         records: &[Incoming],
     ) -> Result<(), StoreError> {
-        let mut heads: Vec<String> = records
+        let heads = records
             .iter()
             .map(|r| record_head_key(&r.agency, &r.record_id))
-            .filter(|k| !self.heads.contains_key(k) && !self.read.contains_key(k))
-            .collect();
-        heads.sort_unstable();
-        heads.dedup();
-        let found = store.get_many_json::<RecordHead>(&heads)?;
-        self.read.extend(heads.into_iter().zip(found));
-        let mut entries: Vec<String> = records
+            .filter(|k| !self.heads.contains_key(k));
+        read_missing(store, heads, &mut self.read)?;
+        let entries = records
             .iter()
             .filter(|r| !subjects.knows(&r.subject, &r.name))
             .map(|r| SubjectKey::entry(&r.subject))
-            .filter(|k| !self.subjects.contains_key(k) && !self.read_subjects.contains_key(k))
-            .collect();
-        entries.sort_unstable();
-        entries.dedup();
-        let found = store.get_many_json::<SubjectEntry>(&entries)?;
-        self.read_subjects.extend(entries.into_iter().zip(found));
+            .filter(|k| !self.subjects.contains_key(k));
+        read_missing(store, entries, &mut self.read_subjects)?;
         Ok(())
     }
 
