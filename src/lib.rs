@@ -35,6 +35,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod crypto;
 pub mod corrections;
 pub mod delivery;
 pub mod disclosure;
