@@ -27,6 +27,8 @@ pub enum StartError {
     Storage { path: String, message: String },
     #[error("calendar: {0}")]
     Calendar(String),
+    #[error("keys: {0}")]
+    Keys(String),
     #[error("{0}")]
     DiskFull(String),
     #[error("sharing: {0}")]
@@ -102,12 +104,27 @@ pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
     }
 }
 
+/// The gateway's keys (`[crypto]`), created on first start by the embedded defaults.
+pub fn load_keys(config: &Config) -> Result<crate::crypto::Keyring, StartError> {
+    crate::crypto::Keyring::load(
+        &config.key_source(),
+        config.crypto.suite,
+        config.crypto.generate_keys,
+        clock(config).now(),
+    )
+    .map_err(|e| StartError::Keys(e.to_string()))
+}
+
 pub fn open_store(config: &Config) -> Result<Store, StartError> {
-    match config.storage.engine {
+    let keys = load_keys(config)?;
+    let protection: Arc<dyn crate::store::AtRest> =
+        Arc::new(crate::privacy::Protection::new(keys.clone()));
+    let store = match config.storage.engine {
         crate::config::StorageEngine::Sled => Store::open_tuned(
             &config.storage.data_dir,
             config.storage.durability,
             config.storage.cache_mb,
+            Some(protection),
         )
         .map_err(|e| StartError::Storage {
             path: config.storage.data_dir.display().to_string(),
@@ -120,12 +137,13 @@ pub fn open_store(config: &Config) -> Result<Store, StartError> {
                 ca: config.storage.postgres_ca.clone(),
             };
             // (Never the URL in a message: it may hold the password.)
-            Store::open_postgres(&options).map_err(|e| StartError::Storage {
+            Store::open_postgres(&options, Some(protection)).map_err(|e| StartError::Storage {
                 path: "the PostgreSQL database (storage.postgres_url)".into(),
                 message: e.to_string(),
             })
         }
-    }
+    }?;
+    Ok(store.with_keys(keys))
 }
 
 /// Before sled opens the data directory: refuse to start below the free-space reserve (a start on

@@ -49,6 +49,7 @@ pub mod mapping;
 pub mod objections;
 pub mod operators;
 pub mod outbox;
+pub mod privacy;
 pub mod record;
 pub mod repairs;
 pub mod sharing;

@@ -252,11 +252,11 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn of(record: &CanonicalRecord) -> Self {
+    pub fn of(record: &CanonicalRecord, store: &Store) -> Self {
         Self {
             agency: record.source.agency.clone(),
             record_id: record.source.record_id.clone(),
-            subject: record.subject.id.archive_key(),
+            subject: record.subject.id.archive_key(store),
             name: record.subject.name.clone(),
         }
     }
@@ -340,7 +340,7 @@ impl Staging {
             }
         }
         let version = previous.as_ref().map(|p| p.version + 1).unwrap_or(1);
-        let subject = record.subject.id.archive_key();
+        let subject = record.subject.id.archive_key(store);
         let head = RecordHead {
             subject: subject.clone(),
             category: record.category,
@@ -574,7 +574,7 @@ pub struct RecordHistory {
 
 /// Read a subject's whole archive; `None` when the gateway has no record of it.
 pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchive>, StoreError> {
-    let key = id.archive_key();
+    let key = id.archive_key(store);
     let Some(subject) = store.get_json::<SubjectEntry>(&SubjectKey::entry(&key))? else {
         return Ok(None);
     };

@@ -2,9 +2,14 @@
 //! entry whose hash covers the previous entry's hash, so altering or removing any entry breaks
 //! every later link.
 //!
-//! Entry n stores `hash_n = sha256(hash_{n-1} || canonical bytes of entry n)`, where the canonical
-//! bytes are the compact JSON of `{seq, at, kind, data}` with sorted keys, and `hash_0` of the
-//! first entry's predecessor is 32 zero bytes. Entries live under `aud/` with a 20-digit sequence.
+//! Entry n stores `hash_n = H(hash_{n-1} || canonical bytes of entry n)`, where the canonical
+//! bytes are the compact JSON of `{seq, at, kind, data, suite}` with sorted keys, and `hash_0` of
+//! the first entry's predecessor is 32 zero bytes. Entries live under `aud/` with a 20-digit
+//! sequence. `H` is the entry's suite's hash (`crypto.suite`): SM3 for `national`, SHA-256 for
+//! `international` and for entries written before suites existed (they carry no `suite`, and
+//! their canonical bytes have none). A change of suite needs no break: the first entry under the
+//! new suite links the last hash of the old one (GB/T 39786-2021 §8.3: integrity of logs by a
+//! hash of the approved algorithms).
 //!
 //! Never does: write a personal identifier or secret value in clear. Callers pass subjects through
 //! [`crate::subject::SubjectId::log_safe`] and bodies as hashes.
@@ -14,8 +19,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
+
+use crate::crypto::Suite;
 use crate::store::{to_bytes, Store, StoreError};
 
 /// One stored audit entry.
@@ -27,6 +33,9 @@ pub struct Entry {
     pub data: Map<String, Value>,
     pub prev_hash: String,
     pub hash: String,
+    /// The suite whose hash links this entry; absent on entries from before suites (SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<Suite>,
 }
 
 /// The head of the chain: the last sequence number and hash.
@@ -34,6 +43,9 @@ pub struct Entry {
 pub struct Head {
     pub seq: u64,
     pub hash: String,
+    /// The suite the next entries are linked with (the store's, `crypto.suite`).
+    #[serde(skip)]
+    pub suite: Suite,
 }
 
 impl Head {
@@ -41,17 +53,23 @@ impl Head {
         Self {
             seq: 0,
             hash: hex::encode([0u8; 32]),
+            suite: Suite::International,
         }
     }
 
     /// The current head as stored.
     pub fn load(store: &Store) -> Result<Self, StoreError> {
+        let suite = store.suite();
         Ok(match store.last_under::<Entry>("aud/")? {
             Some((_, e)) => Self {
                 seq: e.seq,
                 hash: e.hash,
+                suite,
             },
-            None => Self::genesis(),
+            None => Self {
+                suite,
+                ..Self::genesis()
+            },
         })
     }
 
@@ -63,7 +81,8 @@ impl Head {
         data: Map<String, Value>,
     ) -> (String, Vec<u8>, Head) {
         let seq = self.seq + 1;
-        let hash = link_hash(&self.hash, seq, at, kind, &data);
+        let suite = Some(self.suite);
+        let hash = link_hash(&self.hash, seq, at, kind, &data, suite);
         let entry = Entry {
             seq,
             at: at.to_string(),
@@ -71,8 +90,17 @@ impl Head {
             data,
             prev_hash: self.hash.clone(),
             hash: hash.clone(),
+            suite,
         };
-        (entry_key(seq), to_bytes(&entry), Head { seq, hash })
+        (
+            entry_key(seq),
+            to_bytes(&entry),
+            Head {
+                seq,
+                hash,
+                suite: self.suite,
+            },
+        )
     }
 }
 
@@ -80,17 +108,25 @@ pub fn entry_key(seq: u64) -> String {
     crate::store::keys::SeqKey::audit(seq)
 }
 
-fn link_hash(prev: &str, seq: u64, at: &str, kind: &str, data: &Map<String, Value>) -> String {
+fn link_hash(
+    prev: &str,
+    seq: u64,
+    at: &str,
+    kind: &str,
+    data: &Map<String, Value>,
+    suite: Option<Suite>,
+) -> String {
     let mut canonical = Map::new();
+    if let Some(s) = suite {
+        canonical.insert("suite".into(), Value::String(s.name().into()));
+    }
     canonical.insert("at".into(), Value::String(at.into()));
     canonical.insert("data".into(), Value::Object(data.clone()));
     canonical.insert("kind".into(), Value::String(kind.into()));
     canonical.insert("seq".into(), Value::from(seq));
     let bytes = serde_json::to_vec(&Value::Object(canonical)).unwrap_or_default();
-    let mut h = Sha256::new();
-    h.update(hex::decode(prev).unwrap_or_default());
-    h.update(&bytes);
-    hex::encode(h.finalize())
+    let prev = hex::decode(prev).unwrap_or_default();
+    hex::encode(suite.unwrap_or(Suite::International).digest(&[&prev, &bytes]))
 }
 
 /// Where verification failed.
@@ -137,12 +173,21 @@ pub fn verify(store: &Store) -> Result<Head, VerifyError> {
                 found: entry.prev_hash,
             });
         }
-        if link_hash(&head.hash, entry.seq, &entry.at, &entry.kind, &entry.data) != entry.hash {
+        let linked = link_hash(
+            &head.hash,
+            entry.seq,
+            &entry.at,
+            &entry.kind,
+            &entry.data,
+            entry.suite,
+        );
+        if linked != entry.hash {
             return Err(VerifyError::HashMismatch { seq: entry.seq });
         }
         head = Head {
             seq: entry.seq,
             hash: entry.hash,
+            suite: entry.suite.unwrap_or(Suite::International),
         };
     }
     Ok(head)
@@ -159,4 +204,26 @@ pub fn entries_from(store: &Store, from: u64, limit: usize) -> Result<Vec<Entry>
         out.push(crate::store::decode(&k, &v)?);
     }
     Ok(out)
+}
+
+/// A signed checkpoint of the chain (`audit checkpoint`): its last sequence number and hash, the
+/// suite, when it was taken, and the gateway's signature, so an auditor can later prove the chain
+/// then ended there (`audit checkpoint --verify`).
+pub fn checkpoint(store: &Store, now: time::OffsetDateTime) -> Result<Value, StoreError> {
+    let head = Head::load(store)?;
+    let last_suite = store
+        .last_under::<Entry>("aud/")?
+        .map(|(_, e)| e.suite.unwrap_or(Suite::International));
+    let mut doc = serde_json::json!({
+        "kind": "audit_checkpoint",
+        "seq": head.seq,
+        "hash": head.hash,
+        "hash_suite": last_suite.unwrap_or(head.suite),
+        "taken_at": crate::clock::rfc3339(now),
+    });
+    if let Some(keys) = store.keys() {
+        crate::crypto::signed::sign_document(keys.signer(), &mut doc)
+            .map_err(|e| StoreError::CommitFailed(format!("cannot sign the checkpoint: {e}")))?;
+    }
+    Ok(doc)
 }

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use serde_json::json;
 
 use super::AuditCommand;
 use crate::config::Config;
@@ -13,7 +12,7 @@ pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
         // The gateway runs: ask it (its admin endpoint verifies the live chain).
         Err(local) => return running(config, &cmd, &local.to_string()),
     };
-    let code = audit_command(&store, &cmd);
+    let code = audit_command(&store, &cmd, crate::app::clock(config).now());
     // The command itself is an operator action: recorded after it ran, so `verify` and
     // `checkpoint` report the chain as it was when asked.
     record_offline(
@@ -24,7 +23,7 @@ pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
             match cmd {
                 AuditCommand::Verify => "verify",
                 AuditCommand::Show { .. } => "show",
-                AuditCommand::Checkpoint => "checkpoint",
+                AuditCommand::Checkpoint { .. } => "checkpoint",
             }
         ),
     );
@@ -59,7 +58,7 @@ pub(super) fn record_offline(
 fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
     let path = match cmd {
         AuditCommand::Verify => "/audit/verify".to_string(),
-        AuditCommand::Checkpoint => "/audit/checkpoint".to_string(),
+        AuditCommand::Checkpoint { .. } => "/audit/checkpoint".to_string(),
         AuditCommand::Show { from, limit } => format!("/audit/entries?from={from}&limit={limit}"),
     };
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -96,7 +95,7 @@ fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
             );
             ExitCode::from(1)
         }
-        AuditCommand::Checkpoint => {
+        AuditCommand::Checkpoint { .. } => {
             say!("{value}");
             ExitCode::SUCCESS
         }
@@ -109,7 +108,11 @@ fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
     }
 }
 
-fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
+fn audit_command(
+    store: &crate::store::Store,
+    cmd: &AuditCommand,
+    now: time::OffsetDateTime,
+) -> ExitCode {
     match *cmd {
         AuditCommand::Verify => match crate::audit::verify(store) {
             Ok(head) => {
@@ -135,9 +138,9 @@ fn audit_command(store: &crate::store::Store, cmd: &AuditCommand) -> ExitCode {
                 }
             }
         }
-        AuditCommand::Checkpoint => match crate::audit::Head::load(store) {
-            Ok(head) => {
-                say!("{}", json!({"seq": head.seq, "hash": head.hash}));
+        AuditCommand::Checkpoint { .. } => match crate::audit::checkpoint(store, now) {
+            Ok(doc) => {
+                say!("{doc}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -35,7 +35,7 @@ pub(super) fn migrate(config: &Config, args: Migrate) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let source = match Store::open_tuned(&from, config.storage.durability, config.storage.cache_mb)
+    let source = match Store::open_tuned(&from, config.storage.durability, config.storage.cache_mb, None)
     {
         Ok(s) => s,
         Err(e) => {
@@ -47,7 +47,7 @@ pub(super) fn migrate(config: &Config, args: Migrate) -> ExitCode {
         url,
         pool_size: 4,
         ca: config.storage.postgres_ca.clone(),
-    }) {
+    }, None) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("migrate: the database: {e}");

@@ -18,6 +18,7 @@ macro_rules! say {
 mod audit;
 mod calendar;
 mod check;
+mod keys;
 mod ledger;
 mod migrate;
 mod outbox;
@@ -107,6 +108,13 @@ pub enum Command {
     /// Operators of the console and the operator API.
     #[command(subcommand)]
     Operators(OperatorsCommand),
+    /// The gateway's keys (`crypto.key_file`): publish the public signing keys, rotate the data
+    /// key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Receipts the gateway signed.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
     /// Copy a sled data directory into a PostgreSQL database (stop the gateway first), with
     /// progress; then set `storage.engine = "postgres"` and start the nodes.
     Migrate {
@@ -119,6 +127,33 @@ pub enum Command {
         /// Finish a copy that was interrupted (the database is not empty).
         #[arg(long)]
         resume: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print the public key file (JSON: every signing key the gateway has had) that agencies,
+    /// platforms and auditors verify receipts, checkpoints and deliveries with.
+    Public,
+    /// Add a data key and make it the active one (new values are sealed with it); a running
+    /// gateway takes it up on SIGHUP and re-encrypts older values in the background. With
+    /// `--signing`, also add a new signing key of the configured suite.
+    Rotate {
+        #[arg(long)]
+        signing: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Check a receipt's signature offline; exit 0 when it holds, 1 when it does not.
+    Verify {
+        /// The receipt as the agency got it (JSON).
+        file: PathBuf,
+        /// The gateway's public key file (`credit-gateway keys public`); default: the local
+        /// gateway's keys.
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
 }
 
@@ -364,8 +399,16 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Print the head sequence number and hash, for anchoring outside the gateway.
-    Checkpoint,
+    /// Print the head sequence number and hash, signed by the gateway, for anchoring outside it.
+    /// With `--verify FILE`, check such a checkpoint's signature offline instead (exit 1 when it
+    /// does not hold).
+    Checkpoint {
+        #[arg(long)]
+        verify: Option<PathBuf>,
+        /// The gateway's public key file, for `--verify` (default: the local gateway's keys).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
 }
 
 #[doc(hidden)]
@@ -479,7 +522,15 @@ pub fn run(cli: Cli) -> ExitCode {
             say!("{}", text.strip_suffix('\n').unwrap_or(&text));
             ExitCode::SUCCESS
         }
+        Command::Audit(AuditCommand::Checkpoint {
+            verify: Some(file),
+            keys,
+        }) => keys::verify_document(&config, &file, keys.as_deref(), "audit_checkpoint"),
         Command::Audit(cmd) => audit::audit(&config, cmd),
+        Command::Keys(cmd) => keys::keys(&config, cmd),
+        Command::Receipt(ReceiptCommand::Verify { file, keys }) => {
+            keys::verify_document(&config, &file, keys.as_deref(), "receipt")
+        }
         Command::Outbox(cmd) => outbox::outbox(&config, cmd),
         Command::Calendar(cmd) => calendar::calendar(&config, cmd),
         Command::Corrections(CorrectionsCommand::List { state }) => {

@@ -54,6 +54,8 @@ pub struct Config {
     pub objections: ObjectionsConfig,
     pub repairs: RepairsConfig,
     pub evaluation: EvaluationConfig,
+    /// Commercial cryptography: the algorithm suite and where the keys come from.
+    pub crypto: CryptoConfig,
     /// Who may sign in to the operator console and the operator API (password hashes, argon2id).
     pub operators: Vec<OperatorConfig>,
     /// The public credit platforms shares are delivered to. Giving any replaces the defaults.
@@ -400,6 +402,59 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct CryptoConfig {
+    /// `national` (SM3 chain, SM2 signatures, SM4-GCM at rest, HMAC-SM3 lookup) or
+    /// `international` (SHA-256, Ed25519, AES-256-GCM, HMAC-SHA-256). A change takes effect at the
+    /// next start: new entries, signatures and sealed values use the new suite; older ones stay
+    /// verifiable and readable.
+    pub suite: crate::crypto::Suite,
+    /// The key file (TOML, mode 0600); default `<tls.certs_dir>/gateway-keys.toml`. Keep it out
+    /// of the data directory's backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// A program (and its arguments) that prints the key file on standard output: the hook for a
+    /// KMS or a crypto card. When given, the key file is not read or written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_command: Vec<String>,
+    /// Create the key file, and any key the suite lacks, at start (the embedded defaults, like
+    /// `tls.generate_dev_certs`).
+    pub generate_keys: bool,
+    /// Values re-sealed per step by the background re-encryption after a rotation.
+    pub reencrypt_batch: usize,
+}
+
+impl Default for CryptoConfig {
+    fn default() -> Self {
+        Self {
+            suite: crate::crypto::Suite::National,
+            key_file: None,
+            key_command: Vec::new(),
+            generate_keys: true,
+            reencrypt_batch: 500,
+        }
+    }
+}
+
+impl Config {
+    /// Where the keys come from.
+    pub fn key_source(&self) -> crate::crypto::keyring::KeySource {
+        if self.crypto.key_command.is_empty() {
+            crate::crypto::keyring::KeySource::File(self.key_file())
+        } else {
+            crate::crypto::keyring::KeySource::Command(self.crypto.key_command.clone())
+        }
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.crypto
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.tls.certs_dir.join("gateway-keys.toml"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `sled` (embedded, one process, the default) or `postgres` (several nodes on one
     /// database; `postgres_url` says where).
@@ -671,6 +726,7 @@ impl Default for Config {
             objections: ObjectionsConfig::default(),
             repairs: RepairsConfig::default(),
             evaluation: EvaluationConfig::default(),
+            crypto: CryptoConfig::default(),
             operators: Vec::new(),
             destinations: default_destinations(),
         }

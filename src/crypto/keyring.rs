@@ -270,15 +270,22 @@ impl KeyFile {
             added = true;
         }
         if !self.signing_key.iter().any(|k| k.suite == suite) {
-            self.signing_key.push(StoredKey {
-                id: fresh_id("s", now),
-                suite,
-                secret: hex::encode(SoftSigner::generate_secret(suite)),
-                created: now,
-            });
+            self.add_signing_key(suite, now);
             added = true;
         }
         added
+    }
+
+    /// A new signing key of `suite` (the newest of a suite signs). Returns its id.
+    pub fn add_signing_key(&mut self, suite: Suite, now: time::OffsetDateTime) -> String {
+        let id = fresh_id("s", now);
+        self.signing_key.push(StoredKey {
+            id: id.clone(),
+            suite,
+            secret: hex::encode(SoftSigner::generate_secret(suite)),
+            created: now,
+        });
+        id
     }
 
     /// A new data key of `suite`, made active. Returns its id.

@@ -526,7 +526,7 @@ impl Engine {
                     let link_id = ids::link(
                         &listing.fact.agency,
                         &listing.fact.record_id,
-                        &id.archive_key(),
+                        &id.archive_key(&self.store),
                     );
                     people.push((person, link_id));
                 }

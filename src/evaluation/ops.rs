@@ -19,7 +19,7 @@ pub fn current(
     subject: &SubjectId,
     now: OffsetDateTime,
 ) -> Result<Option<Value>, EvaluationError> {
-    let key = subject.archive_key();
+    let key = subject.archive_key(&engine.store);
     if let Some(entry) = engine
         .store
         .get_json::<archive::SubjectEntry>(&archive::subject_key(&key))?
@@ -43,7 +43,7 @@ pub fn history(
     subject: &SubjectId,
     now: OffsetDateTime,
 ) -> Result<Value, EvaluationError> {
-    let key = subject.archive_key();
+    let key = subject.archive_key(&engine.store);
     let year = today(now).year();
     let mut results = Vec::new();
     for y in (year - YEARS_SHOWN..=year).rev() {

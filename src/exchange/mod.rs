@@ -29,7 +29,7 @@ use crate::store::{self, Store, StoreError, WriteSet};
 /// One durable exchange, staged on the writer thread and answered once durable.
 pub trait Exchange: Send {
     /// The records this exchange will stage, read ahead for the whole group at once.
-    fn records(&self) -> Vec<crate::archive::Incoming> {
+    fn records(&self, _store: &Store) -> Vec<crate::archive::Incoming> {
         Vec::new()
     }
     /// Add this exchange's writes and its audit entry to the group.
@@ -179,7 +179,7 @@ impl store::Stager for Writer {
         };
         g.archive.change_seq = store.next_id()?;
         let records: Vec<crate::archive::Incoming> =
-            group.iter().flat_map(|j| j.records()).collect();
+            group.iter().flat_map(|j| j.records(store)).collect();
         g.archive.read_ahead(store, g.subjects, &records)?;
         for job in group.iter_mut() {
             job.stage(&mut g)?;

@@ -60,11 +60,11 @@ struct Batch {
 }
 
 impl Exchange for Batch {
-    fn records(&self) -> Vec<crate::archive::Incoming> {
+    fn records(&self, store: &crate::store::Store) -> Vec<crate::archive::Incoming> {
         self.job
             .accepted
             .iter()
-            .map(|a| crate::archive::Incoming::of(&a.record))
+            .map(|a| crate::archive::Incoming::of(&a.record, store))
             .collect()
     }
 
@@ -179,7 +179,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
     };
     let at = crate::clock::rfc3339(job.received_at);
     let head = g.audit_event(&at, "batch_received", &event);
-    let receipt = Receipt {
+    let mut receipt = Receipt {
         receipt_id: job.receipt_id.clone(),
         agency: job.agency.clone(),
         mapping: job.mapping.clone(),
@@ -193,7 +193,11 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
         rejected: job.rejected.clone(),
         records: accepted,
         audit: head,
+        signature: None,
     };
+    receipt
+        .sign(g.store.keys())
+        .map_err(|e| StoreError::CommitFailed(format!("cannot sign the receipt: {e}")))?;
     g.archive.writes.push((
         super::receipt::receipt_key(&job.receipt_id),
         to_bytes(&receipt),

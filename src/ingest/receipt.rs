@@ -25,6 +25,25 @@ pub struct Receipt {
     pub rejected: Vec<Rejection>,
     pub records: Vec<AcceptedRecord>,
     pub audit: Head,
+    /// The gateway's signature over the receipt's canonical JSON (without this member), so the
+    /// agency can prove what was acknowledged (`credit-gateway receipt verify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::crypto::Signature>,
+}
+
+impl Receipt {
+    /// Sign the receipt with the gateway's key (when the store has keys).
+    pub fn sign(&mut self, keys: Option<&crate::crypto::Keyring>) -> Result<(), crate::crypto::CryptoError> {
+        let Some(keys) = keys else {
+            return Ok(());
+        };
+        self.signature = None;
+        let canonical = crate::crypto::signed::canonical(
+            &serde_json::to_value(&*self).unwrap_or_default(),
+        );
+        self.signature = Some(crate::crypto::signed::sign(keys.signer(), &canonical)?);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -992,7 +992,7 @@ fn ledger_subject(
     let destination = query_param(query, "destination");
     let found = crate::ledger::query::subject(
         &app.store,
-        &subject.archive_key(),
+        &subject.archive_key(&app.store),
         at,
         destination.as_deref(),
     )

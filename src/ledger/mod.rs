@@ -130,6 +130,8 @@ pub struct CorrectionMark {
 /// A change to reconcile.
 pub struct Change<'a> {
     pub record: &'a CanonicalRecord,
+    /// The key the store knows the record's subject by (`SubjectId::archive_key`).
+    pub subject: &'a str,
     pub version: u32,
     pub plan: &'a Plan,
     pub now: OffsetDateTime,
@@ -220,7 +222,7 @@ impl Ledger {
             }
             let source = outbox::ShareSource {
                 version_key: crate::archive::version_key(
-                    &change.record.subject.id.archive_key(),
+                    change.subject,
                     change.record.category,
                     &change.record.source.agency,
                     &change.record.source.record_id,

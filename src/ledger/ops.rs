@@ -90,7 +90,7 @@ pub async fn subject_holdings(
 ) -> Result<Value, OpError> {
     let subject = subject_id(ctx, id_type, id)?;
     let at = as_of(ctx, at)?;
-    let key = subject.archive_key();
+    let key = subject.archive_key(ctx.store);
     audit(
         ctx,
         "ledger subject",
@@ -118,7 +118,7 @@ pub async fn set_standing(
         ctx.committer,
         ctx.router.clone(),
         ctx.exceptions.clone(),
-        subject.archive_key(),
+        subject.archive_key(&ctx.store),
         exit,
         change,
         ctx.now,

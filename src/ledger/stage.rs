@@ -49,7 +49,7 @@ pub fn reconcile_record(
     correction: Option<&CorrectionMark>,
     marking: bool,
 ) -> Result<Vec<Queued>, StoreError> {
-    let subject = record.subject.id.archive_key();
+    let subject = record.subject.id.archive_key(g.store);
     let (agency, record_id) = (&record.source.agency, &record.source.record_id);
     let current = match prior {
         Prior::New => None,
@@ -76,6 +76,7 @@ pub fn reconcile_record(
     let now = g.now;
     let change = Change {
         record,
+        subject: &subject,
         version,
         plan,
         now,

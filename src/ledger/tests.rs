@@ -46,8 +46,10 @@ fn run(
 ) -> (Vec<Queued>, Vec<Entry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut superseded = Vec::new();
+    let subject = format!("{}:{}", record.subject.id.id_type().code(), record.subject.id.as_str());
     let change = Change {
         record,
+        subject: &subject,
         version,
         plan,
         now: datetime!(2026-11-25 10:00 +08:00),

@@ -133,6 +133,15 @@ impl WriteSet {
         self.puts.is_empty() && self.removes.is_empty()
     }
 
+    /// The set with every value passed through the protection at rest.
+    pub fn protect(mut self, at_rest: &dyn super::AtRest) -> Result<Self, StoreError> {
+        for (k, v) in &mut self.puts {
+            let value = std::mem::take(v);
+            *v = at_rest.protect(k, value)?;
+        }
+        Ok(self)
+    }
+
     pub fn len(&self) -> usize {
         self.puts.len() + self.removes.len()
     }

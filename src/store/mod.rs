@@ -42,6 +42,7 @@
 //! writes; `exchange` stages them; this module orders, applies and flushes them). It imports no
 //! domain module.
 
+pub mod at_rest;
 pub mod commit;
 pub mod engine;
 pub mod format;
@@ -51,6 +52,7 @@ pub mod sled;
 pub mod space;
 
 pub use commit::{Committer, CommitterHandle, Progress, Stager};
+pub use at_rest::AtRest;
 pub use engine::{Engine, Exclusive, Pair, WriteSet};
 
 use std::path::Path;
@@ -76,6 +78,10 @@ pub enum StoreError {
     /// The operator's: this binary is older than the data directory.
     #[error("the data directory is in format {found}, written by a newer release; this release reads up to format {known}: run the newer release (or restore a backup made for this one)")]
     NewerFormat { found: u32, known: u32 },
+    /// Sealing or opening a value at rest failed: the key file lacks a key stored data names, or
+    /// a sealed value was altered. The operator's; no retry helps.
+    #[error("value at {key} cannot be sealed or opened: {message}")]
+    Sealing { key: String, message: String },
 }
 
 impl StoreError {
@@ -92,6 +98,12 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     engine: Arc<dyn Engine>,
+    /// Seals what is personal before a write and opens it after a read (`privacy`); `None` only
+    /// in unit tests of lower layers and in tools that copy stored bytes as they are.
+    at_rest: Option<Arc<dyn AtRest>>,
+    /// The gateway's keys (signing, the audit chain's suite); `None` in unit tests of lower
+    /// layers (the chain then hashes with SHA-256 and nothing is signed).
+    keys: Option<crate::crypto::Keyring>,
 }
 
 /// What an acknowledgement survives.
@@ -116,7 +128,7 @@ impl Store {
     }
 
     pub fn open_with(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
-        Self::open_tuned(dir, durability, DEFAULT_CACHE_MB)
+        Self::open_tuned(dir, durability, DEFAULT_CACHE_MB, None)
     }
 
     /// Open (or create) the embedded sled store under `dir`, migrating an older format.
@@ -124,22 +136,81 @@ impl Store {
         dir: &Path,
         durability: Durability,
         cache_mb: u64,
+        at_rest: Option<Arc<dyn AtRest>>,
     ) -> Result<Self, StoreError> {
         let engine = sled::SledEngine::open(dir, durability, cache_mb)?;
-        Self::over(Arc::new(engine))
+        Self::over_protected(Arc::new(engine), at_rest)
     }
 
     /// Connect to PostgreSQL (schema brought up to date), migrating an older format.
-    pub fn open_postgres(options: &postgres::Options) -> Result<Self, StoreError> {
+    pub fn open_postgres(
+        options: &postgres::Options,
+        at_rest: Option<Arc<dyn AtRest>>,
+    ) -> Result<Self, StoreError> {
         let engine = postgres::PostgresEngine::open(options)?;
-        Self::over(Arc::new(engine))
+        Self::over_protected(Arc::new(engine), at_rest)
     }
 
     /// A store over any engine; the format is checked and migrated first.
     pub fn over(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
-        let store = Self { engine };
+        Self::over_protected(engine, None)
+    }
+
+    /// A store whose values pass through `at_rest` (sealed on write, opened on read); the format
+    /// is checked and migrated first (with the protection, so a migration seals what it writes).
+    pub fn over_protected(
+        engine: Arc<dyn Engine>,
+        at_rest: Option<Arc<dyn AtRest>>,
+    ) -> Result<Self, StoreError> {
+        let store = Self {
+            engine,
+            at_rest,
+            keys: None,
+        };
         format::open(&store)?;
         Ok(store)
+    }
+
+    /// This store with the gateway's keys (signatures, the audit chain's suite).
+    pub fn with_keys(mut self, keys: crate::crypto::Keyring) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    pub fn keys(&self) -> Option<&crate::crypto::Keyring> {
+        self.keys.as_ref()
+    }
+
+    /// The suite new audit entries are hashed with.
+    pub fn suite(&self) -> crate::crypto::Suite {
+        self.keys
+            .as_ref()
+            .map(|k| k.suite())
+            .unwrap_or(crate::crypto::Suite::International)
+    }
+
+    /// The protection at rest, if any.
+    pub fn at_rest(&self) -> Option<&Arc<dyn AtRest>> {
+        self.at_rest.as_ref()
+    }
+
+    /// The keyed hash a lookup key is stored under (`None` without protection at rest).
+    pub fn lookup_token(&self, data: &[u8]) -> Option<String> {
+        self.at_rest.as_ref().map(|a| a.lookup_token(data))
+    }
+
+    /// Stored bytes as the writer wrote them (opened when sealed).
+    fn reveal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        match &self.at_rest {
+            Some(a) if at_rest::is_sealed(&stored) => a.reveal(key, stored),
+            _ => Ok(stored),
+        }
+    }
+
+    fn reveal_pair(&self, pair: Result<Pair, StoreError>) -> Result<Pair, StoreError> {
+        let (k, v) = pair?;
+        let v = self.reveal(&k, v)?;
+        Ok((k, v))
     }
 
     pub fn get_json<T: serde::de::DeserializeOwned>(
@@ -148,13 +219,26 @@ impl Store {
     ) -> Result<Option<T>, StoreError> {
         match self.engine.get(key.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => decode(key.as_bytes(), &bytes).map(Some),
+            Some(bytes) => decode(key.as_bytes(), &self.reveal(key.as_bytes(), bytes)?).map(Some),
         }
     }
 
     /// The stored bytes of a key.
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine
+            .get(key)?
+            .map(|v| self.reveal(key, v))
+            .transpose()
+    }
+
+    /// The bytes as stored (sealed values left sealed): for copying a store as it is.
+    pub fn get_stored(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.engine.get(key)
+    }
+
+    /// Every pair under a prefix as stored (sealed values left sealed).
+    pub fn scan_stored(&self, prefix: &[u8]) -> engine::Pairs<'_> {
+        self.engine.scan_prefix(prefix)
     }
 
     /// Several keys' values at once, in the order asked.
@@ -166,7 +250,10 @@ impl Store {
         let values = self.engine.get_many(&raw)?;
         keys.iter()
             .zip(values)
-            .map(|(k, v)| v.map(|bytes| decode(k.as_bytes(), &bytes)).transpose())
+            .map(|(k, v)| {
+                v.map(|bytes| decode(k.as_bytes(), &self.reveal(k.as_bytes(), bytes)?))
+                    .transpose()
+            })
             .collect()
     }
 
@@ -177,7 +264,7 @@ impl Store {
     ) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
         for item in self.engine.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item?;
+            let (k, v) = self.reveal_pair(item)?;
             let value = decode(&k, &v)?;
             out.push((String::from_utf8_lossy(&k).into_owned(), value));
         }
@@ -186,7 +273,11 @@ impl Store {
 
     /// Every stored pair under a prefix, lazily, in key order.
     pub fn scan_raw(&self, prefix: &[u8]) -> engine::Pairs<'_> {
-        self.engine.scan_prefix(prefix)
+        Box::new(
+            self.engine
+                .scan_prefix(prefix)
+                .map(move |p| self.reveal_pair(p)),
+        )
     }
 
     /// Every key under a prefix, lazily, in key order.
@@ -209,6 +300,15 @@ impl Store {
 
     /// Every stored pair with `start <= key < end`, lazily, in key order.
     pub fn range_raw(&self, start: &[u8], end: Option<&[u8]>) -> engine::Pairs<'_> {
+        Box::new(
+            self.engine
+                .range(start, end)
+                .map(move |p| self.reveal_pair(p)),
+        )
+    }
+
+    /// Every pair in a range as stored (sealed values left sealed).
+    pub fn range_stored(&self, start: &[u8], end: Option<&[u8]>) -> engine::Pairs<'_> {
         self.engine.range(start, end)
     }
 
@@ -220,6 +320,7 @@ impl Store {
         match self.engine.last_under(prefix.as_bytes())? {
             None => Ok(None),
             Some((k, v)) => {
+                let v = self.reveal(&k, v)?;
                 let value = decode(&k, &v)?;
                 Ok(Some((String::from_utf8_lossy(&k).into_owned(), value)))
             }
@@ -228,6 +329,15 @@ impl Store {
 
     /// Apply a write set atomically (not yet durable: see [`Store::flush`]).
     pub fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
+        match &self.at_rest {
+            Some(a) => self.engine.apply(writes.protect(a.as_ref())?),
+            None => self.engine.apply(writes),
+        }
+    }
+
+    /// Apply a write set whose values are already as they must be stored (a copy of stored
+    /// bytes, or values the re-encryption sealed itself).
+    pub fn apply_stored(&self, writes: WriteSet) -> Result<(), StoreError> {
         self.engine.apply(writes)
     }
 

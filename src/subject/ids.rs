@@ -309,8 +309,23 @@ impl SubjectId {
         }
     }
 
-    /// The archive key: `uscc:91310110666007217T`.
-    pub fn archive_key(&self) -> String {
+    /// The key the store knows the subject by: `uscc:91310110666007217T` for an institution;
+    /// for a person, the keyed hash of the identifier (`resident_id:k:3fa9...`, see `privacy`),
+    /// so no personal identifier lies in a key. In clear only in a store without protection at
+    /// rest (unit tests of lower layers).
+    pub fn archive_key(&self, store: &crate::store::Store) -> String {
+        let clear = self.clear_key();
+        if !self.id_type().is_personal() {
+            return clear;
+        }
+        match store.lookup_token(clear.as_bytes()) {
+            Some(token) => format!("{}:k:{token}", self.id_type().code()),
+            None => clear,
+        }
+    }
+
+    /// `type:identifier`, in clear: never stored or logged.
+    fn clear_key(&self) -> String {
         format!("{}:{}", self.id_type().code(), self.as_str())
     }
 
@@ -318,14 +333,14 @@ impl SubjectId {
     pub fn log_safe(&self) -> String {
         if self.id_type().is_personal() {
             use sha2::Digest;
-            let digest = sha2::Sha256::digest(self.archive_key().as_bytes());
+            let digest = sha2::Sha256::digest(self.clear_key().as_bytes());
             format!(
                 "{}:sha256:{}",
                 self.id_type().code(),
                 hex::encode(&digest[..8])
             )
         } else {
-            self.archive_key()
+            self.clear_key()
         }
     }
 }

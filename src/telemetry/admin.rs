@@ -741,11 +741,8 @@ fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes
                 serde_json::json!({"ok": false, "broken": e.to_string()}),
             ),
         },
-        "/audit/checkpoint" => match crate::audit::Head::load(&ops.store) {
-            Ok(head) => json(
-                StatusCode::OK,
-                serde_json::json!({"seq": head.seq, "hash": head.hash}),
-            ),
+        "/audit/checkpoint" => match crate::audit::checkpoint(&ops.store, ops.clock.now()) {
+            Ok(doc) => json(StatusCode::OK, doc),
             Err(e) => json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),

@@ -1,0 +1,400 @@
+//! What is sealed at rest (GB/T 39786-2021 level 3: confidentiality of important data stored;
+//! PIPL Art. 51: encryption of personal information), field by field, in every stored value:
+//!
+//! - a personal subject's identifier and name: any object whose `id_type` is a personal type
+//!   (`resident_id`, `passport`, ...) has its `id` and `name` sealed (canonical records, subject
+//!   entries, anything that embeds a subject);
+//! - a record's restricted content (LS Art. 25): the whole `content` of a record classed
+//!   `restricted`, and each field its `disclosure.restricted_fields` lists;
+//! - any string holding a resident ID number's shape (17 digits and a digit or X), wherever it
+//!   appears (a legal representative's number in a registration record, an objection's text):
+//!   sealing a number that only looks like one costs nothing.
+//!
+//! A subject whose identifier is personal is stored under the keyed hash of its identifier
+//! ([`crate::subject::SubjectId::archive_key`]), so it is still found without its number lying in
+//! any key. Institutions' unified social credit codes are public registration data (GB 32100,
+//! 国家企业信用信息公示系统) and stay in clear.
+//!
+//! Owns: [`Protection`], the [`AtRest`] the store applies to every write and read.
+//!
+//! Never does: decide who may read a value (the disclosure filter and the agencies' scopes do);
+//! keep a clear value anywhere but memory.
+//!
+//! Invariant: protection never nests our own seals (a sealed value's plaintext holds no value we
+//! sealed), so opening is one pass; a `$sealed` member that arrives in input is itself sealed, so
+//! it can never be mistaken for ours.
+
+use serde_json::{Map, Value};
+
+use crate::crypto::{sealed, Keyring};
+use crate::store::{AtRest, StoreError};
+use crate::subject::IdType;
+
+/// The store's protection at rest with the gateway's keys.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    keys: Keyring,
+}
+
+impl Protection {
+    pub fn new(keys: Keyring) -> Self {
+        Self { keys }
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    fn seal(&self, key: &[u8], value: &Value) -> Result<Value, StoreError> {
+        sealed::seal(self.keys.sealer(), value).map_err(|e| failed(key, e))
+    }
+
+    /// Seal what is personal or restricted in `value`, top down. True when anything was sealed.
+    fn seal_tree(&self, key: &[u8], value: &mut Value) -> Result<bool, StoreError> {
+        match value {
+            Value::String(s) if holds_resident_id(s) => {
+                *value = self.seal(key, value)?;
+                Ok(true)
+            }
+            Value::Array(items) => {
+                let mut any = false;
+                for item in items {
+                    any |= self.seal_tree(key, item)?;
+                }
+                Ok(any)
+            }
+            Value::Object(map) => {
+                if map.contains_key(sealed::MARKER) {
+                    // Ours (sealed above) or sealed in pass one: never look inside.
+                    return Ok(false);
+                }
+                let mut any = self.seal_level(key, map)?;
+                for (_, child) in map.iter_mut() {
+                    any |= self.seal_tree(key, child)?;
+                }
+                Ok(any)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The seals this object's own shape calls for (a personal subject, a record's restrictions).
+    fn seal_level(&self, key: &[u8], map: &mut Map<String, Value>) -> Result<bool, StoreError> {
+        let mut any = false;
+        let personal = map
+            .get("id_type")
+            .and_then(Value::as_str)
+            .and_then(IdType::from_code)
+            .is_some_and(IdType::is_personal);
+        if personal {
+            for field in ["id", "name"] {
+                if let Some(v) = map.get_mut(field).filter(|v| !is_sealed(v)) {
+                    *v = self.seal(key, v)?;
+                    any = true;
+                }
+            }
+        }
+        let (restricted_class, fields) = match map.get("disclosure") {
+            Some(d) => (
+                d.get("class").and_then(Value::as_str) == Some("restricted"),
+                d.get("restricted_fields")
+                    .and_then(Value::as_object)
+                    .map(|f| f.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            ),
+            None => (false, Vec::new()),
+        };
+        if restricted_class {
+            if let Some(v) = map.get_mut("content").filter(|v| !is_sealed(v)) {
+                *v = self.seal(key, v)?;
+                any = true;
+            }
+        }
+        for path in fields {
+            if let Some(v) = at_path(map, &path).filter(|v| !is_sealed(v)) {
+                *v = self.seal(key, v)?;
+                any = true;
+            }
+        }
+        Ok(any)
+    }
+
+    /// Open every sealed value in `value` (one pass: plaintexts hold none of ours).
+    fn open_tree(&self, key: &[u8], value: &mut Value) -> Result<(), StoreError> {
+        match value {
+            Value::Array(items) => items.iter_mut().try_for_each(|v| self.open_tree(key, v)),
+            Value::Object(map) if map.contains_key(sealed::MARKER) => {
+                *value = sealed::open(value, |id| self.keys.sealer_for(id))
+                    .map_err(|e| failed(key, e))?;
+                Ok(())
+            }
+            Value::Object(map) => map.values_mut().try_for_each(|v| self.open_tree(key, v)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-seal under the active key every sealed value that names another key.
+    fn reseal_tree(&self, key: &[u8], value: &mut Value) -> Result<bool, StoreError> {
+        match value {
+            Value::Array(items) => {
+                let mut any = false;
+                for v in items {
+                    any |= self.reseal_tree(key, v)?;
+                }
+                Ok(any)
+            }
+            Value::Object(map) if map.contains_key(sealed::MARKER) => {
+                if sealed::key_id(value) == Some(self.keys.active_data_key()) {
+                    return Ok(false);
+                }
+                let clear = sealed::open(value, |id| self.keys.sealer_for(id))
+                    .map_err(|e| failed(key, e))?;
+                *value = self.seal(key, &clear)?;
+                Ok(true)
+            }
+            Value::Object(map) => {
+                let mut any = false;
+                for v in map.values_mut() {
+                    any |= self.reseal_tree(key, v)?;
+                }
+                Ok(any)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl AtRest for Protection {
+    fn protect(&self, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if !worth_a_look(&value) {
+            return Ok(value);
+        }
+        // Values that are not JSON (none today) are stored as they are.
+        let Ok(mut json) = serde_json::from_slice::<Value>(&value) else {
+            return Ok(value);
+        };
+        let mut any = false;
+        if crate::store::at_rest::is_sealed(&value) {
+            // Pass one: a `$sealed` member from input is sealed whole, so that it is never read
+            // as one of ours.
+            any |= self.seal_foreign(key, &mut json)?;
+        }
+        any |= self.seal_tree(key, &mut json)?;
+        Ok(if any {
+            serde_json::to_vec(&json).unwrap_or(value)
+        } else {
+            value
+        })
+    }
+
+    fn reveal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let mut json: Value =
+            serde_json::from_slice(&stored).map_err(|e| StoreError::corrupt(key, e))?;
+        self.open_tree(key, &mut json)?;
+        Ok(serde_json::to_vec(&json).unwrap_or_default())
+    }
+
+    fn lookup_token(&self, data: &[u8]) -> String {
+        self.keys.lookup_token(data)
+    }
+
+    fn stale(&self, stored: &[u8]) -> bool {
+        let active = self.keys.active_data_key().as_bytes();
+        let finder = memchr::memmem::Finder::new(crate::store::at_rest::MARKER);
+        finder.find_iter(stored).any(|at| {
+            // `"$sealed":"<key id>.`
+            let rest = &stored[at + crate::store::at_rest::MARKER.len()..];
+            let rest = rest.strip_prefix(b":\"").unwrap_or(rest);
+            !(rest.starts_with(active) && rest.get(active.len()) == Some(&b'.'))
+        })
+    }
+
+    fn reseal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let mut json: Value =
+            serde_json::from_slice(&stored).map_err(|e| StoreError::corrupt(key, e))?;
+        Ok(if self.reseal_tree(key, &mut json)? {
+            serde_json::to_vec(&json).unwrap_or(stored)
+        } else {
+            stored
+        })
+    }
+}
+
+impl Protection {
+    fn seal_foreign(&self, key: &[u8], value: &mut Value) -> Result<bool, StoreError> {
+        match value {
+            Value::Object(map) if map.contains_key(sealed::MARKER) => {
+                *value = self.seal(key, value)?;
+                Ok(true)
+            }
+            Value::Object(map) => {
+                let mut any = false;
+                for v in map.values_mut() {
+                    any |= self.seal_foreign(key, v)?;
+                }
+                Ok(any)
+            }
+            Value::Array(items) => {
+                let mut any = false;
+                for v in items {
+                    any |= self.seal_foreign(key, v)?;
+                }
+                Ok(any)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+fn failed(key: &[u8], e: crate::crypto::CryptoError) -> StoreError {
+    StoreError::Sealing {
+        key: StoreError::corrupt(key, "").to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn is_sealed(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|m| m.contains_key(sealed::MARKER))
+}
+
+/// The node at a dotted path below `map` (`content.bank_account`).
+fn at_path<'a>(map: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Value> {
+    let mut parts = path.split('.');
+    let mut node = map.get_mut(parts.next()?)?;
+    for p in parts {
+        if is_sealed(node) {
+            return None;
+        }
+        node = node.get_mut(p)?;
+    }
+    Some(node)
+}
+
+/// A cheap test on the bytes: could anything in this value need sealing?
+fn worth_a_look(bytes: &[u8]) -> bool {
+    memchr::memmem::find(bytes, b"\"id_type\"").is_some()
+        || memchr::memmem::find(bytes, b"restricted").is_some()
+        || crate::store::at_rest::is_sealed(bytes)
+        || digit_run(bytes)
+}
+
+/// Whether the bytes hold a resident ID number's shape: exactly 18 digits, or 17 and an X, with
+/// no ASCII letter or digit on either side (so hex digests and longer account numbers do not
+/// count; a number inside Chinese text does).
+fn digit_run(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = i - start;
+        let mut end = i;
+        if digits == 17 && matches!(bytes.get(i), Some(b'X' | b'x')) {
+            end = i + 1;
+        } else if digits != 18 {
+            continue;
+        }
+        let before = start.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(end).copied();
+        let free = |b: Option<u8>| !b.is_some_and(|b| b.is_ascii_alphanumeric());
+        if free(before) && free(after) {
+            return true;
+        }
+        i = end;
+    }
+    false
+}
+
+/// Whether a string holds a resident ID number's shape anywhere in it.
+pub fn holds_resident_id(s: &str) -> bool {
+    s.len() >= 18 && digit_run(s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Suite;
+    use serde_json::json;
+
+    fn protection() -> Protection {
+        Protection::new(Keyring::ephemeral(Suite::National))
+    }
+
+    fn round_trip(p: &Protection, value: &Value) -> Vec<u8> {
+        let stored = p
+            .protect(b"arc/x", serde_json::to_vec(value).unwrap())
+            .unwrap();
+        let back: Value = serde_json::from_slice(&p.reveal(b"arc/x", stored.clone()).unwrap()).unwrap();
+        assert_eq!(&back, value);
+        stored
+    }
+
+    #[test]
+    fn personal_subjects_restricted_fields_and_id_numbers_are_sealed_and_come_back() {
+        let p = protection();
+        let record = json!({
+            "subject": {"id_type": "resident_id", "id": "11010519491231002X", "name": "张三", "kind": "individual"},
+            "disclosure": {"class": "gov_share", "restricted_fields": {"content.bank_account": "commercial_secret"}},
+            "content": {"bank_account": "6222020200112233", "legal_rep_id": "44010619800101123X", "note": "public"},
+        });
+        let stored = round_trip(&p, &record);
+        let text = String::from_utf8_lossy(&stored);
+        for secret in ["11010519491231002X", "张三", "6222020200112233", "44010619800101123X"] {
+            assert!(!text.contains(secret), "{secret} in clear: {text}");
+        }
+        assert!(text.contains("public"));
+        let restricted = json!({"disclosure": {"class": "restricted"}, "content": {"x": "secret words"}});
+        assert!(!String::from_utf8_lossy(&round_trip(&p, &restricted)).contains("secret words"));
+        // Institutions stay in clear.
+        let inst = json!({"subject": {"id_type": "uscc", "id": "91310110666007217T", "name": "某公司"}});
+        let stored = round_trip(&p, &inst);
+        assert_eq!(stored, serde_json::to_vec(&inst).unwrap());
+    }
+
+    #[test]
+    fn a_sealed_marker_in_input_is_sealed_itself_and_comes_back_as_sent() {
+        let p = protection();
+        let hostile = json!({"content": {"x": {"$sealed": "k1.AAAA"}, "y": {"$sealed": 3}}});
+        round_trip(&p, &hostile);
+    }
+
+    #[test]
+    fn rotation_reseals_stale_values_and_old_values_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let source = crate::crypto::keyring::KeySource::File(path.clone());
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let old = Protection::new(Keyring::load(&source, Suite::National, true, now).unwrap());
+        let value = json!({"subject": {"id_type": "passport", "id": "E12345678", "name": "李四"}});
+        let stored = old.protect(b"k", serde_json::to_vec(&value).unwrap()).unwrap();
+        assert!(!old.stale(&stored));
+        let mut file = crate::crypto::keyring::read_file(&path).unwrap().unwrap();
+        file.add_data_key(Suite::National, now);
+        crate::crypto::keyring::write_file(&path, &file).unwrap();
+        let new = Protection::new(Keyring::load(&source, Suite::National, false, now).unwrap());
+        assert!(new.stale(&stored));
+        let resealed = new.reseal(b"k", stored.clone()).unwrap();
+        assert!(!new.stale(&resealed));
+        for bytes in [stored, resealed] {
+            let back: Value = serde_json::from_slice(&new.reveal(b"k", bytes).unwrap()).unwrap();
+            assert_eq!(back, value);
+        }
+    }
+
+    #[test]
+    fn digit_runs() {
+        assert!(holds_resident_id("11010519491231002X"));
+        assert!(holds_resident_id("id 110105194912310021 here"));
+        assert!(!holds_resident_id("1101051949123100"));
+        assert!(!holds_resident_id("2026-12-05T10:00:00Z"));
+        assert!(holds_resident_id("身份证110105194912310021。"));
+        assert!(!holds_resident_id("ab110105194912310021cd"));
+        assert!(!holds_resident_id("44050146010900000123"));
+    }
+}
