@@ -12,6 +12,9 @@
 //! curl -X POST 'http://127.0.0.1:9543/mode?set=normal'
 //! curl 'http://127.0.0.1:9543/received'                             # what arrived, as JSON
 //! ```
+//!
+//! With `--verify-keys gateway-keys.json` (from `credit-gateway keys public`) it checks every
+//! delivery's `X-Credit-Signature` and answers 401 `bad_signature` when it does not match.
 
 #[path = "../tests/support/receiver.rs"]
 mod receiver;
@@ -38,6 +41,10 @@ struct Args {
     /// Folder with ca.pem, server.pem and server-key.pem.
     #[arg(long, default_value = "certs")]
     certs: PathBuf,
+    /// The gateway's public key file (`credit-gateway keys public > gateway-keys.json`): every
+    /// delivery must then carry a valid `X-Credit-Signature` over its body, or gets 401.
+    #[arg(long)]
+    verify_keys: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -50,6 +57,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &args.certs.join("server-key.pem"),
     )
     .await?;
+    if let Some(path) = &args.verify_keys {
+        receiver.require_signatures(credit_gateway::crypto::PublicKeyFile::read(path)?);
+    }
     let control = args
         .control
         .unwrap_or_else(|| format!("127.0.0.1:{}", receiver.addr.port() + 100));

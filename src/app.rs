@@ -330,7 +330,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let destinations = config
         .destinations
         .iter()
-        .map(|d| crate::delivery::Destination::new(&config, d, &formats).map(Arc::new))
+        .map(|d| {
+            crate::delivery::Destination::new(&config, d, &formats, store.keys().cloned())
+                .map(Arc::new)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let (api_listener, api_addr) = ingest::bind(&config.server.listen)
         .await

@@ -455,7 +455,7 @@ fn the_database_engine_reads_and_writes_like_sled() {
         url: postgres::cluster().database(),
         pool_size: 4,
         ca: None,
-    })
+    }, None)
     .unwrap();
     let mut keys: Vec<Vec<u8>> = Vec::new();
     for i in 0..1_300u32 {

@@ -35,8 +35,22 @@ pub(super) fn migrate(config: &Config, args: Migrate) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let source = match Store::open_tuned(&from, config.storage.durability, config.storage.cache_mb, None)
-    {
+    // The source opens with the keys (an older directory is sealed in place first); its stored
+    // bytes are copied as they are, sealed values sealed: the nodes need the same key file.
+    let protection: Option<std::sync::Arc<dyn crate::store::AtRest>> =
+        match crate::app::load_keys(config) {
+            Ok(keys) => Some(std::sync::Arc::new(crate::privacy::Protection::new(keys))),
+            Err(e) => {
+                eprintln!("migrate: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let source = match Store::open_tuned(
+        &from,
+        config.storage.durability,
+        config.storage.cache_mb,
+        protection,
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("migrate: the sled directory {}: {e}", from.display());
@@ -87,13 +101,13 @@ fn copy(source: &Store, target: &Store, resume: bool) -> Result<serde_json::Valu
     eprintln!("migrate: copying {total} keys");
     let (mut copied, mut bytes) = (0usize, 0u64);
     let mut writes = WriteSet::default();
-    for pair in source.scan_raw(b"") {
+    for pair in source.scan_stored(b"") {
         let (k, v) = pair?;
         bytes += (k.len() + v.len()) as u64;
         writes.put(k, v);
         copied += 1;
         if writes.len() >= CHUNK {
-            target.apply(std::mem::take(&mut writes))?;
+            target.apply_stored(std::mem::take(&mut writes))?;
             eprintln!(
                 "migrate: {copied} of {total} keys ({}%)",
                 copied * 100 / total.max(1)
@@ -101,7 +115,7 @@ fn copy(source: &Store, target: &Store, resume: bool) -> Result<serde_json::Valu
         }
     }
     if !writes.is_empty() {
-        target.apply(writes)?;
+        target.apply_stored(writes)?;
     }
     // Numbers the sled directory handed out (outbox sequences, change log) stay unique.
     target.raise_ids(source.next_id()?)?;

@@ -76,6 +76,8 @@ pub struct Destination {
     uri: hyper::Uri,
     limiter: governor::DefaultDirectRateLimiter,
     format: Option<format::Outbound>,
+    /// Signs every request body (`X-Credit-Signature`), so the platform can prove what it was sent.
+    keys: Option<crate::crypto::Keyring>,
 }
 
 impl Destination {
@@ -83,6 +85,7 @@ impl Destination {
         config: &Config,
         dest: &DestinationConfig,
         formats: &format::Formats,
+        keys: Option<crate::crypto::Keyring>,
     ) -> Result<Self, SetupError> {
         let err = |message: String| SetupError::Destination {
             id: dest.id.clone(),
@@ -129,6 +132,7 @@ impl Destination {
             uri,
             limiter: governor::RateLimiter::direct(quota),
             format,
+            keys,
         })
     }
 
@@ -152,9 +156,15 @@ impl Destination {
                 "application/xml; charset=utf-8",
             ),
         };
-        let req = hyper::Request::post(self.uri.clone())
+        let mut req = hyper::Request::post(self.uri.clone())
             .header(hyper::header::CONTENT_TYPE, content_type)
-            .header("idempotency-key", &batch_key)
+            .header("idempotency-key", &batch_key);
+        if let Some(keys) = &self.keys {
+            let signature = crate::crypto::signed::header_value(keys.signer(), &body)
+                .map_err(|e| DeliveryError::Build(format!("cannot sign the request: {e}")))?;
+            req = req.header(crate::crypto::signed::DELIVERY_HEADER, signature);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| DeliveryError::Build(e.to_string()))?;
         self.limiter.until_ready().await;

@@ -11,7 +11,12 @@
 //! per group commit listing its subjects) instead of one `chg/{subject}` key per subject: the step
 //! gathers the format-2 keys into log entries, in chunks, logging its progress. Each later change
 //! adds a step to
-//! [`migrate`], run once, in order, before anything else touches the data.
+//! [`migrate`], run once, in order, before anything else touches the data. 4 protects personal
+//! information at rest (`privacy`): every key naming a person in clear (`arc/resident_id:…`)
+//! moves to the keyed hash of the identifier, every value naming one is rewritten, and every
+//! value passes through the protection (its personal and restricted fields sealed). The step
+//! walks the whole store in chunks, each atomic, logging its progress; values already sealed are
+//! skipped, so an interrupted step resumes at the next start.
 //!
 //! Never does: interpret any key beyond what a migration step rewrites (steps work on raw keys
 //! and JSON, never on domain types, so this module imports no domain module).
@@ -19,7 +24,7 @@
 use super::{Store, StoreError, WriteSet};
 
 /// The format this release writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 pub const KEY: &str = "meta/format";
 
 /// Check the directory's format, migrate an older one, record the current one. Returns the
@@ -72,7 +77,132 @@ fn migrate(db: &Store, from: u32) -> Result<(), StoreError> {
         // 2 -> 3: outbox entries with a payload of their own stay deliverable as they are; the
         // per-subject change keys become change-log entries.
         2 => subject_changes_into_log(db),
+        3 => seal_in_place(db),
         _ => Ok(()),
+    }
+}
+
+/// The identifier types of persons, as keys name them (`resident_id:110…`): the clear form
+/// format 4 replaces by `resident_id:k:<keyed hash>`.
+const PERSONAL_TYPES: [&str; 5] = [
+    "resident_id",
+    "passport",
+    "hk_macao_permit",
+    "taiwan_permit",
+    "foreign_permanent_resident",
+];
+
+/// A subject key in clear (`resident_id:110…`) in its keyed form, or `None` when `text` is not
+/// one.
+fn pseudonym(text: &str, at_rest: &dyn super::AtRest) -> Option<String> {
+    let (kind, id) = text.split_once(':')?;
+    if !PERSONAL_TYPES.contains(&kind) || id.starts_with("k:") || id.is_empty() {
+        return None;
+    }
+    Some(format!("{kind}:k:{}", at_rest.lookup_token(text.as_bytes())))
+}
+
+/// A key with every segment that names a person in clear replaced by its keyed form.
+fn pseudonymize_key(key: &str, at_rest: &dyn super::AtRest) -> Option<String> {
+    let (space, rest) = key.split_once('/')?;
+    let mut changed = false;
+    let parts: Vec<String> = rest
+        .split(super::SEP)
+        .map(|part| match pseudonym(part, at_rest) {
+            Some(p) => {
+                changed = true;
+                p
+            }
+            None => part.to_string(),
+        })
+        .collect();
+    changed.then(|| format!("{space}/{}", parts.join(&super::SEP.to_string())))
+}
+
+/// Every string in a JSON value that is a person's subject key in clear, in its keyed form.
+fn pseudonymize_value(value: &mut serde_json::Value, at_rest: &dyn super::AtRest) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => match pseudonym(s, at_rest) {
+            Some(p) => {
+                *s = p;
+                true
+            }
+            None => false,
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| pseudonymize_value(v, at_rest) | any),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |any, v| pseudonymize_value(v, at_rest) | any),
+        _ => false,
+    }
+}
+
+/// Format 3 -> 4: persons' keys to keyed hashes, values through the protection at rest.
+fn seal_in_place(db: &Store) -> Result<(), StoreError> {
+    let Some(at_rest) = db.at_rest().cloned() else {
+        return Err(StoreError::Sealing {
+            key: KEY.into(),
+            message: "format 4 seals personal information: open the data directory with the gateway's keys (crypto.key_file)".into(),
+        });
+    };
+    let at_rest = at_rest.as_ref();
+    let mut cursor: Vec<u8> = Vec::new();
+    let (mut seen, mut rewritten) = (0usize, 0usize);
+    loop {
+        let mut w = WriteSet::default();
+        let mut n = 0;
+        let mut last = None;
+        for item in db.range_stored(&cursor, None) {
+            let (k, v) = item?;
+            last = Some(k.clone());
+            n += 1;
+            if n > MIGRATION_CHUNK {
+                break;
+            }
+            if k.as_slice() == KEY.as_bytes() || super::at_rest::is_sealed(&v) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&k).into_owned();
+            let new_key = pseudonymize_key(&text, at_rest);
+            let mut value = v.clone();
+            if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&v) {
+                if pseudonymize_value(&mut json, at_rest) {
+                    value = serde_json::to_vec(&json).unwrap_or(value);
+                }
+            }
+            let value = at_rest.protect(&k, value)?;
+            match new_key {
+                Some(nk) => {
+                    w.remove(k);
+                    w.put(nk, value);
+                }
+                None if value != v => w.put(k, value),
+                None => continue,
+            }
+            rewritten += 1;
+        }
+        seen += n.min(MIGRATION_CHUNK);
+        let Some(mut next) = last else {
+            return Ok(());
+        };
+        let done = n <= MIGRATION_CHUNK;
+        if !w.is_empty() {
+            db.apply_stored(w)?;
+            db.flush()?;
+        }
+        tracing::info!(
+            keys = seen,
+            rewritten,
+            "migrating to format 4: personal information sealed at rest"
+        );
+        if done {
+            return Ok(());
+        }
+        // The last key read was not processed (the chunk was full): start there.
+        cursor = std::mem::take(&mut next);
     }
 }
 
@@ -136,6 +266,8 @@ mod tests {
             dir,
             Store {
                 engine: std::sync::Arc::new(engine),
+                at_rest: None,
+                keys: None,
             },
         )
     }

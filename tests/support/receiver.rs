@@ -62,6 +62,10 @@ struct State {
     duplicates: usize,
     requests: usize,
     mode: Option<(Mode, Option<Instant>)>,
+    /// When set, every request must carry `X-Credit-Signature` by one of these keys over its
+    /// exact body; others get 401 and are counted in `bad_signatures`.
+    verify_with: Option<credit_gateway::crypto::PublicKeyFile>,
+    bad_signatures: usize,
 }
 
 /// A running receiver.
@@ -126,6 +130,16 @@ impl Receiver {
         Ok(Receiver { addr, state, stop })
     }
 
+    /// Require every delivery to be signed by one of these keys (the gateway's public key file).
+    pub fn require_signatures(&self, keys: credit_gateway::crypto::PublicKeyFile) {
+        self.lock().verify_with = Some(keys);
+    }
+
+    /// Requests refused because their signature was missing or did not match.
+    pub fn bad_signatures(&self) -> usize {
+        self.lock().bad_signatures
+    }
+
     /// Misbehave in this way, for `duration` or until told otherwise.
     pub fn set_mode(&self, mode: Mode, duration: Option<Duration>) {
         let until = duration.map(|d| Instant::now() + d);
@@ -175,6 +189,11 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let signature = req
+        .headers()
+        .get(credit_gateway::crypto::signed::DELIVERY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let body = req
         .into_body()
         .collect()
@@ -184,6 +203,21 @@ async fn handle(
     let mode = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.requests += 1;
+        if let Some(keys) = &s.verify_with {
+            let verdict = match &signature {
+                None => Err("the request carries no X-Credit-Signature".to_string()),
+                Some(h) => credit_gateway::crypto::signed::parse_header(h)
+                    .and_then(|sig| credit_gateway::crypto::signed::verify_bytes(keys, &sig, &body))
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(why) = verdict {
+                s.bad_signatures += 1;
+                return Ok(answer(
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::json!({"error": {"code": "bad_signature", "message": why}}),
+                ));
+            }
+        }
         if s.keep_records {
             s.bodies.push(body.to_vec());
         }
