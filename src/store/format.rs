@@ -162,16 +162,27 @@ fn seal_in_place(db: &Store) -> Result<(), StoreError> {
             if n > MIGRATION_CHUNK {
                 break;
             }
-            if k.as_slice() == KEY.as_bytes() || super::at_rest::is_sealed(&v) {
+            if k.as_slice() == KEY.as_bytes() {
                 continue;
             }
             let text = String::from_utf8_lossy(&k).into_owned();
             let new_key = pseudonymize_key(&text, at_rest);
-            let mut value = v.clone();
-            if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&v) {
+            // Sealed already: by an earlier step of this open, or by this step before a restart.
+            let was_sealed = super::at_rest::is_sealed(&v);
+            let mut value = if was_sealed {
+                at_rest.reveal(&k, v.clone())?
+            } else {
+                v.clone()
+            };
+            let mut renamed = false;
+            if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&value) {
                 if pseudonymize_value(&mut json, at_rest) {
                     value = serde_json::to_vec(&json).unwrap_or(value);
+                    renamed = true;
                 }
+            }
+            if was_sealed && !renamed && new_key.is_none() {
+                continue;
             }
             let value = at_rest.protect(&k, value)?;
             match new_key {
@@ -266,16 +277,21 @@ mod tests {
             dir,
             Store {
                 engine: std::sync::Arc::new(engine),
-                at_rest: None,
+                // Format 4 seals in place: the migration needs the protection (a test-only use of
+                // the layer above).
+                at_rest: Some(std::sync::Arc::new(crate::privacy::Protection::new(
+                    crate::crypto::Keyring::ephemeral(crate::crypto::Suite::National),
+                ))),
                 keys: None,
             },
         )
     }
 
+    /// Write as an older release did: the bytes as given, nothing sealed.
     fn put(db: &Store, k: &str, v: &str) {
         let mut w = WriteSet::default();
         w.put(k, v);
-        db.apply(w).unwrap();
+        db.apply_stored(w).unwrap();
     }
 
     #[test]
@@ -316,14 +332,53 @@ mod tests {
         assert_eq!(chg.len(), 1, "one log entry replaces the subject keys");
         assert_eq!(chg[0].0.len(), 24, "chg/ and a 20-digit sequence");
         let subjects: Vec<String> = serde_json::from_slice(&chg[0].1).unwrap();
+        let person = pseudonym(
+            "resident_id:110101199003071234",
+            old.at_rest().unwrap().as_ref(),
+        )
+        .unwrap();
+        assert!(person.starts_with("resident_id:k:"));
         assert_eq!(
             subjects,
-            vec![
-                "resident_id:110101199003071234".to_string(),
-                "uscc:91310110666007217T".to_string()
-            ]
+            vec![person, "uscc:91310110666007217T".to_string()],
+            "format 4 then names the person by the keyed hash"
         );
         assert!(old.get_raw("rec/a\u{1f}1".as_bytes()).unwrap().is_some());
+    }
+
+    #[test]
+    fn format_3_is_sealed_in_place_persons_keyed_by_hash_and_values_still_read() {
+        let (_d, old) = db();
+        put(&old, KEY, "3");
+        let record = r#"{"version":1,"record":{"subject":{"id_type":"resident_id","id":"110101199003071234","name":"张三"},"content":{}}}"#;
+        put(&old, "arc/resident_id:110101199003071234\u{1f}05\u{1f}a\u{1f}r1\u{1f}0000000001", record);
+        put(&old, "sub/resident_id:110101199003071234", r#"{"id_type":"resident_id","name":"张三"}"#);
+        put(&old, "rec/a\u{1f}r1", r#"{"subject":"resident_id:110101199003071234"}"#);
+        put(&old, "sub/uscc:91310110666007217T", r#"{"id_type":"uscc","name":"某公司"}"#);
+        assert_eq!(open(&old).unwrap(), 3);
+        let mut clear = Vec::new();
+        for pair in old.scan_stored(b"") {
+            let (k, v) = pair.unwrap();
+            let both = [k, v].concat();
+            let text = String::from_utf8_lossy(&both).into_owned();
+            if text.contains("110101199003071234") || text.contains("张三") {
+                clear.push(text);
+            }
+        }
+        assert!(clear.is_empty(), "in clear after the migration: {clear:?}");
+        let person = pseudonym("resident_id:110101199003071234", old.at_rest().unwrap().as_ref()).unwrap();
+        let head: serde_json::Value = old.get_json("rec/a\u{1f}r1").unwrap().unwrap();
+        assert_eq!(head["subject"], person.as_str());
+        let entry: serde_json::Value = old.get_json(&format!("sub/{person}")).unwrap().unwrap();
+        assert_eq!(entry["name"], "张三", "opened on read");
+        let version: serde_json::Value = old
+            .get_json(&format!("arc/{person}\u{1f}05\u{1f}a\u{1f}r1\u{1f}0000000001"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(version["record"]["subject"]["id"], "110101199003071234");
+        assert!(old.get_raw("sub/uscc:91310110666007217T".as_bytes()).unwrap().is_some());
+        // A second open finds nothing to do.
+        assert_eq!(open(&old).unwrap(), CURRENT);
     }
 
     #[test]
