@@ -501,6 +501,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         "repairs-tracker".into(),
         Box::new(move |stop| Box::pin(repair_tracker.clone().run(stop))),
     );
+    let reencryption = crate::privacy::reencrypt::Worker {
+        store: store.clone(),
+        committer: handle.clone(),
+        batch: config.crypto.reencrypt_batch,
+        pace: Duration::from_millis(config.crypto.reencrypt_pace_ms),
+    };
+    once(
+        "reencryption".into(),
+        Box::new(move |stop| Box::pin(reencryption.clone().run(stop))),
+    );
     if let Some(engine) = &evaluation {
         let worker = crate::evaluation::worker::Worker {
             engine: engine.clone(),

@@ -419,8 +419,10 @@ pub struct CryptoConfig {
     /// Create the key file, and any key the suite lacks, at start (the embedded defaults, like
     /// `tls.generate_dev_certs`).
     pub generate_keys: bool,
-    /// Values re-sealed per step by the background re-encryption after a rotation.
+    /// Values looked at per step by the background re-encryption after a rotation.
     pub reencrypt_batch: usize,
+    /// Pause between its steps (ms), so ingestion keeps the writer.
+    pub reencrypt_pace_ms: u64,
 }
 
 impl Default for CryptoConfig {
@@ -431,6 +433,7 @@ impl Default for CryptoConfig {
             key_command: Vec::new(),
             generate_keys: true,
             reencrypt_batch: 500,
+            reencrypt_pace_ms: 50,
         }
     }
 }

@@ -24,6 +24,8 @@
 //! sealed), so opening is one pass; a `$sealed` member that arrives in input is itself sealed, so
 //! it can never be mistaken for ours.
 
+pub mod reencrypt;
+
 use serde_json::{Map, Value};
 
 use crate::crypto::{sealed, Keyring};

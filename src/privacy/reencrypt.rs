@@ -1,0 +1,199 @@
+//! The re-encryption after a data key rotation: every stored value sealed under an older data
+//! key is re-sealed under the active one, in the background, in small steps, each through the
+//! single writer (so a value the flow rewrites at the same time is never overwritten with an older
+//! copy). Progress is stored (`meta/reencryption`), so a restart resumes where the last step
+//! ended; the start and the end are audit entries (`reencryption_started`,
+//! `reencryption_finished`).
+//!
+//! Never does: remove a key from the key file (the operator does, once this has finished and
+//! backups sealed under the old key have aged out).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+use crate::audit::Head;
+use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::store::{to_bytes, Store, StoreError};
+
+/// Where the re-encryption's progress is kept.
+pub const PROGRESS_KEY: &str = "meta/reencryption";
+
+/// The re-encryption's progress towards one data key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The data key values are being re-sealed under.
+    pub key: String,
+    /// The next key to look at (hex), empty at the start.
+    pub cursor: String,
+    pub scanned: u64,
+    pub resealed: u64,
+    pub finished: bool,
+}
+
+/// The stored progress, if any.
+pub fn progress(store: &Store) -> Result<Option<Progress>, StoreError> {
+    store.get_json(PROGRESS_KEY)
+}
+
+/// The background worker (one per cluster: it runs under a lease).
+#[derive(Clone)]
+pub struct Worker {
+    pub store: Store,
+    pub committer: CommitterHandle,
+    /// Values looked at per step.
+    pub batch: usize,
+    /// Pause between steps, so the flow keeps the writer.
+    pub pace: Duration,
+}
+
+impl Worker {
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let wait = match self.step().await {
+                Ok(true) => self.pace,
+                Ok(false) => Duration::from_secs(30),
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-encryption step failed; retrying");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {},
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One step; `true` while there is more to do.
+    async fn step(&self) -> Result<bool, StoreError> {
+        let Some(at_rest) = self.store.at_rest().cloned() else {
+            return Ok(false);
+        };
+        let Some(active) = self.store.keys().map(|k| k.active_data_key().to_string()) else {
+            return Ok(false);
+        };
+        let store = self.store.clone();
+        let batch = self.batch.max(1);
+        let scan = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut progress = progress(&store)?.unwrap_or_default();
+            if progress.key != active {
+                progress = Progress {
+                    key: active,
+                    ..Progress::default()
+                };
+            } else if progress.finished {
+                return Ok(None);
+            }
+            let start = hex::decode(&progress.cursor).unwrap_or_default();
+            let mut stale = Vec::new();
+            let mut next = None;
+            let mut looked = 0u64;
+            for item in store.range_stored(&start, None) {
+                let (k, v) = item?;
+                if looked as usize >= batch {
+                    next = Some(k);
+                    break;
+                }
+                looked += 1;
+                if k.as_slice() != PROGRESS_KEY.as_bytes() && at_rest.stale(&v) {
+                    stale.push(String::from_utf8_lossy(&k).into_owned());
+                }
+            }
+            // Audited from the first value re-sealed (a pass that finds nothing, as after the first
+            // start, leaves no entry).
+            let started = progress.resealed == 0 && !stale.is_empty();
+            progress.scanned += looked;
+            progress.resealed += stale.len() as u64;
+            progress.cursor = next.as_deref().map(hex::encode).unwrap_or_default();
+            progress.finished = next.is_none();
+            Ok(Some((stale, progress, started)))
+        });
+        let Some((stale, progress, started)) = scan
+            .await
+            .map_err(|e| StoreError::CommitFailed(e.to_string()))??
+        else {
+            return Ok(false);
+        };
+        let more = !progress.finished;
+        let finished = progress.finished;
+        let (resealed, scanned) = (progress.resealed, progress.scanned);
+        self.committer
+            .submit(|reply| {
+                Box::new(Reseal {
+                    keys: stale,
+                    progress,
+                    started,
+                    reply: Some(reply),
+                    head: None,
+                })
+            })
+            .await?;
+        metrics::gauge!("gateway_reencryption_resealed").set(resealed as f64);
+        metrics::gauge!("gateway_reencryption_pending").set(if finished { 0.0 } else { 1.0 });
+        tracing::info!(resealed, scanned, finished, "re-encryption under the active data key");
+        Ok(more)
+    }
+}
+
+/// One step of re-sealing, staged by the single writer.
+struct Reseal {
+    keys: Vec<String>,
+    progress: Progress,
+    started: bool,
+    reply: Option<oneshot::Sender<Result<Head, String>>>,
+    head: Option<Head>,
+}
+
+impl Exchange for Reseal {
+    fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
+        // A key an earlier job of this group writes is written under the active key anyway.
+        let staged: HashSet<String> = g
+            .archive
+            .writes
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(g.removes.iter().cloned())
+            .collect();
+        for key in &self.keys {
+            if staged.contains(key) {
+                continue;
+            }
+            // Read opened; written back through the protection, which seals with the active key.
+            if let Some(clear) = g.store.get_raw(key.as_bytes())? {
+                g.archive.writes.push((key.clone(), clear));
+            }
+        }
+        g.archive
+            .writes
+            .push((PROGRESS_KEY.into(), to_bytes(&self.progress)));
+        let kind = match (self.started, self.progress.finished) {
+            (true, _) => Some("reencryption_started"),
+            (false, true) if self.progress.resealed > 0 => Some("reencryption_finished"),
+            _ => None,
+        };
+        let at = g.at();
+        let mut data = Map::new();
+        data.insert("data_key".into(), json!(self.progress.key));
+        data.insert("resealed".into(), json!(self.progress.resealed));
+        data.insert("scanned".into(), json!(self.progress.scanned));
+        self.head = Some(match kind {
+            Some(kind) => g.audit(&at, kind, data),
+            None => g.head.clone(),
+        });
+        if let (true, true) = (self.started, self.progress.finished) {
+            let mut data = Map::new();
+            data.insert("data_key".into(), Value::String(self.progress.key.clone()));
+            data.insert("resealed".into(), json!(self.progress.resealed));
+            self.head = Some(g.audit(&at, "reencryption_finished", data));
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+        answer(self.reply, outcome, self.head);
+    }
+}
