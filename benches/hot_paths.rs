@@ -163,5 +163,47 @@ fn outbox_and_audit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, mapping_and_validation, outbox_and_audit);
+/// Each suite's cost per operation the gateway makes, side by side: the chain hash of an audit
+/// entry, the keyed hash of a lookup, sealing and opening a canonical record's personal fields,
+/// and signing and verifying a receipt.
+fn crypto_suites(c: &mut Criterion) {
+    use credit_gateway::crypto::{Keyring, Suite};
+    use credit_gateway::store::AtRest;
+    let record = serde_json::json!({"version": 1, "record": {
+        "subject": {"id_type": "resident_id", "id": "440106198506121232", "name": "张三", "kind": "individual"},
+        "disclosure": {"class": "gov_share", "restricted_fields": {"content.bank_account": "commercial_secret"}},
+        "content": {"bank_account": "44050146010900000123", "item": "payment", "amount_yuan": "1200"}}});
+    let bytes = serde_json::to_vec(&record).unwrap();
+    let receipt = vec![b'r'; 600];
+    for suite in Suite::ALL {
+        let keys = Keyring::ephemeral(suite);
+        let protection = credit_gateway::privacy::Protection::new(keys.clone());
+        let mut g = c.benchmark_group(format!("crypto/{suite}"));
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("chain hash (600 B)", |b| {
+            b.iter(|| suite.digest(&[&[0u8; 32], &receipt]))
+        });
+        g.bench_function("lookup keyed hash", |b| {
+            b.iter(|| keys.lookup_token(b"resident_id:440106198506121232"))
+        });
+        g.bench_function("seal a record's personal fields", |b| {
+            b.iter(|| protection.protect(b"arc/x", bytes.clone()).unwrap())
+        });
+        let sealed = protection.protect(b"arc/x", bytes.clone()).unwrap();
+        g.bench_function("open a sealed record", |b| {
+            b.iter(|| protection.reveal(b"arc/x", sealed.clone()).unwrap())
+        });
+        g.bench_function("sign a receipt", |b| {
+            b.iter(|| keys.signer().sign(&receipt).unwrap())
+        });
+        let signature = keys.signer().sign(&receipt).unwrap();
+        let public = keys.signer().public_key();
+        g.bench_function("verify a receipt", |b| {
+            b.iter(|| credit_gateway::crypto::verify(suite, &public, &receipt, &signature))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, mapping_and_validation, outbox_and_audit, crypto_suites);
 criterion_main!(benches);
