@@ -31,7 +31,7 @@ pub(super) fn keys(config: &Config, cmd: KeysCommand) -> ExitCode {
 fn rotate(config: &Config, signing: bool) -> ExitCode {
     if !config.crypto.key_command.is_empty() {
         eprintln!(
-            "the keys come from crypto.key_command: rotate them in the key service, then send SIGHUP"
+            "the keys come from crypto.key_command: rotate them in the key service, then restart the gateway"
         );
         return ExitCode::from(2);
     }
@@ -60,7 +60,7 @@ fn rotate(config: &Config, signing: bool) -> ExitCode {
     }
     say!("{added}");
     eprintln!(
-        "the new data key is active for the next start or SIGHUP; the gateway then re-encrypts older values in the background (gateway_reencryption_remaining)"
+        "the new data key is active from the next start; the gateway then re-encrypts older values in the background (gateway_reencryption_remaining)"
     );
     ExitCode::SUCCESS
 }
