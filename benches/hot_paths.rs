@@ -205,5 +205,10 @@ fn crypto_suites(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, mapping_and_validation, outbox_and_audit, crypto_suites);
+criterion_group!(
+    benches,
+    mapping_and_validation,
+    outbox_and_audit,
+    crypto_suites
+);
 criterion_main!(benches);

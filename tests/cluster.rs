@@ -457,11 +457,14 @@ fn the_database_engine_reads_and_writes_like_sled() {
     use credit_gateway::store::{postgres::Options, Store, WriteSet};
     let dir = tempfile::tempdir().unwrap();
     let sled = Store::open(dir.path()).unwrap();
-    let pg = Store::open_postgres(&Options {
-        url: postgres::cluster().database(),
-        pool_size: 4,
-        ca: None,
-    }, None)
+    let pg = Store::open_postgres(
+        &Options {
+            url: postgres::cluster().database(),
+            pool_size: 4,
+            ca: None,
+        },
+        None,
+    )
     .unwrap();
     let mut keys: Vec<Vec<u8>> = Vec::new();
     for i in 0..1_300u32 {

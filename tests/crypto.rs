@@ -31,7 +31,12 @@ fn push_samples(gw: &Gateway) -> Vec<Value> {
             exp["content_type"].as_str().unwrap(),
             body,
         );
-        assert_eq!(reply.status, 200, "{mapping}: {}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            reply.status,
+            200,
+            "{mapping}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
         receipts.push(reply.json());
     }
     receipts
@@ -69,7 +74,9 @@ fn sample_resident_ids() -> Vec<String> {
                 let year: u32 = id[6..10].parse().unwrap_or(0);
                 let month: u32 = id[10..12].parse().unwrap_or(0);
                 let day: u32 = id[12..14].parse().unwrap_or(0);
-                let born = (1900..=2026).contains(&year) && (1..=12).contains(&month) && (1..=31).contains(&day);
+                let born = (1900..=2026).contains(&year)
+                    && (1..=12).contains(&month)
+                    && (1..=31).contains(&day);
                 if born && !found.contains(&id) {
                     found.push(id);
                 }
@@ -89,7 +96,10 @@ fn sample_restricted_values() -> Vec<String> {
     .unwrap();
     let mut values = Vec::new();
     for r in records.as_array().unwrap() {
-        if let Some(fields) = r.pointer("/disclosure/restricted_fields").and_then(Value::as_object) {
+        if let Some(fields) = r
+            .pointer("/disclosure/restricted_fields")
+            .and_then(Value::as_object)
+        {
             for path in fields.keys() {
                 let pointer = format!("/{}", path.replace('.', "/"));
                 if let Some(s) = r.pointer(&pointer).and_then(Value::as_str) {
@@ -98,7 +108,12 @@ fn sample_restricted_values() -> Vec<String> {
             }
         }
         if r.pointer("/disclosure/class") == Some(&Value::from("restricted")) {
-            for v in r["content"].as_object().into_iter().flatten().map(|(_, v)| v) {
+            for v in r["content"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, v)| v)
+            {
                 if let Some(s) = v.as_str().filter(|s| s.len() >= 6) {
                     values.push(s.to_string());
                 }
@@ -143,12 +158,22 @@ fn no_resident_id_or_restricted_value_lies_in_clear_at_rest_and_subjects_are_sti
     let ids = sample_resident_ids();
     let restricted = sample_restricted_values();
     assert!(ids.len() >= 2, "the samples hold resident IDs: {ids:?}");
-    assert!(restricted.contains(&"44050146010900000123".to_string()), "{restricted:?}");
+    assert!(
+        restricted.contains(&"44050146010900000123".to_string()),
+        "{restricted:?}"
+    );
     // A person is still found by the identifier (through its keyed hash), and shown in clear to
     // an agency allowed to read the archive.
     assert!(ids.contains(&PERSON.to_string()));
-    let reply = gw.client(MI).get(&format!("/v1/subjects/resident_id/{PERSON}"));
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let reply = gw
+        .client(MI)
+        .get(&format!("/v1/subjects/resident_id/{PERSON}"));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     assert!(contains(&reply.body, PERSON));
     gw.stop();
 
@@ -183,7 +208,10 @@ fn no_resident_id_or_restricted_value_lies_in_clear_at_rest_and_subjects_are_sti
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(gw.config.key_file()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(gw.config.key_file())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -218,19 +246,37 @@ fn receipts_checkpoints_and_deliveries_are_signed_and_fail_verification_when_alt
     let file = gw.dir.path().join("receipt.json");
     std::fs::write(&file, serde_json::to_vec_pretty(receipt).unwrap()).unwrap();
     let keys_arg = keys_file.to_str().unwrap();
-    let (code, out, err) = gw.cli(&["receipt", "verify", file.to_str().unwrap(), "--keys", keys_arg]);
+    let (code, out, err) = gw.cli(&[
+        "receipt",
+        "verify",
+        file.to_str().unwrap(),
+        "--keys",
+        keys_arg,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     // The same receipt as stored, fetched again, verifies too.
     let id = receipt["receipt_id"].as_str().unwrap();
-    let again = gw.client(receipt["agency"].as_str().unwrap()).get(&format!("/v1/receipts/{id}"));
+    let again = gw
+        .client(receipt["agency"].as_str().unwrap())
+        .get(&format!("/v1/receipts/{id}"));
     assert_eq!(again.json()["signature"], receipt["signature"]);
     // One byte changed: the accepted count.
     let text = serde_json::to_string(receipt).unwrap();
     let accepted = format!("\"accepted\":{}", receipt["accepted"]);
-    let altered = text.replacen(&accepted, &format!("\"accepted\":{}", receipt["accepted"].as_u64().unwrap() + 1), 1);
+    let altered = text.replacen(
+        &accepted,
+        &format!("\"accepted\":{}", receipt["accepted"].as_u64().unwrap() + 1),
+        1,
+    );
     assert_ne!(text, altered);
     std::fs::write(&file, altered).unwrap();
-    let (code, out, _) = gw.cli(&["receipt", "verify", file.to_str().unwrap(), "--keys", keys_arg]);
+    let (code, out, _) = gw.cli(&[
+        "receipt",
+        "verify",
+        file.to_str().unwrap(),
+        "--keys",
+        keys_arg,
+    ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("INVALID"), "{out}");
 
@@ -238,20 +284,39 @@ fn receipts_checkpoints_and_deliveries_are_signed_and_fail_verification_when_alt
     assert_eq!(code, 0, "{err}");
     let cp_file = gw.dir.path().join("checkpoint.json");
     std::fs::write(&cp_file, &checkpoint).unwrap();
-    let (code, out, err) = gw.cli(&["audit", "checkpoint", "--verify", cp_file.to_str().unwrap(), "--keys", keys_arg]);
+    let (code, out, err) = gw.cli(&[
+        "audit",
+        "checkpoint",
+        "--verify",
+        cp_file.to_str().unwrap(),
+        "--keys",
+        keys_arg,
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     let cp: Value = serde_json::from_str(&checkpoint).unwrap();
     assert_eq!(cp["hash_suite"], "national");
     let hash = cp["hash"].as_str().unwrap();
     let flipped = if hash.starts_with('0') { "1" } else { "0" };
     std::fs::write(&cp_file, checkpoint.replacen(&hash[..1], flipped, 1)).unwrap();
-    let (code, out, _) = gw.cli(&["audit", "checkpoint", "--verify", cp_file.to_str().unwrap(), "--keys", keys_arg]);
+    let (code, out, _) = gw.cli(&[
+        "audit",
+        "checkpoint",
+        "--verify",
+        cp_file.to_str().unwrap(),
+        "--keys",
+        keys_arg,
+    ]);
     assert_eq!(code, 1, "{out}");
 
     // Deliveries: the trusting platform takes them, every one signed; the other refuses all.
-    assert!(wait_until(Duration::from_secs(30), || receiver.count() > 0 && stranger.bad_signatures() > 0));
+    assert!(wait_until(Duration::from_secs(30), || receiver.count() > 0
+        && stranger.bad_signatures() > 0));
     assert_eq!(receiver.bad_signatures(), 0);
-    assert_eq!(stranger.count(), 0, "a delivery with a signature that does not match is refused");
+    assert_eq!(
+        stranger.count(),
+        0,
+        "a delivery with a signature that does not match is refused"
+    );
 }
 
 #[test]
@@ -274,7 +339,10 @@ fn a_chain_that_switched_suites_verifies() {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|e| e["suite"].as_str().unwrap_or("none").to_string())
         .collect();
-    assert!(suites.contains(&"international".to_string()) && suites.contains(&"national".to_string()), "{suites:?}");
+    assert!(
+        suites.contains(&"international".to_string()) && suites.contains(&"national".to_string()),
+        "{suites:?}"
+    );
     // Altering an entry of either suite breaks the chain.
     let store = common::open_store(&gw.config);
     let (key, entry) = store
@@ -283,7 +351,12 @@ fn a_chain_that_switched_suites_verifies() {
         .find(|(_, v)| String::from_utf8_lossy(v).contains("\"suite\":\"international\""))
         .unwrap();
     let mut w = credit_gateway::store::WriteSet::default();
-    w.put(key, String::from_utf8(entry).unwrap().replacen("batch_received", "batch_receiveD", 1));
+    w.put(
+        key,
+        String::from_utf8(entry)
+            .unwrap()
+            .replacen("batch_received", "batch_receiveD", 1),
+    );
     store.apply_stored(w).unwrap();
     store.flush().unwrap();
     drop(store);
@@ -315,7 +388,10 @@ fn a_rotated_data_key_reencrypts_everything_in_the_background_across_a_restart()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(-1.0)
         };
-        (read("gateway_reencryption_resealed"), read("gateway_reencryption_pending"))
+        (
+            read("gateway_reencryption_resealed"),
+            read("gateway_reencryption_pending"),
+        )
     };
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -342,8 +418,15 @@ fn a_rotated_data_key_reencrypts_everything_in_the_background_across_a_restart()
         "re-encryption finished after the restart: {:?}",
         progress(&gw)
     );
-    let reply = gw.client(MI).get(&format!("/v1/subjects/resident_id/{PERSON}"));
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let reply = gw
+        .client(MI)
+        .get(&format!("/v1/subjects/resident_id/{PERSON}"));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     gw.stop();
     let store = common::open_store(&gw.config);
     let mut sealed = 0;
@@ -361,7 +444,10 @@ fn a_rotated_data_key_reencrypts_everything_in_the_background_across_a_restart()
     assert!(sealed > 10, "{sealed} sealed values");
     drop(store);
     let (_, shown, _) = gw.cli(&["audit", "show", "--limit", "10000"]);
-    assert!(shown.contains("reencryption_started") && shown.contains("reencryption_finished"), "audited");
+    assert!(
+        shown.contains("reencryption_started") && shown.contains("reencryption_finished"),
+        "audited"
+    );
     let (code, out, _) = gw.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
 }

@@ -20,7 +20,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-
 use crate::crypto::Suite;
 use crate::store::{to_bytes, Store, StoreError};
 
@@ -126,7 +125,11 @@ fn link_hash(
     canonical.insert("seq".into(), Value::from(seq));
     let bytes = serde_json::to_vec(&Value::Object(canonical)).unwrap_or_default();
     let prev = hex::decode(prev).unwrap_or_default();
-    hex::encode(suite.unwrap_or(Suite::International).digest(&[&prev, &bytes]))
+    hex::encode(
+        suite
+            .unwrap_or(Suite::International)
+            .digest(&[&prev, &bytes]),
+    )
 }
 
 /// Where verification failed.

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-
 use super::AuditCommand;
 use crate::config::Config;
 

@@ -39,7 +39,10 @@ fn rotate(config: &Config, signing: bool) -> ExitCode {
     let mut file = match read_file(&path) {
         Ok(Some(f)) => f,
         Ok(None) => {
-            eprintln!("{}: no key file yet (start the gateway once)", path.display());
+            eprintln!(
+                "{}: no key file yet (start the gateway once)",
+                path.display()
+            );
             return ExitCode::from(2);
         }
         Err(e) => {

@@ -57,11 +57,14 @@ pub(super) fn migrate(config: &Config, args: Migrate) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let target = match Store::open_postgres(&postgres::Options {
-        url,
-        pool_size: 4,
-        ca: config.storage.postgres_ca.clone(),
-    }, None) {
+    let target = match Store::open_postgres(
+        &postgres::Options {
+            url,
+            pool_size: 4,
+            ca: config.storage.postgres_ca.clone(),
+        },
+        None,
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("migrate: the database: {e}");

@@ -91,11 +91,26 @@ fn sm2_signature_example_on_the_recommended_curve() {
         "F5A03B06 48D2C463 0EEAC513 E1BB81A1 5944DA38 27D5B741 43AC7EAC EEE720B3 \
          B1B6AA29 DF212FD8 763182BC 0D421CA1 BB9038FD 1F7F42D4 840B69C4 85BBC1AA",
     );
-    assert!(verify(Suite::National, &public, b"message digest", &signature));
-    assert!(!verify(Suite::National, &public, b"message digesT", &signature));
+    assert!(verify(
+        Suite::National,
+        &public,
+        b"message digest",
+        &signature
+    ));
+    assert!(!verify(
+        Suite::National,
+        &public,
+        b"message digesT",
+        &signature
+    ));
     let mut altered = signature.clone();
     altered[63] ^= 1;
-    assert!(!verify(Suite::National, &public, b"message digest", &altered));
+    assert!(!verify(
+        Suite::National,
+        &public,
+        b"message digest",
+        &altered
+    ));
     // A fresh signature by the same key verifies too (its nonce is random, so it differs).
     let fresh = signer.sign(b"message digest").unwrap();
     assert!(verify(Suite::National, &public, b"message digest", &fresh));

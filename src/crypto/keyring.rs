@@ -142,7 +142,10 @@ impl Keyring {
             message,
         };
         if file.format != 1 {
-            return Err(invalid(format!("format {} is not known (1 is)", file.format)));
+            return Err(invalid(format!(
+                "format {} is not known (1 is)",
+                file.format
+            )));
         }
         let lookup = hex::decode(&file.lookup).map_err(|_| invalid("lookup is not hex".into()))?;
         if lookup.len() < 16 {
@@ -150,8 +153,8 @@ impl Keyring {
         }
         let mut sealers: HashMap<String, Arc<dyn Sealer>> = HashMap::new();
         for k in &file.data_key {
-            let secret =
-                hex::decode(&k.secret).map_err(|_| invalid(format!("data key {} is not hex", k.id)))?;
+            let secret = hex::decode(&k.secret)
+                .map_err(|_| invalid(format!("data key {} is not hex", k.id)))?;
             sealers.insert(
                 k.id.clone(),
                 Arc::new(SoftSealer::from_secret(k.suite, &k.id, &secret)?),
@@ -403,7 +406,8 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let sealed = crate::crypto::sealed::seal(first.sealer(), &serde_json::json!("secret")).unwrap();
+        let sealed =
+            crate::crypto::sealed::seal(first.sealer(), &serde_json::json!("secret")).unwrap();
         let mut file = read_file(&path).unwrap().unwrap();
         let new = file.add_data_key(Suite::National, now);
         write_file(&path, &file).unwrap();

@@ -79,8 +79,9 @@ pub fn sign_document(signer: &dyn Signer, document: &mut Value) -> Result<(), Cr
 pub fn verify_document(keys: &PublicKeyFile, document: &Value) -> Result<Signature, VerifyError> {
     let signature: Signature = match document.get("signature") {
         None | Some(Value::Null) => return Err(VerifyError::Unsigned),
-        Some(s) => serde_json::from_value(s.clone())
-            .map_err(|e| VerifyError::Malformed(e.to_string()))?,
+        Some(s) => {
+            serde_json::from_value(s.clone()).map_err(|e| VerifyError::Malformed(e.to_string()))?
+        }
     };
     verify_bytes(keys, &signature, &canonical(document))?;
     Ok(signature)
@@ -113,7 +114,10 @@ pub fn verify_bytes(
 /// The `X-Credit-Signature` header value for a delivery body.
 pub fn header_value(signer: &dyn Signer, body: &[u8]) -> Result<String, CryptoError> {
     let s = sign(signer, body)?;
-    Ok(format!("suite={}; key={}; sig={}", s.suite, s.key_id, s.value))
+    Ok(format!(
+        "suite={}; key={}; sig={}",
+        s.suite, s.key_id, s.value
+    ))
 }
 
 /// Parse an `X-Credit-Signature` header value.
@@ -123,7 +127,9 @@ pub fn parse_header(value: &str) -> Result<Signature, VerifyError> {
     let mut sig = None;
     for part in value.split(';') {
         let Some((name, v)) = part.trim().split_once('=') else {
-            return Err(VerifyError::Malformed(format!("{part:?} is not name=value")));
+            return Err(VerifyError::Malformed(format!(
+                "{part:?} is not name=value"
+            )));
         };
         match name {
             "suite" => suite = Suite::parse(v),
@@ -205,12 +211,11 @@ mod tests {
             let mut doc = serde_json::json!({"receipt_id": "R1", "accepted": 3});
             sign_document(&signer, &mut doc).unwrap();
             assert!(verify_document(&keys, &doc).is_ok());
-            let text = serde_json::to_string(&doc).unwrap().replace("\"R1\"", "\"R2\"");
+            let text = serde_json::to_string(&doc)
+                .unwrap()
+                .replace("\"R1\"", "\"R2\"");
             let altered: Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(
-                verify_document(&keys, &altered),
-                Err(VerifyError::Mismatch)
-            );
+            assert_eq!(verify_document(&keys, &altered), Err(VerifyError::Mismatch));
             let header = header_value(&signer, b"body").unwrap();
             let sig = parse_header(&header).unwrap();
             assert!(verify_bytes(&keys, &sig, b"body").is_ok());

@@ -156,9 +156,9 @@ impl SoftSealer {
             Suite::International => Cipher::Aes(Box::new(
                 aes_gcm::Aes256Gcm::new_from_slice(secret).map_err(|_| wrong())?,
             )),
-            Suite::National => {
-                Cipher::Sm4(Box::new(Sm4Gcm::new_from_slice(secret).map_err(|_| wrong())?))
-            }
+            Suite::National => Cipher::Sm4(Box::new(
+                Sm4Gcm::new_from_slice(secret).map_err(|_| wrong())?,
+            )),
         };
         Ok(Self {
             suite,
@@ -221,11 +221,20 @@ mod tests {
             let secret = SoftSigner::generate_secret(suite);
             let signer = SoftSigner::from_secret(suite, "s1", &secret).unwrap();
             let sig = signer.sign(b"receipt").unwrap();
-            assert!(verify(suite, &signer.public_key(), b"receipt", &sig), "{suite}");
-            assert!(!verify(suite, &signer.public_key(), b"receipT", &sig), "{suite}");
+            assert!(
+                verify(suite, &signer.public_key(), b"receipt", &sig),
+                "{suite}"
+            );
+            assert!(
+                !verify(suite, &signer.public_key(), b"receipT", &sig),
+                "{suite}"
+            );
             let mut bad = sig.clone();
             bad[5] ^= 1;
-            assert!(!verify(suite, &signer.public_key(), b"receipt", &bad), "{suite}");
+            assert!(
+                !verify(suite, &signer.public_key(), b"receipt", &bad),
+                "{suite}"
+            );
             let other = Suite::ALL.into_iter().find(|s| *s != suite).unwrap();
             assert!(!verify(other, &signer.public_key(), b"receipt", &sig));
         }
@@ -242,9 +251,15 @@ mod tests {
             assert!(sealer.open(&sealed, b"other aad").is_err());
             let mut bad = sealed.clone();
             *bad.last_mut().unwrap() ^= 1;
-            assert!(matches!(sealer.open(&bad, b"aad"), Err(CryptoError::Mismatch)));
+            assert!(matches!(
+                sealer.open(&bad, b"aad"),
+                Err(CryptoError::Mismatch)
+            ));
             // Two seals of one value differ (random nonces): equal values are not linkable.
-            assert_ne!(sealer.seal(b"x", b"").unwrap(), sealer.seal(b"x", b"").unwrap());
+            assert_ne!(
+                sealer.seal(b"x", b"").unwrap(),
+                sealer.seal(b"x", b"").unwrap()
+            );
         }
     }
 }

@@ -33,14 +33,16 @@ pub struct Receipt {
 
 impl Receipt {
     /// Sign the receipt with the gateway's key (when the store has keys).
-    pub fn sign(&mut self, keys: Option<&crate::crypto::Keyring>) -> Result<(), crate::crypto::CryptoError> {
+    pub fn sign(
+        &mut self,
+        keys: Option<&crate::crypto::Keyring>,
+    ) -> Result<(), crate::crypto::CryptoError> {
         let Some(keys) = keys else {
             return Ok(());
         };
         self.signature = None;
-        let canonical = crate::crypto::signed::canonical(
-            &serde_json::to_value(&*self).unwrap_or_default(),
-        );
+        let canonical =
+            crate::crypto::signed::canonical(&serde_json::to_value(&*self).unwrap_or_default());
         self.signature = Some(crate::crypto::signed::sign(keys.signer(), &canonical)?);
         Ok(())
     }

@@ -46,7 +46,11 @@ fn run(
 ) -> (Vec<Queued>, Vec<Entry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut superseded = Vec::new();
-    let subject = format!("{}:{}", record.subject.id.id_type().code(), record.subject.id.as_str());
+    let subject = format!(
+        "{}:{}",
+        record.subject.id.id_type().code(),
+        record.subject.id.as_str()
+    );
     let change = Change {
         record,
         subject: &subject,

@@ -332,7 +332,8 @@ mod tests {
         let stored = p
             .protect(b"arc/x", serde_json::to_vec(value).unwrap())
             .unwrap();
-        let back: Value = serde_json::from_slice(&p.reveal(b"arc/x", stored.clone()).unwrap()).unwrap();
+        let back: Value =
+            serde_json::from_slice(&p.reveal(b"arc/x", stored.clone()).unwrap()).unwrap();
         assert_eq!(&back, value);
         stored
     }
@@ -347,14 +348,21 @@ mod tests {
         });
         let stored = round_trip(&p, &record);
         let text = String::from_utf8_lossy(&stored);
-        for secret in ["11010519491231002X", "张三", "6222020200112233", "44010619800101123X"] {
+        for secret in [
+            "11010519491231002X",
+            "张三",
+            "6222020200112233",
+            "44010619800101123X",
+        ] {
             assert!(!text.contains(secret), "{secret} in clear: {text}");
         }
         assert!(text.contains("public"));
-        let restricted = json!({"disclosure": {"class": "restricted"}, "content": {"x": "secret words"}});
+        let restricted =
+            json!({"disclosure": {"class": "restricted"}, "content": {"x": "secret words"}});
         assert!(!String::from_utf8_lossy(&round_trip(&p, &restricted)).contains("secret words"));
         // Institutions stay in clear.
-        let inst = json!({"subject": {"id_type": "uscc", "id": "91310110666007217T", "name": "某公司"}});
+        let inst =
+            json!({"subject": {"id_type": "uscc", "id": "91310110666007217T", "name": "某公司"}});
         let stored = round_trip(&p, &inst);
         assert_eq!(stored, serde_json::to_vec(&inst).unwrap());
     }
@@ -374,7 +382,9 @@ mod tests {
         let now = time::OffsetDateTime::UNIX_EPOCH;
         let old = Protection::new(Keyring::load(&source, Suite::National, true, now).unwrap());
         let value = json!({"subject": {"id_type": "passport", "id": "E12345678", "name": "李四"}});
-        let stored = old.protect(b"k", serde_json::to_vec(&value).unwrap()).unwrap();
+        let stored = old
+            .protect(b"k", serde_json::to_vec(&value).unwrap())
+            .unwrap();
         assert!(!old.stale(&stored));
         let mut file = crate::crypto::keyring::read_file(&path).unwrap().unwrap();
         file.add_data_key(Suite::National, now);

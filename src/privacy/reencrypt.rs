@@ -134,7 +134,12 @@ impl Worker {
             .await?;
         metrics::gauge!("gateway_reencryption_resealed").set(resealed as f64);
         metrics::gauge!("gateway_reencryption_pending").set(if finished { 0.0 } else { 1.0 });
-        tracing::info!(resealed, scanned, finished, "re-encryption under the active data key");
+        tracing::info!(
+            resealed,
+            scanned,
+            finished,
+            "re-encryption under the active data key"
+        );
         Ok(more)
     }
 }

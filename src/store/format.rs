@@ -99,7 +99,10 @@ fn pseudonym(text: &str, at_rest: &dyn super::AtRest) -> Option<String> {
     if !PERSONAL_TYPES.contains(&kind) || id.starts_with("k:") || id.is_empty() {
         return None;
     }
-    Some(format!("{kind}:k:{}", at_rest.lookup_token(text.as_bytes())))
+    Some(format!(
+        "{kind}:k:{}",
+        at_rest.lookup_token(text.as_bytes())
+    ))
 }
 
 /// A key with every segment that names a person in clear replaced by its keyed form.
@@ -351,10 +354,26 @@ mod tests {
         let (_d, old) = db();
         put(&old, KEY, "3");
         let record = r#"{"version":1,"record":{"subject":{"id_type":"resident_id","id":"110101199003071234","name":"张三"},"content":{}}}"#;
-        put(&old, "arc/resident_id:110101199003071234\u{1f}05\u{1f}a\u{1f}r1\u{1f}0000000001", record);
-        put(&old, "sub/resident_id:110101199003071234", r#"{"id_type":"resident_id","name":"张三"}"#);
-        put(&old, "rec/a\u{1f}r1", r#"{"subject":"resident_id:110101199003071234"}"#);
-        put(&old, "sub/uscc:91310110666007217T", r#"{"id_type":"uscc","name":"某公司"}"#);
+        put(
+            &old,
+            "arc/resident_id:110101199003071234\u{1f}05\u{1f}a\u{1f}r1\u{1f}0000000001",
+            record,
+        );
+        put(
+            &old,
+            "sub/resident_id:110101199003071234",
+            r#"{"id_type":"resident_id","name":"张三"}"#,
+        );
+        put(
+            &old,
+            "rec/a\u{1f}r1",
+            r#"{"subject":"resident_id:110101199003071234"}"#,
+        );
+        put(
+            &old,
+            "sub/uscc:91310110666007217T",
+            r#"{"id_type":"uscc","name":"某公司"}"#,
+        );
         assert_eq!(open(&old).unwrap(), 3);
         let mut clear = Vec::new();
         for pair in old.scan_stored(b"") {
@@ -366,17 +385,26 @@ mod tests {
             }
         }
         assert!(clear.is_empty(), "in clear after the migration: {clear:?}");
-        let person = pseudonym("resident_id:110101199003071234", old.at_rest().unwrap().as_ref()).unwrap();
+        let person = pseudonym(
+            "resident_id:110101199003071234",
+            old.at_rest().unwrap().as_ref(),
+        )
+        .unwrap();
         let head: serde_json::Value = old.get_json("rec/a\u{1f}r1").unwrap().unwrap();
         assert_eq!(head["subject"], person.as_str());
         let entry: serde_json::Value = old.get_json(&format!("sub/{person}")).unwrap().unwrap();
         assert_eq!(entry["name"], "张三", "opened on read");
         let version: serde_json::Value = old
-            .get_json(&format!("arc/{person}\u{1f}05\u{1f}a\u{1f}r1\u{1f}0000000001"))
+            .get_json(&format!(
+                "arc/{person}\u{1f}05\u{1f}a\u{1f}r1\u{1f}0000000001"
+            ))
             .unwrap()
             .unwrap();
         assert_eq!(version["record"]["subject"]["id"], "110101199003071234");
-        assert!(old.get_raw("sub/uscc:91310110666007217T".as_bytes()).unwrap().is_some());
+        assert!(old
+            .get_raw("sub/uscc:91310110666007217T".as_bytes())
+            .unwrap()
+            .is_some());
         // A second open finds nothing to do.
         assert_eq!(open(&old).unwrap(), CURRENT);
     }

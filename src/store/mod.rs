@@ -51,8 +51,8 @@ pub mod postgres;
 pub mod sled;
 pub mod space;
 
-pub use commit::{Committer, CommitterHandle, Progress, Stager};
 pub use at_rest::AtRest;
+pub use commit::{Committer, CommitterHandle, Progress, Stager};
 pub use engine::{Engine, Exclusive, Pair, WriteSet};
 
 use std::path::Path;
