@@ -25,13 +25,17 @@ fn record(id: &str) -> Value {
     })
 }
 
-/// Two nodes on one new database, sharing one set of certificates, both delivering to
-/// `receiver`'s platform `provincial`.
+/// Two nodes on one new database, sharing one set of certificates and one key file (made
+/// before either starts, as an operator deploys them), both delivering to `receiver`'s platform
+/// `provincial`.
 fn two_nodes(rt: &tokio::runtime::Runtime) -> (Gateway, Gateway, common::receiver::Receiver) {
     let url = postgres::cluster().database();
     let mut a = Gateway::prepare_sled();
     let receiver = a.receiver(rt);
     let mut b = Gateway::prepare_sled();
+    a.write_config();
+    let (code, _, err) = a.cli(&["keys", "public"]);
+    assert_eq!(code, 0, "the key file is made: {err}");
     copy_dir(&a.certs(), &b.certs());
     for (gw, name) in [(&mut a, "node-a"), (&mut b, "node-b")] {
         common::on_postgres(&mut gw.config, &url);
@@ -312,14 +316,58 @@ fn operator_actions_and_sighup_work_on_either_node() {
         "{}",
         b.log()
     );
-    let (code, shown, err) = a.cli(&["audit", "show", "--from", "1"]);
-    assert_eq!(code, 0, "{err}");
+    // The audit entry is committed after the log line: wait for it.
+    let chain_has_reload = || {
+        let (code, shown, err) = a.cli(&["audit", "show", "--from", "1"]);
+        assert_eq!(code, 0, "{err}");
+        shown.contains("operator_tls_reload")
+    };
     assert!(
-        shown.contains("operator_tls_reload"),
+        common::wait_until(Duration::from_secs(10), chain_has_reload),
         "node b's reload is in the chain node a reads"
     );
     let (code, out, err) = a.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// A node started with a key file of its own on a database whose data was sealed under other
+/// keys is refused, saying why, before it writes anything (GB/T 39786: one set of keys per
+/// system); with the right key file it starts.
+#[test]
+fn a_node_with_other_keys_is_refused_by_a_shared_database() {
+    let rt = common::multi_thread_runtime();
+    let (mut a, mut b, _receiver) = two_nodes(&rt);
+    a.spawn();
+    let person = json!([{
+        "category": "administrative",
+        "subject": {"kind": "individual", "role": "physician", "id_type": "resident_id",
+                    "id": "440106198506121232", "name": "张医生"},
+        "source": {"record_id": "KEYS-1", "region": "440106"},
+        "basis": {"doc_type": "penalty_decision", "doc_number": "穗医保罚〔2026〕9号", "decided_on": "2026-09-20"},
+        "disclosure": {"class": "gov_share"},
+        "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"]}
+    }]);
+    let reply = push(&a, &person);
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let own_keys = b.certs().join("gateway-keys.toml");
+    let shared = std::fs::read(&own_keys).unwrap();
+    std::fs::remove_file(&own_keys).unwrap();
+    let refused = start_fails(&b);
+    assert!(
+        refused.contains("the keys do not match the stored data")
+            && refused.contains("lookup key differs"),
+        "{refused}"
+    );
+    std::fs::write(&own_keys, shared).unwrap();
+    b.spawn();
+    let found = b
+        .client(MI)
+        .get("/v1/subjects/resident_id/440106198506121232")
+        .json();
+    assert_eq!(
+        found["categories"]["administrative"][0]["record_id"], "KEYS-1",
+        "node b finds node a's subject: {found}"
+    );
 }
 
 #[test]
@@ -408,7 +456,7 @@ fn a_sled_directory_migrates_into_a_database_and_the_chain_agrees_on_both() {
     assert_eq!(code, 0, "{err}");
     let sled_config = gw.config.clone();
     common::on_postgres(&mut gw.config, &url);
-    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    gw.write_config();
     let (code, pg_checkpoint, err) = gw.cli(&["audit", "checkpoint"]);
     assert_eq!(code, 0, "{err}");
     // (Each checkpoint carries its own time and signature; the chain's head is what must agree.)
@@ -622,7 +670,7 @@ fn a_node_reaches_the_database_over_tls_and_refuses_a_server_it_cannot_verify() 
 
 /// Start the gateway with its configuration, expecting it to exit with an error; its stderr.
 fn start_fails(gw: &Gateway) -> String {
-    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    gw.write_config();
     let out = std::process::Command::new(common::BIN)
         .arg("--config")
         .arg(gw.config_path())

@@ -532,7 +532,7 @@ fn the_admin_port_shows_only_outbox_entries_and_echoes_no_identifier() {
 
     // A non-loopback admin address is refused at start.
     gw.config.server.admin_listen = "0.0.0.0:0".into();
-    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    gw.write_config();
     let (code, _, err) = gw.cli(&["config", "show"]);
     assert_eq!(code, 2);
     assert!(err.contains("not a loopback address"), "{err}");

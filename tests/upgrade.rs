@@ -151,7 +151,7 @@ fn a_data_directory_from_a_newer_release_is_refused_with_a_clear_message() {
         store.apply(w).unwrap();
         store.flush().unwrap();
     }
-    std::fs::write(gw.config_path(), toml::to_string(&gw.config).unwrap()).unwrap();
+    gw.write_config();
     let (code, _, err) = common::run_cli(
         gw.dir.path(),
         &["--config", gw.config_path().to_str().unwrap(), "serve"],

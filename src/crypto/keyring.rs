@@ -99,6 +99,10 @@ pub struct Keyring {
     sealers: Arc<HashMap<String, Arc<dyn Sealer>>>,
     signer: Arc<dyn Signer>,
     public: Arc<PublicKeyFile>,
+    /// Key id -> a fingerprint of its secret (`lookup` for the lookup key): what the store
+    /// records, so that a node started with other keys than the data was sealed under is refused
+    /// instead of sealing under keys its peers cannot open.
+    fingerprints: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Keyring {
@@ -151,10 +155,13 @@ impl Keyring {
         if lookup.len() < 16 {
             return Err(invalid("the lookup key has fewer than 16 bytes".into()));
         }
+        let mut fingerprints = std::collections::BTreeMap::new();
+        fingerprints.insert("lookup".to_string(), fingerprint(file.lookup_suite, &lookup));
         let mut sealers: HashMap<String, Arc<dyn Sealer>> = HashMap::new();
         for k in &file.data_key {
             let secret = hex::decode(&k.secret)
                 .map_err(|_| invalid(format!("data key {} is not hex", k.id)))?;
+            fingerprints.insert(k.id.clone(), fingerprint(k.suite, &secret));
             sealers.insert(
                 k.id.clone(),
                 Arc::new(SoftSealer::from_secret(k.suite, &k.id, &secret)?),
@@ -199,6 +206,7 @@ impl Keyring {
             sealers: Arc::new(sealers),
             signer: Arc::new(signer),
             public: Arc::new(public),
+            fingerprints: Arc::new(fingerprints),
         })
     }
 
@@ -241,6 +249,17 @@ impl Keyring {
     pub fn lookup_token(&self, data: &[u8]) -> String {
         hex::encode(&self.lookup_suite.keyed_hash(&self.lookup, data)[..16])
     }
+
+    /// Key id -> fingerprint of the lookup key (`lookup`) and of every data key: equal
+    /// fingerprints mean equal keys; a fingerprint reveals nothing of its key.
+    pub fn fingerprints(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.fingerprints
+    }
+}
+
+/// 64 bits of the keyed hash of a fixed label under the key: enough to tell two keys apart.
+fn fingerprint(suite: Suite, secret: &[u8]) -> String {
+    hex::encode(&suite.keyed_hash(secret, b"credit-gateway key fingerprint v1")[..8])
 }
 
 impl KeyFile {

@@ -211,6 +211,10 @@ impl AtRest for Protection {
         })
     }
 
+    fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
+        self.keys.fingerprints().clone()
+    }
+
     fn reseal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let mut json: Value =
             serde_json::from_slice(&stored).map_err(|e| StoreError::corrupt(key, e))?;
@@ -408,5 +412,40 @@ mod tests {
         assert!(holds_resident_id("身份证110105194912310021。"));
         assert!(!holds_resident_id("ab110105194912310021cd"));
         assert!(!holds_resident_id("44050146010900000123"));
+    }
+
+    /// One set of keys per store: a store opened with other keys is refused; the same file with
+    /// a rotated-in data key opens, and the new key is recorded.
+    #[test]
+    fn a_store_sealed_under_some_keys_refuses_others_and_records_a_rotation() {
+        use crate::crypto::keyring::KeyFile;
+        use crate::store::{Store, StoreError};
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = time::OffsetDateTime::UNIX_EPOCH;
+        let mut file = KeyFile::new(Suite::National, epoch);
+        let open = |file: &KeyFile| {
+            let keys = Keyring::from_file(file, Suite::National, "test").unwrap();
+            let p: std::sync::Arc<dyn AtRest> = std::sync::Arc::new(Protection::new(keys));
+            Store::open_tuned(dir.path(), Default::default(), 16, Some(p))
+        };
+        drop(open(&file).unwrap());
+        let other = KeyFile::new(Suite::National, epoch);
+        match open(&other) {
+            Err(StoreError::KeysDiffer { message }) => {
+                assert!(message.contains("lookup key differs"), "{message}")
+            }
+            other => panic!("opened with other keys: {other:?}"),
+        }
+        let added = file.add_data_key(Suite::National, epoch + time::Duration::days(1));
+        drop(open(&file).unwrap());
+        let mut without = file.clone();
+        without.data_key.retain(|k| k.id != added);
+        without.active_data_key = without.data_key[0].id.clone();
+        match open(&without) {
+            Err(StoreError::KeysDiffer { message }) => {
+                assert!(message.contains(&added), "{message}")
+            }
+            other => panic!("opened without the rotated key: {other:?}"),
+        }
     }
 }

@@ -31,7 +31,7 @@
 //! | `lnk/` | `listing agency \x1f listing record_id \x1f link record_id` | `{}`: the linked records of joint punishment a listing made | evaluation |
 //! | `evc/` | year (4 digits) | the yearly cycle's progress and cursor | evaluation |
 //! | `obj/`, `rep/` | see `objections`, `repairs` | objections and repairs | objections, repairs |
-//! | `meta/` | `format` | the data directory's format version ([`format`]) | store |
+//! | `meta/` | `format`, `keys` | the data directory's format version ([`format`]); the fingerprints of the keys its data is sealed under ([`at_rest::agree`]) | store |
 //!
 //! Durability: an acknowledgement is sent only after a flush that began after its group was
 //! applied. sled flushes with `sync_file_range` on Linux: this survives a process crash, not every
@@ -82,6 +82,9 @@ pub enum StoreError {
     /// a sealed value was altered. The operator's; no retry helps.
     #[error("value at {key} cannot be sealed or opened: {message}")]
     Sealing { key: String, message: String },
+    /// The operator's: this node's keys are not the keys the stored data was sealed under.
+    #[error("the keys do not match the stored data: {message}. Every node of a database needs the same key file: copy it from the node that created the data (or that rotated last), never generate a new one")]
+    KeysDiffer { message: String },
 }
 
 impl StoreError {
@@ -168,6 +171,7 @@ impl Store {
             keys: None,
         };
         format::open(&store)?;
+        at_rest::agree(&store)?;
         Ok(store)
     }
 

@@ -146,13 +146,18 @@ impl Gateway {
         self.dir.path().join("credit-gateway.toml")
     }
 
-    /// Write the config and start the process; wait for its ready line.
-    pub fn spawn(&mut self) {
+    /// Write the config where `cli` and `spawn` read it.
+    pub fn write_config(&self) {
         std::fs::write(
             self.config_path(),
             toml::to_string(&self.config).expect("config serializes"),
         )
         .unwrap();
+    }
+
+    /// Write the config and start the process; wait for its ready line.
+    pub fn spawn(&mut self) {
+        self.write_config();
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(self.config_path())
