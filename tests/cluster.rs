@@ -348,7 +348,12 @@ fn a_node_with_other_keys_is_refused_by_a_shared_database() {
         "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"]}
     }]);
     let reply = push(&a, &person);
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let own_keys = b.certs().join("gateway-keys.toml");
     let shared = std::fs::read(&own_keys).unwrap();
     std::fs::remove_file(&own_keys).unwrap();

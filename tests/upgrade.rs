@@ -225,3 +225,127 @@ fn a_format_2_data_directory_is_migrated_and_its_queued_shares_still_arrive() {
     let (code, out, err) = gw.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// The results (`evaluation/show`) a subject holds.
+fn results(gw: &Gateway, id: &str) -> Vec<Value> {
+    let (status, body) = gw.admin_get(&format!("/evaluation/show?id_type=resident_id&id={id}"));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("grade").is_some())
+        .cloned()
+        .collect()
+}
+
+/// Format 3 -> 5 (issue "Commercial cryptography"): a directory from the release before sealing,
+/// with two persons evaluated (one penalized, one a legal representative linked to an
+/// institution's serious listing, GD Art. 29), is sealed in place: no resident ID number is left
+/// in any stored value, both are still found by their number, and when they are evaluated again
+/// their results and linked record keep the ids the platforms know (no second result, no linked
+/// record ended and made anew).
+#[test]
+fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_records() {
+    const PENALIZED: &str = "440106198001011230";
+    const LEGAL_REP: &str = "440106197503154560";
+    // The ids the release before sealing gave them (tests/fixtures/README.md).
+    const PENALIZED_RESULT: &str = "EVAL-2026-6e8d8c8fc638c5ae";
+    const LEGAL_REP_RESULT: &str = "EVAL-2026-baf6366f83f775b9";
+    const LINK: &str = "LINK-b4b8f4bf2f1ee63a";
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare_sled();
+    let provincial = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &provincial);
+    gw.config.corrections.dangerous_manual_clock = true;
+    gw.config.evaluation.check_interval_ms = 100;
+    unpack(&gw, "data-format-3.tar.gz");
+    gw.spawn();
+    gw.set_clock("2026-03-02T10:00:00+08:00");
+    for (id, result) in [(PENALIZED, PENALIZED_RESULT), (LEGAL_REP, LEGAL_REP_RESULT)] {
+        let held = results(&gw, id);
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert_eq!(held[0]["record"]["record_id"], result);
+    }
+    // New facts: a second penalty for one person, a commitment of the listed institution (its
+    // subjects and the persons its listing reaches are evaluated again).
+    let records = json!([
+        {"category": "administrative",
+         "subject": {"kind": "individual", "role": "physician", "id_type": "resident_id", "id": PENALIZED, "name": "张医生"},
+         "source": {"record_id": "UPG5-P2", "region": "440106"},
+         "basis": {"doc_type": "penalty_decision", "doc_number": "穗医保罚〔2026〕32号", "decided_on": "2026-02-20"},
+         "disclosure": {"class": "public"},
+         "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"], "fine_yuan": "3000"}},
+        {"category": "commitment",
+         "subject": {"kind": "institution", "role": "designated_medical_institution", "id_type": "uscc", "id": "91350100M000100Y43", "name": "某某医院"},
+         "source": {"record_id": "UPG5-C1", "region": "440106"},
+         "disclosure": {"class": "gov_share"},
+         "content": {"commitment_type": "医保基金使用信用承诺", "committed_on": "2026-02-20", "fulfilment": "pending"}}
+    ]);
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&records).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || results(&gw, PENALIZED)
+            .iter()
+            .any(|r| r["reasons"].to_string().contains("UPG5-P2"))),
+        "{:?}",
+        results(&gw, PENALIZED)
+    );
+    let held = results(&gw, PENALIZED);
+    assert_eq!(held.len(), 1, "one result for the year: {held:?}");
+    assert_eq!(held[0]["record"]["record_id"], PENALIZED_RESULT);
+    assert_eq!(
+        held[0]["record"]["version"], 2,
+        "a new version of the same record"
+    );
+    // The institution changed in the same commit, so it was evaluated again with the person (one
+    // change-log entry; a second to be sure): its listing still reaches its legal representative
+    // through the same linked record, never ended.
+    std::thread::sleep(Duration::from_secs(1));
+    let archive = gw
+        .client(MI)
+        .get(&format!("/v1/subjects/resident_id/{LEGAL_REP}"))
+        .json();
+    let listed = archive["categories"]["dishonest_list"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{archive}");
+    assert_eq!(listed[0]["record_id"], LINK);
+    assert!(
+        !listed[0].to_string().contains("eliminated"),
+        "the linked record is not ended: {archive}"
+    );
+    let held = results(&gw, LEGAL_REP);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["record"]["record_id"], LEGAL_REP_RESULT);
+    assert_eq!(held[0]["grade"], "E");
+    gw.stop();
+    // No value the store holds names either person in clear.
+    let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
+    assert_eq!(
+        &*store.get_raw(b"meta/format").unwrap().unwrap(),
+        credit_gateway::store::format::CURRENT
+            .to_string()
+            .as_bytes()
+    );
+    let mut values = 0;
+    for item in store.range_stored(b"", None) {
+        let (k, v) = item.unwrap();
+        for id in [PENALIZED, LEGAL_REP] {
+            let (k, v) = (String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+            assert!(!k.contains(id) && !v.contains(id), "{id} in clear at {k}");
+        }
+        values += 1;
+    }
+    assert!(values > 20, "{values}");
+    drop(store);
+    let (code, out, err) = gw.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -120,6 +120,31 @@ pub struct SubjectEntry {
     /// The exit (or re-entry) in force: date, reason and who said so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing_change: Option<StandingChange>,
+    /// A person whose evaluation records (`EVAL-`, `PUB-`, `LINK-`) were named, before format 4,
+    /// from the clear identifier: that identifier, so those records keep their ids (a platform
+    /// holding `PUB-2026-…` never receives a second published result for the same year). Set
+    /// only by the format-5 migration; sealed at rest like every personal identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_before_sealing: Option<ClearName>,
+}
+
+/// A subject's identifier as earlier releases named it (`id_type:id`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClearName {
+    pub id_type: String,
+    pub id: String,
+}
+
+/// What names `archive_key`'s derived records (the evaluation's record ids): its identifier in
+/// clear form for a person named so before format 4 ([`SubjectEntry::named_before_sealing`]),
+/// otherwise the archive key itself.
+pub fn naming_key(store: &Store, archive_key: &str) -> Result<String, StoreError> {
+    Ok(
+        match store.get_json::<SubjectEntry>(&SubjectKey::entry(archive_key))? {
+            Some(entry) => entry.naming_key(archive_key),
+            None => archive_key.to_string(),
+        },
+    )
 }
 
 /// An exit from, or re-entry into, medical-insurance service (LS Art. 20).
@@ -135,6 +160,14 @@ pub struct StandingChange {
 }
 
 impl SubjectEntry {
+    /// See [`naming_key`].
+    pub fn naming_key(&self, archive_key: &str) -> String {
+        match &self.named_before_sealing {
+            Some(n) => format!("{}:{}", n.id_type, n.id),
+            None => archive_key.to_string(),
+        }
+    }
+
     pub fn is_exited(&self) -> bool {
         self.status == EXITED
     }
@@ -538,6 +571,7 @@ impl Staging {
                 first_seen: now,
                 updated_at: now,
                 standing_change: None,
+                named_before_sealing: None,
             },
         };
         self.writes.push((sub_key.clone(), to_bytes(&entry)));

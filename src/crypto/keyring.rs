@@ -156,7 +156,10 @@ impl Keyring {
             return Err(invalid("the lookup key has fewer than 16 bytes".into()));
         }
         let mut fingerprints = std::collections::BTreeMap::new();
-        fingerprints.insert("lookup".to_string(), fingerprint(file.lookup_suite, &lookup));
+        fingerprints.insert(
+            "lookup".to_string(),
+            fingerprint(file.lookup_suite, &lookup),
+        );
         let mut sealers: HashMap<String, Arc<dyn Sealer>> = HashMap::new();
         for k in &file.data_key {
             let secret = hex::decode(&k.secret)

@@ -134,7 +134,7 @@ pub fn today(now: OffsetDateTime) -> Date {
 impl Engine {
     /// The result `archive_key` holds for `year`, if any.
     pub fn held(&self, archive_key: &str, year: i32) -> Result<Option<Held>, EvaluationError> {
-        let id = ids::result(year, archive_key);
+        let id = ids::result(year, &archive::naming_key(&self.store, archive_key)?);
         let Some((head, version)) = archive::current_version(&self.store, &self.agency, &id)?
         else {
             return Ok(None);
@@ -400,7 +400,7 @@ impl Engine {
             "subject": latest.get("subject").cloned().unwrap_or(Value::Null),
             "source": {
                 "agency": self.agency,
-                "record_id": ids::result(year, archive_key),
+                "record_id": ids::result(year, &archive::naming_key(&self.store, archive_key)?),
                 "region": region,
             },
             // GD Art. 21, LS Art. 24: the working result is for authorized query; results are
@@ -526,7 +526,7 @@ impl Engine {
                     let link_id = ids::link(
                         &listing.fact.agency,
                         &listing.fact.record_id,
-                        &id.archive_key(&self.store),
+                        &archive::naming_key(&self.store, &id.archive_key(&self.store))?,
                     );
                     people.push((person, link_id));
                 }

@@ -64,7 +64,10 @@ impl Grade {
     }
 }
 
-/// Record ids the evaluation engine writes under its own agency id (`evaluation.agency`).
+/// Record ids the evaluation engine writes under its own agency id (`evaluation.agency`). They
+/// are derived from a subject's naming key (`archive::naming_key`: the archive key, or for a
+/// person evaluated before format 4 the clear form earlier ids were derived from), so an id never
+/// changes across an upgrade.
 pub mod ids {
     use sha2::Digest;
 
@@ -86,6 +89,13 @@ pub mod ids {
     /// The published result of `year` (LS Art. 27).
     pub fn publication(year: i32, archive_key: &str) -> String {
         format!("PUB-{year}-{}", subject_token(archive_key))
+    }
+
+    /// The published result of a working result (`EVAL-2026-x` -> `PUB-2026-x`).
+    pub fn publication_of(result_id: &str) -> Option<String> {
+        result_id
+            .strip_prefix("EVAL-")
+            .map(|rest| format!("PUB-{rest}"))
     }
 
     /// A responsible person's linked record for an institution's listing (GD Art. 29).

@@ -19,15 +19,17 @@ pub fn current(
     subject: &SubjectId,
     now: OffsetDateTime,
 ) -> Result<Option<Value>, EvaluationError> {
-    let key = subject.archive_key(&engine.store);
-    if let Some(entry) = engine
+    let archive_key = subject.archive_key(&engine.store);
+    let entry = engine
         .store
-        .get_json::<archive::SubjectEntry>(&archive::subject_key(&key))?
-    {
-        if entry.is_exited() {
-            return Ok(None);
-        }
+        .get_json::<archive::SubjectEntry>(&archive::subject_key(&archive_key))?;
+    if entry.as_ref().is_some_and(|e| e.is_exited()) {
+        return Ok(None);
     }
+    let key = match entry {
+        Some(e) => e.naming_key(&archive_key),
+        None => archive_key,
+    };
     let year = today(now).year();
     for y in [year, year - 1] {
         if let Some(view) = result_view(engine, &key, y)? {
@@ -43,7 +45,7 @@ pub fn history(
     subject: &SubjectId,
     now: OffsetDateTime,
 ) -> Result<Value, EvaluationError> {
-    let key = subject.archive_key(&engine.store);
+    let key = archive::naming_key(&engine.store, &subject.archive_key(&engine.store))?;
     let year = today(now).year();
     let mut results = Vec::new();
     for y in (year - YEARS_SHOWN..=year).rev() {
@@ -58,7 +60,7 @@ pub fn history(
             results.push(json!({"record_id": pub_id, "version": version.version, "published": json.get("content")}));
         }
     }
-    Ok(json!({"subject": subject.log_safe(), "results": results}))
+    Ok(json!({"subject": subject.log_safe(&engine.store), "results": results}))
 }
 
 fn result_view(engine: &Engine, key: &str, year: i32) -> Result<Option<Value>, EvaluationError> {

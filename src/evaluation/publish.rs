@@ -74,7 +74,9 @@ pub async fn publish(
     let router = engine.router.current();
     for (key, head) in heads {
         let record_id = key[prefix.len() - ids::result_prefix(year).len()..].to_string();
-        let pub_id = ids::publication(year, &head.subject);
+        let Some(pub_id) = ids::publication_of(&record_id) else {
+            continue;
+        };
         if engine
             .store
             .get_json::<archive::RecordHead>(&archive::record_head_key(&engine.agency, &pub_id))?
@@ -180,15 +182,10 @@ fn published_record(
 ) -> Result<crate::record::CanonicalRecord, EvaluationError> {
     let content = result.get("content").cloned().unwrap_or(Value::Null);
     let pick = |k: &str| content.get(k).cloned().unwrap_or(Value::Null);
-    let pub_id = {
-        let head = engine
-            .store
-            .get_json::<archive::RecordHead>(&archive::record_head_key(
-                &engine.agency,
-                record_id,
-            ))?;
-        ids::publication(year, &head.map(|h| h.subject).unwrap_or_default())
-    };
+    let pub_id = ids::publication_of(record_id).unwrap_or_else(|| {
+        // Not a working result's id (never: `publish` reads only those): named from the head.
+        ids::publication(year, record_id)
+    });
     let value = json!({
         "category": "evaluation_result",
         "subject": result.get("subject").cloned().unwrap_or(Value::Null),

@@ -48,7 +48,7 @@ pub async fn authorized_query(
     let now = app.clock.now();
     let mut data = Map::new();
     data.insert("caller".into(), json!(agency.id));
-    data.insert("subject".into(), json!(subject.log_safe()));
+    data.insert("subject".into(), json!(subject.log_safe(&app.store)));
     let claims = match app.authority.verify(token, &subject, now) {
         Ok(c) => c,
         Err(e) => {

@@ -80,10 +80,7 @@ pub async fn show_entry(
     let shown = if is_entry_key || is_idempotency_key {
         key.to_string()
     } else {
-        format!(
-            "sha256:{}",
-            hex::encode(&sha2::Sha256::digest(key.as_bytes())[..16])
-        )
+        store.private_token(key.as_bytes())
     };
     events::operator_action("outbox_show", &shown);
     audit_command(committer, "outbox show", json!({"key": shown})).await?;

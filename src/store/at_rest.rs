@@ -58,10 +58,16 @@ pub fn agree(store: &super::Store) -> Result<(), StoreError> {
     for (id, theirs) in lookup_first {
         let message = match ours.get(id) {
             Some(fp) if fp == theirs => continue,
-            Some(_) if id == "lookup" => "the lookup key differs from the one the stored subjects are named with".to_string(),
-            Some(_) => format!("data key {id} differs from the key of that name the stored data was sealed under"),
+            Some(_) if id == "lookup" => {
+                "the lookup key differs from the one the stored subjects are named with".to_string()
+            }
+            Some(_) => format!(
+                "data key {id} differs from the key of that name the stored data was sealed under"
+            ),
             None if id == "lookup" => "the key file has no lookup key".to_string(),
-            None => format!("the stored data was sealed under data key {id}, which the key file lacks"),
+            None => {
+                format!("the stored data was sealed under data key {id}, which the key file lacks")
+            }
         };
         return Err(StoreError::KeysDiffer { message });
     }

@@ -16,7 +16,13 @@
 //! moves to the keyed hash of the identifier, every value naming one is rewritten, and every
 //! value passes through the protection (its personal and restricted fields sealed). The step
 //! walks the whole store in chunks, each atomic, logging its progress; values already sealed are
-//! skipped, so an interrupted step resumes at the next start.
+//! skipped, so an interrupted step resumes at the next start. 5 keeps the names of persons'
+//! evaluation records: before format 4 a person's `EVAL-`, `PUB-` and `LINK-` record ids were
+//! derived from the clear archive key (`resident_id:110…`), after it from the keyed one, so a
+//! person evaluated before the upgrade would get a second result (and a platform a second
+//! published result) under a new id. The step finds, for each person, the records named the old
+//! way (recomputing the old ids, whose formulas are frozen here) and records the clear form in the
+//! subject's entry (`named_before_sealing`, sealed), from which those ids keep being derived.
 //!
 //! Never does: interpret any key beyond what a migration step rewrites (steps work on raw keys
 //! and JSON, never on domain types, so this module imports no domain module).
@@ -24,7 +30,7 @@
 use super::{Store, StoreError, WriteSet};
 
 /// The format this release writes.
-pub const CURRENT: u32 = 4;
+pub const CURRENT: u32 = 5;
 pub const KEY: &str = "meta/format";
 
 /// Check the directory's format, migrate an older one, record the current one. Returns the
@@ -78,6 +84,7 @@ fn migrate(db: &Store, from: u32) -> Result<(), StoreError> {
         // per-subject change keys become change-log entries.
         2 => subject_changes_into_log(db),
         3 => seal_in_place(db),
+        4 => evaluation_names_kept(db),
         _ => Ok(()),
     }
 }
@@ -218,6 +225,139 @@ fn seal_in_place(db: &Store) -> Result<(), StoreError> {
         // The last key read was not processed (the chunk was full): start there.
         cursor = std::mem::take(&mut next);
     }
+}
+
+/// The ids earlier releases gave an evaluation's records, as they computed them (frozen: a later
+/// change of `evaluation::ids` must not change what this step recognizes).
+mod frozen_ids {
+    use sha2::Digest;
+
+    pub fn subject_token(naming_key: &str) -> String {
+        hex::encode(&sha2::Sha256::digest(naming_key.as_bytes())[..8])
+    }
+
+    /// `EVAL-{year}-{token}` or `PUB-{year}-{token}` of `naming_key`.
+    pub fn is_result_of(record_id: &str, naming_key: &str) -> bool {
+        let rest = record_id
+            .strip_prefix("EVAL-")
+            .or_else(|| record_id.strip_prefix("PUB-"));
+        rest.and_then(|r| r.split_once('-'))
+            .is_some_and(|(year, token)| year.len() == 4 && token == subject_token(naming_key))
+    }
+
+    pub fn link(agency: &str, record_id: &str, naming_key: &str) -> String {
+        let mut h = sha2::Sha256::new();
+        h.update(agency.as_bytes());
+        h.update([0x1f]);
+        h.update(record_id.as_bytes());
+        h.update([0x1f]);
+        h.update(naming_key.as_bytes());
+        format!("LINK-{}", hex::encode(&h.finalize()[..8]))
+    }
+}
+
+/// Format 4 -> 5: each person whose evaluation records carry ids derived from the clear
+/// identifier gets `named_before_sealing` in its subject entry.
+fn evaluation_names_kept(db: &Store) -> Result<(), StoreError> {
+    let mut cursor = b"sub/".to_vec();
+    let (mut seen, mut kept) = (0usize, 0usize);
+    loop {
+        let mut chunk = Vec::new();
+        for item in db.range_raw(&cursor, None) {
+            let (k, v) = item?;
+            if !k.starts_with(b"sub/") || chunk.len() >= MIGRATION_CHUNK {
+                break;
+            }
+            chunk.push((k, v));
+        }
+        let Some((last, _)) = chunk.last() else {
+            return Ok(());
+        };
+        cursor = last.iter().copied().chain([0u8]).collect();
+        let mut w = WriteSet::default();
+        for (k, v) in &chunk {
+            let subject = String::from_utf8_lossy(&k[4..]).into_owned();
+            let Some((id_type, _)) = subject.split_once(":k:") else {
+                continue;
+            };
+            if !PERSONAL_TYPES.contains(&id_type) {
+                continue;
+            }
+            let mut entry: serde_json::Value =
+                serde_json::from_slice(v).map_err(|e| StoreError::corrupt(k, e))?;
+            if entry.get("named_before_sealing").is_some() {
+                continue;
+            }
+            if let Some(id) = named_the_old_way(db, &subject)? {
+                entry["named_before_sealing"] = serde_json::json!({"id_type": id_type, "id": id});
+                w.put(k.clone(), serde_json::to_vec(&entry).unwrap_or_default());
+                kept += 1;
+            }
+        }
+        seen += chunk.len();
+        if !w.is_empty() {
+            db.apply(w)?;
+            db.flush()?;
+        }
+        tracing::info!(
+            subjects = seen,
+            kept,
+            "migrating to format 5: persons' evaluation records keep their ids"
+        );
+        if chunk.len() < MIGRATION_CHUNK {
+            return Ok(());
+        }
+    }
+}
+
+/// The person's clear identifier when one of their stored records is an evaluation record named
+/// from it (`subject` is the keyed archive key).
+fn named_the_old_way(db: &Store, subject: &str) -> Result<Option<String>, StoreError> {
+    let prefix = format!("arc/{subject}{}", super::SEP);
+    let mut clear: Option<(String, String)> = None;
+    for item in db.scan_raw(prefix.as_bytes()) {
+        let (k, v) = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        // arc/{subject}␟{category#}␟{agency}␟{record_id}␟{version}
+        let Some(record_id) = key.split(super::SEP).nth(3) else {
+            continue;
+        };
+        let derived = ["EVAL-", "PUB-", "LINK-"]
+            .iter()
+            .any(|p| record_id.starts_with(p));
+        if !derived {
+            continue;
+        }
+        let version: serde_json::Value =
+            serde_json::from_slice(&v).map_err(|e| StoreError::corrupt(&k, e))?;
+        let record = &version["record"];
+        if clear.is_none() {
+            let (Some(t), Some(id)) = (
+                record.pointer("/subject/id_type").and_then(|v| v.as_str()),
+                record.pointer("/subject/id").and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            clear = Some((format!("{t}:{id}"), id.to_string()));
+        }
+        let Some((old_key, id)) = &clear else {
+            continue;
+        };
+        let old_link = |r: &serde_json::Value| {
+            let to = r.pointer("/content/linked_to")?;
+            Some(frozen_ids::link(
+                to.get("agency")?.as_str()?,
+                to.get("record_id")?.as_str()?,
+                old_key,
+            ))
+        };
+        if frozen_ids::is_result_of(record_id, old_key)
+            || old_link(record).as_deref() == Some(record_id)
+        {
+            return Ok(Some(id.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Subjects per change-log entry the migration writes (and per atomic step: a crash in the
@@ -419,5 +559,68 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains(&format!("format {CURRENT}")), "{e}");
+    }
+
+    /// Format 4 -> 5: a person whose result or linked record was named from the clear
+    /// identifier keeps that naming (sealed in the subject entry); a person named the new way, and
+    /// an institution, are left alone.
+    #[test]
+    fn format_4_persons_evaluated_before_sealing_keep_their_record_names() {
+        let (_d, old) = db();
+        put(&old, KEY, "4");
+        let entry = r#"{"kind":"individual","id_type":"resident_id","name":"某","status":"active","first_seen":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+        let version = |id: &str, extra: &str| {
+            format!(
+                r#"{{"version":1,"received_at":"2026-01-01T00:00:00Z","receipt_id":"r","content_hash":"h","record":{{"subject":{{"kind":"individual","id_type":"resident_id","id":"{id}","name":"某"}}{extra}}}}}"#
+            )
+        };
+        let arc = |subject: &str, record_id: &str| {
+            format!("arc/{subject}\u{1f}12#\u{1f}evaluator\u{1f}{record_id}\u{1f}0000000001")
+        };
+        // Evaluated before format 4: its result's id is derived from `resident_id:<id>`.
+        let (a, a_id) = ("resident_id:k:aaaa", "440106198001011230");
+        put(&old, &format!("sub/{a}"), entry);
+        let old_result = format!(
+            "EVAL-2026-{}",
+            frozen_ids::subject_token(&format!("resident_id:{a_id}"))
+        );
+        put(&old, &arc(a, &old_result), &version(a_id, ""));
+        // Evaluated after format 4: named from its keyed archive key.
+        let (b, b_id) = ("resident_id:k:bbbb", "440106197503154560");
+        put(&old, &format!("sub/{b}"), entry);
+        let new_result = format!("EVAL-2026-{}", frozen_ids::subject_token(b));
+        put(&old, &arc(b, &new_result), &version(b_id, ""));
+        // Linked to an institution's listing before format 4.
+        let (c, c_id) = ("resident_id:k:cccc", "440106199007207896");
+        put(&old, &format!("sub/{c}"), entry);
+        let link = frozen_ids::link("medical_insurance", "L-1", &format!("resident_id:{c_id}"));
+        put(
+            &old,
+            &arc(c, &link),
+            &version(
+                c_id,
+                r#","content":{"linked_to":{"agency":"medical_insurance","record_id":"L-1"}}"#,
+            ),
+        );
+        assert_eq!(open(&old).unwrap(), 4);
+        let named = |subject: &str| {
+            let entry: serde_json::Value =
+                old.get_json(&format!("sub/{subject}")).unwrap().unwrap();
+            entry["named_before_sealing"]["id"]
+                .as_str()
+                .map(String::from)
+        };
+        assert_eq!(named(a).as_deref(), Some(a_id));
+        assert_eq!(named(b), None, "named the new way: left alone");
+        assert_eq!(named(c).as_deref(), Some(c_id));
+        let stored = old
+            .get_stored(format!("sub/{a}").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&stored).contains(a_id),
+            "the clear identifier is sealed at rest"
+        );
+        assert_eq!(open(&old).unwrap(), CURRENT);
     }
 }

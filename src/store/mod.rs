@@ -203,6 +203,19 @@ impl Store {
         self.at_rest.as_ref().map(|a| a.lookup_token(data))
     }
 
+    /// A token for a value that may be personal or secret, safe for logs and the audit chain:
+    /// `k:` and the keyed hash with the store's lookup key (nobody without the key can test a
+    /// guess against it), or `sha256:` and an unkeyed digest in a store without keys.
+    pub fn private_token(&self, data: &[u8]) -> String {
+        match self.lookup_token(data) {
+            Some(token) => format!("k:{token}"),
+            None => {
+                use sha2::Digest;
+                format!("sha256:{}", hex::encode(&sha2::Sha256::digest(data)[..16]))
+            }
+        }
+    }
+
     /// Stored bytes as the writer wrote them (opened when sealed).
     fn reveal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         match &self.at_rest {

@@ -329,19 +329,19 @@ impl SubjectId {
         format!("{}:{}", self.id_type().code(), self.as_str())
     }
 
-    /// A form safe for logs and audit entries: a personal identifier becomes a short sha256 digest.
-    pub fn log_safe(&self) -> String {
-        if self.id_type().is_personal() {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(self.clear_key().as_bytes());
-            format!(
-                "{}:sha256:{}",
-                self.id_type().code(),
-                hex::encode(&digest[..8])
-            )
-        } else {
-            self.clear_key()
+    /// A form safe for logs and audit entries: a person becomes the keyed hash the store names
+    /// them by (`resident_id:k:…`, 128 bits of HMAC-SM3 or HMAC-SHA-256).
+    pub fn log_safe(&self, store: &crate::store::Store) -> String {
+        if !self.id_type().is_personal() {
+            return self.clear_key();
         }
+        // The keyed hash the store names the person by (an auditor can follow the entry to the
+        // archive; nobody can test a guessed number against it).
+        format!(
+            "{}:{}",
+            self.id_type().code(),
+            store.private_token(self.clear_key().as_bytes())
+        )
     }
 }
 

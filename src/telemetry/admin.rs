@@ -429,11 +429,7 @@ pub async fn sign_in(
     let shown_name = if ops.gate.knows(name) {
         name.to_string()
     } else {
-        use sha2::Digest;
-        format!(
-            "unknown:sha256:{}",
-            hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8])
-        )
+        format!("unknown:{}", ops.store.private_token(name.as_bytes()))
     };
     let mut data = serde_json::Map::new();
     data.insert("operator".into(), serde_json::json!(shown_name));
