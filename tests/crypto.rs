@@ -15,31 +15,12 @@ const MI: &str = "medical_insurance";
 /// A person of the canonical sample (accepted, so stored).
 const PERSON: &str = "440106198506121232";
 
-fn expected() -> toml::Table {
-    toml::from_str(&std::fs::read_to_string(repo().join("examples/samples/expected.toml")).unwrap())
-        .unwrap()
-}
-
 /// Push every shipped sample as its agency; returns the receipts.
 fn push_samples(gw: &Gateway) -> Vec<Value> {
-    let mut receipts = Vec::new();
-    for (mapping, exp) in &expected() {
-        let file = exp["file"].as_str().unwrap();
-        let body = std::fs::read(repo().join("examples/samples").join(file)).unwrap();
-        let reply = gw.client(exp["agency"].as_str().unwrap()).post(
-            &format!("/v1/records?mapping={mapping}"),
-            exp["content_type"].as_str().unwrap(),
-            body,
-        );
-        assert_eq!(
-            reply.status,
-            200,
-            "{mapping}: {}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        receipts.push(reply.json());
-    }
-    receipts
+    common::samples::push_all(gw)
+        .into_iter()
+        .map(|(_, _, receipt)| receipt)
+        .collect()
 }
 
 /// Every resident ID number in the samples: 17 digits and a digit or X, not inside a longer run

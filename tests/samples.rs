@@ -6,31 +6,12 @@ mod common;
 use common::{repo, run_cli, Gateway};
 use serde_json::Value;
 
-fn expected() -> toml::Table {
-    toml::from_str(&std::fs::read_to_string(repo().join("examples/samples/expected.toml")).unwrap())
-        .unwrap()
-}
-
 #[test]
 fn every_shipped_sample_gets_the_expected_receipt() {
     let gw = Gateway::start();
-    let all = expected();
+    let all = common::samples::push_all(&gw);
     assert_eq!(all.len(), 11, "one sample per shipped mapping");
-    for (mapping, exp) in &all {
-        let file = exp["file"].as_str().unwrap();
-        let body = std::fs::read(repo().join("examples/samples").join(file)).unwrap();
-        let reply = gw.client(exp["agency"].as_str().unwrap()).post(
-            &format!("/v1/records?mapping={mapping}"),
-            exp["content_type"].as_str().unwrap(),
-            body,
-        );
-        assert_eq!(
-            reply.status,
-            200,
-            "{mapping}: {}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        let receipt = reply.json();
+    for (mapping, exp, receipt) in &all {
         assert_eq!(
             receipt["accepted"].as_integer_like(),
             exp["accepted"].as_integer().unwrap(),

@@ -3,7 +3,6 @@
 //! it). Every command is logged and appended to the audit chain (GD Art. 12, LS Art. 43).
 
 use serde_json::{json, Map, Value};
-use sha2::Digest;
 
 use super::{list, replay_writes, show, stats};
 use crate::exchange::CommitterHandle;

@@ -628,3 +628,40 @@ pub mod postgres;
 pub mod receiver;
 #[allow(unused_imports)]
 pub use identifiers::{resident_id, uscc_in};
+
+/// The shipped samples and what each must get (`examples/samples/expected.toml`).
+pub mod samples {
+    use super::{repo, Gateway};
+
+    /// Mapping -> its sample's expectations.
+    pub fn expected() -> toml::Table {
+        toml::from_str(
+            &std::fs::read_to_string(repo().join("examples/samples/expected.toml")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Push every shipped sample as its agency, asserting each is answered 200; the mapping,
+    /// its expectations and the receipt, in the order of `expected.toml`.
+    pub fn push_all(gw: &Gateway) -> Vec<(String, toml::Value, serde_json::Value)> {
+        let mut out = Vec::new();
+        for (mapping, exp) in expected() {
+            let file = exp["file"].as_str().unwrap();
+            let body = std::fs::read(repo().join("examples/samples").join(file)).unwrap();
+            let reply = gw.client(exp["agency"].as_str().unwrap()).post(
+                &format!("/v1/records?mapping={mapping}"),
+                exp["content_type"].as_str().unwrap(),
+                body,
+            );
+            assert_eq!(
+                reply.status,
+                200,
+                "{mapping}: {}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            let receipt = reply.json();
+            out.push((mapping, exp, receipt));
+        }
+        out
+    }
+}
