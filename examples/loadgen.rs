@@ -6,6 +6,7 @@
 //! target/release/examples/loadgen --clients 16 --batch 100 --duration 60        # closed loop: the maximum
 //! target/release/examples/loadgen --rate 20000 --duration 30 --skip-bound        # open loop: latency at a load
 //! target/release/examples/loadgen --engine postgres --nodes 2 --skip-bound       # two nodes on one PostgreSQL
+//! target/release/examples/loadgen --suite international --skip-bound            # the other crypto suite
 //! ```
 //!
 //! With `--engine postgres` the gateway runs on a throwaway PostgreSQL cluster (`tests/support`:
@@ -101,6 +102,10 @@ struct Args {
     /// re-evaluated while the load runs).
     #[arg(long, default_value = "idle")]
     evaluation: String,
+    /// `crypto.suite` of the gateway: `national` (SM3, SM2, SM4-GCM; the default) or
+    /// `international` (SHA-256, Ed25519, AES-256-GCM). Run once with each to compare them.
+    #[arg(long, default_value = "national")]
+    suite: String,
 }
 
 #[derive(Default)]
@@ -112,12 +117,21 @@ struct Totals {
 
 /// `--cache-mb`, for every gateway configuration written.
 static CACHE_MB: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+/// `--suite`, for every gateway configuration written.
+static SUITE: std::sync::OnceLock<credit_gateway::crypto::Suite> = std::sync::OnceLock::new();
 /// The PostgreSQL database of this run, when `--engine postgres`.
 static DATABASE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let _ = CACHE_MB.set(args.cache_mb);
+    let suite = match args.suite.as_str() {
+        "national" => credit_gateway::crypto::Suite::National,
+        "international" => credit_gateway::crypto::Suite::International,
+        other => return Err(format!("--suite {other}: national or international").into()),
+    };
+    let _ = SUITE.set(suite);
+    println!("crypto suite: {}", args.suite);
     let dir = args
         .dir
         .clone()
@@ -651,6 +665,9 @@ fn write_config_with(
     }
     if let Some(Some(mb)) = CACHE_MB.get() {
         config.storage.cache_mb = *mb;
+    }
+    if let Some(suite) = SUITE.get() {
+        config.crypto.suite = *suite;
     }
     // One agency drives all the load here.
     config.server.max_connections_per_agency = config.server.max_connections;
