@@ -262,6 +262,23 @@ fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_rec
     unpack(&gw, "data-format-3.tar.gz");
     gw.spawn();
     gw.set_clock("2026-03-02T10:00:00+08:00");
+    // The person's share the old release queued by reference (its version key named the person in
+    // clear) still finds its version and arrives whole.
+    assert!(
+        wait_until(Duration::from_secs(20), || provincial
+            .received()
+            .iter()
+            .any(|s| {
+                s.record["source"]["record_id"] == "UPG5-P1"
+                    && s.record["subject"]["name"] == "张医生"
+            })),
+        "{:?}",
+        provincial
+            .received()
+            .iter()
+            .map(|s| s.record["source"]["record_id"].clone())
+            .collect::<Vec<_>>()
+    );
     for (id, result) in [(PENALIZED, PENALIZED_RESULT), (LEGAL_REP, LEGAL_REP_RESULT)] {
         let held = results(&gw, id);
         assert_eq!(held.len(), 1, "{held:?}");

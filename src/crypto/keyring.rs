@@ -50,7 +50,7 @@ pub enum KeyringError {
 }
 
 /// The key file as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     /// The key file format (1).
@@ -67,7 +67,7 @@ pub struct KeyFile {
     pub signing_key: Vec<StoredKey>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoredKey {
     pub id: String,
@@ -76,6 +76,39 @@ pub struct StoredKey {
     pub secret: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created: time::OffsetDateTime,
+}
+
+// Debug never prints a secret: only ids, suites and dates.
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("format", &self.format)
+            .field("lookup_suite", &self.lookup_suite)
+            .field("active_data_key", &self.active_data_key)
+            .field("data_key", &self.data_key)
+            .field("signing_key", &self.signing_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("id", &self.id)
+            .field("suite", &self.suite)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("suite", &self.suite)
+            .field("active_data_key", &self.active)
+            .field("keys", &self.fingerprints.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 const HEADER: &str = "# credit-gateway key file: the lookup key, the data keys that seal personal information at rest,\n\
@@ -90,7 +123,7 @@ pub enum KeySource {
 }
 
 /// The loaded keys.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Keyring {
     suite: Suite,
     lookup_suite: Suite,
@@ -154,6 +187,24 @@ impl Keyring {
         let lookup = hex::decode(&file.lookup).map_err(|_| invalid("lookup is not hex".into()))?;
         if lookup.len() < 16 {
             return Err(invalid("the lookup key has fewer than 16 bytes".into()));
+        }
+        // Ids name keys in every stored value and signature header: plain, short and unique.
+        let mut seen = std::collections::HashSet::new();
+        for k in file.data_key.iter().chain(&file.signing_key) {
+            let plain = !k.id.is_empty()
+                && k.id.len() <= 64
+                && k.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !plain {
+                return Err(invalid(format!(
+                    "key id {:?}: 1 to 64 letters, digits, '-' or '_'",
+                    k.id
+                )));
+            }
+            if !seen.insert(k.id.as_str()) {
+                return Err(invalid(format!("key id {} is used twice", k.id)));
+            }
         }
         let mut fingerprints = std::collections::BTreeMap::new();
         fingerprints.insert(

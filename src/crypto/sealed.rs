@@ -35,7 +35,11 @@ pub fn key_id(value: &Value) -> Option<&str> {
     if map.len() != 1 {
         return None;
     }
-    map.get(MARKER)?.as_str()?.split_once('.').map(|(id, _)| id)
+    // The body is base64url, which has no '.': the last one ends the key id.
+    map.get(MARKER)?
+        .as_str()?
+        .rsplit_once('.')
+        .map(|(id, _)| id)
 }
 
 /// Open a sealed value with the sealer of the key it names.
@@ -48,7 +52,7 @@ pub fn open<'k>(
         .and_then(Value::as_str)
         .ok_or_else(|| CryptoError::Invalid("not a sealed value".into()))?;
     let (id, body) = text
-        .split_once('.')
+        .rsplit_once('.')
         .ok_or_else(|| CryptoError::Invalid("a sealed value names its key".into()))?;
     let sealer = sealer_for(id).ok_or_else(|| CryptoError::UnknownKey(id.into()))?;
     let body = base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -3,7 +3,9 @@
 //!
 //! - a personal subject's identifier and name: any object whose `id_type` is a personal type
 //!   (`resident_id`, `passport`, ...) has its `id` and `name` sealed (canonical records, subject
-//!   entries, anything that embeds a subject);
+//!   entries, anything that embeds a subject), and a person named by flat fields of one prefix
+//!   (`legal_representative_id_type` personal: `legal_representative_id`, `legal_representative`
+//!   and `legal_representative_name`);
 //! - a record's restricted content (LS Art. 25): the whole `content` of a record classed
 //!   `restricted`, and each field its `disclosure.restricted_fields` lists;
 //! - any string holding a resident ID number's shape (17 digits and a digit or X), wherever it
@@ -88,12 +90,32 @@ impl Protection {
             .and_then(Value::as_str)
             .and_then(IdType::from_code)
             .is_some_and(IdType::is_personal);
+        let mut fields: Vec<String> = Vec::new();
         if personal {
-            for field in ["id", "name"] {
-                if let Some(v) = map.get_mut(field).filter(|v| !is_sealed(v)) {
-                    *v = self.seal(key, v)?;
-                    any = true;
-                }
+            fields.extend(["id".to_string(), "name".to_string()]);
+        }
+        // Flat person fields of a record's content (`legal_representative_id_type`,
+        // `legal_representative_id`, `legal_representative`): the same person, named by prefix.
+        for (k, v) in map.iter() {
+            let Some(prefix) = k.strip_suffix("_id_type") else {
+                continue;
+            };
+            let personal = v
+                .as_str()
+                .and_then(IdType::from_code)
+                .is_some_and(IdType::is_personal);
+            if personal {
+                fields.extend([
+                    format!("{prefix}_id"),
+                    format!("{prefix}_name"),
+                    prefix.to_string(),
+                ]);
+            }
+        }
+        for field in &fields {
+            if let Some(v) = map.get_mut(field).filter(|v| !is_sealed(v)) {
+                *v = self.seal(key, v)?;
+                any = true;
             }
         }
         let (restricted_class, fields) = match map.get("disclosure") {
@@ -254,7 +276,7 @@ impl Protection {
 
 fn failed(key: &[u8], e: crate::crypto::CryptoError) -> StoreError {
     StoreError::Sealing {
-        key: StoreError::corrupt(key, "").to_string(),
+        key: crate::store::printable_key(key),
         message: e.to_string(),
     }
 }
@@ -282,13 +304,23 @@ fn worth_a_look(bytes: &[u8]) -> bool {
     memchr::memmem::find(bytes, b"\"id_type\"").is_some()
         || memchr::memmem::find(bytes, b"restricted").is_some()
         || crate::store::at_rest::is_sealed(bytes)
-        || digit_run(bytes)
+        || digit_run(bytes, Boundary::Any)
+}
+
+/// What may stand beside a digit run that counts.
+#[derive(Clone, Copy, PartialEq)]
+enum Boundary {
+    /// Anything: the pre-filter on serialized bytes, where `\n1101…` (an escape) puts a letter
+    /// before a number that the parsed string has after a newline.
+    Any,
+    /// No ASCII letter or digit on either side.
+    NotAlphanumeric,
 }
 
 /// Whether the bytes hold a resident ID number's shape: exactly 18 digits, or 17 and an X, with
 /// no ASCII letter or digit on either side (so hex digests and longer account numbers do not
 /// count; a number inside Chinese text does).
-fn digit_run(bytes: &[u8]) -> bool {
+fn digit_run(bytes: &[u8], boundary: Boundary) -> bool {
     let mut i = 0;
     while i < bytes.len() {
         if !bytes[i].is_ascii_digit() {
@@ -309,7 +341,7 @@ fn digit_run(bytes: &[u8]) -> bool {
         let before = start.checked_sub(1).map(|j| bytes[j]);
         let after = bytes.get(end).copied();
         let free = |b: Option<u8>| !b.is_some_and(|b| b.is_ascii_alphanumeric());
-        if free(before) && free(after) {
+        if boundary == Boundary::Any || (free(before) && free(after)) {
             return true;
         }
         i = end;
@@ -319,7 +351,7 @@ fn digit_run(bytes: &[u8]) -> bool {
 
 /// Whether a string holds a resident ID number's shape anywhere in it.
 pub fn holds_resident_id(s: &str) -> bool {
-    s.len() >= 18 && digit_run(s.as_bytes())
+    s.len() >= 18 && digit_run(s.as_bytes(), Boundary::NotAlphanumeric)
 }
 
 #[cfg(test)]
@@ -369,6 +401,27 @@ mod tests {
             json!({"subject": {"id_type": "uscc", "id": "91310110666007217T", "name": "某公司"}});
         let stored = round_trip(&p, &inst);
         assert_eq!(stored, serde_json::to_vec(&inst).unwrap());
+    }
+
+    #[test]
+    fn a_person_in_flat_fields_and_a_number_after_an_escape_are_sealed() {
+        let p = protection();
+        let listing = json!({"content": {
+            "legal_representative": "李四",
+            "legal_representative_id_type": "passport",
+            "legal_representative_id": "E12345678",
+            "materials": "身份证复印件\n110105194912310021",
+            "authority": "广东省医疗保障局",
+        }});
+        let stored = round_trip(&p, &listing);
+        let text = String::from_utf8_lossy(&stored);
+        for secret in ["李四", "E12345678", "110105194912310021"] {
+            assert!(!text.contains(secret), "{secret} in clear: {text}");
+        }
+        assert!(text.contains("广东省医疗保障局"), "the rest stays in clear");
+        // An institution's representative named by a USCC-typed field is not a person.
+        let inst = json!({"content": {"parent": "某集团", "parent_id_type": "uscc", "parent_id": "91310110666007217T"}});
+        assert_eq!(round_trip(&p, &inst), serde_json::to_vec(&inst).unwrap());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::audit::Head;
 use crate::exchange::{answer, CommitterHandle, Exchange, Group};
-use crate::store::{to_bytes, Store, StoreError};
+use crate::store::{at_rest, to_bytes, Store, StoreError};
 
 /// Where the re-encryption's progress is kept.
 pub const PROGRESS_KEY: &str = "meta/reencryption";
@@ -168,13 +168,39 @@ impl Exchange for Reseal {
                 continue;
             }
             // Read opened; written back through the protection, which seals with the active key.
-            if let Some(clear) = g.store.get_raw(key.as_bytes())? {
-                g.archive.writes.push((key.clone(), clear));
+            // A value that cannot be opened (altered, or sealed under a key this node lacks) is
+            // left as it is and said: it must never fail the group the flow's batches share.
+            match g.store.get_raw(key.as_bytes()) {
+                Ok(Some(clear)) => g.archive.writes.push((key.clone(), clear)),
+                Ok(None) => {}
+                Err(e) => tracing::error!(
+                    key = %crate::store::printable_key(key.as_bytes()),
+                    error = %e,
+                    "re-encryption: a stored value cannot be opened; left as it is"
+                ),
             }
         }
         g.archive
             .writes
             .push((PROGRESS_KEY.into(), to_bytes(&self.progress)));
+        if self.progress.finished {
+            // Every value is sealed under the active key now: the older data keys may leave the
+            // key file (the store stops asking for them at start).
+            if let Some(mut recorded) = at_rest::recorded(g.store)? {
+                let older: Vec<String> = recorded
+                    .fingerprints
+                    .keys()
+                    .filter(|id| *id != "lookup" && **id != self.progress.key)
+                    .cloned()
+                    .collect();
+                let before = recorded.retired.len();
+                recorded.retired.extend(older);
+                if recorded.retired.len() != before {
+                    let key = String::from_utf8_lossy(at_rest::KEYS_KEY).into_owned();
+                    g.archive.writes.push((key, to_bytes(&recorded)));
+                }
+            }
+        }
         let kind = match (self.started, self.progress.finished) {
             (true, _) => Some("reencryption_started"),
             (false, true) if self.progress.resealed > 0 => Some("reencryption_finished"),

@@ -34,30 +34,47 @@ pub trait AtRest: Send + Sync + std::fmt::Debug {
 /// Where the store records the fingerprints of the keys its data was sealed under.
 pub const KEYS_KEY: &[u8] = b"meta/keys";
 
-/// Check that the keys this node holds are the keys the store's data was sealed under, and
-/// record any new one (a rotation). Every node of a shared database must hold the same lookup
-/// key (it names the stored subjects) and every data key stored values name: a node started
-/// with a key file of its own (generated, or copied before a rotation) is refused here, before
-/// it writes anything its peers could not read. Under an exclusive section, so two nodes
-/// starting at once on a new database agree on one set.
-pub fn agree(store: &super::Store) -> Result<(), StoreError> {
+/// `meta/keys`: what the stored data was sealed under.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedKeys {
+    /// Key id -> fingerprint (`lookup` for the lookup key).
+    pub fingerprints: BTreeMap<String, String>,
+    /// Data keys no stored value is sealed under any more (the re-encryption under a newer key
+    /// finished): a key file may drop them.
+    #[serde(default)]
+    pub retired: std::collections::BTreeSet<String>,
+}
+
+/// The recorded keys, if any.
+pub fn recorded(store: &super::Store) -> Result<Option<RecordedKeys>, StoreError> {
+    match store.get_stored(KEYS_KEY)? {
+        Some(bytes) => Ok(Some(super::decode(KEYS_KEY, &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Check that the keys this node holds are the keys the store's data was sealed under. Every
+/// node of a shared database must hold the same lookup key (it names the stored subjects) and
+/// every data key stored values may name: a node started with a key file of its own (generated,
+/// or copied before a rotation) is refused here, before it writes anything its peers could not
+/// read. Returns what to record when this node brings a key the store has not seen (see
+/// [`record`]), after the format's migrations.
+pub fn check(store: &super::Store) -> Result<Option<RecordedKeys>, StoreError> {
     let Some(at_rest) = store.at_rest() else {
-        return Ok(());
+        return Ok(None);
     };
-    let _held = store.exclusive("keys")?;
     let ours = at_rest.fingerprints();
-    let mut recorded: BTreeMap<String, String> = match store.get_stored(KEYS_KEY)? {
-        Some(bytes) => super::decode(KEYS_KEY, &bytes)?,
-        None => BTreeMap::new(),
-    };
+    let mut keys = recorded(store)?.unwrap_or_default();
     // The lookup key first: it is the one whose loss hides every stored person.
-    let lookup_first = recorded
+    let lookup_first = keys
+        .fingerprints
         .iter()
         .filter(|(id, _)| *id == "lookup")
-        .chain(recorded.iter().filter(|(id, _)| *id != "lookup"));
+        .chain(keys.fingerprints.iter().filter(|(id, _)| *id != "lookup"));
     for (id, theirs) in lookup_first {
         let message = match ours.get(id) {
             Some(fp) if fp == theirs => continue,
+            None if keys.retired.contains(id) => continue,
             Some(_) if id == "lookup" => {
                 "the lookup key differs from the one the stored subjects are named with".to_string()
             }
@@ -71,15 +88,17 @@ pub fn agree(store: &super::Store) -> Result<(), StoreError> {
         };
         return Err(StoreError::KeysDiffer { message });
     }
-    let before = recorded.len();
-    recorded.extend(ours);
-    if recorded.len() != before {
-        let mut w = super::WriteSet::default();
-        w.put(KEYS_KEY, super::to_bytes(&recorded));
-        store.apply_stored(w)?;
-        store.flush()?;
-    }
-    Ok(())
+    let before = keys.fingerprints.len();
+    keys.fingerprints.extend(ours);
+    Ok((keys.fingerprints.len() != before).then_some(keys))
+}
+
+/// Record the keys [`check`] returned.
+pub fn record(store: &super::Store, keys: &RecordedKeys) -> Result<(), StoreError> {
+    let mut w = super::WriteSet::default();
+    w.put(KEYS_KEY, super::to_bytes(keys));
+    store.apply_stored(w)?;
+    store.flush()
 }
 
 /// Whether stored bytes may hold a sealed value.

@@ -103,7 +103,10 @@ const PERSONAL_TYPES: [&str; 5] = [
 /// one.
 fn pseudonym(text: &str, at_rest: &dyn super::AtRest) -> Option<String> {
     let (kind, id) = text.split_once(':')?;
-    if !PERSONAL_TYPES.contains(&kind) || id.starts_with("k:") || id.is_empty() {
+    // An identifier is letters and digits: `resident_id:sha256:…` (an earlier audit entry's
+    // digest) or free text is not a subject key.
+    let identifier = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !PERSONAL_TYPES.contains(&kind) || !identifier {
         return None;
     }
     Some(format!(
@@ -115,6 +118,9 @@ fn pseudonym(text: &str, at_rest: &dyn super::AtRest) -> Option<String> {
 /// A key with every segment that names a person in clear replaced by its keyed form.
 fn pseudonymize_key(key: &str, at_rest: &dyn super::AtRest) -> Option<String> {
     let (space, rest) = key.split_once('/')?;
+    if space.len() != 3 || !space.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
     let mut changed = false;
     let parts: Vec<String> = rest
         .split(super::SEP)
@@ -133,7 +139,9 @@ fn pseudonymize_key(key: &str, at_rest: &dyn super::AtRest) -> Option<String> {
 fn pseudonymize_value(value: &mut serde_json::Value, at_rest: &dyn super::AtRest) -> bool {
     use serde_json::Value;
     match value {
-        Value::String(s) => match pseudonym(s, at_rest) {
+        // A subject key, or a key that holds one (an outbox entry's `version_key`,
+        // `arc/resident_id:110…␟05␟…`).
+        Value::String(s) => match pseudonym(s, at_rest).or_else(|| pseudonymize_key(s, at_rest)) {
             Some(p) => {
                 *s = p;
                 true
@@ -178,15 +186,19 @@ fn seal_in_place(db: &Store) -> Result<(), StoreError> {
             let text = String::from_utf8_lossy(&k).into_owned();
             let new_key = pseudonymize_key(&text, at_rest);
             // Sealed already: by an earlier step of this open, or by this step before a restart.
-            let was_sealed = super::at_rest::is_sealed(&v);
-            let mut value = if was_sealed {
-                at_rest.reveal(&k, v.clone())?
-            } else {
-                v.clone()
-            };
+            // A `$sealed` member an older release stored from input is not ours and does not
+            // open: such a value was never protected, and goes to the protection as it is.
+            let opened = super::at_rest::is_sealed(&v)
+                .then(|| at_rest.reveal(&k, v.clone()).ok())
+                .flatten();
+            let was_sealed = opened.is_some();
+            let mut value = opened.unwrap_or_else(|| v.clone());
             let mut renamed = false;
+            // Audit entries and receipts are hashed and signed as they are: never rewritten (they
+            // name persons only by digest).
+            let hashed = k.starts_with(b"aud/") || k.starts_with(b"rcp/");
             if let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&value) {
-                if pseudonymize_value(&mut json, at_rest) {
+                if !hashed && pseudonymize_value(&mut json, at_rest) {
                     value = serde_json::to_vec(&json).unwrap_or(value);
                     renamed = true;
                 }
@@ -514,7 +526,40 @@ mod tests {
             "sub/uscc:91310110666007217T",
             r#"{"id_type":"uscc","name":"某公司"}"#,
         );
+        // Hashed as stored: an audit entry naming a person by an earlier release's digest.
+        let audit =
+            r#"{"seq":7,"data":{"subject":"resident_id:sha256:6e8d8c8fc638c5ae"},"hash":"h"}"#;
+        put(&old, "aud/00000000000000000007", audit);
+        // A share queued by reference to the person's version.
+        put(
+            &old,
+            "out/provincial\u{1f}00000000000000000009",
+            r#"{"source":{"version_key":"arc/resident_id:110101199003071234\u001f05\u001fa\u001fr1\u001f0000000001"}}"#,
+        );
+        // A `$sealed` member an older release stored from input.
+        let foreign = r#"{"content":{"x":{"$sealed":"k1.AAAA"}}}"#;
+        let foreign_key = "arc/uscc:91310110666007217T\u{1f}05\u{1f}a\u{1f}r2\u{1f}0000000001";
+        put(&old, foreign_key, foreign);
         assert_eq!(open(&old).unwrap(), 3);
+        assert_eq!(
+            old.get_raw(b"aud/00000000000000000007").unwrap().unwrap(),
+            audit.as_bytes(),
+            "an audit entry is never rewritten"
+        );
+        let queued: serde_json::Value = old
+            .get_json("out/provincial\u{1f}00000000000000000009")
+            .unwrap()
+            .unwrap();
+        let version_key = queued["source"]["version_key"].as_str().unwrap();
+        assert!(
+            old.get_raw(version_key.as_bytes()).unwrap().is_some(),
+            "a queued share still finds its version: {version_key}"
+        );
+        let back: serde_json::Value = old.get_json(foreign_key).unwrap().unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(foreign).unwrap()
+        );
         let mut clear = Vec::new();
         for pair in old.scan_stored(b"") {
             let (k, v) = pair.unwrap();

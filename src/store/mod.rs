@@ -31,7 +31,7 @@
 //! | `lnk/` | `listing agency \x1f listing record_id \x1f link record_id` | `{}`: the linked records of joint punishment a listing made | evaluation |
 //! | `evc/` | year (4 digits) | the yearly cycle's progress and cursor | evaluation |
 //! | `obj/`, `rep/` | see `objections`, `repairs` | objections and repairs | objections, repairs |
-//! | `meta/` | `format`, `keys` | the data directory's format version ([`format`]); the fingerprints of the keys its data is sealed under ([`at_rest::agree`]) | store |
+//! | `meta/` | `format`, `keys` | the data directory's format version ([`format`]); the fingerprints of the keys its data is sealed under ([`at_rest::check`]) | store |
 //!
 //! Durability: an acknowledgement is sent only after a flush that began after its group was
 //! applied. sled flushes with `sync_file_range` on Linux: this survives a process crash, not every
@@ -170,8 +170,14 @@ impl Store {
             at_rest,
             keys: None,
         };
+        // One node at a time checks the keys and migrates (nodes starting together on one
+        // database), and the keys are checked before a migration seals anything.
+        let _held = store.exclusive("open")?;
+        let new_keys = at_rest::check(&store)?;
         format::open(&store)?;
-        at_rest::agree(&store)?;
+        if let Some(keys) = new_keys {
+            at_rest::record(&store, &keys)?;
+        }
         Ok(store)
     }
 
@@ -426,6 +432,12 @@ pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Resul
 }
 
 /// Keys shown in errors never carry a personal identifier in clear.
+/// A key as errors and logs may show it: its space and no subject (a key naming a person in
+/// clear, as before format 4, shows only its space).
+pub fn printable_key(key: &[u8]) -> String {
+    printable(&String::from_utf8_lossy(key))
+}
+
 fn printable(key: &str) -> String {
     let prefix: String = key.chars().take_while(|c| *c != SEP).take(40).collect();
     if ["sub/", "arc/", "chg/", "exi/", "evt/"]
