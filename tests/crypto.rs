@@ -431,4 +431,23 @@ fn a_rotated_data_key_reencrypts_everything_in_the_background_across_a_restart()
     );
     let (code, out, _) = gw.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
+    // Re-encryption finished: the old data key may leave the key file, and the gateway starts
+    // and reads everything without it.
+    let path = gw.certs().join("gateway-keys.toml");
+    let mut file: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let keys = file["data_key"].as_array_mut().unwrap();
+    let before = keys.len();
+    keys.retain(|k| k["id"].as_str() == Some(new_key.as_str()));
+    assert_eq!(keys.len(), before - 1, "the old key removed");
+    std::fs::write(&path, toml::to_string(&file).unwrap()).unwrap();
+    gw.spawn();
+    let reply = gw
+        .client(MI)
+        .get(&format!("/v1/subjects/resident_id/{PERSON}"));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
 }
