@@ -301,10 +301,28 @@ fn at_path<'a>(map: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Va
 
 /// A cheap test on the bytes: could anything in this value need sealing?
 fn worth_a_look(bytes: &[u8]) -> bool {
-    memchr::memmem::find(bytes, b"\"id_type\"").is_some()
+    names_a_personal_type(bytes)
         || memchr::memmem::find(bytes, b"restricted").is_some()
         || crate::store::at_rest::is_sealed(bytes)
         || digit_run(bytes, Boundary::Any)
+}
+
+/// Whether an `id_type` (or `…_id_type`) member in the bytes may name a personal type. The
+/// writer protects every value of every record: an institution's values (most of them) are told
+/// apart here without parsing.
+fn names_a_personal_type(bytes: &[u8]) -> bool {
+    memchr::memmem::find_iter(bytes, b"id_type\"").any(|at| {
+        let rest = &bytes[at + b"id_type\"".len()..];
+        let Some(code) = rest.strip_prefix(b":\"") else {
+            // Not the compact form the gateway writes: look.
+            return true;
+        };
+        let end = memchr::memchr(b'"', code).unwrap_or(code.len());
+        std::str::from_utf8(&code[..end])
+            .ok()
+            .and_then(IdType::from_code)
+            .is_none_or(IdType::is_personal)
+    })
 }
 
 /// What may stand beside a digit run that counts.
@@ -401,6 +419,24 @@ mod tests {
             json!({"subject": {"id_type": "uscc", "id": "91310110666007217T", "name": "某公司"}});
         let stored = round_trip(&p, &inst);
         assert_eq!(stored, serde_json::to_vec(&inst).unwrap());
+    }
+
+    #[test]
+    fn only_values_naming_a_personal_type_are_parsed() {
+        assert!(!names_a_personal_type(
+            br#"{"subject":{"id_type":"uscc","id":"91310110666007217T"}}"#
+        ));
+        assert!(names_a_personal_type(
+            br#"{"subject":{"id_type":"uscc"},"content":{"legal_representative_id_type":"passport"}}"#
+        ));
+        assert!(
+            names_a_personal_type(br#"{"id_type": "uscc"}"#),
+            "other spacing: looked at"
+        );
+        assert!(
+            names_a_personal_type(br#"{"id_type":"unknown_code"}"#),
+            "unknown: looked at"
+        );
     }
 
     #[test]
