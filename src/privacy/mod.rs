@@ -204,8 +204,9 @@ impl AtRest for Protection {
             any |= self.seal_foreign(key, &mut json)?;
         }
         any |= self.seal_tree(key, &mut json)?;
+        // Never the clear bytes when sealing cannot finish: fail closed.
         Ok(if any {
-            serde_json::to_vec(&json).unwrap_or(value)
+            serde_json::to_vec(&json).map_err(|e| StoreError::corrupt(key, e))?
         } else {
             value
         })
@@ -215,7 +216,7 @@ impl AtRest for Protection {
         let mut json: Value =
             serde_json::from_slice(&stored).map_err(|e| StoreError::corrupt(key, e))?;
         self.open_tree(key, &mut json)?;
-        Ok(serde_json::to_vec(&json).unwrap_or_default())
+        serde_json::to_vec(&json).map_err(|e| StoreError::corrupt(key, e))
     }
 
     fn lookup_token(&self, data: &[u8]) -> String {
@@ -241,7 +242,7 @@ impl AtRest for Protection {
         let mut json: Value =
             serde_json::from_slice(&stored).map_err(|e| StoreError::corrupt(key, e))?;
         Ok(if self.reseal_tree(key, &mut json)? {
-            serde_json::to_vec(&json).unwrap_or(stored)
+            serde_json::to_vec(&json).map_err(|e| StoreError::corrupt(key, e))?
         } else {
             stored
         })
