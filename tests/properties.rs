@@ -169,3 +169,67 @@ proptest! {
         prop_assert_eq!(all, model.values().cloned().collect::<Vec<_>>());
     }
 }
+
+/// A signed receipt, a sealed value, a delivery header and a key file, as the gateway makes them:
+/// the seeds the crypto property mutates.
+fn crypto_seeds(keys: &credit_gateway::crypto::keyring::Keyring) -> Vec<Vec<u8>> {
+    use credit_gateway::crypto::{keyring::KeyFile, sealed, signed, Suite};
+    let mut receipt = serde_json::json!({"receipt_id": "r-1", "accepted": 2, "records": [{"record_id": "A", "version": 1}]});
+    signed::sign_document(keys.signer(), &mut receipt).unwrap();
+    let sealed = sealed::seal(keys.sealer(), &serde_json::json!("440106198506121232")).unwrap();
+    let header = signed::header_value(keys.signer(), b"{}").unwrap();
+    let file = KeyFile::new(Suite::National, time::OffsetDateTime::UNIX_EPOCH);
+    vec![
+        serde_json::to_vec(&receipt).unwrap(),
+        serde_json::to_vec(&serde_json::json!({"subject": {"id_type": "resident_id", "id": sealed}})).unwrap(),
+        header.into_bytes(),
+        serde_json::to_vec(&file).unwrap(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// What the cryptography reads from outside never panics, and an altered signed receipt
+    /// never verifies (the fuzz target `crypto_inputs` runs the same readers without end).
+    #[test]
+    fn crypto_readers_never_panic_and_altered_receipts_never_verify(
+        pick in 0usize..4,
+        edits in proptest::collection::vec((any::<u16>(), any::<u8>(), 0u8..3), 1..8),
+    ) {
+        use credit_gateway::crypto::keyring::{KeyFile, Keyring};
+        use credit_gateway::crypto::{sealed, signed, Suite};
+        use credit_gateway::store::AtRest;
+        let keys = Keyring::ephemeral(Suite::National);
+        let seeds = crypto_seeds(&keys);
+        let original = seeds[pick].clone();
+        let mut bytes = original.clone();
+        for (pos, byte, op) in edits {
+            let at = pos as usize % (bytes.len() + 1);
+            match op {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ if at < bytes.len() => { bytes.remove(at); }
+                _ => {}
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok(signature) = signed::parse_header(&text) {
+            let _ = signed::verify_bytes(keys.public_keys(), &signature, &bytes);
+        }
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            let verified = signed::verify_document(keys.public_keys(), &value);
+            if pick == 0 {
+                let same = serde_json::from_slice::<serde_json::Value>(&original).ok() == Some(value.clone());
+                prop_assert!(verified.is_ok() == same, "a receipt verifies exactly when unchanged: {text}");
+            }
+            let _ = sealed::open(&value, |id| keys.sealer_for(id));
+        }
+        let protection = credit_gateway::privacy::Protection::new(keys.clone());
+        let _ = protection.reveal(b"arc/x", bytes.clone());
+        let _ = protection.protect(b"arc/x", bytes.clone());
+        if let Ok(file) = serde_json::from_slice::<KeyFile>(&bytes) {
+            let _ = Keyring::from_file(&file, Suite::National, "property");
+        }
+    }
+}
