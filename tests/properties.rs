@@ -181,7 +181,10 @@ fn crypto_seeds(keys: &credit_gateway::crypto::keyring::Keyring) -> Vec<Vec<u8>>
     let file = KeyFile::new(Suite::National, time::OffsetDateTime::UNIX_EPOCH);
     vec![
         serde_json::to_vec(&receipt).unwrap(),
-        serde_json::to_vec(&serde_json::json!({"subject": {"id_type": "resident_id", "id": sealed}})).unwrap(),
+        serde_json::to_vec(
+            &serde_json::json!({"subject": {"id_type": "resident_id", "id": sealed}}),
+        )
+        .unwrap(),
         header.into_bytes(),
         serde_json::to_vec(&file).unwrap(),
     ]

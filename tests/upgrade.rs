@@ -365,4 +365,67 @@ fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_rec
     drop(store);
     let (code, out, err) = gw.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
+    // sled keeps the pages of older values until it cleans them: `compact` rewrites the
+    // directory with its live values, after which no file under it holds either number.
+    let (code, out, err) = gw.cli(&["compact"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert!(report["keys"].as_u64().unwrap() > 20, "{report}");
+    for file in files_under(&gw.config.storage.data_dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        for id in [PENALIZED, LEGAL_REP] {
+            assert!(
+                memchr_find(&bytes, id.as_bytes()).is_none(),
+                "{id} in clear in {}",
+                file.display()
+            );
+        }
+    }
+    // The compacted directory opens, finds both persons and takes new records.
+    gw.spawn();
+    let reply = gw
+        .client(MI)
+        .get(&format!("/v1/subjects/resident_id/{PENALIZED}"));
+    assert_eq!(reply.status, 200);
+    let again = json!([{"category": "administrative",
+         "subject": {"kind": "individual", "role": "physician", "id_type": "resident_id", "id": PENALIZED, "name": "张医生"},
+         "source": {"record_id": "UPG5-P3", "region": "440106"},
+         "basis": {"doc_type": "penalty_decision", "doc_number": "穗医保罚〔2026〕33号", "decided_on": "2026-02-21"},
+         "disclosure": {"class": "public"},
+         "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"], "fine_yuan": "1000"}}]);
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=canonical",
+        "application/json",
+        serde_json::to_vec(&again).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(wait_until(Duration::from_secs(20), || provincial
+        .received()
+        .iter()
+        .any(|s| s.record["source"]["record_id"] == "UPG5-P3")));
+    gw.stop();
+    let (code, out, err) = gw.cli(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -18,6 +18,7 @@ macro_rules! say {
 mod audit;
 mod calendar;
 mod check;
+mod compact;
 mod keys;
 mod ledger;
 mod migrate;
@@ -115,6 +116,14 @@ pub enum Command {
     /// Receipts the gateway signed.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
+    /// Rewrite the sled data directory with its live values only (stop the gateway first), with
+    /// progress: the disk holds no older copy of any value afterwards (after an upgrade that
+    /// sealed personal information, no clear one).
+    Compact {
+        /// The sled data directory (default: storage.data_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Copy a sled data directory into a PostgreSQL database (stop the gateway first), with
     /// progress; then set `storage.engine = "postgres"` and start the nodes.
     Migrate {
@@ -542,6 +551,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Repairs(cmd) => ledger::run(&config, ledger::Op::Repairs(cmd)),
         Command::Evaluation(cmd) => ledger::run(&config, ledger::Op::Evaluation(cmd)),
         Command::Authz(cmd) => authz(cmd),
+        Command::Compact { dir } => compact::compact(&config, dir),
         Command::Migrate { from, to, resume } => {
             migrate::migrate(&config, migrate::Migrate { from, to, resume })
         }

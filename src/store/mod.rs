@@ -141,6 +141,8 @@ impl Store {
         cache_mb: u64,
         at_rest: Option<Arc<dyn AtRest>>,
     ) -> Result<Self, StoreError> {
+        // A compaction a crash interrupted is finished (or undone) first.
+        sled::compact::recover(dir).map_err(|e| StoreError::Sled(::sled::Error::Io(e)))?;
         let engine = sled::SledEngine::open(dir, durability, cache_mb)?;
         Self::over_protected(Arc::new(engine), at_rest)
     }

@@ -9,6 +9,8 @@
 //!
 //! Never does: interpret a key or a value (that is the domain modules' and `store`'s).
 
+pub mod compact;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -102,6 +104,12 @@ impl Engine for SledEngine {
 
     fn next_id(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()?)
+    }
+
+    fn raise_ids(&self, floor: u64) -> Result<(), StoreError> {
+        // sled's counter only moves up one at a time (a fresh directory's starts at 0).
+        while self.db.generate_id()? < floor {}
+        Ok(())
     }
 
     fn size_on_disk(&self) -> u64 {
