@@ -22,10 +22,12 @@ const CHUNK: usize = 10_000;
 /// In the copy once it is whole.
 const COMPLETE: &str = "COMPACT-COMPLETE";
 
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+/// `dir` with `suffix` added to its last component (`data` -> `data.compact`); `None` for a path
+/// without one (`.`, `/`), which is never compacted.
+fn sibling(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    let mut name = dir.file_name()?.to_os_string();
     name.push(suffix);
-    dir.with_file_name(name)
+    Some(dir.with_file_name(name))
 }
 
 /// What a compaction did.
@@ -38,8 +40,9 @@ pub struct Report {
 
 /// Finish or undo a compaction interrupted by a crash (see the module doc).
 pub fn recover(dir: &Path) -> std::io::Result<()> {
-    let copy = sibling(dir, ".compact");
-    let old = sibling(dir, ".pre-compact");
+    let (Some(copy), Some(old)) = (sibling(dir, ".compact"), sibling(dir, ".pre-compact")) else {
+        return Ok(());
+    };
     let copy_whole = copy.join(COMPLETE).exists();
     // A directory without sled's data file holds nothing (it may have been created empty by a
     // start that came after the crash).
@@ -77,8 +80,14 @@ pub fn compact(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Report, StoreError> {
     let io = |e: std::io::Error| StoreError::Sled(::sled::Error::Io(e));
+    // `data/`, `./data` and `.` all name the same folder: work on its full path.
+    let dir = &std::fs::canonicalize(dir).map_err(io)?;
     let bytes_before = size_of(dir);
-    let copy = sibling(dir, ".compact");
+    let (Some(copy), Some(aside)) = (sibling(dir, ".compact"), sibling(dir, ".pre-compact")) else {
+        return Err(io(std::io::Error::other(
+            "the data directory must be a folder with a name (not the file system's root)",
+        )));
+    };
     if copy.exists() {
         std::fs::remove_dir_all(&copy).map_err(io)?;
     }
@@ -127,7 +136,7 @@ pub fn compact(
     std::fs::File::open(&copy)
         .and_then(|d| d.sync_all())
         .map_err(io)?;
-    std::fs::rename(dir, sibling(dir, ".pre-compact")).map_err(io)?;
+    std::fs::rename(dir, &aside).map_err(io)?;
     std::fs::rename(&copy, dir).map_err(io)?;
     recover(dir).map_err(io)?;
     Ok(Report {
@@ -159,7 +168,8 @@ mod tests {
     fn an_interrupted_swap_leaves_one_whole_directory() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
-        let (copy, old) = (sibling(&dir, ".compact"), sibling(&dir, ".pre-compact"));
+        let copy = sibling(&dir, ".compact").unwrap();
+        let old = sibling(&dir, ".pre-compact").unwrap();
         // Crashed while copying: the copy goes, the directory stays.
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("db"), "old").unwrap();
