@@ -123,7 +123,8 @@ pub struct SubjectEntry {
     /// A person whose evaluation records (`EVAL-`, `PUB-`, `LINK-`) were named, before format 4,
     /// from the clear identifier: that identifier, so those records keep their ids (a platform
     /// holding `PUB-2026-…` never receives a second published result for the same year). Set
-    /// only by the format-5 migration; sealed at rest like every personal identifier.
+    /// only by the format-5 migration; sealed at rest like every personal identifier. Only records
+    /// that already exist under such an id keep it: new ones are named from the keyed archive key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub named_before_sealing: Option<ClearName>,
 }
@@ -135,16 +136,12 @@ pub struct ClearName {
     pub id: String,
 }
 
-/// What names `archive_key`'s derived records (the evaluation's record ids): its identifier in
-/// clear form for a person named so before format 4 ([`SubjectEntry::named_before_sealing`]),
-/// otherwise the archive key itself.
-pub fn naming_key(store: &Store, archive_key: &str) -> Result<String, StoreError> {
-    Ok(
-        match store.get_json::<SubjectEntry>(&SubjectKey::entry(archive_key))? {
-            Some(entry) => entry.naming_key(archive_key),
-            None => archive_key.to_string(),
-        },
-    )
+/// The clear form earlier releases derived `archive_key`'s evaluation record ids from, for a
+/// person named so before format 4 ([`SubjectEntry::named_before_sealing`]).
+pub fn clear_name(store: &Store, archive_key: &str) -> Result<Option<String>, StoreError> {
+    Ok(store
+        .get_json::<SubjectEntry>(&SubjectKey::entry(archive_key))?
+        .and_then(|entry| entry.clear_name()))
 }
 
 /// An exit from, or re-entry into, medical-insurance service (LS Art. 20).
@@ -160,12 +157,11 @@ pub struct StandingChange {
 }
 
 impl SubjectEntry {
-    /// See [`naming_key`].
-    pub fn naming_key(&self, archive_key: &str) -> String {
-        match &self.named_before_sealing {
-            Some(n) => format!("{}:{}", n.id_type, n.id),
-            None => archive_key.to_string(),
-        }
+    /// See [`clear_name`].
+    pub fn clear_name(&self) -> Option<String> {
+        self.named_before_sealing
+            .as_ref()
+            .map(|n| format!("{}:{}", n.id_type, n.id))
     }
 
     pub fn is_exited(&self) -> bool {

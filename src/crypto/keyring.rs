@@ -202,6 +202,11 @@ impl Keyring {
                     k.id
                 )));
             }
+            if k.id == "lookup" {
+                return Err(invalid(
+                    "key id \"lookup\" is reserved (it names the lookup key)".into(),
+                ));
+            }
             if !seen.insert(k.id.as_str()) {
                 return Err(invalid(format!("key id {} is used twice", k.id)));
             }

@@ -132,9 +132,28 @@ pub fn today(now: OffsetDateTime) -> Date {
 }
 
 impl Engine {
+    /// The id of a record the engine derives from a subject (`id_of` its archive key): the id an
+    /// earlier release derived from the clear identifier when that record exists (format 5 keeps
+    /// such ids, so platforms never get a second record), else the one from the keyed archive key
+    /// (no new id is derived from a clear identifier).
+    pub fn derived_id(
+        &self,
+        archive_key: &str,
+        id_of: impl Fn(&str) -> String,
+    ) -> Result<String, EvaluationError> {
+        if let Some(clear) = archive::clear_name(&self.store, archive_key)? {
+            let old = id_of(&clear);
+            let head = archive::record_head_key(&self.agency, &old);
+            if self.store.get_raw(head.as_bytes())?.is_some() {
+                return Ok(old);
+            }
+        }
+        Ok(id_of(archive_key))
+    }
+
     /// The result `archive_key` holds for `year`, if any.
     pub fn held(&self, archive_key: &str, year: i32) -> Result<Option<Held>, EvaluationError> {
-        let id = ids::result(year, &archive::naming_key(&self.store, archive_key)?);
+        let id = self.derived_id(archive_key, |k| ids::result(year, k))?;
         let Some((head, version)) = archive::current_version(&self.store, &self.agency, &id)?
         else {
             return Ok(None);
@@ -400,7 +419,7 @@ impl Engine {
             "subject": latest.get("subject").cloned().unwrap_or(Value::Null),
             "source": {
                 "agency": self.agency,
-                "record_id": ids::result(year, &archive::naming_key(&self.store, archive_key)?),
+                "record_id": self.derived_id(archive_key, |k| ids::result(year, k))?,
                 "region": region,
             },
             // GD Art. 21, LS Art. 24: the working result is for authorized query; results are
@@ -523,11 +542,9 @@ impl Engine {
                     ) else {
                         continue;
                     };
-                    let link_id = ids::link(
-                        &listing.fact.agency,
-                        &listing.fact.record_id,
-                        &archive::naming_key(&self.store, &id.archive_key(&self.store))?,
-                    );
+                    let link_id = self.derived_id(&id.archive_key(&self.store), |k| {
+                        ids::link(&listing.fact.agency, &listing.fact.record_id, k)
+                    })?;
                     people.push((person, link_id));
                 }
             }

@@ -65,9 +65,9 @@ impl Grade {
 }
 
 /// Record ids the evaluation engine writes under its own agency id (`evaluation.agency`). They
-/// are derived from a subject's naming key (`archive::naming_key`: the archive key, or for a
-/// person evaluated before format 4 the clear form earlier ids were derived from), so an id never
-/// changes across an upgrade.
+/// are derived from a subject's archive key; a record an earlier release named from a person's
+/// clear identifier keeps that id (`Engine::derived_id`), so an id never changes across an
+/// upgrade.
 pub mod ids {
     use sha2::Digest;
 

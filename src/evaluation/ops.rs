@@ -26,10 +26,7 @@ pub fn current(
     if entry.as_ref().is_some_and(|e| e.is_exited()) {
         return Ok(None);
     }
-    let key = match entry {
-        Some(e) => e.naming_key(&archive_key),
-        None => archive_key,
-    };
+    let key = archive_key;
     let year = today(now).year();
     for y in [year, year - 1] {
         if let Some(view) = result_view(engine, &key, y)? {
@@ -45,14 +42,14 @@ pub fn history(
     subject: &SubjectId,
     now: OffsetDateTime,
 ) -> Result<Value, EvaluationError> {
-    let key = archive::naming_key(&engine.store, &subject.archive_key(&engine.store))?;
+    let key = subject.archive_key(&engine.store);
     let year = today(now).year();
     let mut results = Vec::new();
     for y in (year - YEARS_SHOWN..=year).rev() {
         if let Some(v) = result_view(engine, &key, y)? {
             results.push(v);
         }
-        let pub_id = ids::publication(y, &key);
+        let pub_id = engine.derived_id(&key, |k| ids::publication(y, k))?;
         if let Some((_, version)) =
             archive::current_version(&engine.store, &engine.agency, &pub_id)?
         {
@@ -64,7 +61,7 @@ pub fn history(
 }
 
 fn result_view(engine: &Engine, key: &str, year: i32) -> Result<Option<Value>, EvaluationError> {
-    let id = ids::result(year, key);
+    let id = engine.derived_id(key, |k| ids::result(year, k))?;
     let Some((head, version)) = archive::current_version(&engine.store, &engine.agency, &id)?
     else {
         return Ok(None);

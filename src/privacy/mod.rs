@@ -88,7 +88,7 @@ impl Protection {
         let personal = map
             .get("id_type")
             .and_then(Value::as_str)
-            .and_then(IdType::from_code)
+            .and_then(|c| IdType::from_code(c.trim()))
             .is_some_and(IdType::is_personal);
         let mut fields: Vec<String> = Vec::new();
         if personal {
@@ -102,7 +102,7 @@ impl Protection {
             };
             let personal = v
                 .as_str()
-                .and_then(IdType::from_code)
+                .and_then(|c| IdType::from_code(c.trim()))
                 .is_some_and(IdType::is_personal);
             if personal {
                 fields.extend([
@@ -321,7 +321,7 @@ fn names_a_personal_type(bytes: &[u8]) -> bool {
         let end = memchr::memchr(b'"', code).unwrap_or(code.len());
         std::str::from_utf8(&code[..end])
             .ok()
-            .and_then(IdType::from_code)
+            .and_then(|c| IdType::from_code(c.trim()))
             .is_none_or(IdType::is_personal)
     })
 }

@@ -31,7 +31,26 @@ pub struct Progress {
     pub cursor: String,
     pub scanned: u64,
     pub resealed: u64,
+    /// Re-sealed in the current pass over the store. A pass that re-sealed anything is followed
+    /// by another: only a pass that finds nothing left (no value under an older key, none that
+    /// could not be opened) finishes, so a value another node sealed under the older key behind
+    /// the cursor is never left behind a retired key.
+    #[serde(default)]
+    pub pass_resealed: u64,
+    /// Values the current pass could not open or re-seal.
+    #[serde(default)]
+    pub skipped: u64,
     pub finished: bool,
+}
+
+impl Progress {
+    /// Another pass over the whole store.
+    fn start_pass(&mut self) {
+        self.cursor.clear();
+        self.pass_resealed = 0;
+        self.skipped = 0;
+        self.finished = false;
+    }
 }
 
 /// The stored progress, if any.
@@ -108,17 +127,28 @@ impl Worker {
             let started = progress.resealed == 0 && !stale.is_empty();
             progress.scanned += looked;
             progress.resealed += stale.len() as u64;
+            progress.pass_resealed += stale.len() as u64;
             progress.cursor = next.as_deref().map(hex::encode).unwrap_or_default();
-            progress.finished = next.is_none();
-            Ok(Some((stale, progress, started)))
+            // A pass that re-sealed nothing but met values it could not open makes no progress:
+            // the next one waits like an idle worker.
+            let mut stuck = false;
+            if next.is_none() {
+                if progress.pass_resealed == 0 && progress.skipped == 0 {
+                    progress.finished = true;
+                } else {
+                    stuck = progress.pass_resealed == 0;
+                    progress.start_pass();
+                }
+            }
+            Ok(Some((stale, progress, started, stuck)))
         });
-        let Some((stale, progress, started)) = scan
+        let Some((stale, progress, started, stuck)) = scan
             .await
             .map_err(|e| StoreError::CommitFailed(e.to_string()))??
         else {
             return Ok(false);
         };
-        let more = !progress.finished;
+        let more = !progress.finished && !stuck;
         let finished = progress.finished;
         let (resealed, scanned) = (progress.resealed, progress.scanned);
         self.committer
@@ -173,11 +203,18 @@ impl Exchange for Reseal {
             match g.store.get_raw(key.as_bytes()) {
                 Ok(Some(clear)) => g.archive.writes.push((key.clone(), clear)),
                 Ok(None) => {}
-                Err(e) => tracing::error!(
-                    key = %crate::store::printable_key(key.as_bytes()),
-                    error = %e,
-                    "re-encryption: a stored value cannot be opened; left as it is"
-                ),
+                Err(e) => {
+                    tracing::error!(
+                        key = %crate::store::printable_key(key.as_bytes()),
+                        error = %e,
+                        "re-encryption: a stored value cannot be opened; left as it is"
+                    );
+                    // Counted: the older keys are never retired while such a value remains.
+                    self.progress.skipped += 1;
+                    if self.progress.finished {
+                        self.progress.start_pass();
+                    }
+                }
             }
         }
         g.archive

@@ -59,12 +59,23 @@ pub fn recorded(store: &super::Store) -> Result<Option<RecordedKeys>, StoreError
 /// or copied before a rotation) is refused here, before it writes anything its peers could not
 /// read. Returns what to record when this node brings a key the store has not seen (see
 /// [`record`]), after the format's migrations.
-pub fn check(store: &super::Store) -> Result<Option<RecordedKeys>, StoreError> {
+pub fn check(
+    store: &super::Store,
+    may_be_sealed: bool,
+) -> Result<Option<RecordedKeys>, StoreError> {
     let Some(at_rest) = store.at_rest() else {
         return Ok(None);
     };
     let ours = at_rest.fingerprints();
-    let mut keys = recorded(store)?.unwrap_or_default();
+    let mut keys = match recorded(store)? {
+        Some(keys) => keys,
+        None => {
+            if may_be_sealed {
+                opens_a_sealed_value(store, at_rest.as_ref())?;
+            }
+            RecordedKeys::default()
+        }
+    };
     // The lookup key first: it is the one whose loss hides every stored person.
     let lookup_first = keys
         .fingerprints
@@ -92,6 +103,29 @@ pub fn check(store: &super::Store) -> Result<Option<RecordedKeys>, StoreError> {
     keys.fingerprints.extend(ours);
     Ok((keys.fingerprints.len() != before).then_some(keys))
 }
+
+/// With nothing recorded (a directory sealed by the release before the record), the first sealed
+/// value among the first [`PROBE`] must open with these keys.
+fn opens_a_sealed_value(store: &super::Store, at_rest: &dyn AtRest) -> Result<(), StoreError> {
+    for item in store.range_stored(b"", None).take(PROBE) {
+        let (k, v) = item?;
+        if is_sealed(&v) {
+            return match at_rest.reveal(&k, v) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(StoreError::KeysDiffer {
+                    message: format!(
+                        "a value sealed at {} does not open with them",
+                        super::printable_key(&k)
+                    ),
+                }),
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Values looked at for a sealed one when no keys are recorded.
+const PROBE: usize = 100_000;
 
 /// Record the keys [`check`] returned.
 pub fn record(store: &super::Store, keys: &RecordedKeys) -> Result<(), StoreError> {

@@ -36,17 +36,7 @@ pub const KEY: &str = "meta/format";
 /// Check the directory's format, migrate an older one, record the current one. Returns the
 /// format found (1 for a directory from before the key, `CURRENT` for a new one).
 pub fn open(db: &Store) -> Result<u32, StoreError> {
-    let found = match db.get_raw(KEY.as_bytes())? {
-        Some(bytes) => std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .ok_or_else(|| StoreError::Corrupt {
-                key: KEY.into(),
-                message: "not a format number".into(),
-            })?,
-        None if is_empty(db)? => CURRENT,
-        None => 1,
-    };
+    let found = found(db)?;
     if found > CURRENT {
         return Err(StoreError::NewerFormat {
             found,
@@ -64,6 +54,22 @@ pub fn open(db: &Store) -> Result<u32, StoreError> {
     Ok(found)
 }
 
+/// The directory's format as found (1 for a directory from before the key, `CURRENT` for an
+/// empty one), without migrating anything.
+pub fn found(db: &Store) -> Result<u32, StoreError> {
+    Ok(match db.get_raw(KEY.as_bytes())? {
+        Some(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: KEY.into(),
+                message: "not a format number".into(),
+            })?,
+        None if is_empty(db)? => CURRENT,
+        None => 1,
+    })
+}
+
 fn record(db: &Store, format: u32) -> Result<(), StoreError> {
     let mut w = WriteSet::default();
     w.put(KEY, format.to_string());
@@ -71,8 +77,16 @@ fn record(db: &Store, format: u32) -> Result<(), StoreError> {
     db.flush()
 }
 
+/// Nothing stored but the record of the keys (written before the format, see
+/// `Store::over_protected`).
 fn is_empty(db: &Store) -> Result<bool, StoreError> {
-    Ok(db.range_raw(b"", None).next().transpose()?.is_none())
+    for item in db.range_stored(b"", None) {
+        let (k, _) = item?;
+        if k.as_slice() != super::at_rest::KEYS_KEY {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// One step from format `from` to `from + 1`.
@@ -271,6 +285,13 @@ mod frozen_ids {
 /// Format 4 -> 5: each person whose evaluation records carry ids derived from the clear
 /// identifier gets `named_before_sealing` in its subject entry.
 fn evaluation_names_kept(db: &Store) -> Result<(), StoreError> {
+    if db.at_rest().is_none() {
+        // Without the keys the identifiers cannot be read, and the old ids would be lost.
+        return Err(StoreError::Sealing {
+            key: KEY.into(),
+            message: "format 5 reads sealed identifiers: open the data directory with the gateway's keys (crypto.key_file)".into(),
+        });
+    }
     let mut cursor = b"sub/".to_vec();
     let (mut seen, mut kept) = (0usize, 0usize);
     loop {

@@ -175,11 +175,17 @@ impl Store {
         // One node at a time checks the keys and migrates (nodes starting together on one
         // database), and the keys are checked before a migration seals anything.
         let _held = store.exclusive("open")?;
-        let new_keys = at_rest::check(&store)?;
-        format::open(&store)?;
-        if let Some(keys) = new_keys {
+        let found = format::found(&store)?;
+        // Data of format 4 and later may be sealed: keys it does not open are refused even
+        // before anything is recorded (a directory from the release that began sealing).
+        let new_keys = at_rest::check(&store, found >= 4)?;
+        // Recorded before a migration seals anything, so a migration interrupted and resumed
+        // under other keys is refused (never a directory sealed under two sets). Never written
+        // into a directory of a newer format, which is refused unchanged.
+        if let Some(keys) = new_keys.filter(|_| found <= format::CURRENT) {
             at_rest::record(&store, &keys)?;
         }
+        format::open(&store)?;
         Ok(store)
     }
 

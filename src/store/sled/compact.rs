@@ -40,8 +40,26 @@ pub struct Report {
 
 /// Finish or undo a compaction interrupted by a crash (see the module doc).
 pub fn recover(dir: &Path) -> std::io::Result<()> {
-    let (Some(copy), Some(old)) = (sibling(dir, ".compact"), sibling(dir, ".pre-compact")) else {
+    let (Some(copy), Some(old), Some(lock)) = (
+        sibling(dir, ".compact"),
+        sibling(dir, ".pre-compact"),
+        sibling(dir, ".compact.lock"),
+    ) else {
         return Ok(());
+    };
+    // A compaction still running holds the lock: its copy is not ours to remove.
+    let _held = match std::fs::OpenOptions::new().write(true).open(&lock) {
+        Ok(file) => match file.try_lock() {
+            Ok(()) => Some(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::other(
+                    "a compaction of this data directory is running (credit-gateway compact): wait for it to end",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
     };
     let copy_whole = copy.join(COMPLETE).exists();
     // A directory without sled's data file holds nothing (it may have been created empty by a
@@ -80,20 +98,75 @@ pub fn compact(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Report, StoreError> {
     let io = |e: std::io::Error| StoreError::Sled(::sled::Error::Io(e));
-    // `data/`, `./data` and `.` all name the same folder: work on its full path.
-    let dir = &std::fs::canonicalize(dir).map_err(io)?;
-    let bytes_before = size_of(dir);
-    let (Some(copy), Some(aside)) = (sibling(dir, ".compact"), sibling(dir, ".pre-compact")) else {
-        return Err(io(std::io::Error::other(
-            "the data directory must be a folder with a name (not the file system's root)",
-        )));
+    let refuse = |why: &str| io(std::io::Error::other(why.to_string()));
+    // The copy is made beside the directory and renamed into its place: the directory must be a
+    // plain folder with a name, on the same file system as its parent, holding nothing but
+    // sled's files and the gateway's loose files (anything else would not survive the swap).
+    let (Some(copy), Some(aside), Some(lock_path)) = (
+        sibling(dir, ".compact"),
+        sibling(dir, ".pre-compact"),
+        sibling(dir, ".compact.lock"),
+    ) else {
+        return Err(refuse(
+            "give the data directory by its name (storage.data_dir = \"data\", not \".\")",
+        ));
     };
+    if std::fs::symlink_metadata(dir)
+        .map_err(io)?
+        .file_type()
+        .is_symlink()
+    {
+        return Err(refuse(
+            "the data directory is a symbolic link: compact its target by name",
+        ));
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let same_device = std::fs::metadata(dir).map_err(io)?.dev()
+            == std::fs::metadata(&parent).map_err(io)?.dev();
+        if !same_device {
+            return Err(refuse(
+                "the data directory is a mount point: the copy cannot take its place; keep the data directory in a folder inside the volume",
+            ));
+        }
+    }
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let kind = entry.file_type().map_err(io)?;
+        if !(kind.is_file() || (kind.is_dir() && entry.file_name() == "blobs")) {
+            return Err(refuse(&format!(
+                "the data directory holds {} besides the store: move it out first",
+                entry.path().display()
+            )));
+        }
+    }
+    let lock = std::fs::File::create(&lock_path).map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(refuse(
+                "another compaction of this data directory is running",
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let bytes_before = size_of(dir);
     if copy.exists() {
         std::fs::remove_dir_all(&copy).map_err(io)?;
     }
     let total = source.count_under(b"")?;
     let keys = {
-        let target = Store::over(Arc::new(SledEngine::open(&copy, durability, cache_mb)?))?;
+        // Whatever the configured durability, the copy is fsynced before the original goes.
+        let _ = durability;
+        let target = Store::over(Arc::new(SledEngine::open(
+            &copy,
+            Durability::PowerLoss,
+            cache_mb,
+        )?))?;
         let mut writes = WriteSet::default();
         let mut copied = 0usize;
         for pair in source.scan_stored(b"") {
@@ -120,7 +193,8 @@ pub fn compact(
         progress(copied, total);
         copied
     };
-    drop(source);
+    // `source` stays open (sled's lock on the directory held) until the copy has taken its
+    // place: a gateway started meanwhile cannot acknowledge writes into the directory that goes.
     // The gateway's own files beside sled's (the admin address and token, the test clock).
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -138,6 +212,16 @@ pub fn compact(
         .map_err(io)?;
     std::fs::rename(dir, &aside).map_err(io)?;
     std::fs::rename(&copy, dir).map_err(io)?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::File::open(&parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    drop(source);
+    drop(lock);
+    let _ = std::fs::remove_file(&lock_path);
     recover(dir).map_err(io)?;
     Ok(Report {
         keys,
@@ -192,5 +276,32 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         recover(&dir).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("db")).unwrap(), "new");
+    }
+
+    #[test]
+    fn a_directory_holding_anything_else_is_refused_and_left_as_it_was() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let store = Store::open(&dir).unwrap();
+        let mut w = WriteSet::default();
+        w.put("k/1", "v");
+        store.apply(w).unwrap();
+        store.flush().unwrap();
+        std::fs::create_dir_all(dir.join("keys")).unwrap();
+        let e = compact(store, &dir, Durability::ProcessCrash, 8, |_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("besides the store"), "{e}");
+        assert!(dir.join("keys").exists() && !sibling(&dir, ".compact").unwrap().exists());
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.get_raw(b"k/1").unwrap().unwrap(), b"v".to_vec());
+        // Without it, the compaction goes through, and numbers stay above those handed out.
+        drop(store);
+        std::fs::remove_dir(dir.join("keys")).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let before = store.next_id().unwrap();
+        let report = compact(store, &dir, Durability::ProcessCrash, 8, |_, _| {}).unwrap();
+        assert!(report.keys >= 2, "{report:?}");
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.get_raw(b"k/1").unwrap().unwrap(), b"v".to_vec());
+        assert!(store.next_id().unwrap() > before);
     }
 }
