@@ -538,4 +538,44 @@ mod tests {
             other => panic!("opened without the rotated key: {other:?}"),
         }
     }
+
+    /// A directory sealed by the release before keys were recorded (no `meta/keys`): other keys
+    /// are refused because a sealed value does not open with them; its own keys are accepted and
+    /// recorded.
+    #[test]
+    fn a_directory_sealed_before_the_record_must_open_with_the_keys_given() {
+        use crate::crypto::keyring::KeyFile;
+        use crate::store::{at_rest::KEYS_KEY, Store, StoreError, WriteSet};
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = time::OffsetDateTime::UNIX_EPOCH;
+        let own = KeyFile::new(Suite::National, epoch);
+        let protection = |file: &KeyFile| -> std::sync::Arc<dyn AtRest> {
+            let keys = Keyring::from_file(file, Suite::National, "test").unwrap();
+            std::sync::Arc::new(Protection::new(keys))
+        };
+        let store =
+            Store::open_tuned(dir.path(), Default::default(), 16, Some(protection(&own))).unwrap();
+        let mut w = WriteSet::default();
+        w.put(
+            "sub/resident_id:k:aa",
+            r#"{"id_type":"resident_id","name":"张三"}"#,
+        );
+        store.apply(w).unwrap();
+        // As the previous release left it: sealed, nothing recorded.
+        let mut w = WriteSet::default();
+        w.remove(KEYS_KEY.to_vec());
+        store.apply_stored(w).unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let other = KeyFile::new(Suite::National, epoch);
+        match Store::open_tuned(dir.path(), Default::default(), 16, Some(protection(&other))) {
+            Err(StoreError::KeysDiffer { message }) => {
+                assert!(message.contains("does not open"), "{message}")
+            }
+            other => panic!("opened with other keys: {other:?}"),
+        }
+        let store =
+            Store::open_tuned(dir.path(), Default::default(), 16, Some(protection(&own))).unwrap();
+        assert!(store.get_stored(KEYS_KEY).unwrap().is_some(), "recorded");
+    }
 }
