@@ -194,10 +194,10 @@ fn crypto_suites(c: &mut Criterion) {
             b.iter(|| protection.reveal(b"arc/x", sealed.clone()).unwrap())
         });
         g.bench_function("sign a receipt", |b| {
-            b.iter(|| keys.signer().sign(&receipt).unwrap())
+            b.iter(|| keys.current().signer().sign(&receipt).unwrap())
         });
-        let signature = keys.signer().sign(&receipt).unwrap();
-        let public = keys.signer().public_key();
+        let signature = keys.current().signer().sign(&receipt).unwrap();
+        let public = keys.current().signer().public_key();
         g.bench_function("verify a receipt", |b| {
             b.iter(|| credit_gateway::crypto::verify(suite, &public, &receipt, &signature))
         });

@@ -640,6 +640,49 @@ struct Reload {
 }
 
 impl Reload {
+    /// Reload the key file (or key command): a data or signing key added by `keys rotate` takes
+    /// effect without a restart, so every node of a database can be given the new file and
+    /// reloaded in turn. Checked against the keys the store records first (a file lacking a key
+    /// stored values need is refused), recorded, then put in force; the lookup key and the suite
+    /// never change here. Returns what the audit entry says of it.
+    fn reload_keys(&self) -> impl std::future::Future<Output = serde_json::Value> {
+        let (store, config, now) = (self.store.clone(), self.config.clone(), self.clock.now());
+        async move {
+            let done = tokio::task::spawn_blocking(move || -> Result<String, String> {
+                let Some(keys) = store.keys().cloned() else {
+                    return Err("no keys in use".into());
+                };
+                let reloaded = crate::crypto::Keyring::load(
+                    &config.key_source(),
+                    config.crypto.suite,
+                    false,
+                    now,
+                )
+                .map_err(|e| e.to_string())?;
+                let _held = store.exclusive("open").map_err(|e| e.to_string())?;
+                let record = crate::store::at_rest::check_keys(&store, reloaded.fingerprints())
+                    .map_err(|e| e.to_string())?;
+                keys.replace_with(&reloaded).map_err(|e| e.to_string())?;
+                if let Some(record) = record {
+                    crate::store::at_rest::record(&store, &record).map_err(|e| e.to_string())?;
+                }
+                Ok(keys.active_data_key())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            match done {
+                Ok(active) => {
+                    tracing::info!(active_data_key = %active, "keys reloaded (SIGHUP)");
+                    serde_json::json!({"active_data_key": active})
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "key reload failed; the keys in use stay");
+                    serde_json::json!({"error": e})
+                }
+            }
+        }
+    }
+
     fn run(&self) {
         let config = &self.config;
         let result = server_tls_config(config);
@@ -691,9 +734,12 @@ impl Reload {
                 self.clock.clone(),
             )
         });
+        let keys = self.reload_keys();
         tokio::spawn(async move {
+            let keys = keys.await;
             let mut data = serde_json::Map::new();
             data.insert("ok".into(), serde_json::Value::Bool(ok));
+            data.insert("keys".into(), keys);
             data.insert("calendar_years".into(), calendar_years);
             data.insert("rules_hash".into(), serde_json::json!(rules));
             let _ = committer

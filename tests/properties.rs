@@ -175,9 +175,13 @@ proptest! {
 fn crypto_seeds(keys: &credit_gateway::crypto::keyring::Keyring) -> Vec<Vec<u8>> {
     use credit_gateway::crypto::{keyring::KeyFile, sealed, signed, Suite};
     let mut receipt = serde_json::json!({"receipt_id": "r-1", "accepted": 2, "records": [{"record_id": "A", "version": 1}]});
-    signed::sign_document(keys.signer(), &mut receipt).unwrap();
-    let sealed = sealed::seal(keys.sealer(), &serde_json::json!("440106198506121232")).unwrap();
-    let header = signed::header_value(keys.signer(), b"{}").unwrap();
+    signed::sign_document(keys.current().signer(), &mut receipt).unwrap();
+    let sealed = sealed::seal(
+        keys.current().sealer(),
+        &serde_json::json!("440106198506121232"),
+    )
+    .unwrap();
+    let header = signed::header_value(keys.current().signer(), b"{}").unwrap();
     let file = KeyFile::new(Suite::National, time::OffsetDateTime::UNIX_EPOCH);
     vec![
         serde_json::to_vec(&receipt).unwrap(),
@@ -218,15 +222,16 @@ proptest! {
         }
         let text = String::from_utf8_lossy(&bytes);
         if let Ok(signature) = signed::parse_header(&text) {
-            let _ = signed::verify_bytes(keys.public_keys(), &signature, &bytes);
+            let _ = signed::verify_bytes(&keys.public_keys(), &signature, &bytes);
         }
+        let current = keys.current();
         if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-            let verified = signed::verify_document(keys.public_keys(), &value);
+            let verified = signed::verify_document(&keys.public_keys(), &value);
             if pick == 0 {
                 let same = serde_json::from_slice::<serde_json::Value>(&original).ok() == Some(value.clone());
                 prop_assert!(verified.is_ok() == same, "a receipt verifies exactly when unchanged: {text}");
             }
-            let _ = sealed::open(&value, |id| keys.sealer_for(id));
+            let _ = sealed::open(&value, |id| current.sealer_for(id));
         }
         let protection = credit_gateway::privacy::Protection::new(keys.clone());
         let _ = protection.reveal(b"arc/x", bytes.clone());

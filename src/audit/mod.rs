@@ -225,7 +225,7 @@ pub fn checkpoint(store: &Store, now: time::OffsetDateTime) -> Result<Value, Sto
         "taken_at": crate::clock::rfc3339(now),
     });
     if let Some(keys) = store.keys() {
-        crate::crypto::signed::sign_document(keys.signer(), &mut doc)
+        crate::crypto::signed::sign_document(keys.current().signer(), &mut doc)
             .map_err(|e| StoreError::CommitFailed(format!("cannot sign the checkpoint: {e}")))?;
     }
     Ok(doc)

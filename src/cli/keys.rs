@@ -15,7 +15,7 @@ pub(super) fn keys(config: &Config, cmd: KeysCommand) -> ExitCode {
             Ok(keys) => {
                 say!(
                     "{}",
-                    serde_json::to_string_pretty(keys.public_keys()).unwrap_or_default()
+                    serde_json::to_string_pretty(&keys.public_keys()).unwrap_or_default()
                 );
                 ExitCode::SUCCESS
             }
@@ -78,7 +78,7 @@ pub(super) fn verify_document(
     let public = match keys {
         Some(p) => PublicKeyFile::read(p),
         None => crate::app::load_keys(config)
-            .map(|k| k.public_keys().clone())
+            .map(|k| k.public_keys())
             .map_err(|e| e.to_string()),
     };
     let public = match public {

@@ -103,10 +103,11 @@ impl std::fmt::Debug for StoredKey {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = self.current();
         f.debug_struct("Keyring")
-            .field("suite", &self.suite)
-            .field("active_data_key", &self.active)
-            .field("keys", &self.fingerprints.keys().collect::<Vec<_>>())
+            .field("suite", &keys.suite)
+            .field("active_data_key", &keys.active)
+            .field("keys", &keys.fingerprints.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -122,9 +123,15 @@ pub enum KeySource {
     Command(Vec<String>),
 }
 
-/// The loaded keys.
+/// The gateway's keys as loaded, shared by everything that seals, opens or signs; replaced whole
+/// when the key file is reloaded (SIGHUP), so a rotation takes effect without a restart.
 #[derive(Clone)]
 pub struct Keyring {
+    current: Arc<std::sync::RwLock<Arc<Keys>>>,
+}
+
+/// One generation of the keys (what [`Keyring::current`] hands out).
+pub struct Keys {
     suite: Suite,
     lookup_suite: Suite,
     lookup: Arc<Vec<u8>>,
@@ -139,6 +146,69 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    fn holding(keys: Keys) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(Arc::new(keys))),
+        }
+    }
+
+    /// The keys in force now (hold the returned value for one operation, not longer).
+    pub fn current(&self) -> Arc<Keys> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Put the keys of `reloaded` in force. The lookup key and the suite cannot change (the
+    /// first names every stored person, the second is the configuration's): such a reload is
+    /// refused and the keys in force stay.
+    pub fn replace_with(&self, reloaded: &Keyring) -> Result<(), KeyringError> {
+        let (now, next) = (self.current(), reloaded.current());
+        if now.fingerprints.get("lookup") != next.fingerprints.get("lookup") {
+            return Err(KeyringError::Invalid {
+                path: "reloaded keys".into(),
+                message: "the lookup key differs: it names every stored person and never changes"
+                    .into(),
+            });
+        }
+        if now.suite != next.suite {
+            return Err(KeyringError::Invalid {
+                path: "reloaded keys".into(),
+                message: "the suite changes only with a restart".into(),
+            });
+        }
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+        Ok(())
+    }
+
+    /// The suite signatures and new audit entries use.
+    pub fn suite(&self) -> Suite {
+        self.current().suite
+    }
+
+    /// The public keys of every signing key (`credit-gateway keys public`).
+    pub fn public_keys(&self) -> PublicKeyFile {
+        (*self.current().public).clone()
+    }
+
+    pub fn active_data_key(&self) -> String {
+        self.current().active.clone()
+    }
+
+    /// See [`Keys::lookup_token`].
+    pub fn lookup_token(&self, data: &[u8]) -> String {
+        self.current().lookup_token(data)
+    }
+
+    /// See [`Keys::fingerprints`].
+    pub fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
+        (*self.current().fingerprints).clone()
+    }
+
     /// Load the keys for `suite`. With a key file and `generate`, a missing file is created and a
     /// missing key for `suite` is added (the embedded defaults); otherwise a missing key is an
     /// error naming what to do.
@@ -257,7 +327,7 @@ impl Keyring {
                 suite,
                 hint: "run `credit-gateway keys rotate`, or add one to the key command's output",
             })?;
-        Ok(Self {
+        Ok(Self::holding(Keys {
             suite,
             lookup_suite: file.lookup_suite,
             lookup: Arc::new(lookup),
@@ -266,7 +336,7 @@ impl Keyring {
             signer: Arc::new(signer),
             public: Arc::new(public),
             fingerprints: Arc::new(fingerprints),
-        })
+        }))
     }
 
     /// A keyring of fresh keys held only in memory (tests and benchmarks).
@@ -274,17 +344,14 @@ impl Keyring {
         let file = KeyFile::new(suite, time::OffsetDateTime::UNIX_EPOCH);
         Self::from_file(&file, suite, "memory").expect("fresh keys are valid")
     }
+}
 
-    /// The suite signatures and new audit entries use.
-    pub fn suite(&self) -> Suite {
-        self.suite
-    }
-
+impl Keys {
     pub fn signer(&self) -> &dyn Signer {
         self.signer.as_ref()
     }
 
-    /// The public keys of every signing key (`credit-gateway keys public`).
+    /// The public keys of every signing key.
     pub fn public_keys(&self) -> &PublicKeyFile {
         &self.public
     }
@@ -485,22 +552,24 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let sealed =
-            crate::crypto::sealed::seal(first.sealer(), &serde_json::json!("secret")).unwrap();
+            crate::crypto::sealed::seal(first.current().sealer(), &serde_json::json!("secret"))
+                .unwrap();
         let mut file = read_file(&path).unwrap().unwrap();
         let new = file.add_data_key(Suite::National, now);
         write_file(&path, &file).unwrap();
         let second = Keyring::load(&source, Suite::National, false, now).unwrap();
         assert_eq!(second.active_data_key(), new);
         assert_ne!(first.active_data_key(), new);
-        let opened = crate::crypto::sealed::open(&sealed, |id| second.sealer_for(id)).unwrap();
+        let second_keys = second.current();
+        let opened = crate::crypto::sealed::open(&sealed, |id| second_keys.sealer_for(id)).unwrap();
         assert_eq!(opened, serde_json::json!("secret"));
         // The lookup key never changes with a rotation.
         assert_eq!(first.lookup_token(b"x"), second.lookup_token(b"x"));
         // Switching suite adds a signing key and a data key of the new suite; the old stay.
         let third = Keyring::load(&source, Suite::International, true, now).unwrap();
-        assert_eq!(third.signer().suite(), Suite::International);
+        assert_eq!(third.current().signer().suite(), Suite::International);
         assert_eq!(third.public_keys().keys.len(), 2);
-        assert!(third.sealer_for(&new).is_some());
+        assert!(third.current().sealer_for(&new).is_some());
     }
 
     #[test]

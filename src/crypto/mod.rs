@@ -32,7 +32,7 @@ mod kat;
 
 use serde::{Deserialize, Serialize};
 
-pub use keyring::{Keyring, KeyringError};
+pub use keyring::{Keyring, KeyringError, Keys};
 pub use signed::{PublicKeyFile, Signature};
 
 /// The algorithm suite (`crypto.suite`).

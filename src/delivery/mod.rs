@@ -160,7 +160,7 @@ impl Destination {
             .header(hyper::header::CONTENT_TYPE, content_type)
             .header("idempotency-key", &batch_key);
         if let Some(keys) = &self.keys {
-            let signature = crate::crypto::signed::header_value(keys.signer(), &body)
+            let signature = crate::crypto::signed::header_value(keys.current().signer(), &body)
                 .map_err(|e| DeliveryError::Build(format!("cannot sign the request: {e}")))?;
             req = req.header(crate::crypto::signed::DELIVERY_HEADER, signature);
         }

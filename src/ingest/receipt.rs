@@ -43,7 +43,10 @@ impl Receipt {
         self.signature = None;
         let canonical =
             crate::crypto::signed::canonical(&serde_json::to_value(&*self).unwrap_or_default());
-        self.signature = Some(crate::crypto::signed::sign(keys.signer(), &canonical)?);
+        self.signature = Some(crate::crypto::signed::sign(
+            keys.current().signer(),
+            &canonical,
+        )?);
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ pub mod reencrypt;
 
 use serde_json::{Map, Value};
 
-use crate::crypto::{sealed, Keyring};
+use crate::crypto::{sealed, Keyring, Keys};
 use crate::store::{AtRest, StoreError};
 use crate::subject::IdType;
 
@@ -50,7 +50,7 @@ impl Protection {
     }
 
     fn seal(&self, key: &[u8], value: &Value) -> Result<Value, StoreError> {
-        sealed::seal(self.keys.sealer(), value).map_err(|e| failed(key, e))
+        sealed::seal(self.keys.current().sealer(), value).map_err(|e| failed(key, e))
     }
 
     /// Seal what is personal or restricted in `value`, top down. True when anything was sealed.
@@ -144,42 +144,46 @@ impl Protection {
     }
 
     /// Open every sealed value in `value` (one pass: plaintexts hold none of ours).
-    fn open_tree(&self, key: &[u8], value: &mut Value) -> Result<(), StoreError> {
+    fn open_tree(&self, keys: &Keys, key: &[u8], value: &mut Value) -> Result<(), StoreError> {
         match value {
-            Value::Array(items) => items.iter_mut().try_for_each(|v| self.open_tree(key, v)),
+            Value::Array(items) => items
+                .iter_mut()
+                .try_for_each(|v| self.open_tree(keys, key, v)),
             Value::Object(map) if map.contains_key(sealed::MARKER) => {
-                *value = sealed::open(value, |id| self.keys.sealer_for(id))
-                    .map_err(|e| failed(key, e))?;
+                *value =
+                    sealed::open(value, |id| keys.sealer_for(id)).map_err(|e| failed(key, e))?;
                 Ok(())
             }
-            Value::Object(map) => map.values_mut().try_for_each(|v| self.open_tree(key, v)),
+            Value::Object(map) => map
+                .values_mut()
+                .try_for_each(|v| self.open_tree(keys, key, v)),
             _ => Ok(()),
         }
     }
 
     /// Re-seal under the active key every sealed value that names another key.
-    fn reseal_tree(&self, key: &[u8], value: &mut Value) -> Result<bool, StoreError> {
+    fn reseal_tree(&self, keys: &Keys, key: &[u8], value: &mut Value) -> Result<bool, StoreError> {
         match value {
             Value::Array(items) => {
                 let mut any = false;
                 for v in items {
-                    any |= self.reseal_tree(key, v)?;
+                    any |= self.reseal_tree(keys, key, v)?;
                 }
                 Ok(any)
             }
             Value::Object(map) if map.contains_key(sealed::MARKER) => {
-                if sealed::key_id(value) == Some(self.keys.active_data_key()) {
+                if sealed::key_id(value) == Some(keys.active_data_key()) {
                     return Ok(false);
                 }
-                let clear = sealed::open(value, |id| self.keys.sealer_for(id))
-                    .map_err(|e| failed(key, e))?;
+                let clear =
+                    sealed::open(value, |id| keys.sealer_for(id)).map_err(|e| failed(key, e))?;
                 *value = self.seal(key, &clear)?;
                 Ok(true)
             }
             Value::Object(map) => {
                 let mut any = false;
                 for v in map.values_mut() {
-                    any |= self.reseal_tree(key, v)?;
+                    any |= self.reseal_tree(keys, key, v)?;
                 }
                 Ok(any)
             }
@@ -215,7 +219,7 @@ impl AtRest for Protection {
     fn reveal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let mut json: Value =
             serde_json::from_slice(&stored).map_err(|e| StoreError::corrupt(key, e))?;
-        self.open_tree(key, &mut json)?;
+        self.open_tree(&self.keys.current(), key, &mut json)?;
         serde_json::to_vec(&json).map_err(|e| StoreError::corrupt(key, e))
     }
 
@@ -224,7 +228,8 @@ impl AtRest for Protection {
     }
 
     fn stale(&self, stored: &[u8]) -> bool {
-        let active = self.keys.active_data_key().as_bytes();
+        let active = self.keys.active_data_key();
+        let active = active.as_bytes();
         let finder = memchr::memmem::Finder::new(crate::store::at_rest::MARKER);
         finder.find_iter(stored).any(|at| {
             // `"$sealed":"<key id>.`
@@ -235,13 +240,13 @@ impl AtRest for Protection {
     }
 
     fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
-        self.keys.fingerprints().clone()
+        self.keys.fingerprints()
     }
 
     fn reseal(&self, key: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let mut json: Value =
             serde_json::from_slice(&stored).map_err(|e| StoreError::corrupt(key, e))?;
-        Ok(if self.reseal_tree(key, &mut json)? {
+        Ok(if self.reseal_tree(&self.keys.current(), key, &mut json)? {
             serde_json::to_vec(&json).map_err(|e| StoreError::corrupt(key, e))?
         } else {
             stored

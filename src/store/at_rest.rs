@@ -67,14 +67,21 @@ pub fn check(
         return Ok(None);
     };
     let ours = at_rest.fingerprints();
+    if may_be_sealed && recorded(store)?.is_none() {
+        opens_a_sealed_value(store, at_rest.as_ref())?;
+    }
+    check_keys(store, ours)
+}
+
+/// [`check`] for the keys whose fingerprints are `ours` (a reload's, before they are put in
+/// force).
+pub fn check_keys(
+    store: &super::Store,
+    ours: BTreeMap<String, String>,
+) -> Result<Option<RecordedKeys>, StoreError> {
     let mut keys = match recorded(store)? {
         Some(keys) => keys,
-        None => {
-            if may_be_sealed {
-                opens_a_sealed_value(store, at_rest.as_ref())?;
-            }
-            RecordedKeys::default()
-        }
+        None => RecordedKeys::default(),
     };
     // The lookup key first: it is the one whose loss hides every stored person.
     let lookup_first = keys
