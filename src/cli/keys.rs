@@ -63,7 +63,7 @@ fn rotate(config: &Config, signing: bool) -> ExitCode {
     }
     say!("{added}");
     eprintln!(
-        "the new data key is active from the next start; the gateway then re-encrypts older values in the background (gateway_reencryption_remaining)"
+        "the new key is in force after SIGHUP (kill -HUP <gateway>) or the next start; the gateway then re-encrypts older values in the background (gateway_reencryption_pending)"
     );
     ExitCode::SUCCESS
 }

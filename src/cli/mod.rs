@@ -145,7 +145,8 @@ pub enum KeysCommand {
     /// platforms and auditors verify receipts, checkpoints and deliveries with.
     Public,
     /// Add a data key and make it the active one (new values are sealed with it); a running
-    /// gateway takes it up at its next start and re-encrypts older values in the background. With
+    /// gateway takes it up at SIGHUP or its next start and re-encrypts older values in the
+    /// background. With
     /// `--signing`, also add a new signing key of the configured suite.
     Rotate {
         #[arg(long)]
