@@ -38,17 +38,7 @@ fn penalty(
 }
 
 fn push_as(gw: &Gateway, agency: &str, records: Vec<Value>) {
-    let reply = gw.client(agency).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&records).unwrap(),
-    );
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    gw.push_canonical(agency, &records);
 }
 
 fn push(gw: &Gateway, records: Vec<Value>) {

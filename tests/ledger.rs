@@ -26,18 +26,7 @@ fn penalty(record_id: &str, region: &str, decided_on: &str) -> Value {
 }
 
 fn push(gw: &Gateway, records: Vec<Value>) -> Value {
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&records).unwrap(),
-    );
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    reply.json()
+    gw.push_canonical(MI, &records)
 }
 
 /// Shares of one record as received, in order.

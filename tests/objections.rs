@@ -24,17 +24,7 @@ fn penalty(record_id: &str) -> Value {
 }
 
 fn push(gw: &Gateway, records: Vec<Value>) {
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&records).unwrap(),
-    );
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    gw.push_canonical(MI, &records);
 }
 
 fn post(gw: &Gateway, agency: &str, path: &str, body: Value) -> common::Reply {

@@ -34,17 +34,7 @@ fn penalty_in(region: &str, record_id: &str, decided: &str, violation: &str) -> 
 }
 
 fn push(gw: &Gateway, records: Vec<Value>) {
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&records).unwrap(),
-    );
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    gw.push_canonical(MI, &records);
 }
 
 fn post(gw: &Gateway, path: &str, body: Value) -> common::Reply {

@@ -299,17 +299,7 @@ fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_rec
          "disclosure": {"class": "gov_share"},
          "content": {"commitment_type": "医保基金使用信用承诺", "committed_on": "2026-02-20", "fulfilment": "pending"}}
     ]);
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&records).unwrap(),
-    );
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    gw.push_canonical(MI, &records);
     assert!(
         wait_until(Duration::from_secs(20), || results(&gw, PENALIZED)
             .iter()
@@ -393,17 +383,7 @@ fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_rec
          "basis": {"doc_type": "penalty_decision", "doc_number": "穗医保罚〔2026〕33号", "decided_on": "2026-02-21"},
          "disclosure": {"class": "public"},
          "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"], "fine_yuan": "1000"}}]);
-    let reply = gw.client(MI).post(
-        "/v1/records?mapping=canonical",
-        "application/json",
-        serde_json::to_vec(&again).unwrap(),
-    );
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    gw.push_canonical(MI, &again);
     assert!(wait_until(Duration::from_secs(20), || provincial
         .received()
         .iter()

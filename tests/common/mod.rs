@@ -146,6 +146,26 @@ impl Gateway {
         self.dir.path().join("credit-gateway.toml")
     }
 
+    /// Push canonical records as `agency`, asserting they are accepted (200); the receipt.
+    pub fn push_canonical(
+        &self,
+        agency: &str,
+        records: &impl serde::Serialize,
+    ) -> serde_json::Value {
+        let reply = self.client(agency).post(
+            "/v1/records?mapping=canonical",
+            "application/json",
+            serde_json::to_vec(records).unwrap(),
+        );
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()
+    }
+
     /// Write the config where `cli` and `spawn` read it.
     pub fn write_config(&self) {
         std::fs::write(
