@@ -226,13 +226,7 @@ fn receipts_checkpoints_and_deliveries_are_signed_and_fail_verification_when_alt
     let file = gw.dir.path().join("receipt.json");
     std::fs::write(&file, serde_json::to_vec_pretty(receipt).unwrap()).unwrap();
     let keys_arg = keys_file.to_str().unwrap();
-    let (code, out, err) = gw.cli(&[
-        "receipt",
-        "verify",
-        file.to_str().unwrap(),
-        "--keys",
-        keys_arg,
-    ]);
+    let (code, out, err) = verify(&gw, &["receipt", "verify"], &file, keys_arg);
     assert_eq!(code, 0, "{out}{err}");
     // The same receipt as stored, fetched again, verifies too.
     let id = receipt["receipt_id"].as_str().unwrap();
@@ -250,13 +244,7 @@ fn receipts_checkpoints_and_deliveries_are_signed_and_fail_verification_when_alt
     );
     assert_ne!(text, altered);
     std::fs::write(&file, altered).unwrap();
-    let (code, out, _) = gw.cli(&[
-        "receipt",
-        "verify",
-        file.to_str().unwrap(),
-        "--keys",
-        keys_arg,
-    ]);
+    let (code, out, _) = verify(&gw, &["receipt", "verify"], &file, keys_arg);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("INVALID"), "{out}");
 
@@ -264,28 +252,24 @@ fn receipts_checkpoints_and_deliveries_are_signed_and_fail_verification_when_alt
     assert_eq!(code, 0, "{err}");
     let cp_file = gw.dir.path().join("checkpoint.json");
     std::fs::write(&cp_file, &checkpoint).unwrap();
-    let (code, out, err) = gw.cli(&[
-        "audit",
-        "checkpoint",
-        "--verify",
-        cp_file.to_str().unwrap(),
-        "--keys",
+    let (code, out, err) = verify(
+        &gw,
+        &["audit", "checkpoint", "--verify"],
+        &cp_file,
         keys_arg,
-    ]);
+    );
     assert_eq!(code, 0, "{out}{err}");
     let cp: Value = serde_json::from_str(&checkpoint).unwrap();
     assert_eq!(cp["hash_suite"], "national");
     let hash = cp["hash"].as_str().unwrap();
     let flipped = if hash.starts_with('0') { "1" } else { "0" };
     std::fs::write(&cp_file, checkpoint.replacen(&hash[..1], flipped, 1)).unwrap();
-    let (code, out, _) = gw.cli(&[
-        "audit",
-        "checkpoint",
-        "--verify",
-        cp_file.to_str().unwrap(),
-        "--keys",
+    let (code, out, _) = verify(
+        &gw,
+        &["audit", "checkpoint", "--verify"],
+        &cp_file,
         keys_arg,
-    ]);
+    );
     assert_eq!(code, 1, "{out}");
 
     // Deliveries: the trusting platform takes them, every one signed; the other refuses all.
@@ -511,4 +495,17 @@ fn a_data_key_rotated_while_running_takes_effect_at_sighup() {
         shown.contains(&format!("\"active_data_key\":\"{new_key}\"")),
         "the reload is audited with the key in force"
     );
+}
+
+/// Run an offline verification command (`receipt verify`, `audit checkpoint --verify`) on `file`
+/// with the public key file `keys`.
+fn verify(
+    gw: &Gateway,
+    command: &[&str],
+    file: &std::path::Path,
+    keys: &str,
+) -> (i32, String, String) {
+    let mut args = command.to_vec();
+    args.extend([file.to_str().unwrap(), "--keys", keys]);
+    gw.cli(&args)
 }
