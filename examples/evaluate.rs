@@ -81,7 +81,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("{e:?}"))?;
                     accepted.push(AcceptedInput {
                         index: accepted.len(),
-                        canonical: record.canonical_bytes(),
+                        prepared: credit_gateway::archive::Prepared::new(
+                            &store,
+                            &record.canonical_bytes(),
+                        )?,
                         record,
                         plan: Default::default(),
                     });

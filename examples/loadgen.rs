@@ -326,14 +326,19 @@ fn footprint(
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .filter_map(|r| {
-                    r.outcome.ok().map(|record| AcceptedInput {
-                        canonical: record.canonical_bytes(),
-                        index: r.index,
-                        record,
-                        plan: Default::default(),
+                    r.outcome.ok().map(|record| {
+                        Ok::<_, credit_gateway::store::StoreError>(AcceptedInput {
+                            prepared: credit_gateway::archive::Prepared::new(
+                                &store,
+                                &record.canonical_bytes(),
+                            )?,
+                            index: r.index,
+                            record,
+                            plan: Default::default(),
+                        })
                     })
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             let total = accepted.len();
             rt.block_on(credit_gateway::ingest::batch::commit(
                 &handle,

@@ -105,6 +105,45 @@ pub struct Version {
     pub record: Box<serde_json::value::RawValue>,
 }
 
+/// A record's canonical bytes made ready before the writer takes them: their content hash and
+/// the record as stored (through the protection at rest). The single writer is the gateway's
+/// limit; whatever a record needs that depends on nothing but the record is done here, on the
+/// request's own thread, and the writer only copies it into the version.
+///
+/// Invariant: `stored` is exactly what the protection at rest makes of the canonical bytes, so a
+/// version holding it is stored as it is (`WriteSet::put_stored`); the version's other members
+/// (number, time, receipt id, hash) are the gateway's own and never personal.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    content_hash: String,
+    stored: Box<serde_json::value::RawValue>,
+}
+
+impl Prepared {
+    pub fn new(store: &Store, canonical: &[u8]) -> Result<Self, StoreError> {
+        let content_hash = hex::encode(sha2::Sha256::digest(canonical));
+        let stored = store.protect_value(b"arc/", canonical.to_vec())?;
+        let text = String::from_utf8(stored).map_err(|e| StoreError::Corrupt {
+            key: "canonical record".into(),
+            message: e.to_string(),
+        })?;
+        let stored =
+            serde_json::value::RawValue::from_string(text).map_err(|e| StoreError::Corrupt {
+                key: "canonical record".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            content_hash,
+            stored,
+        })
+    }
+
+    /// The sha256 of the canonical bytes, hex: what idempotency compares.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
+    }
+}
+
 /// What the archive knows of a subject besides its records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubjectEntry {
@@ -207,7 +246,7 @@ pub enum Outcome {
 
 /// The writes of one group commit, with the heads it has already changed, so a record repeated
 /// within the group is seen as the version the group just wrote. Heads are written once, at
-/// [`Staging::into_writes`].
+/// [`Staging::into_write_set`].
 #[derive(Default)]
 pub struct Staging {
     heads: HashMap<String, RecordHead>,
@@ -222,6 +261,8 @@ pub struct Staging {
     /// The group's place in the change log: `chg/{change_seq}` lists the touched subjects.
     pub change_seq: u64,
     pub writes: Vec<(String, Vec<u8>)>,
+    /// Versions whose values are already as stored ([`Prepared`]).
+    stored: Vec<(String, Vec<u8>)>,
 }
 
 /// The change log (format 3): `chg/{seq:020}` lists (JSON array) the subjects whose archive one
@@ -351,7 +392,7 @@ impl Staging {
         store: &Store,
         subjects: &mut SubjectCache,
         record: &CanonicalRecord,
-        canonical: &[u8],
+        prepared: &Prepared,
         receipt_id: &str,
         now: time::OffsetDateTime,
         touch: bool,
@@ -362,7 +403,7 @@ impl Staging {
             (None, Some(read)) => read,
             (None, None) => store.get_json::<RecordHead>(&head_key)?,
         };
-        let hash = hex::encode(sha2::Sha256::digest(canonical));
+        let hash = prepared.content_hash.clone();
         if let Some(prev) = &previous {
             if prev.content_hash == hash {
                 return Ok((Outcome::Unchanged, prev.version, previous.clone()));
@@ -392,15 +433,10 @@ impl Staging {
             received_at: now,
             receipt_id: receipt_id.to_string(),
             content_hash: hash,
-            record: serde_json::value::RawValue::from_string(
-                String::from_utf8_lossy(canonical).into_owned(),
-            )
-            .map_err(|e| StoreError::Corrupt {
-                key: "canonical record".into(),
-                message: e.to_string(),
-            })?,
+            record: prepared.stored.clone(),
         };
-        self.writes.push((
+        // Stored as it is: the record in it passed through the protection at rest already.
+        self.stored.push((
             version_key(
                 &subject,
                 record.category,
@@ -515,8 +551,20 @@ impl Staging {
         Ok(())
     }
 
+    /// Every write of the group into `set`: versions, subjects, then the final state of each
+    /// changed head.
+    pub fn into_write_set(mut self, set: &mut crate::store::WriteSet) {
+        for (k, v) in std::mem::take(&mut self.stored) {
+            set.put_stored(k, v);
+        }
+        for (k, v) in self.into_writes() {
+            set.put(k, v);
+        }
+    }
+
     /// Every write of the group: versions, subjects, then the final state of each changed head.
-    pub fn into_writes(mut self) -> Vec<(String, Vec<u8>)> {
+    /// (Versions prepared off the writer are put apart, see [`Staging::into_write_set`].)
+    fn into_writes(mut self) -> Vec<(String, Vec<u8>)> {
         let touched = std::mem::take(&mut self.touched);
         if !touched.is_empty() {
             self.writes

@@ -78,7 +78,7 @@ impl Exchange for Correcting {
             g.store,
             g.subjects,
             record,
-            &self.canonical,
+            &crate::archive::Prepared::new(g.store, &self.canonical)?,
             &correction.id,
             correction.received_at,
             true,

@@ -124,9 +124,7 @@ impl Group<'_> {
         for k in self.removes {
             writes.remove(k);
         }
-        for (k, v) in self.archive.into_writes() {
-            writes.put(k, v);
-        }
+        self.archive.into_write_set(&mut writes);
         Ok((writes, self.standing))
     }
 }

@@ -21,8 +21,9 @@ use crate::store::{to_bytes, StoreError};
 pub struct AcceptedInput {
     pub index: usize,
     pub record: CanonicalRecord,
-    /// `record.canonical_bytes()`, computed before the writer so it stays out of its thread.
-    pub canonical: Vec<u8>,
+    /// The record hashed and protected for the archive before the writer (it stays out of the
+    /// writer's thread).
+    pub prepared: crate::archive::Prepared,
     pub plan: Plan,
 }
 
@@ -112,7 +113,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
             g.store,
             g.subjects,
             record,
-            &input.canonical,
+            &input.prepared,
             &job.receipt_id,
             job.received_at,
             true,

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::respond::{json_response, ApiError};
 use super::App;
+use crate::archive::Prepared;
 use crate::calendar::CalendarError;
 use crate::clock::rfc3339;
 use crate::identity::Agency;
@@ -174,6 +175,7 @@ async fn push_records(
     let router = app.router.current();
     let now = app.clock.now();
     let body_for_map = body.clone();
+    let store = app.store.clone();
     let (total, accepted, rejected, filter) = tokio::task::spawn_blocking(move || {
         let normalized = mapping_owned.normalize(&body_for_map, &ctx)?;
         let total = normalized.len();
@@ -184,8 +186,14 @@ async fn push_records(
             match n.outcome {
                 Ok(record) => {
                     let plan = router.plan_reported(&record, now, &mut filter);
+                    // Hashed and protected here, in parallel, not on the single writer.
+                    let prepared = Prepared::new(&store, &record.canonical_bytes())
+                        .map_err(|e| {
+                            tracing::error!(error = %e, "cannot prepare a record for the archive");
+                            ApiError::StorageUnavailable
+                        })?;
                     accepted.push(AcceptedInput {
-                        canonical: record.canonical_bytes(),
+                        prepared,
                         index: n.index,
                         record,
                         plan,

@@ -10,7 +10,10 @@
 //!   `restricted`, and each field its `disclosure.restricted_fields` lists;
 //! - any string holding a resident ID number's shape (17 digits and a digit or X), wherever it
 //!   appears (a legal representative's number in a registration record, an objection's text):
-//!   sealing a number that only looks like one costs nothing.
+//!   a number that only looks like one is sealed too, with one exception: an institution's own
+//!   code (the `id` beside `"id_type": "uscc"`, its archive key `uscc:…`, or a store key under
+//!   it, `arc/uscc:…`) that is a valid unified social credit code and not a valid resident ID
+//!   number, which stands in clear in the store's keys anyway.
 //!
 //! A subject whose identifier is personal is stored under the keyed hash of its identifier
 //! ([`crate::subject::SubjectId::archive_key`]), so it is still found without its number lying in
@@ -73,7 +76,11 @@ impl Protection {
                     return Ok(false);
                 }
                 let mut any = self.seal_level(key, map)?;
-                for (_, child) in map.iter_mut() {
+                let institution = names_an_institution(map);
+                for (name, child) in map.iter_mut() {
+                    if institution && name == "id" && child.as_str().is_some_and(is_public_code) {
+                        continue;
+                    }
                     any |= self.seal_tree(key, child)?;
                 }
                 Ok(any)
@@ -305,6 +312,24 @@ fn at_path<'a>(map: &'a mut Map<String, Value>, path: &str) -> Option<&'a mut Va
     Some(node)
 }
 
+/// Whether the object is an institution named by its unified social credit code
+/// (`"id_type": "uscc"`).
+fn names_an_institution(map: &Map<String, Value>) -> bool {
+    map.get("id_type").and_then(Value::as_str) == Some(IdType::Uscc.code())
+}
+
+/// A unified social credit code of 18 digits, which has a resident ID number's shape, but is a
+/// valid code (GB 32100-2015) and not a valid resident ID number (GB 11643-1999). Institutions'
+/// codes are public registration data and stand in clear in the archive's keys (`arc/uscc:…`),
+/// so sealing one would protect nothing and cost the writer a seal and a re-serialization per
+/// value. A number that is also a valid resident ID number, or valid only as an operator's
+/// exception, is sealed as before.
+fn is_public_code(id: &str) -> bool {
+    let strict = crate::subject::IdentifierExceptions::default();
+    crate::subject::Uscc::parse(id, &strict).is_ok_and(|u| u.as_str() == id)
+        && crate::subject::ResidentId::parse(id, &strict).is_err()
+}
+
 /// A cheap test on the bytes: could anything in this value need sealing?
 fn worth_a_look(bytes: &[u8]) -> bool {
     names_a_personal_type(bytes)
@@ -365,12 +390,52 @@ fn digit_run(bytes: &[u8], boundary: Boundary) -> bool {
         let before = start.checked_sub(1).map(|j| bytes[j]);
         let after = bytes.get(end).copied();
         let free = |b: Option<u8>| !b.is_some_and(|b| b.is_ascii_alphanumeric());
-        if boundary == Boundary::Any || (free(before) && free(after)) {
+        let counts = match boundary {
+            Boundary::Any => true,
+            Boundary::NotAlphanumeric => free(before) && free(after),
+        };
+        if counts && !is_institution_key_code(bytes, start, end, boundary == Boundary::Any) {
             return true;
         }
         i = end;
     }
     false
+}
+
+/// How a string that names an institution by its archive key starts: the key itself
+/// (`uscc:{code}`, a record head's subject) or a store key under it (`arc/uscc:{code}\x1f…`, an
+/// outbox entry's version).
+const INSTITUTION_KEY_STARTS: [&[u8]; 2] = [b"uscc:", b"arc/uscc:"];
+
+/// Whether the digit run at `start..end` is an institution's code standing in its archive key: a
+/// string that starts with one of [`INSTITUTION_KEY_STARTS`] right before the run, the run ending
+/// the string or followed by the key separator, and the run [`is_public_code`]. Such a code
+/// stands in clear in the store's keys anyway, so it is not sealed inside values either.
+///
+/// `json`: `bytes` are serialized JSON (the pre-filter), where the string must open a member's
+/// value or an array element (a quote after `:`, `[` or `,`; a quote inside a string is always
+/// escaped, so no string that merely contains these bytes matches) and the separator is the
+/// escape `\u001f`. Otherwise `bytes` are one parsed string.
+fn is_institution_key_code(bytes: &[u8], start: usize, end: usize, json: bool) -> bool {
+    let head = &bytes[..start];
+    let opened = INSTITUTION_KEY_STARTS.iter().any(|p| {
+        if !json {
+            return head == *p;
+        }
+        head.ends_with(p) && {
+            let after_quote = head.len() - p.len();
+            after_quote >= 2
+                && head[after_quote - 1] == b'"'
+                && matches!(head[after_quote - 2], b':' | b'[' | b',')
+        }
+    });
+    let rest = &bytes[end..];
+    let closed = if json {
+        rest.starts_with(b"\"") || rest.starts_with(b"\\u001f")
+    } else {
+        rest.first().is_none_or(|b| *b == crate::store::SEP as u8)
+    };
+    opened && closed && std::str::from_utf8(&bytes[start..end]).is_ok_and(is_public_code)
 }
 
 /// Whether a string holds a resident ID number's shape anywhere in it.
@@ -464,6 +529,89 @@ mod tests {
         // An institution's representative named by a USCC-typed field is not a person.
         let inst = json!({"content": {"parent": "某集团", "parent_id_type": "uscc", "parent_id": "91310110666007217T"}});
         assert_eq!(round_trip(&p, &inst), serde_json::to_vec(&inst).unwrap());
+    }
+
+    /// A code valid both as a unified social credit code and as a resident ID number.
+    fn code_valid_as_both() -> String {
+        let strict = crate::subject::IdentifierExceptions::default();
+        for date in ["19900101", "19851231", "20000229", "19770615"] {
+            for seq in 0..1000 {
+                for check in "0123456789X".chars() {
+                    let id = format!("114401{date}{seq:03}{check}");
+                    if crate::subject::ResidentId::parse(&id, &strict).is_ok()
+                        && crate::subject::Uscc::parse(&id, &strict).is_ok()
+                    {
+                        return id;
+                    }
+                }
+            }
+        }
+        panic!("no code valid as both found");
+    }
+
+    #[test]
+    fn an_institutions_code_of_18_digits_stays_in_clear_and_the_value_is_not_rewritten() {
+        let p = protection();
+        // Valid unified social credit code, all digits: a resident ID number's shape, not one.
+        let code = "914401041000000082";
+        assert!(is_public_code(code));
+        let version = json!({
+            "record": {"subject": {"id_type": "uscc", "id": code, "name": "某药房"}},
+            "subject": format!("uscc:{code}"),
+        });
+        let bytes = serde_json::to_vec(&version).unwrap();
+        let stored = p.protect(b"arc/x", bytes.clone()).unwrap();
+        assert_eq!(stored, bytes, "nothing sealed, the bytes kept as they came");
+        // A record head names the subject by its archive key, an outbox entry its version by a
+        // store key under it, the change log lists archive keys: not even parsed.
+        let sep = crate::store::SEP;
+        for named in [
+            json!({"subject": format!("uscc:{code}"), "version": 1}),
+            json!({"source": {"version_key": format!("arc/uscc:{code}{sep}08{sep}mi{sep}LG-1{sep}00000000001")}}),
+            json!([format!("uscc:{code}"), format!("uscc:{code}")]),
+        ] {
+            let bytes = serde_json::to_vec(&named).unwrap();
+            assert!(!worth_a_look(&bytes), "{named}");
+            assert_eq!(p.protect(b"out/x", bytes.clone()).unwrap(), bytes);
+        }
+        for looked_at in [
+            format!(r#"{{"subject":"uscc:{code} "}}"#),
+            format!(r#"{{"note":"\"uscc:{code}\""}}"#),
+            format!(r#"{{"subject":"passport:{code}"}}"#),
+            format!(r#"{{"k":"arc/uscc:{code}x"}}"#),
+            format!(r#"{{"k":"xarc/uscc:{code}"}}"#),
+            format!(r#"{{"k":"uscc:{code}\\u001f"}}"#),
+            format!(r#"{{"subject":"uscc:{}"}}"#, code_valid_as_both()),
+        ] {
+            assert!(worth_a_look(looked_at.as_bytes()), "{looked_at}");
+        }
+
+        // The same number anywhere else is sealed as before.
+        for elsewhere in [
+            json!({"content": {"note": code}}),
+            json!({"content": {"id": code}}),
+            json!({"subject": {"id_type": "passport", "id": code}}),
+            json!({"subject": format!("uscc:{code} 附件")}),
+            json!({"k": format!("arc/uscc:{code} x")}),
+            json!({"k": format!("note arc/uscc:{code}")}),
+        ] {
+            let text = String::from_utf8_lossy(&round_trip(&p, &elsewhere)).into_owned();
+            assert!(!text.contains(code), "{code} in clear: {text}");
+        }
+    }
+
+    #[test]
+    fn a_code_that_is_also_a_valid_resident_id_number_is_sealed_even_as_an_institutions_id() {
+        let p = protection();
+        let both = code_valid_as_both();
+        assert!(!is_public_code(&both));
+        for value in [
+            json!({"subject": {"id_type": "uscc", "id": both}}),
+            json!({"subject": format!("uscc:{both}")}),
+        ] {
+            let text = String::from_utf8_lossy(&round_trip(&p, &value)).into_owned();
+            assert!(!text.contains(&both), "{both} in clear: {text}");
+        }
     }
 
     #[test]

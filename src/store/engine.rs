@@ -117,12 +117,22 @@ impl Exclusive {
 #[derive(Debug, Default)]
 pub struct WriteSet {
     puts: Vec<Pair>,
+    /// For each put: whether its value is already as it must be stored ([`WriteSet::put_stored`]).
+    stored: Vec<bool>,
     removes: Vec<Vec<u8>>,
 }
 
 impl WriteSet {
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.puts.push((key.into(), value.into()));
+        self.stored.push(false);
+    }
+
+    /// A value already passed through the protection at rest (prepared off the writer, see
+    /// `Store::protect_value`): [`WriteSet::protect`] leaves it as it is.
+    pub fn put_stored(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.puts.push((key.into(), value.into()));
+        self.stored.push(true);
     }
 
     pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
@@ -133,9 +143,10 @@ impl WriteSet {
         self.puts.is_empty() && self.removes.is_empty()
     }
 
-    /// The set with every value passed through the protection at rest.
+    /// The set with every value passed through the protection at rest (once: a value put with
+    /// [`WriteSet::put_stored`] already was).
     pub fn protect(mut self, at_rest: &dyn super::AtRest) -> Result<Self, StoreError> {
-        for (k, v) in &mut self.puts {
+        for ((k, v), _) in self.puts.iter_mut().zip(&self.stored).filter(|(_, s)| !**s) {
             let value = std::mem::take(v);
             *v = at_rest.protect(k, value)?;
         }
@@ -190,5 +201,48 @@ mod tests {
         let (removes, puts) = w.into_ops();
         assert_eq!(removes, vec![b"out/a".to_vec()]);
         assert_eq!(puts, vec![(b"k".to_vec(), b"new".to_vec())]);
+    }
+
+    /// Marks every value it protects.
+    #[derive(Debug)]
+    struct Marking;
+
+    impl super::super::AtRest for Marking {
+        fn protect(&self, _: &[u8], mut value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+            value.extend_from_slice(b"+sealed");
+            Ok(value)
+        }
+        fn reveal(&self, _: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+            Ok(stored)
+        }
+        fn lookup_token(&self, data: &[u8]) -> String {
+            String::from_utf8_lossy(data).into_owned()
+        }
+        fn stale(&self, _: &[u8]) -> bool {
+            false
+        }
+        fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
+            Default::default()
+        }
+        fn reseal(&self, _: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+            Ok(stored)
+        }
+    }
+
+    #[test]
+    fn a_value_put_as_stored_is_not_protected_twice_and_every_other_value_is() {
+        let mut w = WriteSet::default();
+        w.put("a", "1");
+        w.put_stored("b", "2");
+        w.put("c", "3");
+        let (_, puts) = w.protect(&Marking).unwrap().into_ops();
+        assert_eq!(
+            puts,
+            vec![
+                (b"a".to_vec(), b"1+sealed".to_vec()),
+                (b"b".to_vec(), b"2".to_vec()),
+                (b"c".to_vec(), b"3+sealed".to_vec()),
+            ]
+        );
     }
 }

@@ -366,6 +366,16 @@ impl Store {
         }
     }
 
+    /// A value as it must be stored (through the protection at rest, when the store has one),
+    /// for a producer that prepares values off the writer and puts them with
+    /// [`WriteSet::put_stored`]. `key` names the value in errors.
+    pub fn protect_value(&self, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        match &self.at_rest {
+            Some(a) => a.protect(key, value),
+            None => Ok(value),
+        }
+    }
+
     /// Apply a write set whose values are already as they must be stored (a copy of stored
     /// bytes, or values the re-encryption sealed itself).
     pub fn apply_stored(&self, writes: WriteSet) -> Result<(), StoreError> {
