@@ -112,7 +112,8 @@ pub struct Version {
 ///
 /// Invariant: `stored` is exactly what the protection at rest makes of the canonical bytes, so a
 /// version holding it is stored as it is (`WriteSet::put_stored`); the version's other members
-/// (number, time, receipt id, hash) are the gateway's own and never personal.
+/// (number, time, receipt id, hash) are the gateway's own and never personal. Sealed under the
+/// data key in force when prepared; the writer re-seals it if a key reload came in between.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     content_hash: String,

@@ -144,11 +144,20 @@ impl WriteSet {
     }
 
     /// The set with every value passed through the protection at rest (once: a value put with
-    /// [`WriteSet::put_stored`] already was).
+    /// [`WriteSet::put_stored`] already was). A value prepared before a key reload and sealed
+    /// under the previous data key is re-sealed under the active one here, so everything applied
+    /// is under the key in force when it is applied, as if it had been protected now (the
+    /// re-encryption retires a key only after a pass that found no value under it).
     pub fn protect(mut self, at_rest: &dyn super::AtRest) -> Result<Self, StoreError> {
-        for ((k, v), _) in self.puts.iter_mut().zip(&self.stored).filter(|(_, s)| !**s) {
+        for ((k, v), stored) in self.puts.iter_mut().zip(&self.stored) {
             let value = std::mem::take(v);
-            *v = at_rest.protect(k, value)?;
+            *v = if !stored {
+                at_rest.protect(k, value)?
+            } else if at_rest.stale(&value) {
+                at_rest.reseal(k, value)?
+            } else {
+                value
+            };
         }
         Ok(self)
     }
@@ -218,23 +227,26 @@ mod tests {
         fn lookup_token(&self, data: &[u8]) -> String {
             String::from_utf8_lossy(data).into_owned()
         }
-        fn stale(&self, _: &[u8]) -> bool {
-            false
+        fn stale(&self, stored: &[u8]) -> bool {
+            stored.ends_with(b"@old")
         }
         fn fingerprints(&self) -> std::collections::BTreeMap<String, String> {
             Default::default()
         }
         fn reseal(&self, _: &[u8], stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-            Ok(stored)
+            let mut v = stored[..stored.len() - b"@old".len()].to_vec();
+            v.extend_from_slice(b"@new");
+            Ok(v)
         }
     }
 
     #[test]
-    fn a_value_put_as_stored_is_not_protected_twice_and_every_other_value_is() {
+    fn a_value_put_as_stored_is_not_protected_twice_but_resealed_if_under_an_older_key() {
         let mut w = WriteSet::default();
         w.put("a", "1");
         w.put_stored("b", "2");
         w.put("c", "3");
+        w.put_stored("d", "4@old");
         let (_, puts) = w.protect(&Marking).unwrap().into_ops();
         assert_eq!(
             puts,
@@ -242,6 +254,7 @@ mod tests {
                 (b"a".to_vec(), b"1+sealed".to_vec()),
                 (b"b".to_vec(), b"2".to_vec()),
                 (b"c".to_vec(), b"3+sealed".to_vec()),
+                (b"d".to_vec(), b"4@new".to_vec()),
             ]
         );
     }
