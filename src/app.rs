@@ -647,29 +647,22 @@ impl Reload {
     /// never change here. Returns what the audit entry says of it.
     fn reload_keys(&self) -> impl std::future::Future<Output = serde_json::Value> {
         let (store, config, now) = (self.store.clone(), self.config.clone(), self.clock.now());
+        let committer = self.committer.clone();
         async move {
-            let done = tokio::task::spawn_blocking(move || -> Result<String, String> {
-                let Some(keys) = store.keys().cloned() else {
-                    return Err("no keys in use".into());
-                };
-                let reloaded = crate::crypto::Keyring::load(
-                    &config.key_source(),
-                    config.crypto.suite,
-                    false,
-                    now,
-                )
-                .map_err(|e| e.to_string())?;
-                let _held = store.exclusive("open").map_err(|e| e.to_string())?;
-                let record = crate::store::at_rest::check_keys(&store, reloaded.fingerprints())
-                    .map_err(|e| e.to_string())?;
+            let done = async {
+                let keys = store.keys().cloned().ok_or("no keys in use")?;
+                let reloaded = tokio::task::spawn_blocking(move || {
+                    crate::crypto::Keyring::load(&config.key_source(), config.crypto.suite, false, now)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                crate::privacy::reencrypt::record_reloaded_keys(&committer, reloaded.fingerprints())
+                    .await?;
                 keys.replace_with(&reloaded).map_err(|e| e.to_string())?;
-                if let Some(record) = record {
-                    crate::store::at_rest::record(&store, &record).map_err(|e| e.to_string())?;
-                }
-                Ok(keys.active_data_key())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+                Ok::<_, String>(keys.active_data_key())
+            }
+            .await;
             match done {
                 Ok(active) => {
                     tracing::info!(active_data_key = %active, "keys reloaded (SIGHUP)");

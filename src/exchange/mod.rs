@@ -62,6 +62,18 @@ pub struct Group<'a> {
 }
 
 impl Group<'_> {
+    /// The value of `key` as this group leaves it so far: its last staged write, or what is
+    /// stored (opened). For a record two jobs of one group may both update.
+    pub fn staged_or_stored(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.removes.iter().any(|k| k == key) {
+            return Ok(None);
+        }
+        match self.archive.writes.iter().rev().find(|(k, _)| k == key) {
+            Some((_, v)) => Ok(Some(v.clone())),
+            None => self.store.get_raw(key.as_bytes()),
+        }
+    }
+
     /// `now` as RFC 3339, the time of audit entries staged without one of their own.
     pub fn at(&self) -> String {
         crate::clock::rfc3339(self.now)

@@ -223,7 +223,7 @@ impl Exchange for Reseal {
         if self.progress.finished {
             // Every value is sealed under the active key now: the older data keys may leave the
             // key file (the store stops asking for them at start).
-            if let Some(mut recorded) = at_rest::recorded(g.store)? {
+            if let Some(mut recorded) = recorded_in(g)? {
                 let older: Vec<String> = recorded
                     .fingerprints
                     .keys()
@@ -263,5 +263,114 @@ impl Exchange for Reseal {
 
     fn finish(self: Box<Self>, outcome: Result<(), String>) {
         answer(self.reply, outcome, self.head);
+    }
+}
+
+/// The keys recorded (`meta/keys`) as this group leaves them so far: a reload recorded in the
+/// same group as a step that retires keys must not lose either change.
+fn recorded_in(g: &Group<'_>) -> Result<Option<at_rest::RecordedKeys>, StoreError> {
+    let key = String::from_utf8_lossy(at_rest::KEYS_KEY);
+    g.staged_or_stored(&key)?
+        .map(|bytes| crate::store::decode(at_rest::KEYS_KEY, &bytes))
+        .transpose()
+}
+
+/// Check keys reloaded at SIGHUP against the keys the store records and record any it has not
+/// seen, through the single writer (serial with the re-encryption's retirements, and with every
+/// other node's writer). `Err` names why the reload is refused (a key the stored values need is
+/// missing or differs); the keys in use then stay.
+pub async fn record_reloaded_keys(
+    committer: &CommitterHandle,
+    ours: std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let refused = committer
+        .submit(|reply| {
+            Box::new(RecordKeys {
+                ours,
+                reply: Some(reply),
+                refused: None,
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    match refused {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// A reload's keys, checked and recorded by the single writer.
+struct RecordKeys {
+    ours: std::collections::BTreeMap<String, String>,
+    reply: Option<oneshot::Sender<Result<Option<String>, String>>>,
+    /// Why the keys were refused (then nothing is written).
+    refused: Option<Option<String>>,
+}
+
+impl Exchange for RecordKeys {
+    fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
+        // A refusal is this job's answer, never the group's failure.
+        self.refused = Some(match at_rest::merge(recorded_in(g)?, self.ours.clone()) {
+            Ok(Some(keys)) => {
+                let key = String::from_utf8_lossy(at_rest::KEYS_KEY).into_owned();
+                g.archive.writes.push((key, to_bytes(&keys)));
+                None
+            }
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        });
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+        answer(self.reply, outcome, self.refused);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keyring::KeyFile;
+    use crate::crypto::{Keyring, Suite};
+    use crate::privacy::Protection;
+
+    /// A reload's keys are checked and recorded by the single writer: a key the store has not
+    /// seen is added to `meta/keys` beside what is there, a file with another lookup key is
+    /// refused and leaves the record as it was.
+    #[test]
+    fn reloaded_keys_are_recorded_by_the_writer_and_other_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = time::OffsetDateTime::UNIX_EPOCH;
+        let mut file = KeyFile::new(Suite::National, epoch);
+        let keys = Keyring::from_file(&file, Suite::National, "test").unwrap();
+        let at_rest: std::sync::Arc<dyn crate::store::AtRest> =
+            std::sync::Arc::new(Protection::new(keys));
+        let store = Store::open_tuned(dir.path(), Default::default(), 16, Some(at_rest)).unwrap();
+        let before = at_rest::recorded(&store).unwrap().unwrap();
+        let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+        let (committer, handle) = crate::exchange::start(store.clone(), clock).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+
+        let added = file.add_data_key(Suite::National, epoch + time::Duration::days(1));
+        let rotated = Keyring::from_file(&file, Suite::National, "test").unwrap();
+        rt.block_on(record_reloaded_keys(&handle, rotated.fingerprints()))
+            .unwrap();
+        let after = at_rest::recorded(&store).unwrap().unwrap();
+        assert!(after.fingerprints.contains_key(&added), "{after:?}");
+        for (id, fp) in &before.fingerprints {
+            assert_eq!(after.fingerprints.get(id), Some(fp), "{id} kept");
+        }
+
+        let other = Keyring::from_file(&KeyFile::new(Suite::National, epoch), Suite::National, "x")
+            .unwrap();
+        let refused = rt
+            .block_on(record_reloaded_keys(&handle, other.fingerprints()))
+            .unwrap_err();
+        assert!(refused.contains("lookup key differs"), "{refused}");
+        assert_eq!(at_rest::recorded(&store).unwrap().unwrap(), after);
+        drop(handle);
+        committer.join();
     }
 }

@@ -79,10 +79,16 @@ pub fn check_keys(
     store: &super::Store,
     ours: BTreeMap<String, String>,
 ) -> Result<Option<RecordedKeys>, StoreError> {
-    let mut keys = match recorded(store)? {
-        Some(keys) => keys,
-        None => RecordedKeys::default(),
-    };
+    merge(recorded(store)?, ours)
+}
+
+/// [`check_keys`] against what is recorded (`None`: nothing yet), for a caller that read it
+/// itself (the single writer, which also sees what its group has staged).
+pub fn merge(
+    recorded: Option<RecordedKeys>,
+    ours: BTreeMap<String, String>,
+) -> Result<Option<RecordedKeys>, StoreError> {
+    let mut keys = recorded.unwrap_or_default();
     // The lookup key first: it is the one whose loss hides every stored person.
     let lookup_first = keys
         .fingerprints

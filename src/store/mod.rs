@@ -125,6 +125,23 @@ pub const SEP: char = '\x1f';
 /// sled's page cache, in MiB (`storage.cache_mb`).
 pub const DEFAULT_CACHE_MB: u64 = 128;
 
+/// The writers' turn ([`Store::begin_group`]) held by code that is not the writer, ended when
+/// dropped.
+struct WriterTurn<'a>(&'a Store);
+
+impl<'a> WriterTurn<'a> {
+    fn take(store: &'a Store) -> Result<Self, StoreError> {
+        store.begin_group()?;
+        Ok(Self(store))
+    }
+}
+
+impl Drop for WriterTurn<'_> {
+    fn drop(&mut self) {
+        self.0.end_group();
+    }
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(dir, Durability::ProcessCrash)
@@ -176,14 +193,19 @@ impl Store {
         // database), and the keys are checked before a migration seals anything.
         let _held = store.exclusive("open")?;
         let found = format::found(&store)?;
-        // Data of format 4 and later may be sealed: keys it does not open are refused even
-        // before anything is recorded (a directory from the release that began sealing).
-        let new_keys = at_rest::check(&store, found >= 4)?;
-        // Recorded before a migration seals anything, so a migration interrupted and resumed
-        // under other keys is refused (never a directory sealed under two sets). Never written
-        // into a directory of a newer format, which is refused unchanged.
-        if let Some(keys) = new_keys.filter(|_| found <= format::CURRENT) {
-            at_rest::record(&store, &keys)?;
+        {
+            // The writers' turn too: a running node's writer may be retiring a data key in the
+            // same record (the re-encryption), and neither update may be lost.
+            let _turn = WriterTurn::take(&store)?;
+            // Data of format 4 and later may be sealed: keys it does not open are refused even
+            // before anything is recorded (a directory from the release that began sealing).
+            let new_keys = at_rest::check(&store, found >= 4)?;
+            // Recorded before a migration seals anything, so a migration interrupted and
+            // resumed under other keys is refused (never a directory sealed under two sets).
+            // Never written into a directory of a newer format, which is refused unchanged.
+            if let Some(keys) = new_keys.filter(|_| found <= format::CURRENT) {
+                at_rest::record(&store, &keys)?;
+            }
         }
         format::open(&store)?;
         Ok(store)
