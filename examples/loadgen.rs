@@ -258,7 +258,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some((peak_rss_kib(bpid), cpu_seconds(bpid) - cpu_before)),
         );
         stop(&mut bound);
-        if bound_result.rate() > 0.0 {
+        if result.failed > 0 || bound_result.failed > 0 {
+            // A side whose requests failed (a full disk, say) did not measure what it claims.
+            println!("gateway / bound: not computed, a side had failed requests");
+        } else if bound_result.rate() > 0.0 {
             println!(
                 "gateway / bound: {:.2}",
                 result.rate() / bound_result.rate()
