@@ -787,7 +787,7 @@ pub fn version_key(
 ) -> String {
     VersionKey {
         subject: subject.into(),
-        category: category.number() as u8,
+        category: category.number(),
         agency: agency.into(),
         record_id: record_id.into(),
         version,

@@ -159,7 +159,7 @@ pub fn list(
             out.push(status);
         }
     }
-    out.sort_by(|a, b| a.correction.deadline.cmp(&b.correction.deadline));
+    out.sort_by_key(|a| a.correction.deadline);
     // Forwarded outside information has no deadline: after every deadline.
     out.sort_by_key(|s| s.correction.deadline.is_none());
     Ok(out)

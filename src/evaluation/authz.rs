@@ -118,7 +118,7 @@ impl Authority {
             .find_map(|k| jsonwebtoken::decode::<Claims>(token, k, &validation).ok())
             .ok_or(AuthzError::Invalid)?
             .claims;
-        if !self.issuers.iter().any(|i| *i == claims.iss) {
+        if !self.issuers.contains(&claims.iss) {
             return Err(AuthzError::UnknownIssuer);
         }
         let now = now.unix_timestamp();

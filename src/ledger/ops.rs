@@ -118,7 +118,7 @@ pub async fn set_standing(
         ctx.committer,
         ctx.router.clone(),
         ctx.exceptions.clone(),
-        subject.archive_key(&ctx.store),
+        subject.archive_key(ctx.store),
         exit,
         change,
         ctx.now,

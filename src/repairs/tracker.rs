@@ -64,13 +64,10 @@ impl Tracker {
                 .unwrap_or_default();
             *counts.entry(state).or_default() += 1;
             let deadline = crate::clock::rfc3339(r.decision_deadline);
-            match listed.state {
-                State::InPublicity => {
-                    if let Err(e) = super::flow::complete_if_due(&ctx, &r.id).await {
-                        tracing::error!(repair = %r.id, error = %e, "cannot complete the repair; trying again");
-                    }
+            if listed.state == State::InPublicity {
+                if let Err(e) = super::flow::complete_if_due(&ctx, &r.id).await {
+                    tracing::error!(repair = %r.id, error = %e, "cannot complete the repair; trying again");
                 }
-                _ => {}
             }
             let due = match listed.state {
                 State::UnderReview => warnings.open(&r.id, r.decision_deadline, now, &calendar),

@@ -96,7 +96,7 @@ pub fn delivered(destination: &str, shares: usize, elapsed: Duration) {
 /// A failed delivery. Warned on the first failure and then every 100th, so an outage does not
 /// flood the log; every one is counted.
 pub fn delivery_retry(destination: &str, error: &str, wait: Duration, consecutive: u64) {
-    if consecutive == 1 || consecutive % 100 == 0 {
+    if consecutive == 1 || consecutive.is_multiple_of(100) {
         tracing::warn!(
             destination,
             error,
