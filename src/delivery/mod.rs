@@ -395,13 +395,8 @@ impl Worker {
         let (store, dest) = (self.store.clone(), self.destination.config.id.clone());
         async move {
             tokio::task::spawn_blocking(move || {
-                let waiting = outbox::pending(&store, &dest, size + in_flight.len())
+                let batch = outbox::pending_except(&store, &dest, size, &in_flight)
                     .map_err(|e| e.to_string())?;
-                let batch = waiting
-                    .into_iter()
-                    .filter(|(k, _)| !in_flight.contains(k))
-                    .take(size)
-                    .collect();
                 Ok(payload::rebuild_all(&store, batch))
             })
             .await

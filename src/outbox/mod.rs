@@ -203,11 +203,29 @@ pub fn pending(
     dest: &str,
     limit: usize,
 ) -> Result<Vec<(String, Entry)>, StoreError> {
+    pending_except(store, dest, limit, &Default::default())
+}
+
+/// [`pending`] without the entries `skip` names (those in flight), which are passed over
+/// undecoded: the first `limit` entries of the queue that are not in `skip`, in order.
+pub fn pending_except(
+    store: &Store,
+    dest: &str,
+    limit: usize,
+    skip: &std::collections::HashSet<String>,
+) -> Result<Vec<(String, Entry)>, StoreError> {
     let mut out = Vec::with_capacity(limit.min(1024));
+    if limit == 0 {
+        return Ok(out);
+    }
     for item in store.scan_raw(queue_prefix(dest).as_bytes()) {
         let (k, v) = item?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        if skip.contains(&key) {
+            continue;
+        }
         let entry = crate::store::decode(&k, &v)?;
-        out.push((String::from_utf8_lossy(&k).into_owned(), entry));
+        out.push((key, entry));
         if out.len() >= limit {
             break;
         }
