@@ -17,8 +17,11 @@ use super::{CryptoError, Signer, Suite};
 /// The header carrying a delivery's detached signature.
 pub const DELIVERY_HEADER: &str = "x-credit-signature";
 
-/// A signature as documents carry it.
+/// A signature as documents carry it. Every member is checked: a signature with a member more,
+/// or naming another algorithm than its suite's, does not verify (the signature member is left
+/// out of what is signed, so nothing in it may go unchecked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Signature {
     pub suite: Suite,
     /// The signing key's id in the gateway's public key file.
@@ -96,7 +99,7 @@ pub fn verify_bytes(
     let key = keys
         .find(&signature.key_id)
         .ok_or_else(|| VerifyError::UnknownKey(signature.key_id.clone()))?;
-    if key.suite != signature.suite {
+    if key.suite != signature.suite || signature.algorithm != signature.suite.signature_name() {
         return Err(VerifyError::Mismatch);
     }
     let public = hex::decode(&key.public_key)
@@ -224,5 +227,30 @@ mod tests {
                 Err(VerifyError::Mismatch)
             );
         }
+    }
+
+    /// The signature member is not signed itself: every member of it is checked instead (found
+    /// by the crypto property test: a receipt whose `algorithm` lost a letter still verified).
+    #[test]
+    fn a_signature_naming_another_algorithm_or_carrying_a_member_more_does_not_verify() {
+        let suite = Suite::National;
+        let signer =
+            SoftSigner::from_secret(suite, "s1", &SoftSigner::generate_secret(suite)).unwrap();
+        let keys = PublicKeyFile {
+            gateway: "test".into(),
+            keys: vec![PublicKeyFile::describe(&signer)],
+        };
+        let mut doc = serde_json::json!({"receipt_id": "R1"});
+        sign_document(&signer, &mut doc).unwrap();
+        assert!(verify_document(&keys, &doc).is_ok());
+        let mut renamed = doc.clone();
+        renamed["signature"]["algorithm"] = "m2".into();
+        assert_eq!(verify_document(&keys, &renamed), Err(VerifyError::Mismatch));
+        let mut extended = doc.clone();
+        extended["signature"]["note"] = "x".into();
+        assert!(matches!(
+            verify_document(&keys, &extended),
+            Err(VerifyError::Malformed(_))
+        ));
     }
 }
