@@ -531,26 +531,6 @@ mod tests {
         assert_eq!(round_trip(&p, &inst), serde_json::to_vec(&inst).unwrap());
     }
 
-    /// Open a store in `dir` again right after the previous handle was dropped: sled lets go of
-    /// its file lock when its last background thread does, which on a loaded machine can be a
-    /// moment later.
-    fn reopen(
-        dir: &std::path::Path,
-        at_rest: std::sync::Arc<dyn AtRest>,
-    ) -> Result<crate::store::Store, crate::store::StoreError> {
-        for _ in 0..500 {
-            match crate::store::Store::open_tuned(dir, Default::default(), 16, Some(at_rest.clone())) {
-                Err(crate::store::StoreError::Sled(::sled::Error::Io(e)))
-                    if e.to_string().contains("could not acquire lock") =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                other => return other,
-            }
-        }
-        crate::store::Store::open_tuned(dir, Default::default(), 16, Some(at_rest))
-    }
-
     /// A code valid both as a unified social credit code and as a resident ID number.
     fn code_valid_as_both() -> String {
         let strict = crate::subject::IdentifierExceptions::default();
@@ -682,14 +662,14 @@ mod tests {
     #[test]
     fn a_store_sealed_under_some_keys_refuses_others_and_records_a_rotation() {
         use crate::crypto::keyring::KeyFile;
-        use crate::store::StoreError;
+        use crate::store::{Store, StoreError};
         let dir = tempfile::tempdir().unwrap();
         let epoch = time::OffsetDateTime::UNIX_EPOCH;
         let mut file = KeyFile::new(Suite::National, epoch);
         let open = |file: &KeyFile| {
             let keys = Keyring::from_file(file, Suite::National, "test").unwrap();
             let p: std::sync::Arc<dyn AtRest> = std::sync::Arc::new(Protection::new(keys));
-            reopen(dir.path(), p)
+            Store::open_tuned(dir.path(), Default::default(), 16, Some(p))
         };
         drop(open(&file).unwrap());
         let other = KeyFile::new(Suite::National, epoch);
@@ -718,7 +698,7 @@ mod tests {
     #[test]
     fn a_directory_sealed_before_the_record_must_open_with_the_keys_given() {
         use crate::crypto::keyring::KeyFile;
-        use crate::store::{at_rest::KEYS_KEY, StoreError, WriteSet};
+        use crate::store::{at_rest::KEYS_KEY, Store, StoreError, WriteSet};
         let dir = tempfile::tempdir().unwrap();
         let epoch = time::OffsetDateTime::UNIX_EPOCH;
         let own = KeyFile::new(Suite::National, epoch);
@@ -727,7 +707,7 @@ mod tests {
             std::sync::Arc::new(Protection::new(keys))
         };
         let store =
-            reopen(dir.path(), protection(&own)).unwrap();
+            Store::open_tuned(dir.path(), Default::default(), 16, Some(protection(&own))).unwrap();
         let mut w = WriteSet::default();
         w.put(
             "sub/resident_id:k:aa",
@@ -741,14 +721,14 @@ mod tests {
         store.flush().unwrap();
         drop(store);
         let other = KeyFile::new(Suite::National, epoch);
-        match reopen(dir.path(), protection(&other)) {
+        match Store::open_tuned(dir.path(), Default::default(), 16, Some(protection(&other))) {
             Err(StoreError::KeysDiffer { message }) => {
                 assert!(message.contains("does not open"), "{message}")
             }
             other => panic!("opened with other keys: {other:?}"),
         }
         let store =
-            reopen(dir.path(), protection(&own)).unwrap();
+            Store::open_tuned(dir.path(), Default::default(), 16, Some(protection(&own))).unwrap();
         assert!(store.get_stored(KEYS_KEY).unwrap().is_some(), "recorded");
     }
 }

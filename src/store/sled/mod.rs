@@ -28,11 +28,11 @@ pub struct SledEngine {
 impl SledEngine {
     /// `cache_mb` bounds sled's page cache, the largest part of the gateway's memory.
     pub fn open(dir: &Path, durability: Durability, cache_mb: u64) -> Result<Self, StoreError> {
-        let db = ::sled::Config::new()
+        let config = ::sled::Config::new()
             .path(dir)
             .mode(::sled::Mode::HighThroughput)
-            .cache_capacity(cache_mb.max(8) * 1024 * 1024)
-            .open()?;
+            .cache_capacity(cache_mb.max(8) * 1024 * 1024);
+        let db = open_when_released(&config)?;
         let fsync = match durability {
             Durability::ProcessCrash => None,
             Durability::PowerLoss => {
@@ -49,6 +49,28 @@ impl SledEngine {
             }
         };
         Ok(Self { db, fsync })
+    }
+}
+
+/// How long an open waits for the directory's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Open the database, waiting up to [`LOCK_WAIT`] for its file lock: sled lets go of it when
+/// the last of its background threads does, which can be a moment after the handle was dropped
+/// (a command that reopens what it just closed, on a loaded machine). A lock another process
+/// holds (a gateway running on the directory) is still an error, after the wait.
+fn open_when_released(config: &::sled::Config) -> Result<::sled::Db, ::sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Err(::sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
