@@ -652,13 +652,21 @@ impl Reload {
             let done = async {
                 let keys = store.keys().cloned().ok_or("no keys in use")?;
                 let reloaded = tokio::task::spawn_blocking(move || {
-                    crate::crypto::Keyring::load(&config.key_source(), config.crypto.suite, false, now)
-                        .map_err(|e| e.to_string())
+                    crate::crypto::Keyring::load(
+                        &config.key_source(),
+                        config.crypto.suite,
+                        false,
+                        now,
+                    )
+                    .map_err(|e| e.to_string())
                 })
                 .await
                 .map_err(|e| e.to_string())??;
-                crate::privacy::reencrypt::record_reloaded_keys(&committer, reloaded.fingerprints())
-                    .await?;
+                crate::privacy::reencrypt::record_reloaded_keys(
+                    &committer,
+                    reloaded.fingerprints(),
+                )
+                .await?;
                 keys.replace_with(&reloaded).map_err(|e| e.to_string())?;
                 Ok::<_, String>(keys.active_data_key())
             }

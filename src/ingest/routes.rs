@@ -187,8 +187,8 @@ async fn push_records(
                 Ok(record) => {
                     let plan = router.plan_reported(&record, now, &mut filter);
                     // Hashed and protected here, in parallel, not on the single writer.
-                    let prepared = Prepared::new(&store, &record.canonical_bytes())
-                        .map_err(|e| {
+                    let prepared =
+                        Prepared::new(&store, &record.canonical_bytes()).map_err(|e| {
                             tracing::error!(error = %e, "cannot prepare a record for the archive");
                             ApiError::StorageUnavailable
                         })?;
