@@ -895,3 +895,81 @@ fn a_listing_corrected_to_no_longer_serious_takes_its_linked_records_with_it() {
     )) > before));
     wait_result(&gw, "resident_id", &person, 2026, |r| r["grade"] == "E");
 }
+
+/// Issue #31: a record sent again for another subject (a corrected attribution) moves: the first
+/// subject's archive, evaluation and exit no longer see it, the second's do, the move is
+/// audited, and the first subject's exit withdraws nothing of the second's from the platforms.
+#[test]
+fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_and_exits() {
+    let (_rt, gw, platform, _mi) = setup("540000", "2025-06-02T10:00:00+08:00", |_| {});
+    let (a, b) = (uscc_in("540102", 31), uscc_in("540102", 32));
+    push(&gw, vec![penalty(&a, "540102", "MOVE-1", "2025-03-01", None)]);
+    push(&gw, vec![penalty(&a, "540102", "STAY-1", "2025-03-01", None)]);
+    wait_result(&gw, "uscc", &a, 2025, |r| r["points"] == 90);
+    // The same record id, now attributed to B.
+    let receipt = gw.push_canonical(
+        MI,
+        &vec![penalty(&b, "540102", "MOVE-1", "2025-03-01", None)],
+    );
+    assert_eq!(receipt["records"][0]["version"], 2);
+
+    // Evaluations: A keeps only its own record, B has the moved one.
+    let ra = wait_result(&gw, "uscc", &a, 2025, |r| r["points"] == 95);
+    assert!(ra["reasons"].as_array().unwrap().iter().all(|x| x["record_id"] != "MOVE-1"), "{ra}");
+    let rb = wait_result(&gw, "uscc", &b, 2025, |r| r["points"] == 95);
+    assert!(rb["reasons"].as_array().unwrap().iter().any(|x| x["record_id"] == "MOVE-1"), "{rb}");
+
+    // Archives: A lists it apart, as no longer its own; B lists it as current.
+    let client = gw.client(MI);
+    let arc_a = client.get(&format!("/v1/subjects/uscc/{a}")).json();
+    let current_a: Vec<&Value> = arc_a["categories"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|l| l.as_array().unwrap())
+        .collect();
+    assert!(current_a.iter().all(|h| h["record_id"] != "MOVE-1"), "{arc_a}");
+    assert!(current_a.iter().any(|h| h["record_id"] == "STAY-1"), "{arc_a}");
+    assert_eq!(arc_a["no_longer_current"][0]["record_id"], "MOVE-1", "{arc_a}");
+    assert!(!arc_a.to_string().contains(&b), "A's archive never names B: {arc_a}");
+    let arc_b = client.get(&format!("/v1/subjects/uscc/{b}")).json();
+    assert_eq!(arc_b["categories"]["administrative"][0]["record_id"], "MOVE-1");
+    assert_eq!(arc_b["categories"]["administrative"][0]["current_version"], 2);
+
+    // The move is audited as such.
+    let (_, audit) = gw.admin_get("/audit/entries?limit=50");
+    assert!(
+        audit.contains("\"moved\"") && audit.contains(&format!("uscc:{b}")),
+        "the batch entry names the move: {audit}"
+    );
+
+    // A's exit (LS Art. 20) withdraws A's record and nothing of B's.
+    let exit = client.post(
+        &format!("/v1/subjects/uscc/{a}/exit"),
+        "application/json",
+        br#"{"reason": "left_service", "on": "2025-06-02"}"#.to_vec(),
+    );
+    assert_eq!(exit.status, 200, "{}", String::from_utf8_lossy(&exit.body));
+    let withdrawn = |id: &str| {
+        platform
+            .received()
+            .into_iter()
+            .filter(|s| s.kind == "withdrawal" && s.record.pointer("/source/record_id").and_then(Value::as_str) == Some(id))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || withdrawn("STAY-1") > 0),
+        "A's own record is withdrawn"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(withdrawn("MOVE-1"), 0, "B's record stays published");
+    let last = platform
+        .received()
+        .into_iter()
+        .filter(|s| s.record.pointer("/source/record_id").and_then(Value::as_str) == Some("MOVE-1"))
+        .last()
+        .expect("MOVE-1 reached the platform");
+    assert_eq!(last.kind, "share", "what the platform holds last is B's version");
+    assert_eq!(last.record["subject"]["id"], json!(b));
+    assert_eq!(client.get(&format!("/v1/subjects/uscc/{b}")).status, 200, "B stays active");
+}

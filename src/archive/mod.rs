@@ -16,6 +16,13 @@
 //! agencies' reads; re-entry shows it again (LS Art. 20: "退出前的信用评价信息将恢复"). Nothing
 //! here decides what platforms hold: that is the publication ledger (`ledger`).
 //!
+//! A record's subject is whatever its current version says (issue #31): the same source record
+//! sent again for another subject (the natural way to correct a wrong attribution) moves it.
+//! Its earlier versions stay under the first subject's keys (versions are never rewritten), but
+//! the first subject's archive, evaluation, exit and repairs no longer count it
+//! ([`records_of`] reads the head), its archive lists it apart as no longer its own, and both
+//! subjects are marked changed so both are evaluated again. The move is audited (`ingest`).
+//!
 //! Never does: write to sled itself. [`Staging`] computes the writes and the single writer in
 //! `store` commits them, so two concurrent batches cannot both create "version 1".
 
@@ -412,6 +419,12 @@ impl Staging {
         }
         let version = previous.as_ref().map(|p| p.version + 1).unwrap_or(1);
         let subject = record.subject.id.archive_key(store);
+        // A move: the subject it leaves changes too (its evaluation no longer counts it).
+        if let Some(prev) = previous.as_ref().filter(|p| p.subject != subject) {
+            if touch {
+                self.touched.insert(prev.subject.clone());
+            }
+        }
         let head = RecordHead {
             subject: subject.clone(),
             category: record.category,
@@ -632,6 +645,11 @@ pub struct SubjectArchive {
     pub id: String,
     /// Category code -> records of that category, each with every version, oldest first.
     pub categories: std::collections::BTreeMap<String, Vec<RecordHistory>>,
+    /// Records whose earlier versions were filed here but whose current version is filed
+    /// elsewhere (moved to another subject, or to another category): history, not the
+    /// subject's own. Who holds it now is not said here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub no_longer_current: Vec<RecordHistory>,
 }
 
 #[derive(Debug, Serialize)]
@@ -688,23 +706,39 @@ pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchi
             }),
         }
     }
-    for history in categories.values_mut().flatten() {
-        if let Some(head) =
-            store.get_json::<RecordHead>(&record_head_key(&history.agency, &history.record_id))?
-        {
-            history.expired_at = head.expired_at;
-            history.marks = head.marks;
+    let mut no_longer_current = Vec::new();
+    for (category, list) in categories.iter_mut() {
+        let mut own = Vec::with_capacity(list.len());
+        for mut history in std::mem::take(list) {
+            let head = store
+                .get_json::<RecordHead>(&record_head_key(&history.agency, &history.record_id))?;
+            match head {
+                Some(head) if head.subject == key && head.category.code() == category => {
+                    history.expired_at = head.expired_at;
+                    history.marks = head.marks;
+                    own.push(history);
+                }
+                // Filed here once; its current version is filed elsewhere.
+                Some(_) => no_longer_current.push(history),
+                None => own.push(history),
+            }
         }
+        *list = own;
     }
+    categories.retain(|_, list| !list.is_empty());
     Ok(Some(SubjectArchive {
         subject,
         id: id.as_str().to_string(),
         categories,
+        no_longer_current,
     }))
 }
 
-/// The (agency, record id) of every record in a subject's archive, from the keys alone.
+/// The (agency, record id) of every record that is the subject's own now: filed under its
+/// archive key and with a head that names it (a record moved to another subject keeps its
+/// earlier versions here, but is no longer this subject's; see the module doc).
 pub fn records_of(store: &Store, archive_key: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut seen = std::collections::HashSet::new();
     let mut out: Vec<(String, String)> = Vec::new();
     for item in store.keys_under(VersionKey::subject_prefix(archive_key).as_bytes()) {
         let k = item?;
@@ -714,10 +748,13 @@ pub fn records_of(store: &Store, archive_key: &str) -> Result<Vec<(String, Strin
         else {
             return Err(StoreError::corrupt(&k, "not a version key"));
         };
-        if out
-            .last()
-            .is_none_or(|(a, r)| *a != agency || *r != record_id)
-        {
+        if !seen.insert((agency.clone(), record_id.clone())) {
+            continue;
+        }
+        let own = store
+            .get_json::<RecordHead>(&record_head_key(&agency, &record_id))?
+            .is_some_and(|head| head.subject == archive_key);
+        if own {
             out.push((agency, record_id));
         }
     }

@@ -96,6 +96,10 @@ struct BatchReceived<'a> {
     shares_queued: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     withdrawals_queued: Vec<Value>,
+    /// Records that changed subject with this batch (a corrected attribution): from which
+    /// archive to which (archive keys: a person's is the keyed hash, never the number).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    moved: Vec<Value>,
     records: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     withheld: Option<Vec<Value>>,
@@ -107,6 +111,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
     let mut accepted = Vec::with_capacity(job.accepted.len());
     let (mut new, mut updated, mut unchanged) = (0usize, 0usize, 0usize);
     let (mut shares_queued, mut withdrawals) = (0usize, Vec::new());
+    let mut moved = Vec::new();
     for input in &job.accepted {
         let record = &input.record;
         let (outcome, version, previous) = g.archive.stage(
@@ -118,6 +123,17 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
             job.received_at,
             true,
         )?;
+        if let Some(prev) = previous.as_ref() {
+            let to = record.subject.id.archive_key(g.store);
+            if prev.subject != to {
+                moved.push(json!({
+                    "record_id": record.source.record_id,
+                    "version": version,
+                    "from": prev.subject,
+                    "to": to,
+                }));
+            }
+        }
         match outcome {
             Outcome::New => new += 1,
             Outcome::Updated => updated += 1,
@@ -158,6 +174,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
         rejected: job.rejected.len(),
         shares_queued,
         withdrawals_queued: withdrawals,
+        moved,
         records: accepted
             .iter()
             .map(|a| json!({"index": a.index, "record_id": a.record_id, "outcome": a.outcome, "version": a.version}))
