@@ -283,6 +283,39 @@ fn failed_sign_ins_are_limited_and_audited() {
     );
 }
 
+/// Issue #31: failures of unknown names no longer lock every unknown name at once, so the
+/// answer to a configured name and to an unknown one is the same, before and after failures.
+#[test]
+fn the_sign_in_answer_is_identical_for_known_and_unknown_names() {
+    let mut gw = Gateway::prepare();
+    with_operators(&mut gw);
+    gw.spawn();
+    let attempt = |name: &str| {
+        let (status, _, body) = gw.admin_raw(
+            "POST",
+            "/session",
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&json!({"name": name, "password": "guess"})).unwrap(),
+        );
+        let code = serde_json::from_str::<Value>(&body).unwrap()["error"]["code"].clone();
+        (status, code)
+    };
+    for i in 0..5 {
+        assert_eq!(attempt(&format!("probe{i}")), (401, json!("sign_in_failed")));
+    }
+    let unknown = attempt("probe-next");
+    let known = attempt("li");
+    assert_eq!(unknown, known, "an unknown name answers as a configured one");
+    assert_eq!(known, (401, json!("sign_in_failed")));
+    // Five failures of one name lock that name, known or unknown alike.
+    for _ in 0..4 {
+        attempt("li");
+        attempt("probe-next");
+    }
+    assert_eq!(attempt("li"), attempt("probe-next"));
+    assert_eq!(attempt("li").0, 429);
+}
+
 #[test]
 fn identifiers_are_masked_below_auditor_and_the_chain_verifies_while_running() {
     let mut gw = Gateway::prepare();

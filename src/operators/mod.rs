@@ -37,6 +37,8 @@ const IDLE: Duration = Duration::from_secs(30 * 60);
 const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const MAX_FAILURES_PER_NAME: usize = 5;
+/// Past this many counted names and addresses, those with no failure in the window are dropped.
+const PRUNE_ABOVE: usize = 10_000;
 const MAX_FAILURES_PER_ADDRESS: usize = 20;
 
 pub const SESSION_COOKIE: &str = "cg_session";
@@ -165,17 +167,18 @@ impl Gate {
         from: IpAddr,
     ) -> Result<(String, String, OperatorRole), SignInError> {
         let now = Instant::now();
-        // Only known names get a key of their own: unknown ones share one, so the map stays small.
-        let name_key = if self.operators.contains_key(name) {
-            format!("n:{name}")
-        } else {
-            "n:?".to_string()
-        };
+        // Every name, known or not, counts its own failures: a shared count for unknown names
+        // locked them all at once and told them apart from configured ones (issue #31: names
+        // could be enumerated). The map is bounded by the per-address limit and pruned below.
+        let name_key = format!("n:{name}");
         let addr_key = format!("a:{from}");
         {
             // Check and count in one step, before the slow hash: parallel guesses each take a
             // failure slot (given back on success), so at most the limit run at all.
             let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if f.len() > PRUNE_ABOVE {
+                f.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < FAILURE_WINDOW));
+            }
             if within(&mut f, &name_key, now) >= MAX_FAILURES_PER_NAME
                 || within(&mut f, &addr_key, now) >= MAX_FAILURES_PER_ADDRESS
             {
@@ -392,6 +395,32 @@ mod tests {
         assert!(g
             .sign_in("zhang", "s3cret-1", "10.0.0.3".parse().unwrap())
             .is_ok());
+    }
+
+    #[test]
+    fn unknown_and_known_names_are_locked_alike_so_names_cannot_be_enumerated() {
+        let g = gate();
+        let ip: IpAddr = "10.0.0.4".parse().unwrap();
+        // Failures of unknown names lock only those names...
+        for i in 0..5 {
+            assert_eq!(
+                g.sign_in(&format!("nobody{i}"), "x", ip).unwrap_err(),
+                SignInError::Wrong
+            );
+        }
+        for name in ["nobody9", "li"] {
+            assert_eq!(g.sign_in(name, "x", ip).unwrap_err(), SignInError::Wrong, "{name}");
+        }
+        // ...and five of the same name lock it, known or not.
+        let other: IpAddr = "10.0.0.5".parse().unwrap();
+        for name in ["ghost", "zhang"] {
+            for _ in 0..5 {
+                let _ = g.sign_in(name, "x", other);
+            }
+        }
+        let third: IpAddr = "10.0.0.6".parse().unwrap();
+        assert_eq!(g.sign_in("ghost", "x", third).unwrap_err(), SignInError::Locked);
+        assert_eq!(g.sign_in("zhang", "x", third).unwrap_err(), SignInError::Locked);
     }
 
     #[test]
