@@ -126,8 +126,11 @@ pub fn filter(record: &CanonicalRecord, channel: Channel, rules: &DisclosureRule
         }
     }
     if channel_rules.scan_personal_data {
-        if let Some(Value::Object(content)) = json.get_mut("content") {
-            scan_content(content, "content", &mut masked);
+        // The legal basis too: a document number may carry the person's number (issue #31).
+        for part in ["content", "basis"] {
+            if let Some(Value::Object(obj)) = json.get_mut(part) {
+                scan_content(obj, part, &mut masked);
+            }
         }
     }
     // The record's own disclosure metadata says nothing a receiver needs beyond the class.

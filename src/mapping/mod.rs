@@ -469,7 +469,9 @@ impl Mapping {
         }
         Rejection {
             index,
-            record_id,
+            // Echoed to the sender, logged and audited: never with a personal number in it
+            // (the validator refuses such an id; issue #31).
+            record_id: record_id.map(|id| crate::subject::ResidentId::masked_in(&id)),
             field: first.field,
             canonical_field: first.canonical_field,
             reason: first.reason,

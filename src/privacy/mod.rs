@@ -6,6 +6,8 @@
 //!   entries, anything that embeds a subject), and a person named by flat fields of one prefix
 //!   (`legal_representative_id_type` personal: `legal_representative_id`, `legal_representative`
 //!   and `legal_representative_name`);
+//! - a person's contact details ([`PERSONAL_CONTACT_FIELDS`]: `contact_phone`, `address`, …)
+//!   beside a personal subject's identifier, and in the content of a record about a person;
 //! - a record's restricted content (LS Art. 25): the whole `content` of a record classed
 //!   `restricted`, and each field its `disclosure.restricted_fields` lists;
 //! - any string holding a resident ID number's shape (17 digits and a digit or X), wherever it
@@ -36,6 +38,20 @@ use serde_json::{Map, Value};
 use crate::crypto::{sealed, Keyring, Keys};
 use crate::store::{AtRest, StoreError};
 use crate::subject::IdType;
+
+/// A person's contact details, sealed wherever they stand beside a personal subject or in the
+/// content of a record about a person (PIPL Art. 28 lists none of them as sensitive, but each
+/// identifies the person as surely as the ID number).
+pub const PERSONAL_CONTACT_FIELDS: &[&str] = &[
+    "contact_phone",
+    "phone",
+    "mobile",
+    "telephone",
+    "email",
+    "address",
+    "contact_address",
+    "home_address",
+];
 
 /// The store's protection at rest with the gateway's keys.
 #[derive(Debug, Clone)]
@@ -100,6 +116,25 @@ impl Protection {
         let mut fields: Vec<String> = Vec::new();
         if personal {
             fields.extend(["id".to_string(), "name".to_string()]);
+            fields.extend(PERSONAL_CONTACT_FIELDS.iter().map(|f| f.to_string()));
+        }
+        // A record about a person: the person's contact details in its content (issue #31: a
+        // natural person's `contact_phone` was stored in clear).
+        let about_a_person = map
+            .get("subject")
+            .and_then(|s| s.get("id_type"))
+            .and_then(Value::as_str)
+            .and_then(|c| IdType::from_code(c.trim()))
+            .is_some_and(IdType::is_personal);
+        if about_a_person {
+            if let Some(Value::Object(content)) = map.get_mut("content") {
+                for field in PERSONAL_CONTACT_FIELDS {
+                    if let Some(v) = content.get_mut(*field).filter(|v| !is_sealed(v)) {
+                        *v = self.seal(key, v)?;
+                        any = true;
+                    }
+                }
+            }
         }
         // Flat person fields of a record's content (`legal_representative_id_type`,
         // `legal_representative_id`, `legal_representative`): the same person, named by prefix.
@@ -461,6 +496,24 @@ mod tests {
             serde_json::from_slice(&p.reveal(b"arc/x", stored.clone()).unwrap()).unwrap();
         assert_eq!(&back, value);
         stored
+    }
+
+    #[test]
+    fn a_persons_contact_phone_is_sealed_in_a_record_about_them_and_an_institutions_is_not() {
+        let p = protection();
+        let person = json!({
+            "subject": {"id_type": "passport", "id": "E12345678", "name": "李四", "kind": "individual"},
+            "content": {"contact_phone": "13800138000", "address": "广州市某路1号", "action": "penalty"}
+        });
+        let stored = String::from_utf8(round_trip(&p, &person)).unwrap();
+        assert!(!stored.contains("13800138000") && !stored.contains("某路"), "{stored}");
+        assert!(stored.contains("penalty"), "other content stays in clear");
+        let institution = json!({
+            "subject": {"id_type": "uscc", "id": "91310110666007217T", "name": "某公司"},
+            "content": {"contact_phone": "020-12345678"}
+        });
+        let stored = String::from_utf8(round_trip(&p, &institution)).unwrap();
+        assert!(stored.contains("020-12345678"), "an institution's switchboard is public");
     }
 
     #[test]

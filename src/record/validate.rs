@@ -266,6 +266,15 @@ fn source(
             ));
             return None;
         }
+        // A record id is a key: in the store's keys, logs, the audit chain and every platform's
+        // copy, where nothing can be sealed or masked (issue #31).
+        if crate::subject::ResidentId::found_in(id) {
+            errs.push(FieldError::new(
+                "source.record_id",
+                "holds a resident ID number (GB 11643): a record id is stored in keys and sent to every platform, so it may not carry a personal number; use the source system's own serial",
+            ));
+            return None;
+        }
     }
     let region = prefixed_text(s, "source.region", "region", errs).and_then(|r| match RegionCode::parse(&r) {
         Ok(r) => Some(r),

@@ -194,6 +194,47 @@ impl ResidentId {
         &self.0
     }
 
+    /// Whether `text` holds a valid resident ID number as a run of exactly 18 ID characters
+    /// (17 digits and a digit or X), whatever stands around it: a letter-prefixed `R1101…`
+    /// counts, a longer run of digits (a serial number) does not.
+    pub fn found_in(text: &str) -> bool {
+        !Self::spans_in(text).is_empty()
+    }
+
+    /// `text` with every resident ID number [`Self::found_in`] finds masked (first 6 and last 2
+    /// kept): what a log, a receipt or an error may say of an identifier that held one.
+    pub fn masked_in(text: &str) -> String {
+        let mut out = text.to_string();
+        for (start, end) in Self::spans_in(text).into_iter().rev() {
+            out.replace_range(start..end, &mask_middle(&text[start..end], 6, 2));
+        }
+        out
+    }
+
+    /// Byte ranges of the valid resident ID numbers in `text`.
+    fn spans_in(text: &str) -> Vec<(usize, usize)> {
+        let none = IdentifierExceptions::default();
+        let bytes = text.as_bytes();
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let digits = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let mut end = i + digits;
+            if digits == 17 && matches!(bytes.get(end), Some(b'X' | b'x')) {
+                end += 1;
+            }
+            if end - i == 18 && Self::parse(&text[i..end], &none).is_ok() {
+                spans.push((i, end));
+            }
+            i = end;
+        }
+        spans
+    }
+
     /// The number masked for public channels: region prefix and last character kept
     /// (`440104**********1X` style: first 6, last 2 kept).
     pub fn masked(&self) -> String {
@@ -399,6 +440,19 @@ mod tests {
 
     fn none() -> IdentifierExceptions {
         IdentifierExceptions::default()
+    }
+
+    #[test]
+    fn a_resident_id_is_found_inside_identifiers_but_not_inside_longer_serials() {
+        assert!(ResidentId::found_in("R11010519491231002X-2025"));
+        assert!(ResidentId::found_in("11010519491231002x"));
+        assert!(!ResidentId::found_in("911010519491231002X"), "19 characters: a serial");
+        assert!(!ResidentId::found_in("110105194912310021"), "check character wrong");
+        assert!(!ResidentId::found_in("穗医保罚〔2025〕12号"));
+        assert_eq!(
+            ResidentId::masked_in("R11010519491231002X-2025"),
+            "R110105**********2X-2025"
+        );
     }
 
     #[test]
