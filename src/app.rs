@@ -31,6 +31,13 @@ pub enum StartError {
     Keys(String),
     #[error("{0}")]
     DiskFull(String),
+    /// A setting this build does not have (the test clock in a release build).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A write to the data directory failed while serving: the gateway stopped so that the next
+    /// start recovers from what is durable (see `store::sled`).
+    #[error("stopped after a failed write to the data directory ({0}); nothing unacknowledged was answered as stored: free the disk or fix the device, then start again")]
+    Fenced(String),
     #[error("sharing: {0}")]
     Sharing(String),
     #[error("objections or repairs rules: {0}")]
@@ -54,6 +61,9 @@ pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 
 /// The manual clock when the configuration asks for one (tests only), resumed from the time it was
 /// last set to, so a restart (or a CLI command on the stopped data directory) keeps that time.
+/// Only a build with the `test-clock` feature has it: a release build never reads the setting's
+/// file, and refuses to start with the setting on ([`test_clock_refused`]).
+#[cfg(feature = "test-clock")]
 pub fn manual_clock(config: &Config) -> Option<crate::clock::ManualClock> {
     config.corrections.dangerous_manual_clock.then(|| {
         let resumed = std::fs::read_to_string(config.storage.data_dir.join(MANUAL_CLOCK_FILE))
@@ -66,6 +76,23 @@ pub fn manual_clock(config: &Config) -> Option<crate::clock::ManualClock> {
                 .ok()
             });
         crate::clock::ManualClock::new(resumed.unwrap_or_else(time::OffsetDateTime::now_utc))
+    })
+}
+
+/// A build without the `test-clock` feature has no manual clock.
+#[cfg(not(feature = "test-clock"))]
+pub fn manual_clock(_config: &Config) -> Option<crate::clock::ManualClock> {
+    None
+}
+
+/// Why this configuration may not run in this build: the test clock asked of a build that has
+/// none (every legal deadline would silently follow the wall clock instead of what the operator
+/// believes is set). `None` when it may run.
+pub fn test_clock_refused(config: &Config) -> Option<String> {
+    (config.corrections.dangerous_manual_clock && !cfg!(feature = "test-clock")).then(|| {
+        "corrections.dangerous_manual_clock is a test setting, and this build has no test clock \
+         (it exists only in builds with the test-clock feature): remove the setting"
+            .to_string()
     })
 }
 
@@ -270,6 +297,9 @@ pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartErro
 
 /// Run the gateway until SIGTERM or ctrl-c.
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    if let Some(why) = test_clock_refused(&config) {
+        return Err(StartError::Config(why));
+    }
     let metrics = telemetry::init_metrics();
     if let Some(report) = ensure_dev_certs(&config)? {
         for path in &report.created {
@@ -279,14 +309,19 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config)?));
     let mappings = load_mappings(&config)?;
     let disk = Arc::new(prepare_data_dir(&config)?);
-    let store = open_store(&config)?;
+    let store = match config.storage.engine {
+        // Every write set is measured against the reserve before sled sees it.
+        crate::config::StorageEngine::Sled => open_store(&config)?.with_reserve(disk.clone()),
+        crate::config::StorageEngine::Postgres => open_store(&config)?,
+    };
     let exceptions = IdentifierExceptions::new(
         &config.validation.uscc_exceptions,
         &config.validation.resident_id_exceptions,
     );
     let manual_clock = manual_clock(&config);
     if manual_clock.is_some() {
-        tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (tests only)");
+        tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (test build only)");
+        metrics::gauge!("gateway_test_clock").set(1.0);
     }
     let clock = clock_of(&manual_clock);
     let (committer, handle) =
@@ -576,7 +611,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(api = %api_addr, admin = %admin_addr, "credit-gateway ready");
     println!("credit-gateway ready: api=https://{api_addr} admin=http://{admin_addr}");
 
-    wait_for_signal(signals, || reload.run()).await;
+    let fenced = tokio::select! {
+        () = wait_for_signal(signals, || reload.run()) => None,
+        why = watch_fence(store.clone(), readiness.clone()) => Some(why),
+    };
     drop(reload);
     tracing::info!("shutting down: finishing in-flight requests");
     readiness.set(false);
@@ -599,7 +637,25 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     }
     let _ = std::fs::remove_file(&addr_file);
     tracing::info!("stopped");
-    Ok(())
+    match fenced {
+        Some(why) => Err(StartError::Fenced(why)),
+        None => Ok(()),
+    }
+}
+
+/// Returns once the store is fenced (a write failed; see `store::sled`): not ready at once, and
+/// the caller stops the gateway so that a restart recovers from what is durable. Nothing of a
+/// fenced store is acknowledged meanwhile: every write is refused.
+async fn watch_fence(store: Store, readiness: Arc<admin::Readiness>) -> String {
+    loop {
+        let probe = store.clone();
+        if let Ok(Some(why)) = tokio::task::spawn_blocking(move || probe.fenced()).await {
+            readiness.set(false);
+            tracing::error!(error = %why, "the data directory is fenced after a failed write: stopping; start again once the cause is fixed");
+            return why;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Write a file only its owner may read.

@@ -471,6 +471,12 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Every command stamps with the configured clock: a test clock this build lacks is refused
+    // here, for the server and the commands alike.
+    if let Some(why) = crate::app::test_clock_refused(&config) {
+        eprintln!("configuration: {why}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Serve => serve(config),
         Command::Certs(CertsCommand::Init { dir, clients }) => certs_init(config, dir, clients),
@@ -671,6 +677,11 @@ fn serve(config: Config) -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match served {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ crate::app::StartError::Fenced(_)) => {
+            // Not a start failure: a supervisor (systemd's Restart=on-failure) starts it again.
+            eprintln!("credit-gateway {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("credit-gateway cannot start: {e}");
             ExitCode::from(2)

@@ -48,7 +48,7 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("corrections.working_days", "Corrections must reach the platforms within this many working days."),
     ("corrections.medical_insurance_agencies", "Whose information travels along the chain; others' corrections go to the medical-insurance platform."),
     ("corrections.check_interval_ms", "How often deadlines are checked (metrics, warnings)."),
-    ("corrections.dangerous_manual_clock", "TESTS ONLY: time is set through POST /dangerous/clock on the admin port."),
+    ("corrections.dangerous_manual_clock", "TEST BUILDS ONLY (feature test-clock): time is set through POST /dangerous/clock on the admin port; a release build refuses to start with it on."),
     ("lifecycle", "Public-notice periods, retention and exit (LS Arts. 20, 27): the publication ledger's timers."),
     ("lifecycle.check_interval_ms", "How often due timers (ends of notice periods and retention) are fired."),
     ("objections", "GD Arts. 32-34, LS Arts. 21-23; rules = (deadlines file) and alert_webhook = (plain HTTP) are optional."),

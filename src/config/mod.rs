@@ -102,8 +102,9 @@ pub struct CorrectionsConfig {
     /// left or is overdue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert_webhook: Option<String>,
-    /// TESTS ONLY: the clock is set by hand through `POST /dangerous/clock?set=RFC3339` on the
-    /// admin port instead of following the system clock.
+    /// TEST BUILDS ONLY (the `test-clock` feature): the clock is set by hand through `POST
+    /// /dangerous/clock?set=RFC3339` on the admin port (the host's CLI token only) instead of
+    /// following the system clock. A release build refuses to start with it on.
     pub dangerous_manual_clock: bool,
 }
 

@@ -395,6 +395,11 @@ impl Worker {
         let (store, dest) = (self.store.clone(), self.destination.config.id.clone());
         async move {
             tokio::task::spawn_blocking(move || {
+                // A fenced store may show shares of a group that never became durable: none of
+                // them may reach a platform (the gateway is stopping to recover).
+                if let Some(why) = store.fenced() {
+                    return Err(format!("not read: the data directory is fenced ({why})"));
+                }
                 let batch = outbox::pending_except(&store, &dest, size, &in_flight)
                     .map_err(|e| e.to_string())?;
                 Ok(payload::rebuild_all(&store, batch))

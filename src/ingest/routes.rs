@@ -238,7 +238,13 @@ async fn push_records(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "batch not stored");
-            ApiError::StorageUnavailable
+            // Refused by the reserve check before the engine wrote anything: the same answer
+            // as the route's own check, with its Retry-After.
+            if app.disk.is_low() {
+                ApiError::StorageFull
+            } else {
+                ApiError::StorageUnavailable
+            }
         })?;
     events::batch_received(
         &agency.id,

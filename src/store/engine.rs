@@ -52,6 +52,13 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Bytes the engine occupies on disk (0 when it cannot tell).
     fn size_on_disk(&self) -> u64;
 
+    /// Why this engine accepts no more writes, once a write or flush failed in a way that may
+    /// leave its memory ahead of its disk (`None` while it is sound). An engine whose failed
+    /// write is rolled back whole (PostgreSQL) is never fenced.
+    fn fenced(&self) -> Option<String> {
+        None
+    }
+
     /// The writer starts a group: wait until no other writer runs. Returns whether another
     /// writer (another node) committed since this one last did, so what the writer keeps in
     /// memory (the audit head, subjects' standing) must be reloaded first.
@@ -164,6 +171,14 @@ impl WriteSet {
 
     pub fn len(&self) -> usize {
         self.puts.len() + self.removes.len()
+    }
+
+    /// Bytes of keys and values the set writes (what it may take on disk, before the engine's
+    /// own overhead).
+    pub fn bytes(&self) -> u64 {
+        let puts: usize = self.puts.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let removes: usize = self.removes.iter().map(Vec::len).sum();
+        (puts + removes) as u64
     }
 
     /// The set as an engine applies it: removals, then the writes of keys not removed, each key's

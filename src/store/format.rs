@@ -459,6 +459,7 @@ mod tests {
                     crate::crypto::Keyring::ephemeral(crate::crypto::Suite::National),
                 ))),
                 keys: None,
+                reserve: None,
             },
         )
     }

@@ -71,6 +71,14 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("the writer has stopped (shutting down)")]
     WriterGone,
+    /// Free space would fall below the reserve (`storage.min_free_mb`): refused before the
+    /// engine writes anything. A retry helps once space is freed.
+    #[error("free disk space is below the reserve ({free_mb} MiB free, {needed_mb} MiB needed): nothing was written")]
+    DiskFull { free_mb: u64, needed_mb: u64 },
+    /// An earlier write failed and the engine's memory may be ahead of its disk: nothing more
+    /// is written until a restart (the operator's; the gateway restarts itself).
+    #[error("the data directory is fenced after a failed write ({0}): restart to recover what is durable")]
+    Fenced(String),
     #[error("the commit failed: {0}")]
     CommitFailed(String),
     #[error("cannot start the writer thread: {0}")]
@@ -107,6 +115,8 @@ pub struct Store {
     /// The gateway's keys (signing, the audit chain's suite); `None` in unit tests of lower
     /// layers (the chain then hashes with SHA-256 and nothing is signed).
     keys: Option<crate::crypto::Keyring>,
+    /// The free-space reserve every write set is checked against before the engine sees it.
+    reserve: Option<Arc<space::DiskGuard>>,
 }
 
 /// What an acknowledgement survives.
@@ -188,6 +198,7 @@ impl Store {
             engine,
             at_rest,
             keys: None,
+            reserve: None,
         };
         // One node at a time checks the keys and migrates (nodes starting together on one
         // database), and the keys are checked before a migration seals anything.
@@ -215,6 +226,26 @@ impl Store {
     pub fn with_keys(mut self, keys: crate::crypto::Keyring) -> Self {
         self.keys = Some(keys);
         self
+    }
+
+    /// This store checking `guard` before every write set: a set that would leave less than the
+    /// reserve free is refused ([`StoreError::DiskFull`]) before the engine writes a byte, so
+    /// sled never meets ENOSPC however fast the disk fills between two periodic checks.
+    pub fn with_reserve(mut self, guard: Arc<space::DiskGuard>) -> Self {
+        self.reserve = Some(guard);
+        self
+    }
+
+    /// Why the engine accepts no more writes (see [`Engine::fenced`]).
+    pub fn fenced(&self) -> Option<String> {
+        self.engine.fenced()
+    }
+
+    fn within_reserve(&self, writes: &WriteSet) -> Result<(), StoreError> {
+        match &self.reserve {
+            Some(guard) => guard.admit(writes.bytes()),
+            None => Ok(()),
+        }
     }
 
     pub fn keys(&self) -> Option<&crate::crypto::Keyring> {
@@ -382,6 +413,7 @@ impl Store {
 
     /// Apply a write set atomically (not yet durable: see [`Store::flush`]).
     pub fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
+        self.within_reserve(&writes)?;
         match &self.at_rest {
             Some(a) => self.engine.apply(writes.protect(a.as_ref())?),
             None => self.engine.apply(writes),
@@ -401,6 +433,7 @@ impl Store {
     /// Apply a write set whose values are already as they must be stored (a copy of stored
     /// bytes, or values the re-encryption sealed itself).
     pub fn apply_stored(&self, writes: WriteSet) -> Result<(), StoreError> {
+        self.within_reserve(&writes)?;
         self.engine.apply(writes)
     }
 

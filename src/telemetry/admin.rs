@@ -216,6 +216,15 @@ async fn gated(
         Need::Act
     };
     let principal = auth.principal.clone();
+    // The test clock (test builds only) is the harness's, on the host: never an operator's
+    // session, whatever its role.
+    if path == "/dangerous/clock" && !matches!(principal, crate::operators::Principal::Local) {
+        audit_request(&ops, &principal, &method, &path, 403).await;
+        return json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": {"code": "forbidden_role", "message": "the test clock is moved by the host's CLI token only"}}),
+        );
+    }
     if !principal.may(need) {
         audit_request(&ops, &principal, &method, &path, 403).await;
         return json(
@@ -466,8 +475,9 @@ async fn operator(
     by: &str,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    #[cfg(feature = "test-clock")]
     if path == "/dangerous/clock" {
-        // A state change: POST only, so it needs the operator role, CSRF and is audited.
+        // A state change: POST only, audited; the host's CLI token only (see the caller).
         if req.method() != hyper::Method::POST {
             return json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -849,7 +859,9 @@ fn op_error(e: crate::ledger::ops::OpError, conflict: &'static str) -> Response<
     )
 }
 
-/// Tests only: `POST /dangerous/clock?set=2025-03-14T10:00:00%2B08:00` sets the manual clock.
+/// Test builds only: `POST /dangerous/clock?set=2025-03-14T10:00:00%2B08:00` sets the manual
+/// clock.
+#[cfg(feature = "test-clock")]
 fn dangerous_clock(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let Some(clock) = &ops.manual_clock else {
         return json(

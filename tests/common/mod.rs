@@ -15,6 +15,10 @@ use hyper_util::rt::TokioExecutor;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_credit-gateway");
 
+// The end-to-end tests move time with the test clock, which only a test build has.
+#[cfg(not(feature = "test-clock"))]
+compile_error!("the end-to-end tests need the test clock: run `cargo test --features test-clock` (see the README)");
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -177,8 +181,18 @@ impl Gateway {
 
     /// Write the config and start the process; wait for its ready line.
     pub fn spawn(&mut self) {
+        // `CREDIT_GATEWAY_TEST_BIN` runs a test against another build (a release binary, to
+        // reproduce what a report saw on one); the suite itself always runs `BIN`.
+        let bin = std::env::var_os("CREDIT_GATEWAY_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(BIN));
+        self.spawn_bin(&bin)
+    }
+
+    /// `spawn` with another build of the binary (the release build's tests).
+    pub fn spawn_bin(&mut self, bin: &Path) {
         self.write_config();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(self.config_path())
             .arg("serve")

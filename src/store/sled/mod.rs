@@ -7,12 +7,20 @@
 //! process, not every power loss. With [`super::Durability::PowerLoss`] every flush also
 //! `fsync`s sled's data file.
 //!
+//! Fenced after a failed write: when sled fails to apply or flush (ENOSPC, EIO), its pages in
+//! memory may be ahead of its log on disk, and sled 0.34 may keep serving them. Anything decided
+//! on them afterwards (an idempotency check that finds a record "already stored", an audit head)
+//! would be acknowledged on data a restart does not bring back: the acknowledged receipt without
+//! its records of issue #31. So the first failure fences the engine: every later write, flush and
+//! id is refused with [`StoreError::Fenced`] until the process restarts and sled recovers from
+//! what is durable. Reads stay possible (nothing is acknowledged on them).
+//!
 //! Never does: interpret a key or a value (that is the domain modules' and `store`'s).
 
 pub mod compact;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::engine::{Engine, Pair, Pairs, WriteSet};
 use super::{Durability, StoreError};
@@ -23,6 +31,8 @@ pub struct SledEngine {
     db: ::sled::Db,
     /// sled's data file, fsynced after every flush when power-loss durability is asked for.
     fsync: Option<Arc<std::fs::File>>,
+    /// The first write failure, after which nothing more is written (see the module doc).
+    fence: Arc<Mutex<Option<String>>>,
 }
 
 impl SledEngine {
@@ -48,7 +58,34 @@ impl SledEngine {
                 Some(Arc::new(file))
             }
         };
-        Ok(Self { db, fsync })
+        Ok(Self {
+            db,
+            fsync,
+            fence: Arc::default(),
+        })
+    }
+
+    /// Refuse when fenced.
+    fn check_fence(&self) -> Result<(), StoreError> {
+        match self.fence.lock().map(|f| f.clone()) {
+            Ok(None) => Ok(()),
+            Ok(Some(why)) => Err(StoreError::Fenced(why)),
+            Err(_) => Err(StoreError::Fenced("a writer panicked".into())),
+        }
+    }
+
+    /// Fence the engine on a failed write: the failure is returned as it was.
+    fn fence_on<T>(&self, result: Result<T, ::sled::Error>) -> Result<T, StoreError> {
+        result.map_err(|e| {
+            let why = e.to_string();
+            if let Ok(mut fence) = self.fence.lock() {
+                if fence.is_none() {
+                    tracing::error!(error = %why, "a write to the data directory failed: no more writes until a restart recovers what is durable");
+                    *fence = Some(why);
+                }
+            }
+            StoreError::Sled(e)
+        })
     }
 }
 
@@ -104,6 +141,7 @@ impl Engine for SledEngine {
     }
 
     fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
+        self.check_fence()?;
         let (removes, puts) = writes.into_ops();
         let mut batch = ::sled::Batch::default();
         for k in removes {
@@ -112,20 +150,25 @@ impl Engine for SledEngine {
         for (k, v) in puts {
             batch.insert(k, v);
         }
-        self.db.apply_batch(batch)?;
-        Ok(())
+        self.fence_on(self.db.apply_batch(batch))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.check_fence()?;
+        self.fence_on(self.db.flush())?;
         if let Some(file) = &self.fsync {
-            file.sync_data().map_err(::sled::Error::Io)?;
+            self.fence_on(file.sync_data().map_err(::sled::Error::Io))?;
         }
         Ok(())
     }
 
     fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        self.check_fence()?;
+        self.fence_on(self.db.generate_id())
+    }
+
+    fn fenced(&self) -> Option<String> {
+        self.fence.lock().ok().and_then(|f| f.clone())
     }
 
     fn raise_ids(&self, floor: u64) -> Result<(), StoreError> {
@@ -146,7 +189,6 @@ impl Engine for SledEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn ranges_and_prefixes_come_in_byte_order_and_a_write_set_lands_whole() {
         let dir = tempfile::tempdir().unwrap();
