@@ -182,6 +182,14 @@ fn prepare_data_dir(config: &Config) -> Result<crate::store::space::DiskGuard, S
         message,
     };
     std::fs::create_dir_all(dir).map_err(|e| storage(e.to_string()))?;
+    // The data directory holds sealed values, but also keys, tokens and sled's files: its owner
+    // only (sled creates its files 0644; the directory's mode is what keeps others out).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| storage(format!("cannot make the data directory private: {e}")))?;
+    }
     let guard = crate::store::space::DiskGuard::new(dir, config.storage.min_free_mb);
     if guard.check() {
         return Err(StartError::DiskFull(format!(

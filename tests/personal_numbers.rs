@@ -92,6 +92,9 @@ fn a_resident_id_in_a_record_id_is_refused_and_in_a_document_number_is_never_sto
 
     gw.stop();
     let data = gw.config.storage.data_dir.clone();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the data directory is its owner's only");
     assert_eq!(files_holding(&data, &person), Vec::<std::path::PathBuf>::new(), "the ID number in clear");
     assert_eq!(files_holding(&data, "13912345678"), Vec::<std::path::PathBuf>::new(), "the phone in clear");
     assert!(!files_holding(&data, "DOC-1").is_empty(), "the search itself finds clear text");
