@@ -90,7 +90,14 @@ pub fn ensure_dev_certs(config: &Config) -> Result<Option<certs::InitReport>, ce
     let mut agencies: Vec<String> = config.agencies.iter().map(|a| a.id.clone()).collect();
     agencies.push(crate::config::GATEWAY_CLIENT_CN.to_string());
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    certs::init(&config.tls.certs_dir, &agencies, &names).map(Some)
+    // Issued against the system clock: rustls checks them against it.
+    certs::init(
+        &config.tls.certs_dir,
+        &agencies,
+        &names,
+        ::time::OffsetDateTime::now_utc(),
+    )
+    .map(Some)
 }
 
 pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {

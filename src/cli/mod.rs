@@ -686,7 +686,9 @@ fn certs_init(mut config: Config, dir: Option<PathBuf>, clients: Vec<String>) ->
     agencies.push(crate::config::GATEWAY_CLIENT_CN.to_string());
     agencies.extend(clients);
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    match crate::identity::certs::init(&config.tls.certs_dir, &agencies, &names) {
+    // Issued against the system clock: rustls checks them against it.
+    let now = ::time::OffsetDateTime::now_utc();
+    match crate::identity::certs::init(&config.tls.certs_dir, &agencies, &names, now) {
         Ok(report) => {
             for p in &report.created {
                 say!("created {}", p.display());
