@@ -472,7 +472,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve => serve(config, cli.config.clone()),
         Command::Certs(CertsCommand::Init { dir, clients }) => certs_init(config, dir, clients),
         Command::Certs(CertsCommand::Revoke { dir, clients }) => {
             let dir = dir.unwrap_or_else(|| config.tls.certs_dir.clone());
@@ -653,7 +653,7 @@ fn authz(cmd: AuthzCommand) -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, config_file: Option<PathBuf>) -> ExitCode {
     crate::telemetry::init_logging(&config.log.format, &config.log.filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -665,7 +665,7 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let served = runtime.block_on(crate::app::serve(config));
+    let served = runtime.block_on(crate::app::serve(config, config_file));
     // A blocking task still running (a long scan) must not keep the process alive after it
     // said it stopped: the runtime waits for them 5 s at most.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
