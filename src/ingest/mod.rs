@@ -19,6 +19,7 @@
 
 mod admission;
 pub mod batch;
+mod body;
 mod evaluation;
 pub mod openapi;
 pub mod receipt;
@@ -93,15 +94,18 @@ pub async fn serve(
     let max_age = Duration::from_millis(server.max_connection_age_ms);
     let drain_bound = Duration::from_millis(server.shutdown_grace_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own ceilings sit at twice ours (`routes::MAX_HEADER_BYTES`): a head between the
+    // two reaches our code and gets the JSON 431; only beyond hyper's does hyper answer itself.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
-        .max_buf_size(64 * 1024);
+        .max_buf_size(2 * routes::MAX_HEADER_BYTES)
+        .max_headers(2 * routes::MAX_HEADER_FIELDS);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(64 * 1024)
+        .max_header_list_size(2 * routes::MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     // Connections whose first request arrived just after shutdown began: served once, without
