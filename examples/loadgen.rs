@@ -143,6 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &certs,
         &["medical_insurance".into(), "credit-gateway".into()],
         &names,
+        time::OffsetDateTime::now_utc(),
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,7 @@
 //! Wiring for `credit-gateway serve`: load everything, bind, run until a signal, drain.
 //! No domain logic lives here.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,7 +118,14 @@ pub fn ensure_dev_certs(config: &Config) -> Result<Option<certs::InitReport>, ce
     let mut agencies: Vec<String> = config.agencies.iter().map(|a| a.id.clone()).collect();
     agencies.push(crate::config::GATEWAY_CLIENT_CN.to_string());
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    certs::init(&config.tls.certs_dir, &agencies, &names).map(Some)
+    // Issued against the system clock: rustls checks them against it.
+    certs::init(
+        &config.tls.certs_dir,
+        &agencies,
+        &names,
+        ::time::OffsetDateTime::now_utc(),
+    )
+    .map(Some)
 }
 
 pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
@@ -303,8 +311,9 @@ pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartErro
     .map_err(|e| StartError::Sharing(e.to_string()))
 }
 
-/// Run the gateway until SIGTERM or ctrl-c.
-pub async fn serve(config: Config) -> Result<(), StartError> {
+/// Run the gateway until SIGTERM or ctrl-c. `config_file` is where `config` was read from (as
+/// given to [`Config::load`]): SIGHUP reads its `[tls]` section again.
+pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), StartError> {
     if let Some(why) = test_clock_refused(&config) {
         return Err(StartError::Config(why));
     }
@@ -314,7 +323,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             tracing::info!(path = %path.display(), "created development certificate material");
         }
     }
-    let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config)?));
+    let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config.tls)?));
     let mappings = load_mappings(&config)?;
     let disk = Arc::new(prepare_data_dir(&config)?);
     let store = match config.storage.engine {
@@ -599,8 +608,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         api_listener,
         stop_rx,
     ));
-    let reload = Reload {
+    let mut reload = Reload {
         config: app.config.clone(),
+        config_file,
         tls: server_tls.clone(),
         calendar: app.calendar.clone(),
         committer: app.committer.clone(),
@@ -680,12 +690,12 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(text.as_bytes())
 }
 
-fn server_tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, tls::TlsError> {
-    tls::server_config_with_crl(
-        &config.client_ca_path(),
-        &config.server_cert_path(),
-        &config.server_key_path(),
-        config.tls.crl.as_deref(),
+fn server_tls_config(section: &crate::config::TlsConfig) -> Result<tls::ServerTls, tls::TlsError> {
+    tls::server_tls(
+        &section.client_ca_path(),
+        &section.server_cert_path(),
+        &section.server_key_path(),
+        section.crl.as_deref(),
     )
 }
 
@@ -693,7 +703,12 @@ fn server_tls_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, tls::
 /// public-notice rules, each kept as it was when its files are broken. A rules change re-checks
 /// every stored record in the background, so platforms get the difference. Audited.
 struct Reload {
+    /// The configuration in force; its `[tls]` section is the last one that loaded.
     config: Config,
+    /// Where the configuration was read from: SIGHUP reads its `[tls]` section again, so a
+    /// revocation list (or other certificate paths) added to the file take effect without a
+    /// restart (issue #31: only the paths captured at start used to be reloaded).
+    config_file: Option<PathBuf>,
     tls: Arc<tls::Reloadable>,
     calendar: crate::calendar::SharedCalendar,
     committer: crate::exchange::CommitterHandle,
@@ -748,19 +763,37 @@ impl Reload {
         }
     }
 
-    fn run(&self) {
-        let config = &self.config;
-        let result = server_tls_config(config);
+    /// The `[tls]` section of the configuration file as it is now; the one in force when the file
+    /// does not load (logged).
+    fn tls_section(&self) -> crate::config::TlsConfig {
+        match Config::load(self.config_file.as_deref()) {
+            Ok(file) => file.tls,
+            Err(errs) => {
+                let errors: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                tracing::error!(errors = ?errors, "the configuration file does not load; TLS reloads from the [tls] settings in force");
+                self.config.tls.clone()
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let section = self.tls_section();
+        let result = server_tls_config(&section);
         let ok = result.is_ok();
         match result {
             Ok(new) => {
                 self.tls.replace(new);
-                tracing::info!("TLS certificates, keys and revocation list reloaded (SIGHUP)");
+                tracing::info!(
+                    crl = ?section.crl.as_ref().map(|p| p.display().to_string()),
+                    "TLS certificates, keys and revocation list reloaded (SIGHUP); open connections whose certificate no longer passes are being closed"
+                );
+                self.config.tls = section;
             }
             Err(e) => {
                 tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
             }
         }
+        let config = &self.config;
         let calendar_years = match load_calendar(config) {
             Ok(new) => {
                 let years = new.known_years();

@@ -478,7 +478,7 @@ pub fn run(cli: Cli) -> ExitCode {
         return ExitCode::from(2);
     }
     match cli.command {
-        Command::Serve => serve(config),
+        Command::Serve => serve(config, cli.config.clone()),
         Command::Certs(CertsCommand::Init { dir, clients }) => certs_init(config, dir, clients),
         Command::Certs(CertsCommand::Revoke { dir, clients }) => {
             let dir = dir.unwrap_or_else(|| config.tls.certs_dir.clone());
@@ -659,7 +659,7 @@ fn authz(cmd: AuthzCommand) -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, config_file: Option<PathBuf>) -> ExitCode {
     crate::telemetry::init_logging(&config.log.format, &config.log.filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -671,7 +671,7 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let served = runtime.block_on(crate::app::serve(config));
+    let served = runtime.block_on(crate::app::serve(config, config_file));
     // A blocking task still running (a long scan) must not keep the process alive after it
     // said it stopped: the runtime waits for them 5 s at most.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
@@ -697,7 +697,9 @@ fn certs_init(mut config: Config, dir: Option<PathBuf>, clients: Vec<String>) ->
     agencies.push(crate::config::GATEWAY_CLIENT_CN.to_string());
     agencies.extend(clients);
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    match crate::identity::certs::init(&config.tls.certs_dir, &agencies, &names) {
+    // Issued against the system clock: rustls checks them against it.
+    let now = ::time::OffsetDateTime::now_utc();
+    match crate::identity::certs::init(&config.tls.certs_dir, &agencies, &names, now) {
         Ok(report) => {
             for p in &report.created {
                 say!("created {}", p.display());

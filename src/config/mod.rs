@@ -30,7 +30,11 @@ pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
-pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+/// Connections not yet established (in their TLS handshake) at once.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+/// An established connection is closed gracefully after this long (5 minutes).
+pub const DEFAULT_MAX_CONNECTION_AGE_MS: u64 = 300_000;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 200;
 pub const DEFAULT_BURST: u32 = 400;
@@ -380,7 +384,8 @@ pub struct ServerConfig {
     pub admin_tls: bool,
     /// Larger request bodies get 413 without being read whole.
     pub max_body_bytes: u64,
-    /// Connections beyond this wait in the kernel's accept queue.
+    /// Established connections at once. One beyond waits up to `header_read_timeout_ms` for a
+    /// place (still counted in `max_handshakes`), then is closed.
     pub max_connections: usize,
     /// Open connections one agency may hold, so that one agency (or a stolen certificate) cannot
     /// take every slot; beyond it a new connection is answered `503 agency_connections_full`
@@ -396,7 +401,18 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// A request body not fully received by then gets 408.
     pub body_read_timeout_ms: u64,
+    /// A TLS handshake (counted from the accept, so a silent connection too) not finished by
+    /// then is dropped.
     pub tls_handshake_timeout_ms: u64,
+    /// Connections not yet established (from accept to the end of the TLS handshake) at once.
+    /// When full, a new connection is never kept waiting: the oldest silent one (no byte yet),
+    /// else the oldest in its handshake, is closed to make room. So a flood of silent TCP
+    /// connections cannot keep agencies out, and open sockets stay under
+    /// `max_connections + max_handshakes`.
+    pub max_handshakes: usize,
+    /// An established connection is closed gracefully (in-flight requests finish) after this
+    /// long, so none outlives a revocation, a configuration change or a rebalancing for longer.
+    pub max_connection_age_ms: u64,
     /// On SIGTERM/ctrl-c, in-flight requests get this long to finish.
     pub shutdown_grace_ms: u64,
 }
@@ -591,6 +607,8 @@ impl Default for ServerConfig {
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
             body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
             tls_handshake_timeout_ms: DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_connection_age_ms: DEFAULT_MAX_CONNECTION_AGE_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
     }
@@ -898,6 +916,15 @@ impl Config {
         if self.server.max_connections_per_agency == 0 {
             bad("server.max_connections_per_agency must be above 0".into());
         }
+        if self.server.max_handshakes == 0 {
+            bad("server.max_handshakes must be above 0".into());
+        }
+        if self.server.max_connection_age_ms < 1_000 {
+            bad("server.max_connection_age_ms must be at least 1000".into());
+        }
+        if self.server.tls_handshake_timeout_ms == 0 {
+            bad("server.tls_handshake_timeout_ms must be above 0".into());
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bad(format!(
                 "log.format {:?}: use text or json",
@@ -985,17 +1012,11 @@ impl Config {
     }
 
     pub fn client_ca_path(&self) -> PathBuf {
-        self.tls
-            .client_ca
-            .clone()
-            .unwrap_or_else(|| self.tls.certs_dir.join("ca.pem"))
+        self.tls.client_ca_path()
     }
 
     pub fn server_cert_path(&self) -> PathBuf {
-        self.tls
-            .cert
-            .clone()
-            .unwrap_or_else(|| self.tls.certs_dir.join("server.pem"))
+        self.tls.server_cert_path()
     }
 
     pub fn sharing_rules_path(&self) -> PathBuf {
@@ -1048,10 +1069,27 @@ impl Config {
     }
 
     pub fn server_key_path(&self) -> PathBuf {
-        self.tls
-            .key
+        self.tls.server_key_path()
+    }
+}
+
+impl TlsConfig {
+    pub fn client_ca_path(&self) -> PathBuf {
+        self.client_ca
             .clone()
-            .unwrap_or_else(|| self.tls.certs_dir.join("server-key.pem"))
+            .unwrap_or_else(|| self.certs_dir.join("ca.pem"))
+    }
+
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.cert
+            .clone()
+            .unwrap_or_else(|| self.certs_dir.join("server.pem"))
+    }
+
+    pub fn server_key_path(&self) -> PathBuf {
+        self.key
+            .clone()
+            .unwrap_or_else(|| self.certs_dir.join("server-key.pem"))
     }
 }
 

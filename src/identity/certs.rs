@@ -2,6 +2,12 @@
 //! CA, a server certificate for localhost/127.0.0.1 and one client certificate per configured
 //! agency (subject CN = agency id). Private keys are written 0600 and never committed.
 //! Production deployments bring their own CA and set `tls.generate_dev_certs = false`.
+//!
+//! Validity: from an hour before issue (clock skew between hosts) for [`LEAF_VALIDITY_DAYS`]
+//! (server and client certificates: 825 days, the CA/Browser Forum's former ceiling) and
+//! [`CA_VALIDITY_DAYS`] for the CA. rcgen's default, 1975 to 4096, made a leaked development key
+//! good for ever (issue #31 item 12). Issued against the system clock, the one rustls checks them
+//! against, never the gateway's manual test clock.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +17,19 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+
+/// Development server and client certificates are valid this long from issue.
+pub const LEAF_VALIDITY_DAYS: i64 = 825;
+/// The development CA is valid this long from issue.
+pub const CA_VALIDITY_DAYS: i64 = 3_650;
+/// Certificates start this long before the moment of issue (clock skew between hosts).
+pub const BACKDATE: ::time::Duration = ::time::Duration::hours(1);
+
+/// Set a certificate's validity: from `now - BACKDATE` for `days`.
+fn valid_for(params: &mut CertificateParams, now: ::time::OffsetDateTime, days: i64) {
+    params.not_before = now - BACKDATE;
+    params.not_after = now + ::time::Duration::days(days);
+}
 
 /// The CA that signs development certificates.
 pub type CaIssuer = Issuer<'static, KeyPair>;
@@ -55,19 +74,21 @@ pub fn init(
     dir: &Path,
     agencies: &[String],
     server_names: &[String],
+    now: ::time::OffsetDateTime,
 ) -> Result<InitReport, CertError> {
     let mut report = InitReport::default();
     std::fs::create_dir_all(dir.join("clients")).map_err(|source| CertError::Write {
         path: dir.display().to_string(),
         source,
     })?;
-    let issuer = load_or_create_ca(dir, &mut report)?;
+    let issuer = load_or_create_ca(dir, &mut report, now)?;
     let server_cert = dir.join("server.pem");
     if server_cert.exists() {
         report.kept.push(server_cert);
     } else {
         let mut params = CertificateParams::new(server_names.to_vec())?;
         params.distinguished_name = dn("credit-gateway");
+        valid_for(&mut params, now, LEAF_VALIDITY_DAYS);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -89,17 +110,23 @@ pub fn init(
             report.kept.push(path);
             continue;
         }
-        let (cert, key) = client_cert(&issuer, agency)?;
+        let (cert, key) = client_cert(&issuer, agency, now)?;
         write(&client_key_path(dir, agency), &key, true, &mut report)?;
         write(&path, &cert, false, &mut report)?;
     }
     Ok(report)
 }
 
-/// A client certificate (PEM cert, PEM key) with the given subject CN, signed by `issuer`.
-pub fn client_cert(issuer: &CaIssuer, cn: &str) -> Result<(String, String), CertError> {
+/// A client certificate (PEM cert, PEM key) with the given subject CN, signed by `issuer`, valid
+/// for [`LEAF_VALIDITY_DAYS`] from `now`.
+pub fn client_cert(
+    issuer: &CaIssuer,
+    cn: &str,
+    now: ::time::OffsetDateTime,
+) -> Result<(String, String), CertError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = dn(cn);
+    valid_for(&mut params, now, LEAF_VALIDITY_DAYS);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let key = KeyPair::generate()?;
@@ -107,7 +134,11 @@ pub fn client_cert(issuer: &CaIssuer, cn: &str) -> Result<(String, String), Cert
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-pub fn load_or_create_ca(dir: &Path, report: &mut InitReport) -> Result<CaIssuer, CertError> {
+pub fn load_or_create_ca(
+    dir: &Path,
+    report: &mut InitReport,
+    now: ::time::OffsetDateTime,
+) -> Result<CaIssuer, CertError> {
     let (cert_path, key_path) = (ca_cert_path(dir), ca_key_path(dir));
     if cert_path.exists() && key_path.exists() {
         let read = |p: &Path| {
@@ -123,6 +154,7 @@ pub fn load_or_create_ca(dir: &Path, report: &mut InitReport) -> Result<CaIssuer
     }
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = dn("credit-gateway development CA");
+    valid_for(&mut params, now, CA_VALIDITY_DAYS);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -168,10 +200,15 @@ fn write(
     Ok(())
 }
 
-/// The subject common name of a DER certificate.
+/// The subject common name of a DER certificate; `None` when it holds none, or more than one
+/// (which the handshake refuses anyway, see `tls::AgencyVerifier`).
 pub fn subject_common_name(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let cn = cert.subject().iter_common_name().next()?;
+    let mut cns = cert.subject().iter_common_name();
+    let cn = cns.next()?;
+    if cns.next().is_some() {
+        return None;
+    }
     cn.as_str().ok().map(str::to_string)
 }
 
@@ -183,7 +220,7 @@ pub fn revoke(
     now: ::time::OffsetDateTime,
 ) -> Result<PathBuf, CertError> {
     let mut report = InitReport::default();
-    let issuer = load_or_create_ca(dir, &mut report)?;
+    let issuer = load_or_create_ca(dir, &mut report, now)?;
     let crl_path = dir.join("crl.pem");
     let mut serials: Vec<Vec<u8>> = existing_revoked_serials(&crl_path);
     for name in names {
@@ -242,4 +279,32 @@ fn existing_revoked_serials(path: &Path) -> Vec<Vec<u8>> {
     crl.iter_revoked_certificates()
         .map(|r| r.raw_serial().to_vec())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_certificates_are_valid_from_an_hour_before_issue_for_a_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = ::time::macros::datetime!(2026-03-01 12:00 UTC);
+        init(dir.path(), &["tax".into()], &["localhost".into()], now).unwrap();
+        let validity = |path: PathBuf| {
+            let der = rustls_pki_types::CertificateDer::from_pem_file(&path).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+            let v = cert.validity();
+            (
+                v.not_before.timestamp() - now.unix_timestamp(),
+                v.not_after.timestamp() - now.unix_timestamp(),
+            )
+        };
+        let day = 86_400;
+        assert_eq!(validity(ca_cert_path(dir.path())), (-3_600, 3_650 * day));
+        assert_eq!(validity(dir.path().join("server.pem")), (-3_600, 825 * day));
+        assert_eq!(
+            validity(client_cert_path(dir.path(), "tax")),
+            (-3_600, 825 * day)
+        );
+    }
 }

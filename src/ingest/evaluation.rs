@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 use serde_json::{json, Map};
 
@@ -30,7 +29,7 @@ pub async fn authorized_query(
     agency: &Agency,
     id_type: &str,
     id: &str,
-    req: &Request<Incoming>,
+    req: &Request<super::body::RequestBody>,
 ) -> Result<Resp, ApiError> {
     let engine = app
         .evaluation

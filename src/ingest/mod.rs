@@ -1,8 +1,9 @@
 //! The inbound exchange: agencies push batches over mutual-TLS HTTPS; each record is mapped,
 //! validated and, when valid, stored durably in the archive before the agency gets its receipt.
 //!
-//! Owns: the API listener (TLS handshake with a timeout, a bound on open connections, header and
-//! body read timeouts, body size limit), routing, and the accept path
+//! Owns: the API listener (TLS handshake with a timeout, bounds on handshakes and open
+//! connections, a maximum connection age, see `admission`; header and body read timeouts, body
+//! size limit), routing, and the accept path
 //! `authenticate -> rate limit -> permission -> read body -> map + validate -> group commit -> receipt`.
 //!
 //! Never does: answer 200 before the batch is flushed (accept = durable), read a body larger than
@@ -16,7 +17,9 @@
 //! - `POST /v1/corrections` a correction of an accepted record (GD Art. 31) -> its deadline
 //! - `GET /v1/corrections?state=...` corrections with deadlines and states
 
+mod admission;
 pub mod batch;
+mod body;
 mod evaluation;
 pub mod openapi;
 pub mod receipt;
@@ -77,48 +80,50 @@ pub struct App {
 const LATE_FIRST_BYTES: Duration = Duration::from_millis(500);
 
 /// Accept connections until `stop` flips, then let in-flight requests finish within the grace
-/// period.
+/// period. See [`admission`] for the bounds a connection meets and how long it may live.
 pub async fn serve(
     app: Arc<App>,
     tls: Arc<crate::identity::tls::Reloadable>,
     listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let limits = Arc::new(Semaphore::new(app.config.server.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let handshake_timeout = Duration::from_millis(app.config.server.tls_handshake_timeout_ms);
+    let server = &app.config.server;
+    let limits = Arc::new(Semaphore::new(server.max_connections));
+    let handshakes = admission::Handshakes::new(server.max_handshakes);
+    let handshake_timeout = Duration::from_millis(server.tls_handshake_timeout_ms);
+    let max_age = Duration::from_millis(server.max_connection_age_ms);
+    let drain_bound = Duration::from_millis(server.shutdown_grace_ms);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own ceilings sit at twice ours (`routes::MAX_HEADER_BYTES`): a head between the
+    // two reaches our code and gets the JSON 431; only beyond hyper's does hyper answer itself.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(
-            app.config.server.header_read_timeout_ms,
-        ))
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
+        .max_buf_size(2 * routes::MAX_HEADER_BYTES)
+        .max_headers(2 * routes::MAX_HEADER_FIELDS);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(64 * 1024)
+        .max_header_list_size(2 * routes::MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(64)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     // Connections whose first request arrived just after shutdown began: served once, without
-    // keep-alive, outside the graceful watcher (which would close them before their request is
-    // read), and waited for below within the same grace period.
+    // keep-alive, and waited for below within the same grace period.
     let mut late_builder = builder.clone();
     late_builder.http1().keep_alive(false);
     let late_builder = Arc::new(late_builder);
-    let late_connections = Arc::new(());
+    // Every connection task holds a clone: shutdown waits for them within the grace period.
+    let open_connections = Arc::new(());
     let builder = Arc::new(builder);
-    let slots = Arc::new(AgencySlots::new(
-        app.config.server.max_connections_per_agency,
-        UNKNOWN_AGENCY_SLOTS,
+    let slots = Arc::new(admission::AgencySlots::new(
+        server.max_connections_per_agency,
+        admission::UNKNOWN_AGENCY_SLOTS,
     ));
-    let first_byte_timeout = Duration::from_millis(app.config.server.header_read_timeout_ms);
+    let first_byte_timeout = Duration::from_millis(server.header_read_timeout_ms);
     loop {
-        let permit = tokio::select! {
-            p = limits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
-        };
+        // Accepting never waits for a permit: silent sockets must not keep agencies in the
+        // kernel's queue (issue #31 item 8). The handshake set bounds them instead.
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -130,27 +135,54 @@ pub async fn serve(
             },
             _ = stop.changed() => break,
         };
+        let (ticket, evicted) = handshakes.admit(peer);
         let _ = stream.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(tls.current());
+        let tls = tls.clone();
         let app = app.clone();
         let builder = builder.clone();
         let late_builder = late_builder.clone();
-        let late_guard = Arc::downgrade(&late_connections);
-        let watcher = graceful.watcher();
+        let held = open_connections.clone();
         let slots = slots.clone();
+        let limits = limits.clone();
         let mut conn_stop = stop.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return events::handshake_failed(peer, &e.to_string()),
-                Err(_) => return events::handshake_failed(peer, "timed out"),
+            let _held = held;
+            // Until here a connection is one of `max_handshakes`, evicted when newer ones need
+            // its place; then it holds one of `max_connections`.
+            let established = async {
+                tokio::time::timeout(handshake_timeout, stream.readable())
+                    .await
+                    .map_err(|_| "timed out before its first byte".to_string())?
+                    .map_err(|e| e.to_string())?;
+                ticket.speaking();
+                let acceptor = TlsAcceptor::from(tls.current());
+                let verifiers = tls.verifiers();
+                let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| crate::identity::tls::describe_handshake_error(&e))?;
+                let permit = tokio::time::timeout(first_byte_timeout, limits.acquire_owned())
+                    .await
+                    .map_err(|_| "max_connections reached".to_string())?
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((tls, verifiers, permit))
             };
-            let agency = tls
+            let (tls, verifiers, _permit) = tokio::select! {
+                r = established => match r {
+                    Ok(ok) => ok,
+                    Err(e) => return events::handshake_failed(peer, &e),
+                },
+                _ = evicted => return,
+            };
+            drop(ticket);
+            let chain: Vec<_> = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|certs| certs.first())
+                .map(|c| c.to_vec())
+                .unwrap_or_default();
+            let agency = chain
+                .first()
                 .and_then(|cert| app.registry.identify(cert.as_ref()));
             let who = agency.as_ref().map(|a| a.id.clone());
             let Some(_slot) = slots.take(who.as_deref()) else {
@@ -185,12 +217,9 @@ pub async fn serve(
                 r = tokio::time::timeout(first_byte_timeout, io.fill_buf()) => Some(r),
                 _ = conn_stop.changed() => None,
             };
-            // Held while a late connection is waited for and served: shutdown waits for it.
-            let mut hold = None;
             let (sent, late) = match first {
                 Some(r) => (matches!(r, Ok(Ok(bytes)) if !bytes.is_empty()), false),
                 None => {
-                    hold = late_guard.upgrade();
                     let late = tokio::time::timeout(LATE_FIRST_BYTES, io.fill_buf()).await;
                     if !matches!(late, Ok(Ok(bytes)) if !bytes.is_empty()) {
                         return;
@@ -199,12 +228,8 @@ pub async fn serve(
                 }
             };
             // The stop came while this connection was being set up (its handshake, its first
-            // bytes): the graceful watcher would close it before hyper reads the request that
-            // is already here, so it is served as a late connection.
+            // bytes): the request already here is served once, as a late connection.
             let late = late || *conn_stop.borrow();
-            if late && hold.is_none() {
-                hold = late_guard.upgrade();
-            }
             if !sent {
                 return events::connection_refused(
                     who.as_deref().unwrap_or("unknown"),
@@ -214,7 +239,6 @@ pub async fn serve(
             events::connection_opened();
             let svc = routes::service(app, agency, peer);
             if late {
-                let _guard = hold;
                 let conn = late_builder.serve_connection(TokioIo::new(io), svc);
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -222,15 +246,31 @@ pub async fn serve(
                 return events::connection_closed();
             }
             let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
-            let served = watcher.watch(conn);
-            let result = if who.is_some() {
-                served.await
-            } else {
+            tokio::pin!(conn);
+            let lifetime = admission::Lifetime {
+                stop: conn_stop,
                 // A certificate naming no agency only ever gets 403: its connection lives no
                 // longer than one header timeout.
-                match tokio::time::timeout(first_byte_timeout, served).await {
-                    Ok(r) => r,
-                    Err(_) => Ok(()),
+                max_age: if who.is_some() {
+                    max_age
+                } else {
+                    first_byte_timeout
+                },
+                verifiers,
+                chain,
+            };
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                close = lifetime.ends() => {
+                    if close != admission::Close::Shutdown {
+                        events::connection_closing(who.as_deref().unwrap_or("unknown"), close.why());
+                    }
+                    // In-flight requests finish (HTTP/2: GOAWAY; HTTP/1.1: `Connection: close`),
+                    // within a bound.
+                    conn.as_mut().graceful_shutdown();
+                    tokio::time::timeout(drain_bound, conn.as_mut())
+                        .await
+                        .unwrap_or(Ok(()))
                 }
             };
             if let Err(e) = result {
@@ -242,12 +282,13 @@ pub async fn serve(
     drop(listener);
     let grace = Duration::from_millis(app.config.server.shutdown_grace_ms);
     let deadline = tokio::time::Instant::now() + grace;
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep_until(deadline) => tracing::warn!("grace period over; closing remaining connections"),
-    }
-    while Arc::strong_count(&late_connections) > 1 && tokio::time::Instant::now() < deadline {
+    while Arc::strong_count(&open_connections) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if Arc::strong_count(&open_connections) > 1 {
+        tracing::warn!("grace period over; closing remaining connections");
+    } else {
+        tracing::info!("all connections closed");
     }
 }
 
@@ -277,59 +318,6 @@ static BLOCKING_SLOTS: Semaphore = Semaphore::const_new(BLOCKING_REQUESTS);
 
 /// A background task on a blocking thread of its own for its whole life (see [`off_runtime`]).
 pub use crate::cluster::spawn_off_runtime;
-
-/// Slots shared by the certificates that name no agency.
-const UNKNOWN_AGENCY_SLOTS: usize = 8;
-
-/// Open connections per agency, so that no agency takes every slot.
-struct AgencySlots {
-    per_agency: usize,
-    unknown: usize,
-    open: std::sync::Mutex<std::collections::HashMap<Option<String>, usize>>,
-}
-
-/// One connection's slot, given back when the connection ends.
-struct Slot {
-    slots: Arc<AgencySlots>,
-    who: Option<String>,
-}
-
-impl AgencySlots {
-    fn new(per_agency: usize, unknown: usize) -> Self {
-        Self {
-            per_agency,
-            unknown,
-            open: Default::default(),
-        }
-    }
-
-    fn take(self: &Arc<Self>, who: Option<&str>) -> Option<Slot> {
-        let limit = if who.is_some() {
-            self.per_agency
-        } else {
-            self.unknown
-        };
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(who.map(String::from)).or_default();
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            slots: self.clone(),
-            who: who.map(String::from),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.who) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
 
 /// Bind the API port.
 pub async fn bind(addr: &str) -> std::io::Result<(TcpListener, SocketAddr)> {

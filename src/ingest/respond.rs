@@ -32,6 +32,10 @@ pub enum ApiError {
     UnsupportedMediaType { expected: &'static str },
     #[error("the body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    #[error(
+        "the request headers are larger than {max_bytes} bytes or more than {max_fields} fields"
+    )]
+    HeadersTooLarge { max_bytes: usize, max_fields: usize },
     #[error("the body was not received in time")]
     BodyTimeout,
     #[error("the body could not be read: {0}")]
@@ -148,6 +152,7 @@ impl ApiError {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::StorageUnavailable
@@ -172,6 +177,7 @@ impl ApiError {
             Self::RateLimited(_) => "rate_limited",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::BodyTimeout => "body_timeout",
             Self::BodyRead(_) => "body_unreadable",
             Self::Document(ParseError::Syntax { .. }) => "malformed_document",
@@ -315,6 +321,7 @@ mod tests {
                 | ApiError::RateLimited(_)
                 | ApiError::UnsupportedMediaType { .. }
                 | ApiError::PayloadTooLarge { .. }
+                | ApiError::HeadersTooLarge { .. }
                 | ApiError::BodyTimeout
                 | ApiError::BodyRead(_)
                 | ApiError::Document(_)
@@ -362,6 +369,10 @@ mod tests {
                 expected: "application/json",
             },
             ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::HeadersTooLarge {
+                max_bytes: 1,
+                max_fields: 1,
+            },
             ApiError::BodyTimeout,
             ApiError::BodyRead("x".into()),
             doc(ParseError::Syntax {

@@ -14,6 +14,7 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::body::RequestBody;
 use super::respond::{json_response, ApiError};
 use super::App;
 use crate::archive::Prepared;
@@ -53,9 +54,24 @@ impl hyper::service::Service<Request<Incoming>> for ApiService {
                 .as_ref()
                 .map(|a| a.id.clone())
                 .unwrap_or_else(|| "unknown".into());
-            let result = super::off_runtime(async move { route(&app, agency, req).await })
-                .await
-                .unwrap_or(Err(ApiError::StorageUnavailable));
+            let server = &app.config.server;
+            let (max_body, body_time) = (
+                server.max_body_bytes,
+                Duration::from_millis(server.body_read_timeout_ms),
+            );
+            let (req, leftover) = super::body::split(req);
+            let result = match check_head(&req) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let app = app.clone();
+                    super::off_runtime(async move { route(&app, agency, req).await })
+                        .await
+                        .unwrap_or(Err(ApiError::StorageUnavailable))
+                }
+            };
+            // What the handler left unread is read and discarded after the answer, so an early
+            // refusal reaches HTTP/2 clients whole (see `body`).
+            leftover.drain(max_body, body_time);
             Ok(result.unwrap_or_else(|e| {
                 events::request_refused(&agency_id, e.code(), e.status().as_u16());
                 e.into_response()
@@ -64,10 +80,34 @@ impl hyper::service::Service<Request<Incoming>> for ApiService {
     }
 }
 
+/// Request heads over these get `431 headers_too_large` from us, with the JSON error. hyper's own
+/// limits, where it answers `431` itself with no body (HTTP/1.1) or h2 refuses the stream, are
+/// set to twice these in `serve`, so a head between the two is answered here.
+pub(super) const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(super) const MAX_HEADER_FIELDS: usize = 100;
+
+/// The request head within [`MAX_HEADER_BYTES`] (counted as HTTP/2 does, RFC 9113 6.5.2: name,
+/// value and 32 per field, whatever the protocol) and [`MAX_HEADER_FIELDS`].
+fn check_head(req: &Request<RequestBody>) -> Result<(), ApiError> {
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum::<usize>()
+        + req.uri().to_string().len();
+    if bytes > MAX_HEADER_BYTES || headers.len() > MAX_HEADER_FIELDS {
+        return Err(ApiError::HeadersTooLarge {
+            max_bytes: MAX_HEADER_BYTES,
+            max_fields: MAX_HEADER_FIELDS,
+        });
+    }
+    Ok(())
+}
+
 async fn route(
     app: &App,
     agency: Option<Arc<Agency>>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     let agency = agency.ok_or(ApiError::UnknownAgency)?;
     // Below the free-space reserve nothing new is written: refused before anything is read.
@@ -149,7 +189,7 @@ async fn route(
 async fn push_records(
     app: &App,
     agency: &Agency,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     let started = Instant::now();
     agency.check_rate().map_err(ApiError::RateLimited)?;
@@ -259,7 +299,7 @@ async fn push_records(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-fn check_content_type(req: &Request<Incoming>, format: SourceFormat) -> Result<(), ApiError> {
+fn check_content_type(req: &Request<RequestBody>, format: SourceFormat) -> Result<(), ApiError> {
     let value = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -298,7 +338,7 @@ fn check_content_type(req: &Request<Incoming>, format: SourceFormat) -> Result<(
 /// its declared length, or `max_body_bytes` when undeclared. Waits up to `inflight_wait_ms`.
 async fn reserve_inflight(
     app: &App,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
     let Some(budget) = &app.inflight else {
         return Ok(None);
@@ -328,7 +368,7 @@ async fn reserve_inflight(
 
 /// Read the body within the size limit and the read timeout. A declared length over the limit is
 /// refused before reading anything; an undeclared one stops at the limit.
-async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+async fn read_body(app: &App, req: Request<RequestBody>) -> Result<Bytes, ApiError> {
     let limit = app.config.server.max_body_bytes;
     let declared = req
         .headers()
@@ -353,7 +393,7 @@ async fn read_body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError>
 async fn post_correction(
     app: &App,
     agency: &Agency,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     use crate::corrections::request::{
         prepare, Context, CorrectionError, Prepared, Request as CorrectionRequest,
@@ -504,7 +544,7 @@ fn subject(app: &App, agency: &Agency, id_type: &str, id: &str) -> Result<Resp, 
 /// A JSON body as `T`, or `400 malformed_document` with the position.
 async fn json_body<T: serde::de::DeserializeOwned>(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<T, ApiError> {
     let body = read_body(app, req).await?;
     serde_json::from_slice(&body).map_err(|e| {
@@ -576,7 +616,7 @@ fn objection_body(
 async fn file_objection(
     app: &App,
     agency: &Agency,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
     if !may_file_objections(app, agency) {
@@ -648,7 +688,7 @@ async fn resolve_objection(
     app: &App,
     agency: &Agency,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     use crate::corrections::request::{prepare, Context, Prepared, Request as CorrectionRequest};
     agency.check_rate().map_err(ApiError::RateLimited)?;
@@ -756,7 +796,7 @@ async fn review_objection(
     app: &App,
     agency: &Agency,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     if !may_file_objections(app, agency) {
         return Err(ApiError::ObjectionNotAllowed(
@@ -839,7 +879,7 @@ fn repair_body(app: &App, r: &crate::repairs::Repair) -> Result<serde_json::Valu
 async fn apply_repair(
     app: &App,
     agency: &Agency,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
     if !is_medical_insurance(app, agency) {
@@ -902,7 +942,7 @@ async fn decide_repair(
     app: &App,
     agency: &Agency,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
     let request: crate::repairs::flow::DecideRequest = json_body(app, req).await?;
@@ -919,7 +959,7 @@ async fn extend_repair(
     app: &App,
     agency: &Agency,
     id: &str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     let request: ReviewRequest = json_body(app, req).await?;
     let ctx = repair_context(app, app.calendar.current());
@@ -1023,7 +1063,7 @@ async fn change_standing(
     id_type: &str,
     id: &str,
     exit: bool,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     if !app
         .config

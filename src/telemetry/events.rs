@@ -48,6 +48,26 @@ pub fn handshake_failed(peer: std::net::SocketAddr, error: &str) {
     metrics::counter!("gateway_tls_handshake_failures_total").increment(1);
 }
 
+/// A connection still in its TLS handshake closed to make room for a newer one
+/// (`server.max_handshakes`): silent ones go first.
+pub fn handshake_evicted(peer: std::net::SocketAddr, silent: bool) {
+    tracing::debug!(%peer, silent, "connection closed in its TLS handshake to make room");
+    let why = if silent {
+        "silent_handshake_evicted"
+    } else {
+        "handshake_evicted"
+    };
+    metrics::counter!("gateway_connections_refused_total", "why" => why).increment(1);
+}
+
+/// An established connection is being closed gracefully (its in-flight requests finish):
+/// `max_age` (`server.max_connection_age_ms`) or `certificate_no_longer_trusted` (a reload
+/// revoked or otherwise no longer accepts its client certificate).
+pub fn connection_closing(agency: &str, why: &'static str) {
+    tracing::info!(agency, why, "closing a connection gracefully");
+    metrics::counter!("gateway_connections_closed_total", "why" => why).increment(1);
+}
+
 pub fn connection_opened() {
     metrics::gauge!("gateway_open_connections").increment(1.0);
 }
