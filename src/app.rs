@@ -317,6 +317,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     if let Some(why) = test_clock_refused(&config) {
         return Err(StartError::Config(why));
     }
+    raise_open_files(config.server.max_connections + config.server.max_handshakes);
     let metrics = telemetry::init_metrics();
     if let Some(report) = ensure_dev_certs(&config)? {
         for path in &report.created {
@@ -658,6 +659,34 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     match fenced {
         Some(why) => Err(StartError::Fenced(why)),
         None => Ok(()),
+    }
+}
+
+/// Raise the soft limit of open files to the hard one: every connection and every handshake is a
+/// descriptor, and with the common soft limit of 1,024 a flood of silent sockets fills the table
+/// before the handshake bound can evict any (accept fails with EMFILE, and agencies wait in the
+/// kernel's queue again). Warns when even the hard limit is below what the bounds allow.
+fn raise_open_files(connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if limit.current != limit.maximum {
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    // Sled, the log, listeners and delivery connections need some of their own.
+    let needed = connections as u64 + 256;
+    if soft < needed {
+        tracing::warn!(
+            open_files = soft,
+            needed,
+            "the open-files limit is below server.max_connections + server.max_handshakes: raise LimitNOFILE (systemd) or ulimit -n"
+        );
     }
 }
 

@@ -8,7 +8,8 @@
 //! discard the answer; HTTP/1.1 was unaffected (the connection is just not reused). Now the body
 //! outlives the handler: the service answers at once, and the rest of the body is read and
 //! discarded in the background, bounded by `server.max_body_bytes` and
-//! `server.body_read_timeout_ms`, so the stream ends normally on both sides. A client still
+//! `server.body_read_timeout_ms` (at most [`DRAIN_AT_MOST`]), so the stream ends normally on both
+//! sides. Only HTTP/2 streams are drained: an HTTP/1.1 connection is simply not reused. A client still
 //! sending past the bound gets the stream reset after the complete response (`NO_ERROR`, RFC 9113
 //! 8.1: h2 picks it once the response is sent), or on HTTP/1.1 the connection closed.
 //!
@@ -25,6 +26,10 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::Request;
 
 type Shared = Arc<Mutex<Option<Incoming>>>;
+
+/// The longest a refused stream's body is drained: enough for a complete answer to reach a
+/// client sending at a few MB/s; past it the stream is reset after that answer (`NO_ERROR`).
+pub(super) const DRAIN_AT_MOST: Duration = Duration::from_secs(2);
 
 /// A request body the service still holds a handle on after the handler is done with it.
 #[derive(Debug)]

@@ -149,15 +149,19 @@ pub async fn serve(
             let _held = held;
             // Until here a connection is one of `max_handshakes`, evicted when newer ones need
             // its place; then it holds one of `max_connections`.
+            // One deadline from the accept for the first byte and the handshake together.
+            let deadline = tokio::time::Instant::now() + handshake_timeout;
             let established = async {
-                tokio::time::timeout(handshake_timeout, stream.readable())
+                tokio::time::timeout_at(deadline, stream.readable())
                     .await
                     .map_err(|_| "timed out before its first byte".to_string())?
                     .map_err(|e| e.to_string())?;
                 ticket.speaking();
-                let acceptor = TlsAcceptor::from(tls.current());
+                // The verifiers first: a reload between the two then makes the connection check
+                // itself again, never skip a reload it did not handshake under.
                 let verifiers = tls.verifiers();
-                let tls = tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                let acceptor = TlsAcceptor::from(tls.current());
+                let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream))
                     .await
                     .map_err(|_| "timed out".to_string())?
                     .map_err(|e| crate::identity::tls::describe_handshake_error(&e))?;
