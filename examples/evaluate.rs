@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     body_sha256: String::new(),
                     total,
                     accepted,
-                    rejected: Vec::new(),
+                    rejected: Default::default(),
                     filter: Default::default(),
                 },
             ))?;

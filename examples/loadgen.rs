@@ -354,7 +354,7 @@ fn footprint(
                     body_sha256: String::new(),
                     total,
                     accepted,
-                    rejected: Vec::new(),
+                    rejected: Default::default(),
                     filter: Default::default(),
                 },
             ))?;

@@ -14,6 +14,9 @@
 //! Never does: write a personal identifier or secret value in clear. Callers pass subjects through
 //! [`crate::subject::SubjectId::log_safe`] and bodies as hashes.
 //!
+//! Reading is bounded: one page of entries holds at most [`PAGE_MAX_BYTES`] of them (plus one
+//! entry), with the sequence number the next page starts at.
+//!
 //! Invariant: only the single writer in `store` appends, inside the same atomic batch as the
 //! exchange it records, so the chain has no gap and no fork across crashes.
 
@@ -196,15 +199,52 @@ pub fn verify(store: &Store) -> Result<Head, VerifyError> {
     Ok(head)
 }
 
-/// Entries from `from` (inclusive), at most `limit`.
+/// Stored bytes of entries one read of the chain returns at most (`/audit/entries`, `audit show`,
+/// the console): a page ends before the entry that would cross it, and always holds at least one
+/// entry. A batch's entry is bounded by `ingest.max_records_per_batch` and
+/// `ingest.max_listed_rejections` (about 1 MB at the defaults), so a page stays within about
+/// 1 MiB plus one entry whatever `limit` asks (issue #31: 50 entries answered 41 MB).
+pub const PAGE_MAX_BYTES: usize = 1 << 20;
+
+/// One page of the chain: its entries and where the next page starts, if anything is left.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    pub next: Option<u64>,
+}
+
+/// Entries from `from` (inclusive), at most `limit` and [`PAGE_MAX_BYTES`].
 pub fn entries_from(store: &Store, from: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
-    let mut out = Vec::new();
+    Ok(page(store, from, limit, PAGE_MAX_BYTES, None)?.entries)
+}
+
+/// At most `limit` entries from `from` (inclusive) are looked at; those of `kind` (all when
+/// `None`) are returned while their stored bytes stay within `max_bytes` (the first always is).
+pub fn page(
+    store: &Store,
+    from: u64,
+    limit: usize,
+    max_bytes: usize,
+    kind: Option<&str>,
+) -> Result<Page, StoreError> {
+    let mut out = Page::default();
+    let (mut looked_at, mut bytes) = (0usize, 0usize);
     for item in store.range_raw(entry_key(from).as_bytes(), None) {
         let (k, v) = item?;
-        if !k.starts_with(b"aud/") || out.len() >= limit {
+        if !k.starts_with(b"aud/") {
             break;
         }
-        out.push(crate::store::decode(&k, &v)?);
+        if looked_at >= limit || (!out.entries.is_empty() && bytes + v.len() > max_bytes) {
+            let entry: Entry = crate::store::decode(&k, &v)?;
+            out.next = Some(entry.seq);
+            break;
+        }
+        looked_at += 1;
+        let entry: Entry = crate::store::decode(&k, &v)?;
+        if kind.is_none_or(|want| entry.kind == want) {
+            bytes += v.len();
+            out.entries.push(entry);
+        }
     }
     Ok(out)
 }

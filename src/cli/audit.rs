@@ -102,6 +102,9 @@ fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
             for e in value["entries"].as_array().into_iter().flatten() {
                 say!("{e}");
             }
+            if let Some(next) = value["next"].as_u64() {
+                eprintln!("more entries: audit show --from {next}");
+            }
             ExitCode::SUCCESS
         }
     }

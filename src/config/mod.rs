@@ -25,6 +25,14 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_INFLIGHT_MB: u64 = 4;
 /// `server.inflight_wait_ms`.
 pub const DEFAULT_INFLIGHT_WAIT_MS: u64 = 5_000;
+/// `ingest.max_records_per_batch`.
+pub const DEFAULT_MAX_RECORDS_PER_BATCH: usize = 10_000;
+/// `ingest.max_values_per_batch`.
+pub const DEFAULT_MAX_VALUES_PER_BATCH: usize = 1_000_000;
+/// `ingest.max_object_members`.
+pub const DEFAULT_MAX_OBJECT_MEMBERS: usize = 1_000;
+/// `ingest.max_listed_rejections`.
+pub const DEFAULT_MAX_LISTED_REJECTIONS: usize = 1_000;
 /// `storage.min_free_mb`.
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -45,6 +53,8 @@ pub const DEFAULT_USCC_EXCEPTIONS: [&str; 1] = ["91350211M00013FA1N"];
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    /// What one batch may cost: records, parsed values, members, receipt size (issue #31).
+    pub ingest: IngestConfig,
     pub storage: StorageConfig,
     pub tls: TlsConfig,
     pub validation: ValidationConfig,
@@ -417,6 +427,49 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
 }
 
+/// The bounds of one batch. With them, what a batch costs follows from the configuration, not
+/// from what a sender writes: 300 KB of `[{},{},...]` (100,000 records) held 1.1 GiB before them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Records in one batch. One more and the batch is refused whole (`413 too_many_records`)
+    /// before any record is mapped or validated.
+    pub max_records_per_batch: usize,
+    /// JSON values (objects, arrays, strings, numbers...) the records of one batch may hold, or
+    /// XML elements and attributes of one document: bounds the memory of parsing. Over it:
+    /// `413 document_limit`.
+    pub max_values_per_batch: usize,
+    /// Members of one JSON object or array, children of one XML element. A record over it is
+    /// rejected; outside the records, the document is refused (`413 document_limit`).
+    pub max_object_members: usize,
+    /// Rejected records listed one by one in a receipt and its audit entry; the rest are counted
+    /// by field and reason (`rejected_not_listed`).
+    pub max_listed_rejections: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_records_per_batch: DEFAULT_MAX_RECORDS_PER_BATCH,
+            max_values_per_batch: DEFAULT_MAX_VALUES_PER_BATCH,
+            max_object_members: DEFAULT_MAX_OBJECT_MEMBERS,
+            max_listed_rejections: DEFAULT_MAX_LISTED_REJECTIONS,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The parsing limits of one batch.
+    pub fn limits(&self) -> crate::mapping::Limits {
+        crate::mapping::Limits {
+            max_records: self.max_records_per_batch,
+            max_members: self.max_object_members,
+            max_values: self.max_values_per_batch,
+            ..crate::mapping::Limits::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CryptoConfig {
@@ -736,6 +789,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
+            ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             validation: ValidationConfig::default(),
@@ -875,6 +929,12 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             bad("server.max_body_bytes must be above 0".into());
+        }
+        if self.ingest.max_records_per_batch == 0
+            || self.ingest.max_values_per_batch == 0
+            || self.ingest.max_object_members == 0
+        {
+            bad("ingest.max_records_per_batch, max_values_per_batch and max_object_members must be above 0".into());
         }
         if self.storage.engine == StorageEngine::Postgres && self.storage.postgres_url().is_none() {
             bad(format!(

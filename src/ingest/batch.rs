@@ -1,17 +1,20 @@
 //! An agency's batch as one durable exchange: every accepted record staged in the archive and
 //! reconciled with the publication ledger, one `batch_received` audit entry, and the receipt,
 //! all in one write set (accept = durable).
+//!
+//! The audit entry lists every accepted record and the rejected ones as the receipt does (the
+//! first `ingest.max_listed_rejections`, the rest counted by field and reason), so one entry is
+//! bounded by the configuration (issue #31).
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::receipt::{AcceptedRecord, Receipt};
+use super::receipt::{AcceptedRecord, NotListed, Receipt, Rejected};
 use crate::archive::Outcome;
 use crate::exchange::{answer, CommitterHandle, Exchange, Group};
 use crate::ledger::stage::{reconcile_record, Prior};
 use crate::ledger::Action;
-use crate::mapping::Rejection;
 use crate::record::CanonicalRecord;
 use crate::sharing::{FilterReport, Plan};
 use crate::store::{to_bytes, StoreError};
@@ -36,7 +39,8 @@ pub struct BatchJob {
     pub body_sha256: String,
     pub total: usize,
     pub accepted: Vec<AcceptedInput>,
-    pub rejected: Vec<Rejection>,
+    /// The rejected records: the first listed, the others counted (`ingest.max_listed_rejections`).
+    pub rejected: Rejected,
     /// What the disclosure filter withheld or masked (rule and field names only), for the audit.
     pub filter: FilterReport,
 }
@@ -101,6 +105,8 @@ struct BatchReceived<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     moved: Vec<Value>,
     records: Vec<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected_not_listed: Vec<NotListed>,
     #[serde(skip_serializing_if = "Option::is_none")]
     withheld: Option<Vec<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,15 +177,16 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
         new,
         updated,
         unchanged,
-        rejected: job.rejected.len(),
+        rejected: job.rejected.total,
         shares_queued,
         withdrawals_queued: withdrawals,
         moved,
         records: accepted
             .iter()
             .map(|a| json!({"index": a.index, "record_id": a.record_id, "outcome": a.outcome, "version": a.version}))
-            .chain(job.rejected.iter().map(|r| json!({"index": r.index, "record_id": r.record_id, "outcome": "rejected", "field": r.field})))
+            .chain(job.rejected.listed.iter().map(|r| json!({"index": r.index, "record_id": r.record_id, "outcome": "rejected", "field": r.field})))
             .collect(),
+        rejected_not_listed: job.rejected.not_listed(),
         withheld: filtered.then(|| {
             job.filter
                 .withheld
@@ -207,8 +214,9 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
         new,
         updated,
         unchanged,
-        rejected_count: job.rejected.len(),
-        rejected: job.rejected.clone(),
+        rejected_count: job.rejected.total,
+        rejected: job.rejected.listed.clone(),
+        rejected_not_listed: job.rejected.not_listed(),
         records: accepted,
         audit: head,
         signature: None,

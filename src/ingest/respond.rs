@@ -10,6 +10,7 @@ use http_body_util::Full;
 use hyper::{header, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::mapping::json::JsonIssue;
 use crate::mapping::ParseError;
 
 /// Everything a request can fail with. `retry` says whether sending the same request again later
@@ -142,6 +143,19 @@ impl ApiError {
             Self::ObjectionState(_) => StatusCode::CONFLICT,
             Self::StandingUnchanged(_) => StatusCode::CONFLICT,
             Self::InvalidCorrection(_) | Self::BadCorrection(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Document(
+                ParseError::TooManyRecords(_)
+                | ParseError::TooManyElements(_)
+                | ParseError::TooManyChildren { .. },
+            ) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Document(ParseError::Refused { found, .. })
+                if matches!(
+                    found.issue,
+                    JsonIssue::TooManyMembers(_) | JsonIssue::TooManyValues(_)
+                ) =>
+            {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::MissingMapping
             | Self::Document(_)
             | Self::BodyRead(_)
@@ -189,6 +203,18 @@ impl ApiError {
             Self::Document(ParseError::UndefinedEntity(_)) => "undefined_entity",
             Self::Document(ParseError::Empty) => "empty_document",
             Self::Document(ParseError::Shape(_)) => "unexpected_shape",
+            Self::Document(ParseError::TooManyRecords(_)) => "too_many_records",
+            Self::Document(ParseError::TooManyElements(_) | ParseError::TooManyChildren { .. }) => {
+                "document_limit"
+            }
+            Self::Document(ParseError::Refused { found, .. }) => match found.issue {
+                JsonIssue::DuplicateKey(_) => "duplicate_key",
+                JsonIssue::TooManyMembers(_) | JsonIssue::TooManyValues(_) => "document_limit",
+                JsonIssue::TooLong(_)
+                | JsonIssue::NumberTooLong
+                | JsonIssue::IntegerOutOfRange
+                | JsonIssue::NotFinite => "invalid_value",
+            },
             Self::UnknownIdType(_) => "unknown_id_type",
             Self::InvalidSubjectId(_) => "invalid_subject_id",
             Self::NotFound(_) => "not_found",
@@ -249,11 +275,17 @@ impl ApiError {
             json!({"code": self.code(), "message": self.to_string(), "retry": self.retry()});
         if let Self::Document(
             ParseError::Syntax { line, column, .. }
-            | ParseError::InvalidEncoding { line, column, .. },
+            | ParseError::InvalidEncoding { line, column, .. }
+            | ParseError::Refused { line, column, .. },
         ) = &self
         {
-            error["line"] = json!(line);
-            error["column"] = json!(column);
+            if *line > 0 {
+                error["line"] = json!(line);
+                error["column"] = json!(column);
+            }
+        }
+        if let Self::Document(ParseError::Refused { found, .. }) = &self {
+            error["field"] = json!(found.path);
         }
         if let Self::ObjectionLate { id, .. } = &self {
             error["objection_id"] = json!(id);
@@ -393,6 +425,24 @@ mod tests {
             doc(ParseError::UndefinedEntity("x".into())),
             doc(ParseError::Empty),
             doc(ParseError::Shape("x".into())),
+            doc(ParseError::TooManyRecords(10)),
+            doc(ParseError::TooManyElements(10)),
+            doc(ParseError::Refused {
+                found: crate::mapping::json::Found {
+                    path: "a".into(),
+                    issue: JsonIssue::DuplicateKey("a".into()),
+                },
+                line: 1,
+                column: 2,
+            }),
+            doc(ParseError::Refused {
+                found: crate::mapping::json::Found {
+                    path: "a".into(),
+                    issue: JsonIssue::NotFinite,
+                },
+                line: 1,
+                column: 2,
+            }),
             ApiError::UnknownIdType("x".into()),
             ApiError::InvalidSubjectId("x".into()),
             ApiError::NotFound("receipt"),

@@ -22,6 +22,7 @@ use crate::calendar::CalendarError;
 use crate::clock::rfc3339;
 use crate::identity::Agency;
 use crate::ingest::batch::{AcceptedInput, BatchJob};
+use crate::ingest::receipt::Rejected;
 use crate::mapping::{Mapping, SourceFormat};
 use crate::record::ValidationContext;
 use crate::sharing::FilterReport;
@@ -221,11 +222,13 @@ async fn push_records(
     let now = app.clock.now();
     let body_for_map = body.clone();
     let store = app.store.clone();
+    let limits = app.config.ingest.limits();
+    let mut rejected = Rejected::new(app.config.ingest.max_listed_rejections);
+    let (agency_id, mapping_id) = (agency.id.clone(), mapping.id.clone());
     let (total, accepted, rejected, filter) = tokio::task::spawn_blocking(move || {
-        let normalized = mapping_owned.normalize(&body_for_map, &ctx)?;
+        let normalized = mapping_owned.normalize_bounded(&body_for_map, &ctx, &limits)?;
         let total = normalized.len();
         let mut accepted = Vec::with_capacity(total);
-        let mut rejected = Vec::new();
         let mut filter = FilterReport::default();
         for n in normalized {
             match n.outcome {
@@ -244,22 +247,22 @@ async fn push_records(
                         plan,
                     });
                 }
-                Err(rejection) => rejected.push(rejection),
+                Err(rejection) => {
+                    events::record_rejected(
+                        &agency_id,
+                        &mapping_id,
+                        rejection.index,
+                        rejection.record_id.as_deref(),
+                        &rejection.field,
+                    );
+                    rejected.push(rejection);
+                }
             }
         }
         Ok::<_, ApiError>((total, accepted, rejected, filter))
     })
     .await
     .map_err(|_| ApiError::StorageUnavailable)??;
-    for r in &rejected {
-        events::record_rejected(
-            &agency.id,
-            &mapping.id,
-            r.index,
-            r.record_id.as_deref(),
-            &r.field,
-        );
-    }
     for (dest, channel, rule) in &filter.withheld {
         events::share_withheld(dest, channel.code(), rule);
     }
@@ -415,14 +418,7 @@ async fn post_correction(
         });
     }
     let body = read_body(app, req).await?;
-    let request: CorrectionRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::Document(crate::mapping::ParseError::Syntax {
-            format: "JSON",
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })
-    })?;
+    let request: CorrectionRequest = crate::mapping::source::parse_json_as(&body)?;
     let calendar = app.calendar.current();
     let router = app.router.current();
     let ctx = Context {
@@ -552,14 +548,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     req: Request<RequestBody>,
 ) -> Result<T, ApiError> {
     let body = read_body(app, req).await?;
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::Document(crate::mapping::ParseError::Syntax {
-            format: "JSON",
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })
-    })
+    Ok(crate::mapping::source::parse_json_as(&body)?)
 }
 
 fn objection_context(
@@ -1081,14 +1070,7 @@ async fn change_standing(
     subject_id(app, id_type, id)?;
     let body = read_body(app, req).await?;
     let request: crate::ledger::recheck::StandingRequest =
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::Document(crate::mapping::ParseError::Syntax {
-                format: "JSON",
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })
-        })?;
+        crate::mapping::source::parse_json_as(&body)?;
     use crate::ledger::ops::{set_standing, OpContext, OpError};
     let ctx = OpContext {
         store: &app.store,

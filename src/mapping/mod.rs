@@ -12,6 +12,7 @@
 //! stems); a bad record is rejected alone, naming the source field when the mapping knows it.
 
 mod convert;
+pub mod json;
 pub mod source;
 mod spec;
 
@@ -22,6 +23,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::record::{self, CanonicalRecord, Category, ValidationContext};
+pub use json::Limits;
 pub use source::ParseError;
 pub use spec::SourceFormat;
 use spec::{Rule, RuleSource, ValueKind};
@@ -51,6 +53,9 @@ pub struct Mapping {
     passthrough: bool,
     rules: Vec<Rule>,
 }
+
+/// A mapped record: its source id, and its untyped canonical value or its mapping problems.
+type Mapped = (Option<String>, Result<Value, Vec<(String, String)>>);
 
 /// Every mapping the gateway knows, by id.
 #[derive(Debug, Clone, Default)]
@@ -277,71 +282,143 @@ impl Mapping {
         })
     }
 
-    /// Parse a whole document, map and validate every record.
+    /// Parse a whole document, map and validate every record, within the default limits.
     pub fn normalize(
         &self,
         body: &[u8],
         ctx: &ValidationContext,
     ) -> Result<Vec<Normalized>, ParseError> {
-        let mapped = self.map_document(body)?;
-        Ok(mapped
-            .into_iter()
-            .enumerate()
-            .map(|(index, (record_id, value))| {
-                let outcome = match value {
-                    Ok(value) => record::validate_owned(value, ctx).map_err(|errs| {
-                        self.rejection(
-                            index,
-                            record_id,
-                            errs.into_iter().map(|e| (e.field, e.reason)).collect(),
-                        )
-                    }),
-                    Err(problems) => Err(self.rejection(index, record_id, problems)),
-                };
-                Normalized { index, outcome }
-            })
-            .collect())
+        self.normalize_bounded(body, ctx, &Limits::default())
     }
 
-    /// Each record as an untyped canonical JSON value (or its mapping problems), with its source id.
-    #[allow(clippy::type_complexity)]
-    fn map_document(
+    /// Parse a document, map and validate every record, within `limits` (issue #31): more than
+    /// `limits.max_records` records refuse the batch before any record is mapped; a JSON batch is
+    /// read one record at a time (each parsed, mapped, validated and dropped before the next), so
+    /// only the results are held, never the document as one tree.
+    pub fn normalize_bounded(
         &self,
         body: &[u8],
-    ) -> Result<Vec<(Option<String>, Result<Value, Vec<(String, String)>>)>, ParseError> {
+        ctx: &ValidationContext,
+        limits: &Limits,
+    ) -> Result<Vec<Normalized>, ParseError> {
+        let finish = |index: usize, (record_id, value): Mapped| {
+            let outcome = match value {
+                Ok(value) => record::validate_owned(value, ctx).map_err(|errs| {
+                    self.rejection(
+                        index,
+                        record_id,
+                        errs.into_iter().map(|e| (e.field, e.reason)).collect(),
+                    )
+                }),
+                Err(problems) => Err(self.rejection(index, record_id, problems)),
+            };
+            Normalized { index, outcome }
+        };
         match self.format {
             SourceFormat::Json => {
-                let doc = source::parse_json(body)?;
-                let records = take_json_records(doc, &self.records)?;
-                Ok(records
-                    .into_iter()
-                    .map(|r| {
-                        if self.passthrough {
-                            let id = r.pointer("/source/record_id").and_then(text_of);
-                            (id, Ok(r))
-                        } else {
-                            self.apply(|path| json_value_at(&r, path))
+                let text = source::json_text(body)?;
+                let reader = json::BatchReader::new(text, *limits);
+                let records = reader.records(&self.records)?;
+                let mut out = Vec::with_capacity(records.len());
+                for (index, raw) in records.into_iter().enumerate() {
+                    let normalized = match reader.record(raw)? {
+                        json::Record::Read { value, found } if found.is_empty() => {
+                            finish(index, self.map_json(value))
                         }
-                    })
-                    .collect())
+                        json::Record::Read { value, found } => {
+                            let (record_id, _) = self.map_json(value);
+                            Normalized {
+                                index,
+                                outcome: Err(self.refused(index, record_id, found)),
+                            }
+                        }
+                        json::Record::Refused(found) => Normalized {
+                            index,
+                            outcome: Err(self.refused(index, None, vec![found])),
+                        },
+                    };
+                    out.push(normalized);
+                }
+                Ok(out)
             }
             SourceFormat::Xml => {
-                let root = source::parse_xml(body)?;
+                let root = source::parse_xml_bounded(body, limits)?;
                 let records = root.select(&self.records)?;
+                if records.len() > limits.max_records {
+                    return Err(ParseError::TooManyRecords(limits.max_records));
+                }
                 Ok(records
                     .into_iter()
-                    .map(|r| self.apply(|path| Ok(r.value_at(path).map(str::to_string))))
+                    .enumerate()
+                    .map(|(index, r)| {
+                        finish(
+                            index,
+                            self.apply(|path| Ok(r.value_at(path).map(str::to_string))),
+                        )
+                    })
                     .collect())
             }
         }
     }
 
-    /// Apply every rule to one source record.
-    #[allow(clippy::type_complexity)]
-    fn apply(
+    /// One JSON source record as an untyped canonical value (or its mapping problems).
+    fn map_json(&self, record: Value) -> Mapped {
+        if self.passthrough {
+            let id = record.pointer("/source/record_id").and_then(text_of);
+            (id, Ok(record))
+        } else {
+            self.apply(|path| json_value_at(&record, path))
+        }
+    }
+
+    /// A record refused while it was read: each problem names the source path.
+    fn refused(
         &self,
-        read: impl Fn(&str) -> Result<Option<String>, String>,
-    ) -> (Option<String>, Result<Value, Vec<(String, String)>>) {
+        index: usize,
+        record_id: Option<String>,
+        found: Vec<json::Found>,
+    ) -> Rejection {
+        let mut problems: Vec<Problem> = found
+            .into_iter()
+            .map(|f| Problem {
+                canonical_field: self
+                    .canonical_field(&f.path)
+                    .unwrap_or_else(|| f.path.clone()),
+                field: f.path,
+                reason: f.issue.to_string(),
+            })
+            .collect();
+        let first = problems.first().cloned().unwrap_or(Problem {
+            field: String::new(),
+            canonical_field: String::new(),
+            reason: "rejected".into(),
+        });
+        if problems.len() == 1 {
+            problems.clear();
+        }
+        Rejection {
+            index,
+            record_id,
+            field: first.field,
+            canonical_field: first.canonical_field,
+            reason: first.reason,
+            problems,
+        }
+    }
+
+    /// The canonical field a source path is mapped to, when a rule reads it.
+    fn canonical_field(&self, source_path: &str) -> Option<String> {
+        self.rules
+            .iter()
+            .find(|r| match &r.source {
+                RuleSource::Paths(p) => p.iter().any(|p| convert::char_range(p).0 == source_path),
+                RuleSource::Const(_) => false,
+            })
+            .map(|r| r.target.join("."))
+    }
+
+    /// Apply every rule to one source record.
+    fn apply(&self, read: impl Fn(&str) -> Result<Option<String>, String>) -> Mapped {
         let mut out = Map::new();
         let mut problems = Vec::new();
         let mut record_id = None;
@@ -491,33 +568,6 @@ impl Mapping {
     }
 }
 
-/// The array of records at `path` (dot-separated), taken out of the document.
-fn take_json_records(doc: Value, path: &str) -> Result<Vec<Value>, ParseError> {
-    let mut node = doc;
-    if !path.is_empty() {
-        for segment in path.split('.') {
-            node = match node {
-                Value::Object(mut m) => m.remove(segment),
-                Value::Array(mut a) => segment
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|i| *i < a.len())
-                    .map(|i| a.swap_remove(i)),
-                _ => None,
-            }
-            .ok_or_else(|| ParseError::Shape(format!("no `{path}` in the document")))?;
-        }
-    }
-    match node {
-        Value::Array(records) => Ok(records),
-        _ => Err(ParseError::Shape(if path.is_empty() {
-            "this mapping expects the document to be a JSON array of records".into()
-        } else {
-            format!("`{path}` must be an array of records")
-        })),
-    }
-}
-
 fn json_value_at(record: &Value, path: &str) -> Result<Option<String>, String> {
     let mut node = record;
     for segment in path.split('.') {
@@ -572,32 +622,6 @@ fn insert_at(out: &mut Map<String, Value>, path: &[String], value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn records_are_found_through_objects_and_array_indices() {
-        let doc = serde_json::json!({"batches": [{"list": [1, 2]}, {"list": [3]}]});
-        let got = take_json_records(doc.clone(), "batches.1.list").unwrap();
-        assert_eq!(got, vec![serde_json::json!(3)]);
-        let got = take_json_records(doc.clone(), "batches.0.list").unwrap();
-        assert_eq!(got, vec![serde_json::json!(1), serde_json::json!(2)]);
-        for missing in ["batches.2.list", "batches.x", "nothing", "batches.0"] {
-            assert!(
-                matches!(
-                    take_json_records(doc.clone(), missing),
-                    Err(ParseError::Shape(_))
-                ),
-                "{missing}"
-            );
-        }
-        assert!(matches!(
-            take_json_records(doc, ""),
-            Err(ParseError::Shape(_))
-        ));
-        assert_eq!(
-            take_json_records(serde_json::json!([]), "").unwrap(),
-            Vec::<Value>::new()
-        );
-    }
 
     const PENALTY_MAPPING: &str = r#"
 id = "test-penalties"

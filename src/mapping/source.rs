@@ -3,13 +3,19 @@
 //! XML: the encoding declared in the prolog is honoured (UTF-8, GBK, GB18030; bytes invalid in it
 //! are an error, never replaced); a DOCTYPE is refused outright, so no entity is ever expanded;
 //! only the five predefined entities and character references are resolved; nesting depth is
-//! bounded. JSON: serde_json's recursion limit bounds nesting; numbers are kept as written.
+//! bounded, and so are the elements of one document and the children of one element
+//! (`ingest.max_values_per_batch`, `ingest.max_object_members`: a tree of elements costs ~40
+//! times the bytes of `<a/>`, issue #31). JSON: read through [`super::json`] (duplicate keys
+//! refused, numbers checked as written, members and values bounded); serde_json's recursion limit
+//! bounds nesting.
 
 use std::borrow::Cow;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use serde_json::Value;
+
+use super::json::{self, Found, Limits, Refusal};
 
 /// Deeper documents are refused (JSON is bounded by serde_json's own limit of 128).
 pub const MAX_XML_DEPTH: usize = 64;
@@ -44,6 +50,46 @@ pub enum ParseError {
     Empty,
     #[error("records not found: {0}")]
     Shape(String),
+    #[error("the batch has more than {0} records: split it (ingest.max_records_per_batch)")]
+    TooManyRecords(usize),
+    #[error("{found} (line {line}, column {column})")]
+    Refused {
+        found: Found,
+        line: usize,
+        column: usize,
+    },
+    #[error("XML with more than {0} elements and attributes in one document: split it")]
+    TooManyElements(usize),
+    #[error("XML element <{element}> has more than {limit} children")]
+    TooManyChildren { element: String, limit: usize },
+}
+
+impl From<Refusal> for ParseError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Syntax {
+                line,
+                column,
+                message,
+            } => ParseError::Syntax {
+                format: "JSON",
+                line,
+                column,
+                message,
+            },
+            Refusal::Found {
+                found,
+                line,
+                column,
+            } => ParseError::Refused {
+                found,
+                line,
+                column,
+            },
+            Refusal::Shape(s) => ParseError::Shape(s),
+            Refusal::TooManyRecords(n) => ParseError::TooManyRecords(n),
+        }
+    }
 }
 
 /// One XML element with its attributes, text and children.
@@ -93,21 +139,23 @@ impl Element {
     }
 }
 
-/// Parse a JSON body. Numbers keep their written form (serde_json `arbitrary_precision`).
+/// Parse a whole JSON body as one checked value (duplicate keys refused, numbers checked, members
+/// and values bounded by the default limits). Numbers keep their written form (serde_json
+/// `arbitrary_precision`). Batches are read record by record instead ([`json::BatchReader`]).
 pub fn parse_json(body: &[u8]) -> Result<Value, ParseError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ParseError::Empty);
-    }
-    let text = std::str::from_utf8(body).map_err(|e| {
-        let (line, column) = line_column(body, e.valid_up_to());
-        ParseError::InvalidEncoding {
-            encoding: "UTF-8".into(),
-            line,
-            column,
-        }
-    })?;
-    // Checked once above: parsing from the str does not validate UTF-8 a second time.
-    serde_json::from_str(text).map_err(|e| ParseError::Syntax {
+    let text = json_text(body)?;
+    let limits = Limits {
+        max_string_chars: usize::MAX,
+        ..Limits::default()
+    };
+    Ok(json::checked_value(text, limits)?)
+}
+
+/// An agency's JSON request body (a correction, an objection, a repair...) as `T`, after the
+/// checks of [`parse_json`]: a key given twice anywhere is refused, not silently the last.
+pub fn parse_json_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ParseError> {
+    parse_json(body)?;
+    serde_json::from_slice(body).map_err(|e| ParseError::Syntax {
         format: "JSON",
         line: e.line(),
         column: e.column(),
@@ -115,9 +163,44 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ParseError> {
     })
 }
 
-/// Parse an XML body into its root element.
+/// The body as UTF-8 text, checked once (parsing from the str does not validate it again).
+pub fn json_text(body: &[u8]) -> Result<&str, ParseError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::Empty);
+    }
+    std::str::from_utf8(body).map_err(|e| {
+        let (line, column) = line_column(body, e.valid_up_to());
+        ParseError::InvalidEncoding {
+            encoding: "UTF-8".into(),
+            line,
+            column,
+        }
+    })
+}
+
+/// Parse an XML body into its root element, within the default limits.
 pub fn parse_xml(body: &[u8]) -> Result<Element, ParseError> {
+    parse_xml_bounded(body, &Limits::default())
+}
+
+/// Parse an XML body into its root element: at most `limits.max_values` elements and attributes
+/// in all, and `limits.max_members` children per element.
+pub fn parse_xml_bounded(body: &[u8], limits: &Limits) -> Result<Element, ParseError> {
     let text = decode_xml(body)?;
+    let mut nodes = 0usize;
+    let mut count = |element: &Element, parent: Option<&Element>| {
+        nodes += 1 + element.attributes.len();
+        if nodes > limits.max_values {
+            return Err(ParseError::TooManyElements(limits.max_values));
+        }
+        match parent {
+            Some(p) if p.children.len() >= limits.max_members => Err(ParseError::TooManyChildren {
+                element: p.name.clone(),
+                limit: limits.max_members,
+            }),
+            _ => Ok(()),
+        }
+    };
     let mut reader = Reader::from_str(&text);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
@@ -144,10 +227,13 @@ pub fn parse_xml(body: &[u8]) -> Result<Element, ParseError> {
                 if stack.len() >= MAX_XML_DEPTH {
                     return Err(ParseError::TooDeep);
                 }
-                stack.push(element_from(&start).map_err(|m| syntax(&reader, m))?);
+                let element = element_from(&start).map_err(|m| syntax(&reader, m))?;
+                count(&element, stack.last())?;
+                stack.push(element);
             }
             Event::Empty(start) => {
                 let element = element_from(&start).map_err(|m| syntax(&reader, m))?;
+                count(&element, stack.last())?;
                 attach(element, &mut stack, &mut root);
             }
             Event::End(_) => {

@@ -1,4 +1,16 @@
 //! Untyped JSON -> [`CanonicalRecord`], collecting every field error of a record.
+//!
+//! Besides each field's own rule, every value of a record is checked (issue #31):
+//! - every number is one a record may hold, as written (`mapping::json::check_number`: at most
+//!   40 characters, an integer fits 64 bits, a decimal is finite), whatever path it came by;
+//! - amounts, the content fields named `*_yuan` (`fine_yuan`, `arrears_yuan`...), are
+//!   non-negative decimals written as digits with an optional fraction, below 10^15 yuan;
+//! - no string or key holds a bidirectional control character (U+061C, U+200E, U+200F,
+//!   U+202A-U+202E, U+2066-U+2069): a right-to-left override makes a name or a reason display
+//!   as something other than what it says (U+202E then `gnp.exe` shows as `exe.png`) on every platform the
+//!   record reaches. Refused in every field, identifying and free text alike: no field of a
+//!   credit record needs them (Chinese and Latin text never does), and a rule with exceptions
+//!   would be one more thing to get wrong.
 
 use serde_json::{Map, Value};
 
@@ -57,6 +69,7 @@ pub fn validate_owned(
     ctx: &ValidationContext,
 ) -> Result<CanonicalRecord, Vec<FieldError>> {
     let mut errs = Vec::new();
+    check_values(&value, &mut Vec::new(), &mut errs);
     let content = value.as_object_mut().and_then(|o| o.remove("content"));
     let Some(obj) = value.as_object() else {
         return Err(vec![FieldError::new("", "a record must be a JSON object")]);
@@ -518,6 +531,11 @@ fn check_content(
                 }
             }
         }
+        if key.ends_with("_yuan") {
+            if let Err(reason) = check_amount(value) {
+                errs.push(FieldError::new(format!("content.{key}"), reason));
+            }
+        }
         if let Value::String(s) = value {
             if s.chars().count() > MAX_TEXT_CHARS {
                 errs.push(FieldError::new(
@@ -688,6 +706,97 @@ fn integer_value(v: &Value) -> Option<i64> {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
+    }
+}
+
+/// Amounts below this many integer digits (10^15 yuan).
+const MAX_AMOUNT_DIGITS: usize = 15;
+
+/// An amount (`content.*_yuan`): a non-negative decimal as digits with an optional fraction.
+fn check_amount(value: &Value) -> Result<(), String> {
+    let text = match value {
+        Value::Null => return Ok(()),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.trim().is_empty() => return Ok(()),
+        Value::String(s) => s.trim().to_string(),
+        _ => return Err("must be an amount (a number or a decimal string)".into()),
+    };
+    let (int, frac) = match text.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (text.as_str(), None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        return Err(
+            "must be a non-negative amount written as digits with an optional decimal part (no sign, no exponent)"
+                .into(),
+        );
+    }
+    if int.trim_start_matches('0').len() > MAX_AMOUNT_DIGITS {
+        return Err(format!("must be less than 10^{MAX_AMOUNT_DIGITS} yuan"));
+    }
+    Ok(())
+}
+
+/// Bidirectional formatting characters: they reorder how text displays.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// One step of a path inside a record.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Problems found by [`check_values`] in one record: the first ones are enough to act on.
+const MAX_VALUE_ERRORS: usize = 16;
+
+/// Every string and key of a record free of bidirectional controls, every number one a record
+/// may hold; each problem names its path (`subject.name`, `content.fine_yuan`).
+fn check_values<'a>(value: &'a Value, path: &mut Vec<Step<'a>>, errs: &mut Vec<FieldError>) {
+    if errs.len() >= MAX_VALUE_ERRORS {
+        return;
+    }
+    let here = |path: &[Step<'_>]| {
+        path.iter()
+            .map(|s| match s {
+                Step::Key(k) => k.to_string(),
+                Step::Index(i) => i.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    const BIDI: &str = "contains a bidirectional control character (U+202E right-to-left override and the like), which makes text display as something other than what it says";
+    match value {
+        Value::String(s) => {
+            if s.chars().any(is_bidi_control) {
+                errs.push(FieldError::new(here(path), BIDI));
+            }
+        }
+        Value::Number(n) => {
+            if let Err(issue) = crate::mapping::json::check_number(&n.to_string()) {
+                errs.push(FieldError::new(here(path), issue.to_string()));
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                check_values(item, path, errs);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                path.push(Step::Key(k));
+                if k.chars().any(is_bidi_control) {
+                    errs.push(FieldError::new(here(path), BIDI));
+                }
+                check_values(v, path, errs);
+                path.pop();
+            }
+        }
+        Value::Null | Value::Bool(_) => {}
     }
 }
 
@@ -932,6 +1041,87 @@ mod tests {
         assert_eq!(grade_for_points(75.0), "C");
         assert_eq!(grade_for_points(65.0), "D");
         assert_eq!(grade_for_points(64.9), "E");
+    }
+
+    #[test]
+    fn numbers_a_record_cannot_hold_reject_it_naming_the_field() {
+        for (bad, what) in [
+            (
+                "99999999999999999999999999999",
+                "an integer that does not fit",
+            ),
+            ("1e400", "infinite"),
+        ] {
+            let mut v = penalty();
+            v["content"]["fine_yuan"] = serde_json::from_str(bad).unwrap();
+            let errs = validate(&v, &ctx()).expect_err(bad);
+            assert!(
+                errs.iter()
+                    .any(|e| e.field == "content.fine_yuan" && e.reason.contains(what)),
+                "{bad}: {errs:?}"
+            );
+        }
+        let mut v = penalty();
+        v["content"]["other"] = serde_json::from_str(&"7".repeat(100_000)).unwrap();
+        assert_eq!(field_of(validate(&v, &ctx())), vec!["content.other"]);
+    }
+
+    #[test]
+    fn amounts_are_non_negative_plain_decimals_below_10_pow_15() {
+        let written = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        for ok in [
+            json!("20000"),
+            json!(20000),
+            json!("0.5"),
+            written("999999999999999.99"),
+        ] {
+            let mut v = penalty();
+            v["content"]["fine_yuan"] = ok.clone();
+            assert!(validate(&v, &ctx()).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!("-5"),
+            json!(-5),
+            json!("1e5"),
+            json!("1000000000000000"),
+            json!(true),
+            json!("5,000"),
+        ] {
+            let mut v = penalty();
+            v["content"]["arrears_yuan"] = bad.clone();
+            assert_eq!(
+                field_of(validate(&v, &ctx())),
+                vec!["content.arrears_yuan"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bidirectional_controls_are_refused_in_names_ids_and_text() {
+        for (path, c) in [
+            ("subject.name", '\u{202E}'),
+            ("source.record_id", '\u{2066}'),
+            ("content.authority", '\u{200F}'),
+            ("basis.doc_number", '\u{202B}'),
+        ] {
+            let mut v = penalty();
+            let (a, b) = path.split_once('.').unwrap();
+            let text = format!("某医院{c}gnp.exe");
+            v[a][b] = json!(text);
+            let errs = validate(&v, &ctx()).expect_err(path);
+            assert!(
+                errs.iter()
+                    .any(|e| e.field == path && e.reason.contains("bidirectional")),
+                "{path}: {errs:?}"
+            );
+        }
+        let mut v = penalty();
+        v["content"]["penalty_types"] = json!(["罚款", "\u{202E}告警"]);
+        assert_eq!(
+            field_of(validate(&v, &ctx())),
+            vec!["content.penalty_types.1"]
+        );
     }
 
     #[test]

@@ -733,7 +733,9 @@ async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Fu
 
 /// The query string as a map, values percent-decoded.
 /// `GET /audit/verify`, `/audit/checkpoint`, `/audit/entries?from=N&limit=L&kind=K` while the
-/// gateway runs (auditors).
+/// gateway runs (auditors). `/audit/entries` looks at most `limit` (≤ 1,000) entries from `from`
+/// and answers at most `audit::PAGE_MAX_BYTES` of them, with `next`: the `from` of the next page
+/// (`null` at the end of the chain).
 fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let query = decoded_query(req);
     match req.uri().path() {
@@ -762,14 +764,18 @@ fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes
                 .unwrap_or(100)
                 .min(1000);
             let kind = query.get("kind").filter(|k| !k.is_empty());
-            match crate::audit::entries_from(&ops.store, from, limit) {
-                Ok(entries) => {
-                    let entries: Vec<_> = entries
-                        .into_iter()
-                        .filter(|e| kind.is_none_or(|k| &e.kind == k))
-                        .collect();
-                    json(StatusCode::OK, serde_json::json!({"entries": entries}))
-                }
+            // Bounded in bytes too: `next` is where the following page starts.
+            match crate::audit::page(
+                &ops.store,
+                from,
+                limit,
+                crate::audit::PAGE_MAX_BYTES,
+                kind.map(String::as_str),
+            ) {
+                Ok(page) => json(
+                    StatusCode::OK,
+                    serde_json::json!({"entries": page.entries, "next": page.next}),
+                ),
                 Err(e) => json(
                     StatusCode::SERVICE_UNAVAILABLE,
                     serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
