@@ -9,7 +9,8 @@
 //! outlives the handler: the service answers at once, and the rest of the body is read and
 //! discarded in the background, bounded by `server.max_body_bytes` and
 //! `server.body_read_timeout_ms` (at most [`DRAIN_AT_MOST`]), so the stream ends normally on both
-//! sides. Only HTTP/2 streams are drained: an HTTP/1.1 connection is simply not reused. A client still
+//! sides (an HTTP/1.1 client that writes its whole body before reading, as hyper's does, would
+//! otherwise meet a closed socket). A client still
 //! sending past the bound gets the stream reset after the complete response (`NO_ERROR`, RFC 9113
 //! 8.1: h2 picks it once the response is sent), or on HTTP/1.1 the connection closed.
 //!

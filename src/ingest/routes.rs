@@ -60,7 +60,6 @@ impl hyper::service::Service<Request<Incoming>> for ApiService {
                 server.max_body_bytes,
                 Duration::from_millis(server.body_read_timeout_ms),
             );
-            let http2 = req.version() == hyper::Version::HTTP_2;
             let (req, leftover) = super::body::split(req);
             let result = match check_head(&req) {
                 Err(e) => Err(e),
@@ -72,12 +71,11 @@ impl hyper::service::Service<Request<Incoming>> for ApiService {
                 }
             };
             // What the handler left unread is read and discarded after the answer, so an early
-            // refusal reaches HTTP/2 clients whole (see `body`). HTTP/1.1 needs none of it (the
-            // connection is closed instead of reused), and a drain never outlasts
-            // `DRAIN_AT_MOST`: a client trickling a body to a refusal holds nothing long.
-            if http2 {
-                leftover.drain(max_body, body_time.min(super::body::DRAIN_AT_MOST));
-            }
+            // refusal reaches clients whole (see `body`): HTTP/2 streams are otherwise reset, and
+            // HTTP/1.1 clients that write the whole body before reading (hyper's) meet a closed
+            // socket. A drain never outlasts `DRAIN_AT_MOST`: a client trickling a body to a
+            // refusal holds its connection no longer than that.
+            leftover.drain(max_body, body_time.min(super::body::DRAIN_AT_MOST));
             Ok(result.unwrap_or_else(|e| {
                 events::request_refused(&agency_id, e.code(), e.status().as_u16());
                 e.into_response()
