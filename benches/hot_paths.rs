@@ -62,6 +62,7 @@ fn mapping_and_validation(c: &mut Criterion) {
     let body = canonical_batch(n);
     let ctx = ValidationContext {
         authenticated_agency: Some("medical_insurance".into()),
+        incoming: true,
         ..Default::default()
     };
     let canonical = set.get("canonical").unwrap();
@@ -75,6 +76,7 @@ fn mapping_and_validation(c: &mut Criterion) {
     let body = tax_batch(n);
     let ctx = ValidationContext {
         authenticated_agency: Some("tax".into()),
+        incoming: true,
         ..Default::default()
     };
     group.bench_function("GBK XML (tax)", |b| {

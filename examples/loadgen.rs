@@ -314,6 +314,7 @@ fn footprint(
             .ok_or("canonical")?;
         let ctx = credit_gateway::record::ValidationContext {
             authenticated_agency: Some("medical_insurance".into()),
+            incoming: true,
             ..Default::default()
         };
         let started = Instant::now();

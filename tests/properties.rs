@@ -32,6 +32,7 @@ fn samples() -> Vec<(String, Vec<u8>)> {
 fn ctx() -> ValidationContext {
     ValidationContext {
         authenticated_agency: Some("medical_insurance".into()),
+        incoming: true,
         ..Default::default()
     }
 }
@@ -70,7 +71,7 @@ proptest! {
         let all = samples();
         let (mapping, bytes) = &all[pick % all.len()];
         let m = set.get(mapping).unwrap();
-        let agency_ctx = ValidationContext { authenticated_agency: m.agency.clone(), ..Default::default() };
+        let agency_ctx = ValidationContext { authenticated_agency: m.agency.clone(), incoming: true, ..Default::default() };
         for n in m.normalize(bytes, &agency_ctx).unwrap() {
             if let Ok(record) = n.outcome {
                 let again = validate(&record.to_json(), &agency_ctx).expect("a normalized record validates");

@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let m = mappings[data[0] as usize % mappings.len()];
-    let ctx = credit_gateway::record::ValidationContext { authenticated_agency: m.agency.clone(), ..Default::default() };
+    let ctx = credit_gateway::record::ValidationContext { authenticated_agency: m.agency.clone(), incoming: true, ..Default::default() };
     if let Ok(records) = m.normalize(&data[1..], &ctx) {
         for r in records {
             if let Ok(record) = r.outcome {

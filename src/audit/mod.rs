@@ -227,6 +227,8 @@ pub fn page(
     max_bytes: usize,
     kind: Option<&str>,
 ) -> Result<Page, StoreError> {
+    // A page of none would name itself as the next: a client following it would never end.
+    let limit = limit.max(1);
     let mut out = Page::default();
     let (mut looked_at, mut bytes) = (0usize, 0usize);
     for item in store.range_raw(entry_key(from).as_bytes(), None) {

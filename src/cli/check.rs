@@ -39,6 +39,8 @@ pub(super) fn check(
             &config.validation.resident_id_exceptions,
         ),
         authenticated_agency: agency.or_else(|| mapping.agency.clone()),
+        // The agency's file is what it will send: checked as the gateway will check it.
+        incoming: true,
     };
     let normalized = match mapping.normalize(&body, &ctx) {
         Ok(n) => n,

@@ -435,6 +435,8 @@ impl Engine {
         let ctx = ValidationContext {
             exceptions: self.exceptions.clone(),
             authenticated_agency: None,
+            // A stored record, read again: the rules it was accepted by.
+            incoming: false,
         };
         validate_owned(value, &ctx).map_err(|errs| {
             EvaluationError::Invalid(

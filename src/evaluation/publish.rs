@@ -210,6 +210,8 @@ fn published_record(
     let ctx = crate::record::ValidationContext {
         exceptions: engine.exceptions.clone(),
         authenticated_agency: None,
+        // A stored record, read again: the rules it was accepted by.
+        incoming: false,
     };
     crate::record::validate_owned(value, &ctx).map_err(|errs| {
         EvaluationError::Invalid(

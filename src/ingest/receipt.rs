@@ -69,6 +69,9 @@ pub struct NotListed {
     pub count: usize,
 }
 
+/// Most distinct (field, reason) groups a receipt counts apart.
+pub const MAX_GROUPS: usize = 100;
+
 /// The rejections of one batch as the receipt shows them: the first ones listed, the rest counted.
 #[derive(Debug, Clone, Default)]
 pub struct Rejected {
@@ -91,10 +94,15 @@ impl Rejected {
         if self.listed.len() < self.max_listed {
             self.listed.push(rejection);
         } else {
-            *self
-                .counted
-                .entry((rejection.field, rejection.reason))
-                .or_default() += 1;
+            // At most `MAX_GROUPS` distinct field and reason pairs are counted apart; the rest
+            // together, so the summary's size follows the configuration, not the batch.
+            let key = (rejection.field, rejection.reason);
+            let key = if self.counted.contains_key(&key) || self.counted.len() < MAX_GROUPS {
+                key
+            } else {
+                (String::new(), "other fields and reasons".to_string())
+            };
+            *self.counted.entry(key).or_default() += 1;
         }
     }
 

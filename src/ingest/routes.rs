@@ -214,6 +214,7 @@ async fn push_records(
     let ctx = ValidationContext {
         exceptions: app.exceptions.clone(),
         authenticated_agency: Some(agency.id.clone()),
+        incoming: true,
     };
     let mapping_owned: Mapping = mapping.clone();
     let router = app.router.current();
@@ -427,6 +428,7 @@ async fn post_correction(
         validation: ValidationContext {
             exceptions: app.exceptions.clone(),
             authenticated_agency: None,
+            incoming: true,
         },
         medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
         working_days: app.config.corrections.working_days,
@@ -707,6 +709,7 @@ async fn resolve_objection(
                 validation: ValidationContext {
                     exceptions: app.exceptions.clone(),
                     authenticated_agency: None,
+                    incoming: true,
                 },
                 medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
                 working_days: app.config.corrections.working_days,

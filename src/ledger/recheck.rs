@@ -62,6 +62,8 @@ pub fn item(
     let ctx = ValidationContext {
         exceptions: exceptions.clone(),
         authenticated_agency: None,
+        // A stored record, read again: the rules it was accepted by.
+        incoming: false,
     };
     let record = match validate_owned(json, &ctx) {
         Ok(r) => r,

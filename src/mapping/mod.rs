@@ -378,14 +378,18 @@ impl Mapping {
         record_id: Option<String>,
         found: Vec<json::Found>,
     ) -> Rejection {
+        // A refused key or path can be as long as the body allows: what a receipt and the audit
+        // chain say of it is cut to `MAX_ECHO_CHARS`, so their size follows the configuration.
         let mut problems: Vec<Problem> = found
             .into_iter()
             .map(|f| Problem {
-                canonical_field: self
-                    .canonical_field(&f.path)
-                    .unwrap_or_else(|| f.path.clone()),
-                field: f.path,
-                reason: f.issue.to_string(),
+                canonical_field: echo(
+                    &self
+                        .canonical_field(&f.path)
+                        .unwrap_or_else(|| f.path.clone()),
+                ),
+                field: echo(&f.path),
+                reason: echo(&f.issue.to_string()),
             })
             .collect();
         let first = problems.first().cloned().unwrap_or(Problem {
@@ -398,7 +402,8 @@ impl Mapping {
         }
         Rejection {
             index,
-            record_id,
+            // Never a personal number in a receipt, the log or the chain (see `rejection`).
+            record_id: record_id.map(|id| echo(&crate::subject::ResidentId::masked_in(&id))),
             field: first.field,
             canonical_field: first.canonical_field,
             reason: first.reason,
@@ -619,6 +624,17 @@ fn insert_at(out: &mut Map<String, Value>, path: &[String], value: Value) {
     node.insert(last.clone(), value);
 }
 
+/// The longest text a rejection repeats from the input (a path, a key, a reason naming it).
+pub const MAX_ECHO_CHARS: usize = 256;
+
+/// `text` cut to [`MAX_ECHO_CHARS`] characters, marked when cut.
+fn echo(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,6 +671,7 @@ records = "data"
     fn ctx() -> ValidationContext {
         ValidationContext {
             authenticated_agency: Some("medical_insurance".into()),
+            incoming: true,
             ..Default::default()
         }
     }

@@ -188,15 +188,18 @@ pub fn parse_xml(body: &[u8]) -> Result<Element, ParseError> {
 pub fn parse_xml_bounded(body: &[u8], limits: &Limits) -> Result<Element, ParseError> {
     let text = decode_xml(body)?;
     let mut nodes = 0usize;
+    // The element holding the records may have as many children as a batch has records; the
+    // bound per element is for everything else (a record's fields).
+    let max_children = limits.max_members.max(limits.max_records);
     let mut count = |element: &Element, parent: Option<&Element>| {
         nodes += 1 + element.attributes.len();
         if nodes > limits.max_values {
             return Err(ParseError::TooManyElements(limits.max_values));
         }
         match parent {
-            Some(p) if p.children.len() >= limits.max_members => Err(ParseError::TooManyChildren {
+            Some(p) if p.children.len() >= max_children => Err(ParseError::TooManyChildren {
                 element: p.name.clone(),
-                limit: limits.max_members,
+                limit: max_children,
             }),
             _ => Ok(()),
         }
@@ -433,6 +436,22 @@ fn strip_position(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_element_holding_the_records_may_have_as_many_children_as_a_batch_has_records() {
+        let limits = super::super::json::Limits {
+            max_members: 10,
+            max_records: 100,
+            ..Default::default()
+        };
+        let rows: String = (0..50).map(|i| format!("<R><ID>{i}</ID></R>")).collect();
+        let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Records>{rows}</Records>");
+        assert!(parse_xml_bounded(body.as_bytes(), &limits).is_ok());
+        let fields: String = (0..150).map(|i| format!("<F{i}>x</F{i}>")).collect();
+        let body =
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Records><R>{fields}</R></Records>");
+        assert!(parse_xml_bounded(body.as_bytes(), &limits).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -47,6 +47,13 @@ pub struct ValidationContext {
     /// The agency authenticated by its client certificate. When set, `source.agency` is filled with
     /// it, and a record naming another agency is rejected: an agency cannot speak for another.
     pub authenticated_agency: Option<String>,
+    /// What arrives now (a batch, a correction, an agency's offline check) rather than a record
+    /// already stored being read again (re-checks of the ledger, exits, repairs, evaluation).
+    /// The checks added after records were first stored (every value's number form, amounts,
+    /// bidirectional controls, a personal number in a record id: issue #31) apply to what
+    /// arrives only: a stored record is read under the rules it was accepted by, so an exit
+    /// (LS Art. 20) still withdraws it and a re-send of it is still `unchanged`.
+    pub incoming: bool,
 }
 
 const MAX_TEXT_CHARS: usize = 4000;
@@ -69,7 +76,9 @@ pub fn validate_owned(
     ctx: &ValidationContext,
 ) -> Result<CanonicalRecord, Vec<FieldError>> {
     let mut errs = Vec::new();
-    check_values(&value, &mut Vec::new(), &mut errs);
+    if ctx.incoming {
+        check_values(&value, &mut Vec::new(), &mut errs);
+    }
     let content = value.as_object_mut().and_then(|o| o.remove("content"));
     let Some(obj) = value.as_object() else {
         return Err(vec![FieldError::new("", "a record must be a JSON object")]);
@@ -114,7 +123,14 @@ pub fn validate_owned(
     if let (Some(category), Some(content)) = (category, content.as_ref()) {
         // A basis given as `null` names no document: it counts as absent (GD Art. 26).
         let basis_given = obj.get("basis").is_some_and(|b| !b.is_null());
-        check_content(category, content, basis.as_ref(), basis_given, &mut errs);
+        check_content(
+            category,
+            content,
+            basis.as_ref(),
+            basis_given,
+            ctx.incoming,
+            &mut errs,
+        );
     }
     match (category, subject, source, disclosure, content) {
         (Some(category), Some(subject), Some(source), Some(disclosure), Some(content))
@@ -281,7 +297,7 @@ fn source(
         }
         // A record id is a key: in the store's keys, logs, the audit chain and every platform's
         // copy, where nothing can be sealed or masked (issue #31).
-        if crate::subject::ResidentId::found_in(id) {
+        if ctx.incoming && crate::subject::ResidentId::found_in(id) {
             errs.push(FieldError::new(
                 "source.record_id",
                 "holds a resident ID number (GB 11643): a record id is stored in keys and sent to every platform, so it may not carry a personal number; use the source system's own serial",
@@ -486,6 +502,7 @@ fn check_content(
     content: &Map<String, Value>,
     basis: Option<&Basis>,
     basis_given: bool,
+    incoming: bool,
     errs: &mut Vec<FieldError>,
 ) {
     for (name, need) in required_content(category) {
@@ -531,7 +548,7 @@ fn check_content(
                 }
             }
         }
-        if key.ends_with("_yuan") {
+        if incoming && key.ends_with("_yuan") {
             if let Err(reason) = check_amount(value) {
                 errs.push(FieldError::new(format!("content.{key}"), reason));
             }
@@ -900,7 +917,10 @@ mod tests {
     use serde_json::json;
 
     fn ctx() -> ValidationContext {
-        ValidationContext::default()
+        ValidationContext {
+            incoming: true,
+            ..Default::default()
+        }
     }
 
     fn penalty() -> Value {
@@ -982,6 +1002,30 @@ mod tests {
             "{fields:?}"
         );
         assert!(fields.contains(&"subject.id".to_string()), "{fields:?}");
+    }
+
+    #[test]
+    fn a_stored_record_is_read_again_under_the_rules_it_was_accepted_by() {
+        // Accepted before the value checks of issue #31: a negative amount, a record id holding
+        // a resident ID number. Arriving now it is refused; read again (an exit, a re-check) it
+        // still validates, so LS Art. 20's withdrawal still reaches it.
+        let mut v = penalty();
+        v["content"]["fine_yuan"] = json!("-3.5");
+        v["source"]["record_id"] = json!("R11010519491231002X");
+        let fields = field_of(validate(&v, &ctx()));
+        assert!(
+            fields.contains(&"content.fine_yuan".to_string()),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"source.record_id".to_string()),
+            "{fields:?}"
+        );
+        let stored = ValidationContext {
+            incoming: false,
+            ..ctx()
+        };
+        assert!(validate(&v, &stored).is_ok());
     }
 
     #[test]

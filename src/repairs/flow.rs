@@ -336,6 +336,8 @@ fn load_record(
     let ctx_v = ValidationContext {
         exceptions: ctx.exceptions.clone(),
         authenticated_agency: None,
+        // A stored record, read again: the rules it was accepted by.
+        incoming: false,
     };
     let record = validate_owned(json, &ctx_v)
         .map_err(|_| RepairError::Invalid(format!("{record_id} no longer validates")))?;
