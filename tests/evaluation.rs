@@ -1029,3 +1029,59 @@ fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_
         "B stays active"
     );
 }
+
+/// Issue #26: points are compared as written, never through a binary float: 94.99999999999999999
+/// points is a B under LS Art. 19 (an f64 reads it as 95.0, an A), as a JSON number and as text.
+#[test]
+fn points_just_below_95_are_a_b_never_rounded_to_an_a_ls_art_19() {
+    let gw = Gateway::start();
+    let result = |id: &str, points: Value, grade: &str| {
+        json!({
+            "category": "evaluation_result",
+            "subject": {"kind": "institution", "role": "designated_medical_institution",
+                        "id_type": "uscc", "id": "91350100M000100Y43", "name": "拉萨市某医院"},
+            "source": {"record_id": id, "region": "540102"},
+            "disclosure": {"class": "public"},
+            "valid_from": "2025-03-01",
+            "content": {"year": 2025, "points": points, "grade": grade}
+        })
+    };
+    let number: Value = serde_json::from_str("94.99999999999999999").unwrap();
+    let body = serde_json::to_vec(&vec![
+        result("PTS-1", number.clone(), "A"),
+        result("PTS-2", json!("94.99999999999999999"), "A"),
+        result("PTS-3", number, "B"),
+        result("PTS-4", json!("95.00"), "A"),
+    ])
+    .unwrap();
+    let reply = gw
+        .client(MI)
+        .post("/v1/records?mapping=canonical", "application/json", body);
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let receipt = reply.json();
+    let rejected: Vec<(u64, String)> = receipt["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![
+            (0, "content.grade".to_string()),
+            (1, "content.grade".to_string())
+        ],
+        "{receipt}"
+    );
+    assert_eq!(receipt["accepted"], 2, "{receipt}");
+}

@@ -659,7 +659,9 @@ fn check_grade(content: &Map<String, Value>, errs: &mut Vec<FieldError>) {
     let Some(grade) = content.get("grade").and_then(Value::as_str) else {
         return;
     };
-    let Some(points) = content.get("points").and_then(decimal_value) else {
+    // The points as written, compared exactly: as an f64, 94.99999999999999999 reads as 95.0 and
+    // would pass for an A (LS Art. 19 draws the line at 95).
+    let Some((points, whole)) = content.get("points").and_then(whole_points) else {
         return;
     };
     // GD Art. 20: a value of the wrong type is an error, never read as "not on the list".
@@ -677,7 +679,7 @@ fn check_grade(content: &Map<String, Value>, errs: &mut Vec<FieldError>) {
     let expected = if serious {
         "E"
     } else {
-        grade_for_points(points)
+        grade_for_points(whole)
     };
     if grade.trim() != expected {
         let reason = if serious {
@@ -689,14 +691,46 @@ fn check_grade(content: &Map<String, Value>, errs: &mut Vec<FieldError>) {
     }
 }
 
-pub(crate) fn grade_for_points(points: f64) -> &'static str {
-    match points {
-        p if p >= 95.0 => "A",
-        p if p >= 85.0 => "B",
-        p if p >= 75.0 => "C",
-        p if p >= 65.0 => "D",
+/// LS Art. 19's grade of points whose whole part (the floor) is `whole`: every bound is a whole
+/// number, so `p >= 95` exactly when `floor(p) >= 95`.
+pub(crate) fn grade_for_points(whole: i64) -> &'static str {
+    match whole {
+        p if p >= 95 => "A",
+        p if p >= 85 => "B",
+        p if p >= 75 => "C",
+        p if p >= 65 => "D",
         _ => "E",
     }
+}
+
+/// Points as written (a JSON number kept as written, or a decimal string) and their floor, read
+/// exactly from the digits, never through a binary float. `None` when not a plain decimal.
+fn whole_points(v: &Value) -> Option<(String, i64)> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        _ => return None,
+    };
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.as_str()),
+    };
+    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let plain = !int.is_empty()
+        && int.len() <= 18
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    if !plain {
+        return None;
+    }
+    let int: i64 = int.parse().ok()?;
+    let fractional = frac.bytes().any(|b| b != b'0');
+    let whole = match (negative, fractional) {
+        (false, _) => int,
+        (true, false) => -int,
+        (true, true) => -int - 1,
+    };
+    Some((text, whole))
 }
 
 fn decimal_value(v: &Value) -> Option<f64> {
@@ -1079,12 +1113,21 @@ mod tests {
 
     #[test]
     fn grade_boundaries() {
-        assert_eq!(grade_for_points(95.0), "A");
-        assert_eq!(grade_for_points(94.99), "B");
-        assert_eq!(grade_for_points(85.0), "B");
-        assert_eq!(grade_for_points(75.0), "C");
-        assert_eq!(grade_for_points(65.0), "D");
-        assert_eq!(grade_for_points(64.9), "E");
+        assert_eq!(grade_for_points(95), "A");
+        assert_eq!(grade_for_points(94), "B");
+        assert_eq!(grade_for_points(85), "B");
+        assert_eq!(grade_for_points(75), "C");
+        assert_eq!(grade_for_points(65), "D");
+        assert_eq!(grade_for_points(64), "E");
+        let whole = |s: &str| whole_points(&json!(s)).map(|(_, w)| w);
+        assert_eq!(
+            whole("94.99999999999999999"),
+            Some(94),
+            "never rounded up to 95"
+        );
+        assert_eq!(whole("95.000"), Some(95));
+        assert_eq!(whole("-0.5"), Some(-1));
+        assert_eq!(whole("9e1"), None);
     }
 
     #[test]
