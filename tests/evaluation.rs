@@ -204,7 +204,7 @@ fn scores_at_each_grade_boundary_with_reasons_and_one_notice_per_grade_change() 
 }
 
 #[test]
-fn a_serious_listing_makes_e_at_100_points_gd_art_20() {
+fn a_serious_listing_makes_e_at_100_points_and_is_named_as_the_reason_gd_arts_20_22() {
     // Guangdong, 2025. Market supervision's serious-dishonesty list moves no point of the
     // medical-insurance indicator table, yet the grade is E.
     let (_rt, gw, _platform, _mi) = setup("440000", "2025-05-06T10:00:00+08:00", |c| {
@@ -231,7 +231,16 @@ fn a_serious_listing_makes_e_at_100_points_gd_art_20() {
     let r = wait_result(&gw, "uscc", &s, 2025, |r| r["grade"] == "E");
     assert_eq!(r["points"], 100, "{r}");
     assert_eq!(r["serious_dishonesty"], true);
-    assert_eq!(r["reasons"].as_array().unwrap().len(), 0, "no point moved");
+    // No point moved, yet the change of grade names its reason and basis (GD Art. 22; issue #26
+    // found `"reasons": []` here): the listing, with no points of its own.
+    let reasons = r["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{r}");
+    assert_eq!(reasons[0]["record_id"], "SX-1");
+    assert_eq!(reasons[0]["points"], 0);
+    assert!(
+        reasons[0]["item"].as_str().unwrap().contains("GD Art. 20"),
+        "{r}"
+    );
     assert!(r["grade_rule"].as_str().unwrap().contains("GD Art. 20"));
 }
 

@@ -86,6 +86,7 @@ pub fn score(profile: &Profile, facts: &[Fact], cycle: Cycle, today: Date) -> Sc
     let mut total: i64 = i64::from(profile.base);
     let mut reasons = Vec::new();
     let mut serious = false;
+    let mut listings: Vec<(&Fact, bool)> = Vec::new();
     let mut next: Option<Date> = None;
     let mut soonest = |d: Date| {
         if d > today && next.is_none_or(|n| d < n) {
@@ -120,6 +121,7 @@ pub fn score(profile: &Profile, facts: &[Fact], cycle: Cycle, today: Date) -> Sc
         if profile.serious_dishonesty_is_e && is_serious_listing(fact) && dishonesty_end > today {
             serious = true;
             soonest(dishonesty_end);
+            listings.push((fact, carried));
         }
         let Some(item) = profile
             .items
@@ -149,6 +151,27 @@ pub fn score(profile: &Profile, facts: &[Fact], cycle: Cycle, today: Date) -> Sc
             value: item.value,
         });
     }
+    // GD Art. 22 asks for the reason and basis of a change of grade: a listing that makes E is
+    // one even where no profile item counts it (carried from an earlier cycle, or no item for
+    // it), so it is named with no points of its own.
+    for (fact, carried) in listings {
+        let named = reasons
+            .iter()
+            .any(|r| r.agency == fact.agency && r.record_id == fact.record_id);
+        if !named {
+            reasons.push(Reason {
+                agency: fact.agency.clone(),
+                record_id: fact.record_id.clone(),
+                version: fact.version,
+                category: fact.category,
+                item: SERIOUS_LISTING_MAKES_E.to_string(),
+                points: 0,
+                on: crate::record::format_date(fact.on),
+                carried,
+                value: crate::evaluation::profile::ValueSource::Regulation,
+            });
+        }
+    }
     let points = total.clamp(0, 100) as u32;
     let grade = if serious {
         Grade::E
@@ -163,6 +186,10 @@ pub fn score(profile: &Profile, facts: &[Fact], cycle: Cycle, today: Date) -> Sc
         next_change: next,
     }
 }
+
+/// The reason item naming a serious listing that makes the grade E (GD Art. 20) where no profile
+/// item counted it.
+pub const SERIOUS_LISTING_MAKES_E: &str = "serious_dishonesty_list_grade_e (GD Art. 20)";
 
 /// A serious-dishonesty listing (严重失信主体名单, GD Art. 20).
 pub fn is_serious_listing(fact: &Fact) -> bool {
@@ -305,6 +332,12 @@ mod tests {
         assert_eq!(s.points, 100);
         // ...but the listing is still in force: E (GD Art. 20).
         assert_eq!(s.grade, Grade::E);
+        // GD Art. 22: the change of grade names its reason and basis.
+        assert_eq!(s.reasons.len(), 1, "{:?}", s.reasons);
+        assert_eq!(s.reasons[0].record_id, "l1");
+        assert_eq!(s.reasons[0].item, SERIOUS_LISTING_MAKES_E);
+        assert_eq!(s.reasons[0].points, 0);
+        assert!(s.reasons[0].carried);
     }
 
     #[test]
