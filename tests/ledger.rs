@@ -95,6 +95,28 @@ fn holding<'a>(view: &'a Value, destination: &str, channel: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no holding {destination}/{channel} in {view}"))
 }
 
+/// Issue #26 item 4: a 2019 penalty, decided before every notice period in the rules (the first
+/// runs from 2023-05-01), with its own notice end 2020-10-10 (CF_GSJZQ), pushed today: it was
+/// noticed with no end. Now its own end is honoured: never noticed, shared with government only.
+#[test]
+fn a_penalty_decided_before_every_notice_period_is_never_noticed_past_its_own_end() {
+    let (_rt, mut gw, rs) = gateway(&[("provincial", "440000")]);
+    gw.spawn();
+    let mut old = penalty("Y2019-1", "440106", "2019-10-10");
+    old["content"]["notice_until"] = json!("2020-10-10");
+    push(&gw, vec![old]);
+    assert!(wait_until(Duration::from_secs(20), || !of(
+        &rs[0], "Y2019-1"
+    )
+    .is_empty()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        kinds(&rs[0], "Y2019-1"),
+        vec![("share".into(), "gov_share".into())]
+    );
+    assert!(!all_bytes(&rs[0]).contains("public_notice"));
+}
+
 #[test]
 fn a_penalty_decided_two_years_ago_is_shared_with_government_and_never_noticed() {
     let (_rt, mut gw, rs) = gateway(&[("provincial", "440000")]);

@@ -143,6 +143,9 @@ pub struct NoticeRules {
     pub retention: Vec<Retention>,
 }
 
+/// The period a window names when no period was in force on the record's decision date.
+pub const GAP_PERIOD: &str = "no-period-in-force: the longest known, the source's end honoured";
+
 /// The public-notice window of one record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Window {
@@ -264,7 +267,7 @@ impl NoticeRules {
     pub fn window(&self, record: &CanonicalRecord) -> Option<Window> {
         let decided = decision_date(record)?;
         let region = record.source.region.as_str();
-        let period = self
+        let governing = self
             .periods
             .iter()
             .filter(|p| p.categories.contains(&record.category))
@@ -274,7 +277,10 @@ impl NoticeRules {
             })
             .filter_map(|p| region_match(&p.regions, region).map(|len| (len, p)))
             .max_by_key(|(len, _)| *len)
-            .map(|(_, p)| p)?;
+            .map(|(_, p)| p);
+        let Some(period) = governing else {
+            return self.gap_window(record, decided);
+        };
         let severity = self.severity_of(record);
         let bounds = match severity {
             Severity::Minor => period.minor,
@@ -303,6 +309,44 @@ impl NoticeRules {
             from,
             until: start_of(last_day.next_day().unwrap_or(last_day)),
             minimum_until: start_of(earliest),
+        })
+    }
+
+    /// A record of a category that has notice periods, decided when none was in force (before
+    /// the first, between two, or in a region none names): issue #26 found a 2019 penalty
+    /// noticed with no end. The safe default: no minimum, the source's own end date honoured,
+    /// and never past the longest period any known regime allows for its severity, counted from
+    /// its decision date. `None` when no period of any date governs its category.
+    fn gap_window(&self, record: &CanonicalRecord, decided: Date) -> Option<Window> {
+        let severity = self.severity_of(record);
+        let longest = self
+            .periods
+            .iter()
+            .filter(|p| p.categories.contains(&record.category))
+            .filter(|p| !p.penalties_only || is_dishonesty(record))
+            .map(|p| match severity {
+                Severity::Minor => p.minor.max_months,
+                Severity::General => p.general.max_months,
+                Severity::Serious => p.serious.max_months,
+            })
+            .max()?;
+        let from = start_of(decided);
+        let latest = add_months(decided, longest);
+        let last_day = match source_notice_end(record) {
+            Some(end) => end.min(latest),
+            None => latest,
+        };
+        let until = if longest == 0 {
+            from
+        } else {
+            start_of(last_day.next_day().unwrap_or(last_day)).max(from)
+        };
+        Some(Window {
+            period: GAP_PERIOD.to_string(),
+            severity,
+            from,
+            until,
+            minimum_until: from,
         })
     }
 
@@ -438,6 +482,43 @@ mod tests {
             .window(&penalty("440106", "2025-05-10", &["罚款"], json!({})))
             .unwrap();
         assert_eq!(w.period, "national-2023-trial");
+    }
+
+    #[test]
+    fn a_penalty_decided_before_every_period_ends_at_its_own_end_or_the_longest_known() {
+        let r = rules();
+        // Decided 2019-10-10 with its own notice end 2020-10-10: before the first period
+        // (2023-05-01), so no period governs it; its own end is honoured (issue #26).
+        let p = penalty(
+            "440106",
+            "2019-10-10",
+            &["罚款"],
+            json!({"notice_until": "2020-10-10"}),
+        );
+        let w = r.window(&p).expect("a window, never an endless notice");
+        assert_eq!(w.period, GAP_PERIOD);
+        assert_eq!(w.until, start_of(date!(2020 - 10 - 11)));
+        // Without its own end: never past the longest period any regime allows for its
+        // severity, counted from the decision.
+        let p = penalty("440106", "2019-10-10", &["罚款"], json!({}));
+        let w = r.window(&p).unwrap();
+        let longest = r
+            .periods
+            .iter()
+            .filter(|x| x.categories.contains(&Category::Administrative))
+            .map(|x| match w.severity {
+                Severity::Minor => x.minor.max_months,
+                Severity::General => x.general.max_months,
+                Severity::Serious => x.serious.max_months,
+            })
+            .max()
+            .unwrap();
+        let end = add_months(date!(2019 - 10 - 10), longest);
+        assert_eq!(w.until, start_of(end.next_day().unwrap()));
+        assert!(
+            w.until < start_of(date!(2024 - 01 - 01)),
+            "long over by now"
+        );
     }
 
     #[test]
