@@ -1094,3 +1094,62 @@ fn points_just_below_95_are_a_b_never_rounded_to_an_a_ls_art_19() {
     );
     assert_eq!(receipt["accepted"], 2, "{receipt}");
 }
+
+/// Issue #26 item 5: a legal representative named only in a 双公示 penalty of the institution
+/// (CF_FRDB, CF_FR_ZJLX 01, CF_FR_ZJHM through the mi-penalties mapping), not in the listing nor
+/// in a registration record, is reached by the institution's serious listing (GD Art. 29).
+#[test]
+fn a_legal_representative_named_only_in_a_penalty_gets_the_linked_record_gd_art_29() {
+    let (_rt, gw, _platform, _mi) = setup("440000", "2026-02-02T10:00:00+08:00", |_| {});
+    let s = uscc_in("440106", 9);
+    let person = resident_id("44010619750505123");
+    // The shipped sample's first penalty, made this institution's, with its representative.
+    let sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("examples/samples/mi-penalties.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut row = sample["data"][0].clone();
+    row["CF_XDR_SHXYM"] = json!(s);
+    row["CF_WSH"] = json!("粤医保罚〔2025〕29号");
+    row["CF_FRDB"] = json!("李四");
+    row["CF_FR_ZJLX"] = json!("01");
+    row["CF_FR_ZJHM"] = json!(person);
+    let reply = gw.client(MI).post(
+        "/v1/records?mapping=mi-penalties",
+        "application/json",
+        serde_json::to_vec(&json!({"data": [row]})).unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["accepted"], 1, "{}", reply.json());
+    push(
+        &gw,
+        vec![json!({
+            "category": "dishonest_list",
+            "subject": {"kind": "institution", "role": "designated_medical_institution", "id_type": "uscc", "id": s, "name": "某医院"},
+            "source": {"record_id": "L-29", "region": "440106"},
+            "basis": {"doc_type": "penalty_decision", "doc_number": "粤医保罚〔2025〕21号", "decided_on": "2025-03-01"},
+            "disclosure": {"class": "public"},
+            "content": {"list_name": "医疗保障领域严重失信主体名单", "listed_on": "2025-03-01", "authority": "广东省医疗保障局",
+                        "serious_dishonesty": true, "severity": "serious"}
+        })],
+    );
+    wait_result(&gw, "uscc", &s, 2026, |r| r["grade"] == "E");
+    let person_result = wait_result(&gw, "resident_id", &person, 2026, |r| r["grade"] == "E");
+    let link = person_result["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["record_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("LINK-"))
+        })
+        .cloned();
+    assert!(link.is_some(), "{person_result}");
+}

@@ -518,11 +518,19 @@ impl Engine {
         now: OffsetDateTime,
         step: &mut Step,
     ) -> Result<(), EvaluationError> {
+        // The persons any of the institution's records in force names: its registration, and
+        // as often its penalties (双公示 CF_FRDB, CF_FR_ZJLX, CF_FR_ZJHM; issue #26 found a legal
+        // representative named only in a penalty never linked).
         let registered: Vec<Person> = stored
             .iter()
-            .filter(|s| s.fact.category == Category::Registration && s.fact.ended.is_none())
+            .filter(|s| s.fact.ended.is_none() && !s.fact.record_id.starts_with("LINK-"))
             .flat_map(|s| persons(&s.fact.content))
-            .collect();
+            .fold(Vec::new(), |mut all, p| {
+                if !all.iter().any(|q: &Person| q.id == p.id) {
+                    all.push(p);
+                }
+                all
+            });
         for listing in stored.iter().filter(|s| {
             s.fact.category == Category::DishonestList && !s.fact.record_id.starts_with("LINK-")
         }) {
