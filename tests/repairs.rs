@@ -172,6 +172,19 @@ fn each_eligibility_rule_refuses_with_its_article() {
         String::from_utf8_lossy(&decided.body)
     );
     assert_eq!(decided.json()["state"], "refused");
+    // GD Art. 39: the finding is recorded in the subject's credit archive, not only in the repair.
+    let finding = format!("FALSE-MATERIALS-{id}");
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91310110666007217T")
+        .json();
+    let other = archive["categories"]["other_public"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no other_public record: {archive}"));
+    assert!(
+        other.iter().any(|h| h["record_id"] == finding.as_str()),
+        "{archive}"
+    );
     let barred = refused_rules(&apply(&gw, "R-AFTER"));
     assert_eq!(
         barred,

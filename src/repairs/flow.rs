@@ -14,7 +14,7 @@ use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
 use crate::config::DestinationConfig;
 use crate::disclosure::Channel;
 use crate::exchange::CommitterHandle;
-use crate::ledger::stage::{Reconcile, ReconcileJob};
+use crate::ledger::stage::{NewVersion, Reconcile, ReconcileJob};
 use crate::ledger::{recheck, Queued};
 use crate::objections::RecordRef;
 use crate::outbox::{self, Entry, Kind};
@@ -205,6 +205,7 @@ pub async fn apply(
             "repair_refused_ineligible",
             Vec::new(),
             notice,
+            Vec::new(),
         )
         .await?;
         return Err(RepairError::Ineligible {
@@ -212,7 +213,15 @@ pub async fn apply(
             refusals,
         });
     }
-    commit(ctx, &repair, "repair_accepted", Vec::new(), Vec::new()).await?;
+    commit(
+        ctx,
+        &repair,
+        "repair_accepted",
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    )
+    .await?;
     Ok(repair)
 }
 
@@ -252,6 +261,13 @@ pub async fn decide(
         false_materials: req.false_materials,
         at: ctx.now,
     });
+    // GD Art. 39: false materials are 记入信用记录, a record of the subject's own, not only a
+    // flag inside the repair (issue #26).
+    let finding = if req.false_materials {
+        vec![false_materials_record(ctx, &repair, caller, &req.reason)?]
+    } else {
+        Vec::new()
+    };
     let (kind, notice) = if req.approve {
         repair.status = Status::InPublicity;
         repair.publicity_from = Some(ctx.now);
@@ -264,7 +280,7 @@ pub async fn decide(
         repair.status = Status::Refused;
         ("repair_refused", notices(ctx, &repair, "refused", None))
     };
-    commit(ctx, &repair, kind, Vec::new(), notice).await?;
+    commit(ctx, &repair, kind, Vec::new(), notice, finding).await?;
     Ok(repair)
 }
 
@@ -284,7 +300,15 @@ pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair,
         .calendar
         .deadline(repair.accepted_at, ctx.rules.max_decision_working_days)?;
     repair.extension_reason = Some(reason.to_string());
-    commit(ctx, &repair, "repair_extended", Vec::new(), Vec::new()).await?;
+    commit(
+        ctx,
+        &repair,
+        "repair_extended",
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    )
+    .await?;
     Ok(repair)
 }
 
@@ -316,8 +340,71 @@ pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repai
         })
         .collect();
     let notice = notices(ctx, &repair, "completed", None);
-    commit(ctx, &repair, "repair_completed", marks, notice).await?;
+    commit(ctx, &repair, "repair_completed", marks, notice, Vec::new()).await?;
     Ok(Some(repair))
+}
+
+/// The record a finding of false materials puts in the subject's credit archive (GD Art. 39:
+/// "提供虚假材料的…记入信用记录"): category `other_public`, from the deciding agency, named after
+/// the repair (`FALSE-MATERIALS-{repair id}`), its basis the decision, shared with government as
+/// the sharing rules say (`gov_share`: a finding about a repair application is no penalty to
+/// notice publicly).
+fn false_materials_record(
+    ctx: &Context<'_>,
+    repair: &Repair,
+    caller: &str,
+    reason: &str,
+) -> Result<NewVersion, RepairError> {
+    let first = repair
+        .records
+        .first()
+        .ok_or(RepairError::NotFound("record"))?;
+    let (repaired, _) = load_record(ctx, &first.agency, &first.record_id)?;
+    let repaired = repaired.to_json();
+    let today = crate::record::format_date(ctx.now.to_offset(CHINA_OFFSET).date());
+    let json = json!({
+        "category": "other_public",
+        "subject": repaired["subject"],
+        "source": {"agency": caller, "record_id": format!("FALSE-MATERIALS-{}", repair.id),
+                   "region": repaired["source"]["region"]},
+        "basis": {"doc_type": "other", "doc_number": format!("信用修复决定 {}", repair.id), "decided_on": today},
+        "disclosure": {"class": "gov_share"},
+        "valid_from": today,
+        "content": {
+            "description": "信用修复申请中提供虚假材料 (false materials in a credit repair application, GD Art. 39)",
+            "finding": "false_materials",
+            "repair_id": repair.id,
+            "records": repair.records,
+            "reason": reason,
+            "decided_by": caller,
+        }
+    });
+    let ctx_v = ValidationContext {
+        exceptions: ctx.exceptions.clone(),
+        authenticated_agency: None,
+        // Built here from a stored record: its identity passed when that record arrived.
+        incoming: false,
+    };
+    let record = validate_owned(json, &ctx_v).map_err(|errs| {
+        RepairError::Invalid(format!(
+            "the false-materials record does not validate: {}",
+            errs.iter()
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    let plan = ctx
+        .router
+        .plan(&record, crate::lifecycle::Standing::Active, ctx.now);
+    Ok(NewVersion {
+        canonical: record.canonical_bytes(),
+        record,
+        plan,
+        origin: format!("repair_false_materials:{}", repair.id),
+        touches_subject: true,
+        enqueue: Vec::new(),
+    })
 }
 
 fn load(ctx: &Context<'_>, id: &str) -> Result<Repair, RepairError> {
@@ -465,6 +552,7 @@ async fn commit(
     kind: &str,
     marks: Vec<MarkChange>,
     enqueue: Vec<Entry>,
+    records: Vec<NewVersion>,
 ) -> Result<Vec<Queued>, RepairError> {
     let mut items = Vec::new();
     if !marks.is_empty() {
@@ -503,7 +591,7 @@ async fn commit(
             marks,
             enqueue,
             subject: None,
-            records: Vec::new(),
+            records,
             clear_if: Vec::new(),
             quiet: false,
             reply,
