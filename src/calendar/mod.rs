@@ -51,10 +51,41 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
 
 pub mod warnings;
+
+/// Make the provisional deadlines of stored objects exact (issue #26): for each key, re-read the
+/// object, let `make_exact` change only its deadline fields, and write it back when it changed.
+/// The caller holds whatever lock the object's writers hold (the objections-and-repairs step),
+/// or the object is written only once (a correction), so no newer state is overwritten. Returns
+/// the ids made exact.
+pub fn make_exact_in_store<T>(
+    store: &crate::store::Store,
+    keys: &[(String, String)],
+    make_exact: impl Fn(&mut T) -> bool,
+) -> Result<Vec<String>, crate::store::StoreError>
+where
+    T: serde::de::DeserializeOwned + Serialize,
+{
+    let mut done = Vec::new();
+    let mut writes = crate::store::WriteSet::default();
+    for (id, key) in keys {
+        let Some(mut value) = store.get_json::<T>(key)? else {
+            continue;
+        };
+        if make_exact(&mut value) {
+            writes.put(key.clone(), crate::store::to_bytes(&value));
+            done.push(id.clone());
+        }
+    }
+    if !done.is_empty() {
+        store.apply(writes)?;
+        store.flush()?;
+    }
+    Ok(done)
+}
 
 /// China Standard Time.
 pub const CHINA_OFFSET: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
@@ -126,6 +157,22 @@ pub struct Deadline {
     /// Counted (partly) past the last known year: an estimate, to be shown as such and replaced
     /// once the year's file is loaded.
     pub provisional: bool,
+}
+
+impl Deadline {
+    /// What to store beside a provisional deadline to make it exact later; `None` when exact.
+    pub fn basis(&self, from: OffsetDateTime, working_days: u32) -> Option<Basis> {
+        self.provisional.then_some(Basis { from, working_days })
+    }
+}
+
+/// What a provisional deadline was counted from (stored beside it, only while provisional), so a
+/// tracker can make it exact once the year's file is loaded ([`Calendar::exact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Basis {
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    pub working_days: u32,
 }
 
 /// The calendar in force, shared by the API and the correction tracker; replaced whole when the
@@ -326,6 +373,19 @@ impl Calendar {
             .unwrap_or(0)
     }
 
+    /// From [`COVERAGE_WARNING_DAYS`] before the last known day: which file to add, and that
+    /// deadlines past the last known year are provisional (start-up and daily warning, `/readyz`).
+    pub fn coverage_note(&self, today: Date) -> Option<String> {
+        let left = self.days_left_from(today);
+        let last = *self.years.end();
+        (left < COVERAGE_WARNING_DAYS).then(|| {
+            format!(
+                "the working-day calendar ends {last}-12-31 ({left} days left): add mappings/calendar/{}.toml from the State Council notice and send SIGHUP; deadlines counted past {last}-12-31 are provisional (estimated, marked, made exact once the file is loaded)",
+                last + 1
+            )
+        })
+    }
+
     /// The notice each year's schedule comes from.
     pub fn source(&self, year: i32) -> Option<&str> {
         self.sources.get(&year).map(String::as_str)
@@ -407,6 +467,15 @@ impl Calendar {
             at: last_day.with_time(end_of_day()).assume_offset(CHINA_OFFSET),
             provisional,
         })
+    }
+
+    /// The exact deadline of a provisional one, once this calendar covers it; `None` while it
+    /// would still be an estimate.
+    pub fn exact(&self, basis: &Basis) -> Option<OffsetDateTime> {
+        self.deadline_estimated(basis.from, basis.working_days, Estimate::NeverLater)
+            .ok()
+            .filter(|d| !d.provisional)
+            .map(|d| d.at)
     }
 
     fn outside(&self, date: Date) -> CalendarError {

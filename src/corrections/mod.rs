@@ -65,10 +65,31 @@ pub struct Correction {
     /// platform (the three working days bind the medical-insurance side's own information).
     #[serde(with = "time::serde::rfc3339::option")]
     pub deadline: Option<OffsetDateTime>,
+    /// The deadline runs past the last known calendar year and is a never-later estimate (see
+    /// `calendar`); the correction tracker makes it exact once the year's file is loaded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deadline_provisional: bool,
+    /// What a provisional deadline was counted from (only while provisional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_basis: Option<crate::calendar::Basis>,
     /// Platforms it must reach.
     pub destinations: Vec<String>,
     /// `along_chain` (to the credit platforms) or `to_medical_insurance` (outside information).
     pub direction: String,
+}
+
+impl Correction {
+    /// Replace a provisional deadline with the exact one once `calendar` covers it; only the
+    /// deadline fields change. `true` when it changed.
+    pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
+        let Some(exact) = self.deadline_basis.and_then(|b| calendar.exact(&b)) else {
+            return false;
+        };
+        self.deadline = Some(exact);
+        self.deadline_provisional = false;
+        self.deadline_basis = None;
+        true
+    }
 }
 
 /// The computed state of a correction.
@@ -231,6 +252,8 @@ mod tests {
             found_at: t("2025-03-14T10:00:00+08:00"),
             received_at: t("2025-03-14T10:00:00+08:00"),
             deadline: Some(t(deadline)),
+            deadline_provisional: false,
+            deadline_basis: None,
             destinations: dests.iter().map(|s| s.to_string()).collect(),
             direction: "along_chain".into(),
         }

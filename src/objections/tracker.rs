@@ -42,6 +42,41 @@ impl Tracker {
             return;
         };
         let calendar = self.calendar.current();
+        // Provisional deadlines the calendar now covers become exact (issue #26), under the step
+        // every objection and repair writer holds, re-read inside it: no newer state is lost.
+        let keys: Vec<(String, String)> = all
+            .iter()
+            .map(|l| &l.objection)
+            .filter(|o| o.review_basis.is_some() || o.filing_basis.is_some())
+            .map(|o| (o.id.clone(), super::Objection::key(&o.id)))
+            .collect();
+        let all = if keys.is_empty() {
+            all
+        } else {
+            let made = match super::step(&self.store).await {
+                Ok(_step) => crate::calendar::make_exact_in_store(
+                    &self.store,
+                    &keys,
+                    |o: &mut super::Objection| o.make_exact(&calendar),
+                ),
+                Err(e) => Err(e),
+            };
+            match made {
+                Ok(done) if !done.is_empty() => {
+                    done.iter()
+                        .for_each(|id| events::deadline_made_exact("objection", id));
+                    match list(&self.store, now, None) {
+                        Ok(all) => all,
+                        Err(_) => return,
+                    }
+                }
+                Ok(_) => all,
+                Err(e) => {
+                    tracing::error!(error = %e, "provisional objection deadlines cannot be made exact; trying again");
+                    all
+                }
+            }
+        };
         let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
         for listed in &all {
             let o = &listed.objection;
@@ -70,7 +105,8 @@ impl Tracker {
                 } else {
                     "objection_deadline_near"
                 };
-                self.alert(event, &o.id, &text).await;
+                self.alert(event, &o.id, &text, o.review_deadline_provisional)
+                    .await;
             }
         }
         for state in [
@@ -87,9 +123,9 @@ impl Tracker {
             .set(warnings.take_nearest() as f64);
     }
 
-    async fn alert(&self, event: &str, id: &str, deadline: &str) {
+    async fn alert(&self, event: &str, id: &str, deadline: &str, provisional: bool) {
         let Some(url) = &self.webhook else { return };
-        let body = json!({"event": event, "objection_id": id, "deadline": deadline});
+        let body = json!({"event": event, "objection_id": id, "deadline": deadline, "deadline_provisional": provisional});
         if let Err(e) = crate::corrections::tracker::post_json(url, &body).await {
             tracing::warn!(objection = %id, error = %e, "objection alert webhook failed");
         }

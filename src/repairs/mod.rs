@@ -103,6 +103,12 @@ pub struct Repair {
     pub status: Status,
     #[serde(with = "time::serde::rfc3339")]
     pub decision_deadline: OffsetDateTime,
+    /// The decision deadline runs past the last known calendar year: a never-later estimate
+    /// (see `calendar`); the tracker makes it exact once the year's file is loaded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decision_deadline_provisional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_basis: Option<crate::calendar::Basis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +125,11 @@ pub struct Repair {
         with = "time::serde::rfc3339::option"
     )]
     pub publicity_until: Option<OffsetDateTime>,
+    /// The publicity end runs past the last known calendar year: a never-later estimate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publicity_until_provisional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publicity_basis: Option<crate::calendar::Basis>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -128,6 +139,25 @@ pub struct Repair {
 }
 
 impl Repair {
+    /// Replace provisional deadlines with exact ones once `calendar` covers them; only the
+    /// deadline fields change. `true` when anything changed.
+    pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
+        let mut changed = false;
+        if let Some(exact) = self.decision_basis.and_then(|b| calendar.exact(&b)) {
+            self.decision_deadline = exact;
+            self.decision_deadline_provisional = false;
+            self.decision_basis = None;
+            changed = true;
+        }
+        if let Some(exact) = self.publicity_basis.and_then(|b| calendar.exact(&b)) {
+            self.publicity_until = Some(exact);
+            self.publicity_until_provisional = false;
+            self.publicity_basis = None;
+            changed = true;
+        }
+        changed
+    }
+
     pub fn key(id: &str) -> String {
         crate::store::keys::IdSpace::Repair.key(id)
     }

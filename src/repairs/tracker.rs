@@ -45,6 +45,41 @@ impl Tracker {
             return;
         };
         let calendar = self.calendar.current();
+        // Provisional deadlines the calendar now covers become exact (issue #26), under the step
+        // every objection and repair writer holds, re-read inside it: no newer state is lost.
+        let keys: Vec<(String, String)> = all
+            .iter()
+            .map(|l| &l.repair)
+            .filter(|r| r.decision_basis.is_some() || r.publicity_basis.is_some())
+            .map(|r| (r.id.clone(), super::Repair::key(&r.id)))
+            .collect();
+        let all = if keys.is_empty() {
+            all
+        } else {
+            let made = match crate::objections::step(&self.store).await {
+                Ok(_step) => crate::calendar::make_exact_in_store(
+                    &self.store,
+                    &keys,
+                    |r: &mut super::Repair| r.make_exact(&calendar),
+                ),
+                Err(e) => Err(e),
+            };
+            match made {
+                Ok(done) if !done.is_empty() => {
+                    done.iter()
+                        .for_each(|id| events::deadline_made_exact("repair", id));
+                    match list(&self.store, now, None) {
+                        Ok(all) => all,
+                        Err(_) => return,
+                    }
+                }
+                Ok(_) => all,
+                Err(e) => {
+                    tracing::error!(error = %e, "provisional repair deadlines cannot be made exact; trying again");
+                    all
+                }
+            }
+        };
         let ctx = Context {
             store: &self.store,
             committer: &self.committer,
@@ -82,7 +117,8 @@ impl Tracker {
                 } else {
                     "repair_deadline_near"
                 };
-                self.alert(event, &r.id, &deadline).await;
+                self.alert(event, &r.id, &deadline, r.decision_deadline_provisional)
+                    .await;
             }
         }
         for state in [
@@ -100,9 +136,9 @@ impl Tracker {
             .set(warnings.take_nearest() as f64);
     }
 
-    async fn alert(&self, event: &str, id: &str, deadline: &str) {
+    async fn alert(&self, event: &str, id: &str, deadline: &str, provisional: bool) {
         let Some(url) = &self.webhook else { return };
-        let body = json!({"event": event, "repair_id": id, "deadline": deadline});
+        let body = json!({"event": event, "repair_id": id, "deadline": deadline, "deadline_provisional": provisional});
         if let Err(e) = crate::corrections::tracker::post_json(url, &body).await {
             tracing::warn!(repair = %id, error = %e, "repair alert webhook failed");
         }
