@@ -84,7 +84,7 @@ fn listed(gw: &Gateway, what: &str, id: &str) -> Value {
 }
 
 #[test]
-fn past_the_last_calendar_year_work_is_accepted_provisionally_and_made_exact_gd_art_31_ls_art_23_ls_art_40(
+fn past_the_last_calendar_year_work_is_accepted_provisionally_and_made_exact_gd_art_31_ls_art_21_23_40(
 ) {
     let rt = multi_thread_runtime();
     let mut gw = Gateway::prepare();
@@ -128,6 +128,15 @@ fn past_the_last_calendar_year_work_is_accepted_provisionally_and_made_exact_gd_
             penalty("440106", "YE-COR", "2026-09-20"),
             penalty("440106", "YE-OBJ", "2026-09-20"),
             penalty("540102", "YE-REP", "2025-03-20"),
+            json!({
+                "category": "evaluation_result",
+                "subject": {"kind": "institution", "role": "designated_medical_institution",
+                            "id_type": "uscc", "id": "91350100M000100Y43", "name": "某某医院"},
+                "source": {"record_id": "YE-EVAL", "region": "440106"},
+                "disclosure": {"class": "public"},
+                "valid_from": "2026-09-01",
+                "content": {"year": 2026, "points": 80, "grade": "C"}
+            }),
         ],
     );
     assert!(wait_until(Duration::from_secs(20), || of(
@@ -177,6 +186,23 @@ fn past_the_last_calendar_year_work_is_accepted_provisionally_and_made_exact_gd_
             .map(|s| &s.record)
             .collect::<Vec<_>>()
     );
+
+    // LS Art. 21: told on Tuesday 22 December, 7 of the 10 working days are known; the other 3
+    // are estimated never earlier than the truth: weekdays plus a margin of 8, the 11th weekday
+    // after 31 December. Filed in time, not late.
+    let e = ok(
+        post(
+            &gw,
+            "/v1/objections",
+            json!({"records": [{"record_id": "YE-EVAL"}], "ground": "error_or_omission",
+                   "materials": "m", "notified_on": "2026-12-22"}),
+        ),
+        201,
+    );
+    let eid = e["id"].as_str().unwrap().to_string();
+    assert_eq!(e["state"], "under_review");
+    assert_eq!(e["filing_deadline"], "2027-01-15T23:59:59+08:00");
+    assert_eq!(e["filing_deadline_provisional"], true);
 
     // LS Art. 40: decided within 10 working days, 8 of them estimated; the publicity (5 working
     // days) likewise.
@@ -237,6 +263,17 @@ fn past_the_last_calendar_year_work_is_accepted_provisionally_and_made_exact_gd_
         }),
         "{}",
         listed(&gw, "objections", &oid)
+    );
+    // LS Art. 21: 23-25, 28-31 December, 4-6 January; the objection filed in time stays so.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let e = listed(&gw, "objections", &eid);
+            e["filing_deadline"] == "2027-01-06T23:59:59+08:00"
+                && e.get("filing_deadline_provisional").is_none()
+                && e["state"] == "under_review"
+        }),
+        "{}",
+        listed(&gw, "objections", &eid)
     );
     // LS Art. 40: 30, 31 December, 4-8 and 11-13 January; publicity 30, 31 December, 4-6 January.
     assert!(

@@ -285,6 +285,62 @@ mod tests {
         );
     }
 
+    /// Existing data opens unchanged: no flag on disk reads as exact, and an exact correction is
+    /// written without the new fields. A provisional one becomes exact only on a calendar that
+    /// covers it, and only its deadline fields change (GD Art. 31, issue #26).
+    #[test]
+    fn a_provisional_deadline_is_flagged_and_made_exact_gd_art_31() {
+        let exact = correction("2025-03-19T23:59:59+08:00", &["a"]);
+        let stored = serde_json::to_value(&exact).unwrap();
+        assert!(stored.get("deadline_provisional").is_none());
+        assert!(stored.get("deadline_basis").is_none());
+        let back: Correction = serde_json::from_value(stored).unwrap();
+        assert!(!back.deadline_provisional && back.deadline_basis.is_none());
+
+        let builtin = crate::calendar::Calendar::builtin().unwrap();
+        let found = t("2026-12-29T10:00:00+08:00");
+        let d = builtin
+            .deadline_estimated(found, 3, crate::calendar::Estimate::NeverLater)
+            .unwrap();
+        assert!(d.provisional);
+        let mut c = correction("2027-01-01T23:59:59+08:00", &["a"]);
+        c.deadline = Some(d.at);
+        c.deadline_provisional = true;
+        c.deadline_basis = d.basis(found, 3);
+        let stored = serde_json::to_value(&c).unwrap();
+        assert_eq!(stored["deadline_provisional"], true);
+        assert!(!c.clone().make_exact(&builtin), "2027 still unknown");
+        let with_2027 = {
+            let mut files: Vec<(String, String)> = ["2025", "2026"]
+                .iter()
+                .map(|y| {
+                    (
+                        format!("{y}.toml"),
+                        std::fs::read_to_string(format!(
+                            "{}/mappings/calendar/{y}.toml",
+                            env!("CARGO_MANIFEST_DIR")
+                        ))
+                        .unwrap(),
+                    )
+                })
+                .collect();
+            files.push((
+                "2027.toml".into(),
+                "year = 2027\nholidays = [ { name = \"元旦\", from = 2027-01-01, to = 2027-01-03 } ]\n"
+                    .into(),
+            ));
+            crate::calendar::Calendar::from_sources(&files).unwrap()
+        };
+        let before = c.clone();
+        assert!(c.make_exact(&with_2027));
+        assert_eq!(c.deadline, Some(t("2027-01-04T23:59:59+08:00")));
+        assert!(!c.deadline_provisional && c.deadline_basis.is_none());
+        assert_eq!(
+            (c.id.as_str(), c.found_at, &c.destinations),
+            (before.id.as_str(), before.found_at, &before.destinations)
+        );
+    }
+
     #[test]
     fn states() {
         let c = correction("2025-03-19T23:59:59+08:00", &["a", "b"]);
