@@ -298,4 +298,11 @@ fn past_the_last_calendar_year_work_is_accepted_provisionally_and_made_exact_gd_
     assert_eq!(code, 200);
     assert!(!body.contains("2028.toml"), "{body}");
     drop(mi_platform);
+    // Made exact as steps of their flows: written and audited by the writer.
+    gw.stop();
+    let (_, chain, _) = gw.cli(&["audit", "show", "--limit", "1000"]);
+    assert!(
+        chain.contains("objection_deadline_exact") && chain.contains("repair_deadline_exact"),
+        "{chain}"
+    );
 }

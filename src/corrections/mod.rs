@@ -19,6 +19,11 @@
 //! On-disk layout: `cor/{id}` -> [`Correction`]; `cod/{id} \x1f {destination}` -> acknowledgement
 //! time, one key per platform so concurrent delivery workers never overwrite each other.
 //!
+//! Past the calendar's last year the deadline is a never-later estimate, flagged
+//! (`deadline_provisional`) and stored with its basis (issue #26). The tracker makes it exact once
+//! the year is loaded: the one write to `cor/{id}` after its creation, re-read first and changing
+//! only the deadline fields (nothing else ever rewrites a correction object).
+//!
 //! Never does: decide deadlines from `+ 3 days`, or read the system clock (time comes from the
 //! one [`crate::clock::Clock`]).
 

@@ -427,6 +427,27 @@ pub async fn review(
     Ok(objection)
 }
 
+/// Provisional deadlines made exact once the calendar covers them (issue #26): re-read under the
+/// step every objection writer holds, so no newer state is overwritten; only the deadline fields
+/// change; written and audited (`objection_deadline_exact`) by the writer like every step.
+/// `true` when it changed.
+pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, ObjectionError> {
+    let _step = crate::objections::step(ctx.store).await?;
+    let mut objection = load(ctx, id)?;
+    if !objection.make_exact(&ctx.calendar) {
+        return Ok(false);
+    }
+    commit(
+        ctx,
+        &objection,
+        "objection_deadline_exact",
+        Vec::new(),
+        Vec::new(),
+    )
+    .await?;
+    Ok(true)
+}
+
 fn load(ctx: &Context<'_>, id: &str) -> Result<Objection, ObjectionError> {
     super::get(ctx.store, id)?.ok_or(ObjectionError::NotFound("objection"))
 }

@@ -20,6 +20,9 @@
 //!
 //! States: `filed_late`, `under_review`, `overdue` (under review past its deadline), `upheld`,
 //! `rejected`. Deadlines come from the calendar, never from `+ N days`; time from the one clock.
+//! Past the calendar's last year they are provisional (issue #26): the review deadline a
+//! never-later estimate, the filing window a never-earlier one, each flagged and stored with its
+//! basis; the tracker makes them exact as a step ([`flow::make_exact`]) once the year is loaded.
 //!
 //! Never does: write storage itself (the writer applies each step atomically with its marks,
 //! ledger changes and audit entry), or decide what platforms may hold (the ledger does, from the
@@ -205,6 +208,12 @@ impl Objection {
     /// Replace provisional deadlines with exact ones once `calendar` covers them; only the
     /// deadline fields change (the state an earlier decision set, e.g. accepted in time, stays).
     /// `true` when anything changed.
+    /// Whether [`Self::make_exact`] would change anything on `calendar`.
+    pub fn make_exact_on(&self, calendar: &crate::calendar::Calendar) -> bool {
+        (self.review_basis.is_some() || self.filing_basis.is_some())
+            && self.clone().make_exact(calendar)
+    }
+
     pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
         let mut changed = false;
         if let Some(exact) = self.filing_basis.and_then(|b| calendar.exact(&b)) {

@@ -17,6 +17,13 @@ use crate::telemetry::events;
 #[derive(Clone)]
 pub struct Tracker {
     pub store: Store,
+    /// The writer, the router, the rules, the exceptions and the destinations: what the flow
+    /// needs to make a provisional deadline exact as a step (issue #26).
+    pub committer: crate::exchange::CommitterHandle,
+    pub router: crate::sharing::SharedRouter,
+    pub rules: super::rules::ObjectionRules,
+    pub exceptions: crate::subject::IdentifierExceptions,
+    pub destinations: Vec<crate::config::DestinationConfig>,
     pub calendar: SharedCalendar,
     pub clock: SharedClock,
     pub interval: Duration,
@@ -42,40 +49,46 @@ impl Tracker {
             return;
         };
         let calendar = self.calendar.current();
-        // Provisional deadlines the calendar now covers become exact (issue #26), under the step
-        // every objection and repair writer holds, re-read inside it: no newer state is lost.
-        let keys: Vec<(String, String)> = all
-            .iter()
-            .map(|l| &l.objection)
-            .filter(|o| o.review_basis.is_some() || o.filing_basis.is_some())
-            .map(|o| (o.id.clone(), super::Objection::key(&o.id)))
-            .collect();
-        let all = if keys.is_empty() {
-            all
-        } else {
-            let made = match super::step(&self.store).await {
-                Ok(_step) => crate::calendar::make_exact_in_store(
-                    &self.store,
-                    &keys,
-                    |o: &mut super::Objection| o.make_exact(&calendar),
-                ),
-                Err(e) => Err(e),
+        // Provisional deadlines the calendar now covers become exact (issue #26), through the
+        // flow: re-read under the step, only the deadline fields changed, written and audited.
+        let mut made = false;
+        if all.iter().any(|l| l.objection.make_exact_on(&calendar)) {
+            let ctx = super::flow::Context {
+                store: &self.store,
+                committer: &self.committer,
+                router: self.router.current(),
+                calendar: calendar.clone(),
+                rules: &self.rules,
+                exceptions: &self.exceptions,
+                destinations: &self.destinations,
+                now,
             };
-            match made {
-                Ok(done) if !done.is_empty() => {
-                    done.iter()
-                        .for_each(|id| events::deadline_made_exact("objection", id));
-                    match list(&self.store, now, None) {
-                        Ok(all) => all,
-                        Err(_) => return,
+            for o in all
+                .iter()
+                .map(|l| &l.objection)
+                .filter(|o| o.make_exact_on(&calendar))
+            {
+                match super::flow::make_exact(&ctx, &o.id).await {
+                    Ok(true) => {
+                        events::deadline_made_exact("objection", &o.id);
+                        made = true;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(objection = %o.id, error = %e, "cannot make the provisional deadline exact; trying again");
                     }
                 }
-                Ok(_) => all,
-                Err(e) => {
-                    tracing::error!(error = %e, "provisional objection deadlines cannot be made exact; trying again");
-                    all
-                }
             }
+        }
+        let all = if made {
+            let store = self.store.clone();
+            let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await
+            else {
+                return;
+            };
+            all
+        } else {
+            all
         };
         let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
         for listed in &all {

@@ -341,6 +341,27 @@ pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repai
     Ok(Some(repair))
 }
 
+/// Provisional deadlines made exact once the calendar covers them (issue #26): re-read under the
+/// step every repair writer holds, so no newer state is overwritten; only the deadline fields
+/// change; written and audited (`repair_deadline_exact`) by the writer like every step. `true`
+/// when it changed.
+pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, RepairError> {
+    let _step = crate::objections::step(ctx.store).await?;
+    let mut repair = load(ctx, id)?;
+    if !repair.make_exact(&ctx.calendar) {
+        return Ok(false);
+    }
+    commit(
+        ctx,
+        &repair,
+        "repair_deadline_exact",
+        Vec::new(),
+        Vec::new(),
+    )
+    .await?;
+    Ok(true)
+}
+
 fn load(ctx: &Context<'_>, id: &str) -> Result<Repair, RepairError> {
     super::get(ctx.store, id)?.ok_or(RepairError::NotFound("repair"))
 }

@@ -45,41 +45,6 @@ impl Tracker {
             return;
         };
         let calendar = self.calendar.current();
-        // Provisional deadlines the calendar now covers become exact (issue #26), under the step
-        // every objection and repair writer holds, re-read inside it: no newer state is lost.
-        let keys: Vec<(String, String)> = all
-            .iter()
-            .map(|l| &l.repair)
-            .filter(|r| r.decision_basis.is_some() || r.publicity_basis.is_some())
-            .map(|r| (r.id.clone(), super::Repair::key(&r.id)))
-            .collect();
-        let all = if keys.is_empty() {
-            all
-        } else {
-            let made = match crate::objections::step(&self.store).await {
-                Ok(_step) => crate::calendar::make_exact_in_store(
-                    &self.store,
-                    &keys,
-                    |r: &mut super::Repair| r.make_exact(&calendar),
-                ),
-                Err(e) => Err(e),
-            };
-            match made {
-                Ok(done) if !done.is_empty() => {
-                    done.iter()
-                        .for_each(|id| events::deadline_made_exact("repair", id));
-                    match list(&self.store, now, None) {
-                        Ok(all) => all,
-                        Err(_) => return,
-                    }
-                }
-                Ok(_) => all,
-                Err(e) => {
-                    tracing::error!(error = %e, "provisional repair deadlines cannot be made exact; trying again");
-                    all
-                }
-            }
-        };
         let ctx = Context {
             store: &self.store,
             committer: &self.committer,
@@ -89,6 +54,35 @@ impl Tracker {
             exceptions: &self.exceptions,
             destinations: &self.destinations,
             now,
+        };
+        // Provisional deadlines the calendar now covers become exact (issue #26), through the
+        // flow: re-read under the step, only the deadline fields changed, written and audited.
+        let mut made = false;
+        for r in all
+            .iter()
+            .map(|l| &l.repair)
+            .filter(|r| r.make_exact_on(&calendar))
+        {
+            match super::flow::make_exact(&ctx, &r.id).await {
+                Ok(true) => {
+                    events::deadline_made_exact("repair", &r.id);
+                    made = true;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(repair = %r.id, error = %e, "cannot make the provisional deadline exact; trying again");
+                }
+            }
+        }
+        let all = if made {
+            let store = self.store.clone();
+            let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await
+            else {
+                return;
+            };
+            all
+        } else {
+            all
         };
         let mut counts = std::collections::BTreeMap::<String, u64>::new();
         for listed in &all {
