@@ -201,7 +201,9 @@ impl Acknowledged {
                         "{step}: acknowledged record {id} (receipt {receipt}) is missing"
                     );
                     if n == 0 && s % 13 == 0 {
-                        let rec = gw.client(MI).get(&format!("/v1/ledger/records/{MI}/{id}"));
+                        let rec = gw
+                            .client(MI)
+                            .get(&format!("/v1/ledger/records/{MI}/{id}"));
                         assert_eq!(rec.status, 200, "{step}: ledger of {id}");
                     }
                 }

@@ -903,14 +903,8 @@ fn a_listing_corrected_to_no_longer_serious_takes_its_linked_records_with_it() {
 fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_and_exits() {
     let (_rt, gw, platform, _mi) = setup("540000", "2025-06-02T10:00:00+08:00", |_| {});
     let (a, b) = (uscc_in("540102", 31), uscc_in("540102", 32));
-    push(
-        &gw,
-        vec![penalty(&a, "540102", "MOVE-1", "2025-03-01", None)],
-    );
-    push(
-        &gw,
-        vec![penalty(&a, "540102", "STAY-1", "2025-03-01", None)],
-    );
+    push(&gw, vec![penalty(&a, "540102", "MOVE-1", "2025-03-01", None)]);
+    push(&gw, vec![penalty(&a, "540102", "STAY-1", "2025-03-01", None)]);
     wait_result(&gw, "uscc", &a, 2025, |r| r["points"] == 90);
     // The same record id, now attributed to B.
     let receipt = gw.push_canonical(
@@ -921,23 +915,9 @@ fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_
 
     // Evaluations: A keeps only its own record, B has the moved one.
     let ra = wait_result(&gw, "uscc", &a, 2025, |r| r["points"] == 95);
-    assert!(
-        ra["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|x| x["record_id"] != "MOVE-1"),
-        "{ra}"
-    );
+    assert!(ra["reasons"].as_array().unwrap().iter().all(|x| x["record_id"] != "MOVE-1"), "{ra}");
     let rb = wait_result(&gw, "uscc", &b, 2025, |r| r["points"] == 95);
-    assert!(
-        rb["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["record_id"] == "MOVE-1"),
-        "{rb}"
-    );
+    assert!(rb["reasons"].as_array().unwrap().iter().any(|x| x["record_id"] == "MOVE-1"), "{rb}");
 
     // Archives: A lists it apart, as no longer its own; B lists it as current.
     let client = gw.client(MI);
@@ -948,31 +928,13 @@ fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_
         .values()
         .flat_map(|l| l.as_array().unwrap())
         .collect();
-    assert!(
-        current_a.iter().all(|h| h["record_id"] != "MOVE-1"),
-        "{arc_a}"
-    );
-    assert!(
-        current_a.iter().any(|h| h["record_id"] == "STAY-1"),
-        "{arc_a}"
-    );
-    assert_eq!(
-        arc_a["no_longer_current"][0]["record_id"], "MOVE-1",
-        "{arc_a}"
-    );
-    assert!(
-        !arc_a.to_string().contains(&b),
-        "A's archive never names B: {arc_a}"
-    );
+    assert!(current_a.iter().all(|h| h["record_id"] != "MOVE-1"), "{arc_a}");
+    assert!(current_a.iter().any(|h| h["record_id"] == "STAY-1"), "{arc_a}");
+    assert_eq!(arc_a["no_longer_current"][0]["record_id"], "MOVE-1", "{arc_a}");
+    assert!(!arc_a.to_string().contains(&b), "A's archive never names B: {arc_a}");
     let arc_b = client.get(&format!("/v1/subjects/uscc/{b}")).json();
-    assert_eq!(
-        arc_b["categories"]["administrative"][0]["record_id"],
-        "MOVE-1"
-    );
-    assert_eq!(
-        arc_b["categories"]["administrative"][0]["current_version"],
-        2
-    );
+    assert_eq!(arc_b["categories"]["administrative"][0]["record_id"], "MOVE-1");
+    assert_eq!(arc_b["categories"]["administrative"][0]["current_version"], 2);
 
     // The move is audited as such.
     let (_, audit) = gw.admin_get("/audit/entries?limit=50");
@@ -992,13 +954,7 @@ fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_
         platform
             .received()
             .into_iter()
-            .filter(|s| {
-                s.kind == "withdrawal"
-                    && s.record
-                        .pointer("/source/record_id")
-                        .and_then(Value::as_str)
-                        == Some(id)
-            })
+            .filter(|s| s.kind == "withdrawal" && s.record.pointer("/source/record_id").and_then(Value::as_str) == Some(id))
             .count()
     };
     assert!(
@@ -1010,22 +966,10 @@ fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_
     let last = platform
         .received()
         .into_iter()
-        .filter(|s| {
-            s.record
-                .pointer("/source/record_id")
-                .and_then(Value::as_str)
-                == Some("MOVE-1")
-        })
+        .filter(|s| s.record.pointer("/source/record_id").and_then(Value::as_str) == Some("MOVE-1"))
         .last()
         .expect("MOVE-1 reached the platform");
-    assert_eq!(
-        last.kind, "share",
-        "what the platform holds last is B's version"
-    );
+    assert_eq!(last.kind, "share", "what the platform holds last is B's version");
     assert_eq!(last.record["subject"]["id"], json!(b));
-    assert_eq!(
-        client.get(&format!("/v1/subjects/uscc/{b}")).status,
-        200,
-        "B stays active"
-    );
+    assert_eq!(client.get(&format!("/v1/subjects/uscc/{b}")).status, 200, "B stays active");
 }

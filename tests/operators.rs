@@ -301,17 +301,11 @@ fn the_sign_in_answer_is_identical_for_known_and_unknown_names() {
         (status, code)
     };
     for i in 0..5 {
-        assert_eq!(
-            attempt(&format!("probe{i}")),
-            (401, json!("sign_in_failed"))
-        );
+        assert_eq!(attempt(&format!("probe{i}")), (401, json!("sign_in_failed")));
     }
     let unknown = attempt("probe-next");
     let known = attempt("li");
-    assert_eq!(
-        unknown, known,
-        "an unknown name answers as a configured one"
-    );
+    assert_eq!(unknown, known, "an unknown name answers as a configured one");
     assert_eq!(known, (401, json!("sign_in_failed")));
     // Five failures of one name lock that name, known or unknown alike.
     for _ in 0..4 {

@@ -62,46 +62,26 @@ fn a_resident_id_in_a_record_id_is_refused_and_in_a_document_number_is_never_sto
         "application/json",
         serde_json::to_vec(&vec![penalty(&format!("R{person}-1"), "医保罚〔2026〕1号")]).unwrap(),
     );
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
     let receipt = reply.json();
     assert_eq!(receipt["accepted"], 0, "{receipt}");
-    assert_eq!(
-        receipt["rejected"][0]["field"], "source.record_id",
-        "{receipt}"
-    );
+    assert_eq!(receipt["rejected"][0]["field"], "source.record_id", "{receipt}");
     let text = receipt.to_string();
-    assert!(
-        text.contains("source.record_id") && text.contains("resident ID"),
-        "{text}"
-    );
-    assert!(
-        !text.contains(&person),
-        "the refusal does not echo the number: {text}"
-    );
+    assert!(text.contains("source.record_id") && text.contains("resident ID"), "{text}");
+    assert!(!text.contains(&person), "the refusal does not echo the number: {text}");
 
     // The legal representative's number inside the document number: accepted, noticed masked.
-    gw.push_canonical(
-        MI,
-        &vec![penalty("DOC-1", &format!("医保罚〔2026〕{person}号"))],
-    );
+    gw.push_canonical(MI, &vec![penalty("DOC-1", &format!("医保罚〔2026〕{person}号"))]);
     let public = |platform: &Receiver| {
-        platform.received().into_iter().find(|s| {
-            s.channel == "public_notice"
-                && s.record.pointer("/source/record_id") == Some(&json!("DOC-1"))
-        })
+        platform
+            .received()
+            .into_iter()
+            .find(|s| s.channel == "public_notice" && s.record.pointer("/source/record_id") == Some(&json!("DOC-1")))
     };
     assert!(wait_until(Duration::from_secs(20), || public(&platform).is_some()));
     let noticed = public(&platform).unwrap().record;
     let doc = noticed["basis"]["doc_number"].as_str().unwrap();
-    assert!(
-        !doc.contains(&person) && doc.contains("440106"),
-        "masked: {doc}"
-    );
+    assert!(!doc.contains(&person) && doc.contains("440106"), "masked: {doc}");
 
     // A person's contact phone.
     let mut physician = penalty("PHONE-1", "医保罚〔2026〕2号");
@@ -115,18 +95,7 @@ fn a_resident_id_in_a_record_id_is_refused_and_in_a_document_number_is_never_sto
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the data directory is its owner's only");
-    assert_eq!(
-        files_holding(&data, &person),
-        Vec::<std::path::PathBuf>::new(),
-        "the ID number in clear"
-    );
-    assert_eq!(
-        files_holding(&data, "13912345678"),
-        Vec::<std::path::PathBuf>::new(),
-        "the phone in clear"
-    );
-    assert!(
-        !files_holding(&data, "DOC-1").is_empty(),
-        "the search itself finds clear text"
-    );
+    assert_eq!(files_holding(&data, &person), Vec::<std::path::PathBuf>::new(), "the ID number in clear");
+    assert_eq!(files_holding(&data, "13912345678"), Vec::<std::path::PathBuf>::new(), "the phone in clear");
+    assert!(!files_holding(&data, "DOC-1").is_empty(), "the search itself finds clear text");
 }

@@ -82,8 +82,5 @@ fn the_release_build_refuses_the_test_clock_and_has_no_route_to_move_time() {
         "stamped by the system clock, not the file: {received}"
     );
     let (_, metrics) = gw.admin_get("/metrics");
-    assert!(
-        !metrics.contains("gateway_test_clock"),
-        "no test clock metric"
-    );
+    assert!(!metrics.contains("gateway_test_clock"), "no test clock metric");
 }

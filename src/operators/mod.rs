@@ -177,11 +177,7 @@ impl Gate {
             // failure slot (given back on success), so at most the limit run at all.
             let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
             if f.len() > PRUNE_ABOVE {
-                f.retain(|_, times| {
-                    times
-                        .iter()
-                        .any(|t| now.duration_since(*t) < FAILURE_WINDOW)
-                });
+                f.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < FAILURE_WINDOW));
             }
             if within(&mut f, &name_key, now) >= MAX_FAILURES_PER_NAME
                 || within(&mut f, &addr_key, now) >= MAX_FAILURES_PER_ADDRESS
@@ -413,11 +409,7 @@ mod tests {
             );
         }
         for name in ["nobody9", "li"] {
-            assert_eq!(
-                g.sign_in(name, "x", ip).unwrap_err(),
-                SignInError::Wrong,
-                "{name}"
-            );
+            assert_eq!(g.sign_in(name, "x", ip).unwrap_err(), SignInError::Wrong, "{name}");
         }
         // ...and five of the same name lock it, known or not.
         let other: IpAddr = "10.0.0.5".parse().unwrap();
@@ -427,14 +419,8 @@ mod tests {
             }
         }
         let third: IpAddr = "10.0.0.6".parse().unwrap();
-        assert_eq!(
-            g.sign_in("ghost", "x", third).unwrap_err(),
-            SignInError::Locked
-        );
-        assert_eq!(
-            g.sign_in("zhang", "x", third).unwrap_err(),
-            SignInError::Locked
-        );
+        assert_eq!(g.sign_in("ghost", "x", third).unwrap_err(), SignInError::Locked);
+        assert_eq!(g.sign_in("zhang", "x", third).unwrap_err(), SignInError::Locked);
     }
 
     #[test]

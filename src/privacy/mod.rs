@@ -506,20 +506,14 @@ mod tests {
             "content": {"contact_phone": "13800138000", "address": "广州市某路1号", "action": "penalty"}
         });
         let stored = String::from_utf8(round_trip(&p, &person)).unwrap();
-        assert!(
-            !stored.contains("13800138000") && !stored.contains("某路"),
-            "{stored}"
-        );
+        assert!(!stored.contains("13800138000") && !stored.contains("某路"), "{stored}");
         assert!(stored.contains("penalty"), "other content stays in clear");
         let institution = json!({
             "subject": {"id_type": "uscc", "id": "91310110666007217T", "name": "某公司"},
             "content": {"contact_phone": "020-12345678"}
         });
         let stored = String::from_utf8(round_trip(&p, &institution)).unwrap();
-        assert!(
-            stored.contains("020-12345678"),
-            "an institution's switchboard is public"
-        );
+        assert!(stored.contains("020-12345678"), "an institution's switchboard is public");
     }
 
     #[test]

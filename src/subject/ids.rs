@@ -446,14 +446,8 @@ mod tests {
     fn a_resident_id_is_found_inside_identifiers_but_not_inside_longer_serials() {
         assert!(ResidentId::found_in("R11010519491231002X-2025"));
         assert!(ResidentId::found_in("11010519491231002x"));
-        assert!(
-            !ResidentId::found_in("911010519491231002X"),
-            "19 characters: a serial"
-        );
-        assert!(
-            !ResidentId::found_in("110105194912310021"),
-            "check character wrong"
-        );
+        assert!(!ResidentId::found_in("911010519491231002X"), "19 characters: a serial");
+        assert!(!ResidentId::found_in("110105194912310021"), "check character wrong");
         assert!(!ResidentId::found_in("穗医保罚〔2025〕12号"));
         assert_eq!(
             ResidentId::masked_in("R11010519491231002X-2025"),
