@@ -529,6 +529,11 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     );
     let objection_tracker = crate::objections::tracker::Tracker {
         store: store.clone(),
+        committer: handle.clone(),
+        router: router.clone(),
+        rules: objection_rules.clone(),
+        exceptions: exceptions.clone(),
+        destinations: config.destinations.clone(),
         calendar: calendar.clone(),
         clock: clock.clone(),
         interval: Duration::from_millis(config.objections.check_interval_ms),

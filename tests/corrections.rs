@@ -360,7 +360,7 @@ fn a_correction_from_the_platform_reaches_the_medical_insurance_platform() {
 }
 
 #[test]
-fn a_missing_calendar_year_is_the_operators_to_fix_and_sighup_adds_it() {
+fn a_missing_calendar_year_gives_a_provisional_deadline_that_sighup_makes_exact_gd_art_31() {
     let (_rt, mut gw, _rs) = setup(1);
     // The operator's calendar folder has 2024 and 2025 only.
     let shipped = common::repo().join("mappings/calendar");
@@ -386,24 +386,17 @@ fn a_missing_calendar_year_is_the_operators_to_fix_and_sighup_adds_it() {
     );
     assert!(wait_until(Duration::from_secs(10), || gw
         .log()
-        .contains("the working-day calendar ends with 2025")));
-    let body = json!({"record_id": "Y-1", "kind": "invalidate", "reason": "处罚决定已撤销"});
-    let reply = gw.client(MI).post(
-        "/v1/corrections",
-        "application/json",
-        serde_json::to_vec(&body).unwrap(),
-    );
-    assert_eq!(reply.status, 503, "the operator's to fix, not the agency's");
-    let error = &reply.json()["error"];
-    assert_eq!(error["code"], "calendar_year_missing");
-    assert_eq!(error["retry"], true);
+        .contains("the working-day calendar ends 2025-12-31")));
     assert!(gw.log().contains("add mappings/calendar/2026.toml"));
+    // Accepted and stored, never refused (issue #26): Tue 30 and Wed 31 December are known, the
+    // third day is estimated never later than the truth.
+    let body = json!({"record_id": "Y-1", "kind": "invalidate", "reason": "处罚决定已撤销"});
+    let c = correct(&gw, MI, body);
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["deadline"], "2026-01-01T23:59:59+08:00");
+    assert_eq!(c["deadline_provisional"], true);
     let listed = gw.client(MI).get("/v1/corrections").json();
-    assert_eq!(
-        listed["corrections"].as_array().unwrap().len(),
-        0,
-        "nothing stored"
-    );
+    assert_eq!(listed["corrections"].as_array().unwrap().len(), 1, "stored");
 
     // The operator adds 2026 and sends SIGHUP: no restart.
     std::fs::copy(shipped.join("2026.toml"), dir.join("2026.toml")).unwrap();
@@ -411,10 +404,18 @@ fn a_missing_calendar_year_is_the_operators_to_fix_and_sighup_adds_it() {
     assert!(wait_until(Duration::from_secs(10), || gw
         .log()
         .contains("working-day calendar reloaded")));
-    let c = correct(&gw, MI, body);
     // Tue 30, Wed 31 December; 1-3 January 2026 are the New Year holiday; Sunday 4 January is a
-    // make-up working day.
-    assert_eq!(c["deadline"], "2026-01-04T23:59:59+08:00");
+    // make-up working day. The tracker makes the stored deadline exact.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let c = gw.client(MI).get("/v1/corrections").json()["corrections"][0].clone();
+            c["id"] == id.as_str()
+                && c["deadline"] == "2026-01-04T23:59:59+08:00"
+                && c.get("deadline_provisional").is_none()
+        }),
+        "{}",
+        gw.client(MI).get("/v1/corrections").json()
+    );
     assert!(wait_until(Duration::from_secs(10), || gw
         .admin_get("/metrics")
         .1

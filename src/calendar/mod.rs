@@ -19,8 +19,32 @@
 //! ("应当在三个工作日内…更正"), counted as the Chinese administrative practice counts periods in
 //! days: the day of the event is not counted.
 //!
-//! Never does: read the system clock (time always comes in as an argument), or guess: a date
-//! outside the known years is an error, also when a count runs past the last known year.
+//! Past the last known year (issue #26: the State Council publishes next year's schedule late in
+//! the autumn, and a subject's right to object must not wait for it) a count is *estimated*, never
+//! refused, and the result is marked provisional ([`Deadline::provisional`]). The direction of the
+//! error is part of the call ([`Estimate`]):
+//!
+//! - [`Estimate::NeverLater`], for the gateway's own duties (GD Art. 31 correction, LS Art. 23
+//!   objection review, LS Art. 40 / GD Art. 37 repair decision): every
+//!   calendar day past the known years counts as a working day. A working day is a calendar day,
+//!   so the estimate is never later than the truth, whatever the schedule. (Counting weekdays only
+//!   could be *later*: a make-up Saturday after a holiday, e.g. 2025-02-08, is a working day a
+//!   weekday count skips.)
+//! - [`Estimate::NeverEarlier`], for a window others are given (LS Art. 21 filing window, the
+//!   evaluation publication hold that waits for it, and a repair's 5-working-day publicity, GD
+//!   Art. 37 / LS Art. 40, during which anyone may object: ending it early would shorten it):
+//!   weekdays only, plus
+//!   [`HOLIDAY_MARGIN_WEEKDAYS`] weekdays for every started [`HOLIDAY_MARGIN_PER`] working days
+//!   counted past the known years. Make-up days only make the truth earlier; the margin covers
+//!   the weekday holidays of any span (the longest blocks, 元旦 + 春节 or 国庆 + 中秋, take at most 8
+//!   weekdays out of such a span in 2024-2026; a unit test checks every start day of the shipped
+//!   years).
+//!
+//! Once the year's file is loaded (SIGHUP), the same call is exact again and the trackers replace
+//! provisional deadlines with exact ones.
+//!
+//! Never does: read the system clock (time always comes in as an argument). A date *before* the
+//! first known year is still an error.
 //!
 //! Invariants: a loaded calendar covers a contiguous range of years; every holiday and make-up day
 //! lies in its file's year; make-up days are weekends; no day is both.
@@ -29,10 +53,41 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
 
 pub mod warnings;
+
+/// Make the provisional deadlines of stored objects exact (issue #26): for each key, re-read the
+/// object, let `make_exact` change only its deadline fields, and write it back when it changed.
+/// The caller holds whatever lock the object's writers hold (the objections-and-repairs step),
+/// or the object is written only once (a correction), so no newer state is overwritten. Returns
+/// the ids made exact.
+pub fn make_exact_in_store<T>(
+    store: &crate::store::Store,
+    keys: &[(String, String)],
+    make_exact: impl Fn(&mut T) -> bool,
+) -> Result<Vec<String>, crate::store::StoreError>
+where
+    T: serde::de::DeserializeOwned + Serialize,
+{
+    let mut done = Vec::new();
+    let mut writes = crate::store::WriteSet::default();
+    for (id, key) in keys {
+        let Some(mut value) = store.get_json::<T>(key)? else {
+            continue;
+        };
+        if make_exact(&mut value) {
+            writes.put(key.clone(), crate::store::to_bytes(&value));
+            done.push(id.clone());
+        }
+    }
+    if !done.is_empty() {
+        store.apply(writes)?;
+        store.flush()?;
+    }
+    Ok(done)
+}
 
 /// China Standard Time.
 pub const CHINA_OFFSET: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
@@ -80,7 +135,47 @@ struct HolidayFile {
 
 /// Warn this many days before the calendar's last known day: the State Council publishes the
 /// next year's schedule in the autumn, and deadlines found in late December need it.
-pub const COVERAGE_WARNING_DAYS: i64 = 45;
+pub const COVERAGE_WARNING_DAYS: i64 = 60;
+
+/// Weekdays added to a [`Estimate::NeverEarlier`] count for every started
+/// [`HOLIDAY_MARGIN_PER`] working days counted past the known years.
+pub const HOLIDAY_MARGIN_WEEKDAYS: u32 = 8;
+/// See [`HOLIDAY_MARGIN_WEEKDAYS`].
+pub const HOLIDAY_MARGIN_PER: u32 = 30;
+
+/// Which way a count past the known years may err (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Estimate {
+    /// The gateway's own duties: the estimated date is never later than the true one.
+    NeverLater,
+    /// A subject's window: the estimated date is never earlier than the true one.
+    NeverEarlier,
+}
+
+/// A deadline, exact or estimated past the known years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: OffsetDateTime,
+    /// Counted (partly) past the last known year: an estimate, to be shown as such and replaced
+    /// once the year's file is loaded.
+    pub provisional: bool,
+}
+
+impl Deadline {
+    /// What to store beside a provisional deadline to make it exact later; `None` when exact.
+    pub fn basis(&self, from: OffsetDateTime, working_days: u32) -> Option<Basis> {
+        self.provisional.then_some(Basis { from, working_days })
+    }
+}
+
+/// What a provisional deadline was counted from (stored beside it, only while provisional), so a
+/// tracker can make it exact once the year's file is loaded ([`Calendar::exact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Basis {
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    pub working_days: u32,
+}
 
 /// The calendar in force, shared by the API and the correction tracker; replaced whole when the
 /// operator reloads the folder (SIGHUP), so a year can be added without a restart.
@@ -280,6 +375,19 @@ impl Calendar {
             .unwrap_or(0)
     }
 
+    /// From [`COVERAGE_WARNING_DAYS`] before the last known day: which file to add, and that
+    /// deadlines past the last known year are provisional (start-up and daily warning, `/readyz`).
+    pub fn coverage_note(&self, today: Date) -> Option<String> {
+        let left = self.days_left_from(today);
+        let last = *self.years.end();
+        (left < COVERAGE_WARNING_DAYS).then(|| {
+            format!(
+                "the working-day calendar ends {last}-12-31 ({left} days left): add mappings/calendar/{}.toml from the State Council notice and send SIGHUP; deadlines counted past {last}-12-31 are provisional (estimated, marked, made exact once the file is loaded)",
+                last + 1
+            )
+        })
+    }
+
     /// The notice each year's schedule comes from.
     pub fn source(&self, year: i32) -> Option<&str> {
         self.sources.get(&year).map(String::as_str)
@@ -313,6 +421,73 @@ impl Calendar {
         Ok(day)
     }
 
+    /// The n-th working day after `date`, estimated past the known years in the direction
+    /// `estimate`; `true` when estimated (provisional). An error only when `date` lies before the
+    /// first known year.
+    pub fn nth_working_day_after_estimated(
+        &self,
+        date: Date,
+        n: u32,
+        estimate: Estimate,
+    ) -> Result<(Date, bool), CalendarError> {
+        if date.year() < *self.years.start() {
+            return Err(self.outside(date));
+        }
+        let mut day = date;
+        let mut counted = 0;
+        while counted < n {
+            let Some(next) = day.next_day() else {
+                return Err(self.outside(day));
+            };
+            if next.year() > *self.years.end() {
+                break;
+            }
+            day = next;
+            if self.is_working_day(day)? {
+                counted += 1;
+            }
+        }
+        if counted == n {
+            return Ok((day, false));
+        }
+        let estimated =
+            estimate_after(day, n - counted, estimate).ok_or_else(|| self.outside(day))?;
+        Ok((estimated, true))
+    }
+
+    /// [`Self::deadline`], estimated past the known years in the direction `estimate`.
+    pub fn deadline_estimated(
+        &self,
+        found_at: OffsetDateTime,
+        working_days: u32,
+        estimate: Estimate,
+    ) -> Result<Deadline, CalendarError> {
+        let found_day = found_at.to_offset(CHINA_OFFSET).date();
+        let (last_day, provisional) =
+            self.nth_working_day_after_estimated(found_day, working_days, estimate)?;
+        Ok(Deadline {
+            at: last_day.with_time(end_of_day()).assume_offset(CHINA_OFFSET),
+            provisional,
+        })
+    }
+
+    /// The exact deadline of a provisional one, once this calendar covers it; `None` while it
+    /// would still be an estimate.
+    pub fn exact(&self, basis: &Basis) -> Option<OffsetDateTime> {
+        self.deadline_estimated(basis.from, basis.working_days, Estimate::NeverLater)
+            .ok()
+            .filter(|d| !d.provisional)
+            .map(|d| d.at)
+    }
+
+    fn outside(&self, date: Date) -> CalendarError {
+        CalendarError::OutsideKnownYears {
+            date,
+            first: *self.years.start(),
+            last: *self.years.end(),
+        }
+    }
+
     /// 23:59:59 +08:00 of the `working_days`-th working day after the China date of `found_at`.
     pub fn deadline(
         &self,
@@ -332,7 +507,8 @@ impl Calendar {
     }
 
     /// Working days strictly after `now`'s China date up to and including the deadline's date; 0
-    /// when the deadline is today or past.
+    /// when the deadline is today or past. Days past the known years count when they are weekdays
+    /// (a display and warning figure for provisional deadlines, not a deadline).
     pub fn working_days_left(
         &self,
         now: OffsetDateTime,
@@ -344,11 +520,35 @@ impl Calendar {
         let mut day = today;
         while day < last {
             day += Duration::days(1);
-            if self.is_working_day(day)? {
+            if day.year() > *self.years.end() {
+                if !is_weekend(day) {
+                    n += 1;
+                }
+            } else if self.is_working_day(day)? {
                 n += 1;
             }
         }
         Ok(n)
+    }
+}
+
+/// The n-th day after `day` by the estimate's rule alone, as if no year were known (see the
+/// module doc); `None` past the end of `time`'s dates.
+fn estimate_after(day: Date, n: u32, estimate: Estimate) -> Option<Date> {
+    match estimate {
+        Estimate::NeverLater => day.checked_add(Duration::days(i64::from(n))),
+        Estimate::NeverEarlier => {
+            let margin = n.div_ceil(HOLIDAY_MARGIN_PER) * HOLIDAY_MARGIN_WEEKDAYS;
+            let mut left = n + margin;
+            let mut d = day;
+            while left > 0 {
+                d = d.next_day()?;
+                if !is_weekend(d) {
+                    left -= 1;
+                }
+            }
+            Some(d)
+        }
     }
 }
 

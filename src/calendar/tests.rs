@@ -261,3 +261,108 @@ fn days_left_count_to_the_last_known_day() {
     shared.replace(only_2024);
     assert_eq!(shared.current().known_years(), 2024..=2024);
 }
+
+fn only_2024() -> Calendar {
+    Calendar::from_sources(&[(
+        "2024.toml".into(),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/mappings/calendar/2024.toml"
+        ))
+        .unwrap(),
+    )])
+    .unwrap()
+}
+
+/// The make-up Saturday after Spring Festival 2025: on the real file the third working day after
+/// 2025-02-05 is Saturday 2025-02-08; a weekdays-only count would say Monday 2025-02-10, too late
+/// for the gateway's own duty. The never-later estimate (2024 known only) is not later.
+#[test]
+fn never_later_beats_a_make_up_saturday_gd_art_31() {
+    let found = datetime!(2025-02-05 10:00 +08:00);
+    let truth = cal().deadline(found, 3).unwrap();
+    assert_eq!(truth, datetime!(2025-02-08 23:59:59 +08:00));
+    let mut weekdays_only = date!(2025 - 02 - 05);
+    for _ in 0..3 {
+        weekdays_only = weekdays_only.next_day().unwrap();
+        while is_weekend(weekdays_only) {
+            weekdays_only = weekdays_only.next_day().unwrap();
+        }
+    }
+    assert_eq!(
+        weekdays_only,
+        date!(2025 - 02 - 10),
+        "weekdays only is later"
+    );
+    let est = only_2024()
+        .deadline_estimated(found, 3, Estimate::NeverLater)
+        .unwrap();
+    assert!(est.provisional);
+    assert!(est.at <= truth, "{} must not be later than {truth}", est.at);
+    let exact = cal()
+        .deadline_estimated(found, 3, Estimate::NeverLater)
+        .unwrap();
+    assert_eq!(
+        exact,
+        Deadline {
+            at: truth,
+            provisional: false
+        }
+    );
+}
+
+/// Every start day of the shipped years and every count up to 30 working days: as if no year
+/// were known from the start day on, the never-later estimate is never later and the
+/// never-earlier one never earlier than the real calendar (LS Art. 23 review, LS Art. 21 window).
+#[test]
+fn estimates_err_in_their_direction_on_every_shipped_day_ls_art_21_ls_art_23() {
+    let c = cal();
+    for d in each_day(date!(2024 - 01 - 01), date!(2026 - 12 - 31)) {
+        for n in [1, 2, 3, 5, 10, 15, 20, 30] {
+            let Ok(truth) = c.nth_working_day_after(d, n) else {
+                continue;
+            };
+            let early = estimate_after(d, n, Estimate::NeverLater).unwrap();
+            let late = estimate_after(d, n, Estimate::NeverEarlier).unwrap();
+            assert!(early <= truth, "{d} +{n}: {early} later than {truth}");
+            assert!(late >= truth, "{d} +{n}: {late} earlier than {truth}");
+        }
+    }
+}
+
+/// A count from 2026-12-29 runs into 2027: estimated, marked, never an error (issue #26).
+#[test]
+fn past_the_last_year_is_provisional_never_refused_gd_art_31_ls_art_21() {
+    let c = cal();
+    let at = datetime!(2026-12-29 10:00 +08:00);
+    // 30 and 31 December are known working days; the third day is estimated.
+    assert_eq!(
+        c.deadline_estimated(at, 3, Estimate::NeverLater).unwrap(),
+        Deadline {
+            at: datetime!(2027-01-01 23:59:59 +08:00),
+            provisional: true
+        }
+    );
+    // 8 weekdays past 2026 plus a margin of 8: the 16th weekday after 2026-12-31.
+    assert_eq!(
+        c.nth_working_day_after_estimated(date!(2026 - 12 - 29), 10, Estimate::NeverEarlier)
+            .unwrap(),
+        (date!(2027 - 01 - 22), true)
+    );
+    // Within the known years nothing changes.
+    assert_eq!(
+        c.nth_working_day_after_estimated(date!(2026 - 12 - 28), 3, Estimate::NeverEarlier)
+            .unwrap(),
+        (date!(2026 - 12 - 31), false)
+    );
+    // Before the first known year is still an error.
+    assert!(c
+        .deadline_estimated(datetime!(2023-12-29 10:00 +08:00), 3, Estimate::NeverLater)
+        .unwrap_err()
+        .is_outside_known_years());
+    // Days left to a provisional deadline count weekdays past the known years.
+    assert_eq!(
+        c.working_days_left(at, datetime!(2027-01-05 23:59:59 +08:00)),
+        Ok(5)
+    );
+}

@@ -54,6 +54,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "repairs" => ("信用修复（拉规第四十条）", "Credit repairs (LS Art. 40)"),
         "state" => ("状态", "State"),
         "deadline" => ("期限", "Deadline"),
+        "provisional" => ("暂估", "provisional"),
         "working_days_left" => ("剩余工作日", "Working days left"),
         "overdue" => ("已逾期", "overdue"),
         "record" => ("记录", "Record"),

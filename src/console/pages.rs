@@ -348,6 +348,15 @@ fn pager(base: &str, page: usize, more: bool, l: Lang) -> String {
     s
 }
 
+/// A deadline counted past the last known calendar year, marked as the estimate it is.
+fn provisional(l: Lang, deadline: String, provisional: bool) -> String {
+    if provisional {
+        format!("{deadline} ({})", t(l, "provisional"))
+    } else {
+        deadline
+    }
+}
+
 /// Working days left to a deadline as a countdown cell, overdue in red.
 fn countdown(ops: &Ops, l: Lang, deadline: Option<time::OffsetDateTime>, open: bool) -> String {
     let Some(deadline) = deadline else {
@@ -402,11 +411,14 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                 esc(&c.correction.id),
                 esc(&v.shown(&c.correction.record_id)),
                 esc(&state),
-                esc(&c
-                    .correction
-                    .deadline
-                    .map(crate::clock::rfc3339)
-                    .unwrap_or_else(|| "-".into())),
+                esc(&provisional(
+                    l,
+                    c.correction
+                        .deadline
+                        .map(crate::clock::rfc3339)
+                        .unwrap_or_else(|| "-".into()),
+                    c.correction.deadline_provisional
+                )),
                 countdown(ops, l, c.correction.deadline, open)
             )
         })
@@ -434,11 +446,14 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                 esc(&o.objection.id),
                 esc(&records.join(", ")),
                 esc(&state),
-                esc(&o
-                    .objection
-                    .review_deadline
-                    .map(crate::clock::rfc3339)
-                    .unwrap_or_default()),
+                esc(&provisional(
+                    l,
+                    o.objection
+                        .review_deadline
+                        .map(crate::clock::rfc3339)
+                        .unwrap_or_default(),
+                    o.objection.review_deadline_provisional
+                )),
                 countdown(ops, l, o.objection.review_deadline, open)
             )
         })
@@ -466,7 +481,11 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                 esc(&r.repair.id),
                 esc(&records.join(", ")),
                 esc(&state),
-                esc(&crate::clock::rfc3339(r.repair.decision_deadline)),
+                esc(&provisional(
+                    l,
+                    crate::clock::rfc3339(r.repair.decision_deadline),
+                    r.repair.decision_deadline_provisional
+                )),
                 countdown(ops, l, Some(r.repair.decision_deadline), open)
             )
         })

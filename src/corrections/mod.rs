@@ -19,6 +19,11 @@
 //! On-disk layout: `cor/{id}` -> [`Correction`]; `cod/{id} \x1f {destination}` -> acknowledgement
 //! time, one key per platform so concurrent delivery workers never overwrite each other.
 //!
+//! Past the calendar's last year the deadline is a never-later estimate, flagged
+//! (`deadline_provisional`) and stored with its basis (issue #26). The tracker makes it exact once
+//! the year is loaded: the one write to `cor/{id}` after its creation, re-read first and changing
+//! only the deadline fields (nothing else ever rewrites a correction object).
+//!
 //! Never does: decide deadlines from `+ 3 days`, or read the system clock (time comes from the
 //! one [`crate::clock::Clock`]).
 
@@ -65,10 +70,31 @@ pub struct Correction {
     /// platform (the three working days bind the medical-insurance side's own information).
     #[serde(with = "time::serde::rfc3339::option")]
     pub deadline: Option<OffsetDateTime>,
+    /// The deadline runs past the last known calendar year and is a never-later estimate (see
+    /// `calendar`); the correction tracker makes it exact once the year's file is loaded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deadline_provisional: bool,
+    /// What a provisional deadline was counted from (only while provisional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_basis: Option<crate::calendar::Basis>,
     /// Platforms it must reach.
     pub destinations: Vec<String>,
     /// `along_chain` (to the credit platforms) or `to_medical_insurance` (outside information).
     pub direction: String,
+}
+
+impl Correction {
+    /// Replace a provisional deadline with the exact one once `calendar` covers it; only the
+    /// deadline fields change. `true` when it changed.
+    pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
+        let Some(exact) = self.deadline_basis.and_then(|b| calendar.exact(&b)) else {
+            return false;
+        };
+        self.deadline = Some(exact);
+        self.deadline_provisional = false;
+        self.deadline_basis = None;
+        true
+    }
 }
 
 /// The computed state of a correction.
@@ -231,6 +257,8 @@ mod tests {
             found_at: t("2025-03-14T10:00:00+08:00"),
             received_at: t("2025-03-14T10:00:00+08:00"),
             deadline: Some(t(deadline)),
+            deadline_provisional: false,
+            deadline_basis: None,
             destinations: dests.iter().map(|s| s.to_string()).collect(),
             direction: "along_chain".into(),
         }
@@ -259,6 +287,62 @@ mod tests {
                 .deadline,
             None,
             "forwarded: none"
+        );
+    }
+
+    /// Existing data opens unchanged: no flag on disk reads as exact, and an exact correction is
+    /// written without the new fields. A provisional one becomes exact only on a calendar that
+    /// covers it, and only its deadline fields change (GD Art. 31, issue #26).
+    #[test]
+    fn a_provisional_deadline_is_flagged_and_made_exact_gd_art_31() {
+        let exact = correction("2025-03-19T23:59:59+08:00", &["a"]);
+        let stored = serde_json::to_value(&exact).unwrap();
+        assert!(stored.get("deadline_provisional").is_none());
+        assert!(stored.get("deadline_basis").is_none());
+        let back: Correction = serde_json::from_value(stored).unwrap();
+        assert!(!back.deadline_provisional && back.deadline_basis.is_none());
+
+        let builtin = crate::calendar::Calendar::builtin().unwrap();
+        let found = t("2026-12-29T10:00:00+08:00");
+        let d = builtin
+            .deadline_estimated(found, 3, crate::calendar::Estimate::NeverLater)
+            .unwrap();
+        assert!(d.provisional);
+        let mut c = correction("2027-01-01T23:59:59+08:00", &["a"]);
+        c.deadline = Some(d.at);
+        c.deadline_provisional = true;
+        c.deadline_basis = d.basis(found, 3);
+        let stored = serde_json::to_value(&c).unwrap();
+        assert_eq!(stored["deadline_provisional"], true);
+        assert!(!c.clone().make_exact(&builtin), "2027 still unknown");
+        let with_2027 = {
+            let mut files: Vec<(String, String)> = ["2025", "2026"]
+                .iter()
+                .map(|y| {
+                    (
+                        format!("{y}.toml"),
+                        std::fs::read_to_string(format!(
+                            "{}/mappings/calendar/{y}.toml",
+                            env!("CARGO_MANIFEST_DIR")
+                        ))
+                        .unwrap(),
+                    )
+                })
+                .collect();
+            files.push((
+                "2027.toml".into(),
+                "year = 2027\nholidays = [ { name = \"元旦\", from = 2027-01-01, to = 2027-01-03 } ]\n"
+                    .into(),
+            ));
+            crate::calendar::Calendar::from_sources(&files).unwrap()
+        };
+        let before = c.clone();
+        assert!(c.make_exact(&with_2027));
+        assert_eq!(c.deadline, Some(t("2027-01-04T23:59:59+08:00")));
+        assert!(!c.deadline_provisional && c.deadline_basis.is_none());
+        assert_eq!(
+            (c.id.as_str(), c.found_at, &c.destinations),
+            (before.id.as_str(), before.found_at, &before.destinations)
         );
     }
 

@@ -117,8 +117,14 @@ pub fn prepare(
     let along_chain = ctx.medical_insurance_agencies.contains(&agency);
     // GD Art. 31 sets the three working days for the medical-insurance side's own information;
     // outside information is forwarded to the medical-insurance platform without that deadline.
+    // Past the last known calendar year the deadline is estimated never later than the truth
+    // (the gateway's own duty) and marked provisional, never refused (issue #26).
     let deadline = if along_chain {
-        Some(ctx.calendar.deadline(found_at, ctx.working_days)?)
+        Some(ctx.calendar.deadline_estimated(
+            found_at,
+            ctx.working_days,
+            crate::calendar::Estimate::NeverLater,
+        )?)
     } else {
         None
     };
@@ -154,7 +160,9 @@ pub fn prepare(
         reason: req.reason.unwrap_or_default(),
         found_at: found_at.to_offset(crate::calendar::CHINA_OFFSET),
         received_at: ctx.now.to_offset(crate::calendar::CHINA_OFFSET),
-        deadline,
+        deadline: deadline.map(|d| d.at),
+        deadline_provisional: deadline.is_some_and(|d| d.provisional),
+        deadline_basis: deadline.and_then(|d| d.basis(found_at, ctx.working_days)),
         destinations: Vec::new(),
         direction: if along_chain {
             "along_chain".into()

@@ -65,6 +65,8 @@ struct CorrectionReceived<'a> {
     requested_by: &'a str,
     found_at: String,
     deadline: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deadline_provisional: bool,
     destinations: &'a [String],
     changes: &'a [Queued],
 }
@@ -115,6 +117,7 @@ impl Exchange for Correcting {
             requested_by: &correction.requested_by,
             found_at: crate::clock::rfc3339(correction.found_at),
             deadline: correction.deadline.map(crate::clock::rfc3339),
+            deadline_provisional: correction.deadline_provisional,
             destinations: &correction.destinations,
             changes: &queued,
         };

@@ -47,7 +47,10 @@ impl Tracker {
         if warn {
             *warned_on = Some(today);
         }
-        events::calendar_coverage(left, *calendar.known_years().end(), warn);
+        events::calendar_coverage(
+            left,
+            calendar.coverage_note(today).filter(|_| warn).as_deref(),
+        );
     }
 
     async fn check(&self, warned: &mut HashSet<String>, overdue_warned: &mut HashSet<String>) {
@@ -60,6 +63,41 @@ impl Tracker {
                 tracing::error!(error = %e, "corrections cannot be read: deadlines are not being tracked");
                 metrics::counter!("gateway_correction_tracking_failures_total").increment(1);
                 return;
+            }
+        };
+        // Provisional deadlines the calendar now covers become exact (issue #26). A correction
+        // object is written once, at creation, so re-reading it here loses no newer state.
+        let keys: Vec<(String, String)> = all
+            .iter()
+            .filter(|s| s.correction.deadline_basis.is_some())
+            .map(|s| {
+                (
+                    s.correction.id.clone(),
+                    super::correction_key(&s.correction.id),
+                )
+            })
+            .collect();
+        let all = if keys.is_empty() {
+            all
+        } else {
+            match crate::calendar::make_exact_in_store(
+                &self.store,
+                &keys,
+                |c: &mut super::Correction| c.make_exact(&calendar),
+            ) {
+                Ok(done) if !done.is_empty() => {
+                    done.iter()
+                        .for_each(|id| events::deadline_made_exact("correction", id));
+                    match list(&self.store, now, None) {
+                        Ok(all) => all,
+                        Err(_) => return,
+                    }
+                }
+                Ok(_) => all,
+                Err(e) => {
+                    tracing::error!(error = %e, "provisional correction deadlines cannot be made exact; trying again");
+                    all
+                }
             }
         };
         let (mut pending, mut overdue) = (0u64, 0u64);
@@ -79,7 +117,7 @@ impl Tracker {
                             tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %text, "correction has less than one working day left (GD Art. 31)");
                             metrics::counter!("gateway_correction_deadline_warnings_total")
                                 .increment(1);
-                            self.alert("deadline_near", &c.id, &c.record_id, text).await;
+                            self.alert("deadline_near", c, text).await;
                         }
                     }
                 }
@@ -89,7 +127,7 @@ impl Tracker {
                         let text = c.deadline.map(crate::clock::rfc3339).unwrap_or_default();
                         let text = text.as_str();
                         tracing::warn!(correction = %c.id, record_id = %c.record_id, deadline = %text, "correction is overdue (GD Art. 31: three working days)");
-                        self.alert("overdue", &c.id, &c.record_id, text).await;
+                        self.alert("overdue", c, text).await;
                     }
                 }
                 _ => {}
@@ -107,9 +145,9 @@ impl Tracker {
     }
 
     /// POST a JSON alert to the configured webhook (plain HTTP, e.g. a local alert relay).
-    async fn alert(&self, event: &str, id: &str, record_id: &str, deadline: &str) {
+    async fn alert(&self, event: &str, c: &super::Correction, deadline: &str) {
         let Some(url) = &self.webhook else { return };
-        let body = json!({"event": event, "correction_id": id, "record_id": record_id, "deadline": deadline});
+        let body = json!({"event": event, "correction_id": c.id, "record_id": c.record_id, "deadline": deadline, "deadline_provisional": c.deadline_provisional});
         if let Err(e) = post_json(url, &body).await {
             tracing::warn!(webhook = %url, error = %e, "correction alert webhook failed");
         }

@@ -114,13 +114,24 @@ pub async fn publish(
             .and_then(Value::as_str)
             .and_then(crate::record::parse_date);
         if let Some(on) = notified {
-            match calendar.nth_working_day_after(on, filing_working_days) {
-                Ok(last) if today(now) <= last => {
+            // Past the last known year the window is estimated never earlier than the truth, so
+            // a result is never published while the subject may still object (issue #26).
+            match calendar.nth_working_day_after_estimated(
+                on,
+                filing_working_days,
+                crate::calendar::Estimate::NeverEarlier,
+            ) {
+                Ok((last, provisional)) if today(now) <= last => {
                     report.held.push(Held {
                         record_id,
                         reason: format!(
-                            "objection window open until {} (LS Art. 21)",
-                            crate::record::format_date(last)
+                            "objection window open until {}{} (LS Art. 21)",
+                            crate::record::format_date(last),
+                            if provisional {
+                                ", provisional: counted past the last known calendar year"
+                            } else {
+                                ""
+                            }
                         ),
                     });
                     continue;

@@ -111,8 +111,10 @@ pub enum ApiError {
     PublishNotAllowed,
     #[error("{0}")]
     CycleNotEnded(String),
-    /// The operator's to fix: the deadline needs a year the working-day calendar does not have.
-    #[error("the gateway's working-day calendar does not cover {0} yet, so no deadline can be set; nothing was stored: send the correction again once the operator has added the year")]
+    /// The operator's to fix: the deadline starts in a year *before* the working-day calendar's
+    /// first (past its last year deadlines are provisional instead, issue #26, so this is retired
+    /// for those).
+    #[error("the gateway's working-day calendar does not cover {0}, so no deadline can be set; nothing was stored: check the time sent, or ask the operator to add the year")]
     CalendarYearMissing(i32),
 }
 

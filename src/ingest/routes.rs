@@ -474,6 +474,9 @@ async fn post_correction(
             .unwrap_or_else(|| "none".into()),
         stored.destinations.len(),
     );
+    if let (true, Some(d)) = (stored.deadline_provisional, stored.deadline) {
+        events::deadline_provisional("correction", &stored.id, &rfc3339(d));
+    }
     let status = crate::corrections::status_of(&app.store, stored, app.clock.now())
         .map_err(|_| ApiError::StorageUnavailable)?;
     let mut body = serde_json::to_value(&status).unwrap_or_default();

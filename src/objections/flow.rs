@@ -184,12 +184,24 @@ pub async fn file(
         (true, Some(day)) => {
             let day = crate::record::parse_date(day)
                 .ok_or_else(|| ObjectionError::Invalid("notified_on must be YYYY-MM-DD".into()))?;
-            let last = ctx
-                .calendar
-                .nth_working_day_after(day, ctx.rules.evaluation_filing_working_days)?;
-            Some(end_of(last))
+            // Past the last known year: estimated never earlier than the truth, so a subject
+            // is never told the window closed before it did (issue #26).
+            let (last, provisional) = ctx.calendar.nth_working_day_after_estimated(
+                day,
+                ctx.rules.evaluation_filing_working_days,
+                crate::calendar::Estimate::NeverEarlier,
+            )?;
+            let from = end_of(day) - time::Duration::hours(12);
+            let basis = provisional.then_some(crate::calendar::Basis {
+                from,
+                working_days: ctx.rules.evaluation_filing_working_days,
+            });
+            Some((end_of(last), basis))
         }
     };
+    let filing_basis = filing_deadline.and_then(|(_, b)| b);
+    let filing_deadline_provisional = filing_basis.is_some();
+    let filing_deadline = filing_deadline.map(|(d, _)| d);
     let late = filing_deadline.is_some_and(|d| filed_at > d);
     let mut objection = Objection {
         id: uuid::Uuid::new_v4().to_string(),
@@ -201,6 +213,8 @@ pub async fn file(
         received_at: ctx.now,
         notified_on,
         filing_deadline,
+        filing_deadline_provisional,
+        filing_basis,
         late_accepted: None,
         level: 1,
         status: if late {
@@ -209,6 +223,8 @@ pub async fn file(
             Status::UnderReview
         },
         review_deadline: None,
+        review_deadline_provisional: false,
+        review_basis: None,
         review_rule: String::new(),
         resolutions: Vec::new(),
     };
@@ -411,6 +427,27 @@ pub async fn review(
     Ok(objection)
 }
 
+/// Provisional deadlines made exact once the calendar covers them (issue #26): re-read under the
+/// step every objection writer holds, so no newer state is overwritten; only the deadline fields
+/// change; written and audited (`objection_deadline_exact`) by the writer like every step.
+/// `true` when it changed.
+pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, ObjectionError> {
+    let _step = crate::objections::step(ctx.store).await?;
+    let mut objection = load(ctx, id)?;
+    if !objection.make_exact(&ctx.calendar) {
+        return Ok(false);
+    }
+    commit(
+        ctx,
+        &objection,
+        "objection_deadline_exact",
+        Vec::new(),
+        Vec::new(),
+    )
+    .await?;
+    Ok(true)
+}
+
 fn load(ctx: &Context<'_>, id: &str) -> Result<Objection, ObjectionError> {
     super::get(ctx.store, id)?.ok_or(ObjectionError::NotFound("objection"))
 }
@@ -441,7 +478,15 @@ fn open_review(
         .rules
         .review_for(region, day)
         .ok_or_else(|| ObjectionError::Invalid("no review rule covers this region".into()))?;
-    objection.review_deadline = Some(ctx.calendar.deadline(received, rule.working_days)?);
+    // Past the last known year: estimated never later than the truth (issue #26).
+    let deadline = ctx.calendar.deadline_estimated(
+        received,
+        rule.working_days,
+        crate::calendar::Estimate::NeverLater,
+    )?;
+    objection.review_deadline = Some(deadline.at);
+    objection.review_deadline_provisional = deadline.provisional;
+    objection.review_basis = deadline.basis(received, rule.working_days);
     objection.review_rule = rule.name.clone();
     Ok(())
 }
@@ -557,6 +602,16 @@ async fn commit(
         "review_deadline".into(),
         json!(objection.review_deadline.map(crate::clock::rfc3339)),
     );
+    if objection.review_deadline_provisional {
+        data.insert("review_deadline_provisional".into(), json!(true));
+        if let Some(d) = objection.review_deadline {
+            crate::telemetry::events::deadline_provisional(
+                "objection",
+                &objection.id,
+                &crate::clock::rfc3339(d),
+            );
+        }
+    }
     let writes = vec![(
         Objection::key(&objection.id),
         crate::store::to_bytes(objection),

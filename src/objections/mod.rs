@@ -20,6 +20,9 @@
 //!
 //! States: `filed_late`, `under_review`, `overdue` (under review past its deadline), `upheld`,
 //! `rejected`. Deadlines come from the calendar, never from `+ N days`; time from the one clock.
+//! Past the calendar's last year they are provisional (issue #26): the review deadline a
+//! never-later estimate, the filing window a never-earlier one, each flagged and stored with its
+//! basis; the tracker makes them exact as a step ([`flow::make_exact`]) once the year is loaded.
 //!
 //! Never does: write storage itself (the writer applies each step atomically with its marks,
 //! ledger changes and audit entry), or decide what platforms may hold (the ledger does, from the
@@ -167,6 +170,12 @@ pub struct Objection {
         with = "time::serde::rfc3339::option"
     )]
     pub filing_deadline: Option<OffsetDateTime>,
+    /// The filing window runs past the last known calendar year: a never-earlier estimate (the
+    /// subject's window is never shortened; see `calendar`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub filing_deadline_provisional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filing_basis: Option<crate::calendar::Basis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_accepted: Option<LateAcceptance>,
     /// 1, or 2 under review by the level above (GD Art. 34).
@@ -178,6 +187,12 @@ pub struct Objection {
         with = "time::serde::rfc3339::option"
     )]
     pub review_deadline: Option<OffsetDateTime>,
+    /// The review deadline runs past the last known calendar year: a never-later estimate (the
+    /// department's own duty, LS Art. 23); the tracker makes it exact once the year is loaded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub review_deadline_provisional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_basis: Option<crate::calendar::Basis>,
     /// The rule that set the review deadline.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub review_rule: String,
@@ -188,6 +203,32 @@ pub struct Objection {
 impl Objection {
     pub fn key(id: &str) -> String {
         crate::store::keys::IdSpace::Objection.key(id)
+    }
+
+    /// Replace provisional deadlines with exact ones once `calendar` covers them; only the
+    /// deadline fields change (the state an earlier decision set, e.g. accepted in time, stays).
+    /// `true` when anything changed.
+    /// Whether [`Self::make_exact`] would change anything on `calendar`.
+    pub fn make_exact_on(&self, calendar: &crate::calendar::Calendar) -> bool {
+        (self.review_basis.is_some() || self.filing_basis.is_some())
+            && self.clone().make_exact(calendar)
+    }
+
+    pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
+        let mut changed = false;
+        if let Some(exact) = self.filing_basis.and_then(|b| calendar.exact(&b)) {
+            self.filing_deadline = Some(exact);
+            self.filing_deadline_provisional = false;
+            self.filing_basis = None;
+            changed = true;
+        }
+        if let Some(exact) = self.review_basis.and_then(|b| calendar.exact(&b)) {
+            self.review_deadline = Some(exact);
+            self.review_deadline_provisional = false;
+            self.review_basis = None;
+            changed = true;
+        }
+        changed
     }
 
     pub fn state(&self, now: OffsetDateTime) -> State {
@@ -254,10 +295,14 @@ mod tests {
             received_at: datetime!(2026-09-28 10:00 +08:00),
             notified_on: None,
             filing_deadline: None,
+            filing_deadline_provisional: false,
+            filing_basis: None,
             late_accepted: None,
             level: 1,
             status: Status::UnderReview,
             review_deadline: Some(datetime!(2026-10-27 23:59:59 +08:00)),
+            review_deadline_provisional: false,
+            review_basis: None,
             review_rule: "default-15".into(),
             resolutions: vec![],
         };

@@ -17,6 +17,13 @@ use crate::telemetry::events;
 #[derive(Clone)]
 pub struct Tracker {
     pub store: Store,
+    /// The writer, the router, the rules, the exceptions and the destinations: what the flow
+    /// needs to make a provisional deadline exact as a step (issue #26).
+    pub committer: crate::exchange::CommitterHandle,
+    pub router: crate::sharing::SharedRouter,
+    pub rules: super::rules::ObjectionRules,
+    pub exceptions: crate::subject::IdentifierExceptions,
+    pub destinations: Vec<crate::config::DestinationConfig>,
     pub calendar: SharedCalendar,
     pub clock: SharedClock,
     pub interval: Duration,
@@ -42,6 +49,47 @@ impl Tracker {
             return;
         };
         let calendar = self.calendar.current();
+        // Provisional deadlines the calendar now covers become exact (issue #26), through the
+        // flow: re-read under the step, only the deadline fields changed, written and audited.
+        let mut made = false;
+        if all.iter().any(|l| l.objection.make_exact_on(&calendar)) {
+            let ctx = super::flow::Context {
+                store: &self.store,
+                committer: &self.committer,
+                router: self.router.current(),
+                calendar: calendar.clone(),
+                rules: &self.rules,
+                exceptions: &self.exceptions,
+                destinations: &self.destinations,
+                now,
+            };
+            for o in all
+                .iter()
+                .map(|l| &l.objection)
+                .filter(|o| o.make_exact_on(&calendar))
+            {
+                match super::flow::make_exact(&ctx, &o.id).await {
+                    Ok(true) => {
+                        events::deadline_made_exact("objection", &o.id);
+                        made = true;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(objection = %o.id, error = %e, "cannot make the provisional deadline exact; trying again");
+                    }
+                }
+            }
+        }
+        let all = if made {
+            let store = self.store.clone();
+            let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await
+            else {
+                return;
+            };
+            all
+        } else {
+            all
+        };
         let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
         for listed in &all {
             let o = &listed.objection;
@@ -70,7 +118,8 @@ impl Tracker {
                 } else {
                     "objection_deadline_near"
                 };
-                self.alert(event, &o.id, &text).await;
+                self.alert(event, &o.id, &text, o.review_deadline_provisional)
+                    .await;
             }
         }
         for state in [
@@ -87,9 +136,9 @@ impl Tracker {
             .set(warnings.take_nearest() as f64);
     }
 
-    async fn alert(&self, event: &str, id: &str, deadline: &str) {
+    async fn alert(&self, event: &str, id: &str, deadline: &str, provisional: bool) {
         let Some(url) = &self.webhook else { return };
-        let body = json!({"event": event, "objection_id": id, "deadline": deadline});
+        let body = json!({"event": event, "objection_id": id, "deadline": deadline, "deadline_provisional": provisional});
         if let Err(e) = crate::corrections::tracker::post_json(url, &body).await {
             tracing::warn!(objection = %id, error = %e, "objection alert webhook failed");
         }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::rules::{type_of, Past, RepairRules};
 use super::{Decision, Repair, Status};
 use crate::archive::{self, Mark, MarkChange, MarkKind};
-use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
+use crate::calendar::{Calendar, CalendarError, Deadline, Estimate, CHINA_OFFSET};
 use crate::config::DestinationConfig;
 use crate::disclosure::Channel;
 use crate::exchange::CommitterHandle;
@@ -156,6 +156,20 @@ pub async fn apply(
     let mut types: Vec<String> = records.iter().map(type_of).collect();
     types.sort();
     types.dedup();
+    // A refused application has no decision to wait for (and needs no calendar year). Past the
+    // last known year the decision deadline is estimated never later than the truth (issue #26).
+    let decision = if refusals.is_empty() {
+        ctx.calendar.deadline_estimated(
+            ctx.now,
+            ctx.rules.decision_working_days,
+            Estimate::NeverLater,
+        )?
+    } else {
+        Deadline {
+            at: ctx.now,
+            provisional: false,
+        }
+    };
     let mut repair = Repair {
         id: uuid::Uuid::new_v4().to_string(),
         subject_key,
@@ -172,17 +186,15 @@ pub async fn apply(
         applied_by: caller.to_string(),
         accepted_at: ctx.now,
         status: Status::UnderReview,
-        // A refused application has no decision to wait for (and needs no calendar year).
-        decision_deadline: if refusals.is_empty() {
-            ctx.calendar
-                .deadline(ctx.now, ctx.rules.decision_working_days)?
-        } else {
-            ctx.now
-        },
+        decision_deadline: decision.at,
+        decision_deadline_provisional: decision.provisional,
+        decision_basis: decision.basis(ctx.now, ctx.rules.decision_working_days),
         extension_reason: None,
         decision: None,
         publicity_from: None,
         publicity_until: None,
+        publicity_until_provisional: false,
+        publicity_basis: None,
         completed_at: None,
     };
     if !refusals.is_empty() {
@@ -271,10 +283,14 @@ pub async fn decide(
     let (kind, notice) = if req.approve {
         repair.status = Status::InPublicity;
         repair.publicity_from = Some(ctx.now);
-        repair.publicity_until = Some(
-            ctx.calendar
-                .deadline(ctx.now, ctx.rules.publicity_working_days)?,
-        );
+        let until = ctx.calendar.deadline_estimated(
+            ctx.now,
+            ctx.rules.publicity_working_days,
+            Estimate::NeverEarlier,
+        )?;
+        repair.publicity_until = Some(until.at);
+        repair.publicity_until_provisional = until.provisional;
+        repair.publicity_basis = until.basis(ctx.now, ctx.rules.publicity_working_days);
         ("repair_approved", publicity(ctx, &repair)?)
     } else {
         repair.status = Status::Refused;
@@ -296,9 +312,14 @@ pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair,
             "an extension needs its reason (LS Art. 40)".into(),
         ));
     }
-    repair.decision_deadline = ctx
-        .calendar
-        .deadline(repair.accepted_at, ctx.rules.max_decision_working_days)?;
+    let deadline = ctx.calendar.deadline_estimated(
+        repair.accepted_at,
+        ctx.rules.max_decision_working_days,
+        Estimate::NeverLater,
+    )?;
+    repair.decision_deadline = deadline.at;
+    repair.decision_deadline_provisional = deadline.provisional;
+    repair.decision_basis = deadline.basis(repair.accepted_at, ctx.rules.max_decision_working_days);
     repair.extension_reason = Some(reason.to_string());
     commit(
         ctx,
@@ -407,6 +428,28 @@ fn false_materials_record(
     })
 }
 
+/// Provisional deadlines made exact once the calendar covers them (issue #26): re-read under the
+/// step every repair writer holds, so no newer state is overwritten; only the deadline fields
+/// change; written and audited (`repair_deadline_exact`) by the writer like every step. `true`
+/// when it changed.
+pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, RepairError> {
+    let _step = crate::objections::step(ctx.store).await?;
+    let mut repair = load(ctx, id)?;
+    if !repair.make_exact(&ctx.calendar) {
+        return Ok(false);
+    }
+    commit(
+        ctx,
+        &repair,
+        "repair_deadline_exact",
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    )
+    .await?;
+    Ok(true)
+}
+
 fn load(ctx: &Context<'_>, id: &str) -> Result<Repair, RepairError> {
     super::get(ctx.store, id)?.ok_or(RepairError::NotFound("repair"))
 }
@@ -484,6 +527,7 @@ fn publicity(ctx: &Context<'_>, repair: &Repair) -> Result<Vec<Entry>, RepairErr
         "records": repair.records,
         "from": crate::clock::rfc3339(repair.publicity_from.unwrap_or(ctx.now)),
         "until": repair.publicity_until.map(crate::clock::rfc3339),
+        "until_provisional": repair.publicity_until_provisional,
     }});
     Ok(platforms
         .iter()

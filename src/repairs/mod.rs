@@ -2,6 +2,10 @@
 //! stop being shown (GD Arts. 35-39; LS Arts. 36-42; the national credit-repair measures, NDRC
 //! Order No. 36, in force from 2026-04-01).
 //!
+//! Deadlines past the calendar's last year (decision, extension, publicity end) are never-later
+//! estimates, flagged and stored with their basis (issue #26); the tracker makes them exact as a
+//! step ([`flow::make_exact`]) once the year is loaded.
+//!
 //! Owns the `rep/` key space ([`Repair`]), eligibility ([`rules`]: each refusal names its rule
 //! and article), the decision deadline (LS Art. 40: 10 working days from acceptance, extendable
 //! with a reason to at most 30), the 5-working-day publicity (GD Art. 37, LS Art. 40) and the
@@ -103,6 +107,12 @@ pub struct Repair {
     pub status: Status,
     #[serde(with = "time::serde::rfc3339")]
     pub decision_deadline: OffsetDateTime,
+    /// The decision deadline runs past the last known calendar year: a never-later estimate
+    /// (see `calendar`); the tracker makes it exact once the year's file is loaded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decision_deadline_provisional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_basis: Option<crate::calendar::Basis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +129,11 @@ pub struct Repair {
         with = "time::serde::rfc3339::option"
     )]
     pub publicity_until: Option<OffsetDateTime>,
+    /// The publicity end runs past the last known calendar year: a never-later estimate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publicity_until_provisional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publicity_basis: Option<crate::calendar::Basis>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -128,6 +143,31 @@ pub struct Repair {
 }
 
 impl Repair {
+    /// Replace provisional deadlines with exact ones once `calendar` covers them; only the
+    /// deadline fields change. `true` when anything changed.
+    /// Whether [`Self::make_exact`] would change anything on `calendar`.
+    pub fn make_exact_on(&self, calendar: &crate::calendar::Calendar) -> bool {
+        (self.decision_basis.is_some() || self.publicity_basis.is_some())
+            && self.clone().make_exact(calendar)
+    }
+
+    pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
+        let mut changed = false;
+        if let Some(exact) = self.decision_basis.and_then(|b| calendar.exact(&b)) {
+            self.decision_deadline = exact;
+            self.decision_deadline_provisional = false;
+            self.decision_basis = None;
+            changed = true;
+        }
+        if let Some(exact) = self.publicity_basis.and_then(|b| calendar.exact(&b)) {
+            self.publicity_until = Some(exact);
+            self.publicity_until_provisional = false;
+            self.publicity_basis = None;
+            changed = true;
+        }
+        changed
+    }
+
     pub fn key(id: &str) -> String {
         crate::store::keys::IdSpace::Repair.key(id)
     }

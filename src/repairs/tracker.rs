@@ -55,6 +55,35 @@ impl Tracker {
             destinations: &self.destinations,
             now,
         };
+        // Provisional deadlines the calendar now covers become exact (issue #26), through the
+        // flow: re-read under the step, only the deadline fields changed, written and audited.
+        let mut made = false;
+        for r in all
+            .iter()
+            .map(|l| &l.repair)
+            .filter(|r| r.make_exact_on(&calendar))
+        {
+            match super::flow::make_exact(&ctx, &r.id).await {
+                Ok(true) => {
+                    events::deadline_made_exact("repair", &r.id);
+                    made = true;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(repair = %r.id, error = %e, "cannot make the provisional deadline exact; trying again");
+                }
+            }
+        }
+        let all = if made {
+            let store = self.store.clone();
+            let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await
+            else {
+                return;
+            };
+            all
+        } else {
+            all
+        };
         let mut counts = std::collections::BTreeMap::<String, u64>::new();
         for listed in &all {
             let r = &listed.repair;
@@ -82,7 +111,8 @@ impl Tracker {
                 } else {
                     "repair_deadline_near"
                 };
-                self.alert(event, &r.id, &deadline).await;
+                self.alert(event, &r.id, &deadline, r.decision_deadline_provisional)
+                    .await;
             }
         }
         for state in [
@@ -100,9 +130,9 @@ impl Tracker {
             .set(warnings.take_nearest() as f64);
     }
 
-    async fn alert(&self, event: &str, id: &str, deadline: &str) {
+    async fn alert(&self, event: &str, id: &str, deadline: &str, provisional: bool) {
         let Some(url) = &self.webhook else { return };
-        let body = json!({"event": event, "repair_id": id, "deadline": deadline});
+        let body = json!({"event": event, "repair_id": id, "deadline": deadline, "deadline_provisional": provisional});
         if let Err(e) = crate::corrections::tracker::post_json(url, &body).await {
             tracing::warn!(repair = %id, error = %e, "repair alert webhook failed");
         }

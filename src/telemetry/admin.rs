@@ -110,7 +110,26 @@ pub async fn serve(
                         return Ok::<_, Infallible>(r);
                     }
                     if matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
-                        return Ok::<_, Infallible>(respond(&path, &ready, metrics.as_ref()));
+                        let mut resp = respond(&path, &ready, metrics.as_ref());
+                        // The calendar's coverage is no readiness failure (deadlines past it are
+                        // estimated), but the body says which file to add (issue #26).
+                        if path == "/readyz" {
+                            let today = ops
+                                .clock
+                                .now()
+                                .to_offset(crate::calendar::CHINA_OFFSET)
+                                .date();
+                            if let Some(note) = ops.calendar.current().coverage_note(today) {
+                                let body = if ready.is_ready() {
+                                    "ready"
+                                } else {
+                                    "not ready"
+                                };
+                                *resp.body_mut() =
+                                    Full::new(Bytes::from(format!("{body}\ncalendar: {note}\n")));
+                            }
+                        }
+                        return Ok::<_, Infallible>(resp);
                     }
                     // Everything else reads the store: off the runtime's worker threads.
                     let answer = crate::ingest::off_runtime(gated(ops, req, peer.ip())).await;

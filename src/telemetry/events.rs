@@ -148,7 +148,8 @@ pub fn dead_lettered(destination: &str, record_id: &str, status: u16) {
         .increment(1);
 }
 
-/// A correction could not get a deadline: the calendar lacks a year. The operator's to fix.
+/// A deadline could not be counted: the date lies *before* the first known calendar year (past the
+/// last one, deadlines are estimated instead, issue #26). The operator's to fix.
 pub fn calendar_year_missing(year: i32) {
     tracing::error!(
         year,
@@ -158,15 +159,10 @@ pub fn calendar_year_missing(year: i32) {
 }
 
 /// Days left in the working-day calendar; warns (once a day, by the caller) when they run short.
-pub fn calendar_coverage(days_left: i64, last_year: i32, warn: bool) {
+pub fn calendar_coverage(days_left: i64, note: Option<&str>) {
     metrics::gauge!("gateway_calendar_days_left").set(days_left as f64);
-    if warn {
-        tracing::warn!(
-            days_left,
-            last_year,
-            "the working-day calendar ends with {last_year}: add mappings/calendar/{}.toml from the State Council notice and send SIGHUP before corrections need it",
-            last_year + 1
-        );
+    if let Some(note) = note {
+        tracing::warn!(days_left, "{note}");
     }
 }
 
@@ -361,5 +357,28 @@ pub fn evaluation_failed(subject_token: &str, why: &str) {
 pub fn authorized_query(caller: &str, outcome: &str) {
     tracing::info!(caller, outcome, "authorized evaluation query");
     metrics::counter!("gateway_evaluation_queries_total", "outcome" => outcome.to_string())
+        .increment(1);
+}
+
+/// A deadline counted past the last known calendar year was estimated (issue #26).
+pub fn deadline_provisional(what: &str, id: &str, deadline: &str) {
+    tracing::warn!(
+        what,
+        id,
+        deadline,
+        "deadline counted past the last known calendar year: provisional estimate until the year's file is added (see README, how to add a calendar year)"
+    );
+    metrics::counter!("gateway_deadlines_provisional_total", "what" => what.to_string())
+        .increment(1);
+}
+
+/// A provisional deadline became exact after the calendar gained its year (issue #26).
+pub fn deadline_made_exact(what: &str, id: &str) {
+    tracing::info!(
+        what,
+        id,
+        "provisional deadline recomputed on the calendar now loaded: exact"
+    );
+    metrics::counter!("gateway_deadlines_made_exact_total", "what" => what.to_string())
         .increment(1);
 }
