@@ -16,7 +16,7 @@ fn in_empty_dir(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
-fn calendar_deadline_prints_the_deadline_first_and_exits_2_outside_the_known_years() {
+fn calendar_deadline_prints_the_deadline_first_and_marks_an_estimate_past_the_known_years() {
     // GD Art. 31: three working days; National Day 2025 (Oct 1-8) then Thu 9, Fri 10 and the
     // make-up Saturday 11.
     let (code, out, err) = in_empty_dir(&[
@@ -40,9 +40,39 @@ fn calendar_deadline_prints_the_deadline_first_and_exits_2_outside_the_known_yea
         "--from",
         "2026-12-29T10:00:00+08:00",
     ]);
-    assert_eq!(code, 2);
-    assert!(out.is_empty(), "no guess on stdout: {out}");
-    assert!(err.contains("2027"), "{err}");
+    // Past the last known year (issue #26): an estimate, said to be one. As the gateway's own
+    // duty (the default) every day counts: Wed 30, Thu 31 (known), then Fri 1 January.
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("2027-01-01T23:59:59+08:00"));
+    let note = lines.next().unwrap_or_default();
+    assert!(
+        note.starts_with("provisional") && note.contains("2027.toml"),
+        "{out}"
+    );
+    // As a window given to a subject, never earlier: weekdays plus the holiday margin.
+    let (code, out, _) = in_empty_dir(&[
+        "calendar",
+        "deadline",
+        "--from",
+        "2026-12-29T10:00:00+08:00",
+        "--estimate",
+        "window",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().next().unwrap() > "2027-01-01T23:59:59+08:00",
+        "{out}"
+    );
+    // Before the first known year there is nothing to estimate from.
+    let (code, out, err) = in_empty_dir(&[
+        "calendar",
+        "deadline",
+        "--from",
+        "2023-12-29T10:00:00+08:00",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("2023"), "{err}");
 
     let (code, _, err) = in_empty_dir(&["calendar", "deadline", "--from", "yesterday"]);
     assert_eq!(code, 2, "an unreadable time: {err}");

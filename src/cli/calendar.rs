@@ -14,16 +14,38 @@ pub(super) fn calendar(config: &Config, cmd: CalendarCommand) -> ExitCode {
         }
     };
     match cmd {
-        CalendarCommand::Deadline { from, working_days } => {
+        CalendarCommand::Deadline {
+            from,
+            working_days,
+            estimate,
+        } => {
             let Ok(from) =
                 time::OffsetDateTime::parse(&from, &time::format_description::well_known::Rfc3339)
             else {
                 eprintln!("--from must be an RFC 3339 time, e.g. 2025-09-30T10:00:00+08:00");
                 return ExitCode::from(2);
             };
-            match cal.deadline(from, working_days) {
+            let estimate = match estimate {
+                super::EstimateArg::Duty => crate::calendar::Estimate::NeverLater,
+                super::EstimateArg::Window => crate::calendar::Estimate::NeverEarlier,
+            };
+            match cal.deadline_estimated(from, working_days, estimate) {
+                Ok(d) if d.provisional => {
+                    // The deadline stays the first line; what it rests on follows.
+                    say!("{}", crate::clock::rfc3339(d.at));
+                    say!(
+                        "provisional: counted past {} (the last calendar year known; {}); add mappings/calendar/{}.toml from the State Council notice for the exact date",
+                        cal.known_years().end(),
+                        match estimate {
+                            crate::calendar::Estimate::NeverLater => "never later than the true deadline",
+                            crate::calendar::Estimate::NeverEarlier => "never earlier than the true end",
+                        },
+                        cal.known_years().end() + 1
+                    );
+                    ExitCode::SUCCESS
+                }
                 Ok(d) => {
-                    say!("{}", crate::clock::rfc3339(d));
+                    say!("{}", crate::clock::rfc3339(d.at));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -316,9 +316,21 @@ pub enum CalendarCommand {
         from: String,
         #[arg(long = "working-days", default_value_t = 3)]
         working_days: u32,
+        /// Past the last known calendar year, which way the estimate may err: `duty` (the
+        /// gateway's own deadlines: never later than the true one) or `window` (a window a
+        /// subject or the public is given: never earlier).
+        #[arg(long, value_enum, default_value_t = EstimateArg::Duty)]
+        estimate: EstimateArg,
     },
     /// Print `working` or `rest` for a date.
     IsWorkingDay { date: String },
+}
+
+/// `calendar deadline --estimate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EstimateArg {
+    Duty,
+    Window,
 }
 
 #[derive(Debug, Subcommand)]
