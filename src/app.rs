@@ -506,6 +506,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     }
     let tracker = crate::corrections::tracker::Tracker {
         store: store.clone(),
+        committer: handle.clone(),
         calendar: calendar.clone(),
         clock: clock.clone(),
         interval: Duration::from_millis(config.corrections.check_interval_ms),

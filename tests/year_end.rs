@@ -305,7 +305,9 @@ fn past_the_last_calendar_year_work_is_accepted_provisionally_and_made_exact_gd_
     gw.stop();
     let (_, chain, _) = gw.cli(&["audit", "show", "--limit", "1000"]);
     assert!(
-        chain.contains("objection_deadline_exact") && chain.contains("repair_deadline_exact"),
+        chain.contains("objection_deadline_exact")
+            && chain.contains("repair_deadline_exact")
+            && chain.contains("correction_deadlines_exact"),
         "{chain}"
     );
 }

@@ -58,35 +58,31 @@ use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
 
 pub mod warnings;
 
-/// Make the provisional deadlines of stored objects exact (issue #26): for each key, re-read the
-/// object, let `make_exact` change only its deadline fields, and write it back when it changed.
-/// The caller holds whatever lock the object's writers hold (the objections-and-repairs step),
-/// or the object is written only once (a correction), so no newer state is overwritten. Returns
-/// the ids made exact.
-pub fn make_exact_in_store<T>(
+/// The writes that make the provisional deadlines of stored objects exact (issue #26): for each
+/// key, re-read the object and let `make_exact` change only its deadline fields. Nothing is
+/// written here: the caller commits the writes through the single writer, with an audit entry,
+/// and holds whatever lock the object's writers hold (or the object is written only once, a
+/// correction), so no newer state is overwritten. Returns the ids made exact and their writes.
+pub fn exact_writes<T>(
     store: &crate::store::Store,
     keys: &[(String, String)],
     make_exact: impl Fn(&mut T) -> bool,
-) -> Result<Vec<String>, crate::store::StoreError>
+) -> Result<(Vec<String>, Vec<(String, Vec<u8>)>), crate::store::StoreError>
 where
     T: serde::de::DeserializeOwned + Serialize,
 {
     let mut done = Vec::new();
-    let mut writes = crate::store::WriteSet::default();
+    let mut writes = Vec::new();
     for (id, key) in keys {
         let Some(mut value) = store.get_json::<T>(key)? else {
             continue;
         };
         if make_exact(&mut value) {
-            writes.put(key.clone(), crate::store::to_bytes(&value));
+            writes.push((key.clone(), crate::store::to_bytes(&value)));
             done.push(id.clone());
         }
     }
-    if !done.is_empty() {
-        store.apply(writes)?;
-        store.flush()?;
-    }
-    Ok(done)
+    Ok((done, writes))
 }
 
 /// China Standard Time.

@@ -17,6 +17,8 @@ use crate::telemetry::events;
 #[derive(Clone)]
 pub struct Tracker {
     pub store: Store,
+    /// Provisional deadlines made exact are written through the writer, audited.
+    pub committer: crate::exchange::CommitterHandle,
     pub calendar: SharedCalendar,
     pub clock: SharedClock,
     pub interval: Duration,
@@ -80,11 +82,29 @@ impl Tracker {
         let all = if keys.is_empty() {
             all
         } else {
-            match crate::calendar::make_exact_in_store(
+            let made = match crate::calendar::exact_writes(
                 &self.store,
                 &keys,
                 |c: &mut super::Correction| c.make_exact(&calendar),
             ) {
+                Ok((done, writes)) if !done.is_empty() => {
+                    let mut data = serde_json::Map::new();
+                    data.insert("corrections".into(), json!(done));
+                    self.committer
+                        .apply(
+                            "correction_deadlines_exact",
+                            data,
+                            writes,
+                            Vec::new(),
+                            Vec::new(),
+                        )
+                        .await
+                        .map(|_| done)
+                }
+                Ok((done, _)) => Ok(done),
+                Err(e) => Err(e),
+            };
+            match made {
                 Ok(done) if !done.is_empty() => {
                     done.iter()
                         .for_each(|id| events::deadline_made_exact("correction", id));
