@@ -40,6 +40,18 @@ impl Drop for Mount {
     }
 }
 
+/// The gateway's data directory on a tmpfs of `mb` MiB (mounted at `small-disk`, its folder
+/// returned); `None`, said loudly, where it cannot be mounted (needs root).
+fn on_small_disk(gw: &mut Gateway, mb: u64) -> Option<(Mount, PathBuf)> {
+    let mount_dir = gw.dir.path().join("small-disk");
+    let Some(mount) = Mount::tmpfs(&mount_dir, mb) else {
+        eprintln!("\n*** SKIPPED: cannot mount a tmpfs here (needs root); .ci/run runs as root and runs it ***\n");
+        return None;
+    };
+    gw.config.storage.data_dir = mount_dir.join("data");
+    Some((mount, mount_dir))
+}
+
 fn record(id: &str) -> serde_json::Value {
     json!({
         "category": "commitment",
@@ -83,12 +95,9 @@ fn fill(dir: &Path, leave_mb: u64) -> PathBuf {
 #[test]
 fn below_the_free_space_reserve_work_is_refused_and_resumes_when_space_returns() {
     let mut gw = Gateway::prepare_sled();
-    let mount_dir = gw.dir.path().join("small-disk");
-    let Some(_mount) = Mount::tmpfs(&mount_dir, 96) else {
-        eprintln!("\n*** SKIPPED: cannot mount a tmpfs here (needs root); .ci/run runs as root and runs it ***\n");
+    let Some((_mount, mount_dir)) = on_small_disk(&mut gw, 96) else {
         return;
     };
-    gw.config.storage.data_dir = mount_dir.join("data");
     gw.config.storage.min_free_mb = 24;
     gw.config.storage.cache_mb = 8;
     gw.spawn();
@@ -216,12 +225,9 @@ impl Acknowledged {
 #[test]
 fn acknowledged_records_survive_a_full_disk_a_refused_start_and_a_restart() {
     let mut gw = Gateway::prepare_sled();
-    let mount_dir = gw.dir.path().join("small-disk");
-    let Some(_mount) = Mount::tmpfs(&mount_dir, 40) else {
-        eprintln!("\n*** SKIPPED: cannot mount a tmpfs here (needs root); .ci/run runs as root and runs it ***\n");
+    let Some((_mount, mount_dir)) = on_small_disk(&mut gw, 40) else {
         return;
     };
-    gw.config.storage.data_dir = mount_dir.join("data");
     gw.config.storage.min_free_mb = 8;
     gw.config.storage.cache_mb = 8;
     // A 6 MiB filler, as in the report.
