@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::identity::{certs, tls, Registry};
+use crate::identity::{certs, tls};
 use crate::ingest::{self, App};
 use crate::mapping::MappingSet;
 use crate::store::Store;
@@ -41,6 +41,9 @@ pub enum StartError {
     Fenced(String),
     #[error("sharing: {0}")]
     Sharing(String),
+    /// Rule data that does not load: every problem of every kind at once.
+    #[error("rules:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Rules(Vec<crate::rulebook::RuleError>),
     #[error("objections or repairs rules: {0}")]
     Objections(String),
     #[error("evaluation: {0}")]
@@ -271,18 +274,7 @@ async fn watch_disk(
 
 /// The working-day calendar: the configured folder when it exists, else the built-in years.
 pub fn load_calendar(config: &Config) -> Result<crate::calendar::Calendar, StartError> {
-    let dir = config.calendar_dir();
-    let loaded = if dir.is_dir() {
-        crate::calendar::Calendar::load_dir(&dir).map_err(|errs| {
-            errs.into_iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-    } else {
-        crate::calendar::Calendar::builtin().map_err(|e| e.to_string())
-    };
-    loaded.map_err(StartError::Calendar)
+    crate::rulebook::load_calendar(config).map_err(StartError::Calendar)
 }
 
 /// After a platform acknowledges shares: the publication ledger's acknowledgements and the
@@ -300,15 +292,7 @@ fn acknowledger(store: Store, clock: crate::clock::SharedClock) -> crate::delive
 
 /// The sharing, disclosure and public-notice rules, checked together.
 pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartError> {
-    crate::sharing::Router::load(
-        crate::sharing::RuleFiles {
-            sharing: &config.sharing_rules_path(),
-            disclosure: &config.disclosure_rules_path(),
-            notice: &config.public_notice_rules_path(),
-        },
-        &config.destinations,
-    )
-    .map_err(|e| StartError::Sharing(e.to_string()))
+    crate::rulebook::load_router(config).map_err(StartError::Sharing)
 }
 
 /// Run the gateway until SIGTERM or ctrl-c. `config_file` is where `config` was read from (as
@@ -347,24 +331,20 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
             path: config.storage.data_dir.display().to_string(),
             message: e.to_string(),
         })?;
-    let calendar = crate::calendar::SharedCalendar::new(load_calendar(&config)?);
-    let router = crate::sharing::SharedRouter::new(build_router(&config)?);
-    let objection_rules =
-        crate::objections::rules::ObjectionRules::load(&config.objection_rules_path())
-            .map_err(|e| StartError::Objections(e.to_string()))?;
-    let repair_rules = crate::repairs::rules::RepairRules::load(&config.repair_rules_path())
-        .map_err(|e| StartError::Objections(e.to_string()))?;
+    // Every kind of rule data, loaded and checked as one whole; reloaded the same way (issue #26).
+    let book = crate::rulebook::Rulebook::load(&config).map_err(StartError::Rules)?;
+    tracing::info!(hashes = ?book.hashes, profiles = book.profiles.len(), "rules loaded");
+    // The CLI on this host signs its requests with a token only the data directory's owner reads.
+    let local_token = crate::operators::random_token();
+    let live = crate::rulebook::Live::new(book, local_token.clone());
+    let calendar = live.calendar.clone();
+    let router = live.router.clone();
+    let objection_rules = live.objections.clone();
+    let repair_rules = live.repairs.clone();
     let evaluation = if config.evaluation.enabled {
-        let profiles = crate::evaluation::profile::Profiles::load(&config.scoring_profiles_dir())
-            .map_err(|e| StartError::Evaluation(e.to_string()))?;
-        tracing::info!(
-            profiles = profiles.len(),
-            hash = profiles.hash(),
-            "scoring profiles loaded"
-        );
         Some(crate::evaluation::engine::Engine {
             store: store.clone(),
-            profiles: Arc::new(profiles),
+            profiles: live.profiles.clone(),
             router: router.clone(),
             exceptions: exceptions.clone(),
             destinations: config.destinations.clone(),
@@ -407,8 +387,6 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
             source,
         })?;
 
-    // The CLI on this host signs its requests with a token only the data directory's owner reads.
-    let local_token = crate::operators::random_token();
     write_private(
         &config
             .storage
@@ -422,7 +400,22 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(admin::Readiness::default());
+    let rule_files = Arc::new(crate::rulebook::in_force::Files::of(&config));
+    let reloader = Arc::new(crate::rulebook::reload::Reloader {
+        live: live.clone(),
+        config_file: config_file.clone(),
+        applied: std::sync::Mutex::new(config.clone()),
+        committer: handle.clone(),
+        store: store.clone(),
+        exceptions: exceptions.clone(),
+        clock: clock.clone(),
+        evaluation: config.evaluation.enabled,
+        serial: tokio::sync::Mutex::new(()),
+    });
     let ops = Arc::new(admin::Ops {
+        live: live.clone(),
+        rule_files: rule_files.clone(),
+        reloader: reloader.clone(),
         store: store.clone(),
         committer: handle.clone(),
         destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
@@ -434,7 +427,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         objection_rules: objection_rules.clone(),
         evaluation: evaluation.clone(),
         manual_clock_file: config.storage.data_dir.join(MANUAL_CLOCK_FILE),
-        gate: Arc::new(crate::operators::Gate::new(&config.operators, local_token)),
+        gate: live.gate.clone(),
         admin_tls: config.server.admin_tls,
         config: config.clone(),
         metrics: metrics.clone(),
@@ -589,6 +582,13 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
             (config.server.max_inflight_mb * 1024) as usize,
         ))
     });
+    workers.push(tokio::spawn(crate::rulebook::in_force::watch(
+        live.clone(),
+        rule_files,
+        clock.clone(),
+        Duration::from_millis(config.lifecycle.check_interval_ms),
+        stop_rx.clone(),
+    )));
     workers.push(disk_task);
     workers.push(watchdog_task);
     workers.push(database_task);
@@ -601,7 +601,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         objection_rules,
         calendar,
         router,
-        registry: Registry::new(&config.agencies),
+        registry: live.registry.clone(),
         mappings,
         store: store.clone(),
         committer: handle,
@@ -619,12 +619,10 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         config: app.config.clone(),
         config_file,
         tls: server_tls.clone(),
-        calendar: app.calendar.clone(),
         committer: app.committer.clone(),
-        router: app.router.clone(),
         store: store.clone(),
-        exceptions: app.exceptions.clone(),
         clock: app.clock.clone(),
+        rules: reloader,
     };
     drop(app);
     // Operator commands find a running gateway's admin endpoint here (its port may be ephemeral).
@@ -734,9 +732,9 @@ fn server_tls_config(section: &crate::config::TlsConfig) -> Result<tls::ServerTl
     )
 }
 
-/// What SIGHUP reloads: TLS material, the working-day calendar, and the sharing, disclosure and
-/// public-notice rules, each kept as it was when its files are broken. A rules change re-checks
-/// every stored record in the background, so platforms get the difference. Audited.
+/// What SIGHUP reloads: TLS material and keys, each kept as it was when its files are broken, and
+/// the whole rulebook (`rulebook::reload`: every kind of rule data, agencies and operators, put
+/// in force together or not at all). Audited.
 struct Reload {
     /// The configuration in force; its `[tls]` section is the last one that loaded.
     config: Config,
@@ -745,12 +743,10 @@ struct Reload {
     /// restart (issue #31: only the paths captured at start used to be reloaded).
     config_file: Option<PathBuf>,
     tls: Arc<tls::Reloadable>,
-    calendar: crate::calendar::SharedCalendar,
     committer: crate::exchange::CommitterHandle,
-    router: crate::sharing::SharedRouter,
     store: Store,
-    exceptions: IdentifierExceptions,
     clock: SharedClock,
+    rules: Arc<crate::rulebook::reload::Reloader>,
 }
 
 impl Reload {
@@ -828,54 +824,15 @@ impl Reload {
                 tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
             }
         }
-        let config = &self.config;
-        let calendar_years = match load_calendar(config) {
-            Ok(new) => {
-                let years = new.known_years();
-                self.calendar.replace(new);
-                tracing::info!(
-                    first = years.start(),
-                    last = years.end(),
-                    "working-day calendar reloaded (SIGHUP)"
-                );
-                serde_json::json!([years.start(), years.end()])
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "calendar reload failed; the previous calendar stays in use");
-                serde_json::Value::Null
-            }
-        };
-        let previous_hash = self.router.current().rules_hash().to_string();
-        let rules = match build_router(config) {
-            Ok(new) => {
-                let hash = new.rules_hash().to_string();
-                self.router.replace(new);
-                tracing::info!(rules_hash = %hash, changed = hash != previous_hash, "sharing, disclosure and public-notice rules reloaded (SIGHUP)");
-                Some(hash)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "rules reload failed; the previous rules stay in use");
-                None
-            }
-        };
         let committer = self.committer.clone();
-        let recheck = rules.as_ref().filter(|h| **h != previous_hash).map(|_| {
-            (
-                self.store.clone(),
-                self.router.current(),
-                self.exceptions.clone(),
-                self.clock.clone(),
-            )
-        });
         let keys = self.reload_keys();
+        let rules = self.rules.clone();
         tokio::spawn(async move {
             let keys = keys.await;
             let mut data = serde_json::Map::new();
             data.insert("ok".into(), serde_json::Value::Bool(ok));
             data.insert("keys".into(), keys);
-            data.insert("calendar_years".into(), calendar_years);
-            data.insert("rules_hash".into(), serde_json::json!(rules));
-            let _ = committer
+            if let Err(e) = committer
                 .apply(
                     "operator_tls_reload",
                     data,
@@ -883,22 +840,13 @@ impl Reload {
                     Vec::new(),
                     Vec::new(),
                 )
-                .await;
-            if let Some((store, router, exceptions, clock)) = recheck {
-                let now = move || clock.now();
-                if let Err(e) = crate::ledger::recheck::recheck_all(
-                    store,
-                    committer,
-                    router,
-                    exceptions,
-                    now,
-                    "rules_reloaded",
-                )
                 .await
-                {
-                    tracing::error!(error = %e, "re-checking stored records after the rules reload failed");
-                }
+            {
+                tracing::error!(error = %e, "the TLS and keys reload could not be audited");
             }
+            rules
+                .reload(crate::rulebook::reload::Trigger::Sighup, "sighup")
+                .await;
         });
     }
 }

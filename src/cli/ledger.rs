@@ -84,7 +84,7 @@ async fn local(
                     .map_err(|e| OpError::Invalid(e.to_string()))?;
             let engine = crate::evaluation::engine::Engine {
                 store: store.clone(),
-                profiles: std::sync::Arc::new(profiles),
+                profiles: crate::swap::Swap::new(profiles),
                 router: crate::sharing::SharedRouter::new(
                     crate::app::build_router(config)
                         .map_err(|e| OpError::Invalid(e.to_string()))?,
@@ -102,7 +102,7 @@ async fn local(
                 &engine,
                 &handle,
                 &calendar,
-                rules.evaluation_filing_working_days,
+                rules.longest_filing_working_days(),
                 ctx.now,
                 eval_parts(cmd),
             )
@@ -126,7 +126,7 @@ async fn local(
                 committer: &handle,
                 router: ctx.router.clone(),
                 calendar: std::sync::Arc::new(calendar),
-                rules: &rules,
+                rules: std::sync::Arc::new(rules),
                 exceptions: &exceptions,
                 destinations: &config.destinations,
                 now: ctx.now,
@@ -203,6 +203,11 @@ fn eval_parts(cmd: EvaluationCommand) -> crate::evaluation::ops::Command {
         EvaluationCommand::Show { id_type, id } => Command::Show { id_type, id },
         EvaluationCommand::Cycles => Command::Cycles,
         EvaluationCommand::Publish { year } => Command::Publish { year },
+        EvaluationCommand::Rerun { year, region } => Command::Rerun {
+            year,
+            region,
+            by: "cli".into(),
+        },
     }
 }
 
@@ -227,6 +232,11 @@ async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
         Op::Evaluation(EvaluationCommand::Publish { year }) => {
             params.push(("year", year.to_string()));
             ("POST", "/evaluation/publish")
+        }
+        Op::Evaluation(EvaluationCommand::Rerun { year, region }) => {
+            params.push(("year", year.to_string()));
+            params.extend(region.map(|r| ("region", r)));
+            ("POST", "/evaluation/rerun")
         }
         Op::Repairs(RepairsCommand::List { state }) => {
             params.extend(state.map(|s| ("state", s)));

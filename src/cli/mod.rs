@@ -23,6 +23,7 @@ mod keys;
 mod ledger;
 mod migrate;
 mod outbox;
+mod rules;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,6 +107,10 @@ pub enum Command {
     /// Authorized-query tokens (GD Art. 21): the issuer's key pair, and a token for a subject.
     #[command(subcommand)]
     Authz(AuthzCommand),
+    /// The rules in force (notice periods, retention, objection windows and reviews, repair,
+    /// scoring profiles, calendar) and their reload without a restart.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Operators of the console and the operator API.
     #[command(subcommand)]
     Operators(OperatorsCommand),
@@ -190,6 +195,34 @@ pub enum EvaluationCommand {
         #[arg(long)]
         year: i32,
     },
+    /// Evaluate every subject of the running year again under the profiles in force (after a
+    /// profile changed): resumable, its progress in `evaluation cycles`; a grade notice only
+    /// where a grade changes.
+    Rerun {
+        #[arg(long)]
+        year: i32,
+        /// Only subjects whose region starts with this (1-6 digits).
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+/// The rulebook: every kind of rule data (issue #26).
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Which rule of which regulation governs each duty for a region on a day, until when, and
+    /// where nothing does (with what the gateway does then); the warnings of the day.
+    InForce {
+        /// A region code or prefix (1-6 digits); default: every region a rule names.
+        #[arg(long)]
+        region: Option<String>,
+        /// YYYY-MM-DD (China time); default: today.
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Reload every rule file, the agencies and the operators of the running gateway (as SIGHUP
+    /// does): all or nothing, every error printed, audited.
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -570,6 +603,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Repairs(cmd) => ledger::run(&config, ledger::Op::Repairs(cmd)),
         Command::Evaluation(cmd) => ledger::run(&config, ledger::Op::Evaluation(cmd)),
         Command::Authz(cmd) => authz(cmd),
+        Command::Rules(cmd) => rules::run(&config, cmd),
         Command::Compact { dir } => compact::compact(&config, dir),
         Command::Migrate { from, to, resume } => {
             migrate::migrate(&config, migrate::Migrate { from, to, resume })

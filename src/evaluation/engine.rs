@@ -5,8 +5,6 @@
 //!
 //! Reads run on the caller's (blocking) thread; the writer applies the step. Nothing here writes.
 
-use std::sync::Arc;
-
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 use time::{Date, OffsetDateTime};
@@ -40,7 +38,7 @@ pub enum EvaluationError {
 #[derive(Clone)]
 pub struct Engine {
     pub store: Store,
-    pub profiles: Arc<Profiles>,
+    pub profiles: crate::swap::Swap<Profiles>,
     pub router: crate::sharing::SharedRouter,
     pub exceptions: IdentifierExceptions,
     pub destinations: Vec<DestinationConfig>,
@@ -61,6 +59,9 @@ pub struct Step {
     pub writes: Vec<(String, Vec<u8>)>,
     /// For the audit entry.
     pub summary: Option<Value>,
+    /// Subjects not evaluated because no profile applies (a gap, issue #26), by the profile
+    /// that ended (or "none"): counted by the worker, logged, kept with the cycle.
+    pub gaps: std::collections::BTreeMap<String, u64>,
 }
 
 impl Step {
@@ -72,6 +73,9 @@ impl Step {
         self.writes.extend(other.writes);
         if let Some(s) = other.summary {
             summaries.push(s);
+        }
+        for (k, n) in other.gaps {
+            *self.gaps.entry(k).or_default() += n;
         }
     }
 }
@@ -182,6 +186,17 @@ impl Engine {
         archive_key: &str,
         now: OffsetDateTime,
     ) -> Result<Step, EvaluationError> {
+        self.evaluate_in(archive_key, now, None)
+    }
+
+    /// [`Self::evaluate`], limited to subjects whose region starts with `scope` (a re-evaluation
+    /// of one region; joint punishment still follows the listing everywhere).
+    pub fn evaluate_in(
+        &self,
+        archive_key: &str,
+        now: OffsetDateTime,
+        scope: Option<&str>,
+    ) -> Result<Step, EvaluationError> {
         let mut step = Step::default();
         let Some(entry) = self
             .store
@@ -207,8 +222,20 @@ impl Engine {
             // LS Art. 20: removed from view; the results stay and return with a re-entry.
             return Ok(step);
         }
-        // No profile in force for this kind of subject today: nothing more to read.
-        if entry_kind.is_some_and(|k| !self.profiles.any_in_force(k, today(now))) {
+        let profiles = self.profiles.current();
+        // No profile applies to this kind of subject today: nothing more to read (the gap is
+        // counted by region below only when one was ever configured for the kind).
+        if entry_kind.is_some_and(|k| !profiles.any_applies(k, today(now))) {
+            if let Some(k) = entry_kind {
+                if let Some(p) = profiles
+                    .all()
+                    .map(|(p, _)| p)
+                    .filter(|p| p.subject_kinds.contains(&k))
+                    .max_by_key(|p| p.effective_until)
+                {
+                    step.gaps.insert(p.name.clone(), 1);
+                }
+            }
             return Ok(step);
         }
         let stored = match stored {
@@ -227,7 +254,16 @@ impl Engine {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let Some(profile) = kind.and_then(|k| self.profiles.select(&region, k, day)) else {
+        if scope.is_some_and(|s| !region.starts_with(s)) {
+            return Ok(step);
+        }
+        let Some((profile, pending_since)) =
+            kind.and_then(|k| profiles.applicable(&region, k, day))
+        else {
+            // The gap policy "stop": said in the cycle and the log, by the profile that ended.
+            if let Some(ended) = kind.and_then(|k| profiles.last_ended(&region, k, day)) {
+                step.gaps.insert(ended.name.clone(), 1);
+            }
             return Ok(step);
         };
         let previous = self.held(archive_key, year - 1)?;
@@ -255,7 +291,17 @@ impl Engine {
                 .and_then(Value::as_str)
                 .map(String::from)
         };
-        let content = self.content(profile, cycle, &result, notified_on);
+        let mut content = self.content(profile, cycle, &result, notified_on);
+        if let Some(ended) = pending_since {
+            // The gap policy "successor_pending": the result says it was computed under a profile
+            // past its end date (issue #26). Absent otherwise, so results under a profile in force
+            // keep the content (and hash) of earlier releases.
+            content.insert("profile_status".into(), json!("successor_pending"));
+            content.insert(
+                "profile_ended_on".into(),
+                json!(crate::record::format_date(ended)),
+            );
+        }
         let record = self.result_record(archive_key, &latest.json, &region, year, content)?;
         let canonical = record.canonical_bytes();
         let router = self.router.current();

@@ -93,9 +93,20 @@ pub fn cycles(engine: &Engine) -> Result<Value, EvaluationError> {
 
 /// An operator's evaluation command (admin endpoint or CLI).
 pub enum Command {
-    Show { id_type: String, id: String },
+    Show {
+        id_type: String,
+        id: String,
+    },
     Cycles,
-    Publish { year: i32 },
+    Publish {
+        year: i32,
+    },
+    /// Run the year's cycle again under the profiles in force (issue #26).
+    Rerun {
+        year: i32,
+        region: Option<String>,
+        by: String,
+    },
 }
 
 /// Run an operator command; publishing is audited as the operator's.
@@ -118,6 +129,25 @@ pub async fn run(
             history(engine, &subject, now).map_err(storage)
         }
         Command::Cycles => cycles(engine).map_err(storage),
+        Command::Rerun { year, region, by } => {
+            use super::worker::RerunError;
+            match super::worker::start_rerun(
+                &engine.store,
+                committer,
+                year,
+                region,
+                now,
+                "operator",
+                &by,
+            )
+            .await
+            {
+                Ok(run) => Ok(json!({"started": run})),
+                Err(e @ RerunError::NotRunningYear { .. }) => Err(OpError::Conflict(e.to_string())),
+                Err(e @ RerunError::BadRegion(_)) => Err(OpError::Invalid(e.to_string())),
+                Err(RerunError::Evaluation(e)) => Err(storage(e)),
+            }
+        }
         Command::Publish { year } => {
             match super::publish::publish(
                 engine,

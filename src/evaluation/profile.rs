@@ -85,6 +85,12 @@ pub struct Profile {
         deserialize_with = "crate::calendar::deserialize_toml_date_opt"
     )]
     pub effective_until: Option<Date>,
+    /// Gap policy (issue #26): after `effective_until`, with no successor in force for its
+    /// regions and subjects, evaluation goes on under this profile and every result says so
+    /// (`profile_status = "successor_pending"`). Without it (the default) evaluation of those
+    /// subjects stops at the end date, and the rules-in-force view, the log and the cycle say so.
+    #[serde(default)]
+    pub successor_pending: bool,
     pub method: Method,
     pub base: u32,
     pub dishonesty_valid_years: u8,
@@ -184,6 +190,64 @@ impl Profiles {
         self.profiles
             .iter()
             .any(|(p, _)| p.subject_kinds.contains(&kind) && in_force(p, day))
+    }
+
+    /// Whether any profile applies to subjects of `kind` on `day`: in force, or ended and marked
+    /// `successor_pending`.
+    pub fn any_applies(&self, kind: SubjectKind, day: Date) -> bool {
+        self.any_in_force(kind, day)
+            || self.profiles.iter().any(|(p, _)| {
+                p.subject_kinds.contains(&kind)
+                    && p.successor_pending
+                    && p.effective_until.is_some_and(|u| u < day)
+            })
+    }
+
+    /// The profile for a subject: the one in force, else (the gap policy) the last ended profile
+    /// of its region marked `successor_pending`, with the day it ended.
+    pub fn applicable(
+        &self,
+        region: &str,
+        kind: SubjectKind,
+        day: Date,
+    ) -> Option<(&Profile, Option<Date>)> {
+        if let Some(p) = self.select(region, kind, day) {
+            return Some((p, None));
+        }
+        self.profiles
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.subject_kinds.contains(&kind) && p.successor_pending)
+            .filter_map(|p| {
+                let ended = p.effective_until.filter(|u| *u < day)?;
+                let len = p
+                    .regions
+                    .iter()
+                    .filter(|r| region.starts_with(r.as_str()))
+                    .map(|r| r.len())
+                    .max()?;
+                Some(((len, ended), p, ended))
+            })
+            .max_by_key(|(rank, _, _)| *rank)
+            .map(|(_, p, ended)| (p, Some(ended)))
+    }
+
+    /// The profile that last governed subjects of `kind` in `region` before `day` and has ended:
+    /// named when evaluation stops in a gap.
+    pub fn last_ended(&self, region: &str, kind: SubjectKind, day: Date) -> Option<&Profile> {
+        self.profiles
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| {
+                p.subject_kinds.contains(&kind) && p.effective_until.is_some_and(|u| u < day)
+            })
+            .filter(|p| p.regions.iter().any(|r| region.starts_with(r.as_str())))
+            .max_by_key(|p| p.effective_until)
+    }
+
+    /// Every profile with the file it came from.
+    pub fn all(&self) -> impl Iterator<Item = (&Profile, &str)> {
+        self.profiles.iter().map(|(p, f)| (p, f.as_str()))
     }
 
     /// The profile in force for a subject of `kind` in `region` on `day`: the longest matching

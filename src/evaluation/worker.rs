@@ -9,6 +9,7 @@
 //!   its cursor, committed with each chunk of results): a crash in the middle resumes from the
 //!   cursor; running a chunk twice changes nothing, since equal results are not new versions.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,91 @@ pub struct CycleRun {
     /// covers every subject, took over.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ended_early: bool,
+    /// A re-evaluation (issue #26): how many times the year's cycle was started again, why, by
+    /// whom, and the region it is limited to (none: every subject).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reruns: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Subjects this run could not evaluate because no profile applies (the gap policy "stop"),
+    /// by the profile that ended.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_evaluated: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Why a re-evaluation cannot start: the caller's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RerunError {
+    #[error("only the running year's cycle ({running}) can be re-evaluated: results of a past year stay as its cycle left them")]
+    NotRunningYear { running: i32 },
+    #[error("region {0:?} is not a region prefix (1-6 digits)")]
+    BadRegion(String),
+    #[error(transparent)]
+    Evaluation(#[from] EvaluationError),
+}
+
+/// Start the year's cycle again (a re-evaluation, issue #26): every subject (of `region` when
+/// given) is evaluated under the profiles in force now, in chunks committed with their cursor, so
+/// a restart resumes it; a grade notice goes out only where a grade really changes (equal results
+/// are not new versions). Replaces a run still going. Audited with its cause and operator.
+pub async fn start_rerun(
+    store: &Store,
+    committer: &CommitterHandle,
+    year: i32,
+    region: Option<String>,
+    now: OffsetDateTime,
+    cause: &str,
+    by: &str,
+) -> Result<CycleRun, RerunError> {
+    let running = today(now).year();
+    if year != running {
+        return Err(RerunError::NotRunningYear { running });
+    }
+    if let Some(r) = &region {
+        if r.is_empty() || r.len() > 6 || !r.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RerunError::BadRegion(r.clone()));
+        }
+    }
+    let previous = store
+        .get_json::<CycleRun>(&cycle_key(year))
+        .map_err(EvaluationError::from)?;
+    let run = CycleRun {
+        year,
+        started_at: now,
+        total: store.count_under(b"sub/").map_err(EvaluationError::from)? as u64,
+        done: 0,
+        cursor: None,
+        finished_at: None,
+        ended_early: false,
+        reruns: previous.as_ref().map_or(0, |p| p.reruns) + 1,
+        rerun_cause: Some(cause.to_string()),
+        region: region.clone(),
+        not_evaluated: BTreeMap::new(),
+    };
+    let mut data = Map::new();
+    data.insert("year".into(), json!(year));
+    data.insert("region".into(), json!(region));
+    data.insert("cause".into(), json!(cause));
+    data.insert("by".into(), json!(by));
+    data.insert("total".into(), json!(run.total));
+    committer
+        .apply(
+            "evaluation_rerun_started",
+            data,
+            vec![(cycle_key(year), crate::store::to_bytes(&run))],
+            Vec::new(),
+            Vec::new(),
+        )
+        .await
+        .map_err(EvaluationError::from)?;
+    tracing::info!(year, region = ?run.region, cause, by, total = run.total, "re-evaluation started");
+    Ok(run)
 }
 
 pub fn cycle_key(year: i32) -> String {
@@ -105,7 +191,7 @@ impl Worker {
                 // The change-log entries taken up go with the results they produced.
                 timer_keys.extend(taken);
                 subjects.extend(timers.into_iter().map(|(_, s)| s));
-                let (step, summaries) = evaluate_all(&engine, subjects.iter(), now)?;
+                let (step, summaries) = evaluate_all(&engine, subjects.iter(), now, None)?;
                 Ok::<_, EvaluationError>((subjects.len(), step, summaries, timer_keys))
             })
             .await
@@ -113,6 +199,10 @@ impl Worker {
             let (n, step, summaries, removes) = work;
             if n == 0 {
                 return Ok(total);
+            }
+            if !step.gaps.is_empty() {
+                // The gap policy "stop", never silent (issue #26); the rules watcher warns daily.
+                tracing::info!(not_evaluated = ?step.gaps, "changed subjects not evaluated: no scoring profile is in force for them (see `credit-gateway rules in-force`)");
             }
             self.commit(
                 "evaluation",
@@ -149,6 +239,10 @@ impl Worker {
                     cursor: None,
                     finished_at: None,
                     ended_early: false,
+                    reruns: 0,
+                    rerun_cause: None,
+                    region: None,
+                    not_evaluated: BTreeMap::new(),
                 },
             };
             // A cycle of an earlier year still running when its year ended: closed, said so.
@@ -163,8 +257,12 @@ impl Worker {
                 })
                 .collect();
             let subjects = next_subjects(&engine.store, run.cursor.as_deref(), batch)?;
-            let (step, summaries) = evaluate_all(&engine, subjects.iter(), now)?;
+            let (step, summaries) =
+                evaluate_all(&engine, subjects.iter(), now, run.region.as_deref())?;
             let mut next = run.clone();
+            for (profile, n) in &step.gaps {
+                *next.not_evaluated.entry(profile.clone()).or_default() += n;
+            }
             next.done += subjects.len() as u64;
             next.cursor = subjects.last().cloned().or(run.cursor.clone());
             if subjects.len() < batch {
@@ -183,7 +281,11 @@ impl Worker {
                 .iter()
                 .map(|c| (cycle_key(c.year), crate::store::to_bytes(c))),
         );
-        let cycle = json!({"year": run.year, "done": run.done, "total": run.total, "finished": run.finished_at.is_some()});
+        let cycle = json!({"year": run.year, "done": run.done, "total": run.total, "finished": run.finished_at.is_some(), "region": run.region, "not_evaluated": run.not_evaluated});
+        if run.finished_at.is_some() && !run.not_evaluated.is_empty() {
+            // The gap policy "stop" is said, never silent (issue #26).
+            tracing::warn!(year = run.year, not_evaluated = ?run.not_evaluated, "evaluation cycle finished with subjects left unevaluated: no scoring profile is in force for them (see `credit-gateway rules in-force`)");
+        }
         self.commit(
             "evaluation_cycle",
             step,
@@ -252,11 +354,12 @@ fn evaluate_all<'a>(
     engine: &Engine,
     subjects: impl Iterator<Item = &'a String>,
     now: OffsetDateTime,
+    scope: Option<&str>,
 ) -> Result<(Step, Vec<Value>), EvaluationError> {
     let mut step = Step::default();
     let mut summaries = Vec::new();
     for subject in subjects {
-        match engine.evaluate(subject, now) {
+        match engine.evaluate_in(subject, now, scope) {
             Ok(s) => step.absorb(s, &mut summaries),
             Err(EvaluationError::Invalid(message)) => {
                 crate::telemetry::events::evaluation_failed(
@@ -274,6 +377,10 @@ fn evaluate_all<'a>(
             }
             Err(e) => return Err(e),
         }
+    }
+    for (profile, n) in &step.gaps {
+        metrics::counter!("gateway_evaluation_not_evaluated_total", "ended_profile" => profile.clone())
+            .increment(*n);
     }
     Ok((step, summaries))
 }

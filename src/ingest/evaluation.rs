@@ -121,7 +121,7 @@ pub async fn publish(app: &App, agency: &Agency, year: &str) -> Result<Resp, Api
         engine,
         &app.committer,
         &calendar,
-        app.objection_rules.evaluation_filing_working_days,
+        app.objection_rules.current().longest_filing_working_days(),
         year,
         app.clock.now(),
         &agency.id,

@@ -53,7 +53,7 @@ use crate::telemetry::events;
 pub struct App {
     pub config: Config,
     pub mappings: MappingSet,
-    pub registry: Registry,
+    pub registry: crate::swap::Swap<Registry>,
     pub store: Store,
     pub committer: CommitterHandle,
     pub exceptions: IdentifierExceptions,
@@ -62,9 +62,9 @@ pub struct App {
     pub router: crate::sharing::SharedRouter,
     pub calendar: crate::calendar::SharedCalendar,
     /// Objection filing windows and review deadlines.
-    pub objection_rules: crate::objections::rules::ObjectionRules,
+    pub objection_rules: crate::swap::Swap<crate::objections::rules::ObjectionRules>,
     /// Repair deadlines and eligibility rules.
-    pub repair_rules: crate::repairs::rules::RepairRules,
+    pub repair_rules: crate::swap::Swap<crate::repairs::rules::RepairRules>,
     /// KiB of request bodies in flight (`server.max_inflight_mb`); `None`: unbounded.
     pub inflight: Option<Arc<Semaphore>>,
     /// The free-space reserve of the data directory.
@@ -187,7 +187,7 @@ pub async fn serve(
                 .unwrap_or_default();
             let agency = chain
                 .first()
-                .and_then(|cert| app.registry.identify(cert.as_ref()));
+                .and_then(|cert| app.registry.current().identify(cert.as_ref()));
             let who = agency.as_ref().map(|a| a.id.clone());
             let Some(_slot) = slots.take(who.as_deref()) else {
                 events::connection_refused(

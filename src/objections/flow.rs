@@ -59,7 +59,7 @@ pub struct Context<'a> {
     pub committer: &'a CommitterHandle,
     pub router: Arc<Router>,
     pub calendar: Arc<Calendar>,
-    pub rules: &'a ObjectionRules,
+    pub rules: std::sync::Arc<ObjectionRules>,
     pub exceptions: &'a IdentifierExceptions,
     pub destinations: &'a [DestinationConfig],
     pub now: OffsetDateTime,
@@ -184,17 +184,22 @@ pub async fn file(
         (true, Some(day)) => {
             let day = crate::record::parse_date(day)
                 .ok_or_else(|| ObjectionError::Invalid("notified_on must be YYYY-MM-DD".into()))?;
+            // LS Art. 21: the window of the rule in force for the result's region on the day
+            // it was notified; a gap gives the longest known window, never a shorter one.
+            let working_days = ctx
+                .rules
+                .filing_working_days(region.as_deref().unwrap_or_default(), day);
             // Past the last known year: estimated never earlier than the truth, so a subject
             // is never told the window closed before it did (issue #26).
             let (last, provisional) = ctx.calendar.nth_working_day_after_estimated(
                 day,
-                ctx.rules.evaluation_filing_working_days,
+                working_days,
                 crate::calendar::Estimate::NeverEarlier,
             )?;
             let from = end_of(day) - time::Duration::hours(12);
             let basis = provisional.then_some(crate::calendar::Basis {
                 from,
-                working_days: ctx.rules.evaluation_filing_working_days,
+                working_days,
             });
             Some((end_of(last), basis))
         }
@@ -474,20 +479,19 @@ fn open_review(
     received: OffsetDateTime,
 ) -> Result<(), ObjectionError> {
     let day = received.to_offset(CHINA_OFFSET).date();
-    let rule = ctx
-        .rules
-        .review_for(region, day)
-        .ok_or_else(|| ObjectionError::Invalid("no review rule covers this region".into()))?;
+    // A subject's objection is never refused for want of a rule (GD Art. 32): in a gap the
+    // review is counted on the shortest period any rule allows, so the bureau is never late.
+    let (working_days, rule_name) = ctx.rules.review_period(region, day);
     // Past the last known year: estimated never later than the truth (issue #26).
     let deadline = ctx.calendar.deadline_estimated(
         received,
-        rule.working_days,
+        working_days,
         crate::calendar::Estimate::NeverLater,
     )?;
     objection.review_deadline = Some(deadline.at);
     objection.review_deadline_provisional = deadline.provisional;
-    objection.review_basis = deadline.basis(received, rule.working_days);
-    objection.review_rule = rule.name.clone();
+    objection.review_basis = deadline.basis(received, working_days);
+    objection.review_rule = rule_name;
     Ok(())
 }
 

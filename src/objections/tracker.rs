@@ -21,7 +21,7 @@ pub struct Tracker {
     /// needs to make a provisional deadline exact as a step (issue #26).
     pub committer: crate::exchange::CommitterHandle,
     pub router: crate::sharing::SharedRouter,
-    pub rules: super::rules::ObjectionRules,
+    pub rules: crate::swap::Swap<super::rules::ObjectionRules>,
     pub exceptions: crate::subject::IdentifierExceptions,
     pub destinations: Vec<crate::config::DestinationConfig>,
     pub calendar: SharedCalendar,
@@ -58,7 +58,7 @@ impl Tracker {
                 committer: &self.committer,
                 router: self.router.current(),
                 calendar: calendar.clone(),
-                rules: &self.rules,
+                rules: self.rules.current(),
                 exceptions: &self.exceptions,
                 destinations: &self.destinations,
                 now,

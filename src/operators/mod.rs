@@ -132,7 +132,8 @@ struct Session {
 
 /// The operators, their sessions and the failed sign-in limit.
 pub struct Gate {
-    operators: HashMap<String, (OperatorRole, String)>,
+    /// Replaced whole by a reload (issue #26): a new operator signs in without a restart.
+    operators: std::sync::RwLock<HashMap<String, (OperatorRole, String)>>,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, Vec<Instant>>>,
     local_token: String,
@@ -148,10 +149,7 @@ pub struct Authenticated {
 impl Gate {
     pub fn new(operators: &[OperatorConfig], local_token: String) -> Self {
         Self {
-            operators: operators
-                .iter()
-                .map(|o| (o.name.clone(), (o.role, o.password_hash.clone())))
-                .collect(),
+            operators: std::sync::RwLock::new(by_name(operators)),
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             local_token,
@@ -191,7 +189,13 @@ impl Gate {
             f.entry(name_key.clone()).or_default().push(now);
             f.entry(addr_key.clone()).or_default().push(now);
         }
-        let verified = self.operators.get(name).and_then(|(role, hash)| {
+        let known = self
+            .operators
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        let verified = known.as_ref().and_then(|(role, hash)| {
             let parsed = PasswordHash::new(hash).ok()?;
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
@@ -200,7 +204,7 @@ impl Gate {
         });
         let Some(role) = verified else {
             // Unknown names cost the same as wrong passwords, so names cannot be probed by timing.
-            if !self.operators.contains_key(name) {
+            if known.is_none() {
                 let _ = hash_password("not-an-operator");
             }
             return Err(SignInError::Wrong);
@@ -233,7 +237,26 @@ impl Gate {
 
     /// Whether `name` is a configured operator.
     pub fn knows(&self, name: &str) -> bool {
-        self.operators.contains_key(name)
+        self.operators
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    /// Put a reloaded list of operators in force. A session whose operator is gone or whose role
+    /// or password changed ends: it was granted under what no longer holds.
+    pub fn replace_operators(&self, operators: &[OperatorConfig]) {
+        let next = by_name(operators);
+        let mut current = self.operators.write().unwrap_or_else(|e| e.into_inner());
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, s| {
+                let before = current.get(&s.name);
+                let after = next.get(&s.name);
+                after.is_some() && before == after && after.is_some_and(|(role, _)| *role == s.role)
+            });
+        *current = next;
     }
 
     pub fn sign_out(&self, session: &str) {
@@ -276,6 +299,13 @@ impl Gate {
             session: Some(key.clone()),
         })
     }
+}
+
+fn by_name(operators: &[OperatorConfig]) -> HashMap<String, (OperatorRole, String)> {
+    operators
+        .iter()
+        .map(|o| (o.name.clone(), (o.role, o.password_hash.clone())))
+        .collect()
 }
 
 /// Failures of `key` within the window; forgets expired ones (and the key when none is left).

@@ -60,7 +60,7 @@ pub struct Context<'a> {
     pub committer: &'a CommitterHandle,
     pub router: Arc<Router>,
     pub calendar: Arc<Calendar>,
-    pub rules: &'a RepairRules,
+    pub rules: std::sync::Arc<RepairRules>,
     pub exceptions: &'a IdentifierExceptions,
     pub destinations: &'a [DestinationConfig],
     pub now: OffsetDateTime,

@@ -48,6 +48,10 @@ impl Readiness {
 
 /// What the operator endpoints work on.
 pub struct Ops {
+    /// The rule data in force, its files, and the reload (issue #26).
+    pub live: crate::rulebook::Live,
+    pub rule_files: std::sync::Arc<crate::rulebook::in_force::Files>,
+    pub reloader: std::sync::Arc<crate::rulebook::reload::Reloader>,
     pub store: crate::store::Store,
     pub committer: crate::exchange::CommitterHandle,
     pub destinations: Vec<String>,
@@ -57,7 +61,7 @@ pub struct Ops {
     pub router: crate::sharing::SharedRouter,
     pub exceptions: crate::subject::IdentifierExceptions,
     pub calendar: crate::calendar::SharedCalendar,
-    pub objection_rules: crate::objections::rules::ObjectionRules,
+    pub objection_rules: crate::swap::Swap<crate::objections::rules::ObjectionRules>,
     pub evaluation: Option<crate::evaluation::engine::Engine>,
     /// Where the manual clock's last setting is kept, so a restarted test gateway resumes at the
     /// time the test set rather than at the system's.
@@ -119,14 +123,30 @@ pub async fn serve(
                                 .now()
                                 .to_offset(crate::calendar::CHINA_OFFSET)
                                 .date();
-                            if let Some(note) = ops.calendar.current().coverage_note(today) {
-                                let body = if ready.is_ready() {
-                                    "ready"
+                            // Rules ending or ended without a successor: no readiness failure
+                            // either, but said in the body (issue #26).
+                            let warnings = crate::rulebook::in_force::warnings(
+                                &ops.live,
+                                &ops.rule_files,
+                                today,
+                            );
+                            let note = ops.calendar.current().coverage_note(today);
+                            if note.is_some() || !warnings.is_empty() {
+                                let mut body = if ready.is_ready() {
+                                    "ready\n".to_string()
                                 } else {
-                                    "not ready"
+                                    "not ready\n".to_string()
                                 };
-                                *resp.body_mut() =
-                                    Full::new(Bytes::from(format!("{body}\ncalendar: {note}\n")));
+                                if let Some(note) = note {
+                                    body.push_str(&format!("calendar: {note}\n"));
+                                }
+                                for w in warnings
+                                    .iter()
+                                    .filter(|w| w.duty != crate::rulebook::in_force::Duty::Calendar)
+                                {
+                                    body.push_str(&format!("rules: {}\n", w.message));
+                                }
+                                *resp.body_mut() = Full::new(Bytes::from(body));
                             }
                         }
                         return Ok::<_, Infallible>(resp);
@@ -524,7 +544,10 @@ async fn operator(
         return repairs(&ops, &req).await;
     }
     if path.starts_with("/evaluation/") {
-        return evaluation(&ops, &req).await;
+        return evaluation(&ops, &req, by).await;
+    }
+    if path.starts_with("/rules/") {
+        return rules(&ops, &req, by).await;
     }
     if path.starts_with("/objections/") {
         return objections(&ops, &req, by).await;
@@ -720,7 +743,7 @@ async fn objections(
         committer: &ops.committer,
         router: ops.router.current(),
         calendar: ops.calendar.current(),
-        rules: &ops.objection_rules,
+        rules: ops.objection_rules.current(),
         exceptions: &ops.exceptions,
         destinations: &[],
         now: ops.clock.now(),
@@ -809,7 +832,11 @@ fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes
 }
 
 /// `GET /evaluation/show?id_type=T&id=I`, `GET /evaluation/cycles`, `POST /evaluation/publish?year=Y`.
-async fn evaluation(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn evaluation(
+    ops: &Ops,
+    req: &Request<hyper::body::Incoming>,
+    by: &str,
+) -> Response<Full<Bytes>> {
     use crate::evaluation::ops::Command;
     let Some(engine) = &ops.evaluation else {
         return json(
@@ -825,6 +852,19 @@ async fn evaluation(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response
             id: q("id"),
         },
         ("GET", "/evaluation/cycles") => Command::Cycles,
+        ("POST", "/evaluation/rerun") => match q("year").parse() {
+            Ok(year) => Command::Rerun {
+                year,
+                region: query.get("region").filter(|r| !r.is_empty()).cloned(),
+                by: by.to_string(),
+            },
+            Err(_) => {
+                return op_error(
+                    crate::ledger::ops::OpError::Invalid("year must be a number".into()),
+                    "not_running_year",
+                )
+            }
+        },
         ("POST", "/evaluation/publish") => match q("year").parse() {
             Ok(year) => Command::Publish { year },
             Err(_) => {
@@ -841,19 +881,86 @@ async fn evaluation(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response
             )
         }
     };
+    let conflict = if matches!(command, Command::Rerun { .. }) {
+        "not_running_year"
+    } else {
+        "cycle_not_ended"
+    };
     let calendar = ops.calendar.current();
     match crate::evaluation::ops::run(
         engine,
         &ops.committer,
         &calendar,
-        ops.objection_rules.evaluation_filing_working_days,
+        ops.objection_rules.current().longest_filing_working_days(),
         ops.clock.now(),
         command,
     )
     .await
     {
         Ok(v) => json(StatusCode::OK, v),
-        Err(e) => op_error(e, "cycle_not_ended"),
+        Err(e) => op_error(e, conflict),
+    }
+}
+
+/// `GET /rules/in-force?region=R&date=YYYY-MM-DD` (default: every region a rule names, today),
+/// `POST /rules/reload` (the whole rulebook, as SIGHUP does; 422 with every error when refused).
+async fn rules(ops: &Ops, req: &Request<hyper::body::Incoming>, by: &str) -> Response<Full<Bytes>> {
+    let query = decoded_query(req);
+    match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/rules/in-force") => {
+            let region = match query.get("region").filter(|r| !r.is_empty()) {
+                Some(r) => match crate::rulebook::in_force::parse_region(r) {
+                    Ok(r) => Some(r),
+                    Err(message) => {
+                        return json(
+                            StatusCode::BAD_REQUEST,
+                            serde_json::json!({"error": {"code": "invalid_query", "message": message, "retry": false}}),
+                        )
+                    }
+                },
+                None => None,
+            };
+            let day = match query.get("date").filter(|d| !d.is_empty()) {
+                Some(d) => match crate::record::parse_date(d) {
+                    Some(d) => d,
+                    None => {
+                        return json(
+                            StatusCode::BAD_REQUEST,
+                            serde_json::json!({"error": {"code": "invalid_query", "message": "date must be YYYY-MM-DD", "retry": false}}),
+                        )
+                    }
+                },
+                None => ops
+                    .clock
+                    .now()
+                    .to_offset(crate::calendar::CHINA_OFFSET)
+                    .date(),
+            };
+            json(
+                StatusCode::OK,
+                crate::rulebook::in_force::view(&ops.live, &ops.rule_files, region.as_deref(), day),
+            )
+        }
+        ("POST", "/rules/reload") => {
+            let report = ops
+                .reloader
+                .reload(crate::rulebook::reload::Trigger::Operator, by)
+                .await;
+            let status = if report.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            let mut body = crate::rulebook::reload::report_json(&report);
+            if !report.ok {
+                body["error"] = serde_json::json!({"code": "rules_invalid", "message": "a rule file does not load; nothing changed", "retry": false});
+            }
+            json(status, body)
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": {"code": "not_found"}}),
+        ),
     }
 }
 
