@@ -404,3 +404,201 @@ fn an_objection_during_the_publicity_suspends_the_repair() {
         "completed"
     );
 }
+
+/// LS Art. 41: "信用承诺不实或者不履行承诺等弄虚作假行为，将取消其3年内申请信用修复的资格". A
+/// commitment found broken after a completed repair is recorded by the agency that made the
+/// finding, reaches the subject's archive, and refuses every new application of the subject for
+/// three years from the day it was found, not one day longer.
+#[test]
+fn ls_art_41_a_broken_commitment_after_a_completed_repair_bars_repair_for_three_years() {
+    let (_rt, gw, _platform, mi_platform) = setup_for("540000");
+    gw.set_clock("2025-09-28T10:00:00+08:00");
+    push(
+        &gw,
+        vec![
+            lhasa("R-KEPT", "2025-03-20", "违规收费"),
+            lhasa("R-LATER", "2025-04-10", "超量开药"),
+        ],
+    );
+    let accepted = apply(&gw, "R-KEPT");
+    assert_eq!(
+        accepted.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&accepted.body)
+    );
+    let id = accepted.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/repairs/{id}/commitment-broken");
+    let finding = json!({"reason": "修复后再次违规收费，未履行信用承诺", "found_on": "2025-10-17"});
+    // Only a completed repair: under review, then in publicity, it is a state conflict.
+    for expected in ["under_review", "in_publicity"] {
+        let early = post(&gw, &path, finding.clone());
+        assert_eq!(
+            early.status,
+            409,
+            "{}",
+            String::from_utf8_lossy(&early.body)
+        );
+        assert_eq!(early.json()["error"]["code"], "repair_state");
+        let message = early.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains(expected) && message.contains("completed"),
+            "{message}"
+        );
+        if expected == "under_review" {
+            let approved = post(
+                &gw,
+                &format!("/v1/repairs/{id}/decide"),
+                json!({"approve": true, "reason": "整改到位，符合修复条件"}),
+            );
+            assert_eq!(approved.status, 200);
+        }
+    }
+    let until = gw.client(MI).get(&format!("/v1/repairs/{id}")).json()["publicity_until"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = time::OffsetDateTime::parse(&until, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        + time::Duration::seconds(2);
+    gw.set_clock(&credit_gateway::clock::rfc3339(after));
+    assert!(wait_until(Duration::from_secs(20), || gw
+        .client(MI)
+        .get(&format!("/v1/repairs/{id}"))
+        .json()["state"]
+        == "completed"));
+    gw.set_clock("2025-10-20T10:00:00+08:00");
+    // The agency that made the finding records it (as it decides the repair), nobody else.
+    let other = gw.client("health").post(
+        &path,
+        "application/json",
+        serde_json::to_vec(&finding).unwrap(),
+    );
+    assert_eq!(
+        other.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&other.body)
+    );
+    assert_eq!(other.json()["error"]["code"], "repair_not_allowed");
+    // A reason and a real day, not in the future.
+    for bad in [
+        json!({"reason": " ", "found_on": "2025-10-17"}),
+        json!({"reason": "未履行承诺", "found_on": "2025-10-21"}),
+        json!({"reason": "未履行承诺", "found_on": "17/10/2025"}),
+    ] {
+        let refused = post(&gw, &path, bad.clone());
+        assert_eq!(refused.status, 422, "{bad}");
+        assert_eq!(refused.json()["error"]["code"], "invalid_repair", "{bad}");
+    }
+    let recorded = post(&gw, &path, finding.clone());
+    assert_eq!(
+        recorded.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&recorded.body)
+    );
+    let recorded = recorded.json();
+    let record_id = format!("BROKEN-COMMITMENT-{id}");
+    assert_eq!(recorded["state"], "completed", "the repair itself stands");
+    assert_eq!(recorded["commitment_broken"]["found_on"], "2025-10-17");
+    assert_eq!(recorded["commitment_broken"]["by"], MI);
+    assert_eq!(
+        recorded["commitment_broken"]["record_id"],
+        record_id.as_str()
+    );
+    // Sent twice: the same answer, nothing written again; a different finding is a conflict.
+    let again = post(&gw, &path, finding.clone());
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.json()["commitment_broken"],
+        recorded["commitment_broken"]
+    );
+    let different = post(
+        &gw,
+        &path,
+        json!({"reason": "另一事由", "found_on": "2025-10-18"}),
+    );
+    assert_eq!(different.status, 409);
+    assert_eq!(different.json()["error"]["code"], "repair_state");
+    let (_, audit) = gw.admin_get("/audit/entries?kind=repair_commitment_broken&limit=1000");
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "audited once: {audit}");
+    assert_eq!(entries[0]["data"]["repair_id"], id.as_str());
+    assert_eq!(
+        entries[0]["data"]["commitment_broken"]["found_on"],
+        "2025-10-17"
+    );
+    // The finding is a record of the subject's own, in its archive (like false materials).
+    let archive = gw
+        .client(MI)
+        .get("/v1/subjects/uscc/91310110666007217T")
+        .json();
+    let found = archive["categories"]["other_public"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no other_public record: {archive}"))
+        .iter()
+        .find(|h| h["record_id"] == record_id.as_str())
+        .unwrap_or_else(|| panic!("no {record_id}: {archive}"))
+        .clone();
+    let record = &found["versions"][0]["record"];
+    assert_eq!(record["content"]["finding"], "commitment_broken", "{found}");
+    assert_eq!(record["content"]["legal_basis"], "LS Art. 41");
+    assert_eq!(record["basis"]["decided_on"], "2025-10-17");
+    // The repaired record keeps its 修复 mark: the article bars new repairs, it undoes none.
+    let repaired = archive["categories"]["administrative"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["record_id"] == "R-KEPT")
+        .unwrap()
+        .clone();
+    assert_eq!(repaired["marks"][0]["kind"], "repaired", "{repaired}");
+    // The medical-insurance platform is told, so the subject learns it.
+    assert!(wait_until(Duration::from_secs(20), || mi_platform
+        .received()
+        .iter()
+        .any(|s| s.kind == "notice"
+            && s.record["repair"]["result"] == "commitment_broken"
+            && s.record["repair"]["commitment_broken"]["found_on"]
+                == "2025-10-17")));
+    // Any new application of the subject within the three years is refused by LS Art. 41...
+    let barred = apply(&gw, "R-LATER");
+    let body = barred.json();
+    assert_eq!(
+        refused_rules(&barred),
+        vec![(
+            "false-materials-three-years".to_string(),
+            "LS Art. 41".to_string()
+        )]
+    );
+    let reason = body["error"]["refusals"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("broken") && reason.contains("2028-10-17"),
+        "{reason}"
+    );
+    // ...to its last minute...
+    gw.set_clock("2028-10-16T23:59:00+08:00");
+    assert_eq!(
+        refused_rules(&apply(&gw, "R-LATER")),
+        vec![(
+            "false-materials-three-years".to_string(),
+            "LS Art. 41".to_string()
+        )]
+    );
+    // ...and not on this ground once they have passed.
+    gw.set_clock("2028-10-17T00:00:01+08:00");
+    let free = apply(&gw, "R-LATER");
+    if free.status != 201 {
+        let refusals = refused_rules(&free);
+        assert!(
+            refusals.iter().all(|(_, article)| article != "LS Art. 41"),
+            "{refusals:?}"
+        );
+    }
+    assert_eq!(free.status, 201, "{}", String::from_utf8_lossy(&free.body));
+}

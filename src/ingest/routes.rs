@@ -151,6 +151,9 @@ async fn route(
         (&Method::POST, ["v1", "repairs", id, "extend"]) => {
             extend_repair(app, &agency, id, req).await
         }
+        (&Method::POST, ["v1", "repairs", id, "commitment-broken"]) => {
+            commitment_broken(app, &agency, id, req).await
+        }
         (&Method::POST, ["v1", "objections"]) => file_objection(app, &agency, req).await,
         (&Method::GET, ["v1", "objections"]) => {
             list_objections(app, &agency, req.uri().query().unwrap_or(""))
@@ -843,6 +846,7 @@ fn repair_error(e: crate::repairs::flow::RepairError) -> ApiError {
             message: e.to_string(),
         },
         E::WrongState(_) => ApiError::RepairState(e.to_string()),
+        E::Conflict(m) => ApiError::RepairState(m),
         E::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
             events::calendar_year_missing(date.year());
             ApiError::CalendarYearMissing(date.year())
@@ -970,6 +974,24 @@ async fn extend_repair(
         ));
     }
     let repair = crate::repairs::flow::extend(&ctx, id, &request.reason)
+        .await
+        .map_err(repair_error)?;
+    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
+}
+
+/// `POST /v1/repairs/{id}/commitment-broken {"reason", "found_on"}`: the commitment of a completed
+/// repair was found untrue or not kept, by the agency that made the finding (LS Art. 41: no repair
+/// for 3 years).
+async fn commitment_broken(
+    app: &App,
+    agency: &Agency,
+    id: &str,
+    req: Request<RequestBody>,
+) -> Result<Resp, ApiError> {
+    agency.check_rate().map_err(ApiError::RateLimited)?;
+    let request: crate::repairs::flow::CommitmentBrokenRequest = json_body(app, req).await?;
+    let ctx = repair_context(app, app.calendar.current());
+    let repair = crate::repairs::flow::commitment_broken(&ctx, &agency.id, id, &request)
         .await
         .map_err(repair_error)?;
     Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))

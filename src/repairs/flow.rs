@@ -1,5 +1,6 @@
 //! The steps of a repair, each one atomic in the writer with its marks, ledger changes, notices
-//! and audit entry.
+//! and audit entry: apply, decide, extend, complete, and the finding of a broken commitment after
+//! completion (LS Art. 41).
 
 use std::sync::Arc;
 
@@ -42,6 +43,9 @@ pub enum RepairError {
     },
     #[error("the repair is {0:?}; this step needs another state")]
     WrongState(super::State),
+    /// The step does not fit the repair as it stands; the message says why (`repair_state`).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Calendar(#[from] CalendarError),
     #[error("storage: {0}")]
@@ -86,6 +90,16 @@ pub struct DecideRequest {
     /// LS Art. 41: refused because materials or the commitment were false.
     #[serde(default)]
     pub false_materials: bool,
+}
+
+/// `POST /v1/repairs/{id}/commitment-broken` body (LS Art. 41).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitmentBrokenRequest {
+    /// What was found: the commitment untrue (信用承诺不实) or not kept (不履行承诺).
+    pub reason: String,
+    /// `YYYY-MM-DD`, the day it was found: the 3 years run from it.
+    pub found_on: String,
 }
 
 /// Apply for repair on the subject's behalf. Ineligible: stored as `refused` with every refusal.
@@ -196,6 +210,7 @@ pub async fn apply(
         publicity_until_provisional: false,
         publicity_basis: None,
         completed_at: None,
+        commitment_broken: None,
     };
     if !refusals.is_empty() {
         repair.status = Status::Refused;
@@ -365,16 +380,168 @@ pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repai
     Ok(Some(repair))
 }
 
+/// LS Art. 41: the commitment (信用承诺) of a completed repair was found untrue or not kept
+/// ("信用承诺不实或者不履行承诺等弄虚作假行为"). Recorded by the agency that made the dishonesty
+/// finding, as it decides the repair (LS Art. 40), and only on a completed repair: before that the
+/// decision itself refuses with `false_materials`. Like false materials, the finding becomes a
+/// record of the subject's own (`BROKEN-COMMITMENT-{id}`; GD Art. 39 "信用修复承诺严重不实…记入信用
+/// 记录"), the medical-insurance platform is told (it tells the subject), and the repair rule
+/// `false_materials_years` bars any new repair of the subject for 3 years from `found_on`
+/// ("取消其3年内申请信用修复的资格"). The repair stays completed and its records stay marked 修复:
+/// the article takes away the right to apply again, it does not undo the repair. The same finding
+/// sent again changes nothing; a different one for the same repair is refused (`repair_state`).
+pub async fn commitment_broken(
+    ctx: &Context<'_>,
+    caller: &str,
+    id: &str,
+    req: &CommitmentBrokenRequest,
+) -> Result<Repair, RepairError> {
+    let _step = crate::objections::step(ctx.store).await?;
+    let mut repair = load(ctx, id)?;
+    if repair.records.iter().any(|r| r.agency != caller) {
+        return Err(RepairError::NotAllowed(
+            "only the agency that made the dishonesty finding records that its repair's commitment was broken",
+        ));
+    }
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        return Err(RepairError::Invalid(
+            "a reason is required: the subject is told it (LS Art. 41)".into(),
+        ));
+    }
+    let found_on = crate::record::parse_date(req.found_on.trim()).ok_or_else(|| {
+        RepairError::Invalid(format!(
+            "found_on {:?} is not a date (YYYY-MM-DD)",
+            req.found_on
+        ))
+    })?;
+    if let Some(done) = &repair.commitment_broken {
+        if done.found_on == found_on && done.reason == reason {
+            return Ok(repair);
+        }
+        return Err(RepairError::Conflict(format!(
+            "a broken commitment was already recorded for this repair (found on {}, record {}); it is recorded once",
+            crate::record::format_date(done.found_on),
+            done.record_id
+        )));
+    }
+    if repair.status != Status::Completed {
+        let open =
+            repair.status == Status::InPublicity && super::objection_open(ctx.store, &repair)?;
+        let state = serde_json::to_value(repair.state(ctx.now, open))
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        return Err(RepairError::Conflict(format!(
+            "the repair is {state}: a broken commitment is recorded only on a completed repair (LS Art. 41); before, the decision refuses with false_materials"
+        )));
+    }
+    // The commitment was made with the application: it cannot have been found broken before it,
+    // nor in the future.
+    let today = ctx.now.to_offset(CHINA_OFFSET).date();
+    let applied = repair.accepted_at.to_offset(CHINA_OFFSET).date();
+    if found_on > today || found_on < applied {
+        return Err(RepairError::Invalid(format!(
+            "found_on must be between the application ({}) and today ({})",
+            crate::record::format_date(applied),
+            crate::record::format_date(today)
+        )));
+    }
+    let record_id = format!("BROKEN-COMMITMENT-{}", repair.id);
+    let found = crate::record::format_date(found_on);
+    repair.commitment_broken = Some(super::BrokenCommitment {
+        reason: reason.to_string(),
+        found_on,
+        by: caller.to_string(),
+        at: ctx.now,
+        record_id: record_id.clone(),
+    });
+    let record = finding_record(
+        ctx,
+        &repair,
+        caller,
+        Finding {
+            record_id,
+            doc_number: format!("信用修复承诺核查 {}", repair.id),
+            decided_on: found.clone(),
+            content: json!({
+                "description": "信用修复后信用承诺不实或者不履行承诺 (a credit repair commitment found untrue or not kept after the repair completed, LS Art. 41)",
+                "finding": "commitment_broken",
+                "legal_basis": "LS Art. 41",
+                "repair_id": repair.id,
+                "records": repair.records,
+                "commitment": repair.commitment,
+                "reason": reason,
+                "found_on": found,
+                "decided_by": caller,
+            }),
+            origin: format!("repair_commitment_broken:{}", repair.id),
+        },
+    )?;
+    let notice = notices(ctx, &repair, "commitment_broken", None);
+    commit(
+        ctx,
+        &repair,
+        "repair_commitment_broken",
+        Vec::new(),
+        notice,
+        vec![record],
+    )
+    .await?;
+    Ok(repair)
+}
+
+/// A finding about the subject's conduct in its repair, as [`finding_record`] records it.
+struct Finding {
+    record_id: String,
+    doc_number: String,
+    /// `YYYY-MM-DD`: the basis's decision date and the record's `valid_from`.
+    decided_on: String,
+    content: Value,
+    origin: String,
+}
+
 /// The record a finding of false materials puts in the subject's credit archive (GD Art. 39:
-/// "提供虚假材料的…记入信用记录"): category `other_public`, from the deciding agency, named after
-/// the repair (`FALSE-MATERIALS-{repair id}`), its basis the decision, shared with government as
-/// the sharing rules say (`gov_share`: a finding about a repair application is no penalty to
-/// notice publicly).
+/// "提供虚假材料的…记入信用记录"): named after the repair (`FALSE-MATERIALS-{repair id}`), its
+/// basis the decision.
 fn false_materials_record(
     ctx: &Context<'_>,
     repair: &Repair,
     caller: &str,
     reason: &str,
+) -> Result<NewVersion, RepairError> {
+    let today = crate::record::format_date(ctx.now.to_offset(CHINA_OFFSET).date());
+    finding_record(
+        ctx,
+        repair,
+        caller,
+        Finding {
+            record_id: format!("FALSE-MATERIALS-{}", repair.id),
+            doc_number: format!("信用修复决定 {}", repair.id),
+            decided_on: today,
+            content: json!({
+                "description": "信用修复申请中提供虚假材料 (false materials in a credit repair application, GD Art. 39)",
+                "finding": "false_materials",
+                "repair_id": repair.id,
+                "records": repair.records,
+                "reason": reason,
+                "decided_by": caller,
+            }),
+            origin: format!("repair_false_materials:{}", repair.id),
+        },
+    )
+}
+
+/// A finding about a repair (false materials, GD Art. 39; a broken commitment, LS Art. 41) as a
+/// record of the subject's own in its credit archive: category `other_public`, from the agency
+/// that found it, about the subject of the repaired records and in their region, shared with
+/// government as the sharing rules say (`gov_share`: a finding about a repair is no penalty to
+/// notice publicly).
+fn finding_record(
+    ctx: &Context<'_>,
+    repair: &Repair,
+    caller: &str,
+    finding: Finding,
 ) -> Result<NewVersion, RepairError> {
     let first = repair
         .records
@@ -382,23 +549,15 @@ fn false_materials_record(
         .ok_or(RepairError::NotFound("record"))?;
     let (repaired, _) = load_record(ctx, &first.agency, &first.record_id)?;
     let repaired = repaired.to_json();
-    let today = crate::record::format_date(ctx.now.to_offset(CHINA_OFFSET).date());
     let json = json!({
         "category": "other_public",
         "subject": repaired["subject"],
-        "source": {"agency": caller, "record_id": format!("FALSE-MATERIALS-{}", repair.id),
+        "source": {"agency": caller, "record_id": finding.record_id,
                    "region": repaired["source"]["region"]},
-        "basis": {"doc_type": "other", "doc_number": format!("信用修复决定 {}", repair.id), "decided_on": today},
+        "basis": {"doc_type": "other", "doc_number": finding.doc_number, "decided_on": finding.decided_on},
         "disclosure": {"class": "gov_share"},
-        "valid_from": today,
-        "content": {
-            "description": "信用修复申请中提供虚假材料 (false materials in a credit repair application, GD Art. 39)",
-            "finding": "false_materials",
-            "repair_id": repair.id,
-            "records": repair.records,
-            "reason": reason,
-            "decided_by": caller,
-        }
+        "valid_from": finding.decided_on,
+        "content": finding.content,
     });
     let ctx_v = ValidationContext {
         exceptions: ctx.exceptions.clone(),
@@ -408,7 +567,8 @@ fn false_materials_record(
     };
     let record = validate_owned(json, &ctx_v).map_err(|errs| {
         RepairError::Invalid(format!(
-            "the false-materials record does not validate: {}",
+            "the {} record does not validate: {}",
+            finding.record_id,
             errs.iter()
                 .map(|e| format!("{}: {}", e.field, e.reason))
                 .collect::<Vec<_>>()
@@ -422,7 +582,7 @@ fn false_materials_record(
         canonical: record.canonical_bytes(),
         record,
         plan,
-        origin: format!("repair_false_materials:{}", repair.id),
+        origin: finding.origin,
         touches_subject: true,
         enqueue: Vec::new(),
     })
@@ -542,13 +702,17 @@ fn notices(
     result: &str,
     refusals: Option<&[super::Refusal]>,
 ) -> Vec<Entry> {
-    let body = json!({"repair": {
+    let mut body = json!({"repair": {
         "id": repair.id,
         "records": repair.records,
         "result": result,
         "decision": repair.decision,
         "refusals": refusals,
     }});
+    // LS Art. 41: the subject learns why it may not apply again, and until when it is counted.
+    if let Some(broken) = &repair.commitment_broken {
+        body["repair"]["commitment_broken"] = json!(broken);
+    }
     ctx.destinations
         .iter()
         .filter(|d| d.role == crate::config::DestinationRole::MedicalInsurancePlatform)
@@ -622,6 +786,14 @@ async fn commit(
         "subject_sha256".into(),
         json!(recheck::subject_hash(&repair.subject_key)),
     );
+    if let Some(broken) = &repair.commitment_broken {
+        // LS Art. 41: when the 3 years start, and the finding's record (the reason stays out of
+        // the audit chain like the other free texts).
+        data.insert(
+            "commitment_broken".into(),
+            json!({"found_on": crate::record::format_date(broken.found_on), "record_id": broken.record_id}),
+        );
+    }
     let writes = vec![(Repair::key(&repair.id), crate::store::to_bytes(repair))];
     let (queued, _) = ctx
         .committer

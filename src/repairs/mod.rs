@@ -23,6 +23,13 @@
 //!   ledger withdraws it from every platform and channel (终止公示 and 停止共享, Order No. 36 Art.
 //!   3); the medical-insurance platform is told. The step is run by the tracker on the one clock,
 //!   from stored state, so it survives restarts and runs once.
+//! - a completed repair whose commitment (信用承诺) is later found untrue or not kept gets
+//!   `commitment_broken` from the agency that made the dishonesty finding, with the reason and the
+//!   day it was found; the finding becomes a record of the subject's own
+//!   (`BROKEN-COMMITMENT-{id}`) and, like false materials, bars any new repair of the subject for 3
+//!   years from that day (LS Art. 41: "信用承诺不实或者不履行承诺等弄虚作假行为，将取消其3年内申请
+//!   信用修复的资格"). The repair stays completed: the article takes away the right to apply
+//!   again, it does not undo a repair.
 //!
 //! Never does: write storage itself (the writer applies each step atomically), or decide what
 //! platforms may hold (the ledger does, from the marks).
@@ -33,7 +40,7 @@ pub mod rules;
 pub mod tracker;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use crate::objections::RecordRef;
 use crate::store::{Store, StoreError};
@@ -90,6 +97,24 @@ pub struct Decision {
     pub at: OffsetDateTime,
 }
 
+/// LS Art. 41: the subject's commitment was found untrue or not kept (信用承诺不实, 不履行承诺)
+/// after its repair completed. Counted from `found_on` by the `false_materials_years` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenCommitment {
+    pub reason: String,
+    /// The day it was found (China time); the 3 years of LS Art. 41 run from it.
+    #[serde(with = "ymd")]
+    pub found_on: Date,
+    /// The agency that recorded it (the one that decided the repair).
+    pub by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The finding's own record in the subject's archive, from `by`: `BROKEN-COMMITMENT-{id}`.
+    pub record_id: String,
+}
+
+time::serde::format_description!(ymd, Date, "[year]-[month]-[day]");
+
 /// A stored repair application.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Repair {
@@ -140,6 +165,10 @@ pub struct Repair {
         with = "time::serde::rfc3339::option"
     )]
     pub completed_at: Option<OffsetDateTime>,
+    /// Set on a completed repair whose commitment was later found broken (LS Art. 41); absent in
+    /// repairs stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitment_broken: Option<BrokenCommitment>,
 }
 
 impl Repair {

@@ -1,6 +1,8 @@
 //! The repair rules file (`mappings/rules/repair.toml`): decision and publicity periods (LS Art.
 //! 40; GD Art. 37) and the eligibility rules (LS Arts. 38, 40, 41; the national measures), each
-//! refusal naming its rule and article.
+//! refusal naming its rule and article. `false_materials_years` is LS Art. 41 whole: false
+//! materials found in a decision and a commitment found broken after a completed repair each bar
+//! repair for its `years`.
 
 use std::path::Path;
 
@@ -205,6 +207,26 @@ impl RepairRules {
                             d.at.date(),
                             rule.years.unwrap_or(0)
                         )
+                    })
+                    // LS Art. 41 bars repair for every 弄虚作假 it names, not only false materials:
+                    // "信用承诺不实或者不履行承诺" found after a completed repair counts the same,
+                    // for `years` from the day it was found.
+                    .or_else(|| {
+                        let years = rule.years.unwrap_or(0);
+                        repairs
+                            .iter()
+                            .filter_map(|r| r.commitment_broken.as_ref().map(|b| (r, b)))
+                            .map(|(r, b)| (r, b, add_months(b.found_on, years.saturating_mul(12))))
+                            .find(|(_, _, until)| now < start_of(*until))
+                            .map(|(r, b, until)| {
+                                format!(
+                                    "the commitment of repair {} was found broken on {}: no repair for {} years, repair may be applied for again from {}",
+                                    r.id,
+                                    crate::record::format_date(b.found_on),
+                                    years,
+                                    crate::record::format_date(until)
+                                )
+                            })
                     }),
                 RuleKind::MinimumNoticePeriod => notice
                     .window(record)
@@ -258,6 +280,26 @@ mod tests {
         validate(&v, &ValidationContext::default()).unwrap()
     }
 
+    /// A completed repair of the subject, stored as the flow stores it; with `found_on`, its
+    /// commitment was found broken that day (LS Art. 41).
+    fn completed(found_on: Option<&str>) -> Repair {
+        let mut v = json!({
+            "id": "REP-1", "subject_key": "k",
+            "records": [{"agency": "medical_insurance", "record_id": "P0"}],
+            "types": ["administrative/其他"], "materials": "修复材料", "commitment": "信用承诺书",
+            "applied_by": "medical_insurance", "accepted_at": "2025-09-01T10:00:00+08:00",
+            "status": "completed", "decision_deadline": "2025-09-15T23:59:59+08:00",
+            "completed_at": "2025-09-20T00:00:01+08:00"
+        });
+        if let Some(found_on) = found_on {
+            v["commitment_broken"] = json!({
+                "reason": "修复后未履行信用承诺", "found_on": found_on, "by": "medical_insurance",
+                "at": "2025-10-09T10:00:00+08:00", "record_id": "BROKEN-COMMITMENT-REP-1"
+            });
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
     fn names(r: &[Refusal]) -> Vec<&str> {
         r.iter().map(|r| r.rule.as_str()).collect()
     }
@@ -295,5 +337,48 @@ mod tests {
             datetime!(2025-12-01 10:00 +08:00),
         );
         assert_eq!(names(&refused), vec!["no-same-type-within-six-months"]);
+    }
+
+    #[test]
+    fn a_broken_commitment_bars_repair_for_three_years_from_its_finding_ls_art_41() {
+        let rules = RepairRules::parse("t", BUILTIN).unwrap();
+        let notice = NoticeRules::builtin().unwrap();
+        let r = penalty("P1", "2025-03-01");
+        let broken = [completed(Some("2025-10-08"))];
+        let within = rules.refusals(
+            &notice,
+            &r,
+            &[],
+            &broken,
+            datetime!(2025-12-01 10:00 +08:00),
+        );
+        assert_eq!(names(&within), vec!["false-materials-three-years"]);
+        assert_eq!(within[0].article, "LS Art. 41");
+        assert!(
+            within[0].reason.contains("REP-1") && within[0].reason.contains("2028-10-08"),
+            "{within:?}"
+        );
+        // Three calendar years from the day it was found, to the last second (China time).
+        let last = rules.refusals(
+            &notice,
+            &r,
+            &[],
+            &broken,
+            datetime!(2028-10-07 23:59:59 +08:00),
+        );
+        assert_eq!(names(&last), vec!["false-materials-three-years"]);
+        let after = rules.refusals(
+            &notice,
+            &r,
+            &[],
+            &broken,
+            datetime!(2028-10-08 00:00 +08:00),
+        );
+        assert!(after.is_empty(), "{after:?}");
+        // A completed repair whose commitment held (stored before the field existed) bars nothing.
+        let kept = [completed(None)];
+        assert!(kept[0].commitment_broken.is_none());
+        let fine = rules.refusals(&notice, &r, &[], &kept, datetime!(2025-12-01 10:00 +08:00));
+        assert!(fine.is_empty(), "{fine:?}");
     }
 }
