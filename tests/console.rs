@@ -307,3 +307,89 @@ fn operators_work_the_console_in_a_real_browser() {
         c.clone().close().await.unwrap();
     });
 }
+
+/// Issue #26 in the browser: every page's banner names the scoring profile that ended without a
+/// successor (GD Art. 43) and the file to add; the rules page shows what governs each duty for a
+/// region; the operator's reload puts a successor in force (a viewer has no reload).
+#[test]
+fn the_rules_page_shows_what_is_in_force_and_reloads_a_successor_in_a_real_browser() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let scoring = gw.dir.path().join("scoring");
+    std::fs::create_dir_all(&scoring).unwrap();
+    let shipped = std::fs::read_to_string(common::repo().join("mappings/scoring/guangdong.toml"))
+        .unwrap();
+    std::fs::write(scoring.join("guangdong.toml"), &shipped).unwrap();
+    gw.config.evaluation.profiles = Some(scoring.clone());
+    gw.config.corrections.dangerous_manual_clock = true;
+    for (name, role, password) in [
+        ("zhang", OperatorRole::Operator, "zhang-pass-1"),
+        ("li", OperatorRole::Viewer, "li-pass-1"),
+    ] {
+        gw.config.operators.push(OperatorConfig {
+            name: name.into(),
+            role,
+            password_hash: credit_gateway::operators::hash_password(password).unwrap(),
+        });
+    }
+    gw.start_clock_at("2026-12-07T10:00:00+08:00");
+    gw.spawn();
+    let admin = gw.admin.clone();
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = rt.block_on(browser(profile.path()));
+    rt.block_on(async {
+        sign_in(&c, &admin, "zhang", "zhang-pass-1").await;
+        let banner = c
+            .find(Locator::Css("#rule-warnings"))
+            .await
+            .expect("the overview carries the banner")
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            banner.contains("gd-institution") && banner.contains(scoring.to_str().unwrap()),
+            "{banner}"
+        );
+        assert!(banner.contains("2027.toml"), "the calendar's last year: {banner}");
+        c.goto(&format!("http://{admin}/console/rules?region=440106&lang=en"))
+            .await
+            .unwrap();
+        let table = c.find(Locator::Css("table.rules")).await.unwrap().text().await.unwrap();
+        assert!(table.contains("Scoring profile"), "{table}");
+        assert!(table.contains("nothing in force"), "{table}");
+        assert!(table.contains("gd-institution"), "{table}");
+        screenshot(&c, "7-rules-gap").await;
+
+        // The bureau's successor, then the reload from the page.
+        let successor = shipped
+            .replace("name = \"gd-", "name = \"gd2026-")
+            .replace("effective_from = 2024-07-01", "effective_from = 2026-07-01")
+            .replace("effective_until = 2026-06-30\n", "");
+        std::fs::write(scoring.join("guangdong-2026.toml"), successor).unwrap();
+        c.find(Locator::Css("#reload")).await.unwrap().click().await.unwrap();
+        let report = c
+            .wait()
+            .for_element(Locator::Css("#reload-report"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(report.contains("scoring_profiles"), "{report}");
+        c.goto(&format!("http://{admin}/console/rules?region=440106&lang=en"))
+            .await
+            .unwrap();
+        let table = c.find(Locator::Css("table.rules")).await.unwrap().text().await.unwrap();
+        assert!(table.contains("gd2026-institution"), "{table}");
+        let banner = c.find(Locator::Css("#rule-warnings")).await.unwrap().text().await.unwrap();
+        assert!(!banner.contains("gd-institution"), "the successor ends the warning: {banner}");
+        screenshot(&c, "8-rules-successor").await;
+
+        // A viewer reads the page but has no reload.
+        c.delete_all_cookies().await.unwrap();
+        sign_in(&c, &admin, "li", "li-pass-1").await;
+        c.goto(&format!("http://{admin}/console/rules")).await.unwrap();
+        assert!(c.find_all(Locator::Css("#reload")).await.unwrap().is_empty());
+        c.clone().close().await.unwrap();
+    });
+}

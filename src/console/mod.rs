@@ -36,6 +36,9 @@ pub struct Viewer {
     pub principal: Principal,
     pub csrf: String,
     pub lang: Lang,
+    /// Rules or the calendar ending or ended without a successor: the banner of every page
+    /// (issue #26), each naming the file to add.
+    pub warnings: Vec<String>,
 }
 
 impl Viewer {
@@ -131,10 +134,19 @@ async fn route(
     let Some(auth) = ops.gate.authenticate(req.headers()) else {
         return redirect("/console/login");
     };
+    let today = ops
+        .clock
+        .now()
+        .to_offset(crate::calendar::CHINA_OFFSET)
+        .date();
     let viewer = Viewer {
         principal: auth.principal.clone(),
         csrf: auth.csrf.clone().unwrap_or_default(),
         lang,
+        warnings: crate::rulebook::in_force::warnings(&ops.live, &ops.rule_files, today)
+            .into_iter()
+            .map(|w| w.message)
+            .collect(),
     };
     if method == Method::POST {
         let headers = req.headers().clone();
@@ -166,6 +178,7 @@ async fn route(
             .await
         }
         "/console/audit" => pages::audit(ops, &viewer, query, None),
+        "/console/rules" => pages::rules(ops, &viewer, query, None),
         _ => {
             return html(
                 StatusCode::NOT_FOUND,
@@ -268,6 +281,47 @@ async fn post(
                     pages::message(viewer, i18n::t(lang, "refused"), &e.to_string()),
                 ),
             }
+        }
+        "/console/rules/reload" => {
+            let report = ops
+                .reloader
+                .reload(
+                    crate::rulebook::reload::Trigger::Operator,
+                    &viewer.principal.name(),
+                )
+                .await;
+            let status = if report.ok { 200 } else { 422 };
+            crate::telemetry::admin::audit_request(
+                ops,
+                &viewer.principal,
+                &Method::POST,
+                path,
+                status,
+            )
+            .await;
+            // The page as it is after the reload (its banner too), with the report on top.
+            let today = ops
+                .clock
+                .now()
+                .to_offset(crate::calendar::CHINA_OFFSET)
+                .date();
+            let after = Viewer {
+                principal: viewer.principal.clone(),
+                csrf: viewer.csrf.clone(),
+                lang,
+                warnings: crate::rulebook::in_force::warnings(&ops.live, &ops.rule_files, today)
+                    .into_iter()
+                    .map(|w| w.message)
+                    .collect(),
+            };
+            html(
+                if report.ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                },
+                pages::rules(ops, &after, &Default::default(), Some(&report)),
+            )
         }
         "/console/audit/verify" => {
             let result = crate::audit::verify(&ops.store);

@@ -21,6 +21,7 @@ fn layout(v: &Viewer, title: &str, body: &str) -> String {
         ("/console/deadlines", "deadlines"),
         ("/console/search", "search"),
         ("/console/audit", "audit"),
+        ("/console/rules", "rules"),
     ]
     .iter()
     .map(|(href, key)| format!("<a href=\"{href}\">{}</a>", t(l, key)))
@@ -29,12 +30,26 @@ fn layout(v: &Viewer, title: &str, body: &str) -> String {
         Lang::Zh => "<a href=\"?lang=en\">English</a>",
         Lang::En => "<a href=\"?lang=zh\">中文</a>",
     };
+    let banner = if v.warnings.is_empty() {
+        String::new()
+    } else {
+        let items: String = v
+            .warnings
+            .iter()
+            .map(|w| format!("<li>{}</li>", esc(w)))
+            .collect();
+        format!(
+            "<div class=\"banner\" id=\"rule-warnings\" role=\"alert\"><strong>{}</strong> <a href=\"/console/rules\">{}</a><ul>{items}</ul></div>",
+            t(l, "rules_warning"),
+            t(l, "rules")
+        )
+    };
     format!(
         "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{} · {}</title>\
          <link rel=\"stylesheet\" href=\"/console/style.css\"></head><body>\
          <header><strong>{}</strong>{nav}<span class=\"who\" id=\"who\">{} ({}: {}) {other} \
          <form method=\"post\" action=\"/console/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\">{}</button></form></span></header><main><h1>{}</h1>{body}</main></body></html>",
+         <button type=\"submit\">{}</button></form></span></header>{banner}<main><h1>{}</h1>{body}</main></body></html>",
         if l == Lang::Zh { "zh-CN" } else { "en" },
         esc(title),
         t(l, "title"),
@@ -693,4 +708,135 @@ pub fn audit(
     }
     body.push_str("</nav>");
     layout(v, t(l, "audit"), &body)
+}
+
+/// The rules in force for a region and a day (default: every region a rule names, today): which
+/// rule of which regulation governs each duty, until when, where nothing does and what the gateway
+/// does then; the day's warnings; the reload (operators), with the last reload's report.
+pub fn rules(
+    ops: &Ops,
+    v: &Viewer,
+    query: &HashMap<String, String>,
+    report: Option<&crate::rulebook::reload::Report>,
+) -> String {
+    let l = v.lang;
+    let region = query
+        .get("region")
+        .filter(|r| !r.is_empty())
+        .and_then(|r| crate::rulebook::in_force::parse_region(r).ok());
+    let today = ops
+        .clock
+        .now()
+        .to_offset(crate::calendar::CHINA_OFFSET)
+        .date();
+    let day = query
+        .get("date")
+        .and_then(|d| crate::record::parse_date(d))
+        .unwrap_or(today);
+    let view = crate::rulebook::in_force::view(&ops.live, &ops.rule_files, region.as_deref(), day);
+    let mut body = String::new();
+    if let Some(r) = report {
+        let changed: Vec<&str> = r.changes.iter().map(|c| c.kind.as_str()).collect();
+        if r.ok {
+            body.push_str(&format!(
+                "<p class=\"ok\" id=\"reload-report\">{}: {}{}</p>",
+                t(l, "reloaded"),
+                if changed.is_empty() {
+                    t(l, "nothing_changed").to_string()
+                } else {
+                    esc(&changed.join(", "))
+                },
+                if r.restart_needed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {}: {}",
+                        t(l, "restart_needed"),
+                        esc(&r.restart_needed.join(", "))
+                    )
+                }
+            ));
+        } else {
+            let errors: String = r
+                .errors
+                .iter()
+                .map(|e| format!("<li>{}</li>", esc(&e.to_string())))
+                .collect();
+            body.push_str(&format!(
+                "<div class=\"error\" id=\"reload-report\"><p>{}</p><ul>{errors}</ul></div>",
+                t(l, "reload_refused")
+            ));
+        }
+    }
+    body.push_str(&format!(
+        "<form method=\"get\" action=\"/console/rules\"><label for=\"region\">{}</label> \
+         <input type=\"text\" id=\"region\" name=\"region\" value=\"{}\" size=\"8\"> \
+         <label for=\"date\">{}</label> <input type=\"date\" id=\"date\" name=\"date\" value=\"{day}\"> \
+         <button type=\"submit\">{}</button></form>",
+        t(l, "region"),
+        esc(region.as_deref().unwrap_or("")),
+        t(l, "date"),
+        t(l, "show"),
+    ));
+    if v.principal.may(crate::operators::Need::Act) {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/console/rules/reload\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\" id=\"reload\">{}</button> <span class=\"hint\">{}</span></form>",
+            esc(&v.csrf),
+            t(l, "reload_rules"),
+            t(l, "reload_hint"),
+        ));
+    }
+    for answer in view["regions"].as_array().into_iter().flatten() {
+        let place = answer["region"].as_str().unwrap_or_default();
+        let place = if place.is_empty() {
+            t(l, "elsewhere").to_string()
+        } else {
+            format!("{} {}", t(l, "region"), esc(place))
+        };
+        let rows: String = answer["duties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let status = d["status"].as_str().unwrap_or_default();
+                let class = match status {
+                    "in_force" => "rule-ok",
+                    "successor_pending" => "rule-pending",
+                    _ => "rule-gap",
+                };
+                let text = |k: &str| esc(d[k].as_str().unwrap_or_default());
+                format!(
+                    "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    t(l, &format!("duty_{}", d["duty"].as_str().unwrap_or_default())),
+                    text("scope"),
+                    t(l, status),
+                    esc(d["rule"].as_str().or(d["ended"].as_str()).unwrap_or("")),
+                    text("source"),
+                    d["until"].as_str().map(esc).unwrap_or_else(|| t(l, "no_end").to_string()),
+                    d["days_left"].as_i64().map(|n| n.to_string()).unwrap_or_default(),
+                    esc(&format!("{} {}", d["file"].as_str().unwrap_or_default(), d["gap_policy"].as_str().unwrap_or_default())),
+                )
+            })
+            .collect();
+        body.push_str(&format!(
+            "<h2>{place}</h2><table class=\"rules\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>",
+            t(l, "duty"),
+            t(l, "scope"),
+            t(l, "state"),
+            t(l, "rule"),
+            t(l, "source"),
+            t(l, "until"),
+            t(l, "days_left"),
+            t(l, "file_and_gap"),
+        ));
+    }
+    let hashes: String = view["hashes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, h)| format!("<li>{}: <code>{}</code></li>", esc(k), esc(h.as_str().unwrap_or_default())))
+        .collect();
+    body.push_str(&format!("<h2>{}</h2><ul>{hashes}</ul>", t(l, "hashes")));
+    layout(v, t(l, "rules_in_force"), &body)
 }

@@ -135,12 +135,28 @@ pub struct Files {
     pub objections: String,
     pub repairs: String,
     pub profiles: String,
+    /// Region prefixes of the configured destination platforms (a province's `44`, a city's
+    /// `4401`): warnings are about these (a Guangdong deployment is not warned of Lhasa's rules).
+    /// Empty: every region.
+    pub served: Vec<String>,
 }
 
 impl Files {
     pub fn of(config: &Config) -> Self {
         let shown = |p: std::path::PathBuf| p.display().to_string();
+        let served = config
+            .destinations
+            .iter()
+            .map(|d| {
+                let mut code = d.region.as_str();
+                while code.len() > 2 && code.ends_with("00") {
+                    code = &code[..code.len() - 2];
+                }
+                code.to_string()
+            })
+            .collect();
         Self {
+            served,
             calendar: shown(config.calendar_dir()),
             notice: shown(config.public_notice_rules_path()),
             objections: shown(config.objection_rules_path()),
@@ -465,7 +481,15 @@ pub struct Warning {
 /// the calendar's last year.
 pub fn warnings(live: &Live, files: &Files, day: Date) -> Vec<Warning> {
     let mut out: BTreeMap<(Duty, String, String), Warning> = BTreeMap::new();
-    for region in regions(live, files) {
+    let relevant = |region: &str| {
+        region.is_empty()
+            || files.served.is_empty()
+            || files
+                .served
+                .iter()
+                .any(|s| s.starts_with(region) || region.starts_with(s.as_str()))
+    };
+    for region in regions(live, files).into_iter().filter(|r| relevant(r)) {
         let now = in_force(live, files, &region, day);
         for g in &now.duties {
             let place = if region.is_empty() {
