@@ -132,14 +132,7 @@ pub fn ensure_dev_certs(config: &Config) -> Result<Option<certs::InitReport>, ce
 }
 
 pub fn load_mappings(config: &Config) -> Result<MappingSet, StartError> {
-    let to_strings =
-        |errs: Vec<crate::mapping::MappingError>| errs.into_iter().map(|e| e.to_string()).collect();
-    if config.mappings.dir.is_dir() {
-        MappingSet::load_dir(&config.mappings.dir).map_err(|e| StartError::Mappings(to_strings(e)))
-    } else {
-        tracing::warn!(dir = %config.mappings.dir.display(), "mappings folder not found; using the built-in mappings");
-        MappingSet::builtin().map_err(|e| StartError::Mappings(to_strings(e)))
-    }
+    crate::rulebook::load_mappings(config).map_err(StartError::Mappings)
 }
 
 /// The gateway's keys (`[crypto]`), created on first start by the embedded defaults.
@@ -309,7 +302,6 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         }
     }
     let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config.tls)?));
-    let mappings = load_mappings(&config)?;
     let disk = Arc::new(prepare_data_dir(&config)?);
     let store = match config.storage.engine {
         // Every write set is measured against the reserve before sled sees it.
@@ -602,7 +594,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         calendar,
         router,
         registry: live.registry.clone(),
-        mappings,
+        mappings: live.mappings.clone(),
         store: store.clone(),
         committer: handle,
         exceptions,

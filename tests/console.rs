@@ -317,8 +317,8 @@ fn the_rules_page_shows_what_is_in_force_and_reloads_a_successor_in_a_real_brows
     let mut gw = Gateway::prepare();
     let scoring = gw.dir.path().join("scoring");
     std::fs::create_dir_all(&scoring).unwrap();
-    let shipped = std::fs::read_to_string(common::repo().join("mappings/scoring/guangdong.toml"))
-        .unwrap();
+    let shipped =
+        std::fs::read_to_string(common::repo().join("mappings/scoring/guangdong.toml")).unwrap();
     std::fs::write(scoring.join("guangdong.toml"), &shipped).unwrap();
     gw.config.evaluation.profiles = Some(scoring.clone());
     gw.config.corrections.dangerous_manual_clock = true;
@@ -350,11 +350,22 @@ fn the_rules_page_shows_what_is_in_force_and_reloads_a_successor_in_a_real_brows
             banner.contains("gd-institution") && banner.contains(scoring.to_str().unwrap()),
             "{banner}"
         );
-        assert!(banner.contains("2027.toml"), "the calendar's last year: {banner}");
-        c.goto(&format!("http://{admin}/console/rules?region=440106&lang=en"))
+        assert!(
+            banner.contains("2027.toml"),
+            "the calendar's last year: {banner}"
+        );
+        c.goto(&format!(
+            "http://{admin}/console/rules?region=440106&lang=en"
+        ))
+        .await
+        .unwrap();
+        let table = c
+            .find(Locator::Css("table.rules"))
+            .await
+            .unwrap()
+            .text()
             .await
             .unwrap();
-        let table = c.find(Locator::Css("table.rules")).await.unwrap().text().await.unwrap();
         assert!(table.contains("Scoring profile"), "{table}");
         assert!(table.contains("nothing in force"), "{table}");
         assert!(table.contains("gd-institution"), "{table}");
@@ -366,7 +377,12 @@ fn the_rules_page_shows_what_is_in_force_and_reloads_a_successor_in_a_real_brows
             .replace("effective_from = 2024-07-01", "effective_from = 2026-07-01")
             .replace("effective_until = 2026-06-30\n", "");
         std::fs::write(scoring.join("guangdong-2026.toml"), successor).unwrap();
-        c.find(Locator::Css("#reload")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css("#reload"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         let report = c
             .wait()
             .for_element(Locator::Css("#reload-report"))
@@ -376,20 +392,43 @@ fn the_rules_page_shows_what_is_in_force_and_reloads_a_successor_in_a_real_brows
             .await
             .unwrap();
         assert!(report.contains("scoring_profiles"), "{report}");
-        c.goto(&format!("http://{admin}/console/rules?region=440106&lang=en"))
+        c.goto(&format!(
+            "http://{admin}/console/rules?region=440106&lang=en"
+        ))
+        .await
+        .unwrap();
+        let table = c
+            .find(Locator::Css("table.rules"))
+            .await
+            .unwrap()
+            .text()
             .await
             .unwrap();
-        let table = c.find(Locator::Css("table.rules")).await.unwrap().text().await.unwrap();
         assert!(table.contains("gd2026-institution"), "{table}");
-        let banner = c.find(Locator::Css("#rule-warnings")).await.unwrap().text().await.unwrap();
-        assert!(!banner.contains("gd-institution"), "the successor ends the warning: {banner}");
+        let banner = c
+            .find(Locator::Css("#rule-warnings"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !banner.contains("gd-institution"),
+            "the successor ends the warning: {banner}"
+        );
         screenshot(&c, "8-rules-successor").await;
 
         // A viewer reads the page but has no reload.
         c.delete_all_cookies().await.unwrap();
         sign_in(&c, &admin, "li", "li-pass-1").await;
-        c.goto(&format!("http://{admin}/console/rules")).await.unwrap();
-        assert!(c.find_all(Locator::Css("#reload")).await.unwrap().is_empty());
+        c.goto(&format!("http://{admin}/console/rules"))
+            .await
+            .unwrap();
+        assert!(c
+            .find_all(Locator::Css("#reload"))
+            .await
+            .unwrap()
+            .is_empty());
         c.clone().close().await.unwrap();
     });
 }

@@ -22,7 +22,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         ),
         "reloaded" => ("规则已重新加载", "Rules reloaded"),
         "nothing_changed" => ("无变化", "nothing changed"),
-        "restart_needed" => ("需重启生效的配置节", "configuration sections needing a restart"),
+        "restart_needed" => (
+            "需重启生效的配置节",
+            "configuration sections needing a restart",
+        ),
         "reload_refused" => (
             "规则文件有误，未作任何更改：",
             "A rule file does not load; nothing changed:",
@@ -51,7 +54,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "duty_calendar" => ("工作日历", "Working-day calendar"),
         "duty_notice_period" => ("公示期限", "Public-notice period"),
         "duty_retention" => ("保存期限", "Retention"),
-        "duty_objection_filing" => ("异议申请期限（拉规第二十一条）", "Objection filing window (LS Art. 21)"),
+        "duty_objection_filing" => (
+            "异议申请期限（拉规第二十一条）",
+            "Objection filing window (LS Art. 21)",
+        ),
         "duty_objection_review" => ("异议复核期限", "Objection review period"),
         "duty_repair_deadlines" => ("修复办理期限", "Repair deadlines"),
         "duty_repair_eligibility" => ("修复条件", "Repair eligibility"),

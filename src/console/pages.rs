@@ -835,7 +835,13 @@ pub fn rules(
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(k, h)| format!("<li>{}: <code>{}</code></li>", esc(k), esc(h.as_str().unwrap_or_default())))
+        .map(|(k, h)| {
+            format!(
+                "<li>{}: <code>{}</code></li>",
+                esc(k),
+                esc(h.as_str().unwrap_or_default())
+            )
+        })
         .collect();
     body.push_str(&format!("<h2>{}</h2><ul>{hashes}</ul>", t(l, "hashes")));
     layout(v, t(l, "rules_in_force"), &body)

@@ -400,6 +400,64 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_profile_marked_successor_pending_goes_on_until_a_successor_gd_art_43() {
+        let shipped = shipped();
+        let mut list: Vec<Profile> = shipped.all().map(|(p, _)| p.clone()).collect();
+        let after = time::macros::date!(2026 - 12 - 07);
+        // Unmarked (the default): GD ended 2026-06-30 and nothing applies; the ended one is named.
+        let p = Profiles::from_profiles(list.clone()).unwrap();
+        assert!(p
+            .applicable("440106", SubjectKind::Institution, after)
+            .is_none());
+        assert_eq!(
+            p.last_ended("440106", SubjectKind::Institution, after)
+                .unwrap()
+                .name,
+            "gd-institution"
+        );
+        // Marked: it still applies past its end, and says since when.
+        for profile in &mut list {
+            profile.successor_pending = profile.name == "gd-institution";
+        }
+        let p = Profiles::from_profiles(list.clone()).unwrap();
+        let (profile, ended) = p
+            .applicable("440106", SubjectKind::Institution, after)
+            .unwrap();
+        assert_eq!(profile.name, "gd-institution");
+        assert_eq!(ended, Some(time::macros::date!(2026 - 06 - 30)));
+        assert!(p.any_applies(SubjectKind::Institution, after));
+        assert!(
+            p.applicable("540102", SubjectKind::Institution, after)
+                .is_none(),
+            "only its regions"
+        );
+        // Within its dates it is simply in force.
+        let inside = time::macros::date!(2026 - 03 - 02);
+        assert_eq!(
+            p.applicable("440106", SubjectKind::Institution, inside)
+                .unwrap()
+                .1,
+            None
+        );
+        // A successor in force wins over the pending one.
+        let mut successor = list
+            .iter()
+            .find(|p| p.name == "gd-institution")
+            .unwrap()
+            .clone();
+        successor.name = "gd2026-institution".into();
+        successor.successor_pending = false;
+        successor.effective_from = time::macros::date!(2026 - 07 - 01);
+        successor.effective_until = None;
+        list.push(successor);
+        let p = Profiles::from_profiles(list).unwrap();
+        let (profile, ended) = p
+            .applicable("440106", SubjectKind::Institution, after)
+            .unwrap();
+        assert_eq!((profile.name.as_str(), ended), ("gd2026-institution", None));
+    }
+
+    #[test]
     fn the_shipped_profiles_load_and_are_chosen_by_region_kind_and_date() {
         let p = shipped();
         assert_eq!(p.len(), 4);

@@ -52,7 +52,8 @@ use crate::telemetry::events;
 /// Everything a request needs.
 pub struct App {
     pub config: Config,
-    pub mappings: MappingSet,
+    /// Replaced whole by a reload (issue #26).
+    pub mappings: crate::swap::Swap<MappingSet>,
     pub registry: crate::swap::Swap<Registry>,
     pub store: Store,
     pub committer: CommitterHandle,

@@ -202,8 +202,8 @@ async fn push_records(
     agency.check_rate().map_err(ApiError::RateLimited)?;
     let mapping_id =
         query_param(req.uri().query().unwrap_or(""), "mapping").ok_or(ApiError::MissingMapping)?;
-    let mapping = app
-        .mappings
+    let mappings = app.mappings.current();
+    let mapping = mappings
         .get(&mapping_id)
         .ok_or_else(|| ApiError::UnknownMapping(mapping_id.clone()))?;
     if !agency.may_push(&mapping.id) {
@@ -1121,6 +1121,7 @@ async fn change_standing(
 fn mappings(app: &App, agency: &Agency) -> Resp {
     let list: Vec<_> = app
         .mappings
+        .current()
         .iter()
         .filter(|m| agency.may_push(&m.id))
         .map(|m| json!({"id": m.id, "name": m.name, "format": m.format, "category": m.category.map(|c| c.code())}))

@@ -27,6 +27,7 @@ use crate::calendar::{Calendar, SharedCalendar};
 use crate::config::{AgencyConfig, Config, OperatorConfig};
 use crate::evaluation::profile::Profiles;
 use crate::identity::Registry;
+use crate::mapping::MappingSet;
 use crate::objections::rules::ObjectionRules;
 use crate::operators::Gate;
 use crate::repairs::rules::RepairRules;
@@ -34,7 +35,8 @@ use crate::sharing::{Router, SharedRouter};
 use crate::swap::Swap;
 
 /// The kinds of rule data, in the order they are reported.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
+    "mappings",
     "calendar",
     "sharing_disclosure_notice",
     "objections",
@@ -55,6 +57,8 @@ pub struct RuleError {
 
 /// Every kind of rule data of one configuration, loaded and checked together.
 pub struct Rulebook {
+    /// The source formats agencies push (`mappings/*.toml`).
+    pub mappings: MappingSet,
     pub calendar: Calendar,
     pub router: Router,
     pub objections: ObjectionRules,
@@ -73,6 +77,9 @@ impl Rulebook {
         let mut keep = |kind: &'static str, message: String| {
             errors.push(RuleError { kind, message });
         };
+        let mappings = load_mappings(config)
+            .map_err(|e| keep("mappings", e.join("; ")))
+            .ok();
         let calendar = load_calendar(config).map_err(|e| keep("calendar", e)).ok();
         let router = load_router(config)
             .map_err(|e| keep("sharing_disclosure_notice", e))
@@ -86,13 +93,26 @@ impl Rulebook {
         let profiles = Profiles::load(&config.scoring_profiles_dir())
             .map_err(|e| keep("scoring_profiles", e.to_string()))
             .ok();
-        let (Some(calendar), Some(router), Some(objections), Some(repairs), Some(profiles)) =
-            (calendar, router, objections, repairs, profiles)
+        let (
+            Some(mappings),
+            Some(calendar),
+            Some(router),
+            Some(objections),
+            Some(repairs),
+            Some(profiles),
+        ) = (mappings, calendar, router, objections, repairs, profiles)
         else {
             return Err(errors);
         };
         let mut hashes = BTreeMap::new();
-        hashes.insert("calendar".into(), calendar_hash(config));
+        hashes.insert(
+            "mappings".into(),
+            dir_hash(&config.mappings.dir, "built-in"),
+        );
+        hashes.insert(
+            "calendar".into(),
+            dir_hash(&config.calendar_dir(), "built-in"),
+        );
         hashes.insert(
             "sharing_disclosure_notice".into(),
             router.rules_hash().to_string(),
@@ -112,6 +132,7 @@ impl Rulebook {
         hashes.insert("agencies".into(), json_hash(&config.agencies));
         hashes.insert("operators".into(), json_hash(&config.operators));
         Ok(Self {
+            mappings,
             calendar,
             router,
             objections,
@@ -121,6 +142,19 @@ impl Rulebook {
             operators: config.operators.clone(),
             hashes,
         })
+    }
+}
+
+/// The mappings: the configured folder, else the built-in ones (said in the log).
+pub fn load_mappings(config: &Config) -> Result<MappingSet, Vec<String>> {
+    let to_strings = |errs: Vec<crate::mapping::MappingError>| {
+        errs.into_iter().map(|e| e.to_string()).collect::<Vec<_>>()
+    };
+    if config.mappings.dir.is_dir() {
+        MappingSet::load_dir(&config.mappings.dir).map_err(to_strings)
+    } else {
+        tracing::warn!(dir = %config.mappings.dir.display(), "mappings folder not found; using the built-in mappings");
+        MappingSet::builtin().map_err(to_strings)
     }
 }
 
@@ -167,15 +201,16 @@ fn json_hash<T: serde::Serialize>(value: &T) -> String {
     ))
 }
 
-fn calendar_hash(config: &Config) -> String {
+/// The `*.toml` files directly in `dir` (names and text), or `absent` when there are none.
+fn dir_hash(dir: &Path, absent: &str) -> String {
     let mut h = Sha256::new();
-    let mut paths: Vec<_> = std::fs::read_dir(config.calendar_dir())
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     paths.retain(|p| p.extension().is_some_and(|x| x == "toml"));
     paths.sort();
     if paths.is_empty() {
-        h.update(b"built-in");
+        h.update(absent.as_bytes());
     }
     for p in paths {
         h.update(
@@ -199,6 +234,7 @@ pub struct Change {
 /// The rule data in force, shared by every part that applies it. Clones share one state.
 #[derive(Clone)]
 pub struct Live {
+    pub mappings: Swap<MappingSet>,
     pub calendar: SharedCalendar,
     pub router: SharedRouter,
     pub objections: Swap<ObjectionRules>,
@@ -214,6 +250,7 @@ impl Live {
     /// The rulebook of the start, with the operators' gate (which holds the CLI's token).
     pub fn new(book: Rulebook, local_token: String) -> Self {
         Self {
+            mappings: Swap::new(book.mappings),
             calendar: SharedCalendar::new(book.calendar),
             router: SharedRouter::new(book.router),
             objections: Swap::new(book.objections),
@@ -245,6 +282,9 @@ impl Live {
                     to: book.hashes.get(kind).cloned().unwrap_or_default(),
                 });
             }
+        }
+        if changed("mappings") {
+            self.mappings.replace(book.mappings);
         }
         if changed("calendar") {
             self.calendar.replace(book.calendar);
@@ -287,7 +327,7 @@ mod tests {
 
     fn copy_mappings(to: &Path) {
         let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-        for sub in ["rules", "scoring", "calendar"] {
+        for sub in ["rules", "scoring", "calendar", "outbound"] {
             std::fs::create_dir_all(to.join("mappings").join(sub)).unwrap();
             for e in std::fs::read_dir(from.join(sub)).unwrap() {
                 let p = e.unwrap().path();
