@@ -127,7 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         credit_gateway::sharing::SharedRouter::new(credit_gateway::app::build_router(&config)?);
     let engine = Engine {
         store: store.clone(),
-        profiles: Arc::new(Profiles::load(&config.scoring_profiles_dir())?),
+        profiles: credit_gateway::swap::Swap::new(Profiles::load(&config.scoring_profiles_dir())?),
         router,
         exceptions: Default::default(),
         destinations: Vec::new(),
