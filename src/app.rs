@@ -147,7 +147,34 @@ pub fn load_keys(config: &Config) -> Result<crate::crypto::Keyring, StartError> 
 }
 
 pub fn open_store(config: &Config) -> Result<Store, StartError> {
-    let keys = load_keys(config)?;
+    open_store_with(config, load_keys(config)?)
+}
+
+/// The store an operator command works on: it must already exist (issue #30: a command run from
+/// the wrong folder used to create an empty store and a new key file there). Only `serve` creates
+/// a data directory and keys, on its first start.
+pub fn open_existing_store(config: &Config) -> Result<Store, StartError> {
+    if config.storage.engine == crate::config::StorageEngine::Sled {
+        let dir = &config.storage.data_dir;
+        let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        if !dir.join("conf").is_file() && !dir.join("db").is_file() {
+            return Err(StartError::Storage {
+                path: shown.display().to_string(),
+                message: "no data directory here: run the command with the gateway's configuration (--config FILE, whose storage.data_dir names the gateway's data), or start the gateway once (serve) to create one".into(),
+            });
+        }
+    }
+    let keys = crate::crypto::Keyring::load(
+        &config.key_source(),
+        config.crypto.suite,
+        false,
+        clock(config).now(),
+    )
+    .map_err(|e| StartError::Keys(e.to_string()))?;
+    open_store_with(config, keys)
+}
+
+fn open_store_with(config: &Config, keys: crate::crypto::Keyring) -> Result<Store, StartError> {
     let protection: Arc<dyn crate::store::AtRest> =
         Arc::new(crate::privacy::Protection::new(keys.clone()));
     let store = match config.storage.engine {

@@ -239,3 +239,77 @@ fn a_closed_pipe_ends_a_command_quietly() {
     assert!(stdout.contains("status=0"), "{stdout}{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Issue #30: `config check` passes on a good tree (the shipped mappings and rules, development
+/// certificates, a destination) and on a broken one names every error at once, exit 1.
+#[test]
+fn config_check_passes_on_a_good_tree_and_names_every_error_of_a_broken_one() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let platform = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &platform);
+    gw.write_config();
+    let (code, out, err) = gw.cli(&["config", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 error(s)"), "{out}");
+    assert!(
+        out.contains("ok: rules:") && out.contains("ok: destination provincial"),
+        "{out}"
+    );
+    // The shipped Guangdong profile ended 2026-06-30 (GD Art. 43): a warning, not an error.
+    assert!(out.contains("warning:"), "{out}");
+
+    // Three broken parts: an objection rules file, a scoring profile, a destination's CA file.
+    let rules = gw.dir.path().join("objections.toml");
+    std::fs::write(
+        &rules,
+        "[[review]]\nname = \"r\"\nworking_days = \"fifteen\"\n",
+    )
+    .unwrap();
+    gw.config.objections.rules = Some(rules);
+    let scoring = gw.dir.path().join("scoring");
+    std::fs::create_dir_all(&scoring).unwrap();
+    std::fs::write(scoring.join("bad.toml"), "[[profiles]]\nname = 3\n").unwrap();
+    gw.config.evaluation.profiles = Some(scoring);
+    gw.config.destinations[0].ca = Some(gw.dir.path().join("no-such-ca.pem"));
+    gw.write_config();
+    let (code, out, _) = gw.cli(&["config", "check"]);
+    assert_eq!(code, 1, "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 3, "{out}");
+    assert!(
+        errors[0].contains("objections") && errors[0].contains("objections.toml"),
+        "{out}"
+    );
+    assert!(
+        errors[1].contains("scoring_profiles") && errors[1].contains("bad.toml"),
+        "{out}"
+    );
+    assert!(
+        errors[2].contains("destination provincial") && errors[2].contains("no-such-ca.pem"),
+        "{out}"
+    );
+    assert!(out.contains("3 error(s)"), "{out}");
+}
+
+/// Issue #30: an operator command run where no data directory exists refuses, naming the folder
+/// it looked in, and creates neither a store nor a key file there.
+#[test]
+fn a_command_run_from_the_wrong_folder_refuses_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["outbox", "stats"][..],
+        &["audit", "verify"][..],
+        &["objections", "list"][..],
+    ] {
+        let (code, out, err) = run_cli(dir.path(), args);
+        assert_ne!(code, 0, "{args:?}: {out}");
+        let looked = std::fs::canonicalize(dir.path()).unwrap().join("data");
+        assert!(
+            err.contains(&looked.display().to_string()) && err.contains("no data directory here"),
+            "{args:?}: {err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "nothing created: {left:?}");
+}

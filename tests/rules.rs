@@ -190,7 +190,7 @@ fn a_broken_rule_file_at_sighup_changes_nothing_and_is_reported() {
     .unwrap();
     std::fs::write(scoring.join("zz-broken.toml"), "[[profiles]]\nname = 3\n").unwrap();
     gw.sighup();
-    assert!(wait_log(&gw, "rules reload refused", 2), "{}", gw.log());
+    assert!(wait_log(&gw, "rules reload failed", 2), "{}", gw.log());
     let log = gw.log();
     assert!(
         log.contains("objections.toml") && log.contains("zz-broken.toml"),

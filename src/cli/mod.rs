@@ -19,6 +19,7 @@ mod audit;
 mod calendar;
 mod check;
 mod compact;
+mod config_check;
 mod keys;
 mod ledger;
 mod migrate;
@@ -441,6 +442,10 @@ pub enum ConfigCommand {
     Example,
     /// Validate the configuration and print it as the gateway sees it.
     Show,
+    /// Check everything a start or a reload would load (configuration, every rule file, agencies
+    /// and operators, TLS material and certificates' expiry, keys, destinations): every problem
+    /// at once; exit 1 when any is an error.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,7 +498,7 @@ pub(crate) fn open_local(config: &Config) -> Result<crate::store::Store, String>
     {
         return Err("a gateway runs on this host".into());
     }
-    crate::app::open_store(config).map_err(|e| e.to_string())
+    crate::app::open_existing_store(config).map_err(|e| e.to_string())
 }
 
 fn local_gateway_runs(config: &Config) -> bool {
@@ -572,6 +577,7 @@ pub fn run(cli: Cli) -> ExitCode {
             say!("{}", text.strip_suffix('\n').unwrap_or(&text));
             ExitCode::SUCCESS
         }
+        Command::ConfigCmd(ConfigCommand::Check) => config_check::run(&config),
         Command::ConfigCmd(ConfigCommand::Show) => {
             let mut shown = config.clone();
             shown.storage.postgres_url = shown

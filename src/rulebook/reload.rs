@@ -94,7 +94,7 @@ impl Reloader {
         match loaded {
             Err(errors) => {
                 for e in &errors {
-                    tracing::error!(kind = e.kind, error = %e.message, ?trigger, "rules reload refused: nothing changed");
+                    tracing::error!(kind = e.kind, error = %e.message, ?trigger, "rules reload failed: nothing changed");
                 }
                 metrics::counter!("gateway_rules_reloads_total", "outcome" => "refused")
                     .increment(1);
@@ -104,6 +104,25 @@ impl Reloader {
             Ok((config, book)) => {
                 report.ok = true;
                 report.changes = self.live.install(book);
+                for change in &report.changes {
+                    match change.kind.as_str() {
+                        "calendar" => {
+                            let years = self.live.calendar.current().known_years();
+                            tracing::info!(
+                                first = years.start(),
+                                last = years.end(),
+                                ?trigger,
+                                "working-day calendar reloaded"
+                            );
+                        }
+                        "sharing_disclosure_notice" => {
+                            tracing::info!(rules_hash = %change.to, ?trigger, "sharing, disclosure and public-notice rules reloaded")
+                        }
+                        kind => {
+                            tracing::info!(kind, from = %change.from, to = %change.to, ?trigger, "{kind} reloaded")
+                        }
+                    }
+                }
                 report.restart_needed = self.restart_needed(&config);
                 report.in_force = self.live.hashes();
                 let changed = |k: &str| report.changes.iter().any(|c| c.kind == k);
