@@ -1,13 +1,15 @@
 //! Logs, metrics and the admin endpoints.
 //!
 //! Owns: the tracing subscriber (text or JSON), the Prometheus recorder, the named events in
-//! [`events`] (each writes its log line and its metric together, so they never drift apart), and
-//! the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+//! [`events`] (each writes its log line and its metric together, so they never drift apart), the
+//! [`catalogue`] of every metric's type and `# HELP` line, and the admin HTTP server (`/healthz`,
+//! `/readyz`, `/metrics`).
 //!
 //! Never does: log a personal identifier or a record value. Events take record ids, agency ids,
 //! counts and rule names only.
 
 pub mod admin;
+pub mod catalogue;
 pub mod events;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -27,14 +29,19 @@ pub fn init_logging(format: &str, filter: &str) {
     };
 }
 
-/// Install the Prometheus recorder; the handle renders `/metrics`.
+/// Install the Prometheus recorder and describe every metric ([`catalogue`]: the `# HELP` and
+/// `# TYPE` lines); the handle renders `/metrics`.
 pub fn init_metrics() -> Option<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
+    let handle = prometheus_builder()?.install_recorder().ok()?;
+    catalogue::describe_all();
+    Some(handle)
+}
+
+/// The exporter as `/metrics` renders it: histograms with these buckets (seconds).
+fn prometheus_builder() -> Option<PrometheusBuilder> {
+    PrometheusBuilder::new()
         .set_buckets(&[
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
         ])
-        .ok()?
-        .install_recorder()
-        .ok()?;
-    Some(handle)
+        .ok()
 }
