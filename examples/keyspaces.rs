@@ -1,5 +1,5 @@
 //! How many keys and value bytes each key space of a (stopped) gateway's data directory holds:
-//! `cargo run --release --example keyspaces -- <data dir>`. For layout work and the README's
+//! `cargo run --release --example keyspaces -- <data dir>`. For layout work and docs/benchmarks/'s
 //! performance notes.
 
 use std::collections::BTreeMap;

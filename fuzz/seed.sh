@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seed the fuzz corpora from the shipped samples, then run a target, e.g.:
 #   cargo install cargo-fuzz && fuzz/seed.sh && cd fuzz && cargo +nightly fuzz run mappings -- -max_total_time=300
-# (cargo-fuzz needs a nightly toolchain for its sanitizer flags: `rustup toolchain install nightly`; see README.)
+# (cargo-fuzz needs a nightly toolchain for its sanitizer flags: `rustup toolchain install nightly`; see docs/testing.md.)
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p corpus/mappings corpus/xml_source corpus/json_source corpus/canonical_validator

@@ -151,7 +151,7 @@ fn small_limits(c: &mut credit_gateway::config::Config) {
     c.ingest.max_listed_rejections = 100;
 }
 
-/// What the README's formula gives for `small_limits`, with room for a loaded machine: idle
+/// What the formula of docs/operate/hardening.md gives for `small_limits`, with room for a loaded machine: idle
 /// (~80 MiB) + 2,000 accepted records × ~30 KiB (~60 MiB) + bodies (measured: 163 MiB), far
 /// below the 1-2 GiB these cases reached before the bounds.
 const SMALL_LIMITS_PEAK_KIB: u64 = 256 * 1024;
@@ -431,7 +431,7 @@ fn bidirectional_overrides_are_refused_in_names_and_text() {
         .contains("bidirectional"));
 }
 
-/// The figures quoted in the README (Hardening) and in issue #31: each case on a fresh gateway
+/// The figures quoted in docs/operate/hardening.md and in issue #31: each case on a fresh gateway
 /// with the default configuration. `cargo test --test input_bounds -- --ignored --nocapture`.
 #[test]
 #[ignore]

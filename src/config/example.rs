@@ -21,7 +21,7 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("server.max_handshakes", "Connections still in their TLS handshake at once; when full, the oldest silent one (else the oldest) is closed to make room, so silent sockets never keep agencies waiting."),
     ("server.max_connection_age_ms", "An established connection is closed gracefully after this long (in-flight requests finish); connections whose client certificate a SIGHUP reload no longer accepts are closed at once."),
     ("server.shutdown_grace_ms", "On SIGTERM/ctrl-c, in-flight requests get this long to finish."),
-    ("ingest", "What one batch may cost (issue #31): peak memory follows from these and server.max_inflight_mb, not from what a sender writes (README, Hardening)."),
+    ("ingest", "What one batch may cost (issue #31): peak memory follows from these and server.max_inflight_mb, not from what a sender writes (docs/operate/hardening.md)."),
     ("ingest.max_records_per_batch", "Records in one batch; one more and the batch is refused whole (413 too_many_records) before any record is validated."),
     ("ingest.max_values_per_batch", "JSON values (or XML elements and attributes) one batch may hold: bounds the memory of parsing (413 document_limit)."),
     ("ingest.max_object_members", "Members of one JSON object or array, children of one XML element: a record over it is rejected, a document refused."),

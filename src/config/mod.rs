@@ -554,7 +554,7 @@ pub struct StorageConfig {
     /// token, manual clock of the tests).
     pub data_dir: PathBuf,
     /// What an acknowledgement survives: `process_crash` (sled's flush, sync_file_range on Linux)
-    /// or `power_loss` (also fsync the data file in every group commit; slower, see the README).
+    /// or `power_loss` (also fsync the data file in every group commit; slower, see docs/operate/hardening.md and docs/benchmarks/).
     pub durability: crate::store::Durability,
     /// sled's page cache in MiB: most of the gateway's memory. Larger caches help archive reads.
     pub cache_mb: u64,

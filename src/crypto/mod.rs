@@ -17,7 +17,7 @@
 //! Never does: choose what is personal or restricted (the privacy rules in `privacy` do), store
 //! anything, or log key material. Primitives come from well-kept crates (RustCrypto `sm2`, `sm3`,
 //! `sm4`, `aes-gcm`, `hmac`, `sha2`; `ring` for Ed25519); none is implemented here. They are
-//! not certified products: see the README's "Commercial cryptography" section.
+//! not certified products: see docs/operate/keys-and-crypto.md.
 //!
 //! Invariants: every sealed value and every signature names its suite and key id, so data from
 //! before a rotation or a suite change stays readable and verifiable.

@@ -9,7 +9,7 @@
 //! describes them), or read the system clock.
 //!
 //! Gap policies, per duty (what the gateway does where no rule is in force; documented in the
-//! README's operator section):
+//! docs/operate/rules.md):
 //! - public notice: the source's own end date, never past the longest period any known rule
 //!   allows (`lifecycle::notice::GAP_PERIOD`);
 //! - filing window (LS Art. 21): the longest window any rule allows;

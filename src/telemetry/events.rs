@@ -366,7 +366,7 @@ pub fn deadline_provisional(what: &str, id: &str, deadline: &str) {
         what,
         id,
         deadline,
-        "deadline counted past the last known calendar year: provisional estimate until the year's file is added (see README, how to add a calendar year)"
+        "deadline counted past the last known calendar year: provisional estimate until the year's file is added (see docs/operate/rules.md, how to add a calendar year)"
     );
     metrics::counter!("gateway_deadlines_provisional_total", "what" => what.to_string())
         .increment(1);
