@@ -29,6 +29,7 @@
 pub mod app;
 pub mod archive;
 pub mod audit;
+pub mod backup;
 pub mod calendar;
 pub mod cli;
 pub mod clock;

@@ -16,6 +16,7 @@ macro_rules! say {
 }
 
 mod audit;
+mod backup;
 mod calendar;
 mod check;
 mod compact;
@@ -108,6 +109,13 @@ pub enum Command {
     /// Authorized-query tokens (GD Art. 21): the issuer's key pair, and a token for a subject.
     #[command(subcommand)]
     Authz(AuthzCommand),
+    /// Back up the embedded store into a new folder: through the running gateway as of one
+    /// commit (writes wait during the copy), or directly when it is stopped. The key file is not
+    /// in the backup (keep it apart). PostgreSQL: use pg_dump (docs/operate/backup.md).
+    Backup { dir: PathBuf },
+    /// Restore a backup into the configured data directory, which must be absent or empty; the
+    /// gateway stopped, the key file of the backup's data in place. The chain is verified.
+    Restore { dir: PathBuf },
     /// The rules in force (notice periods, retention, objection windows and reviews, repair,
     /// scoring profiles, calendar) and their reload without a restart.
     #[command(subcommand)]
@@ -501,7 +509,7 @@ pub(crate) fn open_local(config: &Config) -> Result<crate::store::Store, String>
     crate::app::open_existing_store(config).map_err(|e| e.to_string())
 }
 
-fn local_gateway_runs(config: &Config) -> bool {
+pub(crate) fn local_gateway_runs(config: &Config) -> bool {
     std::fs::read_to_string(config.storage.data_dir.join(crate::app::ADMIN_ADDR_FILE))
         .ok()
         .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
@@ -610,6 +618,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Evaluation(cmd) => ledger::run(&config, ledger::Op::Evaluation(cmd)),
         Command::Authz(cmd) => authz(cmd),
         Command::Rules(cmd) => rules::run(&config, cmd),
+        Command::Backup { dir } => backup::backup(&config, &dir),
+        Command::Restore { dir } => backup::restore(&config, &dir),
         Command::Compact { dir } => compact::compact(&config, dir),
         Command::Migrate { from, to, resume } => {
             migrate::migrate(&config, migrate::Migrate { from, to, resume })

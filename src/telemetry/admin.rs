@@ -549,6 +549,9 @@ async fn operator(
     if path.starts_with("/rules/") {
         return rules(&ops, &req, by).await;
     }
+    if path == "/backup" {
+        return backup(&ops, &req, by).await;
+    }
     if path.starts_with("/objections/") {
         return objections(&ops, &req, by).await;
     }
@@ -899,6 +902,45 @@ async fn evaluation(
     {
         Ok(v) => json(StatusCode::OK, v),
         Err(e) => op_error(e, conflict),
+    }
+}
+
+/// `POST /backup?dir=ABSOLUTE_FOLDER`: an online backup of the embedded store as of one commit
+/// (`crate::backup`), written by the gateway into a new (or empty) folder on its host.
+async fn backup(
+    ops: &Ops,
+    req: &Request<hyper::body::Incoming>,
+    by: &str,
+) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::POST {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": {"code": "method_not_allowed"}}),
+        );
+    }
+    let query = decoded_query(req);
+    let dir = std::path::PathBuf::from(query.get("dir").cloned().unwrap_or_default());
+    if !dir.is_absolute() {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": {"code": "invalid_query", "message": "dir must be an absolute folder on the gateway's host", "retry": false}}),
+        );
+    }
+    let key_file = ops.config.key_file().display().to_string();
+    match crate::backup::online(&ops.committer, &ops.store, &dir, &key_file, by).await {
+        Ok(manifest) => json(StatusCode::OK, serde_json::json!(manifest)),
+        Err(e @ crate::backup::BackupError::Postgres) => json(
+            StatusCode::CONFLICT,
+            serde_json::json!({"error": {"code": "backup_postgres", "message": e.to_string(), "retry": false}}),
+        ),
+        Err(e @ crate::backup::BackupError::TargetExists(_)) => json(
+            StatusCode::CONFLICT,
+            serde_json::json!({"error": {"code": "backup_target_exists", "message": e.to_string(), "retry": false}}),
+        ),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": {"code": "backup_failed", "message": e.to_string(), "retry": true}}),
+        ),
     }
 }
 
