@@ -91,6 +91,7 @@ pub const METRICS: &[Metric] = &[
     gauge("gateway_commit_stuck_seconds", Some(Unit::Seconds), "Seconds the running commit or flush has taken once past storage.commit_stuck_ms, else 0; above 0 the gateway is not ready."),
     gauge("gateway_disk_free_bytes", Some(Unit::Bytes), "Free bytes on the data directory's filesystem, measured every second."),
     counter("gateway_disk_reserve_crossings_total", "Times free disk space crossed the reserve storage.min_free_mb (below=\"true\": went below, work refused and not ready; below=\"false\": back above)."),
+    gauge("gateway_backup_keys_copied", Some(Unit::Count), "Keys copied so far by the running or the last online backup (credit-gateway backup), reported every 50,000 keys and at the end."),
     gauge("gateway_database_reachable", None, "1 when the shared PostgreSQL database answered the last probe, 0 when not (the node is then not ready); PostgreSQL nodes only."),
     // Sharing with the platforms.
     counter("gateway_outbox_enqueued_total", "Shares queued in the outbox for the platforms."),
