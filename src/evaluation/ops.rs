@@ -74,7 +74,7 @@ fn result_view(engine: &Engine, key: &str, year: i32) -> Result<Option<Value>, E
     })?;
     let mut view = json.get("content").cloned().unwrap_or(Value::Null);
     if let Some(obj) = view.as_object_mut() {
-        obj.insert("record".into(), json!({"agency": engine.agency, "record_id": id, "version": version.version, "evaluated_at": version.received_at}));
+        obj.insert("record".into(), json!({"agency": engine.agency, "record_id": id, "version": version.version, "evaluated_at": crate::clock::rfc3339(version.received_at)}));
         if !head.marks.is_empty() {
             obj.insert("marks".into(), json!(head.marks));
         }
