@@ -360,7 +360,7 @@ fn footprint(
                 },
             ))?;
             done += per_job;
-            if done % 500_000 == 0 {
+            if done.is_multiple_of(500_000) {
                 println!(
                     "bulk-loaded {done} records ({:.0}/s)",
                     done as f64 / started.elapsed().as_secs_f64()

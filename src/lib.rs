@@ -26,6 +26,8 @@
 //! - [`cluster`]: several nodes on one PostgreSQL: leases for the work done once;
 //! - [`config`], [`telemetry`], [`clock`]: operating the gateway.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod archive;
 pub mod audit;

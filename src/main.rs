@@ -1,5 +1,7 @@
 //! `credit-gateway`: see `credit-gateway --help` and the README.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 /// The gateway allocates many short-lived buffers per record (JSON, sled's copy-on-write nodes);

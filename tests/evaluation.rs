@@ -1019,13 +1019,12 @@ fn a_record_moved_to_another_subject_belongs_only_to_it_in_archives_evaluations_
     let last = platform
         .received()
         .into_iter()
-        .filter(|s| {
+        .rfind(|s| {
             s.record
                 .pointer("/source/record_id")
                 .and_then(Value::as_str)
                 == Some("MOVE-1")
         })
-        .last()
         .expect("MOVE-1 reached the platform");
     assert_eq!(
         last.kind, "share",

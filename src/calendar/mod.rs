@@ -58,6 +58,9 @@ use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
 
 pub mod warnings;
 
+/// What [`exact_writes`] gives: the keys made exact, and their new values.
+pub type ExactWrites = (Vec<String>, Vec<(String, Vec<u8>)>);
+
 /// The writes that make the provisional deadlines of stored objects exact (issue #26): for each
 /// key, re-read the object and let `make_exact` change only its deadline fields. Nothing is
 /// written here: the caller commits the writes through the single writer, with an audit entry,
@@ -67,7 +70,7 @@ pub fn exact_writes<T>(
     store: &crate::store::Store,
     keys: &[(String, String)],
     make_exact: impl Fn(&mut T) -> bool,
-) -> Result<(Vec<String>, Vec<(String, Vec<u8>)>), crate::store::StoreError>
+) -> Result<ExactWrites, crate::store::StoreError>
 where
     T: serde::de::DeserializeOwned + Serialize,
 {

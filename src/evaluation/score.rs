@@ -345,7 +345,7 @@ mod tests {
         let p = profile();
         let mut f = penalty("p1", "serious", date!(2025 - 01 - 10));
         f.valid_until = Some(date!(2025 - 03 - 31));
-        let before = score(&p, &[f.clone()], Y2025, date!(2025 - 03 - 31));
+        let before = score(&p, std::slice::from_ref(&f), Y2025, date!(2025 - 03 - 31));
         assert_eq!(before.points, 85);
         assert_eq!(before.next_change, Some(date!(2025 - 04 - 01)));
         let after = score(&p, &[f], Y2025, date!(2025 - 04 - 01));
@@ -362,7 +362,13 @@ mod tests {
             carried_since: 2023,
         };
         assert_eq!(
-            score(&p, &[f.clone()], carrying, date!(2026 - 05 - 09)).points,
+            score(
+                &p,
+                std::slice::from_ref(&f),
+                carrying,
+                date!(2026 - 05 - 09)
+            )
+            .points,
             85
         );
         assert_eq!(score(&p, &[f], carrying, date!(2026 - 05 - 10)).points, 100);
@@ -374,11 +380,11 @@ mod tests {
         let f = penalty("p1", "serious", date!(2025 - 05 - 10));
         let b = cycle_for(&p, 2026, Some((Grade::B, 2025)));
         assert_eq!(
-            score(&p, &[f.clone()], b, date!(2026 - 01 - 02)).points,
+            score(&p, std::slice::from_ref(&f), b, date!(2026 - 01 - 02)).points,
             100
         );
         let d = cycle_for(&p, 2026, Some((Grade::D, 2025)));
-        let s = score(&p, &[f.clone()], d, date!(2026 - 01 - 02));
+        let s = score(&p, std::slice::from_ref(&f), d, date!(2026 - 01 - 02));
         assert_eq!(s.points, 85);
         assert!(s.reasons[0].carried);
         let mut repaired = f;
@@ -392,7 +398,7 @@ mod tests {
             date!(2025 - 05 - 10),
         );
         assert_eq!(
-            score(&p, &[honour.clone()], d, date!(2026 - 01 - 02)).points,
+            score(&p, std::slice::from_ref(&honour), d, date!(2026 - 01 - 02)).points,
             100
         );
         assert_eq!(

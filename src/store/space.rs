@@ -64,11 +64,8 @@ impl DiskGuard {
         let needed = self
             .reserve
             .saturating_add(bytes.saturating_mul(WRITE_AMPLIFICATION));
-        let free = match free_bytes(&self.dir) {
-            Ok(free) => free,
-            // Unmeasurable counts as full: better to refuse than to meet a full disk blind.
-            Err(_) => 0,
-        };
+        // Unmeasurable counts as full: better to refuse than to meet a full disk blind.
+        let free = free_bytes(&self.dir).unwrap_or_default();
         self.free.store(free, Ordering::SeqCst);
         if free >= needed {
             return Ok(());
