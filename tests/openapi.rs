@@ -16,10 +16,26 @@ use std::time::Duration;
 use common::{wait_until, Gateway};
 use serde_json::{json, Value};
 
+/// What schemathesis is told besides its arguments (`schemathesis.toml`, written to its scratch
+/// folder). A correction (and an objection resolved with one) whose `found_at` lies before the
+/// working-day calendar's first year is answered 503 `calendar_year_missing` by design: the
+/// operator adds the year (docs/integrate/agency-api.md, "Error codes"). The examples let the
+/// fuzzer reach a real record, and it then sends `found_at` in the year 1285: that answer is the
+/// described one, not a server fault. Every other 5xx of every operation still fails the run.
+const SCHEMATHESIS_CONFIG: &str = r#"
+[[operations]]
+include-operation-id = ["correctRecord", "resolveObjection"]
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
+"#;
+
 fn schemathesis(args: &[&str]) -> (bool, String) {
     // Its cache of crashes goes to a folder of its own, never into the repository.
     let scratch = tempfile::tempdir().expect("temp dir");
+    let config = scratch.path().join("schemathesis.toml");
+    std::fs::write(&config, SCHEMATHESIS_CONFIG).unwrap();
     let out = Command::new("schemathesis")
+        .arg("--config-file")
+        .arg(&config)
         .args(args)
         .current_dir(scratch.path())
         .env("SCHEMATHESIS_TELEMETRY", "false")
