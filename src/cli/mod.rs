@@ -722,7 +722,10 @@ fn authz(cmd: AuthzCommand) -> ExitCode {
 }
 
 fn serve(config: Config, config_file: Option<PathBuf>) -> ExitCode {
-    crate::telemetry::init_logging(&config.log.format, &config.log.filter);
+    if let Err(e) = crate::telemetry::init_logging(&config.log) {
+        eprintln!("credit-gateway cannot start: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

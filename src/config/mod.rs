@@ -35,6 +35,10 @@ pub const DEFAULT_MAX_OBJECT_MEMBERS: usize = 1_000;
 pub const DEFAULT_MAX_LISTED_REJECTIONS: usize = 1_000;
 /// `storage.min_free_mb`.
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
+/// `log.max_file_mb`: the size at which the log file (`log.file`) is rotated.
+pub const DEFAULT_LOG_MAX_FILE_MB: u64 = 100;
+/// `log.max_files`: rotated log files kept beside the current one.
+pub const DEFAULT_LOG_MAX_FILES: usize = 10;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
@@ -609,6 +613,16 @@ pub struct LogConfig {
     pub format: String,
     /// A tracing filter, e.g. `info` or `credit_gateway=debug`. `RUST_LOG` overrides it.
     pub filter: String,
+    /// Write the log to this file instead of stderr (hosts without journald), rotated by size:
+    /// `gateway.log` becomes `gateway.log.1`, the older ones move up, the oldest beyond
+    /// `max_files` is deleted. Its folder must exist and be writable. Read at start only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The size (MiB) past which the file is rotated, before the next line (lines are never
+    /// split).
+    pub max_file_mb: u64,
+    /// Rotated files kept beside the current one.
+    pub max_files: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -781,6 +795,9 @@ impl Default for LogConfig {
         Self {
             format: "text".into(),
             filter: "info".into(),
+            file: None,
+            max_file_mb: DEFAULT_LOG_MAX_FILE_MB,
+            max_files: DEFAULT_LOG_MAX_FILES,
         }
     }
 }
@@ -990,6 +1007,15 @@ impl Config {
                 "log.format {:?}: use text or json",
                 self.log.format
             ));
+        }
+        if self.log.max_file_mb == 0 {
+            bad("log.max_file_mb must be at least 1".into());
+        }
+        if self.log.max_files == 0 {
+            bad("log.max_files must be at least 1".into());
+        }
+        if matches!(&self.log.file, Some(f) if f.file_name().is_none()) {
+            bad("log.file must name a file (such as /var/log/credit-gateway/gateway.log)".into());
         }
         if self.agencies.is_empty() {
             bad("at least one [[agencies]] entry is needed".into());
