@@ -420,6 +420,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(admin::Readiness::default());
     let rule_files = Arc::new(crate::rulebook::in_force::Files::of(&config));
+    let last_answers = crate::delivery::LastAnswers::default();
     let reloader = Arc::new(crate::rulebook::reload::Reloader {
         live: live.clone(),
         config_file: config_file.clone(),
@@ -435,6 +436,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         live: live.clone(),
         rule_files: rule_files.clone(),
         reloader: reloader.clone(),
+        last_answers: last_answers.clone(),
         store: store.clone(),
         committer: handle.clone(),
         destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
@@ -509,6 +511,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
             sharing: config.sharing.clone(),
             clock: clock.clone(),
             on_delivered: Some(acknowledger(store.clone(), clock.clone())),
+            last_answers: last_answers.clone(),
         };
         let lease = format!("delivery/{}", worker.destination.config.id);
         once(

@@ -432,3 +432,131 @@ fn the_rules_page_shows_what_is_in_force_and_reloads_a_successor_in_a_real_brows
         c.clone().close().await.unwrap();
     });
 }
+
+/// Issue #27's truthful overview in the browser: a platform answering 503 turns "就绪" into
+/// "就绪，但有事项需处理" with the platform's configured name and its answer in plain words,
+/// the platforms page shows the last answer beside the stuck queue in China time, and once the
+/// platform recovers the overview is plainly ready again. Before any operator exists, the sign-in
+/// page says how to add one.
+#[test]
+fn the_overview_says_what_needs_attention_with_the_platforms_answer_in_a_real_browser() {
+    let rt = multi_thread_runtime();
+    let mut gw = Gateway::prepare();
+    let platform = gw.receiver(&rt);
+    gw.add_destination("provincial", "440000", &platform);
+    gw.config.destinations[0].name = "广东省公共信用信息平台".into();
+    gw.config.sharing.retry_max_ms = 200;
+    gw.spawn();
+    let admin = gw.admin.clone();
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = rt.block_on(browser(profile.path()));
+    rt.block_on(async {
+        c.goto(&format!("http://{admin}/console/login"))
+            .await
+            .unwrap();
+        let hint = c
+            .find(Locator::Css("#error"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            hint.contains("尚未配置任何操作员") && hint.contains("hash-password"),
+            "{hint}"
+        );
+    });
+    // The operator is added while the gateway runs.
+    gw.config.operators.push(OperatorConfig {
+        name: "zhang".into(),
+        role: OperatorRole::Operator,
+        password_hash: credit_gateway::operators::hash_password("zhang-pass-1").unwrap(),
+    });
+    gw.write_config();
+    let (code, out, err) = gw.cli(&["rules", "reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    platform.set_mode(Mode::Unavailable, None);
+    gw.push_canonical(
+        "medical_insurance",
+        &[json!({
+            "category": "administrative",
+            "subject": {"kind": "institution", "role": "designated_medical_institution",
+                        "id_type": "uscc", "id": common::uscc_in("440106", 91), "name": "某某医院"},
+            "source": {"record_id": "OV-1", "region": "440106"},
+            "basis": {"doc_type": "penalty_decision", "doc_number": "穗医保罚〔2026〕91号", "decided_on": "2026-03-02"},
+            "disclosure": {"class": "public"},
+            "content": {"action": "penalty", "authority": "广州市医疗保障局", "penalty_types": ["罚款"], "fine_yuan": "20000"}
+        })],
+    );
+    rt.block_on(async {
+        sign_in(&c, &admin, "zhang", "zhang-pass-1").await;
+        assert!(until_present(&c, &format!("http://{admin}/console"), "#problems").await);
+        let health = c
+            .find(Locator::Css("#health"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(health, "就绪，但有事项需处理");
+        let problems = c
+            .find(Locator::Css("#problems"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            problems.contains("广东省公共信用信息平台 (provincial)")
+                && problems.contains("HTTP 503"),
+            "{problems}"
+        );
+        screenshot(&c, "9-overview-platform-down").await;
+        c.goto(&format!("http://{admin}/console/platforms"))
+            .await
+            .unwrap();
+        let answer = c
+            .find(Locator::Css("#answer-provincial"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(answer.contains("HTTP 503"), "{answer}");
+        let queues = c
+            .find(Locator::Css("#queues"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(queues.contains("广东省公共信用信息平台"), "{queues}");
+        assert!(
+            !queues.contains("T") || !queues.contains("Z"),
+            "China time, not RFC 3339 UTC: {queues}"
+        );
+        screenshot(&c, "10-platforms-last-answer").await;
+    });
+    platform.set_mode(Mode::Normal, None);
+    rt.block_on(async {
+        let mut plain = false;
+        for _ in 0..60 {
+            c.goto(&format!("http://{admin}/console")).await.unwrap();
+            let health = c
+                .find(Locator::Css("#health"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if health == "就绪" {
+                plain = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(plain, "ready again once the platform recovers");
+        c.clone().close().await.unwrap();
+    });
+}

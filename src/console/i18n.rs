@@ -77,6 +77,13 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "not_found" => ("页面不存在", "No such page"),
         "health" => ("运行状态", "Health"),
         "ready" => ("就绪", "ready"),
+        "ready_with_problems" => ("就绪，但有事项需处理", "ready, but something needs attention"),
+        "needs_attention" => ("需处理", "Needs attention"),
+        "last_answer" => ("平台最近答复", "Platform's last answer"),
+        "no_operator" => (
+            "尚未配置任何操作员：在配置文件中加入 [[operators]]（密码哈希由 credit-gateway operators hash-password 生成），然后重新加载规则（SIGHUP 或 credit-gateway rules reload）。",
+            "No operator is configured yet: add [[operators]] to the configuration file (hash the password with credit-gateway operators hash-password), then reload (SIGHUP or credit-gateway rules reload).",
+        ),
         "not_ready" => ("未就绪", "not ready"),
         "throughput" => ("吞吐（启动以来）", "Throughput (since start)"),
         "accepted" => ("已接收记录", "records accepted"),

@@ -100,7 +100,11 @@ async fn route(
         (&Method::GET, "/console/style.css") => {
             return with_type(StatusCode::OK, "text/css; charset=utf-8", STYLE.to_string())
         }
-        (&Method::GET, "/console/login") => return html(StatusCode::OK, pages::login(lang, None)),
+        (&Method::GET, "/console/login") => {
+            // Said on the page itself: nobody can sign in until an operator is configured.
+            let hint = ops.gate.is_empty().then(|| i18n::t(lang, "no_operator"));
+            return html(StatusCode::OK, pages::login(lang, hint));
+        }
         (&Method::POST, "/console/login") => {
             if crate::telemetry::admin::same_site(req.headers()).is_err() {
                 return html(

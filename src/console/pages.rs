@@ -118,24 +118,160 @@ fn counter_by(metrics: &str, name: &str, label: &str) -> Vec<(String, f64)> {
     v
 }
 
-fn total(metrics: &str, name: &str) -> f64 {
-    counter_by(metrics, name, "").iter().map(|(_, v)| v).sum()
+fn total(metrics: &str, name: &str) -> u64 {
+    // Counters only grow: shown as whole numbers (a sum of no series printed "-0").
+    let sum: f64 = counter_by(metrics, name, "").iter().map(|(_, v)| v).sum();
+    sum.max(0.0).round() as u64
+}
+
+/// A time as the bureau reads it: China time, to the minute (every page shows times this way).
+pub fn china(t: time::OffsetDateTime) -> String {
+    let c = t.to_offset(crate::calendar::CHINA_OFFSET);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        c.year(),
+        u8::from(c.month()),
+        c.day(),
+        c.hour(),
+        c.minute()
+    )
+}
+
+/// The configured name of a platform, with its id.
+fn platform_name(ops: &Ops, id: &str) -> String {
+    match ops.config.destinations.iter().find(|d| d.id == id) {
+        Some(d) => format!("{} ({})", d.name, d.id),
+        None => id.to_string(),
+    }
+}
+
+/// A gauge's value in the Prometheus text, by one label's value.
+fn gauge_by(metrics: &str, name: &str, label: &str) -> HashMap<String, f64> {
+    counter_by(metrics, name, label).into_iter().collect()
+}
+
+/// What needs the operator now, in plain words with the next step (issue #27: the overview said
+/// "ready" in green while a platform failed and dead letters waited).
+fn problems(ops: &Ops, l: Lang, metrics: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let zh = l == Lang::Zh;
+    if let Some(why) = ops.readiness.why_not() {
+        out.push(if zh {
+            format!("网关未就绪：{why}。请先处理此项。")
+        } else {
+            format!("The gateway is not ready: {why}. Deal with this first.")
+        });
+    }
+    let now = ops.clock.now();
+    for d in &ops.config.destinations {
+        let Ok(s) = crate::outbox::stats(&ops.store, &d.id) else {
+            continue;
+        };
+        let name = platform_name(ops, &d.id);
+        if s.dead_letters > 0 {
+            out.push(if zh {
+                format!("{name}：{} 条死信待处理。在「平台与队列」查看平台答复，排除原因后重放。", s.dead_letters)
+            } else {
+                format!("{name}: {} dead letters wait. See the platform's answer under Platforms, fix the cause, then replay.", s.dead_letters)
+            });
+        }
+        if let Some(answer) = ops.last_answers.get(&d.id) {
+            out.push(if zh {
+                format!("{name} 投递失败（连续 {} 次，最近 {}），平台答复：{}。共享在队列中等待（{} 条），平台恢复后自动重发。", answer.consecutive, china(answer.at), answer.answer, s.pending)
+            } else {
+                format!("{name}: delivery failing ({} in a row, last {}); the platform answered: {}. {} shares wait durably and go out when it recovers.", answer.consecutive, china(answer.at), answer.answer, s.pending)
+            });
+        } else if let Some(oldest) = s.oldest_pending_unix {
+            let waiting = now.unix_timestamp() - oldest;
+            if waiting > 600 {
+                out.push(if zh {
+                    format!(
+                        "{name}：最早的共享已等待 {} 分钟（{} 条待发）。",
+                        waiting / 60,
+                        s.pending
+                    )
+                } else {
+                    format!(
+                        "{name}: the oldest share has waited {} minutes ({} pending).",
+                        waiting / 60,
+                        s.pending
+                    )
+                });
+            }
+        }
+    }
+    let overdue = |name: &str, label: &str| {
+        gauge_by(metrics, name, label)
+            .get("overdue")
+            .copied()
+            .unwrap_or(0.0)
+            .max(0.0) as u64
+    };
+    let corrections = total(metrics, "gateway_corrections_overdue");
+    if corrections > 0 {
+        out.push(if zh {
+            format!("{corrections} 项更正已逾期（粤规第三十一条：三个工作日）。在「期限」查看，通常是平台未确认。")
+        } else {
+            format!("{corrections} corrections are overdue (GD Art. 31: three working days). See Deadlines; usually a platform has not acknowledged.")
+        });
+    }
+    let objections = overdue("gateway_objections", "state");
+    if objections > 0 {
+        out.push(if zh {
+            format!("{objections} 件异议复核已逾期。在「期限」查看并督促提供单位处理。")
+        } else {
+            format!("{objections} objection reviews are overdue. See Deadlines and press the providing agency.")
+        });
+    }
+    let repairs = overdue("gateway_repairs", "state");
+    if repairs > 0 {
+        out.push(if zh {
+            format!("{repairs} 件信用修复已超出办理期限。在「期限」查看。")
+        } else {
+            format!("{repairs} repairs are past their decision deadline. See Deadlines.")
+        });
+    }
+    out
 }
 
 pub fn overview(ops: &Ops, v: &Viewer) -> String {
     let l = v.lang;
     let metrics = ops.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
-    let health = if ops.readiness.is_ready() {
-        format!("<span class=\"ok\" id=\"health\">{}</span>", t(l, "ready"))
-    } else {
+    let problems = problems(ops, l, &metrics);
+    let health = if !ops.readiness.is_ready() {
         format!(
             "<span class=\"bad\" id=\"health\">{}</span>",
             t(l, "not_ready")
         )
+    } else if problems.is_empty() {
+        format!("<span class=\"ok\" id=\"health\">{}</span>", t(l, "ready"))
+    } else {
+        format!(
+            "<span class=\"warn\" id=\"health\">{}</span>",
+            t(l, "ready_with_problems")
+        )
+    };
+    let problem_list = if problems.is_empty() {
+        String::new()
+    } else {
+        let items: String = problems
+            .iter()
+            .map(|p| format!("<li>{}</li>", esc(&v.shown(p))))
+            .collect();
+        format!(
+            "<h2>{}</h2><ul id=\"problems\">{items}</ul>",
+            t(l, "needs_attention")
+        )
     };
     let refused: String = counter_by(&metrics, "gateway_requests_refused_total", "code")
         .iter()
-        .map(|(code, n)| format!("<tr><td>{}</td><td>{n}</td></tr>", esc(code)))
+        .map(|(code, n)| {
+            format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(code),
+                n.max(0.0).round() as u64
+            )
+        })
         .collect();
     let now = ops.clock.now();
     let certs: String = expiring_certificates(&ops.config, now)
@@ -144,7 +280,7 @@ pub fn overview(ops: &Ops, v: &Viewer) -> String {
             format!(
                 "<tr><td>{}</td><td class=\"warn\">{}</td></tr>",
                 esc(path),
-                esc(&crate::clock::rfc3339(*until))
+                esc(&china(*until))
             )
         })
         .collect();
@@ -161,7 +297,7 @@ pub fn overview(ops: &Ops, v: &Viewer) -> String {
             "<table><tr><th>{}</th><td>{health}</td></tr>\
              <tr><th>{}</th><td>{}: {} · {}: {} · {}: {}</td></tr>\
              <tr><th>{}</th><td class=\"{days_class}\" id=\"calendar-days\">{days_left} ({last}-12-31)</td></tr></table>\
-             <h2>{}</h2><table><tr><th>code</th><th>n</th></tr>{}</table>\
+             {problem_list}<h2>{}</h2><table><tr><th>code</th><th>n</th></tr>{}</table>\
              <h2>{}</h2><table>{}</table>",
             t(l, "health"),
             t(l, "throughput"),
@@ -240,12 +376,13 @@ pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Stri
         ));
     }
     body.push_str(&format!(
-        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<table id=\"queues\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         t(l, "destination"),
         t(l, "pending"),
         t(l, "oldest"),
         t(l, "retries"),
-        t(l, "dead_letters")
+        t(l, "dead_letters"),
+        t(l, "last_answer")
     ));
     for d in &ops.destinations {
         let Ok(s) = crate::outbox::stats(&ops.store, d) else {
@@ -254,16 +391,23 @@ pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Stri
         let oldest = s
             .oldest_pending_unix
             .and_then(|u| time::OffsetDateTime::from_unix_timestamp(u).ok())
-            .map(crate::clock::rfc3339)
+            .map(china)
+            .unwrap_or_default();
+        let answer = ops
+            .last_answers
+            .get(d)
+            .map(|a| format!("{} · {}", china(a.at), a.answer))
             .unwrap_or_default();
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td id=\"dead-{}\">{}</td></tr>",
-            esc(d),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td id=\"dead-{}\">{}</td><td class=\"answer\" id=\"answer-{}\">{}</td></tr>",
+            esc(&platform_name(ops, d)),
             s.pending,
             esc(&oldest),
-            retries.get(d).copied().unwrap_or(0.0),
+            retries.get(d).copied().unwrap_or(0.0).max(0.0).round() as u64,
             esc(d),
-            s.dead_letters
+            s.dead_letters,
+            esc(d),
+            esc(&v.shown(&answer))
         ));
     }
     body.push_str("</table>");

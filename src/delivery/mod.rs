@@ -55,6 +55,69 @@ pub enum DeliveryError {
     Build(String),
 }
 
+/// The last failed answer of each platform this node delivers to, for the operators' view of a
+/// stuck queue (issue #27: the platform's answer used to be only in the log). Cleared by the next
+/// successful delivery. Each node knows the platforms whose delivery lease it holds.
+#[derive(Clone, Default)]
+pub struct LastAnswers(Arc<std::sync::Mutex<std::collections::HashMap<String, LastAnswer>>>);
+
+/// One platform's last failure.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastAnswer {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    /// The status and the start of the body, or why no answer came.
+    pub answer: String,
+    /// Failures in a row.
+    pub consecutive: u64,
+}
+
+/// How much of a platform's answer the operators' view keeps.
+const ANSWER_SHOWN: usize = 300;
+
+impl LastAnswers {
+    pub fn failed(
+        &self,
+        destination: &str,
+        error: &DeliveryError,
+        at: time::OffsetDateTime,
+        consecutive: u64,
+    ) {
+        let answer = match error {
+            DeliveryError::Unavailable { status, answer }
+            | DeliveryError::Refused { status, answer } => {
+                let body: String = answer.chars().take(ANSWER_SHOWN).collect();
+                format!("HTTP {status}: {body}")
+            }
+            other => other.to_string(),
+        };
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(
+            destination.to_string(),
+            LastAnswer {
+                at,
+                answer,
+                consecutive,
+            },
+        );
+    }
+
+    pub fn recovered(&self, destination: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(destination);
+    }
+
+    pub fn get(&self, destination: &str) -> Option<LastAnswer> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(destination)
+            .cloned()
+    }
+}
+
 impl DeliveryError {
     /// Retry for everything but a refusal of the content.
     pub fn retry(&self) -> bool {
@@ -292,6 +355,8 @@ pub struct Worker {
     pub clock: SharedClock,
     /// Called with the entries each successful delivery acknowledged (corrections tracking).
     pub on_delivered: Option<OnDelivered>,
+    /// Where the platform's last failed answer is kept for the operators.
+    pub last_answers: LastAnswers,
 }
 
 impl Worker {
@@ -356,6 +421,7 @@ impl Worker {
                 Ok(()) => {
                     if failures > 0 {
                         events::delivery_recovered(&dest, failures);
+                        self.last_answers.recovered(&dest);
                         failures = 0;
                     }
                     events::delivered(&dest, entries.len(), started.elapsed());
@@ -368,6 +434,8 @@ impl Worker {
                     acking.wait().await;
                     let wait = backoff.next();
                     failures += 1;
+                    self.last_answers
+                        .failed(&dest, &e, self.clock.now(), failures);
                     events::delivery_retry(&dest, &e.to_string(), wait, failures);
                     sleep_or_stop(wait, &mut stop).await;
                 }
@@ -444,6 +512,8 @@ impl Worker {
                 }
                 Err(e) => {
                     let wait = backoff.next();
+                    self.last_answers
+                        .failed(&self.destination.config.id, &e, self.clock.now(), 1);
                     events::delivery_retry(&self.destination.config.id, &e.to_string(), wait, 1);
                     return Err(wait);
                 }

@@ -235,6 +235,14 @@ impl Gate {
         Ok((token, csrf, role))
     }
 
+    /// Whether no operator is configured at all (the console's sign-in page says so).
+    pub fn is_empty(&self) -> bool {
+        self.operators
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// Whether `name` is a configured operator.
     pub fn knows(&self, name: &str) -> bool {
         self.operators

@@ -38,6 +38,21 @@ impl Readiness {
         self.database_unreachable
             .store(unreachable, Ordering::SeqCst);
     }
+    /// Why the gateway is not ready, in plain words; `None` when it is.
+    pub fn why_not(&self) -> Option<&'static str> {
+        if !self.up.load(Ordering::SeqCst) {
+            Some("starting or stopping")
+        } else if self.disk_low.load(Ordering::SeqCst) {
+            Some("free disk space is below the reserve (storage.min_free_mb): free space")
+        } else if self.stuck.load(Ordering::SeqCst) {
+            Some("a commit has run longer than storage.commit_stuck_ms: check the disk")
+        } else if self.database_unreachable.load(Ordering::SeqCst) {
+            Some("the PostgreSQL database does not answer")
+        } else {
+            None
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         self.up.load(Ordering::SeqCst)
             && !self.disk_low.load(Ordering::SeqCst)
@@ -52,6 +67,8 @@ pub struct Ops {
     pub live: crate::rulebook::Live,
     pub rule_files: std::sync::Arc<crate::rulebook::in_force::Files>,
     pub reloader: std::sync::Arc<crate::rulebook::reload::Reloader>,
+    /// Each platform's last failed answer (this node's deliveries).
+    pub last_answers: crate::delivery::LastAnswers,
     pub store: crate::store::Store,
     pub committer: crate::exchange::CommitterHandle,
     pub destinations: Vec<String>,
