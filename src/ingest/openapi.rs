@@ -172,7 +172,12 @@ mod tests {
     }
 
     /// Every media type object of an operation: (where, media type, object).
-    fn media_of(spec: &Value, path: &str, method: &str, op: &Value) -> Vec<(String, String, Value)> {
+    fn media_of(
+        spec: &Value,
+        path: &str,
+        method: &str,
+        op: &Value,
+    ) -> Vec<(String, String, Value)> {
         let mut out = Vec::new();
         if let Some(content) = op["requestBody"]["content"].as_object() {
             for (media, m) in content {
@@ -182,7 +187,11 @@ mod tests {
         for (status, r) in op["responses"].as_object().unwrap() {
             if let Some(content) = resolved(spec, r)["content"].as_object() {
                 for (media, m) in content {
-                    out.push((format!("{method} {path} {status}"), media.clone(), m.clone()));
+                    out.push((
+                        format!("{method} {path} {status}"),
+                        media.clone(),
+                        m.clone(),
+                    ));
                 }
             }
         }
@@ -220,7 +229,10 @@ mod tests {
         for (path, method, op) in operations(&spec) {
             if let Some(content) = op["requestBody"]["content"].as_object() {
                 for (media, m) in content {
-                    assert!(!bare(&m["schema"]), "{method} {path}: the {media} body has no schema");
+                    assert!(
+                        !bare(&m["schema"]),
+                        "{method} {path}: the {media} body has no schema"
+                    );
                 }
             }
             for (status, r) in op["responses"].as_object().unwrap() {
@@ -275,7 +287,11 @@ mod tests {
         }
         for (name, r) in spec["components"]["responses"].as_object().unwrap() {
             for (media, m) in r["content"].as_object().unwrap() {
-                all.push((format!("components/responses/{name}"), media.clone(), m.clone()));
+                all.push((
+                    format!("components/responses/{name}"),
+                    media.clone(),
+                    m.clone(),
+                ));
             }
         }
         for (place, media, m) in all {
@@ -316,10 +332,16 @@ mod tests {
         let body = &spec["paths"]["/v1/records"]["post"]["requestBody"]["content"];
         let canonical: Value =
             serde_json::from_str(include_str!("../../examples/samples/canonical.json")).unwrap();
-        assert_eq!(body["application/json"]["examples"]["canonical"]["value"], canonical);
+        assert_eq!(
+            body["application/json"]["examples"]["canonical"]["value"],
+            canonical
+        );
         let penalties: Value =
             serde_json::from_str(include_str!("../../examples/samples/mi-penalties.json")).unwrap();
-        assert_eq!(body["application/json"]["examples"]["mi-penalties"]["value"], penalties);
+        assert_eq!(
+            body["application/json"]["examples"]["mi-penalties"]["value"],
+            penalties
+        );
         assert_eq!(
             body["application/xml"]["examples"]["market-registration"]["value"],
             include_str!("../../examples/samples/market-registration.xml")
