@@ -611,6 +611,11 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         Duration::from_millis(config.lifecycle.check_interval_ms),
         stop_rx.clone(),
     )));
+    workers.push(tokio::spawn(crate::identity::expiry::watch(
+        config.clone(),
+        Duration::from_secs(3600),
+        stop_rx.clone(),
+    )));
     workers.push(disk_task);
     workers.push(watchdog_task);
     workers.push(database_task);

@@ -10,6 +10,7 @@
 //! about who sent it.
 
 pub mod certs;
+pub mod expiry;
 pub mod tls;
 
 use std::collections::HashMap;

@@ -130,6 +130,7 @@ pub const METRICS: &[Metric] = &[
     counter("gateway_repair_deadline_warnings_total", "Repair decisions that came within one working day of their deadline (overdue=\"false\") or passed it (overdue=\"true\")."),
     // The working-day calendar and the rules in force.
     gauge("gateway_calendar_days_left", None, "Days left in the working-day calendar (0 on its last day, negative past it); add next year's file before it runs out."),
+    gauge("gateway_certificate_days_left", None, "Whole days until each certificate the gateway uses ends (server, client_ca, client:<agency>, destination:<id>); negative once ended. Refreshed hourly."),
     counter("gateway_calendar_year_missing_total", "Deadlines asked for a date before the first year of the working-day calendar."),
     counter("gateway_deadlines_provisional_total", "Deadlines counted past the last known calendar year (estimated, marked provisional), by kind (what)."),
     counter("gateway_deadlines_made_exact_total", "Provisional deadlines made exact once the calendar gained their year, by kind (what)."),
