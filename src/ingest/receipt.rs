@@ -139,6 +139,8 @@ mod tests {
     fn rejection(index: usize, field: &str) -> Rejection {
         Rejection {
             index,
+            row: None,
+            column: None,
             record_id: None,
             field: field.into(),
             canonical_field: field.into(),
