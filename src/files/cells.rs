@@ -160,7 +160,8 @@ mod tests {
     #[test]
     fn numbers_read_as_excel_shows_them() {
         assert_eq!(number_text(18.9), "18.9");
-        assert_eq!(number_text(18.899999999999999), "18.9");
+        let stored: f64 = "18.899999999999999".parse().unwrap();
+        assert_eq!(number_text(stored), "18.9");
         assert_eq!(number_text(0.1 + 0.2), "0.3");
         assert_eq!(number_text(12.0), "12");
         assert_eq!(number_text(0.5), "0.5");

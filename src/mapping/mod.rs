@@ -951,6 +951,71 @@ records = "data"
     }
 
     #[test]
+    fn columns_name_fields_the_mapping_reads() {
+        let with = |columns: &str| {
+            Mapping::parse(
+                "test-penalties.toml",
+                &format!("{PENALTY_MAPPING}\n[columns]\n{columns}\n"),
+            )
+        };
+        let m = with("\"行政处罚决定书文号\" = \"CF_WSH\"\n\"罚款金额（万元）\" = \"CF_NR_FK\"")
+            .unwrap();
+        assert_eq!(
+            m.column_for_header("行政处罚决定书文号").as_deref(),
+            Some("CF_WSH")
+        );
+        assert_eq!(
+            m.column_for_header(" 罚款金额\n(万元) *").as_deref(),
+            Some("CF_NR_FK")
+        );
+        assert_eq!(
+            m.column_for_header("cf_xdr_mc").as_deref(),
+            Some("CF_XDR_MC")
+        );
+        assert_eq!(
+            m.headers_of("CF_WSH"),
+            vec!["行政处罚决定书文号".to_string()]
+        );
+        let errs = with("\"某列\" = \"CF_NOPE\"").unwrap_err();
+        assert!(
+            errs[0].contains("no field of this mapping reads"),
+            "{errs:?}"
+        );
+        let errs = with("\"罚款金额(万元)\" = \"CF_NR_FK\"\n\"罚款金额（万元）\" = \"CF_WSH\"")
+            .unwrap_err();
+        assert!(errs[0].contains("already names"), "{errs:?}");
+        // A file without a column every record needs is refused: these are the ones.
+        let required: Vec<String> = m.required_sources().into_iter().map(|(t, _)| t).collect();
+        for t in [
+            "source.record_id",
+            "subject.id",
+            "subject.name",
+            "basis.decided_on",
+            "content.authority",
+            "content.penalty_types",
+        ] {
+            assert!(required.contains(&t.to_string()), "{t}: {required:?}");
+        }
+        assert!(!required.contains(&"content.fine_yuan".to_string()));
+    }
+
+    #[test]
+    fn long_term_dates_match_in_any_accepted_pattern() {
+        let m = Mapping::parse(
+            "test-penalties.toml",
+            &PENALTY_MAPPING.replace(
+                "\"valid_until\" = { path = \"CF_YXQ\", type = \"date\", formats = [\"YYYY/MM/DD\"]",
+                "\"valid_until\" = { path = \"CF_YXQ\", type = \"date\", formats = [\"YYYY/MM/DD\", \"YYYY-MM-DD\"]",
+            ),
+        )
+        .unwrap();
+        let body = r#"{"data": [{"CF_WSH": "L-1", "XZQH": "440100", "CF_XDR_SHXYM": "91310110666007217T",
+            "CF_XDR_MC": "某医院", "CF_JDRQ": "2025/3/14", "CF_YXQ": "2099-12-31", "CF_CFJG": "局", "CF_CFLB": "警告"}]}"#;
+        let out = m.normalize(body.as_bytes(), &ctx()).unwrap();
+        assert_eq!(out[0].outcome.as_ref().expect("accepted").valid_until, None);
+    }
+
+    #[test]
     fn shipped_mappings_all_load() {
         let set = MappingSet::builtin().expect("every shipped mapping compiles");
         assert_eq!(set.len(), BUILTIN.len());
