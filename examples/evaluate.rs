@@ -103,6 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     accepted,
                     rejected: Default::default(),
                     filter: Default::default(),
+                    file: None,
                 },
             ))?;
             n += per_job;

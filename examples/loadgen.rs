@@ -357,6 +357,7 @@ fn footprint(
                     accepted,
                     rejected: Default::default(),
                     filter: Default::default(),
+                    file: None,
                 },
             ))?;
             done += per_job;

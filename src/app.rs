@@ -624,6 +624,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         authority,
         disk,
         inflight,
+        files: Arc::new(tokio::sync::Semaphore::new(config.ingest.files_at_once)),
         repair_rules,
         objection_rules,
         calendar,

@@ -7,6 +7,7 @@
 //! - [`ingest`]: the mutual-TLS API agencies push batches to, and receipts;
 //! - [`identity`]: which agency a certificate is, what it may do, TLS material;
 //! - [`mapping`]: declarative source formats (`mappings/*.toml`) into canonical records;
+//! - [`files`]: batch files (`.xlsx`, CSV in UTF-8 or GBK) as rows a mapping reads (issue #29);
 //! - [`record`]: the canonical record, the 13 categories (GD Art. 8) and their validation;
 //! - [`subject`]: credit subjects and their identifiers (USCC, resident ID, region codes);
 //! - [`archive`]: the per-subject credit archive with version history (GD Art. 9, LS Art. 14);
@@ -44,6 +45,7 @@ pub mod delivery;
 pub mod disclosure;
 pub mod evaluation;
 pub mod exchange;
+pub mod files;
 pub mod identity;
 pub mod ingest;
 pub mod ledger;

@@ -33,6 +33,16 @@ pub const DEFAULT_MAX_VALUES_PER_BATCH: usize = 1_000_000;
 pub const DEFAULT_MAX_OBJECT_MEMBERS: usize = 1_000;
 /// `ingest.max_listed_rejections`.
 pub const DEFAULT_MAX_LISTED_REJECTIONS: usize = 1_000;
+/// `ingest.max_file_mb`.
+pub const DEFAULT_MAX_FILE_MB: u64 = 256;
+/// `ingest.max_file_rows`.
+pub const DEFAULT_MAX_FILE_ROWS: usize = 1_000_000;
+/// `ingest.max_xlsx_unpacked_mb`.
+pub const DEFAULT_MAX_XLSX_UNPACKED_MB: u64 = 256;
+/// `ingest.files_at_once`.
+pub const DEFAULT_FILES_AT_ONCE: usize = 2;
+/// `ingest.file_read_timeout_ms`.
+pub const DEFAULT_FILE_READ_TIMEOUT_MS: u64 = 600_000;
 /// `storage.min_free_mb`.
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
 /// `log.max_file_mb`: the size at which the log file (`log.file`) is rotated.
@@ -449,6 +459,22 @@ pub struct IngestConfig {
     /// Rejected records listed one by one in a receipt and its audit entry; the rest are counted
     /// by field and reason (`rejected_not_listed`).
     pub max_listed_rejections: usize,
+    /// The largest file `POST /v1/files` takes (issue #29), `.xlsx` or CSV, in MiB. It is written
+    /// to the data directory as it arrives (never held in memory) and removed once taken.
+    pub max_file_mb: u64,
+    /// Records (non-blank rows) of one file; one more refuses the file (`413 file_limit`) before
+    /// anything of it is stored.
+    pub max_file_rows: usize,
+    /// What an `.xlsx`'s parts may unpack to together, in MiB (a ZIP bomb is refused before
+    /// anything is unpacked). calamine holds the shared-string table, part of it, in memory
+    /// while the file is read.
+    pub max_xlsx_unpacked_mb: u64,
+    /// Files received and read at once; another waits `server.inflight_wait_ms`, then gets
+    /// `503 busy`.
+    pub files_at_once: usize,
+    /// A file's body must arrive within this long (its size allows more than
+    /// `server.body_read_timeout_ms`); else `408 body_timeout`.
+    pub file_read_timeout_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -458,6 +484,11 @@ impl Default for IngestConfig {
             max_values_per_batch: DEFAULT_MAX_VALUES_PER_BATCH,
             max_object_members: DEFAULT_MAX_OBJECT_MEMBERS,
             max_listed_rejections: DEFAULT_MAX_LISTED_REJECTIONS,
+            max_file_mb: DEFAULT_MAX_FILE_MB,
+            max_file_rows: DEFAULT_MAX_FILE_ROWS,
+            max_xlsx_unpacked_mb: DEFAULT_MAX_XLSX_UNPACKED_MB,
+            files_at_once: DEFAULT_FILES_AT_ONCE,
+            file_read_timeout_ms: DEFAULT_FILE_READ_TIMEOUT_MS,
         }
     }
 }
@@ -470,6 +501,14 @@ impl IngestConfig {
             max_members: self.max_object_members,
             max_values: self.max_values_per_batch,
             ..crate::mapping::Limits::default()
+        }
+    }
+
+    /// The bounds of one file.
+    pub fn file_bounds(&self) -> crate::files::Bounds {
+        crate::files::Bounds {
+            max_rows: self.max_file_rows,
+            max_unpacked_bytes: self.max_xlsx_unpacked_mb.saturating_mul(1024 * 1024),
         }
     }
 }
@@ -952,6 +991,14 @@ impl Config {
             || self.ingest.max_object_members == 0
         {
             bad("ingest.max_records_per_batch, max_values_per_batch and max_object_members must be above 0".into());
+        }
+        if self.ingest.max_file_mb == 0
+            || self.ingest.max_file_rows == 0
+            || self.ingest.max_xlsx_unpacked_mb == 0
+            || self.ingest.files_at_once == 0
+            || self.ingest.file_read_timeout_ms == 0
+        {
+            bad("ingest.max_file_mb, max_file_rows, max_xlsx_unpacked_mb, files_at_once and file_read_timeout_ms must be above 0".into());
         }
         if self.storage.engine == StorageEngine::Postgres && self.storage.postgres_url().is_none() {
             bad(format!(

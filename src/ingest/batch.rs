@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::receipt::{AcceptedRecord, NotListed, Receipt, Rejected};
+use super::receipt::{AcceptedRecord, FilePart, NotListed, Receipt, Rejected};
 use crate::archive::Outcome;
 use crate::exchange::{answer, CommitterHandle, Exchange, Group};
 use crate::ledger::stage::{reconcile_record, Prior};
@@ -43,6 +43,8 @@ pub struct BatchJob {
     pub rejected: Rejected,
     /// What the disclosure filter withheld or masked (rule and field names only), for the audit.
     pub filter: FilterReport,
+    /// The file this batch is a part of (`POST /v1/files`), with its SHA-256.
+    pub file: Option<FilePart>,
 }
 
 /// Store a batch and answer its receipt once durable.
@@ -111,6 +113,8 @@ struct BatchReceived<'a> {
     withheld: Option<Vec<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     masked: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<&'a FilePart>,
 }
 
 fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError> {
@@ -184,7 +188,13 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
         records: accepted
             .iter()
             .map(|a| json!({"index": a.index, "record_id": a.record_id, "outcome": a.outcome, "version": a.version}))
-            .chain(job.rejected.listed.iter().map(|r| json!({"index": r.index, "record_id": r.record_id, "outcome": "rejected", "field": r.field})))
+            .chain(job.rejected.listed.iter().map(|r| {
+                let mut entry = json!({"index": r.index, "record_id": r.record_id, "outcome": "rejected", "field": r.field});
+                if let Some(row) = r.row {
+                    entry["row"] = json!(row);
+                }
+                entry
+            }))
             .collect(),
         rejected_not_listed: job.rejected.not_listed(),
         withheld: filtered.then(|| {
@@ -201,6 +211,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
                 .map(|(d, c, f, r)| json!({"destination": d, "channel": c, "field": f, "rule": r}))
                 .collect()
         }),
+        file: job.file.as_ref(),
     };
     let at = crate::clock::rfc3339(job.received_at);
     let head = g.audit_event(&at, "batch_received", &event);
@@ -218,6 +229,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
         rejected: job.rejected.listed.clone(),
         rejected_not_listed: job.rejected.not_listed(),
         records: accepted,
+        file: job.file.clone(),
         audit: head,
         signature: None,
     };

@@ -11,6 +11,8 @@
 //!
 //! API (all JSON; errors are `{"error": {"code", "message", "retry"}}`, see `respond`):
 //! - `POST /v1/records?mapping=ID` a batch in the mapping's format -> receipt
+//! - `POST /v1/files?mapping=ID[&sheet=NAME]` a batch as an `.xlsx` or CSV file -> file receipt
+//!   (`files`)
 //! - `GET /v1/receipts/{id}` a receipt of the calling agency
 //! - `GET /v1/subjects/{id_type}/{id}` a subject's archive (agencies with `read_archive`)
 //! - `GET /v1/mappings` the mappings the calling agency may use
@@ -21,6 +23,7 @@ mod admission;
 pub mod batch;
 mod body;
 mod evaluation;
+mod files;
 pub mod openapi;
 pub mod receipt;
 pub mod respond;
@@ -68,6 +71,8 @@ pub struct App {
     pub repair_rules: crate::swap::Swap<crate::repairs::rules::RepairRules>,
     /// KiB of request bodies in flight (`server.max_inflight_mb`); `None`: unbounded.
     pub inflight: Option<Arc<Semaphore>>,
+    /// Files received and read at once (`ingest.files_at_once`).
+    pub files: Arc<Semaphore>,
     /// The free-space reserve of the data directory.
     pub disk: Arc<crate::store::space::DiskGuard>,
     /// Credit evaluation; `None` when `evaluation.enabled` is off.

@@ -34,6 +34,9 @@ pub struct Receipt {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejected_not_listed: Vec<NotListed>,
     pub records: Vec<AcceptedRecord>,
+    /// The file this batch is a part of, when it came as one (`POST /v1/files`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePart>,
     pub audit: Head,
     /// The gateway's signature over the receipt's canonical JSON (without this member), so the
     /// agency can prove what was acknowledged (`credit-gateway receipt verify`).
@@ -59,6 +62,15 @@ impl Receipt {
         )?);
         Ok(())
     }
+}
+
+/// A batch that is a part of a file: the file's receipt and digest, and the rows it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePart {
+    pub receipt_id: String,
+    pub sha256: String,
+    pub first_row: usize,
+    pub last_row: usize,
 }
 
 /// How many rejected records beyond the listed ones share a field and reason.
@@ -139,6 +151,8 @@ mod tests {
     fn rejection(index: usize, field: &str) -> Rejection {
         Rejection {
             index,
+            row: None,
+            column: None,
             record_id: None,
             field: field.into(),
             canonical_field: field.into(),

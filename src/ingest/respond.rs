@@ -116,6 +116,50 @@ pub enum ApiError {
     /// for those).
     #[error("the gateway's working-day calendar does not cover {0}, so no deadline can be set; nothing was stored: check the time sent, or ask the operator to add the year")]
     CalendarYearMissing(i32),
+    /// A CSV that is not UTF-8 and declares no charset (issue #29): never guessed.
+    #[error("{message}")]
+    CharsetRequired {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A file without a column every record needs: refused as a whole.
+    #[error("{message}")]
+    MissingColumns {
+        columns: Vec<crate::files::MissingColumn>,
+        message: String,
+    },
+    #[error("{message}")]
+    SheetNotFound {
+        sheets: Vec<String>,
+        message: String,
+    },
+    /// Not an .xlsx, a damaged one, no header row, two headers for one field.
+    #[error("{0}")]
+    MalformedFile(String),
+    /// A bound of a file (`ingest.max_file_rows`, `max_xlsx_unpacked_mb`, a row's length).
+    #[error("{0}")]
+    FileLimit(String),
+}
+
+impl From<crate::files::FileError> for ApiError {
+    fn from(e: crate::files::FileError) -> Self {
+        use crate::files::FileError as F;
+        let message = e.to_string();
+        match e {
+            F::Document(p) => ApiError::Document(p),
+            F::CharsetRequired { line, column } => ApiError::CharsetRequired {
+                line,
+                column,
+                message,
+            },
+            F::MissingColumns(columns) => ApiError::MissingColumns { columns, message },
+            F::SheetNotFound { sheets, .. } => ApiError::SheetNotFound { sheets, message },
+            F::Malformed(m) => ApiError::MalformedFile(m),
+            F::Limit(m) => ApiError::FileLimit(m),
+            F::Io(_) | F::Stopped => ApiError::StorageUnavailable,
+        }
+    }
 }
 
 impl ApiError {
@@ -158,7 +202,12 @@ impl ApiError {
             {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            Self::FileLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MissingMapping
+            | Self::CharsetRequired { .. }
+            | Self::MissingColumns { .. }
+            | Self::SheetNotFound { .. }
+            | Self::MalformedFile(_)
             | Self::Document(_)
             | Self::BodyRead(_)
             | Self::UnknownIdType(_)
@@ -255,6 +304,11 @@ impl ApiError {
             }
             Self::PublishNotAllowed => "publish_not_allowed",
             Self::CycleNotEnded(_) => "cycle_not_ended",
+            Self::CharsetRequired { .. } => "charset_required",
+            Self::MissingColumns { .. } => "missing_columns",
+            Self::SheetNotFound { .. } => "sheet_not_found",
+            Self::MalformedFile(_) => "malformed_file",
+            Self::FileLimit(_) => "file_limit",
         }
     }
 
@@ -288,6 +342,16 @@ impl ApiError {
         }
         if let Self::Document(ParseError::Refused { found, .. }) = &self {
             error["field"] = json!(found.path);
+        }
+        if let Self::CharsetRequired { line, column, .. } = &self {
+            error["line"] = json!(line);
+            error["column"] = json!(column);
+        }
+        if let Self::MissingColumns { columns, .. } = &self {
+            error["columns"] = json!(columns);
+        }
+        if let Self::SheetNotFound { sheets, .. } = &self {
+            error["sheets"] = json!(sheets);
         }
         if let Self::ObjectionLate { id, .. } = &self {
             error["objection_id"] = json!(id);
@@ -387,7 +451,12 @@ mod tests {
                 | ApiError::AuthorizationNotConfigured
                 | ApiError::Authorization(_)
                 | ApiError::PublishNotAllowed
-                | ApiError::CycleNotEnded(_) => {}
+                | ApiError::CycleNotEnded(_)
+                | ApiError::CharsetRequired { .. }
+                | ApiError::MissingColumns { .. }
+                | ApiError::SheetNotFound { .. }
+                | ApiError::MalformedFile(_)
+                | ApiError::FileLimit(_) => {}
             }
         }
         use crate::evaluation::authz::AuthzError as A;
@@ -485,6 +554,21 @@ mod tests {
             ApiError::Authorization(A::OtherSubject),
             ApiError::PublishNotAllowed,
             ApiError::CycleNotEnded("x".into()),
+            ApiError::CharsetRequired {
+                line: 2,
+                column: 1,
+                message: "x".into(),
+            },
+            ApiError::MissingColumns {
+                columns: Vec::new(),
+                message: "x".into(),
+            },
+            ApiError::SheetNotFound {
+                sheets: vec!["Sheet1".into()],
+                message: "x".into(),
+            },
+            ApiError::MalformedFile("x".into()),
+            ApiError::FileLimit("x".into()),
         ];
         all.iter().for_each(listed);
         all

@@ -23,7 +23,7 @@ use crate::clock::rfc3339;
 use crate::identity::Agency;
 use crate::ingest::batch::{AcceptedInput, BatchJob};
 use crate::ingest::receipt::Rejected;
-use crate::mapping::{Mapping, SourceFormat};
+use crate::mapping::{Mapping, Normalized, SourceFormat};
 use crate::record::ValidationContext;
 use crate::sharing::FilterReport;
 use crate::subject::{IdType, SubjectId};
@@ -134,6 +134,8 @@ async fn route(
     match (req.method(), segments.as_slice()) {
         (&Method::POST, ["v1", "records"]) => push_records(app, &agency, req).await,
         (_, ["v1", "records"]) => Err(ApiError::MethodNotAllowed),
+        (&Method::POST, ["v1", "files"]) => super::files::push_file(app, &agency, req).await,
+        (_, ["v1", "files"]) => Err(ApiError::MethodNotAllowed),
         (&Method::GET, ["v1", "receipts", id]) => receipt(app, &agency, id),
         (&Method::GET, ["v1", "subjects", id_type, id]) => subject(app, &agency, id_type, id),
         (&Method::POST, ["v1", "subjects", id_type, id, action @ ("exit" | "reentry")]) => {
@@ -230,15 +232,67 @@ async fn push_records(
     let (total, accepted, rejected, filter) = tokio::task::spawn_blocking(move || {
         let normalized = mapping_owned.normalize_bounded(&body_for_map, &ctx, &limits)?;
         let total = normalized.len();
-        let mut accepted = Vec::with_capacity(total);
+        let to = Sorting {
+            store: &store,
+            router: &router,
+            now,
+            agency: &agency_id,
+            mapping: &mapping_id,
+        };
+        let (accepted, filter) = to.sort(normalized, &mut rejected, None)?;
+        Ok::<_, ApiError>((total, accepted, rejected, filter))
+    })
+    .await
+    .map_err(|_| ApiError::StorageUnavailable)??;
+    let receipt = commit_batch(
+        app,
+        Batch {
+            agency: &agency.id,
+            mapping: &mapping.id,
+            received_at,
+            body_sha256: hex::encode(Sha256::digest(&body)),
+            total,
+            accepted,
+            rejected,
+            filter,
+            file: None,
+        },
+        started,
+    )
+    .await?;
+    let body = serde_json::to_value(&receipt).unwrap_or_default();
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// What sorting mapped records needs: the store (records are prepared for the archive), the
+/// rules in force (each accepted record's plan) and who sent them.
+pub(super) struct Sorting<'a> {
+    pub store: &'a crate::store::Store,
+    pub router: &'a crate::sharing::Router,
+    pub now: time::OffsetDateTime,
+    pub agency: &'a str,
+    pub mapping: &'a str,
+}
+
+impl Sorting<'_> {
+    /// Mapped and validated records made ready for the writer: each accepted one hashed and
+    /// protected for the archive (here, in parallel, not on the single writer) and planned for
+    /// the platforms; each rejected one counted in `rejected` (and in `also`: a file's receipt
+    /// lists its rejections across its batches). One path for pushes and files.
+    pub(super) fn sort(
+        &self,
+        normalized: impl IntoIterator<Item = Normalized>,
+        rejected: &mut Rejected,
+        mut also: Option<&mut Rejected>,
+    ) -> Result<(Vec<AcceptedInput>, FilterReport), ApiError> {
+        let mut accepted = Vec::new();
         let mut filter = FilterReport::default();
         for n in normalized {
             match n.outcome {
                 Ok(record) => {
-                    let plan = router.plan_reported(&record, now, &mut filter);
-                    // Hashed and protected here, in parallel, not on the single writer.
+                    let plan = self.router.plan_reported(&record, self.now, &mut filter);
                     let prepared =
-                        Prepared::new(&store, &record.canonical_bytes()).map_err(|e| {
+                        Prepared::new(self.store, &record.canonical_bytes()).map_err(|e| {
                             tracing::error!(error = %e, "cannot prepare a record for the archive");
                             ApiError::StorageUnavailable
                         })?;
@@ -251,38 +305,60 @@ async fn push_records(
                 }
                 Err(rejection) => {
                     events::record_rejected(
-                        &agency_id,
-                        &mapping_id,
+                        self.agency,
+                        self.mapping,
                         rejection.index,
                         rejection.record_id.as_deref(),
                         &rejection.field,
                     );
+                    if let Some(also) = also.as_deref_mut() {
+                        also.push(rejection.clone());
+                    }
                     rejected.push(rejection);
                 }
             }
         }
-        Ok::<_, ApiError>((total, accepted, rejected, filter))
-    })
-    .await
-    .map_err(|_| ApiError::StorageUnavailable)??;
-    for (dest, channel, rule) in &filter.withheld {
+        Ok((accepted, filter))
+    }
+}
+
+/// One batch ready for the writer.
+pub(super) struct Batch<'a> {
+    pub agency: &'a str,
+    pub mapping: &'a str,
+    pub received_at: time::OffsetDateTime,
+    pub body_sha256: String,
+    pub total: usize,
+    pub accepted: Vec<AcceptedInput>,
+    pub rejected: Rejected,
+    pub filter: FilterReport,
+    pub file: Option<crate::ingest::receipt::FilePart>,
+}
+
+/// Commit one batch (accept = durable) and answer its receipt: the filter's reports, the
+/// writer, the log line and the metrics. One path for pushes and a file's batches.
+pub(super) async fn commit_batch(
+    app: &App,
+    batch: Batch<'_>,
+    started: Instant,
+) -> Result<crate::ingest::receipt::Receipt, ApiError> {
+    for (dest, channel, rule) in &batch.filter.withheld {
         events::share_withheld(dest, channel.code(), rule);
     }
-    for (dest, channel, field, rule) in &filter.masked {
+    for (dest, channel, field, rule) in &batch.filter.masked {
         events::field_masked(dest, channel.code(), field, rule);
     }
-    let receipt_id = uuid::Uuid::new_v4().to_string();
-    let body_sha256 = hex::encode(Sha256::digest(&body));
     let job = BatchJob {
-        receipt_id: receipt_id.clone(),
-        agency: agency.id.clone(),
-        mapping: mapping.id.clone(),
-        received_at,
-        body_sha256,
-        total,
-        accepted,
-        rejected,
-        filter,
+        receipt_id: uuid::Uuid::new_v4().to_string(),
+        agency: batch.agency.to_string(),
+        mapping: batch.mapping.to_string(),
+        received_at: batch.received_at,
+        body_sha256: batch.body_sha256,
+        total: batch.total,
+        accepted: batch.accepted,
+        rejected: batch.rejected,
+        filter: batch.filter,
+        file: batch.file,
     };
     let receipt = crate::ingest::batch::commit(&app.committer, job)
         .await
@@ -297,16 +373,15 @@ async fn push_records(
             }
         })?;
     events::batch_received(
-        &agency.id,
-        &mapping.id,
+        batch.agency,
+        batch.mapping,
         &receipt.receipt_id,
         receipt.accepted,
         receipt.rejected_count,
         receipt.new,
         started.elapsed(),
     );
-    let body = serde_json::to_value(&receipt).unwrap_or_default();
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(receipt)
 }
 
 fn check_content_type(req: &Request<RequestBody>, format: SourceFormat) -> Result<(), ApiError> {
@@ -346,7 +421,7 @@ fn check_content_type(req: &Request<RequestBody>, format: SourceFormat) -> Resul
 
 /// Reserve room for a request body in the bound on work in flight (`server.max_inflight_mb`):
 /// its declared length, or `max_body_bytes` when undeclared. Waits up to `inflight_wait_ms`.
-async fn reserve_inflight(
+pub(super) async fn reserve_inflight(
     app: &App,
     req: &Request<RequestBody>,
 ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
@@ -1132,7 +1207,7 @@ fn mappings(app: &App, agency: &Agency) -> Resp {
     )
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))

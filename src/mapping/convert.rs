@@ -76,6 +76,15 @@ fn date_with(raw: &str, format: &str) -> Option<String> {
     Some(crate::record::format_date(date))
 }
 
+/// A date written in a source pattern (`YYYY/MM/DD`, `YYYY年MM月DD日`...): how a spreadsheet's
+/// date cell is given to a rule that reads that pattern.
+pub fn format_date(date: time::Date, pattern: &str) -> String {
+    pattern
+        .replace("YYYY", &format!("{:04}", date.year()))
+        .replace("MM", &format!("{:02}", u8::from(date.month())))
+        .replace("DD", &format!("{:02}", date.day()))
+}
+
 /// Multiply a decimal text by 10^scale exactly. Accepts an optional sign, digits and one `.`.
 pub fn decimal(raw: &str, scale: u32) -> Option<String> {
     let (negative, body) = match raw.strip_prefix('-') {
@@ -206,6 +215,17 @@ mod tests {
             date("2024-03-05", &f(&["YYYY/MM/DD", "YYYY-MM-DD"])).as_deref(),
             Some("2024-03-05")
         );
+    }
+
+    #[test]
+    fn dates_are_written_in_a_source_pattern() {
+        let d = time::macros::date!(2099 - 12 - 31);
+        assert_eq!(format_date(d, "YYYY/MM/DD"), "2099/12/31");
+        assert_eq!(
+            format_date(time::macros::date!(2025 - 03 - 05), "YYYY年MM月DD日"),
+            "2025年03月05日"
+        );
+        assert_eq!(format_date(d, "YYYYMMDD"), "20991231");
     }
 
     #[test]

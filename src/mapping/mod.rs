@@ -12,6 +12,7 @@
 //! stems); a bad record is rejected alone, naming the source field when the mapping knows it.
 
 mod convert;
+pub use convert::format_date;
 pub mod json;
 pub mod source;
 mod spec;
@@ -52,6 +53,9 @@ pub struct Mapping {
     pub agency: Option<String>,
     passthrough: bool,
     rules: Vec<Rule>,
+    /// Alternative header texts of a file, normalized ([`header_key`]) -> the source path they
+    /// name (`[columns]`).
+    columns: BTreeMap<String, String>,
 }
 
 /// A mapped record: its source id, and its untyped canonical value or its mapping problems.
@@ -74,6 +78,13 @@ pub struct Normalized {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     pub index: usize,
+    /// A file's row as its user sees it in the spreadsheet (the header is row 1 when it is the
+    /// first row); absent for JSON and XML batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
+    /// A file's column (its header text) holding the field that failed, when a column holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
     pub record_id: Option<String>,
     /// The source field when the mapping maps it, else the canonical field.
     pub field: String,
@@ -266,6 +277,7 @@ impl Mapping {
                 rules.push(rule);
             }
         }
+        let columns = compile_columns(file.columns, &rules, file.passthrough, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -279,6 +291,7 @@ impl Mapping {
             agency: file.agency,
             passthrough: file.passthrough,
             rules,
+            columns,
         })
     }
 
@@ -301,19 +314,7 @@ impl Mapping {
         ctx: &ValidationContext,
         limits: &Limits,
     ) -> Result<Vec<Normalized>, ParseError> {
-        let finish = |index: usize, (record_id, value): Mapped| {
-            let outcome = match value {
-                Ok(value) => record::validate_owned(value, ctx).map_err(|errs| {
-                    self.rejection(
-                        index,
-                        record_id,
-                        errs.into_iter().map(|e| (e.field, e.reason)).collect(),
-                    )
-                }),
-                Err(problems) => Err(self.rejection(index, record_id, problems)),
-            };
-            Normalized { index, outcome }
-        };
+        let finish = |index: usize, mapped: Mapped| self.finish(index, mapped, ctx);
         match self.format {
             SourceFormat::Json => {
                 let text = source::json_text(body)?;
@@ -361,6 +362,160 @@ impl Mapping {
         }
     }
 
+    /// Validate one mapped record: the canonical record, or its rejection naming source fields.
+    fn finish(
+        &self,
+        index: usize,
+        (record_id, value): Mapped,
+        ctx: &ValidationContext,
+    ) -> Normalized {
+        let outcome = match value {
+            Ok(value) => record::validate_owned(value, ctx).map_err(|errs| {
+                self.rejection(
+                    index,
+                    record_id,
+                    errs.into_iter().map(|e| (e.field, e.reason)).collect(),
+                )
+            }),
+            Err(problems) => Err(self.rejection(index, record_id, problems)),
+        };
+        Normalized { index, outcome }
+    }
+
+    /// Map and validate one row of a file (issue #29): `read` gives the text of the cell holding a
+    /// source path (`None` when the file has no such column or the cell is empty), or why the
+    /// cell cannot be read. The same rules and validation as a JSON or XML record.
+    pub fn normalize_row(
+        &self,
+        index: usize,
+        read: impl Fn(&str) -> Result<Option<String>, String>,
+        ctx: &ValidationContext,
+    ) -> Normalized {
+        self.finish(index, self.apply(read), ctx)
+    }
+
+    /// Whether each record is already canonical (the `canonical` mapping): such a mapping reads
+    /// no columns, so it takes no files.
+    pub fn is_passthrough(&self) -> bool {
+        self.passthrough
+    }
+
+    /// Every source path the rules read (character ranges cut off), each once, in rule order.
+    pub fn source_paths(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for rule in &self.rules {
+            if let RuleSource::Paths(paths) = &rule.source {
+                for p in paths {
+                    let path = convert::char_range(p).0.to_string();
+                    if !out.contains(&path) {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The source path a file header names: a path the rules read (ASCII case aside), or an
+    /// alternative header text of `[columns]`. Both compared after [`header_key`].
+    pub fn column_for_header(&self, header: &str) -> Option<String> {
+        let key = header_key(header);
+        if key.is_empty() {
+            return None;
+        }
+        if let Some(path) = self.columns.get(&key) {
+            return Some(path.clone());
+        }
+        self.source_paths()
+            .into_iter()
+            .find(|p| header_key(p).eq_ignore_ascii_case(&key))
+    }
+
+    /// The alternative header texts `[columns]` gives a source path (normalized).
+    pub fn headers_of(&self, path: &str) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|(_, p)| p.as_str() == path)
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    /// The first source pattern of the date rule reading `path`, if a date rule reads it: how a
+    /// spreadsheet's date cell in that column is written out for the rule (so `long_term`
+    /// values such as `2099/12/31` still match).
+    pub fn date_format_of(&self, path: &str) -> Option<&str> {
+        self.rules.iter().find_map(|r| match (&r.source, &r.kind) {
+            (RuleSource::Paths(ps), ValueKind::Date { formats, .. })
+                if ps.iter().any(|p| convert::char_range(p).0 == path) =>
+            {
+                formats.first().map(String::as_str)
+            }
+            _ => None,
+        })
+    }
+
+    /// The canonical fields every record of this mapping needs from a source path (no
+    /// constant, no default), each with the paths that can give it: a file without a column for
+    /// any of them cannot give one valid record (issue #29: one file-level error instead of
+    /// every row rejected). Required are the rules marked `required`, the canonical record's
+    /// own fields (subject, source id and region, disclosure class), the content fields the
+    /// category needs, and the legal basis of a penalty or a dishonesty finding (GD Art. 26).
+    pub fn required_sources(&self) -> Vec<(String, Vec<String>)> {
+        const ALWAYS: [&str; 9] = [
+            "category",
+            "subject.kind",
+            "subject.role",
+            "subject.id_type",
+            "subject.id",
+            "subject.name",
+            "source.record_id",
+            "source.region",
+            "disclosure.class",
+        ];
+        let is_penalty = self.rules.iter().any(|r| {
+            r.target.join(".") == "content.action"
+                && matches!(&r.source, RuleSource::Const(v) if v == "penalty")
+        });
+        let under = |r: &Rule, top: &str| r.target.first().map(String::as_str) == Some(top);
+        let writes_basis = self.rules.iter().any(|r| under(r, "basis"));
+        let needs_basis = is_penalty
+            || matches!(
+                self.category,
+                Some(Category::DishonestList | Category::Judicial)
+            )
+            || writes_basis;
+        let content: Vec<String> = self
+            .category
+            .map(|c| {
+                record::required_content_fields(c)
+                    .iter()
+                    .map(|f| format!("content.{f}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.rules
+            .iter()
+            .filter(|r| r.default.is_none())
+            .filter_map(|r| {
+                let target = r.target.join(".");
+                let needed = r.required
+                    || ALWAYS.contains(&target.as_str())
+                    || content.contains(&target)
+                    || (is_penalty && target == "content.penalty_types")
+                    || (needs_basis && under(r, "basis"));
+                match &r.source {
+                    RuleSource::Paths(ps) if needed => Some((
+                        target,
+                        ps.iter()
+                            .map(|p| convert::char_range(p).0.to_string())
+                            .collect(),
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     /// One JSON source record as an untyped canonical value (or its mapping problems).
     fn map_json(&self, record: Value) -> Mapped {
         if self.passthrough {
@@ -402,6 +557,8 @@ impl Mapping {
         }
         Rejection {
             index,
+            row: None,
+            column: None,
             // Never a personal number in a receipt, the log or the chain (see `rejection`).
             record_id: record_id.map(|id| echo(&crate::subject::ResidentId::masked_in(&id))),
             field: first.field,
@@ -501,12 +658,21 @@ impl Mapping {
                 if long_term.contains(&raw) {
                     return Ok(None);
                 }
-                Value::String(convert::date(&raw, formats).ok_or_else(|| {
+                let date = convert::date(&raw, formats).ok_or_else(|| {
                     format!(
                         "not a real date in the expected format ({})",
                         formats.join(" or ")
                     )
-                })?)
+                })?;
+                // `2099/12/31` written in another accepted pattern (`2099-12-31`, or a
+                // spreadsheet's date cell) is the same long-term date.
+                if long_term
+                    .iter()
+                    .any(|l| convert::date(l, formats).as_deref() == Some(date.as_str()))
+                {
+                    return Ok(None);
+                }
+                Value::String(date)
             }
             ValueKind::Decimal { scale } => Value::String(
                 convert::decimal(&raw, *scale)
@@ -551,6 +717,8 @@ impl Mapping {
         }
         Rejection {
             index,
+            row: None,
+            column: None,
             // Echoed to the sender, logged and audited: never with a personal number in it
             // (the validator refuses such an id; issue #31).
             record_id: record_id.map(|id| crate::subject::ResidentId::masked_in(&id)),
@@ -571,6 +739,70 @@ impl Mapping {
                 RuleSource::Const(_) => None,
             })
     }
+}
+
+/// A file header as compared with field names and `[columns]` (issue #29): without any
+/// whitespace (templates break long headers over lines), full-width brackets as ASCII ones
+/// (`罚款金额（万元）` = `罚款金额(万元)`), and without the `*` that templates put before or after a
+/// required column's name.
+pub fn header_key(header: &str) -> String {
+    let text: String = header
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '（' => '(',
+            '）' => ')',
+            '［' | '【' => '[',
+            '］' | '】' => ']',
+            '＊' => '*',
+            other => other,
+        })
+        .collect();
+    text.trim_matches('*').to_string()
+}
+
+/// Check and normalize `[columns]`: each names a path a rule reads, and no two header texts are
+/// the same once normalized.
+fn compile_columns(
+    columns: BTreeMap<String, String>,
+    rules: &[Rule],
+    passthrough: bool,
+    errors: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    if passthrough && !columns.is_empty() {
+        errors.push("a passthrough mapping reads no columns: remove [columns]".into());
+    }
+    let read: Vec<&str> = rules
+        .iter()
+        .filter_map(|r| match &r.source {
+            RuleSource::Paths(ps) => Some(ps),
+            RuleSource::Const(_) => None,
+        })
+        .flatten()
+        .map(|p| convert::char_range(p).0)
+        .collect();
+    let mut out = BTreeMap::new();
+    for (header, path) in columns {
+        let key = header_key(&header);
+        if key.is_empty() {
+            errors.push(format!("columns.{header:?}: an empty header text"));
+            continue;
+        }
+        if !read.contains(&path.as_str()) {
+            errors.push(format!(
+                "columns.{header:?}: names {path:?}, which no field of this mapping reads"
+            ));
+            continue;
+        }
+        if let Some(other) = out.insert(key, path.clone()) {
+            if other != path {
+                errors.push(format!(
+                    "columns.{header:?}: the same header (once spaces, brackets and `*` are set aside) already names {other:?}"
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn json_value_at(record: &Value, path: &str) -> Result<Option<String>, String> {
@@ -716,6 +948,71 @@ records = "data"
         let bad = "id = \"x\"\nname = \"n\"\nformat = \"json\"\ncategory = \"nope\"\nrecords = \"\"\n[fields]\n\"subject.idd\" = { path = \"a\" }\n\"content.x\" = { path = \"a\", const = \"b\" }\n";
         let errs = Mapping::parse("y.toml", bad).unwrap_err();
         assert!(errs.len() >= 4, "{errs:?}");
+    }
+
+    #[test]
+    fn columns_name_fields_the_mapping_reads() {
+        let with = |columns: &str| {
+            Mapping::parse(
+                "test-penalties.toml",
+                &format!("{PENALTY_MAPPING}\n[columns]\n{columns}\n"),
+            )
+        };
+        let m = with("\"行政处罚决定书文号\" = \"CF_WSH\"\n\"罚款金额（万元）\" = \"CF_NR_FK\"")
+            .unwrap();
+        assert_eq!(
+            m.column_for_header("行政处罚决定书文号").as_deref(),
+            Some("CF_WSH")
+        );
+        assert_eq!(
+            m.column_for_header(" 罚款金额\n(万元) *").as_deref(),
+            Some("CF_NR_FK")
+        );
+        assert_eq!(
+            m.column_for_header("cf_xdr_mc").as_deref(),
+            Some("CF_XDR_MC")
+        );
+        assert_eq!(
+            m.headers_of("CF_WSH"),
+            vec!["行政处罚决定书文号".to_string()]
+        );
+        let errs = with("\"某列\" = \"CF_NOPE\"").unwrap_err();
+        assert!(
+            errs[0].contains("no field of this mapping reads"),
+            "{errs:?}"
+        );
+        let errs = with("\"罚款金额(万元)\" = \"CF_NR_FK\"\n\"罚款金额（万元）\" = \"CF_WSH\"")
+            .unwrap_err();
+        assert!(errs[0].contains("already names"), "{errs:?}");
+        // A file without a column every record needs is refused: these are the ones.
+        let required: Vec<String> = m.required_sources().into_iter().map(|(t, _)| t).collect();
+        for t in [
+            "source.record_id",
+            "subject.id",
+            "subject.name",
+            "basis.decided_on",
+            "content.authority",
+            "content.penalty_types",
+        ] {
+            assert!(required.contains(&t.to_string()), "{t}: {required:?}");
+        }
+        assert!(!required.contains(&"content.fine_yuan".to_string()));
+    }
+
+    #[test]
+    fn long_term_dates_match_in_any_accepted_pattern() {
+        let m = Mapping::parse(
+            "test-penalties.toml",
+            &PENALTY_MAPPING.replace(
+                "\"valid_until\" = { path = \"CF_YXQ\", type = \"date\", formats = [\"YYYY/MM/DD\"]",
+                "\"valid_until\" = { path = \"CF_YXQ\", type = \"date\", formats = [\"YYYY/MM/DD\", \"YYYY-MM-DD\"]",
+            ),
+        )
+        .unwrap();
+        let body = r#"{"data": [{"CF_WSH": "L-1", "XZQH": "440100", "CF_XDR_SHXYM": "91310110666007217T",
+            "CF_XDR_MC": "某医院", "CF_JDRQ": "2025/3/14", "CF_YXQ": "2099-12-31", "CF_CFJG": "局", "CF_CFLB": "警告"}]}"#;
+        let out = m.normalize(body.as_bytes(), &ctx()).unwrap();
+        assert_eq!(out[0].outcome.as_ref().expect("accepted").valid_until, None);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum ParseError {
         column: usize,
         message: String,
     },
-    #[error("XML declares encoding {0:?}, which is not supported (use UTF-8, GBK or GB18030)")]
+    #[error("the encoding {0:?} is not supported (use UTF-8, GBK or GB18030)")]
     UnsupportedEncoding(String),
     #[error("bytes at line {line}, column {column} are not valid {encoding}")]
     InvalidEncoding {
@@ -38,7 +38,7 @@ pub enum ParseError {
         line: usize,
         column: usize,
     },
-    #[error("XML declares encoding {0} but the body is UTF-8: declare UTF-8 or send {0} bytes")]
+    #[error("the body is declared {0} but is UTF-8: declare UTF-8 or send {0} bytes")]
     MislabeledUtf8(String),
     #[error("XML with a DOCTYPE is refused: entity declarations are never processed")]
     Doctype,

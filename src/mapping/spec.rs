@@ -24,6 +24,10 @@ pub(super) struct MappingFile {
     pub passthrough: bool,
     #[serde(default)]
     pub fields: BTreeMap<String, RuleFile>,
+    /// Header texts of a spreadsheet or CSV file (issue #29) that name a source field besides the
+    /// field's own name: `"行政处罚决定书文号" = "CF_WSH"`.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

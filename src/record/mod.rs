@@ -16,7 +16,9 @@ mod category;
 mod validate;
 
 pub use category::Category;
-pub use validate::{validate, validate_owned, FieldError, ValidationContext};
+pub use validate::{
+    required_content_fields, validate, validate_owned, FieldError, ValidationContext,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -450,6 +450,15 @@ enum Need {
     Integer { min: i64, max: i64 },
 }
 
+/// The content fields every record of `category` must carry (issue #29: a file without a column
+/// for one of them is refused as a whole).
+pub fn required_content_fields(category: Category) -> Vec<&'static str> {
+    required_content(category)
+        .iter()
+        .map(|(name, _)| *name)
+        .collect()
+}
+
 fn required_content(category: Category) -> &'static [(&'static str, Need)] {
     use Need::*;
     match category {

@@ -77,6 +77,8 @@ pub const METRICS: &[Metric] = &[
     counter("gateway_batches_total", "Batches received from agencies, by agency and mapping."),
     counter("gateway_records_accepted_total", "Records accepted from agencies, by agency and mapping."),
     counter("gateway_records_rejected_total", "Records rejected by validation, by agency and mapping (the agency reads the receipts; `credit-gateway check` reproduces them offline)."),
+    counter("gateway_files_total", "Files taken through POST /v1/files (each also counts its batches in gateway_batches_total), by agency, mapping and format (xlsx, csv)."),
+    counter("gateway_file_rows_total", "Rows of files committed, by agency and mapping, as each of a file's batches is durable: a large file's progress."),
     seconds_histogram("gateway_batch_seconds", "Time to receive, validate and commit one batch, in seconds."),
     counter("gateway_requests_refused_total", "Agency API requests refused, by error code (see the error codes in the docs)."),
     counter("gateway_archive_reads_total", "Subject archive reads, by agency."),

@@ -27,6 +27,37 @@ pub fn batch_received(
     metrics::histogram!("gateway_batch_seconds").record(elapsed.as_secs_f64());
 }
 
+/// A file taken (`POST /v1/files`, issue #29): its receipt's counts.
+#[allow(clippy::too_many_arguments)]
+pub fn file_received(
+    agency: &str,
+    mapping: &str,
+    receipt_id: &str,
+    format: &'static str,
+    total: usize,
+    accepted: usize,
+    rejected: usize,
+    elapsed: Duration,
+) {
+    tracing::info!(
+        agency,
+        mapping,
+        receipt_id,
+        format,
+        total,
+        accepted,
+        rejected,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "file received"
+    );
+    metrics::counter!("gateway_files_total", "agency" => agency.to_string(), "mapping" => mapping.to_string(), "format" => format).increment(1);
+}
+
+/// A chunk of a file's rows committed: the file's progress, as its batches go.
+pub fn file_rows(agency: &str, mapping: &str, rows: usize) {
+    metrics::counter!("gateway_file_rows_total", "agency" => agency.to_string(), "mapping" => mapping.to_string()).increment(rows as u64);
+}
+
 /// A rejected record: its index and source id and the field, never the value.
 pub fn record_rejected(
     agency: &str,

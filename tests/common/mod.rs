@@ -521,6 +521,26 @@ impl ApiClient {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Reply, String> {
+        self.request_within(
+            method,
+            path,
+            content_type,
+            headers,
+            body,
+            Duration::from_secs(30),
+        )
+    }
+
+    /// A request that may take longer than the usual 30 s (a large file).
+    pub fn request_within(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        within: Duration,
+    ) -> Result<Reply, String> {
         let mut builder = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
@@ -532,7 +552,7 @@ impl ApiClient {
         }
         let req = builder.body(Full::new(Bytes::from(body))).unwrap();
         self.rt.block_on(async {
-            let resp = tokio::time::timeout(Duration::from_secs(30), self.client.request(req))
+            let resp = tokio::time::timeout(within, self.client.request(req))
                 .await
                 .map_err(|_| "timed out".to_string())?
                 .map_err(|e| format!("{e:?}"))?;
