@@ -5,7 +5,6 @@
 //! keys, and each destination's URL, formats and CA. Every problem is printed at once; the exit
 //! status is 1 when any is an error (a package's `ExecReload` runs it before sending SIGHUP).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::Config;
@@ -108,56 +107,36 @@ fn tls(config: &Config, f: &mut Findings) {
     }
 }
 
-/// The server certificate, the client certificates in `<certs_dir>/clients/` and the
-/// destinations' client certificates: expired is an error, within 30 days a warning.
+/// Every certificate in use (`identity::expiry`): expired is an error, within 30 days a warning.
 fn certificates(config: &Config, now: time::OffsetDateTime, f: &mut Findings) {
-    let mut paths = vec![config.tls.server_cert_path(), config.tls.client_ca_path()];
-    if let Ok(rd) = std::fs::read_dir(config.tls.certs_dir.join("clients")) {
-        paths.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| {
-            p.extension().is_some_and(|x| x == "pem") && !p.to_string_lossy().ends_with("-key.pem")
-        }));
-    }
-    paths.extend(
-        config
-            .destinations
-            .iter()
-            .filter_map(|d| d.client_cert.clone()),
-    );
-    paths.sort();
-    paths.dedup();
     let mut seen = 0;
-    for path in paths.iter().filter(|p| p.exists()) {
-        match not_after(path) {
-            Some(until) if until <= now => f.errors.push(format!(
-                "certificate {} expired on {}",
+    for (_, path, days) in crate::identity::expiry::days_left(config, now) {
+        if days < 0 {
+            f.errors.push(format!(
+                "certificate {} has expired ({} days ago)",
                 path.display(),
-                until.date()
-            )),
-            Some(until) if until <= now + time::Duration::days(CERT_WARNING_DAYS) => {
-                f.warnings.push(format!(
-                    "certificate {} expires on {} ({} days left)",
-                    path.display(),
-                    until.date(),
-                    (until - now).whole_days()
-                ))
-            }
-            Some(_) => seen += 1,
-            None => f.errors.push(format!(
+                -days
+            ));
+        } else if days <= CERT_WARNING_DAYS {
+            f.warnings.push(format!(
+                "certificate {} expires in {days} days",
+                path.display()
+            ));
+        } else {
+            seen += 1;
+        }
+    }
+    for (_, path) in crate::identity::expiry::in_use(config) {
+        if path.exists() && crate::identity::expiry::not_after(&path).is_none() {
+            f.errors.push(format!(
                 "certificate {}: not a PEM certificate",
                 path.display()
-            )),
+            ));
         }
     }
     f.checked.push(format!(
         "certificates: {seen} valid for more than {CERT_WARNING_DAYS} days"
     ));
-}
-
-fn not_after(path: &Path) -> Option<time::OffsetDateTime> {
-    let bytes = std::fs::read(path).ok()?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes).ok()?;
-    let cert = pem.parse_x509().ok()?;
-    Some(cert.validity().not_after.to_datetime())
 }
 
 fn keys(config: &Config, now: time::OffsetDateTime, f: &mut Findings) {

@@ -323,36 +323,14 @@ pub fn expiring_certificates(
     config: &crate::config::Config,
     now: time::OffsetDateTime,
 ) -> Vec<(String, time::OffsetDateTime)> {
-    let mut paths = vec![config.server_cert_path()];
-    if let Ok(rd) = std::fs::read_dir(config.tls.certs_dir.join("clients")) {
-        paths.extend(rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| {
-            p.extension().is_some_and(|x| x == "pem") && !p.to_string_lossy().ends_with("-key.pem")
-        }));
-    }
-    paths.extend(
-        config
-            .destinations
-            .iter()
-            .filter_map(|d| d.client_cert.clone()),
-    );
-    paths.sort();
-    paths.dedup();
-    let horizon = now + time::Duration::days(30);
-    let mut out = Vec::new();
-    for path in paths {
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(&bytes) else {
-            continue;
-        };
-        let Ok(cert) = pem.parse_x509() else { continue };
-        let until = cert.validity().not_after.to_datetime();
-        if until <= horizon {
-            out.push((path.display().to_string(), until));
-        }
-    }
-    out
+    crate::identity::expiry::days_left(config, now)
+        .into_iter()
+        .filter(|(_, _, days)| *days <= 30)
+        .filter_map(|(_, path, _)| {
+            let until = crate::identity::expiry::not_after(&path)?;
+            Some((path.display().to_string(), until))
+        })
+        .collect()
 }
 
 pub fn platforms(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> String {
