@@ -379,7 +379,7 @@ pub enum EstimateArg {
 pub enum CorrectionsCommand {
     /// Corrections with their deadlines and states.
     List {
-        /// pending, overdue, delivered_on_time or delivered_late
+        /// pending, overdue, delivered_on_time, delivered_late, delivered or no_platform
         #[arg(long)]
         state: Option<String>,
     },

@@ -9,7 +9,7 @@ use crate::config::Config;
 pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCode {
     let parsed = match state.as_deref().map(crate::corrections::State::parse) {
         Some(None) => {
-            eprintln!("--state: use pending, overdue, delivered_on_time or delivered_late");
+            eprintln!("--state: use pending, overdue, delivered_on_time, delivered_late, delivered or no_platform");
             return ExitCode::from(2);
         }
         Some(Some(s)) => Some(s),

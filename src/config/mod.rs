@@ -200,6 +200,8 @@ pub enum OperatorRole {
     Operator,
     /// Reads with full values (each one audited) and audit verification.
     Auditor,
+    /// The level above (复核, GD Art. 34): resolves the objections under its review; reads masked.
+    Reviewer,
 }
 
 /// One operator who signs in to the console.

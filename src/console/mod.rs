@@ -14,8 +14,10 @@
 //! Every form post carries the session's CSRF token; personal identifiers are masked for every
 //! role but `auditor`.
 
+mod casework;
 mod i18n;
 mod pages;
+mod subject;
 
 use std::sync::Arc;
 
@@ -183,18 +185,54 @@ async fn route(
         }
         "/console/audit" => pages::audit(ops, &viewer, query, None),
         "/console/rules" => pages::rules(ops, &viewer, query, None),
-        _ => {
-            return html(
-                StatusCode::NOT_FOUND,
-                pages::message(&viewer, "404", i18n::t(lang, "not_found")),
-            )
-        }
+        "/console/objections" => casework::objections(ops, &viewer, query),
+        "/console/repairs" => casework::repairs(ops, &viewer, query),
+        "/console/corrections" => casework::corrections(ops, &viewer, query),
+        "/console/evaluation" => subject::evaluation(ops, &viewer, query, done(lang, query)),
+        _ => match case_page(ops, &viewer, path, query) {
+            Some(page) => page,
+            None => {
+                return html(
+                    StatusCode::NOT_FOUND,
+                    pages::message(&viewer, "404", i18n::t(lang, "not_found")),
+                )
+            }
+        },
     };
     if viewer.principal.sees_full_values() {
         // Full values shown: each such view is recorded (auditors).
         crate::telemetry::admin::audit_request(ops, &viewer.principal, &method, path, 200).await;
     }
     html(StatusCode::OK, body)
+}
+
+/// The notice of a step just taken (`?done=resolve` after the redirect).
+fn done(lang: Lang, query: &std::collections::HashMap<String, String>) -> Option<&'static str> {
+    query.get("done").map(|_| i18n::t(lang, "step_done"))
+}
+
+/// `/console/{objections|repairs|corrections}/{id}`, `/console/subject`, `/console/record`.
+fn case_page(
+    ops: &Ops,
+    viewer: &Viewer,
+    path: &str,
+    query: &std::collections::HashMap<String, String>,
+) -> Option<String> {
+    let lang = viewer.lang;
+    if let Some(id) = path.strip_prefix("/console/objections/") {
+        return casework::objection(ops, viewer, id, done(lang, query));
+    }
+    if let Some(id) = path.strip_prefix("/console/repairs/") {
+        return casework::repair(ops, viewer, id, done(lang, query));
+    }
+    if let Some(id) = path.strip_prefix("/console/corrections/") {
+        return casework::correction(ops, viewer, id);
+    }
+    match path {
+        "/console/subject" => subject::subject(ops, viewer, query, done(lang, query)),
+        "/console/record" => subject::record(ops, viewer, query),
+        _ => None,
+    }
 }
 
 async fn post(
@@ -205,6 +243,20 @@ async fn post(
     form: &std::collections::HashMap<String, String>,
 ) -> Resp {
     let lang = viewer.lang;
+    // A case's step checks the role its duty needs itself (a review by the level above needs
+    // `reviewer`, GD Art. 34), after the flow says the step is open.
+    if let Some((status, outcome)) = match casework::act(ops, viewer, path, form).await {
+        Some(done) => Some(done),
+        None => subject::act(ops, viewer, path, form).await,
+    } {
+        return match outcome {
+            casework::Outcome::Done(to) => redirect(&to),
+            casework::Outcome::Refused(_, why) => html(
+                status,
+                pages::message(viewer, i18n::t(lang, "refused"), &why),
+            ),
+        };
+    }
     let need = match path {
         "/console/logout" => Need::Read,
         "/console/audit/verify" => Need::Audit,

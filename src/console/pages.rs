@@ -13,12 +13,16 @@ const PAGE: usize = 50;
 /// Audit entries per page of the chain (filtered by kind within it).
 const WINDOW: u64 = 200;
 
-fn layout(v: &Viewer, title: &str, body: &str) -> String {
+pub(super) fn layout(v: &Viewer, title: &str, body: &str) -> String {
     let l = v.lang;
     let nav: String = [
         ("/console", "overview"),
         ("/console/platforms", "platforms"),
         ("/console/deadlines", "deadlines"),
+        ("/console/objections", "objections"),
+        ("/console/repairs", "repairs"),
+        ("/console/corrections", "corrections"),
+        ("/console/evaluation", "evaluation"),
         ("/console/search", "search"),
         ("/console/audit", "audit"),
         ("/console/rules", "rules"),
@@ -495,7 +499,7 @@ fn provisional(l: Lang, deadline: String, provisional: bool) -> String {
 }
 
 /// Working days left to a deadline as a countdown cell, overdue in red.
-fn countdown(ops: &Ops, l: Lang, deadline: Option<time::OffsetDateTime>, open: bool) -> String {
+pub(super) fn countdown_cell(ops: &Ops, l: Lang, deadline: Option<time::OffsetDateTime>, open: bool) -> String {
     let Some(deadline) = deadline else {
         return "<td>-</td>".into();
     };
@@ -515,16 +519,29 @@ fn countdown(ops: &Ops, l: Lang, deadline: Option<time::OffsetDateTime>, open: b
     }
 }
 
+/// Corrections, objections and repairs with their deadlines, overdue first: each a link to its
+/// case, its state in words, China time, and for a repair the deadline of its state (the
+/// publicity's end while in publicity).
 pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
+    use super::casework::{deadline_of, state_label};
     let l = v.lang;
     let now = ops.clock.now();
     let head = format!(
-        "<tr><th>id</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        t(l, "case"),
         t(l, "record"),
         t(l, "state"),
         t(l, "deadline"),
         t(l, "working_days_left")
     );
+    let code = |v: Value| v.as_str().map(String::from).unwrap_or_default();
+    let when = |d: Option<time::OffsetDateTime>, provisional_flag: bool| {
+        provisional(
+            l,
+            d.map(china).unwrap_or_else(|| "-".into()),
+            provisional_flag,
+        )
+    };
     let mut corrections = crate::corrections::list(&ops.store, now, None).unwrap_or_default();
     corrections.sort_by_key(|c| {
         (
@@ -535,39 +552,30 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
     let rows: String = corrections
         .iter()
         .map(|c| {
-            let state = serde_json::to_value(c.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
             let open = matches!(
                 c.state,
                 crate::corrections::State::Pending | crate::corrections::State::Overdue
             );
             format!(
-                "<tr class=\"correction\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
-                esc(&c.correction.id),
+                "<tr class=\"correction\"><td><a href=\"/console/corrections/{id}\">{id}</a></td><td>{}</td><td class=\"state\">{}</td><td>{}</td>{}</tr>",
                 esc(&v.shown(&c.correction.record_id)),
-                esc(&state),
-                esc(&provisional(
-                    l,
-                    c.correction
-                        .deadline
-                        .map(crate::clock::rfc3339)
-                        .unwrap_or_else(|| "-".into()),
-                    c.correction.deadline_provisional
-                )),
-                countdown(ops, l, c.correction.deadline, open)
+                state_label(l, &code(serde_json::to_value(c.state).unwrap_or_default())),
+                esc(&when(c.correction.deadline, c.correction.deadline_provisional)),
+                countdown_cell(ops, l, c.correction.deadline, open),
+                id = esc(&c.correction.id),
             )
         })
         .collect();
-    let objections: String = crate::objections::list(&ops.store, now, None)
-        .unwrap_or_default()
+    let mut objections = crate::objections::list(&ops.store, now, None).unwrap_or_default();
+    objections.sort_by_key(|o| {
+        (
+            o.state != crate::objections::State::Overdue,
+            o.objection.review_deadline,
+        )
+    });
+    let objections: String = objections
         .iter()
         .map(|o| {
-            let state = serde_json::to_value(o.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
             let records: Vec<String> = o
                 .objection
                 .records
@@ -579,51 +587,47 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                 crate::objections::State::UnderReview | crate::objections::State::Overdue
             );
             format!(
-                "<tr class=\"objection\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
-                esc(&o.objection.id),
+                "<tr class=\"objection\"><td><a href=\"/console/objections/{id}\">{id}</a></td><td>{}</td><td class=\"state\">{}</td><td>{}</td>{}</tr>",
                 esc(&records.join(", ")),
-                esc(&state),
-                esc(&provisional(
-                    l,
-                    o.objection
-                        .review_deadline
-                        .map(crate::clock::rfc3339)
-                        .unwrap_or_default(),
-                    o.objection.review_deadline_provisional
-                )),
-                countdown(ops, l, o.objection.review_deadline, open)
+                state_label(l, &code(serde_json::to_value(o.state).unwrap_or_default())),
+                esc(&when(o.objection.review_deadline, o.objection.review_deadline_provisional)),
+                countdown_cell(ops, l, o.objection.review_deadline, open),
+                id = esc(&o.objection.id),
             )
         })
         .collect();
-    let repairs: String = crate::repairs::list(&ops.store, now, None)
-        .unwrap_or_default()
+    let mut repairs = crate::repairs::list(&ops.store, now, None).unwrap_or_default();
+    repairs.sort_by_key(|r| {
+        (
+            r.state != crate::repairs::State::Overdue,
+            deadline_of(l, &r.repair, r.state).1,
+        )
+    });
+    let repairs: String = repairs
         .iter()
         .map(|r| {
-            let state = serde_json::to_value(r.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
             let records: Vec<String> = r
                 .repair
                 .records
                 .iter()
                 .map(|x| v.shown(&x.record_id))
                 .collect();
-            let open = matches!(
-                r.state,
-                crate::repairs::State::UnderReview | crate::repairs::State::Overdue
-            );
+            let (label, deadline) = deadline_of(l, &r.repair, r.state);
+            let open = deadline.is_some();
+            let provisional_flag = if r.state == crate::repairs::State::UnderReview
+                || r.state == crate::repairs::State::Overdue
+            {
+                r.repair.decision_deadline_provisional
+            } else {
+                r.repair.publicity_until_provisional
+            };
             format!(
-                "<tr class=\"repair\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
-                esc(&r.repair.id),
+                "<tr class=\"repair\"><td><a href=\"/console/repairs/{id}\">{id}</a></td><td>{}</td><td class=\"state\">{}</td><td>{label} {}</td>{}</tr>",
                 esc(&records.join(", ")),
-                esc(&state),
-                esc(&provisional(
-                    l,
-                    crate::clock::rfc3339(r.repair.decision_deadline),
-                    r.repair.decision_deadline_provisional
-                )),
-                countdown(ops, l, Some(r.repair.decision_deadline), open)
+                state_label(l, &code(serde_json::to_value(r.state).unwrap_or_default())),
+                esc(&when(deadline, provisional_flag)),
+                countdown_cell(ops, l, deadline, open),
+                id = esc(&r.repair.id),
             )
         })
         .collect();
@@ -651,8 +655,16 @@ pub async fn search(ops: &Ops, v: &Viewer, q: &str) -> String {
     if q.is_empty() {
         return layout(v, t(l, "search"), &body);
     }
+    // A subject (`uscc:<code>`, or an identifier alone): its page first, readable.
+    if let Some(key) = super::subject::key_of(ops, q) {
+        body.push_str(&format!(
+            "<p><a id=\"subject-link\" href=\"/console/subject?key={}\">{}</a></p>",
+            esc(&key),
+            t(l, "subject_page")
+        ));
+    }
     let found = lookup(ops, v, q).await;
-    if found.is_empty() {
+    if found.is_empty() && super::subject::key_of(ops, q).is_none() {
         body.push_str(&format!("<p id=\"nothing\">{}</p>", t(l, "nothing_found")));
     }
     for (title, mut value) in found {
@@ -790,12 +802,24 @@ pub fn audit(
         t(l, "kind"),
         t(l, "data")
     ));
-    // One window of the chain (`WINDOW` entries from `from`), newest first, of the chosen kind.
-    let entries = crate::audit::entries_from(&ops.store, from, WINDOW as usize).unwrap_or_default();
-    let mut shown: Vec<_> = entries
-        .into_iter()
-        .filter(|e| kind.is_empty() || e.kind == kind)
-        .collect();
+    // One window of the chain (`WINDOW` entries from `from`), newest first, of the chosen kind;
+    // or, for a case (`?case=ID`, from its page), every entry naming it in the last
+    // `CASE_SCAN` entries.
+    let case = query.get("case").cloned().unwrap_or_default();
+    let mut shown: Vec<_> = if case.is_empty() {
+        crate::audit::entries_from(&ops.store, from, WINDOW as usize)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| kind.is_empty() || e.kind == kind)
+            .collect()
+    } else {
+        body.push_str(&format!(
+            "<p id=\"case-filter\">{} <code>{}</code></p>",
+            t(l, "audit_of_case"),
+            esc(&case)
+        ));
+        entries_naming(ops, &case)
+    };
     shown.reverse();
     for e in shown.iter() {
         let mut data = Value::Object(e.data.clone());
@@ -830,6 +854,31 @@ pub fn audit(
     }
     body.push_str("</nav>");
     layout(v, t(l, "audit"), &body)
+}
+
+/// How far back the audit page looks for a case's entries.
+const CASE_SCAN: u64 = 50_000;
+
+/// The audit entries (of the last [`CASE_SCAN`]) whose data names `id`: the step's own entry and
+/// the operator's request entry (its path names the case).
+fn entries_naming(ops: &Ops, id: &str) -> Vec<crate::audit::Entry> {
+    let head =
+        crate::audit::Head::load(&ops.store).unwrap_or_else(|_| crate::audit::Head::genesis());
+    let mut from = head.seq.saturating_sub(CASE_SCAN).max(1);
+    let mut out = Vec::new();
+    while from <= head.seq {
+        let page = crate::audit::entries_from(&ops.store, from, 1_000).unwrap_or_default();
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        out.extend(page.into_iter().filter(|e| {
+            e.data
+                .values()
+                .any(|v| v.to_string().contains(id))
+        }));
+        from = last + 1;
+    }
+    out
 }
 
 /// The rules in force for a region and a day (default: every region a rule names, today): which

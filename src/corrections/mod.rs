@@ -13,8 +13,9 @@
 //! (China time); the deadline is 23:59:59 +08:00 of the third working day counted.
 //!
 //! States: `pending` (not yet acknowledged by every platform, deadline not passed), `overdue`
-//! (not acknowledged, deadline passed), `delivered_on_time`, `delivered_late`. Delivered means the
-//! receiving platform acknowledged it (2xx).
+//! (not acknowledged, deadline passed), `delivered_on_time`, `delivered_late`, `delivered` (outside
+//! information, no deadline), `no_platform` (no platform held the record: nobody to tell).
+//! Delivered means the receiving platform acknowledged it (2xx).
 //!
 //! On-disk layout: `cor/{id}` -> [`Correction`]; `cod/{id} \x1f {destination}` -> acknowledgement
 //! time, one key per platform so concurrent delivery workers never overwrite each other.
@@ -107,6 +108,9 @@ pub enum State {
     DeliveredLate,
     /// Forwarded outside information (no deadline), acknowledged by every platform.
     Delivered,
+    /// No platform held the record: nobody to tell, so neither on time nor late (issue #27: such
+    /// a correction used to read `delivered_on_time`).
+    NoPlatform,
 }
 
 impl State {
@@ -141,6 +145,9 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 
 /// The state of a correction at `now`.
 pub fn state_of(c: &Correction, delivered: &Map<String, Value>, now: OffsetDateTime) -> State {
+    if c.destinations.is_empty() {
+        return State::NoPlatform;
+    }
     let all_delivered = c.destinations.iter().all(|d| delivered.contains_key(d));
     let Some(deadline) = c.deadline else {
         return if all_delivered {

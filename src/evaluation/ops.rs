@@ -169,3 +169,58 @@ pub async fn run(
         }
     }
 }
+
+/// A year's results at a glance (the console's evaluation page, issue #27): how many subjects have
+/// a result, by grade, which results are under objection (not published until resolved, LS Art.
+/// 27), and how many are published.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct YearSummary {
+    pub year: i32,
+    pub results: u64,
+    pub by_grade: std::collections::BTreeMap<String, u64>,
+    /// Result record ids marked 异议标注.
+    pub under_objection: Vec<String>,
+    pub published: u64,
+}
+
+/// Reads every result of `year` (one record head and its current version each).
+pub fn year_summary(engine: &Engine, year: i32) -> Result<YearSummary, EvaluationError> {
+    let mut summary = YearSummary {
+        year,
+        ..YearSummary::default()
+    };
+    let result_prefix = ids::result_prefix(year);
+    let prefix = archive::record_head_key(&engine.agency, &result_prefix);
+    for (key, head) in engine.store.scan::<archive::RecordHead>(&prefix)? {
+        let record_id = key[prefix.len() - result_prefix.len()..].to_string();
+        summary.results += 1;
+        if head
+            .marks
+            .iter()
+            .any(|m| m.kind == archive::MarkKind::Objection)
+        {
+            summary.under_objection.push(record_id.clone());
+        }
+        if let Some((_, version)) =
+            archive::current_version(&engine.store, &engine.agency, &record_id)?
+        {
+            let json: Value = serde_json::from_str(version.record.get()).unwrap_or(Value::Null);
+            let grade = json
+                .pointer("/content/grade")
+                .and_then(Value::as_str)
+                .unwrap_or("-")
+                .to_string();
+            *summary.by_grade.entry(grade).or_default() += 1;
+        }
+        if let Some(pub_id) = ids::publication_of(&record_id) {
+            if engine
+                .store
+                .get_json::<archive::RecordHead>(&archive::record_head_key(&engine.agency, &pub_id))?
+                .is_some()
+            {
+                summary.published += 1;
+            }
+        }
+    }
+    Ok(summary)
+}

@@ -567,7 +567,7 @@ fn list_corrections(app: &App, agency: &Agency, query: &str) -> Result<Resp, Api
         None => None,
         Some(s) => Some(
             crate::corrections::State::parse(&s).ok_or(ApiError::BadCorrection(format!(
-                "unknown state {s:?}: use pending, overdue, delivered_on_time or delivered_late"
+                "unknown state {s:?}: use pending, overdue, delivered_on_time, delivered_late, delivered or no_platform"
             )))?,
         ),
     };
@@ -758,104 +758,34 @@ fn show_objection(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError
 }
 
 /// `POST /v1/objections/{id}/resolve`, by the agency that provided the information: upheld with a
-/// correction (GD Art. 31, its own deadline) or elimination (LS Art. 23), or rejected.
+/// correction (GD Art. 31, its own deadline) or elimination (LS Art. 23), or rejected. The step
+/// itself is `objections::casework::resolve`, as at the console.
 async fn resolve_objection(
     app: &App,
     agency: &Agency,
     id: &str,
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
-    use crate::corrections::request::{prepare, Context, Prepared, Request as CorrectionRequest};
+    use crate::objections::casework::{resolve, ResolveError, Resolver};
     agency.check_rate().map_err(ApiError::RateLimited)?;
     let request: crate::objections::flow::ResolveRequest = json_body(app, req).await?;
-    let may_correct_others = agency.correct_others
-        || app
-            .config
-            .corrections
-            .medical_insurance_agencies
-            .contains(&agency.id);
-    let calendar = app.calendar.current();
-    // A correction is checked in full before the objection is resolved.
-    let prepared = match &request.correction {
-        None => None,
-        Some(value) => {
-            let correction: CorrectionRequest = serde_json::from_value(value.clone())
-                .map_err(|e| ApiError::InvalidObjection(format!("correction: {e}")))?;
-            let router = app.router.current();
-            let ctx = Context {
-                store: &app.store,
-                calendar: &calendar,
-                router: &router,
-                destinations: &app.config.destinations,
-                validation: ValidationContext {
-                    exceptions: app.exceptions.clone(),
-                    authenticated_agency: None,
-                    incoming: true,
-                },
-                medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
-                working_days: app.config.corrections.working_days,
-                now: app.clock.now(),
-            };
-            Some(
-                prepare(ctx, &agency.id, may_correct_others, correction)
-                    .map_err(|e| ApiError::InvalidObjection(format!("correction: {e}")))?,
-            )
-        }
+    let may_correct_others = agency.correct_others || is_medical_insurance(app, agency);
+    let ctx = objection_context(app, app.calendar.current());
+    let resolver = Resolver {
+        destinations: &app.config.destinations,
+        medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
+        evaluation_agency: &app.config.evaluation.agency,
+        working_days: app.config.corrections.working_days,
     };
-    let ctx = objection_context(app, calendar);
-    // The department that provided the information decides (LS Art. 23), never the filer for it.
-    // Results the gateway computes are the medical-insurance department's (LS Art. 21: 向市级医疗
-    // 保障部门提出异议): its agencies resolve objections to them.
-    let also_for = if app
-        .config
-        .corrections
-        .medical_insurance_agencies
-        .contains(&agency.id)
-    {
-        vec![app.config.evaluation.agency.clone()]
-    } else {
-        Vec::new()
-    };
-    let objection = crate::objections::flow::resolve(
-        &ctx,
-        &agency.id,
-        &also_for,
-        id,
-        &request,
-        prepared.as_ref().map(|p| {
-            (
-                p.correction.agency.as_str(),
-                p.correction.record_id.as_str(),
-            )
-        }),
-    )
-    .await
-    .map_err(objection_error)?;
-    let mut body = objection_body(&objection, ctx.now);
-    if let Some(Prepared {
-        correction,
-        record,
-        plan,
-        mark,
-        forward,
-    }) = prepared
-    {
-        let (stored, _) = crate::corrections::stage::commit(
-            &app.committer,
-            correction,
-            record,
-            plan,
-            mark,
-            forward,
-        )
+    let resolved = resolve(&ctx, &resolver, &agency.id, may_correct_others, id, &request)
         .await
-        .map_err(|_| ApiError::StorageUnavailable)?;
-        let linked = crate::objections::flow::note_correction(&ctx, &objection.id, &stored.id)
-            .await
-            .map_err(objection_error)?;
-        body = objection_body(&linked, ctx.now);
-        let status = crate::corrections::status_of(&app.store, stored, app.clock.now())
-            .map_err(|_| ApiError::StorageUnavailable)?;
+        .map_err(|e| match e {
+            ResolveError::Objection(e) => objection_error(e),
+            ResolveError::Correction(_) => ApiError::InvalidObjection(e.to_string()),
+            ResolveError::Storage(_) => ApiError::StorageUnavailable,
+        })?;
+    let mut body = objection_body(&resolved.objection, ctx.now);
+    if let Some(status) = resolved.correction {
         body["correction"] = serde_json::to_value(&status).unwrap_or_default();
     }
     Ok(json_response(StatusCode::OK, &body))
@@ -1040,15 +970,7 @@ async fn extend_repair(
 ) -> Result<Resp, ApiError> {
     let request: ReviewRequest = json_body(app, req).await?;
     let ctx = repair_context(app, app.calendar.current());
-    let repair = crate::repairs::get(&app.store, id)
-        .map_err(|_| ApiError::StorageUnavailable)?
-        .ok_or(ApiError::NotFound("repair"))?;
-    if repair.records.iter().any(|r| r.agency != agency.id) {
-        return Err(ApiError::RepairNotAllowed(
-            "only the agency that made the finding extends its decision".into(),
-        ));
-    }
-    let repair = crate::repairs::flow::extend(&ctx, id, &request.reason)
+    let repair = crate::repairs::casework::extend(&ctx, &agency.id, id, &request.reason)
         .await
         .map_err(repair_error)?;
     Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))

@@ -12,8 +12,9 @@
 //! read the database itself.
 //!
 //! Roles: `viewer` reads with personal identifiers masked; `operator` also acts (replay, exits,
-//! objections, repairs, publication), still masked; `auditor` verifies the audit chain and sees full
-//! values, each such read entering the audit chain.
+//! objections, repairs, publication), still masked; `reviewer` is the level above (复核, GD Art.
+//! 34) and resolves the objections under its review, masked; `auditor` verifies the audit chain
+//! and sees full values, each such read entering the audit chain.
 //!
 //! Owns: checking passwords, sessions, CSRF tokens, the failed sign-in limit. Never does: serve
 //! pages or touch the store (the admin server audits what this module decides).
@@ -63,6 +64,8 @@ pub enum Need {
     Read,
     Act,
     Audit,
+    /// The level above's review (复核, GD Art. 34).
+    Review,
 }
 
 impl Principal {
@@ -87,6 +90,10 @@ impl Principal {
                 role: OperatorRole::Auditor,
                 ..
             } => "auditor",
+            Self::Operator {
+                role: OperatorRole::Reviewer,
+                ..
+            } => "reviewer",
             Self::Local => "local",
         }
     }
@@ -97,6 +104,7 @@ impl Principal {
             (Self::Operator { .. }, Need::Read) => true,
             (Self::Operator { role, .. }, Need::Act) => *role == OperatorRole::Operator,
             (Self::Operator { role, .. }, Need::Audit) => *role == OperatorRole::Auditor,
+            (Self::Operator { role, .. }, Need::Review) => *role == OperatorRole::Reviewer,
         }
     }
 

@@ -1,0 +1,260 @@
+//! Objection casework as one whole: the steps a resolving department takes on an objection, the
+//! same for an agency through `POST /v1/objections/{id}/…` and for a signed-in operator of the
+//! medical-insurance bureau at the console (issue #27).
+//!
+//! Owns: resolving with a correction (GD Art. 31) checked in full before the objection is resolved
+//! (so a bad correction changes nothing), and the list of steps the flow allows an objection in its
+//! state, each with the duty it belongs to ([`Duty`]): the department that provided the information
+//! resolves at the first level (LS Art. 23; GD Art. 33), the level above reviews (复核, GD Art. 34),
+//! and late objections are accepted by an operator with a reason (LS Art. 21).
+//!
+//! Never does: decide who a caller is (the agency comes from its certificate, the operator from
+//! the session), render anything, or keep state of its own: every step goes through `flow`, which
+//! writes and audits it.
+
+use serde_json::Value;
+
+use super::flow::{self, Context, ObjectionError, ResolveRequest};
+use super::{Objection, State};
+use crate::config::DestinationConfig;
+use crate::corrections::request::{prepare, CorrectionError, Prepared, Request as CorrectionRequest};
+use crate::record::ValidationContext;
+
+/// Who does a step, by the regulations' split of duties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// The department's own casework (经办): accept late, resolve at the first level, record the
+    /// subject's request for a review by the level above.
+    Casework,
+    /// The level above (复核, GD Art. 34): resolves an objection under its review.
+    Review,
+}
+
+/// A step the flow allows on an objection as it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    AcceptLate,
+    Resolve,
+    OpenReview,
+}
+
+impl Step {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::AcceptLate => "accept_late",
+            Self::Resolve => "resolve",
+            Self::OpenReview => "review",
+        }
+    }
+}
+
+/// The steps the flow allows now, with the duty each needs. Exactly the transitions of `flow`:
+/// `filed_late` → accept late; `under_review`/`overdue` → resolve (by the level the objection is
+/// at); `rejected` at the first level → review by the level above.
+pub fn allowed(objection: &Objection, now: time::OffsetDateTime) -> Vec<(Step, Duty)> {
+    match objection.state(now) {
+        State::FiledLate => vec![(Step::AcceptLate, Duty::Casework)],
+        State::UnderReview | State::Overdue if objection.level >= 2 => {
+            vec![(Step::Resolve, Duty::Review)]
+        }
+        State::UnderReview | State::Overdue => vec![(Step::Resolve, Duty::Casework)],
+        State::Rejected if objection.level < 2 => vec![(Step::OpenReview, Duty::Casework)],
+        State::Rejected | State::Upheld => Vec::new(),
+    }
+}
+
+/// What resolving needs besides the flow's context.
+pub struct Resolver<'a> {
+    pub destinations: &'a [DestinationConfig],
+    pub medical_insurance_agencies: &'a [String],
+    /// The agency the gateway's own evaluation results are filed under.
+    pub evaluation_agency: &'a str,
+    /// GD Art. 31's working days for a correction.
+    pub working_days: u32,
+}
+
+/// Why a resolution was refused: the objection's flow, or the correction it carries.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Objection(#[from] ObjectionError),
+    /// The caller's to fix: the correction is not one the correction flow takes.
+    #[error("correction: {0}")]
+    Correction(String),
+    /// The correction could not be stored; a retry may help.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// The resolved objection and, for `correct`, the correction's status.
+pub struct Resolved {
+    pub objection: Objection,
+    pub correction: Option<crate::corrections::Status>,
+}
+
+/// Resolve objection `id` as `caller` (an agency id). `may_correct_others`: the caller corrects
+/// records of other agencies (the medical-insurance platform, or an agency so configured). The
+/// department that provided the information decides (LS Art. 23), never the filer for it; results
+/// the gateway computes are the medical-insurance department's (LS Art. 21: 向市级医疗保障部门
+/// 提出异议), so its agencies resolve objections to them.
+pub async fn resolve(
+    ctx: &Context<'_>,
+    resolver: &Resolver<'_>,
+    caller: &str,
+    may_correct_others: bool,
+    id: &str,
+    request: &ResolveRequest,
+) -> Result<Resolved, ResolveError> {
+    let prepared = match &request.correction {
+        None => None,
+        Some(value) => Some(prepare_correction(
+            ctx,
+            resolver,
+            caller,
+            may_correct_others,
+            value,
+        )?),
+    };
+    let also_for = if resolver
+        .medical_insurance_agencies
+        .iter()
+        .any(|a| a == caller)
+    {
+        vec![resolver.evaluation_agency.to_string()]
+    } else {
+        Vec::new()
+    };
+    let objection = flow::resolve(
+        ctx,
+        caller,
+        &also_for,
+        id,
+        request,
+        prepared.as_ref().map(|p| {
+            (
+                p.correction.agency.as_str(),
+                p.correction.record_id.as_str(),
+            )
+        }),
+    )
+    .await?;
+    let Some(Prepared {
+        correction,
+        record,
+        plan,
+        mark,
+        forward,
+    }) = prepared
+    else {
+        return Ok(Resolved {
+            objection,
+            correction: None,
+        });
+    };
+    let (stored, _) =
+        crate::corrections::stage::commit(ctx.committer, correction, record, plan, mark, forward)
+            .await
+            .map_err(|e| ResolveError::Storage(e.to_string()))?;
+    let linked = flow::note_correction(ctx, &objection.id, &stored.id).await?;
+    let status = crate::corrections::status_of(ctx.store, stored, ctx.now)
+        .map_err(|e| ResolveError::Storage(e.to_string()))?;
+    Ok(Resolved {
+        objection: linked,
+        correction: Some(status),
+    })
+}
+
+/// A correction is checked in full before the objection is resolved.
+fn prepare_correction(
+    ctx: &Context<'_>,
+    resolver: &Resolver<'_>,
+    caller: &str,
+    may_correct_others: bool,
+    value: &Value,
+) -> Result<Prepared, ResolveError> {
+    let correction: CorrectionRequest = serde_json::from_value(value.clone())
+        .map_err(|e| ResolveError::Correction(e.to_string()))?;
+    let correction_ctx = crate::corrections::request::Context {
+        store: ctx.store,
+        calendar: &ctx.calendar,
+        router: &ctx.router,
+        destinations: resolver.destinations,
+        validation: ValidationContext {
+            exceptions: ctx.exceptions.clone(),
+            authenticated_agency: None,
+            incoming: true,
+        },
+        medical_insurance_agencies: resolver.medical_insurance_agencies,
+        working_days: resolver.working_days,
+        now: ctx.now,
+    };
+    prepare(correction_ctx, caller, may_correct_others, correction).map_err(|e| match e {
+        CorrectionError::Storage(m) => ResolveError::Storage(m),
+        other => ResolveError::Correction(other.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objections::{Ground, RecordRef, Status};
+
+    fn objection(status: Status, level: u8) -> Objection {
+        let at = time::macros::datetime!(2026-09-28 10:00 +8);
+        Objection {
+            id: "OBJ".into(),
+            records: vec![RecordRef {
+                agency: "mi".into(),
+                record_id: "R".into(),
+            }],
+            ground: Ground::ErrorOrOmission,
+            materials: "m".into(),
+            filed_by: "mi".into(),
+            filed_at: at,
+            received_at: at,
+            notified_on: None,
+            filing_deadline: None,
+            filing_deadline_provisional: false,
+            filing_basis: None,
+            late_accepted: None,
+            level,
+            status,
+            review_deadline: Some(at + time::Duration::days(5)),
+            review_deadline_provisional: false,
+            review_basis: None,
+            review_rule: String::new(),
+            resolutions: Vec::new(),
+        }
+    }
+
+    /// Exactly the flow's transitions, each with its duty (GD Arts. 33-34; LS Arts. 21, 23).
+    #[test]
+    fn each_state_allows_exactly_the_flows_steps() {
+        let now = time::macros::datetime!(2026-09-29 10:00 +8);
+        let late = now + time::Duration::days(30);
+        assert_eq!(
+            allowed(&objection(Status::FiledLate, 1), now),
+            vec![(Step::AcceptLate, Duty::Casework)]
+        );
+        assert_eq!(
+            allowed(&objection(Status::UnderReview, 1), now),
+            vec![(Step::Resolve, Duty::Casework)]
+        );
+        assert_eq!(
+            allowed(&objection(Status::UnderReview, 1), late),
+            vec![(Step::Resolve, Duty::Casework)],
+            "overdue is still resolved"
+        );
+        assert_eq!(
+            allowed(&objection(Status::UnderReview, 2), now),
+            vec![(Step::Resolve, Duty::Review)],
+            "the level above resolves its review (GD Art. 34)"
+        );
+        assert_eq!(
+            allowed(&objection(Status::Rejected, 1), now),
+            vec![(Step::OpenReview, Duty::Casework)]
+        );
+        assert!(allowed(&objection(Status::Rejected, 2), now).is_empty());
+        assert!(allowed(&objection(Status::Upheld, 1), now).is_empty());
+    }
+}
