@@ -783,7 +783,10 @@ pub fn correction(ops: &Ops, v: &Viewer, id: &str) -> Option<String> {
             })
             .map(china)
             .unwrap_or_else(|| t(l, "not_yet").into());
-        body.push_str(&format!("<tr><td>{}</td><td>{at}</td></tr>", esc(d)));
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{at}</td></tr>",
+            esc(&super::pages::platform_name(ops, d))
+        ));
     }
     body.push_str("</table>");
     body.push_str(&format!(

@@ -19,9 +19,9 @@ pub(super) fn layout(v: &Viewer, title: &str, body: &str) -> String {
         ("/console", "overview"),
         ("/console/platforms", "platforms"),
         ("/console/deadlines", "deadlines"),
-        ("/console/objections", "objections"),
-        ("/console/repairs", "repairs"),
-        ("/console/corrections", "corrections"),
+        ("/console/objections", "nav_objections"),
+        ("/console/repairs", "nav_repairs"),
+        ("/console/corrections", "nav_corrections"),
         ("/console/evaluation", "evaluation"),
         ("/console/search", "search"),
         ("/console/audit", "audit"),
@@ -60,7 +60,7 @@ pub(super) fn layout(v: &Viewer, title: &str, body: &str) -> String {
         t(l, "title"),
         esc(&v.principal.name()),
         t(l, "role"),
-        v.principal.role(),
+        t(l, &format!("role_{}", v.principal.role())),
         esc(&v.csrf),
         t(l, "sign_out"),
         esc(title),
@@ -142,7 +142,7 @@ pub fn china(t: time::OffsetDateTime) -> String {
 }
 
 /// The configured name of a platform, with its id.
-fn platform_name(ops: &Ops, id: &str) -> String {
+pub(super) fn platform_name(ops: &Ops, id: &str) -> String {
     match ops.config.destinations.iter().find(|d| d.id == id) {
         Some(d) => format!("{} ({})", d.name, d.id),
         None => id.to_string(),

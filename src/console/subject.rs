@@ -134,7 +134,7 @@ fn holdings_rows(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
             "<tr class=\"holding\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{since}</td></tr>",
-            esc(h["destination"].as_str().unwrap_or("")),
+            esc(&super::pages::platform_name(ops, h["destination"].as_str().unwrap_or(""))),
             channel_label(l, h["channel"].as_str().unwrap_or("")),
             holding_state(l, h["state"].as_str().unwrap_or("")),
             h["showing_version"]

@@ -64,6 +64,34 @@ impl Duty {
         }
     }
 
+    /// The duty in the console's Chinese.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Self::Calendar => "工作日历",
+            Self::NoticePeriod => "公示期限",
+            Self::Retention => "保存期限",
+            Self::ObjectionFiling => "异议提出期限",
+            Self::ObjectionReview => "异议核查期限",
+            Self::RepairDeadlines => "信用修复办理期限",
+            Self::RepairEligibility => "信用修复条件",
+            Self::Evaluation => "信用评价方案",
+        }
+    }
+
+    /// [`Self::gap_policy`] in Chinese.
+    pub fn gap_policy_zh(self) -> &'static str {
+        match self {
+            Self::Calendar => "期限暂按周一至周五估算（对部门不晚于、对主体不短于实际），载入当年日历后自动改为准确期限",
+            Self::NoticePeriod => "按来源单位给出的截止日期，但不超过已知规则允许的最长期限",
+            Self::Retention => "记录继续保存，不因保存期限到期而移除",
+            Self::ObjectionFiling => "按已知规则中最长的期限（不缩短主体的异议期限，LS 第二十一条）",
+            Self::ObjectionReview => "按已知规则中最短的期限（部门不逾期）",
+            Self::RepairDeadlines => "按文件中的期限办理（该文件不带日期）",
+            Self::RepairEligibility => "只适用不限地区的规则",
+            Self::Evaluation => "这些主体暂停评价（在评价周期中计为未评价），除非已到期的方案标记为 successor_pending",
+        }
+    }
+
     /// What the gateway does where no rule of this duty is in force.
     pub fn gap_policy(self) -> &'static str {
         match self {
@@ -474,6 +502,8 @@ pub struct Warning {
     pub rule: String,
     pub regions: String,
     pub message: String,
+    /// The same in Chinese, for the console.
+    pub message_zh: String,
 }
 
 /// The warnings of `day`: a rule ending within [`WARNING_DAYS`] without a successor on the day
@@ -498,7 +528,13 @@ pub fn warnings(live: &Live, files: &Files, day: Date) -> Vec<Warning> {
                 format!("region {region}")
             };
             let what = format!("{} ({})", g.duty.as_str(), g.scope);
-            let message = match (g.status, g.days_left) {
+            let place_zh = if region.is_empty() {
+                "未列明地区".to_string()
+            } else {
+                format!("地区 {region}")
+            };
+            let what_zh = format!("{}（{}）", g.duty.zh(), g.scope);
+            let (message, message_zh) = match (g.status, g.days_left) {
                 ("in_force", Some(left)) if left < WARNING_DAYS && g.duty != Duty::Calendar => {
                     let Some(end) = g.until else { continue };
                     let next = in_force(live, files, &region, end + Duration::days(1));
@@ -508,40 +544,81 @@ pub fn warnings(live: &Live, files: &Files, day: Date) -> Vec<Warning> {
                     if succeeded {
                         continue;
                     }
-                    format!(
-                        "{what} for {place}: rule {} ends {end} ({left} days left) and nothing succeeds it; add its successor to {} and reload (SIGHUP or `credit-gateway rules reload`)",
-                        g.rule.as_deref().unwrap_or_default(),
-                        g.file
+                    let rule = g.rule.as_deref().unwrap_or_default();
+                    (
+                        format!(
+                            "{what} for {place}: rule {rule} ends {end} ({left} days left) and nothing succeeds it; add its successor to {} and reload (SIGHUP or `credit-gateway rules reload`)",
+                            g.file
+                        ),
+                        format!(
+                            "{place_zh}的{what_zh}：规则 {rule} 于 {end} 到期（剩余 {left} 天），且无后续规则；请在 {} 中加入后续规则并重新加载（SIGHUP 或 `credit-gateway rules reload`）",
+                            g.file
+                        ),
                     )
                 }
                 ("in_force", Some(left)) if left < WARNING_DAYS => {
-                    format!(
-                        "the working-day calendar ends {} ({left} days left): add {}/{}.toml from the State Council notice and reload; deadlines past it are provisional",
-                        g.until.map(|d| d.to_string()).unwrap_or_default(),
-                        g.file,
-                        g.until.map(|d| d.year() + 1).unwrap_or_default()
+                    let until = g.until.map(|d| d.to_string()).unwrap_or_default();
+                    let next = g.until.map(|d| d.year() + 1).unwrap_or_default();
+                    (
+                        format!(
+                            "the working-day calendar ends {until} ({left} days left): add {}/{next}.toml from the State Council notice and reload; deadlines past it are provisional",
+                            g.file
+                        ),
+                        format!(
+                            "工作日历于 {until} 到期（剩余 {left} 天）：请按国务院办公厅通知加入 {}/{next}.toml 并重新加载；此后的期限为暂估",
+                            g.file
+                        ),
                     )
                 }
-                ("gap", _) if g.duty == Duty::Calendar => format!(
-                    "the working-day calendar has no {}: add {}/{}.toml and reload; {}",
-                    day.year(),
-                    g.file,
-                    day.year(),
-                    Duty::Calendar.gap_policy()
+                ("gap", _) if g.duty == Duty::Calendar => (
+                    format!(
+                        "the working-day calendar has no {}: add {}/{}.toml and reload; {}",
+                        day.year(),
+                        g.file,
+                        day.year(),
+                        Duty::Calendar.gap_policy()
+                    ),
+                    format!(
+                        "工作日历缺少 {} 年：请加入 {}/{}.toml 并重新加载；在此之前{}",
+                        day.year(),
+                        g.file,
+                        day.year(),
+                        Duty::Calendar.gap_policy_zh()
+                    ),
                 ),
-                ("gap", _) if g.ended.is_some() => format!(
-                    "{what} for {place}: nothing is in force since {} ({} ended); add its successor to {} and reload. Meanwhile: {}",
-                    g.until.map(|u| (u + Duration::days(1)).to_string()).unwrap_or_default(),
-                    g.ended.as_deref().unwrap_or_default(),
-                    g.file,
-                    g.duty.gap_policy()
-                ),
-                ("successor_pending", _) => format!(
-                    "{what} for {place}: profile {} ended {} and is applied as successor_pending; every result says so. Add its successor to {} and reload",
-                    g.rule.as_deref().unwrap_or_default(),
-                    g.until.map(|d| d.to_string()).unwrap_or_default(),
-                    g.file
-                ),
+                ("gap", _) if g.ended.is_some() => {
+                    let since = g
+                        .until
+                        .map(|u| (u + Duration::days(1)).to_string())
+                        .unwrap_or_default();
+                    let ended = g.ended.as_deref().unwrap_or_default();
+                    (
+                        format!(
+                            "{what} for {place}: nothing is in force since {since} ({ended} ended); add its successor to {} and reload. Meanwhile: {}",
+                            g.file,
+                            g.duty.gap_policy()
+                        ),
+                        format!(
+                            "{place_zh}的{what_zh}：自 {since} 起无规则生效（{ended} 已到期）；请在 {} 中加入后续规则并重新加载。在此之前：{}",
+                            g.file,
+                            g.duty.gap_policy_zh()
+                        ),
+                    )
+                }
+                ("successor_pending", _) => {
+                    let rule = g.rule.as_deref().unwrap_or_default();
+                    let until = g.until.map(|d| d.to_string()).unwrap_or_default();
+                    (
+                        format!(
+                            "{what} for {place}: profile {rule} ended {until} and is applied as successor_pending; every result says so. Add its successor to {} and reload",
+                            g.file
+                        ),
+                        format!(
+                            "{place_zh}的{what_zh}：方案 {rule} 已于 {until} 到期，按 successor_pending 继续适用，每个结果均注明；请在 {} 中加入后续方案并重新加载",
+                            g.file
+                        ),
+                    )
+                }
                 _ => continue,
             };
             let key = (
@@ -564,6 +641,7 @@ pub fn warnings(live: &Live, files: &Files, day: Date) -> Vec<Warning> {
                     rule: g.rule.clone().or(g.ended.clone()).unwrap_or_default(),
                     regions: region.clone(),
                     message,
+                    message_zh,
                 });
         }
     }
