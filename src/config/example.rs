@@ -10,7 +10,7 @@ const SETTING_DOCS: &[(&str, &str)] = &[
     ("server.listen", "Agency API address."),
     ("server.admin_listen", "Health, metrics, the operator API and the console (/console); loopback unless admin_tls."),
     ("server.admin_tls", "HTTPS on the admin listener with the server certificate: required off loopback (operators sign in with passwords)."),
-    (".operators", "Operators of the console and operator API: [[operators]] name, role (viewer | operator | auditor) and password_hash (credit-gateway operators hash-password); see the end of this file."),
+    (".operators", "Operators of the console and operator API: [[operators]] name, role (viewer | operator | reviewer | auditor) and password_hash (credit-gateway operators hash-password); see the end of this file."),
     ("server.max_body_bytes", "Larger request bodies get 413 without being read whole."),
     ("server.max_connections", "Established connections; one beyond waits up to header_read_timeout_ms for a place (still counted in max_handshakes), then is closed."),
     ("server.max_connections_per_agency", "One agency's share of them; certificates naming no agency share 8."),
