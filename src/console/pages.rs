@@ -235,7 +235,49 @@ fn problems(ops: &Ops, l: Lang, metrics: &str) -> Vec<String> {
             format!("{repairs} repairs are past their decision deadline. See Deadlines.")
         });
     }
+    let at_risk = deadlines_at_risk(ops);
+    if at_risk > 0 {
+        out.push(if zh {
+            format!("{at_risk} 项期限将在一个工作日内届满（更正、异议核查、修复决定）。在「期限」查看，逾期的排在最前。")
+        } else {
+            format!("{at_risk} deadlines end within one working day (corrections, objection reviews, repair decisions). See Deadlines.")
+        });
+    }
+    let today = now.to_offset(crate::calendar::CHINA_OFFSET).date();
+    let rules = crate::rulebook::in_force::warnings(&ops.live, &ops.rule_files, today).len();
+    if rules > 0 {
+        out.push(if zh {
+            format!("{rules} 项规则或工作日历即将到期或已到期且无后续规则。在「在用规则」查看要加入的文件。")
+        } else {
+            format!("{rules} rules or the calendar end (or ended) without a successor. See Rules for the file to add.")
+        });
+    }
     out
+}
+
+/// Open corrections, objection reviews and repair decisions due within one working day.
+fn deadlines_at_risk(ops: &Ops) -> usize {
+    let now = ops.clock.now();
+    let calendar = ops.calendar.current();
+    let soon = |d: time::OffsetDateTime| {
+        d >= now && calendar.working_days_left(now, d).is_ok_and(|n| n <= 1)
+    };
+    let corrections = crate::corrections::list(&ops.store, now, Some(crate::corrections::State::Pending))
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.correction.deadline.is_some_and(soon))
+        .count();
+    let objections = crate::objections::list(&ops.store, now, Some(crate::objections::State::UnderReview))
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| o.objection.review_deadline.is_some_and(soon))
+        .count();
+    let repairs = crate::repairs::list(&ops.store, now, Some(crate::repairs::State::UnderReview))
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| soon(r.repair.decision_deadline))
+        .count();
+    corrections + objections + repairs
 }
 
 pub fn overview(ops: &Ops, v: &Viewer) -> String {
@@ -827,11 +869,12 @@ pub fn audit(
             crate::telemetry::admin::mask_value(&mut data);
         }
         body.push_str(&format!(
-            "<tr class=\"entry\"><td>{}</td><td>{}</td><td class=\"kind\">{}</td><td><code>{}</code></td></tr>",
+            "<tr class=\"entry\"><td>{}</td><td>{}</td><td class=\"kind\">{}</td><td><code>{}</code>{}</td></tr>",
             e.seq,
             esc(&e.at),
             esc(&e.kind),
-            esc(&data.to_string())
+            esc(&data.to_string()),
+            case_links(&data)
         ));
     }
     body.push_str("</table>");
@@ -854,6 +897,25 @@ pub fn audit(
     }
     body.push_str("</nav>");
     layout(v, t(l, "audit"), &body)
+}
+
+/// Links from an audit entry to the cases it names.
+fn case_links(data: &Value) -> String {
+    [
+        ("objection_id", "objections"),
+        ("repair_id", "repairs"),
+        ("correction_id", "corrections"),
+    ]
+    .iter()
+    .filter_map(|(field, page)| {
+        data.get(*field).and_then(Value::as_str).map(|id| {
+            format!(
+                " <a class=\"case-link\" href=\"/console/{page}/{id}\">{id}</a>",
+                id = esc(id)
+            )
+        })
+    })
+    .collect()
 }
 
 /// How far back the audit page looks for a case's entries.

@@ -167,6 +167,9 @@ pub struct Files {
     /// `4401`): warnings are about these (a Guangdong deployment is not warned of Lhasa's rules).
     /// Empty: every region.
     pub served: Vec<String>,
+    /// `evaluation.enabled`: a deployment that does not evaluate is not warned of scoring
+    /// profiles ending (they govern nothing it does).
+    pub evaluation: bool,
 }
 
 impl Files {
@@ -185,6 +188,7 @@ impl Files {
             .collect();
         Self {
             served,
+            evaluation: config.evaluation.enabled,
             calendar: shown(config.calendar_dir()),
             notice: shown(config.public_notice_rules_path()),
             objections: shown(config.objection_rules_path()),
@@ -522,6 +526,9 @@ pub fn warnings(live: &Live, files: &Files, day: Date) -> Vec<Warning> {
     for region in regions(live, files).into_iter().filter(|r| relevant(r)) {
         let now = in_force(live, files, &region, day);
         for g in &now.duties {
+            if g.duty == Duty::Evaluation && !files.evaluation {
+                continue;
+            }
             let place = if region.is_empty() {
                 "regions no rule names".to_string()
             } else {
