@@ -558,8 +558,17 @@ fn the_overview_says_what_needs_attention_with_the_platforms_answer_in_a_real_br
                 }
                 out
             };
-            if !problems.iter().any(|p| p.contains("广东省公共信用信息平台")) {
-                let health = c.find(Locator::Css("#health")).await.unwrap().text().await.unwrap();
+            if !problems
+                .iter()
+                .any(|p| p.contains("广东省公共信用信息平台"))
+            {
+                let health = c
+                    .find(Locator::Css("#health"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
                 assert_eq!(
                     health == "就绪",
                     problems.is_empty(),
@@ -570,8 +579,17 @@ fn the_overview_says_what_needs_attention_with_the_platforms_answer_in_a_real_br
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let page = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
-        assert!(recovered, "the platform's problem leaves once it recovers: {page}");
+        let page = c
+            .find(Locator::Css("main"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            recovered,
+            "the platform's problem leaves once it recovers: {page}"
+        );
         c.clone().close().await.unwrap();
     });
 }
@@ -596,7 +614,12 @@ fn operators(gw: &mut Gateway) {
     }
 }
 
-fn penalty_of(subject: serde_json::Value, region: &str, record_id: &str, decided: &str) -> serde_json::Value {
+fn penalty_of(
+    subject: serde_json::Value,
+    region: &str,
+    record_id: &str,
+    decided: &str,
+) -> serde_json::Value {
     json!({
         "category": "administrative",
         "subject": subject,
@@ -616,7 +639,12 @@ fn pharmacy() -> serde_json::Value {
 fn received_of(p: &common::receiver::Receiver, record_id: &str) -> Vec<common::receiver::Received> {
     p.received()
         .into_iter()
-        .filter(|s| s.record.pointer("/source/record_id").and_then(|v| v.as_str()) == Some(record_id))
+        .filter(|s| {
+            s.record
+                .pointer("/source/record_id")
+                .and_then(|v| v.as_str())
+                == Some(record_id)
+        })
         .collect()
 }
 
@@ -626,7 +654,12 @@ async fn text(c: &Client, css: &str) -> String {
         Err(_) => panic!(
             "no {css} on {}: {}",
             c.current_url().await.unwrap(),
-            c.find(Locator::Css("main")).await.unwrap().text().await.unwrap()
+            c.find(Locator::Css("main"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
         ),
     }
 }
@@ -634,12 +667,14 @@ async fn text(c: &Client, css: &str) -> String {
 /// Fill the reason (and click the radio `choice`, if any) of `form.{class}` and submit it.
 async fn take_step(c: &Client, class: &str, choice: Option<&str>, reason: &str) {
     if let Some(choice) = choice {
-        c.find(Locator::Css(&format!("form.{class} input[value='{choice}']")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        c.find(Locator::Css(&format!(
+            "form.{class} input[value='{choice}']"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     }
     if !reason.is_empty() {
         c.find(Locator::Css(&format!("form.{class} input[name='reason']")))
@@ -688,7 +723,13 @@ fn session(gw: &Gateway, name: &str, password: &str) -> (String, String) {
     (cookie, csrf)
 }
 
-fn console_post(gw: &Gateway, (cookie, _): &(String, String), csrf: &str, path: &str, form: &str) -> (u16, String) {
+fn console_post(
+    gw: &Gateway,
+    (cookie, _): &(String, String),
+    csrf: &str,
+    path: &str,
+    form: &str,
+) -> (u16, String) {
     let (status, _, body) = gw.admin_raw(
         "POST",
         path,
@@ -736,18 +777,27 @@ fn the_bureau_works_objections_at_the_console_each_role_its_own_steps() {
             penalty_of(physician, "440106", "CW-3", "2026-09-22"),
         ],
     );
-    assert!(wait_until(Duration::from_secs(20), || ["CW-1", "CW-2", "CW-3"]
-        .iter()
-        .all(|r| !received_of(&platform, r).is_empty())));
+    assert!(wait_until(Duration::from_secs(20), || [
+        "CW-1", "CW-2", "CW-3"
+    ]
+    .iter()
+    .all(|r| !received_of(&platform, r).is_empty())));
     let file = |record: &str| {
         let reply = gw.client(MI).post(
             "/v1/objections",
             "application/json",
-            serde_json::to_vec(&json!({"records": [{"record_id": record}], "ground": "error_or_omission",
-                                        "materials": "窗口受理 2026-0928-001"}))
+            serde_json::to_vec(
+                &json!({"records": [{"record_id": record}], "ground": "error_or_omission",
+                                        "materials": "窗口受理 2026-0928-001"}),
+            )
             .unwrap(),
         );
-        assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
         reply.json()["id"].as_str().unwrap().to_string()
     };
     let first = file("CW-1");
@@ -758,71 +808,129 @@ fn the_bureau_works_objections_at_the_console_each_role_its_own_steps() {
 
     rt.block_on(async {
         sign_in(&c, &admin, "zhang", "zhang-pass-1").await;
-        c.goto(&format!("http://{admin}/console/objections")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/objections"))
+            .await
+            .unwrap();
         let list = text(&c, "#objections").await;
         assert!(list.contains(&first) && list.contains("审核中"), "{list}");
         screenshot(&c, "11-objections").await;
-        c.goto(&format!("http://{admin}/console/objections/{first}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/objections/{first}"))
+            .await
+            .unwrap();
         assert_eq!(text(&c, "#state").await, "审核中");
         screenshot(&c, "12-objection-case").await;
         // A missing reason: refused, nothing changed.
         take_step(&c, "resolve", Some("eliminate"), "").await;
         let message = text(&c, "#message").await;
-        assert!(message.contains("请填写原因") && message.contains("未作任何更改"), "{message}");
+        assert!(
+            message.contains("请填写原因") && message.contains("未作任何更改"),
+            "{message}"
+        );
     });
-    assert_eq!(objection_state(&gw, &first), "under_review", "nothing changed");
+    assert_eq!(
+        objection_state(&gw, &first),
+        "under_review",
+        "nothing changed"
+    );
 
     // Upheld, no bad credit information: eliminated, withdrawn from the platform (LS Art. 23).
     rt.block_on(async {
-        c.goto(&format!("http://{admin}/console/objections/{first}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/objections/{first}"))
+            .await
+            .unwrap();
         take_step(&c, "resolve", Some("eliminate"), "经核查，处罚决定已被撤销").await;
         assert!(text(&c, "#done").await.contains("已办理"));
         assert_eq!(text(&c, "#state").await, "异议成立");
         let history = text(&c, "#history").await;
         assert!(history.contains("经核查，处罚决定已被撤销"), "{history}");
     });
-    assert!(wait_until(Duration::from_secs(20), || received_of(&platform, "CW-1")
-        .iter()
-        .any(|s| s.kind == "withdrawal" && s.record["withdrawn"]["reason"] == "objection_upheld")));
+    assert!(wait_until(Duration::from_secs(20), || received_of(
+        &platform, "CW-1"
+    )
+    .iter()
+    .any(
+        |s| s.kind == "withdrawal" && s.record["withdrawn"]["reason"] == "objection_upheld"
+    )));
 
     // The second: rejected at the first level, then the level above's review (GD Art. 34).
     rt.block_on(async {
-        c.goto(&format!("http://{admin}/console/objections/{second}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/objections/{second}"))
+            .await
+            .unwrap();
         take_step(&c, "resolve", Some("reject"), "处罚事实清楚，异议不成立").await;
         assert_eq!(text(&c, "#state").await, "异议不成立");
         take_step(&c, "open-review", None, "主体不服，申请复核").await;
         assert_eq!(text(&c, "#state").await, "审核中");
         // The operator may not decide the level above's review.
-        assert!(c.find_all(Locator::Css("form.resolve")).await.unwrap().is_empty());
+        assert!(c
+            .find_all(Locator::Css("form.resolve"))
+            .await
+            .unwrap()
+            .is_empty());
         assert!(text(&c, "#no-actions").await.contains("您的角色不能办理"));
     });
     let zhang = session(&gw, "zhang", "zhang-pass-1");
-    let (status, body) = console_post(&gw, &zhang, &zhang.1, &format!("/console/objections/{second}/resolve"), "outcome=reject&reason=x");
+    let (status, body) = console_post(
+        &gw,
+        &zhang,
+        &zhang.1,
+        &format!("/console/objections/{second}/resolve"),
+        "outcome=reject&reason=x",
+    );
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("您的角色不能办理此事项"), "{body}");
     // A step the state does not allow: clear, nothing changed.
-    let (status, body) = console_post(&gw, &zhang, &zhang.1, &format!("/console/objections/{first}/accept_late"), "reason=x");
+    let (status, body) = console_post(
+        &gw,
+        &zhang,
+        &zhang.1,
+        &format!("/console/objections/{first}/accept_late"),
+        "reason=x",
+    );
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains("当前状态不能办理此事项") && body.contains("异议成立"), "{body}");
+    assert!(
+        body.contains("当前状态不能办理此事项") && body.contains("异议成立"),
+        "{body}"
+    );
     // A CSRF token of another session: refused, nothing changed.
     let other = session(&gw, "zhang", "zhang-pass-1");
-    let (status, _) = console_post(&gw, &other, &zhang.1, &format!("/console/objections/{third}/resolve"), "outcome=reject&reason=x");
+    let (status, _) = console_post(
+        &gw,
+        &other,
+        &zhang.1,
+        &format!("/console/objections/{third}/resolve"),
+        "outcome=reject&reason=x",
+    );
     assert_eq!(status, 403);
     assert_eq!(objection_state(&gw, &third), "under_review");
     // The reviewer may not do the first level's casework.
     let wang = session(&gw, "wang", "wang-pass-1");
-    let (status, _) = console_post(&gw, &wang, &wang.1, &format!("/console/objections/{third}/resolve"), "outcome=reject&reason=x");
+    let (status, _) = console_post(
+        &gw,
+        &wang,
+        &wang.1,
+        &format!("/console/objections/{third}/resolve"),
+        "outcome=reject&reason=x",
+    );
     assert_eq!(status, 403);
     assert_eq!(objection_state(&gw, &third), "under_review");
 
     rt.block_on(async {
         c.delete_all_cookies().await.unwrap();
         sign_in(&c, &admin, "wang", "wang-pass-1").await;
-        c.goto(&format!("http://{admin}/console/objections/{second}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/objections/{second}"))
+            .await
+            .unwrap();
         assert!(text(&c, "#case").await.contains("上级复核"));
         take_step(&c, "resolve", Some("reject"), "复核维持原结论").await;
         assert_eq!(text(&c, "#state").await, "异议不成立");
-        assert!(c.find_all(Locator::Css("#actions form")).await.unwrap().is_empty(), "no third level");
+        assert!(
+            c.find_all(Locator::Css("#actions form"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "no third level"
+        );
         screenshot(&c, "13-objection-reviewed").await;
     });
 
@@ -830,16 +938,35 @@ fn the_bureau_works_objections_at_the_console_each_role_its_own_steps() {
     rt.block_on(async {
         c.delete_all_cookies().await.unwrap();
         sign_in(&c, &admin, "li", "li-pass-1").await;
-        c.goto(&format!("http://{admin}/console/objections/{third}")).await.unwrap();
-        assert!(c.find_all(Locator::Css("#actions form")).await.unwrap().is_empty());
+        c.goto(&format!("http://{admin}/console/objections/{third}"))
+            .await
+            .unwrap();
+        assert!(c
+            .find_all(Locator::Css("#actions form"))
+            .await
+            .unwrap()
+            .is_empty());
         assert!(text(&c, "#no-actions").await.contains("只读"));
-        let link = c.find(Locator::Css("a.subject-link")).await.unwrap().attr("href").await.unwrap().unwrap();
+        let link = c
+            .find(Locator::Css("a.subject-link"))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
         c.goto(&format!("http://{admin}{link}")).await.unwrap();
         let page = c.source().await.unwrap();
         assert!(page.contains("CW-3"), "the subject page lists the record");
         assert!(!page.contains(&person), "never the full identifier");
         assert!(page.contains(&format!("{}*", &person[..6])), "masked");
-        assert!(c.find_all(Locator::Css("form.exit")).await.unwrap().is_empty(), "a viewer has no exit");
+        assert!(
+            c.find_all(Locator::Css("form.exit"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "a viewer has no exit"
+        );
         screenshot(&c, "14-subject-viewer-masked").await;
     });
 
@@ -847,12 +974,25 @@ fn the_bureau_works_objections_at_the_console_each_role_its_own_steps() {
     rt.block_on(async {
         c.delete_all_cookies().await.unwrap();
         sign_in(&c, &admin, "zhao", "zhao-pass-1").await;
-        c.goto(&format!("http://{admin}/console/objections/{first}")).await.unwrap();
-        let link = c.find(Locator::Css("#audit-link")).await.unwrap().attr("href").await.unwrap().unwrap();
+        c.goto(&format!("http://{admin}/console/objections/{first}"))
+            .await
+            .unwrap();
+        let link = c
+            .find(Locator::Css("#audit-link"))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
         c.goto(&format!("http://{admin}{link}")).await.unwrap();
         let audit = text(&c, "#audit").await;
         assert!(audit.contains("objection_resolved"), "{audit}");
-        assert!(audit.contains("zhang") && audit.contains(&format!("/console/objections/{first}/resolve")), "{audit}");
+        assert!(
+            audit.contains("zhang")
+                && audit.contains(&format!("/console/objections/{first}/resolve")),
+            "{audit}"
+        );
         screenshot(&c, "15-audit-of-case").await;
         c.clone().close().await.unwrap();
     });
@@ -885,19 +1025,30 @@ fn an_operator_accepts_a_late_objection_at_the_console() {
     let late = gw.client(MI).post(
         "/v1/objections",
         "application/json",
-        serde_json::to_vec(&json!({"records": [{"record_id": "EVAL-C1"}], "ground": "error_or_omission",
-                                    "materials": "m", "notified_on": "2026-09-01"}))
+        serde_json::to_vec(
+            &json!({"records": [{"record_id": "EVAL-C1"}], "ground": "error_or_omission",
+                                    "materials": "m", "notified_on": "2026-09-01"}),
+        )
         .unwrap(),
     );
     assert_eq!(late.status, 422);
-    let id = late.json()["error"]["objection_id"].as_str().unwrap().to_string();
+    let id = late.json()["error"]["objection_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let profile = tempfile::tempdir().unwrap();
     let (_driver, c) = rt.block_on(browser(profile.path()));
     rt.block_on(async {
         sign_in(&c, &admin, "zhang", "zhang-pass-1").await;
-        c.goto(&format!("http://{admin}/console/objections?state=filed_late")).await.unwrap();
+        c.goto(&format!(
+            "http://{admin}/console/objections?state=filed_late"
+        ))
+        .await
+        .unwrap();
         assert!(text(&c, "#objections").await.contains(&id));
-        c.goto(&format!("http://{admin}/console/objections/{id}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/objections/{id}"))
+            .await
+            .unwrap();
         assert_eq!(text(&c, "#state").await, "逾期提出");
         take_step(&c, "accept-late", None, "主体住院，有证明材料").await;
         assert_eq!(text(&c, "#state").await, "审核中");
@@ -927,88 +1078,185 @@ fn a_repair_through_publicity_and_a_subject_exit_and_reentry_at_the_console() {
     gw.start_clock_at("2025-09-28T10:00:00+08:00");
     gw.spawn();
     let admin = gw.admin.clone();
-    gw.push_canonical(MI, &[penalty_of(pharmacy(), "540102", "REP-C1", "2025-03-20")]);
-    assert!(wait_until(Duration::from_secs(20), || !received_of(&platform, "REP-C1").is_empty()));
+    gw.push_canonical(
+        MI,
+        &[penalty_of(pharmacy(), "540102", "REP-C1", "2025-03-20")],
+    );
+    assert!(wait_until(Duration::from_secs(20), || !received_of(
+        &platform, "REP-C1"
+    )
+    .is_empty()));
     let applied = gw.client(MI).post(
         "/v1/repairs",
         "application/json",
-        serde_json::to_vec(&json!({"records": [{"record_id": "REP-C1"}], "materials": "修复材料 2025-001",
-                                    "commitment": "信用承诺书（已公开）"}))
+        serde_json::to_vec(
+            &json!({"records": [{"record_id": "REP-C1"}], "materials": "修复材料 2025-001",
+                                    "commitment": "信用承诺书（已公开）"}),
+        )
         .unwrap(),
     );
-    assert_eq!(applied.status, 201, "{}", String::from_utf8_lossy(&applied.body));
+    assert_eq!(
+        applied.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&applied.body)
+    );
     let id = applied.json()["id"].as_str().unwrap().to_string();
     let profile = tempfile::tempdir().unwrap();
     let (_driver, c) = rt.block_on(browser(profile.path()));
     rt.block_on(async {
         sign_in(&c, &admin, "zhang", "zhang-pass-1").await;
-        c.goto(&format!("http://{admin}/console/repairs")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/repairs"))
+            .await
+            .unwrap();
         assert!(text(&c, "#repairs").await.contains(&id));
         screenshot(&c, "17-repairs").await;
-        c.goto(&format!("http://{admin}/console/repairs/{id}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/repairs/{id}"))
+            .await
+            .unwrap();
         // No decision chosen: refused, nothing changed.
         take_step(&c, "decide", None, "整改到位").await;
         assert!(text(&c, "#message").await.contains("请选择修复决定"));
-        c.goto(&format!("http://{admin}/console/repairs/{id}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/repairs/{id}"))
+            .await
+            .unwrap();
         take_step(&c, "decide", Some("approve"), "整改到位，符合修复条件").await;
         assert_eq!(text(&c, "#state").await, "公示中");
         let case = text(&c, "#case").await;
-        assert!(case.contains("公示截止"), "the publicity's end, not the old decision deadline: {case}");
-        assert!(c.find_all(Locator::Css("form.complete")).await.unwrap().is_empty(), "the publicity runs");
+        assert!(
+            case.contains("公示截止"),
+            "the publicity's end, not the old decision deadline: {case}"
+        );
+        assert!(
+            c.find_all(Locator::Css("form.complete"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "the publicity runs"
+        );
         screenshot(&c, "18-repair-in-publicity").await;
     });
     // After the publicity (5 working days), the operator completes it (GD Art. 38).
     gw.set_clock("2025-10-20T10:00:00+08:00");
     rt.block_on(async {
-        c.goto(&format!("http://{admin}/console/repairs/{id}")).await.unwrap();
+        c.goto(&format!("http://{admin}/console/repairs/{id}"))
+            .await
+            .unwrap();
         take_step(&c, "complete", None, "").await;
         assert_eq!(text(&c, "#state").await, "已修复");
-        assert!(c.find_all(Locator::Css("form.commitment-broken")).await.unwrap().len() == 1);
+        assert!(
+            c.find_all(Locator::Css("form.commitment-broken"))
+                .await
+                .unwrap()
+                .len()
+                == 1
+        );
         screenshot(&c, "19-repair-completed").await;
     });
-    assert!(wait_until(Duration::from_secs(20), || received_of(&platform, "REP-C1")
-        .iter()
-        .any(|s| s.kind == "withdrawal" && s.record["withdrawn"]["reason"] == "repaired")));
+    assert!(wait_until(Duration::from_secs(20), || received_of(
+        &platform, "REP-C1"
+    )
+    .iter()
+    .any(
+        |s| s.kind == "withdrawal" && s.record["withdrawn"]["reason"] == "repaired"
+    )));
 
     // A second record of the subject, then its exit (LS Art. 20) and re-entry.
-    gw.push_canonical(MI, &[penalty_of(pharmacy(), "540102", "EXIT-C1", "2025-09-20")]);
-    assert!(wait_until(Duration::from_secs(20), || !received_of(&platform, "EXIT-C1").is_empty()));
+    gw.push_canonical(
+        MI,
+        &[penalty_of(pharmacy(), "540102", "EXIT-C1", "2025-09-20")],
+    );
+    assert!(wait_until(Duration::from_secs(20), || !received_of(
+        &platform, "EXIT-C1"
+    )
+    .is_empty()));
     rt.block_on(async {
-        c.goto(&format!("http://{admin}/console/search?q=uscc:91310110666007217T")).await.unwrap();
-        let link = c.find(Locator::Css("#subject-link")).await.unwrap().attr("href").await.unwrap().unwrap();
+        c.goto(&format!(
+            "http://{admin}/console/search?q=uscc:91310110666007217T"
+        ))
+        .await
+        .unwrap();
+        let link = c
+            .find(Locator::Css("#subject-link"))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
         c.goto(&format!("http://{admin}{link}")).await.unwrap();
-        assert!(text(&c, "#identity").await.contains("91310110666007217T"), "not personal: shown");
+        assert!(
+            text(&c, "#identity").await.contains("91310110666007217T"),
+            "not personal: shown"
+        );
         let page = c.source().await.unwrap();
-        assert!(page.contains("EXIT-C1") && page.contains("修复"), "records with their marks");
+        assert!(
+            page.contains("EXIT-C1") && page.contains("修复"),
+            "records with their marks"
+        );
         screenshot(&c, "20-subject").await;
-        c.find(Locator::Css("form.exit input[name='on']")).await.unwrap().send_keys("2025-10-20").await.unwrap();
+        c.find(Locator::Css("form.exit input[name='on']"))
+            .await
+            .unwrap()
+            .send_keys("2025-10-20")
+            .await
+            .unwrap();
         take_step(&c, "exit", None, "").await;
         assert_eq!(
-            c.find(Locator::Css("#standing")).await.unwrap().attr("data-code").await.unwrap().as_deref(),
+            c.find(Locator::Css("#standing"))
+                .await
+                .unwrap()
+                .attr("data-code")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("exited")
         );
     });
-    assert!(wait_until(Duration::from_secs(20), || received_of(&platform, "EXIT-C1")
+    assert!(wait_until(Duration::from_secs(20), || received_of(
+        &platform, "EXIT-C1"
+    )
+    .iter()
+    .any(
+        |s| s.kind == "withdrawal" && s.record["withdrawn"]["reason"] == "subject_exited"
+    )));
+    let shares_before = received_of(&platform, "EXIT-C1")
         .iter()
-        .any(|s| s.kind == "withdrawal" && s.record["withdrawn"]["reason"] == "subject_exited")));
-    let shares_before = received_of(&platform, "EXIT-C1").iter().filter(|s| s.kind == "share").count();
+        .filter(|s| s.kind == "share")
+        .count();
     rt.block_on(async {
-        c.find(Locator::Css("form.reentry input[name='on']")).await.unwrap().send_keys("2025-10-21").await.unwrap();
+        c.find(Locator::Css("form.reentry input[name='on']"))
+            .await
+            .unwrap()
+            .send_keys("2025-10-21")
+            .await
+            .unwrap();
         take_step(&c, "reentry", None, "").await;
         assert_eq!(
-            c.find(Locator::Css("#standing")).await.unwrap().attr("data-code").await.unwrap().as_deref(),
+            c.find(Locator::Css("#standing"))
+                .await
+                .unwrap()
+                .attr("data-code")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("active")
         );
     });
-    assert!(wait_until(Duration::from_secs(20), || received_of(&platform, "EXIT-C1")
-        .iter()
-        .filter(|s| s.kind == "share")
-        .count()
+    assert!(wait_until(Duration::from_secs(20), || received_of(
+        &platform, "EXIT-C1"
+    )
+    .iter()
+    .filter(|s| s.kind == "share")
+    .count()
         > shares_before));
     // The other pages, photographed at the console's size.
     rt.block_on(async {
         for (path, name) in [
-            ("/console/record?agency=medical_insurance&id=EXIT-C1", "21-record"),
+            (
+                "/console/record?agency=medical_insurance&id=EXIT-C1",
+                "21-record",
+            ),
             ("/console/corrections", "22-corrections"),
             ("/console/evaluation", "23-evaluation"),
             ("/console/deadlines", "24-deadlines"),

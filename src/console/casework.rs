@@ -76,13 +76,21 @@ fn code_of<T: serde::Serialize>(v: &T) -> String {
 fn state_tabs(l: Lang, base: &str, states: &[&str], current: Option<&str>) -> String {
     let mut out = format!(
         "<nav class=\"pages states\"><a href=\"{base}\"{}>{}</a>",
-        if current.is_none() { " class=\"on\"" } else { "" },
+        if current.is_none() {
+            " class=\"on\""
+        } else {
+            ""
+        },
         t(l, "all")
     );
     for s in states {
         out.push_str(&format!(
             "<a href=\"{base}?state={s}\"{}>{}</a>",
-            if current == Some(*s) { " class=\"on\"" } else { "" },
+            if current == Some(*s) {
+                " class=\"on\""
+            } else {
+                ""
+            },
             state_label(l, s)
         ));
     }
@@ -124,7 +132,13 @@ pub fn objections(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Str
     let mut body = state_tabs(
         l,
         "/console/objections",
-        &["filed_late", "under_review", "overdue", "upheld", "rejected"],
+        &[
+            "filed_late",
+            "under_review",
+            "overdue",
+            "upheld",
+            "rejected",
+        ],
         query.get("state").map(String::as_str),
     );
     body.push_str(&format!(
@@ -248,7 +262,10 @@ pub fn objection(ops: &Ops, v: &Viewer, id: &str, notice: Option<&str>) -> Optio
     body.push_str("</table>");
     body.push_str(&format!("<h2>{}</h2>", t(l, "records")));
     body.push_str(&record_table(ops, v, &o.records));
-    body.push_str(&format!("<h2>{}</h2><table id=\"history\">", t(l, "history")));
+    body.push_str(&format!(
+        "<h2>{}</h2><table id=\"history\">",
+        t(l, "history")
+    ));
     body.push_str(&format!(
         "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         t(l, "at"),
@@ -372,7 +389,10 @@ fn actions_section(l: Lang, body: &mut String, forms: &str, held_back: bool) {
     if !forms.is_empty() {
         body.push_str(forms);
     } else if held_back {
-        body.push_str(&format!("<p id=\"no-actions\">{}</p>", t(l, "role_no_steps")));
+        body.push_str(&format!(
+            "<p id=\"no-actions\">{}</p>",
+            t(l, "role_no_steps")
+        ));
     } else {
         body.push_str(&format!("<p id=\"no-actions\">{}</p>", t(l, "no_steps")));
     }
@@ -450,7 +470,9 @@ pub fn marks_text(l: Lang, marks: &[crate::archive::Mark]) -> String {
 pub fn repairs(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> String {
     let l = v.lang;
     let now = ops.clock.now();
-    let state = query.get("state").and_then(|s| crate::repairs::State::parse(s));
+    let state = query
+        .get("state")
+        .and_then(|s| crate::repairs::State::parse(s));
     let mut listed = crate::repairs::list(&ops.store, now, state).unwrap_or_default();
     listed.sort_by_key(|r| {
         (
@@ -564,7 +586,10 @@ pub fn repair(ops: &Ops, v: &Viewer, id: &str, notice: Option<&str>) -> Option<S
     body.push_str("</table>");
     body.push_str(&format!("<h2>{}</h2>", t(l, "records")));
     body.push_str(&record_table(ops, v, &r.records));
-    body.push_str(&format!("<h2>{}</h2><table id=\"history\">", t(l, "history")));
+    body.push_str(&format!(
+        "<h2>{}</h2><table id=\"history\">",
+        t(l, "history")
+    ));
     body.push_str(&format!(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td></td></tr>",
         china(r.accepted_at),
@@ -743,10 +768,7 @@ pub fn correction(ops: &Ops, v: &Viewer, id: &str) -> Option<String> {
             state_label(l, &code_of(&status.state))
         ),
     ));
-    body.push_str(&row(
-        t(l, "correction_kind"),
-        &esc(&code_of(&c.kind)),
-    ));
+    body.push_str(&row(t(l, "correction_kind"), &esc(&code_of(&c.kind))));
     body.push_str(&row(t(l, "filed_by"), &esc(&c.requested_by)));
     body.push_str(&row(t(l, "reason"), &esc(&v.shown(&c.reason))));
     if let Some(d) = c.deadline {
@@ -794,7 +816,11 @@ pub fn correction(ops: &Ops, v: &Viewer, id: &str) -> Option<String> {
         esc(&c.id),
         t(l, "audit_of_case")
     ));
-    Some(layout(v, &format!("{} {}", t(l, "correction"), c.id), &body))
+    Some(layout(
+        v,
+        &format!("{} {}", t(l, "correction"), c.id),
+        &body,
+    ))
 }
 
 /// A posted step on an objection or a repair: `/console/{objections|repairs}/{id}/{step}`.
@@ -876,7 +902,11 @@ async fn objection_step(
         let state = objection.state(ctx.now);
         return refused(
             StatusCode::CONFLICT,
-            format!("{}{}", t(l, "wrong_state"), state_label(l, &code_of(&state))),
+            format!(
+                "{}{}",
+                t(l, "wrong_state"),
+                state_label(l, &code_of(&state))
+            ),
         );
     };
     if !v.principal.may(need_of(duty)) {
@@ -944,9 +974,17 @@ fn resolve_request(
                 .get("record")
                 .and_then(|r| r.split_once('/'))
                 .ok_or_else(|| t(l, "record_required").to_string())?;
-            let kind = form.get("kind").cloned().unwrap_or_else(|| "invalidate".into());
+            let kind = form
+                .get("kind")
+                .cloned()
+                .unwrap_or_else(|| "invalidate".into());
             let mut content = Map::new();
-            for line in form.get("content").map(String::as_str).unwrap_or("").lines() {
+            for line in form
+                .get("content")
+                .map(String::as_str)
+                .unwrap_or("")
+                .lines()
+            {
                 let line = line.trim();
                 if line.is_empty() {
                     continue;
@@ -1007,7 +1045,11 @@ async fn repair_step(
         let state = repair.state(ctx.now, open);
         return refused(
             StatusCode::CONFLICT,
-            format!("{}{}", t(l, "wrong_state"), state_label(l, &code_of(&state))),
+            format!(
+                "{}{}",
+                t(l, "wrong_state"),
+                state_label(l, &code_of(&state))
+            ),
         );
     };
     if !v.principal.may(Need::Act) {
@@ -1052,7 +1094,9 @@ async fn repair_step(
             StatusCode::CONFLICT,
             format!("{}{}", t(l, "wrong_state"), state_label(l, &code_of(&s))),
         ),
-        Err(E::NotAllowed(m)) => refused(StatusCode::FORBIDDEN, format!("{}{m}", t(l, "not_yours"))),
+        Err(E::NotAllowed(m)) => {
+            refused(StatusCode::FORBIDDEN, format!("{}{m}", t(l, "not_yours")))
+        }
         Err(E::Storage(_)) => refused(StatusCode::SERVICE_UNAVAILABLE, t(l, "storage_busy")),
         Err(other) => refused(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
     }

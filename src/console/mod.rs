@@ -151,7 +151,13 @@ async fn route(
         lang,
         warnings: crate::rulebook::in_force::warnings(&ops.live, &ops.rule_files, today)
             .into_iter()
-            .map(|w| if lang == Lang::Zh { w.message_zh } else { w.message })
+            .map(|w| {
+                if lang == Lang::Zh {
+                    w.message_zh
+                } else {
+                    w.message
+                }
+            })
             .collect(),
     };
     if method == Method::POST {
@@ -367,7 +373,13 @@ async fn post(
                 lang,
                 warnings: crate::rulebook::in_force::warnings(&ops.live, &ops.rule_files, today)
                     .into_iter()
-                    .map(|w| if lang == Lang::Zh { w.message_zh } else { w.message })
+                    .map(|w| {
+                        if lang == Lang::Zh {
+                            w.message_zh
+                        } else {
+                            w.message
+                        }
+                    })
                     .collect(),
             };
             html(

@@ -262,16 +262,18 @@ fn deadlines_at_risk(ops: &Ops) -> usize {
     let soon = |d: time::OffsetDateTime| {
         d >= now && calendar.working_days_left(now, d).is_ok_and(|n| n <= 1)
     };
-    let corrections = crate::corrections::list(&ops.store, now, Some(crate::corrections::State::Pending))
-        .unwrap_or_default()
-        .iter()
-        .filter(|c| c.correction.deadline.is_some_and(soon))
-        .count();
-    let objections = crate::objections::list(&ops.store, now, Some(crate::objections::State::UnderReview))
-        .unwrap_or_default()
-        .iter()
-        .filter(|o| o.objection.review_deadline.is_some_and(soon))
-        .count();
+    let corrections =
+        crate::corrections::list(&ops.store, now, Some(crate::corrections::State::Pending))
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.correction.deadline.is_some_and(soon))
+            .count();
+    let objections =
+        crate::objections::list(&ops.store, now, Some(crate::objections::State::UnderReview))
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| o.objection.review_deadline.is_some_and(soon))
+            .count();
     let repairs = crate::repairs::list(&ops.store, now, Some(crate::repairs::State::UnderReview))
         .unwrap_or_default()
         .iter()
@@ -541,7 +543,12 @@ fn provisional(l: Lang, deadline: String, provisional: bool) -> String {
 }
 
 /// Working days left to a deadline as a countdown cell, overdue in red.
-pub(super) fn countdown_cell(ops: &Ops, l: Lang, deadline: Option<time::OffsetDateTime>, open: bool) -> String {
+pub(super) fn countdown_cell(
+    ops: &Ops,
+    l: Lang,
+    deadline: Option<time::OffsetDateTime>,
+    open: bool,
+) -> String {
     let Some(deadline) = deadline else {
         return "<td>-</td>".into();
     };
@@ -933,11 +940,10 @@ fn entries_naming(ops: &Ops, id: &str) -> Vec<crate::audit::Entry> {
         let Some(last) = page.last().map(|e| e.seq) else {
             break;
         };
-        out.extend(page.into_iter().filter(|e| {
-            e.data
-                .values()
-                .any(|v| v.to_string().contains(id))
-        }));
+        out.extend(
+            page.into_iter()
+                .filter(|e| e.data.values().any(|v| v.to_string().contains(id))),
+        );
         from = last + 1;
     }
     out

@@ -62,7 +62,10 @@ pub(super) fn key_of(ops: &Ops, q: &str) -> Option<String> {
             continue;
         };
         let key = subject.archive_key(&ops.store);
-        if let Ok(Some(_)) = ops.store.get_json::<SubjectEntry>(&archive::subject_key(&key)) {
+        if let Ok(Some(_)) = ops
+            .store
+            .get_json::<SubjectEntry>(&archive::subject_key(&key))
+        {
             return Some(key);
         }
     }
@@ -149,7 +152,10 @@ fn holdings_rows(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
 fn holdings_table(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
     let rows = holdings_rows(ops, l, agency, record_id);
     if rows.is_empty() {
-        return format!("<p>{}</p>", label(l, "未向任何平台共享", "Not shared with any platform"));
+        return format!(
+            "<p>{}</p>",
+            label(l, "未向任何平台共享", "Not shared with any platform")
+        );
     }
     format!(
         "<table class=\"holdings\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
@@ -162,7 +168,12 @@ fn holdings_table(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
 }
 
 /// `/console/subject?key=K` (or `?q=type:id`).
-pub fn subject(ops: &Ops, v: &Viewer, query: &HashMap<String, String>, notice: Option<&str>) -> Option<String> {
+pub fn subject(
+    ops: &Ops,
+    v: &Viewer,
+    query: &HashMap<String, String>,
+    notice: Option<&str>,
+) -> Option<String> {
     let l = v.lang;
     let key = match query.get("key").filter(|k| !k.is_empty()) {
         Some(k) => k.clone(),
@@ -197,7 +208,11 @@ pub fn subject(ops: &Ops, v: &Viewer, query: &HashMap<String, String>, notice: O
         t(l, "state"),
         esc(&entry.status),
         if exited {
-            label(l, "已退出（档案不再展示与共享）", "exited (hidden, shared nowhere)")
+            label(
+                l,
+                "已退出（档案不再展示与共享）",
+                "exited (hidden, shared nowhere)",
+            )
         } else {
             label(l, "正常", "active")
         }
@@ -285,7 +300,11 @@ pub fn subject(ops: &Ops, v: &Viewer, query: &HashMap<String, String>, notice: O
             ));
         }
     }
-    Some(layout(v, &format!("{} {}", t(l, "subject"), v.shown(&entry.name)), &body))
+    Some(layout(
+        v,
+        &format!("{} {}", t(l, "subject"), v.shown(&entry.name)),
+        &body,
+    ))
 }
 
 fn grade_section(
@@ -375,7 +394,10 @@ pub fn record(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Option<
         esc(&head.subject),
         t(l, "subject_page")
     ));
-    body.push_str(&format!("<h2>{}</h2>", label(l, "公开与共享", "Where published")));
+    body.push_str(&format!(
+        "<h2>{}</h2>",
+        label(l, "公开与共享", "Where published")
+    ));
     body.push_str(&holdings_table(ops, l, agency, record_id));
     if let Ok(Some((_, version))) = archive::current_version(&ops.store, agency, record_id) {
         let mut json: Value = serde_json::from_str(version.record.get()).unwrap_or(Value::Null);
@@ -390,7 +412,11 @@ pub fn record(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Option<
         flatten(&json, "", &mut body);
         body.push_str("</table>");
     }
-    Some(layout(v, &format!("{} {}", t(l, "record"), v.shown(record_id)), &body))
+    Some(layout(
+        v,
+        &format!("{} {}", t(l, "record"), v.shown(record_id)),
+        &body,
+    ))
 }
 
 /// A record's fields as rows (`content.fine_yuan`), readable at 1366 pixels.
@@ -411,7 +437,10 @@ fn flatten(value: &Value, path: &str, out: &mut String) {
             esc(path),
             esc(&items
                 .iter()
-                .map(|i| i.as_str().map(String::from).unwrap_or_else(|| i.to_string()))
+                .map(|i| i
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| i.to_string()))
                 .collect::<Vec<_>>()
                 .join("、"))
         )),
@@ -435,14 +464,26 @@ fn flatten(value: &Value, path: &str, out: &mut String) {
 
 /// `/console/evaluation[?year=Y]`: the year's cycle, grades, results under objection,
 /// publication and re-evaluation.
-pub fn evaluation(ops: &Ops, v: &Viewer, query: &HashMap<String, String>, notice: Option<&str>) -> String {
+pub fn evaluation(
+    ops: &Ops,
+    v: &Viewer,
+    query: &HashMap<String, String>,
+    notice: Option<&str>,
+) -> String {
     let l = v.lang;
     let title = label(l, "信用评价", "Evaluation");
     let Some(engine) = &ops.evaluation else {
         return layout(
             v,
             title,
-            &format!("<p>{}</p>", label(l, "未启用信用评价（evaluation.enabled）", "Evaluation is off (evaluation.enabled)")),
+            &format!(
+                "<p>{}</p>",
+                label(
+                    l,
+                    "未启用信用评价（evaluation.enabled）",
+                    "Evaluation is off (evaluation.enabled)"
+                )
+            ),
         );
     };
     let this_year = ops
@@ -508,7 +549,14 @@ pub fn evaluation(ops: &Ops, v: &Viewer, query: &HashMap<String, String>, notice
             }
             body.push_str("</tr></table>");
             if !s.under_objection.is_empty() {
-                body.push_str(&format!("<h3>{}</h3><ul id=\"under-objection\">", label(l, "异议中的结果（公布前须处理）", "Results under objection (resolved before publication)")));
+                body.push_str(&format!(
+                    "<h3>{}</h3><ul id=\"under-objection\">",
+                    label(
+                        l,
+                        "异议中的结果（公布前须处理）",
+                        "Results under objection (resolved before publication)"
+                    )
+                ));
                 for id in &s.under_objection {
                     body.push_str(&format!(
                         "<li><a href=\"/console/record?agency={}&id={id}\">{id}</a></li>",
@@ -557,14 +605,14 @@ pub async fn act(
         Outcome::Refused(StatusCode::FORBIDDEN, t(v.lang, "role_may_not_step").into())
     } else {
         match path {
-        "/console/subject/exit" | "/console/subject/reentry" => {
-            standing(ops, v, path.ends_with("exit"), form).await
+            "/console/subject/exit" | "/console/subject/reentry" => {
+                standing(ops, v, path.ends_with("exit"), form).await
+            }
+            "/console/evaluation/publish" | "/console/evaluation/rerun" => {
+                evaluation_step(ops, v, path.ends_with("publish"), form).await
+            }
+            _ => return None,
         }
-        "/console/evaluation/publish" | "/console/evaluation/rerun" => {
-            evaluation_step(ops, v, path.ends_with("publish"), form).await
-        }
-        _ => return None,
-    }
     };
     let status = match &outcome {
         Outcome::Done(_) => StatusCode::SEE_OTHER,
@@ -593,11 +641,19 @@ async fn standing(ops: &Ops, v: &Viewer, exit: bool, form: &HashMap<String, Stri
     let Some((id_type, id)) = identity(ops, &key) else {
         return Outcome::Refused(StatusCode::NOT_FOUND, t(l, "not_found").into());
     };
-    let on = form.get("on").map(|s| s.trim().to_string()).unwrap_or_default();
+    let on = form
+        .get("on")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
     if on.is_empty() {
         return Outcome::Refused(
             StatusCode::BAD_REQUEST,
-            label(l, "请填写生效日期（YYYY-MM-DD）", "the effective date (YYYY-MM-DD) is required").into(),
+            label(
+                l,
+                "请填写生效日期（YYYY-MM-DD）",
+                "the effective date (YYYY-MM-DD) is required",
+            )
+            .into(),
         );
     }
     let request = crate::ledger::recheck::StandingRequest {
@@ -638,7 +694,12 @@ async fn evaluation_step(
             label(l, "未启用信用评价", "evaluation is off").into(),
         );
     };
-    let Ok(year) = form.get("year").map(String::as_str).unwrap_or("").parse::<i32>() else {
+    let Ok(year) = form
+        .get("year")
+        .map(String::as_str)
+        .unwrap_or("")
+        .parse::<i32>()
+    else {
         return Outcome::Refused(
             StatusCode::BAD_REQUEST,
             label(l, "年度须为数字", "the year must be a number").into(),

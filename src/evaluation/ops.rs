@@ -215,7 +215,10 @@ pub fn year_summary(engine: &Engine, year: i32) -> Result<YearSummary, Evaluatio
         if let Some(pub_id) = ids::publication_of(&record_id) {
             if engine
                 .store
-                .get_json::<archive::RecordHead>(&archive::record_head_key(&engine.agency, &pub_id))?
+                .get_json::<archive::RecordHead>(&archive::record_head_key(
+                    &engine.agency,
+                    &pub_id,
+                ))?
                 .is_some()
             {
                 summary.published += 1;

@@ -777,13 +777,20 @@ async fn resolve_objection(
         evaluation_agency: &app.config.evaluation.agency,
         working_days: app.config.corrections.working_days,
     };
-    let resolved = resolve(&ctx, &resolver, &agency.id, may_correct_others, id, &request)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Objection(e) => objection_error(e),
-            ResolveError::Correction(_) => ApiError::InvalidObjection(e.to_string()),
-            ResolveError::Storage(_) => ApiError::StorageUnavailable,
-        })?;
+    let resolved = resolve(
+        &ctx,
+        &resolver,
+        &agency.id,
+        may_correct_others,
+        id,
+        &request,
+    )
+    .await
+    .map_err(|e| match e {
+        ResolveError::Objection(e) => objection_error(e),
+        ResolveError::Correction(_) => ApiError::InvalidObjection(e.to_string()),
+        ResolveError::Storage(_) => ApiError::StorageUnavailable,
+    })?;
     let mut body = objection_body(&resolved.objection, ctx.now);
     if let Some(status) = resolved.correction {
         body["correction"] = serde_json::to_value(&status).unwrap_or_default();

@@ -17,7 +17,9 @@ use serde_json::Value;
 use super::flow::{self, Context, ObjectionError, ResolveRequest};
 use super::{Objection, State};
 use crate::config::DestinationConfig;
-use crate::corrections::request::{prepare, CorrectionError, Prepared, Request as CorrectionRequest};
+use crate::corrections::request::{
+    prepare, CorrectionError, Prepared, Request as CorrectionRequest,
+};
 use crate::record::ValidationContext;
 
 /// Who does a step, by the regulations' split of duties.

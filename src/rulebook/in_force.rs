@@ -545,9 +545,10 @@ pub fn warnings(live: &Live, files: &Files, day: Date) -> Vec<Warning> {
                 ("in_force", Some(left)) if left < WARNING_DAYS && g.duty != Duty::Calendar => {
                     let Some(end) = g.until else { continue };
                     let next = in_force(live, files, &region, end + Duration::days(1));
-                    let succeeded = next.duties.iter().any(|n| {
-                        n.duty == g.duty && n.scope == g.scope && n.status == "in_force"
-                    });
+                    let succeeded = next
+                        .duties
+                        .iter()
+                        .any(|n| n.duty == g.duty && n.scope == g.scope && n.status == "in_force");
                     if succeeded {
                         continue;
                     }
