@@ -869,6 +869,22 @@ fn the_bureau_works_objections_at_the_console_each_role_its_own_steps() {
             .is_empty());
         assert!(text(&c, "#no-actions").await.contains("您的角色不能办理"));
     });
+    // The rejection took the 异议标注 mark off: a share without it reached the platform before
+    // the review marked the record again.
+    assert!(wait_until(Duration::from_secs(20), || received_of(
+        &platform, "CW-2"
+    )
+    .iter()
+    .any(|s| s.kind != "withdrawal"
+        && s.record["marks"].as_array().is_none_or(|m| m
+            .iter()
+            .all(|m| m["kind"] != "objection")))
+        && received_of(&platform, "CW-2").iter().any(|s| s.record
+            ["marks"]
+            .as_array()
+            .is_some_and(|m| m
+                .iter()
+                .any(|m| m["kind"] == "objection")))));
     let zhang = session(&gw, "zhang", "zhang-pass-1");
     let (status, body) = console_post(
         &gw,
@@ -994,8 +1010,67 @@ fn the_bureau_works_objections_at_the_console_each_role_its_own_steps() {
             "{audit}"
         );
         screenshot(&c, "15-audit-of-case").await;
+    });
+
+    // A token replayed after its session ended: sent to sign in, nothing changed.
+    let (status, _) = console_post(&gw, &zhang, &zhang.1, "/console/logout", "");
+    assert_eq!(status, 303);
+    let (status, _, _) = gw.admin_raw(
+        "POST",
+        &format!("/console/objections/{third}/resolve"),
+        &[
+            ("cookie", &zhang.0),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={}&outcome=reject&reason=x", zhang.1).into_bytes(),
+    );
+    assert_eq!(status, 303, "to the sign-in page");
+    assert_eq!(objection_state(&gw, &third), "under_review");
+
+    // The third upheld with a correction of the fine (GD Art. 31): the corrected record reaches
+    // the platform, and the correction has its own case page.
+    rt.block_on(async {
+        c.delete_all_cookies().await.unwrap();
+        sign_in(&c, &admin, "zhang", "zhang-pass-1").await;
+        c.goto(&format!("http://{admin}/console/objections/{third}"))
+            .await
+            .unwrap();
+        c.find(Locator::Css(
+            "form.resolve select[name='kind'] option[value='correct']",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+        c.find(Locator::Css("form.resolve textarea[name='content']"))
+            .await
+            .unwrap()
+            .send_keys("fine_yuan=10000")
+            .await
+            .unwrap();
+        take_step(&c, "resolve", Some("correct"), "罚款金额录入错误，予以更正").await;
+        assert_eq!(text(&c, "#state").await, "异议成立");
+        let link = c
+            .find(Locator::Css("#history a[href^='/console/corrections/']"))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        c.goto(&format!("http://{admin}{link}")).await.unwrap();
+        assert!(text(&c, "#told").await.contains("provincial"));
+        screenshot(&c, "25-correction-case").await;
         c.clone().close().await.unwrap();
     });
+    assert!(wait_until(Duration::from_secs(20), || received_of(
+        &platform, "CW-3"
+    )
+    .iter()
+    .any(
+        |s| s.kind == "correction" && s.record["content"]["fine_yuan"] == "10000"
+    )));
 }
 
 /// LS Art. 21: a late objection to an evaluation result is accepted by the operator with a reason.

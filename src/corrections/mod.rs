@@ -353,6 +353,16 @@ mod tests {
         );
     }
 
+    /// Issue #27: a correction of a record no platform held is neither on time nor late.
+    #[test]
+    fn a_correction_no_platform_held_reads_no_platform() {
+        let c = correction("2025-03-19T23:59:59+08:00", &[]);
+        assert_eq!(
+            state_of(&c, &Map::new(), t("2025-04-01T00:00:00+08:00")),
+            State::NoPlatform
+        );
+    }
+
     #[test]
     fn states() {
         let c = correction("2025-03-19T23:59:59+08:00", &["a", "b"]);
