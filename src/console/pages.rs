@@ -717,6 +717,19 @@ pub async fn search(ops: &Ops, v: &Viewer, q: &str) -> String {
         body.push_str(&format!("<p id=\"nothing\">{}</p>", t(l, "nothing_found")));
     }
     for (title, mut value) in found {
+        // A record found: its readable page first.
+        if let (Some(agency), Some(record_id)) = (
+            value.get("agency").and_then(Value::as_str),
+            value.get("record_id").and_then(Value::as_str),
+        ) {
+            body.push_str(&format!(
+                "<p><a class=\"record-link\" href=\"/console/record?agency={}&id={}\">{} {}</a></p>",
+                esc(agency),
+                esc(record_id),
+                t(l, "record"),
+                esc(&v.shown(record_id))
+            ));
+        }
         if !v.principal.sees_full_values() {
             crate::telemetry::admin::mask_value(&mut value);
         }

@@ -119,13 +119,80 @@ fn channel_label(l: Lang, channel: &str) -> String {
     }
 }
 
-/// The ledger's holdings of one record now, as table rows.
-fn holdings_rows(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
-    let now = ops.clock.now();
-    let Ok(Some(view)) = crate::ledger::query::record(&ops.store, agency, record_id, now, None)
+/// Until when a platform may hold the record: the end of its public-notice window on the public
+/// channel (GD Art. 38; LS Art. 27), the end of its retention on the others (LS Art. 20).
+fn held_until(
+    ops: &Ops,
+    agency: &str,
+    record_id: &str,
+) -> (Option<time::OffsetDateTime>, Option<time::OffsetDateTime>) {
+    let Ok(Some((_, version))) = archive::current_version(&ops.store, agency, record_id) else {
+        return (None, None);
+    };
+    let Ok(value) = serde_json::from_str::<Value>(version.record.get()) else {
+        return (None, None);
+    };
+    // A stored record, read again under the rules it was accepted by.
+    let ctx = crate::record::ValidationContext {
+        exceptions: ops.exceptions.clone(),
+        authenticated_agency: None,
+        incoming: false,
+    };
+    let Ok(record) = crate::record::validate_owned(value, &ctx) else {
+        return (None, None);
+    };
+    let router = ops.router.current();
+    let notice = router.notice();
+    (
+        notice.window(&record).map(|w| w.until),
+        notice.retention_end(&record),
+    )
+}
+
+/// `?as_of=` (a date, the end of that day in China time, or an RFC 3339 time): the ledger's
+/// view at that instant; now when absent or unreadable.
+fn as_of(ops: &Ops, query: &HashMap<String, String>) -> time::OffsetDateTime {
+    query
+        .get("as_of")
+        .filter(|a| !a.is_empty())
+        .and_then(|a| crate::ledger::query::parse_as_of(a).ok())
+        .unwrap_or_else(|| ops.clock.now())
+}
+
+/// The as-of form: the same page as the ledger saw it at another instant.
+fn as_of_form(l: Lang, query: &HashMap<String, String>, action: &str) -> String {
+    let hidden: String = query
+        .iter()
+        .filter(|(k, _)| k.as_str() != "as_of" && k.as_str() != "done")
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                esc(k),
+                esc(v)
+            )
+        })
+        .collect();
+    format!(
+        "<form method=\"get\" class=\"as-of\" action=\"{action}\">{hidden}{} <input type=\"text\" name=\"as_of\" size=\"12\" placeholder=\"2026-10-08\" value=\"{}\"> <button type=\"submit\">{}</button></form>",
+        label(l, "查看某一时点的公开与共享", "Where published as of"),
+        esc(query.get("as_of").map(String::as_str).unwrap_or("")),
+        t(l, "show")
+    )
+}
+
+/// The ledger's holdings of one record at `at`, as table rows.
+fn holdings_rows(
+    ops: &Ops,
+    l: Lang,
+    agency: &str,
+    record_id: &str,
+    at: time::OffsetDateTime,
+) -> String {
+    let Ok(Some(view)) = crate::ledger::query::record(&ops.store, agency, record_id, at, None)
     else {
         return String::new();
     };
+    let (notice_until, retention_end) = held_until(ops, agency, record_id);
     let mut out = String::new();
     for h in view["holdings"].as_array().into_iter().flatten() {
         let since = h["showing_since"]
@@ -135,8 +202,15 @@ fn holdings_rows(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
             })
             .map(china)
             .unwrap_or_else(|| "-".into());
+        let until = if h["channel"] == "public_notice" {
+            notice_until
+        } else {
+            retention_end
+        }
+        .map(china)
+        .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "<tr class=\"holding\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{since}</td></tr>",
+            "<tr class=\"holding\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{since}</td><td>{until}</td></tr>",
             esc(&super::pages::platform_name(ops, h["destination"].as_str().unwrap_or(""))),
             channel_label(l, h["channel"].as_str().unwrap_or("")),
             holding_state(l, h["state"].as_str().unwrap_or("")),
@@ -149,8 +223,14 @@ fn holdings_rows(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
     out
 }
 
-fn holdings_table(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
-    let rows = holdings_rows(ops, l, agency, record_id);
+fn holdings_table(
+    ops: &Ops,
+    l: Lang,
+    agency: &str,
+    record_id: &str,
+    at: time::OffsetDateTime,
+) -> String {
+    let rows = holdings_rows(ops, l, agency, record_id, at);
     if rows.is_empty() {
         return format!(
             "<p>{}</p>",
@@ -158,12 +238,13 @@ fn holdings_table(ops: &Ops, l: Lang, agency: &str, record_id: &str) -> String {
         );
     }
     format!(
-        "<table class=\"holdings\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        "<table class=\"holdings\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
         t(l, "platform"),
         label(l, "渠道", "Channel"),
         t(l, "state"),
         label(l, "版本", "Version"),
         label(l, "自", "Since"),
+        label(l, "至", "Until"),
     )
 }
 
@@ -230,6 +311,8 @@ pub fn subject(
         body.push_str(&grade_section(ops, engine, v, id_type, id));
     }
     body.push_str(&format!("<h2>{}</h2>", t(l, "records")));
+    let at = as_of(ops, query);
+    body.push_str(&as_of_form(l, query, "/console/subject"));
     let mut by_category: BTreeMap<String, Vec<(String, String, RecordHead)>> = BTreeMap::new();
     for (agency, record_id) in archive::records_of(&ops.store, &key).unwrap_or_default() {
         if let Ok(Some(head)) = ops
@@ -265,7 +348,7 @@ pub fn subject(
                 esc(agency),
                 esc(&v.shown(record_id)),
                 head.version,
-                holdings_table(ops, l, agency, record_id),
+                holdings_table(ops, l, agency, record_id, at),
                 a = esc(agency),
                 id = esc(record_id),
             ));
@@ -398,7 +481,14 @@ pub fn record(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Option<
         "<h2>{}</h2>",
         label(l, "公开与共享", "Where published")
     ));
-    body.push_str(&holdings_table(ops, l, agency, record_id));
+    body.push_str(&as_of_form(l, query, "/console/record"));
+    body.push_str(&holdings_table(
+        ops,
+        l,
+        agency,
+        record_id,
+        as_of(ops, query),
+    ));
     if let Ok(Some((_, version))) = archive::current_version(&ops.store, agency, record_id) {
         let mut json: Value = serde_json::from_str(version.record.get()).unwrap_or(Value::Null);
         if !v.principal.sees_full_values() {
