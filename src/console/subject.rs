@@ -621,10 +621,12 @@ pub fn evaluation(
     match crate::evaluation::ops::year_summary(engine, year) {
         Ok(s) => {
             body.push_str(&format!(
-                "<h2>{}</h2><p id=\"results\">{} {} · {} {} · {} {}</p><table id=\"grades\"><tr>",
+                "<h2>{}</h2><p id=\"results\">{} {} · {} {} · {} {} · {} {}</p><table id=\"grades\"><tr>",
                 label(l, "结果", "Results"),
                 label(l, "结果数", "results"),
                 s.results,
+                label(l, "年内变动", "changed this year"),
+                s.changed,
                 label(l, "异议中", "under objection"),
                 s.under_objection.len(),
                 label(l, "已公布", "published"),

@@ -181,6 +181,9 @@ pub struct YearSummary {
     /// Result record ids marked 异议标注.
     pub under_objection: Vec<String>,
     pub published: u64,
+    /// Results recomputed to a new content during the year (a record, a rule or a profile
+    /// changed): their current version is past the first.
+    pub changed: u64,
 }
 
 /// Reads every result of `year` (one record head and its current version each).
@@ -194,6 +197,9 @@ pub fn year_summary(engine: &Engine, year: i32) -> Result<YearSummary, Evaluatio
     for (key, head) in engine.store.scan::<archive::RecordHead>(&prefix)? {
         let record_id = key[prefix.len() - result_prefix.len()..].to_string();
         summary.results += 1;
+        if head.version > 1 {
+            summary.changed += 1;
+        }
         if head
             .marks
             .iter()
