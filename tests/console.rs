@@ -1325,6 +1325,25 @@ fn a_repair_through_publicity_and_a_subject_exit_and_reentry_at_the_console() {
     .filter(|s| s.kind == "share")
     .count()
         > shares_before));
+    // Evaluation (GD Arts. 21-22; LS Art. 27): the year's results; publishing the running year
+    // is refused (its cycle has not ended), a re-evaluation starts.
+    rt.block_on(async {
+        c.goto(&format!("http://{admin}/console/evaluation"))
+            .await
+            .unwrap();
+        assert!(text(&c, "#results").await.contains("结果数 1"));
+        take_step(&c, "publish", None, "").await;
+        let refused = text(&c, "#message").await;
+        assert!(refused.contains("2025"), "{refused}");
+        c.goto(&format!("http://{admin}/console/evaluation"))
+            .await
+            .unwrap();
+        take_step(&c, "rerun", None, "").await;
+        assert!(text(&c, "#done").await.contains("已办理"));
+        assert!(text(&c, "#cycles tr.cycle td:nth-child(5)")
+            .await
+            .starts_with("1 "));
+    });
     // The other pages, photographed at the console's size.
     rt.block_on(async {
         for (path, name) in [
