@@ -948,6 +948,7 @@ pub fn default_agencies() -> Vec<AgencyConfig> {
             &[
                 "canonical",
                 "mi-penalties",
+                "mi-licences",
                 "mi-agreement-performance",
                 "mi-commitments",
                 "mi-evaluations",
