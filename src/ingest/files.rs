@@ -202,6 +202,7 @@ pub async fn take(app: &App, handed: Handed, started: Instant) -> Result<Taken, 
         via,
     } = handed;
     let mapping_id = mapping.id.clone();
+    let sheet_named = sheet.clone();
 
     // The reading thread: first the whole file's checks, then its rows, chunk by chunk.
     let (tx, mut rx) = mpsc::channel::<Result<Chunk, ApiError>>(1);
@@ -297,7 +298,7 @@ pub async fn take(app: &App, handed: Handed, started: Instant) -> Result<Taken, 
         audit: None,
         signature: None,
     };
-    let receipt = commit_file(&app.committer, receipt)
+    let receipt = commit_file(&app.committer, receipt, sheet_named)
         .await
         .map_err(|e| storage_error(app, e))?;
     events::file_received(
@@ -333,6 +334,10 @@ fn storage_error(app: &App, e: crate::store::StoreError) -> ApiError {
 struct DigestEntry {
     receipt_id: String,
     mapping: String,
+    /// The sheet named when the file was handed in (another sheet of one workbook is another
+    /// hand-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sheet: Option<String>,
 }
 
 /// The stored receipt of the same bytes handed in earlier by the same agency with the same
@@ -350,9 +355,9 @@ fn earlier_receipt(app: &App, h: &Handed) -> Result<Option<serde_json::Value>, A
     else {
         return Ok(None);
     };
-    // The same bytes with another mapping are another hand-in (a file first sent with the wrong
-    // mapping can be sent again with the right one).
-    if entry.mapping != h.mapping.id {
+    // The same bytes with another mapping, or another sheet named, are another hand-in (a file
+    // first sent with the wrong mapping can be sent again with the right one).
+    if entry.mapping != h.mapping.id || entry.sheet != h.sheet {
         return Ok(None);
     }
     app.store
@@ -841,11 +846,13 @@ pub struct FileReceipt {
 async fn commit_file(
     handle: &CommitterHandle,
     receipt: FileReceipt,
+    sheet_named: Option<String>,
 ) -> Result<FileReceipt, crate::store::StoreError> {
     handle
         .submit(|reply| {
             Box::new(FileDone {
                 receipt: Some(receipt),
+                sheet_named,
                 reply: Some(reply),
                 staged: None,
             })
@@ -855,6 +862,8 @@ async fn commit_file(
 
 struct FileDone {
     receipt: Option<FileReceipt>,
+    /// The sheet the hand-in named (for the file's digest entry).
+    sheet_named: Option<String>,
     reply: Option<oneshot::Sender<Result<FileReceipt, String>>>,
     staged: Option<FileReceipt>,
 }
@@ -933,12 +942,14 @@ impl Exchange for FileDone {
             Some(bytes) => serde_json::from_slice(&bytes).ok(),
             None => None,
         };
-        if earlier.is_none_or(|e| e.mapping != receipt.mapping) {
+        let named = self.sheet_named.clone();
+        if earlier.is_none_or(|e| e.mapping != receipt.mapping || e.sheet != named) {
             g.archive.writes.push((
                 digest,
                 crate::store::to_bytes(&DigestEntry {
                     receipt_id: receipt.receipt_id.clone(),
                     mapping: receipt.mapping.clone(),
+                    sheet: named,
                 }),
             ));
         }
