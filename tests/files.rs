@@ -436,8 +436,15 @@ fn the_same_file_twice_stores_nothing_new() {
     assert_eq!(second["rejected_count"], 1);
     assert_eq!(second["file"]["sha256"], first["file"]["sha256"]);
     assert_ne!(second["receipt_id"], first["receipt_id"]);
-    assert_eq!(second["repeat_of"], first["receipt_id"], "a repeat, by its digest");
-    assert_eq!(second["batches"], serde_json::json!([]), "nothing stored again");
+    assert_eq!(
+        second["repeat_of"], first["receipt_id"],
+        "a repeat, by its digest"
+    );
+    assert_eq!(
+        second["batches"],
+        serde_json::json!([]),
+        "nothing stored again"
+    );
     // Still one version of each record.
     let reply = gw.client(MI).get(&format!("/v1/subjects/uscc/{}", uscc(1)));
     let archive = reply.json();
@@ -531,9 +538,12 @@ fn a_200000_row_csv_is_taken_with_bounded_memory() {
 // ---------------------------------------------------------------------------------------------
 // The watched exchange folder (issue #29 part 2): files dropped in an agency's inbox.
 
-
 /// A folder configuration for tests: looked at every 100 ms, no settle wait.
-fn folder_config(inbox: &Path, csv_charset: Option<&str>, require_check_file: bool) -> FolderConfig {
+fn folder_config(
+    inbox: &Path,
+    csv_charset: Option<&str>,
+    require_check_file: bool,
+) -> FolderConfig {
     FolderConfig {
         inbox: inbox.to_path_buf(),
         mapping: Some("mi-penalties".into()),
@@ -626,7 +636,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn comparable(receipt: &Value) -> Value {
     let mut r = receipt.clone();
     let o = r.as_object_mut().unwrap();
-    for k in ["receipt_id", "received_at", "audit", "signature", "repeat_of"] {
+    for k in [
+        "receipt_id",
+        "received_at",
+        "audit",
+        "signature",
+        "repeat_of",
+    ] {
         o.remove(k);
     }
     let file = o.get_mut("file").unwrap().as_object_mut().unwrap();
@@ -643,12 +659,20 @@ fn a_folder_gives_the_same_records_and_receipts_as_the_api() {
     let api = Gateway::start();
     let (folder, inbox, _) = folder_gateway();
     let xlsx = template_xlsx();
-    let gbk = encoding_rs::GBK.encode(&template_csv(&[21, 22, 23])).0.into_owned();
+    let gbk = encoding_rs::GBK
+        .encode(&template_csv(&[21, 22, 23]))
+        .0
+        .into_owned();
 
     let by_api = post_file(&api, "mapping=mi-penalties", XLSX, xlsx.clone()).json();
     assert_eq!(by_api["new"], 5, "{by_api:#}");
     drop_file(&inbox, "2025年行政处罚.xlsx", &xlsx);
-    let by_folder = feedback(&inbox, "done", "2025年行政处罚.xlsx", Duration::from_secs(60));
+    let by_folder = feedback(
+        &inbox,
+        "done",
+        "2025年行政处罚.xlsx",
+        Duration::from_secs(60),
+    );
     assert_eq!(comparable(&by_folder), comparable(&by_api), "{by_folder:#}");
     assert_eq!(by_folder["file"]["via"], "folder");
     assert_eq!(by_folder["file"]["name"], "2025年行政处罚.xlsx");
@@ -658,11 +682,21 @@ fn a_folder_gives_the_same_records_and_receipts_as_the_api() {
     assert_eq!(bad["column"], "行政相对人代码_1（统一社会信用代码）");
     assert_eq!(bad["canonical_field"], "subject.id");
     for n in [1, 2, 3, 4, 6] {
-        assert_eq!(record_of(&folder, &uscc(n)), record_of(&api, &uscc(n)), "subject {n}");
+        assert_eq!(
+            record_of(&folder, &uscc(n)),
+            record_of(&api, &uscc(n)),
+            "subject {n}"
+        );
     }
 
     // A GBK CSV: the folder's csv_charset says GBK, as the API's Content-Type does.
-    let by_api = post_file(&api, "mapping=mi-penalties", "text/csv; charset=gbk", gbk.clone()).json();
+    let by_api = post_file(
+        &api,
+        "mapping=mi-penalties",
+        "text/csv; charset=gbk",
+        gbk.clone(),
+    )
+    .json();
     assert_eq!(by_api["accepted"], 3, "{by_api:#}");
     drop_file(&inbox, "行政处罚.csv", &gbk);
     let by_folder = feedback(&inbox, "done", "行政处罚.csv", Duration::from_secs(60));
@@ -692,7 +726,10 @@ fn a_folder_gives_the_same_records_and_receipts_as_the_api() {
     let refused = feedback(&inbox, "rejected", "旧表.xls", Duration::from_secs(30));
     assert_eq!(refused["kind"], "file_refused");
     assert_eq!(refused["error"]["code"], "unsupported_file_type");
-    let header_only = encoding_rs::GBK.encode("序号,备注\r\n1,x\r\n").0.into_owned();
+    let header_only = encoding_rs::GBK
+        .encode("序号,备注\r\n1,x\r\n")
+        .0
+        .into_owned();
     drop_file(&inbox, "无表头.csv", &header_only);
     let refused = feedback(&inbox, "rejected", "无表头.csv", Duration::from_secs(30));
     assert_eq!(refused["error"]["code"], "missing_columns", "{refused:#}");
@@ -702,13 +739,25 @@ fn a_folder_gives_the_same_records_and_receipts_as_the_api() {
 #[test]
 fn a_half_written_file_is_not_taken_until_complete() {
     let (gw, inbox, county) = folder_gateway();
-    let gbk = encoding_rs::GBK.encode(&template_csv(&[31, 32])).0.into_owned();
+    let gbk = encoding_rs::GBK
+        .encode(&template_csv(&[31, 32]))
+        .0
+        .into_owned();
     // Still being uploaded: a temporary name, or a hidden one.
     std::fs::write(inbox.join("处罚.csv.part"), &gbk[..gbk.len() / 2]).unwrap();
     std::fs::write(inbox.join(".处罚.csv"), &gbk[..gbk.len() / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(list(&inbox), vec![".处罚.csv", "处罚.csv.part"], "nothing taken");
-    assert_eq!(gw.client(MI).get(&format!("/v1/subjects/uscc/{}", uscc(31))).status, 404);
+    assert_eq!(
+        list(&inbox),
+        vec![".处罚.csv", "处罚.csv.part"],
+        "nothing taken"
+    );
+    assert_eq!(
+        gw.client(MI)
+            .get(&format!("/v1/subjects/uscc/{}", uscc(31)))
+            .status,
+        404
+    );
     // The upload completes and is renamed: taken.
     std::fs::write(inbox.join("处罚.csv.part"), &gbk).unwrap();
     std::fs::rename(inbox.join("处罚.csv.part"), inbox.join("处罚.csv")).unwrap();
@@ -720,29 +769,59 @@ fn a_half_written_file_is_not_taken_until_complete() {
     let sha = hex(&sha2::Sha256::digest(&csv));
     drop_file(&county, "county.csv", &csv);
     std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(list(&county), vec!["county.csv"], "not taken without its check file");
+    assert_eq!(
+        list(&county),
+        vec!["county.csv"],
+        "not taken without its check file"
+    );
     // A check file saying another digest: rejected whole, nothing stored.
-    drop_file(&county, "county.csv.chk", format!("sha256={}\nrecords=3\n", "0".repeat(64)).as_bytes());
+    drop_file(
+        &county,
+        "county.csv.chk",
+        format!("sha256={}\nrecords=3\n", "0".repeat(64)).as_bytes(),
+    );
     let refused = feedback(&county, "rejected", "county.csv", Duration::from_secs(30));
     assert_eq!(refused["error"]["code"], "check_mismatch", "{refused:#}");
     assert!(county.join("rejected/county.csv.chk").is_file());
-    assert_eq!(gw.client(MI).get(&format!("/v1/subjects/uscc/{}", uscc(41))).status, 404);
+    assert_eq!(
+        gw.client(MI)
+            .get(&format!("/v1/subjects/uscc/{}", uscc(41)))
+            .status,
+        404
+    );
     // Another record count: rejected whole too.
     drop_file(&county, "county2.csv", &csv);
-    drop_file(&county, "county2.csv.chk", format!("sha256={sha}\nrecords=4\n").as_bytes());
+    drop_file(
+        &county,
+        "county2.csv.chk",
+        format!("sha256={sha}\nrecords=4\n").as_bytes(),
+    );
     let refused = feedback(&county, "rejected", "county2.csv", Duration::from_secs(30));
     assert_eq!(refused["error"]["code"], "check_mismatch");
-    assert!(refused["error"]["message"].as_str().unwrap().contains("4 records"), "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 records"),
+        "{refused}"
+    );
     // The right digest (SM3 this time) and count: taken.
     let sm3 = hex(&sm3::Sm3::digest(&csv));
     drop_file(&county, "county3.csv", &csv);
-    drop_file(&county, "county3.csv.chk", format!("# 校验文件\nfile=county3.csv\nsm3={sm3}\nrecords=3\n").as_bytes());
+    drop_file(
+        &county,
+        "county3.csv.chk",
+        format!("# 校验文件\nfile=county3.csv\nsm3={sm3}\nrecords=3\n").as_bytes(),
+    );
     let taken = feedback(&county, "done", "county3.csv", Duration::from_secs(30));
     assert_eq!(taken["accepted"], 3, "{taken:#}");
     assert_eq!(taken["agency"], "county_mi");
     assert!(county.join("done/county3.csv.chk").is_file());
     let r = record_of(&gw, &uscc(42));
-    assert_eq!(r["source"]["agency"], "county_mi", "the folder says who sent it");
+    assert_eq!(
+        r["source"]["agency"], "county_mi",
+        "the folder says who sent it"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -762,27 +841,47 @@ fn the_same_file_twice_stores_nothing_new_through_api_and_folder() {
     assert_eq!(again["repeat_of"], first_id, "{again:#}");
     assert_eq!(again["new"], 0);
     assert_eq!(again["unchanged"], 5);
-    assert_eq!(again["rejected_count"], 1, "the earlier rejections, still to fix");
+    assert_eq!(
+        again["rejected_count"], 1,
+        "the earlier rejections, still to fix"
+    );
     assert_eq!(again["batches"], serde_json::json!([]), "nothing stored");
     // Twice in the folder, under the same name: the second is kept beside the first.
     drop_file(&inbox, "再次报送.xlsx", &xlsx);
-    assert!(common::wait_until(Duration::from_secs(60), || {
-        list(&inbox).iter().filter(|n| n.ends_with(".receipt.json")).count() == 2
-    }), "{:?}", list(&inbox));
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            list(&inbox)
+                .iter()
+                .filter(|n| n.ends_with(".receipt.json"))
+                .count()
+                == 2
+        }),
+        "{:?}",
+        list(&inbox)
+    );
     // And the API again.
     let third = post_file(&gw, "mapping=mi-penalties", XLSX, xlsx).json();
     assert_eq!(third["repeat_of"], first_id, "{third:#}");
     assert_eq!(third["new"], 0);
     let versions = |n| {
-        let a = gw.client(MI).get(&format!("/v1/subjects/uscc/{}", uscc(n))).json();
-        a["categories"]["administrative"][0]["versions"].as_array().unwrap().len()
+        let a = gw
+            .client(MI)
+            .get(&format!("/v1/subjects/uscc/{}", uscc(n)))
+            .json();
+        a["categories"]["administrative"][0]["versions"]
+            .as_array()
+            .unwrap()
+            .len()
     };
     assert_eq!(versions(1), 1);
     assert_eq!(versions(6), 1);
     // The repeat is kept and audited.
     let stored = gw
         .client(MI)
-        .get(&format!("/v1/receipts/{}", third["receipt_id"].as_str().unwrap()))
+        .get(&format!(
+            "/v1/receipts/{}",
+            third["receipt_id"].as_str().unwrap()
+        ))
         .json();
     assert_eq!(stored["repeat_of"], first_id);
     assert!(stored["audit"]["seq"].is_number());
@@ -794,7 +893,9 @@ fn a_kill_9_while_a_folder_file_is_taken_loses_nothing_and_takes_nothing_twice()
     const SUBJECTS: usize = 500;
     let (mut gw, inbox, _) = folder_gateway();
     let mut text = String::with_capacity(ROWS * 200);
-    text.push_str("CF_WSH,CF_XDR_MC,CF_XDR_SHXYM,CF_CFLB,CF_NR_FK,CF_JDRQ,CF_YXQ,CF_CFJG,CF_CFJGDM\n");
+    text.push_str(
+        "CF_WSH,CF_XDR_MC,CF_XDR_SHXYM,CF_CFLB,CF_NR_FK,CF_JDRQ,CF_YXQ,CF_CFJG,CF_CFJGDM\n",
+    );
     for i in 0..ROWS {
         text.push_str(&format!(
             "K-{i},某某医疗机构{i},{},罚款,{}.{},2025/08/{},2099/12/31,广州市医疗保障局,11440100MB2C9286XE\n",
@@ -815,12 +916,21 @@ fn a_kill_9_while_a_folder_file_is_taken_loses_nothing_and_takes_nothing_twice()
             && metrics.lines().any(|l| {
                 l.starts_with("gateway_file_rows_in_progress{")
                     && l.contains("via=\"folder\"")
-                    && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 2_000.0)
+                    && l.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|v| v >= 2_000.0)
             })
     });
-    assert!(progressed, "the file's progress is visible: {:?}", list(&inbox));
     assert!(
-        gw.admin_get("/metrics").1.contains("gateway_files_in_progress{via=\"folder\"} 1"),
+        progressed,
+        "the file's progress is visible: {:?}",
+        list(&inbox)
+    );
+    assert!(
+        gw.admin_get("/metrics")
+            .1
+            .contains("gateway_files_in_progress{via=\"folder\"} 1"),
         "the file in progress is counted"
     );
     gw.kill();
@@ -836,7 +946,10 @@ fn a_kill_9_while_a_folder_file_is_taken_loses_nothing_and_takes_nothing_twice()
     let new = receipt["new"].as_u64().unwrap();
     let unchanged = receipt["unchanged"].as_u64().unwrap();
     assert_eq!(receipt["updated"], 0);
-    assert!(unchanged > 0, "rows stored before the kill come back unchanged");
+    assert!(
+        unchanged > 0,
+        "rows stored before the kill come back unchanged"
+    );
     assert_eq!(new + unchanged, ROWS as u64);
     assert_eq!(
         list(&inbox),
@@ -851,7 +964,12 @@ fn a_kill_9_while_a_folder_file_is_taken_loses_nothing_and_takes_nothing_twice()
         let records = archive["categories"]["administrative"].as_array().unwrap();
         assert_eq!(records.len(), ROWS / SUBJECTS, "subject {s}");
         for r in records {
-            assert_eq!(r["versions"].as_array().unwrap().len(), 1, "{}", r["record_id"]);
+            assert_eq!(
+                r["versions"].as_array().unwrap().len(),
+                1,
+                "{}",
+                r["record_id"]
+            );
         }
     }
 }
@@ -862,8 +980,15 @@ fn an_xk_licence_sheet_is_taken_through_the_api() {
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet();
     ws.set_name("行政许可").unwrap();
-    ws.merge_range(0, 0, 0, 12, "医疗保障行政许可信息（双公示）", &Format::new())
-        .unwrap();
+    ws.merge_range(
+        0,
+        0,
+        0,
+        12,
+        "医疗保障行政许可信息（双公示）",
+        &Format::new(),
+    )
+    .unwrap();
     let headers = [
         "行政相对人名称",
         "行政相对人代码_1（统一社会信用代码）",
@@ -883,11 +1008,13 @@ fn an_xk_licence_sheet_is_taken_through_the_api() {
         ws.write_string(1, c as u16, *h).unwrap();
     }
     let row = |ws: &mut rust_xlsxwriter::Worksheet, r: u32, n: usize, code: &str| {
-        ws.write_string(r, 0, format!("广州市某某医院{n}有限公司")).unwrap();
+        ws.write_string(r, 0, format!("广州市某某医院{n}有限公司"))
+            .unwrap();
         ws.write_string(r, 1, code).unwrap();
         ws.write_string(r, 2, "陈国华").unwrap();
         ws.write_string(r, 3, "准予行政许可决定书").unwrap();
-        ws.write_string(r, 4, format!("穗医保许〔2025〕{n}号")).unwrap();
+        ws.write_string(r, 4, format!("穗医保许〔2025〕{n}号"))
+            .unwrap();
         ws.write_string(r, 5, "核准").unwrap();
         ws.write_string(r, 6, format!("XK-{n}")).unwrap();
         ws.write_string(r, 7, "同意新增血液透析服务项目").unwrap();
@@ -899,18 +1026,37 @@ fn an_xk_licence_sheet_is_taken_through_the_api() {
     };
     row(ws, 2, 51, &uscc(51));
     row(ws, 3, 52, "91440106MA59ABCD0X");
-    let reply = post_file(&gw, "mapping=mi-licences", XLSX, wb.save_to_buffer().unwrap());
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let reply = post_file(
+        &gw,
+        "mapping=mi-licences",
+        XLSX,
+        wb.save_to_buffer().unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let receipt = reply.json();
     assert_eq!(receipt["accepted"], 1, "{receipt:#}");
     assert_eq!(receipt["rejected"][0]["row"], 4);
-    assert_eq!(receipt["rejected"][0]["column"], "行政相对人代码_1（统一社会信用代码）");
+    assert_eq!(
+        receipt["rejected"][0]["column"],
+        "行政相对人代码_1（统一社会信用代码）"
+    );
     let r = record_of(&gw, &uscc(51));
     assert_eq!(r["category"], "administrative");
     assert_eq!(r["content"]["action"], "licence");
     assert_eq!(r["content"]["licence_number"], "XK-51");
-    assert_eq!(r["basis"]["decided_on"], "2025-03-14", "an Excel serial date");
+    assert_eq!(
+        r["basis"]["decided_on"], "2025-03-14",
+        "an Excel serial date"
+    );
     assert_eq!(r["valid_from"], "2025-03-14");
-    assert!(r.get("valid_until").is_none_or(Value::is_null), "2099/12/31 is long-term: {r}");
+    assert!(
+        r.get("valid_until").is_none_or(Value::is_null),
+        "2099/12/31 is long-term: {r}"
+    );
     assert_eq!(r["source"]["region"], "440100");
 }

@@ -1481,7 +1481,10 @@ require_check_file = true
         cfg.validate().unwrap();
         let folder = cfg.agencies[0].folder.as_ref().unwrap();
         assert_eq!(folder.poll_interval_ms, DEFAULT_FOLDER_POLL_INTERVAL_MS);
-        assert_eq!(folder.mapping_for("2025年行政许可.XLSX"), Some("mi-licences"));
+        assert_eq!(
+            folder.mapping_for("2025年行政许可.XLSX"),
+            Some("mi-licences")
+        );
         assert_eq!(folder.mapping_for("行政处罚.csv"), Some("mi-penalties"));
         // A mapping the agency may not push, a charset the gateway does not read, no mapping.
         let bad = text

@@ -128,8 +128,7 @@ impl CheckFile {
                 "bytes" => {
                     once(size.is_some())?;
                     size = Some(
-                        number(value)
-                            .ok_or_else(|| bad("bytes must be a whole number".into()))?,
+                        number(value).ok_or_else(|| bad("bytes must be a whole number".into()))?,
                     );
                 }
                 other => {
@@ -188,14 +187,38 @@ mod tests {
     #[test]
     fn every_line_is_understood_or_the_check_file_is_refused() {
         let refused = |text: &str| CheckFile::parse(text.as_bytes()).unwrap_err();
-        assert_eq!(refused("records=6"), CheckFileError::Missing("sha256= or sm3="));
-        assert_eq!(refused(&format!("sha256={HEX}")), CheckFileError::Missing("records="));
-        assert!(matches!(refused(&format!("sha256={HEX}\nrecords=6\nrecord=7")), CheckFileError::Line { line: 3, .. }));
-        assert!(matches!(refused(&format!("sha256={HEX}\nsm3={HEX}\nrecords=1")), CheckFileError::Line { line: 2, .. }));
-        assert!(matches!(refused("sha256=abc\nrecords=1"), CheckFileError::Line { line: 1, .. }));
-        assert!(matches!(refused(&format!("sha256={HEX}\nrecords=-1")), CheckFileError::Line { line: 2, .. }));
-        assert!(matches!(refused(&format!("{HEX}  行政处罚.xlsx")), CheckFileError::Line { line: 1, .. }));
-        assert_eq!(CheckFile::parse(b"\xff\xfe").unwrap_err(), CheckFileError::NotUtf8);
+        assert_eq!(
+            refused("records=6"),
+            CheckFileError::Missing("sha256= or sm3=")
+        );
+        assert_eq!(
+            refused(&format!("sha256={HEX}")),
+            CheckFileError::Missing("records=")
+        );
+        assert!(matches!(
+            refused(&format!("sha256={HEX}\nrecords=6\nrecord=7")),
+            CheckFileError::Line { line: 3, .. }
+        ));
+        assert!(matches!(
+            refused(&format!("sha256={HEX}\nsm3={HEX}\nrecords=1")),
+            CheckFileError::Line { line: 2, .. }
+        ));
+        assert!(matches!(
+            refused("sha256=abc\nrecords=1"),
+            CheckFileError::Line { line: 1, .. }
+        ));
+        assert!(matches!(
+            refused(&format!("sha256={HEX}\nrecords=-1")),
+            CheckFileError::Line { line: 2, .. }
+        ));
+        assert!(matches!(
+            refused(&format!("{HEX}  行政处罚.xlsx")),
+            CheckFileError::Line { line: 1, .. }
+        ));
+        assert_eq!(
+            CheckFile::parse(b"\xff\xfe").unwrap_err(),
+            CheckFileError::NotUtf8
+        );
         assert_eq!(
             CheckFile::parse(&vec![b'#'; MAX_CHECK_FILE_BYTES + 1]).unwrap_err(),
             CheckFileError::TooLarge

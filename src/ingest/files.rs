@@ -374,7 +374,10 @@ async fn repeat(
     earlier: serde_json::Value,
     started: Instant,
 ) -> Result<Taken, ApiError> {
-    let earlier_id = earlier["receipt_id"].as_str().unwrap_or_default().to_string();
+    let earlier_id = earlier["receipt_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let mut receipt = earlier.clone();
     let received_at = app.clock.now();
     let accepted = earlier["accepted"].as_u64().unwrap_or(0);
@@ -470,8 +473,8 @@ pub(super) fn sign_value(
 ) -> Result<(), crate::store::StoreError> {
     if let Some(keys) = g.store.keys() {
         let canonical = crate::crypto::signed::canonical(receipt);
-        let signature = crate::crypto::signed::sign(keys.current().signer(), &canonical)
-            .map_err(|e| {
+        let signature =
+            crate::crypto::signed::sign(keys.current().signer(), &canonical).map_err(|e| {
                 crate::store::StoreError::CommitFailed(format!("cannot sign the receipt: {e}"))
             })?;
         receipt["signature"] = serde_json::to_value(&signature).unwrap_or_default();
@@ -937,7 +940,8 @@ impl Exchange for FileDone {
         ));
         // The bytes' first receipt stays the one a repeat names (two hand-ins of one file at
         // once both store their receipts; their records are idempotent anyway).
-        let digest = crate::store::keys::FileDigestKey::encode_of(&receipt.agency, &receipt.file.sha256);
+        let digest =
+            crate::store::keys::FileDigestKey::encode_of(&receipt.agency, &receipt.file.sha256);
         let earlier: Option<DigestEntry> = match g.staged_or_stored(&digest)? {
             Some(bytes) => serde_json::from_slice(&bytes).ok(),
             None => None,

@@ -436,7 +436,8 @@ impl Watcher {
             if mapping.is_passthrough() {
                 Err(FolderError::refused(
                     "unsupported_file_type",
-                    "the canonical mapping takes canonical JSON records (.json), not spreadsheets".into(),
+                    "the canonical mapping takes canonical JSON records (.json), not spreadsheets"
+                        .into(),
                 ))
             } else {
                 Ok(Form::Sheet(kind))
@@ -591,11 +592,17 @@ impl Exchange for Refusal {
             event.insert(key.into(), receipt["file"][key].clone());
         }
         event.insert("code".into(), receipt["error"]["code"].clone());
-        let at = receipt["received_at"].as_str().unwrap_or_default().to_string();
+        let at = receipt["received_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let head = g.audit(&at, "file_refused", event);
         receipt["audit"] = serde_json::to_value(&head).unwrap_or_default();
         super::files::sign_value(g, &mut receipt)?;
-        let id = receipt["receipt_id"].as_str().unwrap_or_default().to_string();
+        let id = receipt["receipt_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         g.archive.writes.push((
             super::receipt::receipt_key(&id),
             crate::store::to_bytes(&receipt),
@@ -616,9 +623,16 @@ pub fn is_ignored(name: &OsStr) -> bool {
     let lower: Vec<u8> = bytes.iter().map(u8::to_ascii_lowercase).collect();
     bytes.starts_with(b".")
         || bytes.starts_with("~$".as_bytes())
-        || [".tmp", ".part", ".filepart", ".crdownload", CHECK_SUFFIX, FEEDBACK_SUFFIX]
-            .iter()
-            .any(|s| lower.ends_with(s.as_bytes()))
+        || [
+            ".tmp",
+            ".part",
+            ".filepart",
+            ".crdownload",
+            CHECK_SUFFIX,
+            FEEDBACK_SUFFIX,
+        ]
+        .iter()
+        .any(|s| lower.ends_with(s.as_bytes()))
 }
 
 /// `{id}.NAME` in `processing/`: the claim's id and the name.
@@ -777,9 +791,15 @@ mod tests {
     #[test]
     fn a_check_file_must_agree_with_the_file() {
         let sha = "a".repeat(64);
-        let check = CheckFile::parse(format!("file=a.csv\nsha256={sha}\nrecords=2\nbytes=10").as_bytes()).unwrap();
+        let check =
+            CheckFile::parse(format!("file=a.csv\nsha256={sha}\nrecords=2\nbytes=10").as_bytes())
+                .unwrap();
         assert!(verify(&check, "a.csv", &sha, None, 10).is_ok());
-        for (name, digest, bytes) in [("b.csv", sha.clone(), 10), ("a.csv", "b".repeat(64), 10), ("a.csv", sha.clone(), 9)] {
+        for (name, digest, bytes) in [
+            ("b.csv", sha.clone(), 10),
+            ("a.csv", "b".repeat(64), 10),
+            ("a.csv", sha.clone(), 9),
+        ] {
             match verify(&check, name, &digest, None, bytes) {
                 Err(FolderError::Refused(e)) => assert_eq!(e["code"], "check_mismatch"),
                 other => panic!("{other:?}"),
