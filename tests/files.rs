@@ -1060,3 +1060,45 @@ fn an_xk_licence_sheet_is_taken_through_the_api() {
     );
     assert_eq!(r["source"]["region"], "440100");
 }
+
+#[test]
+fn config_check_looks_at_each_agency_folder() {
+    let mut gw = Gateway::prepare();
+    let inbox = gw.dir.path().join("exchange/in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let mi = gw.config.agencies.iter_mut().find(|a| a.id == MI).unwrap();
+    mi.folder = Some(folder_config(&inbox, Some("gbk"), true));
+    gw.write_config();
+    let (code, out, err) = gw.cli(&["config", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ok: agency medical_insurance: folder")
+            && out.contains("check files required"),
+        "{out}"
+    );
+    // An inbox that is not there.
+    let mi = gw.config.agencies.iter_mut().find(|a| a.id == MI).unwrap();
+    mi.folder.as_mut().unwrap().inbox = gw.dir.path().join("no-such-folder");
+    gw.write_config();
+    let (code, out, _) = gw.cli(&["config", "check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: agency medical_insurance: folder inbox")
+            && out.contains("no-such-folder"),
+        "{out}"
+    );
+    // A mapping the agency may not push, a charset the gateway does not read: the file is refused.
+    let mi = gw.config.agencies.iter_mut().find(|a| a.id == MI).unwrap();
+    let folder = mi.folder.as_mut().unwrap();
+    folder.inbox = inbox;
+    folder.mapping = Some("court-judgments".into());
+    folder.csv_charset = Some("big5".into());
+    gw.write_config();
+    let (code, out, err) = gw.cli(&["config", "check"]);
+    assert_ne!(code, 0, "{out}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("court-judgments") && all.contains("big5"),
+        "{all}"
+    );
+}

@@ -30,7 +30,8 @@
 //!
 //! At every start and every poll, whatever is in `processing/` is finished first: with a stored
 //! receipt `rcp/{id}` it is delivered (step 3, each move skipped when done); without one it is
-//! taken again (step 2: chunks committed before the crash come back `unchanged`).
+//! taken again (step 2: chunks committed before the crash come back `unchanged`). A stop
+//! (SIGTERM) ends a take where it is the same way, so a large file never holds a shutdown.
 //!
 //! Never does: guess a CSV's encoding (`csv_charset`, else UTF-8 or refused), delete a file, or
 //! overwrite a feedback file (a name already in `done/` gets the receipt id before it), or log a
@@ -199,7 +200,7 @@ impl Watcher {
             if *stop.borrow() {
                 return Ok(());
             }
-            self.finish(&claimed).await?;
+            self.finish(&claimed, stop).await?;
         }
         let inbox = &self.folder.inbox;
         let entries = std::fs::read_dir(inbox).map_err(|e| FolderError::io(inbox, e))?;
@@ -225,7 +226,7 @@ impl Watcher {
             }
             if let Some(claimed) = self.claim(&name)? {
                 seen.remove(&name);
-                self.finish(&claimed).await?;
+                self.finish(&claimed, stop).await?;
             }
         }
         Ok(())
@@ -309,20 +310,37 @@ impl Watcher {
     }
 
     /// Take a claimed file if it was not taken before the last stop, and deliver its receipt.
-    async fn finish(&self, claimed: &Claimed) -> Result<(), FolderError> {
+    async fn finish(
+        &self,
+        claimed: &Claimed,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), FolderError> {
         let key = super::receipt::receipt_key(&claimed.id);
         let stored = self.store_read(&key)?;
         let receipt = match stored {
             Some(receipt) => receipt,
-            None => match self.take_claimed(claimed).await {
-                Ok(receipt) => receipt,
-                Err(FolderError::Refused(error)) => self.refuse(claimed, error).await?,
-                Err(FolderError::Later(e)) => {
-                    tracing::warn!(agency = %self.agency, receipt_id = %claimed.id, error = %e, "folder file left in processing/ for the next poll");
-                    return Ok(());
+            None => {
+                // A stop ends a file's take where it is (the batches committed stay; the file
+                // stays in processing/ and is taken again at the next start): a 200,000-row file
+                // never holds a shutdown for minutes.
+                let mut stop = stop.clone();
+                let taken = tokio::select! {
+                    taken = self.take_claimed(claimed) => taken,
+                    _ = stop.wait_for(|s| *s) => {
+                        tracing::info!(agency = %self.agency, receipt_id = %claimed.id, "stopping: the folder file is taken again at the next start");
+                        return Ok(());
+                    }
+                };
+                match taken {
+                    Ok(receipt) => receipt,
+                    Err(FolderError::Refused(error)) => self.refuse(claimed, error).await?,
+                    Err(FolderError::Later(e)) => {
+                        tracing::warn!(agency = %self.agency, receipt_id = %claimed.id, error = %e, "folder file left in processing/ for the next poll");
+                        return Ok(());
+                    }
+                    Err(other) => return Err(other),
                 }
-                Err(other) => return Err(other),
-            },
+            }
         };
         self.deliver(claimed, &receipt)
     }
