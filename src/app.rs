@@ -637,6 +637,9 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         clock,
         config,
     });
+    // Agencies' exchange folders: each node looks at the folders it is configured with (a file
+    // is claimed by an atomic rename, so two nodes sharing one folder never take it twice).
+    workers.extend(ingest::spawn_folders(&app, &stop_rx));
     let api_task = tokio::spawn(ingest::serve(
         app.clone(),
         server_tls.clone(),

@@ -1,17 +1,24 @@
-//! End to end (issue #29): batch files through the agency API, `POST /v1/files`, on the real
-//! binary: an `.xlsx` of the national 双公示 行政处罚 template (Chinese headers under a merged
+//! End to end (issue #29): batch files through the agency API, `POST /v1/files`, and through
+//! an agency's watched exchange folder, on the real binary (sled, or PostgreSQL with
+//! `CREDIT_GATEWAY_TEST_ENGINE=postgres`): an `.xlsx` of the national 双公示 行政处罚 template (Chinese headers under a merged
 //! title row, dates as text, as date cells and as plain serial numbers, amounts in 万元, a
 //! formula, a vertical merge, blank rows, a hidden sheet, one bad row), CSV in GBK and in UTF-8
 //! with a BOM, an undeclared non-UTF-8 CSV, the same file twice, and a 200,000-row CSV taken with
-//! bounded memory.
+//! bounded memory. The folder: the same records and receipts as the API, files half-written
+//! (temporary names, a missing check file) left until complete, check files that disagree, the
+//! same file twice across API and folder, a kill -9 in the middle of a large file; and the XK
+//! licence template through the API.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{uscc_in, Gateway};
+use credit_gateway::config::{AgencyConfig, FolderConfig, FolderRoute};
 use rust_xlsxwriter::{ExcelDateTime, Format, Formula, Workbook};
 use serde_json::Value;
+use sha2::Digest;
 
 const MI: &str = "medical_insurance";
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -429,6 +436,15 @@ fn the_same_file_twice_stores_nothing_new() {
     assert_eq!(second["rejected_count"], 1);
     assert_eq!(second["file"]["sha256"], first["file"]["sha256"]);
     assert_ne!(second["receipt_id"], first["receipt_id"]);
+    assert_eq!(
+        second["repeat_of"], first["receipt_id"],
+        "a repeat, by its digest"
+    );
+    assert_eq!(
+        second["batches"],
+        serde_json::json!([]),
+        "nothing stored again"
+    );
     // Still one version of each record.
     let reply = gw.client(MI).get(&format!("/v1/subjects/uscc/{}", uscc(1)));
     let archive = reply.json();
@@ -517,4 +533,572 @@ fn a_200000_row_csv_is_taken_with_bounded_memory() {
     assert!(records
         .iter()
         .any(|r| r["record_id"] == format!("F-{}", ROWS - 1)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The watched exchange folder (issue #29 part 2): files dropped in an agency's inbox.
+
+/// A folder configuration for tests: looked at every 100 ms, no settle wait.
+fn folder_config(
+    inbox: &Path,
+    csv_charset: Option<&str>,
+    require_check_file: bool,
+) -> FolderConfig {
+    FolderConfig {
+        inbox: inbox.to_path_buf(),
+        mapping: Some("mi-penalties".into()),
+        routes: vec![FolderRoute {
+            pattern: "*许可*".into(),
+            mapping: "mi-licences".into(),
+        }],
+        csv_charset: csv_charset.map(str::to_string),
+        sheet: None,
+        require_check_file,
+        poll_interval_ms: 100,
+        settle_ms: 0,
+    }
+}
+
+/// A gateway whose medical-insurance platform has a folder (GBK CSV), and a county bureau that
+/// must send a check file with each data file (UTF-8 CSV).
+fn folder_gateway() -> (Gateway, PathBuf, PathBuf) {
+    let mut gw = Gateway::prepare();
+    let mi_inbox = gw.dir.path().join("exchange/medical_insurance/in");
+    let county_inbox = gw.dir.path().join("exchange/county_mi/in");
+    std::fs::create_dir_all(&mi_inbox).unwrap();
+    std::fs::create_dir_all(&county_inbox).unwrap();
+    for a in &mut gw.config.agencies {
+        if a.id == MI {
+            a.folder = Some(folder_config(&mi_inbox, Some("gbk"), false));
+        }
+    }
+    gw.config.agencies.push(AgencyConfig {
+        id: "county_mi".into(),
+        name: "某县医疗保障局".into(),
+        cert_subject_cn: Some("county_mi".into()),
+        cert_sha256: None,
+        mappings: vec!["mi-penalties".into()],
+        read_archive: false,
+        correct_others: false,
+        requests_per_second: 1000,
+        burst: 1000,
+        folder: Some(FolderConfig {
+            routes: Vec::new(),
+            ..folder_config(&county_inbox, None, true)
+        }),
+    });
+    gw.spawn();
+    (gw, mi_inbox, county_inbox)
+}
+
+/// Drop a file the way an uploader does: written under a temporary name, then renamed.
+fn drop_file(inbox: &Path, name: &str, bytes: &[u8]) {
+    let tmp = inbox.join(format!("{name}.part"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, inbox.join(name)).unwrap();
+}
+
+/// The feedback file of `name` in `done/` or `rejected/`, once it is there.
+fn feedback(inbox: &Path, outcome: &str, name: &str, within: Duration) -> Value {
+    let path = inbox.join(outcome).join(format!("{name}.receipt.json"));
+    assert!(
+        common::wait_until(within, || path.is_file()),
+        "no feedback file {}; inbox: {:?}",
+        path.display(),
+        list(inbox)
+    );
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A receipt without what differs between two hand-ins of the same file on two gateways.
+fn comparable(receipt: &Value) -> Value {
+    let mut r = receipt.clone();
+    let o = r.as_object_mut().unwrap();
+    for k in [
+        "receipt_id",
+        "received_at",
+        "audit",
+        "signature",
+        "repeat_of",
+    ] {
+        o.remove(k);
+    }
+    let file = o.get_mut("file").unwrap().as_object_mut().unwrap();
+    file.remove("via");
+    file.remove("name");
+    for b in o.get_mut("batches").unwrap().as_array_mut().unwrap() {
+        b.as_object_mut().unwrap().remove("receipt_id");
+    }
+    r
+}
+
+#[test]
+fn a_folder_gives_the_same_records_and_receipts_as_the_api() {
+    let api = Gateway::start();
+    let (folder, inbox, _) = folder_gateway();
+    let xlsx = template_xlsx();
+    let gbk = encoding_rs::GBK
+        .encode(&template_csv(&[21, 22, 23]))
+        .0
+        .into_owned();
+
+    let by_api = post_file(&api, "mapping=mi-penalties", XLSX, xlsx.clone()).json();
+    assert_eq!(by_api["new"], 5, "{by_api:#}");
+    drop_file(&inbox, "2025年行政处罚.xlsx", &xlsx);
+    let by_folder = feedback(
+        &inbox,
+        "done",
+        "2025年行政处罚.xlsx",
+        Duration::from_secs(60),
+    );
+    assert_eq!(comparable(&by_folder), comparable(&by_api), "{by_folder:#}");
+    assert_eq!(by_folder["file"]["via"], "folder");
+    assert_eq!(by_folder["file"]["name"], "2025年行政处罚.xlsx");
+    // The bad code, named by its spreadsheet row and column header in the feedback file.
+    let bad = &by_folder["rejected"][0];
+    assert_eq!(bad["row"], 9, "{bad}");
+    assert_eq!(bad["column"], "行政相对人代码_1（统一社会信用代码）");
+    assert_eq!(bad["canonical_field"], "subject.id");
+    for n in [1, 2, 3, 4, 6] {
+        assert_eq!(
+            record_of(&folder, &uscc(n)),
+            record_of(&api, &uscc(n)),
+            "subject {n}"
+        );
+    }
+
+    // A GBK CSV: the folder's csv_charset says GBK, as the API's Content-Type does.
+    let by_api = post_file(
+        &api,
+        "mapping=mi-penalties",
+        "text/csv; charset=gbk",
+        gbk.clone(),
+    )
+    .json();
+    assert_eq!(by_api["accepted"], 3, "{by_api:#}");
+    drop_file(&inbox, "行政处罚.csv", &gbk);
+    let by_folder = feedback(&inbox, "done", "行政处罚.csv", Duration::from_secs(60));
+    assert_eq!(comparable(&by_folder), comparable(&by_api), "{by_folder:#}");
+    assert_eq!(by_folder["file"]["encoding"], "GBK");
+    assert_eq!(record_of(&folder, &uscc(22)), record_of(&api, &uscc(22)));
+
+    // The files moved beside their feedback; processing/ is empty; the receipt is kept and
+    // audited as any file's.
+    let files = list(&inbox);
+    assert_eq!(
+        files,
+        vec![
+            "done/2025年行政处罚.xlsx",
+            "done/2025年行政处罚.xlsx.receipt.json",
+            "done/行政处罚.csv",
+            "done/行政处罚.csv.receipt.json",
+        ],
+    );
+    let id = by_folder["receipt_id"].as_str().unwrap();
+    let stored = folder.client(MI).get(&format!("/v1/receipts/{id}")).json();
+    assert_eq!(stored["file"]["name"], "行政处罚.csv");
+    assert!(stored["audit"]["seq"].is_number(), "{stored}");
+
+    // A file the folder cannot take is rejected whole, with the API's error in its feedback.
+    drop_file(&inbox, "旧表.xls", b"\xD0\xCF\x11\xE0 an old workbook");
+    let refused = feedback(&inbox, "rejected", "旧表.xls", Duration::from_secs(30));
+    assert_eq!(refused["kind"], "file_refused");
+    assert_eq!(refused["error"]["code"], "unsupported_file_type");
+    let header_only = encoding_rs::GBK
+        .encode("序号,备注\r\n1,x\r\n")
+        .0
+        .into_owned();
+    drop_file(&inbox, "无表头.csv", &header_only);
+    let refused = feedback(&inbox, "rejected", "无表头.csv", Duration::from_secs(30));
+    assert_eq!(refused["error"]["code"], "missing_columns", "{refused:#}");
+    assert!(inbox.join("rejected/无表头.csv").is_file());
+}
+
+#[test]
+fn a_half_written_file_is_not_taken_until_complete() {
+    let (gw, inbox, county) = folder_gateway();
+    let gbk = encoding_rs::GBK
+        .encode(&template_csv(&[31, 32]))
+        .0
+        .into_owned();
+    // Still being uploaded: a temporary name, or a hidden one.
+    std::fs::write(inbox.join("处罚.csv.part"), &gbk[..gbk.len() / 2]).unwrap();
+    std::fs::write(inbox.join(".处罚.csv"), &gbk[..gbk.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        list(&inbox),
+        vec![".处罚.csv", "处罚.csv.part"],
+        "nothing taken"
+    );
+    assert_eq!(
+        gw.client(MI)
+            .get(&format!("/v1/subjects/uscc/{}", uscc(31)))
+            .status,
+        404
+    );
+    // The upload completes and is renamed: taken.
+    std::fs::write(inbox.join("处罚.csv.part"), &gbk).unwrap();
+    std::fs::rename(inbox.join("处罚.csv.part"), inbox.join("处罚.csv")).unwrap();
+    let r = feedback(&inbox, "done", "处罚.csv", Duration::from_secs(30));
+    assert_eq!(r["accepted"], 2, "{r:#}");
+
+    // The county must send a check file: a data file without one waits.
+    let csv = template_csv(&[41, 42, 43]).into_bytes();
+    let sha = hex(&sha2::Sha256::digest(&csv));
+    drop_file(&county, "county.csv", &csv);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        list(&county),
+        vec!["county.csv"],
+        "not taken without its check file"
+    );
+    // A check file saying another digest: rejected whole, nothing stored.
+    drop_file(
+        &county,
+        "county.csv.chk",
+        format!("sha256={}\nrecords=3\n", "0".repeat(64)).as_bytes(),
+    );
+    let refused = feedback(&county, "rejected", "county.csv", Duration::from_secs(30));
+    assert_eq!(refused["error"]["code"], "check_mismatch", "{refused:#}");
+    assert!(county.join("rejected/county.csv.chk").is_file());
+    assert_eq!(
+        gw.client(MI)
+            .get(&format!("/v1/subjects/uscc/{}", uscc(41)))
+            .status,
+        404
+    );
+    // Another record count: rejected whole too.
+    drop_file(&county, "county2.csv", &csv);
+    drop_file(
+        &county,
+        "county2.csv.chk",
+        format!("sha256={sha}\nrecords=4\n").as_bytes(),
+    );
+    let refused = feedback(&county, "rejected", "county2.csv", Duration::from_secs(30));
+    assert_eq!(refused["error"]["code"], "check_mismatch");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4 records"),
+        "{refused}"
+    );
+    // The right digest (SM3 this time) and count: taken.
+    let sm3 = hex(&sm3::Sm3::digest(&csv));
+    drop_file(&county, "county3.csv", &csv);
+    drop_file(
+        &county,
+        "county3.csv.chk",
+        format!("# 校验文件\nfile=county3.csv\nsm3={sm3}\nrecords=3\n").as_bytes(),
+    );
+    let taken = feedback(&county, "done", "county3.csv", Duration::from_secs(30));
+    assert_eq!(taken["accepted"], 3, "{taken:#}");
+    assert_eq!(taken["agency"], "county_mi");
+    assert!(county.join("done/county3.csv.chk").is_file());
+    let r = record_of(&gw, &uscc(42));
+    assert_eq!(
+        r["source"]["agency"], "county_mi",
+        "the folder says who sent it"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn the_same_file_twice_stores_nothing_new_through_api_and_folder() {
+    let (gw, inbox, _) = folder_gateway();
+    let xlsx = template_xlsx();
+    let first = post_file(&gw, "mapping=mi-penalties", XLSX, xlsx.clone()).json();
+    assert_eq!(first["new"], 5, "{first:#}");
+    let first_id = first["receipt_id"].as_str().unwrap();
+    // The same bytes dropped in the folder, under another name: a repeat of the API's receipt.
+    drop_file(&inbox, "再次报送.xlsx", &xlsx);
+    let again = feedback(&inbox, "done", "再次报送.xlsx", Duration::from_secs(60));
+    assert_eq!(again["repeat_of"], first_id, "{again:#}");
+    assert_eq!(again["new"], 0);
+    assert_eq!(again["unchanged"], 5);
+    assert_eq!(
+        again["rejected_count"], 1,
+        "the earlier rejections, still to fix"
+    );
+    assert_eq!(again["batches"], serde_json::json!([]), "nothing stored");
+    // Twice in the folder, under the same name: the second is kept beside the first.
+    drop_file(&inbox, "再次报送.xlsx", &xlsx);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || {
+            list(&inbox)
+                .iter()
+                .filter(|n| n.ends_with(".receipt.json"))
+                .count()
+                == 2
+        }),
+        "{:?}",
+        list(&inbox)
+    );
+    // And the API again.
+    let third = post_file(&gw, "mapping=mi-penalties", XLSX, xlsx).json();
+    assert_eq!(third["repeat_of"], first_id, "{third:#}");
+    assert_eq!(third["new"], 0);
+    let versions = |n| {
+        let a = gw
+            .client(MI)
+            .get(&format!("/v1/subjects/uscc/{}", uscc(n)))
+            .json();
+        a["categories"]["administrative"][0]["versions"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(versions(1), 1);
+    assert_eq!(versions(6), 1);
+    // The repeat is kept and audited.
+    let stored = gw
+        .client(MI)
+        .get(&format!(
+            "/v1/receipts/{}",
+            third["receipt_id"].as_str().unwrap()
+        ))
+        .json();
+    assert_eq!(stored["repeat_of"], first_id);
+    assert!(stored["audit"]["seq"].is_number());
+}
+
+#[test]
+fn a_kill_9_while_a_folder_file_is_taken_loses_nothing_and_takes_nothing_twice() {
+    const ROWS: usize = 30_000;
+    const SUBJECTS: usize = 500;
+    let (mut gw, inbox, _) = folder_gateway();
+    let mut text = String::with_capacity(ROWS * 200);
+    text.push_str(
+        "CF_WSH,CF_XDR_MC,CF_XDR_SHXYM,CF_CFLB,CF_NR_FK,CF_JDRQ,CF_YXQ,CF_CFJG,CF_CFJGDM\n",
+    );
+    for i in 0..ROWS {
+        text.push_str(&format!(
+            "K-{i},某某医疗机构{i},{},罚款,{}.{},2025/08/{},2099/12/31,广州市医疗保障局,11440100MB2C9286XE\n",
+            uscc(1_000 + i % SUBJECTS),
+            i % 50,
+            i % 10,
+            i % 28 + 1
+        ));
+    }
+    let gbk = encoding_rs::GBK.encode(&text).0.into_owned();
+    drop(text);
+    drop_file(&inbox, "大批量.csv", &gbk);
+    // Killed while the file is in processing/ and some of its rows are committed.
+    let progressed = common::wait_until(Duration::from_secs(120), || {
+        let (_, metrics) = gw.admin_get("/metrics");
+        let in_processing = list(&inbox).iter().any(|n| n.starts_with("processing/"));
+        in_processing
+            && metrics.lines().any(|l| {
+                l.starts_with("gateway_file_rows_in_progress{")
+                    && l.contains("via=\"folder\"")
+                    && l.rsplit(' ')
+                        .next()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(|v| v >= 2_000.0)
+            })
+    });
+    assert!(
+        progressed,
+        "the file's progress is visible: {:?}",
+        list(&inbox)
+    );
+    assert!(
+        gw.admin_get("/metrics")
+            .1
+            .contains("gateway_files_in_progress{via=\"folder\"} 1"),
+        "the file in progress is counted"
+    );
+    gw.kill();
+    assert!(
+        list(&inbox).iter().any(|n| n.starts_with("processing/")),
+        "killed while taking it: {:?}",
+        list(&inbox)
+    );
+    gw.spawn();
+    let receipt = feedback(&inbox, "done", "大批量.csv", Duration::from_secs(600));
+    assert_eq!(receipt["total"], ROWS, "{}", receipt["total"]);
+    assert_eq!(receipt["accepted"], ROWS);
+    let new = receipt["new"].as_u64().unwrap();
+    let unchanged = receipt["unchanged"].as_u64().unwrap();
+    assert_eq!(receipt["updated"], 0);
+    assert!(
+        unchanged > 0,
+        "rows stored before the kill come back unchanged"
+    );
+    assert_eq!(new + unchanged, ROWS as u64);
+    assert_eq!(
+        list(&inbox),
+        vec!["done/大批量.csv", "done/大批量.csv.receipt.json"],
+    );
+    // Every row stored once: each subject holds its rows, each in one version.
+    for s in (0..SUBJECTS).step_by(7) {
+        let archive = gw
+            .client(MI)
+            .get(&format!("/v1/subjects/uscc/{}", uscc(1_000 + s)))
+            .json();
+        let records = archive["categories"]["administrative"].as_array().unwrap();
+        assert_eq!(records.len(), ROWS / SUBJECTS, "subject {s}");
+        for r in records {
+            assert_eq!(
+                r["versions"].as_array().unwrap().len(),
+                1,
+                "{}",
+                r["record_id"]
+            );
+        }
+    }
+}
+
+#[test]
+fn an_xk_licence_sheet_is_taken_through_the_api() {
+    let gw = Gateway::start();
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.set_name("行政许可").unwrap();
+    ws.merge_range(
+        0,
+        0,
+        0,
+        12,
+        "医疗保障行政许可信息（双公示）",
+        &Format::new(),
+    )
+    .unwrap();
+    let headers = [
+        "行政相对人名称",
+        "行政相对人代码_1（统一社会信用代码）",
+        "法定代表人",
+        "行政许可决定文书名称",
+        "行政许可决定文书号",
+        "许可类别",
+        "许可编号",
+        "许可内容",
+        "许可决定日期",
+        "有效期自",
+        "有效期至",
+        "许可机关",
+        "许可机关统一社会信用代码",
+    ];
+    for (c, h) in headers.iter().enumerate() {
+        ws.write_string(1, c as u16, *h).unwrap();
+    }
+    let row = |ws: &mut rust_xlsxwriter::Worksheet, r: u32, n: usize, code: &str| {
+        ws.write_string(r, 0, format!("广州市某某医院{n}有限公司"))
+            .unwrap();
+        ws.write_string(r, 1, code).unwrap();
+        ws.write_string(r, 2, "陈国华").unwrap();
+        ws.write_string(r, 3, "准予行政许可决定书").unwrap();
+        ws.write_string(r, 4, format!("穗医保许〔2025〕{n}号"))
+            .unwrap();
+        ws.write_string(r, 5, "核准").unwrap();
+        ws.write_string(r, 6, format!("XK-{n}")).unwrap();
+        ws.write_string(r, 7, "同意新增血液透析服务项目").unwrap();
+        ws.write_number(r, 8, 45730.0).unwrap();
+        ws.write_string(r, 9, "2025/03/14").unwrap();
+        ws.write_string(r, 10, "2099/12/31").unwrap();
+        ws.write_string(r, 11, "广州市医疗保障局").unwrap();
+        ws.write_string(r, 12, "11440100MB2C9286XE").unwrap();
+    };
+    row(ws, 2, 51, &uscc(51));
+    row(ws, 3, 52, "91440106MA59ABCD0X");
+    let reply = post_file(
+        &gw,
+        "mapping=mi-licences",
+        XLSX,
+        wb.save_to_buffer().unwrap(),
+    );
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let receipt = reply.json();
+    assert_eq!(receipt["accepted"], 1, "{receipt:#}");
+    assert_eq!(receipt["rejected"][0]["row"], 4);
+    assert_eq!(
+        receipt["rejected"][0]["column"],
+        "行政相对人代码_1（统一社会信用代码）"
+    );
+    let r = record_of(&gw, &uscc(51));
+    assert_eq!(r["category"], "administrative");
+    assert_eq!(r["content"]["action"], "licence");
+    assert_eq!(r["content"]["licence_number"], "XK-51");
+    assert_eq!(
+        r["basis"]["decided_on"], "2025-03-14",
+        "an Excel serial date"
+    );
+    assert_eq!(r["valid_from"], "2025-03-14");
+    assert!(
+        r.get("valid_until").is_none_or(Value::is_null),
+        "2099/12/31 is long-term: {r}"
+    );
+    assert_eq!(r["source"]["region"], "440100");
+}
+
+#[test]
+fn config_check_looks_at_each_agency_folder() {
+    let mut gw = Gateway::prepare();
+    let inbox = gw.dir.path().join("exchange/in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let mi = gw.config.agencies.iter_mut().find(|a| a.id == MI).unwrap();
+    mi.folder = Some(folder_config(&inbox, Some("gbk"), true));
+    gw.write_config();
+    let (code, out, err) = gw.cli(&["config", "check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ok: agency medical_insurance: folder")
+            && out.contains("check files required"),
+        "{out}"
+    );
+    // An inbox that is not there.
+    let mi = gw.config.agencies.iter_mut().find(|a| a.id == MI).unwrap();
+    mi.folder.as_mut().unwrap().inbox = gw.dir.path().join("no-such-folder");
+    gw.write_config();
+    let (code, out, _) = gw.cli(&["config", "check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: agency medical_insurance: folder inbox")
+            && out.contains("no-such-folder"),
+        "{out}"
+    );
+    // A mapping the agency may not push, a charset the gateway does not read: the file is refused.
+    let mi = gw.config.agencies.iter_mut().find(|a| a.id == MI).unwrap();
+    let folder = mi.folder.as_mut().unwrap();
+    folder.inbox = inbox;
+    folder.mapping = Some("court-judgments".into());
+    folder.csv_charset = Some("big5".into());
+    gw.write_config();
+    let (code, out, err) = gw.cli(&["config", "check"]);
+    assert_ne!(code, 0, "{out}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("court-judgments") && all.contains("big5"),
+        "{all}"
+    );
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 fn every_shipped_sample_gets_the_expected_receipt() {
     let gw = Gateway::start();
     let all = common::samples::push_all(&gw);
-    assert_eq!(all.len(), 11, "one sample per shipped mapping");
+    assert_eq!(all.len(), 12, "one sample per shipped mapping");
     for (mapping, exp, receipt) in &all {
         assert_eq!(
             receipt["accepted"].as_integer_like(),

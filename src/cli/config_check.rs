@@ -1,7 +1,8 @@
 //! `credit-gateway config check`: everything a start or a reload would load, checked offline
 //! before it reaches a running gateway (issue #30): the configuration file, every rule file of
 //! the rulebook (mappings, calendar, sharing, disclosure, notice, objection and repair rules,
-//! scoring profiles, agencies, operators), the TLS material and every certificate's expiry, the
+//! scoring profiles, agencies, operators), each agency's exchange folder (its inbox there and
+//! writable, its mappings known and of a kind a file can be), the TLS material and every certificate's expiry, the
 //! keys, and each destination's URL, formats and CA. Every problem is printed at once; the exit
 //! status is 1 when any is an error (a package's `ExecReload` runs it before sending SIGHUP).
 
@@ -27,6 +28,7 @@ pub(super) fn run(config: &Config) -> ExitCode {
     certificates(config, now, &mut f);
     keys(config, now, &mut f);
     destinations(config, &mut f);
+    folders(config, &mut f);
     for line in &f.checked {
         say!("ok: {line}");
     }
@@ -171,6 +173,69 @@ fn destinations(config: &Config, f: &mut Findings) {
         match crate::delivery::Destination::new(config, d, &formats, None) {
             Ok(_) => f.checked.push(format!("destination {}: {}", d.id, d.url)),
             Err(e) => f.errors.push(format!("destination {}: {e}", d.id)),
+        }
+    }
+}
+
+/// Each agency's exchange folder (`[agencies.folder]`, issue #29): the inbox is a folder the
+/// gateway may write in (it creates `processing/`, `done/` and `rejected/` inside), and every
+/// mapping it names exists. The settings' shape is `Config::validate`'s.
+fn folders(config: &Config, f: &mut Findings) {
+    let mappings = crate::rulebook::load_mappings(config).ok();
+    for a in &config.agencies {
+        let Some(folder) = &a.folder else { continue };
+        let inbox = &folder.inbox;
+        let mut ok = true;
+        if !inbox.is_dir() {
+            f.errors.push(format!(
+                "agency {}: folder inbox {} is not a folder: create it (the gateway creates processing/, done/ and rejected/ inside it)",
+                a.id,
+                inbox.display()
+            ));
+            ok = false;
+        } else {
+            let probe = inbox.join(format!(".credit-gateway-check-{}", std::process::id()));
+            match std::fs::write(&probe, b"") {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&probe);
+                }
+                Err(e) => {
+                    f.errors.push(format!(
+                        "agency {}: folder inbox {} is not writable by this user: {e}",
+                        a.id,
+                        inbox.display()
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        if let Some(set) = &mappings {
+            let named = folder
+                .mapping
+                .iter()
+                .chain(folder.routes.iter().map(|r| &r.mapping));
+            for m in named {
+                if set.get(m).is_none() {
+                    f.errors.push(format!(
+                        "agency {}: folder names mapping {m:?}, which is not loaded",
+                        a.id
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        if ok {
+            f.checked.push(format!(
+                "agency {}: folder {} (every {} ms{})",
+                a.id,
+                inbox.display(),
+                folder.poll_interval_ms,
+                if folder.require_check_file {
+                    ", check files required"
+                } else {
+                    ""
+                }
+            ));
         }
     }
 }

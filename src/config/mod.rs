@@ -692,6 +692,67 @@ pub struct AgencyConfig {
     pub requests_per_second: u32,
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// The agency's watched exchange folder on a front-end server (前置机), when it hands in
+    /// files by dropping them there (`[agencies.folder]`, docs/integrate/files.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<FolderConfig>,
+}
+
+/// `folder.poll_interval_ms`.
+pub const DEFAULT_FOLDER_POLL_INTERVAL_MS: u64 = 2_000;
+/// `folder.settle_ms`.
+pub const DEFAULT_FOLDER_SETTLE_MS: u64 = 1_000;
+
+/// An agency's watched exchange folder (issue #29): files dropped in `inbox` are taken as if
+/// handed in through `POST /v1/files` by the agency, each answered by a feedback file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderConfig {
+    /// The folder files are dropped in. The gateway creates `processing/`, `done/` and
+    /// `rejected/` inside it (one filesystem, so every move is an atomic rename).
+    pub inbox: PathBuf,
+    /// The mapping of a file no `routes` pattern names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
+    /// File-name patterns (`*` any characters, `?` one), tried in order: the first that matches
+    /// gives the file's mapping (`{ pattern = "*许可*.xlsx", mapping = "mi-licences" }`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<FolderRoute>,
+    /// The charset of the agency's CSV files: `utf-8` or `gbk` (also gb2312, gb18030). Unset: a
+    /// CSV must be UTF-8 (with or without a BOM), else it is refused with `charset_required`;
+    /// the gateway never guesses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_charset: Option<String>,
+    /// The worksheet of an `.xlsx` to read; unset: the first visible one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// A data file is taken only with its check file (`NAME.chk`: digest and record count)
+    /// beside it. Off: a check file is verified when there is one.
+    #[serde(default)]
+    pub require_check_file: bool,
+    /// How often the inbox is looked at.
+    #[serde(default = "default_folder_poll")]
+    pub poll_interval_ms: u64,
+    /// A file must look the same (size and modification time) on two looks at least this far
+    /// apart before it is taken: a file written in place under its final name is not taken
+    /// half-written. 0: taken at the first look (temp names and check files only).
+    #[serde(default = "default_folder_settle")]
+    pub settle_ms: u64,
+}
+
+/// One file-name pattern of a folder and the mapping of the files it matches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderRoute {
+    pub pattern: String,
+    pub mapping: String,
+}
+
+fn default_folder_poll() -> u64 {
+    DEFAULT_FOLDER_POLL_INTERVAL_MS
+}
+fn default_folder_settle() -> u64 {
+    DEFAULT_FOLDER_SETTLE_MS
 }
 
 fn default_rps() -> u32 {
@@ -880,6 +941,7 @@ pub fn default_agencies() -> Vec<AgencyConfig> {
         correct_others: false,
         requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
         burst: DEFAULT_BURST,
+        folder: None,
     };
     vec![
         agency(
@@ -888,6 +950,7 @@ pub fn default_agencies() -> Vec<AgencyConfig> {
             &[
                 "canonical",
                 "mi-penalties",
+                "mi-licences",
                 "mi-agreement-performance",
                 "mi-commitments",
                 "mi-evaluations",
@@ -920,6 +983,82 @@ pub fn default_agencies() -> Vec<AgencyConfig> {
             false,
         ),
     ]
+}
+
+impl FolderConfig {
+    /// What is wrong with this folder's settings, without looking at the disk or the mappings
+    /// (`config check` does both).
+    pub fn problems(&self, agency: &AgencyConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.inbox.as_os_str().is_empty() {
+            out.push("inbox must name a folder".to_string());
+        }
+        if self.poll_interval_ms == 0 {
+            out.push("poll_interval_ms must be above 0".to_string());
+        }
+        if self.mapping.is_none() && self.routes.is_empty() {
+            out.push("give mapping, or routes naming a mapping per file-name pattern".to_string());
+        }
+        let named = self
+            .mapping
+            .iter()
+            .chain(self.routes.iter().map(|r| &r.mapping));
+        for m in named {
+            if !agency.mappings.iter().any(|a| a == m) {
+                out.push(format!(
+                    "mapping {m:?} is not one of the agency's mappings ({}): a folder takes only what the agency may push",
+                    agency.mappings.join(", ")
+                ));
+            }
+        }
+        for r in &self.routes {
+            if r.pattern.trim().is_empty() {
+                out.push("a route's pattern is empty".to_string());
+            }
+        }
+        if let Some(c) = &self.csv_charset {
+            if crate::files::Charset::from_label(c).is_err() {
+                out.push(format!("csv_charset {c:?}: use utf-8 or gbk"));
+            }
+        }
+        out
+    }
+
+    /// The mapping of a file name: the first route whose pattern matches, else `mapping`.
+    pub fn mapping_for(&self, name: &str) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|r| glob_matches(&r.pattern, name))
+            .map(|r| r.mapping.as_str())
+            .or(self.mapping.as_deref())
+    }
+}
+
+/// A file-name pattern: `*` any characters (none too), `?` one character, anything else itself
+/// (ASCII case ignored: `*.XLSX` is `*.xlsx`).
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().flat_map(char::to_lowercase).collect();
+    let n: Vec<char> = name.chars().flat_map(char::to_lowercase).collect();
+    // The classic two-pointer match with backtracking to the last `*`: linear in practice,
+    // never exponential.
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
 }
 
 /// A configuration problem: the operator's fault; fix the file and restart.
@@ -1070,6 +1209,7 @@ impl Config {
             bad("at least one [[agencies]] entry is needed".into());
         }
         let mut seen = std::collections::HashSet::new();
+        let mut inboxes = std::collections::HashSet::new();
         for a in &self.agencies {
             if a.id.is_empty()
                 || !a
@@ -1101,6 +1241,18 @@ impl Config {
                     "agency {:?}: requests_per_second and burst must be above 0",
                     a.id
                 ));
+            }
+            if let Some(folder) = &a.folder {
+                for problem in folder.problems(a) {
+                    bad(format!("agency {:?}: folder: {problem}", a.id));
+                }
+                if !inboxes.insert(folder.inbox.clone()) {
+                    bad(format!(
+                        "agency {:?}: folder: inbox {} is another agency's too: each agency has its own (the folder says who sent a file)",
+                        a.id,
+                        folder.inbox.display()
+                    ));
+                }
             }
         }
         let mut dest_ids = std::collections::HashSet::new();
@@ -1310,5 +1462,57 @@ mod tests {
             toml::from_str::<Config>("[server]\nlisen = \"x\"\n").is_err(),
             "unknown fields refused"
         );
+    }
+
+    #[test]
+    fn a_folder_is_read_from_its_agency_and_checked() {
+        let text = r#"
+[[agencies]]
+id = "county_mi"
+name = "县医保局"
+cert_subject_cn = "county_mi"
+mappings = ["mi-penalties", "mi-licences"]
+[agencies.folder]
+inbox = "/srv/exchange/county_mi/in"
+mapping = "mi-penalties"
+routes = [{ pattern = "*许可*", mapping = "mi-licences" }]
+csv_charset = "gbk"
+require_check_file = true
+"#;
+        let cfg: Config = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        let folder = cfg.agencies[0].folder.as_ref().unwrap();
+        assert_eq!(folder.poll_interval_ms, DEFAULT_FOLDER_POLL_INTERVAL_MS);
+        assert_eq!(
+            folder.mapping_for("2025年行政许可.XLSX"),
+            Some("mi-licences")
+        );
+        assert_eq!(folder.mapping_for("行政处罚.csv"), Some("mi-penalties"));
+        // A mapping the agency may not push, a charset the gateway does not read, no mapping.
+        let bad = text
+            .replace("\"mi-licences\" }", "\"court-judgments\" }")
+            .replace("\"gbk\"", "\"big5\"");
+        let cfg: Config = toml::from_str(&bad).unwrap();
+        let errors: Vec<String> = cfg
+            .validate()
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("court-judgments"), "{errors:?}");
+        assert!(errors[1].contains("big5"), "{errors:?}");
+        assert!(toml::from_str::<Config>(&text.replace("inbox", "inbx")).is_err());
+    }
+
+    #[test]
+    fn glob_patterns_match_whole_names() {
+        assert!(glob_matches("*.xlsx", "行政处罚.XLSX"));
+        assert!(glob_matches("*许可*", "2025年行政许可表.csv"));
+        assert!(glob_matches("cf_??.csv", "CF_01.csv"));
+        assert!(!glob_matches("cf_??.csv", "CF_1.csv"));
+        assert!(!glob_matches("*.csv", "a.csv.part"));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("a*b*c", "aXbYbZc"));
     }
 }

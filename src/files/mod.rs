@@ -29,6 +29,7 @@
 //!   the region read empty.
 
 pub mod cells;
+pub mod check;
 mod csv_rows;
 mod xlsx_rows;
 
@@ -148,8 +149,10 @@ pub struct FileInfo {
     pub encoding: Option<Charset>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sheet: Option<String>,
-    /// The header's row number (1 unless title rows sit above it).
+    /// The header's row number (1 unless title rows sit above it); none for a document.
+    #[serde(skip_serializing_if = "is_zero")]
     pub header_row: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<Column>,
     /// Headers naming nothing the mapping reads.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -158,6 +161,10 @@ pub struct FileInfo {
     pub rows: usize,
     /// Blank rows between the header and the last record, skipped.
     pub blank_rows_skipped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One data row: its number in the spreadsheet, its place among the file's records, and the

@@ -99,31 +99,135 @@ pub(super) async fn push_file(
         .map_err(|_| ApiError::Busy)?
         .map_err(|_| ApiError::Busy)?;
     let (file, sha256, bytes) = spool(app, req).await?;
+    let taken = take(
+        app,
+        Handed {
+            agency: agency.id.clone(),
+            mapping,
+            form: Form::Sheet(kind),
+            sheet,
+            file,
+            sha256,
+            bytes,
+            receipt_id: uuid::Uuid::new_v4().to_string(),
+            expected_rows: None,
+            name: None,
+            via: Via::Api,
+        },
+        started,
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &taken.receipt))
+}
+
+/// How a file reached the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// `POST /v1/files`.
+    Api,
+    /// The agency's watched exchange folder (`folder`).
+    Folder,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Api => "api",
+            Via::Folder => "folder",
+        }
+    }
+}
+
+/// What kind of file is handed in: a sheet (rows under a header) or a document in the mapping's
+/// own format (the XML or JSON an agency pushes to `POST /v1/records`, dropped in a folder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Sheet(FileKind),
+    Document,
+}
+
+/// A file handed in, spooled to disk with its digest, ready to be taken.
+pub struct Handed {
+    pub agency: String,
+    pub mapping: crate::mapping::Mapping,
+    pub form: Form,
+    pub sheet: Option<String>,
+    /// Open for reading, at its start.
+    pub file: std::fs::File,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+    pub bytes: u64,
+    /// The file's receipt id, chosen by the caller (a folder names its claim by it, so a restart
+    /// finds whether the file was taken).
+    pub receipt_id: String,
+    /// The records a check file says the file holds: another count refuses the file.
+    pub expected_rows: Option<u64>,
+    /// The file's name, when it has one (a folder's file).
+    pub name: Option<String>,
+    pub via: Via,
+}
+
+/// A file taken: its receipt as answered (and stored), and its counts for the caller's events.
+pub struct Taken {
+    pub receipt: serde_json::Value,
+    pub total: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    /// The receipt id of the earlier hand-in of the same bytes, when this one is a repeat.
+    pub repeat_of: Option<String>,
+}
+
+/// Take a file handed in by an agency: the one path of `POST /v1/files` and of a watched
+/// folder. A file whose bytes the agency handed in before with the same mapping (its SHA-256)
+/// is answered with a receipt saying so and stores nothing new; any other is read, mapped,
+/// validated and stored chunk by chunk, then its receipt stored with its audit entry.
+pub async fn take(app: &App, handed: Handed, started: Instant) -> Result<Taken, ApiError> {
+    if let Some(earlier) = earlier_receipt(app, &handed)? {
+        return repeat(app, handed, earlier, started).await;
+    }
+    let progress = events::FileInProgress::start(handed.via.as_str());
     let received_at = app.clock.now();
-    let receipt_id = uuid::Uuid::new_v4().to_string();
+    let Handed {
+        agency,
+        mapping,
+        form,
+        sheet,
+        file,
+        sha256,
+        bytes,
+        receipt_id,
+        expected_rows,
+        name,
+        via,
+    } = handed;
     let mapping_id = mapping.id.clone();
+    let sheet_named = sheet.clone();
 
     // The reading thread: first the whole file's checks, then its rows, chunk by chunk.
     let (tx, mut rx) = mpsc::channel::<Result<Chunk, ApiError>>(1);
     let (done_tx, done_rx) = oneshot::channel::<Result<(FileInfo, Rejected), ApiError>>();
     let reader = Reader {
         mapping,
-        kind,
+        form,
         sheet,
         bounds: app.config.ingest.file_bounds(),
+        limits: app.config.ingest.limits(),
+        max_document_bytes: app.config.server.max_body_bytes,
+        expected_rows,
         chunk_rows: CHUNK_ROWS
             .min(app.config.ingest.max_records_per_batch)
             .max(1),
         max_listed: app.config.ingest.max_listed_rejections,
         ctx: ValidationContext {
             exceptions: app.exceptions.clone(),
-            authenticated_agency: Some(agency.id.clone()),
+            authenticated_agency: Some(agency.clone()),
             incoming: true,
         },
         store: app.store.clone(),
         router: app.router.current(),
         now: app.clock.now(),
-        agency: agency.id.clone(),
+        agency: agency.clone(),
     };
     let reading = tokio::task::spawn_blocking(move || {
         let _ = done_tx.send(reader.run(file, &tx));
@@ -137,7 +241,7 @@ pub(super) async fn push_file(
         let receipt = commit_batch(
             app,
             Batch {
-                agency: &agency.id,
+                agency: &agency,
                 mapping: &mapping_id,
                 received_at,
                 body_sha256: sha256.clone(),
@@ -155,7 +259,8 @@ pub(super) async fn push_file(
             chunk_started,
         )
         .await?;
-        events::file_rows(&agency.id, &mapping_id, total);
+        events::file_rows(&agency, &mapping_id, total);
+        progress.rows(total);
         totals.add(&receipt);
         batches.push(BatchRef {
             receipt_id: receipt.receipt_id,
@@ -171,12 +276,14 @@ pub(super) async fn push_file(
     let receipt = FileReceipt {
         receipt_id,
         kind: "file",
-        agency: agency.id.clone(),
+        agency: agency.clone(),
         mapping: mapping_id.clone(),
         received_at,
         file: FileFacts {
             sha256,
             bytes,
+            name,
+            via,
             info,
         },
         total: totals.total,
@@ -191,16 +298,11 @@ pub(super) async fn push_file(
         audit: None,
         signature: None,
     };
-    let receipt = commit_file(&app.committer, receipt).await.map_err(|e| {
-        tracing::error!(error = %e, "file receipt not stored");
-        if app.disk.is_low() {
-            ApiError::StorageFull
-        } else {
-            ApiError::StorageUnavailable
-        }
-    })?;
+    let receipt = commit_file(&app.committer, receipt, sheet_named)
+        .await
+        .map_err(|e| storage_error(app, e))?;
     events::file_received(
-        &agency.id,
+        &agency,
         &mapping_id,
         &receipt.receipt_id,
         receipt.file.info.format,
@@ -209,10 +311,175 @@ pub(super) async fn push_file(
         receipt.rejected_count,
         started.elapsed(),
     );
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::to_value(&receipt).unwrap_or_default(),
-    ))
+    Ok(Taken {
+        receipt: serde_json::to_value(&receipt).unwrap_or_default(),
+        total: receipt.total,
+        accepted: receipt.accepted,
+        rejected: receipt.rejected_count,
+        repeat_of: None,
+    })
+}
+
+fn storage_error(app: &App, e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "file receipt not stored");
+    if app.disk.is_low() {
+        ApiError::StorageFull
+    } else {
+        ApiError::StorageUnavailable
+    }
+}
+
+/// `fsh/{agency}\x1f{sha256}`: the file an agency handed in with these bytes, and its receipt.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct DigestEntry {
+    receipt_id: String,
+    mapping: String,
+    /// The sheet named when the file was handed in (another sheet of one workbook is another
+    /// hand-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sheet: Option<String>,
+}
+
+/// The stored receipt of the same bytes handed in earlier by the same agency with the same
+/// mapping, if any.
+fn earlier_receipt(app: &App, h: &Handed) -> Result<Option<serde_json::Value>, ApiError> {
+    let key = crate::store::keys::FileDigestKey::encode_of(&h.agency, &h.sha256);
+    let unavailable = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "cannot read the file digests");
+        ApiError::StorageUnavailable
+    };
+    let Some(entry) = app
+        .store
+        .get_json::<DigestEntry>(&key)
+        .map_err(unavailable)?
+    else {
+        return Ok(None);
+    };
+    // The same bytes with another mapping, or another sheet named, are another hand-in (a file
+    // first sent with the wrong mapping can be sent again with the right one).
+    if entry.mapping != h.mapping.id || entry.sheet != h.sheet {
+        return Ok(None);
+    }
+    app.store
+        .get_json::<serde_json::Value>(&super::receipt::receipt_key(&entry.receipt_id))
+        .map_err(unavailable)
+}
+
+/// Answer a repeat: the earlier receipt's counts and rejections (every accepted record counted
+/// unchanged: nothing is stored again), `repeat_of` its id, no batches; stored with a
+/// `file_repeated` audit entry.
+async fn repeat(
+    app: &App,
+    h: Handed,
+    earlier: serde_json::Value,
+    started: Instant,
+) -> Result<Taken, ApiError> {
+    let earlier_id = earlier["receipt_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut receipt = earlier.clone();
+    let received_at = app.clock.now();
+    let accepted = earlier["accepted"].as_u64().unwrap_or(0);
+    receipt["receipt_id"] = h.receipt_id.clone().into();
+    receipt["repeat_of"] = earlier_id.clone().into();
+    receipt["received_at"] = crate::clock::rfc3339(received_at).into();
+    receipt["new"] = 0.into();
+    receipt["updated"] = 0.into();
+    receipt["unchanged"] = accepted.into();
+    receipt["batches"] = serde_json::Value::Array(Vec::new());
+    receipt["file"]["via"] = serde_json::to_value(h.via).unwrap_or_default();
+    match &h.name {
+        Some(name) => receipt["file"]["name"] = name.clone().into(),
+        None => {
+            if let Some(file) = receipt["file"].as_object_mut() {
+                file.remove("name");
+            }
+        }
+    }
+    if let Some(r) = receipt.as_object_mut() {
+        r.remove("audit");
+        r.remove("signature");
+    }
+    let receipt = app
+        .committer
+        .submit(|reply| {
+            Box::new(Repeated {
+                receipt: receipt.clone(),
+                reply: Some(reply),
+                staged: None,
+            })
+        })
+        .await
+        .map_err(|e| storage_error(app, e))?;
+    let count = |k: &str| receipt[k].as_u64().unwrap_or(0) as usize;
+    events::file_repeated(
+        &h.agency,
+        &h.mapping.id,
+        &h.receipt_id,
+        &earlier_id,
+        started.elapsed(),
+    );
+    Ok(Taken {
+        total: count("total"),
+        accepted: count("accepted"),
+        rejected: count("rejected_count"),
+        receipt,
+        repeat_of: Some(earlier_id),
+    })
+}
+
+/// A repeat's receipt and its audit entry, one write set.
+struct Repeated {
+    receipt: serde_json::Value,
+    reply: Option<oneshot::Sender<Result<serde_json::Value, String>>>,
+    staged: Option<serde_json::Value>,
+}
+
+impl Exchange for Repeated {
+    fn stage(&mut self, g: &mut Group<'_>) -> Result<(), crate::store::StoreError> {
+        let mut receipt = self.receipt.clone();
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let mut event = serde_json::Map::new();
+        for key in ["receipt_id", "repeat_of", "agency", "mapping"] {
+            event.insert(key.into(), receipt[key].clone());
+        }
+        for key in ["sha256", "bytes", "format", "name", "via"] {
+            if let Some(v) = receipt["file"].get(key) {
+                event.insert(key.into(), v.clone());
+            }
+        }
+        let at = text(&receipt["received_at"]);
+        let head = g.audit(&at, "file_repeated", event);
+        receipt["audit"] = serde_json::to_value(&head).unwrap_or_default();
+        sign_value(g, &mut receipt)?;
+        g.archive.writes.push((
+            super::receipt::receipt_key(&text(&receipt["receipt_id"])),
+            crate::store::to_bytes(&receipt),
+        ));
+        self.staged = Some(receipt);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+        answer(self.reply, outcome, self.staged);
+    }
+}
+
+/// Sign a receipt held as JSON (without its `signature`), when the store has keys.
+pub(super) fn sign_value(
+    g: &Group<'_>,
+    receipt: &mut serde_json::Value,
+) -> Result<(), crate::store::StoreError> {
+    if let Some(keys) = g.store.keys() {
+        let canonical = crate::crypto::signed::canonical(receipt);
+        let signature =
+            crate::crypto::signed::sign(keys.current().signer(), &canonical).map_err(|e| {
+                crate::store::StoreError::CommitFailed(format!("cannot sign the receipt: {e}"))
+            })?;
+        receipt["signature"] = serde_json::to_value(&signature).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// The kind of file the `Content-Type` says: an `.xlsx`, or a CSV with its charset if declared.
@@ -320,9 +587,14 @@ struct Chunk {
 /// Everything the reading thread needs.
 struct Reader {
     mapping: crate::mapping::Mapping,
-    kind: FileKind,
+    form: Form,
     sheet: Option<String>,
     bounds: files::Bounds,
+    /// A document's parsing limits (`Form::Document`), as for a push.
+    limits: crate::mapping::Limits,
+    /// A document's largest size (`server.max_body_bytes`, as for a push).
+    max_document_bytes: u64,
+    expected_rows: Option<u64>,
     chunk_rows: usize,
     max_listed: usize,
     ctx: ValidationContext,
@@ -345,15 +617,20 @@ impl Reader {
             f.rewind().map_err(|_| ApiError::StorageUnavailable)?;
             Ok(f)
         };
+        let kind = match self.form {
+            Form::Sheet(kind) => kind,
+            Form::Document => return self.run_document(again(&file)?, tx),
+        };
         // First read: everything that refuses the file as a whole, before anything is stored.
-        files::read(
+        let first = files::read(
             again(&file)?,
-            self.kind,
+            kind,
             self.sheet.as_deref(),
             &self.mapping,
             self.bounds,
             |_| Ok(()),
         )?;
+        self.check_count(first.rows)?;
         let sorting = Sorting {
             store: &self.store,
             router: &self.router,
@@ -385,7 +662,7 @@ impl Reader {
         let file = again(&file)?;
         let info = files::read(
             file,
-            self.kind,
+            kind,
             self.sheet.as_deref(),
             &self.mapping,
             self.bounds,
@@ -415,6 +692,81 @@ impl Reader {
         };
         if !rows.is_empty() {
             send(&mut rows, span, &mut all_rejected).map_err(|_| ApiError::StorageUnavailable)?;
+        }
+        Ok((info, all_rejected))
+    }
+
+    /// A file holding a different number of records than its check file says is refused before
+    /// anything of it is stored.
+    fn check_count(&self, found: usize) -> Result<(), ApiError> {
+        match self.expected_rows {
+            Some(expected) if expected != found as u64 => Err(ApiError::CheckMismatch(format!(
+                "the check file says {expected} records, the file holds {found} (blank rows not counted): nothing was stored; write the file and its check file again"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A document in the mapping's own format (XML or JSON, as pushed to `POST /v1/records`):
+    /// read whole within `server.max_body_bytes`, mapped and validated as a push, stored in
+    /// chunks. Its rows are its records' positions, from 1.
+    fn run_document(
+        self,
+        file: std::fs::File,
+        tx: &mpsc::Sender<Result<Chunk, ApiError>>,
+    ) -> Result<(FileInfo, Rejected), ApiError> {
+        use std::io::Read;
+        let mut body = Vec::new();
+        file.take(self.max_document_bytes.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|_| ApiError::StorageUnavailable)?;
+        if body.len() as u64 > self.max_document_bytes {
+            return Err(ApiError::PayloadTooLarge {
+                limit: self.max_document_bytes,
+            });
+        }
+        let normalized = self
+            .mapping
+            .normalize_bounded(&body, &self.ctx, &self.limits)?;
+        drop(body);
+        self.check_count(normalized.len())?;
+        let sorting = Sorting {
+            store: &self.store,
+            router: &self.router,
+            now: self.now,
+            agency: &self.agency,
+            mapping: &self.mapping.id,
+        };
+        let info = FileInfo {
+            format: match self.mapping.format {
+                crate::mapping::SourceFormat::Xml => "xml",
+                crate::mapping::SourceFormat::Json => "json",
+            },
+            rows: normalized.len(),
+            ..FileInfo::default()
+        };
+        let mut all_rejected = Rejected::new(self.max_listed);
+        let mut normalized = normalized.into_iter().peekable();
+        while normalized.peek().is_some() {
+            let rows: Vec<Normalized> = normalized.by_ref().take(self.chunk_rows).collect();
+            let span = (
+                rows.first().map_or(0, |n| n.index + 1),
+                rows.last().map_or(0, |n| n.index + 1),
+            );
+            let total = rows.len();
+            let mut rejected = Rejected::new(self.max_listed);
+            let chunk = sorting
+                .sort(rows, &mut rejected, Some(&mut all_rejected))
+                .map(|(accepted, filter)| Chunk {
+                    first_row: span.0,
+                    last_row: span.1,
+                    total,
+                    accepted,
+                    rejected,
+                    filter,
+                });
+            tx.blocking_send(chunk)
+                .map_err(|_| ApiError::StorageUnavailable)?;
         }
         Ok((info, all_rejected))
     }
@@ -456,6 +808,11 @@ pub struct BatchRef {
 pub struct FileFacts {
     pub sha256: String,
     pub bytes: u64,
+    /// The file's name (a folder's file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `api` or `folder`.
+    pub via: Via,
     #[serde(flatten)]
     pub info: FileInfo,
 }
@@ -492,11 +849,13 @@ pub struct FileReceipt {
 async fn commit_file(
     handle: &CommitterHandle,
     receipt: FileReceipt,
+    sheet_named: Option<String>,
 ) -> Result<FileReceipt, crate::store::StoreError> {
     handle
         .submit(|reply| {
             Box::new(FileDone {
                 receipt: Some(receipt),
+                sheet_named,
                 reply: Some(reply),
                 staged: None,
             })
@@ -506,6 +865,8 @@ async fn commit_file(
 
 struct FileDone {
     receipt: Option<FileReceipt>,
+    /// The sheet the hand-in named (for the file's digest entry).
+    sheet_named: Option<String>,
     reply: Option<oneshot::Sender<Result<FileReceipt, String>>>,
     staged: Option<FileReceipt>,
 }
@@ -518,6 +879,9 @@ struct FileReceived<'a> {
     mapping: &'a str,
     sha256: &'a str,
     bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    via: Via,
     format: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     sheet: Option<&'a str>,
@@ -541,6 +905,8 @@ impl Exchange for FileDone {
             mapping: &receipt.mapping,
             sha256: &receipt.file.sha256,
             bytes: receipt.file.bytes,
+            name: receipt.file.name.as_deref(),
+            via: receipt.file.via,
             format: receipt.file.info.format,
             sheet: receipt.file.info.sheet.as_deref(),
             total: receipt.total,
@@ -572,6 +938,25 @@ impl Exchange for FileDone {
             super::receipt::receipt_key(&receipt.receipt_id),
             crate::store::to_bytes(&receipt),
         ));
+        // The bytes' first receipt stays the one a repeat names (two hand-ins of one file at
+        // once both store their receipts; their records are idempotent anyway).
+        let digest =
+            crate::store::keys::FileDigestKey::encode_of(&receipt.agency, &receipt.file.sha256);
+        let earlier: Option<DigestEntry> = match g.staged_or_stored(&digest)? {
+            Some(bytes) => serde_json::from_slice(&bytes).ok(),
+            None => None,
+        };
+        let named = self.sheet_named.clone();
+        if earlier.is_none_or(|e| e.mapping != receipt.mapping || e.sheet != named) {
+            g.archive.writes.push((
+                digest,
+                crate::store::to_bytes(&DigestEntry {
+                    receipt_id: receipt.receipt_id.clone(),
+                    mapping: receipt.mapping.clone(),
+                    sheet: named,
+                }),
+            ));
+        }
         self.staged = Some(receipt);
         Ok(())
     }

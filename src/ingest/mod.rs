@@ -23,13 +23,16 @@ mod admission;
 pub mod batch;
 mod body;
 mod evaluation;
-mod files;
+pub mod files;
+mod folder;
 pub mod openapi;
 pub mod receipt;
 pub mod respond;
 mod routes;
 
 pub(crate) use routes::percent_decode;
+
+pub use folder::spawn_all as spawn_folders;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -140,6 +140,9 @@ pub enum ApiError {
     /// A bound of a file (`ingest.max_file_rows`, `max_xlsx_unpacked_mb`, a row's length).
     #[error("{0}")]
     FileLimit(String),
+    /// A file is not what its check file says (digest, record count, name): refused whole.
+    #[error("{0}")]
+    CheckMismatch(String),
 }
 
 impl From<crate::files::FileError> for ApiError {
@@ -203,6 +206,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::FileLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::CheckMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingMapping
             | Self::CharsetRequired { .. }
             | Self::MissingColumns { .. }
@@ -309,6 +313,7 @@ impl ApiError {
             Self::SheetNotFound { .. } => "sheet_not_found",
             Self::MalformedFile(_) => "malformed_file",
             Self::FileLimit(_) => "file_limit",
+            Self::CheckMismatch(_) => "check_mismatch",
         }
     }
 
@@ -327,6 +332,32 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        let error = self.body();
+        let mut resp = json_response(self.status(), &json!({ "error": error }));
+        if let Self::RateLimited(wait) = &self {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(v) = secs.max(1).to_string().parse() {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        let retry_after = match self {
+            Self::StorageUnavailable | Self::ShuttingDown => Some("5"),
+            Self::Busy => Some("1"),
+            Self::StorageFull => Some("60"),
+            Self::AgencyConnectionsFull => Some("1"),
+            // An operator has to add a calendar file: retrying within seconds cannot help.
+            Self::CalendarYearMissing(_) => Some("3600"),
+            _ => None,
+        };
+        if let Some(v) = retry_after.and_then(|v| v.parse().ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+
+    /// The error object an answer carries (`{"code", "message", "retry", …}`): the HTTP body's
+    /// `error`, and a folder's feedback file's.
+    pub fn body(&self) -> Value {
         let mut error =
             json!({"code": self.code(), "message": self.to_string(), "retry": self.retry()});
         if let Self::Document(
@@ -366,26 +397,7 @@ impl ApiError {
                 .map(|(f, r)| json!({"field": f, "reason": r}))
                 .collect();
         }
-        let mut resp = json_response(self.status(), &json!({ "error": error }));
-        if let Self::RateLimited(wait) = &self {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            if let Ok(v) = secs.max(1).to_string().parse() {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        let retry_after = match self {
-            Self::StorageUnavailable | Self::ShuttingDown => Some("5"),
-            Self::Busy => Some("1"),
-            Self::StorageFull => Some("60"),
-            Self::AgencyConnectionsFull => Some("1"),
-            // An operator has to add a calendar file: retrying within seconds cannot help.
-            Self::CalendarYearMissing(_) => Some("3600"),
-            _ => None,
-        };
-        if let Some(v) = retry_after.and_then(|v| v.parse().ok()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        resp
+        error
     }
 }
 
@@ -456,7 +468,8 @@ mod tests {
                 | ApiError::MissingColumns { .. }
                 | ApiError::SheetNotFound { .. }
                 | ApiError::MalformedFile(_)
-                | ApiError::FileLimit(_) => {}
+                | ApiError::FileLimit(_)
+                | ApiError::CheckMismatch(_) => {}
             }
         }
         use crate::evaluation::authz::AuthzError as A;
@@ -569,6 +582,7 @@ mod tests {
             },
             ApiError::MalformedFile("x".into()),
             ApiError::FileLimit("x".into()),
+            ApiError::CheckMismatch("x".into()),
         ];
         all.iter().for_each(listed);
         all

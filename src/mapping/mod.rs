@@ -104,7 +104,7 @@ pub struct Problem {
 
 /// Built-in copies of the shipped mappings, used when the configured folder does not exist so the
 /// binary runs from anywhere.
-const BUILTIN: [(&str, &str); 11] = [
+const BUILTIN: [(&str, &str); 12] = [
     (
         "canonical.toml",
         include_str!("../../mappings/canonical.toml"),
@@ -136,6 +136,10 @@ const BUILTIN: [(&str, &str); 11] = [
     (
         "mi-penalties.toml",
         include_str!("../../mappings/mi-penalties.toml"),
+    ),
+    (
+        "mi-licences.toml",
+        include_str!("../../mappings/mi-licences.toml"),
     ),
     (
         "mi-agreement-performance.toml",

@@ -23,7 +23,8 @@
 //! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
 //! | `chg/` | sequence (20 digits) | the subjects one group commit changed (the change log), until a follower (evaluation) takes the entry up | archive |
 //! | `aud/` | sequence (20 digits) | `audit::Entry` | audit |
-//! | `rcp/` | receipt id | the receipt sent to the agency | ingest |
+//! | `rcp/` | receipt id | the receipt sent to the agency (a batch's, a file's, a folder file's refusal) | ingest |
+//! | `fsh/` | `agency \x1f sha256` | `{receipt_id, mapping}`: the first receipt of a file's bytes, so the same file again stores nothing twice (additive: no format step) | ingest |
 //! | `out/`, `dlq/` | see `outbox` | queued shares (by reference to `arc/` since format 3), dead letters | outbox |
 //! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
 //! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers (what each platform holds is in the record head's `publication`) | ledger |

@@ -53,6 +53,92 @@ pub fn file_received(
     metrics::counter!("gateway_files_total", "agency" => agency.to_string(), "mapping" => mapping.to_string(), "format" => format).increment(1);
 }
 
+/// A file being taken (API or folder), from its first read to its receipt: the files in
+/// progress and the rows of theirs already committed, both gauges, given back when dropped (a
+/// file refused or failed half-way too).
+pub struct FileInProgress {
+    via: &'static str,
+    rows: std::sync::atomic::AtomicUsize,
+}
+
+impl FileInProgress {
+    /// `via`: `api` or `folder`.
+    pub fn start(via: &'static str) -> FileInProgress {
+        metrics::gauge!("gateway_files_in_progress", "via" => via).increment(1.0);
+        FileInProgress {
+            via,
+            rows: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A chunk of the file's rows is durable.
+    pub fn rows(&self, rows: usize) {
+        self.rows
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("gateway_file_rows_in_progress", "via" => self.via).increment(rows as f64);
+    }
+}
+
+impl Drop for FileInProgress {
+    fn drop(&mut self) {
+        metrics::gauge!("gateway_files_in_progress", "via" => self.via).decrement(1.0);
+        metrics::gauge!("gateway_file_rows_in_progress", "via" => self.via)
+            .decrement(self.rows.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    }
+}
+
+/// The same file (its SHA-256) handed in again by the agency with the same mapping: answered
+/// with the earlier receipt's counts, nothing stored again.
+pub fn file_repeated(
+    agency: &str,
+    mapping: &str,
+    receipt_id: &str,
+    repeat_of: &str,
+    elapsed: Duration,
+) {
+    tracing::info!(
+        agency,
+        mapping,
+        receipt_id,
+        repeat_of,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "file repeated: nothing stored again"
+    );
+    metrics::counter!("gateway_files_repeated_total", "agency" => agency.to_string()).increment(1);
+}
+
+/// A file of an agency's exchange folder is finished: moved to `done/` (taken, a repeat too) or
+/// `rejected/` (refused whole), its feedback file beside it. Never the file's name (it may
+/// name a person); its receipt id instead.
+pub fn folder_file(
+    agency: &str,
+    receipt_id: &str,
+    outcome: &'static str,
+    code: Option<&str>,
+    accepted: usize,
+    rejected: usize,
+) {
+    tracing::info!(
+        agency,
+        receipt_id,
+        outcome,
+        code,
+        accepted,
+        rejected,
+        "folder file finished"
+    );
+    metrics::counter!("gateway_folder_files_total", "agency" => agency.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!("gateway_folder_rows_total", "agency" => agency.to_string(), "outcome" => "accepted").increment(accepted as u64);
+    metrics::counter!("gateway_folder_rows_total", "agency" => agency.to_string(), "outcome" => "rejected").increment(rejected as u64);
+}
+
+/// A folder cannot be read or written (missing, permissions, a full disk): the folder is
+/// looked at again at its next poll.
+pub fn folder_unavailable(agency: &str, error: &str) {
+    tracing::warn!(agency, error, "exchange folder unavailable");
+    metrics::counter!("gateway_folder_errors_total", "agency" => agency.to_string()).increment(1);
+}
+
 /// A chunk of a file's rows committed: the file's progress, as its batches go.
 pub fn file_rows(agency: &str, mapping: &str, rows: usize) {
     metrics::counter!("gateway_file_rows_total", "agency" => agency.to_string(), "mapping" => mapping.to_string()).increment(rows as u64);

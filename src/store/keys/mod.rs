@@ -335,6 +335,34 @@ impl Key for LinkKey {
     }
 }
 
+/// `fsh/{agency}\x1f{sha256}`: the file an agency handed in with these bytes (issue #29), so the
+/// same file handed in again stores nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileDigestKey {
+    pub agency: String,
+    /// The file's SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+impl FileDigestKey {
+    pub fn encode_of(agency: &str, sha256: &str) -> String {
+        format!("fsh/{agency}{SEP}{sha256}")
+    }
+}
+
+impl Key for FileDigestKey {
+    fn encode(&self) -> String {
+        Self::encode_of(&self.agency, &self.sha256)
+    }
+    fn decode(key: &str) -> Option<Self> {
+        let (agency, sha256) = key.strip_prefix("fsh/")?.split_once(SEP)?;
+        Some(Self {
+            agency: agency.into(),
+            sha256: sha256.into(),
+        })
+    }
+}
+
 /// `evc/{year:04}`: a yearly evaluation cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CycleKey(pub i32);
@@ -470,6 +498,7 @@ mod tests {
         fn correction_link_cycle_and_id_keys_roundtrip(a in part(), b in part(), c in part(), year in 1000i32..=9999, space in 0usize..5) {
             roundtrip(CorrectionDeliveredKey { correction: a.clone(), destination: b.clone() })?;
             roundtrip(LinkKey { agency: a.clone(), record_id: b.clone(), link: c })?;
+            roundtrip(FileDigestKey { agency: a.clone(), sha256: b.clone() })?;
             roundtrip(CycleKey(year))?;
             roundtrip(IdKey { space: IdSpace::ALL[space], id: a })?;
         }
