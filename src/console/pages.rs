@@ -543,11 +543,25 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                 c.state,
                 crate::corrections::State::Pending | crate::corrections::State::Overdue
             );
+            // File destinations: when each platform took the file carrying it (issue #29).
+            let picked: String = c
+                .picked_up
+                .iter()
+                .map(|(dest, p)| {
+                    format!(
+                        "<br><span class=\"picked-up\">{} {}: {}</span>",
+                        t(l, "picked_up"),
+                        esc(dest),
+                        esc(p.get("at").and_then(serde_json::Value::as_str).unwrap_or(""))
+                    )
+                })
+                .collect();
             format!(
-                "<tr class=\"correction\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+                "<tr class=\"correction\"><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td>{}</tr>",
                 esc(&c.correction.id),
                 esc(&v.shown(&c.correction.record_id)),
                 esc(&state),
+                picked,
                 esc(&provisional(
                     l,
                     c.correction
