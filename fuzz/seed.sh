@@ -16,4 +16,7 @@ for f in ../examples/samples/*.json ../examples/samples/*.xml; do
   i=$((i+1))
 done
 python3 -c "import json,sys; [open(f'corpus/canonical_validator/r{i}.json','w').write(json.dumps(r, ensure_ascii=False)) for i,r in enumerate(json.load(open('../examples/samples/canonical.json')))]"
+mkdir -p corpus/file_feedback
+printf '{"file": "a.csv", "records": [{"idempotency_key": "k1", "result": "accepted"}, {"idempotency_key": "k2", "result": "rejected", "reason": "CF_WSH", "retry": false}]}' > corpus/file_feedback/json
+printf 'idempotency_key,result,reason,retry\nk1,accepted,,\nk2,rejected,"a, b",1\n' > corpus/file_feedback/csv
 echo "seeded: $(ls corpus/*/ | wc -l) files"

@@ -1426,6 +1426,35 @@ mod tests {
         );
     }
 
+    /// A file destination needs its two folders and no url; an HTTPS one takes no folder keys;
+    /// a configuration without any file destination serializes as before (issue #29).
+    #[test]
+    fn file_destinations_are_checked() {
+        let base = "[[destinations]]\nid = \"files\"\nname = \"f\"\nregion = \"440000\"\n";
+        let ok: Config = toml::from_str(&format!(
+            "{base}kind = \"file\"\noutgoing_dir = \"/tmp/out\"\nfeedback_dir = \"/tmp/back\"\nbatch_wait_ms = 5\n"
+        ))
+        .unwrap();
+        ok.validate().expect("a file destination validates");
+        let d = &ok.destinations[0];
+        assert!(d.is_file());
+        assert_eq!(d.file_sender(), DEFAULT_FILE_SENDER);
+        assert_eq!(d.feedback_timeout_ms(), DEFAULT_FEEDBACK_TIMEOUT_MS);
+        assert_eq!(d.target(), "file:/tmp/out");
+        let bad = |extra: &str| {
+            let cfg: Config = toml::from_str(&format!("{base}{extra}")).unwrap();
+            cfg.validate().unwrap_err().len()
+        };
+        assert_eq!(bad("kind = \"file\"\noutgoing_dir = \"/tmp/out\"\n"), 1, "no feedback_dir");
+        assert_eq!(
+            bad("kind = \"file\"\nurl = \"https://x/\"\noutgoing_dir = \"/a\"\nfeedback_dir = \"/a\"\nfile_sender = \"a_b\"\n"),
+            3,
+            "a url, the same folder twice, an underscore in the sender"
+        );
+        assert_eq!(bad("url = \"https://x/\"\noutgoing_dir = \"/a\"\n"), 1, "folders on HTTPS");
+        assert!(!toml::to_string(&Config::default()).unwrap().contains("kind"));
+    }
+
     #[test]
     fn every_problem_is_reported() {
         let text = "[server]\nlisten = \"nowhere\"\nmax_body_bytes = 0\n[log]\nformat = \"xml\"\n";
