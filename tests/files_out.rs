@@ -55,7 +55,10 @@ impl Taken {
         if self.name.ends_with(".csv") {
             let mut r = csv::Reader::from_reader(self.bytes.as_slice());
             let headers = r.headers().unwrap().clone();
-            let idem = headers.iter().position(|h| h == "IDEM").expect("IDEM column");
+            let idem = headers
+                .iter()
+                .position(|h| h == "IDEM")
+                .expect("IDEM column");
             r.records()
                 .map(|row| row.unwrap().get(idem).unwrap().to_string())
                 .collect()
@@ -156,8 +159,7 @@ impl Platform {
         let manifest_name = format!("{stem}.manifest.json");
         let bytes = std::fs::read(self.out.join(name)).unwrap();
         let manifest: Value =
-            serde_json::from_slice(&std::fs::read(self.out.join(&manifest_name)).unwrap())
-                .unwrap();
+            serde_json::from_slice(&std::fs::read(self.out.join(&manifest_name)).unwrap()).unwrap();
         std::fs::rename(self.out.join(name), self.taken.join(name)).unwrap();
         std::fs::rename(
             self.out.join(&manifest_name),
@@ -168,7 +170,10 @@ impl Platform {
         assert_eq!(manifest["receiver"], "files");
         assert_eq!(manifest["sender"], "credit-gateway");
         assert_eq!(manifest["bytes"], bytes.len());
-        assert_eq!(manifest["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
+        assert_eq!(
+            manifest["sha256"],
+            hex::encode(sha2::Sha256::digest(&bytes))
+        );
         assert_eq!(manifest["sm3"], hex::encode(sm3::Sm3::digest(&bytes)));
         assert_eq!(manifest["feedback"], format!("{stem}.feedback.json"));
         let taken = Taken {
@@ -246,10 +251,18 @@ impl Drop for Platform {
 fn check_name(name: &str) {
     let (stem, ext) = name.rsplit_once('.').unwrap();
     assert!(ext == "csv" || ext == "jsonl", "{name}");
-    let rest = stem.strip_prefix("credit-gateway_files_").unwrap_or_else(|| panic!("{name}"));
+    let rest = stem
+        .strip_prefix("credit-gateway_files_")
+        .unwrap_or_else(|| panic!("{name}"));
     let (ts, seq) = rest.split_once('_').unwrap_or_else(|| panic!("{name}"));
-    assert!(ts.len() == 14 && ts.bytes().all(|b| b.is_ascii_digit()), "{name}");
-    assert!(seq.len() >= 10 && seq.bytes().all(|b| b.is_ascii_digit()), "{name}");
+    assert!(
+        ts.len() == 14 && ts.bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
+    assert!(
+        seq.len() >= 10 && seq.bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
 }
 
 /// A gateway with one file destination (the province) whose folders the returned platform plays.
@@ -334,7 +347,11 @@ fn a_file_destination_gets_shares_and_a_withdrawal_and_its_feedback_acknowledges
     let retry = platform.take(&platform.wait_file("the refused share again", |n| {
         n.ends_with(".csv") && n != first.name
     }));
-    assert_eq!(retry.keys(), vec![keys[2].clone()], "the same idempotency key");
+    assert_eq!(
+        retry.keys(),
+        vec![keys[2].clone()],
+        "the same idempotency key"
+    );
     assert_eq!(holding_state(&gw, "F-1"), "held");
     assert_eq!(holding_state(&gw, "F-2"), "held");
     platform.answer(&retry, &[(&keys[2], Some("CF_WSH 与已有决定书重复"))]);
@@ -359,7 +376,10 @@ fn a_file_destination_gets_shares_and_a_withdrawal_and_its_feedback_acknowledges
     assert!(wait_until(Duration::from_secs(10), || {
         cli_json(&gw, &["outbox", "stats"])["destinations"][0]["pending"] == 0
     }));
-    let view = cli_json(&gw, &["ledger", "record", "--agency", MI, "--record-id", "F-1"]);
+    let view = cli_json(
+        &gw,
+        &["ledger", "record", "--agency", MI, "--record-id", "F-1"],
+    );
     let held = view["holdings"]
         .as_array()
         .unwrap()
@@ -383,7 +403,12 @@ fn a_file_destination_gets_shares_and_a_withdrawal_and_its_feedback_acknowledges
         "application/json",
         serde_json::to_vec(&json!({"reason": "left_service", "on": days_ago(0)})).unwrap(),
     );
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let withdrawals =
         platform.take(&platform.wait_file("the withdrawals", |n| n.ends_with(".jsonl")));
     assert_eq!(withdrawals.manifest["layout"], "canonical-jsonl");
@@ -406,8 +431,9 @@ fn a_file_destination_gets_shares_and_a_withdrawal_and_its_feedback_acknowledges
     let answers: Vec<(&str, Option<&str>)> =
         answers.iter().map(|(k, r)| (k.as_str(), *r)).collect();
     platform.answer(&withdrawals, &answers);
-    assert!(wait_until(Duration::from_secs(20), || holding_state(&gw, "F-1")
-        == "withdrawn"));
+    assert!(wait_until(Duration::from_secs(20), || holding_state(
+        &gw, "F-1"
+    ) == "withdrawn"));
     assert_eq!(holding_state(&gw, "F-2"), "withdrawn");
     // Applied feedback files are kept aside, read once.
     assert!(wait_until(Duration::from_secs(10), || {
@@ -443,7 +469,12 @@ fn a_correction_through_a_file_destination_shows_when_its_file_was_picked_up_gd_
         serde_json::to_vec(&json!({"record_id": "C-1", "kind": "correct", "content": {"fine_yuan": "10000"}, "reason": "罚款金额录入错误"}))
             .unwrap(),
     );
-    assert_eq!(reply.status, 202, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let correction = reply.json();
     let id = correction["id"].as_str().unwrap().to_string();
     assert_eq!(correction["deadline"], "2025-03-19T23:59:59+08:00");
@@ -452,9 +483,8 @@ fn a_correction_through_a_file_destination_shows_when_its_file_was_picked_up_gd_
     // No feedback within feedback_timeout_ms (an hour on the gateway's clock): a failed attempt.
     // The file is taken back and its share written again, with the same idempotency key.
     gw.set_clock("2025-03-17T09:00:00+08:00");
-    let again = platform.take(&platform.wait_file("the correction again", |n| {
-        n.contains("_20250317090000_")
-    }));
+    let again = platform
+        .take(&platform.wait_file("the correction again", |n| n.contains("_20250317090000_")));
     assert!(!platform.out.join(&unanswered).exists(), "taken back");
     assert_eq!(again.column("LX"), vec!["correction"]);
     assert_eq!(again.column("GZBH"), vec![id.clone()]);
@@ -479,7 +509,8 @@ fn a_correction_through_a_file_destination_shows_when_its_file_was_picked_up_gd_
             .unwrap()
     };
     assert!(
-        wait_until(Duration::from_secs(20), || listed(&gw)["picked_up"]["files"]["at"]
+        wait_until(Duration::from_secs(20), || listed(&gw)["picked_up"]
+            ["files"]["at"]
             == "2025-03-17T09:00:00+08:00"),
         "{}",
         listed(&gw)

@@ -1229,7 +1229,9 @@ impl Config {
                     }
                     let sender = d.file_sender();
                     if sender.is_empty()
-                        || !sender.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        || !sender
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     {
                         bad(format!(
                             "destination {:?}: file_sender {sender:?} must be [A-Za-z0-9-]+",
@@ -1445,14 +1447,24 @@ mod tests {
             let cfg: Config = toml::from_str(&format!("{base}{extra}")).unwrap();
             cfg.validate().unwrap_err().len()
         };
-        assert_eq!(bad("kind = \"file\"\noutgoing_dir = \"/tmp/out\"\n"), 1, "no feedback_dir");
+        assert_eq!(
+            bad("kind = \"file\"\noutgoing_dir = \"/tmp/out\"\n"),
+            1,
+            "no feedback_dir"
+        );
         assert_eq!(
             bad("kind = \"file\"\nurl = \"https://x/\"\noutgoing_dir = \"/a\"\nfeedback_dir = \"/a\"\nfile_sender = \"a_b\"\n"),
             3,
             "a url, the same folder twice, an underscore in the sender"
         );
-        assert_eq!(bad("url = \"https://x/\"\noutgoing_dir = \"/a\"\n"), 1, "folders on HTTPS");
-        assert!(!toml::to_string(&Config::default()).unwrap().contains("kind"));
+        assert_eq!(
+            bad("url = \"https://x/\"\noutgoing_dir = \"/a\"\n"),
+            1,
+            "folders on HTTPS"
+        );
+        assert!(!toml::to_string(&Config::default())
+            .unwrap()
+            .contains("kind"));
     }
 
     #[test]

@@ -552,7 +552,10 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                         "<br><span class=\"picked-up\">{} {}: {}</span>",
                         t(l, "picked_up"),
                         esc(dest),
-                        esc(p.get("at").and_then(serde_json::Value::as_str).unwrap_or(""))
+                        esc(p
+                            .get("at")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or(""))
                     )
                 })
                 .collect();

@@ -160,7 +160,8 @@ pub struct Destination {
 }
 
 enum Transport {
-    Https(Https),
+    /// Boxed: the client is large, and one destination is built once.
+    Https(Box<Https>),
     File(file::FileOut),
 }
 
@@ -226,12 +227,12 @@ impl Destination {
             };
         Ok(Self {
             config: dest.clone(),
-            transport: Transport::Https(Https {
+            transport: Transport::Https(Box::new(Https {
                 client,
                 uri,
                 limiter: governor::RateLimiter::direct(quota),
                 format,
-            }),
+            })),
             keys,
         })
     }
@@ -683,7 +684,10 @@ impl Worker {
         for sent in recorded {
             let (store, keys) = (
                 self.store.clone(),
-                sent.shares.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+                sent.shares
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>(),
             );
             let rebuilt = tokio::task::spawn_blocking(move || {
                 let mut batch = Vec::new();
@@ -840,7 +844,10 @@ impl Worker {
                             self.forget(&sent, "file_feedback_invalid").await;
                             return Err(DeliveryError::Unavailable {
                                 status: 0,
-                                answer: format!("the feedback to {} cannot be read: {why}", sent.file),
+                                answer: format!(
+                                    "the feedback to {} cannot be read: {why}",
+                                    sent.file
+                                ),
                             });
                         }
                     };
@@ -870,8 +877,7 @@ impl Worker {
             if out.overdue(&sent, now) {
                 if sent.picked_up_at.is_none() {
                     let (o, s) = (out.clone(), sent.clone());
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || o.take_back(&s)).await
-                    {
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || o.take_back(&s)).await {
                         tracing::error!(destination = %dest, error = %e, "cannot take an unanswered file back");
                     }
                 }
@@ -1105,17 +1111,27 @@ impl Worker {
 
 /// Each share's answer in a feedback file: accepted, rejected (refused: resent alone, then dead
 /// letter), rejected with `retry` or not answered (a failed attempt: retried).
-fn answers_of(feedback: &file::feedback::Feedback, batch: &[(String, Entry)], file: &str) -> Answers {
+fn answers_of(
+    feedback: &file::feedback::Feedback,
+    batch: &[(String, Entry)],
+    file: &str,
+) -> Answers {
     use file::feedback::Verdict;
     batch
         .iter()
         .map(|(_, e)| match feedback.get(&e.idempotency_key) {
             Some(Verdict::Accepted) => None,
-            Some(Verdict::Rejected { reason, retry: false }) => Some(DeliveryError::Refused {
+            Some(Verdict::Rejected {
+                reason,
+                retry: false,
+            }) => Some(DeliveryError::Refused {
                 status: 0,
                 answer: format!("{file}: rejected: {reason}"),
             }),
-            Some(Verdict::Rejected { reason, retry: true }) => Some(DeliveryError::Unavailable {
+            Some(Verdict::Rejected {
+                reason,
+                retry: true,
+            }) => Some(DeliveryError::Unavailable {
                 status: 0,
                 answer: format!("{file}: rejected for now: {reason}"),
             }),

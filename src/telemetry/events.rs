@@ -203,7 +203,11 @@ pub fn file_answered(destination: &str, file: &str, accepted: usize, refused: us
         retry,
         "feedback file applied"
     );
-    for (result, n) in [("accepted", accepted), ("rejected", refused), ("retry", retry)] {
+    for (result, n) in [
+        ("accepted", accepted),
+        ("rejected", refused),
+        ("retry", retry),
+    ] {
         metrics::counter!("gateway_file_feedback_records_total", "destination" => destination.to_string(), "result" => result)
             .increment(n as u64);
     }

@@ -270,7 +270,10 @@ mod tests {
             Err(FeedbackError::Json(_))
         ));
         assert!(matches!(
-            parse_json(br#"{"records": [{"idempotency_key": "k", "result": "maybe"}]}"#, "a"),
+            parse_json(
+                br#"{"records": [{"idempotency_key": "k", "result": "maybe"}]}"#,
+                "a"
+            ),
             Err(FeedbackError::Result { index: 0, .. })
         ));
         assert_eq!(

@@ -353,7 +353,11 @@ pub(crate) mod tests {
         let mut r = csv::Reader::from_reader(bytes.as_slice());
         let header = r.headers().unwrap().clone();
         let row = r.records().next().unwrap().unwrap();
-        let get = |name: &str| row.get(header.iter().position(|h| h == name).unwrap()).unwrap().to_string();
+        let get = |name: &str| {
+            row.get(header.iter().position(|h| h == name).unwrap())
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(get("CF_XDR_MC"), "某医院, \"总院\"");
         assert_eq!(get("CF_XDR_LB"), "法人及非法人组织");
         assert_eq!(get("CF_XDR_SHXYM"), "91310110666007217T");
@@ -361,13 +365,21 @@ pub(crate) mod tests {
         assert_eq!(get("CF_JDRQ"), "2025/03/04");
         assert_eq!(get("CF_YXQ"), "2099/12/31", "no end: long-term");
         assert_eq!(get("CF_CFLB"), "警告;罚款");
-        assert_eq!(get("CF_XDR_ZJHM"), "", "an institution has no personal number");
+        assert_eq!(
+            get("CF_XDR_ZJHM"),
+            "",
+            "an institution has no personal number"
+        );
         assert_eq!(get("IDEM"), "k1");
         assert_eq!(get("LX"), "correction");
         assert_eq!(get("GZBH"), "C1");
         assert_eq!(get("YYBZ"), "是");
         assert_eq!(get("XZQH"), "440100");
-        assert_eq!(header.get(0), Some("CF_XDR_MC"), "the standard's columns first");
+        assert_eq!(
+            header.get(0),
+            Some("CF_XDR_MC"),
+            "the standard's columns first"
+        );
     }
 
     #[test]
@@ -380,8 +392,15 @@ pub(crate) mod tests {
         assert_eq!(Layout::of(&w), Layout::JsonLines);
         let mut licence = penalty();
         licence["content"]["action"] = "licence".into();
-        assert_eq!(Layout::of(&entry(Kind::Share, "k3", licence)), Layout::Licences);
-        let other = entry(Kind::Share, "k4", serde_json::json!({"category": "commitment"}));
+        assert_eq!(
+            Layout::of(&entry(Kind::Share, "k3", licence)),
+            Layout::Licences
+        );
+        let other = entry(
+            Kind::Share,
+            "k4",
+            serde_json::json!({"category": "commitment"}),
+        );
         assert_eq!(Layout::of(&other), Layout::JsonLines);
         let (bytes, n) = render(Layout::JsonLines, &[w, other]).unwrap();
         assert_eq!(n, 2);
@@ -391,7 +410,10 @@ pub(crate) mod tests {
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect();
         assert_eq!(lines[0]["kind"], "withdrawal");
-        assert_eq!(lines[0]["record"]["withdrawn"]["reason"], "notice_period_ended");
+        assert_eq!(
+            lines[0]["record"]["withdrawn"]["reason"],
+            "notice_period_ended"
+        );
         assert_eq!(lines[1]["idempotency_key"], "k4");
         assert!(lines[1].get("correction_id").is_none());
     }

@@ -143,8 +143,11 @@ impl FileOut {
             if !dir.is_dir() {
                 return Err(format!("{what} {} is not a folder", dir.display()));
             }
-            if rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
-                .is_err()
+            if rustix::fs::access(
+                dir,
+                rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            )
+            .is_err()
             {
                 return Err(format!(
                     "{what} {} is not writable by the gateway",
@@ -334,7 +337,8 @@ impl FileOut {
 
     /// Whether `sent` went unanswered too long, at `now`.
     pub fn overdue(&self, sent: &SentFile, now: OffsetDateTime) -> bool {
-        let timeout = time::Duration::try_from(self.feedback_timeout).unwrap_or(time::Duration::MAX);
+        let timeout =
+            time::Duration::try_from(self.feedback_timeout).unwrap_or(time::Duration::MAX);
         now - sent.written_at >= timeout
     }
 }
@@ -432,20 +436,30 @@ mod tests {
                 .unwrap();
         assert_eq!(manifest.records, 3);
         assert_eq!(manifest.bytes, data.len() as u64);
-        assert_eq!((manifest.sha256.clone(), manifest.sm3.clone()), naming::digests(&data));
+        assert_eq!(
+            (manifest.sha256.clone(), manifest.sm3.clone()),
+            naming::digests(&data)
+        );
         assert_eq!(manifest.kinds.get("share"), Some(&3));
         o.publish(&sent).unwrap();
         // Picked up, then answered.
         std::fs::rename(o.outgoing.join(&sent.file), tmp.path().join("taken")).unwrap();
         assert_eq!(o.look(&sent), Seen::PickedUp);
         let fb = o.feedback.join(format!("{}.feedback.json", sent.stem()));
-        std::fs::write(&fb, br#"{"records": [{"idempotency_key": "k0", "result": "accepted"}]}"#)
-            .unwrap();
+        std::fs::write(
+            &fb,
+            br#"{"records": [{"idempotency_key": "k0", "result": "accepted"}]}"#,
+        )
+        .unwrap();
         assert_eq!(o.look(&sent), Seen::Answered(fb.clone()));
         let parsed = o.read_feedback(&fb, &sent).unwrap();
         assert_eq!(parsed.get("k0"), Some(&feedback::Verdict::Accepted));
         o.retire_feedback(&fb, false).unwrap();
-        assert!(o.feedback.join("done").join(fb.file_name().unwrap()).exists());
+        assert!(o
+            .feedback
+            .join("done")
+            .join(fb.file_name().unwrap())
+            .exists());
         o.tidy(&sent);
         assert!(names(&o.outgoing).is_empty());
     }

@@ -101,7 +101,10 @@ mod tests {
     fn names_follow_the_documented_rule() {
         let at = time::macros::datetime!(2025-03-14 01:02:03 UTC);
         let s = stem("credit-gateway", "guangzhou_files", at, 42);
-        assert_eq!(s, "credit-gateway_guangzhou_files_20250314090203_0000000042");
+        assert_eq!(
+            s,
+            "credit-gateway_guangzhou_files_20250314090203_0000000042"
+        );
         assert_eq!(
             data_name(&s, "csv"),
             "credit-gateway_guangzhou_files_20250314090203_0000000042.csv"
