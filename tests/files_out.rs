@@ -534,3 +534,43 @@ fn a_correction_through_a_file_destination_shows_when_its_file_was_picked_up_gd_
     assert_eq!(c["delivered"]["files"], "2025-03-17T09:30:00+08:00");
     platform.assert_never_partial();
 }
+
+/// A file waiting for its feedback survives a crash: after a kill -9 and a restart the gateway
+/// waits for the same file (nothing is written twice) and its feedback acknowledges the shares.
+/// A stop (SIGTERM) while a file waits does not wait for the feedback.
+#[test]
+fn a_file_awaiting_feedback_survives_a_crash_and_is_answered_after_the_restart() {
+    let (mut gw, platform) = gateway(1, false);
+    gw.spawn();
+    gw.push_canonical(MI, &vec![penalty("K-1", &days_ago(10))]);
+    let name = platform.wait_file("the share's file", |_| true);
+    gw.kill();
+    gw.spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        platform.ready(),
+        vec![name.clone()],
+        "nothing written twice"
+    );
+    let started = std::time::Instant::now();
+    gw.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a stop does not wait for the feedback"
+    );
+    gw.spawn();
+    let taken = platform.take(&name);
+    platform.answer(&taken, &[(&taken.keys()[0], None)]);
+    assert!(wait_until(Duration::from_secs(20), || holding_state(
+        &gw, "K-1"
+    ) == "held"));
+    assert!(wait_until(Duration::from_secs(10), || {
+        cli_json(&gw, &["outbox", "stats"])["destinations"][0]["pending"] == 0
+    }));
+    assert_eq!(
+        platform.first_seen.lock().unwrap().len(),
+        2,
+        "one file and its manifest"
+    );
+    platform.assert_never_partial();
+}

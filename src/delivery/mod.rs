@@ -438,7 +438,7 @@ impl Worker {
         let file = self.destination.file().cloned();
         if let Some(out) = &file {
             if !self
-                .resume_files(out, timeout, &mut backoff, &mut failures, &mut stop)
+                .resume_files(out, &mut backoff, &mut failures, &mut stop)
                 .await
             {
                 stats.abort();
@@ -534,7 +534,14 @@ impl Worker {
                     next = None;
                     acking.wait().await;
                     match self
-                        .conclude(&batch, answers, &now, timeout, &mut backoff, &mut stop)
+                        .conclude(
+                            &batch,
+                            answers,
+                            started.elapsed(),
+                            &now,
+                            &mut backoff,
+                            &mut stop,
+                        )
                         .await
                     {
                         Ok(()) => {
@@ -608,12 +615,13 @@ impl Worker {
         &self,
         batch: &[(String, Entry)],
         answers: Answers,
+        elapsed: Duration,
         now: &str,
-        timeout: Duration,
         backoff: &mut Backoff,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), Duration> {
         let dest = &self.destination.config.id;
+        let timeout = Duration::from_millis(self.sharing.request_timeout_ms);
         let (mut acked, mut refused) = (Vec::new(), Vec::new());
         let mut passing: Option<DeliveryError> = None;
         for (item, answer) in batch.iter().zip(answers) {
@@ -626,7 +634,7 @@ impl Worker {
             }
         }
         if !acked.is_empty() {
-            events::delivered(dest, acked.len(), Duration::ZERO);
+            events::delivered(dest, acked.len(), elapsed);
             self.acknowledge(&acked, now).await;
         }
         if !refused.is_empty() {
@@ -646,7 +654,6 @@ impl Worker {
     async fn resume_files(
         &self,
         out: &file::FileOut,
-        timeout: Duration,
         backoff: &mut Backoff,
         failures: &mut u64,
         stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -712,7 +719,7 @@ impl Worker {
             match self.await_file(out, sent, &batch, stop).await {
                 Ok(answers) => {
                     if let Err(wait) = self
-                        .conclude(&batch, answers, &now, timeout, backoff, stop)
+                        .conclude(&batch, answers, Duration::ZERO, &now, backoff, stop)
                         .await
                     {
                         *failures += 1;
@@ -825,6 +832,10 @@ impl Worker {
                 .unwrap_or(file::Seen::Waiting);
             match seen {
                 file::Seen::Answered(path) => {
+                    if sent.picked_up_at.is_none() {
+                        // Answered in place: taken at the latest now.
+                        self.picked_up(&mut sent, batch).await;
+                    }
                     let (o, s, p) = (out.clone(), sent.clone(), path.clone());
                     let read = tokio::task::spawn_blocking(move || o.read_feedback(&p, &s))
                         .await

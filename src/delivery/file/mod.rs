@@ -27,7 +27,8 @@
 //!
 //! Picked up: the data file gone from the outgoing folder (moved or deleted by the platform) is
 //! the platform having taken it; the time is recorded once (audited `file_picked_up`), and for a
-//! correction written to `cop/` (corrections show it in the deadline view).
+//! correction written to `cop/` (corrections show it in the deadline view). A platform that
+//! answers a file it left in place picked it up at the latest when its answer is read.
 //!
 //! Never does: decide what a platform may receive (the payloads are filtered and queued by
 //! `sharing` and the ledger), or import anything above `delivery` (the corrections' pick-up writes
@@ -328,10 +329,11 @@ impl FileOut {
         sync_dir(&self.outgoing)
     }
 
-    /// The manifest of an answered file the platform left behind.
+    /// What the platform left of an answered file: its answer shows it read the file, so the
+    /// data file and manifest go (a platform that reads in place would otherwise read it again).
     pub fn tidy(&self, sent: &SentFile) {
-        if !self.outgoing.join(&sent.file).exists() {
-            let _ = std::fs::remove_file(self.outgoing.join(&sent.manifest));
+        for name in [&sent.manifest, &sent.file] {
+            let _ = std::fs::remove_file(self.outgoing.join(name));
         }
     }
 
