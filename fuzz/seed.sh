@@ -28,4 +28,7 @@ printf 'file=a.xlsx\nsha256=%064d\nrecords=6\nbytes=100\n' 0 > corpus/check_file
 printf '# 校验文件\nsm3=%064d\nrecords=0\n' 0 > corpus/check_file/sm3
 # xlsx_rows: real workbooks are the only useful seeds; drop any .xlsx of the national template
 # into corpus/xlsx_rows (the end-to-end tests build one: tests/files.rs, template_xlsx).
+mkdir -p corpus/file_feedback
+printf '{"file": "a.csv", "records": [{"idempotency_key": "k1", "result": "accepted"}, {"idempotency_key": "k2", "result": "rejected", "reason": "CF_WSH", "retry": false}]}' > corpus/file_feedback/json
+printf 'idempotency_key,result,reason,retry\nk1,accepted,,\nk2,rejected,"a, b",1\n' > corpus/file_feedback/csv
 echo "seeded: $(ls corpus/*/ | wc -l) files"

@@ -310,6 +310,14 @@ fn acknowledger(store: Store, clock: crate::clock::SharedClock) -> crate::delive
     })
 }
 
+/// After a file destination picks up a batch file: the pick-up time of each correction in it
+/// (GD Art. 31's deadline view shows it).
+fn pick_up_recorder(store: Store, clock: crate::clock::SharedClock) -> crate::delivery::OnPickedUp {
+    Arc::new(move |entries, file| {
+        crate::corrections::pickup_writes(&store, entries, clock.now(), file)
+    })
+}
+
 /// The sharing, disclosure and public-notice rules, checked together.
 pub fn build_router(config: &Config) -> Result<crate::sharing::Router, StartError> {
     crate::rulebook::load_router(config).map_err(StartError::Sharing)
@@ -511,6 +519,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
             sharing: config.sharing.clone(),
             clock: clock.clone(),
             on_delivered: Some(acknowledger(store.clone(), clock.clone())),
+            on_picked_up: Some(pick_up_recorder(store.clone(), clock.clone())),
             last_answers: last_answers.clone(),
         };
         let lease = format!("delivery/{}", worker.destination.config.id);

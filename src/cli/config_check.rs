@@ -171,7 +171,9 @@ fn destinations(config: &Config, f: &mut Findings) {
         };
     for d in &config.destinations {
         match crate::delivery::Destination::new(config, d, &formats, None) {
-            Ok(_) => f.checked.push(format!("destination {}: {}", d.id, d.url)),
+            Ok(_) => f
+                .checked
+                .push(format!("destination {}: {}", d.id, d.target())),
             Err(e) => f.errors.push(format!("destination {}: {e}", d.id)),
         }
     }

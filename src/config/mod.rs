@@ -306,7 +306,13 @@ pub struct DestinationConfig {
     /// Short id: `[a-z0-9_]+`.
     pub id: String,
     pub name: String,
-    /// HTTPS endpoint that accepts share batches (POST).
+    /// How shares reach the platform: `https` (POSTed batches, the default) or `file` (batch
+    /// files in `outgoing_dir`, answered by feedback files in `feedback_dir`: GB/T 39443-2020's
+    /// file interface, docs/integrate/files-out.md).
+    #[serde(default, skip_serializing_if = "DestinationKind::is_https")]
+    pub kind: DestinationKind,
+    /// HTTPS endpoint that accepts share batches (POST); empty for a `file` destination.
+    #[serde(default)]
     pub url: String,
     /// The 6-digit division code this platform serves: a province code (`440000`) receives every
     /// record of the province, a city code (`440100`) those of the city and its districts.
@@ -327,9 +333,75 @@ pub struct DestinationConfig {
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// An outbound mapping id in `mappings/outbound/` that renders this platform's format;
-    /// canonical JSON when absent.
+    /// canonical JSON when absent. HTTPS destinations only.
     #[serde(default)]
     pub format: Option<String>,
+    /// `file` destinations: the folder the gateway writes batch files and their manifests into
+    /// (the platform's pick-up folder, e.g. a front-end server's exchange folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outgoing_dir: Option<PathBuf>,
+    /// `file` destinations: the folder the platform writes its feedback files into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_dir: Option<PathBuf>,
+    /// `file` destinations: the sender code that starts every file name
+    /// (`{sender}_{destination}_{yyyyMMddHHmmss}_{seq}`); `[A-Za-z0-9-]+`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sender: Option<String>,
+    /// `file` destinations: a file is written once `batch_size` shares wait, or when the first
+    /// of fewer has waited this long (urgent shares: corrections, withdrawals, marks, never wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_wait_ms: Option<u64>,
+    /// `file` destinations: a file without feedback this long after it was written (on the
+    /// gateway's clock) counts as a failed attempt: taken back if not picked up, and retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_timeout_ms: Option<u64>,
+}
+
+/// How a destination receives its shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationKind {
+    /// Batches POSTed over mutual-TLS HTTPS (GB/T 39443-2020's service interface).
+    #[default]
+    Https,
+    /// Batch files in an outgoing folder, feedback files back (GB/T 39443-2020's file interface).
+    File,
+}
+
+impl DestinationKind {
+    fn is_https(&self) -> bool {
+        *self == DestinationKind::Https
+    }
+}
+
+/// Default sender code in outgoing file names.
+pub const DEFAULT_FILE_SENDER: &str = "credit-gateway";
+/// Default longest wait before a batch file with fewer than `batch_size` shares is written.
+pub const DEFAULT_BATCH_WAIT_MS: u64 = 60_000;
+/// Default time a platform has to answer a file with its feedback file.
+pub const DEFAULT_FEEDBACK_TIMEOUT_MS: u64 = 3_600_000;
+
+impl DestinationConfig {
+    pub fn is_file(&self) -> bool {
+        self.kind == DestinationKind::File
+    }
+    pub fn file_sender(&self) -> &str {
+        self.file_sender.as_deref().unwrap_or(DEFAULT_FILE_SENDER)
+    }
+    pub fn batch_wait_ms(&self) -> u64 {
+        self.batch_wait_ms.unwrap_or(DEFAULT_BATCH_WAIT_MS)
+    }
+    pub fn feedback_timeout_ms(&self) -> u64 {
+        self.feedback_timeout_ms
+            .unwrap_or(DEFAULT_FEEDBACK_TIMEOUT_MS)
+    }
+    /// Where this destination is reached, for operators.
+    pub fn target(&self) -> String {
+        match (&self.kind, &self.outgoing_dir) {
+            (DestinationKind::File, Some(dir)) => format!("file:{}", dir.display()),
+            _ => self.url.clone(),
+        }
+    }
 }
 
 pub const DEFAULT_DEST_RPS: u32 = 100;
@@ -373,6 +445,12 @@ pub fn default_destinations() -> Vec<DestinationConfig> {
         requests_per_second: DEFAULT_DEST_RPS,
         batch_size: DEFAULT_BATCH_SIZE,
         format: None,
+        kind: DestinationKind::Https,
+        outgoing_dir: None,
+        feedback_dir: None,
+        file_sender: None,
+        batch_wait_ms: None,
+        feedback_timeout_ms: None,
     };
     let mut mi = dest(
         "medical_insurance_platform",
@@ -1268,8 +1346,59 @@ impl Config {
             if !dest_ids.insert(d.id.clone()) {
                 bad(format!("destination id {:?} appears twice", d.id));
             }
-            if !d.url.starts_with("https://") {
-                bad(format!("destination {:?}: url must be https://", d.id));
+            match d.kind {
+                DestinationKind::Https => {
+                    if !d.url.starts_with("https://") {
+                        bad(format!("destination {:?}: url must be https://", d.id));
+                    }
+                    if d.outgoing_dir.is_some()
+                        || d.feedback_dir.is_some()
+                        || d.file_sender.is_some()
+                        || d.batch_wait_ms.is_some()
+                        || d.feedback_timeout_ms.is_some()
+                    {
+                        bad(format!(
+                            "destination {:?}: outgoing_dir, feedback_dir, file_sender, batch_wait_ms and feedback_timeout_ms are for kind = \"file\"",
+                            d.id
+                        ));
+                    }
+                }
+                DestinationKind::File => {
+                    if !d.url.is_empty() || d.format.is_some() {
+                        bad(format!(
+                            "destination {:?}: a file destination has no url or format (its files are 双公示 CSV and canonical JSON lines)",
+                            d.id
+                        ));
+                    }
+                    match (&d.outgoing_dir, &d.feedback_dir) {
+                        (Some(out), Some(back)) if out == back => bad(format!(
+                            "destination {:?}: outgoing_dir and feedback_dir must differ",
+                            d.id
+                        )),
+                        (Some(_), Some(_)) => {}
+                        _ => bad(format!(
+                            "destination {:?}: kind = \"file\" needs outgoing_dir and feedback_dir",
+                            d.id
+                        )),
+                    }
+                    let sender = d.file_sender();
+                    if sender.is_empty()
+                        || !sender
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    {
+                        bad(format!(
+                            "destination {:?}: file_sender {sender:?} must be [A-Za-z0-9-]+",
+                            d.id
+                        ));
+                    }
+                    if d.feedback_timeout_ms() == 0 {
+                        bad(format!(
+                            "destination {:?}: feedback_timeout_ms must be above 0",
+                            d.id
+                        ));
+                    }
+                }
             }
             if crate::subject::RegionCode::parse(&d.region).is_err() {
                 bad(format!(
@@ -1451,6 +1580,45 @@ mod tests {
             toml::to_string(&parsed).unwrap(),
             toml::to_string(&defaults).unwrap()
         );
+    }
+
+    /// A file destination needs its two folders and no url; an HTTPS one takes no folder keys;
+    /// a configuration without any file destination serializes as before (issue #29).
+    #[test]
+    fn file_destinations_are_checked() {
+        let base = "[[destinations]]\nid = \"files\"\nname = \"f\"\nregion = \"440000\"\n";
+        let ok: Config = toml::from_str(&format!(
+            "{base}kind = \"file\"\noutgoing_dir = \"/tmp/out\"\nfeedback_dir = \"/tmp/back\"\nbatch_wait_ms = 5\n"
+        ))
+        .unwrap();
+        ok.validate().expect("a file destination validates");
+        let d = &ok.destinations[0];
+        assert!(d.is_file());
+        assert_eq!(d.file_sender(), DEFAULT_FILE_SENDER);
+        assert_eq!(d.feedback_timeout_ms(), DEFAULT_FEEDBACK_TIMEOUT_MS);
+        assert_eq!(d.target(), "file:/tmp/out");
+        let bad = |extra: &str| {
+            let cfg: Config = toml::from_str(&format!("{base}{extra}")).unwrap();
+            cfg.validate().unwrap_err().len()
+        };
+        assert_eq!(
+            bad("kind = \"file\"\noutgoing_dir = \"/tmp/out\"\n"),
+            1,
+            "no feedback_dir"
+        );
+        assert_eq!(
+            bad("kind = \"file\"\nurl = \"https://x/\"\noutgoing_dir = \"/a\"\nfeedback_dir = \"/a\"\nfile_sender = \"a_b\"\n"),
+            3,
+            "a url, the same folder twice, an underscore in the sender"
+        );
+        assert_eq!(
+            bad("url = \"https://x/\"\noutgoing_dir = \"/a\"\n"),
+            1,
+            "folders on HTTPS"
+        );
+        assert!(!toml::to_string(&Config::default())
+            .unwrap()
+            .contains("kind"));
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "accepted" => ("已接收记录", "records accepted"),
         "rejected" => ("已拒收记录", "records rejected"),
         "delivered" => ("已送达共享", "shares delivered"),
+        "picked_up" => ("文件已取走", "file picked up"),
         "refused_by_code" => ("按错误码拒绝的请求", "Refused requests by code"),
         "certificates" => ("30 天内到期的证书", "Certificates expiring within 30 days"),
         "none" => ("无", "none"),

@@ -605,10 +605,32 @@ pub fn deadlines(ops: &Ops, v: &Viewer) -> String {
                 c.state,
                 crate::corrections::State::Pending | crate::corrections::State::Overdue
             );
+            // File destinations: when each platform took the file carrying it (issue #29).
+            let picked: String = c
+                .picked_up
+                .iter()
+                .map(|(dest, p)| {
+                    format!(
+                        "<br><span class=\"picked-up\">{} {}: {}</span>",
+                        t(l, "picked_up"),
+                        esc(&platform_name(ops, dest)),
+                        p.get("at")
+                            .and_then(serde_json::Value::as_str)
+                            .and_then(|at| time::OffsetDateTime::parse(
+                                at,
+                                &time::format_description::well_known::Rfc3339
+                            )
+                            .ok())
+                            .map(china)
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
             format!(
-                "<tr class=\"correction\"><td><a href=\"/console/corrections/{id}\">{id}</a></td><td>{}</td><td class=\"state\">{}</td><td>{}</td>{}</tr>",
+                "<tr class=\"correction\"><td><a href=\"/console/corrections/{id}\">{id}</a></td><td>{}</td><td class=\"state\">{}{}</td><td>{}</td>{}</tr>",
                 esc(&v.shown(&c.correction.record_id)),
                 state_label(l, &code(serde_json::to_value(c.state).unwrap_or_default())),
+                picked,
                 esc(&when(c.correction.deadline, c.correction.deadline_provisional)),
                 countdown_cell(ops, l, c.correction.deadline, open),
                 id = esc(&c.correction.id),

@@ -18,7 +18,10 @@
 //! Delivered means the receiving platform acknowledged it (2xx).
 //!
 //! On-disk layout: `cor/{id}` -> [`Correction`]; `cod/{id} \x1f {destination}` -> acknowledgement
-//! time, one key per platform so concurrent delivery workers never overwrite each other.
+//! time, one key per platform so concurrent delivery workers never overwrite each other;
+//! `cop/{id} \x1f {destination}` -> when a file destination picked up the batch file carrying
+//! the correction, and the file's name (issue #29: the deadline view says when each file was
+//! picked up; delivered still means acknowledged, by the platform's feedback file).
 //!
 //! Past the calendar's last year the deadline is a never-later estimate, flagged
 //! (`deadline_provisional`) and stored with its basis (issue #26). The tracker makes it exact once
@@ -36,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::store::keys::CorrectionDeliveredKey;
+use crate::store::keys::{CorrectionDeliveredKey, CorrectionPickedUpKey};
 use crate::store::{Store, StoreError};
 
 /// What the correction does to the record.
@@ -126,6 +129,10 @@ pub struct Status {
     pub correction: Correction,
     pub state: State,
     pub delivered: Map<String, Value>,
+    /// File destinations only: destination -> `{"at", "file"}`, when the platform took the file
+    /// carrying the correction out of its outgoing folder. Absent when none did.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub picked_up: Map<String, Value>,
 }
 
 pub fn correction_key(id: &str) -> String {
@@ -208,12 +215,53 @@ pub fn status_of(store: &Store, c: Correction, now: OffsetDateTime) -> Result<St
             at.get("at").cloned().unwrap_or(Value::Null),
         );
     }
+    let mut picked_up = Map::new();
+    for (key, at) in store.scan::<Value>(&CorrectionPickedUpKey::prefix(&c.id))? {
+        let key = <CorrectionPickedUpKey as crate::store::keys::Key>::decode(&key)
+            .ok_or_else(|| StoreError::corrupt(key.as_bytes(), "not a pick-up key"))?;
+        picked_up.insert(key.destination, at);
+    }
     let state = state_of(&c, &delivered, now);
     Ok(Status {
         correction: c,
         state,
         delivered,
+        picked_up,
     })
+}
+
+pub fn picked_up_key(id: &str, destination: &str) -> String {
+    crate::store::keys::Key::encode(&CorrectionPickedUpKey {
+        correction: id.into(),
+        destination: destination.into(),
+    })
+}
+
+/// Writes that record when a file destination first picked up a file carrying corrections: one
+/// `cop/` key per (correction, platform), never overwritten (a retried file picked up later does
+/// not move the first pick-up).
+pub fn pickup_writes(
+    store: &Store,
+    entries: &[crate::outbox::Entry],
+    at: OffsetDateTime,
+    file: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let at_text = crate::clock::rfc3339(at.to_offset(crate::calendar::CHINA_OFFSET));
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    for e in entries {
+        let Some(id) = &e.correction_id else { continue };
+        let key = picked_up_key(id, &e.destination);
+        if writes.iter().any(|(k, _)| *k == key)
+            || store.get_raw(key.as_bytes()).ok().flatten().is_some()
+        {
+            continue;
+        }
+        writes.push((
+            key,
+            crate::store::to_bytes(&serde_json::json!({ "at": at_text, "file": file })),
+        ));
+    }
+    writes
 }
 
 /// Writes that record when a platform first acknowledged correction shares: one `cod/` key per

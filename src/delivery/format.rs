@@ -185,7 +185,7 @@ fn text_element(w: &mut Writer<Vec<u8>>, name: &str, value: &str) -> std::io::Re
     w.write_event(Event::End(BytesEnd::new(name)))
 }
 
-fn field_value(payload: &Value, spec: &FieldSpec) -> Option<String> {
+pub(crate) fn field_value(payload: &Value, spec: &FieldSpec) -> Option<String> {
     let (path, scale, date) = match spec {
         FieldSpec::Path(p) => (p.as_str(), 0, None),
         FieldSpec::Rule { path, scale, date } => (path.as_str(), *scale, date.as_deref()),

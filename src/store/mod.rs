@@ -26,7 +26,8 @@
 //! | `rcp/` | receipt id | the receipt sent to the agency (a batch's, a file's, a folder file's refusal) | ingest |
 //! | `fsh/` | `agency \x1f sha256` | `{receipt_id, mapping}`: the first receipt of a file's bytes, so the same file again stores nothing twice (additive: no format step) | ingest |
 //! | `out/`, `dlq/` | see `outbox` | queued shares (by reference to `arc/` since format 3), dead letters | outbox |
-//! | `cor/`, `cod/` | see `corrections` | corrections and their acknowledgements | corrections |
+//! | `cor/`, `cod/`, `cop/` | see `corrections` | corrections, their acknowledgements and the pick-up of the files carrying them | corrections |
+//! | `ofs/` | `destination \x1f file name` | a batch file written for a file destination, awaiting its feedback (see `delivery::file`) | delivery |
 //! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers (what each platform holds is in the record head's `publication`) | ledger |
 //! | `evt/` | `unix seconds(20) \x1f subject_key` | `{}`: re-evaluate then (a record leaves its validity) | evaluation |
 //! | `lnk/` | `listing agency \x1f listing record_id \x1f link record_id` | `{}`: the linked records of joint punishment a listing made | evaluation |

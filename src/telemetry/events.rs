@@ -265,6 +265,64 @@ pub fn dead_lettered(destination: &str, record_id: &str, status: u16) {
         .increment(1);
 }
 
+/// A batch file written into a file destination's outgoing folder.
+pub fn file_written(destination: &str, file: &str, records: usize, layout: &str) {
+    tracing::info!(destination, file, records, layout, "batch file written");
+    metrics::counter!("gateway_files_written_total", "destination" => destination.to_string())
+        .increment(1);
+}
+
+/// The platform took a batch file out of its outgoing folder.
+pub fn file_picked_up(destination: &str, file: &str, after_seconds: f64) {
+    tracing::info!(destination, file, after_seconds, "batch file picked up");
+    metrics::counter!("gateway_files_picked_up_total", "destination" => destination.to_string())
+        .increment(1);
+}
+
+/// A feedback file answered a batch file: shares accepted, refused, and to retry.
+pub fn file_answered(destination: &str, file: &str, accepted: usize, refused: usize, retry: usize) {
+    tracing::info!(
+        destination,
+        file,
+        accepted,
+        refused,
+        retry,
+        "feedback file applied"
+    );
+    for (result, n) in [
+        ("accepted", accepted),
+        ("rejected", refused),
+        ("retry", retry),
+    ] {
+        metrics::counter!("gateway_file_feedback_records_total", "destination" => destination.to_string(), "result" => result)
+            .increment(n as u64);
+    }
+}
+
+/// A feedback file that cannot be read: moved to `invalid/`, the file counts as unanswered.
+pub fn file_feedback_invalid(destination: &str, file: &str, why: &str) {
+    tracing::warn!(
+        destination,
+        file,
+        error = why,
+        "feedback file refused; moved to invalid/ and the shares will be written again"
+    );
+    metrics::counter!("gateway_file_feedback_invalid_total", "destination" => destination.to_string())
+        .increment(1);
+}
+
+/// A batch file got no feedback within the destination's `feedback_timeout_ms`.
+pub fn file_unanswered(destination: &str, file: &str, picked_up: bool) {
+    tracing::warn!(
+        destination,
+        file,
+        picked_up,
+        "batch file not answered in time; its shares will be written again"
+    );
+    metrics::counter!("gateway_files_unanswered_total", "destination" => destination.to_string())
+        .increment(1);
+}
+
 /// A deadline could not be counted: the date lies *before* the first known calendar year (past the
 /// last one, deadlines are estimated instead, issue #26). The operator's to fix.
 pub fn calendar_year_missing(year: i32) {

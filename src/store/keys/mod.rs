@@ -307,6 +307,60 @@ impl Key for CorrectionDeliveredKey {
     }
 }
 
+/// `cop/{correction}\x1f{destination}`: a file destination took the file carrying a correction
+/// out of its outgoing folder (picked up), before its feedback acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CorrectionPickedUpKey {
+    pub correction: String,
+    pub destination: String,
+}
+
+impl CorrectionPickedUpKey {
+    pub fn prefix(correction: &str) -> String {
+        format!("cop/{correction}{SEP}")
+    }
+}
+
+impl Key for CorrectionPickedUpKey {
+    fn encode(&self) -> String {
+        format!("cop/{}{SEP}{}", self.correction, self.destination)
+    }
+    fn decode(key: &str) -> Option<Self> {
+        let (correction, destination) = key.strip_prefix("cop/")?.split_once(SEP)?;
+        Some(Self {
+            correction: correction.into(),
+            destination: destination.into(),
+        })
+    }
+}
+
+/// `ofs/{destination}\x1f{file name}`: a batch file written for a file destination and not yet
+/// answered by its feedback file (the shares it holds stay in the outbox until then).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SentFileKey {
+    pub destination: String,
+    pub file: String,
+}
+
+impl SentFileKey {
+    pub fn prefix(destination: &str) -> String {
+        format!("ofs/{destination}{SEP}")
+    }
+}
+
+impl Key for SentFileKey {
+    fn encode(&self) -> String {
+        format!("ofs/{}{SEP}{}", self.destination, self.file)
+    }
+    fn decode(key: &str) -> Option<Self> {
+        let (destination, file) = key.strip_prefix("ofs/")?.split_once(SEP)?;
+        Some(Self {
+            destination: destination.into(),
+            file: file.into(),
+        })
+    }
+}
+
 /// `lnk/{agency}\x1f{record_id}\x1f{link_id}`: a record of joint punishment a listing made.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LinkKey {
@@ -497,6 +551,8 @@ mod tests {
         #[test]
         fn correction_link_cycle_and_id_keys_roundtrip(a in part(), b in part(), c in part(), year in 1000i32..=9999, space in 0usize..5) {
             roundtrip(CorrectionDeliveredKey { correction: a.clone(), destination: b.clone() })?;
+            roundtrip(CorrectionPickedUpKey { correction: a.clone(), destination: b.clone() })?;
+            roundtrip(SentFileKey { destination: a.clone(), file: b.clone() })?;
             roundtrip(LinkKey { agency: a.clone(), record_id: b.clone(), link: c })?;
             roundtrip(FileDigestKey { agency: a.clone(), sha256: b.clone() })?;
             roundtrip(CycleKey(year))?;
