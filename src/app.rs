@@ -461,6 +461,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         config: config.clone(),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        uploads: std::sync::OnceLock::new(),
     });
     let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
     let database_task = {
@@ -490,7 +491,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         admin_tls,
         readiness.clone(),
         metrics,
-        ops,
+        ops.clone(),
         stop_rx.clone(),
     ));
     let addr_file = config.storage.data_dir.join(ADMIN_ADDR_FILE);
@@ -646,6 +647,8 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         clock,
         config,
     });
+    let _ = ops.uploads.set(Arc::downgrade(&app));
+    drop(ops);
     // Agencies' exchange folders: each node looks at the folders it is configured with (a file
     // is claimed by an atomic rename, so two nodes sharing one folder never take it twice).
     workers.extend(ingest::spawn_folders(&app, &stop_rx));

@@ -648,6 +648,7 @@ fn comparable(receipt: &Value) -> Value {
     let file = o.get_mut("file").unwrap().as_object_mut().unwrap();
     file.remove("via");
     file.remove("name");
+    file.remove("by");
     for b in o.get_mut("batches").unwrap().as_array_mut().unwrap() {
         b.as_object_mut().unwrap().remove("receipt_id");
     }
@@ -1101,4 +1102,150 @@ fn config_check_looks_at_each_agency_folder() {
         all.contains("court-judgments") && all.contains("big5"),
         "{all}"
     );
+}
+
+/// Issue #29 (b): an operator hands in the agency's files at the console, on its behalf. The
+/// `.xlsx` of the national template and the GBK CSV give the same receipts and records as the
+/// API; the receipt and its audit entry say `via: console` and name the operator; the bad row is
+/// shown by its spreadsheet row and column; a viewer has no upload; the same file again is a
+/// repeat.
+#[test]
+fn the_console_hands_in_an_agencys_files_with_the_apis_receipts() {
+    use common::browser::{browser, screenshot, sign_in};
+    use credit_gateway::config::{OperatorConfig, OperatorRole};
+    use fantoccini::Locator;
+    let rt = common::multi_thread_runtime();
+    let api = Gateway::start();
+    let console = Gateway::start_with(|c| {
+        for (name, role) in [
+            ("zhang", OperatorRole::Operator),
+            ("li", OperatorRole::Viewer),
+        ] {
+            c.operators.push(OperatorConfig {
+                name: name.into(),
+                role,
+                password_hash: credit_gateway::operators::hash_password("pass-word-1").unwrap(),
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let xlsx = template_xlsx();
+    let xlsx_path = dir.path().join("2025年行政处罚.xlsx");
+    std::fs::write(&xlsx_path, &xlsx).unwrap();
+    let gbk = encoding_rs::GBK
+        .encode(&template_csv(&[21, 22, 23]))
+        .0
+        .into_owned();
+    let csv_path = dir.path().join("行政处罚.csv");
+    std::fs::write(&csv_path, &gbk).unwrap();
+    let by_api_xlsx = post_file(&api, "mapping=mi-penalties", XLSX, xlsx.clone()).json();
+    let by_api_csv = post_file(&api, "mapping=mi-penalties", "text/csv; charset=gbk", gbk).json();
+
+    let admin = console.admin.clone();
+    let profile = tempfile::tempdir().unwrap();
+    let (_driver, c) = rt.block_on(browser(profile.path()));
+    let hand_in = |path: &Path, charset: &str| {
+        let c = c.clone();
+        let admin = admin.clone();
+        let path = path.to_path_buf();
+        let charset = charset.to_string();
+        rt.block_on(async move {
+            c.goto(&format!("http://{admin}/console/files"))
+                .await
+                .unwrap();
+            c.find(Locator::Css(
+                "form.upload select[name='mapping'] option[value='mi-penalties']",
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+            if !charset.is_empty() {
+                c.find(Locator::Css(&format!(
+                    "form.upload select[name='charset'] option[value='{charset}']"
+                )))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            }
+            c.find(Locator::Css("form.upload input[name='file']"))
+                .await
+                .unwrap()
+                .send_keys(path.to_str().unwrap())
+                .await
+                .unwrap();
+            c.find(Locator::Css("form.upload button[type='submit']"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let id = c
+                .wait()
+                .at_most(Duration::from_secs(60))
+                .for_element(Locator::Css("#receipt-id"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let page = c
+                .find(Locator::Css("main"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            (id, page)
+        })
+    };
+    rt.block_on(sign_in(&c, &admin, "zhang", "pass-word-1"));
+    let (id, page) = hand_in(&xlsx_path, "");
+    assert!(
+        page.contains("行政相对人代码_1"),
+        "the bad row's column is shown: {page}"
+    );
+    rt.block_on(screenshot(&c, "26-console-upload-receipt"));
+    let stored = console.client(MI).get(&format!("/v1/receipts/{id}")).json();
+    assert_eq!(comparable(&stored), comparable(&by_api_xlsx), "{stored:#}");
+    assert_eq!(stored["file"]["via"], "console");
+    assert_eq!(stored["file"]["by"], "zhang");
+    assert_eq!(stored["file"]["name"], "2025年行政处罚.xlsx");
+    for n in [1, 2, 3, 4, 6] {
+        assert_eq!(
+            record_of(&console, &uscc(n)),
+            record_of(&api, &uscc(n)),
+            "subject {n}"
+        );
+    }
+    let (id, _) = hand_in(&csv_path, "gbk");
+    let stored = console.client(MI).get(&format!("/v1/receipts/{id}")).json();
+    assert_eq!(comparable(&stored), comparable(&by_api_csv), "{stored:#}");
+    assert_eq!(record_of(&console, &uscc(22)), record_of(&api, &uscc(22)));
+    // The same file again: a repeat, nothing stored.
+    let (_, page) = hand_in(&csv_path, "gbk");
+    assert!(page.contains("未重复存储"), "{page}");
+    // Audited as the operator's, on the agency's behalf.
+    let (_, chain) = console.admin_get("/audit/entries?kind=file_received&limit=1000");
+    assert!(
+        chain.contains("\"via\":\"console\"") && chain.contains("\"by\":\"zhang\""),
+        "{chain}"
+    );
+    // A viewer has no upload.
+    rt.block_on(async {
+        c.delete_all_cookies().await.unwrap();
+        sign_in(&c, &admin, "li", "pass-word-1").await;
+        c.goto(&format!("http://{admin}/console/files"))
+            .await
+            .unwrap();
+        assert!(c
+            .find_all(Locator::Css("form.upload"))
+            .await
+            .unwrap()
+            .is_empty());
+        c.clone().close().await.unwrap();
+    });
 }

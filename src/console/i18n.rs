@@ -140,6 +140,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "nav_objections" => ("异议", "Objections"),
         "nav_repairs" => ("信用修复", "Repairs"),
         "nav_corrections" => ("更正", "Corrections"),
+        "nav_files" => ("文件上报", "Files"),
         "role_viewer" => ("查看员", "viewer"),
         "role_operator" => ("经办员", "operator"),
         "role_reviewer" => ("复核员（上级）", "reviewer"),

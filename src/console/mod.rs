@@ -18,6 +18,7 @@ mod casework;
 mod i18n;
 mod pages;
 mod subject;
+mod upload;
 
 use std::sync::Arc;
 
@@ -160,6 +161,11 @@ async fn route(
             })
             .collect(),
     };
+    if method == Method::POST && path == "/console/files" {
+        // A file: multipart, read as it arrives (its CSRF token is its first field).
+        let (status, page) = upload::upload(ops, &viewer, auth.csrf.as_deref(), req).await;
+        return html(status, page);
+    }
     if method == Method::POST {
         let headers = req.headers().clone();
         let form = form_body(req).await;
@@ -194,6 +200,7 @@ async fn route(
         "/console/objections" => casework::objections(ops, &viewer, query),
         "/console/repairs" => casework::repairs(ops, &viewer, query),
         "/console/corrections" => casework::corrections(ops, &viewer, query),
+        "/console/files" => upload::page(ops, &viewer, None),
         "/console/evaluation" => subject::evaluation(ops, &viewer, query, done(lang, query)),
         _ => match case_page(ops, &viewer, path, query) {
             Some(page) => page,

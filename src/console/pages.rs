@@ -23,6 +23,7 @@ pub(super) fn layout(v: &Viewer, title: &str, body: &str) -> String {
         ("/console/repairs", "nav_repairs"),
         ("/console/corrections", "nav_corrections"),
         ("/console/evaluation", "evaluation"),
+        ("/console/files", "nav_files"),
         ("/console/search", "search"),
         ("/console/audit", "audit"),
         ("/console/rules", "rules"),

@@ -113,6 +113,7 @@ pub(super) async fn push_file(
             expected_rows: None,
             name: None,
             via: Via::Api,
+            by: None,
         },
         started,
     )
@@ -128,6 +129,9 @@ pub enum Via {
     Api,
     /// The agency's watched exchange folder (`folder`).
     Folder,
+    /// The console: a signed-in operator hands the file in on the agency's behalf (the receipt and
+    /// its audit entry name the operator).
+    Console,
 }
 
 impl Via {
@@ -135,6 +139,7 @@ impl Via {
         match self {
             Via::Api => "api",
             Via::Folder => "folder",
+            Via::Console => "console",
         }
     }
 }
@@ -166,6 +171,8 @@ pub struct Handed {
     /// The file's name, when it has one (a folder's file).
     pub name: Option<String>,
     pub via: Via,
+    /// The operator who handed it in at the console, on the agency's behalf.
+    pub by: Option<String>,
 }
 
 /// A file taken: its receipt as answered (and stored), and its counts for the caller's events.
@@ -200,6 +207,7 @@ pub async fn take(app: &App, handed: Handed, started: Instant) -> Result<Taken, 
         expected_rows,
         name,
         via,
+        by,
     } = handed;
     let mapping_id = mapping.id.clone();
     let sheet_named = sheet.clone();
@@ -284,6 +292,7 @@ pub async fn take(app: &App, handed: Handed, started: Instant) -> Result<Taken, 
             bytes,
             name,
             via,
+            by,
             info,
         },
         total: totals.total,
@@ -389,6 +398,14 @@ async fn repeat(
     receipt["unchanged"] = accepted.into();
     receipt["batches"] = serde_json::Value::Array(Vec::new());
     receipt["file"]["via"] = serde_json::to_value(h.via).unwrap_or_default();
+    match &h.by {
+        Some(by) => receipt["file"]["by"] = by.clone().into(),
+        None => {
+            if let Some(file) = receipt["file"].as_object_mut() {
+                file.remove("by");
+            }
+        }
+    }
     match &h.name {
         Some(name) => receipt["file"]["name"] = name.clone().into(),
         None => {
@@ -444,7 +461,7 @@ impl Exchange for Repeated {
         for key in ["receipt_id", "repeat_of", "agency", "mapping"] {
             event.insert(key.into(), receipt[key].clone());
         }
-        for key in ["sha256", "bytes", "format", "name", "via"] {
+        for key in ["sha256", "bytes", "format", "name", "via", "by"] {
             if let Some(v) = receipt["file"].get(key) {
                 event.insert(key.into(), v.clone());
             }
@@ -811,8 +828,11 @@ pub struct FileFacts {
     /// The file's name (a folder's file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// `api` or `folder`.
+    /// `api`, `folder` or `console`.
     pub via: Via,
+    /// The operator who handed it in at the console.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     #[serde(flatten)]
     pub info: FileInfo,
 }
@@ -882,6 +902,8 @@ struct FileReceived<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     via: Via,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by: Option<&'a str>,
     format: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     sheet: Option<&'a str>,
@@ -907,6 +929,7 @@ impl Exchange for FileDone {
             bytes: receipt.file.bytes,
             name: receipt.file.name.as_deref(),
             via: receipt.file.via,
+            by: receipt.file.by.as_deref(),
             format: receipt.file.info.format,
             sheet: receipt.file.info.sheet.as_deref(),
             total: receipt.total,

@@ -409,6 +409,7 @@ impl Watcher {
                 expected_rows: check.map(|c| c.records),
                 name: Some(name),
                 via: Via::Folder,
+                by: None,
             },
             started,
         )

@@ -90,6 +90,9 @@ pub struct Ops {
     pub config: crate::config::Config,
     pub metrics: Option<PrometheusHandle>,
     pub readiness: Arc<Readiness>,
+    /// The agency API's state, for files handed in at the console (set once it exists; weak, so
+    /// the console never keeps the writer alive at shutdown).
+    pub uploads: std::sync::OnceLock<std::sync::Weak<crate::ingest::App>>,
 }
 
 pub async fn serve(

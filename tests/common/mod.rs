@@ -674,6 +674,8 @@ pub fn days_ago(days: i64) -> String {
     credit_gateway::record::format_date(d)
 }
 
+#[path = "../support/browser.rs"]
+pub mod browser;
 #[path = "../support/identifiers.rs"]
 mod identifiers;
 #[path = "../support/postgres.rs"]
