@@ -300,15 +300,39 @@ pub fn overview(ops: &Ops, v: &Viewer) -> String {
             t(l, "ready_with_problems")
         )
     };
-    let problem_list = if problems.is_empty() {
+    // Files being taken now (a large file's progress): API, folder and console.
+    let files_now: f64 = gauge_by(&metrics, "gateway_files_in_progress", "via")
+        .values()
+        .sum();
+    let rows_now: f64 = gauge_by(&metrics, "gateway_file_rows_in_progress", "via")
+        .values()
+        .sum();
+    let files_line = if files_now >= 1.0 {
+        format!(
+            "<p id=\"files-in-progress\">{} {} · {} {}</p>",
+            match l {
+                Lang::Zh => "正在接收的文件",
+                Lang::En => "Files being taken",
+            },
+            files_now.round() as u64,
+            match l {
+                Lang::Zh => "已入库行数",
+                Lang::En => "rows committed",
+            },
+            rows_now.max(0.0).round() as u64
+        )
+    } else {
         String::new()
+    };
+    let problem_list = if problems.is_empty() {
+        files_line
     } else {
         let items: String = problems
             .iter()
             .map(|p| format!("<li>{}</li>", esc(&v.shown(p))))
             .collect();
         format!(
-            "<h2>{}</h2><ul id=\"problems\">{items}</ul>",
+            "{files_line}<h2>{}</h2><ul id=\"problems\">{items}</ul>",
             t(l, "needs_attention")
         )
     };
