@@ -40,9 +40,16 @@
 //! - retention takes the *first* rule of the file in force that matches, not the most specific;
 //! - repair eligibility applies *every* rule in force that matches;
 //! - the rules-in-force view breaks ties by the later `effective_from`;
+//! - of the scoring profiles that ended, the gap policy `successor_pending` takes the most
+//!   specific, then the last ended; the profile named when evaluation stops is the last ended of
+//!   those covering the region, whatever their specificity;
 //! - only notice periods, objection rules and scoring profiles refuse `effective_until` before
 //!   `effective_from` at load; retention, sharing and repair rules never did (such a rule is never
-//!   in force), and still do not, so no file that loads today is refused after this change.
+//!   in force), and still do not, so no file that loads today is refused after this change;
+//! - only notice periods, sharing rules and scoring profiles refuse a region that is not 1-6
+//!   digits ([`Window::bad_region`]); only scoring profiles must name regions; notice periods and
+//!   scoring profiles must have an `effective_from` (their structs hold a `Date`, not an
+//!   `Option`).
 
 use time::Date;
 
@@ -57,7 +64,7 @@ pub trait Dated {
 pub struct Window<'a> {
     /// First day the rule governs; `None`: since always.
     pub effective_from: Option<Date>,
-    /// Last day the rule governs (included); `None`: until replaced.
+    /// Last day the rule governs (included); `None`: no end.
     pub effective_until: Option<Date>,
     /// Region prefixes; empty: everywhere.
     pub regions: &'a [String],
