@@ -26,6 +26,9 @@
 //!   and the single group-commit writer;
 //! - [`cluster`]: several nodes on one PostgreSQL: leases for the work done once;
 //! - [`config`], [`telemetry`], [`clock`]: operating the gateway.
+//!
+//! Below the domains: [`rule_window`], the dated, regional window every rule file shares (when
+//! and where a rule governs, and which rule governs a region on a day).
 
 #![forbid(unsafe_code)]
 
@@ -57,6 +60,7 @@ pub mod outbox;
 pub mod privacy;
 pub mod record;
 pub mod repairs;
+pub mod rule_window;
 pub mod rulebook;
 pub mod sharing;
 pub mod store;

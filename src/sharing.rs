@@ -11,7 +11,9 @@
 //! Rules select by agency, category and channel, and optionally by region prefix, grade (evaluation
 //! results, LS Art. 27 / GD Art. 25), subject kind and effective dates (judged by the record's
 //! decision date). For one category and channel, the matching rules with the longest region prefix
-//! win: a regional rule replaces the general one there, it does not add to it.
+//! win: a regional rule replaces the general one there, it does not add to it. The window itself
+//! (dates, region prefixes, specificity) is [`crate::rule_window`]'s; a dated rule does not govern
+//! a record without any date.
 //!
 //! Never does: queue or send anything (the ledger turns a plan into shares and withdrawals against
 //! what each platform holds; delivery sends them), or read the clock.
@@ -26,6 +28,7 @@ use crate::config::DestinationConfig;
 use crate::disclosure::{self, Channel, Decision, DisclosureRules};
 use crate::lifecycle::{self, Gate, NoticeRules, Standing};
 use crate::record::{CanonicalRecord, Category};
+use crate::rule_window::{Dated, Window};
 use crate::subject::{RegionCode, SubjectKind};
 
 /// A rules file problem: the operator's.
@@ -259,11 +262,7 @@ impl Router {
                     )));
                 }
             }
-            if let Some(r) = rule
-                .regions
-                .iter()
-                .find(|r| !lifecycle::notice::is_region_prefix(r))
-            {
+            if let Some(r) = rule.window().bad_region() {
                 return Err(err(format!(
                     "rule {:?}: region {r:?} is not 1-6 digits",
                     rule.name
@@ -405,20 +404,11 @@ impl Router {
                 r.from_agencies.contains(&record.source.agency)
                     && r.categories.contains(&record.category)
             })
-            .filter(|r| in_force(r, date))
-            .filter_map(|r| {
-                if r.regions.is_empty() {
-                    Some((0, r))
-                } else {
-                    r.regions
-                        .iter()
-                        .filter(|p| region.starts_with(p.as_str()))
-                        .map(|p| p.len())
-                        .max()
-                        .map(|len| (len, r))
-                }
-            })
+            .filter(|r| r.window().in_force_at(date))
+            .filter_map(|r| r.window().region_specificity(region).map(|len| (len, r)))
             .collect();
+        // Not `rule_window::select`: per channel, every rule of the highest specificity governs
+        // (rules of one channel add up, by agency, grade or subject kind).
         matching
             .iter()
             .filter(|(len, r)| {
@@ -459,12 +449,10 @@ impl Router {
     }
 }
 
-fn in_force(rule: &ShareRule, date: Option<Date>) -> bool {
-    if rule.effective_from.is_none() && rule.effective_until.is_none() {
-        return true;
+impl Dated for ShareRule {
+    fn window(&self) -> Window<'_> {
+        Window::new(self.effective_from, self.effective_until, &self.regions)
     }
-    let Some(date) = date else { return false };
-    rule.effective_from.is_none_or(|f| f <= date) && rule.effective_until.is_none_or(|u| date <= u)
 }
 
 /// Grade and subject-kind filters of a rule.

@@ -3,7 +3,8 @@
 //! subject kind and effective dates (GD Arts. 17-20; LS Arts. 18-20).
 //!
 //! Owns: parsing and checking every file of the folder at once, and choosing the profile in force
-//! for a subject on a day. Never does: read the archive or the clock.
+//! for a subject on a day (the window, dates and region prefixes, is [`crate::rule_window`]'s).
+//! Never does: read the archive or the clock.
 //!
 //! Invariants: grade thresholds strictly decrease and end at 0; a profile names at least one
 //! region; for one region prefix, subject kind and day at most one profile is in force (checked
@@ -17,6 +18,7 @@ use time::Date;
 
 use super::Grade;
 use crate::record::Category;
+use crate::rule_window::{self, Dated, Window};
 use crate::subject::SubjectKind;
 
 /// A profiles folder problem: the operator's to fix.
@@ -189,7 +191,7 @@ impl Profiles {
     pub fn any_in_force(&self, kind: SubjectKind, day: Date) -> bool {
         self.profiles
             .iter()
-            .any(|(p, _)| p.subject_kinds.contains(&kind) && in_force(p, day))
+            .any(|(p, _)| p.subject_kinds.contains(&kind) && p.window().in_force(day))
     }
 
     /// Whether any profile applies to subjects of `kind` on `day`: in force, or ended and marked
@@ -197,9 +199,7 @@ impl Profiles {
     pub fn any_applies(&self, kind: SubjectKind, day: Date) -> bool {
         self.any_in_force(kind, day)
             || self.profiles.iter().any(|(p, _)| {
-                p.subject_kinds.contains(&kind)
-                    && p.successor_pending
-                    && p.effective_until.is_some_and(|u| u < day)
+                p.subject_kinds.contains(&kind) && p.successor_pending && p.window().has_ended(day)
             })
     }
 
@@ -219,13 +219,9 @@ impl Profiles {
             .map(|(p, _)| p)
             .filter(|p| p.subject_kinds.contains(&kind) && p.successor_pending)
             .filter_map(|p| {
-                let ended = p.effective_until.filter(|u| *u < day)?;
-                let len = p
-                    .regions
-                    .iter()
-                    .filter(|r| region.starts_with(r.as_str()))
-                    .map(|r| r.len())
-                    .max()?;
+                let ended = p.window().ended_before(day)?;
+                let len = p.window().region_specificity(region)?;
+                // The most specific, then the last ended (not the last in file order).
                 Some(((len, ended), p, ended))
             })
             .max_by_key(|(rank, _, _)| *rank)
@@ -238,10 +234,10 @@ impl Profiles {
         self.profiles
             .iter()
             .map(|(p, _)| p)
-            .filter(|p| {
-                p.subject_kinds.contains(&kind) && p.effective_until.is_some_and(|u| u < day)
-            })
-            .filter(|p| p.regions.iter().any(|r| region.starts_with(r.as_str())))
+            .filter(|p| p.subject_kinds.contains(&kind) && p.window().has_ended(day))
+            // The last to end of those covering the region, whatever their specificity: it names
+            // what stopped, for the operator.
+            .filter(|p| p.window().covers(region))
             .max_by_key(|p| p.effective_until)
     }
 
@@ -253,41 +249,38 @@ impl Profiles {
     /// The profile in force for a subject of `kind` in `region` on `day`: the longest matching
     /// region prefix wins.
     pub fn select(&self, region: &str, kind: SubjectKind, day: Date) -> Option<&Profile> {
-        self.profiles
-            .iter()
-            .map(|(p, _)| p)
-            .filter(|p| p.subject_kinds.contains(&kind) && in_force(p, day))
-            .filter_map(|p| {
-                p.regions
-                    .iter()
-                    .filter(|r| region.starts_with(r.as_str()))
-                    .map(|r| r.len())
-                    .max()
-                    .map(|len| (len, p))
-            })
-            .max_by_key(|(len, _)| *len)
-            .map(|(_, p)| p)
+        // Ties cannot happen: two profiles matching a region equally name the same prefix, and
+        // `check_overlaps` refuses two of one prefix, kind and day.
+        rule_window::select(
+            self.profiles
+                .iter()
+                .map(|(p, _)| p)
+                .filter(|p| p.subject_kinds.contains(&kind)),
+            region,
+            day,
+        )
     }
 }
 
-fn in_force(p: &Profile, day: Date) -> bool {
-    day >= p.effective_from && p.effective_until.is_none_or(|u| day <= u)
+impl Dated for Profile {
+    fn window(&self) -> Window<'_> {
+        Window::new(
+            Some(self.effective_from),
+            self.effective_until,
+            &self.regions,
+        )
+    }
 }
 
 fn check(p: &Profile) -> Result<(), String> {
-    if p.regions.is_empty()
-        || p.regions
-            .iter()
-            .any(|r| r.is_empty() || r.len() > 6 || !r.bytes().all(|b| b.is_ascii_digit()))
-    {
+    // Unlike the other rule files, a profile always names its regions.
+    if p.regions.is_empty() || p.window().bad_region().is_some() {
         return Err("regions must be 1 to 6 digit division-code prefixes".into());
     }
     if p.subject_kinds.is_empty() {
         return Err("subject_kinds must name institution and/or individual".into());
     }
-    if p.effective_until.is_some_and(|u| u < p.effective_from) {
-        return Err("effective_until is before effective_from".into());
-    }
+    p.window().check_dates()?;
     if p.base == 0 || p.base > 100 {
         return Err("base must be 1 to 100 (the 100-point scale, LS Art. 19)".into());
     }
@@ -335,9 +328,7 @@ fn check_overlaps(profiles: &[(Profile, String)]) -> Result<(), String> {
         for (b, _) in &profiles[i + 1..] {
             let same_region = a.regions.iter().any(|r| b.regions.contains(r));
             let same_kind = a.subject_kinds.iter().any(|k| b.subject_kinds.contains(k));
-            let a_end = a.effective_until.unwrap_or(Date::MAX);
-            let b_end = b.effective_until.unwrap_or(Date::MAX);
-            let dates_overlap = a.effective_from <= b_end && b.effective_from <= a_end;
+            let dates_overlap = a.window().shares_a_day_with(&b.window());
             if same_region && same_kind && dates_overlap {
                 return Err(format!(
                     "profiles {} and {} are both in force for the same region, subject kind and days",

@@ -6,7 +6,9 @@
 //! notice and the end of its retention.
 //!
 //! Never does: decide channels or destinations (that is `sharing`), or read the clock: every
-//! answer is a pure function of the record and the file.
+//! answer is a pure function of the record and the file. When and where a period or a retention
+//! rule governs is [`crate::rule_window`]'s: a period is the most specific in force on the
+//! decision date (`rule_window::select`), a retention rule the first of the file that governs.
 
 use std::path::Path;
 
@@ -16,6 +18,8 @@ use time::{Date, OffsetDateTime, Time};
 
 use crate::calendar::CHINA_OFFSET;
 use crate::record::{CanonicalRecord, Category};
+// `Window` here is the public-notice window of a record; a rule's dated window is `RuleWindow`.
+use crate::rule_window::{self, Dated, Window as RuleWindow};
 
 /// A rules file problem: the operator's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -182,13 +186,10 @@ impl NoticeRules {
                     )));
                 }
             }
-            if p.effective_until.is_some_and(|u| u < p.effective_from) {
-                return Err(err(format!(
-                    "period {:?}: effective_until is before effective_from",
-                    p.name
-                )));
+            if let Err(e) = p.window().check_dates() {
+                return Err(err(format!("period {:?}: {e}", p.name)));
             }
-            if let Some(r) = p.regions.iter().find(|r| !is_region_prefix(r)) {
+            if let Some(r) = p.window().bad_region() {
                 return Err(err(format!(
                     "period {:?}: region {r:?} is not 1-6 digits",
                     p.name
@@ -267,17 +268,14 @@ impl NoticeRules {
     pub fn window(&self, record: &CanonicalRecord) -> Option<Window> {
         let decided = decision_date(record)?;
         let region = record.source.region.as_str();
-        let governing = self
-            .periods
-            .iter()
-            .filter(|p| p.categories.contains(&record.category))
-            .filter(|p| !p.penalties_only || is_dishonesty(record))
-            .filter(|p| {
-                p.effective_from <= decided && p.effective_until.is_none_or(|u| decided <= u)
-            })
-            .filter_map(|p| region_match(&p.regions, region).map(|len| (len, p)))
-            .max_by_key(|(len, _)| *len)
-            .map(|(_, p)| p);
+        let governing = rule_window::select(
+            self.periods
+                .iter()
+                .filter(|p| p.categories.contains(&record.category))
+                .filter(|p| !p.penalties_only || is_dishonesty(record)),
+            region,
+            decided,
+        );
         let Some(period) = governing else {
             return self.gap_window(record, decided);
         };
@@ -354,12 +352,12 @@ impl NoticeRules {
     /// or `None` when no retention rule governs it.
     pub fn retention_end(&self, record: &CanonicalRecord) -> Option<OffsetDateTime> {
         let decided = decision_date(record)?;
+        // The first rule of the file that governs, not the most specific one: retention rules
+        // have always been read in file order (see `rule_window`).
         let rule = self.retention.iter().find(|r| {
             r.categories.contains(&record.category)
                 && (!r.penalties_only || is_dishonesty(record))
-                && r.effective_from.is_none_or(|f| f <= decided)
-                && r.effective_until.is_none_or(|u| decided <= u)
-                && region_match(&r.regions, record.source.region.as_str()).is_some()
+                && r.window().governs(record.source.region.as_str(), decided)
         })?;
         Some(start_of(add_months(decided, rule.years * 12)))
     }
@@ -398,20 +396,20 @@ fn penalty_types(record: &CanonicalRecord) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// Length of the longest matching prefix (0 for "everywhere"), or `None` when none matches.
-fn region_match(prefixes: &[String], region: &str) -> Option<usize> {
-    if prefixes.is_empty() {
-        return Some(0);
+impl Dated for Period {
+    fn window(&self) -> RuleWindow<'_> {
+        RuleWindow::new(
+            Some(self.effective_from),
+            self.effective_until,
+            &self.regions,
+        )
     }
-    prefixes
-        .iter()
-        .filter(|p| region.starts_with(p.as_str()))
-        .map(|p| p.len())
-        .max()
 }
 
-pub(crate) fn is_region_prefix(s: &str) -> bool {
-    (1..=6).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+impl Dated for Retention {
+    fn window(&self) -> RuleWindow<'_> {
+        RuleWindow::new(self.effective_from, self.effective_until, &self.regions)
+    }
 }
 
 /// 00:00 China time of a date.

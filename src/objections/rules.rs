@@ -1,6 +1,7 @@
 //! The objections rules file (`mappings/rules/objections.toml`): the filing window for evaluation
 //! results (LS Art. 21) and review deadlines (LS Art. 23), each a rule with regions and effective
-//! dates (issue #26: every rule says when it governs).
+//! dates (issue #26: every rule says when it governs). The rule for a region and a day is the most
+//! specific in force ([`crate::rule_window::select`]).
 //!
 //! Gap policy: where no filing rule is in force for a region and day, the longest window of any
 //! known rule applies, so that a gap never shortens a subject's right to object (LS Art. 21). A
@@ -11,6 +12,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 use time::Date;
+
+use crate::rule_window::{self, Dated, Window};
 
 /// A rules file problem: the operator's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -105,21 +108,14 @@ impl ObjectionRules {
         let dated = rules
             .filing
             .iter()
-            .map(|f| (&f.name, f.effective_from, f.effective_until))
-            .chain(
-                rules
-                    .review
-                    .iter()
-                    .map(|r| (&r.name, r.effective_from, r.effective_until)),
-            );
-        for (name, from, until) in dated {
-            if let (Some(f), Some(u)) = (from, until) {
-                if u < f {
-                    return Err(ObjectionRulesError {
-                        path: path.into(),
-                        message: format!("rule {name:?}: effective_until is before effective_from"),
-                    });
-                }
+            .map(|f| (&f.name, f.window()))
+            .chain(rules.review.iter().map(|r| (&r.name, r.window())));
+        for (name, window) in dated {
+            if let Err(e) = window.check_dates() {
+                return Err(ObjectionRulesError {
+                    path: path.into(),
+                    message: format!("rule {name:?}: {e}"),
+                });
             }
         }
         if rules.review.iter().all(|r| !r.regions.is_empty()) {
@@ -144,13 +140,7 @@ impl ObjectionRules {
 
     /// The review rule for a record of `region` received on `day`.
     pub fn review_for(&self, region: &str, day: Date) -> Option<&ReviewRule> {
-        most_specific(
-            self.review
-                .iter()
-                .map(|r| (r, &r.regions, r.effective_from, r.effective_until)),
-            region,
-            day,
-        )
+        rule_window::select(&self.review, region, day)
     }
 
     /// The review period for an objection of `region` received on `day` and the rule's name: the
@@ -171,13 +161,7 @@ impl ObjectionRules {
 
     /// The filing rule for a result of `region` notified on `day`.
     pub fn filing_for(&self, region: &str, day: Date) -> Option<&FilingRule> {
-        most_specific(
-            self.filing
-                .iter()
-                .map(|r| (r, &r.regions, r.effective_from, r.effective_until)),
-            region,
-            day,
-        )
+        rule_window::select(&self.filing, region, day)
     }
 
     /// Working days a subject has to object to a result of `region` notified on `day`: the rule
@@ -199,30 +183,16 @@ impl ObjectionRules {
     }
 }
 
-/// Of the rules in force on `day` whose regions match `region` (no regions: everywhere), the one
-/// with the longest matching prefix.
-fn most_specific<'a, R>(
-    rules: impl Iterator<Item = (&'a R, &'a Vec<String>, Option<Date>, Option<Date>)>,
-    region: &str,
-    day: Date,
-) -> Option<&'a R> {
-    rules
-        .filter(|(_, _, from, until)| {
-            from.is_none_or(|f| f <= day) && until.is_none_or(|u| day <= u)
-        })
-        .filter_map(|(r, regions, _, _)| {
-            if regions.is_empty() {
-                return Some((0, r));
-            }
-            regions
-                .iter()
-                .filter(|p| region.starts_with(p.as_str()))
-                .map(|p| p.len())
-                .max()
-                .map(|len| (len, r))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, r)| r)
+impl Dated for FilingRule {
+    fn window(&self) -> Window<'_> {
+        Window::new(self.effective_from, self.effective_until, &self.regions)
+    }
+}
+
+impl Dated for ReviewRule {
+    fn window(&self) -> Window<'_> {
+        Window::new(self.effective_from, self.effective_until, &self.regions)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! 40; GD Art. 37) and the eligibility rules (LS Arts. 38, 40, 41; the national measures), each
 //! refusal naming its rule and article. `false_materials_years` is LS Art. 41 whole: false
 //! materials found in a decision and a commitment found broken after a completed repair each bar
-//! repair for its `years`.
+//! repair for its `years`. Every eligibility rule whose window ([`crate::rule_window`]) governs
+//! the record's region on its decision date applies.
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use time::{Date, OffsetDateTime};
 use super::{Refusal, Repair};
 use crate::lifecycle::notice::{add_months, start_of, NoticeRules};
 use crate::record::CanonicalRecord;
+use crate::rule_window::{Dated, Window};
 
 /// A rules file problem: the operator's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -140,11 +142,12 @@ impl RepairRules {
         };
         let mut out = Vec::new();
         let region = record.source.region.as_str();
-        for rule in self.rule.iter().filter(|r| {
-            (r.regions.is_empty() || r.regions.iter().any(|p| region.starts_with(p.as_str())))
-                && r.effective_from.is_none_or(|f| f <= decided)
-                && r.effective_until.is_none_or(|u| decided <= u)
-        }) {
+        // Every rule that governs applies (eligibility bars add up), not only the most specific.
+        for rule in self
+            .rule
+            .iter()
+            .filter(|r| r.window().governs(region, decided))
+        {
             let refused = match rule.kind {
                 RuleKind::MonthsSinceDecision => {
                     let from = start_of(add_months(decided, rule.months.unwrap_or(0)));
@@ -249,6 +252,12 @@ impl RepairRules {
             }
         }
         out
+    }
+}
+
+impl Dated for Rule {
+    fn window(&self) -> Window<'_> {
+        Window::new(self.effective_from, self.effective_until, &self.regions)
     }
 }
 

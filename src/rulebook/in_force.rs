@@ -6,7 +6,9 @@
 //! a day and publishes the days left of each rule as metrics ([`watch`]).
 //!
 //! Never does: decide a duty (each domain applies its own rule and gap policy; this module only
-//! describes them), or read the system clock.
+//! describes them), or read the system clock. Whether an entry is in force, covers a region or
+//! has ended is [`crate::rule_window`]'s, as for the domains; only the tie-break differs (here the
+//! later `effective_from`).
 //!
 //! Gap policies, per duty (what the gateway does where no rule is in force; documented in the
 //! docs/operate/rules.md):
@@ -27,6 +29,7 @@ use time::{Date, Duration};
 
 use super::Live;
 use crate::config::Config;
+use crate::rule_window::{Dated, Window};
 
 /// The duties a rule can govern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -137,21 +140,15 @@ fn iso_day<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&d.to_string())
 }
 
+impl Dated for Entry {
+    fn window(&self) -> Window<'_> {
+        Window::new(self.effective_from, self.effective_until, &self.regions)
+    }
+}
+
 impl Entry {
     fn covers(&self, region: &str) -> Option<usize> {
-        if self.regions.is_empty() {
-            return Some(0);
-        }
-        self.regions
-            .iter()
-            .filter(|r| region.starts_with(r.as_str()))
-            .map(|r| r.len())
-            .max()
-    }
-
-    fn in_force_on(&self, day: Date) -> bool {
-        self.effective_from.is_none_or(|f| f <= day)
-            && self.effective_until.is_none_or(|u| day <= u)
+        self.window().region_specificity(region)
     }
 }
 
@@ -403,12 +400,10 @@ fn governs(group: &[&Entry], duty: Duty, scope: String, region: &str, day: Date)
             .max_by_key(|(len, e)| (*len, e.effective_from))
             .map(|(_, e)| e.clone())
     };
-    let ended = best(
-        &mut group
-            .iter()
-            .filter(|e| e.effective_until.is_some_and(|u| u < day)),
-    );
-    if let Some(e) = best(&mut group.iter().filter(|e| e.in_force_on(day))) {
+    let ended = best(&mut group.iter().filter(|e| e.window().has_ended(day)));
+    // Not `rule_window::select`: a tie goes to the later `effective_from` here (what the view
+    // has always shown), where the domains take the later in file order.
+    if let Some(e) = best(&mut group.iter().filter(|e| e.window().in_force(day))) {
         return Governs {
             duty,
             scope: if scope.is_empty() {
@@ -429,7 +424,7 @@ fn governs(group: &[&Entry], duty: Duty, scope: String, region: &str, day: Date)
     }
     let pending = group
         .iter()
-        .filter(|e| e.successor_pending && e.effective_until.is_some_and(|u| u < day))
+        .filter(|e| e.successor_pending && e.window().has_ended(day))
         .filter_map(|e| e.covers(region).map(|len| (len, e.effective_until, *e)))
         .max_by_key(|(len, until, _)| (*len, *until))
         .map(|(_, _, e)| e.clone());
