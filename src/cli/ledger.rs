@@ -226,37 +226,37 @@ async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
     let (method, path) = match op {
         Op::Evaluation(EvaluationCommand::Show { id_type, id }) => {
             params.extend([("id_type", id_type), ("id", id)]);
-            ("GET", "/evaluation/show")
+            ("GET", crate::evaluation::ops::route::SHOW)
         }
-        Op::Evaluation(EvaluationCommand::Cycles) => ("GET", "/evaluation/cycles"),
+        Op::Evaluation(EvaluationCommand::Cycles) => ("GET", crate::evaluation::ops::route::CYCLES),
         Op::Evaluation(EvaluationCommand::Publish { year }) => {
             params.push(("year", year.to_string()));
-            ("POST", "/evaluation/publish")
+            ("POST", crate::evaluation::ops::route::PUBLISH)
         }
         Op::Evaluation(EvaluationCommand::Rerun { year, region }) => {
             params.push(("year", year.to_string()));
             params.extend(region.map(|r| ("region", r)));
-            ("POST", "/evaluation/rerun")
+            ("POST", crate::evaluation::ops::route::RERUN)
         }
         Op::Repairs(RepairsCommand::List { state }) => {
             params.extend(state.map(|s| ("state", s)));
-            ("GET", "/repairs/list")
+            ("GET", crate::repairs::ops::route::LIST)
         }
         Op::Repairs(RepairsCommand::Show { id }) => {
             params.push(("id", id));
-            ("GET", "/repairs/show")
+            ("GET", crate::repairs::ops::route::SHOW)
         }
         Op::Objections(ObjectionsCommand::List { state }) => {
             params.extend(state.map(|s| ("state", s)));
-            ("GET", "/objections/list")
+            ("GET", crate::objections::ops::route::LIST)
         }
         Op::Objections(ObjectionsCommand::Show { id }) => {
             params.push(("id", id));
-            ("GET", "/objections/show")
+            ("GET", crate::objections::ops::route::SHOW)
         }
         Op::Objections(ObjectionsCommand::AcceptLate { id, reason }) => {
             params.extend([("id", id), ("reason", reason)]);
-            ("POST", "/objections/accept-late")
+            ("POST", crate::objections::ops::route::ACCEPT_LATE)
         }
         Op::Ledger(LedgerCommand::Record {
             agency,
@@ -267,7 +267,7 @@ async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
             params.extend([("agency", agency), ("record_id", record_id)]);
             params.extend(as_of.map(|v| ("as_of", v)));
             params.extend(destination.map(|v| ("destination", v)));
-            ("GET", "/ledger/record")
+            ("GET", crate::ledger::ops::route::RECORD)
         }
         Op::Ledger(LedgerCommand::Subject {
             id_type,
@@ -278,7 +278,7 @@ async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
             params.extend([("id_type", id_type), ("id", id)]);
             params.extend(as_of.map(|v| ("as_of", v)));
             params.extend(destination.map(|v| ("destination", v)));
-            ("GET", "/ledger/subject")
+            ("GET", crate::ledger::ops::route::SUBJECT)
         }
         Op::Subjects(SubjectsCommand::Exit {
             id_type,
@@ -294,7 +294,7 @@ async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
                 ("on", on),
             ]);
             params.extend(note.map(|v| ("note", v)));
-            ("POST", "/subjects/exit")
+            ("POST", crate::ledger::ops::route::EXIT)
         }
         Op::Subjects(SubjectsCommand::Reentry {
             id_type,
@@ -304,7 +304,7 @@ async fn remote(config: &Config, op: Op) -> Result<serde_json::Value, OpError> {
         }) => {
             params.extend([("id_type", id_type), ("id", id), ("on", on)]);
             params.extend(note.map(|v| ("note", v)));
-            ("POST", "/subjects/reentry")
+            ("POST", crate::ledger::ops::route::REENTRY)
         }
     };
     let query: Vec<String> = params

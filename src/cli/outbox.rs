@@ -238,7 +238,8 @@ async fn outbox_remote(
         } => (
             "GET",
             format!(
-                "/outbox/list?limit={limit}{}{}",
+                "{}?limit={limit}{}{}",
+                crate::outbox::ops::route::LIST,
                 if *dead { "&dead=1" } else { "" },
                 destination
                     .as_ref()
@@ -246,8 +247,11 @@ async fn outbox_remote(
                     .unwrap_or_default()
             ),
         ),
-        OutboxCommand::Show { key } => ("GET", format!("/outbox/show?key={}", enc(key))),
-        OutboxCommand::Stats => ("GET", "/outbox/stats".to_string()),
+        OutboxCommand::Show { key } => (
+            "GET",
+            format!("{}?key={}", crate::outbox::ops::route::SHOW, enc(key)),
+        ),
+        OutboxCommand::Stats => ("GET", crate::outbox::ops::route::STATS.to_string()),
         OutboxCommand::Replay {
             destination,
             key,
@@ -255,7 +259,8 @@ async fn outbox_remote(
         } => (
             "POST",
             format!(
-                "/outbox/replay?reason={}{}{}",
+                "{}?reason={}{}{}",
+                crate::outbox::ops::route::REPLAY,
                 enc(reason),
                 destination
                     .as_ref()

@@ -9,6 +9,15 @@ use super::{ids, worker};
 use crate::archive;
 use crate::subject::SubjectId;
 
+/// The operator API's paths of these commands (issue #28): the admin server routes them and the
+/// CLI calls them by these constants, never by a literal of its own.
+pub mod route {
+    pub const SHOW: &str = "/evaluation/show";
+    pub const CYCLES: &str = "/evaluation/cycles";
+    pub const PUBLISH: &str = "/evaluation/publish";
+    pub const RERUN: &str = "/evaluation/rerun";
+}
+
 /// How many past cycles a subject's view goes back (dishonesty counts 3 years, LS Art. 20).
 const YEARS_SHOWN: i32 = 4;
 

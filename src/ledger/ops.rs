@@ -13,6 +13,15 @@ use crate::sharing::Router;
 use crate::store::Store;
 use crate::subject::{IdType, IdentifierExceptions, SubjectId};
 
+/// The operator API's paths of these commands (issue #28): the admin server routes them and the
+/// CLI calls them by these constants, never by a literal of its own.
+pub mod route {
+    pub const RECORD: &str = "/ledger/record";
+    pub const SUBJECT: &str = "/ledger/subject";
+    pub const EXIT: &str = "/subjects/exit";
+    pub const REENTRY: &str = "/subjects/reentry";
+}
+
 /// Why an operation failed: the operator's input, a missing record, or storage.
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {

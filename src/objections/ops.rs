@@ -7,6 +7,14 @@ use super::flow::{self, Context, ObjectionError};
 use super::State;
 use crate::ledger::ops::OpError;
 
+/// The operator API's paths of these commands (issue #28): the admin server routes them and the
+/// CLI calls them by these constants, never by a literal of its own.
+pub mod route {
+    pub const LIST: &str = "/objections/list";
+    pub const SHOW: &str = "/objections/show";
+    pub const ACCEPT_LATE: &str = "/objections/accept-late";
+}
+
 /// What an operator asks.
 pub enum Command {
     List { state: Option<String> },

@@ -9,6 +9,15 @@ use crate::exchange::CommitterHandle;
 use crate::store::{Store, StoreError};
 use crate::telemetry::events;
 
+/// The operator API's paths of these commands (issue #28): the admin server routes them and the
+/// CLI calls them by these constants, never by a literal of its own.
+pub mod route {
+    pub const STATS: &str = "/outbox/stats";
+    pub const LIST: &str = "/outbox/list";
+    pub const SHOW: &str = "/outbox/show";
+    pub const REPLAY: &str = "/outbox/replay";
+}
+
 /// Record an operator command in the audit chain.
 pub async fn audit_command(
     committer: &CommitterHandle,

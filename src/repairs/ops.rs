@@ -9,6 +9,13 @@ use crate::exchange::CommitterHandle;
 use crate::ledger::ops::OpError;
 use crate::store::Store;
 
+/// The operator API's paths of these commands (issue #28): the admin server routes them and the
+/// CLI calls them by these constants, never by a literal of its own.
+pub mod route {
+    pub const LIST: &str = "/repairs/list";
+    pub const SHOW: &str = "/repairs/show";
+}
+
 /// `id`: show one; else list, optionally by `state`.
 pub async fn run(
     store: &Store,

@@ -595,10 +595,12 @@ async fn outbox(
     let query = decoded_query(req);
     let dest = query.get("destination").map(String::as_str);
     let result = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/outbox/stats") => ops::stats_all(&ops.store, &ops.committer, &ops.destinations)
-            .await
-            .map(Some),
-        ("GET", "/outbox/list") => {
+        ("GET", crate::outbox::ops::route::STATS) => {
+            ops::stats_all(&ops.store, &ops.committer, &ops.destinations)
+                .await
+                .map(Some)
+        }
+        ("GET", crate::outbox::ops::route::LIST) => {
             let limit = query
                 .get("limit")
                 .and_then(|l| l.parse().ok())
@@ -613,7 +615,7 @@ async fn outbox(
             .await
             .map(Some)
         }
-        ("GET", "/outbox/show") => {
+        ("GET", crate::outbox::ops::route::SHOW) => {
             ops::show_entry(
                 &ops.store,
                 &ops.committer,
@@ -621,7 +623,7 @@ async fn outbox(
             )
             .await
         }
-        ("POST", "/outbox/replay") => {
+        ("POST", crate::outbox::ops::route::REPLAY) => {
             let reason = query.get("reason").cloned().unwrap_or_default();
             if reason.trim().is_empty() {
                 return json(
@@ -687,7 +689,7 @@ async fn ledger(
         note: q("note").map(String::from),
     };
     let result = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/ledger/record") => {
+        ("GET", crate::ledger::ops::route::RECORD) => {
             record_holdings(
                 &ctx,
                 q("agency").unwrap_or(""),
@@ -697,7 +699,7 @@ async fn ledger(
             )
             .await
         }
-        ("GET", "/ledger/subject") => {
+        ("GET", crate::ledger::ops::route::SUBJECT) => {
             subject_holdings(
                 &ctx,
                 q("id_type").unwrap_or(""),
@@ -707,7 +709,7 @@ async fn ledger(
             )
             .await
         }
-        ("POST", "/subjects/exit") => {
+        ("POST", crate::ledger::ops::route::EXIT) => {
             set_standing(
                 &ctx,
                 q("id_type").unwrap_or(""),
@@ -717,7 +719,7 @@ async fn ledger(
             )
             .await
         }
-        ("POST", "/subjects/reentry") => {
+        ("POST", crate::ledger::ops::route::REENTRY) => {
             set_standing(
                 &ctx,
                 q("id_type").unwrap_or(""),
@@ -746,11 +748,11 @@ async fn objections(
     let query = decoded_query(req);
     let q = |k: &str| query.get(k).cloned().unwrap_or_default();
     let command = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/objections/list") => Command::List {
+        ("GET", crate::objections::ops::route::LIST) => Command::List {
             state: query.get("state").cloned(),
         },
-        ("GET", "/objections/show") => Command::Show { id: q("id") },
-        ("POST", "/objections/accept-late") => Command::AcceptLate {
+        ("GET", crate::objections::ops::route::SHOW) => Command::Show { id: q("id") },
+        ("POST", crate::objections::ops::route::ACCEPT_LATE) => Command::AcceptLate {
             id: q("id"),
             reason: q("reason"),
         },
@@ -781,8 +783,10 @@ async fn objections(
 async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let query = decoded_query(req);
     let (state, id) = match req.uri().path() {
-        "/repairs/list" => (query.get("state").cloned(), None),
-        "/repairs/show" => (None, Some(query.get("id").cloned().unwrap_or_default())),
+        crate::repairs::ops::route::LIST => (query.get("state").cloned(), None),
+        crate::repairs::ops::route::SHOW => {
+            (None, Some(query.get("id").cloned().unwrap_or_default()))
+        }
         _ => {
             return json(
                 StatusCode::NOT_FOUND,
@@ -870,12 +874,12 @@ async fn evaluation(
     let query = decoded_query(req);
     let q = |k: &str| query.get(k).cloned().unwrap_or_default();
     let command = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/evaluation/show") => Command::Show {
+        ("GET", crate::evaluation::ops::route::SHOW) => Command::Show {
             id_type: q("id_type"),
             id: q("id"),
         },
-        ("GET", "/evaluation/cycles") => Command::Cycles,
-        ("POST", "/evaluation/rerun") => match q("year").parse() {
+        ("GET", crate::evaluation::ops::route::CYCLES) => Command::Cycles,
+        ("POST", crate::evaluation::ops::route::RERUN) => match q("year").parse() {
             Ok(year) => Command::Rerun {
                 year,
                 region: query.get("region").filter(|r| !r.is_empty()).cloned(),
@@ -888,7 +892,7 @@ async fn evaluation(
                 )
             }
         },
-        ("POST", "/evaluation/publish") => match q("year").parse() {
+        ("POST", crate::evaluation::ops::route::PUBLISH) => match q("year").parse() {
             Ok(year) => Command::Publish { year },
             Err(_) => {
                 return op_error(
