@@ -32,6 +32,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod app;
 pub mod archive;
 pub mod audit;

@@ -165,6 +165,22 @@ impl From<crate::files::FileError> for ApiError {
     }
 }
 
+/// The agency API's errors answer through the same trait as every other (`crate::answer`).
+impl crate::answer::Answer for ApiError {
+    fn status(&self) -> StatusCode {
+        ApiError::status(self)
+    }
+    fn code(&self) -> &'static str {
+        ApiError::code(self)
+    }
+    fn message(&self) -> String {
+        self.to_string()
+    }
+    fn retry(&self) -> bool {
+        ApiError::retry(self)
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

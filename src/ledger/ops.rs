@@ -35,6 +35,32 @@ pub enum OpError {
     Storage(String),
 }
 
+impl crate::answer::Answer for OpError {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Self::Invalid(_) => http::StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => http::StatusCode::NOT_FOUND,
+            Self::Conflict(_) => http::StatusCode::CONFLICT,
+            Self::Storage(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+    /// A conflict's code is the domain's own (`objection_state`…), set where it is answered.
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid_query",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::Storage(_) => "storage_unavailable",
+        }
+    }
+    fn message(&self) -> String {
+        self.to_string()
+    }
+    fn retry(&self) -> bool {
+        matches!(self, Self::Storage(_))
+    }
+}
+
 /// What every operation works with.
 pub struct OpContext<'a> {
     pub store: &'a Store,

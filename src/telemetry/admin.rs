@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::answer::Refusal;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -174,10 +175,11 @@ pub async fn serve(
                     // Everything else reads the store: off the runtime's worker threads.
                     let answer = crate::ingest::off_runtime(gated(ops, req, peer.ip())).await;
                     Ok::<_, Infallible>(answer.unwrap_or_else(|| {
-                        json(
+                        refuse(Refusal::new(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            serde_json::json!({"error": {"code": "storage_unavailable"}}),
-                        )
+                            "storage_unavailable",
+                            "",
+                        ))
                     }))
                 }
             });
@@ -212,15 +214,13 @@ async fn gated(
     req: Request<hyper::body::Incoming>,
     peer: std::net::IpAddr,
 ) -> Response<Full<Bytes>> {
+    use crate::answer::Refusal;
     use crate::operators::Need;
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if path == "/session" && method == hyper::Method::POST {
         if let Err(why) = same_site(req.headers()) {
-            return json(
-                StatusCode::FORBIDDEN,
-                serde_json::json!({"error": {"code": "csrf_refused", "message": why}}),
-            );
+            return refuse(Refusal::new(StatusCode::FORBIDDEN, "csrf_refused", why));
         }
         let is_json = req
             .headers()
@@ -228,10 +228,11 @@ async fn gated(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if !is_json {
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                serde_json::json!({"error": {"code": "bad_request", "message": "send application/json"}}),
-            );
+                "bad_request",
+                "send application/json",
+            ));
         }
         return sign_in_json(&ops, req, peer).await;
     }
@@ -239,23 +240,22 @@ async fn gated(
         return crate::console::serve(ops, req, peer).await;
     }
     let Some(auth) = ops.gate.authenticate(req.headers()) else {
-        return json(
+        return refuse(Refusal::new(
             StatusCode::UNAUTHORIZED,
-            serde_json::json!({"error": {"code": "unauthenticated", "message": "sign in first (POST /session), or use the CLI on the gateway's host"}}),
-        );
+            "unauthenticated",
+            "sign in first (POST /session), or use the CLI on the gateway's host",
+        ));
     };
     if path == "/session/logout" {
         if method != hyper::Method::POST {
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                serde_json::json!({"error": {"code": "method_not_allowed"}}),
-            );
+                "method_not_allowed",
+                "",
+            ));
         }
         if let Err(why) = csrf_ok(req.headers(), auth.csrf.as_deref(), None) {
-            return json(
-                StatusCode::FORBIDDEN,
-                serde_json::json!({"error": {"code": "csrf_refused", "message": why}}),
-            );
+            return refuse(Refusal::new(StatusCode::FORBIDDEN, "csrf_refused", why));
         }
         if let Some(s) = &auth.session {
             ops.gate.sign_out(s);
@@ -279,25 +279,24 @@ async fn gated(
     // session, whatever its role.
     if path == "/dangerous/clock" && !matches!(principal, crate::operators::Principal::Local) {
         audit_request(&ops, &principal, &method, &path, 403).await;
-        return json(
+        return refuse(Refusal::new(
             StatusCode::FORBIDDEN,
-            serde_json::json!({"error": {"code": "forbidden_role", "message": "the test clock is moved by the host's CLI token only"}}),
-        );
+            "forbidden_role",
+            "the test clock is moved by the host's CLI token only",
+        ));
     }
     if !principal.may(need) {
         audit_request(&ops, &principal, &method, &path, 403).await;
-        return json(
+        return refuse(Refusal::new(
             StatusCode::FORBIDDEN,
-            serde_json::json!({"error": {"code": "forbidden_role", "message": format!("the {} role may not do this", principal.role())}}),
-        );
+            "forbidden_role",
+            format!("the {} role may not do this", principal.role()),
+        ));
     }
     if method != hyper::Method::GET {
         if let Err(why) = csrf_ok(req.headers(), auth.csrf.as_deref(), None) {
             audit_request(&ops, &principal, &method, &path, 403).await;
-            return json(
-                StatusCode::FORBIDDEN,
-                serde_json::json!({"error": {"code": "csrf_refused", "message": why}}),
-            );
+            return refuse(Refusal::new(StatusCode::FORBIDDEN, "csrf_refused", why));
         }
     }
     let resp = operator(ops.clone(), req, &principal.name()).await;
@@ -446,17 +445,19 @@ async fn sign_in_json(
     let body = match tokio::time::timeout(std::time::Duration::from_secs(10), read).await {
         Ok(Ok(b)) => b.to_bytes(),
         _ => {
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::BAD_REQUEST,
-                serde_json::json!({"error": {"code": "bad_request"}}),
-            )
+                "bad_request",
+                "the body could not be read",
+            ))
         }
     };
     let Ok(body) = serde_json::from_slice::<Body>(&body) else {
-        return json(
+        return refuse(Refusal::new(
             StatusCode::BAD_REQUEST,
-            serde_json::json!({"error": {"code": "bad_request", "message": "send {\"name\", \"password\"}"}}),
-        );
+            "bad_request",
+            "send {\"name\", \"password\"}",
+        ));
     };
     match sign_in(ops, &body.name, &body.password, peer).await {
         Ok((cookie, csrf, role)) => {
@@ -469,14 +470,16 @@ async fn sign_in_json(
             }
             resp
         }
-        Err(crate::operators::SignInError::Locked) => json(
+        Err(crate::operators::SignInError::Locked) => refuse(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
-            serde_json::json!({"error": {"code": "sign_in_locked", "message": "too many failed sign-ins: try again later"}}),
-        ),
-        Err(crate::operators::SignInError::Wrong) => json(
+            "sign_in_locked",
+            "too many failed sign-ins: try again later",
+        )),
+        Err(crate::operators::SignInError::Wrong) => refuse(Refusal::new(
             StatusCode::UNAUTHORIZED,
-            serde_json::json!({"error": {"code": "sign_in_failed", "message": "wrong name or password"}}),
-        ),
+            "sign_in_failed",
+            "wrong name or password",
+        )),
     }
 }
 
@@ -538,10 +541,11 @@ async fn operator(
     if path == "/dangerous/clock" {
         // A state change: POST only, audited; the host's CLI token only (see the caller).
         if req.method() != hyper::Method::POST {
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                serde_json::json!({"error": {"code": "method_not_allowed"}}),
-            );
+                "method_not_allowed",
+                "",
+            ));
         }
         return dangerous_clock(&ops, &req);
     }
@@ -578,10 +582,11 @@ async fn operator(
     if path.starts_with("/ledger/") || path.starts_with("/subjects/") {
         return ledger(&ops, &req, by).await;
     }
-    json(
+    refuse(Refusal::new(
         StatusCode::NOT_FOUND,
-        serde_json::json!({"error": {"code": "not_found"}}),
-    )
+        "not_found",
+        "no such operator endpoint (see GET /openapi.json)",
+    ))
 }
 
 /// `/outbox/stats`, `/outbox/list?destination=D&dead=1&limit=N`, `/outbox/show?key=K`,
@@ -626,10 +631,11 @@ async fn outbox(
         ("POST", crate::outbox::ops::route::REPLAY) => {
             let reason = query.get("reason").cloned().unwrap_or_default();
             if reason.trim().is_empty() {
-                return json(
+                return refuse(Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    serde_json::json!({"error": {"code": "reason_required", "message": "a replay needs a reason (recorded with who did it)"}}),
-                );
+                    "reason_required",
+                    "a replay needs a reason (recorded with who did it)",
+                ));
             }
             ops::replay(
                 &ops.store,
@@ -643,22 +649,25 @@ async fn outbox(
             .map(Some)
         }
         _ => {
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::NOT_FOUND,
-                serde_json::json!({"error": {"code": "not_found"}}),
-            )
+                "not_found",
+                "no such operator endpoint (see GET /openapi.json)",
+            ))
         }
     };
     match result {
         Ok(Some(v)) => json(StatusCode::OK, v),
-        Ok(None) => json(
+        Ok(None) => refuse(Refusal::new(
             StatusCode::NOT_FOUND,
-            serde_json::json!({"error": {"code": "not_found", "message": "no such entry"}}),
-        ),
-        Err(e) => json(
+            "not_found",
+            "no such entry",
+        )),
+        Err(e) => refuse(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
-        ),
+            "storage_unavailable",
+            e.to_string(),
+        )),
     }
 }
 
@@ -757,10 +766,11 @@ async fn objections(
             reason: q("reason"),
         },
         _ => {
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::NOT_FOUND,
-                serde_json::json!({"error": {"code": "not_found"}}),
-            )
+                "not_found",
+                "no such operator endpoint (see GET /openapi.json)",
+            ))
         }
     };
     let ctx = crate::objections::flow::Context {
@@ -788,10 +798,11 @@ async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Fu
             (None, Some(query.get("id").cloned().unwrap_or_default()))
         }
         _ => {
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::NOT_FOUND,
-                serde_json::json!({"error": {"code": "not_found"}}),
-            )
+                "not_found",
+                "no such operator endpoint (see GET /openapi.json)",
+            ))
         }
     };
     match crate::repairs::ops::run(&ops.store, &ops.committer, ops.clock.now(), state, id).await {
@@ -820,10 +831,11 @@ fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes
         },
         "/audit/checkpoint" => match crate::audit::checkpoint(&ops.store, ops.clock.now()) {
             Ok(doc) => json(StatusCode::OK, doc),
-            Err(e) => json(
+            Err(e) => refuse(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
-            ),
+                "storage_unavailable",
+                e.to_string(),
+            )),
         },
         "/audit/entries" => {
             let from = query.get("from").and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -845,16 +857,18 @@ fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes
                     StatusCode::OK,
                     serde_json::json!({"entries": page.entries, "next": page.next}),
                 ),
-                Err(e) => json(
+                Err(e) => refuse(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
-                ),
+                    "storage_unavailable",
+                    e.to_string(),
+                )),
             }
         }
-        _ => json(
+        _ => refuse(Refusal::new(
             StatusCode::NOT_FOUND,
-            serde_json::json!({"error": {"code": "not_found"}}),
-        ),
+            "not_found",
+            "no such operator endpoint (see GET /openapi.json)",
+        )),
     }
 }
 
@@ -866,10 +880,11 @@ async fn evaluation(
 ) -> Response<Full<Bytes>> {
     use crate::evaluation::ops::Command;
     let Some(engine) = &ops.evaluation else {
-        return json(
+        return refuse(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": {"code": "evaluation_disabled", "message": "evaluation.enabled is off"}}),
-        );
+            "evaluation_disabled",
+            "evaluation.enabled is off",
+        ));
     };
     let query = decoded_query(req);
     let q = |k: &str| query.get(k).cloned().unwrap_or_default();
@@ -937,34 +952,39 @@ async fn backup(
     by: &str,
 ) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::POST {
-        return json(
+        return refuse(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            serde_json::json!({"error": {"code": "method_not_allowed"}}),
-        );
+            "method_not_allowed",
+            "",
+        ));
     }
     let query = decoded_query(req);
     let dir = std::path::PathBuf::from(query.get("dir").cloned().unwrap_or_default());
     if !dir.is_absolute() {
-        return json(
+        return refuse(Refusal::new(
             StatusCode::BAD_REQUEST,
-            serde_json::json!({"error": {"code": "invalid_query", "message": "dir must be an absolute folder on the gateway's host", "retry": false}}),
-        );
+            "invalid_query",
+            "dir must be an absolute folder on the gateway's host",
+        ));
     }
     let key_file = ops.config.key_file().display().to_string();
     match crate::backup::online(&ops.committer, &ops.store, &dir, &key_file, by).await {
         Ok(manifest) => json(StatusCode::OK, serde_json::json!(manifest)),
-        Err(e @ crate::backup::BackupError::Postgres) => json(
+        Err(e @ crate::backup::BackupError::Postgres) => refuse(Refusal::new(
             StatusCode::CONFLICT,
-            serde_json::json!({"error": {"code": "backup_postgres", "message": e.to_string(), "retry": false}}),
-        ),
-        Err(e @ crate::backup::BackupError::TargetExists(_)) => json(
+            "backup_postgres",
+            e.to_string(),
+        )),
+        Err(e @ crate::backup::BackupError::TargetExists(_)) => refuse(Refusal::new(
             StatusCode::CONFLICT,
-            serde_json::json!({"error": {"code": "backup_target_exists", "message": e.to_string(), "retry": false}}),
-        ),
-        Err(e) => json(
+            "backup_target_exists",
+            e.to_string(),
+        )),
+        Err(e) => refuse(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": {"code": "backup_failed", "message": e.to_string(), "retry": true}}),
-        ),
+            "backup_failed",
+            e.to_string(),
+        )),
     }
 }
 
@@ -978,10 +998,11 @@ async fn rules(ops: &Ops, req: &Request<hyper::body::Incoming>, by: &str) -> Res
                 Some(r) => match crate::rulebook::in_force::parse_region(r) {
                     Ok(r) => Some(r),
                     Err(message) => {
-                        return json(
+                        return refuse(Refusal::new(
                             StatusCode::BAD_REQUEST,
-                            serde_json::json!({"error": {"code": "invalid_query", "message": message, "retry": false}}),
-                        )
+                            "invalid_query",
+                            message,
+                        ))
                     }
                 },
                 None => None,
@@ -990,10 +1011,11 @@ async fn rules(ops: &Ops, req: &Request<hyper::body::Incoming>, by: &str) -> Res
                 Some(d) => match crate::record::parse_date(d) {
                     Some(d) => d,
                     None => {
-                        return json(
+                        return refuse(Refusal::new(
                             StatusCode::BAD_REQUEST,
-                            serde_json::json!({"error": {"code": "invalid_query", "message": "date must be YYYY-MM-DD", "retry": false}}),
-                        )
+                            "invalid_query",
+                            "date must be YYYY-MM-DD",
+                        ))
                     }
                 },
                 None => ops
@@ -1023,10 +1045,11 @@ async fn rules(ops: &Ops, req: &Request<hyper::body::Incoming>, by: &str) -> Res
             }
             json(status, body)
         }
-        _ => json(
+        _ => refuse(Refusal::new(
             StatusCode::NOT_FOUND,
-            serde_json::json!({"error": {"code": "not_found"}}),
-        ),
+            "not_found",
+            "no such operator endpoint (see GET /openapi.json)",
+        )),
     }
 }
 
@@ -1043,18 +1066,20 @@ fn decoded_query(
 }
 
 /// An operator operation's error as the admin endpoint answers it; `conflict` names the 409.
+/// An operator command's error as its answer; `conflict` is the stable code of a step refused in
+/// the state it found (each domain names its own: `objection_state`, `repair_state`…).
 fn op_error(e: crate::ledger::ops::OpError, conflict: &'static str) -> Response<Full<Bytes>> {
-    use crate::ledger::ops::OpError;
-    let (status, code) = match &e {
-        OpError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
-        OpError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        OpError::Conflict(_) => (StatusCode::CONFLICT, conflict),
-        OpError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-    };
-    json(
-        status,
-        serde_json::json!({"error": {"code": code, "message": e.to_string()}}),
-    )
+    use crate::answer::Answer;
+    let mut refusal = Refusal::new(e.status(), e.code(), e.to_string());
+    if matches!(e, crate::ledger::ops::OpError::Conflict(_)) {
+        refusal.code = conflict;
+    }
+    refuse(refusal)
+}
+
+/// Every refusal of the operator API, answered in the one shape (`crate::answer`).
+fn refuse(refusal: Refusal) -> Response<Full<Bytes>> {
+    json(refusal.status, crate::answer::body(&refusal))
 }
 
 /// Test builds only: `POST /dangerous/clock?set=2025-03-14T10:00:00%2B08:00` sets the manual
@@ -1062,10 +1087,11 @@ fn op_error(e: crate::ledger::ops::OpError, conflict: &'static str) -> Response<
 #[cfg(feature = "test-clock")]
 fn dangerous_clock(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let Some(clock) = &ops.manual_clock else {
-        return json(
+        return refuse(Refusal::new(
             StatusCode::NOT_FOUND,
-            serde_json::json!({"error": {"code": "not_found", "message": "manual clock is off"}}),
-        );
+            "not_found",
+            "manual clock is off",
+        ));
     };
     let value = req
         .uri()
@@ -1083,10 +1109,11 @@ fn dangerous_clock(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<
             crate::telemetry::events::operator_action("dangerous_clock_set", &value);
             json(StatusCode::OK, serde_json::json!({"now": value}))
         }
-        Err(_) => json(
+        Err(_) => refuse(Refusal::new(
             StatusCode::BAD_REQUEST,
-            serde_json::json!({"error": {"code": "bad_time"}}),
-        ),
+            "bad_time",
+            "set= must be an RFC 3339 time, e.g. 2026-10-08T10:00:00+08:00",
+        )),
     }
 }
 
@@ -1102,10 +1129,11 @@ fn corrections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full
     crate::telemetry::events::operator_action("corrections_list", "");
     match crate::corrections::list(&ops.store, ops.clock.now(), state) {
         Ok(list) => json(StatusCode::OK, serde_json::json!({"corrections": list})),
-        Err(e) => json(
+        Err(e) => refuse(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": {"code": "storage_unavailable", "message": e.to_string()}}),
-        ),
+            "storage_unavailable",
+            e.to_string(),
+        )),
     }
 }
 
