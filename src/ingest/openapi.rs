@@ -46,9 +46,40 @@ mod tests {
         out
     }
 
-    /// `("POST", "/outbox/replay")` patterns of the admin server.
+    /// The route constants the domains export (`crate::outbox::ops::route::REPLAY` ->
+    /// `/outbox/replay`).
+    fn route_constants() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (module, source) in [
+            ("objections", include_str!("../objections/ops.rs")),
+            ("repairs", include_str!("../repairs/ops.rs")),
+            ("evaluation", include_str!("../evaluation/ops.rs")),
+            ("ledger", include_str!("../ledger/ops.rs")),
+            ("outbox", include_str!("../outbox/ops.rs")),
+        ] {
+            for line in source.lines() {
+                let Some(rest) = line.trim().strip_prefix("pub const ") else {
+                    continue;
+                };
+                let Some((name, value)) = rest.split_once(": &str = \"") else {
+                    continue;
+                };
+                if let Some((path, _)) = value.split_once('"') {
+                    out.push((
+                        format!("crate::{module}::ops::route::{name}"),
+                        path.to_string(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// `("POST", "/outbox/replay")` patterns of the admin server, literal or by the domains'
+    /// route constants.
     fn operator_routes() -> Vec<(String, String)> {
         let source = include_str!("../telemetry/admin.rs");
+        let constants = route_constants();
         let mut out = Vec::new();
         for line in source.lines() {
             let line = line.trim();
@@ -57,6 +88,16 @@ mod tests {
                 if let Some((path, tail)) = rest.split_once('"') {
                     if tail.trim_start().starts_with("=>") {
                         out.push(("get".into(), format!("/{path}")));
+                    }
+                }
+            }
+            for (name, path) in &constants {
+                if line.starts_with(&format!("{name} =>")) {
+                    out.push(("get".into(), path.clone()));
+                }
+                for method in ["GET", "POST"] {
+                    if line.starts_with(&format!("(\"{method}\", {name})")) {
+                        out.push((method.to_lowercase(), path.clone()));
                     }
                 }
             }
