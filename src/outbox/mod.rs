@@ -1,5 +1,5 @@
-//! The durable outbox: one ordered queue per destination platform, in sled, plus a dead-letter
-//! store, with operator inspection and replay.
+//! The durable outbox: one ordered queue per destination platform, in the store (whichever engine),
+//! plus a dead-letter store, with operator inspection and replay.
 //!
 //! On-disk layout (same tree as everything else, see `store`):
 //!
@@ -8,10 +8,12 @@
 //! | `out/{dest} \x1f {priority} \x1f {seq:020}` | [`Entry`] waiting for delivery |
 //! | `dlq/{dest} \x1f {seq:020}` | [`DeadLetter`]: the entry and the receiver's answer |
 //!
-//! `priority` is `0` for corrections and withdrawals and `1` for ordinary shares, so corrections
-//! (GD Art. 31) and withdrawals (publication ledger) are delivered ahead of any backlog. `seq` comes from sled's persistent id generator: it only
-//! grows, across restarts, so key order is enqueue order and shares of one subject leave in the
-//! order they were accepted.
+//! `priority` is `0` for corrections, withdrawals, notices and markings and `1` for ordinary
+//! shares, so corrections (GD Art. 31), withdrawals (publication ledger) and 异议标注 (LS Art. 23)
+//! are delivered ahead of any backlog. `seq` comes from the engine's persistent id source
+//! (`Engine::next_id`), taken by the single writer: it only grows, across restarts and nodes, so
+//! key order is enqueue order within a priority and shares of one subject leave in the order they
+//! were accepted. [`stats`] reports the oldest share of either priority.
 //!
 //! Invariants: an entry is written in the same atomic batch that accepts its record (never
 //! missing after a crash); it is removed only after the receiver acknowledged it or when it moves
