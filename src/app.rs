@@ -885,7 +885,7 @@ impl Reload {
                 )
                 .await
             {
-                tracing::error!(error = %e, "the TLS and keys reload could not be audited");
+                crate::telemetry::events::audit_write_failed("tls_reload", &e);
             }
             rules
                 .reload(crate::rulebook::reload::Trigger::Sighup, "sighup")

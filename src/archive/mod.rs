@@ -834,3 +834,359 @@ pub fn version_key(
     }
     .encode()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{validate, ValidationContext};
+    use crate::store::{memory, WriteSet};
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const HOSPITAL: &str = "91310110666007217T";
+    const CLINIC: &str = "91350100M000100Y43";
+    const T0: time::OffsetDateTime = datetime!(2026-11-25 10:00 +08:00);
+
+    fn penalty(record_id: &str, uscc: &str, authority: &str) -> CanonicalRecord {
+        validate(
+            &json!({
+                "category": "administrative",
+                "subject": {"kind": "institution", "role": "designated_medical_institution",
+                            "id_type": "uscc", "id": uscc, "name": "某医院"},
+                "source": {"agency": "medical_insurance", "record_id": record_id, "region": "440106"},
+                "basis": {"doc_type": "penalty_decision", "doc_number": "罚〔2026〕1号", "decided_on": "2026-11-01"},
+                "disclosure": {"class": "public"},
+                "content": {"action": "penalty", "authority": authority, "penalty_types": ["罚款"]}
+            }),
+            &ValidationContext::default(),
+        )
+        .expect("a valid test record")
+    }
+
+    fn honor(record_id: &str, uscc: &str) -> CanonicalRecord {
+        validate(
+            &json!({
+                "category": "honor",
+                "subject": {"kind": "institution", "role": "other_enterprise",
+                            "id_type": "uscc", "id": uscc, "name": "某医院"},
+                "source": {"agency": "medical_insurance", "record_id": record_id, "region": "440106"},
+                "disclosure": {"class": "public"},
+                "content": {"honor_name": "诚信单位", "awarded_by": "某医保局", "awarded_on": "2024-01-01"}
+            }),
+            &ValidationContext::default(),
+        )
+        .expect("a valid test record")
+    }
+
+    /// Stage `records` as one group commit and apply it; each record's outcome and version, and
+    /// how many writes the group made.
+    fn commit(
+        store: &Store,
+        records: &[&CanonicalRecord],
+        now: time::OffsetDateTime,
+    ) -> (Vec<(Outcome, u32)>, usize) {
+        let mut staging = Staging {
+            change_seq: store.next_id().unwrap(),
+            ..Staging::default()
+        };
+        let mut subjects = SubjectCache::default();
+        let mut out = Vec::new();
+        for record in records {
+            let prepared = Prepared::new(store, &record.canonical_bytes()).unwrap();
+            let (outcome, version, _) = staging
+                .stage(store, &mut subjects, record, &prepared, "rcp-1", now, true)
+                .unwrap();
+            out.push((outcome, version));
+        }
+        let mut writes = WriteSet::default();
+        staging.into_write_set(&mut writes);
+        let n = writes.len();
+        store.apply(writes).unwrap();
+        (out, n)
+    }
+
+    /// Apply what `change` stages to one record's head, as its own group.
+    fn with_staging(store: &Store, change: impl FnOnce(&mut Staging)) {
+        let mut staging = Staging {
+            change_seq: store.next_id().unwrap(),
+            ..Staging::default()
+        };
+        change(&mut staging);
+        let mut writes = WriteSet::default();
+        staging.into_write_set(&mut writes);
+        store.apply(writes).unwrap();
+    }
+
+    fn head(store: &Store, record_id: &str) -> RecordHead {
+        store
+            .get_json::<RecordHead>(&record_head_key("medical_insurance", record_id))
+            .unwrap()
+            .expect("the record's head")
+    }
+
+    fn subject(uscc: &str) -> SubjectId {
+        penalty("x", uscc, "a").subject.id
+    }
+
+    fn changed(store: &Store) -> std::collections::BTreeSet<String> {
+        changed_subjects(store, usize::MAX).unwrap().1
+    }
+
+    #[test]
+    fn a_new_record_becomes_version_1_with_its_head_subject_and_change_log_entry() {
+        let (store, _) = memory::store();
+        let record = penalty("r1", HOSPITAL, "某医保局");
+        let (outcomes, _) = commit(&store, &[&record], T0);
+        assert_eq!(outcomes, vec![(Outcome::New, 1)]);
+
+        let h = head(&store, "r1");
+        let key = format!("uscc:{HOSPITAL}");
+        assert_eq!((h.subject.as_str(), h.version), (key.as_str(), 1));
+        assert_eq!(h.category, Category::Administrative);
+        assert_eq!(
+            h.content_hash,
+            hex::encode(sha2::Sha256::digest(record.canonical_bytes()))
+        );
+        assert_eq!(h.updated_at, T0);
+        let v1 = version_key(&key, Category::Administrative, "medical_insurance", "r1", 1);
+        let version = store.get_json::<Version>(&v1).unwrap().expect("version 1");
+        assert_eq!((version.version, version.receipt_id.as_str()), (1, "rcp-1"));
+        assert_eq!(version.record.get().as_bytes(), record.canonical_bytes());
+        let entry = store
+            .get_json::<SubjectEntry>(&subject_key(&key))
+            .unwrap()
+            .expect("the subject's entry");
+        assert_eq!(
+            (entry.name.as_str(), entry.status.as_str()),
+            ("某医院", "active")
+        );
+        assert_eq!(changed(&store), [key].into());
+    }
+
+    #[test]
+    fn the_same_content_again_stores_nothing_and_changed_content_is_version_2() {
+        let (store, engine) = memory::store();
+        commit(&store, &[&penalty("r1", HOSPITAL, "某医保局")], T0);
+        let before = engine.keys(b"");
+
+        let (outcomes, writes) = commit(&store, &[&penalty("r1", HOSPITAL, "某医保局")], T0);
+        assert_eq!(outcomes, vec![(Outcome::Unchanged, 1)]);
+        assert_eq!(
+            writes, 0,
+            "an unchanged record writes nothing, not even the change log"
+        );
+        assert_eq!(engine.keys(b""), before);
+
+        let later = T0 + time::Duration::hours(1);
+        let changed_record = penalty("r1", HOSPITAL, "另一医保局");
+        let (outcomes, _) = commit(&store, &[&changed_record], later);
+        assert_eq!(outcomes, vec![(Outcome::Updated, 2)]);
+        let h = head(&store, "r1");
+        assert_eq!((h.version, h.updated_at), (2, later));
+        let (current_head, current) = current_version(&store, "medical_insurance", "r1")
+            .unwrap()
+            .unwrap();
+        assert_eq!((current_head.version, current.version), (2, 2));
+        assert_eq!(
+            current.record.get().as_bytes(),
+            changed_record.canonical_bytes()
+        );
+        // Version 1 is never overwritten.
+        let versions = engine.keys(format!("arc/uscc:{HOSPITAL}").as_bytes());
+        assert_eq!(versions.len(), 2);
+        assert_eq!(count_versions(&store), 2);
+    }
+
+    #[test]
+    fn a_record_repeated_in_one_group_is_its_next_version_not_a_second_version_1() {
+        let (store, _) = memory::store();
+        let first = penalty("r1", HOSPITAL, "某医保局");
+        let second = penalty("r1", HOSPITAL, "另一医保局");
+        let (outcomes, _) = commit(&store, &[&first, &second, &second], T0);
+        assert_eq!(
+            outcomes,
+            vec![
+                (Outcome::New, 1),
+                (Outcome::Updated, 2),
+                (Outcome::Unchanged, 2)
+            ]
+        );
+        assert_eq!(head(&store, "r1").version, 2);
+        assert_eq!(count_versions(&store), 2);
+    }
+
+    #[test]
+    fn a_record_sent_for_another_subject_moves_there_and_both_subjects_change() {
+        let (store, engine) = memory::store();
+        let (hospital, clinic) = (format!("uscc:{HOSPITAL}"), format!("uscc:{CLINIC}"));
+        commit(&store, &[&penalty("r1", HOSPITAL, "某医保局")], T0);
+        // The follower takes the first change up.
+        let mut w = WriteSet::default();
+        for k in engine.keys(b"chg/") {
+            w.remove(k);
+        }
+        store.apply(w).unwrap();
+
+        let (outcomes, _) = commit(&store, &[&penalty("r1", CLINIC, "某医保局")], T0);
+        assert_eq!(outcomes, vec![(Outcome::Updated, 2)]);
+        assert_eq!(head(&store, "r1").subject, clinic);
+        assert_eq!(changed(&store), [hospital.clone(), clinic.clone()].into());
+        // The first version stays where it was filed; the subject no longer counts it.
+        assert_eq!(engine.keys(format!("arc/{hospital}").as_bytes()).len(), 1);
+        assert!(records_of(&store, &hospital).unwrap().is_empty());
+        assert_eq!(
+            records_of(&store, &clinic).unwrap(),
+            vec![("medical_insurance".to_string(), "r1".to_string())]
+        );
+        let old = read_subject(&store, &subject(HOSPITAL)).unwrap().unwrap();
+        assert!(old.categories.is_empty(), "{:?}", old.categories);
+        assert_eq!(old.no_longer_current.len(), 1);
+        assert_eq!(old.no_longer_current[0].record_id, "r1");
+        let new = read_subject(&store, &subject(CLINIC)).unwrap().unwrap();
+        assert_eq!(new.categories["administrative"][0].current_version, 2);
+        assert!(current_records(&store, &hospital).unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_subject_groups_records_by_category_with_every_version_oldest_first() {
+        let (store, _) = memory::store();
+        assert!(read_subject(&store, &subject(HOSPITAL)).unwrap().is_none());
+        commit(
+            &store,
+            &[
+                &penalty("p1", HOSPITAL, "某医保局"),
+                &penalty("p2", HOSPITAL, "某医保局"),
+                &honor("h1", HOSPITAL),
+                &penalty("other", CLINIC, "某医保局"),
+            ],
+            T0,
+        );
+        commit(&store, &[&penalty("p1", HOSPITAL, "另一医保局")], T0);
+        let archive = read_subject(&store, &subject(HOSPITAL)).unwrap().unwrap();
+        let categories: Vec<&str> = archive.categories.keys().map(String::as_str).collect();
+        assert_eq!(categories, vec!["administrative", "honor"]);
+        let admin = &archive.categories["administrative"];
+        let ids: Vec<&str> = admin.iter().map(|h| h.record_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec!["p1", "p2"],
+            "the clinic's record is not the hospital's"
+        );
+        assert_eq!(admin[0].current_version, 2);
+        let versions: Vec<u32> = admin[0].versions.iter().map(|v| v.version).collect();
+        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(archive.categories["honor"][0].record_id, "h1");
+        assert!(archive.no_longer_current.is_empty());
+    }
+
+    #[test]
+    fn marks_are_added_and_removed_by_objection_and_read_with_the_archive() {
+        let (store, _) = memory::store();
+        commit(&store, &[&penalty("r1", HOSPITAL, "某医保局")], T0);
+        let mark = Mark {
+            kind: MarkKind::Objection,
+            id: "obj-1".into(),
+            since: T0,
+        };
+        with_staging(&store, |s| {
+            s.change_marks(
+                &store,
+                &MarkChange {
+                    agency: "medical_insurance".into(),
+                    record_id: "r1".into(),
+                    remove: None,
+                    add: Some(mark.clone()),
+                },
+            )
+            .unwrap();
+            assert!(s.touches(&format!("uscc:{HOSPITAL}")));
+        });
+        assert_eq!(head(&store, "r1").marks, vec![mark.clone()]);
+        let archive = read_subject(&store, &subject(HOSPITAL)).unwrap().unwrap();
+        assert_eq!(archive.categories["administrative"][0].marks, vec![mark]);
+
+        // Resolved: the objection's mark goes, the elimination it ordered comes, in one change.
+        let eliminated = Mark {
+            kind: MarkKind::Eliminated,
+            id: "obj-1".into(),
+            since: T0,
+        };
+        with_staging(&store, |s| {
+            s.change_marks(
+                &store,
+                &MarkChange {
+                    agency: "medical_insurance".into(),
+                    record_id: "r1".into(),
+                    remove: Some("obj-1".into()),
+                    add: Some(eliminated.clone()),
+                },
+            )
+            .unwrap();
+        });
+        let h = head(&store, "r1");
+        assert_eq!(h.marks, vec![eliminated]);
+        assert_eq!(h.version, 1, "a mark makes no new version");
+        // A mark on a record the archive does not hold changes nothing.
+        with_staging(&store, |s| {
+            s.change_marks(
+                &store,
+                &MarkChange {
+                    agency: "medical_insurance".into(),
+                    record_id: "unknown".into(),
+                    remove: None,
+                    add: Some(mark_for("obj-2")),
+                },
+            )
+            .unwrap();
+            assert!(s.writes.is_empty());
+        });
+        assert!(store
+            .get_raw(record_head_key("medical_insurance", "unknown").as_bytes())
+            .unwrap()
+            .is_none());
+    }
+
+    fn mark_for(id: &str) -> Mark {
+        Mark {
+            kind: MarkKind::Objection,
+            id: id.into(),
+            since: T0,
+        }
+    }
+
+    #[test]
+    fn expiry_is_marked_once_keeps_every_version_and_survives_a_new_version() {
+        let (store, _) = memory::store();
+        commit(&store, &[&penalty("r1", HOSPITAL, "某医保局")], T0);
+        let expired = T0 + time::Duration::days(3 * 365);
+        with_staging(&store, |s| {
+            s.mark_expired(&store, "medical_insurance", "r1", expired)
+                .unwrap()
+        });
+        assert_eq!(head(&store, "r1").expired_at, Some(expired));
+        // Marked once: a later pass does not move the date.
+        with_staging(&store, |s| {
+            s.mark_expired(
+                &store,
+                "medical_insurance",
+                "r1",
+                expired + time::Duration::days(1),
+            )
+            .unwrap();
+            assert!(!s.touches(&format!("uscc:{HOSPITAL}")));
+        });
+        assert_eq!(head(&store, "r1").expired_at, Some(expired));
+        let archive = read_subject(&store, &subject(HOSPITAL)).unwrap().unwrap();
+        let history = &archive.categories["administrative"][0];
+        assert_eq!(history.expired_at, Some(expired));
+        assert_eq!(
+            history.versions.len(),
+            1,
+            "an expired record keeps its versions"
+        );
+
+        let (outcomes, _) = commit(&store, &[&penalty("r1", HOSPITAL, "另一医保局")], T0);
+        assert_eq!(outcomes, vec![(Outcome::Updated, 2)]);
+        assert_eq!(head(&store, "r1").expired_at, Some(expired));
+    }
+}

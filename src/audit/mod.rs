@@ -272,3 +272,186 @@ pub fn checkpoint(store: &Store, now: time::OffsetDateTime) -> Result<Value, Sto
     }
     Ok(doc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{memory, WriteSet};
+    use serde_json::json;
+
+    /// Append `n` entries to the chain as the writer does (each in its own write set); the
+    /// heads after each.
+    fn append(store: &Store, n: usize, padding: usize) -> Vec<Head> {
+        let mut head = Head::load(store).unwrap();
+        let mut heads = Vec::new();
+        for i in 0..n {
+            let mut data = Map::new();
+            data.insert("i".into(), json!(i));
+            data.insert("pad".into(), json!("x".repeat(padding)));
+            let kind = if i % 2 == 0 { "even" } else { "odd" };
+            let (key, bytes, next) = head.append("2026-11-25T10:00:00+08:00", kind, data);
+            let mut w = WriteSet::default();
+            w.put(key, bytes);
+            store.apply(w).unwrap();
+            head = next;
+            heads.push(head.clone());
+        }
+        heads
+    }
+
+    fn stored(store: &Store, seq: u64) -> Entry {
+        store.get_json::<Entry>(&entry_key(seq)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn each_entry_links_the_hash_of_the_one_before_from_a_zero_genesis() {
+        let (store, _) = memory::store();
+        let heads = append(&store, 4, 0);
+        assert_eq!(stored(&store, 1).prev_hash, "0".repeat(64));
+        for seq in 2..=4u64 {
+            let (prev, this) = (stored(&store, seq - 1), stored(&store, seq));
+            assert_eq!(this.seq, seq);
+            assert_eq!(this.prev_hash, prev.hash, "entry {seq}");
+            assert_ne!(this.hash, prev.hash);
+        }
+        assert_eq!(Head::load(&store).unwrap(), heads[3]);
+        assert_eq!(heads[3].seq, 4);
+    }
+
+    #[test]
+    fn verify_passes_on_an_intact_chain_and_names_the_entry_whose_data_changed() {
+        let (store, engine) = memory::store();
+        assert_eq!(verify(&store).unwrap().seq, 0, "an empty chain is intact");
+        let heads = append(&store, 5, 0);
+        let head = verify(&store).unwrap();
+        assert_eq!((head.seq, &head.hash), (5, &heads[4].hash));
+
+        let mut tampered = stored(&store, 3);
+        tampered.data.insert("i".into(), json!(99));
+        engine.overwrite(
+            entry_key(3).as_bytes(),
+            serde_json::to_vec(&tampered).unwrap(),
+        );
+        assert_eq!(verify(&store), Err(VerifyError::HashMismatch { seq: 3 }));
+        let message = verify(&store).unwrap_err().to_string();
+        assert!(message.starts_with("entry 3:"), "{message}");
+    }
+
+    #[test]
+    fn verify_reports_a_rehashed_entry_as_a_broken_link_and_a_removed_one_as_a_gap() {
+        let (store, engine) = memory::store();
+        append(&store, 4, 0);
+        // Entry 2 rewritten with a hash recomputed over its new data: 2 itself is consistent,
+        // but entry 3 still names the old hash.
+        let mut forged = stored(&store, 2);
+        forged.data.insert("i".into(), json!(42));
+        forged.hash = link_hash(
+            &forged.prev_hash,
+            2,
+            &forged.at,
+            &forged.kind,
+            &forged.data,
+            forged.suite,
+        );
+        engine.overwrite(
+            entry_key(2).as_bytes(),
+            serde_json::to_vec(&forged).unwrap(),
+        );
+        match verify(&store) {
+            Err(VerifyError::BrokenLink { seq: 3, found, .. }) => {
+                assert_eq!(found, stored(&store, 3).prev_hash)
+            }
+            other => panic!("expected a broken link at 3, got {other:?}"),
+        }
+
+        let (store, _) = memory::store();
+        append(&store, 4, 0);
+        let mut w = WriteSet::default();
+        w.remove(entry_key(2));
+        store.apply(w).unwrap();
+        assert_eq!(
+            verify(&store),
+            Err(VerifyError::Gap {
+                expected: 2,
+                found: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_names_the_head_and_moves_with_the_chain() {
+        let (store, _) = memory::store();
+        let now = time::macros::datetime!(2026-11-25 10:00 +08:00);
+        let empty = checkpoint(&store, now).unwrap();
+        assert_eq!(empty["seq"], 0);
+        assert_eq!(empty["hash"], "0".repeat(64));
+        let heads = append(&store, 3, 0);
+        let doc = checkpoint(&store, now).unwrap();
+        assert_eq!(doc["kind"], "audit_checkpoint");
+        assert_eq!(doc["seq"], 3);
+        assert_eq!(doc["hash"], heads[2].hash.as_str());
+        assert_eq!(doc["taken_at"], "2026-11-25T10:00:00+08:00");
+        assert_eq!(doc["hash_suite"], json!(Suite::International));
+        // A store without keys signs nothing: the document holds these five members only.
+        assert_eq!(doc.as_object().unwrap().len(), 5, "{doc}");
+    }
+
+    #[test]
+    fn pages_follow_on_from_where_the_last_one_ended_and_filter_by_kind() {
+        let (store, _) = memory::store();
+        append(&store, 7, 0);
+        let first = page(&store, 1, 3, PAGE_MAX_BYTES, None).unwrap();
+        let seqs: Vec<u64> = first.entries.iter().map(|e| e.seq).collect();
+        assert_eq!((seqs, first.next), (vec![1, 2, 3], Some(4)));
+        let second = page(&store, 4, 3, PAGE_MAX_BYTES, None).unwrap();
+        assert_eq!(second.entries[0].seq, 4);
+        assert_eq!(second.next, Some(7));
+        let last = page(&store, 7, 3, PAGE_MAX_BYTES, None).unwrap();
+        assert_eq!((last.entries.len(), last.next), (1, None));
+
+        // `limit` counts the entries looked at, not only those of the kind asked.
+        let odd = page(&store, 1, 4, PAGE_MAX_BYTES, Some("odd")).unwrap();
+        let seqs: Vec<u64> = odd.entries.iter().map(|e| e.seq).collect();
+        assert_eq!((seqs, odd.next), (vec![2, 4], Some(5)));
+
+        // A limit of 0 still moves on (a page naming itself as the next would never end).
+        let zero = page(&store, 1, 0, PAGE_MAX_BYTES, None).unwrap();
+        assert_eq!((zero.entries.len(), zero.next), (1, Some(2)));
+
+        assert_eq!(
+            entries_from(&store, 6, 100)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
+            vec![6, 7]
+        );
+        assert!(entries_from(&store, 8, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_page_stops_before_the_entry_that_would_cross_its_byte_limit_but_holds_one() {
+        let (store, _) = memory::store();
+        append(&store, 5, 1000);
+        let size = store
+            .get_raw(entry_key(1).as_bytes())
+            .unwrap()
+            .unwrap()
+            .len();
+        // Room for two entries and a half: two are returned, the third starts the next page.
+        let p = page(&store, 1, 100, size * 5 / 2, None).unwrap();
+        assert_eq!(p.entries.len(), 2);
+        assert_eq!(p.next, Some(3));
+        // Smaller than one entry: the page still holds one, so a reader always moves on.
+        let p = page(&store, 1, 100, 10, None).unwrap();
+        assert_eq!((p.entries.len(), p.next), (1, Some(2)));
+        // `entries_from` is bounded by PAGE_MAX_BYTES whatever the limit asks.
+        let (store, _) = memory::store();
+        let big = 300 * 1024;
+        append(&store, 6, big);
+        let entries = entries_from(&store, 1, 100).unwrap();
+        let bytes = entries.len() * big;
+        assert!(entries.len() < 6, "{} entries", entries.len());
+        assert!(bytes <= PAGE_MAX_BYTES, "{bytes} bytes");
+    }
+}

@@ -14,7 +14,7 @@ pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
     let code = audit_command(&store, &cmd, crate::app::clock(config).now());
     // The command itself is an operator action: recorded after it ran, so `verify` and
     // `checkpoint` report the chain as it was when asked.
-    record_offline(
+    let recorded = record_offline(
         &store,
         crate::app::clock(config),
         &format!(
@@ -26,32 +26,49 @@ pub(super) fn audit(config: &Config, cmd: AuditCommand) -> ExitCode {
             }
         ),
     );
-    code
+    match recorded {
+        Ok(()) => code,
+        Err(e) => {
+            // Its output is printed already; the exit status says the chain misses the command
+            // (a broken chain, exit 1, stays the answer that matters more).
+            eprintln!("{e}");
+            if code == ExitCode::SUCCESS {
+                ExitCode::from(2)
+            } else {
+                code
+            }
+        }
+    }
 }
 
-/// Append an operator command to the audit chain when the gateway is stopped.
+/// Append an operator command to the audit chain when the gateway is stopped; why not, for the
+/// operator (also logged at error level and counted: `gateway_audit_write_failures_total`).
 pub(super) fn record_offline(
     store: &crate::store::Store,
     clock: crate::clock::SharedClock,
     command: &str,
-) {
+) -> Result<(), String> {
     crate::telemetry::events::operator_action(command, "");
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    let Ok((committer, handle)) = crate::exchange::start(store.clone(), clock) else {
-        return;
-    };
-    let _ = rt.block_on(crate::outbox::ops::audit_command(
-        &handle,
-        command,
-        serde_json::json!({}),
-    ));
-    drop(handle);
-    committer.join();
+    let recorded = (|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (committer, handle) =
+            crate::exchange::start(store.clone(), clock).map_err(|e| e.to_string())?;
+        let written = rt.block_on(crate::outbox::ops::audit_command(
+            &handle,
+            command,
+            serde_json::json!({}),
+        ));
+        drop(handle);
+        committer.join();
+        written.map_err(|e| e.to_string())
+    })();
+    recorded.map_err(|e| {
+        crate::telemetry::events::audit_write_failed("cli_command", &e);
+        format!("`{command}` could not be recorded in the audit chain: {e}")
+    })
 }
 
 fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
@@ -150,5 +167,32 @@ fn audit_command(
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_the_chain_cannot_record_is_an_error_never_dropped() {
+        let (store, engine) = crate::store::memory::store();
+        let clock: crate::clock::SharedClock = std::sync::Arc::new(crate::clock::ManualClock::new(
+            time::macros::datetime!(2026-11-25 10:00 +08:00),
+        ));
+        record_offline(&store, clock.clone(), "audit verify").unwrap();
+        let (_, entry) = store
+            .last_under::<crate::audit::Entry>("aud/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (entry.seq, entry.data["command"].as_str()),
+            (1, Some("audit verify"))
+        );
+
+        engine.fail_next_apply();
+        let err = record_offline(&store, clock, "audit show").unwrap_err();
+        assert!(err.contains("`audit show` could not be recorded"), "{err}");
+        assert_eq!(crate::audit::verify(&store).unwrap().seq, 1);
     }
 }

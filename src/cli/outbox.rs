@@ -20,8 +20,9 @@ pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCo
             let listed = crate::corrections::list(&store, crate::app::clock(config).now(), parsed)
                 .map(|l| serde_json::json!({"corrections": l}))
                 .map_err(|e| e.to_string());
-            super::audit::record_offline(&store, crate::app::clock(config), "corrections list");
-            listed
+            // A read the chain does not record is not shown (as through the admin endpoint).
+            super::audit::record_offline(&store, crate::app::clock(config), "corrections list")
+                .and(listed)
         }
         Err(local) => {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -345,3 +345,331 @@ pub fn answer<T>(
         (Err(e), _) => Err(e),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::memory;
+    use crate::store::Stager;
+    use time::macros::datetime;
+
+    fn clock() -> SharedClock {
+        Arc::new(ManualClock::new(datetime!(2026-11-25 10:00 +08:00)))
+    }
+
+    fn share(record_id: &str) -> Entry {
+        let at = datetime!(2026-11-25 10:00 +08:00);
+        Entry {
+            idempotency_key: crate::outbox::idempotency_key(
+                "provincial",
+                "medical_insurance",
+                record_id,
+                1,
+                crate::disclosure::Channel::GovShare,
+                crate::outbox::Kind::Share,
+                "",
+            ),
+            destination: "provincial".into(),
+            channel: crate::disclosure::Channel::GovShare,
+            kind: crate::outbox::Kind::Share,
+            agency: "medical_insurance".into(),
+            record_id: record_id.into(),
+            version: 1,
+            rule: "rule".into(),
+            enqueued_at: at,
+            enqueued_unix: at.unix_timestamp(),
+            correction_id: None,
+            payload: None,
+            source: None,
+        }
+    }
+
+    /// What each probe saw when it was staged: its key, its group's change sequence and the value
+    /// of the key the probe before it wrote (as its group leaves it so far).
+    type Seen = Arc<Mutex<Vec<(String, u64, Option<Vec<u8>>)>>>;
+
+    /// An exchange that writes one key, queues one share and audits itself; it may wait on a gate
+    /// before staging (to hold the writer busy) and may fail after staging its writes.
+    struct Probe {
+        key: String,
+        look_at: Option<String>,
+        fail: bool,
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+        seen: Seen,
+        reply: Option<oneshot::Sender<Result<Head, String>>>,
+        head: Option<Head>,
+    }
+
+    fn probe(key: &str, seen: &Seen) -> Probe {
+        Probe {
+            key: key.into(),
+            look_at: None,
+            fail: false,
+            gate: None,
+            seen: seen.clone(),
+            reply: None,
+            head: None,
+        }
+    }
+
+    impl Exchange for Probe {
+        fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
+            if let Some(gate) = self.gate.take() {
+                let _ = gate.recv_timeout(Duration::from_secs(10));
+            }
+            let looked = match &self.look_at {
+                Some(k) => g.staged_or_stored(k)?,
+                None => None,
+            };
+            self.seen
+                .lock()
+                .unwrap()
+                .push((self.key.clone(), g.archive.change_seq, looked));
+            g.archive
+                .writes
+                .push((self.key.clone(), self.key.as_bytes().to_vec()));
+            g.enqueue(&share(&self.key))?;
+            let at = g.at();
+            let mut data = Map::new();
+            data.insert("key".into(), Value::String(self.key.clone()));
+            self.head = Some(g.audit(&at, "probe", data));
+            if self.fail {
+                return Err(StoreError::CommitFailed(format!("{} refused", self.key)));
+            }
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>, outcome: Result<(), String>) {
+            answer(self.reply, outcome, self.head);
+        }
+    }
+
+    async fn submit(handle: &CommitterHandle, p: Probe) -> Result<Head, StoreError> {
+        handle
+            .submit(|reply| {
+                Box::new(Probe {
+                    reply: Some(reply),
+                    ..p
+                })
+            })
+            .await
+    }
+
+    fn audited_kinds(store: &Store) -> Vec<(u64, String)> {
+        store
+            .scan::<crate::audit::Entry>("aud/")
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| (e.seq, e.data["key"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+
+    /// Drive the writer as `store`'s committer does, one group, without its threads.
+    fn run_group(
+        writer: &mut Writer,
+        store: &Store,
+        jobs: Vec<Probe>,
+    ) -> Result<usize, StoreError> {
+        let mut group: Vec<Job> = jobs.into_iter().map(|p| Box::new(p) as Job).collect();
+        let mut writes = WriteSet::default();
+        let staged = writer
+            .stage(store, &mut group, &mut writes)
+            .and_then(|n| store.apply(writes).map(|()| n));
+        match &staged {
+            Ok(_) => writer.applied(),
+            Err(_) => writer.abandoned(store),
+        }
+        staged
+    }
+
+    #[test]
+    fn jobs_of_one_group_see_each_other_and_audit_and_queue_in_job_order() {
+        let (store, engine) = memory::store();
+        let mut writer = Writer::new(&store, clock()).unwrap();
+        let seen = Seen::default();
+        let second = Probe {
+            look_at: Some("t/a".into()),
+            ..probe("t/b", &seen)
+        };
+        let applies = engine.applies();
+        let queued = run_group(&mut writer, &store, vec![probe("t/a", &seen), second]).unwrap();
+        assert_eq!(queued, 2);
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[1].2.as_deref(),
+            Some(&b"t/a"[..]),
+            "b sees what a staged"
+        );
+        assert_eq!(seen[0].1, seen[1].1, "one group, one change sequence");
+        assert_eq!(
+            audited_kinds(&store),
+            vec![(1, "t/a".to_string()), (2, "t/b".to_string())]
+        );
+        assert!(crate::audit::verify(&store).is_ok());
+        // Queue order is job order: a's share takes the lower sequence number.
+        let queue = crate::outbox::pending(&store, "provincial", 10).unwrap();
+        let records: Vec<&str> = queue.iter().map(|(_, e)| e.record_id.as_str()).collect();
+        assert_eq!(records, vec!["t/a", "t/b"]);
+        assert_eq!(engine.applies(), applies + 1, "the group is one write set");
+    }
+
+    #[test]
+    fn a_job_that_fails_to_stage_leaves_nothing_of_its_group_and_the_chain_goes_on() {
+        let (store, engine) = memory::store();
+        let mut writer = Writer::new(&store, clock()).unwrap();
+        let seen = Seen::default();
+        run_group(&mut writer, &store, vec![probe("t/first", &seen)]).unwrap();
+        let before = engine.keys(b"");
+
+        let failing = Probe {
+            fail: true,
+            ..probe("t/b", &seen)
+        };
+        let jobs = vec![probe("t/a", &seen), failing, probe("t/c", &seen)];
+        let err = run_group(&mut writer, &store, jobs).unwrap_err();
+        assert!(err.to_string().contains("t/b refused"), "{err}");
+        assert_eq!(engine.keys(b""), before, "nothing of the group is stored");
+
+        // The writer's audit head did not move: the next group links to entry 1.
+        run_group(&mut writer, &store, vec![probe("t/d", &seen)]).unwrap();
+        assert_eq!(
+            audited_kinds(&store),
+            vec![(1, "t/first".to_string()), (2, "t/d".to_string())]
+        );
+        assert_eq!(crate::audit::verify(&store).unwrap().seq, 2);
+        assert!(store.get_raw(b"t/a").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_group_whose_apply_fails_is_forgotten_and_the_next_one_links_to_what_is_stored() {
+        let (store, engine) = memory::store();
+        let mut writer = Writer::new(&store, clock()).unwrap();
+        let seen = Seen::default();
+        run_group(&mut writer, &store, vec![probe("t/first", &seen)]).unwrap();
+        engine.fail_next_apply();
+        assert!(run_group(&mut writer, &store, vec![probe("t/lost", &seen)]).is_err());
+        run_group(&mut writer, &store, vec![probe("t/next", &seen)]).unwrap();
+        assert_eq!(
+            audited_kinds(&store),
+            vec![(1, "t/first".to_string()), (2, "t/next".to_string())]
+        );
+        assert!(crate::audit::verify(&store).is_ok());
+        assert!(store.get_raw(b"t/lost").unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_is_answered_only_after_the_flush_that_follows_its_apply() {
+        let (store, engine) = memory::store();
+        let (committer, handle) = start(store.clone(), clock()).unwrap();
+        let seen = Seen::default();
+        engine.hold_flushes(true);
+        let flushes = engine.flushes();
+        let task = {
+            let (handle, p) = (handle.clone(), probe("t/a", &seen));
+            tokio::spawn(async move { submit(&handle, p).await })
+        };
+        // Wait until the group is applied...
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.get_raw(b"t/a").unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "never applied");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // ...and it stays unanswered while its flush has not happened.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!task.is_finished(), "answered before the flush");
+        assert_eq!(engine.flushes(), flushes);
+        engine.hold_flushes(false);
+        let head = task.await.unwrap().unwrap();
+        assert_eq!(head.seq, 1);
+        assert!(engine.flushes() > flushes);
+        // What was acknowledged survives a crash.
+        engine.crash();
+        assert_eq!(store.get_raw(b"t/a").unwrap().as_deref(), Some(&b"t/a"[..]));
+        drop(handle);
+        tokio::task::spawn_blocking(move || committer.join())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_flush_answers_every_job_of_its_group_with_an_error() {
+        let (store, engine) = memory::store();
+        let (committer, handle) = start(store.clone(), clock()).unwrap();
+        let seen = Seen::default();
+        engine.fail_next_flush();
+        let err = submit(&handle, probe("t/a", &seen)).await.unwrap_err();
+        assert!(err.to_string().contains("injected flush failure"), "{err}");
+        // Not durable: a crash takes it away, and it was never acknowledged.
+        engine.crash();
+        assert!(store.get_raw(b"t/a").unwrap().is_none());
+        drop(handle);
+        tokio::task::spawn_blocking(move || committer.join())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn through_the_committer_one_failing_job_fails_its_whole_group() {
+        let (store, _) = memory::store();
+        let (committer, handle) = start(store.clone(), clock()).unwrap();
+        let seen = Seen::default();
+        // Hold the writer busy staging a first job while three more queue up behind it: they
+        // are taken as the next group.
+        let (open, gate) = std::sync::mpsc::channel();
+        let busy = {
+            let p = Probe {
+                gate: Some(gate),
+                ..probe("t/busy", &seen)
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move { submit(&handle, p).await })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // The writer marks itself applying from the moment it takes a group.
+        while handle.progress.stuck_for().is_none() {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut tasks = Vec::new();
+        for (key, fail) in [("t/a", false), ("t/b", true), ("t/c", false)] {
+            let p = Probe {
+                fail,
+                ..probe(key, &seen)
+            };
+            let handle = handle.clone();
+            tasks.push(tokio::spawn(async move { submit(&handle, p).await }));
+        }
+        // Let the three reach the writer's queue, then let the busy job go.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        open.send(()).unwrap();
+        assert_eq!(busy.await.unwrap().unwrap().seq, 1);
+        for task in tasks {
+            let err = task.await.unwrap().unwrap_err();
+            assert!(err.to_string().contains("t/b refused"), "{err}");
+        }
+        let groups: std::collections::HashSet<u64> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _, _)| k != "t/busy")
+            .map(|(_, seq, _)| *seq)
+            .collect();
+        assert_eq!(groups.len(), 1, "the three were staged as one group");
+        for key in ["t/a", "t/b", "t/c"] {
+            assert!(store.get_raw(key.as_bytes()).unwrap().is_none(), "{key}");
+        }
+        assert_eq!(
+            crate::outbox::stats(&store, "provincial").unwrap().pending,
+            1
+        );
+        assert_eq!(crate::audit::verify(&store).unwrap().seq, 1);
+        drop(handle);
+        tokio::task::spawn_blocking(move || committer.join())
+            .await
+            .unwrap();
+    }
+}

@@ -1,5 +1,5 @@
-//! The durable outbox: one ordered queue per destination platform, in sled, plus a dead-letter
-//! store, with operator inspection and replay.
+//! The durable outbox: one ordered queue per destination platform, in the store (whichever engine),
+//! plus a dead-letter store, with operator inspection and replay.
 //!
 //! On-disk layout (same tree as everything else, see `store`):
 //!
@@ -8,10 +8,12 @@
 //! | `out/{dest} \x1f {priority} \x1f {seq:020}` | [`Entry`] waiting for delivery |
 //! | `dlq/{dest} \x1f {seq:020}` | [`DeadLetter`]: the entry and the receiver's answer |
 //!
-//! `priority` is `0` for corrections and withdrawals and `1` for ordinary shares, so corrections
-//! (GD Art. 31) and withdrawals (publication ledger) are delivered ahead of any backlog. `seq` comes from sled's persistent id generator: it only
-//! grows, across restarts, so key order is enqueue order and shares of one subject leave in the
-//! order they were accepted.
+//! `priority` is `0` for corrections, withdrawals, notices and markings and `1` for ordinary
+//! shares, so corrections (GD Art. 31), withdrawals (publication ledger) and 异议标注 (LS Art. 23)
+//! are delivered ahead of any backlog. `seq` comes from the engine's persistent id source
+//! (`Engine::next_id`), taken by the single writer: it only grows, across restarts and nodes, so
+//! key order is enqueue order within a priority and shares of one subject leave in the order they
+//! were accepted. [`stats`] reports the oldest share of either priority.
 //!
 //! Invariants: an entry is written in the same atomic batch that accepts its record (never
 //! missing after a crash); it is removed only after the receiver acknowledged it or when it moves
@@ -251,13 +253,22 @@ pub fn stats(store: &Store, dest: &str) -> Result<Stats, StoreError> {
     let corrections_prefix = OutboxKey::urgent_prefix(dest);
     for item in store.scan_raw(queue_prefix(dest).as_bytes()) {
         let (k, v) = item?;
-        if s.pending == 0 {
-            s.oldest_pending_unix = serde_json::from_slice::<Entry>(&v)
-                .ok()
-                .map(|e| e.enqueued_unix);
+        let urgent = k.starts_with(corrections_prefix.as_bytes());
+        // Each priority's run is in enqueue order, and urgent entries come first: the oldest
+        // share is the first of the urgent run or the first of the ordinary one, whichever is
+        // older (the first key alone is the oldest urgent entry, which may be younger than an
+        // ordinary share waiting behind it).
+        let first_of_run = s.pending == 0 || (!urgent && s.pending == s.pending_corrections);
+        if first_of_run {
+            if let Ok(e) = serde_json::from_slice::<Entry>(&v) {
+                s.oldest_pending_unix = Some(
+                    s.oldest_pending_unix
+                        .map_or(e.enqueued_unix, |o| o.min(e.enqueued_unix)),
+                );
+            }
         }
         s.pending += 1;
-        if k.starts_with(corrections_prefix.as_bytes()) {
+        if urgent {
             s.pending_corrections += 1;
         }
     }
@@ -379,4 +390,295 @@ pub fn replay_writes(
         replay.removes.push(key);
     }
     Ok(replay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{memory, WriteSet};
+    use time::macros::datetime;
+
+    const T0: time::OffsetDateTime = datetime!(2026-11-25 10:00 +08:00);
+
+    fn entry(dest: &str, record_id: &str, kind: Kind, at: time::OffsetDateTime) -> Entry {
+        Entry {
+            idempotency_key: idempotency_key(
+                dest,
+                "medical_insurance",
+                record_id,
+                1,
+                Channel::GovShare,
+                kind,
+                "",
+            ),
+            destination: dest.into(),
+            channel: Channel::GovShare,
+            kind,
+            agency: "medical_insurance".into(),
+            record_id: record_id.into(),
+            version: 1,
+            rule: "rule".into(),
+            enqueued_at: at,
+            enqueued_unix: at.unix_timestamp(),
+            correction_id: None,
+            payload: None,
+            source: None,
+        }
+    }
+
+    /// Enqueue as the writer does: a sequence number, then the write.
+    fn enqueue(store: &Store, e: &Entry) -> String {
+        let (key, bytes) = enqueue_write(store, e).unwrap();
+        let mut w = WriteSet::default();
+        w.put(key.clone(), bytes);
+        store.apply(w).unwrap();
+        key
+    }
+
+    /// Move a queued entry to the dead letters, as delivery does when the platform refuses it.
+    fn dead_letter(store: &Store, key: &str, status: u16) -> String {
+        let e: Entry = store.get_json(key).unwrap().unwrap();
+        let seq = crate::store::keys::OutboxKey::decode(key).unwrap().seq;
+        let dead = DeadLetter {
+            entry: e.clone(),
+            status,
+            answer: "refused".into(),
+            dead_at: T0,
+            from_key: key.into(),
+        };
+        let dkey = dead_key(&e.destination, seq);
+        let mut w = WriteSet::default();
+        w.remove(key);
+        w.put(dkey.clone(), to_bytes(&dead));
+        store.apply(w).unwrap();
+        dkey
+    }
+
+    fn records(queue: &[(String, Entry)]) -> Vec<&str> {
+        queue.iter().map(|(_, e)| e.record_id.as_str()).collect()
+    }
+
+    #[test]
+    fn corrections_and_withdrawals_leave_first_then_shares_in_enqueue_order_per_destination() {
+        let (store, _) = memory::store();
+        enqueue(&store, &entry("provincial", "s1", Kind::Share, T0));
+        enqueue(&store, &entry("national", "n1", Kind::Share, T0));
+        enqueue(&store, &entry("provincial", "s2", Kind::Share, T0));
+        enqueue(&store, &entry("provincial", "c1", Kind::Correction, T0));
+        enqueue(&store, &entry("provincial", "w1", Kind::Withdrawal, T0));
+        enqueue(&store, &entry("provincial", "s3", Kind::Share, T0));
+        let queue = pending(&store, "provincial", 10).unwrap();
+        assert_eq!(records(&queue), vec!["c1", "w1", "s1", "s2", "s3"]);
+        assert_eq!(
+            records(&pending(&store, "national", 10).unwrap()),
+            vec!["n1"]
+        );
+        assert_eq!(
+            records(&pending(&store, "provincial", 2).unwrap()),
+            vec!["c1", "w1"]
+        );
+        assert!(pending(&store, "provincial", 0).unwrap().is_empty());
+        // Entries in flight are passed over; the limit counts those returned.
+        let skip = [queue[0].0.clone(), queue[2].0.clone()].into();
+        let rest = pending_except(&store, "provincial", 2, &skip).unwrap();
+        assert_eq!(records(&rest), vec!["w1", "s2"]);
+    }
+
+    #[test]
+    fn stats_count_the_queue_its_corrections_its_dead_letters_and_the_oldest_share() {
+        let (store, _) = memory::store();
+        let empty = stats(&store, "provincial").unwrap();
+        assert_eq!((empty.pending, empty.oldest_pending_unix), (0, None));
+        let old = enqueue(&store, &entry("provincial", "s1", Kind::Share, T0));
+        let later = T0 + time::Duration::hours(2);
+        enqueue(&store, &entry("provincial", "s2", Kind::Share, later));
+        enqueue(&store, &entry("provincial", "c1", Kind::Correction, later));
+        enqueue(
+            &store,
+            &entry("national", "n1", Kind::Share, T0 - time::Duration::days(1)),
+        );
+        let s = stats(&store, "provincial").unwrap();
+        assert_eq!(
+            (s.pending, s.pending_corrections, s.dead_letters),
+            (3, 1, 0)
+        );
+        // The correction leaves first, but the share waiting behind it is older.
+        assert_eq!(s.oldest_pending_unix, Some(T0.unix_timestamp()));
+
+        dead_letter(&store, &old, 422);
+        let s = stats(&store, "provincial").unwrap();
+        assert_eq!((s.pending, s.dead_letters), (2, 1));
+        assert_eq!(s.oldest_pending_unix, Some(later.unix_timestamp()));
+        assert_eq!(stats(&store, "national").unwrap().dead_letters, 0);
+    }
+
+    #[test]
+    fn a_replay_queues_dead_letters_again_with_their_idempotency_keys_and_drops_superseded_ones() {
+        let (store, _) = memory::store();
+        let a = enqueue(&store, &entry("provincial", "a", Kind::Share, T0));
+        let b = enqueue(&store, &entry("provincial", "b", Kind::Correction, T0));
+        let c = enqueue(&store, &entry("national", "c", Kind::Share, T0));
+        let (da, db) = (dead_letter(&store, &a, 422), dead_letter(&store, &b, 400));
+        dead_letter(&store, &c, 422);
+
+        let replay =
+            replay_writes(&store, Some("provincial"), |_| true, |e| e.record_id != "b").unwrap();
+        assert_eq!((replay.replayed, replay.superseded), (1, 1));
+        assert_eq!(replay.removes, vec![da.clone(), db.clone()]);
+        let original = entry("provincial", "a", Kind::Share, T0);
+        assert_eq!(replay.enqueue.len(), 1);
+        assert_eq!(replay.enqueue[0].idempotency_key, original.idempotency_key);
+
+        // Applied as the writer does: each entry takes a new sequence number, same key.
+        let mut w = WriteSet::default();
+        for k in &replay.removes {
+            w.remove(k.clone());
+        }
+        store.apply(w).unwrap();
+        let requeued = enqueue(&store, &replay.enqueue[0]);
+        assert_ne!(requeued, a, "a new place in the queue");
+        let queue = pending(&store, "provincial", 10).unwrap();
+        assert_eq!(records(&queue), vec!["a"]);
+        assert_eq!(queue[0].1.idempotency_key, original.idempotency_key);
+        let s = stats(&store, "provincial").unwrap();
+        assert_eq!((s.pending, s.dead_letters), (1, 0));
+        // The other destination's dead letter is untouched, and a replay of all selects by key.
+        assert_eq!(stats(&store, "national").unwrap().dead_letters, 1);
+        let key = entry("national", "c", Kind::Share, T0).idempotency_key;
+        let only = replay_writes(&store, None, |e| e.idempotency_key == key, |_| true).unwrap();
+        assert_eq!(
+            (only.replayed, only.enqueue[0].record_id.as_str()),
+            (1, "c")
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_and_differ_in_every_part_they_cover() {
+        let key = |dest, record, version, channel, kind, extra| {
+            idempotency_key(
+                dest,
+                "medical_insurance",
+                record,
+                version,
+                channel,
+                kind,
+                extra,
+            )
+        };
+        let base = key("provincial", "r1", 1, Channel::GovShare, Kind::Share, "");
+        // Pinned: receivers drop duplicates by this key across releases, so its formula must
+        // never change (sha256 over the parts, each followed by 0x1f, first 16 bytes).
+        assert_eq!(base, "eb493ed2f2b8e3670393be935e37eea1");
+        assert_eq!(
+            base,
+            key("provincial", "r1", 1, Channel::GovShare, Kind::Share, "")
+        );
+        let others = [
+            key("national", "r1", 1, Channel::GovShare, Kind::Share, ""),
+            key("provincial", "r2", 1, Channel::GovShare, Kind::Share, ""),
+            key("provincial", "r1", 2, Channel::GovShare, Kind::Share, ""),
+            key(
+                "provincial",
+                "r1",
+                1,
+                Channel::PublicNotice,
+                Kind::Share,
+                "",
+            ),
+            key(
+                "provincial",
+                "r1",
+                1,
+                Channel::GovShare,
+                Kind::Correction,
+                "",
+            ),
+            key(
+                "provincial",
+                "r1",
+                1,
+                Channel::GovShare,
+                Kind::Share,
+                "cor-1",
+            ),
+            // Parts are separated: moving a character across a boundary is another key.
+            idempotency_key(
+                "provincial",
+                "medical_insurancer",
+                "1",
+                1,
+                Channel::GovShare,
+                Kind::Share,
+                "",
+            ),
+        ];
+        let distinct: std::collections::HashSet<&String> = others.iter().collect();
+        assert_eq!(distinct.len(), others.len());
+        assert!(!distinct.contains(&base));
+    }
+
+    #[test]
+    fn an_entry_is_shown_by_its_display_key_or_its_idempotency_key_and_listed() {
+        let (store, _) = memory::store();
+        let e = entry("provincial", "r1", Kind::Share, T0);
+        let key = enqueue(&store, &e);
+        let shown = display_key(&key);
+        assert!(shown.starts_with("out/provincial/1/"), "{shown}");
+        assert_eq!(show(&store, &shown).unwrap().unwrap()["record_id"], "r1");
+        assert_eq!(
+            show(&store, &e.idempotency_key).unwrap().unwrap()["record_id"],
+            "r1"
+        );
+        assert!(show(&store, "out/provincial/1/00000000000000000999")
+            .unwrap()
+            .is_none());
+        let listed = list(&store, Some("provincial"), false, 10).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["idempotency_key"], e.idempotency_key.as_str());
+
+        dead_letter(&store, &key, 422);
+        let dead = list(&store, None, true, 10).unwrap();
+        assert_eq!(
+            (dead.len(), &dead[0]["status"]),
+            (1, &serde_json::json!(422))
+        );
+        assert_eq!(
+            show(&store, &e.idempotency_key).unwrap().unwrap()["status"],
+            422
+        );
+    }
+
+    /// The operator's replay through the single writer: audited, durable, keys kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_operator_replay_goes_through_the_writer_and_is_audited() {
+        let (store, _) = memory::store();
+        let key = enqueue(&store, &entry("provincial", "a", Kind::Share, T0));
+        dead_letter(&store, &key, 422);
+        let clock: crate::clock::SharedClock =
+            std::sync::Arc::new(crate::clock::ManualClock::new(T0));
+        let (committer, handle) = crate::exchange::start(store.clone(), clock).unwrap();
+        let answer = ops::replay(&store, &handle, Some("provincial"), None, "op", "fixed")
+            .await
+            .unwrap();
+        assert_eq!(answer["replayed"], 1);
+        let queue = pending(&store, "provincial", 10).unwrap();
+        assert_eq!(
+            queue[0].1.idempotency_key,
+            entry("provincial", "a", Kind::Share, T0).idempotency_key
+        );
+        assert_eq!(stats(&store, "provincial").unwrap().dead_letters, 0);
+        let (_, audit) = store
+            .last_under::<crate::audit::Entry>("aud/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(audit.kind, "operator_outbox_replay");
+        assert_eq!(
+            (audit.data["replayed"].clone(), audit.data["by"].clone()),
+            (serde_json::json!(1), serde_json::json!("op"))
+        );
+        drop(handle);
+        tokio::task::spawn_blocking(move || committer.join())
+            .await
+            .unwrap();
+    }
 }

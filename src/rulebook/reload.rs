@@ -189,7 +189,7 @@ impl Reloader {
             .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
             .await
         {
-            tracing::error!(error = %e, "the rules reload could not be audited");
+            crate::telemetry::events::audit_write_failed("rules_reload", &e);
         }
     }
 

@@ -1,6 +1,8 @@
 //! The seam between the gateway and a storage engine: an ordered key-value space with atomic
-//! write sets, a durable flush and a monotonic id source. sled implements it ([`super::sled`]);
-//! every domain module reads and writes through [`super::Store`], never through an engine.
+//! write sets, a durable flush and a monotonic id source. sled implements it ([`super::sled`]),
+//! PostgreSQL too ([`super::postgres`]), and the unit tests run on an in-memory one (`memory`,
+//! compiled for tests only); every domain module reads and writes through [`super::Store`],
+//! never through an engine.
 //!
 //! Invariants an engine keeps:
 //! - keys are compared as bytes, and scans return them in that order (queues and timers rely

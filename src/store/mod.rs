@@ -3,7 +3,8 @@
 //! ([`Committer`], generic over a [`Stager`]), the key codecs ([`keys`]), the data directory's
 //! format and its migrations ([`format`]), and free-space watching ([`space`]). The embedded
 //! engine is sled ([`sled`]); the shared one, for several nodes, is PostgreSQL ([`postgres`]:
-//! the same key-value space in one table). Every domain module reads and writes through [`Store`].
+//! the same key-value space in one table); unit tests run on an in-memory one (`memory`, compiled
+//! for tests only). Every domain module reads and writes through [`Store`].
 //!
 //! Why one writer: accepted batches write archive versions, record heads, outbox entries, the
 //! audit entry and the receipt together. One thread stages every group (see `exchange`), so
@@ -49,6 +50,9 @@ pub mod commit;
 pub mod engine;
 pub mod format;
 pub mod keys;
+/// The in-memory engine the unit tests of the modules above run on (tests only).
+#[cfg(test)]
+pub mod memory;
 pub mod postgres;
 pub mod sled;
 pub mod space;

@@ -14,6 +14,8 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use super::events;
+
 #[derive(Debug, Default)]
 pub struct Readiness {
     up: AtomicBool,
@@ -302,7 +304,17 @@ async fn gated(
     let resp = operator(ops.clone(), req, &principal.name()).await;
     let status = resp.status().as_u16();
     if method != hyper::Method::GET || principal.sees_full_values() {
-        audit_request(&ops, &principal, &method, &path, status).await;
+        if let Err(e) = record_request(&ops, &principal, &method, &path, status).await {
+            events::audit_write_failed("operator_request", &e);
+            // A read of full values is answered only once it is in the chain (GD Art. 12); a
+            // change has already happened and is answered as it went, the failure logged.
+            if method == hyper::Method::GET {
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"error": {"code": "audit_unavailable", "message": "the read could not be recorded in the audit chain, so it is not answered; retry later", "retry": true}}),
+                );
+            }
+        }
     }
     if principal.sees_full_values() {
         resp
@@ -359,7 +371,10 @@ pub fn same_site(headers: &hyper::HeaderMap) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Record who did what in the audit chain (the path only: query values may be identifiers).
+/// Record who did what in the audit chain (the path only: query values may be identifiers),
+/// for a caller whose answer is already decided (a refusal, a change made): a failure is logged
+/// at error level and counted (`gateway_audit_write_failures_total`), never dropped. A caller
+/// that can still refuse to answer uses [`record_request`].
 pub async fn audit_request(
     ops: &Ops,
     principal: &crate::operators::Principal,
@@ -367,19 +382,29 @@ pub async fn audit_request(
     path: &str,
     status: u16,
 ) {
+    if let Err(e) = record_request(ops, principal, method, path, status).await {
+        events::audit_write_failed("operator_request", &e);
+    }
+}
+
+/// [`audit_request`], returning the failure to the caller.
+pub async fn record_request(
+    ops: &Ops,
+    principal: &crate::operators::Principal,
+    method: &hyper::Method,
+    path: &str,
+    status: u16,
+) -> Result<(), crate::store::StoreError> {
     let mut data = serde_json::Map::new();
     data.insert("operator".into(), serde_json::json!(principal.name()));
     data.insert("role".into(), serde_json::json!(principal.role()));
     data.insert("method".into(), serde_json::json!(method.as_str()));
     data.insert("path".into(), serde_json::json!(path));
     data.insert("status".into(), serde_json::json!(status));
-    if let Err(e) = ops
-        .committer
+    ops.committer
         .apply("operator_request", data, Vec::new(), Vec::new(), Vec::new())
         .await
-    {
-        tracing::error!(error = %e, "an operator request could not be audited");
-    }
+        .map(|_| ())
 }
 
 /// Resident ID and phone numbers masked in every string of a JSON answer (viewers, operators).
@@ -513,10 +538,15 @@ pub async fn sign_in(
     crate::telemetry::events::operator_action(kind, &shown_name);
     // Attempts while locked are counted, not chained: the lock bounds what reaches the chain.
     if !matches!(result, Err(crate::operators::SignInError::Locked)) {
-        let _ = ops
+        // The attempt is decided already (the session exists, or was refused): a failure is
+        // logged and counted, never dropped.
+        if let Err(e) = ops
             .committer
             .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
-            .await;
+            .await
+        {
+            events::audit_write_failed("operator_sign_in", &e);
+        }
     }
     result.map(|(token, csrf, role)| {
         let secure = if ops.admin_tls { "; Secure" } else { "" };
@@ -550,12 +580,20 @@ async fn operator(
         return dangerous_clock(&ops, &req);
     }
     if path == "/corrections" {
-        let _ = crate::outbox::ops::audit_command(
+        // Audited before it is answered, like every other operator read (`outbox stats`).
+        if let Err(e) = crate::outbox::ops::audit_command(
             &ops.committer,
             "corrections list",
             serde_json::json!({}),
         )
-        .await;
+        .await
+        {
+            events::audit_write_failed("operator_command", &e);
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"error": {"code": "storage_unavailable", "message": "the command could not be recorded in the audit chain, so it is not answered; retry later", "retry": true}}),
+            );
+        }
         return corrections(&ops, &req);
     }
     if path.starts_with("/outbox/") {

@@ -160,6 +160,7 @@ pub const METRICS: &[Metric] = &[
     gauge("gateway_reencryption_resealed", Some(Unit::Count), "Stored values re-sealed under the current data key by the running re-encryption."),
     gauge("gateway_reencryption_pending", None, "1 while a re-encryption pass after a key rotation is unfinished, 0 when done."),
     counter("gateway_operator_actions_total", "Operator actions (CLI, console, operator API), by action."),
+    counter("gateway_audit_write_failures_total", "Audit entries that could not be written (the writer or the store failed), by what they record (operator_request, operator_command, operator_sign_in, tls_reload, rules_reload, cli_command); above 0 the audit chain misses actions: see the error log."),
     // Several nodes on PostgreSQL.
     gauge("gateway_lease_held", None, "1 when this node holds the lease (delivery/<destination>, the trackers, the timers, evaluation, re-encryption), else 0; PostgreSQL nodes only."),
     counter("gateway_lease_changes_total", "Lease changes on this node, by lease and change (taken, lost: a renewal failed, released); PostgreSQL nodes only."),

@@ -349,6 +349,15 @@ pub fn outbox_depth(destination: &str, pending: usize, dead: usize, oldest_age_s
     metrics::gauge!("gateway_outbox_oldest_pending_seconds", "destination" => destination.to_string()).set(oldest_age_seconds);
 }
 
+/// An audit entry could not be written (the writer or the store failed): what it records
+/// happened, or was answered, but the chain does not say so. Never dropped silently: an error
+/// line and a count by what the entry records, for the operator to alert on.
+pub fn audit_write_failed(what: &str, error: &dyn std::fmt::Display) {
+    tracing::error!(what, error = %error, "an audit entry could not be written: the audit chain misses this action");
+    metrics::counter!("gateway_audit_write_failures_total", "what" => what.to_string())
+        .increment(1);
+}
+
 pub fn operator_action(action: &str, detail: &str) {
     tracing::info!(action, detail, "operator action");
     metrics::counter!("gateway_operator_actions_total", "action" => action.to_string())
