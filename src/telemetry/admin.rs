@@ -309,10 +309,11 @@ async fn gated(
             // A read of full values is answered only once it is in the chain (GD Art. 12); a
             // change has already happened and is answered as it went, the failure logged.
             if method == hyper::Method::GET {
-                return json(
+                return refuse(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    serde_json::json!({"error": {"code": "audit_unavailable", "message": "the read could not be recorded in the audit chain, so it is not answered; retry later", "retry": true}}),
-                );
+                    "audit_unavailable",
+                    "the read could not be recorded in the audit chain, so it is not answered; retry later",
+                ));
             }
         }
     }
@@ -589,10 +590,11 @@ async fn operator(
         .await
         {
             events::audit_write_failed("operator_command", &e);
-            return json(
+            return refuse(Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"error": {"code": "storage_unavailable", "message": "the command could not be recorded in the audit chain, so it is not answered; retry later", "retry": true}}),
-            );
+                "storage_unavailable",
+                "the command could not be recorded in the audit chain, so it is not answered; retry later",
+            ));
         }
         return corrections(&ops, &req);
     }
