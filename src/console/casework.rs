@@ -32,6 +32,30 @@ pub enum Outcome {
     Refused(StatusCode, String),
 }
 
+impl Outcome {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Outcome::Done(_) => StatusCode::SEE_OTHER,
+            Outcome::Refused(s, _) => *s,
+        }
+    }
+
+    /// The operator's request enters the audit chain with its answer (the step itself is
+    /// audited by its domain).
+    pub async fn audited(self, ops: &Ops, v: &Viewer, path: &str) -> (StatusCode, Outcome) {
+        let status = self.status();
+        crate::telemetry::admin::audit_request(
+            ops,
+            &v.principal,
+            &Method::POST,
+            path,
+            status.as_u16(),
+        )
+        .await;
+        (status, self)
+    }
+}
+
 /// The agency the console acts for.
 fn desk_agency(ops: &Ops) -> Option<&str> {
     ops.config
@@ -838,13 +862,7 @@ pub async fn act(
         "repairs" => repair_step(ops, v, id, step, form).await,
         _ => return None,
     };
-    let status = match &outcome {
-        Outcome::Done(_) => StatusCode::SEE_OTHER,
-        Outcome::Refused(s, _) => *s,
-    };
-    crate::telemetry::admin::audit_request(ops, &v.principal, &Method::POST, path, status.as_u16())
-        .await;
-    Some((status, outcome))
+    Some(outcome.audited(ops, v, path).await)
 }
 
 fn refused(status: StatusCode, message: impl Into<String>) -> Outcome {

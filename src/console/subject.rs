@@ -706,13 +706,7 @@ pub async fn act(
             _ => return None,
         }
     };
-    let status = match &outcome {
-        Outcome::Done(_) => StatusCode::SEE_OTHER,
-        Outcome::Refused(s, _) => *s,
-    };
-    crate::telemetry::admin::audit_request(ops, &v.principal, &Method::POST, path, status.as_u16())
-        .await;
-    Some((status, outcome))
+    Some(outcome.audited(ops, v, path).await)
 }
 
 fn op_refusal(l: Lang, e: crate::ledger::ops::OpError) -> Outcome {
