@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde_json::Value;
 
 use super::casework::{marks_text, Outcome};
