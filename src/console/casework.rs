@@ -144,7 +144,11 @@ pub fn objections(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Str
     let state = query
         .get("state")
         .and_then(|s| crate::objections::State::parse(s));
-    let mut listed = crate::objections::list(&ops.store, now, state).unwrap_or_default();
+    // A store that cannot be read is said so, never shown as an empty list.
+    let mut listed = match crate::objections::list(&ops.store, now, state) {
+        Ok(listed) => listed,
+        Err(_) => return unreadable(v, t(l, "objections")),
+    };
     // Overdue first, then the nearest deadline.
     listed.sort_by_key(|o| {
         (
@@ -189,6 +193,18 @@ pub fn objections(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Str
         body.push_str(&format!("<p id=\"nothing\">{}</p>", t(l, "nothing_found")));
     }
     layout(v, t(l, "objections"), &body)
+}
+
+/// A list page whose store could not be read.
+fn unreadable(v: &Viewer, title: &str) -> String {
+    layout(
+        v,
+        title,
+        &format!(
+            "<p class=\"bad\" id=\"unreadable\">{}</p>",
+            t(v.lang, "storage_busy")
+        ),
+    )
 }
 
 fn level_label(l: Lang, level: u8) -> &'static str {
@@ -497,7 +513,11 @@ pub fn repairs(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> String
     let state = query
         .get("state")
         .and_then(|s| crate::repairs::State::parse(s));
-    let mut listed = crate::repairs::list(&ops.store, now, state).unwrap_or_default();
+    // A store that cannot be read is said so, never shown as an empty list.
+    let mut listed = match crate::repairs::list(&ops.store, now, state) {
+        Ok(listed) => listed,
+        Err(_) => return unreadable(v, t(l, "repairs")),
+    };
     listed.sort_by_key(|r| {
         (
             r.state != crate::repairs::State::Overdue,
@@ -712,7 +732,11 @@ pub fn corrections(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> St
     let state = query
         .get("state")
         .and_then(|s| crate::corrections::State::parse(s));
-    let mut listed = crate::corrections::list(&ops.store, now, state).unwrap_or_default();
+    // A store that cannot be read is said so, never shown as an empty list.
+    let mut listed = match crate::corrections::list(&ops.store, now, state) {
+        Ok(listed) => listed,
+        Err(_) => return unreadable(v, t(l, "corrections")),
+    };
     listed.sort_by_key(|c| {
         (
             c.state != crate::corrections::State::Overdue,
