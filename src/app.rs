@@ -12,7 +12,7 @@ use crate::ingest::{self, App};
 use crate::mapping::MappingSet;
 use crate::store::Store;
 use crate::subject::IdentifierExceptions;
-use crate::telemetry::{self, admin};
+use crate::telemetry;
 
 /// Why the gateway could not start. The operator's to fix; every message names the file or
 /// setting.
@@ -243,7 +243,7 @@ fn prepare_data_dir(config: &Config) -> Result<crate::store::space::DiskGuard, S
 async fn watch_commits(
     progress: Arc<crate::store::Progress>,
     bound: Duration,
-    readiness: Arc<admin::Readiness>,
+    readiness: Arc<crate::telemetry::Readiness>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut stuck = false;
@@ -277,7 +277,7 @@ async fn watch_commits(
 /// Measure free space every second; below the reserve the gateway is not ready and refuses work.
 async fn watch_disk(
     disk: Arc<crate::store::space::DiskGuard>,
-    readiness: Arc<admin::Readiness>,
+    readiness: Arc<crate::telemetry::Readiness>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
@@ -426,7 +426,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         message: format!("cannot write the local operator token: {e}"),
     })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let readiness = Arc::new(admin::Readiness::default());
+    let readiness = Arc::new(crate::telemetry::Readiness::default());
     let rule_files = Arc::new(crate::rulebook::in_force::Files::of(&config));
     let last_answers = crate::delivery::LastAnswers::default();
     let reloader = Arc::new(crate::rulebook::reload::Reloader {
@@ -440,7 +440,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         evaluation: config.evaluation.enabled,
         serial: tokio::sync::Mutex::new(()),
     });
-    let ops = Arc::new(admin::Ops {
+    let ops = Arc::new(crate::operator::Ops {
         live: live.clone(),
         rule_files: rule_files.clone(),
         reloader: reloader.clone(),
@@ -486,7 +486,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     } else {
         None
     };
-    let admin_task = tokio::spawn(admin::serve(
+    let admin_task = tokio::spawn(crate::operator::serve(
         admin_listener,
         admin_tls,
         readiness.clone(),
@@ -740,7 +740,7 @@ fn raise_open_files(connections: usize) {
 /// Returns once the store is fenced (a write failed; see `store::sled`): not ready at once, and
 /// the caller stops the gateway so that a restart recovers from what is durable. Nothing of a
 /// fenced store is acknowledged meanwhile: every write is refused.
-async fn watch_fence(store: Store, readiness: Arc<admin::Readiness>) -> String {
+async fn watch_fence(store: Store, readiness: Arc<crate::telemetry::Readiness>) -> String {
     loop {
         let probe = store.clone();
         if let Ok(Some(why)) = tokio::task::spawn_blocking(move || probe.fenced()).await {

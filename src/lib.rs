@@ -25,7 +25,10 @@
 //! - [`store`]: the storage seam, sled (embedded) and PostgreSQL (several nodes), the key layout
 //!   and the single group-commit writer;
 //! - [`cluster`]: several nodes on one PostgreSQL: leases for the work done once;
-//! - [`config`], [`telemetry`], [`clock`]: operating the gateway.
+//! - [`operator`]: the operator server (admin listener, sign-in, sessions, CSRF, masking, the
+//!   operator API's route table and the console); [`operators`]: who operators are and their roles;
+//! - [`config`], [`telemetry`] (observation only: logs, metrics, readiness), [`clock`]: operating
+//!   the gateway.
 //!
 //! Below the domains: [`rule_window`], the dated, regional window every rule file shares (when
 //! and where a rule governs, and which rule governs a region on a day).
@@ -42,7 +45,6 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod console;
 pub mod corrections;
 pub mod crypto;
 pub mod delivery;
@@ -56,6 +58,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod mapping;
 pub mod objections;
+pub mod operator;
 pub mod operators;
 pub mod outbox;
 pub mod privacy;

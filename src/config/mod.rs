@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::telemetry::{LogConfig, DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_FILE_MB};
+
 pub const DEFAULT_CONFIG_FILE: &str = "credit-gateway.toml";
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8443";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -45,10 +47,6 @@ pub const DEFAULT_FILES_AT_ONCE: usize = 2;
 pub const DEFAULT_FILE_READ_TIMEOUT_MS: u64 = 600_000;
 /// `storage.min_free_mb`.
 pub const DEFAULT_MIN_FREE_MB: u64 = 256;
-/// `log.max_file_mb`: the size at which the log file (`log.file`) is rotated.
-pub const DEFAULT_LOG_MAX_FILE_MB: u64 = 100;
-/// `log.max_files`: rotated log files kept beside the current one.
-pub const DEFAULT_LOG_MAX_FILES: usize = 10;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
@@ -725,24 +723,6 @@ pub struct MappingsConfig {
     pub dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `text` or `json`.
-    pub format: String,
-    /// A tracing filter, e.g. `info` or `credit_gateway=debug`. `RUST_LOG` overrides it.
-    pub filter: String,
-    /// Write the log to this file instead of stderr (hosts without journald), rotated by size:
-    /// `gateway.log` becomes `gateway.log.1`, the older ones move up, the oldest beyond
-    /// `max_files` is deleted. Its folder must exist and be writable. Read at start only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-    /// The size (MiB) past which the file is rotated, before the next line (lines are never
-    /// split).
-    pub max_file_mb: u64,
-    /// Rotated files kept beside the current one.
-    pub max_files: usize,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -970,17 +950,6 @@ impl Default for MappingsConfig {
     }
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: "text".into(),
-            filter: "info".into(),
-            file: None,
-            max_file_mb: DEFAULT_LOG_MAX_FILE_MB,
-            max_files: DEFAULT_LOG_MAX_FILES,
-        }
-    }
-}
 
 impl Default for Config {
     fn default() -> Self {

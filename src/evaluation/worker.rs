@@ -343,7 +343,7 @@ impl Worker {
                 reply,
             })
             .await?;
-        crate::telemetry::events::ledger_changed(kind, &queued);
+        crate::ledger::report_queued(kind, &queued);
         Ok(())
     }
 }

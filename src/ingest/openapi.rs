@@ -78,7 +78,10 @@ mod tests {
     /// `("POST", "/outbox/replay")` patterns of the admin server, literal or by the domains'
     /// route constants.
     fn operator_routes() -> Vec<(String, String)> {
-        let source = include_str!("../telemetry/admin.rs");
+        let source = concat!(
+            include_str!("../operator/mod.rs"),
+            include_str!("../operator/routes.rs")
+        );
         let constants = route_constants();
         let mut out = Vec::new();
         for line in source.lines() {

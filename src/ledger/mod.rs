@@ -119,6 +119,23 @@ pub struct Queued {
     pub reason: Option<String>,
 }
 
+/// Log and count what one reconciliation queued (publications and withdrawals, by cause).
+pub fn report_queued(cause: &str, queued: &[Queued]) {
+    use crate::telemetry::events;
+    for q in queued {
+        match q.action {
+            Action::Publish => events::ledger_publication_queued(cause),
+            Action::Withdraw => events::ledger_withdrawal_queued(
+                cause,
+                &q.record_id,
+                &q.destination,
+                q.channel.code(),
+                q.reason.as_deref().unwrap_or_default(),
+            ),
+        }
+    }
+}
+
 /// A correction driving a reconciliation: every platform gets the corrected record (or a
 /// withdrawal) as a correction share, even when its payload did not change (GD Art. 31).
 #[derive(Debug, Clone)]

@@ -164,7 +164,7 @@ pub async fn set_standing(
         recheck::StandingError::Already(_) => OpError::Conflict(e.to_string()),
         recheck::StandingError::Storage(e) => storage(e),
     })?;
-    crate::telemetry::events::ledger_changed(
+    crate::ledger::report_queued(
         if exit {
             "subject_exited"
         } else {

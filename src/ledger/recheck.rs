@@ -158,7 +158,7 @@ pub async fn recheck_all(
                     reply,
                 })
                 .await?;
-            events::ledger_changed(cause, &queued);
+            crate::ledger::report_queued(cause, &queued);
             changed += queued.len();
         }
         events::recheck_progress(cause, checked, changed, last.is_none());

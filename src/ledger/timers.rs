@@ -98,7 +98,7 @@ impl Timers {
                     reply,
                 })
                 .await?;
-            events::ledger_changed("timer", &queued);
+            crate::ledger::report_queued("timer", &queued);
             fired += n;
             if n < BATCH {
                 return Ok(fired);

@@ -638,7 +638,7 @@ async fn commit(
             reply,
         })
         .await?;
-    crate::telemetry::events::ledger_changed(kind, &queued);
+    crate::ledger::report_queued(kind, &queued);
     crate::telemetry::events::objection_step(kind, &objection.id, queued.len());
     Ok(queued)
 }

@@ -813,7 +813,7 @@ async fn commit(
             reply,
         })
         .await?;
-    crate::telemetry::events::ledger_changed(kind, &queued);
+    crate::ledger::report_queued(kind, &queued);
     crate::telemetry::events::repair_step(kind, &repair.id, queued.len());
     Ok(queued)
 }

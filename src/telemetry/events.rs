@@ -394,29 +394,29 @@ pub fn delivery_recovered(destination: &str, failures: u64) {
     );
 }
 
-/// What a reconciliation of the publication ledger queued: publications and withdrawals, by cause.
-pub fn ledger_changed(cause: &str, queued: &[crate::ledger::Queued]) {
-    for q in queued {
-        match q.action {
-            crate::ledger::Action::Publish => {
-                metrics::counter!("gateway_ledger_publications_total", "cause" => cause.to_string())
-                    .increment(1);
-            }
-            crate::ledger::Action::Withdraw => {
-                let reason = q.reason.clone().unwrap_or_default();
-                tracing::info!(
-                    cause,
-                    record_id = %q.record_id,
-                    destination = %q.destination,
-                    channel = q.channel.code(),
-                    reason = %reason,
-                    "withdrawal queued"
-                );
-                metrics::counter!("gateway_ledger_withdrawals_total", "cause" => cause.to_string(), "reason" => reason)
-                    .increment(1);
-            }
-        }
-    }
+/// The publication ledger queued a publication (cause: `push`, `timer`, `objection`…).
+pub fn ledger_publication_queued(cause: &str) {
+    metrics::counter!("gateway_ledger_publications_total", "cause" => cause.to_string()).increment(1);
+}
+
+/// The publication ledger queued a withdrawal of a record from a platform's channel.
+pub fn ledger_withdrawal_queued(
+    cause: &str,
+    record_id: &str,
+    destination: &str,
+    channel: &str,
+    reason: &str,
+) {
+    tracing::info!(
+        cause,
+        record_id,
+        destination,
+        channel,
+        reason,
+        "withdrawal queued"
+    );
+    metrics::counter!("gateway_ledger_withdrawals_total", "cause" => cause.to_string(), "reason" => reason.to_string())
+        .increment(1);
 }
 
 /// A stored record could not be re-planned (it no longer validates, e.g. an identifier exception

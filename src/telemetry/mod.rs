@@ -1,16 +1,22 @@
-//! Logs, metrics and the admin endpoints.
+//! Observation: logs, metrics and readiness. Nothing else.
 //!
-//! Owns: the tracing subscriber (text or JSON, to stderr or to a file rotated by size), the
-//! Prometheus recorder, the named events in [`events`] (each writes its log line and its metric
+//! Owns: the tracing subscriber (text or JSON, to stderr or to a file rotated by size, `[log]`),
+//! the Prometheus recorder, the named events in [`events`] (each writes its log line and its metric
 //! together, so they never drift apart), the [`catalogue`] of every metric's type and `# HELP`
-//! line, and the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+//! line, the [`Readiness`] state and the answers of `/healthz`, `/readyz` and `/metrics`
+//! ([`endpoint`]; the operator server, `crate::operator`, serves them on its listener).
 //!
-//! Never does: log a personal identifier or a record value. Events take record ids, agency ids,
-//! counts and rule names only.
+//! Never does: import a domain (events take plain values: ids, counts, codes, never a domain
+//! type), act on what it observes, or log a personal identifier or a record value. Events take
+//! record ids, agency ids, counts and rule names only.
 
-pub mod admin;
+mod endpoints;
+mod readiness;
 pub mod catalogue;
 pub mod events;
+
+pub use endpoints::endpoint;
+pub use readiness::Readiness;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -20,7 +26,45 @@ use rolling_file::{BasicRollingFileAppender, RollingConditionBasic};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogConfig;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// `log.max_file_mb`: the size at which the log file (`log.file`) is rotated.
+pub const DEFAULT_LOG_MAX_FILE_MB: u64 = 100;
+/// `log.max_files`: rotated log files kept beside the current one.
+pub const DEFAULT_LOG_MAX_FILES: usize = 10;
+
+/// `[log]`: how and where the gateway logs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `credit_gateway=debug`. `RUST_LOG` overrides it.
+    pub filter: String,
+    /// Write the log to this file instead of stderr (hosts without journald), rotated by size:
+    /// `gateway.log` becomes `gateway.log.1`, the older ones move up, the oldest beyond
+    /// `max_files` is deleted. Its folder must exist and be writable. Read at start only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The size (MiB) past which the file is rotated, before the next line (lines are never
+    /// split).
+    pub max_file_mb: u64,
+    /// Rotated files kept beside the current one.
+    pub max_files: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            filter: "info".into(),
+            file: None,
+            max_file_mb: DEFAULT_LOG_MAX_FILE_MB,
+            max_files: DEFAULT_LOG_MAX_FILES,
+        }
+    }
+}
 
 /// Install the global tracing subscriber. Logs go to stderr (stdout is for command output; under
 /// systemd stderr is the journal), or with `log.file` to that file, rotated by size. Colours only

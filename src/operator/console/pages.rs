@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::i18n::{t, Lang};
 use super::{esc, Viewer};
-use crate::telemetry::admin::Ops;
+use crate::operator::Ops;
 
 const PAGE: usize = 50;
 /// Audit entries per page of the chain (filtered by kind within it).
@@ -778,7 +778,7 @@ pub async fn search(ops: &Ops, v: &Viewer, q: &str) -> String {
             ));
         }
         if !v.principal.sees_full_values() {
-            crate::telemetry::admin::mask_value(&mut value);
+            crate::operator::mask_value(&mut value);
         }
         body.push_str(&format!(
             "<h2>{}</h2><pre class=\"found\">{}</pre>",
@@ -933,7 +933,7 @@ pub fn audit(
     for e in shown.iter() {
         let mut data = Value::Object(e.data.clone());
         if !v.principal.sees_full_values() {
-            crate::telemetry::admin::mask_value(&mut data);
+            crate::operator::mask_value(&mut data);
         }
         body.push_str(&format!(
             "<tr class=\"entry\"><td>{}</td><td>{}</td><td class=\"kind\">{}</td><td><code>{}</code>{}</td></tr>",

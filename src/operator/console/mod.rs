@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{header, Method, Request, Response, StatusCode};
 
 use crate::operators::{Need, Principal};
-use crate::telemetry::admin::Ops;
+use crate::operator::Ops;
 pub use i18n::Lang;
 
 const STYLE: &str = include_str!("style.css");
@@ -109,7 +109,7 @@ async fn route(
             return html(StatusCode::OK, pages::login(lang, hint));
         }
         (&Method::POST, "/console/login") => {
-            if crate::telemetry::admin::same_site(req.headers()).is_err() {
+            if crate::operator::same_site(req.headers()).is_err() {
                 return html(
                     StatusCode::FORBIDDEN,
                     pages::login(lang, Some(i18n::t(lang, "refused"))),
@@ -118,7 +118,7 @@ async fn route(
             let form = form_body(req).await;
             let name = form.get("name").cloned().unwrap_or_default();
             let password = form.get("password").cloned().unwrap_or_default();
-            return match crate::telemetry::admin::sign_in(ops, &name, &password, peer).await {
+            return match crate::operator::sign_in(ops, &name, &password, peer).await {
                 Ok((cookie, _, _)) => {
                     let mut r = redirect("/console");
                     if let Ok(v) = cookie.parse() {
@@ -169,12 +169,12 @@ async fn route(
     if method == Method::POST {
         let headers = req.headers().clone();
         let form = form_body(req).await;
-        if let Err(why) = crate::telemetry::admin::csrf_ok(
+        if let Err(why) = crate::operator::csrf_ok(
             &headers,
             auth.csrf.as_deref(),
             form.get("csrf").map(String::as_str),
         ) {
-            crate::telemetry::admin::audit_request(ops, &viewer.principal, &method, path, 403)
+            crate::operator::audit_request(ops, &viewer.principal, &method, path, 403)
                 .await;
             return html(
                 StatusCode::FORBIDDEN,
@@ -214,7 +214,7 @@ async fn route(
     };
     if viewer.principal.sees_full_values() {
         // Full values shown: each such view is recorded (auditors).
-        crate::telemetry::admin::audit_request(ops, &viewer.principal, &method, path, 200).await;
+        crate::operator::audit_request(ops, &viewer.principal, &method, path, 200).await;
     }
     html(StatusCode::OK, body)
 }
@@ -276,7 +276,7 @@ async fn post(
         _ => Need::Act,
     };
     if !viewer.principal.may(need) {
-        crate::telemetry::admin::audit_request(ops, &viewer.principal, &Method::POST, path, 403)
+        crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, 403)
             .await;
         return html(
             StatusCode::FORBIDDEN,
@@ -292,7 +292,7 @@ async fn post(
             if let Some(s) = session {
                 ops.gate.sign_out(s);
             }
-            crate::telemetry::admin::audit_request(
+            crate::operator::audit_request(
                 ops,
                 &viewer.principal,
                 &Method::POST,
@@ -335,7 +335,7 @@ async fn post(
             )
             .await;
             let status = if done.is_ok() { 303 } else { 503 };
-            crate::telemetry::admin::audit_request(
+            crate::operator::audit_request(
                 ops,
                 &viewer.principal,
                 &Method::POST,
@@ -360,7 +360,7 @@ async fn post(
                 )
                 .await;
             let status = if report.ok { 200 } else { 422 };
-            crate::telemetry::admin::audit_request(
+            crate::operator::audit_request(
                 ops,
                 &viewer.principal,
                 &Method::POST,
@@ -400,7 +400,7 @@ async fn post(
         }
         "/console/audit/verify" => {
             let result = crate::audit::verify(&ops.store);
-            crate::telemetry::admin::audit_request(
+            crate::operator::audit_request(
                 ops,
                 &viewer.principal,
                 &Method::POST,

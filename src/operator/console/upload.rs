@@ -25,7 +25,7 @@ use super::{esc, Viewer};
 use crate::files::{Charset, FileKind};
 use crate::ingest::files::{Form, Handed, Via};
 use crate::operators::Need;
-use crate::telemetry::admin::Ops;
+use crate::operator::Ops;
 
 /// The multipart form's fields other than the file: small.
 const FIELD_LIMIT: u64 = 4 * 1024;
@@ -176,7 +176,7 @@ pub async fn upload(
         Ok(receipt) => (StatusCode::OK, Ok(receipt)),
         Err((status, why)) => (status, Err(why)),
     };
-    crate::telemetry::admin::audit_request(
+    crate::operator::audit_request(
         ops,
         &v.principal,
         &Method::POST,
@@ -215,7 +215,7 @@ async fn take_upload(
     let headers = req.headers().clone();
     let upload = read_form(&app, l, req).await?;
     // The token is the form's first field: checked before anything is taken.
-    if let Err(why) = crate::telemetry::admin::csrf_ok(
+    if let Err(why) = crate::operator::csrf_ok(
         &headers,
         expected_csrf,
         upload.fields.get("csrf").map(String::as_str),

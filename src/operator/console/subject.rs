@@ -22,7 +22,7 @@ use super::pages::{china, layout};
 use super::{esc, Viewer};
 use crate::archive::{self, RecordHead, SubjectEntry};
 use crate::operators::Need;
-use crate::telemetry::admin::Ops;
+use crate::operator::Ops;
 
 /// The subject's clear identifier as its latest record names it (`id_type`, `id`).
 fn identity(ops: &Ops, key: &str) -> Option<(String, String)> {
@@ -492,7 +492,7 @@ pub fn record(ops: &Ops, v: &Viewer, query: &HashMap<String, String>) -> Option<
     if let Ok(Some((_, version))) = archive::current_version(&ops.store, agency, record_id) {
         let mut json: Value = serde_json::from_str(version.record.get()).unwrap_or(Value::Null);
         if !v.principal.sees_full_values() {
-            crate::telemetry::admin::mask_value(&mut json);
+            crate::operator::mask_value(&mut json);
         }
         body.push_str(&format!(
             "<h2>{} ({})</h2><table class=\"fields\">",

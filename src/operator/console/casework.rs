@@ -24,7 +24,7 @@ use super::{esc, Viewer};
 use crate::objections::casework::{self as objection_case, Duty};
 use crate::operators::Need;
 use crate::repairs::casework::{self as repair_case};
-use crate::telemetry::admin::Ops;
+use crate::operator::Ops;
 
 /// A step's answer: the status and the page to show (a redirect to the case on success).
 pub enum Outcome {
@@ -44,7 +44,7 @@ impl Outcome {
     /// audited by its domain).
     pub async fn audited(self, ops: &Ops, v: &Viewer, path: &str) -> (StatusCode, Outcome) {
         let status = self.status();
-        crate::telemetry::admin::audit_request(
+        crate::operator::audit_request(
             ops,
             &v.principal,
             &Method::POST,
