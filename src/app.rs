@@ -585,7 +585,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         "repairs-tracker".into(),
         Box::new(move |stop| Box::pin(repair_tracker.clone().run(stop))),
     );
-    let reencryption = crate::privacy::reencrypt::Worker {
+    let reencryption = crate::reencrypt::Worker {
         store: store.clone(),
         committer: handle.clone(),
         batch: config.crypto.reencrypt_batch,
@@ -815,7 +815,7 @@ impl Reload {
                 })
                 .await
                 .map_err(|e| e.to_string())??;
-                crate::privacy::reencrypt::record_reloaded_keys(
+                crate::reencrypt::record_reloaded_keys(
                     &committer,
                     reloaded.fingerprints(),
                 )

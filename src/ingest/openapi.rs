@@ -51,11 +51,11 @@ mod tests {
     fn route_constants() -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (module, source) in [
-            ("objections", include_str!("../objections/ops.rs")),
-            ("repairs", include_str!("../repairs/ops.rs")),
-            ("evaluation", include_str!("../evaluation/ops.rs")),
-            ("ledger", include_str!("../ledger/ops.rs")),
-            ("outbox", include_str!("../outbox/ops.rs")),
+            ("objections", include_str!("../../crates/domains/src/objections/ops.rs")),
+            ("repairs", include_str!("../../crates/domains/src/repairs/ops.rs")),
+            ("evaluation", include_str!("../../crates/domains/src/evaluation/ops.rs")),
+            ("ledger", include_str!("../../crates/domains/src/ledger/ops.rs")),
+            ("outbox", include_str!("../../crates/domains/src/outbox/ops.rs")),
         ] {
             for line in source.lines() {
                 let Some(rest) = line.trim().strip_prefix("pub const ") else {
