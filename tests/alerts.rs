@@ -1,7 +1,7 @@
 //! The alert rules, their unit tests and the dashboard (`packaging/`), against the metrics the
 //! gateway really exports (issue #30): `promtool check rules` and `promtool test rules` pass, every
 //! alert has its runbook section and is tested firing and quiet, the rules and the dashboard name
-//! only metrics of the catalogue (`src/telemetry/catalogue.rs`), and a running gateway's `/metrics`
+//! only metrics of the catalogue (`crates/core/src/telemetry/catalogue.rs`), and a running gateway's `/metrics`
 //! has a `# HELP` line and the catalogue's type for every family.
 //!
 //! Needs `promtool` (Debian's `prometheus` package; `.ci/run` installs it).
@@ -350,7 +350,7 @@ fn the_rules_name_only_metrics_the_gateway_exports() {
         for name in names {
             assert!(
                 exported(&name),
-                "{}: {name} is neither in the gateway's catalogue (src/telemetry/catalogue.rs) nor one of Prometheus's own series",
+                "{}: {name} is neither in the gateway's catalogue (crates/core/src/telemetry/catalogue.rs) nor one of Prometheus's own series",
                 a.name
             );
             used.insert(name);
@@ -444,7 +444,7 @@ fn the_dashboard_names_only_metrics_the_gateway_exports() {
         for name in names {
             assert!(
                 exported(&name),
-                "dashboard panel {title:?}: {name} is not in the gateway's catalogue (src/telemetry/catalogue.rs)"
+                "dashboard panel {title:?}: {name} is not in the gateway's catalogue (crates/core/src/telemetry/catalogue.rs)"
             );
             used.insert(name);
         }

@@ -258,7 +258,7 @@ mod tests {
                 )),
                 Ok(name) => match find(name) {
                     None => problems.push(format!(
-                        "{file}: {name} has no # HELP: add it to METRICS in src/telemetry/catalogue.rs"
+                        "{file}: {name} has no # HELP: add it to METRICS in crates/core/src/telemetry/catalogue.rs"
                     )),
                     Some(m) if m.kind != *kind => problems.push(format!(
                         "{file}: {name} is emitted as a {} but described as a {}",
