@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::answer::Refusal;
+use crate::audit::AuditEvent;
+use crate::exchange::ApplyJob;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -403,9 +405,10 @@ pub async fn record_request(
     data.insert("path".into(), serde_json::json!(path));
     data.insert("status".into(), serde_json::json!(status));
     ops.committer
-        .apply("operator_request", data, Vec::new(), Vec::new(), Vec::new())
+        .apply(ApplyJob::new(AuditEvent::OperatorRequest, data))
         .await
         .map(|_| ())
+        .map_err(Into::into)
 }
 
 /// Resident ID and phone numbers masked in every string of a JSON answer (viewers, operators).
@@ -531,21 +534,18 @@ pub async fn sign_in(
     let mut data = serde_json::Map::new();
     data.insert("operator".into(), serde_json::json!(shown_name));
     data.insert("address".into(), serde_json::json!(peer.to_string()));
-    let kind = match &result {
-        Ok(_) => "operator_sign_in",
-        Err(crate::operators::SignInError::Wrong) => "operator_sign_in_failed",
-        Err(crate::operators::SignInError::Locked) => "operator_sign_in_locked",
-    };
-    crate::telemetry::events::operator_action(kind, &shown_name);
     // Attempts while locked are counted, not chained: the lock bounds what reaches the chain.
-    if !matches!(result, Err(crate::operators::SignInError::Locked)) {
+    let kind = match &result {
+        Ok(_) => Some(AuditEvent::OperatorSignIn),
+        Err(crate::operators::SignInError::Wrong) => Some(AuditEvent::OperatorSignInFailed),
+        Err(crate::operators::SignInError::Locked) => None,
+    };
+    let action = kind.map_or("operator_sign_in_locked", |k| k.as_str());
+    crate::telemetry::events::operator_action(action, &shown_name);
+    if let Some(kind) = kind {
         // The attempt is decided already (the session exists, or was refused): a failure is
         // logged and counted, never dropped.
-        if let Err(e) = ops
-            .committer
-            .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
-            .await
-        {
+        if let Err(e) = ops.committer.apply(ApplyJob::new(kind, data)).await {
             events::audit_write_failed("operator_sign_in", &e);
         }
     }
