@@ -11,6 +11,10 @@
 //! new suite links the last hash of the old one (GB/T 39786-2021 §8.3: integrity of logs by a
 //! hash of the approved algorithms).
 //!
+//! Every kind of entry is named by an [`AuditEvent`] (`event.rs`), the only way to name one when
+//! writing; stored entries keep their kind as the string written, so every kind ever written
+//! still reads.
+//!
 //! Never does: write a personal identifier or secret value in clear. Callers pass subjects through
 //! [`crate::subject::SubjectId::log_safe`] and bodies as hashes.
 //!
