@@ -154,7 +154,11 @@ fn outbox_and_audit(c: &mut Criterion) {
             for i in 0..n {
                 let mut data = serde_json::Map::new();
                 data.insert("receipt_id".into(), serde_json::json!(i));
-                let (k, v, next) = head.append("2025-01-01T00:00:00+08:00", "batch_received", data);
+                let (k, v, next) = head.append(
+                    "2025-01-01T00:00:00+08:00",
+                    credit_gateway::audit::AuditEvent::BatchReceived,
+                    data,
+                );
                 batch.put(k, v);
                 head = next;
             }

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::AuditEvent;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::exchange::ApplyJob;
 use crate::identity::{certs, tls};
 use crate::ingest::{self, App};
 use crate::mapping::MappingSet;
@@ -876,13 +878,7 @@ impl Reload {
             data.insert("ok".into(), serde_json::Value::Bool(ok));
             data.insert("keys".into(), keys);
             if let Err(e) = committer
-                .apply(
-                    "operator_tls_reload",
-                    data,
-                    Vec::new(),
-                    Vec::new(),
-                    Vec::new(),
-                )
+                .apply(ApplyJob::new(AuditEvent::OperatorTlsReload, data))
                 .await
             {
                 crate::telemetry::events::audit_write_failed("tls_reload", &e);

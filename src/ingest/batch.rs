@@ -12,7 +12,8 @@ use tokio::sync::oneshot;
 
 use super::receipt::{AcceptedRecord, FilePart, NotListed, Receipt, Rejected};
 use crate::archive::Outcome;
-use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::audit::AuditEvent;
+use crate::exchange::{answer, CommitterHandle, Exchange, Group, WriteError};
 use crate::ledger::stage::{reconcile_record, Prior};
 use crate::ledger::Action;
 use crate::record::CanonicalRecord;
@@ -58,11 +59,12 @@ pub async fn commit(handle: &CommitterHandle, job: BatchJob) -> Result<Receipt, 
             })
         })
         .await
+        .map_err(StoreError::from)
 }
 
 struct Batch {
     job: BatchJob,
-    reply: Option<oneshot::Sender<Result<Receipt, String>>>,
+    reply: Option<oneshot::Sender<Result<Receipt, WriteError>>>,
     receipt: Option<Receipt>,
 }
 
@@ -80,7 +82,7 @@ impl Exchange for Batch {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.receipt);
     }
 }
@@ -214,7 +216,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
         file: job.file.as_ref(),
     };
     let at = crate::clock::rfc3339(job.received_at);
-    let head = g.audit_event(&at, "batch_received", &event);
+    let head = g.audit_event(&at, AuditEvent::BatchReceived, &event)?;
     let mut receipt = Receipt {
         receipt_id: job.receipt_id.clone(),
         agency: job.agency.clone(),

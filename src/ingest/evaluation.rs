@@ -8,7 +8,9 @@ use serde_json::{json, Map};
 
 use super::respond::{json_response, ApiError};
 use super::App;
+use crate::audit::AuditEvent;
 use crate::evaluation::engine::EvaluationError;
+use crate::exchange::ApplyJob;
 use crate::identity::Agency;
 use crate::telemetry::events;
 
@@ -54,7 +56,7 @@ pub async fn authorized_query(
             data.insert("outcome".into(), json!("refused"));
             data.insert("reason".into(), json!(e.to_string()));
             app.committer
-                .apply("evaluation_query", data, Vec::new(), Vec::new(), Vec::new())
+                .apply(ApplyJob::new(AuditEvent::EvaluationQuery, data))
                 .await
                 .map_err(|_| ApiError::StorageUnavailable)?;
             events::authorized_query(&agency.id, "refused");
@@ -81,7 +83,7 @@ pub async fn authorized_query(
     }
     // Answer only once the query is in the audit chain.
     app.committer
-        .apply("evaluation_query", data, Vec::new(), Vec::new(), Vec::new())
+        .apply(ApplyJob::new(AuditEvent::EvaluationQuery, data))
         .await
         .map_err(|_| ApiError::StorageUnavailable)?;
     events::authorized_query(

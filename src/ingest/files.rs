@@ -43,8 +43,9 @@ use super::receipt::{FilePart, NotListed, Rejected};
 use super::respond::{json_response, ApiError};
 use super::routes::{commit_batch, query_param, Batch, Sorting};
 use super::App;
+use crate::audit::AuditEvent;
 use crate::audit::Head;
-use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::exchange::{answer, CommitterHandle, Exchange, Group, WriteError};
 use crate::files::{self, Charset, FileError, FileInfo, FileKind};
 use crate::identity::Agency;
 use crate::ingest::batch::AcceptedInput;
@@ -428,7 +429,7 @@ async fn repeat(
             })
         })
         .await
-        .map_err(|e| storage_error(app, e))?;
+        .map_err(|e| storage_error(app, e.into()))?;
     let count = |k: &str| receipt[k].as_u64().unwrap_or(0) as usize;
     events::file_repeated(
         &h.agency,
@@ -449,7 +450,7 @@ async fn repeat(
 /// A repeat's receipt and its audit entry, one write set.
 struct Repeated {
     receipt: serde_json::Value,
-    reply: Option<oneshot::Sender<Result<serde_json::Value, String>>>,
+    reply: Option<oneshot::Sender<Result<serde_json::Value, WriteError>>>,
     staged: Option<serde_json::Value>,
 }
 
@@ -467,7 +468,7 @@ impl Exchange for Repeated {
             }
         }
         let at = text(&receipt["received_at"]);
-        let head = g.audit(&at, "file_repeated", event);
+        let head = g.audit(&at, AuditEvent::FileRepeated, event);
         receipt["audit"] = serde_json::to_value(&head).unwrap_or_default();
         sign_value(g, &mut receipt)?;
         g.archive.writes.push((
@@ -478,7 +479,7 @@ impl Exchange for Repeated {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.staged);
     }
 }
@@ -881,13 +882,14 @@ async fn commit_file(
             })
         })
         .await
+        .map_err(Into::into)
 }
 
 struct FileDone {
     receipt: Option<FileReceipt>,
     /// The sheet the hand-in named (for the file's digest entry).
     sheet_named: Option<String>,
-    reply: Option<oneshot::Sender<Result<FileReceipt, String>>>,
+    reply: Option<oneshot::Sender<Result<FileReceipt, WriteError>>>,
     staged: Option<FileReceipt>,
 }
 
@@ -945,7 +947,7 @@ impl Exchange for FileDone {
                 .collect(),
         };
         let at = crate::clock::rfc3339(receipt.received_at);
-        let head = g.audit_event(&at, "file_received", &event);
+        let head = g.audit_event(&at, AuditEvent::FileReceived, &event)?;
         receipt.audit = Some(head);
         if let Some(keys) = g.store.keys() {
             let canonical = crate::crypto::signed::canonical(
@@ -984,7 +986,7 @@ impl Exchange for FileDone {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.staged);
     }
 }

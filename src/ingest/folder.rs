@@ -50,8 +50,9 @@ use tokio::sync::{oneshot, watch};
 use super::files::{take, Form, Handed, Via};
 use super::respond::ApiError;
 use super::App;
+use crate::audit::AuditEvent;
 use crate::config::FolderConfig;
-use crate::exchange::{answer, Exchange, Group};
+use crate::exchange::{answer, Exchange, Group, WriteError};
 use crate::files::check::{Algorithm, CheckFile};
 use crate::files::{Charset, FileKind};
 use crate::telemetry::events;
@@ -596,7 +597,7 @@ impl Watcher {
 /// A refusal's receipt and its `file_refused` audit entry, one write set.
 struct Refusal {
     receipt: Value,
-    reply: Option<oneshot::Sender<Result<Value, String>>>,
+    reply: Option<oneshot::Sender<Result<Value, WriteError>>>,
     staged: Option<Value>,
 }
 
@@ -615,7 +616,7 @@ impl Exchange for Refusal {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let head = g.audit(&at, "file_refused", event);
+        let head = g.audit(&at, AuditEvent::FileRefused, event);
         receipt["audit"] = serde_json::to_value(&head).unwrap_or_default();
         super::files::sign_value(g, &mut receipt)?;
         let id = receipt["receipt_id"]
@@ -630,7 +631,7 @@ impl Exchange for Refusal {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.staged);
     }
 }

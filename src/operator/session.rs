@@ -11,6 +11,8 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 
 use crate::answer::Refusal;
+use crate::audit::AuditEvent;
+use crate::exchange::ApplyJob;
 use crate::telemetry::events;
 
 use super::{json, refuse, Ops};
@@ -139,21 +141,18 @@ pub async fn sign_in(
     let mut data = serde_json::Map::new();
     data.insert("operator".into(), serde_json::json!(shown_name));
     data.insert("address".into(), serde_json::json!(peer.to_string()));
-    let kind = match &result {
-        Ok(_) => "operator_sign_in",
-        Err(crate::operators::SignInError::Wrong) => "operator_sign_in_failed",
-        Err(crate::operators::SignInError::Locked) => "operator_sign_in_locked",
-    };
-    crate::telemetry::events::operator_action(kind, &shown_name);
     // Attempts while locked are counted, not chained: the lock bounds what reaches the chain.
-    if !matches!(result, Err(crate::operators::SignInError::Locked)) {
+    let kind = match &result {
+        Ok(_) => Some(AuditEvent::OperatorSignIn),
+        Err(crate::operators::SignInError::Wrong) => Some(AuditEvent::OperatorSignInFailed),
+        Err(crate::operators::SignInError::Locked) => None,
+    };
+    let action = kind.map_or("operator_sign_in_locked", |k| k.as_str());
+    crate::telemetry::events::operator_action(action, &shown_name);
+    if let Some(kind) = kind {
         // The attempt is decided already (the session exists, or was refused): a failure is
         // logged and counted, never dropped.
-        if let Err(e) = ops
-            .committer
-            .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
-            .await
-        {
+        if let Err(e) = ops.committer.apply(ApplyJob::new(kind, data)).await {
             events::audit_write_failed("operator_sign_in", &e);
         }
     }

@@ -4,6 +4,8 @@
 //! Invariant: no write is dropped: a caller whose answer is decided logs and counts a failure
 //! (`gateway_audit_write_failures_total`); a caller that can still refuse gets the error.
 
+use crate::audit::AuditEvent;
+use crate::exchange::ApplyJob;
 use crate::telemetry::events;
 
 use super::Ops;
@@ -39,7 +41,8 @@ pub async fn record_request(
     data.insert("path".into(), serde_json::json!(path));
     data.insert("status".into(), serde_json::json!(status));
     ops.committer
-        .apply("operator_request", data, Vec::new(), Vec::new(), Vec::new())
+        .apply(ApplyJob::new(AuditEvent::OperatorRequest, data))
         .await
         .map(|_| ())
+        .map_err(Into::into)
 }

@@ -22,7 +22,8 @@ use serde_json::{json, Map};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use crate::exchange::{CommitterHandle, Exchange, Group};
+use crate::audit::AuditEvent;
+use crate::exchange::{CommitterHandle, Exchange, Group, WriteError};
 use crate::store::{Store, StoreError, WriteSet};
 
 /// The manifest's file name in a backup folder.
@@ -76,6 +77,13 @@ pub enum BackupError {
     Io { path: PathBuf, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The writer's answer reads as the storage failure it was before writes were typed.
+impl From<WriteError> for BackupError {
+    fn from(e: WriteError) -> Self {
+        BackupError::Store(e.into())
+    }
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
@@ -254,7 +262,7 @@ struct BackupJob {
     dir: PathBuf,
     by: String,
     copied: Option<Result<Copied, String>>,
-    reply: Option<oneshot::Sender<Result<Copied, String>>>,
+    reply: Option<oneshot::Sender<Result<Copied, WriteError>>>,
 }
 
 impl Exchange for BackupJob {
@@ -273,19 +281,20 @@ impl Exchange for BackupJob {
             }
         }
         let at = g.at();
-        g.audit(&at, "backup", data);
+        g.audit(&at, AuditEvent::Backup, data);
         // A failed copy is answered as such; the group (and its audit entry) still commits.
         self.copied = Some(copied.map(|c| (c, g.now)).map_err(|e| e.to_string()));
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(mut self: Box<Self>, outcome: Result<(), WriteError>) {
         let Some(reply) = self.reply.take() else {
             return;
         };
         let answer = match (outcome, self.copied.take()) {
-            (Ok(()), Some(copied)) => copied,
-            (Ok(()), None) => Err("the backup job staged nothing".into()),
+            // The copy's own failure: its group (and the entry saying so) committed.
+            (Ok(()), Some(copied)) => copied.map_err(WriteError::JobRefused),
+            (Ok(()), None) => Err(WriteError::StagedNothing("backup job")),
             (Err(e), _) => Err(e),
         };
         let _ = reply.send(answer);

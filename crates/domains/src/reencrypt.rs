@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 
+use crate::audit::AuditEvent;
 use crate::audit::Head;
-use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::exchange::{answer, CommitterHandle, Exchange, Group, WriteError};
 use crate::store::{at_rest, to_bytes, Store, StoreError};
 
 /// Where the re-encryption's progress is kept.
@@ -179,7 +180,7 @@ struct Reseal {
     keys: Vec<String>,
     progress: Progress,
     started: bool,
-    reply: Option<oneshot::Sender<Result<Head, String>>>,
+    reply: Option<oneshot::Sender<Result<Head, WriteError>>>,
     head: Option<Head>,
 }
 
@@ -239,8 +240,8 @@ impl Exchange for Reseal {
             }
         }
         let kind = match (self.started, self.progress.finished) {
-            (true, _) => Some("reencryption_started"),
-            (false, true) if self.progress.resealed > 0 => Some("reencryption_finished"),
+            (true, _) => Some(AuditEvent::ReencryptionStarted),
+            (false, true) if self.progress.resealed > 0 => Some(AuditEvent::ReencryptionFinished),
             _ => None,
         };
         let at = g.at();
@@ -256,12 +257,12 @@ impl Exchange for Reseal {
             let mut data = Map::new();
             data.insert("data_key".into(), Value::String(self.progress.key.clone()));
             data.insert("resealed".into(), json!(self.progress.resealed));
-            self.head = Some(g.audit(&at, "reencryption_finished", data));
+            self.head = Some(g.audit(&at, AuditEvent::ReencryptionFinished, data));
         }
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.head);
     }
 }
@@ -292,7 +293,8 @@ pub async fn record_reloaded_keys(
             })
         })
         .await
-        .map_err(|e| e.to_string())?;
+        // Worded as the storage failure it was before writes were typed.
+        .map_err(|e| crate::store::StoreError::from(e).to_string())?;
     match refused {
         Some(why) => Err(why),
         None => Ok(()),
@@ -302,7 +304,7 @@ pub async fn record_reloaded_keys(
 /// A reload's keys, checked and recorded by the single writer.
 struct RecordKeys {
     ours: std::collections::BTreeMap<String, String>,
-    reply: Option<oneshot::Sender<Result<Option<String>, String>>>,
+    reply: Option<oneshot::Sender<Result<Option<String>, WriteError>>>,
     /// Why the keys were refused (then nothing is written).
     refused: Option<Option<String>>,
 }
@@ -322,7 +324,7 @@ impl Exchange for RecordKeys {
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.refused);
     }
 }

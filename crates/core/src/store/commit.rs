@@ -42,8 +42,9 @@ pub trait Stager: Send + 'static {
     /// Another writer (another node sharing the engine) committed since this one last did:
     /// reload whatever is kept in memory from the store before staging.
     fn refresh(&mut self, store: &Store) -> Result<(), StoreError>;
-    /// Answer a job: `Ok` once its group is durable, or why not.
-    fn finish(job: Self::Job, outcome: Result<(), String>);
+    /// Answer a job: `Ok` once its group is durable, or the error that failed its group (the
+    /// stager tells its jobs what it means for them).
+    fn finish(job: Self::Job, outcome: Result<(), &StoreError>);
 }
 
 /// When the writer and the flusher started what they are doing (for the watchdog).
@@ -208,14 +209,20 @@ fn run<S: Stager>(
                     started,
                 };
                 if let Err(std::sync::mpsc::SendError(applied)) = to_flusher.send(applied) {
-                    fail_all::<S>(applied.group, "the flusher has stopped");
+                    // The flusher died: nothing of this group can be made durable any more,
+                    // as when the writer is gone.
+                    tracing::error!(
+                        jobs = applied.group.len(),
+                        "the flusher has stopped; these jobs are not acknowledged"
+                    );
+                    fail_all::<S>(applied.group, &StoreError::WriterGone);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = group.len(), "commit failed; nothing of these jobs was acknowledged");
                 // What was staged is not stored: the stager continues from what is.
                 stager.abandoned(&store);
-                fail_all::<S>(group, &e.to_string());
+                fail_all::<S>(group, &e);
             }
         }
     }
@@ -254,7 +261,7 @@ fn flush_and_reply<S: Stager>(
         if let Err(e) = flushed {
             tracing::error!(error = %e, "flush failed; these jobs are not acknowledged");
             for applied in ready {
-                fail_all::<S>(applied.group, &e.to_string());
+                fail_all::<S>(applied.group, &e);
             }
             continue;
         }
@@ -275,9 +282,9 @@ fn flush_and_reply<S: Stager>(
     }
 }
 
-fn fail_all<S: Stager>(group: Vec<S::Job>, message: &str) {
+fn fail_all<S: Stager>(group: Vec<S::Job>, error: &StoreError) {
     for job in group {
-        S::finish(job, Err(message.to_string()));
+        S::finish(job, Err(error));
     }
 }
 

@@ -11,6 +11,10 @@
 //! new suite links the last hash of the old one (GB/T 39786-2021 §8.3: integrity of logs by a
 //! hash of the approved algorithms).
 //!
+//! Every kind of entry is named by an [`AuditEvent`] (`event.rs`), the only way to name one when
+//! writing; stored entries keep their kind as the string written, so every kind ever written
+//! still reads.
+//!
 //! Never does: write a personal identifier or secret value in clear. Callers pass subjects through
 //! [`crate::subject::SubjectId::log_safe`] and bodies as hashes.
 //!
@@ -20,13 +24,18 @@
 //! Invariant: only the single writer in `store` appends, inside the same atomic batch as the
 //! exchange it records, so the chain has no gap and no fork across crashes.
 
+mod event;
+
+pub use event::AuditEvent;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::crypto::Suite;
 use crate::store::{to_bytes, Store, StoreError};
 
-/// One stored audit entry.
+/// One stored audit entry. Its `kind` stays the stored string (an [`AuditEvent`]'s name when
+/// written), so reading never depends on this release knowing every kind ever written.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
     pub seq: u64,
@@ -79,9 +88,10 @@ impl Head {
     pub fn append(
         &self,
         at: &str,
-        kind: &str,
+        kind: AuditEvent,
         data: Map<String, Value>,
     ) -> (String, Vec<u8>, Head) {
+        let kind = kind.as_str();
         let seq = self.seq + 1;
         let suite = Some(self.suite);
         let hash = link_hash(&self.hash, seq, at, kind, &data, suite);
@@ -288,7 +298,11 @@ mod tests {
             let mut data = Map::new();
             data.insert("i".into(), json!(i));
             data.insert("pad".into(), json!("x".repeat(padding)));
-            let kind = if i % 2 == 0 { "even" } else { "odd" };
+            let kind = if i % 2 == 0 {
+                AuditEvent::BatchReceived
+            } else {
+                AuditEvent::ShareDelivered
+            };
             let (key, bytes, next) = head.append("2026-11-25T10:00:00+08:00", kind, data);
             let mut w = WriteSet::default();
             w.put(key, bytes);
@@ -410,7 +424,7 @@ mod tests {
         assert_eq!((last.entries.len(), last.next), (1, None));
 
         // `limit` counts the entries looked at, not only those of the kind asked.
-        let odd = page(&store, 1, 4, PAGE_MAX_BYTES, Some("odd")).unwrap();
+        let odd = page(&store, 1, 4, PAGE_MAX_BYTES, Some("share_delivered")).unwrap();
         let seqs: Vec<u64> = odd.entries.iter().map(|e| e.seq).collect();
         assert_eq!((seqs, odd.next), (vec![2, 4], Some(5)));
 

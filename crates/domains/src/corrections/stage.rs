@@ -6,8 +6,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::Correction;
+use crate::audit::AuditEvent;
 use crate::audit::Head;
-use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::exchange::{answer, CommitterHandle, Exchange, Group, WriteError};
 use crate::ledger::stage::{reconcile_record, Prior};
 use crate::ledger::{CorrectionMark, Queued};
 use crate::outbox::Entry;
@@ -39,6 +40,7 @@ pub async fn commit(
             })
         })
         .await
+        .map_err(StoreError::from)
 }
 
 struct Correcting {
@@ -50,7 +52,7 @@ struct Correcting {
     mark: CorrectionMark,
     /// Correction shares outside the publication ledger (to the medical-insurance platform).
     forward: Vec<Entry>,
-    reply: Option<oneshot::Sender<Result<(Correction, Head), String>>>,
+    reply: Option<oneshot::Sender<Result<(Correction, Head), WriteError>>>,
     done: Option<(Correction, Head)>,
 }
 
@@ -121,12 +123,12 @@ impl Exchange for Correcting {
             destinations: &correction.destinations,
             changes: &queued,
         };
-        let head = g.audit_event(&received_at, "correction_received", &event);
+        let head = g.audit_event(&received_at, AuditEvent::CorrectionReceived, &event)?;
         self.done = Some((correction, head));
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.done);
     }
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{list, State};
+use crate::audit::AuditEvent;
 use crate::calendar::{SharedCalendar, CHINA_OFFSET, COVERAGE_WARNING_DAYS};
 use crate::clock::SharedClock;
+use crate::exchange::ApplyJob;
 use crate::store::Store;
 use crate::telemetry::events;
 
@@ -92,14 +94,12 @@ impl Tracker {
                     data.insert("corrections".into(), json!(done));
                     self.committer
                         .apply(
-                            "correction_deadlines_exact",
-                            data,
-                            writes,
-                            Vec::new(),
-                            Vec::new(),
+                            ApplyJob::new(AuditEvent::CorrectionDeadlinesExact, data)
+                                .writes(writes),
                         )
                         .await
                         .map(|_| done)
+                        .map_err(Into::into)
                 }
                 Ok((done, _)) => Ok(done),
                 Err(e) => Err(e),

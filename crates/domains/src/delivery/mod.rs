@@ -37,8 +37,10 @@ use rand::Rng;
 use serde_json::{json, Map};
 use sha2::{Digest, Sha256};
 
+use crate::audit::AuditEvent;
 use crate::clock::{rfc3339, SharedClock};
 use crate::config::{Config, DestinationConfig, SharingConfig, GATEWAY_CLIENT_CN};
+use crate::exchange::ApplyJob;
 use crate::exchange::CommitterHandle;
 use crate::identity::tls;
 use crate::outbox::{self, DeadLetter, Entry, Kind};
@@ -712,7 +714,7 @@ impl Worker {
             let batch = self.settle(rebuilt).await;
             if batch.is_empty() {
                 // Answered before the crash: only its record was left.
-                self.forget(&sent, "file_answered").await;
+                self.forget(&sent, AuditEvent::FileAnswered).await;
                 continue;
             }
             let now = rfc3339(self.clock.now());
@@ -784,17 +786,16 @@ impl Worker {
         if let Err(e) = self
             .committer
             .apply(
-                "file_written",
-                data,
-                vec![(sent.key(), to_bytes(&sent))],
-                Vec::new(),
-                Vec::new(),
+                ApplyJob::new(AuditEvent::FileWritten, data)
+                    .writes(vec![(sent.key(), to_bytes(&sent))]),
             )
             .await
         {
             out.discard(&sent);
+            // Worded as the storage failure it was before writes were typed.
             return Err(DeliveryError::Folder(format!(
-                "the file was not recorded, so not published: {e}"
+                "the file was not recorded, so not published: {}",
+                crate::store::StoreError::from(e)
             )));
         }
         let (o, s) = (out.clone(), sent.clone());
@@ -804,7 +805,7 @@ impl Worker {
             .and_then(|r| r.map_err(|e| e.to_string()));
         if let Err(e) = published {
             let _ = out.take_back(&sent);
-            self.forget(&sent, "file_withdrawn").await;
+            self.forget(&sent, AuditEvent::FileWithdrawn).await;
             return Err(DeliveryError::Folder(e));
         }
         events::file_written(&sent.destination, &sent.file, sent.records, &sent.layout);
@@ -852,7 +853,7 @@ impl Worker {
                         Err(why) => {
                             events::file_feedback_invalid(&dest, &sent.file, &why);
                             let _ = out.take_back(&sent);
-                            self.forget(&sent, "file_feedback_invalid").await;
+                            self.forget(&sent, AuditEvent::FileFeedbackInvalid).await;
                             return Err(DeliveryError::Unavailable {
                                 status: 0,
                                 answer: format!(
@@ -876,7 +877,7 @@ impl Worker {
                         refused,
                         answers.len() - accepted - refused,
                     );
-                    self.forget(&sent, "file_answered").await;
+                    self.forget(&sent, AuditEvent::FileAnswered).await;
                     return Ok(answers);
                 }
                 file::Seen::PickedUp if sent.picked_up_at.is_none() => {
@@ -893,7 +894,7 @@ impl Worker {
                     }
                 }
                 events::file_unanswered(&dest, &sent.file, sent.picked_up_at.is_some());
-                self.forget(&sent, "file_unanswered").await;
+                self.forget(&sent, AuditEvent::FileUnanswered).await;
                 return Err(DeliveryError::Timeout(out.feedback_timeout));
             }
             tokio::select! {
@@ -925,7 +926,7 @@ impl Worker {
         }
         match self
             .committer
-            .apply("file_picked_up", data, writes, Vec::new(), Vec::new())
+            .apply(ApplyJob::new(AuditEvent::FilePickedUp, data).writes(writes))
             .await
         {
             Ok(_) => events::file_picked_up(
@@ -942,13 +943,13 @@ impl Worker {
     }
 
     /// Remove the record of a file that needs no more waiting for (audited as `kind`).
-    async fn forget(&self, sent: &file::SentFile, kind: &str) {
+    async fn forget(&self, sent: &file::SentFile, kind: AuditEvent) {
         let mut data = Map::new();
         data.insert("destination".into(), json!(sent.destination));
         data.insert("file".into(), json!(sent.file));
         if let Err(e) = self
             .committer
-            .apply(kind, data, Vec::new(), vec![sent.key()], Vec::new())
+            .apply(ApplyJob::new(kind, data).removes(vec![sent.key()]))
             .await
         {
             // Resumed at the next start: its feedback is gone by then, so it times out and its
@@ -1071,7 +1072,11 @@ impl Worker {
         let destination = self.destination.config.id.clone();
         async move {
             if let Err(e) = committer
-                .apply("share_delivered", data, writes, removes, Vec::new())
+                .apply(
+                    ApplyJob::new(AuditEvent::ShareDelivered, data)
+                        .writes(writes)
+                        .removes(removes),
+                )
                 .await
             {
                 // The platform has them; they stay queued and will be sent again, and dropped
@@ -1107,11 +1112,9 @@ impl Worker {
         if let Err(e) = self
             .committer
             .apply(
-                "share_dead_lettered",
-                data,
-                writes,
-                vec![key.clone()],
-                Vec::new(),
+                ApplyJob::new(AuditEvent::ShareDeadLettered, data)
+                    .writes(writes)
+                    .removes(vec![key.clone()]),
             )
             .await
         {

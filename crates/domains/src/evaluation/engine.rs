@@ -34,6 +34,13 @@ pub enum EvaluationError {
     Invalid(String),
 }
 
+/// The writer's answer reads as the storage failure it was before writes were typed.
+impl From<crate::exchange::WriteError> for EvaluationError {
+    fn from(e: crate::exchange::WriteError) -> Self {
+        EvaluationError::Storage(e.into())
+    }
+}
+
 /// Everything evaluating needs besides the subject.
 #[derive(Clone)]
 pub struct Engine {

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::engine::{today, Engine, EvaluationError};
 use super::ids;
 use crate::archive::{self, MarkKind};
+use crate::audit::AuditEvent;
 use crate::calendar::Calendar;
 use crate::exchange::CommitterHandle;
 use crate::ledger::stage::{NewVersion, Reconcile, ReconcileJob};
@@ -49,6 +50,13 @@ pub enum PublishError {
 impl From<StoreError> for PublishError {
     fn from(e: StoreError) -> Self {
         Self::Evaluation(EvaluationError::Storage(e))
+    }
+}
+
+/// The writer's answer reads as the storage failure it was before writes were typed.
+impl From<crate::exchange::WriteError> for PublishError {
+    fn from(e: crate::exchange::WriteError) -> Self {
+        StoreError::from(e).into()
     }
 }
 
@@ -164,21 +172,7 @@ pub async fn publish(
     data.insert("published".into(), json!(report.published.len()));
     data.insert("held".into(), json!(report.held.len()));
     committer
-        .reconcile(|reply| ReconcileJob {
-            kind: "evaluation_published".into(),
-            data,
-            items: Vec::new(),
-            writes: Vec::new(),
-            removes: Vec::new(),
-            standing: None,
-            marks: Vec::new(),
-            enqueue: Vec::new(),
-            subject: None,
-            records,
-            clear_if: Vec::new(),
-            quiet: false,
-            reply,
-        })
+        .reconcile(ReconcileJob::new(AuditEvent::EvaluationPublished, data).records(records))
         .await?;
     Ok(report)
 }

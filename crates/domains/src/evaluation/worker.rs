@@ -17,7 +17,9 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::engine::{today, Engine, EvaluationError, Step};
+use crate::audit::AuditEvent;
 use crate::clock::SharedClock;
+use crate::exchange::ApplyJob;
 use crate::exchange::CommitterHandle;
 use crate::ledger::stage::{Reconcile, ReconcileJob};
 use crate::store::{Store, StoreError};
@@ -122,11 +124,8 @@ pub async fn start_rerun(
     data.insert("total".into(), json!(run.total));
     committer
         .apply(
-            "evaluation_rerun_started",
-            data,
-            vec![(cycle_key(year), crate::store::to_bytes(&run))],
-            Vec::new(),
-            Vec::new(),
+            ApplyJob::new(AuditEvent::EvaluationRerunStarted, data)
+                .writes(vec![(cycle_key(year), crate::store::to_bytes(&run))]),
         )
         .await
         .map_err(EvaluationError::from)?;
@@ -205,7 +204,7 @@ impl Worker {
                 tracing::info!(not_evaluated = ?step.gaps, "changed subjects not evaluated: no scoring profile is in force for them (see `credit-gateway rules in-force`)");
             }
             self.commit(
-                "evaluation",
+                AuditEvent::Evaluation,
                 step,
                 summaries,
                 Vec::new(),
@@ -287,7 +286,7 @@ impl Worker {
             tracing::warn!(year = run.year, not_evaluated = ?run.not_evaluated, "evaluation cycle finished with subjects left unevaluated: no scoring profile is in force for them (see `credit-gateway rules in-force`)");
         }
         self.commit(
-            "evaluation_cycle",
+            AuditEvent::EvaluationCycle,
             step,
             summaries,
             state,
@@ -308,7 +307,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
-        kind: &str,
+        kind: AuditEvent,
         step: Step,
         summaries: Vec<Value>,
         mut writes: Vec<(String, Vec<u8>)>,
@@ -327,23 +326,18 @@ impl Worker {
         }
         let (queued, _) = self
             .committer
-            .reconcile(|reply| ReconcileJob {
-                kind: kind.to_string(),
-                data,
-                items: step.items,
-                writes,
-                removes,
-                standing: None,
-                marks: step.marks,
-                enqueue: Vec::new(),
-                subject: None,
-                records: step.records,
-                clear_if,
-                quiet,
-                reply,
-            })
+            .reconcile(
+                ReconcileJob::new(kind, data)
+                    .items(step.items)
+                    .writes(writes)
+                    .removes(removes)
+                    .marks(step.marks)
+                    .records(step.records)
+                    .clear_if(clear_if)
+                    .quiet(quiet),
+            )
             .await?;
-        crate::ledger::report_queued(kind, &queued);
+        crate::ledger::report_queued(kind.as_str(), &queued);
         Ok(())
     }
 }

@@ -14,6 +14,10 @@
 //!
 //! Never does: decide what a record's platforms may hold (`ledger`), or build a receipt
 //! (`ingest`). It knows the archive, the outbox and the audit chain, the floors beneath it.
+//!
+//! Errors: a job is answered with a [`WriteError`], which says whose fault a failure is and
+//! whether a retry helps; callers map it to their own errors (most through
+//! `From<WriteError> for StoreError`, which keeps the storage answers they gave before).
 
 use std::collections::HashSet;
 
@@ -21,7 +25,7 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use crate::archive::{Staging, SubjectCache};
-use crate::audit::Head;
+use crate::audit::{AuditEvent, Head};
 use crate::clock::SharedClock;
 use crate::outbox::Entry;
 use crate::store::{self, Store, StoreError, WriteSet};
@@ -35,7 +39,75 @@ pub trait Exchange: Send {
     /// Add this exchange's writes and its audit entry to the group.
     fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError>;
     /// Answer the caller: `Ok` once the group is durable, or why not.
-    fn finish(self: Box<Self>, outcome: Result<(), String>);
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>);
+}
+
+/// Why the writer did not make a job durable: whose fault it is and whether a retry helps.
+///
+/// A group commits or fails whole, so every job of a failed group is told the same error (hence
+/// `Clone`, and messages rather than the store's error itself). Each message is the display of
+/// the error that failed the group, so what callers show and log reads as before the type
+/// existed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The store refused the group before writing anything: free disk space is below the
+    /// reserve (`storage.min_free_mb`). Not the caller's fault; a retry helps once space is freed.
+    #[error("{0}")]
+    StoreRefused(String),
+    /// The store failed to read, apply or flush the group (the engine, a fenced data directory,
+    /// an unreachable database, a stored value that does not read). The gateway's; a retry may
+    /// help (a fenced directory recovers at the restart the gateway makes itself).
+    #[error("{0}")]
+    StoreFailed(String),
+    /// A job refused: while staging (a receipt that cannot be signed, an audit event that is not
+    /// a JSON object), which refuses its whole group and stores nothing; or in its own answer
+    /// once its group committed (a backup whose copy failed, its entry saying so). The
+    /// gateway's; a retry helps only once the cause (keys, the backup folder, a bug) is fixed.
+    #[error("{0}")]
+    JobRefused(String),
+    /// The group is durable but the job staged nothing to answer with: a bug of the job (named).
+    #[error("the {0} staged nothing")]
+    StagedNothing(&'static str),
+    /// The writer has stopped (shutting down) before answering: whether the job is durable is
+    /// not known. A retry helps once the gateway is back (exchanges are idempotent).
+    #[error("the writer has stopped (shutting down)")]
+    WriterGone,
+}
+
+impl WriteError {
+    /// How a store error that failed a group is told to its jobs. In the writer only jobs raise
+    /// `CommitFailed` (the engines report their own failures in their own variants), so it is a
+    /// job's refusal.
+    pub fn of(e: &StoreError) -> Self {
+        match e {
+            StoreError::DiskFull { .. } => WriteError::StoreRefused(e.to_string()),
+            StoreError::CommitFailed(_) => WriteError::JobRefused(e.to_string()),
+            StoreError::WriterGone => WriteError::WriterGone,
+            _ => WriteError::StoreFailed(e.to_string()),
+        }
+    }
+
+    /// Whether the same job may succeed later unchanged.
+    pub fn retry(&self) -> bool {
+        match self {
+            WriteError::StoreRefused(_) | WriteError::StoreFailed(_) | WriteError::WriterGone => {
+                true
+            }
+            WriteError::JobRefused(_) | WriteError::StagedNothing(_) => false,
+        }
+    }
+}
+
+/// For callers whose errors carry a storage failure: the same `StoreError` they were given
+/// before writes were typed (`CommitFailed` with the group's error, or `WriterGone`), so their
+/// answers (HTTP status and code) do not change.
+impl From<WriteError> for StoreError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::WriterGone => StoreError::WriterGone,
+            other => StoreError::CommitFailed(other.to_string()),
+        }
+    }
 }
 
 pub type Job = Box<dyn Exchange>;
@@ -93,7 +165,7 @@ impl Group<'_> {
     }
 
     /// Append one entry to the audit chain; returns the new head.
-    pub fn audit(&mut self, at: &str, kind: &str, data: Map<String, Value>) -> Head {
+    pub fn audit(&mut self, at: &str, kind: AuditEvent, data: Map<String, Value>) -> Head {
         let (key, bytes, next) = self.head.append(at, kind, data);
         self.archive.writes.push((key, bytes));
         self.head = next;
@@ -101,12 +173,18 @@ impl Group<'_> {
     }
 
     /// Append a typed event (a struct serialized as a JSON object) to the audit chain.
-    pub fn audit_event<E: serde::Serialize>(&mut self, at: &str, kind: &str, event: &E) -> Head {
-        let data = match serde_json::to_value(event) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        };
-        self.audit(at, kind, data)
+    ///
+    /// An event that does not serialize to an object (a bug: a newtype, a sequence, a map with
+    /// keys that are not strings) fails the job rather than chaining an entry with nothing in it.
+    pub fn audit_event<E: serde::Serialize>(
+        &mut self,
+        at: &str,
+        kind: AuditEvent,
+        event: &E,
+    ) -> Result<Head, StoreError> {
+        // Staging answers in the store's terms; `CommitFailed` is told as the job's refusal.
+        let data = event_data(kind, event).map_err(|e| StoreError::CommitFailed(e.to_string()))?;
+        Ok(self.audit(at, kind, data))
     }
 
     /// Queue an outbox entry; its sequence number makes queue order commit order.
@@ -231,8 +309,8 @@ impl store::Stager for Writer {
         Ok(())
     }
 
-    fn finish(job: Job, outcome: Result<(), String>) {
-        job.finish(outcome);
+    fn finish(job: Job, outcome: Result<(), &StoreError>) {
+        job.finish(outcome.map_err(WriteError::of));
     }
 }
 
@@ -267,52 +345,76 @@ impl CommitterHandle {
     /// Submit an exchange built around its reply channel and wait until it is durable.
     pub async fn submit<T: Send + 'static>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Job,
-    ) -> Result<T, StoreError> {
+        make: impl FnOnce(oneshot::Sender<Result<T, WriteError>>) -> Job,
+    ) -> Result<T, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.inner.send(make(reply)).await?;
+        // The queue only refuses a job once the writer is gone.
+        self.inner
+            .send(make(reply))
+            .await
+            .map_err(|_| WriteError::WriterGone)?;
         match answer.await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(message)) => Err(StoreError::CommitFailed(message)),
-            Err(_) => Err(StoreError::WriterGone),
+            Ok(outcome) => outcome,
+            Err(_) => Err(WriteError::WriterGone),
         }
     }
 
-    /// Apply writes and removals with their audit entry, durably.
-    pub async fn apply(
-        &self,
-        kind: &str,
-        data: Map<String, Value>,
-        writes: Vec<(String, Vec<u8>)>,
-        removes: Vec<String>,
-        enqueue: Vec<Entry>,
-    ) -> Result<Head, StoreError> {
-        let kind = kind.to_string();
+    /// Apply a job's writes and removals with its audit entry, durably.
+    pub async fn apply(&self, job: ApplyJob) -> Result<Head, WriteError> {
         self.submit(|reply| {
             Box::new(ApplyJob {
-                kind,
-                data,
-                writes,
-                removes,
-                enqueue,
                 reply: Some(reply),
-                head: None,
+                ..job
             })
         })
         .await
     }
 }
 
-/// Writes recorded in the audit chain as one entry of `kind`.
+/// Writes recorded in the audit chain as one entry: built from its event and data
+/// ([`ApplyJob::new`]), with what else the step changes said by name.
 pub struct ApplyJob {
-    pub kind: String,
-    pub data: Map<String, Value>,
-    pub writes: Vec<(String, Vec<u8>)>,
-    pub removes: Vec<String>,
+    kind: AuditEvent,
+    data: Map<String, Value>,
+    writes: Vec<(String, Vec<u8>)>,
+    removes: Vec<String>,
     /// Outbox entries, given their sequence numbers when the job is staged.
-    pub enqueue: Vec<Entry>,
-    pub reply: Option<oneshot::Sender<Result<Head, String>>>,
+    enqueue: Vec<Entry>,
+    reply: Option<oneshot::Sender<Result<Head, WriteError>>>,
     head: Option<Head>,
+}
+
+impl ApplyJob {
+    /// An audit entry of `kind` with `data`, and nothing else written.
+    pub fn new(kind: AuditEvent, data: Map<String, Value>) -> Self {
+        Self {
+            kind,
+            data,
+            writes: Vec::new(),
+            removes: Vec::new(),
+            enqueue: Vec::new(),
+            reply: None,
+            head: None,
+        }
+    }
+
+    /// Keys written with the entry.
+    pub fn writes(mut self, writes: Vec<(String, Vec<u8>)>) -> Self {
+        self.writes = writes;
+        self
+    }
+
+    /// Keys removed with the entry.
+    pub fn removes(mut self, removes: Vec<String>) -> Self {
+        self.removes = removes;
+        self
+    }
+
+    /// Outbox entries queued with the entry.
+    pub fn enqueue(mut self, enqueue: Vec<Entry>) -> Self {
+        self.enqueue = enqueue;
+        self
+    }
 }
 
 impl Exchange for ApplyJob {
@@ -323,27 +425,57 @@ impl Exchange for ApplyJob {
         }
         g.removes.extend(self.removes.iter().cloned());
         let at = g.at();
-        self.head = Some(g.audit(&at, &self.kind, self.data.clone()));
+        self.head = Some(g.audit(&at, self.kind, self.data.clone()));
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
         answer(self.reply, outcome, self.head);
     }
 }
 
 /// Send a job's answer: what it staged once durable, or why not.
 pub fn answer<T>(
-    reply: Option<oneshot::Sender<Result<T, String>>>,
-    outcome: Result<(), String>,
+    reply: Option<oneshot::Sender<Result<T, WriteError>>>,
+    outcome: Result<(), WriteError>,
     staged: Option<T>,
 ) {
     let Some(reply) = reply else { return };
     let _ = reply.send(match (outcome, staged) {
         (Ok(()), Some(done)) => Ok(done),
-        (Ok(()), None) => Err("the job staged nothing".into()),
+        (Ok(()), None) => Err(WriteError::StagedNothing("job")),
         (Err(e), _) => Err(e),
     });
+}
+
+/// The data of an audit entry of `kind` from a typed event, which must serialize to a JSON
+/// object: anything else is refused, never chained as an entry with nothing in it.
+pub fn event_data<E: serde::Serialize>(
+    kind: AuditEvent,
+    event: &E,
+) -> Result<Map<String, Value>, WriteError> {
+    match serde_json::to_value(event) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(WriteError::JobRefused(format!(
+            "the {kind} audit event is not a JSON object but {}",
+            json_type(&other)
+        ))),
+        Err(e) => Err(WriteError::JobRefused(format!(
+            "the {kind} audit event does not serialize: {e}"
+        ))),
+    }
+}
+
+/// A JSON value's type, for saying what an audit event serialized to without its content.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]
@@ -400,7 +532,7 @@ mod tests {
         fail: bool,
         gate: Option<std::sync::mpsc::Receiver<()>>,
         seen: Seen,
-        reply: Option<oneshot::Sender<Result<Head, String>>>,
+        reply: Option<oneshot::Sender<Result<Head, WriteError>>>,
         head: Option<Head>,
     }
 
@@ -436,19 +568,19 @@ mod tests {
             let at = g.at();
             let mut data = Map::new();
             data.insert("key".into(), Value::String(self.key.clone()));
-            self.head = Some(g.audit(&at, "probe", data));
+            self.head = Some(g.audit(&at, AuditEvent::OperatorCommand, data));
             if self.fail {
                 return Err(StoreError::CommitFailed(format!("{} refused", self.key)));
             }
             Ok(())
         }
 
-        fn finish(self: Box<Self>, outcome: Result<(), String>) {
+        fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
             answer(self.reply, outcome, self.head);
         }
     }
 
-    async fn submit(handle: &CommitterHandle, p: Probe) -> Result<Head, StoreError> {
+    async fn submit(handle: &CommitterHandle, p: Probe) -> Result<Head, WriteError> {
         handle
             .submit(|reply| {
                 Box::new(Probe {
@@ -484,6 +616,79 @@ mod tests {
             Err(_) => writer.abandoned(store),
         }
         staged
+    }
+
+    #[test]
+    fn a_failed_group_is_told_as_whose_fault_it_is_and_reads_as_before_for_callers() {
+        let full = StoreError::DiskFull {
+            free_mb: 1,
+            needed_mb: 2,
+        };
+        let refused = WriteError::of(&full);
+        assert!(matches!(refused, WriteError::StoreRefused(_)) && refused.retry());
+        let job = WriteError::of(&StoreError::CommitFailed("cannot sign the receipt".into()));
+        assert!(matches!(job, WriteError::JobRefused(_)) && !job.retry());
+        let engine = WriteError::of(&StoreError::Database("connection reset".into()));
+        assert!(matches!(engine, WriteError::StoreFailed(_)) && engine.retry());
+        assert_eq!(
+            WriteError::of(&StoreError::WriterGone),
+            WriteError::WriterGone
+        );
+        // Callers mapping to `StoreError` get what `submit` gave before: `CommitFailed` with the
+        // group's error as it read, or `WriterGone`.
+        assert_eq!(
+            StoreError::from(refused).to_string(),
+            format!("the commit failed: {full}")
+        );
+        assert!(matches!(
+            StoreError::from(WriteError::WriterGone),
+            StoreError::WriterGone
+        ));
+        assert_eq!(
+            StoreError::from(WriteError::StagedNothing("job")).to_string(),
+            "the commit failed: the job staged nothing"
+        );
+    }
+
+    #[test]
+    fn an_audit_event_that_is_not_a_json_object_fails_its_job_instead_of_chaining_nothing() {
+        let (store, _) = memory::store();
+        let mut subjects = SubjectCache::default();
+        let exited = HashSet::new();
+        let mut g = Group {
+            store: &store,
+            archive: Staging::default(),
+            removes: Vec::new(),
+            queued: 0,
+            head: Head::genesis(),
+            now: datetime!(2026-11-25 10:00 +08:00),
+            subjects: &mut subjects,
+            exited: &exited,
+            standing: Vec::new(),
+            clear_if: Vec::new(),
+        };
+        let at = g.at();
+        let err = g
+            .audit_event(&at, AuditEvent::OperatorCommand, &vec![1, 2])
+            .unwrap_err();
+        assert!(
+            matches!(
+                WriteError::of(&err),
+                WriteError::JobRefused(ref m) if m.contains("operator_command audit event is not a JSON object but an array")
+            ),
+            "{err}"
+        );
+        assert!(g.archive.writes.is_empty(), "nothing chained");
+        let head = g
+            .audit_event(&at, AuditEvent::OperatorCommand, &json_object())
+            .unwrap();
+        assert_eq!(head.seq, 1);
+    }
+
+    fn json_object() -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("command".into(), Value::String("outbox stats".into()));
+        m
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use crate::archive::{self, SubjectEntry};
+use crate::audit::AuditEvent;
 use crate::exchange::CommitterHandle;
 use crate::ledger::stage::{Reconcile, ReconcileItem, ReconcileJob};
 use crate::lifecycle::Standing;
@@ -29,6 +30,13 @@ pub enum StandingError {
     Already(&'static str),
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
+}
+
+/// The writer's answer reads as the storage failure it was before writes were typed.
+impl From<crate::exchange::WriteError> for StandingError {
+    fn from(e: crate::exchange::WriteError) -> Self {
+        StandingError::Storage(e.into())
+    }
 }
 
 /// The subject's standing as stored.
@@ -142,21 +150,7 @@ pub async fn recheck_all(
             data.insert("cause".into(), json!(cause));
             data.insert("rules_hash".into(), json!(router.rules_hash()));
             let (queued, _) = committer
-                .reconcile(|reply| ReconcileJob {
-                    kind: "ledger_rechecked".into(),
-                    data,
-                    items,
-                    writes: Vec::new(),
-                    removes: Vec::new(),
-                    standing: None,
-                    marks: Vec::new(),
-                    enqueue: Vec::new(),
-                    subject: None,
-                    records: Vec::new(),
-                    clear_if: Vec::new(),
-                    quiet: false,
-                    reply,
-                })
+                .reconcile(ReconcileJob::new(AuditEvent::LedgerRechecked, data).items(items))
                 .await?;
             crate::ledger::report_queued(cause, &queued);
             changed += queued.len();
@@ -247,26 +241,19 @@ pub async fn change_standing(
         })
         .collect();
     let kind = if exited {
-        "subject_exited"
+        AuditEvent::SubjectExited
     } else {
-        "subject_reentered"
+        AuditEvent::SubjectReentered
     };
     let (mut queued, _) = committer
-        .reconcile(|reply| ReconcileJob {
-            kind: kind.into(),
-            data,
-            items,
-            writes,
-            removes,
-            standing: Some((archive_key.clone(), exited)),
-            marks: Vec::new(),
-            enqueue: Vec::new(),
-            subject: Some((archive_key.clone(), entry)),
-            records: Vec::new(),
-            clear_if: Vec::new(),
-            quiet: false,
-            reply,
-        })
+        .reconcile(
+            ReconcileJob::new(kind, data)
+                .items(items)
+                .writes(writes)
+                .removes(removes)
+                .standing(archive_key.clone(), exited)
+                .subject(archive_key.clone(), entry),
+        )
         .await?;
     // A record first stored while this was being prepared was shared under the old standing:
     // a second pass, now that the writer knows the new one, brings it in line too.
@@ -303,21 +290,7 @@ pub async fn change_standing(
         data.insert("subject_sha256".into(), json!(subject_hash(&archive_key)));
         data.insert("pass".into(), json!("records stored meanwhile"));
         let (more, _) = committer
-            .reconcile(|reply| ReconcileJob {
-                kind: kind.into(),
-                data,
-                items: late_items,
-                writes: Vec::new(),
-                removes: Vec::new(),
-                standing: None,
-                marks: Vec::new(),
-                enqueue: Vec::new(),
-                subject: None,
-                records: Vec::new(),
-                clear_if: Vec::new(),
-                quiet: false,
-                reply,
-            })
+            .reconcile(ReconcileJob::new(kind, data).items(late_items))
             .await?;
         queued.extend(more);
     }

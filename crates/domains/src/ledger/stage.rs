@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 
 use super::{timer_key, Change, CorrectionMark, Ledger, Queued};
 use crate::archive::{MarkChange, MarkKind, Outcome, RecordHead, SubjectEntry};
-use crate::audit::Head;
-use crate::exchange::{answer, CommitterHandle, Exchange, Group};
+use crate::audit::{AuditEvent, Head};
+use crate::exchange::{answer, CommitterHandle, Exchange, Group, WriteError};
 use crate::outbox::Entry;
 use crate::record::CanonicalRecord;
 use crate::sharing::Plan;
@@ -147,50 +147,128 @@ pub struct NewVersion {
 }
 
 /// Records to bring in line with their plans, with the audit entry that says why.
+///
+/// Built from the entry's event and data ([`ReconcileJob::new`]); everything else starts empty
+/// and each step says only what it changes, by name (`.items(..)`, `.marks(..)`, ...).
 pub struct ReconcileJob {
-    pub kind: String,
-    pub data: Map<String, Value>,
-    pub items: Vec<ReconcileItem>,
-    pub writes: Vec<(String, Vec<u8>)>,
-    pub removes: Vec<String>,
+    kind: AuditEvent,
+    data: Map<String, Value>,
+    items: Vec<ReconcileItem>,
+    writes: Vec<(String, Vec<u8>)>,
+    removes: Vec<String>,
     /// A subject whose standing changes with this job (archive key, exited).
-    pub standing: Option<(String, bool)>,
+    standing: Option<(String, bool)>,
     /// Marks set or removed on records before they are reconciled (objections).
-    pub marks: Vec<MarkChange>,
+    marks: Vec<MarkChange>,
     /// Entries queued as they are (notices to the medical-insurance platform).
-    pub enqueue: Vec<Entry>,
+    enqueue: Vec<Entry>,
     /// A subject entry written with this job (its standing), seen by later jobs of the group.
-    pub subject: Option<(String, SubjectEntry)>,
+    subject: Option<(String, SubjectEntry)>,
     /// Records the gateway itself writes (evaluation results, linked records): staged as new
     /// versions when their content changed, then reconciled like any record.
-    pub records: Vec<NewVersion>,
+    records: Vec<NewVersion>,
     /// Keys removed only if they still hold these bytes and no job of the group changes the
     /// subject they follow (`chg/` keys a follower has taken up).
-    pub clear_if: Vec<(String, Vec<u8>)>,
+    clear_if: Vec<(String, Vec<u8>)>,
     /// No audit entry: the job only takes up changes that turned out to change nothing (the
     /// evaluation worker clearing `chg/` keys). Anything it queues is audited regardless.
-    pub quiet: bool,
-    pub reply: oneshot::Sender<Result<(Vec<Queued>, Head), String>>,
+    quiet: bool,
+}
+
+impl ReconcileJob {
+    /// A re-plan audited as `kind` with `data` (the entry also gets `changes`, what was queued),
+    /// changing nothing yet.
+    pub fn new(kind: AuditEvent, data: Map<String, Value>) -> Self {
+        Self {
+            kind,
+            data,
+            items: Vec::new(),
+            writes: Vec::new(),
+            removes: Vec::new(),
+            standing: None,
+            marks: Vec::new(),
+            enqueue: Vec::new(),
+            subject: None,
+            records: Vec::new(),
+            clear_if: Vec::new(),
+            quiet: false,
+        }
+    }
+
+    /// Stored records re-planned.
+    pub fn items(mut self, items: Vec<ReconcileItem>) -> Self {
+        self.items = items;
+        self
+    }
+
+    /// Keys written with the job.
+    pub fn writes(mut self, writes: Vec<(String, Vec<u8>)>) -> Self {
+        self.writes = writes;
+        self
+    }
+
+    /// Keys removed with the job.
+    pub fn removes(mut self, removes: Vec<String>) -> Self {
+        self.removes = removes;
+        self
+    }
+
+    /// The subject (archive key) exits or re-enters with this job (LS Art. 20).
+    pub fn standing(mut self, subject: String, exited: bool) -> Self {
+        self.standing = Some((subject, exited));
+        self
+    }
+
+    /// Marks set or removed on records before they are reconciled (objections, repairs).
+    pub fn marks(mut self, marks: Vec<MarkChange>) -> Self {
+        self.marks = marks;
+        self
+    }
+
+    /// Entries queued as they are (notices to the medical-insurance platform).
+    pub fn enqueue(mut self, enqueue: Vec<Entry>) -> Self {
+        self.enqueue = enqueue;
+        self
+    }
+
+    /// The subject entry (archive key, entry) written with this job.
+    pub fn subject(mut self, key: String, entry: SubjectEntry) -> Self {
+        self.subject = Some((key, entry));
+        self
+    }
+
+    /// Records the gateway itself writes as new versions.
+    pub fn records(mut self, records: Vec<NewVersion>) -> Self {
+        self.records = records;
+        self
+    }
+
+    /// Keys removed only if they still hold these bytes (see the field).
+    pub fn clear_if(mut self, clear_if: Vec<(String, Vec<u8>)>) -> Self {
+        self.clear_if = clear_if;
+        self
+    }
+
+    /// Whether the job goes unaudited when it queues nothing (see the field).
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
 }
 
 /// Submitting a re-plan.
 pub trait Reconcile {
     /// Bring stored records in line with their plans, durably.
     #[allow(async_fn_in_trait)]
-    async fn reconcile(
-        &self,
-        job: impl FnOnce(oneshot::Sender<Result<(Vec<Queued>, Head), String>>) -> ReconcileJob + Send,
-    ) -> Result<(Vec<Queued>, Head), StoreError>;
+    async fn reconcile(&self, job: ReconcileJob) -> Result<(Vec<Queued>, Head), WriteError>;
 }
 
 impl Reconcile for CommitterHandle {
-    async fn reconcile(
-        &self,
-        job: impl FnOnce(oneshot::Sender<Result<(Vec<Queued>, Head), String>>) -> ReconcileJob + Send,
-    ) -> Result<(Vec<Queued>, Head), StoreError> {
+    async fn reconcile(&self, job: ReconcileJob) -> Result<(Vec<Queued>, Head), WriteError> {
         self.submit(|reply| {
             Box::new(Reconciling {
-                job: job(reply),
+                job,
+                reply,
                 done: None,
             })
         })
@@ -200,6 +278,7 @@ impl Reconcile for CommitterHandle {
 
 struct Reconciling {
     job: ReconcileJob,
+    reply: oneshot::Sender<Result<(Vec<Queued>, Head), WriteError>>,
     done: Option<(Vec<Queued>, Head)>,
 }
 
@@ -217,14 +296,14 @@ impl Exchange for Reconciling {
                 serde_json::to_value(&queued).unwrap_or_default(),
             );
             let at = g.at();
-            g.audit(&at, &job.kind, data);
+            g.audit(&at, job.kind, data);
         }
         self.done = Some((queued, g.head.clone()));
         Ok(())
     }
 
-    fn finish(self: Box<Self>, outcome: Result<(), String>) {
-        answer(Some(self.job.reply), outcome, self.done);
+    fn finish(self: Box<Self>, outcome: Result<(), WriteError>) {
+        answer(Some(self.reply), outcome, self.done);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Map};
 
 use super::recheck;
+use crate::audit::AuditEvent;
 use crate::clock::SharedClock;
 use crate::exchange::CommitterHandle;
 use crate::ledger::stage::{Reconcile, ReconcileJob};
@@ -82,21 +83,11 @@ impl Timers {
             data.insert("timers".into(), json!(n));
             let (queued, _) = self
                 .committer
-                .reconcile(|reply| ReconcileJob {
-                    kind: "lifecycle_timer".into(),
-                    data,
-                    items,
-                    writes: Vec::new(),
-                    removes: timer_keys,
-                    standing: None,
-                    marks: Vec::new(),
-                    enqueue: Vec::new(),
-                    subject: None,
-                    records: Vec::new(),
-                    clear_if: Vec::new(),
-                    quiet: false,
-                    reply,
-                })
+                .reconcile(
+                    ReconcileJob::new(AuditEvent::LifecycleTimer, data)
+                        .items(items)
+                        .removes(timer_keys),
+                )
                 .await?;
             crate::ledger::report_queued("timer", &queued);
             fired += n;

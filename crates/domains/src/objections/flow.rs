@@ -10,10 +10,11 @@ use time::OffsetDateTime;
 use super::rules::ObjectionRules;
 use super::{Action, Ground, LateAcceptance, Objection, Outcome, RecordRef, Resolution, Status};
 use crate::archive::{self, Mark, MarkChange, MarkKind};
+use crate::audit::AuditEvent;
 use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
 use crate::config::{DestinationConfig, DestinationRole};
 use crate::disclosure::Channel;
-use crate::exchange::CommitterHandle;
+use crate::exchange::{CommitterHandle, WriteError};
 use crate::ledger::stage::{Reconcile, ReconcileJob};
 use crate::ledger::{recheck, Queued};
 use crate::outbox::{self, Entry, Kind};
@@ -50,6 +51,13 @@ pub enum ObjectionError {
 impl From<StoreError> for ObjectionError {
     fn from(e: StoreError) -> Self {
         Self::Storage(e.to_string())
+    }
+}
+
+/// The writer's answer reads as the storage failure it was before writes were typed.
+impl From<WriteError> for ObjectionError {
+    fn from(e: WriteError) -> Self {
+        StoreError::from(e).into()
     }
 }
 
@@ -237,7 +245,7 @@ pub async fn file(
         commit(
             ctx,
             &objection,
-            "objection_filed_late",
+            AuditEvent::ObjectionFiledLate,
             Vec::new(),
             Vec::new(),
         )
@@ -256,7 +264,14 @@ pub async fn file(
         filed_at,
     )?;
     let marks = mark_all(&objection, MarkKind::Objection, ctx.now);
-    commit(ctx, &objection, "objection_filed", marks, Vec::new()).await?;
+    commit(
+        ctx,
+        &objection,
+        AuditEvent::ObjectionFiled,
+        marks,
+        Vec::new(),
+    )
+    .await?;
     Ok(objection)
 }
 
@@ -287,7 +302,7 @@ pub async fn accept_late(
     commit(
         ctx,
         &objection,
-        "objection_late_accepted",
+        AuditEvent::ObjectionLateAccepted,
         marks,
         Vec::new(),
     )
@@ -382,7 +397,14 @@ pub async fn resolve(
         correction_id: None,
     });
     let notice = notices(ctx, &objection);
-    commit(ctx, &objection, "objection_resolved", marks, notice).await?;
+    commit(
+        ctx,
+        &objection,
+        AuditEvent::ObjectionResolved,
+        marks,
+        notice,
+    )
+    .await?;
     Ok(objection)
 }
 
@@ -396,7 +418,7 @@ pub async fn note_correction(
     if let Some(last) = objection.resolutions.last_mut() {
         last.correction_id = Some(correction_id.to_string());
     }
-    let kind = "objection_correction_linked";
+    let kind = AuditEvent::ObjectionCorrectionLinked;
     commit(ctx, &objection, kind, Vec::new(), Vec::new()).await?;
     Ok(objection)
 }
@@ -424,7 +446,7 @@ pub async fn review(
     commit(
         ctx,
         &objection,
-        "objection_review_opened",
+        AuditEvent::ObjectionReviewOpened,
         marks,
         Vec::new(),
     )
@@ -445,7 +467,7 @@ pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, ObjectionEr
     commit(
         ctx,
         &objection,
-        "objection_deadline_exact",
+        AuditEvent::ObjectionDeadlineExact,
         Vec::new(),
         Vec::new(),
     )
@@ -577,7 +599,7 @@ fn notices(ctx: &Context<'_>, objection: &Objection) -> Vec<Entry> {
 async fn commit(
     ctx: &Context<'_>,
     objection: &Objection,
-    kind: &str,
+    kind: AuditEvent,
     marks: Vec<MarkChange>,
     enqueue: Vec<Entry>,
 ) -> Result<Vec<Queued>, ObjectionError> {
@@ -622,24 +644,16 @@ async fn commit(
     )];
     let (queued, _) = ctx
         .committer
-        .reconcile(|reply| ReconcileJob {
-            kind: kind.to_string(),
-            data,
-            items,
-            writes,
-            removes: Vec::new(),
-            standing: None,
-            marks,
-            enqueue,
-            subject: None,
-            records: Vec::new(),
-            clear_if: Vec::new(),
-            quiet: false,
-            reply,
-        })
+        .reconcile(
+            ReconcileJob::new(kind, data)
+                .items(items)
+                .writes(writes)
+                .marks(marks)
+                .enqueue(enqueue),
+        )
         .await?;
-    crate::ledger::report_queued(kind, &queued);
-    crate::telemetry::events::objection_step(kind, &objection.id, queued.len());
+    crate::ledger::report_queued(kind.as_str(), &queued);
+    crate::telemetry::events::objection_step(kind.as_str(), &objection.id, queued.len());
     Ok(queued)
 }
 

@@ -5,6 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::{list, replay_writes, show, stats};
+use crate::audit::AuditEvent;
+use crate::exchange::ApplyJob;
 use crate::exchange::CommitterHandle;
 use crate::store::{Store, StoreError};
 use crate::telemetry::events;
@@ -28,9 +30,10 @@ pub async fn audit_command(
     data.insert("command".into(), json!(command));
     data.insert("detail".into(), detail);
     committer
-        .apply("operator_command", data, Vec::new(), Vec::new(), Vec::new())
+        .apply(ApplyJob::new(AuditEvent::OperatorCommand, data))
         .await
         .map(|_| ())
+        .map_err(StoreError::from)
 }
 
 pub async fn stats_all(
@@ -141,11 +144,9 @@ pub async fn replay(
     data.insert("reason".into(), json!(reason));
     let head = committer
         .apply(
-            "operator_outbox_replay",
-            data,
-            Vec::new(),
-            replay.removes,
-            replay.enqueue,
+            ApplyJob::new(AuditEvent::OperatorOutboxReplay, data)
+                .removes(replay.removes)
+                .enqueue(replay.enqueue),
         )
         .await?;
     committer.outbox_notify.notify_waiters();

@@ -11,10 +11,11 @@ use time::OffsetDateTime;
 use super::rules::{type_of, Past, RepairRules};
 use super::{Decision, Repair, Status};
 use crate::archive::{self, Mark, MarkChange, MarkKind};
+use crate::audit::AuditEvent;
 use crate::calendar::{Calendar, CalendarError, Deadline, Estimate, CHINA_OFFSET};
 use crate::config::DestinationConfig;
 use crate::disclosure::Channel;
-use crate::exchange::CommitterHandle;
+use crate::exchange::{CommitterHandle, WriteError};
 use crate::ledger::stage::{NewVersion, Reconcile, ReconcileJob};
 use crate::ledger::{recheck, Queued};
 use crate::objections::RecordRef;
@@ -55,6 +56,13 @@ pub enum RepairError {
 impl From<StoreError> for RepairError {
     fn from(e: StoreError) -> Self {
         Self::Storage(e.to_string())
+    }
+}
+
+/// The writer's answer reads as the storage failure it was before writes were typed.
+impl From<WriteError> for RepairError {
+    fn from(e: WriteError) -> Self {
+        StoreError::from(e).into()
     }
 }
 
@@ -229,7 +237,7 @@ pub async fn apply(
         commit(
             ctx,
             &repair,
-            "repair_refused_ineligible",
+            AuditEvent::RepairRefusedIneligible,
             Vec::new(),
             notice,
             Vec::new(),
@@ -243,7 +251,7 @@ pub async fn apply(
     commit(
         ctx,
         &repair,
-        "repair_accepted",
+        AuditEvent::RepairAccepted,
         Vec::new(),
         Vec::new(),
         Vec::new(),
@@ -306,10 +314,13 @@ pub async fn decide(
         repair.publicity_until = Some(until.at);
         repair.publicity_until_provisional = until.provisional;
         repair.publicity_basis = until.basis(ctx.now, ctx.rules.publicity_working_days);
-        ("repair_approved", publicity(ctx, &repair)?)
+        (AuditEvent::RepairApproved, publicity(ctx, &repair)?)
     } else {
         repair.status = Status::Refused;
-        ("repair_refused", notices(ctx, &repair, "refused", None))
+        (
+            AuditEvent::RepairRefused,
+            notices(ctx, &repair, "refused", None),
+        )
     };
     commit(ctx, &repair, kind, Vec::new(), notice, finding).await?;
     Ok(repair)
@@ -339,7 +350,7 @@ pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair,
     commit(
         ctx,
         &repair,
-        "repair_extended",
+        AuditEvent::RepairExtended,
         Vec::new(),
         Vec::new(),
         Vec::new(),
@@ -376,7 +387,15 @@ pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repai
         })
         .collect();
     let notice = notices(ctx, &repair, "completed", None);
-    commit(ctx, &repair, "repair_completed", marks, notice, Vec::new()).await?;
+    commit(
+        ctx,
+        &repair,
+        AuditEvent::RepairCompleted,
+        marks,
+        notice,
+        Vec::new(),
+    )
+    .await?;
     Ok(Some(repair))
 }
 
@@ -482,7 +501,7 @@ pub async fn commitment_broken(
     commit(
         ctx,
         &repair,
-        "repair_commitment_broken",
+        AuditEvent::RepairCommitmentBroken,
         Vec::new(),
         notice,
         vec![record],
@@ -601,7 +620,7 @@ pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, RepairError
     commit(
         ctx,
         &repair,
-        "repair_deadline_exact",
+        AuditEvent::RepairDeadlineExact,
         Vec::new(),
         Vec::new(),
         Vec::new(),
@@ -757,7 +776,7 @@ fn entry(
 async fn commit(
     ctx: &Context<'_>,
     repair: &Repair,
-    kind: &str,
+    kind: AuditEvent,
     marks: Vec<MarkChange>,
     enqueue: Vec<Entry>,
     records: Vec<NewVersion>,
@@ -797,23 +816,16 @@ async fn commit(
     let writes = vec![(Repair::key(&repair.id), crate::store::to_bytes(repair))];
     let (queued, _) = ctx
         .committer
-        .reconcile(|reply| ReconcileJob {
-            kind: kind.to_string(),
-            data,
-            items,
-            writes,
-            removes: Vec::new(),
-            standing: None,
-            marks,
-            enqueue,
-            subject: None,
-            records,
-            clear_if: Vec::new(),
-            quiet: false,
-            reply,
-        })
+        .reconcile(
+            ReconcileJob::new(kind, data)
+                .items(items)
+                .writes(writes)
+                .marks(marks)
+                .enqueue(enqueue)
+                .records(records),
+        )
         .await?;
-    crate::ledger::report_queued(kind, &queued);
-    crate::telemetry::events::repair_step(kind, &repair.id, queued.len());
+    crate::ledger::report_queued(kind.as_str(), &queued);
+    crate::telemetry::events::repair_step(kind.as_str(), &repair.id, queued.len());
     Ok(queued)
 }

@@ -15,11 +15,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{Change, Live, RuleError, Rulebook};
+use crate::audit::AuditEvent;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::exchange::ApplyJob;
 use crate::exchange::CommitterHandle;
 use crate::store::Store;
 use crate::subject::IdentifierExceptions;
@@ -99,7 +101,7 @@ impl Reloader {
                 metrics::counter!("gateway_rules_reloads_total", "outcome" => "refused")
                     .increment(1);
                 report.errors = errors;
-                self.audit("rules_reload_refused", &report).await;
+                self.audit(AuditEvent::RulesReloadRefused, &report).await;
             }
             Ok((config, book)) => {
                 report.ok = true;
@@ -144,7 +146,7 @@ impl Reloader {
                 for section in &report.restart_needed {
                     tracing::warn!(section, "the configuration file's [{section}] changed; it takes effect at the next restart");
                 }
-                self.audit("rules_reloaded", &report).await;
+                self.audit(AuditEvent::RulesReloaded, &report).await;
                 self.follow_up(&report).await;
             }
         }
@@ -179,16 +181,16 @@ impl Reloader {
             .collect()
     }
 
-    async fn audit(&self, kind: &str, report: &Report) {
-        let data = match serde_json::to_value(report) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
+    async fn audit(&self, kind: AuditEvent, report: &Report) {
+        let written = match crate::exchange::event_data(kind, report) {
+            Ok(data) => self
+                .committer
+                .apply(ApplyJob::new(kind, data))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
         };
-        if let Err(e) = self
-            .committer
-            .apply(kind, data, Vec::new(), Vec::new(), Vec::new())
-            .await
-        {
+        if let Err(e) = written {
             crate::telemetry::events::audit_write_failed("rules_reload", &e);
         }
     }
