@@ -340,88 +340,14 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     }
     let server_tls = Arc::new(tls::Reloadable::new(server_tls_config(&config.tls)?));
     let disk = Arc::new(prepare_data_dir(&config)?);
-    let store = match config.storage.engine {
-        // Every write set is measured against the reserve before sled sees it.
-        crate::config::StorageEngine::Sled => open_store(&config)?.with_reserve(disk.clone()),
-        crate::config::StorageEngine::Postgres => open_store(&config)?,
-    };
-    let exceptions = IdentifierExceptions::new(
-        &config.validation.uscc_exceptions,
-        &config.validation.resident_id_exceptions,
-    );
-    let manual_clock = manual_clock(&config);
-    if manual_clock.is_some() {
-        tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (test build only)");
-        metrics::gauge!("gateway_test_clock").set(1.0);
-    }
-    let clock = clock_of(&manual_clock);
-    let (committer, handle) =
-        crate::exchange::start(store.clone(), clock.clone()).map_err(|e| StartError::Storage {
-            path: config.storage.data_dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-    // Every kind of rule data, loaded and checked as one whole; reloaded the same way (issue #26).
-    let book = crate::rulebook::Rulebook::load(&config).map_err(StartError::Rules)?;
-    tracing::info!(hashes = ?book.hashes, profiles = book.profiles.len(), "rules loaded");
-    // The CLI on this host signs its requests with a token only the data directory's owner reads.
-    let local_token = crate::operators::random_token();
-    let live = crate::rulebook::Live::new(book, local_token.clone());
-    let calendar = live.calendar.clone();
-    let router = live.router.clone();
-    let objection_rules = live.objections.clone();
-    let repair_rules = live.repairs.clone();
-    let evaluation = if config.evaluation.enabled {
-        Some(crate::evaluation::engine::Engine {
-            store: store.clone(),
-            profiles: live.profiles.clone(),
-            router: router.clone(),
-            exceptions: exceptions.clone(),
-            destinations: config.destinations.clone(),
-            agency: config.evaluation.agency.clone(),
-        })
-    } else {
-        None
-    };
-    let authority = crate::evaluation::authz::Authority::load(
-        &config.evaluation.authorization_keys,
-        &config.evaluation.authorization_issuers,
-    )
-    .map_err(|e| StartError::Evaluation(e.to_string()))?;
-    let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
-        .map_err(StartError::Sharing)?;
-    let destinations = config
-        .destinations
-        .iter()
-        .map(|d| {
-            crate::delivery::Destination::new(&config, d, &formats, store.keys().cloned())
-                .map(Arc::new)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (api_listener, api_addr) = ingest::bind(&config.server.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server.listen.clone(),
-            source,
-        })?;
-    let admin_listener = tokio::net::TcpListener::bind(&config.server.admin_listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server.admin_listen.clone(),
-            source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: config.server.admin_listen.clone(),
-            source,
-        })?;
-
+    let (parts, committer) = Parts::open(&config, disk.clone())?;
+    let listeners = Listeners::bind(&config).await?;
     write_private(
         &config
             .storage
             .data_dir
             .join(crate::operators::LOCAL_TOKEN_FILE),
-        &local_token,
+        &parts.local_token,
     )
     .map_err(|e| StartError::Storage {
         path: config.storage.data_dir.display().to_string(),
@@ -430,56 +356,18 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let readiness = Arc::new(crate::telemetry::Readiness::default());
     let rule_files = Arc::new(crate::rulebook::in_force::Files::of(&config));
-    let last_answers = crate::delivery::LastAnswers::default();
     let reloader = Arc::new(crate::rulebook::reload::Reloader {
-        live: live.clone(),
+        live: parts.live.clone(),
         config_file: config_file.clone(),
         applied: std::sync::Mutex::new(config.clone()),
-        committer: handle.clone(),
-        store: store.clone(),
-        exceptions: exceptions.clone(),
-        clock: clock.clone(),
+        committer: parts.handle.clone(),
+        store: parts.store.clone(),
+        exceptions: parts.exceptions.clone(),
+        clock: parts.clock.clone(),
         evaluation: config.evaluation.enabled,
         serial: tokio::sync::Mutex::new(()),
     });
-    let ops = Arc::new(crate::operator::Ops {
-        live: live.clone(),
-        rule_files: rule_files.clone(),
-        reloader: reloader.clone(),
-        last_answers: last_answers.clone(),
-        store: store.clone(),
-        committer: handle.clone(),
-        destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
-        manual_clock: manual_clock.clone(),
-        clock: clock.clone(),
-        router: router.clone(),
-        exceptions: exceptions.clone(),
-        calendar: calendar.clone(),
-        objection_rules: objection_rules.clone(),
-        evaluation: evaluation.clone(),
-        manual_clock_file: config.storage.data_dir.join(MANUAL_CLOCK_FILE),
-        gate: live.gate.clone(),
-        admin_tls: config.server.admin_tls,
-        config: config.clone(),
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-        uploads: std::sync::OnceLock::new(),
-    });
-    let disk_task = tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop_rx.clone()));
-    let database_task = {
-        let readiness = readiness.clone();
-        tokio::spawn(crate::cluster::watch_database(
-            store.clone(),
-            move |up| readiness.set_database_unreachable(!up),
-            stop_rx.clone(),
-        ))
-    };
-    let watchdog_task = tokio::spawn(watch_commits(
-        handle.progress.clone(),
-        Duration::from_millis(config.storage.commit_stuck_ms),
-        readiness.clone(),
-        stop_rx.clone(),
-    ));
+    let ops = Arc::new(parts.ops(&config, &rule_files, &reloader, &metrics, &readiness));
     let admin_tls = if config.server.admin_tls {
         Some(tls::admin_server_config(
             &config.server_cert_path(),
@@ -489,7 +377,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         None
     };
     let admin_task = tokio::spawn(crate::operator::serve(
-        admin_listener,
+        listeners.admin,
         admin_tls,
         readiness.clone(),
         metrics,
@@ -497,33 +385,337 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         stop_rx.clone(),
     ));
     let addr_file = config.storage.data_dir.join(ADMIN_ADDR_FILE);
-    // Background work that reads the store runs on blocking threads of its own, never on the
-    // runtime's worker threads (which serve TLS, health and metrics).
-    let mut workers = Vec::new();
-    // Work done once per store: with several nodes on one database, by the node holding its lease.
-    let node = crate::cluster::Node {
+    let mut workers = spawn_watchers(
+        &config,
+        &parts,
+        &disk,
+        &readiness,
+        &rule_files,
+        &stop_rx,
+    );
+    workers.extend(spawn_work_done_once(&config, &parts, &stop_rx));
+    let store = parts.store.clone();
+    let app = Arc::new(parts.into_app(config, disk));
+    let _ = ops.uploads.set(Arc::downgrade(&app));
+    drop(ops);
+    // Agencies' exchange folders: each node looks at the folders it is configured with (a file
+    // is claimed by an atomic rename, so two nodes sharing one folder never take it twice).
+    workers.extend(ingest::spawn_folders(&app, &stop_rx));
+    let api_task = tokio::spawn(ingest::serve(
+        app.clone(),
+        server_tls.clone(),
+        listeners.api,
+        stop_rx,
+    ));
+    let mut reload = Reload {
+        config: app.config.clone(),
+        config_file,
+        tls: server_tls.clone(),
+        committer: app.committer.clone(),
         store: store.clone(),
+        clock: app.clock.clone(),
+        rules: reloader,
+    };
+    drop(app);
+    // Operator commands find a running gateway's admin endpoint here (its port may be ephemeral).
+    if let Err(e) = std::fs::write(&addr_file, listeners.admin_addr.to_string()) {
+        tracing::warn!(error = %e, "cannot write the admin address file");
+    }
+    let signals = Signals::install();
+    readiness.set(true);
+    tracing::info!(api = %listeners.api_addr, admin = %listeners.admin_addr, "credit-gateway ready");
+    println!(
+        "credit-gateway ready: api=https://{} admin=http://{}",
+        listeners.api_addr, listeners.admin_addr
+    );
+
+    let fenced = tokio::select! {
+        () = wait_for_signal(signals, || reload.run()) => None,
+        why = watch_fence(store.clone(), readiness.clone()) => Some(why),
+    };
+    drop(reload);
+    tracing::info!("shutting down: finishing in-flight requests");
+    readiness.set(false);
+    let _ = stop_tx.send(true);
+    let _ = api_task.await;
+    let _ = admin_task.await;
+    for w in workers {
+        let _ = w.await;
+    }
+    drain(committer, &store).await;
+    let _ = std::fs::remove_file(&addr_file);
+    tracing::info!("stopped");
+    match fenced {
+        Some(why) => Err(StartError::Fenced(why)),
+        None => Ok(()),
+    }
+}
+
+/// What the gateway runs on, opened once at start and shared by the agency API, the operator
+/// server and the background work: the store and its writer, the clock, the rule data in force.
+struct Parts {
+    store: Store,
+    handle: crate::exchange::CommitterHandle,
+    clock: SharedClock,
+    manual_clock: Option<crate::clock::ManualClock>,
+    exceptions: IdentifierExceptions,
+    live: crate::rulebook::Live,
+    /// The token the CLI on this host signs its requests with (only the data directory's owner
+    /// reads it).
+    local_token: String,
+    evaluation: Option<crate::evaluation::engine::Engine>,
+    authority: crate::evaluation::authz::Authority,
+    destinations: Vec<Arc<crate::delivery::Destination>>,
+    last_answers: crate::delivery::LastAnswers,
+}
+
+impl Parts {
+    /// Open the store, start its writer, load every kind of rule data as one whole (issue #26),
+    /// the evaluation's authorities and the platforms' senders. Returns the writer's thread apart:
+    /// it is joined last, once everything that could submit to it has stopped.
+    fn open(
+        config: &Config,
+        disk: Arc<crate::store::space::DiskGuard>,
+    ) -> Result<(Self, crate::store::Committer), StartError> {
+        let store = match config.storage.engine {
+            // Every write set is measured against the reserve before sled sees it.
+            crate::config::StorageEngine::Sled => open_store(config)?.with_reserve(disk),
+            crate::config::StorageEngine::Postgres => open_store(config)?,
+        };
+        let exceptions = IdentifierExceptions::new(
+            &config.validation.uscc_exceptions,
+            &config.validation.resident_id_exceptions,
+        );
+        let manual_clock = manual_clock(config);
+        if manual_clock.is_some() {
+            tracing::warn!("corrections.dangerous_manual_clock is on: time is set through the admin port (test build only)");
+            metrics::gauge!("gateway_test_clock").set(1.0);
+        }
+        let clock = clock_of(&manual_clock);
+        let (committer, handle) = crate::exchange::start(store.clone(), clock.clone()).map_err(
+            |e| StartError::Storage {
+                path: config.storage.data_dir.display().to_string(),
+                message: e.to_string(),
+            },
+        )?;
+        let book = crate::rulebook::Rulebook::load(config).map_err(StartError::Rules)?;
+        tracing::info!(hashes = ?book.hashes, profiles = book.profiles.len(), "rules loaded");
+        let local_token = crate::operators::random_token();
+        let live = crate::rulebook::Live::new(book, local_token.clone());
+        let evaluation = config
+            .evaluation
+            .enabled
+            .then(|| crate::evaluation::engine::Engine {
+                store: store.clone(),
+                profiles: live.profiles.clone(),
+                router: live.router.clone(),
+                exceptions: exceptions.clone(),
+                destinations: config.destinations.clone(),
+                agency: config.evaluation.agency.clone(),
+            });
+        let authority = crate::evaluation::authz::Authority::load(
+            &config.evaluation.authorization_keys,
+            &config.evaluation.authorization_issuers,
+        )
+        .map_err(|e| StartError::Evaluation(e.to_string()))?;
+        let formats = crate::delivery::format::Formats::load(&config.mappings.dir.join("outbound"))
+            .map_err(StartError::Sharing)?;
+        let destinations = config
+            .destinations
+            .iter()
+            .map(|d| {
+                crate::delivery::Destination::new(config, d, &formats, store.keys().cloned())
+                    .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let parts = Self {
+            store,
+            handle,
+            clock,
+            manual_clock,
+            exceptions,
+            live,
+            local_token,
+            evaluation,
+            authority,
+            destinations,
+            last_answers: crate::delivery::LastAnswers::default(),
+        };
+        Ok((parts, committer))
+    }
+
+    /// The operator server's state.
+    fn ops(
+        &self,
+        config: &Config,
+        rule_files: &Arc<crate::rulebook::in_force::Files>,
+        reloader: &Arc<crate::rulebook::reload::Reloader>,
+        metrics: &Option<metrics_exporter_prometheus::PrometheusHandle>,
+        readiness: &Arc<crate::telemetry::Readiness>,
+    ) -> crate::operator::Ops {
+        crate::operator::Ops {
+            live: self.live.clone(),
+            rule_files: rule_files.clone(),
+            reloader: reloader.clone(),
+            last_answers: self.last_answers.clone(),
+            store: self.store.clone(),
+            committer: self.handle.clone(),
+            destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
+            manual_clock: self.manual_clock.clone(),
+            clock: self.clock.clone(),
+            router: self.live.router.clone(),
+            exceptions: self.exceptions.clone(),
+            calendar: self.live.calendar.clone(),
+            objection_rules: self.live.objections.clone(),
+            evaluation: self.evaluation.clone(),
+            manual_clock_file: config.storage.data_dir.join(MANUAL_CLOCK_FILE),
+            gate: self.live.gate.clone(),
+            admin_tls: config.server.admin_tls,
+            config: config.clone(),
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            uploads: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The agency API's state (the last holder of the parts: the writer stops once it is gone).
+    fn into_app(self, config: Config, disk: Arc<crate::store::space::DiskGuard>) -> App {
+        let inflight = (config.server.max_inflight_mb > 0).then(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                (config.server.max_inflight_mb * 1024) as usize,
+            ))
+        });
+        App {
+            evaluation: self.evaluation,
+            authority: self.authority,
+            disk,
+            inflight,
+            files: Arc::new(tokio::sync::Semaphore::new(config.ingest.files_at_once)),
+            repair_rules: self.live.repairs.clone(),
+            objection_rules: self.live.objections.clone(),
+            calendar: self.live.calendar.clone(),
+            router: self.live.router.clone(),
+            registry: self.live.registry.clone(),
+            mappings: self.live.mappings.clone(),
+            store: self.store,
+            committer: self.handle,
+            exceptions: self.exceptions,
+            clock: self.clock,
+            config,
+        }
+    }
+}
+
+/// The two listeners, bound before anything is served (a port in use is a start error).
+struct Listeners {
+    api: tokio::net::TcpListener,
+    api_addr: std::net::SocketAddr,
+    admin: tokio::net::TcpListener,
+    admin_addr: std::net::SocketAddr,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> Result<Self, StartError> {
+        let (api, api_addr) = ingest::bind(&config.server.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen.clone(),
+                source,
+            })?;
+        let admin_error = |source| StartError::Bind {
+            addr: config.server.admin_listen.clone(),
+            source,
+        };
+        let admin = tokio::net::TcpListener::bind(&config.server.admin_listen)
+            .await
+            .map_err(admin_error)?;
+        let admin_addr = admin.local_addr().map_err(admin_error)?;
+        Ok(Self {
+            api,
+            api_addr,
+            admin,
+            admin_addr,
+        })
+    }
+}
+
+/// What every node watches for itself: free disk space, the shared database, stuck commits, rules
+/// ending without a successor, certificates about to expire.
+fn spawn_watchers(
+    config: &Config,
+    parts: &Parts,
+    disk: &Arc<crate::store::space::DiskGuard>,
+    readiness: &Arc<crate::telemetry::Readiness>,
+    rule_files: &Arc<crate::rulebook::in_force::Files>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let database = {
+        let readiness = readiness.clone();
+        tokio::spawn(crate::cluster::watch_database(
+            parts.store.clone(),
+            move |up| readiness.set_database_unreachable(!up),
+            stop.clone(),
+        ))
+    };
+    vec![
+        tokio::spawn(watch_disk(disk.clone(), readiness.clone(), stop.clone())),
+        database,
+        tokio::spawn(watch_commits(
+            parts.handle.progress.clone(),
+            Duration::from_millis(config.storage.commit_stuck_ms),
+            readiness.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(crate::rulebook::in_force::watch(
+            parts.live.clone(),
+            rule_files.clone(),
+            parts.clock.clone(),
+            Duration::from_millis(config.lifecycle.check_interval_ms),
+            stop.clone(),
+        )),
+        tokio::spawn(crate::identity::expiry::watch(
+            config.clone(),
+            Duration::from_secs(3600),
+            stop.clone(),
+        )),
+    ]
+}
+
+/// Work done once per store: with several nodes on one database, by the node holding its lease
+/// (`cluster::while_held`). Each runs on blocking threads of its own, never on the runtime's
+/// worker threads (which serve TLS, health and metrics).
+fn spawn_work_done_once(
+    config: &Config,
+    parts: &Parts,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let node = crate::cluster::Node {
+        store: parts.store.clone(),
         name: config.storage.node_name(),
         ttl: Duration::from_millis(config.storage.lease_ttl_ms),
     };
+    let mut workers = Vec::new();
     let mut once = |lease: String, make: crate::cluster::MakeWorker| {
         workers.push(tokio::spawn(crate::cluster::while_held(
             node.clone(),
             lease,
-            stop_rx.clone(),
+            stop.clone(),
             make,
         )));
     };
-    for destination in destinations {
+    let (store, handle, clock) = (&parts.store, &parts.handle, &parts.clock);
+    let (router, calendar) = (&parts.live.router, &parts.live.calendar);
+    let exceptions = &parts.exceptions;
+    for destination in &parts.destinations {
         let worker = crate::delivery::Worker {
-            destination,
+            destination: destination.clone(),
             store: store.clone(),
             committer: handle.clone(),
             sharing: config.sharing.clone(),
             clock: clock.clone(),
             on_delivered: Some(acknowledger(store.clone(), clock.clone())),
             on_picked_up: Some(pick_up_recorder(store.clone(), clock.clone())),
-            last_answers: last_answers.clone(),
+            last_answers: parts.last_answers.clone(),
         };
         let lease = format!("delivery/{}", worker.destination.config.id);
         once(
@@ -559,7 +751,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         store: store.clone(),
         committer: handle.clone(),
         router: router.clone(),
-        rules: objection_rules.clone(),
+        rules: parts.live.objections.clone(),
         exceptions: exceptions.clone(),
         destinations: config.destinations.clone(),
         calendar: calendar.clone(),
@@ -576,7 +768,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         committer: handle.clone(),
         router: router.clone(),
         calendar: calendar.clone(),
-        rules: repair_rules.clone(),
+        rules: parts.live.repairs.clone(),
         exceptions: exceptions.clone(),
         destinations: config.destinations.clone(),
         clock: clock.clone(),
@@ -597,7 +789,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         "reencryption".into(),
         Box::new(move |stop| Box::pin(reencryption.clone().run(stop))),
     );
-    if let Some(engine) = &evaluation {
+    if let Some(engine) = &parts.evaluation {
         let worker = crate::evaluation::worker::Worker {
             engine: engine.clone(),
             committer: handle.clone(),
@@ -611,88 +803,12 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
             Box::new(move |stop| Box::pin(worker.clone().run(stop))),
         );
     }
-    let inflight = (config.server.max_inflight_mb > 0).then(|| {
-        Arc::new(tokio::sync::Semaphore::new(
-            (config.server.max_inflight_mb * 1024) as usize,
-        ))
-    });
-    workers.push(tokio::spawn(crate::rulebook::in_force::watch(
-        live.clone(),
-        rule_files,
-        clock.clone(),
-        Duration::from_millis(config.lifecycle.check_interval_ms),
-        stop_rx.clone(),
-    )));
-    workers.push(tokio::spawn(crate::identity::expiry::watch(
-        config.clone(),
-        Duration::from_secs(3600),
-        stop_rx.clone(),
-    )));
-    workers.push(disk_task);
-    workers.push(watchdog_task);
-    workers.push(database_task);
-    let app = Arc::new(App {
-        evaluation,
-        authority,
-        disk,
-        inflight,
-        files: Arc::new(tokio::sync::Semaphore::new(config.ingest.files_at_once)),
-        repair_rules,
-        objection_rules,
-        calendar,
-        router,
-        registry: live.registry.clone(),
-        mappings: live.mappings.clone(),
-        store: store.clone(),
-        committer: handle,
-        exceptions,
-        clock,
-        config,
-    });
-    let _ = ops.uploads.set(Arc::downgrade(&app));
-    drop(ops);
-    // Agencies' exchange folders: each node looks at the folders it is configured with (a file
-    // is claimed by an atomic rename, so two nodes sharing one folder never take it twice).
-    workers.extend(ingest::spawn_folders(&app, &stop_rx));
-    let api_task = tokio::spawn(ingest::serve(
-        app.clone(),
-        server_tls.clone(),
-        api_listener,
-        stop_rx,
-    ));
-    let mut reload = Reload {
-        config: app.config.clone(),
-        config_file,
-        tls: server_tls.clone(),
-        committer: app.committer.clone(),
-        store: store.clone(),
-        clock: app.clock.clone(),
-        rules: reloader,
-    };
-    drop(app);
-    // Operator commands find a running gateway's admin endpoint here (its port may be ephemeral).
-    if let Err(e) = std::fs::write(&addr_file, admin_addr.to_string()) {
-        tracing::warn!(error = %e, "cannot write the admin address file");
-    }
-    let signals = Signals::install();
-    readiness.set(true);
-    tracing::info!(api = %api_addr, admin = %admin_addr, "credit-gateway ready");
-    println!("credit-gateway ready: api=https://{api_addr} admin=http://{admin_addr}");
+    workers
+}
 
-    let fenced = tokio::select! {
-        () = wait_for_signal(signals, || reload.run()) => None,
-        why = watch_fence(store.clone(), readiness.clone()) => Some(why),
-    };
-    drop(reload);
-    tracing::info!("shutting down: finishing in-flight requests");
-    readiness.set(false);
-    let _ = stop_tx.send(true);
-    let _ = api_task.await;
-    let _ = admin_task.await;
-    for w in workers {
-        let _ = w.await;
-    }
-    // Every App clone is gone once the connections are; the writer then drains and stops.
+/// After every task has stopped: let the writer drain what it holds (every `App` clone is gone
+/// once the connections are), then flush what is committed.
+async fn drain(committer: crate::store::Committer, store: &Store) {
     let joined = tokio::task::spawn_blocking(move || committer.join());
     if tokio::time::timeout(Duration::from_secs(10), joined)
         .await
@@ -702,12 +818,6 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     }
     if let Err(e) = store.flush() {
         tracing::error!(error = %e, "final flush failed");
-    }
-    let _ = std::fs::remove_file(&addr_file);
-    tracing::info!("stopped");
-    match fenced {
-        Some(why) => Err(StartError::Fenced(why)),
-        None => Ok(()),
     }
 }
 
