@@ -48,15 +48,18 @@ mod tests {
 
     /// The route constants the domains export (`crate::outbox::ops::route::REPLAY` ->
     /// `/outbox/replay`).
+    /// Each domain's operator commands: its route constants and the parser of its requests.
+    const DOMAIN_OPS: [(&str, &str); 5] = [
+        ("objections", include_str!("../../crates/domains/src/objections/ops.rs")),
+        ("repairs", include_str!("../../crates/domains/src/repairs/ops.rs")),
+        ("evaluation", include_str!("../../crates/domains/src/evaluation/ops.rs")),
+        ("ledger", include_str!("../../crates/domains/src/ledger/ops.rs")),
+        ("outbox", include_str!("../../crates/domains/src/outbox/ops.rs")),
+    ];
+
     fn route_constants() -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for (module, source) in [
-            ("objections", include_str!("../../crates/domains/src/objections/ops.rs")),
-            ("repairs", include_str!("../../crates/domains/src/repairs/ops.rs")),
-            ("evaluation", include_str!("../../crates/domains/src/evaluation/ops.rs")),
-            ("ledger", include_str!("../../crates/domains/src/ledger/ops.rs")),
-            ("outbox", include_str!("../../crates/domains/src/outbox/ops.rs")),
-        ] {
+        for (module, source) in DOMAIN_OPS {
             for line in source.lines() {
                 let Some(rest) = line.trim().strip_prefix("pub const ") else {
                     continue;
@@ -78,10 +81,16 @@ mod tests {
     /// `("POST", "/outbox/replay")` patterns of the admin server, literal or by the domains'
     /// route constants.
     fn operator_routes() -> Vec<(String, String)> {
-        let source = concat!(
+        // The operator server's route table, and each domain's parser of its own paths (whose
+        // `route::X` is that domain's constant).
+        let mut source = concat!(
             include_str!("../operator/mod.rs"),
             include_str!("../operator/routes.rs")
-        );
+        )
+        .to_string();
+        for (module, domain) in DOMAIN_OPS {
+            source.push_str(&domain.replace("route::", &format!("crate::{module}::ops::route::")));
+        }
         let constants = route_constants();
         let mut out = Vec::new();
         for line in source.lines() {

@@ -172,9 +172,11 @@ async fn ledger(
     req: &Request<hyper::body::Incoming>,
     by: &str,
 ) -> Response<Full<Bytes>> {
-    use crate::ledger::ops::{record_holdings, set_standing, subject_holdings, OpContext, OpError};
+    use crate::ledger::ops::{command, run, OpContext, OpError};
     let query = decoded_query(req);
-    let q = |k: &str| query.get(k).map(String::as_str);
+    let Some(command) = command(req.method().as_str(), req.uri().path(), &query) else {
+        return op_error(OpError::NotFound("endpoint"), "standing_unchanged");
+    };
     let ctx = OpContext {
         store: &ops.store,
         committer: &ops.committer,
@@ -183,55 +185,7 @@ async fn ledger(
         now: ops.clock.now(),
         by,
     };
-    let standing = || crate::ledger::recheck::StandingRequest {
-        reason: q("reason").map(String::from),
-        on: q("on").unwrap_or("").to_string(),
-        note: q("note").map(String::from),
-    };
-    let result = match (req.method().as_str(), req.uri().path()) {
-        ("GET", crate::ledger::ops::route::RECORD) => {
-            record_holdings(
-                &ctx,
-                q("agency").unwrap_or(""),
-                q("record_id").unwrap_or(""),
-                q("as_of"),
-                q("destination"),
-            )
-            .await
-        }
-        ("GET", crate::ledger::ops::route::SUBJECT) => {
-            subject_holdings(
-                &ctx,
-                q("id_type").unwrap_or(""),
-                q("id").unwrap_or(""),
-                q("as_of"),
-                q("destination"),
-            )
-            .await
-        }
-        ("POST", crate::ledger::ops::route::EXIT) => {
-            set_standing(
-                &ctx,
-                q("id_type").unwrap_or(""),
-                q("id").unwrap_or(""),
-                true,
-                standing(),
-            )
-            .await
-        }
-        ("POST", crate::ledger::ops::route::REENTRY) => {
-            set_standing(
-                &ctx,
-                q("id_type").unwrap_or(""),
-                q("id").unwrap_or(""),
-                false,
-                standing(),
-            )
-            .await
-        }
-        _ => Err(OpError::NotFound("endpoint")),
-    };
-    match result {
+    match run(&ctx, command).await {
         Ok(v) => json(StatusCode::OK, v),
         Err(e) => op_error(e, "standing_unchanged"),
     }
@@ -244,25 +198,10 @@ async fn objections(
     req: &Request<hyper::body::Incoming>,
     by: &str,
 ) -> Response<Full<Bytes>> {
-    use crate::objections::ops::{run, Command};
+    use crate::objections::ops::{command, run};
     let query = decoded_query(req);
-    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
-    let command = match (req.method().as_str(), req.uri().path()) {
-        ("GET", crate::objections::ops::route::LIST) => Command::List {
-            state: query.get("state").cloned(),
-        },
-        ("GET", crate::objections::ops::route::SHOW) => Command::Show { id: q("id") },
-        ("POST", crate::objections::ops::route::ACCEPT_LATE) => Command::AcceptLate {
-            id: q("id"),
-            reason: q("reason"),
-        },
-        _ => {
-            return refuse(Refusal::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such operator endpoint (see GET /openapi.json)",
-            ))
-        }
+    let Some(command) = command(req.method().as_str(), req.uri().path(), &query) else {
+        return not_found();
     };
     let ctx = crate::objections::flow::Context {
         store: &ops.store,
@@ -283,19 +222,10 @@ async fn objections(
 /// `GET /repairs/list?state=S`, `GET /repairs/show?id=I`: the CLI's `repairs` commands.
 async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let query = decoded_query(req);
-    let (state, id) = match req.uri().path() {
-        crate::repairs::ops::route::LIST => (query.get("state").cloned(), None),
-        crate::repairs::ops::route::SHOW => {
-            (None, Some(query.get("id").cloned().unwrap_or_default()))
-        }
-        _ => {
-            return refuse(Refusal::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such operator endpoint (see GET /openapi.json)",
-            ))
-        }
+    let Some(command) = crate::repairs::ops::command(req.uri().path(), &query) else {
+        return not_found();
     };
+    let (state, id) = command.into_parts();
     match crate::repairs::ops::run(&ops.store, &ops.committer, ops.clock.now(), state, id).await {
         Ok(v) => json(StatusCode::OK, v),
         Err(e) => op_error(e, "repair_state"),
@@ -369,7 +299,6 @@ async fn evaluation(
     req: &Request<hyper::body::Incoming>,
     by: &str,
 ) -> Response<Full<Bytes>> {
-    use crate::evaluation::ops::Command;
     let Some(engine) = &ops.evaluation else {
         return refuse(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -378,47 +307,22 @@ async fn evaluation(
         ));
     };
     let query = decoded_query(req);
-    let q = |k: &str| query.get(k).cloned().unwrap_or_default();
-    let command = match (req.method().as_str(), req.uri().path()) {
-        ("GET", crate::evaluation::ops::route::SHOW) => Command::Show {
-            id_type: q("id_type"),
-            id: q("id"),
-        },
-        ("GET", crate::evaluation::ops::route::CYCLES) => Command::Cycles,
-        ("POST", crate::evaluation::ops::route::RERUN) => match q("year").parse() {
-            Ok(year) => Command::Rerun {
-                year,
-                region: query.get("region").filter(|r| !r.is_empty()).cloned(),
-                by: by.to_string(),
-            },
-            Err(_) => {
-                return op_error(
-                    crate::ledger::ops::OpError::Invalid("year must be a number".into()),
-                    "not_running_year",
-                )
-            }
-        },
-        ("POST", crate::evaluation::ops::route::PUBLISH) => match q("year").parse() {
-            Ok(year) => Command::Publish { year },
-            Err(_) => {
-                return op_error(
-                    crate::ledger::ops::OpError::Invalid("year must be a number".into()),
-                    "cycle_not_ended",
-                )
-            }
-        },
-        _ => {
+    let command = match crate::evaluation::ops::command(
+        req.method().as_str(),
+        req.uri().path(),
+        &query,
+        by,
+    ) {
+        None => {
             return op_error(
                 crate::ledger::ops::OpError::NotFound("endpoint"),
                 "cycle_not_ended",
             )
         }
+        Some(Err(e)) => return op_error(e, "cycle_not_ended"),
+        Some(Ok(command)) => command,
     };
-    let conflict = if matches!(command, Command::Rerun { .. }) {
-        "not_running_year"
-    } else {
-        "cycle_not_ended"
-    };
+    let conflict = command.conflict_code();
     let calendar = ops.calendar.current();
     match crate::evaluation::ops::run(
         engine,
@@ -566,6 +470,15 @@ fn op_error(e: crate::ledger::ops::OpError, conflict: &'static str) -> Response<
         refusal.code = conflict;
     }
     refuse(refusal)
+}
+
+/// A path no domain serves.
+fn not_found() -> Response<Full<Bytes>> {
+    refuse(Refusal::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such operator endpoint (see GET /openapi.json)",
+    ))
 }
 
 /// Every refusal of the operator API, answered in the one shape (`crate::answer`).

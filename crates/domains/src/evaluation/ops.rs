@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::engine::{today, Engine, EvaluationError};
 use super::{ids, worker};
+use crate::ledger::ops::OpError;
 use crate::archive;
 use crate::subject::SubjectId;
 
@@ -116,6 +117,48 @@ pub enum Command {
         region: Option<String>,
         by: String,
     },
+}
+
+/// The command a request names, or why it cannot be run: `GET /evaluation/show?id_type=T&id=I`,
+/// `GET /evaluation/cycles`, `POST /evaluation/publish?year=Y`, `POST /evaluation/rerun?year=Y
+/// [&region=R]`. `None`: no path of this domain.
+pub fn command(
+    method: &str,
+    path: &str,
+    query: &crate::ledger::ops::Query,
+    by: &str,
+) -> Option<Result<Command, OpError>> {
+    use crate::ledger::ops::{given, param};
+    let year = || {
+        param(query, "year")
+            .parse()
+            .map_err(|_| OpError::Invalid("year must be a number".into()))
+    };
+    Some(match (method, path) {
+        ("GET", route::SHOW) => Ok(Command::Show {
+            id_type: param(query, "id_type"),
+            id: param(query, "id"),
+        }),
+        ("GET", route::CYCLES) => Ok(Command::Cycles),
+        ("POST", route::RERUN) => year().map(|year| Command::Rerun {
+            year,
+            region: given(query, "region"),
+            by: by.to_string(),
+        }),
+        ("POST", route::PUBLISH) => year().map(|year| Command::Publish { year }),
+        _ => return None,
+    })
+}
+
+impl Command {
+    /// The stable code of this command refused in the state it found: a re-run outside the
+    /// running year, a publication before the cycle ended.
+    pub fn conflict_code(&self) -> &'static str {
+        match self {
+            Self::Rerun { .. } => "not_running_year",
+            _ => "cycle_not_ended",
+        }
+    }
 }
 
 /// Run an operator command; publishing is audited as the operator's.

@@ -61,6 +61,110 @@ impl crate::answer::Answer for OpError {
     }
 }
 
+/// An operator request's query, percent-decoded (the operator server decodes it; each domain's
+/// `command` reads the parameters it knows).
+pub type Query = std::collections::HashMap<String, String>;
+
+/// A parameter as given, or empty (the command's own check names a missing one).
+pub fn param(query: &Query, name: &str) -> String {
+    query.get(name).cloned().unwrap_or_default()
+}
+
+/// A parameter given with a value.
+pub fn given(query: &Query, name: &str) -> Option<String> {
+    query.get(name).filter(|v| !v.is_empty()).cloned()
+}
+
+/// A ledger or standing command, parsed from the operator API's method, path and query.
+pub enum Command {
+    Record {
+        agency: String,
+        record_id: String,
+        as_of: Option<String>,
+        destination: Option<String>,
+    },
+    Subject {
+        id_type: String,
+        id: String,
+        as_of: Option<String>,
+        destination: Option<String>,
+    },
+    Standing {
+        id_type: String,
+        id: String,
+        exited: bool,
+        request: recheck::StandingRequest,
+    },
+}
+
+/// The command a request names (`None`: no path of this domain). `GET /ledger/record?agency=A&
+/// record_id=R[&as_of=T][&destination=D]`, `GET /ledger/subject?id_type=uscc&id=X[&as_of=T]
+/// [&destination=D]`, `POST /subjects/exit?id_type=uscc&id=X&reason=left_service&on=2026-11-01
+/// [&note=N]`, `POST /subjects/reentry?id_type=uscc&id=X&on=2026-11-20`.
+pub fn command(method: &str, path: &str, query: &Query) -> Option<Command> {
+    let q = |k: &str| query.get(k).cloned();
+    let standing = |exited| Command::Standing {
+        id_type: param(query, "id_type"),
+        id: param(query, "id"),
+        exited,
+        request: recheck::StandingRequest {
+            reason: q("reason"),
+            on: param(query, "on"),
+            note: q("note"),
+        },
+    };
+    Some(match (method, path) {
+        ("GET", route::RECORD) => Command::Record {
+            agency: param(query, "agency"),
+            record_id: param(query, "record_id"),
+            as_of: q("as_of"),
+            destination: q("destination"),
+        },
+        ("GET", route::SUBJECT) => Command::Subject {
+            id_type: param(query, "id_type"),
+            id: param(query, "id"),
+            as_of: q("as_of"),
+            destination: q("destination"),
+        },
+        ("POST", route::EXIT) => standing(true),
+        ("POST", route::REENTRY) => standing(false),
+        _ => return None,
+    })
+}
+
+/// Run a ledger or standing command.
+pub async fn run(ctx: &OpContext<'_>, command: Command) -> Result<Value, OpError> {
+    match command {
+        Command::Record {
+            agency,
+            record_id,
+            as_of,
+            destination,
+        } => {
+            record_holdings(
+                ctx,
+                &agency,
+                &record_id,
+                as_of.as_deref(),
+                destination.as_deref(),
+            )
+            .await
+        }
+        Command::Subject {
+            id_type,
+            id,
+            as_of,
+            destination,
+        } => subject_holdings(ctx, &id_type, &id, as_of.as_deref(), destination.as_deref()).await,
+        Command::Standing {
+            id_type,
+            id,
+            exited,
+            request,
+        } => set_standing(ctx, &id_type, &id, exited, request).await,
+    }
+}
+
 /// What every operation works with.
 pub struct OpContext<'a> {
     pub store: &'a Store,

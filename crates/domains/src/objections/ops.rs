@@ -22,6 +22,25 @@ pub enum Command {
     AcceptLate { id: String, reason: String },
 }
 
+/// The command a request names (`None`: no path of this domain): `GET /objections/list?state=S`,
+/// `GET /objections/show?id=I`, `POST /objections/accept-late?id=I&reason=R`.
+pub fn command(method: &str, path: &str, query: &crate::ledger::ops::Query) -> Option<Command> {
+    use crate::ledger::ops::param;
+    Some(match (method, path) {
+        ("GET", route::LIST) => Command::List {
+            state: query.get("state").cloned(),
+        },
+        ("GET", route::SHOW) => Command::Show {
+            id: param(query, "id"),
+        },
+        ("POST", route::ACCEPT_LATE) => Command::AcceptLate {
+            id: param(query, "id"),
+            reason: param(query, "reason"),
+        },
+        _ => return None,
+    })
+}
+
 pub async fn run(ctx: &Context<'_>, by: &str, cmd: Command) -> Result<Value, OpError> {
     let storage = |e: crate::store::StoreError| OpError::Storage(e.to_string());
     match cmd {

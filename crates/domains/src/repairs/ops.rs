@@ -16,6 +16,36 @@ pub mod route {
     pub const SHOW: &str = "/repairs/show";
 }
 
+/// A repairs command: list (optionally by state) or show one.
+pub enum Command {
+    List { state: Option<String> },
+    Show { id: String },
+}
+
+/// The command a request names (`None`: no path of this domain): `GET /repairs/list?state=S`,
+/// `GET /repairs/show?id=I`.
+pub fn command(path: &str, query: &crate::ledger::ops::Query) -> Option<Command> {
+    match path {
+        route::LIST => Some(Command::List {
+            state: query.get("state").cloned(),
+        }),
+        route::SHOW => Some(Command::Show {
+            id: crate::ledger::ops::param(query, "id"),
+        }),
+        _ => None,
+    }
+}
+
+impl Command {
+    /// The state filter and the id `run` takes.
+    pub fn into_parts(self) -> (Option<String>, Option<String>) {
+        match self {
+            Self::List { state } => (state, None),
+            Self::Show { id } => (None, Some(id)),
+        }
+    }
+}
+
 /// `id`: show one; else list, optionally by `state`.
 pub async fn run(
     store: &Store,
