@@ -16,8 +16,9 @@
 //! - [`tracker`]: the one periodic scan ([`tracker::Tracker`]) parameterised by the domain
 //!   ([`tracker::Tracked`]): it lists the cases, lets the domain make provisional deadlines exact
 //!   and take its due steps, counts cases by state into the gauges, warns once per deadline and
-//!   fires the webhook; the one webhook sender ([`tracker::Webhook`]); and the one gauge naming
-//!   scheme ([`tracker::Family`]).
+//!   fires the webhook;
+//! - [`webhook`]: the one webhook sender; [`family`]: the one naming scheme of what the trackers
+//!   export (gauges, webhook events and payloads, failure lines).
 //!
 //! Never does: write a case (every step is its domain's `flow` step, written and audited by the
 //! writer), decide a state (the domain computes it from its stored status, the time and, for a
@@ -35,7 +36,7 @@
 //!   tracker had before this core (dashboards, alert receivers and tests depend on them).
 //!
 //! Where the three domains differ, the difference is a parameter, kept as it was:
-//! - gauges ([`tracker::Family`]): objections and repairs export one labelled family
+//! - gauges ([`family::Family`]): objections and repairs export one labelled family
 //!   `gateway_{cases}{state=...}` with every state set (0 when none); corrections export one
 //!   unlabelled gauge per tracked state, `gateway_corrections_{state}`, for `pending`, `overdue`
 //!   and `delivered_late` only (the names predate the labelled scheme and dashboards use them).
@@ -61,8 +62,10 @@
 //! unused, for whoever next changes `calendar` to remove.
 
 pub mod deadline;
+pub mod family;
 pub mod flow;
 pub mod tracker;
+pub mod webhook;
 
 pub use deadline::{CaseDeadline, Countdown, Due, OncePer, Warnings};
 pub use flow::{step, CaseFlow, Context, Duty, Phase, StepHeld};

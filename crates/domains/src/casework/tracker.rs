@@ -4,10 +4,9 @@
 //! and warns (the domain's log event and metric, and the optional webhook) once when an open
 //! case has less than one working day left and once when it becomes overdue.
 //!
-//! Owns: the loop and its shutdown ([`Tracker::run`]), one scan ([`Tracker::scan`], which
-//! answers what it found, for tests and tools), the webhook sender ([`Webhook`]) and the naming
-//! of the gauges, webhook events and failure lines of each domain ([`Family`]: metric names are
-//! string literals, so the catalogue's test can check them; see `telemetry::catalogue`).
+//! Owns: the loop and its shutdown ([`Tracker::run`]) and one scan ([`Tracker::scan`], which
+//! answers what it found, for tests and tools). It sends through the one [`Webhook`] and names
+//! what it exports by the domain's [`Family`].
 //!
 //! Never does: write a case or compute its state (through [`Tracked`], the domain does), or
 //! retry a webhook (the log warning and the metrics remain).
@@ -17,11 +16,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::deadline::{Due, OncePer, Warnings};
+use super::deadline::{Due, Warnings};
+pub use super::family::Family;
 use super::flow::{CaseFlow, Phase};
+pub use super::webhook::Webhook;
 use crate::calendar::{Calendar, SharedCalendar};
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreError};
@@ -76,144 +76,6 @@ pub trait Tracked: Send + Sync + 'static {
 
     /// The domain's log event and metric for a warning (`deadline` in RFC 3339).
     fn warned(&self, listed: &Self::Listed, deadline: &str, due: Due);
-}
-
-/// Which domain, for the names it exports (kept exactly as before the core; see the module doc
-/// of [`crate::casework`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Corrections,
-    Objections,
-    Repairs,
-}
-
-impl Family {
-    /// The case's name in events and payloads (`"objection"`).
-    pub fn case(self) -> &'static str {
-        match self {
-            Self::Corrections => "correction",
-            Self::Objections => "objection",
-            Self::Repairs => "repair",
-        }
-    }
-
-    pub fn once_per(self) -> OncePer {
-        match self {
-            Self::Corrections => OncePer::Case,
-            Self::Objections | Self::Repairs => OncePer::Deadline,
-        }
-    }
-
-    /// The webhook's `event`.
-    pub fn event(self, due: Due) -> &'static str {
-        match (self, due) {
-            (Self::Corrections, Due::Near) => "deadline_near",
-            (Self::Corrections, Due::Overdue) => "overdue",
-            (Self::Objections, Due::Near) => "objection_deadline_near",
-            (Self::Objections, Due::Overdue) => "objection_overdue",
-            (Self::Repairs, Due::Near) => "repair_deadline_near",
-            (Self::Repairs, Due::Overdue) => "repair_overdue",
-        }
-    }
-
-    /// The webhook's payload.
-    pub fn alert(
-        self,
-        due: Due,
-        id: &str,
-        record_id: Option<&str>,
-        deadline: &str,
-        provisional: bool,
-    ) -> Value {
-        let mut body = Map::new();
-        body.insert("event".into(), self.event(due).into());
-        body.insert(format!("{}_id", self.case()), id.into());
-        if let Some(record_id) = record_id {
-            body.insert("record_id".into(), record_id.into());
-        }
-        body.insert("deadline".into(), deadline.into());
-        body.insert("deadline_provisional".into(), provisional.into());
-        Value::Object(body)
-    }
-
-    /// Set the gauges: `codes` every state in order, `counts` the cases per state code.
-    pub fn publish(self, codes: &[String], counts: &BTreeMap<String, u64>, nearest: i64) {
-        let count = |state: &str| counts.get(state).copied().unwrap_or(0) as f64;
-        match self {
-            Self::Corrections => {
-                metrics::gauge!("gateway_corrections_pending").set(count("pending"));
-                metrics::gauge!("gateway_corrections_overdue").set(count("overdue"));
-                metrics::gauge!("gateway_corrections_nearest_deadline_seconds").set(nearest as f64);
-                metrics::gauge!("gateway_corrections_delivered_late").set(count("delivered_late"));
-            }
-            Self::Objections => {
-                for state in codes {
-                    metrics::gauge!("gateway_objections", "state" => state.clone())
-                        .set(count(state));
-                }
-                metrics::gauge!("gateway_objections_nearest_deadline_seconds").set(nearest as f64);
-            }
-            Self::Repairs => {
-                for state in codes {
-                    metrics::gauge!("gateway_repairs", "state" => state.clone()).set(count(state));
-                }
-                metrics::gauge!("gateway_repairs_nearest_deadline_seconds").set(nearest as f64);
-            }
-        }
-    }
-
-    fn webhook_failed(self, url: &str, id: &str, error: &str) {
-        match self {
-            Self::Corrections => {
-                tracing::warn!(webhook = %url, error = %error, "correction alert webhook failed")
-            }
-            Self::Objections => {
-                tracing::warn!(objection = %id, error = %error, "objection alert webhook failed")
-            }
-            Self::Repairs => {
-                tracing::warn!(repair = %id, error = %error, "repair alert webhook failed")
-            }
-        }
-    }
-}
-
-/// The one alert webhook sender: a JSON POST (plain HTTP, e.g. a local alert relay), 5 s
-/// timeout, not retried.
-#[derive(Debug, Clone, Default)]
-pub struct Webhook {
-    url: Option<String>,
-}
-
-impl Webhook {
-    pub fn new(url: Option<String>) -> Self {
-        Self { url }
-    }
-
-    /// POST `body`; `None` when no webhook is configured.
-    pub async fn post(&self, body: &Value) -> Option<(&str, Result<(), String>)> {
-        let url = self.url.as_deref()?;
-        Some((url, post_json(url, body).await))
-    }
-}
-
-/// POST one JSON alert (plain HTTP, 5 s timeout); not retried: the log warning and the metrics
-/// remain.
-pub async fn post_json(url: &str, body: &Value) -> Result<(), String> {
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let req = hyper::Request::post(url)
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
-        )))
-        .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(Duration::from_secs(5), client.request(req)).await {
-        Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
-        Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 5 s".into()),
-    }
 }
 
 /// The tracker of one domain.

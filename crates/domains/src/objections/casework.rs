@@ -6,7 +6,10 @@
 //! (so a bad correction changes nothing), and the list of steps the flow allows an objection in its
 //! state, each with the duty it belongs to ([`Duty`]): the department that provided the information
 //! resolves at the first level (LS Art. 23; GD Art. 33), the level above reviews (复核, GD Art. 34),
-//! and late objections are accepted by an operator with a reason (LS Art. 21).
+//! and late objections are accepted by an operator with a reason (LS Art. 21). The states and
+//! steps are the casework core's [`crate::casework::CaseFlow`], implemented by [`ObjectionFlow`]
+//! (the tracker reads the same phases); [`allowed`] and [`Duty`] stay here for the API and the
+//! console.
 //!
 //! Never does: decide who a caller is (the agency comes from its certificate, the operator from
 //! the session), render anything, or keep state of its own: every step goes through `flow`, which

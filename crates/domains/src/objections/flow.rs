@@ -199,7 +199,7 @@ pub async fn file(
     let filing_basis = filing_deadline.and_then(|(_, b)| b);
     let filing_deadline_provisional = filing_basis.is_some();
     let filing_deadline = filing_deadline.map(|(d, _)| d);
-    let late = filing_deadline.is_some_and(|d| filed_at > d);
+    let late = filing_deadline.is_some_and(|d| crate::casework::deadline::passed(d, filed_at));
     let mut objection = Objection {
         id: uuid::Uuid::new_v4().to_string(),
         records,

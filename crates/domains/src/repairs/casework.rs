@@ -4,8 +4,13 @@
 //! Owns: which step is open when (decide and extend while under review, GD Art. 37 / LS Art. 40;
 //! complete once the publicity has ended without an open objection, GD Art. 38; record a broken
 //! commitment on a completed repair, LS Art. 41), and that only the department that made the
-//! finding extends its decision. Never does: render, or write anything itself (every step is a
-//! `flow` step, written and audited there).
+//! finding extends its decision. The states and steps are the casework core's
+//! [`crate::casework::CaseFlow`], implemented by [`RepairFlow`] (every step is the deciding
+//! department's casework, [`crate::casework::Duty::Casework`]); [`allowed`] gives the steps alone
+//! as the API and the console read them.
+//!
+//! Never does: render, or write anything itself (every step is a `flow` step, written and
+//! audited there).
 
 use super::flow::{self, Context, RepairError};
 use super::{Repair, State};
