@@ -446,6 +446,117 @@ mod tests {
         assert_eq!(next_day.counts.get("overdue"), Some(&2));
     }
 
+    /// Corrections on the same loop: pending with a deadline is counted down, a forwarded one
+    /// (no deadline) is pending without a countdown, a late delivery is counted; a correction
+    /// warns once per case, so a deadline changed afterwards does not warn again.
+    #[tokio::test]
+    async fn corrections_warn_once_per_case_and_count_every_state() {
+        use crate::corrections::{Correction, CorrectionFlow, CorrectionKind, Status as Listed};
+
+        struct Corrections(Mutex<Vec<(String, Due)>>);
+        impl Tracked for Corrections {
+            type Flow = CorrectionFlow;
+            type Listed = Listed;
+            type Memo = ();
+            const FAMILY: Family = Family::Corrections;
+            fn list(store: &Store, now: OffsetDateTime) -> Result<Vec<Listed>, StoreError> {
+                crate::corrections::list(store, now, None)
+            }
+            fn id(listed: &Listed) -> &str {
+                &listed.correction.id
+            }
+            fn state(listed: &Listed) -> crate::corrections::State {
+                listed.state
+            }
+            fn deadline(listed: &Listed) -> Option<OffsetDateTime> {
+                listed.correction.deadline
+            }
+            fn provisional(listed: &Listed) -> bool {
+                listed.correction.deadline_provisional
+            }
+            async fn make_exact(
+                &self,
+                _: &[Listed],
+                _: &Arc<Calendar>,
+                _: OffsetDateTime,
+            ) -> Vec<String> {
+                Vec::new()
+            }
+            fn warned(&self, listed: &Listed, _: &str, due: Due) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((listed.correction.id.clone(), due));
+            }
+        }
+        let correction = |id: &str, deadline: Option<OffsetDateTime>| Correction {
+            id: id.into(),
+            kind: CorrectionKind::Correct,
+            agency: "mi".into(),
+            record_id: format!("R-{id}"),
+            version: 2,
+            requested_by: "mi".into(),
+            reason: String::new(),
+            found_at: datetime!(2026-10-05 10:00 +08:00),
+            received_at: datetime!(2026-10-05 10:00 +08:00),
+            deadline,
+            deadline_provisional: false,
+            deadline_basis: None,
+            destinations: vec!["platform".into()],
+            direction: "along_chain".into(),
+        };
+        let put = |store: &Store, c: &Correction| {
+            let mut w = WriteSet::default();
+            w.put(
+                crate::corrections::correction_key(&c.id),
+                crate::store::to_bytes(c),
+            );
+            store.apply(w).unwrap();
+        };
+        let (store, _) = memory::store();
+        let deadline = datetime!(2026-10-08 23:59:59 +08:00);
+        put(&store, &correction("near", Some(deadline)));
+        put(&store, &correction("forwarded", None));
+        put(
+            &store,
+            &correction("late", Some(datetime!(2026-09-30 23:59:59 +08:00))),
+        );
+        let mut w = WriteSet::default();
+        w.put(
+            crate::corrections::delivered_key("late", "platform"),
+            crate::store::to_bytes(&serde_json::json!({"at": "2026-10-02T09:00:00+08:00"})),
+        );
+        store.apply(w).unwrap();
+        let tracker = Tracker {
+            domain: Corrections(Mutex::new(Vec::new())),
+            store: store.clone(),
+            calendar: SharedCalendar::new(Calendar::builtin().unwrap()),
+            clock: Arc::new(ManualClock::new(datetime!(2026-10-08 09:00 +08:00))),
+            interval: Duration::from_secs(60),
+            webhook: Webhook::default(),
+        };
+        let mut memory = Memory::default();
+        let scan = tracker.scan(&mut memory).await.unwrap();
+        assert_eq!(scan.warned, [("near".to_string(), Due::Near)]);
+        assert_eq!(
+            scan.counts.get("pending"),
+            Some(&2),
+            "the forwarded one too"
+        );
+        assert_eq!(scan.counts.get("delivered_late"), Some(&1));
+        assert_eq!(
+            scan.nearest,
+            (deadline - datetime!(2026-10-08 09:00 +08:00)).whole_seconds(),
+            "only a deadline counts toward the nearest"
+        );
+        put(
+            &store,
+            &correction("near", Some(datetime!(2026-10-08 22:00 +08:00))),
+        );
+        let again = tracker.scan(&mut memory).await.unwrap();
+        assert!(again.warned.is_empty(), "once per correction (GD Art. 31)");
+    }
+
     /// The payloads each family's receivers read, exactly as before the core.
     #[test]
     fn each_family_keeps_its_webhook_payload() {
