@@ -16,6 +16,8 @@
 //! - [`repairs`]: 信用修复, its eligibility, publicity and completion (LS Arts. 36-42, GD Arts.
 //!   35-39);
 //! - [`corrections`]: corrections within three working days (GD Art. 31), on the [`calendar`];
+//! - [`casework`]: what corrections, objections and repairs share as cases: the working-day
+//!   deadline and its countdown, the flow's states and steps, the one tracker and its webhook;
 //! - [`evaluation`]: the yearly credit evaluation and its grades (scoring profiles by region);
 //! - [`exchange`]: the single writer's jobs: one group commit per step, audited;
 //! - [`outbox`], [`delivery`]: the durable queues and the senders;
@@ -39,6 +41,7 @@ pub use credit_gateway_core::{
 pub mod archive;
 pub mod audit;
 pub mod backup;
+pub mod casework;
 pub mod cluster;
 pub mod config;
 pub mod corrections;

@@ -91,13 +91,12 @@ impl Correction {
     /// Replace a provisional deadline with the exact one once `calendar` covers it; only the
     /// deadline fields change. `true` when it changed.
     pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
-        let Some(exact) = self.deadline_basis.and_then(|b| calendar.exact(&b)) else {
-            return false;
-        };
-        self.deadline = Some(exact);
-        self.deadline_provisional = false;
-        self.deadline_basis = None;
-        true
+        crate::casework::deadline::make_exact(
+            calendar,
+            &mut self.deadline,
+            &mut self.deadline_provisional,
+            &mut self.deadline_basis,
+        )
     }
 }
 
@@ -119,6 +118,55 @@ pub enum State {
 impl State {
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+}
+
+/// A correction's flow on the casework core: no person takes a step (delivery workers record
+/// the acknowledgements); the deadline runs while `pending` and has passed when `overdue`; every
+/// delivered state and `no_platform` are terminal.
+pub struct CorrectionFlow;
+
+/// Corrections have no step a person takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoStep {}
+
+impl crate::casework::CaseFlow for CorrectionFlow {
+    type Case = Status;
+    type State = State;
+    type Step = NoStep;
+    type Facts = ();
+
+    const STATES: &'static [State] = &[
+        State::Pending,
+        State::Overdue,
+        State::DeliveredOnTime,
+        State::DeliveredLate,
+        State::Delivered,
+        State::NoPlatform,
+    ];
+
+    fn state(status: &Status, now: OffsetDateTime, _: ()) -> State {
+        state_of(&status.correction, &status.delivered, now)
+    }
+
+    fn phase(state: State) -> crate::casework::Phase {
+        use crate::casework::Phase;
+        match state {
+            State::Pending => Phase::Running,
+            State::Overdue => Phase::Overdue,
+            State::DeliveredOnTime
+            | State::DeliveredLate
+            | State::Delivered
+            | State::NoPlatform => Phase::Closed,
+        }
+    }
+
+    fn is_terminal(state: State) -> bool {
+        !matches!(state, State::Pending | State::Overdue)
+    }
+
+    fn steps(_: &Status, _: State, _: OffsetDateTime) -> Vec<(NoStep, crate::casework::Duty)> {
+        Vec::new()
     }
 }
 
@@ -179,7 +227,7 @@ pub fn state_of(c: &Correction, delivered: &Map<String, Value>, now: OffsetDateT
         } else {
             State::DeliveredLate
         }
-    } else if now > deadline {
+    } else if crate::casework::deadline::passed(deadline, now) {
         State::Overdue
     } else {
         State::Pending

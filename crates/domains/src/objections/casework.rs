@@ -6,7 +6,10 @@
 //! (so a bad correction changes nothing), and the list of steps the flow allows an objection in its
 //! state, each with the duty it belongs to ([`Duty`]): the department that provided the information
 //! resolves at the first level (LS Art. 23; GD Art. 33), the level above reviews (复核, GD Art. 34),
-//! and late objections are accepted by an operator with a reason (LS Art. 21).
+//! and late objections are accepted by an operator with a reason (LS Art. 21). The states and
+//! steps are the casework core's [`crate::casework::CaseFlow`], implemented by [`ObjectionFlow`]
+//! (the tracker reads the same phases); [`allowed`] and [`Duty`] stay here for the API and the
+//! console.
 //!
 //! Never does: decide who a caller is (the agency comes from its certificate, the operator from
 //! the session), render anything, or keep state of its own: every step goes through `flow`, which
@@ -22,15 +25,8 @@ use crate::corrections::request::{
 };
 use crate::record::ValidationContext;
 
-/// Who does a step, by the regulations' split of duties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Duty {
-    /// The department's own casework (经办): accept late, resolve at the first level, record the
-    /// subject's request for a review by the level above.
-    Casework,
-    /// The level above (复核, GD Art. 34): resolves an objection under its review.
-    Review,
-}
+pub use crate::casework::Duty;
+use crate::casework::{CaseFlow, Phase};
 
 /// A step the flow allows on an objection as it stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +46,61 @@ impl Step {
     }
 }
 
-/// The steps the flow allows now, with the duty each needs. Exactly the transitions of `flow`:
-/// `filed_late` → accept late; `under_review`/`overdue` → resolve (by the level the objection is
-/// at); `rejected` at the first level → review by the level above.
-pub fn allowed(objection: &Objection, now: time::OffsetDateTime) -> Vec<(Step, Duty)> {
-    match objection.state(now) {
-        State::FiledLate => vec![(Step::AcceptLate, Duty::Casework)],
-        State::UnderReview | State::Overdue if objection.level >= 2 => {
-            vec![(Step::Resolve, Duty::Review)]
-        }
-        State::UnderReview | State::Overdue => vec![(Step::Resolve, Duty::Casework)],
-        State::Rejected if objection.level < 2 => vec![(Step::OpenReview, Duty::Casework)],
-        State::Rejected | State::Upheld => Vec::new(),
+/// The objection's flow on the casework core: `filed_late` waits for an operator, a review
+/// deadline runs `under_review` and has passed when `overdue`, `upheld` is terminal and
+/// `rejected` closed (the level above may still review it, GD Art. 34).
+pub struct ObjectionFlow;
+
+impl CaseFlow for ObjectionFlow {
+    type Case = Objection;
+    type State = State;
+    type Step = Step;
+    type Facts = ();
+
+    const STATES: &'static [State] = &[
+        State::FiledLate,
+        State::UnderReview,
+        State::Overdue,
+        State::Upheld,
+        State::Rejected,
+    ];
+
+    fn state(objection: &Objection, now: time::OffsetDateTime, _: ()) -> State {
+        objection.state(now)
     }
+
+    fn phase(state: State) -> Phase {
+        match state {
+            State::FiledLate => Phase::Waiting,
+            State::UnderReview => Phase::Running,
+            State::Overdue => Phase::Overdue,
+            State::Upheld | State::Rejected => Phase::Closed,
+        }
+    }
+
+    fn is_terminal(state: State) -> bool {
+        state == State::Upheld
+    }
+
+    /// Exactly the transitions of `flow`: `filed_late` → accept late; `under_review`/`overdue`
+    /// → resolve (by the level the objection is at); `rejected` at the first level → review by
+    /// the level above.
+    fn steps(objection: &Objection, state: State, _: time::OffsetDateTime) -> Vec<(Step, Duty)> {
+        match state {
+            State::FiledLate => vec![(Step::AcceptLate, Duty::Casework)],
+            State::UnderReview | State::Overdue if objection.level >= 2 => {
+                vec![(Step::Resolve, Duty::Review)]
+            }
+            State::UnderReview | State::Overdue => vec![(Step::Resolve, Duty::Casework)],
+            State::Rejected if objection.level < 2 => vec![(Step::OpenReview, Duty::Casework)],
+            State::Rejected | State::Upheld => Vec::new(),
+        }
+    }
+}
+
+/// The steps the flow allows now, with the duty each needs ([`ObjectionFlow`]).
+pub fn allowed(objection: &Objection, now: time::OffsetDateTime) -> Vec<(Step, Duty)> {
+    ObjectionFlow::allowed(objection, now, ())
 }
 
 /// What resolving needs besides the flow's context.
@@ -258,5 +296,31 @@ mod tests {
         );
         assert!(allowed(&objection(Status::Rejected, 2), now).is_empty());
         assert!(allowed(&objection(Status::Upheld, 1), now).is_empty());
+    }
+
+    /// Every state once, in the order of the gauges; terminal ones allow nothing.
+    #[test]
+    fn the_states_are_listed_once_and_terminal_ones_allow_nothing() {
+        let codes: Vec<String> = ObjectionFlow::STATES
+            .iter()
+            .map(|s| ObjectionFlow::code(*s))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "filed_late",
+                "under_review",
+                "overdue",
+                "upheld",
+                "rejected"
+            ]
+        );
+        let now = time::macros::datetime!(2026-09-29 10:00 +8);
+        for (status, level) in [(Status::Upheld, 1), (Status::Upheld, 2)] {
+            let o = objection(status, level);
+            assert!(ObjectionFlow::is_terminal(o.state(now)));
+            assert!(allowed(&o, now).is_empty());
+        }
+        assert!(!ObjectionFlow::is_terminal(State::Rejected), "GD Art. 34");
     }
 }

@@ -1,8 +1,6 @@
 //! The steps of an objection, each one atomic in the writer with its marks, ledger changes,
 //! notices and audit entry.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
@@ -11,17 +9,16 @@ use super::rules::ObjectionRules;
 use super::{Action, Ground, LateAcceptance, Objection, Outcome, RecordRef, Resolution, Status};
 use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::audit::AuditEvent;
-use crate::calendar::{Calendar, CalendarError, CHINA_OFFSET};
-use crate::config::{DestinationConfig, DestinationRole};
+use crate::calendar::{CalendarError, Estimate, CHINA_OFFSET};
+use crate::casework::CaseDeadline;
+use crate::config::DestinationRole;
 use crate::disclosure::Channel;
-use crate::exchange::{CommitterHandle, WriteError};
+use crate::exchange::WriteError;
 use crate::ledger::stage::{Reconcile, ReconcileJob};
 use crate::ledger::{recheck, Queued};
 use crate::outbox::{self, Entry, Kind};
 use crate::record::Category;
-use crate::sharing::Router;
-use crate::store::{Store, StoreError};
-use crate::subject::IdentifierExceptions;
+use crate::store::StoreError;
 
 /// How far a sender's clock may run ahead of the gateway's.
 const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
@@ -61,17 +58,8 @@ impl From<WriteError> for ObjectionError {
     }
 }
 
-/// Everything a step needs.
-pub struct Context<'a> {
-    pub store: &'a Store,
-    pub committer: &'a CommitterHandle,
-    pub router: Arc<Router>,
-    pub calendar: Arc<Calendar>,
-    pub rules: std::sync::Arc<ObjectionRules>,
-    pub exceptions: &'a IdentifierExceptions,
-    pub destinations: &'a [DestinationConfig],
-    pub now: OffsetDateTime,
-}
+/// Everything a step needs (the casework core's context with the objection rules).
+pub type Context<'a> = crate::casework::Context<'a, ObjectionRules>;
 
 /// `POST /v1/objections` body.
 #[derive(Debug, Deserialize)]
@@ -120,7 +108,7 @@ pub async fn file(
     default_agency: &str,
     req: FileRequest,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     if req.records.is_empty() || req.records.len() > MAX_RECORDS {
         return Err(ObjectionError::Invalid(format!(
             "records must name 1 to {MAX_RECORDS} records"
@@ -199,23 +187,19 @@ pub async fn file(
                 .filing_working_days(region.as_deref().unwrap_or_default(), day);
             // Past the last known year: estimated never earlier than the truth, so a subject
             // is never told the window closed before it did (issue #26).
-            let (last, provisional) = ctx.calendar.nth_working_day_after_estimated(
+            let window = CaseDeadline::count_from_day(
+                &ctx.calendar,
                 day,
                 working_days,
-                crate::calendar::Estimate::NeverEarlier,
+                Estimate::NeverEarlier,
             )?;
-            let from = end_of(day) - time::Duration::hours(12);
-            let basis = provisional.then_some(crate::calendar::Basis {
-                from,
-                working_days,
-            });
-            Some((end_of(last), basis))
+            Some((window.at, window.basis))
         }
     };
     let filing_basis = filing_deadline.and_then(|(_, b)| b);
     let filing_deadline_provisional = filing_basis.is_some();
     let filing_deadline = filing_deadline.map(|(d, _)| d);
-    let late = filing_deadline.is_some_and(|d| filed_at > d);
+    let late = filing_deadline.is_some_and(|d| crate::casework::deadline::passed(d, filed_at));
     let mut objection = Objection {
         id: uuid::Uuid::new_v4().to_string(),
         records,
@@ -282,7 +266,7 @@ pub async fn accept_late(
     by: &str,
     reason: &str,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::FiledLate {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -320,7 +304,7 @@ pub async fn resolve(
     req: &ResolveRequest,
     correction_for: Option<(&str, &str)>,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::UnderReview {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -430,7 +414,7 @@ pub async fn review(
     id: &str,
     reason: &str,
 ) -> Result<Objection, ObjectionError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut objection = load(ctx, id)?;
     if objection.status != Status::Rejected || objection.level >= 2 {
         return Err(ObjectionError::WrongState(objection.state(ctx.now)));
@@ -459,7 +443,7 @@ pub async fn review(
 /// change; written and audited (`objection_deadline_exact`) by the writer like every step.
 /// `true` when it changed.
 pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, ObjectionError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut objection = load(ctx, id)?;
     if !objection.make_exact(&ctx.calendar) {
         return Ok(false);
@@ -505,14 +489,11 @@ fn open_review(
     // review is counted on the shortest period any rule allows, so the bureau is never late.
     let (working_days, rule_name) = ctx.rules.review_period(region, day);
     // Past the last known year: estimated never later than the truth (issue #26).
-    let deadline = ctx.calendar.deadline_estimated(
-        received,
-        working_days,
-        crate::calendar::Estimate::NeverLater,
-    )?;
-    objection.review_deadline = Some(deadline.at);
-    objection.review_deadline_provisional = deadline.provisional;
-    objection.review_basis = deadline.basis(received, working_days);
+    CaseDeadline::count(&ctx.calendar, received, working_days, Estimate::NeverLater)?.store(
+        &mut objection.review_deadline,
+        &mut objection.review_deadline_provisional,
+        &mut objection.review_basis,
+    );
     objection.review_rule = rule_name;
     Ok(())
 }
@@ -655,9 +636,4 @@ async fn commit(
     crate::ledger::report_queued(kind.as_str(), &queued);
     crate::telemetry::events::objection_step(kind.as_str(), &objection.id, queued.len());
     Ok(queued)
-}
-
-fn end_of(day: time::Date) -> OffsetDateTime {
-    day.with_time(time::Time::from_hms(23, 59, 59).unwrap_or(time::Time::MIDNIGHT))
-        .assume_offset(CHINA_OFFSET)
 }

@@ -32,26 +32,6 @@ pub mod casework;
 pub mod flow;
 pub mod ops;
 
-/// Steps on objections and repairs run one at a time in a gateway: each loads its objection or
-/// repair, checks its state and writes it back, and a repair's completion checks for objections
-/// on its records; serialized, no two steps can interleave between the check and the write.
-pub static STEPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// One step held: in this process ([`STEPS`]) and across every node sharing the store.
-pub struct Step {
-    _shared: crate::store::Exclusive,
-    _local: tokio::sync::MutexGuard<'static, ()>,
-}
-
-/// Wait for the turn of a step on objections or repairs.
-pub async fn step(store: &crate::store::Store) -> Result<Step, crate::store::StoreError> {
-    let local = STEPS.lock().await;
-    let shared = store.exclusive("objections-and-repairs")?;
-    Ok(Step {
-        _shared: shared,
-        _local: local,
-    })
-}
 pub mod rules;
 pub mod tracker;
 
@@ -216,20 +196,19 @@ impl Objection {
     }
 
     pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
-        let mut changed = false;
-        if let Some(exact) = self.filing_basis.and_then(|b| calendar.exact(&b)) {
-            self.filing_deadline = Some(exact);
-            self.filing_deadline_provisional = false;
-            self.filing_basis = None;
-            changed = true;
-        }
-        if let Some(exact) = self.review_basis.and_then(|b| calendar.exact(&b)) {
-            self.review_deadline = Some(exact);
-            self.review_deadline_provisional = false;
-            self.review_basis = None;
-            changed = true;
-        }
-        changed
+        let filing = crate::casework::deadline::make_exact(
+            calendar,
+            &mut self.filing_deadline,
+            &mut self.filing_deadline_provisional,
+            &mut self.filing_basis,
+        );
+        let review = crate::casework::deadline::make_exact(
+            calendar,
+            &mut self.review_deadline,
+            &mut self.review_deadline_provisional,
+            &mut self.review_basis,
+        );
+        filing || review
     }
 
     pub fn state(&self, now: OffsetDateTime) -> State {
@@ -237,7 +216,13 @@ impl Objection {
             Status::FiledLate => State::FiledLate,
             Status::Upheld => State::Upheld,
             Status::Rejected => State::Rejected,
-            Status::UnderReview if self.review_deadline.is_some_and(|d| now > d) => State::Overdue,
+            Status::UnderReview
+                if self
+                    .review_deadline
+                    .is_some_and(|d| crate::casework::deadline::passed(d, now)) =>
+            {
+                State::Overdue
+            }
             Status::UnderReview => State::UnderReview,
         }
     }

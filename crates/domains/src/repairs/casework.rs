@@ -4,11 +4,17 @@
 //! Owns: which step is open when (decide and extend while under review, GD Art. 37 / LS Art. 40;
 //! complete once the publicity has ended without an open objection, GD Art. 38; record a broken
 //! commitment on a completed repair, LS Art. 41), and that only the department that made the
-//! finding extends its decision. Never does: render, or write anything itself (every step is a
-//! `flow` step, written and audited there).
+//! finding extends its decision. The states and steps are the casework core's
+//! [`crate::casework::CaseFlow`], implemented by [`RepairFlow`] (every step is the deciding
+//! department's casework, [`crate::casework::Duty::Casework`]); [`allowed`] gives the steps alone
+//! as the API and the console read them.
+//!
+//! Never does: render, or write anything itself (every step is a `flow` step, written and
+//! audited there).
 
 use super::flow::{self, Context, RepairError};
 use super::{Repair, State};
+use crate::casework::{CaseFlow, Duty, Phase};
 
 /// A step the flow allows on a repair as it stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +41,71 @@ impl Step {
     }
 }
 
-/// The steps open now; `objection_open`: an objection on one of its records is still open.
-pub fn allowed(repair: &Repair, now: time::OffsetDateTime, objection_open: bool) -> Vec<Step> {
-    match repair.state(now, objection_open) {
-        State::UnderReview | State::Overdue if repair.extension_reason.is_none() => {
-            vec![Step::Decide, Step::Extend]
-        }
-        State::UnderReview | State::Overdue => vec![Step::Decide],
-        State::InPublicity if repair.publicity_until.is_some_and(|u| now >= u) => {
-            vec![Step::Complete]
-        }
-        State::Completed if repair.commitment_broken.is_none() => vec![Step::CommitmentBroken],
-        State::InPublicity | State::Suspended | State::Refused | State::Completed => Vec::new(),
+/// The repair's flow on the casework core: the decision deadline runs `under_review` and has
+/// passed when `overdue`; `in_publicity` and `suspended` wait (for the publicity's end, for the
+/// objection); `refused` and `completed` are terminal (a broken commitment is recorded on a
+/// completed repair without changing its state, LS Art. 41). Every step is the deciding
+/// department's casework.
+pub struct RepairFlow;
+
+impl CaseFlow for RepairFlow {
+    type Case = Repair;
+    type State = State;
+    type Step = Step;
+    /// Whether an objection filed during the publicity is still open on one of its records.
+    type Facts = bool;
+
+    const STATES: &'static [State] = &[
+        State::UnderReview,
+        State::Overdue,
+        State::Refused,
+        State::InPublicity,
+        State::Suspended,
+        State::Completed,
+    ];
+
+    fn state(repair: &Repair, now: time::OffsetDateTime, objection_open: bool) -> State {
+        repair.state(now, objection_open)
     }
+
+    fn phase(state: State) -> Phase {
+        match state {
+            State::UnderReview => Phase::Running,
+            State::Overdue => Phase::Overdue,
+            State::InPublicity | State::Suspended => Phase::Waiting,
+            State::Refused | State::Completed => Phase::Closed,
+        }
+    }
+
+    fn is_terminal(state: State) -> bool {
+        matches!(state, State::Refused | State::Completed)
+    }
+
+    fn steps(repair: &Repair, state: State, now: time::OffsetDateTime) -> Vec<(Step, Duty)> {
+        let steps = match state {
+            State::UnderReview | State::Overdue if repair.extension_reason.is_none() => {
+                vec![Step::Decide, Step::Extend]
+            }
+            State::UnderReview | State::Overdue => vec![Step::Decide],
+            State::InPublicity if repair.publicity_until.is_some_and(|u| now >= u) => {
+                vec![Step::Complete]
+            }
+            State::Completed if repair.commitment_broken.is_none() => {
+                vec![Step::CommitmentBroken]
+            }
+            State::InPublicity | State::Suspended | State::Refused | State::Completed => Vec::new(),
+        };
+        steps.into_iter().map(|s| (s, Duty::Casework)).collect()
+    }
+}
+
+/// The steps open now ([`RepairFlow`]); `objection_open`: an objection on one of its records is
+/// still open.
+pub fn allowed(repair: &Repair, now: time::OffsetDateTime, objection_open: bool) -> Vec<Step> {
+    RepairFlow::allowed(repair, now, objection_open)
+        .into_iter()
+        .map(|(step, _)| step)
+        .collect()
 }
 
 /// LS Art. 40: only the department that made the finding extends its decision.
@@ -146,5 +204,38 @@ mod tests {
             vec![Step::CommitmentBroken]
         );
         assert!(allowed(&repair(Status::Refused), now, false).is_empty());
+    }
+
+    /// Every state once, in the order of the gauges; no step leaves a terminal state.
+    #[test]
+    fn the_states_are_listed_once_and_terminal_ones_stay() {
+        let codes: Vec<String> = RepairFlow::STATES
+            .iter()
+            .map(|s| RepairFlow::code(*s))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "under_review",
+                "overdue",
+                "refused",
+                "in_publicity",
+                "suspended",
+                "completed"
+            ]
+        );
+        let now = time::macros::datetime!(2026-09-29 10:00 +8);
+        assert!(RepairFlow::is_terminal(State::Refused));
+        assert!(RepairFlow::allowed(&repair(Status::Refused), now, false).is_empty());
+        assert_eq!(
+            RepairFlow::allowed(&repair(Status::Completed), now, false),
+            vec![(Step::CommitmentBroken, Duty::Casework)],
+            "recorded on the completed repair, which stays completed (LS Art. 41)"
+        );
+        assert_eq!(
+            RepairFlow::phase(RepairFlow::state(&repair(Status::InPublicity), now, true)),
+            Phase::Waiting,
+            "suspended: no decision deadline runs"
+        );
     }
 }

@@ -2,28 +2,23 @@
 //! and audit entry: apply, decide, extend, complete, and the finding of a broken commitment after
 //! completion (LS Art. 41).
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use time::OffsetDateTime;
 
 use super::rules::{type_of, Past, RepairRules};
 use super::{Decision, Repair, Status};
 use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::audit::AuditEvent;
-use crate::calendar::{Calendar, CalendarError, Deadline, Estimate, CHINA_OFFSET};
-use crate::config::DestinationConfig;
+use crate::calendar::{CalendarError, Estimate, CHINA_OFFSET};
+use crate::casework::CaseDeadline;
 use crate::disclosure::Channel;
-use crate::exchange::{CommitterHandle, WriteError};
+use crate::exchange::WriteError;
 use crate::ledger::stage::{NewVersion, Reconcile, ReconcileJob};
 use crate::ledger::{recheck, Queued};
 use crate::objections::RecordRef;
 use crate::outbox::{self, Entry, Kind};
 use crate::record::{validate_owned, CanonicalRecord, Category, ValidationContext};
-use crate::sharing::Router;
-use crate::store::{Store, StoreError};
-use crate::subject::IdentifierExceptions;
+use crate::store::StoreError;
 
 const MAX_RECORDS: usize = 100;
 
@@ -66,17 +61,8 @@ impl From<WriteError> for RepairError {
     }
 }
 
-/// Everything a step needs.
-pub struct Context<'a> {
-    pub store: &'a Store,
-    pub committer: &'a CommitterHandle,
-    pub router: Arc<Router>,
-    pub calendar: Arc<Calendar>,
-    pub rules: std::sync::Arc<RepairRules>,
-    pub exceptions: &'a IdentifierExceptions,
-    pub destinations: &'a [DestinationConfig],
-    pub now: OffsetDateTime,
-}
+/// Everything a step needs (the casework core's context with the repair rules).
+pub type Context<'a> = crate::casework::Context<'a, RepairRules>;
 
 /// `POST /v1/repairs` body.
 #[derive(Debug, Deserialize)]
@@ -117,7 +103,7 @@ pub async fn apply(
     default_agency: &str,
     req: ApplyRequest,
 ) -> Result<Repair, RepairError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     if req.records.is_empty() || req.records.len() > MAX_RECORDS {
         return Err(RepairError::Invalid(format!(
             "records must name 1 to {MAX_RECORDS} records"
@@ -181,15 +167,17 @@ pub async fn apply(
     // A refused application has no decision to wait for (and needs no calendar year). Past the
     // last known year the decision deadline is estimated never later than the truth (issue #26).
     let decision = if refusals.is_empty() {
-        ctx.calendar.deadline_estimated(
+        CaseDeadline::count(
+            &ctx.calendar,
             ctx.now,
             ctx.rules.decision_working_days,
             Estimate::NeverLater,
         )?
     } else {
-        Deadline {
+        CaseDeadline {
             at: ctx.now,
             provisional: false,
+            basis: None,
         }
     };
     let mut repair = Repair {
@@ -210,7 +198,7 @@ pub async fn apply(
         status: Status::UnderReview,
         decision_deadline: decision.at,
         decision_deadline_provisional: decision.provisional,
-        decision_basis: decision.basis(ctx.now, ctx.rules.decision_working_days),
+        decision_basis: decision.basis,
         extension_reason: None,
         decision: None,
         publicity_from: None,
@@ -269,7 +257,7 @@ pub async fn decide(
     id: &str,
     req: &DecideRequest,
 ) -> Result<Repair, RepairError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     if repair.status != Status::UnderReview {
         return Err(RepairError::WrongState(repair.state(ctx.now, false)));
@@ -306,14 +294,17 @@ pub async fn decide(
     let (kind, notice) = if req.approve {
         repair.status = Status::InPublicity;
         repair.publicity_from = Some(ctx.now);
-        let until = ctx.calendar.deadline_estimated(
+        CaseDeadline::count(
+            &ctx.calendar,
             ctx.now,
             ctx.rules.publicity_working_days,
             Estimate::NeverEarlier,
-        )?;
-        repair.publicity_until = Some(until.at);
-        repair.publicity_until_provisional = until.provisional;
-        repair.publicity_basis = until.basis(ctx.now, ctx.rules.publicity_working_days);
+        )?
+        .store(
+            &mut repair.publicity_until,
+            &mut repair.publicity_until_provisional,
+            &mut repair.publicity_basis,
+        );
         (AuditEvent::RepairApproved, publicity(ctx, &repair)?)
     } else {
         repair.status = Status::Refused;
@@ -328,7 +319,7 @@ pub async fn decide(
 
 /// LS Art. 40: a complex case may take longer, at most 30 working days from acceptance.
 pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair, RepairError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     if repair.status != Status::UnderReview || repair.extension_reason.is_some() {
         return Err(RepairError::WrongState(repair.state(ctx.now, false)));
@@ -338,14 +329,18 @@ pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair,
             "an extension needs its reason (LS Art. 40)".into(),
         ));
     }
-    let deadline = ctx.calendar.deadline_estimated(
+    // LS Art. 40: counted from acceptance, not from the extension.
+    CaseDeadline::count(
+        &ctx.calendar,
         repair.accepted_at,
         ctx.rules.max_decision_working_days,
         Estimate::NeverLater,
-    )?;
-    repair.decision_deadline = deadline.at;
-    repair.decision_deadline_provisional = deadline.provisional;
-    repair.decision_basis = deadline.basis(repair.accepted_at, ctx.rules.max_decision_working_days);
+    )?
+    .store(
+        &mut repair.decision_deadline,
+        &mut repair.decision_deadline_provisional,
+        &mut repair.decision_basis,
+    );
     repair.extension_reason = Some(reason.to_string());
     commit(
         ctx,
@@ -363,7 +358,7 @@ pub async fn extend(ctx: &Context<'_>, id: &str, reason: &str) -> Result<Repair,
 /// every platform (终止公示, 停止共享); the medical-insurance platform is told. `None` when it is
 /// not due (or suspended).
 pub async fn complete_if_due(ctx: &Context<'_>, id: &str) -> Result<Option<Repair>, RepairError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     let due = repair.status == Status::InPublicity
         && repair.publicity_until.is_some_and(|u| ctx.now >= u);
@@ -415,7 +410,7 @@ pub async fn commitment_broken(
     id: &str,
     req: &CommitmentBrokenRequest,
 ) -> Result<Repair, RepairError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     if repair.records.iter().any(|r| r.agency != caller) {
         return Err(RepairError::NotAllowed(
@@ -612,7 +607,7 @@ fn finding_record(
 /// change; written and audited (`repair_deadline_exact`) by the writer like every step. `true`
 /// when it changed.
 pub async fn make_exact(ctx: &Context<'_>, id: &str) -> Result<bool, RepairError> {
-    let _step = crate::objections::step(ctx.store).await?;
+    let _step = crate::casework::step(ctx.store).await?;
     let mut repair = load(ctx, id)?;
     if !repair.make_exact(&ctx.calendar) {
         return Ok(false);

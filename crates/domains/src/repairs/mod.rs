@@ -182,20 +182,19 @@ impl Repair {
     }
 
     pub fn make_exact(&mut self, calendar: &crate::calendar::Calendar) -> bool {
-        let mut changed = false;
-        if let Some(exact) = self.decision_basis.and_then(|b| calendar.exact(&b)) {
-            self.decision_deadline = exact;
-            self.decision_deadline_provisional = false;
-            self.decision_basis = None;
-            changed = true;
-        }
-        if let Some(exact) = self.publicity_basis.and_then(|b| calendar.exact(&b)) {
-            self.publicity_until = Some(exact);
-            self.publicity_until_provisional = false;
-            self.publicity_basis = None;
-            changed = true;
-        }
-        changed
+        let decision = crate::casework::deadline::make_exact(
+            calendar,
+            &mut self.decision_deadline,
+            &mut self.decision_deadline_provisional,
+            &mut self.decision_basis,
+        );
+        let publicity = crate::casework::deadline::make_exact(
+            calendar,
+            &mut self.publicity_until,
+            &mut self.publicity_until_provisional,
+            &mut self.publicity_basis,
+        );
+        decision || publicity
     }
 
     pub fn key(id: &str) -> String {
@@ -206,7 +205,11 @@ impl Repair {
     /// is still open on one of its records.
     pub fn state(&self, now: OffsetDateTime, objection_open: bool) -> State {
         match self.status {
-            Status::UnderReview if now > self.decision_deadline => State::Overdue,
+            Status::UnderReview
+                if crate::casework::deadline::passed(self.decision_deadline, now) =>
+            {
+                State::Overdue
+            }
             Status::UnderReview => State::UnderReview,
             Status::Refused => State::Refused,
             Status::InPublicity if objection_open => State::Suspended,

@@ -1,15 +1,24 @@
-//! The repair tracker: every `repairs.check_interval_ms` it completes repairs whose publicity
-//! ended without an open objection (durable: the state is stored, the step runs once), counts
-//! repairs by state, and warns (log, metric and optional webhook) once per repair when a decision
-//! has less than one working day left and once when it is overdue (LS Art. 40).
+//! The repair tracker, on the casework core ([`crate::casework::tracker`]): every
+//! `repairs.check_interval_ms` it makes provisional deadlines exact, completes repairs whose
+//! publicity ended without an open objection (durable: the state is stored, the step runs once),
+//! counts repairs by state, and warns (log, metric and optional webhook) once per repair when a
+//! decision has less than one working day left and once when it is overdue (LS Art. 40).
+//!
+//! What stays here: the decision deadline is the one tracked, completion is a step only repairs
+//! take in the scan (GD Art. 38), provisional deadlines are made exact through the flow's step,
+//! and the warning's log event.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use time::OffsetDateTime;
 
+use super::casework::RepairFlow;
 use super::flow::Context;
-use super::{list, State};
-use crate::calendar::warnings::{Due, Warnings};
+use super::{list, Listed, State};
+use crate::calendar::Calendar;
+use crate::casework::{Due, Family, Tracked, Webhook};
+use crate::store::{Store, StoreError};
 use crate::telemetry::events;
 
 #[derive(Clone)]
@@ -27,25 +36,21 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut warnings = Warnings::default();
-        loop {
-            self.check(&mut warnings).await;
-            tokio::select! {
-                _ = tokio::time::sleep(self.interval) => {},
-                _ = stop.changed() => return,
-            }
+    pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        crate::casework::Tracker {
+            store: self.store.clone(),
+            calendar: self.calendar.clone(),
+            clock: self.clock.clone(),
+            interval: self.interval,
+            webhook: Webhook::new(self.webhook.clone()),
+            domain: self,
         }
+        .run(stop)
+        .await
     }
 
-    async fn check(&self, warnings: &mut Warnings) {
-        let now = self.clock.now();
-        let store = self.store.clone();
-        let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await else {
-            return;
-        };
-        let calendar = self.calendar.current();
-        let ctx = Context {
+    fn context(&self, calendar: &Arc<Calendar>, now: OffsetDateTime) -> Context<'_> {
+        Context {
             store: &self.store,
             committer: &self.committer,
             router: self.router.current(),
@@ -54,87 +59,75 @@ impl Tracker {
             exceptions: &self.exceptions,
             destinations: &self.destinations,
             now,
-        };
-        // Provisional deadlines the calendar now covers become exact (issue #26), through the
-        // flow: re-read under the step, only the deadline fields changed, written and audited.
-        let mut made = false;
+        }
+    }
+}
+
+impl Tracked for Tracker {
+    type Flow = RepairFlow;
+    type Listed = Listed;
+    type Memo = ();
+
+    const FAMILY: Family = Family::Repairs;
+
+    fn list(store: &Store, now: OffsetDateTime) -> Result<Vec<Listed>, StoreError> {
+        list(store, now, None)
+    }
+
+    fn id(listed: &Listed) -> &str {
+        &listed.repair.id
+    }
+
+    fn state(listed: &Listed) -> State {
+        listed.state
+    }
+
+    fn deadline(listed: &Listed) -> Option<OffsetDateTime> {
+        Some(listed.repair.decision_deadline)
+    }
+
+    fn provisional(listed: &Listed) -> bool {
+        listed.repair.decision_deadline_provisional
+    }
+
+    /// Provisional deadlines the calendar now covers become exact (issue #26), through the flow:
+    /// re-read under the step, only the deadline fields changed, written and audited.
+    async fn make_exact(
+        &self,
+        all: &[Listed],
+        calendar: &Arc<Calendar>,
+        now: OffsetDateTime,
+    ) -> Vec<String> {
+        let ctx = self.context(calendar, now);
+        let mut made = Vec::new();
         for r in all
             .iter()
             .map(|l| &l.repair)
-            .filter(|r| r.make_exact_on(&calendar))
+            .filter(|r| r.make_exact_on(calendar))
         {
             match super::flow::make_exact(&ctx, &r.id).await {
-                Ok(true) => {
-                    events::deadline_made_exact("repair", &r.id);
-                    made = true;
-                }
+                Ok(true) => made.push(r.id.clone()),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::error!(repair = %r.id, error = %e, "cannot make the provisional deadline exact; trying again");
                 }
             }
         }
-        let all = if made {
-            let store = self.store.clone();
-            let Ok(Ok(all)) = tokio::task::spawn_blocking(move || list(&store, now, None)).await
-            else {
-                return;
-            };
-            all
-        } else {
-            all
-        };
-        let mut counts = std::collections::BTreeMap::<String, u64>::new();
-        for listed in &all {
-            let r = &listed.repair;
-            let state = serde_json::to_value(listed.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
-            *counts.entry(state).or_default() += 1;
-            let deadline = crate::clock::rfc3339(r.decision_deadline);
-            if listed.state == State::InPublicity {
-                if let Err(e) = super::flow::complete_if_due(&ctx, &r.id).await {
-                    tracing::error!(repair = %r.id, error = %e, "cannot complete the repair; trying again");
-                }
-            }
-            let due = match listed.state {
-                State::UnderReview => warnings.open(&r.id, r.decision_deadline, now, &calendar),
-                State::Overdue => warnings.overdue(&r.id, r.decision_deadline),
-                _ => None,
-            };
-            if let Some(due) = due {
-                let overdue = due == Due::Overdue;
-                events::repair_deadline(&r.id, &deadline, overdue);
-                let event = if overdue {
-                    "repair_overdue"
-                } else {
-                    "repair_deadline_near"
-                };
-                self.alert(event, &r.id, &deadline, r.decision_deadline_provisional)
-                    .await;
-            }
-        }
-        for state in [
-            "under_review",
-            "overdue",
-            "refused",
-            "in_publicity",
-            "suspended",
-            "completed",
-        ] {
-            metrics::gauge!("gateway_repairs", "state" => state)
-                .set(counts.get(state).copied().unwrap_or(0) as f64);
-        }
-        metrics::gauge!("gateway_repairs_nearest_deadline_seconds")
-            .set(warnings.take_nearest() as f64);
+        made
     }
 
-    async fn alert(&self, event: &str, id: &str, deadline: &str, provisional: bool) {
-        let Some(url) = &self.webhook else { return };
-        let body = json!({"event": event, "repair_id": id, "deadline": deadline, "deadline_provisional": provisional});
-        if let Err(e) = crate::corrections::tracker::post_json(url, &body).await {
-            tracing::warn!(repair = %id, error = %e, "repair alert webhook failed");
+    /// The publicity ended without an open objection: complete (GD Art. 38).
+    async fn advance(&self, listed: &Listed, calendar: &Arc<Calendar>, now: OffsetDateTime) {
+        if listed.state != State::InPublicity {
+            return;
         }
+        let ctx = self.context(calendar, now);
+        if let Err(e) = super::flow::complete_if_due(&ctx, &listed.repair.id).await {
+            tracing::error!(repair = %listed.repair.id, error = %e, "cannot complete the repair; trying again");
+        }
+    }
+
+    fn warned(&self, listed: &Listed, deadline: &str, due: Due) {
+        events::repair_deadline(&listed.repair.id, deadline, due == Due::Overdue);
     }
 }
