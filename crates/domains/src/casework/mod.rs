@@ -56,10 +56,10 @@
 //!   corrections in one batch write (a correction object is written once, see `corrections`);
 //! - only repairs take a step in the scan: completing a repair whose publicity ended (GD Art. 38).
 //!
-//! Why `calendar::warnings` is not used: it keys warnings by deadline only, which would warn a
-//! correction again after its provisional deadline was made exact; [`deadline::Warnings`] is the
-//! same logic with the [`deadline::OncePer`] parameter. `calendar::warnings` is left in place,
-//! unused, for whoever next changes `calendar` to remove.
+//! The warnings' memory is [`deadline::Warnings`], with the [`deadline::OncePer`] parameter:
+//! keyed by deadline only, a correction would be warned again after its provisional deadline was
+//! made exact, so corrections are warned once per case. (The calendar's own copy of this memory,
+//! keyed by deadline only, was removed with this core.)
 
 pub mod deadline;
 pub mod family;
