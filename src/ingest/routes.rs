@@ -668,23 +668,12 @@ fn objection_error(e: crate::objections::flow::ObjectionError) -> ApiError {
     }
 }
 
-/// Who may file (and ask for a review of) objections: the medical-insurance platform, for a
-/// subject who objected to it (GD Art. 32), and the credit platforms that forward objections.
-fn may_file_objections(app: &App, agency: &Agency) -> bool {
-    app.config
-        .corrections
-        .medical_insurance_agencies
-        .contains(&agency.id)
-        || app.config.objections.forwarders.contains(&agency.id)
-}
-
-fn objection_body(
-    o: &crate::objections::Objection,
-    now: time::OffsetDateTime,
-) -> serde_json::Value {
-    let mut body = serde_json::to_value(o).unwrap_or_default();
-    body["state"] = serde_json::to_value(o.state(now)).unwrap_or_default();
-    body
+/// The parties of objections (`objections::agency`), from the configuration.
+fn objection_parties(app: &App) -> crate::objections::agency::Parties<'_> {
+    crate::objections::agency::Parties {
+        medical_insurance: &app.config.corrections.medical_insurance_agencies,
+        forwarders: &app.config.objections.forwarders,
+    }
 }
 
 /// `POST /v1/objections` (GD Arts. 32-33; LS Arts. 21, 23).
@@ -694,7 +683,7 @@ async fn file_objection(
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    if !may_file_objections(app, agency) {
+    if !objection_parties(app).may_file(&agency.id) {
         return Err(ApiError::ObjectionNotAllowed(
             "only the medical-insurance platform and the configured credit platforms file objections".into(),
         ));
@@ -713,16 +702,8 @@ async fn file_objection(
         .map_err(objection_error)?;
     Ok(json_response(
         StatusCode::CREATED,
-        &objection_body(&objection, ctx.now),
+        &crate::objections::agency::body(&objection, ctx.now),
     ))
-}
-
-/// Who sees an objection: the filers, agencies with archive reads, and the agencies whose
-/// information it is about.
-fn may_see(app: &App, agency: &Agency, o: &crate::objections::Objection) -> bool {
-    may_file_objections(app, agency)
-        || agency.read_archive
-        || o.records.iter().any(|r| r.agency == agency.id)
 }
 
 fn list_objections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
@@ -734,12 +715,15 @@ fn list_objections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiE
             ))
         })?),
     };
-    let all = crate::objections::list(&app.store, app.clock.now(), state)
+    let visible = objection_parties(app)
+        .visible(
+            &app.store,
+            app.clock.now(),
+            state,
+            &agency.id,
+            agency.read_archive,
+        )
         .map_err(|_| ApiError::StorageUnavailable)?;
-    let visible: Vec<_> = all
-        .into_iter()
-        .filter(|l| may_see(app, agency, &l.objection))
-        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({ "objections": visible }),
@@ -749,11 +733,11 @@ fn list_objections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiE
 fn show_objection(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
     let objection = crate::objections::get(&app.store, id)
         .map_err(|_| ApiError::StorageUnavailable)?
-        .filter(|o| may_see(app, agency, o))
+        .filter(|o| objection_parties(app).may_see(&agency.id, agency.read_archive, o))
         .ok_or(ApiError::NotFound("objection"))?;
     Ok(json_response(
         StatusCode::OK,
-        &objection_body(&objection, app.clock.now()),
+        &crate::objections::agency::body(&objection, app.clock.now()),
     ))
 }
 
@@ -791,7 +775,7 @@ async fn resolve_objection(
         ResolveError::Correction(_) => ApiError::InvalidObjection(e.to_string()),
         ResolveError::Storage(_) => ApiError::StorageUnavailable,
     })?;
-    let mut body = objection_body(&resolved.objection, ctx.now);
+    let mut body = crate::objections::agency::body(&resolved.objection, ctx.now);
     if let Some(status) = resolved.correction {
         body["correction"] = serde_json::to_value(&status).unwrap_or_default();
     }
@@ -811,7 +795,7 @@ async fn review_objection(
     id: &str,
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
-    if !may_file_objections(app, agency) {
+    if !objection_parties(app).may_file(&agency.id) {
         return Err(ApiError::ObjectionNotAllowed(
             "only the medical-insurance platform and the configured credit platforms ask for a review".into(),
         ));
@@ -823,7 +807,7 @@ async fn review_objection(
         .map_err(objection_error)?;
     Ok(json_response(
         StatusCode::OK,
-        &objection_body(&objection, ctx.now),
+        &crate::objections::agency::body(&objection, ctx.now),
     ))
 }
 
@@ -868,24 +852,18 @@ fn repair_error(e: crate::repairs::flow::RepairError) -> ApiError {
     }
 }
 
+/// The medical-insurance platform(s), which apply for repairs and correct any agency's record.
+fn applicants(app: &App) -> crate::repairs::agency::Applicants<'_> {
+    crate::repairs::agency::Applicants(&app.config.corrections.medical_insurance_agencies)
+}
+
 fn is_medical_insurance(app: &App, agency: &Agency) -> bool {
-    app.config
-        .corrections
-        .medical_insurance_agencies
-        .contains(&agency.id)
+    applicants(app).may_apply(&agency.id)
 }
 
 fn repair_body(app: &App, r: &crate::repairs::Repair) -> Result<serde_json::Value, ApiError> {
-    let open = r.status == crate::repairs::Status::InPublicity
-        && crate::repairs::objection_open(&app.store, r)
-            .map_err(|_| ApiError::StorageUnavailable)?;
-    let mut body = serde_json::to_value(r).unwrap_or_default();
-    if let Some(obj) = body.as_object_mut() {
-        // The subject's identifier stays out of answers; records name it.
-        obj.remove("subject_key");
-    }
-    body["state"] = serde_json::to_value(r.state(app.clock.now(), open)).unwrap_or_default();
-    Ok(body)
+    crate::repairs::agency::body(&app.store, r, app.clock.now())
+        .map_err(|_| ApiError::StorageUnavailable)
 }
 
 /// `POST /v1/repairs`: the medical-insurance platform applies on the subject's behalf (GD Art.
@@ -913,12 +891,6 @@ async fn apply_repair(
     ))
 }
 
-fn may_see_repair(app: &App, agency: &Agency, r: &crate::repairs::Repair) -> bool {
-    is_medical_insurance(app, agency)
-        || agency.read_archive
-        || r.records.iter().any(|rec| rec.agency == agency.id)
-}
-
 fn list_repairs(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
     let state = match query_param(query, "state") {
         None => None,
@@ -928,15 +900,15 @@ fn list_repairs(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiErro
             ))
         })?),
     };
-    let all = crate::repairs::list(&app.store, app.clock.now(), state)
+    let visible = applicants(app)
+        .visible(
+            &app.store,
+            app.clock.now(),
+            state,
+            &agency.id,
+            agency.read_archive,
+        )
         .map_err(|_| ApiError::StorageUnavailable)?;
-    let mut visible = Vec::new();
-    for l in all
-        .iter()
-        .filter(|l| may_see_repair(app, agency, &l.repair))
-    {
-        visible.push(repair_body(app, &l.repair)?);
-    }
     Ok(json_response(
         StatusCode::OK,
         &json!({ "repairs": visible }),
@@ -946,7 +918,7 @@ fn list_repairs(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiErro
 fn show_repair(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
     let repair = crate::repairs::get(&app.store, id)
         .map_err(|_| ApiError::StorageUnavailable)?
-        .filter(|r| may_see_repair(app, agency, r))
+        .filter(|r| applicants(app).may_see(&agency.id, agency.read_archive, r))
         .ok_or(ApiError::NotFound("repair"))?;
     Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
 }

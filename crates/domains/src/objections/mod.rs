@@ -28,6 +28,7 @@
 //! ledger changes and audit entry), or decide what platforms may hold (the ledger does, from the
 //! marks).
 
+pub mod agency;
 pub mod casework;
 pub mod flow;
 pub mod ops;

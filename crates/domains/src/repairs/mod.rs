@@ -34,6 +34,7 @@
 //! Never does: write storage itself (the writer applies each step atomically), or decide what
 //! platforms may hold (the ledger does, from the marks).
 
+pub mod agency;
 pub mod casework;
 pub mod flow;
 pub mod ops;
