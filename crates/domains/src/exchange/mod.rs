@@ -803,6 +803,84 @@ mod tests {
         assert_eq!(engine.applies(), applies + 1, "the group is one write set");
     }
 
+    /// A job that appends its letter to one value kept in [`Latest`] (as reconciling appends to a
+    /// record's ledger), and may fail after staging.
+    struct Appender {
+        letter: &'static str,
+        fail: bool,
+    }
+
+    impl Exchange for Appender {
+        fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
+            let mut value = g.latest.get(g.store, "led/a\u{1f}r1")?.unwrap_or_default();
+            value.extend_from_slice(self.letter.as_bytes());
+            g.latest.put("led/a\u{1f}r1".into(), value);
+            if self.fail {
+                return Err(StoreError::CommitFailed("refused".into()));
+            }
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>, _: Result<(), WriteError>) {}
+    }
+
+    fn appending(writer: &mut Writer, store: &Store, jobs: &[(&'static str, bool)]) -> bool {
+        let mut group: Vec<Job> = jobs
+            .iter()
+            .map(|&(letter, fail)| Box::new(Appender { letter, fail }) as Job)
+            .collect();
+        let mut writes = WriteSet::default();
+        let staged = writer
+            .stage(store, &mut group, &mut writes)
+            .and_then(|_| store.apply(writes));
+        match staged {
+            Ok(()) => writer.applied(),
+            Err(_) => writer.abandoned(store),
+        }
+        staged.is_ok()
+    }
+
+    #[test]
+    fn a_value_kept_latest_is_seen_by_later_jobs_of_the_group_and_written_once_with_it() {
+        let (store, engine) = memory::store();
+        let mut writer = Writer::new(&store, clock()).unwrap();
+        let applies = engine.applies();
+        assert!(appending(
+            &mut writer,
+            &store,
+            &[("a", false), ("b", false)]
+        ));
+        assert_eq!(engine.applies(), applies + 1, "one write set");
+        assert_eq!(
+            store
+                .get_raw("led/a\u{1f}r1".as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"ab"[..])
+        );
+        // A group that fails leaves the value as it was; the next one starts from what is stored.
+        assert!(!appending(
+            &mut writer,
+            &store,
+            &[("c", false), ("x", true)]
+        ));
+        assert_eq!(
+            store
+                .get_raw("led/a\u{1f}r1".as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"ab"[..])
+        );
+        assert!(appending(&mut writer, &store, &[("d", false)]));
+        assert_eq!(
+            store
+                .get_raw("led/a\u{1f}r1".as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"abd"[..])
+        );
+    }
+
     #[test]
     fn a_job_that_fails_to_stage_leaves_nothing_of_its_group_and_the_chain_goes_on() {
         let (store, engine) = memory::store();
