@@ -333,6 +333,22 @@ fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_rec
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0]["record"]["record_id"], LEGAL_REP_RESULT);
     assert_eq!(held[0]["grade"], "E");
+    // Format 6: the ledger the old release kept in the person's record head answers from its own
+    // key: the share it queued, acknowledged since by the platform.
+    let view = gw
+        .client(MI)
+        .get(&format!("/v1/ledger/records/{MI}/UPG5-P1"))
+        .json();
+    let provincial_holding = view["holdings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["destination"] == "provincial")
+        .cloned();
+    assert!(
+        provincial_holding.is_some_and(|h| h["events"][0]["version"] == 1 && h["state"] == "held"),
+        "{view}"
+    );
     gw.stop();
     // No value the store holds names either person in clear.
     let store = credit_gateway::store::Store::open(&gw.config.storage.data_dir).unwrap();
@@ -343,8 +359,18 @@ fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_rec
             .as_bytes()
     );
     let mut values = 0;
+    let mut ledgers = 0;
     for item in store.range_stored(b"", None) {
         let (k, v) = item.unwrap();
+        // The ledger left the heads for its own key space.
+        if k.starts_with(b"rec/") {
+            assert!(
+                memchr_find(&v, b"\"publication\"").is_none(),
+                "a head still carries its ledger: {}",
+                String::from_utf8_lossy(&k)
+            );
+        }
+        ledgers += usize::from(k.starts_with(b"led/"));
         for id in [PENALIZED, LEGAL_REP] {
             let (k, v) = (String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
             assert!(!k.contains(id) && !v.contains(id), "{id} in clear at {k}");
@@ -352,6 +378,7 @@ fn a_format_3_directory_is_sealed_in_place_and_persons_keep_their_evaluation_rec
         values += 1;
     }
     assert!(values > 20, "{values}");
+    assert!(ledgers >= 2, "{ledgers} records with a ledger");
     drop(store);
     let (code, out, err) = gw.cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");

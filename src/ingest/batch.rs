@@ -152,7 +152,7 @@ fn stage_batch(g: &mut Group<'_>, job: &BatchJob) -> Result<Receipt, StoreError>
             Outcome::Unchanged => unchanged += 1,
         }
         if outcome != Outcome::Unchanged {
-            let prior = Prior::of(outcome, previous);
+            let prior = Prior::of(outcome);
             for q in reconcile_record(g, record, version, &input.plan, prior, None, false)? {
                 match q.action {
                     Action::Publish => shares_queued += 1,

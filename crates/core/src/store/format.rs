@@ -22,7 +22,16 @@
 //! person evaluated before the upgrade would get a second result (and a platform a second
 //! published result) under a new id. The step finds, for each person, the records named the old
 //! way (recomputing the old ids, whose formulas are frozen here) and records the clear form in the
-//! subject's entry (`named_before_sealing`, sealed), from which those ids keep being derived.
+//! subject's entry (`named_before_sealing`, sealed), from which those ids keep being derived. 6
+//! gives the publication ledger a key space of its own (issue #28): each record's ledger, kept
+//! until then inside its archive head (`rec/…` member `publication`, opaque to the archive), moves
+//! to `led/{agency}\x1f{record_id}`, and a head that still notes the platforms a release before
+//! the ledger queued it for (member `shared`) has its ledger seeded there from them (the shape is
+//! frozen here, [`legacy_ledger`]); both members leave the head. The step walks the heads in
+//! chunks; each chunk is one atomic write set (the ledger keys and the rewritten heads together),
+//! flushed before the next, so a crash leaves whole chunks done; a head already rewritten holds
+//! neither member and is skipped, so the step run again after a crash finishes the rest and
+//! changes nothing twice.
 //!
 //! Never does: interpret any key beyond what a migration step rewrites (steps work on raw keys
 //! and JSON, never on domain types, so this module imports no domain module).
@@ -30,7 +39,7 @@
 use super::{Store, StoreError, WriteSet};
 
 /// The format this release writes.
-pub const CURRENT: u32 = 5;
+pub const CURRENT: u32 = 6;
 pub const KEY: &str = "meta/format";
 
 /// Check the directory's format, migrate an older one, record the current one. Returns the
@@ -99,6 +108,7 @@ fn migrate(db: &Store, from: u32) -> Result<(), StoreError> {
         2 => subject_changes_into_log(db),
         3 => seal_in_place(db),
         4 => evaluation_names_kept(db),
+        5 => ledgers_out_of_heads(db),
         _ => Ok(()),
     }
 }
@@ -393,6 +403,110 @@ fn named_the_old_way(db: &Store, subject: &str) -> Result<Option<String>, StoreE
     Ok(None)
 }
 
+/// Format 5 -> 6: every record head's publication ledger to the ledger's own key
+/// (`rec/{agency}\x1f{record_id}` -> `led/{agency}\x1f{record_id}`), the head without it.
+fn ledgers_out_of_heads(db: &Store) -> Result<(), StoreError> {
+    ledgers_out_of_heads_in(db, MIGRATION_CHUNK)
+}
+
+fn ledgers_out_of_heads_in(db: &Store, chunk_size: usize) -> Result<(), StoreError> {
+    let mut cursor = HEADS.to_vec();
+    let (mut seen, mut moved) = (0usize, 0usize);
+    loop {
+        let mut chunk = Vec::new();
+        for item in db.range_raw(&cursor, None) {
+            let (k, v) = item?;
+            if !k.starts_with(HEADS) || chunk.len() >= chunk_size {
+                break;
+            }
+            chunk.push((k, v));
+        }
+        let Some((last, _)) = chunk.last() else {
+            return Ok(());
+        };
+        // The smallest key after the last one read.
+        cursor = last.iter().copied().chain([0u8]).collect();
+        let mut w = WriteSet::default();
+        for (k, v) in &chunk {
+            let mut head: serde_json::Value =
+                serde_json::from_slice(v).map_err(|e| StoreError::corrupt(k, e))?;
+            let Some(members) = head.as_object_mut() else {
+                return Err(StoreError::corrupt(
+                    k,
+                    "a record head that is not an object",
+                ));
+            };
+            let publication = members.remove("publication").filter(|p| !p.is_null());
+            let shared = members.remove("shared");
+            if publication.is_none() && shared.is_none() {
+                // Rewritten already (by this step before a crash), or never shared.
+                continue;
+            }
+            let ledger = match publication {
+                Some(ledger) => Some(ledger),
+                None => legacy_ledger(&head, shared.as_ref()),
+            };
+            if let Some(ledger) = ledger {
+                let key: Vec<u8> = LEDGERS.iter().chain(&k[HEADS.len()..]).copied().collect();
+                w.put(key, serde_json::to_vec(&ledger).unwrap_or_default());
+                moved += 1;
+            }
+            w.put(k.clone(), serde_json::to_vec(&head).unwrap_or_default());
+        }
+        seen += chunk.len();
+        if !w.is_empty() {
+            // One atomic write set: a head loses its ledger only together with the ledger's key
+            // being written.
+            db.apply(w)?;
+            db.flush()?;
+        }
+        tracing::info!(
+            records = seen,
+            moved,
+            "migrating to format 6: the publication ledger in its own key space"
+        );
+        if chunk.len() < chunk_size {
+            return Ok(());
+        }
+    }
+}
+
+/// The key spaces the format-6 step reads and writes: record heads, and the ledger's.
+const HEADS: &[u8] = b"rec/";
+const LEDGERS: &[u8] = b"led/";
+
+/// The ledger a record shared before the ledger existed starts with (frozen: the shape of the
+/// ledger's `Ledger` as format 6 defines it): each (platform, channel) its head's `shared` notes,
+/// held since the head's last update, by the version it was then. `None` when it notes none.
+fn legacy_ledger(
+    head: &serde_json::Value,
+    shared: Option<&serde_json::Value>,
+) -> Option<serde_json::Value> {
+    let shared = shared?.as_array().filter(|s| !s.is_empty())?;
+    let holdings: Vec<serde_json::Value> = shared
+        .iter()
+        .filter_map(|pair| {
+            let [destination, channel] = pair.as_array()?.as_slice() else {
+                return None;
+            };
+            Some(serde_json::json!({
+                "destination": destination,
+                "channel": channel,
+                "events": [{
+                    "at": head["updated_at"],
+                    "action": "publish",
+                    "version": head["version"],
+                    "idempotency_key": "",
+                    "rule": "before-ledger",
+                    "rules_hash": "",
+                    "legacy": true,
+                }],
+            }))
+        })
+        .collect();
+    Some(serde_json::json!({ "holdings": holdings }))
+}
+
 /// Subjects per change-log entry the migration writes (and per atomic step: a crash in the
 /// middle leaves whole steps done, and the rest is done at the next start).
 const MIGRATION_CHUNK: usize = 10_000;
@@ -614,6 +728,139 @@ mod tests {
             .is_some());
         // A second open finds nothing to do.
         assert_eq!(open(&old).unwrap(), CURRENT);
+    }
+
+    /// A store over a fresh in-memory engine whose format was not checked yet, and the engine
+    /// (for its crash hooks).
+    fn memory_db() -> (std::sync::Arc<crate::store::memory::MemoryEngine>, Store) {
+        let engine = std::sync::Arc::new(crate::store::memory::MemoryEngine::default());
+        let store = Store {
+            engine: engine.clone(),
+            at_rest: None,
+            keys: None,
+            reserve: None,
+        };
+        (engine, store)
+    }
+
+    /// A ledger as format 5 kept it in a head's `publication`.
+    fn publication(destination: &str) -> serde_json::Value {
+        serde_json::json!({"holdings": [{"destination": destination, "channel": "gov_share", "events": [{
+            "at": "2026-11-25T10:00:00+08:00", "action": "publish", "version": 1,
+            "idempotency_key": format!("k-{destination}"),
+            "outbox_key": format!("out/{destination}\u{1f}1\u{1f}00000000000000000003"),
+            "rule": "gov_share_all", "rules_hash": "h", "payload_hash": "p"}]}]})
+    }
+
+    fn head_with(members: serde_json::Value) -> String {
+        let mut head = serde_json::json!({"subject": "uscc:91310110666007217T",
+            "category": "administrative", "version": 2, "content_hash": "c",
+            "updated_at": "2026-11-25T10:00:00+08:00"});
+        for (k, v) in members.as_object().unwrap() {
+            head[k] = v.clone();
+        }
+        head.to_string()
+    }
+
+    fn json_at(db: &Store, key: &str) -> Option<serde_json::Value> {
+        db.get_json(key).unwrap()
+    }
+
+    /// Format 5 -> 6: each head's ledger moves to `led/`, a pre-ledger head's `shared` seeds one,
+    /// and a crash between two chunks leaves whole chunks done, which the next start finishes.
+    #[test]
+    fn format_5_ledgers_leave_the_heads_for_their_own_keys_and_a_rerun_after_a_crash_finishes() {
+        let (engine, old) = memory_db();
+        put(&old, KEY, "5");
+        let rec = |id: &str| format!("rec/medical_insurance\u{1f}{id}");
+        let led = |id: &str| format!("led/medical_insurance\u{1f}{id}");
+        let mark = serde_json::json!([{"kind": "objection", "id": "obj-1", "since": "2026-11-26T10:00:00+08:00"}]);
+        let legacy =
+            serde_json::json!([["guangzhou", "public_notice"], ["provincial", "gov_share"]]);
+        let heads = [
+            (
+                "r1",
+                serde_json::json!({"publication": publication("provincial"), "marks": mark}),
+            ),
+            ("r2", serde_json::json!({"shared": legacy})),
+            ("r3", serde_json::json!({})),
+            (
+                "r4",
+                serde_json::json!({"publication": publication("guangzhou")}),
+            ),
+            (
+                "r5",
+                serde_json::json!({"publication": publication("provincial"), "shared": [["guangzhou", "gov_share"]]}),
+            ),
+        ];
+        for (id, members) in &heads {
+            put(&old, &rec(id), &head_with(members.clone()));
+        }
+        put(&old, "sub/uscc:91310110666007217T", r#"{"name":"某医院"}"#);
+
+        // The second chunk's write set never lands (a crash before it was applied).
+        engine.fail_apply_in(2);
+        assert!(ledgers_out_of_heads_in(&old, 2).is_err());
+        engine.crash();
+        assert_eq!(found(&old).unwrap(), 5, "the step is not recorded done");
+        assert_eq!(json_at(&old, &led("r1")), Some(publication("provincial")));
+        assert!(json_at(&old, &led("r2")).is_some());
+        let r1 = json_at(&old, &rec("r1")).unwrap();
+        assert!(r1.get("publication").is_none() && r1["marks"] == mark);
+        // The second chunk (r3, r4) is untouched: r4 keeps its ledger in its head.
+        assert!(json_at(&old, &led("r4")).is_none());
+        assert_eq!(
+            json_at(&old, &rec("r4")).unwrap()["publication"],
+            publication("guangzhou")
+        );
+
+        // The next start runs the step again from the beginning and finishes it.
+        assert_eq!(open(&old).unwrap(), 5);
+        assert_eq!(found(&old).unwrap(), CURRENT);
+        assert_eq!(json_at(&old, &led("r1")), Some(publication("provincial")));
+        assert_eq!(json_at(&old, &led("r4")), Some(publication("guangzhou")));
+        assert_eq!(
+            json_at(&old, &led("r5")),
+            Some(publication("provincial")),
+            "the ledger wins over what a release before it noted"
+        );
+        assert!(
+            json_at(&old, &led("r3")).is_none(),
+            "never shared: no ledger"
+        );
+        let seeded = json_at(&old, &led("r2")).unwrap();
+        let holdings = seeded["holdings"].as_array().unwrap();
+        assert_eq!(holdings.len(), 2);
+        assert_eq!(
+            (
+                holdings[0]["destination"].as_str(),
+                holdings[0]["channel"].as_str()
+            ),
+            (Some("guangzhou"), Some("public_notice"))
+        );
+        let event = &holdings[1]["events"][0];
+        assert_eq!(event["legacy"], true);
+        assert_eq!(
+            (event["version"].as_u64(), event["at"].as_str()),
+            (Some(2), Some("2026-11-25T10:00:00+08:00"))
+        );
+        for (id, _) in &heads {
+            let head = json_at(&old, &rec(id)).unwrap();
+            assert!(
+                head.get("publication").is_none() && head.get("shared").is_none(),
+                "{id}: {head}"
+            );
+            assert_eq!(head["version"], 2, "the rest of the head stays");
+        }
+        assert_eq!(json_at(&old, &rec("r1")).unwrap()["marks"], mark);
+
+        // Run again over a finished directory: nothing changes.
+        let before: Vec<_> = old.scan_raw(b"").map(Result::unwrap).collect();
+        let applies = engine.applies();
+        ledgers_out_of_heads(&old).unwrap();
+        assert_eq!(engine.applies(), applies, "nothing to write");
+        let after: Vec<_> = old.scan_raw(b"").map(Result::unwrap).collect();
+        assert_eq!(before, after);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! Test hooks (never in a release: the module is compiled for tests only): the next apply or
 //! flush can be made to fail ([`MemoryEngine::fail_next_apply`], [`MemoryEngine::fail_next_flush`]),
 //! and flushes can be held until released ([`MemoryEngine::hold_flushes`]), so a test can observe
-//! the window between an apply and its flush.
+//! the window between an apply and its flush; the n-th apply from now can be made to fail
+//! ([`MemoryEngine::fail_apply_in`]), to stop a migration midway.
 //!
 //! Never does: interpret a key or a value, or persist anything.
 
@@ -36,6 +37,8 @@ pub struct MemoryEngine {
     applies: AtomicUsize,
     flushes: AtomicUsize,
     fail_apply: AtomicBool,
+    /// Applies still to succeed before one fails (0: none is set to fail).
+    fail_apply_in: AtomicUsize,
     fail_flush: AtomicBool,
     held: Mutex<bool>,
     released: Condvar,
@@ -58,6 +61,12 @@ impl MemoryEngine {
     /// The next [`Engine::apply`] fails without changing anything.
     pub fn fail_next_apply(&self) {
         self.fail_apply.store(true, Ordering::SeqCst);
+    }
+
+    /// The `n`-th [`Engine::apply`] from now fails without changing anything (1: the next), so a
+    /// test can stop a multi-step job (a migration) midway, as a crash would.
+    pub fn fail_apply_in(&self, n: usize) {
+        self.fail_apply_in.store(n, Ordering::SeqCst);
     }
 
     /// The next [`Engine::flush`] fails (what was applied stays applied, not durable).
@@ -131,7 +140,10 @@ impl Engine for MemoryEngine {
     }
 
     fn apply(&self, writes: WriteSet) -> Result<(), StoreError> {
-        if self.fail_apply.swap(false, Ordering::SeqCst) {
+        let countdown = self
+            .fail_apply_in
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if self.fail_apply.swap(false, Ordering::SeqCst) || countdown == Ok(1) {
             return Err(StoreError::Database("injected apply failure".into()));
         }
         let (removes, puts) = writes.into_ops();

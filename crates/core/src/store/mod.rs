@@ -6,19 +6,21 @@
 //! the same key-value space in one table); unit tests run on an in-memory one (`memory`, compiled
 //! for tests only). Every domain module reads and writes through [`Store`].
 //!
-//! Why one writer: accepted batches write archive versions, record heads, outbox entries, the
-//! audit entry and the receipt together. One thread stages every group (see `exchange`), so
-//! idempotency checks are race-free and the audit chain has no fork, and many requests share one
+//! Why one writer: accepted batches write archive versions, record heads, the records' ledgers,
+//! outbox entries, the audit entry and the receipt together. One thread stages every group (see
+//! `exchange`), so idempotency checks are race-free and the audit chain has no fork, and many requests share one
 //! flush (group commit). With several nodes on one database, the engine makes the writers of all
 //! nodes take turns ([`Engine::begin_group`]), so this holds across nodes too. The engine applies each group's write set atomically, so after a crash
 //! (kill -9) either all of a group is there or none of it.
 //!
-//! On-disk layout, format 3 (keys are UTF-8; `\x1f` separates parts, a character identifiers may
-//! not hold; each space has its typed codec in [`keys`]):
+//! On-disk layout, format 6 (keys are UTF-8; `\x1f` separates parts, a character identifiers may
+//! not hold; each space has its typed codec in [`keys`]; [`format`] lists what each format
+//! changed):
 //!
 //! | prefix | key | value (JSON) | owner |
 //! |---|---|---|---|
-//! | `rec/` | `agency \x1f record_id` | `archive::RecordHead`: subject, category, latest version, content hash, expiry, marks, the publication ledger's state (opaque to the archive) | archive, ledger |
+//! | `rec/` | `agency \x1f record_id` | `archive::RecordHead`: subject, category, latest version, content hash, expiry, marks | archive |
+//! | `led/` | `agency \x1f record_id` (as its head's) | `ledger::Ledger`: what each platform holds of the record, per destination and channel, every publication and withdrawal queued (format 6; before it, inside the head) | ledger |
 //! | `arc/` | `subject_key \x1f category# \x1f agency \x1f record_id \x1f version(10 digits)` | `archive::Version` | archive |
 //! | `sub/` | `subject_key` (`uscc:9131...`) | `archive::SubjectEntry` | archive |
 //! | `exi/` | `subject_key` | `{}` while the subject is exited (LS Art. 20) | archive |
@@ -29,7 +31,7 @@
 //! | `out/`, `dlq/` | see `outbox` | queued shares (by reference to `arc/` since format 3), dead letters | outbox |
 //! | `cor/`, `cod/`, `cop/` | see `corrections` | corrections, their acknowledgements and the pick-up of the files carrying them | corrections |
 //! | `ofs/` | `destination \x1f file name` | a batch file written for a file destination, awaiting its feedback (see `delivery::file`) | delivery |
-//! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers (what each platform holds is in the record head's `publication`) | ledger |
+//! | `lak/`, `tmr/` | see `ledger` | acknowledgements of shares, re-check timers | ledger |
 //! | `evt/` | `unix seconds(20) \x1f subject_key` | `{}`: re-evaluate then (a record leaves its validity) | evaluation |
 //! | `lnk/` | `listing agency \x1f listing record_id \x1f link record_id` | `{}`: the linked records of joint punishment a listing made | evaluation |
 //! | `evc/` | year (4 digits) | the yearly cycle's progress and cursor | evaluation |
@@ -345,6 +347,15 @@ impl Store {
                 v.map(|bytes| decode(k.as_bytes(), &self.reveal(k.as_bytes(), bytes)?))
                     .transpose()
             })
+            .collect()
+    }
+
+    /// Several keys' stored bytes at once (opened when sealed), in the order asked.
+    pub fn get_many_raw(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let values = self.engine.get_many(keys)?;
+        keys.iter()
+            .zip(values)
+            .map(|(k, v)| v.map(|bytes| self.reveal(k, bytes)).transpose())
             .collect()
     }
 

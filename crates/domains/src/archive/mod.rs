@@ -37,6 +37,11 @@ use crate::store::{to_bytes, Store, StoreError};
 use crate::subject::SubjectId;
 
 /// The latest state of one source record.
+///
+/// What platforms hold of it is not here: the publication ledger keeps that under its own key
+/// (`led/`, see `ledger`). Heads of formats before 6 carried it (`publication`, and `shared` before
+/// the ledger existed); the format-6 step moved it out, and a member this type does not know is
+/// ignored on read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecordHead {
     pub subject: String,
@@ -45,10 +50,6 @@ pub struct RecordHead {
     pub content_hash: String,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: time::OffsetDateTime,
-    /// Written by releases before the publication ledger: every (platform, channel) a version
-    /// was queued for. Read once to seed a record's ledger; never written any more.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shared: Vec<(String, crate::disclosure::Channel)>,
     /// When the record passed its retention (LS Art. 20): kept for audit, never shared again.
     #[serde(
         default,
@@ -56,10 +57,6 @@ pub struct RecordHead {
         with = "time::serde::rfc3339::option"
     )]
     pub expired_at: Option<time::OffsetDateTime>,
-    /// The publication ledger's state for this record (what each platform holds), stored with the
-    /// head so that sharing a record costs no write of its own. Opaque here: `ledger` owns it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publication: Option<Box<serde_json::value::RawValue>>,
     /// Marks on the record in force: 异议标注 while an objection is reviewed (LS Art. 23), or the
     /// elimination an upheld objection orders. They travel with every share of the record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -391,8 +388,21 @@ impl Staging {
         Ok(())
     }
 
-    /// Stage one accepted record; returns its outcome, its version and its head as it was before
-    /// (the publication ledger is judged against what the previous version left).
+    /// The records of `records` whose head [`Staging::read_ahead`] found stored: records seen
+    /// before, whose other state (the publication ledger's) a follower may read ahead too.
+    pub fn stored<'r>(&self, records: &'r [Incoming]) -> Vec<&'r Incoming> {
+        records
+            .iter()
+            .filter(|r| {
+                matches!(
+                    self.read.get(&record_head_key(&r.agency, &r.record_id)),
+                    Some(Some(_))
+                )
+            })
+            .collect()
+    }
+
+    /// Stage one accepted record; returns its outcome, its version and its head as it was before.
     /// `canonical` is the record's canonical bytes ([`CanonicalRecord::canonical_bytes`]),
     /// computed by the caller outside the writer thread.
     // Eight plain arguments on the writer's hot path, each a different thing the group owns; a
@@ -434,12 +444,7 @@ impl Staging {
             version,
             content_hash: hash.clone(),
             updated_at: now,
-            shared: previous
-                .as_ref()
-                .map(|p| p.shared.clone())
-                .unwrap_or_default(),
             expired_at: previous.as_ref().and_then(|p| p.expired_at),
-            publication: previous.as_ref().and_then(|p| p.publication.clone()),
             marks: previous
                 .as_ref()
                 .map(|p| p.marks.clone())
@@ -494,26 +499,6 @@ impl Staging {
             Some(h) => Ok(Some(h.clone())),
             None => store.get_json::<RecordHead>(&key),
         }
-    }
-
-    /// Replace the record's publication state (the ledger's, opaque here).
-    pub fn set_publication(
-        &mut self,
-        store: &Store,
-        agency: &str,
-        record_id: &str,
-        publication: Box<serde_json::value::RawValue>,
-    ) -> Result<(), StoreError> {
-        let key = record_head_key(agency, record_id);
-        let Some(mut head) = self.head(store, agency, record_id)? else {
-            return Ok(());
-        };
-        head.publication = Some(publication);
-        if !self.heads.contains_key(&key) {
-            self.dirty.push(key.clone());
-        }
-        self.heads.insert(key, head);
-        Ok(())
     }
 
     /// Write a subject entry (an exit or re-entry) so that later records of this group see it.

@@ -78,7 +78,7 @@ impl Exchange for Correcting {
         let mut correction = self.correction.clone();
         let record = &self.record;
         let received_at = crate::clock::rfc3339(correction.received_at);
-        let (_, version, previous) = g.archive.stage(
+        let (_, version, _) = g.archive.stage(
             g.store,
             g.subjects,
             record,
@@ -93,7 +93,7 @@ impl Exchange for Correcting {
             record,
             version,
             &self.plan,
-            Prior::Was(previous),
+            Prior::Stored,
             Some(&self.mark),
             false,
         )?;

@@ -3,8 +3,14 @@
 //! Owns: the [`Exchange`] trait every kind of durable exchange implements (an agency's batch in
 //! `ingest`, a correction in `corrections`, a re-plan in `ledger`, the plain [`ApplyJob`] here),
 //! the [`Group`] they stage into (archive staging, removals, outbox entries, the audit chain's
-//! head as the group advances it, subjects' standing as the group changes it), and the
-//! [`Writer`] that runs groups for `store`'s group commit.
+//! head as the group advances it, subjects' standing as the group changes it, and [`Latest`]:
+//! values kept one per key that several jobs may change, such as each record's publication
+//! ledger), and the [`Writer`] that runs groups for `store`'s group commit.
+//!
+//! Read ahead, once per group, in one request each: the heads of the records the group's jobs
+//! name and their subjects' entries (`archive`), then, for those records the archive holds
+//! already, their publication ledger's key (`led/`, the core's `LedgerKey`): the writer holds the
+//! store meanwhile, so nothing read ahead changes before it is used.
 //!
 //! Invariants: a job sees everything earlier jobs of its group staged (a record repeated in one
 //! group is its next version, not a second "version 1"); every job that changes anything appends
@@ -19,7 +25,7 @@
 //! whether a retry helps; callers map it to their own errors (most through
 //! `From<WriteError> for StoreError`, which keeps the storage answers they gave before).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
@@ -112,10 +118,73 @@ impl From<WriteError> for StoreError {
 
 pub type Job = Box<dyn Exchange>;
 
+/// Values kept one per key that several jobs of a group may change (each record's publication
+/// ledger, `led/`): what the group staged last wins, and each changed key is written once, at the
+/// end of the group, in the same write set as everything else the group stages.
+#[derive(Default)]
+pub struct Latest {
+    staged: HashMap<String, Vec<u8>>,
+    /// Staged keys in the order first staged (the write set's order).
+    order: Vec<String>,
+    /// Read ahead for the group in one request (a missing key as `None`).
+    read: HashMap<String, Option<Vec<u8>>>,
+}
+
+impl Latest {
+    /// The value as this group leaves it so far: staged, read ahead, or stored (opened).
+    pub fn get(&mut self, store: &Store, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.staged.get(key) {
+            return Ok(Some(v.clone()));
+        }
+        match self.read.remove(key) {
+            Some(read) => Ok(read),
+            None => store.get_raw(key.as_bytes()),
+        }
+    }
+
+    /// Stage the key's new value.
+    pub fn put(&mut self, key: String, value: Vec<u8>) {
+        if !self.staged.contains_key(&key) {
+            self.order.push(key.clone());
+        }
+        self.staged.insert(key, value);
+    }
+
+    /// Read the keys not read or staged yet in one request.
+    pub fn read_ahead(
+        &mut self,
+        store: &Store,
+        keys: impl Iterator<Item = String>,
+    ) -> Result<(), StoreError> {
+        let mut keys: Vec<String> = keys
+            .filter(|k| !self.read.contains_key(k) && !self.staged.contains_key(k))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let raw: Vec<Vec<u8>> = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        let found = store.get_many_raw(&raw)?;
+        self.read.extend(keys.into_iter().zip(found));
+        Ok(())
+    }
+
+    fn into_write_set(mut self, set: &mut WriteSet) {
+        for key in self.order {
+            if let Some(value) = self.staged.remove(&key) {
+                set.put(key, value);
+            }
+        }
+    }
+}
+
 /// Everything one group stages before it is applied as one write set.
 pub struct Group<'a> {
     pub store: &'a Store,
     pub archive: Staging,
+    /// Values one per key that several jobs may change (the publication ledger's, `led/`).
+    pub latest: Latest,
     /// Keys removed by this group (a removal wins over a write of the same key).
     pub removes: Vec<String>,
     /// Outbox entries queued (for the delivery workers' wake-up).
@@ -139,6 +208,9 @@ impl Group<'_> {
     pub fn staged_or_stored(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if self.removes.iter().any(|k| k == key) {
             return Ok(None);
+        }
+        if let Some(v) = self.latest.staged.get(key) {
+            return Ok(Some(v.clone()));
         }
         match self.archive.writes.iter().rev().find(|(k, _)| k == key) {
             Some((_, v)) => Ok(Some(v.clone())),
@@ -215,6 +287,7 @@ impl Group<'_> {
             writes.remove(k);
         }
         self.archive.into_write_set(&mut writes);
+        self.latest.into_write_set(&mut writes);
         Ok((writes, self.standing))
     }
 }
@@ -256,6 +329,7 @@ impl store::Stager for Writer {
         let mut g = Group {
             store,
             archive: Staging::default(),
+            latest: Latest::default(),
             removes: Vec::new(),
             queued: 0,
             head: self.head.clone(),
@@ -269,6 +343,12 @@ impl store::Stager for Writer {
         let records: Vec<crate::archive::Incoming> =
             group.iter().flat_map(|j| j.records(store)).collect();
         g.archive.read_ahead(store, g.subjects, &records)?;
+        let ledgers = g
+            .archive
+            .stored(&records)
+            .into_iter()
+            .map(|r| crate::store::keys::LedgerKey::encode_of(&r.agency, &r.record_id));
+        g.latest.read_ahead(store, ledgers)?;
         for job in group.iter_mut() {
             job.stage(&mut g)?;
         }
@@ -658,6 +738,7 @@ mod tests {
         let mut g = Group {
             store: &store,
             archive: Staging::default(),
+            latest: Latest::default(),
             removes: Vec::new(),
             queued: 0,
             head: Head::genesis(),
@@ -720,6 +801,84 @@ mod tests {
         let records: Vec<&str> = queue.iter().map(|(_, e)| e.record_id.as_str()).collect();
         assert_eq!(records, vec!["t/a", "t/b"]);
         assert_eq!(engine.applies(), applies + 1, "the group is one write set");
+    }
+
+    /// A job that appends its letter to one value kept in [`Latest`] (as reconciling appends to a
+    /// record's ledger), and may fail after staging.
+    struct Appender {
+        letter: &'static str,
+        fail: bool,
+    }
+
+    impl Exchange for Appender {
+        fn stage(&mut self, g: &mut Group<'_>) -> Result<(), StoreError> {
+            let mut value = g.latest.get(g.store, "led/a\u{1f}r1")?.unwrap_or_default();
+            value.extend_from_slice(self.letter.as_bytes());
+            g.latest.put("led/a\u{1f}r1".into(), value);
+            if self.fail {
+                return Err(StoreError::CommitFailed("refused".into()));
+            }
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>, _: Result<(), WriteError>) {}
+    }
+
+    fn appending(writer: &mut Writer, store: &Store, jobs: &[(&'static str, bool)]) -> bool {
+        let mut group: Vec<Job> = jobs
+            .iter()
+            .map(|&(letter, fail)| Box::new(Appender { letter, fail }) as Job)
+            .collect();
+        let mut writes = WriteSet::default();
+        let staged = writer
+            .stage(store, &mut group, &mut writes)
+            .and_then(|_| store.apply(writes));
+        match staged {
+            Ok(()) => writer.applied(),
+            Err(_) => writer.abandoned(store),
+        }
+        staged.is_ok()
+    }
+
+    #[test]
+    fn a_value_kept_latest_is_seen_by_later_jobs_of_the_group_and_written_once_with_it() {
+        let (store, engine) = memory::store();
+        let mut writer = Writer::new(&store, clock()).unwrap();
+        let applies = engine.applies();
+        assert!(appending(
+            &mut writer,
+            &store,
+            &[("a", false), ("b", false)]
+        ));
+        assert_eq!(engine.applies(), applies + 1, "one write set");
+        assert_eq!(
+            store
+                .get_raw("led/a\u{1f}r1".as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"ab"[..])
+        );
+        // A group that fails leaves the value as it was; the next one starts from what is stored.
+        assert!(!appending(
+            &mut writer,
+            &store,
+            &[("c", false), ("x", true)]
+        ));
+        assert_eq!(
+            store
+                .get_raw("led/a\u{1f}r1".as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"ab"[..])
+        );
+        assert!(appending(&mut writer, &store, &[("d", false)]));
+        assert_eq!(
+            store
+                .get_raw("led/a\u{1f}r1".as_bytes())
+                .unwrap()
+                .as_deref(),
+            Some(&b"abd"[..])
+        );
     }
 
     #[test]

@@ -2,19 +2,27 @@
 //! and the decision that put it there (LS Arts. 25-26: the rule, a hash of the rules files in force,
 //! the fields withheld or masked, the legal-basis document).
 //!
-//! Owns the ledger state of each record (kept inside its archive head, `rec/`, so that sharing a
-//! record costs no write of its own), the `lak/` and `tmr/` key spaces, and [`Ledger::reconcile`], the one place that turns "what
-//! a platform may hold now" (a [`Plan`]) into "what it must be sent": a publication where one is now
-//! allowed (or its payload changed), a **withdrawal** where a platform holds what it may no longer
-//! hold. Never silence: every (record, platform, channel) that was ever queued stays in the ledger.
+//! Owns the `led/`, `lak/` and `tmr/` key spaces, and [`Ledger::reconcile`], the one place that
+//! turns "what a platform may hold now" (a [`Plan`]) into "what it must be sent": a publication
+//! where one is now allowed (or its payload changed), a **withdrawal** where a platform holds what
+//! it may no longer hold. Never silence: every (record, platform, channel) that was ever queued
+//! stays in the ledger.
 //!
 //! On-disk layout (same tree as everything else, see `store`):
 //!
 //! | key | value |
 //! |---|---|
-//! | `rec/{agency} \x1f {record_id}` → `publication` | [`Ledger`]: per (destination, channel), every publication and withdrawal queued, in order |
+//! | `led/{agency} \x1f {record_id}` | [`Ledger`]: per (destination, channel), every publication and withdrawal queued, in order; absent for a record never queued anywhere |
 //! | `lak/{idempotency_key}` | `{"at": RFC 3339}`: when the platform acknowledged that share (first acknowledgement counts) |
 //! | `tmr/{unix seconds, 20 digits} \x1f {agency} \x1f {record_id}` | `{}`: re-check the record then (see [`timers`]) |
+//!
+//! A record's ledger is the ledger's own (issue #28; format 6): before it, it was kept inside the
+//! record's archive head (`rec/…`, member `publication`), and the format-6 step moved it here,
+//! seeding the ledger of a record shared before the ledger existed from what its head noted
+//! (`store::format`). The archive knows nothing of it. The writer stages it beside the head in the
+//! same group (`exchange::Latest`, read ahead with the heads), so a group that changes a record and
+//! its publications is one atomic, durable step; it is written only when a reconciliation queued
+//! something (a re-check that changes nothing writes nothing).
 //!
 //! Invariants: a ledger event is written in the same atomic batch as its outbox entry (the single
 //! writer stages both); acknowledgements are separate keys written by delivery, so the writer and
@@ -157,62 +165,17 @@ pub struct Change<'a> {
     pub marking: bool,
 }
 
+/// The key of a record's ledger.
+pub fn ledger_key(agency: &str, record_id: &str) -> String {
+    crate::store::keys::LedgerKey::encode_of(agency, record_id)
+}
+
 impl Ledger {
-    /// The ledger kept in a record's head; a record shared before the ledger existed gets one
-    /// seeded from what its head noted (the platforms and channels it was queued for).
-    pub fn of_head(head: &crate::archive::RecordHead) -> Result<Self, StoreError> {
-        let corrupt = |message: String| StoreError::Corrupt {
-            key: "rec/ (publication)".into(),
-            message,
-        };
-        if let Some(raw) = &head.publication {
-            return serde_json::from_str(raw.get()).map_err(|e| corrupt(e.to_string()));
-        }
-        if head.shared.is_empty() {
-            return Ok(Self::default());
-        }
-        Ok(Self::from_legacy(
-            &head.shared,
-            head.version,
-            head.updated_at,
-        ))
-    }
-
-    /// The ledger as stored in a head.
-    pub fn to_raw(&self) -> Result<Box<serde_json::value::RawValue>, StoreError> {
-        serde_json::value::to_raw_value(self).map_err(|e| StoreError::Corrupt {
-            key: "rec/ (publication)".into(),
-            message: e.to_string(),
-        })
-    }
-
-    /// A ledger for a record shared before the ledger existed: what its head says it was queued
-    /// for, held since its last update.
-    pub fn from_legacy(shared: &[(String, Channel)], version: u32, at: OffsetDateTime) -> Self {
-        Self {
-            holdings: shared
-                .iter()
-                .map(|(destination, channel)| Holding {
-                    destination: destination.clone(),
-                    channel: *channel,
-                    events: vec![Event {
-                        at,
-                        action: Action::Publish,
-                        version,
-                        idempotency_key: String::new(),
-                        outbox_key: String::new(),
-                        rule: "before-ledger".into(),
-                        reason: None,
-                        rules_hash: String::new(),
-                        payload_hash: None,
-                        masked: Vec::new(),
-                        basis: None,
-                        correction_id: None,
-                        legacy: true,
-                    }],
-                })
-                .collect(),
-        }
+    /// A record's ledger as stored (empty when nothing was ever queued for it).
+    pub fn read(store: &Store, agency: &str, record_id: &str) -> Result<Self, StoreError> {
+        Ok(store
+            .get_json::<Self>(&ledger_key(agency, record_id))?
+            .unwrap_or_default())
     }
 
     /// Bring every platform in line with the plan: queue a publication where the record is allowed
@@ -472,12 +435,7 @@ pub fn is_superseded(store: &Store, entry: &Entry) -> bool {
     if !matches!(entry.kind, Kind::Share | Kind::Correction | Kind::Marking) {
         return false;
     }
-    let Ok(Some(head)) = store.get_json::<crate::archive::RecordHead>(
-        &crate::archive::record_head_key(&entry.agency, &entry.record_id),
-    ) else {
-        return false;
-    };
-    let Ok(ledger) = Ledger::of_head(&head) else {
+    let Ok(ledger) = Ledger::read(store, &entry.agency, &entry.record_id) else {
         return false;
     };
     ledger

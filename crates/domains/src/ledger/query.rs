@@ -36,7 +36,7 @@ pub fn record(
     else {
         return Ok(None);
     };
-    let ledger = Ledger::of_head(&head)?;
+    let ledger = Ledger::read(store, agency, record_id)?;
     let holdings: Vec<_> = view(store, &ledger, as_of)?
         .into_iter()
         .filter(|h| destination.is_none_or(|d| h.destination == d))

@@ -2,15 +2,16 @@
 //! hold of a record now, inside a group commit ([`reconcile_record`]), and the re-plan exchange
 //! ([`ReconcileJob`]) timers, rule reloads, exits, objections, repairs and evaluation submit.
 //!
-//! Invariants: a record's ledger, its outbox entries, its next timer and its expiry mark are
-//! staged in the same group as the version they follow; a plan made for an older version is not
+//! Invariants: a record's ledger (its own key, `led/`), its outbox entries, its next timer and its
+//! expiry mark are staged in the same group as the version they follow, so they are applied in
+//! one atomic write set with it; a plan made for an older version is not
 //! applied (the record is checked again at the next timer tick).
 
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 use super::{timer_key, Change, CorrectionMark, Ledger, Queued};
-use crate::archive::{MarkChange, MarkKind, Outcome, RecordHead, SubjectEntry};
+use crate::archive::{MarkChange, MarkKind, Outcome, SubjectEntry};
 use crate::audit::{AuditEvent, Head};
 use crate::exchange::{answer, CommitterHandle, Exchange, Group, WriteError};
 use crate::outbox::Entry;
@@ -18,22 +19,21 @@ use crate::record::CanonicalRecord;
 use crate::sharing::Plan;
 use crate::store::StoreError;
 
-/// What a record's ledger is judged against.
+/// Whether a record has state stored before this change (its marks, its ledger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prior {
-    /// A record never seen before: no platform holds it, no mark.
+    /// A record never seen before: no platform holds it, no mark; nothing to read.
     New,
-    /// The head as it was before this job staged a new version.
-    Was(Option<RecordHead>),
-    /// The head as this group sees it (no new version staged).
-    Current,
+    /// A record the archive holds: its marks and its ledger are read as this group leaves them.
+    Stored,
 }
 
 impl Prior {
     /// The prior of a version the archive just staged.
-    pub fn of(outcome: Outcome, previous: Option<RecordHead>) -> Self {
+    pub fn of(outcome: Outcome) -> Self {
         match outcome {
             Outcome::New => Prior::New,
-            _ => Prior::Was(previous),
+            _ => Prior::Stored,
         }
     }
 }
@@ -53,22 +53,24 @@ pub fn reconcile_record(
     let (agency, record_id) = (&record.source.agency, &record.source.record_id);
     let current = match prior {
         Prior::New => None,
-        _ => g.archive.head(g.store, agency, record_id)?,
+        Prior::Stored => g.archive.head(g.store, agency, record_id)?,
     };
-    let before = match prior {
-        Prior::New => None,
-        Prior::Was(head) => head,
-        Prior::Current => current.clone(),
-    };
-    // A head whose ledger cannot be read must not stop agencies' batches in the same group: it is
-    // reported, and the record starts a new ledger.
-    let mut ledger = match before.as_ref().map(Ledger::of_head) {
-        None => Ledger::default(),
-        Some(Ok(ledger)) => ledger,
-        Some(Err(e)) => {
-            crate::telemetry::events::recheck_failed(record_id, &e.to_string());
-            Ledger::default()
-        }
+    // The record's ledger as this group leaves it so far. One that cannot be read must not stop
+    // agencies' batches in the same group: it is reported, and the record starts a new ledger
+    // (written whatever this reconciliation queues).
+    let key = super::ledger_key(agency, record_id);
+    let (mut ledger, unreadable) = match prior {
+        Prior::New => (Ledger::default(), false),
+        Prior::Stored => match g.latest.get(g.store, &key)? {
+            None => (Ledger::default(), false),
+            Some(bytes) => match serde_json::from_slice::<Ledger>(&bytes) {
+                Ok(ledger) => (ledger, false),
+                Err(e) => {
+                    crate::telemetry::events::recheck_failed(record_id, &e.to_string());
+                    (Ledger::default(), true)
+                }
+            },
+        },
     };
     let marks = current.as_ref().map(|h| h.marks.as_slice()).unwrap_or(&[]);
     let adjusted = adjust(plan, g.is_exited(&subject), marks);
@@ -90,8 +92,10 @@ pub fn reconcile_record(
         |old| superseded.push(old.to_string()),
     )?;
     g.removes.extend(superseded);
-    g.archive
-        .set_publication(g.store, agency, record_id, ledger.to_raw()?)?;
+    // A ledger changes only by what reconciling queued.
+    if !queued.is_empty() || unreadable {
+        g.latest.put(key, crate::store::to_bytes(&ledger));
+    }
     if let Some(at) = plan.next_change {
         g.archive
             .writes
@@ -324,7 +328,7 @@ fn stage_reconcile(g: &mut Group<'_>, job: &ReconcileJob) -> Result<Vec<Queued>,
     }
     let mut all = Vec::new();
     for new in &job.records {
-        let (outcome, version, previous) = g.archive.stage(
+        let (outcome, version, _) = g.archive.stage(
             g.store,
             g.subjects,
             &new.record,
@@ -336,7 +340,7 @@ fn stage_reconcile(g: &mut Group<'_>, job: &ReconcileJob) -> Result<Vec<Queued>,
         if outcome == Outcome::Unchanged {
             continue;
         }
-        let prior = Prior::of(outcome, previous);
+        let prior = Prior::of(outcome);
         all.extend(reconcile_record(
             g,
             &new.record,
@@ -368,7 +372,7 @@ fn stage_reconcile(g: &mut Group<'_>, job: &ReconcileJob) -> Result<Vec<Queued>,
             &item.record,
             item.version,
             &item.plan,
-            Prior::Current,
+            Prior::Stored,
             None,
             !job.marks.is_empty(),
         )?);

@@ -193,11 +193,13 @@ fn a_correction_reaches_every_holder_even_unchanged() {
 #[test]
 fn a_legacy_holding_is_withdrawn_like_any_other() {
     let r = record("440106");
-    let mut ledger = Ledger::from_legacy(
-        &[("gz".into(), Channel::PublicNotice)],
-        1,
-        datetime!(2026-01-01 00:00 UTC),
-    );
+    // As the format-6 step seeds it from a head a release before the ledger wrote.
+    let mut ledger: Ledger = serde_json::from_value(json!({"holdings": [{
+        "destination": "gz", "channel": "public_notice", "events": [{
+            "at": "2026-01-01T00:00:00Z", "action": "publish", "version": 1,
+            "idempotency_key": "", "rule": "before-ledger", "rules_hash": "", "legacy": true}]}]}))
+    .unwrap();
+    assert!(ledger.holdings[0].events[0].legacy);
     let (q, _, superseded) = run(&mut ledger, &r, 1, &plan(vec![]), None);
     assert_eq!(q.len(), 1);
     assert!(
@@ -233,4 +235,84 @@ fn a_withdrawal_supersedes_every_publication_still_queued_since_the_last_one() {
         2,
         "both queued publications are removed: {superseded:?}"
     );
+}
+
+/// Issue #28: a data directory of format 5 kept each record's ledger inside its head; opened by
+/// this release (format 6), the same ledger answers from its own key, as of any instant, and the
+/// head no longer carries it.
+#[test]
+fn a_ledger_kept_in_a_format_5_head_answers_the_same_from_its_own_key_after_the_upgrade() {
+    use crate::store::{memory::MemoryEngine, Engine, WriteSet};
+    let engine = std::sync::Arc::new(MemoryEngine::default());
+    let ledger = json!({"holdings": [{"destination": "provincial", "channel": "gov_share", "events": [
+        {"at": "2026-11-25T10:00:00+08:00", "action": "publish", "version": 1,
+         "idempotency_key": "k1", "outbox_key": "out/provincial\u{1f}1\u{1f}00000000000000000003",
+         "rule": "gov_share_all", "rules_hash": "h", "payload_hash": "p"},
+        {"at": "2026-11-27T10:00:00+08:00", "action": "withdraw", "version": 1,
+         "idempotency_key": "k2", "reason": "notice_period_ended", "rules_hash": "h"}]}]});
+    let head = json!({"subject": "uscc:91310110666007217T", "category": "administrative",
+        "version": 1, "content_hash": "c", "updated_at": "2026-11-25T10:00:00+08:00",
+        "publication": ledger});
+    let mut w = WriteSet::default();
+    w.put("meta/format", "5");
+    w.put("rec/medical_insurance\u{1f}r1", head.to_string());
+    w.put("lak/k1", r#"{"at":"2026-11-25T11:00:00+08:00"}"#);
+    w.put("lak/k2", r#"{"at":"2026-11-27T11:00:00+08:00"}"#);
+    engine.apply(w).unwrap();
+
+    let store = Store::over(engine.clone()).unwrap();
+    let stored: Value = store
+        .get_json("rec/medical_insurance\u{1f}r1")
+        .unwrap()
+        .unwrap();
+    assert!(stored.get("publication").is_none(), "{stored}");
+    let read = Ledger::read(&store, "medical_insurance", "r1").unwrap();
+    assert_eq!(
+        serde_json::to_value(&read).unwrap()["holdings"][0]["events"][1]["reason"],
+        "notice_period_ended"
+    );
+    let state = |as_of| {
+        let answer = query::record(&store, "medical_insurance", "r1", as_of, None)
+            .unwrap()
+            .expect("the record");
+        let h = &answer["holdings"][0];
+        (
+            h["state"].as_str().map(String::from),
+            h["showing_version"].as_u64(),
+        )
+    };
+    assert_eq!(
+        state(datetime!(2026-11-25 10:30 +08:00)),
+        (Some("queued".into()), None)
+    );
+    assert_eq!(
+        state(datetime!(2026-11-26 10:00 +08:00)),
+        (Some("held".into()), Some(1))
+    );
+    assert_eq!(
+        state(datetime!(2026-11-28 10:00 +08:00)),
+        (Some("withdrawn".into()), None)
+    );
+    // A share the withdrawal superseded is known as such.
+    assert!(is_superseded(&store, &entry_for_test("k1")));
+    assert!(!is_superseded(&store, &entry_for_test("k2")));
+}
+
+fn entry_for_test(idempotency_key: &str) -> Entry {
+    let at = datetime!(2026-11-25 10:00 +08:00);
+    Entry {
+        idempotency_key: idempotency_key.into(),
+        destination: "provincial".into(),
+        channel: Channel::GovShare,
+        kind: Kind::Share,
+        agency: "medical_insurance".into(),
+        record_id: "r1".into(),
+        version: 1,
+        rule: "gov_share_all".into(),
+        enqueued_at: at,
+        enqueued_unix: at.unix_timestamp(),
+        correction_id: None,
+        payload: None,
+        source: None,
+    }
 }

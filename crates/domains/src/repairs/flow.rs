@@ -686,13 +686,8 @@ fn history(ctx: &Context<'_>, subject_key: &str) -> Result<(Vec<Past>, Vec<Repai
 fn publicity(ctx: &Context<'_>, repair: &Repair) -> Result<Vec<Entry>, RepairError> {
     let mut platforms: Vec<String> = Vec::new();
     for r in &repair.records {
-        if let Some(head) = ctx
-            .store
-            .get_json::<archive::RecordHead>(&archive::record_head_key(&r.agency, &r.record_id))?
-        {
-            let ledger = crate::ledger::Ledger::of_head(&head)?;
-            platforms.extend(ledger.holdings.iter().map(|h| h.destination.clone()));
-        }
+        let ledger = crate::ledger::Ledger::read(ctx.store, &r.agency, &r.record_id)?;
+        platforms.extend(ledger.holdings.iter().map(|h| h.destination.clone()));
     }
     platforms.sort();
     platforms.dedup();

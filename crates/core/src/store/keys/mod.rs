@@ -51,6 +51,35 @@ impl Key for RecordKey {
     }
 }
 
+/// `led/{agency}\x1f{record_id}`: a source record's publication ledger (what each platform holds
+/// of it), the ledger's own since format 6; the same parts as its head's [`RecordKey`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LedgerKey {
+    pub agency: String,
+    pub record_id: String,
+}
+
+impl LedgerKey {
+    pub const PREFIX: &'static str = "led/";
+
+    pub fn encode_of(agency: &str, record_id: &str) -> String {
+        format!("led/{agency}{SEP}{record_id}")
+    }
+}
+
+impl Key for LedgerKey {
+    fn encode(&self) -> String {
+        Self::encode_of(&self.agency, &self.record_id)
+    }
+    fn decode(key: &str) -> Option<Self> {
+        let (agency, record_id) = key.strip_prefix(Self::PREFIX)?.split_once(SEP)?;
+        Some(Self {
+            agency: agency.into(),
+            record_id: record_id.into(),
+        })
+    }
+}
+
 /// `arc/{subject}\x1f{category:02}\x1f{agency}\x1f{record_id}\x1f{version:010}`: one version, in
 /// its subject's archive, by category, oldest version first.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -506,7 +535,8 @@ mod tests {
     proptest! {
         #[test]
         fn record_keys_roundtrip(agency in part(), record_id in part()) {
-            roundtrip(RecordKey { agency, record_id })?;
+            roundtrip(RecordKey { agency: agency.clone(), record_id: record_id.clone() })?;
+            roundtrip(LedgerKey { agency, record_id })?;
         }
 
         #[test]
@@ -588,6 +618,12 @@ mod tests {
             "arc/uscc:91310110666007217T\u{1f}08\u{1f}medical_insurance\u{1f}R1\u{1f}0000000002"
         );
         assert_eq!(CycleKey(2026).encode(), "evc/2026");
+        assert_eq!(
+            LedgerKey::encode_of("medical_insurance", "R1"),
+            "led/medical_insurance\u{1f}R1",
+            "the ledger's key beside its head's, rec/medical_insurance\u{1f}R1"
+        );
+        assert_eq!(LedgerKey::decode("rec/medical_insurance\u{1f}R1"), None);
         assert_eq!(
             OutboxKey::decode("out/p\u{1f}2\u{1f}00000000000000000001"),
             None
