@@ -385,14 +385,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         stop_rx.clone(),
     ));
     let addr_file = config.storage.data_dir.join(ADMIN_ADDR_FILE);
-    let mut workers = spawn_watchers(
-        &config,
-        &parts,
-        &disk,
-        &readiness,
-        &rule_files,
-        &stop_rx,
-    );
+    let mut workers = spawn_watchers(&config, &parts, &disk, &readiness, &rule_files, &stop_rx);
     workers.extend(spawn_work_done_once(&config, &parts, &stop_rx));
     let store = parts.store.clone();
     let app = Arc::new(parts.into_app(config, disk));
@@ -492,12 +485,13 @@ impl Parts {
             metrics::gauge!("gateway_test_clock").set(1.0);
         }
         let clock = clock_of(&manual_clock);
-        let (committer, handle) = crate::exchange::start(store.clone(), clock.clone()).map_err(
-            |e| StartError::Storage {
-                path: config.storage.data_dir.display().to_string(),
-                message: e.to_string(),
-            },
-        )?;
+        let (committer, handle) =
+            crate::exchange::start(store.clone(), clock.clone()).map_err(|e| {
+                StartError::Storage {
+                    path: config.storage.data_dir.display().to_string(),
+                    message: e.to_string(),
+                }
+            })?;
         let book = crate::rulebook::Rulebook::load(config).map_err(StartError::Rules)?;
         tracing::info!(hashes = ?book.hashes, profiles = book.profiles.len(), "rules loaded");
         let local_token = crate::operators::random_token();
@@ -927,11 +921,7 @@ impl Reload {
                 })
                 .await
                 .map_err(|e| e.to_string())??;
-                crate::reencrypt::record_reloaded_keys(
-                    &committer,
-                    reloaded.fingerprints(),
-                )
-                .await?;
+                crate::reencrypt::record_reloaded_keys(&committer, reloaded.fingerprints()).await?;
                 keys.replace_with(&reloaded).map_err(|e| e.to_string())?;
                 Ok::<_, String>(keys.active_data_key())
             }

@@ -50,11 +50,26 @@ mod tests {
     /// `/outbox/replay`).
     /// Each domain's operator commands: its route constants and the parser of its requests.
     const DOMAIN_OPS: [(&str, &str); 5] = [
-        ("objections", include_str!("../../crates/domains/src/objections/ops.rs")),
-        ("repairs", include_str!("../../crates/domains/src/repairs/ops.rs")),
-        ("evaluation", include_str!("../../crates/domains/src/evaluation/ops.rs")),
-        ("ledger", include_str!("../../crates/domains/src/ledger/ops.rs")),
-        ("outbox", include_str!("../../crates/domains/src/outbox/ops.rs")),
+        (
+            "objections",
+            include_str!("../../crates/domains/src/objections/ops.rs"),
+        ),
+        (
+            "repairs",
+            include_str!("../../crates/domains/src/repairs/ops.rs"),
+        ),
+        (
+            "evaluation",
+            include_str!("../../crates/domains/src/evaluation/ops.rs"),
+        ),
+        (
+            "ledger",
+            include_str!("../../crates/domains/src/ledger/ops.rs"),
+        ),
+        (
+            "outbox",
+            include_str!("../../crates/domains/src/outbox/ops.rs"),
+        ),
     ];
 
     fn route_constants() -> Vec<(String, String)> {

@@ -5,7 +5,6 @@
 //! Never does: decide what a role may do (`crate::operators`), or record the request itself
 //! (`super::trail`).
 
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};

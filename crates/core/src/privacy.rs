@@ -34,7 +34,6 @@
 //! sealed), so opening is one pass; a `$sealed` member that arrives in input is itself sealed, so
 //! it can never be mistaken for ours.
 
-
 use serde_json::{Map, Value};
 
 use crate::crypto::{sealed, Keyring, Keys};

@@ -22,9 +22,9 @@ use super::i18n::{t, Lang};
 use super::pages::{china, countdown_cell, layout};
 use super::{esc, Viewer};
 use crate::objections::casework::{self as objection_case, Duty};
+use crate::operator::Ops;
 use crate::operators::Need;
 use crate::repairs::casework::{self as repair_case};
-use crate::operator::Ops;
 
 /// A step's answer: the status and the page to show (a redirect to the case on success).
 pub enum Outcome {
@@ -44,14 +44,8 @@ impl Outcome {
     /// audited by its domain).
     pub async fn audited(self, ops: &Ops, v: &Viewer, path: &str) -> (StatusCode, Outcome) {
         let status = self.status();
-        crate::operator::audit_request(
-            ops,
-            &v.principal,
-            &Method::POST,
-            path,
-            status.as_u16(),
-        )
-        .await;
+        crate::operator::audit_request(ops, &v.principal, &Method::POST, path, status.as_u16())
+            .await;
         (status, self)
     }
 }

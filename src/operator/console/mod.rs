@@ -26,8 +26,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{header, Method, Request, Response, StatusCode};
 
-use crate::operators::{Need, Principal};
 use crate::operator::Ops;
+use crate::operators::{Need, Principal};
 pub use i18n::Lang;
 
 const STYLE: &str = include_str!("style.css");
@@ -174,8 +174,7 @@ async fn route(
             auth.csrf.as_deref(),
             form.get("csrf").map(String::as_str),
         ) {
-            crate::operator::audit_request(ops, &viewer.principal, &method, path, 403)
-                .await;
+            crate::operator::audit_request(ops, &viewer.principal, &method, path, 403).await;
             return html(
                 StatusCode::FORBIDDEN,
                 pages::message(&viewer, i18n::t(lang, "refused"), why),
@@ -276,8 +275,7 @@ async fn post(
         _ => Need::Act,
     };
     if !viewer.principal.may(need) {
-        crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, 403)
-            .await;
+        crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, 403).await;
         return html(
             StatusCode::FORBIDDEN,
             pages::message(
@@ -292,14 +290,7 @@ async fn post(
             if let Some(s) = session {
                 ops.gate.sign_out(s);
             }
-            crate::operator::audit_request(
-                ops,
-                &viewer.principal,
-                &Method::POST,
-                path,
-                303,
-            )
-            .await;
+            crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, 303).await;
             let mut r = redirect("/console/login");
             if let Ok(v) =
                 format!("{}=; Path=/; Max-Age=0", crate::operators::SESSION_COOKIE).parse()
@@ -335,14 +326,8 @@ async fn post(
             )
             .await;
             let status = if done.is_ok() { 303 } else { 503 };
-            crate::operator::audit_request(
-                ops,
-                &viewer.principal,
-                &Method::POST,
-                path,
-                status,
-            )
-            .await;
+            crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, status)
+                .await;
             match done {
                 Ok(v) => redirect(&format!("/console/platforms?replayed={}", v["replayed"])),
                 Err(e) => html(
@@ -360,14 +345,8 @@ async fn post(
                 )
                 .await;
             let status = if report.ok { 200 } else { 422 };
-            crate::operator::audit_request(
-                ops,
-                &viewer.principal,
-                &Method::POST,
-                path,
-                status,
-            )
-            .await;
+            crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, status)
+                .await;
             // The page as it is after the reload (its banner too), with the report on top.
             let today = ops
                 .clock
@@ -400,14 +379,7 @@ async fn post(
         }
         "/console/audit/verify" => {
             let result = crate::audit::verify(&ops.store);
-            crate::operator::audit_request(
-                ops,
-                &viewer.principal,
-                &Method::POST,
-                path,
-                200,
-            )
-            .await;
+            crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, 200).await;
             html(
                 StatusCode::OK,
                 pages::audit(ops, viewer, &Default::default(), Some(result)),

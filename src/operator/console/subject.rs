@@ -21,8 +21,8 @@ use super::i18n::{t, Lang};
 use super::pages::{china, layout};
 use super::{esc, Viewer};
 use crate::archive::{self, RecordHead, SubjectEntry};
-use crate::operators::Need;
 use crate::operator::Ops;
+use crate::operators::Need;
 
 /// The subject's clear identifier as its latest record names it (`id_type`, `id`).
 fn identity(ops: &Ops, key: &str) -> Option<(String, String)> {

@@ -24,8 +24,8 @@ use super::pages::layout;
 use super::{esc, Viewer};
 use crate::files::{Charset, FileKind};
 use crate::ingest::files::{Form, Handed, Via};
-use crate::operators::Need;
 use crate::operator::Ops;
+use crate::operators::Need;
 
 /// The multipart form's fields other than the file: small.
 const FIELD_LIMIT: u64 = 4 * 1024;

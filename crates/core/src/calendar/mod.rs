@@ -56,7 +56,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
 
-
 /// What [`exact_writes`] gives: the keys made exact, and their new values.
 pub type ExactWrites = (Vec<String>, Vec<(String, Vec<u8>)>);
 

@@ -396,7 +396,8 @@ pub fn delivery_recovered(destination: &str, failures: u64) {
 
 /// The publication ledger queued a publication (cause: `push`, `timer`, `objection`…).
 pub fn ledger_publication_queued(cause: &str) {
-    metrics::counter!("gateway_ledger_publications_total", "cause" => cause.to_string()).increment(1);
+    metrics::counter!("gateway_ledger_publications_total", "cause" => cause.to_string())
+        .increment(1);
 }
 
 /// The publication ledger queued a withdrawal of a record from a platform's channel.

@@ -10,10 +10,10 @@
 //! type), act on what it observes, or log a personal identifier or a record value. Events take
 //! record ids, agency ids, counts and rule names only.
 
-mod endpoints;
-mod readiness;
 pub mod catalogue;
+mod endpoints;
 pub mod events;
+mod readiness;
 
 pub use endpoints::endpoint;
 pub use readiness::Readiness;

@@ -723,7 +723,6 @@ pub struct MappingsConfig {
     pub dir: PathBuf,
 }
 
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgencyConfig {
@@ -949,7 +948,6 @@ impl Default for MappingsConfig {
         }
     }
 }
-
 
 impl Default for Config {
     fn default() -> Self {

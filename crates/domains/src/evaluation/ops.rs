@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 
 use super::engine::{today, Engine, EvaluationError};
 use super::{ids, worker};
-use crate::ledger::ops::OpError;
 use crate::archive;
+use crate::ledger::ops::OpError;
 use crate::subject::SubjectId;
 
 /// The operator API's paths of these commands (issue #28): the admin server routes them and the

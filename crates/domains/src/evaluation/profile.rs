@@ -387,7 +387,10 @@ mod tests {
     use super::*;
 
     fn shipped() -> Profiles {
-        Profiles::load(&Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("mappings/scoring")).unwrap()
+        Profiles::load(
+            &Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("mappings/scoring"),
+        )
+        .unwrap()
     }
 
     #[test]

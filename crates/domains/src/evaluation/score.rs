@@ -242,11 +242,14 @@ mod tests {
     use time::macros::date;
 
     fn profile() -> Profile {
-        Profiles::load(&std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("mappings/scoring"))
-            .unwrap()
-            .select("540102", SubjectKind::Institution, date!(2025 - 06 - 01))
-            .unwrap()
-            .clone()
+        Profiles::load(
+            &std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+                .join("mappings/scoring"),
+        )
+        .unwrap()
+        .select("540102", SubjectKind::Institution, date!(2025 - 06 - 01))
+        .unwrap()
+        .clone()
     }
 
     fn fact(id: &str, category: Category, content: Value, on: Date) -> Fact {

@@ -52,8 +52,7 @@ impl Applicants<'_> {
 /// records name the subject), and its state now (suspended while an objection received in its
 /// publicity is open, GD Art. 38).
 pub fn body(store: &Store, repair: &Repair, now: OffsetDateTime) -> Result<Value, StoreError> {
-    let open =
-        repair.status == Status::InPublicity && super::objection_open(store, repair)?;
+    let open = repair.status == Status::InPublicity && super::objection_open(store, repair)?;
     let mut body = serde_json::to_value(repair).unwrap_or_default();
     if let Some(obj) = body.as_object_mut() {
         obj.remove("subject_key");
