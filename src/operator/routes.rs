@@ -73,11 +73,7 @@ pub(super) async fn operator(
     if path.starts_with("/ledger/") || path.starts_with("/subjects/") {
         return ledger(&ops, &req, by).await;
     }
-    refuse(Refusal::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such operator endpoint (see GET /openapi.json)",
-    ))
+    not_found()
 }
 
 /// `/outbox/stats`, `/outbox/list?destination=D&dead=1&limit=N`, `/outbox/show?key=K`,
@@ -139,13 +135,7 @@ async fn outbox(
             .await
             .map(Some)
         }
-        _ => {
-            return refuse(Refusal::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such operator endpoint (see GET /openapi.json)",
-            ))
-        }
+        _ => return not_found(),
     };
     match result {
         Ok(Some(v)) => json(StatusCode::OK, v),
@@ -285,11 +275,7 @@ fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes
                 )),
             }
         }
-        _ => refuse(Refusal::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such operator endpoint (see GET /openapi.json)",
-        )),
+        _ => not_found(),
     }
 }
 
@@ -440,11 +426,7 @@ async fn rules(ops: &Ops, req: &Request<hyper::body::Incoming>, by: &str) -> Res
             }
             json(status, body)
         }
-        _ => refuse(Refusal::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such operator endpoint (see GET /openapi.json)",
-        )),
+        _ => not_found(),
     }
 }
 
