@@ -520,7 +520,7 @@ fn file_kind(req: &Request<RequestBody>) -> Result<FileKind, ApiError> {
             Some(label) => Charset::from_label(&label)
                 .map(|c| FileKind::Csv(Some(c)))
                 .map_err(|other| {
-                    ApiError::Document(crate::mapping::ParseError::UnsupportedEncoding(other))
+                    ApiError::from(crate::mapping::ParseError::UnsupportedEncoding(other))
                 }),
         },
         _ => Err(ApiError::UnsupportedMediaType {

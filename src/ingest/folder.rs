@@ -50,6 +50,7 @@ use tokio::sync::{oneshot, watch};
 use super::files::{take, Form, Handed, Via};
 use super::respond::ApiError;
 use super::App;
+use crate::answer::Answer;
 use crate::audit::AuditEvent;
 use crate::config::FolderConfig;
 use crate::exchange::{answer, Exchange, Group, WriteError};
@@ -470,7 +471,7 @@ impl Watcher {
                     None => None,
                     Some(label) => Some(Charset::from_label(label).map_err(|other| {
                         FolderError::Refused(
-                            ApiError::Document(crate::mapping::ParseError::UnsupportedEncoding(other))
+                            ApiError::from(crate::mapping::ParseError::UnsupportedEncoding(other))
                                 .body(),
                         )
                     })?),

@@ -164,6 +164,7 @@ mod tests {
 
     #[test]
     fn every_error_code_is_described() {
+        use crate::answer::Answer;
         let spec = spec();
         let codes: Vec<&str> = spec["components"]["schemas"]["Error"]["properties"]["error"]
             ["properties"]["code"]["enum"]

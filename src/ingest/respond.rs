@@ -1,16 +1,24 @@
 //! The one place where errors become HTTP responses: a stable machine-readable `code`, a message
 //! for people, never an internal detail.
 //!
-//! Body: `{"error": {"code": "...", "message": "...", ...}}`.
+//! Body: `{"error": {"code": "...", "message": "...", "retry": ..., ...details}}`.
+//!
+//! [`ApiError`] holds the transport's own refusals (the certificate, the rate, the media type,
+//! the body's size and timing, the path, the store's and the gateway's unavailability). A
+//! domain's refusal arrives as [`ApiError::Refused`], carrying the domain's error, which says its
+//! own status, code, retry, `Retry-After` and details (`crate::answer::Answer`, beside the code
+//! that raises it: `objections::flow::ObjectionError`, `repairs::flow::RepairError`,
+//! `corrections::request::CorrectionError`, `ledger::agency::Refused`,
+//! `evaluation::agency::Refused`, `files::FileError`, `mapping::ParseError`).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{header, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::mapping::json::JsonIssue;
+use crate::answer::Answer;
 use crate::mapping::ParseError;
 
 /// Everything a request can fail with. `retry` says whether sending the same request again later
@@ -41,20 +49,12 @@ pub enum ApiError {
     BodyTimeout,
     #[error("the body could not be read: {0}")]
     BodyRead(String),
-    #[error("{0}")]
-    Document(#[from] ParseError),
     #[error("unknown id type {0:?}")]
     UnknownIdType(String),
     #[error("invalid subject identifier: {0}")]
     InvalidSubjectId(String),
     #[error("no such {0}")]
     NotFound(&'static str),
-    #[error("an agency may correct only the records it provided")]
-    CorrectionNotAllowed,
-    #[error("the corrected record is not valid")]
-    InvalidCorrection(Vec<(String, String)>),
-    #[error("{0}")]
-    BadCorrection(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the gateway could not store the batch; nothing was accepted, send it again")]
@@ -70,165 +70,65 @@ pub enum ApiError {
     /// The bound on work in flight is reached (`server.max_inflight_mb`): send it again shortly.
     #[error("the gateway has as much work in flight as it is configured to take; nothing was read, send it again")]
     Busy,
-    #[error(
-        "only the medical-insurance platform may mark a subject exited or re-entered (LS Art. 20)"
-    )]
-    StandingNotAllowed,
-    #[error("{0}")]
-    StandingUnchanged(String),
-    #[error("{0}")]
-    ObjectionNotAllowed(String),
-    #[error("{0}")]
-    InvalidObjection(String),
-    #[error("{message}")]
-    ObjectionLate { id: String, message: String },
-    #[error("{0}")]
-    ObjectionState(String),
-    #[error("{0}")]
-    RepairNotAllowed(String),
-    #[error("{0}")]
-    InvalidRepair(String),
-    #[error("{message}")]
-    RepairIneligible {
-        id: String,
-        message: String,
-        refusals: Vec<crate::repairs::Refusal>,
-    },
-    #[error("{0}")]
-    RepairState(String),
     #[error("{0}")]
     InvalidQuery(String),
-    /// `evaluation.enabled` is off.
-    #[error("credit evaluation is not enabled on this gateway")]
-    EvaluationDisabled,
-    /// No issuer key is configured (`evaluation.authorization_keys`).
-    #[error("authorized queries are not configured on this gateway: the operator adds the issuer's public key")]
-    AuthorizationNotConfigured,
-    /// GD Art. 21: the subject's authorization is missing or does not hold.
-    #[error("{0}")]
-    Authorization(crate::evaluation::authz::AuthzError),
-    #[error("this agency may not publish evaluation results (LS Art. 24)")]
-    PublishNotAllowed,
-    #[error("{0}")]
-    CycleNotEnded(String),
-    /// The operator's to fix: the deadline starts in a year *before* the working-day calendar's
-    /// first (past its last year deadlines are provisional instead, issue #26, so this is retired
-    /// for those).
-    #[error("the gateway's working-day calendar does not cover {0}, so no deadline can be set; nothing was stored: check the time sent, or ask the operator to add the year")]
-    CalendarYearMissing(i32),
-    /// A CSV that is not UTF-8 and declares no charset (issue #29): never guessed.
-    #[error("{message}")]
-    CharsetRequired {
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    /// A file without a column every record needs: refused as a whole.
-    #[error("{message}")]
-    MissingColumns {
-        columns: Vec<crate::files::MissingColumn>,
-        message: String,
-    },
-    #[error("{message}")]
-    SheetNotFound {
-        sheets: Vec<String>,
-        message: String,
-    },
-    /// Not an .xlsx, a damaged one, no header row, two headers for one field.
-    #[error("{0}")]
-    MalformedFile(String),
-    /// A bound of a file (`ingest.max_file_rows`, `max_xlsx_unpacked_mb`, a row's length).
-    #[error("{0}")]
-    FileLimit(String),
     /// A file is not what its check file says (digest, record count, name): refused whole.
     #[error("{0}")]
     CheckMismatch(String),
-}
-
-impl From<crate::files::FileError> for ApiError {
-    fn from(e: crate::files::FileError) -> Self {
-        use crate::files::FileError as F;
-        let message = e.to_string();
-        match e {
-            F::Document(p) => ApiError::Document(p),
-            F::CharsetRequired { line, column } => ApiError::CharsetRequired {
-                line,
-                column,
-                message,
-            },
-            F::MissingColumns(columns) => ApiError::MissingColumns { columns, message },
-            F::SheetNotFound { sheets, .. } => ApiError::SheetNotFound { sheets, message },
-            F::Malformed(m) => ApiError::MalformedFile(m),
-            F::Limit(m) => ApiError::FileLimit(m),
-            F::Io(_) | F::Stopped => ApiError::StorageUnavailable,
-        }
-    }
-}
-
-/// The agency API's errors answer through the same trait as every other (`crate::answer`).
-impl crate::answer::Answer for ApiError {
-    fn status(&self) -> StatusCode {
-        ApiError::status(self)
-    }
-    fn code(&self) -> &'static str {
-        ApiError::code(self)
-    }
-    fn message(&self) -> String {
-        self.to_string()
-    }
-    fn retry(&self) -> bool {
-        ApiError::retry(self)
-    }
+    /// A domain refused: answered as its error says (`crate::answer::Answer`).
+    #[error("{}", .0.message())]
+    Refused(Box<dyn Answer>),
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    /// A domain's refusal, answered as the domain says.
+    pub fn refused(e: impl Answer + 'static) -> Self {
+        Self::Refused(Box::new(e))
+    }
+}
+
+/// A document refused whole (`mapping::ParseError` says its code and position).
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        Self::refused(e)
+    }
+}
+
+/// A file refused whole (`files::FileError`).
+impl From<crate::files::FileError> for ApiError {
+    fn from(e: crate::files::FileError) -> Self {
+        Self::refused(e)
+    }
+}
+
+macro_rules! refused_from {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                Self::refused(e)
+            }
+        }
+    )*};
+}
+
+refused_from!(
+    crate::objections::flow::ObjectionError,
+    crate::objections::casework::ResolveError,
+    crate::repairs::flow::RepairError,
+    crate::corrections::request::CorrectionError,
+    crate::ledger::agency::Refused,
+    crate::evaluation::agency::Refused,
+);
+
+/// The agency API's errors answer through the same trait as every other (`crate::answer`).
+impl Answer for ApiError {
+    fn status(&self) -> StatusCode {
         match self {
-            Self::UnknownAgency
-            | Self::MappingNotAllowed(_)
-            | Self::ArchiveNotAllowed
-            | Self::CorrectionNotAllowed
-            | Self::StandingNotAllowed
-            | Self::ObjectionNotAllowed(_)
-            | Self::RepairNotAllowed(_)
-            | Self::PublishNotAllowed => StatusCode::FORBIDDEN,
-            Self::Authorization(crate::evaluation::authz::AuthzError::OtherSubject)
-            | Self::Authorization(crate::evaluation::authz::AuthzError::WrongScope) => {
+            Self::UnknownAgency | Self::MappingNotAllowed(_) | Self::ArchiveNotAllowed => {
                 StatusCode::FORBIDDEN
             }
-            Self::Authorization(_) => StatusCode::UNAUTHORIZED,
-            Self::CycleNotEnded(_) => StatusCode::CONFLICT,
-            Self::InvalidRepair(_) | Self::RepairIneligible { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            Self::RepairState(_) => StatusCode::CONFLICT,
-            Self::InvalidObjection(_) | Self::ObjectionLate { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            Self::ObjectionState(_) => StatusCode::CONFLICT,
-            Self::StandingUnchanged(_) => StatusCode::CONFLICT,
-            Self::InvalidCorrection(_) | Self::BadCorrection(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Document(
-                ParseError::TooManyRecords(_)
-                | ParseError::TooManyElements(_)
-                | ParseError::TooManyChildren { .. },
-            ) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Document(ParseError::Refused { found, .. })
-                if matches!(
-                    found.issue,
-                    JsonIssue::TooManyMembers(_) | JsonIssue::TooManyValues(_)
-                ) =>
-            {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            Self::FileLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::CheckMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingMapping
-            | Self::CharsetRequired { .. }
-            | Self::MissingColumns { .. }
-            | Self::SheetNotFound { .. }
-            | Self::MalformedFile(_)
-            | Self::Document(_)
             | Self::BodyRead(_)
             | Self::UnknownIdType(_)
             | Self::InvalidSubjectId(_)
@@ -244,15 +144,13 @@ impl ApiError {
             | Self::ShuttingDown
             | Self::Busy
             | Self::StorageFull
-            | Self::AgencyConnectionsFull
-            | Self::CalendarYearMissing(_)
-            | Self::EvaluationDisabled
-            | Self::AuthorizationNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::AgencyConnectionsFull => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Refused(e) => e.status(),
         }
     }
 
     /// The stable code agencies program against.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Self::UnknownAgency => "unknown_agency",
             Self::MissingMapping => "missing_mapping",
@@ -265,107 +163,70 @@ impl ApiError {
             Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::BodyTimeout => "body_timeout",
             Self::BodyRead(_) => "body_unreadable",
-            Self::Document(ParseError::Syntax { .. }) => "malformed_document",
-            Self::Document(ParseError::UnsupportedEncoding(_)) => "unsupported_encoding",
-            Self::Document(ParseError::InvalidEncoding { .. }) => "invalid_encoding",
-            Self::Document(ParseError::MislabeledUtf8(_)) => "encoding_mismatch",
-            Self::Document(ParseError::Doctype) => "doctype_refused",
-            Self::Document(ParseError::TooDeep) => "too_deep",
-            Self::Document(ParseError::UndefinedEntity(_)) => "undefined_entity",
-            Self::Document(ParseError::Empty) => "empty_document",
-            Self::Document(ParseError::Shape(_)) => "unexpected_shape",
-            Self::Document(ParseError::TooManyRecords(_)) => "too_many_records",
-            Self::Document(ParseError::TooManyElements(_) | ParseError::TooManyChildren { .. }) => {
-                "document_limit"
-            }
-            Self::Document(ParseError::Refused { found, .. }) => match found.issue {
-                JsonIssue::DuplicateKey(_) => "duplicate_key",
-                JsonIssue::TooManyMembers(_) | JsonIssue::TooManyValues(_) => "document_limit",
-                JsonIssue::TooLong(_)
-                | JsonIssue::NumberTooLong
-                | JsonIssue::IntegerOutOfRange
-                | JsonIssue::NotFinite => "invalid_value",
-            },
             Self::UnknownIdType(_) => "unknown_id_type",
             Self::InvalidSubjectId(_) => "invalid_subject_id",
             Self::NotFound(_) => "not_found",
-            Self::CorrectionNotAllowed => "correction_not_allowed",
-            Self::InvalidCorrection(_) => "invalid_correction",
-            Self::BadCorrection(_) => "bad_correction",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StorageUnavailable => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::Busy => "busy",
             Self::StorageFull => "storage_full",
             Self::AgencyConnectionsFull => "agency_connections_full",
-            Self::CalendarYearMissing(_) => "calendar_year_missing",
-            Self::StandingNotAllowed => "standing_not_allowed",
-            Self::StandingUnchanged(_) => "standing_unchanged",
             Self::InvalidQuery(_) => "invalid_query",
-            Self::ObjectionNotAllowed(_) => "objection_not_allowed",
-            Self::InvalidObjection(_) => "invalid_objection",
-            Self::ObjectionLate { .. } => "objection_late",
-            Self::ObjectionState(_) => "objection_state",
-            Self::RepairNotAllowed(_) => "repair_not_allowed",
-            Self::InvalidRepair(_) => "invalid_repair",
-            Self::RepairIneligible { .. } => "repair_ineligible",
-            Self::RepairState(_) => "repair_state",
-            Self::EvaluationDisabled => "evaluation_disabled",
-            Self::AuthorizationNotConfigured => "authorization_not_configured",
-            Self::Authorization(e) => {
-                use crate::evaluation::authz::AuthzError as A;
-                match e {
-                    A::Missing => "authorization_missing",
-                    A::Invalid | A::UnknownIssuer | A::BadLifetime => "authorization_invalid",
-                    A::Expired => "authorization_expired",
-                    A::WrongScope => "authorization_scope",
-                    A::OtherSubject => "authorization_other_subject",
-                }
-            }
-            Self::PublishNotAllowed => "publish_not_allowed",
-            Self::CycleNotEnded(_) => "cycle_not_ended",
-            Self::CharsetRequired { .. } => "charset_required",
-            Self::MissingColumns { .. } => "missing_columns",
-            Self::SheetNotFound { .. } => "sheet_not_found",
-            Self::MalformedFile(_) => "malformed_file",
-            Self::FileLimit(_) => "file_limit",
             Self::CheckMismatch(_) => "check_mismatch",
+            Self::Refused(e) => e.code(),
         }
     }
 
-    pub fn retry(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited(_)
-                | Self::BodyTimeout
-                | Self::StorageUnavailable
-                | Self::ShuttingDown
-                | Self::Busy
-                | Self::StorageFull
-                | Self::AgencyConnectionsFull
-                | Self::CalendarYearMissing(_)
-        )
+    fn message(&self) -> String {
+        self.to_string()
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let error = self.body();
-        let mut resp = json_response(self.status(), &json!({ "error": error }));
-        if let Self::RateLimited(wait) = &self {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            if let Ok(v) = secs.max(1).to_string().parse() {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
+    fn retry(&self) -> bool {
+        match self {
+            Self::Refused(e) => e.retry(),
+            other => matches!(
+                other,
+                Self::RateLimited(_)
+                    | Self::BodyTimeout
+                    | Self::StorageUnavailable
+                    | Self::ShuttingDown
+                    | Self::Busy
+                    | Self::StorageFull
+                    | Self::AgencyConnectionsFull
+            ),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            // Rounded up: a client waiting the whole seconds never arrives early.
+            Self::RateLimited(wait) => {
+                Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
             }
-        }
-        let retry_after = match self {
-            Self::StorageUnavailable | Self::ShuttingDown => Some("5"),
-            Self::Busy => Some("1"),
-            Self::StorageFull => Some("60"),
-            Self::AgencyConnectionsFull => Some("1"),
-            // An operator has to add a calendar file: retrying within seconds cannot help.
-            Self::CalendarYearMissing(_) => Some("3600"),
+            Self::StorageUnavailable | Self::ShuttingDown => Some(5),
+            Self::Busy | Self::AgencyConnectionsFull => Some(1),
+            Self::StorageFull => Some(60),
+            Self::Refused(e) => e.retry_after(),
             _ => None,
-        };
-        if let Some(v) = retry_after.and_then(|v| v.parse().ok()) {
+        }
+    }
+
+    fn details(&self) -> serde_json::Map<String, Value> {
+        match self {
+            Self::Refused(e) => e.details(),
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut resp = json_response(self.status(), &crate::answer::body(&self));
+        if let Some(v) = self
+            .retry_after()
+            .and_then(|secs| secs.to_string().parse().ok())
+        {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
@@ -374,46 +235,7 @@ impl ApiError {
     /// The error object an answer carries (`{"code", "message", "retry", …}`): the HTTP body's
     /// `error`, and a folder's feedback file's.
     pub fn body(&self) -> Value {
-        let mut error =
-            json!({"code": self.code(), "message": self.to_string(), "retry": self.retry()});
-        if let Self::Document(
-            ParseError::Syntax { line, column, .. }
-            | ParseError::InvalidEncoding { line, column, .. }
-            | ParseError::Refused { line, column, .. },
-        ) = &self
-        {
-            if *line > 0 {
-                error["line"] = json!(line);
-                error["column"] = json!(column);
-            }
-        }
-        if let Self::Document(ParseError::Refused { found, .. }) = &self {
-            error["field"] = json!(found.path);
-        }
-        if let Self::CharsetRequired { line, column, .. } = &self {
-            error["line"] = json!(line);
-            error["column"] = json!(column);
-        }
-        if let Self::MissingColumns { columns, .. } = &self {
-            error["columns"] = json!(columns);
-        }
-        if let Self::SheetNotFound { sheets, .. } = &self {
-            error["sheets"] = json!(sheets);
-        }
-        if let Self::ObjectionLate { id, .. } = &self {
-            error["objection_id"] = json!(id);
-        }
-        if let Self::RepairIneligible { id, refusals, .. } = &self {
-            error["repair_id"] = json!(id);
-            error["refusals"] = json!(refusals);
-        }
-        if let Self::InvalidCorrection(problems) = &self {
-            error["problems"] = problems
-                .iter()
-                .map(|(f, r)| json!({"field": f, "reason": r}))
-                .collect();
-        }
-        error
+        crate::answer::error(self)
     }
 }
 
@@ -433,64 +255,279 @@ pub(crate) use tests::one_of_each;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::CalendarError;
+    use crate::corrections::request::CorrectionError;
+    use crate::evaluation::agency::Refused as EvaluationRefused;
+    use crate::evaluation::authz::AuthzError;
+    use crate::files::FileError;
+    use crate::ledger::agency::Refused as LedgerRefused;
+    use crate::mapping::json::{Found, JsonIssue};
+    use crate::objections::casework::ResolveError;
+    use crate::objections::flow::ObjectionError;
+    use crate::repairs::flow::RepairError;
 
-    /// One of each error. The match below fails to compile when a variant is added, so the list
-    /// (and the README table checked against it) cannot fall behind.
-    pub(crate) fn one_of_each() -> Vec<ApiError> {
-        fn listed(e: &ApiError) {
-            match e {
-                ApiError::UnknownAgency
-                | ApiError::MissingMapping
-                | ApiError::UnknownMapping(_)
-                | ApiError::MappingNotAllowed(_)
-                | ApiError::ArchiveNotAllowed
-                | ApiError::RateLimited(_)
-                | ApiError::UnsupportedMediaType { .. }
-                | ApiError::PayloadTooLarge { .. }
-                | ApiError::HeadersTooLarge { .. }
-                | ApiError::BodyTimeout
-                | ApiError::BodyRead(_)
-                | ApiError::Document(_)
-                | ApiError::UnknownIdType(_)
-                | ApiError::InvalidSubjectId(_)
-                | ApiError::NotFound(_)
-                | ApiError::CorrectionNotAllowed
-                | ApiError::InvalidCorrection(_)
-                | ApiError::BadCorrection(_)
-                | ApiError::MethodNotAllowed
-                | ApiError::StorageUnavailable
-                | ApiError::ShuttingDown
-                | ApiError::Busy
-                | ApiError::StorageFull
-                | ApiError::AgencyConnectionsFull
-                | ApiError::CalendarYearMissing(_)
-                | ApiError::StandingNotAllowed
-                | ApiError::StandingUnchanged(_)
-                | ApiError::InvalidQuery(_)
-                | ApiError::ObjectionNotAllowed(_)
-                | ApiError::InvalidObjection(_)
-                | ApiError::ObjectionLate { .. }
-                | ApiError::ObjectionState(_)
-                | ApiError::RepairNotAllowed(_)
-                | ApiError::InvalidRepair(_)
-                | ApiError::RepairIneligible { .. }
-                | ApiError::RepairState(_)
-                | ApiError::EvaluationDisabled
-                | ApiError::AuthorizationNotConfigured
-                | ApiError::Authorization(_)
-                | ApiError::PublishNotAllowed
-                | ApiError::CycleNotEnded(_)
-                | ApiError::CharsetRequired { .. }
-                | ApiError::MissingColumns { .. }
-                | ApiError::SheetNotFound { .. }
-                | ApiError::MalformedFile(_)
-                | ApiError::FileLimit(_)
-                | ApiError::CheckMismatch(_) => {}
-            }
+    /// Every variant, so that adding one without listing it here does not compile: the list (and
+    /// the README's and the agency guide's tables checked against it) cannot fall behind.
+    #[allow(clippy::too_many_lines)]
+    fn listed(e: &ApiError) {
+        match e {
+            ApiError::UnknownAgency
+            | ApiError::MissingMapping
+            | ApiError::UnknownMapping(_)
+            | ApiError::MappingNotAllowed(_)
+            | ApiError::ArchiveNotAllowed
+            | ApiError::RateLimited(_)
+            | ApiError::UnsupportedMediaType { .. }
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::HeadersTooLarge { .. }
+            | ApiError::BodyTimeout
+            | ApiError::BodyRead(_)
+            | ApiError::UnknownIdType(_)
+            | ApiError::InvalidSubjectId(_)
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed
+            | ApiError::StorageUnavailable
+            | ApiError::ShuttingDown
+            | ApiError::Busy
+            | ApiError::StorageFull
+            | ApiError::AgencyConnectionsFull
+            | ApiError::InvalidQuery(_)
+            | ApiError::CheckMismatch(_)
+            | ApiError::Refused(_) => {}
         }
-        use crate::evaluation::authz::AuthzError as A;
-        let doc = |e: ParseError| ApiError::Document(e);
-        let all = vec![
+    }
+
+    fn objection(e: &ObjectionError) {
+        use ObjectionError as E;
+        match e {
+            E::NotFound(_)
+            | E::NotAllowed(_)
+            | E::Invalid(_)
+            | E::Late { .. }
+            | E::WrongState(_)
+            | E::UnknownState(_)
+            | E::Calendar(_)
+            | E::Storage(_) => {}
+        }
+    }
+
+    fn repair(e: &RepairError) {
+        use RepairError as E;
+        match e {
+            E::NotFound(_)
+            | E::NotAllowed(_)
+            | E::Invalid(_)
+            | E::Ineligible { .. }
+            | E::WrongState(_)
+            | E::Conflict(_)
+            | E::UnknownState(_)
+            | E::Calendar(_)
+            | E::Storage(_) => {}
+        }
+    }
+
+    fn correction(e: &CorrectionError) {
+        use CorrectionError as E;
+        match e {
+            E::NotFound { .. }
+            | E::NotAllowed
+            | E::Invalid(_)
+            | E::BadFoundAt
+            | E::FoundAtInFuture
+            | E::Calendar(_)
+            | E::IdentityChanged
+            | E::UnknownState(_)
+            | E::Storage(_) => {}
+        }
+    }
+
+    fn ledger(e: &LedgerRefused) {
+        use LedgerRefused as E;
+        match e {
+            E::ArchiveNotAllowed
+            | E::StandingNotAllowed
+            | E::InvalidQuery(_)
+            | E::NotFound(_)
+            | E::StandingUnchanged(_)
+            | E::Storage(_) => {}
+        }
+    }
+
+    fn evaluation(e: &EvaluationRefused) {
+        use EvaluationRefused as E;
+        match e {
+            E::Disabled
+            | E::AuthorizationNotConfigured
+            | E::Authorization(_)
+            | E::PublishNotAllowed
+            | E::CycleNotEnded(_)
+            | E::BadYear
+            | E::NoResult
+            | E::Storage(_) => {}
+        }
+    }
+
+    fn file(e: &FileError) {
+        match e {
+            FileError::Document(_)
+            | FileError::CharsetRequired { .. }
+            | FileError::MissingColumns(_)
+            | FileError::SheetNotFound { .. }
+            | FileError::Malformed(_)
+            | FileError::Limit(_)
+            | FileError::Io(_)
+            | FileError::Stopped => {}
+        }
+    }
+
+    fn parse(e: &ParseError) {
+        match e {
+            ParseError::Syntax { .. }
+            | ParseError::UnsupportedEncoding(_)
+            | ParseError::InvalidEncoding { .. }
+            | ParseError::MislabeledUtf8(_)
+            | ParseError::Doctype
+            | ParseError::TooDeep
+            | ParseError::UndefinedEntity(_)
+            | ParseError::Empty
+            | ParseError::Shape(_)
+            | ParseError::TooManyRecords(_)
+            | ParseError::Refused { .. }
+            | ParseError::TooManyElements(_)
+            | ParseError::TooManyChildren { .. } => {}
+        }
+    }
+
+    fn before_the_calendar() -> CalendarError {
+        CalendarError::OutsideKnownYears {
+            date: time::macros::date!(2023 - 03 - 14),
+            first: 2024,
+            last: 2026,
+        }
+    }
+
+    /// One of each error the agency API answers with: the transport's and every domain's.
+    pub(crate) fn one_of_each() -> Vec<ApiError> {
+        let parse_errors = vec![
+            ParseError::Syntax {
+                format: "JSON",
+                line: 1,
+                column: 2,
+                message: "x".into(),
+            },
+            ParseError::UnsupportedEncoding("Big5".into()),
+            ParseError::InvalidEncoding {
+                encoding: "GBK".into(),
+                line: 1,
+                column: 2,
+            },
+            ParseError::MislabeledUtf8("GBK".into()),
+            ParseError::Doctype,
+            ParseError::TooDeep,
+            ParseError::UndefinedEntity("x".into()),
+            ParseError::Empty,
+            ParseError::Shape("x".into()),
+            ParseError::TooManyRecords(10),
+            ParseError::TooManyElements(10),
+            ParseError::Refused {
+                found: Found {
+                    path: "a".into(),
+                    issue: JsonIssue::DuplicateKey("a".into()),
+                },
+                line: 1,
+                column: 2,
+            },
+            ParseError::Refused {
+                found: Found {
+                    path: "a".into(),
+                    issue: JsonIssue::NotFinite,
+                },
+                line: 1,
+                column: 2,
+            },
+        ];
+        parse_errors.iter().for_each(parse);
+        let file_errors = vec![
+            FileError::CharsetRequired { line: 2, column: 1 },
+            FileError::MissingColumns(Vec::new()),
+            FileError::SheetNotFound {
+                name: "x".into(),
+                sheets: vec!["Sheet1".into()],
+            },
+            FileError::Malformed("x".into()),
+            FileError::Limit("x".into()),
+            FileError::Io("x".into()),
+        ];
+        file_errors.iter().for_each(file);
+        let objection_errors = vec![
+            ObjectionError::NotFound("objection"),
+            ObjectionError::NotAllowed("x"),
+            ObjectionError::Invalid("x".into()),
+            ObjectionError::Late {
+                id: "x".into(),
+                deadline: "x".into(),
+            },
+            ObjectionError::WrongState(crate::objections::State::Rejected),
+            ObjectionError::UnknownState("x".into()),
+            ObjectionError::Calendar(before_the_calendar()),
+            ObjectionError::Storage("x".into()),
+        ];
+        objection_errors.iter().for_each(objection);
+        let repair_errors = vec![
+            RepairError::NotFound("repair"),
+            RepairError::NotAllowed("x"),
+            RepairError::Invalid("x".into()),
+            RepairError::Ineligible {
+                id: "x".into(),
+                refusals: Vec::new(),
+            },
+            RepairError::WrongState(crate::repairs::State::Refused),
+            RepairError::Conflict("x".into()),
+            RepairError::UnknownState("x".into()),
+            RepairError::Calendar(before_the_calendar()),
+            RepairError::Storage("x".into()),
+        ];
+        repair_errors.iter().for_each(repair);
+        let correction_errors = vec![
+            CorrectionError::NotFound {
+                agency: "x".into(),
+                record_id: "x".into(),
+            },
+            CorrectionError::NotAllowed,
+            CorrectionError::Invalid(Vec::new()),
+            CorrectionError::BadFoundAt,
+            CorrectionError::FoundAtInFuture,
+            CorrectionError::Calendar(before_the_calendar()),
+            CorrectionError::IdentityChanged,
+            CorrectionError::UnknownState("x".into()),
+            CorrectionError::Storage("x".into()),
+        ];
+        correction_errors.iter().for_each(correction);
+        let ledger_errors = vec![
+            LedgerRefused::ArchiveNotAllowed,
+            LedgerRefused::StandingNotAllowed,
+            LedgerRefused::InvalidQuery("x".into()),
+            LedgerRefused::NotFound("record"),
+            LedgerRefused::StandingUnchanged("x".into()),
+            LedgerRefused::Storage("x".into()),
+        ];
+        ledger_errors.iter().for_each(ledger);
+        let evaluation_errors = vec![
+            EvaluationRefused::Disabled,
+            EvaluationRefused::AuthorizationNotConfigured,
+            EvaluationRefused::Authorization(AuthzError::Missing),
+            EvaluationRefused::Authorization(AuthzError::Invalid),
+            EvaluationRefused::Authorization(AuthzError::Expired),
+            EvaluationRefused::Authorization(AuthzError::WrongScope),
+            EvaluationRefused::Authorization(AuthzError::OtherSubject),
+            EvaluationRefused::PublishNotAllowed,
+            EvaluationRefused::CycleNotEnded("x".into()),
+            EvaluationRefused::BadYear,
+            EvaluationRefused::NoResult,
+            EvaluationRefused::Storage("x".into()),
+        ];
+        evaluation_errors.iter().for_each(evaluation);
+        let mut all = vec![
             ApiError::UnknownAgency,
             ApiError::MissingMapping,
             ApiError::UnknownMapping("x".into()),
@@ -507,99 +544,26 @@ mod tests {
             },
             ApiError::BodyTimeout,
             ApiError::BodyRead("x".into()),
-            doc(ParseError::Syntax {
-                format: "JSON",
-                line: 1,
-                column: 2,
-                message: "x".into(),
-            }),
-            doc(ParseError::UnsupportedEncoding("Big5".into())),
-            doc(ParseError::InvalidEncoding {
-                encoding: "GBK".into(),
-                line: 1,
-                column: 2,
-            }),
-            doc(ParseError::MislabeledUtf8("GBK".into())),
-            doc(ParseError::Doctype),
-            doc(ParseError::TooDeep),
-            doc(ParseError::UndefinedEntity("x".into())),
-            doc(ParseError::Empty),
-            doc(ParseError::Shape("x".into())),
-            doc(ParseError::TooManyRecords(10)),
-            doc(ParseError::TooManyElements(10)),
-            doc(ParseError::Refused {
-                found: crate::mapping::json::Found {
-                    path: "a".into(),
-                    issue: JsonIssue::DuplicateKey("a".into()),
-                },
-                line: 1,
-                column: 2,
-            }),
-            doc(ParseError::Refused {
-                found: crate::mapping::json::Found {
-                    path: "a".into(),
-                    issue: JsonIssue::NotFinite,
-                },
-                line: 1,
-                column: 2,
-            }),
             ApiError::UnknownIdType("x".into()),
             ApiError::InvalidSubjectId("x".into()),
             ApiError::NotFound("receipt"),
-            ApiError::CorrectionNotAllowed,
-            ApiError::InvalidCorrection(vec![("content".into(), "x".into())]),
-            ApiError::BadCorrection("x".into()),
             ApiError::MethodNotAllowed,
             ApiError::StorageUnavailable,
             ApiError::ShuttingDown,
             ApiError::Busy,
             ApiError::StorageFull,
             ApiError::AgencyConnectionsFull,
-            ApiError::CalendarYearMissing(2027),
-            ApiError::StandingNotAllowed,
-            ApiError::StandingUnchanged("x".into()),
             ApiError::InvalidQuery("x".into()),
-            ApiError::ObjectionNotAllowed("x".into()),
-            ApiError::InvalidObjection("x".into()),
-            ApiError::ObjectionLate {
-                id: "x".into(),
-                message: "x".into(),
-            },
-            ApiError::ObjectionState("x".into()),
-            ApiError::RepairNotAllowed("x".into()),
-            ApiError::InvalidRepair("x".into()),
-            ApiError::RepairIneligible {
-                id: "x".into(),
-                message: "x".into(),
-                refusals: Vec::new(),
-            },
-            ApiError::RepairState("x".into()),
-            ApiError::EvaluationDisabled,
-            ApiError::AuthorizationNotConfigured,
-            ApiError::Authorization(A::Missing),
-            ApiError::Authorization(A::Invalid),
-            ApiError::Authorization(A::Expired),
-            ApiError::Authorization(A::WrongScope),
-            ApiError::Authorization(A::OtherSubject),
-            ApiError::PublishNotAllowed,
-            ApiError::CycleNotEnded("x".into()),
-            ApiError::CharsetRequired {
-                line: 2,
-                column: 1,
-                message: "x".into(),
-            },
-            ApiError::MissingColumns {
-                columns: Vec::new(),
-                message: "x".into(),
-            },
-            ApiError::SheetNotFound {
-                sheets: vec!["Sheet1".into()],
-                message: "x".into(),
-            },
-            ApiError::MalformedFile("x".into()),
-            ApiError::FileLimit("x".into()),
             ApiError::CheckMismatch("x".into()),
         ];
+        all.extend(parse_errors.into_iter().map(ApiError::from));
+        all.extend(file_errors.into_iter().map(ApiError::from));
+        all.extend(objection_errors.into_iter().map(ApiError::from));
+        all.extend(repair_errors.into_iter().map(ApiError::from));
+        all.extend(correction_errors.into_iter().map(ApiError::from));
+        all.extend(ledger_errors.into_iter().map(ApiError::from));
+        all.extend(evaluation_errors.into_iter().map(ApiError::from));
+        all.push(ApiError::from(ResolveError::Correction("x".into())));
         all.iter().for_each(listed);
         all
     }
@@ -618,13 +582,16 @@ mod tests {
         }
     }
 
+    /// A code means one status and one retry, whichever domain answers with it (`not_found` from
+    /// a path, an objection or a ledger read alike), and every retryable answer but a body
+    /// timeout says when to come back.
     #[test]
-    fn codes_are_unique_and_bodies_carry_them() {
-        let all = one_of_each();
-        let codes: std::collections::HashSet<&str> = all.iter().map(ApiError::code).collect();
-        assert_eq!(codes.len(), all.len(), "two errors share a code");
-        for e in all {
+    fn a_code_has_one_status_and_retry_and_bodies_carry_it() {
+        let mut seen: std::collections::HashMap<&str, (StatusCode, bool)> = Default::default();
+        for e in one_of_each() {
             let (code, status, retry) = (e.code(), e.status(), e.retry());
+            let first = *seen.entry(code).or_insert((status, retry));
+            assert_eq!(first, (status, retry), "{code} answers two ways");
             let resp = e.into_response();
             assert_eq!(resp.status(), status);
             assert_eq!(
@@ -633,5 +600,21 @@ mod tests {
                 "{code}: Retry-After goes with every retryable answer but a body timeout"
             );
         }
+    }
+
+    #[test]
+    fn a_domain_refusal_keeps_its_details_and_no_storage_detail_leaks() {
+        let late = ApiError::from(ObjectionError::Late {
+            id: "obj-7".into(),
+            deadline: "2026-03-02".into(),
+        });
+        assert_eq!(late.body()["objection_id"], "obj-7");
+        assert_eq!(late.body()["code"], "objection_late");
+        let stored = ApiError::from(RepairError::Storage("sled: /var/lib/x corrupt".into()));
+        assert_eq!(stored.body()["code"], "storage_unavailable");
+        assert!(!stored.body()["message"].as_str().unwrap().contains("sled"));
+        let resp = ApiError::from(CorrectionError::Calendar(before_the_calendar())).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3600");
     }
 }

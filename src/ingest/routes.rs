@@ -17,9 +17,8 @@ use sha2::{Digest, Sha256};
 use super::body::RequestBody;
 use super::respond::{json_response, ApiError};
 use super::App;
+use crate::answer::Answer;
 use crate::archive::Prepared;
-use crate::calendar::CalendarError;
-use crate::clock::rfc3339;
 use crate::identity::Agency;
 use crate::ingest::batch::{AcceptedInput, BatchJob};
 use crate::ingest::receipt::Rejected;
@@ -475,14 +474,13 @@ async fn read_body(app: &App, req: Request<RequestBody>) -> Result<Bytes, ApiErr
     }
 }
 
+/// `POST /v1/corrections` (GD Art. 31): the rules are `corrections::agency`'s.
 async fn post_correction(
     app: &App,
     agency: &Agency,
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
-    use crate::corrections::request::{
-        prepare, Context, CorrectionError, Prepared, Request as CorrectionRequest,
-    };
+    use crate::corrections::{agency as corrections, request::Context};
     agency.check_rate().map_err(ApiError::RateLimited)?;
     if !req
         .headers()
@@ -494,10 +492,9 @@ async fn post_correction(
             expected: "application/json (UTF-8)",
         });
     }
-    let body = read_body(app, req).await?;
-    let request: CorrectionRequest = crate::mapping::source::parse_json_as(&body)?;
-    let calendar = app.calendar.current();
-    let router = app.router.current();
+    let request = json_body(app, req).await?;
+    let (calendar, router) = (app.calendar.current(), app.router.current());
+    let medical_insurance = &app.config.corrections.medical_insurance_agencies;
     let ctx = Context {
         store: &app.store,
         calendar: &calendar,
@@ -508,83 +505,31 @@ async fn post_correction(
             authenticated_agency: None,
             incoming: true,
         },
-        medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
+        medical_insurance_agencies: medical_insurance,
         working_days: app.config.corrections.working_days,
         now: app.clock.now(),
     };
-    // Reading archives is not correcting them: another agency's record needs its own permission.
-    let may_correct_others = agency.correct_others
-        || app
-            .config
-            .corrections
-            .medical_insurance_agencies
-            .contains(&agency.id);
-    let prepared = prepare(ctx, &agency.id, may_correct_others, request).map_err(|e| match e {
-        CorrectionError::NotFound { .. } => ApiError::NotFound("record"),
-        CorrectionError::NotAllowed => ApiError::CorrectionNotAllowed,
-        CorrectionError::Invalid(errs) => {
-            ApiError::InvalidCorrection(errs.into_iter().map(|e| (e.field, e.reason)).collect())
-        }
-        CorrectionError::Storage(_) => ApiError::StorageUnavailable,
-        CorrectionError::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
-            events::calendar_year_missing(date.year());
-            ApiError::CalendarYearMissing(date.year())
-        }
-        other => ApiError::BadCorrection(other.to_string()),
-    })?;
-    let Prepared {
-        correction,
-        record,
-        plan,
-        mark,
-        forward,
-    } = prepared;
-    let (stored, audit) =
-        crate::corrections::stage::commit(&app.committer, correction, record, plan, mark, forward)
-            .await
-            .map_err(|_| ApiError::StorageUnavailable)?;
-    events::correction_received(
-        &stored.id,
-        &stored.record_id,
-        &stored
-            .deadline
-            .map(rfc3339)
-            .unwrap_or_else(|| "none".into()),
-        stored.destinations.len(),
-    );
-    if let (true, Some(d)) = (stored.deadline_provisional, stored.deadline) {
-        events::deadline_provisional("correction", &stored.id, &rfc3339(d));
-    }
-    let status = crate::corrections::status_of(&app.store, stored, app.clock.now())
-        .map_err(|_| ApiError::StorageUnavailable)?;
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    body["audit"] = serde_json::to_value(&audit).unwrap_or_default();
+    let may_correct_others =
+        corrections::may_correct_others(agency.correct_others, medical_insurance, &agency.id);
+    let body =
+        corrections::file(ctx, &app.committer, &agency.id, may_correct_others, request).await?;
     Ok(json_response(StatusCode::ACCEPTED, &body))
 }
 
 fn list_corrections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
-    let state = match query_param(query, "state") {
-        None => None,
-        Some(s) => Some(
-            crate::corrections::State::parse(&s).ok_or(ApiError::BadCorrection(format!(
-                "unknown state {s:?}: use pending, overdue, delivered_on_time, delivered_late, delivered or no_platform"
-            )))?,
-        ),
-    };
-    let all = crate::corrections::list(&app.store, app.clock.now(), state)
-        .map_err(|_| ApiError::StorageUnavailable)?;
-    let visible: Vec<_> = all
-        .into_iter()
-        .filter(|c| {
-            agency.read_archive
-                || c.correction.requested_by == agency.id
-                || c.correction.agency == agency.id
-        })
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"corrections": visible}),
-    ))
+    let state = query_param(query, "state");
+    let body = crate::corrections::agency::visible(
+        &app.store,
+        app.clock.now(),
+        caller(agency),
+        state.as_deref(),
+    )?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The caller as the domains' agency rules read it: its id and whether it reads archives.
+fn caller(agency: &Agency) -> (&str, bool) {
+    (&agency.id, agency.read_archive)
 }
 
 fn receipt(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
@@ -648,26 +593,6 @@ fn objection_context(
     }
 }
 
-fn objection_error(e: crate::objections::flow::ObjectionError) -> ApiError {
-    use crate::objections::flow::ObjectionError as E;
-    match e {
-        E::NotFound(what) => ApiError::NotFound(what),
-        E::NotAllowed(m) => ApiError::ObjectionNotAllowed(m.to_string()),
-        E::Invalid(m) => ApiError::InvalidObjection(m),
-        E::Late { ref id, .. } => ApiError::ObjectionLate {
-            id: id.clone(),
-            message: e.to_string(),
-        },
-        E::WrongState(_) => ApiError::ObjectionState(e.to_string()),
-        E::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
-            events::calendar_year_missing(date.year());
-            ApiError::CalendarYearMissing(date.year())
-        }
-        E::Calendar(other) => ApiError::InvalidObjection(other.to_string()),
-        E::Storage(_) => ApiError::StorageUnavailable,
-    }
-}
-
 /// The parties of objections (`objections::agency`), from the configuration.
 fn objection_parties(app: &App) -> crate::objections::agency::Parties<'_> {
     crate::objections::agency::Parties {
@@ -683,109 +608,63 @@ async fn file_objection(
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    if !objection_parties(app).may_file(&agency.id) {
-        return Err(ApiError::ObjectionNotAllowed(
-            "only the medical-insurance platform and the configured credit platforms file objections".into(),
-        ));
-    }
-    let request: crate::objections::flow::FileRequest = json_body(app, req).await?;
+    let parties = objection_parties(app);
+    parties.admit_filer(&agency.id)?;
+    let request = json_body(app, req).await?;
     let ctx = objection_context(app, app.calendar.current());
-    let default_agency = app
-        .config
-        .corrections
-        .medical_insurance_agencies
-        .first()
-        .cloned()
-        .unwrap_or_else(|| agency.id.clone());
-    let objection = crate::objections::flow::file(&ctx, &agency.id, &default_agency, request)
-        .await
-        .map_err(objection_error)?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &crate::objections::agency::body(&objection, ctx.now),
-    ))
+    let body = parties.file(&ctx, &agency.id, request).await?;
+    Ok(json_response(StatusCode::CREATED, &body))
 }
 
 fn list_objections(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
-    let state = match query_param(query, "state") {
-        None => None,
-        Some(s) => Some(crate::objections::State::parse(&s).ok_or_else(|| {
-            ApiError::InvalidQuery(format!(
-                "unknown state {s:?}: use filed_late, under_review, overdue, upheld or rejected"
-            ))
-        })?),
-    };
-    let visible = objection_parties(app)
-        .visible(
-            &app.store,
-            app.clock.now(),
-            state,
-            &agency.id,
-            agency.read_archive,
-        )
-        .map_err(|_| ApiError::StorageUnavailable)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "objections": visible }),
-    ))
+    let state = query_param(query, "state");
+    let body = objection_parties(app).list(
+        &app.store,
+        app.clock.now(),
+        caller(agency),
+        state.as_deref(),
+    )?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 fn show_objection(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
-    let objection = crate::objections::get(&app.store, id)
-        .map_err(|_| ApiError::StorageUnavailable)?
-        .filter(|o| objection_parties(app).may_see(&agency.id, agency.read_archive, o))
-        .ok_or(ApiError::NotFound("objection"))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &crate::objections::agency::body(&objection, app.clock.now()),
-    ))
+    let body = objection_parties(app).show(&app.store, app.clock.now(), caller(agency), id)?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
-/// `POST /v1/objections/{id}/resolve`, by the agency that provided the information: upheld with a
-/// correction (GD Art. 31, its own deadline) or elimination (LS Art. 23), or rejected. The step
-/// itself is `objections::casework::resolve`, as at the console.
+/// `POST /v1/objections/{id}/resolve`, by the agency that provided the information (LS Art. 23;
+/// GD Art. 31): `objections::agency::resolve`, the same step as at the console.
 async fn resolve_objection(
     app: &App,
     agency: &Agency,
     id: &str,
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
-    use crate::objections::casework::{resolve, ResolveError, Resolver};
+    use crate::objections::casework::Resolver;
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    let request: crate::objections::flow::ResolveRequest = json_body(app, req).await?;
-    let may_correct_others = agency.correct_others || is_medical_insurance(app, agency);
+    let request = json_body(app, req).await?;
+    let medical_insurance = &app.config.corrections.medical_insurance_agencies;
+    let may_correct_others = crate::corrections::agency::may_correct_others(
+        agency.correct_others,
+        medical_insurance,
+        &agency.id,
+    );
     let ctx = objection_context(app, app.calendar.current());
     let resolver = Resolver {
         destinations: &app.config.destinations,
-        medical_insurance_agencies: &app.config.corrections.medical_insurance_agencies,
+        medical_insurance_agencies: medical_insurance,
         evaluation_agency: &app.config.evaluation.agency,
         working_days: app.config.corrections.working_days,
     };
-    let resolved = resolve(
+    let body = crate::objections::agency::resolve(
         &ctx,
         &resolver,
-        &agency.id,
-        may_correct_others,
+        (&agency.id, may_correct_others),
         id,
-        &request,
+        request,
     )
-    .await
-    .map_err(|e| match e {
-        ResolveError::Objection(e) => objection_error(e),
-        ResolveError::Correction(_) => ApiError::InvalidObjection(e.to_string()),
-        ResolveError::Storage(_) => ApiError::StorageUnavailable,
-    })?;
-    let mut body = crate::objections::agency::body(&resolved.objection, ctx.now);
-    if let Some(status) = resolved.correction {
-        body["correction"] = serde_json::to_value(&status).unwrap_or_default();
-    }
+    .await?;
     Ok(json_response(StatusCode::OK, &body))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReviewRequest {
-    reason: String,
 }
 
 /// `POST /v1/objections/{id}/review`: review by the level above (复核, GD Art. 34).
@@ -795,20 +674,12 @@ async fn review_objection(
     id: &str,
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
-    if !objection_parties(app).may_file(&agency.id) {
-        return Err(ApiError::ObjectionNotAllowed(
-            "only the medical-insurance platform and the configured credit platforms ask for a review".into(),
-        ));
-    }
-    let request: ReviewRequest = json_body(app, req).await?;
+    let parties = objection_parties(app);
+    parties.admit_review(&agency.id)?;
+    let request = json_body(app, req).await?;
     let ctx = objection_context(app, app.calendar.current());
-    let objection = crate::objections::flow::review(&ctx, id, &request.reason)
-        .await
-        .map_err(objection_error)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &crate::objections::agency::body(&objection, ctx.now),
-    ))
+    let body = parties.review(&ctx, &agency.id, id, request).await?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 fn repair_context(
@@ -827,43 +698,9 @@ fn repair_context(
     }
 }
 
-fn repair_error(e: crate::repairs::flow::RepairError) -> ApiError {
-    use crate::repairs::flow::RepairError as E;
-    match e {
-        E::NotFound(what) => ApiError::NotFound(what),
-        E::NotAllowed(m) => ApiError::RepairNotAllowed(m.to_string()),
-        E::Invalid(m) => ApiError::InvalidRepair(m),
-        E::Ineligible {
-            ref id,
-            ref refusals,
-        } => ApiError::RepairIneligible {
-            id: id.clone(),
-            refusals: refusals.clone(),
-            message: e.to_string(),
-        },
-        E::WrongState(_) => ApiError::RepairState(e.to_string()),
-        E::Conflict(m) => ApiError::RepairState(m),
-        E::Calendar(CalendarError::OutsideKnownYears { date, .. }) => {
-            events::calendar_year_missing(date.year());
-            ApiError::CalendarYearMissing(date.year())
-        }
-        E::Calendar(other) => ApiError::InvalidRepair(other.to_string()),
-        E::Storage(_) => ApiError::StorageUnavailable,
-    }
-}
-
 /// The medical-insurance platform(s), which apply for repairs and correct any agency's record.
 fn applicants(app: &App) -> crate::repairs::agency::Applicants<'_> {
     crate::repairs::agency::Applicants(&app.config.corrections.medical_insurance_agencies)
-}
-
-fn is_medical_insurance(app: &App, agency: &Agency) -> bool {
-    applicants(app).may_apply(&agency.id)
-}
-
-fn repair_body(app: &App, r: &crate::repairs::Repair) -> Result<serde_json::Value, ApiError> {
-    crate::repairs::agency::body(&app.store, r, app.clock.now())
-        .map_err(|_| ApiError::StorageUnavailable)
 }
 
 /// `POST /v1/repairs`: the medical-insurance platform applies on the subject's behalf (GD Art.
@@ -874,53 +711,28 @@ async fn apply_repair(
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    if !is_medical_insurance(app, agency) {
-        return Err(ApiError::RepairNotAllowed(
-            "only the medical-insurance platform applies for credit repair on a subject's behalf"
-                .into(),
-        ));
-    }
-    let request: crate::repairs::flow::ApplyRequest = json_body(app, req).await?;
+    let applicants = applicants(app);
+    applicants.admit(&agency.id)?;
+    let request = json_body(app, req).await?;
     let ctx = repair_context(app, app.calendar.current());
-    let repair = crate::repairs::flow::apply(&ctx, &agency.id, &agency.id, request)
-        .await
-        .map_err(repair_error)?;
-    Ok(json_response(
-        StatusCode::CREATED,
-        &repair_body(app, &repair)?,
-    ))
+    let body = applicants.apply(&ctx, &agency.id, request).await?;
+    Ok(json_response(StatusCode::CREATED, &body))
 }
 
 fn list_repairs(app: &App, agency: &Agency, query: &str) -> Result<Resp, ApiError> {
-    let state = match query_param(query, "state") {
-        None => None,
-        Some(s) => Some(crate::repairs::State::parse(&s).ok_or_else(|| {
-            ApiError::InvalidQuery(format!(
-                "unknown state {s:?}: use under_review, overdue, refused, in_publicity, suspended or completed"
-            ))
-        })?),
-    };
-    let visible = applicants(app)
-        .visible(
-            &app.store,
-            app.clock.now(),
-            state,
-            &agency.id,
-            agency.read_archive,
-        )
-        .map_err(|_| ApiError::StorageUnavailable)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "repairs": visible }),
-    ))
+    let state = query_param(query, "state");
+    let body = applicants(app).list(
+        &app.store,
+        app.clock.now(),
+        caller(agency),
+        state.as_deref(),
+    )?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 fn show_repair(app: &App, agency: &Agency, id: &str) -> Result<Resp, ApiError> {
-    let repair = crate::repairs::get(&app.store, id)
-        .map_err(|_| ApiError::StorageUnavailable)?
-        .filter(|r| applicants(app).may_see(&agency.id, agency.read_archive, r))
-        .ok_or(ApiError::NotFound("repair"))?;
-    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
+    let body = applicants(app).show(&app.store, app.clock.now(), caller(agency), id)?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// `POST /v1/repairs/{id}/decide` by the agency that made the finding (LS Art. 40).
@@ -931,13 +743,10 @@ async fn decide_repair(
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    let request: crate::repairs::flow::DecideRequest = json_body(app, req).await?;
+    let request = json_body(app, req).await?;
     let ctx = repair_context(app, app.calendar.current());
-    // The department that made the finding decides (LS Art. 40; GD Art. 37).
-    let repair = crate::repairs::flow::decide(&ctx, &agency.id, false, id, &request)
-        .await
-        .map_err(repair_error)?;
-    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
+    let body = crate::repairs::agency::decide(&ctx, &agency.id, id, request).await?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// `POST /v1/repairs/{id}/extend {"reason"}`: a complex case, at most 30 working days (LS Art. 40).
@@ -947,17 +756,13 @@ async fn extend_repair(
     id: &str,
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
-    let request: ReviewRequest = json_body(app, req).await?;
+    let request = json_body(app, req).await?;
     let ctx = repair_context(app, app.calendar.current());
-    let repair = crate::repairs::casework::extend(&ctx, &agency.id, id, &request.reason)
-        .await
-        .map_err(repair_error)?;
-    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
+    let body = crate::repairs::agency::extend(&ctx, &agency.id, id, request).await?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
-/// `POST /v1/repairs/{id}/commitment-broken {"reason", "found_on"}`: the commitment of a completed
-/// repair was found untrue or not kept, by the agency that made the finding (LS Art. 41: no repair
-/// for 3 years).
+/// `POST /v1/repairs/{id}/commitment-broken {"reason", "found_on"}` (LS Art. 41).
 async fn commitment_broken(
     app: &App,
     agency: &Agency,
@@ -965,12 +770,10 @@ async fn commitment_broken(
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
-    let request: crate::repairs::flow::CommitmentBrokenRequest = json_body(app, req).await?;
+    let request = json_body(app, req).await?;
     let ctx = repair_context(app, app.calendar.current());
-    let repair = crate::repairs::flow::commitment_broken(&ctx, &agency.id, id, &request)
-        .await
-        .map_err(repair_error)?;
-    Ok(json_response(StatusCode::OK, &repair_body(app, &repair)?))
+    let body = crate::repairs::agency::commitment_broken(&ctx, &agency.id, id, request).await?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// The subject identifier in a path, parsed.
@@ -992,15 +795,7 @@ pub(super) fn subject_id(app: &App, id_type: &str, id: &str) -> Result<SubjectId
         .map_err(|e| ApiError::InvalidSubjectId(e.to_string()))
 }
 
-fn as_of(app: &App, query: &str) -> Result<time::OffsetDateTime, ApiError> {
-    match query_param(query, "as_of") {
-        None => Ok(app.clock.now()),
-        Some(s) => crate::ledger::query::parse_as_of(&s).map_err(ApiError::InvalidQuery),
-    }
-}
-
-/// What each platform holds (or held at `as_of`) of one record: agencies with archive reads, and
-/// the agency that provided the record.
+/// `GET /v1/ledger/records/{agency}/{record_id}`: `ledger::agency::record_holdings`.
 fn ledger_record(
     app: &App,
     agency: &Agency,
@@ -1009,24 +804,18 @@ fn ledger_record(
     query: &str,
 ) -> Result<Resp, ApiError> {
     let (agency_id, record_id) = (percent_decode(agency_id), percent_decode(record_id));
-    if !agency.read_archive && agency.id != agency_id {
-        return Err(ApiError::ArchiveNotAllowed);
-    }
-    let at = as_of(app, query)?;
-    let destination = query_param(query, "destination");
-    let found = crate::ledger::query::record(
+    let found = crate::ledger::agency::record_holdings(
         &app.store,
-        &agency_id,
-        &record_id,
-        at,
-        destination.as_deref(),
-    )
-    .map_err(|_| ApiError::StorageUnavailable)?
-    .ok_or(ApiError::NotFound("record"))?;
+        app.clock.now(),
+        ledger_caller(agency),
+        (&agency_id, &record_id),
+        query_param(query, "as_of").as_deref(),
+        query_param(query, "destination").as_deref(),
+    )?;
     Ok(json_response(StatusCode::OK, &found))
 }
 
-/// What each platform holds (or held at `as_of`) of every record of a subject.
+/// `GET /v1/ledger/subjects/{id_type}/{id}`: `ledger::agency::subject_holdings`.
 fn ledger_subject(
     app: &App,
     agency: &Agency,
@@ -1035,24 +824,29 @@ fn ledger_subject(
     query: &str,
 ) -> Result<Resp, ApiError> {
     if !agency.read_archive {
+        // Refused before the identifier is looked at.
         return Err(ApiError::ArchiveNotAllowed);
     }
     let subject = subject_id(app, id_type, id)?;
-    let at = as_of(app, query)?;
-    let destination = query_param(query, "destination");
-    let found = crate::ledger::query::subject(
+    let found = crate::ledger::agency::subject_holdings(
         &app.store,
-        &subject.archive_key(&app.store),
-        at,
-        destination.as_deref(),
-    )
-    .map_err(|_| ApiError::StorageUnavailable)?
-    .ok_or(ApiError::NotFound("subject"))?;
+        app.clock.now(),
+        ledger_caller(agency),
+        &subject,
+        query_param(query, "as_of").as_deref(),
+        query_param(query, "destination").as_deref(),
+    )?;
     Ok(json_response(StatusCode::OK, &found))
 }
 
-/// LS Art. 20: a subject that leaves medical-insurance service or dies is removed from view and
-/// from every platform; if it becomes a subject again, its information returns.
+fn ledger_caller(agency: &Agency) -> crate::ledger::agency::Caller<'_> {
+    crate::ledger::agency::Caller {
+        id: &agency.id,
+        reads_archives: agency.read_archive,
+    }
+}
+
+/// `POST /v1/subjects/{id_type}/{id}/exit|reentry` (LS Art. 20): `ledger::agency::change_standing`.
 async fn change_standing(
     app: &App,
     agency: &Agency,
@@ -1061,20 +855,15 @@ async fn change_standing(
     exit: bool,
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
-    if !app
-        .config
-        .corrections
-        .medical_insurance_agencies
-        .contains(&agency.id)
-    {
-        return Err(ApiError::StandingNotAllowed);
+    use crate::ledger::agency::{self as ledger, Refused};
+    let medical_insurance = &app.config.corrections.medical_insurance_agencies;
+    if !medical_insurance.contains(&agency.id) {
+        // Refused before the body is read.
+        return Err(Refused::StandingNotAllowed.into());
     }
     subject_id(app, id_type, id)?;
-    let body = read_body(app, req).await?;
-    let request: crate::ledger::recheck::StandingRequest =
-        crate::mapping::source::parse_json_as(&body)?;
-    use crate::ledger::ops::{set_standing, OpContext, OpError};
-    let ctx = OpContext {
+    let request = json_body(app, req).await?;
+    let ctx = crate::ledger::ops::OpContext {
         store: &app.store,
         committer: &app.committer,
         router: app.router.current(),
@@ -1083,14 +872,8 @@ async fn change_standing(
         by: &agency.id,
     };
     let id = percent_decode(id);
-    let done = set_standing(&ctx, id_type, &id, exit, request)
-        .await
-        .map_err(|e| match e {
-            OpError::Invalid(m) => ApiError::InvalidQuery(m),
-            OpError::NotFound(what) => ApiError::NotFound(what),
-            OpError::Conflict(m) => ApiError::StandingUnchanged(m),
-            OpError::Storage(_) => ApiError::StorageUnavailable,
-        })?;
+    let done =
+        ledger::change_standing(&ctx, medical_insurance, (id_type, &id), exit, request).await?;
     Ok(json_response(StatusCode::OK, &done))
 }
 

@@ -8,10 +8,12 @@
 //! internals (paths, SQL, stack) into a message: messages are for the caller.
 
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-/// An error as the caller is told it.
-pub trait Answer {
+/// An error as the caller is told it. Each domain's error type implements it beside the code that
+/// raises it; the servers only render it ([`error`], [`body`], and `Retry-After` from
+/// [`Answer::retry_after`]).
+pub trait Answer: std::fmt::Debug + Send + Sync {
     fn status(&self) -> StatusCode;
     /// Stable: callers and alerts match on it.
     fn code(&self) -> &'static str;
@@ -19,11 +21,55 @@ pub trait Answer {
     fn message(&self) -> String;
     /// Whether the same request may succeed later unchanged.
     fn retry(&self) -> bool;
+    /// What the caller acts on beyond the code: an objection's id, a repair's refusals, the
+    /// position of a syntax error. Added to the error object beside `code`, `message`, `retry`.
+    fn details(&self) -> Map<String, Value> {
+        Map::new()
+    }
+    /// Seconds to wait before the same request (`Retry-After`), for refusals that pass with time.
+    fn retry_after(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The error object (`{"code", "message", "retry", …details}`): an HTTP answer's `error`, and a
+/// folder's feedback file's.
+pub fn error(e: &dyn Answer) -> Value {
+    let mut object = Map::new();
+    object.insert("code".into(), json!(e.code()));
+    object.insert("message".into(), json!(e.message()));
+    object.insert("retry".into(), json!(e.retry()));
+    object.extend(e.details());
+    Value::Object(object)
 }
 
 /// The answer's JSON body.
 pub fn body(e: &dyn Answer) -> Value {
-    json!({"error": {"code": e.code(), "message": e.message(), "retry": e.retry()}})
+    json!({ "error": error(e) })
+}
+
+/// The store could not take or give the data: nothing was stored, and the same request may
+/// succeed in a few seconds. Every domain answers its storage failures as this, so that no path,
+/// SQL or engine message reaches a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageUnavailable;
+
+impl Answer for StorageUnavailable {
+    fn status(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+    fn code(&self) -> &'static str {
+        "storage_unavailable"
+    }
+    fn message(&self) -> String {
+        "the gateway could not store the batch; nothing was accepted, send it again".into()
+    }
+    fn retry(&self) -> bool {
+        true
+    }
+    fn retry_after(&self) -> Option<u64> {
+        Some(5)
+    }
 }
 
 /// A refusal of the operator API that no domain error carries (a missing session, a wrong role,
@@ -81,5 +127,43 @@ mod tests {
         );
         let wrong = Refusal::new(StatusCode::FORBIDDEN, "forbidden_role", "no");
         assert_eq!(body(&wrong)["error"]["retry"], false);
+    }
+
+    #[test]
+    fn storage_unavailability_says_nothing_of_the_engine_and_asks_for_a_retry_in_seconds() {
+        let e = body(&StorageUnavailable);
+        assert_eq!(e["error"]["code"], "storage_unavailable");
+        assert_eq!(e["error"]["retry"], true);
+        assert_eq!(StorageUnavailable.retry_after(), Some(5));
+    }
+
+    #[derive(Debug)]
+    struct Late;
+    impl Answer for Late {
+        fn status(&self) -> StatusCode {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        fn code(&self) -> &'static str {
+            "objection_late"
+        }
+        fn message(&self) -> String {
+            "late".into()
+        }
+        fn retry(&self) -> bool {
+            false
+        }
+        fn details(&self) -> Map<String, Value> {
+            let mut m = Map::new();
+            m.insert("objection_id".into(), json!("obj-1"));
+            m
+        }
+    }
+
+    #[test]
+    fn details_sit_beside_the_code_in_the_error_object() {
+        assert_eq!(
+            error(&Late),
+            json!({"code": "objection_late", "message": "late", "retry": false, "objection_id": "obj-1"})
+        );
     }
 }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::i18n::{t, Lang};
 use super::pages::layout;
 use super::{esc, Viewer};
+use crate::answer::Answer;
 use crate::files::{Charset, FileKind};
 use crate::ingest::files::{Form, Handed, Via};
 use crate::operator::Ops;

@@ -108,6 +108,48 @@ impl CalendarError {
     pub fn is_outside_known_years(&self) -> bool {
         matches!(self, Self::OutsideKnownYears { .. })
     }
+
+    /// The year a deadline needed and the calendar lacks, if that is the error.
+    pub fn year_missing(&self) -> Option<YearMissing> {
+        match self {
+            Self::OutsideKnownYears { date, .. } => Some(YearMissing(date.year())),
+            _ => None,
+        }
+    }
+
+    /// The error as a domain step meets it: a deadline refused for a missing year is counted and
+    /// logged for the operator here, once, where the step is refused
+    /// (`gateway_calendar_year_missing_total`).
+    pub fn counted(self) -> Self {
+        if let Some(YearMissing(year)) = self.year_missing() {
+            crate::telemetry::events::calendar_year_missing(year);
+        }
+        self
+    }
+}
+
+/// A deadline starts in a year *before* the calendar's first (past its last year deadlines are
+/// provisional instead, issue #26): nothing was stored, and only the operator can fix it by adding
+/// the year, so a retry within seconds cannot help (`Retry-After: 3600`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct YearMissing(pub i32);
+
+impl crate::answer::Answer for YearMissing {
+    fn status(&self) -> http::StatusCode {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    }
+    fn code(&self) -> &'static str {
+        "calendar_year_missing"
+    }
+    fn message(&self) -> String {
+        format!("the gateway's working-day calendar does not cover {}, so no deadline can be set; nothing was stored: check the time sent, or ask the operator to add the year", self.0)
+    }
+    fn retry(&self) -> bool {
+        true
+    }
+    fn retry_after(&self) -> Option<u64> {
+        Some(3600)
+    }
 }
 
 #[derive(Debug, Deserialize)]

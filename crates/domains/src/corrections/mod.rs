@@ -31,6 +31,7 @@
 //! Never does: decide deadlines from `+ 3 days`, or read the system clock (time comes from the
 //! one [`crate::clock::Clock`]).
 
+pub mod agency;
 pub mod request;
 pub mod stage;
 pub mod tracker;

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::{Correction, CorrectionKind};
+use crate::answer::{Answer, StorageUnavailable};
 use crate::archive;
 use crate::calendar::{Calendar, CalendarError};
 use crate::config::{DestinationConfig, DestinationRole};
@@ -57,11 +58,84 @@ pub enum CorrectionError {
     #[error("found_at lies in the future: a problem cannot be found after the correction is sent (GD Art. 31 counts from its discovery)")]
     FoundAtInFuture,
     #[error("{0}")]
-    Calendar(#[from] CalendarError),
+    Calendar(CalendarError),
     #[error("a correction with a whole record must keep its source agency and record id")]
     IdentityChanged,
+    /// A list asked for a state corrections do not have.
+    #[error("unknown state {0:?}: use pending, overdue, delivered_on_time, delivered_late, delivered or no_platform")]
+    UnknownState(String),
     #[error("storage: {0}")]
     Storage(String),
+}
+
+impl From<CalendarError> for CorrectionError {
+    fn from(e: CalendarError) -> Self {
+        Self::Calendar(e.counted())
+    }
+}
+
+/// How a refused correction is answered (GD Art. 31): the caller's to fix, with every field's
+/// problem for an invalid record, except the store's unavailability and a calendar year missing
+/// before the calendar's first.
+impl Answer for CorrectionError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::NotFound { .. } => S::NOT_FOUND,
+            Self::NotAllowed => S::FORBIDDEN,
+            Self::Calendar(c) if c.year_missing().is_some() => S::SERVICE_UNAVAILABLE,
+            Self::Storage(_) => StorageUnavailable.status(),
+            _ => S::UNPROCESSABLE_ENTITY,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "not_found",
+            Self::NotAllowed => "correction_not_allowed",
+            Self::Invalid(_) => "invalid_correction",
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.code(),
+                None => "bad_correction",
+            },
+            Self::Storage(_) => StorageUnavailable.code(),
+            Self::BadFoundAt | Self::FoundAtInFuture | Self::IdentityChanged => "bad_correction",
+            Self::UnknownState(_) => "bad_correction",
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            Self::NotFound { .. } => "no such record".into(),
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.message(),
+                None => c.to_string(),
+            },
+            Self::Storage(_) => StorageUnavailable.message(),
+            _ => self.to_string(),
+        }
+    }
+    fn retry(&self) -> bool {
+        self.retry_after().is_some()
+    }
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Calendar(c) => c.year_missing().and_then(|m| m.retry_after()),
+            Self::Storage(_) => StorageUnavailable.retry_after(),
+            _ => None,
+        }
+    }
+    fn details(&self) -> Map<String, Value> {
+        let mut details = Map::new();
+        if let Self::Invalid(problems) = self {
+            details.insert(
+                "problems".into(),
+                problems
+                    .iter()
+                    .map(|p| json!({"field": p.field, "reason": p.reason}))
+                    .collect(),
+            );
+        }
+        details
+    }
 }
 
 /// Everything that shapes a correction besides the request.

@@ -12,7 +12,9 @@
 //!   fires evaluation timers (a record leaving its validity), and runs the yearly cycle;
 //! - [`authz`]: the authorization tokens of GD Art. 21's real-time query;
 //! - [`ops`]: reading results (the authorized query's answer, the operator's views);
-//! - [`publish`]: the yearly publication of results by grade (LS Art. 27).
+//! - [`publish`]: the yearly publication of results by grade (LS Art. 27);
+//! - [`agency`]: what agencies may ask of results (the authorized query, the publication), and
+//!   how a refusal is answered.
 //!
 //! Never does: decide what a platform may hold (the publication ledger does, from the sharing
 //! rules), write to the store itself (the writer applies every step), or read the system clock.
@@ -21,6 +23,7 @@
 //! cycle and the date of the last notice, so evaluating twice changes nothing and sends nothing
 //! twice; every reason names the record version and the profile item that moved the score.
 
+pub mod agency;
 pub mod authz;
 pub mod engine;
 pub mod ops;

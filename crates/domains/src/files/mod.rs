@@ -108,6 +108,71 @@ pub enum FileError {
     Stopped,
 }
 
+/// A refused file is answered like a refused document (its position, the columns it lacks, the
+/// sheets it has), so that the sender fixes the file; only the gateway's own disk failing to
+/// read it back is worth a retry.
+impl crate::answer::Answer for FileError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::Document(p) => p.status(),
+            Self::CharsetRequired { .. }
+            | Self::MissingColumns(_)
+            | Self::SheetNotFound { .. }
+            | Self::Malformed(_) => S::BAD_REQUEST,
+            Self::Limit(_) => S::PAYLOAD_TOO_LARGE,
+            Self::Io(_) | Self::Stopped => crate::answer::StorageUnavailable.status(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Document(p) => p.code(),
+            Self::CharsetRequired { .. } => "charset_required",
+            Self::MissingColumns(_) => "missing_columns",
+            Self::SheetNotFound { .. } => "sheet_not_found",
+            Self::Malformed(_) => "malformed_file",
+            Self::Limit(_) => "file_limit",
+            Self::Io(_) | Self::Stopped => crate::answer::StorageUnavailable.code(),
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            Self::Io(_) | Self::Stopped => crate::answer::StorageUnavailable.message(),
+            _ => self.to_string(),
+        }
+    }
+    fn retry(&self) -> bool {
+        matches!(self, Self::Io(_) | Self::Stopped)
+    }
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Io(_) | Self::Stopped => crate::answer::StorageUnavailable.retry_after(),
+            _ => None,
+        }
+    }
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut details = serde_json::Map::new();
+        match self {
+            Self::Document(p) => return p.details(),
+            Self::CharsetRequired { line, column } => {
+                details.insert("line".into(), (*line).into());
+                details.insert("column".into(), (*column).into());
+            }
+            Self::MissingColumns(columns) => {
+                details.insert(
+                    "columns".into(),
+                    serde_json::to_value(columns).unwrap_or_default(),
+                );
+            }
+            Self::SheetNotFound { sheets, .. } => {
+                details.insert("sheets".into(), sheets.clone().into());
+            }
+            _ => {}
+        }
+        details
+    }
+}
+
 /// A column every record needs that the file lacks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MissingColumn {

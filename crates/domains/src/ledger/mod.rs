@@ -37,6 +37,7 @@
 //! Never does: decide what is allowed (that is `sharing` with `disclosure` and `lifecycle`), send
 //! anything (that is `delivery`), or read the clock (time comes in with the change).
 
+pub mod agency;
 pub mod ops;
 pub mod query;
 pub mod recheck;

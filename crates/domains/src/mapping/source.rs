@@ -64,6 +64,72 @@ pub enum ParseError {
     TooManyChildren { element: String, limit: usize },
 }
 
+/// A document refused whole is answered with its position (`line`, `column`) and, for a JSON
+/// value refused, the field's path, so that the sender finds the fault without the gateway's
+/// logs. Always the sender's to fix; a bound of the document is `413`.
+impl crate::answer::Answer for ParseError {
+    fn status(&self) -> http::StatusCode {
+        use super::json::JsonIssue as J;
+        match self {
+            Self::TooManyRecords(_) | Self::TooManyElements(_) | Self::TooManyChildren { .. } => {
+                http::StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Refused { found, .. }
+                if matches!(found.issue, J::TooManyMembers(_) | J::TooManyValues(_)) =>
+            {
+                http::StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+    fn code(&self) -> &'static str {
+        use super::json::JsonIssue as J;
+        match self {
+            Self::Syntax { .. } => "malformed_document",
+            Self::UnsupportedEncoding(_) => "unsupported_encoding",
+            Self::InvalidEncoding { .. } => "invalid_encoding",
+            Self::MislabeledUtf8(_) => "encoding_mismatch",
+            Self::Doctype => "doctype_refused",
+            Self::TooDeep => "too_deep",
+            Self::UndefinedEntity(_) => "undefined_entity",
+            Self::Empty => "empty_document",
+            Self::Shape(_) => "unexpected_shape",
+            Self::TooManyRecords(_) => "too_many_records",
+            Self::TooManyElements(_) | Self::TooManyChildren { .. } => "document_limit",
+            Self::Refused { found, .. } => match found.issue {
+                J::DuplicateKey(_) => "duplicate_key",
+                J::TooManyMembers(_) | J::TooManyValues(_) => "document_limit",
+                J::TooLong(_) | J::NumberTooLong | J::IntegerOutOfRange | J::NotFinite => {
+                    "invalid_value"
+                }
+            },
+        }
+    }
+    fn message(&self) -> String {
+        self.to_string()
+    }
+    fn retry(&self) -> bool {
+        false
+    }
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut details = serde_json::Map::new();
+        if let Self::Syntax { line, column, .. }
+        | Self::InvalidEncoding { line, column, .. }
+        | Self::Refused { line, column, .. } = self
+        {
+            // Line 0: the position is not known (a refusal found after the parse).
+            if *line > 0 {
+                details.insert("line".into(), (*line).into());
+                details.insert("column".into(), (*column).into());
+            }
+        }
+        if let Self::Refused { found, .. } = self {
+            details.insert("field".into(), found.path.clone().into());
+        }
+        details
+    }
+}
+
 impl From<Refusal> for ParseError {
     fn from(r: Refusal) -> Self {
         match r {

@@ -126,6 +126,48 @@ pub enum ResolveError {
     Storage(String),
 }
 
+/// A refused resolution answers as the objection's refusal it was; a correction the flow does not
+/// take as an invalid objection (`invalid_objection`, the correction's reason in the message).
+impl crate::answer::Answer for ResolveError {
+    fn status(&self) -> http::StatusCode {
+        match self {
+            Self::Objection(e) => e.status(),
+            Self::Correction(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Storage(_) => crate::answer::StorageUnavailable.status(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Objection(e) => e.code(),
+            Self::Correction(_) => "invalid_objection",
+            Self::Storage(_) => crate::answer::StorageUnavailable.code(),
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            Self::Objection(e) => e.message(),
+            Self::Correction(_) => self.to_string(),
+            Self::Storage(_) => crate::answer::StorageUnavailable.message(),
+        }
+    }
+    fn retry(&self) -> bool {
+        self.retry_after().is_some()
+    }
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Objection(e) => e.retry_after(),
+            Self::Correction(_) => None,
+            Self::Storage(_) => crate::answer::StorageUnavailable.retry_after(),
+        }
+    }
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            Self::Objection(e) => e.details(),
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
 /// The resolved objection and, for `correct`, the correction's status.
 pub struct Resolved {
     pub objection: Objection,

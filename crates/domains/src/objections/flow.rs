@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use super::rules::ObjectionRules;
 use super::{Action, Ground, LateAcceptance, Objection, Outcome, RecordRef, Resolution, Status};
+use crate::answer::Answer;
 use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::audit::AuditEvent;
 use crate::calendar::{CalendarError, Estimate, CHINA_OFFSET};
@@ -40,9 +41,80 @@ pub enum ObjectionError {
     #[error("the objection is {0:?}; this step needs another state")]
     WrongState(super::State),
     #[error("{0}")]
-    Calendar(#[from] CalendarError),
+    Calendar(CalendarError),
+    /// A list asked for a state the cases do not have.
+    #[error("unknown state {0:?}: use filed_late, under_review, overdue, upheld or rejected")]
+    UnknownState(String),
     #[error("storage: {0}")]
     Storage(String),
+}
+
+impl From<CalendarError> for ObjectionError {
+    fn from(e: CalendarError) -> Self {
+        Self::Calendar(e.counted())
+    }
+}
+
+/// How a refused objection step is answered, to an agency or at the console: the code says what
+/// went wrong (`objection_state`, `objection_late` with the kept objection's id…).
+impl Answer for ObjectionError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::NotFound(_) => S::NOT_FOUND,
+            Self::UnknownState(_) => S::BAD_REQUEST,
+            Self::NotAllowed(_) => S::FORBIDDEN,
+            Self::Invalid(_) | Self::Late { .. } => S::UNPROCESSABLE_ENTITY,
+            Self::WrongState(_) => S::CONFLICT,
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.status(),
+                None => S::UNPROCESSABLE_ENTITY,
+            },
+            Self::Storage(_) => crate::answer::StorageUnavailable.status(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::UnknownState(_) => "invalid_query",
+            Self::NotAllowed(_) => "objection_not_allowed",
+            Self::Invalid(_) => "invalid_objection",
+            Self::Late { .. } => "objection_late",
+            Self::WrongState(_) => "objection_state",
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.code(),
+                None => "invalid_objection",
+            },
+            Self::Storage(_) => crate::answer::StorageUnavailable.code(),
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.message(),
+                None => c.to_string(),
+            },
+            Self::Storage(_) => crate::answer::StorageUnavailable.message(),
+            _ => self.to_string(),
+        }
+    }
+    fn retry(&self) -> bool {
+        self.retry_after().is_some()
+    }
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Calendar(c) => c.year_missing().and_then(|m| m.retry_after()),
+            Self::Storage(_) => crate::answer::StorageUnavailable.retry_after(),
+            _ => None,
+        }
+    }
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut details = serde_json::Map::new();
+        if let Self::Late { id, .. } = self {
+            details.insert("objection_id".into(), id.clone().into());
+        }
+        details
+    }
 }
 
 impl From<StoreError> for ObjectionError {

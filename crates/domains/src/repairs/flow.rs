@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::rules::{type_of, Past, RepairRules};
 use super::{Decision, Repair, Status};
+use crate::answer::Answer;
 use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::audit::AuditEvent;
 use crate::calendar::{CalendarError, Estimate, CHINA_OFFSET};
@@ -43,9 +44,84 @@ pub enum RepairError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
-    Calendar(#[from] CalendarError),
+    Calendar(CalendarError),
+    /// A list asked for a state the cases do not have.
+    #[error("unknown state {0:?}: use under_review, overdue, refused, in_publicity, suspended or completed")]
+    UnknownState(String),
     #[error("storage: {0}")]
     Storage(String),
+}
+
+impl From<CalendarError> for RepairError {
+    fn from(e: CalendarError) -> Self {
+        Self::Calendar(e.counted())
+    }
+}
+
+/// How a refused repair step is answered, to an agency or at the console (`repair_ineligible`
+/// with every refusal and its article, `repair_state`…).
+impl Answer for RepairError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::NotFound(_) => S::NOT_FOUND,
+            Self::UnknownState(_) => S::BAD_REQUEST,
+            Self::NotAllowed(_) => S::FORBIDDEN,
+            Self::Invalid(_) | Self::Ineligible { .. } => S::UNPROCESSABLE_ENTITY,
+            Self::WrongState(_) | Self::Conflict(_) => S::CONFLICT,
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.status(),
+                None => S::UNPROCESSABLE_ENTITY,
+            },
+            Self::Storage(_) => crate::answer::StorageUnavailable.status(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::UnknownState(_) => "invalid_query",
+            Self::NotAllowed(_) => "repair_not_allowed",
+            Self::Invalid(_) => "invalid_repair",
+            Self::Ineligible { .. } => "repair_ineligible",
+            Self::WrongState(_) | Self::Conflict(_) => "repair_state",
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.code(),
+                None => "invalid_repair",
+            },
+            Self::Storage(_) => crate::answer::StorageUnavailable.code(),
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            Self::Calendar(c) => match c.year_missing() {
+                Some(missing) => missing.message(),
+                None => c.to_string(),
+            },
+            Self::Storage(_) => crate::answer::StorageUnavailable.message(),
+            _ => self.to_string(),
+        }
+    }
+    fn retry(&self) -> bool {
+        self.retry_after().is_some()
+    }
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Calendar(c) => c.year_missing().and_then(|m| m.retry_after()),
+            Self::Storage(_) => crate::answer::StorageUnavailable.retry_after(),
+            _ => None,
+        }
+    }
+    fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut details = serde_json::Map::new();
+        if let Self::Ineligible { id, refusals } = self {
+            details.insert("repair_id".into(), id.clone().into());
+            details.insert(
+                "refusals".into(),
+                serde_json::to_value(refusals).unwrap_or_default(),
+            );
+        }
+        details
+    }
 }
 
 impl From<StoreError> for RepairError {
