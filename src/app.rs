@@ -367,7 +367,8 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
         evaluation: config.evaluation.enabled,
         serial: tokio::sync::Mutex::new(()),
     });
-    let ops = Arc::new(parts.ops(&config, &rule_files, &reloader, &metrics, &readiness));
+    let node = parts.node(&config);
+    let ops = Arc::new(parts.ops(&node, &rule_files, &reloader, &metrics, &readiness));
     let admin_tls = if config.server.admin_tls {
         Some(tls::admin_server_config(
             &config.server_cert_path(),
@@ -388,7 +389,7 @@ pub async fn serve(config: Config, config_file: Option<PathBuf>) -> Result<(), S
     let mut workers = spawn_watchers(&config, &parts, &disk, &readiness, &rule_files, &stop_rx);
     workers.extend(spawn_work_done_once(&config, &parts, &stop_rx));
     let store = parts.store.clone();
-    let app = Arc::new(parts.into_app(config, disk));
+    let app = Arc::new(parts.into_app(node, disk));
     let _ = ops.uploads.set(Arc::downgrade(&app));
     drop(ops);
     // Agencies' exchange folders: each node looks at the folders it is configured with (a file
@@ -539,63 +540,62 @@ impl Parts {
     }
 
     /// The operator server's state.
+    /// The state the agency API and the operator server share (`crate::node::Node`).
+    fn node(&self, config: &Config) -> Arc<crate::node::Node> {
+        Arc::new(crate::node::Node {
+            config: config.clone(),
+            store: self.store.clone(),
+            committer: self.handle.clone(),
+            clock: self.clock.clone(),
+            exceptions: self.exceptions.clone(),
+            live: self.live.clone(),
+            evaluation: self.evaluation.clone(),
+        })
+    }
+
     fn ops(
         &self,
-        config: &Config,
+        node: &Arc<crate::node::Node>,
         rule_files: &Arc<crate::rulebook::in_force::Files>,
         reloader: &Arc<crate::rulebook::reload::Reloader>,
         metrics: &Option<metrics_exporter_prometheus::PrometheusHandle>,
         readiness: &Arc<crate::telemetry::Readiness>,
     ) -> crate::operator::Ops {
+        let config = &node.config;
         crate::operator::Ops {
-            live: self.live.clone(),
+            node: node.clone(),
             rule_files: rule_files.clone(),
             reloader: reloader.clone(),
             last_answers: self.last_answers.clone(),
-            store: self.store.clone(),
-            committer: self.handle.clone(),
             destinations: config.destinations.iter().map(|d| d.id.clone()).collect(),
             manual_clock: self.manual_clock.clone(),
-            clock: self.clock.clone(),
-            router: self.live.router.clone(),
-            exceptions: self.exceptions.clone(),
-            calendar: self.live.calendar.clone(),
-            objection_rules: self.live.objections.clone(),
-            evaluation: self.evaluation.clone(),
             manual_clock_file: config.storage.data_dir.join(MANUAL_CLOCK_FILE),
-            gate: self.live.gate.clone(),
             admin_tls: config.server.admin_tls,
-            config: config.clone(),
             metrics: metrics.clone(),
             readiness: readiness.clone(),
             uploads: std::sync::OnceLock::new(),
         }
     }
 
-    /// The agency API's state (the last holder of the parts: the writer stops once it is gone).
-    fn into_app(self, config: Config, disk: Arc<crate::store::space::DiskGuard>) -> App {
+    /// The agency API's state (the parts are dropped here: the writer stops once the last holder
+    /// of the node is gone).
+    fn into_app(
+        self,
+        node: Arc<crate::node::Node>,
+        disk: Arc<crate::store::space::DiskGuard>,
+    ) -> App {
+        let config = &node.config;
         let inflight = (config.server.max_inflight_mb > 0).then(|| {
             Arc::new(tokio::sync::Semaphore::new(
                 (config.server.max_inflight_mb * 1024) as usize,
             ))
         });
         App {
-            evaluation: self.evaluation,
+            files: Arc::new(tokio::sync::Semaphore::new(config.ingest.files_at_once)),
             authority: self.authority,
             disk,
             inflight,
-            files: Arc::new(tokio::sync::Semaphore::new(config.ingest.files_at_once)),
-            repair_rules: self.live.repairs.clone(),
-            objection_rules: self.live.objections.clone(),
-            calendar: self.live.calendar.clone(),
-            router: self.live.router.clone(),
-            registry: self.live.registry.clone(),
-            mappings: self.live.mappings.clone(),
-            store: self.store,
-            committer: self.handle,
-            exceptions: self.exceptions,
-            clock: self.clock,
-            config,
+            node,
         }
     }
 }

@@ -24,4 +24,5 @@ pub use credit_gateway_domains::*;
 pub mod app;
 pub mod cli;
 pub mod ingest;
+pub mod node;
 pub mod operator;

@@ -45,12 +45,12 @@ pub async fn authorized_query(
 
 /// `POST /v1/evaluations/{year}/publish` (LS Arts. 24, 27).
 pub async fn publish(app: &App, agency: &Agency, year: &str) -> Result<Resp, ApiError> {
-    let calendar = app.calendar.current();
+    let calendar = app.live.calendar.current();
     let body = desk(app)
         .publish(
             &app.config.evaluation.publishers,
             &calendar,
-            app.objection_rules.current().longest_filing_working_days(),
+            app.live.objections.current().longest_filing_working_days(),
             &agency.id,
             year,
         )

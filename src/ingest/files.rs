@@ -73,6 +73,7 @@ pub(super) async fn push_file(
     let query = req.uri().query().unwrap_or("").to_string();
     let mapping_id = query_param(&query, "mapping").ok_or(ApiError::MissingMapping)?;
     let mapping = app
+        .live
         .mappings
         .current()
         .get(&mapping_id)
@@ -234,7 +235,7 @@ pub async fn take(app: &App, handed: Handed, started: Instant) -> Result<Taken, 
             incoming: true,
         },
         store: app.store.clone(),
-        router: app.router.current(),
+        router: app.live.router.current(),
         now: app.clock.now(),
         agency: agency.clone(),
     };

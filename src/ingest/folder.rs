@@ -382,6 +382,7 @@ impl Watcher {
         })?;
         let mapping = self
             .app
+            .live
             .mappings
             .current()
             .get(mapping_id)
@@ -389,6 +390,7 @@ impl Watcher {
             .ok_or_else(|| ApiError::UnknownMapping(mapping_id.to_string()))?;
         let allowed = self
             .app
+            .live
             .registry
             .current()
             .get(&self.agency)

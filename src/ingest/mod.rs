@@ -46,42 +46,27 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::exchange::CommitterHandle;
-use crate::identity::Registry;
-use crate::mapping::MappingSet;
-use crate::store::Store;
-use crate::subject::IdentifierExceptions;
 use crate::telemetry::events;
 
-/// Everything a request needs.
+/// Everything a request needs: the node's shared state (`crate::node::Node`, read through
+/// `app.store`, `app.live`… by `Deref`) and the agency API's own bounds and token authority.
 pub struct App {
-    pub config: Config,
-    /// Replaced whole by a reload (issue #26).
-    pub mappings: crate::swap::Swap<MappingSet>,
-    pub registry: crate::swap::Swap<Registry>,
-    pub store: Store,
-    pub committer: CommitterHandle,
-    pub exceptions: IdentifierExceptions,
-    pub clock: SharedClock,
-    /// The sharing, disclosure and public-notice rules in force (replaced on SIGHUP).
-    pub router: crate::sharing::SharedRouter,
-    pub calendar: crate::calendar::SharedCalendar,
-    /// Objection filing windows and review deadlines.
-    pub objection_rules: crate::swap::Swap<crate::objections::rules::ObjectionRules>,
-    /// Repair deadlines and eligibility rules.
-    pub repair_rules: crate::swap::Swap<crate::repairs::rules::RepairRules>,
+    pub node: Arc<crate::node::Node>,
     /// KiB of request bodies in flight (`server.max_inflight_mb`); `None`: unbounded.
     pub inflight: Option<Arc<Semaphore>>,
     /// Files received and read at once (`ingest.files_at_once`).
     pub files: Arc<Semaphore>,
     /// The free-space reserve of the data directory.
     pub disk: Arc<crate::store::space::DiskGuard>,
-    /// Credit evaluation; `None` when `evaluation.enabled` is off.
-    pub evaluation: Option<crate::evaluation::engine::Engine>,
     /// Verifies authorized-query tokens (GD Art. 21).
     pub authority: crate::evaluation::authz::Authority,
+}
+
+impl std::ops::Deref for App {
+    type Target = crate::node::Node;
+    fn deref(&self) -> &crate::node::Node {
+        &self.node
+    }
 }
 
 /// How long a connection whose request was on its way when shutdown began may take to show its
@@ -196,7 +181,7 @@ pub async fn serve(
                 .unwrap_or_default();
             let agency = chain
                 .first()
-                .and_then(|cert| app.registry.current().identify(cert.as_ref()));
+                .and_then(|cert| app.live.registry.current().identify(cert.as_ref()));
             let who = agency.as_ref().map(|a| a.id.clone());
             let Some(_slot) = slots.take(who.as_deref()) else {
                 events::connection_refused(

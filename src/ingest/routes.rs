@@ -203,7 +203,7 @@ async fn push_records(
     agency.check_rate().map_err(ApiError::RateLimited)?;
     let mapping_id =
         query_param(req.uri().query().unwrap_or(""), "mapping").ok_or(ApiError::MissingMapping)?;
-    let mappings = app.mappings.current();
+    let mappings = app.live.mappings.current();
     let mapping = mappings
         .get(&mapping_id)
         .ok_or_else(|| ApiError::UnknownMapping(mapping_id.clone()))?;
@@ -221,7 +221,7 @@ async fn push_records(
         incoming: true,
     };
     let mapping_owned: Mapping = mapping.clone();
-    let router = app.router.current();
+    let router = app.live.router.current();
     let now = app.clock.now();
     let body_for_map = body.clone();
     let store = app.store.clone();
@@ -493,7 +493,7 @@ async fn post_correction(
         });
     }
     let request = json_body(app, req).await?;
-    let (calendar, router) = (app.calendar.current(), app.router.current());
+    let (calendar, router) = (app.live.calendar.current(), app.live.router.current());
     let medical_insurance = &app.config.corrections.medical_insurance_agencies;
     let ctx = Context {
         store: &app.store,
@@ -584,9 +584,9 @@ fn objection_context(
     crate::objections::flow::Context {
         store: &app.store,
         committer: &app.committer,
-        router: app.router.current(),
+        router: app.live.router.current(),
         calendar,
-        rules: app.objection_rules.current(),
+        rules: app.live.objections.current(),
         exceptions: &app.exceptions,
         destinations: &app.config.destinations,
         now: app.clock.now(),
@@ -611,7 +611,7 @@ async fn file_objection(
     let parties = objection_parties(app);
     parties.admit_filer(&agency.id)?;
     let request = json_body(app, req).await?;
-    let ctx = objection_context(app, app.calendar.current());
+    let ctx = objection_context(app, app.live.calendar.current());
     let body = parties.file(&ctx, &agency.id, request).await?;
     Ok(json_response(StatusCode::CREATED, &body))
 }
@@ -649,7 +649,7 @@ async fn resolve_objection(
         medical_insurance,
         &agency.id,
     );
-    let ctx = objection_context(app, app.calendar.current());
+    let ctx = objection_context(app, app.live.calendar.current());
     let resolver = Resolver {
         destinations: &app.config.destinations,
         medical_insurance_agencies: medical_insurance,
@@ -677,7 +677,7 @@ async fn review_objection(
     let parties = objection_parties(app);
     parties.admit_review(&agency.id)?;
     let request = json_body(app, req).await?;
-    let ctx = objection_context(app, app.calendar.current());
+    let ctx = objection_context(app, app.live.calendar.current());
     let body = parties.review(&ctx, &agency.id, id, request).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -689,9 +689,9 @@ fn repair_context(
     crate::repairs::flow::Context {
         store: &app.store,
         committer: &app.committer,
-        router: app.router.current(),
+        router: app.live.router.current(),
         calendar,
-        rules: app.repair_rules.current(),
+        rules: app.live.repairs.current(),
         exceptions: &app.exceptions,
         destinations: &app.config.destinations,
         now: app.clock.now(),
@@ -714,7 +714,7 @@ async fn apply_repair(
     let applicants = applicants(app);
     applicants.admit(&agency.id)?;
     let request = json_body(app, req).await?;
-    let ctx = repair_context(app, app.calendar.current());
+    let ctx = repair_context(app, app.live.calendar.current());
     let body = applicants.apply(&ctx, &agency.id, request).await?;
     Ok(json_response(StatusCode::CREATED, &body))
 }
@@ -744,7 +744,7 @@ async fn decide_repair(
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
     let request = json_body(app, req).await?;
-    let ctx = repair_context(app, app.calendar.current());
+    let ctx = repair_context(app, app.live.calendar.current());
     let body = crate::repairs::agency::decide(&ctx, &agency.id, id, request).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -757,7 +757,7 @@ async fn extend_repair(
     req: Request<RequestBody>,
 ) -> Result<Resp, ApiError> {
     let request = json_body(app, req).await?;
-    let ctx = repair_context(app, app.calendar.current());
+    let ctx = repair_context(app, app.live.calendar.current());
     let body = crate::repairs::agency::extend(&ctx, &agency.id, id, request).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -771,7 +771,7 @@ async fn commitment_broken(
 ) -> Result<Resp, ApiError> {
     agency.check_rate().map_err(ApiError::RateLimited)?;
     let request = json_body(app, req).await?;
-    let ctx = repair_context(app, app.calendar.current());
+    let ctx = repair_context(app, app.live.calendar.current());
     let body = crate::repairs::agency::commitment_broken(&ctx, &agency.id, id, request).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
@@ -866,7 +866,7 @@ async fn change_standing(
     let ctx = crate::ledger::ops::OpContext {
         store: &app.store,
         committer: &app.committer,
-        router: app.router.current(),
+        router: app.live.router.current(),
         exceptions: &app.exceptions,
         now: app.clock.now(),
         by: &agency.id,
@@ -879,6 +879,7 @@ async fn change_standing(
 
 fn mappings(app: &App, agency: &Agency) -> Resp {
     let list: Vec<_> = app
+        .live
         .mappings
         .current()
         .iter()

@@ -46,38 +46,35 @@ use hyper::{Request, Response, StatusCode};
 use crate::answer::Refusal;
 use crate::telemetry::events;
 
-/// What the operator endpoints work on.
+/// What the operator endpoints work on: the node's shared state (`crate::node::Node`, read
+/// through `ops.store`, `ops.live`… by `Deref`) and the operator server's own.
 pub struct Ops {
-    /// The rule data in force, its files, and the reload (issue #26).
-    pub live: crate::rulebook::Live,
+    pub node: Arc<crate::node::Node>,
+    /// The rule files in force and the reload (issue #26).
     pub rule_files: std::sync::Arc<crate::rulebook::in_force::Files>,
     pub reloader: std::sync::Arc<crate::rulebook::reload::Reloader>,
     /// Each platform's last failed answer (this node's deliveries).
     pub last_answers: crate::delivery::LastAnswers,
-    pub store: crate::store::Store,
-    pub committer: crate::exchange::CommitterHandle,
     pub destinations: Vec<String>,
     /// Present only with `corrections.dangerous_manual_clock` (tests).
     pub manual_clock: Option<crate::clock::ManualClock>,
-    pub clock: crate::clock::SharedClock,
-    pub router: crate::sharing::SharedRouter,
-    pub exceptions: crate::subject::IdentifierExceptions,
-    pub calendar: crate::calendar::SharedCalendar,
-    pub objection_rules: crate::swap::Swap<crate::objections::rules::ObjectionRules>,
-    pub evaluation: Option<crate::evaluation::engine::Engine>,
     /// Where the manual clock's last setting is kept, so a restarted test gateway resumes at the
     /// time the test set rather than at the system's.
     pub manual_clock_file: std::path::PathBuf,
-    /// Operators, sessions and the CLI's token.
-    pub gate: Arc<crate::operators::Gate>,
     /// Whether the admin listener is HTTPS (cookies are then `Secure`).
     pub admin_tls: bool,
-    pub config: crate::config::Config,
     pub metrics: Option<PrometheusHandle>,
     pub readiness: Arc<Readiness>,
     /// The agency API's state, for files handed in at the console (set once it exists; weak, so
     /// the console never keeps the writer alive at shutdown).
     pub uploads: std::sync::OnceLock<std::sync::Weak<crate::ingest::App>>,
+}
+
+impl std::ops::Deref for Ops {
+    type Target = crate::node::Node;
+    fn deref(&self) -> &crate::node::Node {
+        &self.node
+    }
 }
 pub async fn serve(
     listener: TcpListener,
@@ -134,7 +131,7 @@ pub async fn serve(
                                 &ops.rule_files,
                                 today,
                             );
-                            let note = ops.calendar.current().coverage_note(today);
+                            let note = ops.live.calendar.current().coverage_note(today);
                             if note.is_some() || !warnings.is_empty() {
                                 let mut body = if ready.is_ready() {
                                     "ready\n".to_string()
@@ -222,7 +219,7 @@ async fn gated(
     if path == "/console" || path.starts_with("/console/") {
         return console::serve(ops, req, peer).await;
     }
-    let Some(auth) = ops.gate.authenticate(req.headers()) else {
+    let Some(auth) = ops.live.gate.authenticate(req.headers()) else {
         return refuse(Refusal::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -241,7 +238,7 @@ async fn gated(
             return refuse(Refusal::new(StatusCode::FORBIDDEN, "csrf_refused", why));
         }
         if let Some(s) = &auth.session {
-            ops.gate.sign_out(s);
+            ops.live.gate.sign_out(s);
         }
         audit_request(&ops, &auth.principal, &method, &path, 200).await;
         let mut resp = json(StatusCode::OK, serde_json::json!({"signed_out": true}));

@@ -170,7 +170,7 @@ async fn ledger(
     let ctx = OpContext {
         store: &ops.store,
         committer: &ops.committer,
-        router: ops.router.current(),
+        router: ops.live.router.current(),
         exceptions: &ops.exceptions,
         now: ops.clock.now(),
         by,
@@ -196,9 +196,9 @@ async fn objections(
     let ctx = crate::objections::flow::Context {
         store: &ops.store,
         committer: &ops.committer,
-        router: ops.router.current(),
-        calendar: ops.calendar.current(),
-        rules: ops.objection_rules.current(),
+        router: ops.live.router.current(),
+        calendar: ops.live.calendar.current(),
+        rules: ops.live.objections.current(),
         exceptions: &ops.exceptions,
         destinations: &[],
         now: ops.clock.now(),
@@ -309,12 +309,12 @@ async fn evaluation(
         Some(Ok(command)) => command,
     };
     let conflict = command.conflict_code();
-    let calendar = ops.calendar.current();
+    let calendar = ops.live.calendar.current();
     match crate::evaluation::ops::run(
         engine,
         &ops.committer,
         &calendar,
-        ops.objection_rules.current().longest_filing_working_days(),
+        ops.live.objections.current().longest_filing_working_days(),
         ops.clock.now(),
         command,
     )

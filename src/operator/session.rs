@@ -126,13 +126,13 @@ pub async fn sign_in(
     password: &str,
     peer: std::net::IpAddr,
 ) -> Result<(String, String, crate::config::OperatorRole), crate::operators::SignInError> {
-    let gate = ops.gate.clone();
+    let gate = ops.live.gate.clone();
     let (n, p) = (name.to_string(), password.to_string());
     let result = tokio::task::spawn_blocking(move || gate.sign_in(&n, &p, peer))
         .await
         .unwrap_or(Err(crate::operators::SignInError::Wrong));
     // A name no operator has may be a password typed in the wrong field: only its hash is kept.
-    let shown_name = if ops.gate.knows(name) {
+    let shown_name = if ops.live.gate.knows(name) {
         name.to_string()
     } else {
         format!("unknown:{}", ops.store.private_token(name.as_bytes()))

@@ -897,9 +897,9 @@ fn objection_ctx(ops: &Ops) -> crate::objections::flow::Context<'_> {
     crate::objections::flow::Context {
         store: &ops.store,
         committer: &ops.committer,
-        router: ops.router.current(),
-        calendar: ops.calendar.current(),
-        rules: ops.objection_rules.current(),
+        router: ops.live.router.current(),
+        calendar: ops.live.calendar.current(),
+        rules: ops.live.objections.current(),
         exceptions: &ops.exceptions,
         destinations: &ops.config.destinations,
         now: ops.clock.now(),
@@ -1052,8 +1052,8 @@ fn repair_ctx(ops: &Ops) -> crate::repairs::flow::Context<'_> {
     crate::repairs::flow::Context {
         store: &ops.store,
         committer: &ops.committer,
-        router: ops.router.current(),
-        calendar: ops.calendar.current(),
+        router: ops.live.router.current(),
+        calendar: ops.live.calendar.current(),
         rules: ops.live.repairs.current(),
         exceptions: &ops.exceptions,
         destinations: &ops.config.destinations,

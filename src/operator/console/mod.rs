@@ -105,7 +105,11 @@ async fn route(
         }
         (&Method::GET, "/console/login") => {
             // Said on the page itself: nobody can sign in until an operator is configured.
-            let hint = ops.gate.is_empty().then(|| i18n::t(lang, "no_operator"));
+            let hint = ops
+                .live
+                .gate
+                .is_empty()
+                .then(|| i18n::t(lang, "no_operator"));
             return html(StatusCode::OK, pages::login(lang, hint));
         }
         (&Method::POST, "/console/login") => {
@@ -138,7 +142,7 @@ async fn route(
         }
         _ => {}
     }
-    let Some(auth) = ops.gate.authenticate(req.headers()) else {
+    let Some(auth) = ops.live.gate.authenticate(req.headers()) else {
         return redirect("/console/login");
     };
     let today = ops
@@ -288,7 +292,7 @@ async fn post(
     match path {
         "/console/logout" => {
             if let Some(s) = session {
-                ops.gate.sign_out(s);
+                ops.live.gate.sign_out(s);
             }
             crate::operator::audit_request(ops, &viewer.principal, &Method::POST, path, 303).await;
             let mut r = redirect("/console/login");

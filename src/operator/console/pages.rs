@@ -259,7 +259,7 @@ fn problems(ops: &Ops, l: Lang, metrics: &str) -> Vec<String> {
 /// Open corrections, objection reviews and repair decisions due within one working day.
 fn deadlines_at_risk(ops: &Ops) -> usize {
     let now = ops.clock.now();
-    let calendar = ops.calendar.current();
+    let calendar = ops.live.calendar.current();
     let soon = |d: time::OffsetDateTime| {
         d >= now && calendar.working_days_left(now, d).is_ok_and(|n| n <= 1)
     };
@@ -357,7 +357,7 @@ pub fn overview(ops: &Ops, v: &Viewer) -> String {
             )
         })
         .collect();
-    let calendar = ops.calendar.current();
+    let calendar = ops.live.calendar.current();
     let last = *calendar.known_years().end();
     let days_left = time::Date::from_calendar_date(last, time::Month::December, 31)
         .map(|end| (end - crate::evaluation::engine::today(now)).whole_days())
@@ -584,7 +584,7 @@ pub(super) fn countdown_cell(
     if now > deadline {
         return format!("<td class=\"bad countdown\">{}</td>", t(l, "overdue"));
     }
-    match ops.calendar.current().working_days_left(now, deadline) {
+    match ops.live.calendar.current().working_days_left(now, deadline) {
         Ok(n) => format!(
             "<td class=\"{} countdown\">{n}</td>",
             if n <= 1 { "warn" } else { "ok" }
@@ -807,7 +807,7 @@ async fn lookup(ops: &Ops, v: &Viewer, q: &str) -> Vec<(String, Value)> {
     let ctx = crate::ledger::ops::OpContext {
         store: &ops.store,
         committer: &ops.committer,
-        router: ops.router.current(),
+        router: ops.live.router.current(),
         exceptions: &ops.exceptions,
         now: ops.clock.now(),
         by: &v.principal.name(),

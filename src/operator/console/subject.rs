@@ -141,7 +141,7 @@ fn held_until(
     let Ok(record) = crate::record::validate_owned(value, &ctx) else {
         return (None, None);
     };
-    let router = ops.router.current();
+    let router = ops.live.router.current();
     let notice = router.notice();
     (
         notice.window(&record).map(|w| w.until),
@@ -751,7 +751,7 @@ async fn standing(ops: &Ops, v: &Viewer, exit: bool, form: &HashMap<String, Stri
     let ctx = crate::ledger::ops::OpContext {
         store: &ops.store,
         committer: &ops.committer,
-        router: ops.router.current(),
+        router: ops.live.router.current(),
         exceptions: &ops.exceptions,
         now: ops.clock.now(),
         by: &by,
@@ -800,12 +800,12 @@ async fn evaluation_step(
             by: v.principal.name(),
         }
     };
-    let calendar = ops.calendar.current();
+    let calendar = ops.live.calendar.current();
     match crate::evaluation::ops::run(
         engine,
         &ops.committer,
         &calendar,
-        ops.objection_rules.current().longest_filing_working_days(),
+        ops.live.objections.current().longest_filing_working_days(),
         ops.clock.now(),
         command,
     )

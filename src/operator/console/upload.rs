@@ -231,14 +231,14 @@ async fn take_upload(
             .filter(|s| !s.is_empty())
     };
     let agency_id = field("agency").unwrap_or_default();
-    let Some(agency) = app.registry.current().get(&agency_id) else {
+    let Some(agency) = app.live.registry.current().get(&agency_id) else {
         return Err((
             StatusCode::BAD_REQUEST,
             refused(l, "请选择已配置的单位。", "Choose a configured agency."),
         ));
     };
     let mapping_id = field("mapping").unwrap_or_default();
-    let Some(mapping) = app.mappings.current().get(&mapping_id).cloned() else {
+    let Some(mapping) = app.live.mappings.current().get(&mapping_id).cloned() else {
         return Err((
             StatusCode::BAD_REQUEST,
             refused(l, "请选择映射。", "Choose a mapping."),

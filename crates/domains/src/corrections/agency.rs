@@ -40,10 +40,9 @@ pub async fn file(
         mark,
         forward,
     } = prepare(ctx, caller, may_correct_others, request)?;
-    let (stored, audit) =
-        super::stage::commit(committer, correction, record, plan, mark, forward)
-            .await
-            .map_err(|e| CorrectionError::Storage(e.to_string()))?;
+    let (stored, audit) = super::stage::commit(committer, correction, record, plan, mark, forward)
+        .await
+        .map_err(|e| CorrectionError::Storage(e.to_string()))?;
     events::correction_received(
         &stored.id,
         &stored.record_id,
@@ -101,8 +100,13 @@ mod tests {
     #[test]
     fn an_unknown_state_is_the_callers_to_fix() {
         let (store, _) = crate::store::memory::store();
-        let e = visible(&store, time::OffsetDateTime::UNIX_EPOCH, ("tax", false), Some("lost"))
-            .unwrap_err();
+        let e = visible(
+            &store,
+            time::OffsetDateTime::UNIX_EPOCH,
+            ("tax", false),
+            Some("lost"),
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "bad_correction");
         assert_eq!(e.status(), http::StatusCode::UNPROCESSABLE_ENTITY);
         assert!(e.message().contains("no_platform"));

@@ -12,7 +12,7 @@
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::authz::{AuthzError, Authority};
+use super::authz::{Authority, AuthzError};
 use super::engine::{Engine, EvaluationError};
 use super::publish::PublishError;
 use crate::answer::{Answer, StorageUnavailable};
@@ -227,9 +227,18 @@ mod tests {
     #[test]
     fn an_authorization_for_another_subject_or_scope_is_forbidden_the_rest_unauthorized() {
         use http::StatusCode as S;
-        assert_eq!(Refused::Authorization(AuthzError::OtherSubject).status(), S::FORBIDDEN);
-        assert_eq!(Refused::Authorization(AuthzError::WrongScope).status(), S::FORBIDDEN);
-        assert_eq!(Refused::Authorization(AuthzError::Expired).status(), S::UNAUTHORIZED);
+        assert_eq!(
+            Refused::Authorization(AuthzError::OtherSubject).status(),
+            S::FORBIDDEN
+        );
+        assert_eq!(
+            Refused::Authorization(AuthzError::WrongScope).status(),
+            S::FORBIDDEN
+        );
+        assert_eq!(
+            Refused::Authorization(AuthzError::Expired).status(),
+            S::UNAUTHORIZED
+        );
         assert_eq!(
             Refused::Authorization(AuthzError::UnknownIssuer).code(),
             "authorization_invalid"

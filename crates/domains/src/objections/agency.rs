@@ -125,9 +125,7 @@ impl Parties<'_> {
     ) -> Result<Value, ObjectionError> {
         let state = match state {
             None => None,
-            Some(s) => {
-                Some(State::parse(s).ok_or_else(|| ObjectionError::UnknownState(s.into()))?)
-            }
+            Some(s) => Some(State::parse(s).ok_or_else(|| ObjectionError::UnknownState(s.into()))?),
         };
         let visible = self.visible(store, now, state, caller, reads_archives)?;
         Ok(json!({ "objections": visible }))
