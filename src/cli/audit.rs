@@ -71,12 +71,22 @@ pub(super) fn record_offline(
     })
 }
 
+/// The audit command the CLI's arguments name (`audit::ops`, the same the operator API runs).
+fn as_command(cmd: &AuditCommand) -> crate::audit::ops::Command {
+    use crate::audit::ops::Command;
+    match *cmd {
+        AuditCommand::Verify => Command::Verify,
+        AuditCommand::Checkpoint { .. } => Command::Checkpoint,
+        AuditCommand::Show { from, limit } => Command::Entries {
+            from,
+            limit,
+            kind: None,
+        },
+    }
+}
+
 fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
-    let path = match cmd {
-        AuditCommand::Verify => "/audit/verify".to_string(),
-        AuditCommand::Checkpoint { .. } => "/audit/checkpoint".to_string(),
-        AuditCommand::Show { from, limit } => format!("/audit/entries?from={from}&limit={limit}"),
-    };
+    let path = as_command(cmd).path();
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,6 +105,26 @@ fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
         eprintln!("{value}");
         return ExitCode::from(2);
     }
+    print(cmd, &value)
+}
+
+/// The gateway stopped: the same command on the store itself.
+fn audit_command(
+    store: &crate::store::Store,
+    cmd: &AuditCommand,
+    now: time::OffsetDateTime,
+) -> ExitCode {
+    match crate::audit::ops::run(store, now, &as_command(cmd)) {
+        Ok(value) => print(cmd, &value),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// An audit command's answer as the operator reads it; exit 1 for a broken chain.
+fn print(cmd: &AuditCommand, value: &serde_json::Value) -> ExitCode {
     match cmd {
         AuditCommand::Verify if value["ok"] == true => {
             say!(
@@ -124,49 +154,6 @@ fn running(config: &Config, cmd: &AuditCommand, local: &str) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-    }
-}
-
-fn audit_command(
-    store: &crate::store::Store,
-    cmd: &AuditCommand,
-    now: time::OffsetDateTime,
-) -> ExitCode {
-    match *cmd {
-        AuditCommand::Verify => match crate::audit::verify(store) {
-            Ok(head) => {
-                say!("audit chain OK: {} entries, head {}", head.seq, head.hash);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                say!("audit chain BROKEN: {e}");
-                ExitCode::from(1)
-            }
-        },
-        AuditCommand::Show { from, limit } => {
-            match crate::audit::entries_from(store, from, limit) {
-                Ok(entries) => {
-                    for e in entries {
-                        say!("{}", serde_json::to_string(&e).unwrap_or_default());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        AuditCommand::Checkpoint { .. } => match crate::audit::checkpoint(store, now) {
-            Ok(doc) => {
-                say!("{doc}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
     }
 }
 

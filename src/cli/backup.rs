@@ -22,7 +22,11 @@ pub(super) fn backup(config: &Config, dir: &Path) -> ExitCode {
         }
     };
     if super::local_gateway_runs(config) {
-        let path = format!("/backup?dir={}", encode(&dir.display().to_string()));
+        let path = format!(
+            "{}?dir={}",
+            crate::backup::route::BACKUP,
+            encode(&dir.display().to_string())
+        );
         return match runtime.block_on(super::outbox::admin_request(config, "POST", &path)) {
             Ok((status, value)) if status.is_success() => {
                 say!(

@@ -7,19 +7,16 @@ use super::OutboxCommand;
 use crate::config::Config;
 
 pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCode {
-    let parsed = match state.as_deref().map(crate::corrections::State::parse) {
-        Some(None) => {
-            eprintln!("--state: use pending, overdue, delivered_on_time, delivered_late, delivered or no_platform");
-            return ExitCode::from(2);
-        }
-        Some(Some(s)) => Some(s),
-        None => None,
-    };
+    if let Some(None) = state.as_deref().map(crate::corrections::State::parse) {
+        eprintln!("--state: use pending, overdue, delivered_on_time, delivered_late, delivered or no_platform");
+        return ExitCode::from(2);
+    }
     let result = match super::open_local(config) {
         Ok(store) => {
-            let listed = crate::corrections::list(&store, crate::app::clock(config).now(), parsed)
-                .map(|l| serde_json::json!({"corrections": l}))
-                .map_err(|e| e.to_string());
+            use crate::answer::Answer;
+            let now = crate::app::clock(config).now();
+            let listed = crate::corrections::ops::list(&store, now, state.as_deref())
+                .map_err(|e| e.message());
             // A read the chain does not record is not shown (as through the admin endpoint).
             super::audit::record_offline(&store, crate::app::clock(config), "corrections list")
                 .and(listed)
@@ -33,7 +30,8 @@ pub(super) fn corrections_list(config: &Config, state: Option<String>) -> ExitCo
                     .block_on(admin_get(
                         config,
                         &format!(
-                            "/corrections{}",
+                            "{}{}",
+                            crate::corrections::ops::route::LIST,
                             state.map(|s| format!("?state={s}")).unwrap_or_default()
                         ),
                     ))

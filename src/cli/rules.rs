@@ -52,7 +52,11 @@ async fn in_force(config: &Config, region: Option<String>, date: Option<String>)
     if let Some(d) = day {
         query.push(format!("date={d}"));
     }
-    let path = format!("/rules/in-force?{}", query.join("&"));
+    let path = format!(
+        "{}?{}",
+        crate::rulebook::ops::route::IN_FORCE,
+        query.join("&")
+    );
     if let Ok((status, value)) = super::outbox::admin_request(config, "GET", &path).await {
         return print(status.is_success(), &value);
     }
@@ -82,7 +86,7 @@ async fn in_force(config: &Config, region: Option<String>, date: Option<String>)
 }
 
 async fn reload(config: &Config) -> ExitCode {
-    match super::outbox::admin_request(config, "POST", "/rules/reload").await {
+    match super::outbox::admin_request(config, "POST", crate::rulebook::ops::route::RELOAD).await {
         Ok((status, value)) => print(status.is_success(), &value),
         Err(e) => {
             eprintln!("no running gateway answers ({e}); the rules are read at its next start");

@@ -49,27 +49,41 @@ mod tests {
     /// The route constants the domains export (`crate::outbox::ops::route::REPLAY` ->
     /// `/outbox/replay`).
     /// Each domain's operator commands: its route constants and the parser of its requests.
-    const DOMAIN_OPS: [(&str, &str); 5] = [
+    /// (module path, source): `crate::{module path}::route::X` is a constant of the source.
+    const DOMAIN_OPS: [(&str, &str); 9] = [
         (
-            "objections",
+            "objections::ops",
             include_str!("../../crates/domains/src/objections/ops.rs"),
         ),
         (
-            "repairs",
+            "repairs::ops",
             include_str!("../../crates/domains/src/repairs/ops.rs"),
         ),
         (
-            "evaluation",
+            "evaluation::ops",
             include_str!("../../crates/domains/src/evaluation/ops.rs"),
         ),
         (
-            "ledger",
+            "ledger::ops",
             include_str!("../../crates/domains/src/ledger/ops.rs"),
         ),
         (
-            "outbox",
+            "outbox::ops",
             include_str!("../../crates/domains/src/outbox/ops.rs"),
         ),
+        (
+            "audit::ops",
+            include_str!("../../crates/domains/src/audit/ops.rs"),
+        ),
+        (
+            "corrections::ops",
+            include_str!("../../crates/domains/src/corrections/ops.rs"),
+        ),
+        (
+            "rulebook::ops",
+            include_str!("../../crates/domains/src/rulebook/ops.rs"),
+        ),
+        ("backup", include_str!("../../crates/domains/src/backup.rs")),
     ];
 
     fn route_constants() -> Vec<(String, String)> {
@@ -83,10 +97,7 @@ mod tests {
                     continue;
                 };
                 if let Some((path, _)) = value.split_once('"') {
-                    out.push((
-                        format!("crate::{module}::ops::route::{name}"),
-                        path.to_string(),
-                    ));
+                    out.push((format!("crate::{module}::route::{name}"), path.to_string()));
                 }
             }
         }
@@ -104,7 +115,7 @@ mod tests {
         )
         .to_string();
         for (module, domain) in DOMAIN_OPS {
-            source.push_str(&domain.replace("route::", &format!("crate::{module}::ops::route::")));
+            source.push_str(&domain.replace("route::", &format!("crate::{module}::route::")));
         }
         let constants = route_constants();
         let mut out = Vec::new();

@@ -31,7 +31,7 @@ pub(super) async fn operator(
         }
         return dangerous_clock(&ops, &req);
     }
-    if path == "/corrections" {
+    if path == crate::corrections::ops::route::LIST {
         // Audited before it is answered, like every other operator read (`outbox stats`).
         if let Err(e) = crate::outbox::ops::audit_command(
             &ops.committer,
@@ -64,7 +64,7 @@ pub(super) async fn operator(
     if path.starts_with("/rules/") {
         return rules(&ops, &req, by).await;
     }
-    if path == "/backup" {
+    if path == crate::backup::route::BACKUP {
         return backup(&ops, &req, by).await;
     }
     if path.starts_with("/objections/") {
@@ -144,11 +144,7 @@ async fn outbox(
             "not_found",
             "no such entry",
         )),
-        Err(e) => refuse(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            e.to_string(),
-        )),
+        Err(_) => refuse_answer(&crate::answer::StorageUnavailable),
     }
 }
 
@@ -222,60 +218,16 @@ async fn repairs(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Fu
     }
 }
 
-/// The query string as a map, values percent-decoded.
 /// `GET /audit/verify`, `/audit/checkpoint`, `/audit/entries?from=N&limit=L&kind=K` while the
-/// gateway runs (auditors). `/audit/entries` looks at most `limit` (≤ 1,000) entries from `from`
-/// and answers at most `audit::PAGE_MAX_BYTES` of them, with `next`: the `from` of the next page
-/// (`null` at the end of the chain).
+/// gateway runs (auditors): `audit::ops`.
 fn audit(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let query = decoded_query(req);
-    match req.uri().path() {
-        "/audit/verify" => match crate::audit::verify(&ops.store) {
-            Ok(head) => json(
-                StatusCode::OK,
-                serde_json::json!({"ok": true, "head": head}),
-            ),
-            Err(e) => json(
-                StatusCode::OK,
-                serde_json::json!({"ok": false, "broken": e.to_string()}),
-            ),
-        },
-        "/audit/checkpoint" => match crate::audit::checkpoint(&ops.store, ops.clock.now()) {
-            Ok(doc) => json(StatusCode::OK, doc),
-            Err(e) => refuse(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                e.to_string(),
-            )),
-        },
-        "/audit/entries" => {
-            let from = query.get("from").and_then(|v| v.parse().ok()).unwrap_or(1);
-            let limit: usize = query
-                .get("limit")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(100)
-                .min(1000);
-            let kind = query.get("kind").filter(|k| !k.is_empty());
-            // Bounded in bytes too: `next` is where the following page starts.
-            match crate::audit::page(
-                &ops.store,
-                from,
-                limit,
-                crate::audit::PAGE_MAX_BYTES,
-                kind.map(String::as_str),
-            ) {
-                Ok(page) => json(
-                    StatusCode::OK,
-                    serde_json::json!({"entries": page.entries, "next": page.next}),
-                ),
-                Err(e) => refuse(Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    e.to_string(),
-                )),
-            }
-        }
-        _ => not_found(),
+    let Some(command) = crate::audit::ops::command(req.uri().path(), &query) else {
+        return not_found();
+    };
+    match crate::audit::ops::run(&ops.store, ops.clock.now(), &command) {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(_) => refuse_answer(&crate::answer::StorageUnavailable),
     }
 }
 
@@ -374,43 +326,18 @@ async fn backup(
 async fn rules(ops: &Ops, req: &Request<hyper::body::Incoming>, by: &str) -> Response<Full<Bytes>> {
     let query = decoded_query(req);
     match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/rules/in-force") => {
-            let region = match query.get("region").filter(|r| !r.is_empty()) {
-                Some(r) => match crate::rulebook::in_force::parse_region(r) {
-                    Ok(r) => Some(r),
-                    Err(message) => {
-                        return refuse(Refusal::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_query",
-                            message,
-                        ))
-                    }
-                },
-                None => None,
-            };
-            let day = match query.get("date").filter(|d| !d.is_empty()) {
-                Some(d) => match crate::record::parse_date(d) {
-                    Some(d) => d,
-                    None => {
-                        return refuse(Refusal::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_query",
-                            "date must be YYYY-MM-DD",
-                        ))
-                    }
-                },
-                None => ops
-                    .clock
-                    .now()
-                    .to_offset(crate::calendar::CHINA_OFFSET)
-                    .date(),
-            };
-            json(
-                StatusCode::OK,
-                crate::rulebook::in_force::view(&ops.live, &ops.rule_files, region.as_deref(), day),
-            )
+        ("GET", crate::rulebook::ops::route::IN_FORCE) => {
+            let today = ops
+                .clock
+                .now()
+                .to_offset(crate::calendar::CHINA_OFFSET)
+                .date();
+            match crate::rulebook::ops::in_force(&ops.live, &ops.rule_files, &query, today) {
+                Ok(v) => json(StatusCode::OK, v),
+                Err(e) => refuse_answer(&e),
+            }
         }
-        ("POST", "/rules/reload") => {
+        ("POST", crate::rulebook::ops::route::RELOAD) => {
             let report = ops
                 .reloader
                 .reload(crate::rulebook::reload::Trigger::Operator, by)
@@ -447,7 +374,7 @@ fn decoded_query(
 /// the state it found (each domain names its own: `objection_state`, `repair_state`…).
 fn op_error(e: crate::ledger::ops::OpError, conflict: &'static str) -> Response<Full<Bytes>> {
     use crate::answer::Answer;
-    let mut refusal = Refusal::new(e.status(), e.code(), e.to_string());
+    let mut refusal = Refusal::new(e.status(), e.code(), e.message());
     if matches!(e, crate::ledger::ops::OpError::Conflict(_)) {
         refusal.code = conflict;
     }
@@ -466,6 +393,11 @@ fn not_found() -> Response<Full<Bytes>> {
 /// Every refusal of the operator API, answered in the one shape (`crate::answer`).
 pub(super) fn refuse(refusal: Refusal) -> Response<Full<Bytes>> {
     json(refusal.status, crate::answer::body(&refusal))
+}
+
+/// A domain's error, answered as it says (its status, code, message and retry).
+fn refuse_answer(e: &dyn crate::answer::Answer) -> Response<Full<Bytes>> {
+    json(e.status(), crate::answer::body(e))
 }
 
 /// Test builds only: `POST /dangerous/clock?set=2025-03-14T10:00:00%2B08:00` sets the manual
@@ -503,22 +435,14 @@ fn dangerous_clock(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<
     }
 }
 
-/// `GET /corrections?state=...` for `credit-gateway corrections list` while the gateway runs.
+/// `GET /corrections?state=...` for `credit-gateway corrections list` while the gateway runs:
+/// `corrections::ops`.
 fn corrections(ops: &Ops, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    let state = req
-        .uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("state="))
-        .and_then(crate::corrections::State::parse);
+    let query = decoded_query(req);
     crate::telemetry::events::operator_action("corrections_list", "");
-    match crate::corrections::list(&ops.store, ops.clock.now(), state) {
-        Ok(list) => json(StatusCode::OK, serde_json::json!({"corrections": list})),
-        Err(e) => refuse(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            e.to_string(),
-        )),
+    let state = query.get("state").map(String::as_str);
+    match crate::corrections::ops::list(&ops.store, ops.clock.now(), state) {
+        Ok(v) => json(StatusCode::OK, v),
+        Err(e) => refuse_answer(&e),
     }
 }

@@ -55,6 +55,12 @@ pub struct Manifest {
     pub key_file_excluded: String,
 }
 
+/// The operator API's path of the online backup: the operator server routes it and the CLI calls
+/// it by this constant.
+pub mod route {
+    pub const BACKUP: &str = "/backup";
+}
+
 /// Why a backup or a restore did not happen. Every one is the operator's to fix (a retry after
 /// the fix helps); the data directory in use is never touched by a failed one.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@
 //! exchange it records, so the chain has no gap and no fork across crashes.
 
 mod event;
+pub mod ops;
 
 pub use event::AuditEvent;
 

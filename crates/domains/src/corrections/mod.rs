@@ -32,6 +32,7 @@
 //! one [`crate::clock::Clock`]).
 
 pub mod agency;
+pub mod ops;
 pub mod request;
 pub mod stage;
 pub mod tracker;

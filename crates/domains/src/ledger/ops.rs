@@ -53,8 +53,12 @@ impl crate::answer::Answer for OpError {
             Self::Storage(_) => "storage_unavailable",
         }
     }
+    /// A storage failure says nothing of the engine (`answer::StorageUnavailable`).
     fn message(&self) -> String {
-        self.to_string()
+        match self {
+            Self::Storage(_) => crate::answer::StorageUnavailable.message(),
+            _ => self.to_string(),
+        }
     }
     fn retry(&self) -> bool {
         matches!(self, Self::Storage(_))

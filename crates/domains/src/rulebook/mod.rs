@@ -15,6 +15,7 @@
 //! mix of old and new; a kind whose hash did not change is not replaced.
 
 pub mod in_force;
+pub mod ops;
 pub mod reload;
 
 use std::collections::BTreeMap;
