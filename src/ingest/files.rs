@@ -14,7 +14,7 @@
 //!    stores nothing.
 //! 4. A second read maps and validates each row ([`crate::mapping::Mapping::normalize_row`]) and
 //!    hands them, in chunks of [`CHUNK_ROWS`] rows (at most `ingest.max_records_per_batch`),
-//!    to the same sorting and commit as a push (`routes::Sorting`, `routes::commit_batch`): each
+//!    to the same sorting and commit as a push (`push::Sorting`, `push::commit_batch`): each
 //!    chunk is one durable batch with its own receipt and `batch_received` audit entry naming
 //!    the file. A reading thread and the committing request pass chunks through a channel of
 //!    one, so at most a few chunks are in memory, whatever the file's size.
@@ -39,9 +39,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::body::RequestBody;
+use super::push::{commit_batch, Batch, Sorting};
 use super::receipt::{FilePart, NotListed, Rejected};
 use super::respond::{json_response, ApiError};
-use super::routes::{commit_batch, query_param, Batch, Sorting};
+use super::routes::query_param;
 use super::App;
 use crate::audit::AuditEvent;
 use crate::audit::Head;

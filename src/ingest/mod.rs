@@ -22,10 +22,11 @@
 mod admission;
 pub mod batch;
 mod body;
-mod evaluation;
 pub mod files;
 mod folder;
+mod mount;
 pub mod openapi;
+mod push;
 pub mod receipt;
 pub mod respond;
 mod routes;

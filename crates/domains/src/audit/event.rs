@@ -61,7 +61,7 @@ audit_events! {
     FileRepeated => "file_repeated",
     /// A file of the watched folder refused whole (`ingest/folder.rs`).
     FileRefused => "file_refused",
-    /// An authorized query of a subject's evaluation (`ingest/evaluation.rs`; GD Art. 21: every
+    /// An authorized query of a subject's evaluation (`evaluation/agency.rs`; GD Art. 21: every
     /// query audited).
     EvaluationQuery => "evaluation_query",
 

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{header, Request, Response, StatusCode};
 
-use super::respond::{json_response, ApiError};
-use super::App;
+use super::super::respond::{json_response, ApiError};
+use super::super::App;
 use crate::evaluation::agency::Desk;
 use crate::identity::Agency;
 
@@ -28,12 +28,12 @@ pub async fn authorized_query(
     agency: &Agency,
     id_type: &str,
     id: &str,
-    req: &Request<super::body::RequestBody>,
+    req: &Request<super::super::body::RequestBody>,
 ) -> Result<Resp, ApiError> {
     let desk = desk(app);
     // Whether the gateway answers such queries at all is said before the path is looked at.
     desk.admit_query()?;
-    let subject = super::routes::subject_id(app, id_type, id)?;
+    let subject = super::super::routes::subject_id(app, id_type, id)?;
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
