@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 
 use super::{EvaluationCommand, LedgerCommand, ObjectionsCommand, RepairsCommand, SubjectsCommand};
+use crate::command::OpError;
 use crate::config::Config;
-use crate::ledger::ops::{self, OpContext, OpError};
+use crate::ledger::ops::{self, OpContext};
 use crate::ledger::recheck::StandingRequest;
 
 pub(super) enum Op {

@@ -259,10 +259,8 @@ fn subject(app: &App, agency: &Agency, id_type: &str, id: &str) -> Result<Resp, 
     let id = percent_decode(id);
     let subject_id = SubjectId::parse(id_type, &id, &app.exceptions)
         .map_err(|e| ApiError::InvalidSubjectId(e.to_string()))?;
-    // LS Art. 20: an exited subject's archive is removed from view until it re-enters.
-    let archive = crate::archive::read_subject(&app.store, &subject_id)
-        .map_err(|_| ApiError::StorageUnavailable)?
-        .filter(|a| !a.subject.is_exited());
+    let archive = crate::archive::visible_subject(&app.store, &subject_id)
+        .map_err(|_| ApiError::StorageUnavailable)?;
     events::archive_read(&agency.id, archive.is_some());
     match archive {
         Some(a) => Ok(json_response(

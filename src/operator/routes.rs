@@ -158,7 +158,8 @@ async fn ledger(
     req: &Request<hyper::body::Incoming>,
     by: &str,
 ) -> Response<Full<Bytes>> {
-    use crate::ledger::ops::{command, run, OpContext, OpError};
+    use crate::command::OpError;
+    use crate::ledger::ops::{command, run, OpContext};
     let query = decoded_query(req);
     let Some(command) = command(req.method().as_str(), req.uri().path(), &query) else {
         return op_error(OpError::NotFound("endpoint"), "standing_unchanged");
@@ -253,7 +254,7 @@ async fn evaluation(
     ) {
         None => {
             return op_error(
-                crate::ledger::ops::OpError::NotFound("endpoint"),
+                crate::command::OpError::NotFound("endpoint"),
                 "cycle_not_ended",
             )
         }
@@ -372,10 +373,10 @@ fn decoded_query(
 /// An operator operation's error as the admin endpoint answers it; `conflict` names the 409.
 /// An operator command's error as its answer; `conflict` is the stable code of a step refused in
 /// the state it found (each domain names its own: `objection_state`, `repair_state`…).
-fn op_error(e: crate::ledger::ops::OpError, conflict: &'static str) -> Response<Full<Bytes>> {
+fn op_error(e: crate::command::OpError, conflict: &'static str) -> Response<Full<Bytes>> {
     use crate::answer::Answer;
     let mut refusal = Refusal::new(e.status(), e.code(), e.message());
-    if matches!(e, crate::ledger::ops::OpError::Conflict(_)) {
+    if matches!(e, crate::command::OpError::Conflict(_)) {
         refusal.code = conflict;
     }
     refuse(refusal)

@@ -25,7 +25,8 @@
 //! - [`reencrypt`]: stored values sealed again after a key rotation; [`backup`]: online backups;
 //! - [`cluster`]: several nodes on one PostgreSQL: leases for the work done once;
 //! - [`rulebook`]: the rule files in force, their reload and what governs a day;
-//! - [`operators`]: who operators are, their roles and sessions; [`config`]: the one TOML file.
+//! - [`operators`]: who operators are, their roles and sessions; [`config`]: the one TOML file;
+//! - [`command`]: what every domain's operator commands share (the query, the error).
 //!
 //! Never does: listen on a socket or answer an HTTP request of its own (the server crate mounts
 //! what the domains export), or reach up into the server: this crate does not depend on it, so
@@ -43,6 +44,7 @@ pub mod audit;
 pub mod backup;
 pub mod casework;
 pub mod cluster;
+pub mod command;
 pub mod config;
 pub mod corrections;
 pub mod delivery;

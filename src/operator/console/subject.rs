@@ -709,8 +709,8 @@ pub async fn act(
     Some(outcome.audited(ops, v, path).await)
 }
 
-fn op_refusal(l: Lang, e: crate::ledger::ops::OpError) -> Outcome {
-    use crate::ledger::ops::OpError;
+fn op_refusal(l: Lang, e: crate::command::OpError) -> Outcome {
+    use crate::command::OpError;
     match e {
         OpError::NotFound(_) => Outcome::Refused(StatusCode::NOT_FOUND, t(l, "not_found").into()),
         OpError::Conflict(m) => Outcome::Refused(StatusCode::CONFLICT, m),

@@ -657,6 +657,15 @@ pub struct RecordHistory {
     pub versions: Vec<Version>,
 }
 
+/// A subject's archive as agencies may see it: nothing while the subject has exited (LS Art. 20:
+/// removed from view until it re-enters; its records stay, and return with it).
+pub fn visible_subject(
+    store: &Store,
+    id: &SubjectId,
+) -> Result<Option<SubjectArchive>, StoreError> {
+    Ok(read_subject(store, id)?.filter(|a| !a.subject.is_exited()))
+}
+
 /// Read a subject's whole archive; `None` when the gateway has no record of it.
 pub fn read_subject(store: &Store, id: &SubjectId) -> Result<Option<SubjectArchive>, StoreError> {
     let key = id.archive_key(store);

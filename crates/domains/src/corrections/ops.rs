@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::State;
-use crate::ledger::ops::OpError;
+use crate::command::OpError;
 use crate::store::Store;
 
 /// The operator API's path of the command: the operator server routes it and the CLI calls it by

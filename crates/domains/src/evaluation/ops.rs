@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::engine::{today, Engine, EvaluationError};
 use super::{ids, worker};
 use crate::archive;
-use crate::ledger::ops::OpError;
+use crate::command::OpError;
 use crate::subject::SubjectId;
 
 /// The operator API's paths of these commands (issue #28): the admin server routes them and the
@@ -125,10 +125,10 @@ pub enum Command {
 pub fn command(
     method: &str,
     path: &str,
-    query: &crate::ledger::ops::Query,
+    query: &crate::command::Query,
     by: &str,
 ) -> Option<Result<Command, OpError>> {
-    use crate::ledger::ops::{given, param};
+    use crate::command::{given, param};
     let year = || {
         param(query, "year")
             .parse()
@@ -169,8 +169,8 @@ pub async fn run(
     filing_working_days: u32,
     now: OffsetDateTime,
     command: Command,
-) -> Result<Value, crate::ledger::ops::OpError> {
-    use crate::ledger::ops::OpError;
+) -> Result<Value, crate::command::OpError> {
+    use crate::command::OpError;
     let storage = |e: EvaluationError| OpError::Storage(e.to_string());
     match command {
         Command::Show { id_type, id } => {

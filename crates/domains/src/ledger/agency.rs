@@ -10,9 +10,10 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::ops::{set_standing, OpContext, OpError};
+use super::ops::{set_standing, OpContext};
 use super::{query, recheck};
 use crate::answer::{Answer, StorageUnavailable};
+use crate::command::OpError;
 use crate::store::{Store, StoreError};
 use crate::subject::SubjectId;
 

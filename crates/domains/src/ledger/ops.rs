@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::{query, recheck};
+use crate::command::{param, OpError, Query};
 use crate::exchange::CommitterHandle;
 use crate::sharing::Router;
 use crate::store::Store;
@@ -20,63 +21,6 @@ pub mod route {
     pub const SUBJECT: &str = "/ledger/subject";
     pub const EXIT: &str = "/subjects/exit";
     pub const REENTRY: &str = "/subjects/reentry";
-}
-
-/// Why an operation failed: the operator's input, a missing record, or storage.
-#[derive(Debug, thiserror::Error)]
-pub enum OpError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("no such {0}")]
-    NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("storage: {0}")]
-    Storage(String),
-}
-
-impl crate::answer::Answer for OpError {
-    fn status(&self) -> http::StatusCode {
-        match self {
-            Self::Invalid(_) => http::StatusCode::BAD_REQUEST,
-            Self::NotFound(_) => http::StatusCode::NOT_FOUND,
-            Self::Conflict(_) => http::StatusCode::CONFLICT,
-            Self::Storage(_) => http::StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-    /// A conflict's code is the domain's own (`objection_state`…), set where it is answered.
-    fn code(&self) -> &'static str {
-        match self {
-            Self::Invalid(_) => "invalid_query",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
-            Self::Storage(_) => "storage_unavailable",
-        }
-    }
-    /// A storage failure says nothing of the engine (`answer::StorageUnavailable`).
-    fn message(&self) -> String {
-        match self {
-            Self::Storage(_) => crate::answer::StorageUnavailable.message(),
-            _ => self.to_string(),
-        }
-    }
-    fn retry(&self) -> bool {
-        matches!(self, Self::Storage(_))
-    }
-}
-
-/// An operator request's query, percent-decoded (the operator server decodes it; each domain's
-/// `command` reads the parameters it knows).
-pub type Query = std::collections::HashMap<String, String>;
-
-/// A parameter as given, or empty (the command's own check names a missing one).
-pub fn param(query: &Query, name: &str) -> String {
-    query.get(name).cloned().unwrap_or_default()
-}
-
-/// A parameter given with a value.
-pub fn given(query: &Query, name: &str) -> Option<String> {
-    query.get(name).filter(|v| !v.is_empty()).cloned()
 }
 
 /// A ledger or standing command, parsed from the operator API's method, path and query.

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::flow::{self, Context, ObjectionError};
 use super::State;
-use crate::ledger::ops::OpError;
+use crate::command::OpError;
 
 /// The operator API's paths of these commands (issue #28): the admin server routes them and the
 /// CLI calls them by these constants, never by a literal of its own.
@@ -24,8 +24,8 @@ pub enum Command {
 
 /// The command a request names (`None`: no path of this domain): `GET /objections/list?state=S`,
 /// `GET /objections/show?id=I`, `POST /objections/accept-late?id=I&reason=R`.
-pub fn command(method: &str, path: &str, query: &crate::ledger::ops::Query) -> Option<Command> {
-    use crate::ledger::ops::param;
+pub fn command(method: &str, path: &str, query: &crate::command::Query) -> Option<Command> {
+    use crate::command::param;
     Some(match (method, path) {
         ("GET", route::LIST) => Command::List {
             state: query.get("state").cloned(),

@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::State;
+use crate::command::OpError;
 use crate::exchange::CommitterHandle;
-use crate::ledger::ops::OpError;
 use crate::store::Store;
 
 /// The operator API's paths of these commands (issue #28): the admin server routes them and the
@@ -24,13 +24,13 @@ pub enum Command {
 
 /// The command a request names (`None`: no path of this domain): `GET /repairs/list?state=S`,
 /// `GET /repairs/show?id=I`.
-pub fn command(path: &str, query: &crate::ledger::ops::Query) -> Option<Command> {
+pub fn command(path: &str, query: &crate::command::Query) -> Option<Command> {
     match path {
         route::LIST => Some(Command::List {
             state: query.get("state").cloned(),
         }),
         route::SHOW => Some(Command::Show {
-            id: crate::ledger::ops::param(query, "id"),
+            id: crate::command::param(query, "id"),
         }),
         _ => None,
     }

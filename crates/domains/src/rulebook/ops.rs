@@ -10,7 +10,7 @@ use time::Date;
 
 use super::in_force::{parse_region, view, Files};
 use super::Live;
-use crate::ledger::ops::{given, OpError, Query};
+use crate::command::{given, OpError, Query};
 
 /// The operator API's paths of these commands.
 pub mod route {
