@@ -261,7 +261,8 @@ fn deadlines_at_risk(ops: &Ops) -> usize {
     let now = ops.clock.now();
     let calendar = ops.live.calendar.current();
     let soon = |d: time::OffsetDateTime| {
-        d >= now && calendar.working_days_left(now, d).is_ok_and(|n| n <= 1)
+        crate::casework::Countdown::counted(d, now, &calendar)
+            .is_ok_and(|c| c.due_within_a_working_day())
     };
     let corrections =
         crate::corrections::list(&ops.store, now, Some(crate::corrections::State::Pending))
@@ -581,13 +582,19 @@ pub(super) fn countdown_cell(
         return "<td>-</td>".into();
     }
     let now = ops.clock.now();
-    if now > deadline {
+    if crate::casework::passed(deadline, now) {
         return format!("<td class=\"bad countdown\">{}</td>", t(l, "overdue"));
     }
-    match ops.live.calendar.current().working_days_left(now, deadline) {
-        Ok(n) => format!(
-            "<td class=\"{} countdown\">{n}</td>",
-            if n <= 1 { "warn" } else { "ok" }
+    // The one countdown of every case (`casework`), coloured from the desk's threshold.
+    match crate::casework::Countdown::counted(deadline, now, &ops.live.calendar.current()) {
+        Ok(c) => format!(
+            "<td class=\"{} countdown\">{}</td>",
+            if c.due_within_a_working_day() {
+                "warn"
+            } else {
+                "ok"
+            },
+            c.working_days
         ),
         Err(e) => format!("<td class=\"bad countdown\">{}</td>", esc(&e.to_string())),
     }

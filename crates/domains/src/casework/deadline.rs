@@ -111,9 +111,30 @@ impl Countdown {
         }
     }
 
-    /// Less than one working day left.
+    /// As [`Countdown::of`], or why the calendar cannot count (a deadline before its first
+    /// year): for a page that shows the reason rather than a warning.
+    pub fn counted(
+        deadline: OffsetDateTime,
+        now: OffsetDateTime,
+        calendar: &Calendar,
+    ) -> Result<Self, CalendarError> {
+        Ok(Self {
+            seconds: (deadline - now).whole_seconds(),
+            working_days: calendar.working_days_left(now, deadline)?,
+        })
+    }
+
+    /// Less than one working day left: the trackers' alert (gauges, webhook), on the last day.
     pub fn at_risk(&self) -> bool {
         self.working_days < 1
+    }
+
+    /// Ends within one working day (on its last day, or the working day after today), not yet
+    /// passed: the console's desk lists and colours a case from here ("需处理", the countdown
+    /// cells), one working day before the trackers' [`Countdown::at_risk`] alert, so that the
+    /// case is taken up while a whole working day is left for it.
+    pub fn due_within_a_working_day(&self) -> bool {
+        !self.overdue() && self.working_days <= 1
     }
 
     pub fn overdue(&self) -> bool {
@@ -212,6 +233,27 @@ mod tests {
         let d3 = CaseDeadline::count_from_day(&cal, date!(2026 - 09 - 29), 1, Estimate::NeverLater)
             .unwrap();
         assert_eq!(d3.at, datetime!(2026-09-30 23:59:59 +08:00));
+    }
+
+    /// The desk warns a working day before the trackers alert: with the deadline at the end of
+    /// the next working day it is due within a working day but not at risk; on its last day it is
+    /// both; past it, neither (it is overdue). Counted across National Day: on Wednesday
+    /// 2026-09-30 the next working day is 10-08.
+    #[test]
+    fn the_desk_warns_a_working_day_before_the_trackers_alert() {
+        let cal = calendar();
+        let now = datetime!(2026-09-30 10:00 +08:00);
+        let next_working_day =
+            Countdown::counted(datetime!(2026-10-08 23:59:59 +08:00), now, &cal).unwrap();
+        assert_eq!(next_working_day.working_days, 1);
+        assert!(next_working_day.due_within_a_working_day() && !next_working_day.at_risk());
+        let two_ahead =
+            Countdown::counted(datetime!(2026-10-09 23:59:59 +08:00), now, &cal).unwrap();
+        assert!(!two_ahead.due_within_a_working_day());
+        let today = Countdown::counted(datetime!(2026-09-30 23:59:59 +08:00), now, &cal).unwrap();
+        assert!(today.due_within_a_working_day() && today.at_risk());
+        let passed = Countdown::of(datetime!(2026-09-29 23:59:59 +08:00), now, &cal);
+        assert!(passed.overdue() && !passed.due_within_a_working_day());
     }
 
     /// Past the last known year: provisional with its basis, exact once a calendar covers it,

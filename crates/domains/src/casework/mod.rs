@@ -67,6 +67,6 @@ pub mod flow;
 pub mod tracker;
 pub mod webhook;
 
-pub use deadline::{CaseDeadline, Countdown, Due, OncePer, Warnings};
+pub use deadline::{passed, CaseDeadline, Countdown, Due, OncePer, Warnings};
 pub use flow::{step, CaseFlow, Context, Duty, Phase, StepHeld};
 pub use tracker::{Family, Scan, Tracked, Tracker, Webhook};
