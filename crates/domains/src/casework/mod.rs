@@ -18,7 +18,10 @@
 //!   and take its due steps, counts cases by state into the gauges, warns once per deadline and
 //!   fires the webhook;
 //! - [`webhook`]: the one webhook sender; [`family`]: the one naming scheme of what the trackers
-//!   export (gauges, webhook events and payloads, failure lines).
+//!   export (gauges, webhook events and payloads, failure lines);
+//! - [`refused`]: how a flow's refusal is answered ([`refused::Refused`]): each flow names the
+//!   status and code of its own refusals in one match; a deadline the calendar cannot count and
+//!   a failed store are answered here, alike for the three.
 //!
 //! Never does: write a case (every step is its domain's `flow` step, written and audited by the
 //! writer), decide a state (the domain computes it from its stored status, the time and, for a
@@ -64,9 +67,11 @@
 pub mod deadline;
 pub mod family;
 pub mod flow;
+pub mod refused;
 pub mod tracker;
 pub mod webhook;
 
 pub use deadline::{passed, CaseDeadline, Countdown, Due, OncePer, Warnings};
 pub use flow::{step, CaseFlow, Context, Duty, Phase, StepHeld};
+pub use refused::Refused;
 pub use tracker::{Family, Scan, Tracked, Tracker, Webhook};

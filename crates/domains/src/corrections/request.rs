@@ -5,9 +5,10 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::{Correction, CorrectionKind};
-use crate::answer::{Answer, StorageUnavailable};
+use crate::answer::Answer;
 use crate::archive;
 use crate::calendar::{Calendar, CalendarError};
+use crate::casework::Refused;
 use crate::config::{DestinationConfig, DestinationRole};
 use crate::disclosure::Channel;
 use crate::ledger::CorrectionMark;
@@ -74,54 +75,46 @@ impl From<CalendarError> for CorrectionError {
     }
 }
 
-/// How a refused correction is answered (GD Art. 31): the caller's to fix, with every field's
-/// problem for an invalid record, except the store's unavailability and a calendar year missing
-/// before the calendar's first.
-impl Answer for CorrectionError {
-    fn status(&self) -> http::StatusCode {
+impl CorrectionError {
+    /// How a refused correction is answered (GD Art. 31): the caller's to fix, with every field's
+    /// problem for an invalid record; the calendar's and the store's as every case flow answers
+    /// them (`casework::Refused`).
+    pub fn refused(&self) -> Refused<'_> {
         use http::StatusCode as S;
         match self {
-            Self::NotFound { .. } => S::NOT_FOUND,
-            Self::NotAllowed => S::FORBIDDEN,
-            Self::Calendar(c) if c.year_missing().is_some() => S::SERVICE_UNAVAILABLE,
-            Self::Storage(_) => StorageUnavailable.status(),
-            _ => S::UNPROCESSABLE_ENTITY,
+            Self::NotFound { .. } => Refused::own(S::NOT_FOUND, "not_found", "no such record"),
+            Self::NotAllowed => Refused::own(S::FORBIDDEN, "correction_not_allowed", self),
+            Self::Invalid(_) => Refused::own(S::UNPROCESSABLE_ENTITY, "invalid_correction", self),
+            Self::BadFoundAt
+            | Self::FoundAtInFuture
+            | Self::IdentityChanged
+            | Self::UnknownState(_) => {
+                Refused::own(S::UNPROCESSABLE_ENTITY, "bad_correction", self)
+            }
+            Self::Calendar(error) => Refused::Calendar {
+                error,
+                invalid: "bad_correction",
+            },
+            Self::Storage(_) => Refused::Storage,
         }
+    }
+}
+
+impl Answer for CorrectionError {
+    fn status(&self) -> http::StatusCode {
+        self.refused().status()
     }
     fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound { .. } => "not_found",
-            Self::NotAllowed => "correction_not_allowed",
-            Self::Invalid(_) => "invalid_correction",
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.code(),
-                None => "bad_correction",
-            },
-            Self::Storage(_) => StorageUnavailable.code(),
-            Self::BadFoundAt | Self::FoundAtInFuture | Self::IdentityChanged => "bad_correction",
-            Self::UnknownState(_) => "bad_correction",
-        }
+        self.refused().code()
     }
     fn message(&self) -> String {
-        match self {
-            Self::NotFound { .. } => "no such record".into(),
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.message(),
-                None => c.to_string(),
-            },
-            Self::Storage(_) => StorageUnavailable.message(),
-            _ => self.to_string(),
-        }
+        self.refused().message()
     }
     fn retry(&self) -> bool {
-        self.retry_after().is_some()
+        self.refused().retry()
     }
     fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::Calendar(c) => c.year_missing().and_then(|m| m.retry_after()),
-            Self::Storage(_) => StorageUnavailable.retry_after(),
-            _ => None,
-        }
+        self.refused().retry_after()
     }
     fn details(&self) -> Map<String, Value> {
         let mut details = Map::new();

@@ -11,7 +11,7 @@ use crate::answer::Answer;
 use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::audit::AuditEvent;
 use crate::calendar::{CalendarError, Estimate, CHINA_OFFSET};
-use crate::casework::CaseDeadline;
+use crate::casework::{CaseDeadline, Refused};
 use crate::config::DestinationRole;
 use crate::disclosure::Channel;
 use crate::exchange::WriteError;
@@ -55,58 +55,43 @@ impl From<CalendarError> for ObjectionError {
     }
 }
 
-/// How a refused objection step is answered, to an agency or at the console: the code says what
-/// went wrong (`objection_state`, `objection_late` with the kept objection's id…).
-impl Answer for ObjectionError {
-    fn status(&self) -> http::StatusCode {
+impl ObjectionError {
+    /// How the refusal is answered, to an agency or at the console: the status and stable code of
+    /// each (`objection_state`, `objection_late` with the kept objection's id…); the calendar's
+    /// and the store's as every case flow answers them (`casework::Refused`).
+    pub fn refused(&self) -> Refused<'_> {
         use http::StatusCode as S;
         match self {
-            Self::NotFound(_) => S::NOT_FOUND,
-            Self::UnknownState(_) => S::BAD_REQUEST,
-            Self::NotAllowed(_) => S::FORBIDDEN,
-            Self::Invalid(_) | Self::Late { .. } => S::UNPROCESSABLE_ENTITY,
-            Self::WrongState(_) => S::CONFLICT,
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.status(),
-                None => S::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => Refused::own(S::NOT_FOUND, "not_found", self),
+            Self::UnknownState(_) => Refused::own(S::BAD_REQUEST, "invalid_query", self),
+            Self::NotAllowed(_) => Refused::own(S::FORBIDDEN, "objection_not_allowed", self),
+            Self::Invalid(_) => Refused::own(S::UNPROCESSABLE_ENTITY, "invalid_objection", self),
+            Self::Late { .. } => Refused::own(S::UNPROCESSABLE_ENTITY, "objection_late", self),
+            Self::WrongState(_) => Refused::own(S::CONFLICT, "objection_state", self),
+            Self::Calendar(error) => Refused::Calendar {
+                error,
+                invalid: "invalid_objection",
             },
-            Self::Storage(_) => crate::answer::StorageUnavailable.status(),
+            Self::Storage(_) => Refused::Storage,
         }
+    }
+}
+
+impl Answer for ObjectionError {
+    fn status(&self) -> http::StatusCode {
+        self.refused().status()
     }
     fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound(_) => "not_found",
-            Self::UnknownState(_) => "invalid_query",
-            Self::NotAllowed(_) => "objection_not_allowed",
-            Self::Invalid(_) => "invalid_objection",
-            Self::Late { .. } => "objection_late",
-            Self::WrongState(_) => "objection_state",
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.code(),
-                None => "invalid_objection",
-            },
-            Self::Storage(_) => crate::answer::StorageUnavailable.code(),
-        }
+        self.refused().code()
     }
     fn message(&self) -> String {
-        match self {
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.message(),
-                None => c.to_string(),
-            },
-            Self::Storage(_) => crate::answer::StorageUnavailable.message(),
-            _ => self.to_string(),
-        }
+        self.refused().message()
     }
     fn retry(&self) -> bool {
-        self.retry_after().is_some()
+        self.refused().retry()
     }
     fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::Calendar(c) => c.year_missing().and_then(|m| m.retry_after()),
-            Self::Storage(_) => crate::answer::StorageUnavailable.retry_after(),
-            _ => None,
-        }
+        self.refused().retry_after()
     }
     fn details(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut details = serde_json::Map::new();

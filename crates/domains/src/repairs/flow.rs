@@ -11,7 +11,7 @@ use crate::answer::Answer;
 use crate::archive::{self, Mark, MarkChange, MarkKind};
 use crate::audit::AuditEvent;
 use crate::calendar::{CalendarError, Estimate, CHINA_OFFSET};
-use crate::casework::CaseDeadline;
+use crate::casework::{CaseDeadline, Refused};
 use crate::disclosure::Channel;
 use crate::exchange::WriteError;
 use crate::ledger::stage::{NewVersion, Reconcile, ReconcileJob};
@@ -58,58 +58,47 @@ impl From<CalendarError> for RepairError {
     }
 }
 
-/// How a refused repair step is answered, to an agency or at the console (`repair_ineligible`
-/// with every refusal and its article, `repair_state`…).
-impl Answer for RepairError {
-    fn status(&self) -> http::StatusCode {
+impl RepairError {
+    /// How the refusal is answered, to an agency or at the console (`repair_ineligible` with every
+    /// refusal and its article, `repair_state`…); the calendar's and the store's as every case
+    /// flow answers them (`casework::Refused`).
+    pub fn refused(&self) -> Refused<'_> {
         use http::StatusCode as S;
         match self {
-            Self::NotFound(_) => S::NOT_FOUND,
-            Self::UnknownState(_) => S::BAD_REQUEST,
-            Self::NotAllowed(_) => S::FORBIDDEN,
-            Self::Invalid(_) | Self::Ineligible { .. } => S::UNPROCESSABLE_ENTITY,
-            Self::WrongState(_) | Self::Conflict(_) => S::CONFLICT,
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.status(),
-                None => S::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => Refused::own(S::NOT_FOUND, "not_found", self),
+            Self::UnknownState(_) => Refused::own(S::BAD_REQUEST, "invalid_query", self),
+            Self::NotAllowed(_) => Refused::own(S::FORBIDDEN, "repair_not_allowed", self),
+            Self::Invalid(_) => Refused::own(S::UNPROCESSABLE_ENTITY, "invalid_repair", self),
+            Self::Ineligible { .. } => {
+                Refused::own(S::UNPROCESSABLE_ENTITY, "repair_ineligible", self)
+            }
+            Self::WrongState(_) | Self::Conflict(_) => {
+                Refused::own(S::CONFLICT, "repair_state", self)
+            }
+            Self::Calendar(error) => Refused::Calendar {
+                error,
+                invalid: "invalid_repair",
             },
-            Self::Storage(_) => crate::answer::StorageUnavailable.status(),
+            Self::Storage(_) => Refused::Storage,
         }
+    }
+}
+
+impl Answer for RepairError {
+    fn status(&self) -> http::StatusCode {
+        self.refused().status()
     }
     fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound(_) => "not_found",
-            Self::UnknownState(_) => "invalid_query",
-            Self::NotAllowed(_) => "repair_not_allowed",
-            Self::Invalid(_) => "invalid_repair",
-            Self::Ineligible { .. } => "repair_ineligible",
-            Self::WrongState(_) | Self::Conflict(_) => "repair_state",
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.code(),
-                None => "invalid_repair",
-            },
-            Self::Storage(_) => crate::answer::StorageUnavailable.code(),
-        }
+        self.refused().code()
     }
     fn message(&self) -> String {
-        match self {
-            Self::Calendar(c) => match c.year_missing() {
-                Some(missing) => missing.message(),
-                None => c.to_string(),
-            },
-            Self::Storage(_) => crate::answer::StorageUnavailable.message(),
-            _ => self.to_string(),
-        }
+        self.refused().message()
     }
     fn retry(&self) -> bool {
-        self.retry_after().is_some()
+        self.refused().retry()
     }
     fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::Calendar(c) => c.year_missing().and_then(|m| m.retry_after()),
-            Self::Storage(_) => crate::answer::StorageUnavailable.retry_after(),
-            _ => None,
-        }
+        self.refused().retry_after()
     }
     fn details(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut details = serde_json::Map::new();
