@@ -148,7 +148,7 @@ audit_events! {
     FileUnanswered => "file_unanswered",
 
     // Operators (GD Art. 12; LS Art. 43: operators' actions audited).
-    /// A request of the operator API (`telemetry/admin.rs`).
+    /// A request of the operator API (`src/operator/mod.rs`).
     OperatorRequest => "operator_request",
     /// An operator signed in.
     OperatorSignIn => "operator_sign_in",
