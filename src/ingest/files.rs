@@ -504,17 +504,7 @@ pub(super) fn sign_value(
 
 /// The kind of file the `Content-Type` says: an `.xlsx`, or a CSV with its charset if declared.
 fn file_kind(req: &Request<RequestBody>) -> Result<FileKind, ApiError> {
-    let value = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mut parts = value.split(';');
-    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let charset = parts
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-        .map(|(_, v)| v.to_string());
+    let (media, charset) = super::routes::media_type(req);
     match media.as_str() {
         XLSX => Ok(FileKind::Xlsx),
         "text/csv" | "application/csv" | "text/comma-separated-values" => match charset {

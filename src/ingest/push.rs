@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::body::RequestBody;
 use super::respond::{json_response, ApiError};
-use super::routes::{query_param, read_body, Resp};
+use super::routes::{media_type, query_param, read_body, Resp};
 use super::App;
 use crate::archive::Prepared;
 use crate::identity::Agency;
@@ -217,17 +217,8 @@ pub(in crate::ingest) fn check_content_type(
     req: &Request<RequestBody>,
     format: SourceFormat,
 ) -> Result<(), ApiError> {
-    let value = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mut parts = value.split(';');
-    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let charset = parts
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
+    let (media, charset) = media_type(req);
+    let charset = charset.map(|v| v.trim().trim_matches('"').to_ascii_lowercase());
     match format {
         SourceFormat::Json => {
             let ok = (media == "application/json" || media.ends_with("+json"))

@@ -314,6 +314,22 @@ fn mappings(app: &App, agency: &Agency) -> Resp {
     )
 }
 
+/// The request's `Content-Type`: its media type (lower case) and its `charset` parameter as sent.
+pub(super) fn media_type(req: &Request<RequestBody>) -> (String, Option<String>) {
+    let value = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let charset = parts
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.to_string());
+    (media, charset)
+}
+
 pub(super) fn query_param(query: &str, name: &str) -> Option<String> {
     query
         .split('&')
