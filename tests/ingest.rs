@@ -463,7 +463,10 @@ fn sigterm_lets_a_request_in_flight_finish_and_keeps_what_it_acknowledged() {
         gw.log()
     );
     let answer = rt.block_on(async {
-        tls.write_all(rest).await.unwrap();
+        if let Err(e) = tls.write_all(rest).await {
+            let log = gw.log();
+            panic!("the gateway closed a connection whose request was in flight: {e}\n{log}");
+        }
         tls.flush().await.unwrap();
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];

@@ -258,7 +258,12 @@ pub async fn serve(
                 verifiers,
                 chain,
             };
+            // The connection first: its first poll reads the request already buffered, so a stop
+            // that lands between the check above and here meets a request in progress (kept to its
+            // end) rather than one still choosing its protocol, which a graceful shutdown cancels
+            // outright, closing a connection whose request had already arrived.
             let result = tokio::select! {
+                biased;
                 r = conn.as_mut() => r,
                 close = lifetime.ends() => {
                     if close != admission::Close::Shutdown {
