@@ -300,7 +300,7 @@ fn footprint(
     use credit_gateway::ingest::batch::{AcceptedInput, BatchJob};
     use credit_gateway::store::Store;
     let data = dir.join("data");
-    let existing = credit_gateway::archive::count_versions(&Store::open(&data)?);
+    let existing = credit_gateway::archive::count_versions(&Store::open(&data)?)?;
     if (existing as u64) < n {
         let store = Store::open(&data)?;
         let (committer, handle) = credit_gateway::exchange::start(

@@ -638,10 +638,14 @@ fn drop_file(inbox: &Path, name: &str, bytes: &[u8]) {
 }
 
 /// The feedback file of `name` in `done/` or `rejected/`, once it is there.
+/// The feedback file of `name` once the gateway has finished with it: the feedback is written
+/// first, then the check file and the data file are moved beside it (the data file last), so
+/// both are waited for.
 fn feedback(inbox: &Path, outcome: &str, name: &str, within: Duration) -> Value {
     let path = inbox.join(outcome).join(format!("{name}.receipt.json"));
+    let data = inbox.join(outcome).join(name);
     assert!(
-        common::wait_until(within, || path.is_file()),
+        common::wait_until(within, || path.is_file() && data.is_file()),
         "no feedback file {}; inbox: {:?}",
         path.display(),
         list(inbox)

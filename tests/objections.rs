@@ -113,12 +113,37 @@ fn an_objection_marks_every_copy_is_tracked_across_a_holiday_and_closes_both_way
     .len()
         == 2));
 
+    // A notified_on given for any record is a date, and not after the day of filing (LS Art.
+    // 21 counts the window from it): refused with the field named, nothing filed.
+    for (notified, says) in [
+        ("28 September", "notified_on must be YYYY-MM-DD"),
+        ("2026-09-29", "notified_on is after the day the objection was filed"),
+    ] {
+        let refused = post(
+            &gw,
+            MI,
+            "/v1/objections",
+            json!({"records": [{"record_id": "OBJ-1"}], "ground": "error_or_omission",
+                   "materials": "m", "notified_on": notified}),
+        );
+        assert_eq!(refused.status, 422, "{notified}");
+        assert_eq!(refused.json()["error"]["code"], "invalid_objection");
+        assert!(
+            refused.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{}",
+            refused.json()
+        );
+    }
+
     let reply = post(
         &gw,
         MI,
         "/v1/objections",
         json!({"records": [{"record_id": "OBJ-1"}], "ground": "error_or_omission",
-               "materials": "窗口受理 2026-0928-001"}),
+               "materials": "窗口受理 2026-0928-001", "notified_on": "2026-09-28"}),
     );
     assert_eq!(
         reply.status,

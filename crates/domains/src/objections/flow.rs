@@ -227,7 +227,24 @@ pub async fn file(
             .as_str()
             .map(String::from)
     });
-    let filing_deadline = match (evaluation, &notified_on) {
+    // Whatever the record, a date given is kept and shown as a date, and the filer cannot say
+    // the subject was told of a record after objecting to it (the window counts from that day,
+    // LS Art. 21: a later day would only lengthen it). The date the gateway's own notice went
+    // out is taken as it is: an objection filed before it is simply in time.
+    let notified_day = match &notified_on {
+        None => None,
+        Some(day) => {
+            let day = crate::record::parse_date(day)
+                .ok_or_else(|| ObjectionError::Invalid("notified_on must be YYYY-MM-DD".into()))?;
+            if req.notified_on.is_some() && day > filed_at.to_offset(CHINA_OFFSET).date() {
+                return Err(ObjectionError::Invalid(
+                    "notified_on is after the day the objection was filed".into(),
+                ));
+            }
+            Some(day)
+        }
+    };
+    let filing_deadline = match (evaluation, notified_day) {
         (false, _) => None,
         (true, None) => {
             return Err(ObjectionError::Invalid(
@@ -235,8 +252,6 @@ pub async fn file(
             ))
         }
         (true, Some(day)) => {
-            let day = crate::record::parse_date(day)
-                .ok_or_else(|| ObjectionError::Invalid("notified_on must be YYYY-MM-DD".into()))?;
             // LS Art. 21: the window of the rule in force for the result's region on the day
             // it was notified; a gap gives the longest known window, never a shorter one.
             let working_days = ctx
