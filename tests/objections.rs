@@ -117,7 +117,10 @@ fn an_objection_marks_every_copy_is_tracked_across_a_holiday_and_closes_both_way
     // 21 counts the window from it): refused with the field named, nothing filed.
     for (notified, says) in [
         ("28 September", "notified_on must be YYYY-MM-DD"),
-        ("2026-09-29", "notified_on is after the day the objection was filed"),
+        (
+            "2026-09-29",
+            "notified_on is after the day the objection was filed",
+        ),
     ] {
         let refused = post(
             &gw,
@@ -204,10 +207,14 @@ fn an_objection_marks_every_copy_is_tracked_across_a_holiday_and_closes_both_way
         .any(
             |a| a["event"] == "objection_overdue" && a["objection_id"] == id.as_str()
         )));
-    let (_, metrics) = gw.admin_get("/metrics");
+    // The gauges are set once the scan's alerts have been answered.
     assert!(
-        metrics.contains("gateway_objections{state=\"overdue\"} 1"),
-        "{metrics}"
+        wait_until(Duration::from_secs(10), || gw
+            .admin_get("/metrics")
+            .1
+            .contains("gateway_objections{state=\"overdue\"} 1")),
+        "{}",
+        gw.admin_get("/metrics").1
     );
     assert!(gw.log().contains("objection review is overdue"));
     let overdue = gw.client(MI).get("/v1/objections?state=overdue").json();
