@@ -623,9 +623,8 @@ fn release_binary() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO"))
+    common::cargo()
         .args(args)
-        .current_dir(repo())
         .stdin(Stdio::null())
         .output()
         .expect("cargo runs")

@@ -11,7 +11,7 @@ use common::Gateway;
 
 /// The release build of the binary, built now if it is not up to date.
 fn release_binary() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
+    let out = common::cargo()
         .args([
             "build",
             "--release",
@@ -19,7 +19,6 @@ fn release_binary() -> PathBuf {
             "credit-gateway",
             "--message-format=json-render-diagnostics",
         ])
-        .current_dir(common::repo())
         .output()
         .expect("cargo runs");
     assert!(

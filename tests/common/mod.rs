@@ -23,6 +23,32 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Cargo, run from a test in the repository as an operator runs it from a shell: without the
+/// variables cargo sets for a test process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, `OUT_DIR`…).
+/// Build scripts such as ring's rerun when those change, so a nested `cargo build --release`
+/// that inherited them rebuilt ring and everything above it (about two minutes on 2 cores),
+/// and the next build from the shell rebuilt it back.
+pub fn cargo() -> std::process::Command {
+    const SET_FOR_TESTS: [&str; 7] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+    ];
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name == "OUT_DIR" || SET_FOR_TESTS.iter().any(|p| name.starts_with(p)) {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd.current_dir(repo());
+    cmd
+}
+
 /// A gateway process with its own folder (certificates, data, config).
 pub struct Gateway {
     pub dir: tempfile::TempDir,
