@@ -952,6 +952,23 @@ fn the_bureau_works_objections_at_the_console_each_role_its_own_steps() {
     assert_eq!(status, 303, "to the sign-in page");
     assert_eq!(objection_state(&gw, &third), "under_review");
 
+    // A correction the record's rules refuse (a negative fine): the page says so in Chinese and
+    // names the field, as the API's `problems` do; nothing changed.
+    let zhang = session(&gw, "zhang", "zhang-pass-1");
+    let (status, body) = console_post(
+        &gw,
+        &zhang,
+        &zhang.1,
+        &format!("/console/objections/{third}/resolve"),
+        "outcome=correct&record=medical_insurance%2FCW-3&kind=correct&content=fine_yuan%3D-3.5&reason=x",
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("更正后的记录有误") && body.contains("content.fine_yuan"),
+        "{body}"
+    );
+    assert_eq!(objection_state(&gw, &third), "under_review");
+
     // The third upheld with a correction of the fine (GD Art. 31): the corrected record reaches
     // the platform, and the correction has its own case page.
     rt.block_on(async {

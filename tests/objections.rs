@@ -276,6 +276,30 @@ fn an_objection_marks_every_copy_is_tracked_across_a_holiday_and_closes_both_way
         == 10));
     assert!(of(&platform, "OBJ-1")[8..].iter().all(marked));
 
+    // A correction the record's rules refuse (a negative fine): the resolution is refused with
+    // every field's problem (GD Art. 31's corrected record must be valid), nothing changed.
+    let refused = post(
+        &gw,
+        MI,
+        &format!("/v1/objections/{id}/resolve"),
+        json!({"outcome": "upheld", "action": "correct", "reason": "罚款金额有误",
+               "correction": {"record_id": "OBJ-1", "kind": "correct", "content": {"fine_yuan": "-3.5"}, "reason": "异议成立"}}),
+    );
+    assert_eq!(
+        refused.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], "invalid_objection", "{error}");
+    assert!(
+        error["problems"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["field"] == "content.fine_yuan")),
+        "{error}"
+    );
+
     // Upheld with a correction: the correction flow, its own GD Art. 31 deadline, mark removed.
     let reply = post(
         &gw,

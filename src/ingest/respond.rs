@@ -563,7 +563,12 @@ mod tests {
         all.extend(correction_errors.into_iter().map(ApiError::from));
         all.extend(ledger_errors.into_iter().map(ApiError::from));
         all.extend(evaluation_errors.into_iter().map(ApiError::from));
-        all.push(ApiError::from(ResolveError::Correction("x".into())));
+        all.push(ApiError::from(ResolveError::CorrectionUnreadable(
+            "x".into(),
+        )));
+        all.push(ApiError::from(ResolveError::Correction(
+            crate::corrections::request::CorrectionError::Invalid(Vec::new()),
+        )));
         all.iter().for_each(listed);
         all
     }

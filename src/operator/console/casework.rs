@@ -887,6 +887,26 @@ fn refused(status: StatusCode, message: impl Into<String>) -> Outcome {
     Outcome::Refused(status, message.into())
 }
 
+/// A domain's own refusal, whose detail is written once, in English, for the API and the CLI:
+/// led by the words of its stable code in the operator's language and followed by each field's
+/// problem (a correction's `problems`), so a Chinese page never shows a bare English sentence
+/// and always says which field to fix.
+fn domain_refusal(l: Lang, e: &dyn crate::answer::Answer) -> Outcome {
+    let mut message = format!("{}{}", t(l, &format!("refused_{}", e.code())), e.message());
+    let details = e.details();
+    for problem in details
+        .get("problems")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let field = problem["field"].as_str().unwrap_or_default();
+        let reason = problem["reason"].as_str().unwrap_or_default();
+        message.push_str(&format!("; {field}: {reason}"));
+    }
+    refused(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
 fn reason(form: &HashMap<String, String>) -> String {
     form.get("reason")
         .map(|r| r.trim().to_string())
@@ -916,7 +936,7 @@ fn objection_refusal(l: Lang, e: &crate::objections::flow::ObjectionError) -> Ou
         ),
         E::NotAllowed(m) => refused(StatusCode::FORBIDDEN, format!("{}{m}", t(l, "not_yours"))),
         E::Storage(_) => refused(StatusCode::SERVICE_UNAVAILABLE, t(l, "storage_busy")),
-        other => refused(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        other => domain_refusal(l, other),
     }
 }
 
@@ -979,8 +999,10 @@ async fn objection_step(
             match objection_case::resolve(&ctx, &resolver, agency, true, id, &request).await {
                 Ok(_) => Ok(()),
                 Err(objection_case::ResolveError::Objection(e)) => Err(e),
-                Err(e @ objection_case::ResolveError::Correction(_)) => {
-                    return refused(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+                // The correction's own refusal, with its words and its fields.
+                Err(objection_case::ResolveError::Correction(e)) => return domain_refusal(l, &e),
+                Err(e @ objection_case::ResolveError::CorrectionUnreadable(_)) => {
+                    return domain_refusal(l, &e)
                 }
                 Err(objection_case::ResolveError::Storage(_)) => {
                     return refused(StatusCode::SERVICE_UNAVAILABLE, t(l, "storage_busy"))
@@ -1134,6 +1156,6 @@ async fn repair_step(
             refused(StatusCode::FORBIDDEN, format!("{}{m}", t(l, "not_yours")))
         }
         Err(E::Storage(_)) => refused(StatusCode::SERVICE_UNAVAILABLE, t(l, "storage_busy")),
-        Err(other) => refused(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+        Err(other) => domain_refusal(l, &other),
     }
 }

@@ -222,6 +222,17 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "record_required" => ("请选择要更正的记录。", "Choose the record to correct."),
         "content_line_bad" => ("字段须写成“字段=值”：", "Write fields as field=value: "),
         "role" => ("角色", "Role"),
+        // A domain's refusal, by its stable code: the Chinese lead before the domain's own
+        // detail (`casework::domain_refusal`); English needs none, the detail is English.
+        "refused_invalid_objection" => ("异议或其处理有误：", ""),
+        "refused_objection_late" => ("已超过异议申请期限（拉规第二十一条）：", ""),
+        "refused_objection_not_allowed" => ("无权处理该异议：", ""),
+        "refused_invalid_repair" => ("信用修复申请或决定有误：", ""),
+        "refused_repair_ineligible" => ("不符合信用修复条件：", ""),
+        "refused_repair_state" => ("该修复当前状态不允许此操作：", ""),
+        "refused_calendar_year_missing" => ("工作日历未覆盖该年度，无法计算期限：", ""),
+        "refused_bad_correction" => ("更正有误：", ""),
+        "refused_invalid_correction" => ("更正后的记录有误：", ""),
         _ => ("", ""),
     };
     match lang {

@@ -118,9 +118,13 @@ pub struct Resolver<'a> {
 pub enum ResolveError {
     #[error(transparent)]
     Objection(#[from] ObjectionError),
-    /// The caller's to fix: the correction is not one the correction flow takes.
+    /// The caller's to fix: the correction does not read as one (a field of the wrong type).
     #[error("correction: {0}")]
-    Correction(String),
+    CorrectionUnreadable(String),
+    /// The caller's to fix: the correction is not one the correction flow takes (its refusal,
+    /// with every field's problem for an invalid record, GD Art. 31).
+    #[error("correction: {0}")]
+    Correction(CorrectionError),
     /// The correction could not be stored; a retry may help.
     #[error("storage: {0}")]
     Storage(String),
@@ -132,21 +136,23 @@ impl crate::answer::Answer for ResolveError {
     fn status(&self) -> http::StatusCode {
         match self {
             Self::Objection(e) => e.status(),
-            Self::Correction(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Correction(_) | Self::CorrectionUnreadable(_) => {
+                http::StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Storage(_) => crate::answer::StorageUnavailable.status(),
         }
     }
     fn code(&self) -> &'static str {
         match self {
             Self::Objection(e) => e.code(),
-            Self::Correction(_) => "invalid_objection",
+            Self::Correction(_) | Self::CorrectionUnreadable(_) => "invalid_objection",
             Self::Storage(_) => crate::answer::StorageUnavailable.code(),
         }
     }
     fn message(&self) -> String {
         match self {
             Self::Objection(e) => e.message(),
-            Self::Correction(_) => self.to_string(),
+            Self::Correction(_) | Self::CorrectionUnreadable(_) => self.to_string(),
             Self::Storage(_) => crate::answer::StorageUnavailable.message(),
         }
     }
@@ -156,13 +162,15 @@ impl crate::answer::Answer for ResolveError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Objection(e) => e.retry_after(),
-            Self::Correction(_) => None,
+            Self::Correction(_) | Self::CorrectionUnreadable(_) => None,
             Self::Storage(_) => crate::answer::StorageUnavailable.retry_after(),
         }
     }
     fn details(&self) -> serde_json::Map<String, serde_json::Value> {
         match self {
             Self::Objection(e) => e.details(),
+            // The correction's own details: which fields, and why (`problems`).
+            Self::Correction(e) => e.details(),
             _ => serde_json::Map::new(),
         }
     }
@@ -255,7 +263,7 @@ fn prepare_correction(
     value: &Value,
 ) -> Result<Prepared, ResolveError> {
     let correction: CorrectionRequest = serde_json::from_value(value.clone())
-        .map_err(|e| ResolveError::Correction(e.to_string()))?;
+        .map_err(|e| ResolveError::CorrectionUnreadable(e.to_string()))?;
     let correction_ctx = crate::corrections::request::Context {
         store: ctx.store,
         calendar: &ctx.calendar,
@@ -272,7 +280,7 @@ fn prepare_correction(
     };
     prepare(correction_ctx, caller, may_correct_others, correction).map_err(|e| match e {
         CorrectionError::Storage(m) => ResolveError::Storage(m),
-        other => ResolveError::Correction(other.to_string()),
+        other => ResolveError::Correction(other),
     })
 }
 
