@@ -86,6 +86,22 @@ fn ledger(gw: &Gateway, record_id: &str, as_of: Option<&str>) -> Value {
     reply.json()
 }
 
+/// Waits until the provincial platform's holdings of `record_id` on every channel named are in
+/// `state`: the platform's answer is acknowledged in the ledger by a commit after the receiver
+/// has the share, so what the receiver saw is not yet what the ledger says.
+fn until_state(gw: &Gateway, record_id: &str, channels: &[&str], state: &str) {
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let view = ledger(gw, record_id, None);
+            channels
+                .iter()
+                .all(|c| holding(&view, "provincial", c)["state"] == state)
+        }),
+        "{}",
+        ledger(gw, record_id, None)
+    );
+}
+
 fn holding<'a>(view: &'a Value, destination: &str, channel: &str) -> &'a Value {
     view["holdings"]
         .as_array()
@@ -133,16 +149,7 @@ fn a_penalty_decided_two_years_ago_is_shared_with_government_and_never_noticed()
         !all_bytes(&rs[0]).contains("public_notice"),
         "no byte of a public notice was sent"
     );
-    assert!(
-        wait_until(Duration::from_secs(20), || holding(
-            &ledger(&gw, "OLD-1", None),
-            "provincial",
-            "gov_share"
-        )["state"]
-            == "held"),
-        "{}",
-        ledger(&gw, "OLD-1", None)
-    );
+    until_state(&gw, "OLD-1", &["gov_share"], "held");
 }
 
 #[test]
@@ -197,16 +204,7 @@ fn a_general_penalty_is_withdrawn_from_public_notice_exactly_when_its_window_end
         holding(&before, "provincial", "public_notice")["showing_version"],
         1
     );
-    assert!(
-        wait_until(Duration::from_secs(20), || holding(
-            &ledger(&gw, "WIN-1", None),
-            "provincial",
-            "public_notice"
-        )["state"]
-            == "withdrawn"),
-        "{}",
-        ledger(&gw, "WIN-1", None)
-    );
+    until_state(&gw, "WIN-1", &["public_notice"], "withdrawn");
     let after = ledger(&gw, "WIN-1", None);
     assert_eq!(
         holding(&after, "provincial", "public_notice")["state"],
@@ -249,17 +247,7 @@ fn a_version_that_becomes_restricted_is_withdrawn_from_every_channel() {
         !all_bytes(&rs[0]).contains("绝密-RES-9931"),
         "the restricted version never left"
     );
-    // The platform's answer is acknowledged in the ledger after the receiver has the share.
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            let v = ledger(&gw, "RES-1", None);
-            ["gov_share", "public_notice"]
-                .iter()
-                .all(|c| holding(&v, "provincial", c)["state"] == "withdrawn")
-        }),
-        "{}",
-        ledger(&gw, "RES-1", None)
-    );
+    until_state(&gw, "RES-1", &["gov_share", "public_notice"], "withdrawn");
     let view = ledger(&gw, "RES-1", None);
     for channel in ["gov_share", "public_notice"] {
         let h = holding(&view, "provincial", channel);
